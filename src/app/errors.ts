@@ -1,0 +1,16 @@
+export type AppErrorCode = 'NOT_INITIALIZED' | 'SECRET_CHANGED' | 'AUDIT_CHAIN_BROKEN';
+
+export class AppError extends Error {
+  override readonly name = 'AppError';
+  constructor(
+    readonly code: AppErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function isAppError(error: unknown): error is AppError {
+  return error instanceof AppError;
+}

@@ -1,0 +1,210 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { type AuditLog, createAuditLog } from '../audit/index.js';
+import { type Clock, systemClock } from '../clock/index.js';
+import { type Config, loadConfig } from '../config/index.js';
+import { type IngestOptions, type IngestSummary, ingestFile } from '../ingest/index.js';
+import { createLogger, type Logger } from '../log/index.js';
+import { createPseudonymizer, maskCompany, maskEmail, maskName, maskPhone, type Pseudonymizer } from '../pii/index.js';
+import type { LeadState } from '../policy/index.js';
+import {
+  countLeadsByState,
+  getRuntimeValue,
+  ingestTotals,
+  listLeads,
+  openStore,
+  setRuntimeValue,
+  type Store,
+} from '../store/index.js';
+import { AppError } from './errors.js';
+
+export { AppError, type AppErrorCode, isAppError } from './errors.js';
+
+const FINGERPRINT_KEY = 'pseudonym.fingerprint';
+
+/** A lead as anyone but the partner may see it: masked. */
+export interface MaskedLead {
+  id: number;
+  pseudonym: string;
+  name: string;
+  email: string;
+  phone: string;
+  company: string;
+  score: number;
+  sourceTimestamp: string;
+  value: number | null;
+  state: LeadState;
+  reason: string | null;
+}
+
+export interface StatusReport {
+  phase: 3 | 4;
+  policyHash: string;
+  database: 'sqlite' | 'postgres';
+  leads: Record<LeadState, number> & { total: number };
+  ingest: Awaited<ReturnType<typeof ingestTotals>>;
+  auditEntries: number;
+}
+
+export interface App {
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly store: Store;
+  readonly audit: AuditLog;
+  ingest(options: IngestOptions): Promise<IngestSummary>;
+  status(): Promise<StatusReport>;
+  listLeads(options: { state?: LeadState; limit: number; beforeId?: number }): Promise<MaskedLead[]>;
+  close(): Promise<void>;
+}
+
+export interface OpenAppOptions {
+  config: Config;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+/** Load the configuration from this process's environment and working directory. */
+export function configFromProcess(): Config {
+  return loadConfig({ env: process.env, cwd: process.cwd() });
+}
+
+/**
+ * Create what a fresh installation needs: the data folder, a pseudonym secret (mode 0600) when none
+ * is configured, and the database with its schema. Safe to run again: it changes nothing that exists.
+ */
+export async function initialize(config: Config, options: { clock?: Clock; logger?: Logger } = {}): Promise<{ createdSecret: boolean; app: App }> {
+  mkdirSync(config.dataDir, { recursive: true });
+  let createdSecret = false;
+  let effective = config;
+  if (config.pseudonymSecret === null) {
+    // loadConfig found no secret and no file: write a fresh one, readable by this user only.
+    const secret = randomBytes(32).toString('hex');
+    mkdirSync(dirname(config.pseudonymSecretFile), { recursive: true });
+    writeFileSync(config.pseudonymSecretFile, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+    createdSecret = true;
+    effective = Object.freeze({ ...config, pseudonymSecret: secret });
+  }
+  const app = await openApp({ config: effective, ...options });
+  const initializedAt = await getRuntimeValue(app.store.db, 'initialized_at');
+  if (initializedAt === undefined) {
+    await app.store.db.transaction().execute(async (trx) => {
+      await app.audit.append(trx, {
+        actor: app.config.operator,
+        action: 'system.initialized',
+        details: { phase: app.config.phase, policyHash: app.config.policyHash, database: app.store.dialect },
+      });
+      await setRuntimeValue(trx, 'initialized_at', new Date(app.clock.now()).toISOString(), app.clock.now());
+    });
+  }
+  return { createdSecret, app };
+}
+
+/** Build the object graph from the configuration: the only place that knows every module. */
+export async function openApp(options: OpenAppOptions): Promise<App> {
+  const { config } = options;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? createLogger({ level: config.logLevel, file: config.logFile });
+  const store = await openStore(config.database);
+  const audit = createAuditLog(store, clock);
+  let pseudonymizer: Pseudonymizer | null = null;
+  try {
+    if (config.pseudonymSecret !== null) {
+      pseudonymizer = createPseudonymizer(config.pseudonymSecret);
+      await checkSecretFingerprint(store, pseudonymizer, clock);
+    }
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+
+  const requirePseudonymizer = (): Pseudonymizer => {
+    if (pseudonymizer) return pseudonymizer;
+    throw new AppError(
+      'NOT_INITIALIZED',
+      `no pseudonym secret: run \`valhalla init\` (creates ${config.pseudonymSecretFile}) or set VALHALLA_PSEUDONYM_SECRET`,
+    );
+  };
+
+  let closed = false;
+  return {
+    config,
+    clock,
+    logger,
+    store,
+    audit,
+    ingest(ingestOptions) {
+      return ingestFile(
+        {
+          store,
+          audit,
+          clock,
+          logger,
+          pseudonymizer: requirePseudonymizer(),
+          rules: { minLeadScore: config.policy.minLeadScore, maxLeadAgeDays: config.policy.maxLeadAgeDays },
+          dedupKey: config.dedupKey,
+          operator: config.operator,
+          rejectsDir: join(config.dataDir, 'rejects'),
+        },
+        ingestOptions,
+      );
+    },
+    async status() {
+      const [byState, ingest, audited] = await Promise.all([
+        countLeadsByState(store.db),
+        ingestTotals(store.db),
+        store.db.selectFrom('audit_log').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      ]);
+      const leads = {
+        pending: 0,
+        in_flight: 0,
+        exported: 0,
+        below_threshold: 0,
+        expired: 0,
+        quarantined: 0,
+        archived: 0,
+        ...byState,
+        total: 0,
+      };
+      leads.total = Object.values(byState).reduce((a, b) => a + b, 0);
+      return { phase: config.phase, policyHash: config.policyHash, database: store.dialect, leads, ingest, auditEntries: Number(audited.n) };
+    },
+    async listLeads(listOptions) {
+      const p = requirePseudonymizer();
+      const rows = await listLeads(store.db, listOptions);
+      return rows.map((lead) => ({
+        id: lead.id,
+        pseudonym: p.pseudonym(lead.dedup_key),
+        name: maskName(lead.name),
+        email: maskEmail(lead.email),
+        phone: maskPhone(lead.phone),
+        company: maskCompany(lead.company),
+        score: lead.score,
+        sourceTimestamp: new Date(lead.source_ts).toISOString(),
+        value: lead.value,
+        state: lead.state,
+        reason: lead.state_reason,
+      }));
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await store.close();
+      logger.flush();
+    },
+  };
+}
+
+/** The secret keys every dedup key: a different secret would let every stored lead be ingested again. */
+async function checkSecretFingerprint(store: Store, pseudonymizer: Pseudonymizer, clock: Clock): Promise<void> {
+  const stored = await getRuntimeValue(store.db, FINGERPRINT_KEY);
+  if (stored === undefined) {
+    await setRuntimeValue(store.db, FINGERPRINT_KEY, pseudonymizer.fingerprint, clock.now());
+  } else if (stored !== pseudonymizer.fingerprint) {
+    throw new AppError(
+      'SECRET_CHANGED',
+      'the pseudonym secret is not the one this database was written with: dedup keys and pseudonyms would not match. Restore the original secret.',
+    );
+  }
+}

@@ -1,0 +1,46 @@
+import { createWriteStream } from 'node:fs';
+import { finished } from 'node:stream/promises';
+import type { Command } from 'commander';
+import { describeBreak } from '../../audit/index.js';
+import type { Context } from '../context.js';
+import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
+
+export function registerAudit(program: Command, ctx: Context): void {
+  const audit = program.command('audit').description('verify or export the hash-chained audit log');
+
+  audit
+    .command('verify')
+    .description('walk the chain and name the first broken entry; exit 1 if any')
+    .option('--expect-head <hash>', 'also check the chain ends at this hash (recorded earlier, kept elsewhere)')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { expectHead?: string; json?: boolean }) => {
+      const { io } = ctx;
+      await ctx.withApp(async (app) => {
+        const result = await app.audit.verify(opts.expectHead ? { expectHead: opts.expectHead } : {});
+        if (opts.json) writeJson(io.stdout, result);
+        else if (result.ok) writeLine(io.stdout, `audit chain intact: ${result.entries} entries, head ${result.headHash}`);
+        if (result.ok) return;
+        const problem = result.firstBreak
+          ? describeBreak(result.firstBreak)
+          : `the chain ends at ${result.headMismatch?.actual}, not at the expected ${result.headMismatch?.expected} (entries were cut off the end)`;
+        throw new CliExit(EXIT.failure, `audit chain BROKEN after ${result.entries} good entries: ${problem}`);
+      });
+    });
+
+  audit
+    .command('export')
+    .description('write every entry as JSON lines (see docs/audit.md to verify it offline)')
+    .option('--out <file>', 'write to a file instead of standard output')
+    .action(async (opts: { out?: string }) => {
+      const { io } = ctx;
+      await ctx.withApp(async (app) => {
+        const out = opts.out ? createWriteStream(opts.out, { mode: 0o600 }) : io.stdout;
+        const { entries, headHash } = await app.audit.export(out);
+        if (opts.out) {
+          out.end();
+          await finished(out);
+          writeLine(io.stderr, `exported ${entries} entries to ${opts.out}; head ${headHash}`);
+        }
+      });
+    });
+}

@@ -1,0 +1,94 @@
+import { Command, CommanderError } from 'commander';
+import { isAppError } from '../app/index.js';
+import { isConfigError } from '../config/index.js';
+import { isIngestFileError } from '../ingest/index.js';
+import { isStoreError } from '../store/index.js';
+import { registerAudit } from './commands/audit.js';
+import { registerConfig } from './commands/config.js';
+import { registerIngest } from './commands/ingest.js';
+import { registerInit } from './commands/init.js';
+import { registerLeads } from './commands/leads.js';
+import { registerStatus } from './commands/status.js';
+import { createContext } from './context.js';
+import { CliExit, type CliIo, EXIT, type ExitCode, writeLine } from './output.js';
+
+export { EXIT } from './output.js';
+
+/** Build the `valhalla` command tree around one context. */
+export function buildProgram(io: CliIo): Command {
+  const ctx = createContext(io);
+  const program = new Command('valhalla')
+    .description('Valhalla: the safe outbound gate for scored leads (Phase 3 DRY-RUN, gated Phase 4 LIVE)')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 1 failure, 2 usage, 3 refused by policy (configuration or phase).\nConfiguration: VALHALLA_* environment variables and .env; see `valhalla config show`.',
+    )
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    });
+  registerInit(program, ctx);
+  registerConfig(program, ctx);
+  registerIngest(program, ctx);
+  registerLeads(program, ctx);
+  registerStatus(program, ctx);
+  registerAudit(program, ctx);
+  for (const command of program.commands) applyExitOverride(command, io);
+  return program;
+}
+
+function applyExitOverride(command: Command, io: CliIo): void {
+  command.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  for (const sub of command.commands) applyExitOverride(sub, io);
+}
+
+/** Run the CLI with these arguments (without `node` and the script); resolves to the exit code. */
+export async function runCli(args: string[], io: CliIo): Promise<ExitCode> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(args, { from: 'user' });
+    return EXIT.ok;
+  } catch (error) {
+    return exitCodeFor(error, io);
+  }
+}
+
+function exitCodeFor(error: unknown, io: CliIo): ExitCode {
+  if (error instanceof CommanderError) {
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') {
+      return EXIT.ok;
+    }
+    // commander has already printed the message.
+    return EXIT.usage;
+  }
+  if (error instanceof CliExit) {
+    writeLine(io.stderr, `valhalla: ${error.message}`);
+    return error.exitCode;
+  }
+  if (isConfigError(error)) {
+    writeLine(io.stderr, `valhalla: ${error.message}`);
+    return EXIT.refused;
+  }
+  if (isIngestFileError(error) || isStoreError(error) || isAppError(error)) {
+    writeLine(io.stderr, `valhalla: ${error.message}`);
+    return EXIT.failure;
+  }
+  // Unexpected: say what it was without dumping objects that could hold data.
+  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  writeLine(io.stderr, `valhalla: unexpected error: ${message}`);
+  return EXIT.failure;
+}
+
+/** The process entry point: the only place that sets the process's exit code. */
+export async function main(): Promise<void> {
+  const code = await runCli(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    cwd: process.cwd(),
+  });
+  process.exitCode = code;
+}

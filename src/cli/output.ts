@@ -1,0 +1,45 @@
+import type { Writable } from 'node:stream';
+
+/** What a command writes to and reads from; the process's own streams in production. */
+export interface CliIo {
+  stdout: Writable & { isTTY?: boolean };
+  stderr: Writable & { isTTY?: boolean };
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+}
+
+export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3 } as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** A command's failure with the exit code it means. */
+export class CliExit extends Error {
+  constructor(
+    readonly exitCode: ExitCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function writeLine(out: Writable, text = ''): void {
+  out.write(`${text}\n`);
+}
+
+export function writeJson(out: Writable, value: unknown): void {
+  out.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** A plain text table: a header row, then one row per item, columns padded to fit. */
+export function formatTable(columns: string[], rows: (string | number | null)[][]): string {
+  const cells = [columns, ...rows.map((r) => r.map((c) => (c === null ? '' : String(c))))];
+  const widths = columns.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}

@@ -1,0 +1,389 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseDotenv } from 'dotenv';
+import { z } from 'zod';
+import { HARD_CAPS } from '../policy/index.js';
+import { ConfigError, type ConfigIssue } from './errors.js';
+import { deepFreeze, loadPolicyFile, type PolicyDocument, policyHash } from './policy-file.js';
+
+export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
+export { loadPolicyFile, type PolicyDocument, policyHash, policySchema } from './policy-file.js';
+
+/** The folder the product is installed in: the nearest one above this module with a package.json. */
+export const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+/** The policy file shipped with the product, used when VALHALLA_POLICY_FILE is not set. */
+export const DEFAULT_POLICY_FILE = join(PACKAGE_ROOT, 'config', 'policy.json');
+
+function findPackageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return from;
+  }
+}
+
+export type Phase = 3 | 4;
+export type DedupKeyKind = 'email' | 'external_id';
+export type DatabaseTarget = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+export type SettingSource = 'environment' | '.env' | 'policy file' | 'default';
+
+/** Every VALHALLA_* variable the product reads; any other VALHALLA_* name is refused as a likely typo. */
+export const KNOWN_VARIABLES = [
+  'VALHALLA_PHASE',
+  'VALHALLA_REAL_DATA_INGEST',
+  'VALHALLA_DRY_RUN',
+  'VALHALLA_DISABLE_OUTBOUND',
+  'VALHALLA_MAX_LEADS_PER_CYCLE',
+  'VALHALLA_MAX_ACTIONS_PER_CYCLE',
+  'VALHALLA_RATE_LIMIT',
+  'VALHALLA_DATABASE_URL',
+  'VALHALLA_DATA_DIR',
+  'VALHALLA_POLICY_FILE',
+  'VALHALLA_PSEUDONYM_SECRET',
+  'VALHALLA_PSEUDONYM_SECRET_FILE',
+  'VALHALLA_DEDUP_KEY',
+  'VALHALLA_LOG_LEVEL',
+  'VALHALLA_LOG_FILE',
+  'VALHALLA_OPERATOR',
+  'VALHALLA_ENV_FILE',
+] as const;
+export type VariableName = (typeof KNOWN_VARIABLES)[number];
+
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['VALHALLA_PSEUDONYM_SECRET']);
+const MIN_SECRET_LENGTH = 32;
+
+export interface Config {
+  readonly phase: Phase;
+  readonly realDataIngest: boolean;
+  readonly dryRun: boolean;
+  readonly outboundDisabled: boolean;
+  /** The limits in force for this process: the environment's value, else the policy file's. */
+  readonly limits: {
+    readonly leadsPerCycle: number;
+    readonly actionsPerCycle: number;
+    readonly rateLimitPerSecond: number;
+  };
+  readonly policy: PolicyDocument;
+  readonly policyHash: string;
+  readonly policyFile: string;
+  readonly database: DatabaseTarget;
+  readonly dataDir: string;
+  /** The pseudonym secret, or null when none is configured yet (`valhalla init` creates one). */
+  readonly pseudonymSecret: string | null;
+  readonly pseudonymSecretFile: string;
+  readonly dedupKey: DedupKeyKind;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  readonly logFile: string | null;
+  readonly operator: string;
+  /** Where each variable's value came from, for `config show`. */
+  readonly sources: Readonly<Record<string, SettingSource>>;
+  /** The raw values as read (secrets included: print only through `describeConfig`). */
+  readonly raw: Readonly<Partial<Record<VariableName, string>>>;
+}
+
+export interface LoadConfigOptions {
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+}
+
+const flag = (variable: string) =>
+  z.enum(['0', '1'], { error: `${variable} must be 0 or 1` }).transform((v) => v === '1');
+
+const wholeNumber = (min: number, hardMax: number, what: string) =>
+  z
+    .string()
+    .regex(/^\s*\d+\s*$/, { error: 'not a whole number' })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(min, { error: `below the minimum ${min}` })
+        .max(hardMax, { error: `above the hard maximum ${hardMax} ${what} (refused, not clamped)` }),
+    );
+
+const positiveNumber = (hardMax: number, what: string) =>
+  z
+    .string()
+    .regex(/^\s*\d+(\.\d+)?\s*$/, { error: 'not a number' })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .positive({ error: 'must be above 0' })
+        .max(hardMax, { error: `above the hard maximum ${hardMax} ${what} (refused, not clamped)` }),
+    );
+
+const envSchemas = {
+  VALHALLA_PHASE: z.enum(['3', '4'], { error: 'must be 3 (DRY-RUN) or 4 (LIVE)' }).transform((v) => Number(v) as Phase),
+  VALHALLA_REAL_DATA_INGEST: flag('VALHALLA_REAL_DATA_INGEST'),
+  VALHALLA_DRY_RUN: flag('VALHALLA_DRY_RUN'),
+  VALHALLA_DISABLE_OUTBOUND: flag('VALHALLA_DISABLE_OUTBOUND'),
+  VALHALLA_MAX_LEADS_PER_CYCLE: wholeNumber(1, HARD_CAPS.leadsPerCycle, 'leads per cycle'),
+  VALHALLA_MAX_ACTIONS_PER_CYCLE: wholeNumber(0, HARD_CAPS.actionsPerCycle, 'actions per cycle'),
+  VALHALLA_RATE_LIMIT: positiveNumber(HARD_CAPS.rateLimitPerSecond, 'requests per second'),
+  VALHALLA_DEDUP_KEY: z.enum(['email', 'external_id'], { error: 'must be email or external_id' }),
+  VALHALLA_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], {
+    error: 'must be one of trace, debug, info, warn, error, fatal, silent',
+  }),
+} as const;
+
+/**
+ * Read the environment (and an optional `.env`) plus the policy file, validate everything, and
+ * return a frozen Config. Every problem is collected and thrown together as one ConfigError.
+ */
+export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
+  const issues: ConfigIssue[] = [];
+  const sources: Record<string, SettingSource> = {};
+  const raw: Partial<Record<VariableName, string>> = {};
+
+  const envFile = env.VALHALLA_ENV_FILE ? resolve(cwd, env.VALHALLA_ENV_FILE) : join(cwd, '.env');
+  let dotenv: Record<string, string> = {};
+  if (existsSync(envFile)) {
+    try {
+      dotenv = parseDotenv(readFileSync(envFile));
+    } catch (cause) {
+      issues.push({ setting: 'VALHALLA_ENV_FILE', value: envFile, problem: `cannot read: ${(cause as Error).message}` });
+    }
+  } else if (env.VALHALLA_ENV_FILE) {
+    issues.push({ setting: 'VALHALLA_ENV_FILE', value: envFile, problem: 'no such file' });
+  }
+
+  const known: ReadonlySet<string> = new Set(KNOWN_VARIABLES);
+  for (const [name, origin] of [
+    ...Object.keys(dotenv).map((n) => [n, '.env'] as const),
+    ...Object.keys(env).map((n) => [n, 'environment'] as const),
+  ]) {
+    if (name.startsWith('VALHALLA_') && !known.has(name)) {
+      issues.push({ setting: name, value: undefined, problem: `unknown variable (from the ${origin}); known: ${KNOWN_VARIABLES.join(', ')}` });
+    }
+  }
+  for (const name of KNOWN_VARIABLES) {
+    const fromEnv = env[name];
+    if (fromEnv !== undefined && fromEnv !== '') {
+      raw[name] = fromEnv;
+      sources[name] = 'environment';
+    } else if (dotenv[name] !== undefined && dotenv[name] !== '') {
+      raw[name] = dotenv[name];
+      sources[name] = '.env';
+    }
+  }
+
+  function read<K extends keyof typeof envSchemas>(name: K): z.output<(typeof envSchemas)[K]> | undefined {
+    const value = raw[name];
+    if (value === undefined) return undefined;
+    const parsed = envSchemas[name].safeParse(value);
+    if (parsed.success) return parsed.data as z.output<(typeof envSchemas)[K]>;
+    for (const issue of parsed.error.issues) {
+      issues.push({ setting: name, value: SECRET_VARIABLES.has(name) ? '(secret)' : value, problem: issue.message });
+    }
+    return undefined;
+  }
+  function withDefault<T>(name: VariableName, value: T | undefined, fallback: T, source: SettingSource = 'default'): T {
+    if (value !== undefined) return value;
+    if (raw[name] === undefined) sources[name] = source;
+    return fallback;
+  }
+
+  const phase = withDefault('VALHALLA_PHASE', read('VALHALLA_PHASE'), 3 as Phase);
+  // The defaults are the safe Phase 3 values; Phase 4 must set each one explicitly (policy §5 step 2).
+  const realDataIngest = withDefault('VALHALLA_REAL_DATA_INGEST', read('VALHALLA_REAL_DATA_INGEST'), false);
+  const dryRun = withDefault('VALHALLA_DRY_RUN', read('VALHALLA_DRY_RUN'), true);
+  const outboundDisabled = withDefault('VALHALLA_DISABLE_OUTBOUND', read('VALHALLA_DISABLE_OUTBOUND'), true);
+
+  const dataDir = resolve(cwd, raw.VALHALLA_DATA_DIR ?? withDefault('VALHALLA_DATA_DIR', undefined, 'data'));
+  const policyFile = raw.VALHALLA_POLICY_FILE
+    ? resolve(cwd, raw.VALHALLA_POLICY_FILE)
+    : withDefault('VALHALLA_POLICY_FILE', undefined, DEFAULT_POLICY_FILE);
+  let policy: PolicyDocument | undefined;
+  try {
+    policy = loadPolicyFile(policyFile);
+  } catch (error) {
+    if (error instanceof ConfigError) issues.push(...error.issues);
+    else throw error;
+  }
+
+  const leadsPerCycle = withDefault(
+    'VALHALLA_MAX_LEADS_PER_CYCLE',
+    read('VALHALLA_MAX_LEADS_PER_CYCLE'),
+    policy?.leadsPerCycle ?? 0,
+    'policy file',
+  );
+  // The policy: actions/cycle default 0 in Phase 3, 5 (the policy file's value) in Phase 4.
+  const actionsPerCycle = withDefault(
+    'VALHALLA_MAX_ACTIONS_PER_CYCLE',
+    read('VALHALLA_MAX_ACTIONS_PER_CYCLE'),
+    phase === 4 ? (policy?.actionsPerCycle ?? 0) : 0,
+    phase === 4 ? 'policy file' : 'default',
+  );
+  const rateLimitPerSecond = withDefault(
+    'VALHALLA_RATE_LIMIT',
+    read('VALHALLA_RATE_LIMIT'),
+    policy?.rateLimitPerSecond ?? 0,
+    'policy file',
+  );
+  const dedupKey = withDefault('VALHALLA_DEDUP_KEY', read('VALHALLA_DEDUP_KEY'), 'email' as DedupKeyKind);
+  const logLevel = withDefault('VALHALLA_LOG_LEVEL', read('VALHALLA_LOG_LEVEL'), 'info' as Config['logLevel']);
+
+  checkPhaseCombination(phase, { realDataIngest, dryRun, outboundDisabled }, raw, issues);
+
+  const databaseUrl = withDefault('VALHALLA_DATABASE_URL', raw.VALHALLA_DATABASE_URL, join(dataDir, 'valhalla.db'));
+  const database = databaseTarget(databaseUrl, cwd, issues);
+
+  const pseudonymSecretFile = raw.VALHALLA_PSEUDONYM_SECRET_FILE
+    ? resolve(cwd, raw.VALHALLA_PSEUDONYM_SECRET_FILE)
+    : withDefault('VALHALLA_PSEUDONYM_SECRET_FILE', undefined, join(dataDir, 'pseudonym.key'));
+  const pseudonymSecret = readSecret(raw, pseudonymSecretFile, issues);
+
+  const logFile = raw.VALHALLA_LOG_FILE ? resolve(cwd, raw.VALHALLA_LOG_FILE) : null;
+  const operator = raw.VALHALLA_OPERATOR ?? withDefault('VALHALLA_OPERATOR', undefined, safeUserName());
+
+  if (issues.length > 0 || policy === undefined) throw new ConfigError('CONFIG_INVALID', issues);
+
+  return deepFreeze({
+    phase,
+    realDataIngest,
+    dryRun,
+    outboundDisabled,
+    limits: { leadsPerCycle, actionsPerCycle, rateLimitPerSecond },
+    policy,
+    policyHash: policyHash(policy),
+    policyFile,
+    database,
+    dataDir,
+    pseudonymSecret,
+    pseudonymSecretFile,
+    dedupKey,
+    logLevel,
+    logFile,
+    operator,
+    sources,
+    raw,
+  });
+}
+
+/** The policy's §2 and §5: the phase and its three switches must agree. */
+function checkPhaseCombination(
+  phase: Phase,
+  flags: { realDataIngest: boolean; dryRun: boolean; outboundDisabled: boolean },
+  raw: Partial<Record<VariableName, string>>,
+  issues: ConfigIssue[],
+): void {
+  const shown = (name: VariableName, value: boolean) => raw[name] ?? `${value ? 1 : 0} (default)`;
+  if (phase === 3) {
+    if (!flags.dryRun) {
+      issues.push({ setting: 'VALHALLA_DRY_RUN', value: shown('VALHALLA_DRY_RUN', flags.dryRun), problem: 'Phase 3 requires VALHALLA_DRY_RUN=1 (DRY-RUN is disabled in Phase 4 only)' });
+    }
+    if (!flags.outboundDisabled) {
+      issues.push({ setting: 'VALHALLA_DISABLE_OUTBOUND', value: shown('VALHALLA_DISABLE_OUTBOUND', flags.outboundDisabled), problem: 'Phase 3 requires VALHALLA_DISABLE_OUTBOUND=1 (outbound is enabled in Phase 4 only)' });
+    }
+    return;
+  }
+  if (flags.dryRun) {
+    issues.push({ setting: 'VALHALLA_DRY_RUN', value: shown('VALHALLA_DRY_RUN', flags.dryRun), problem: 'Phase 4 requires VALHALLA_DRY_RUN=0' });
+  }
+  if (flags.outboundDisabled) {
+    issues.push({ setting: 'VALHALLA_DISABLE_OUTBOUND', value: shown('VALHALLA_DISABLE_OUTBOUND', flags.outboundDisabled), problem: 'Phase 4 requires VALHALLA_DISABLE_OUTBOUND=0' });
+  }
+  if (!flags.realDataIngest) {
+    issues.push({ setting: 'VALHALLA_REAL_DATA_INGEST', value: shown('VALHALLA_REAL_DATA_INGEST', flags.realDataIngest), problem: 'Phase 4 requires VALHALLA_REAL_DATA_INGEST=1 (real data must be enabled)' });
+  }
+}
+
+function databaseTarget(url: string, cwd: string, issues: ConfigIssue[]): DatabaseTarget {
+  if (/^postgres(ql)?:\/\//i.test(url)) {
+    try {
+      new URL(url);
+    } catch {
+      issues.push({ setting: 'VALHALLA_DATABASE_URL', value: maskUrlPassword(url), problem: 'not a valid postgres:// URL' });
+    }
+    return { kind: 'postgres', url };
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    issues.push({ setting: 'VALHALLA_DATABASE_URL', value: maskUrlPassword(url), problem: 'must be a file path (SQLite) or a postgres:// URL' });
+  }
+  return { kind: 'sqlite', path: url === ':memory:' ? url : isAbsolute(url) ? url : resolve(cwd, url) };
+}
+
+function readSecret(raw: Partial<Record<VariableName, string>>, file: string, issues: ConfigIssue[]): string | null {
+  if (raw.VALHALLA_PSEUDONYM_SECRET !== undefined) {
+    const secret = raw.VALHALLA_PSEUDONYM_SECRET.trim();
+    if (secret.length < MIN_SECRET_LENGTH) {
+      issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET', value: '(secret)', problem: `too short: at least ${MIN_SECRET_LENGTH} characters` });
+    }
+    return secret;
+  }
+  if (!existsSync(file)) {
+    if (raw.VALHALLA_PSEUDONYM_SECRET_FILE !== undefined) {
+      issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET_FILE', value: file, problem: 'no such file' });
+    }
+    return null;
+  }
+  try {
+    const mode = statSync(file).mode;
+    if ((mode & 0o077) !== 0) {
+      issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET_FILE', value: file, problem: `readable by group or others (mode ${(mode & 0o777).toString(8)}); run chmod 600 on it` });
+    }
+    const secret = readFileSync(file, 'utf8').trim();
+    if (secret.length < MIN_SECRET_LENGTH) {
+      issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET_FILE', value: file, problem: `the secret in it is too short: at least ${MIN_SECRET_LENGTH} characters` });
+    }
+    return secret;
+  } catch (cause) {
+    issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET_FILE', value: file, problem: `cannot read: ${(cause as Error).message}` });
+    return null;
+  }
+}
+
+function safeUserName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** `postgres://user:pass@host/db` → `postgres://user:***@host/db`. */
+export function maskUrlPassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
+}
+
+/** The configuration as an operator may see it: values with their source, secrets masked. */
+export function describeConfig(config: Config): {
+  phase: Phase;
+  policyHash: string;
+  policyFile: string;
+  variables: { name: VariableName; value: string; source: SettingSource }[];
+  policy: PolicyDocument;
+} {
+  const effective: Record<VariableName, string> = {
+    VALHALLA_PHASE: String(config.phase),
+    VALHALLA_REAL_DATA_INGEST: config.realDataIngest ? '1' : '0',
+    VALHALLA_DRY_RUN: config.dryRun ? '1' : '0',
+    VALHALLA_DISABLE_OUTBOUND: config.outboundDisabled ? '1' : '0',
+    VALHALLA_MAX_LEADS_PER_CYCLE: String(config.limits.leadsPerCycle),
+    VALHALLA_MAX_ACTIONS_PER_CYCLE: String(config.limits.actionsPerCycle),
+    VALHALLA_RATE_LIMIT: String(config.limits.rateLimitPerSecond),
+    VALHALLA_DATABASE_URL: config.database.kind === 'postgres' ? maskUrlPassword(config.database.url) : config.database.path,
+    VALHALLA_DATA_DIR: config.dataDir,
+    VALHALLA_POLICY_FILE: config.policyFile,
+    VALHALLA_PSEUDONYM_SECRET: config.raw.VALHALLA_PSEUDONYM_SECRET === undefined ? '(not set)' : '******** (set)',
+    VALHALLA_PSEUDONYM_SECRET_FILE:
+      config.raw.VALHALLA_PSEUDONYM_SECRET !== undefined
+        ? '(not used: the secret is set directly)'
+        : `${config.pseudonymSecretFile}${config.pseudonymSecret === null ? ' (missing: run valhalla init)' : ''}`,
+    VALHALLA_DEDUP_KEY: config.dedupKey,
+    VALHALLA_LOG_LEVEL: config.logLevel,
+    VALHALLA_LOG_FILE: config.logFile ?? '(standard error)',
+    VALHALLA_OPERATOR: config.operator,
+    VALHALLA_ENV_FILE: config.raw.VALHALLA_ENV_FILE ?? '.env',
+  };
+  return {
+    phase: config.phase,
+    policyHash: config.policyHash,
+    policyFile: config.policyFile,
+    variables: KNOWN_VARIABLES.map((name) => ({ name, value: effective[name], source: config.sources[name] ?? 'default' })),
+    policy: config.policy,
+  };
+}

@@ -1,0 +1,281 @@
+import { createHash } from 'node:crypto';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { AuditInput, AuditLog } from '../audit/index.js';
+import type { Clock } from '../clock/index.js';
+import type { DedupKeyKind } from '../config/index.js';
+import type { Logger } from '../log/index.js';
+import type { Pseudonymizer } from '../pii/index.js';
+import { type EligibilityRules, initialLeadState } from '../policy/index.js';
+import {
+  addIngestCounts,
+  createIngestRun,
+  findLeadOrigins,
+  finishIngestRun,
+  insertLeadsSkippingDuplicates,
+  type NewLead,
+  recordRowOutcomes,
+  type Store,
+} from '../store/index.js';
+import { type FieldProblem, validateLead } from './lead-schema.js';
+import { openSource, type SourceFormat, type SourceRow } from './source.js';
+
+export interface IngestDeps {
+  store: Store;
+  audit: AuditLog;
+  clock: Clock;
+  logger: Logger;
+  pseudonymizer: Pseudonymizer;
+  rules: EligibilityRules;
+  dedupKey: DedupKeyKind;
+  operator: string;
+  /** Where rejects files go when no path is given: `<rejectsDir>/ingest-run-<id>.jsonl`. */
+  rejectsDir: string;
+}
+
+export interface IngestOptions {
+  path: string;
+  format?: SourceFormat;
+  stdin?: Readable;
+  rejectsPath?: string;
+  /** Rows per transaction (and per audit entry). */
+  chunkSize?: number;
+  onProgress?: (progress: { bytesRead: number; totalBytes: number | null; rowsRead: number }) => void;
+}
+
+export interface IngestSummary {
+  runId: number;
+  source: string;
+  format: SourceFormat;
+  read: number;
+  accepted: number;
+  /** Accepted rows by the state they start in. */
+  states: { pending: number; below_threshold: number; expired: number };
+  duplicate: number;
+  rejected: number;
+  rejectsFile: string | null;
+  ignoredColumns: string[];
+  fileSha256: string | null;
+}
+
+const ACTOR = 'ingest';
+
+/**
+ * Stream a CSV or JSONL source into the store. Each row ends as accepted (pending, below threshold
+ * or expired), duplicate, or rejected with its reason; each chunk of rows, its audit entry and its
+ * outcomes commit in one transaction. A file-level problem stops the run (marked failed, audited);
+ * chunks committed before it stay, and re-ingesting the fixed file adds nothing twice.
+ */
+export async function ingestFile(deps: IngestDeps, options: IngestOptions): Promise<IngestSummary> {
+  const { store, audit, clock, logger } = deps;
+  const chunkSize = options.chunkSize ?? 1_000;
+  const hash = createHash('sha256');
+  const source = await openSource({
+    path: options.path,
+    ...(options.format ? { format: options.format } : {}),
+    ...(options.stdin ? { stdin: options.stdin } : {}),
+    onChunk: (chunk) => hash.update(chunk),
+  });
+  const sourceName = options.path === '-' ? '(standard input)' : basename(options.path);
+
+  const runId = await store.db.transaction().execute(async (trx) => {
+    const id = await createIngestRun(trx, { startedAt: clock.now(), source: sourceName, format: source.format, operator: deps.operator });
+    await audit.append(trx, { actor: ACTOR, action: 'ingest.started', subject: `ingest-run:${id}`, details: { run: id, source: sourceName, format: source.format, operator: deps.operator } });
+    return id;
+  });
+  logger.info({ runId, source: sourceName, format: source.format }, 'ingest started');
+
+  const summary: IngestSummary = {
+    runId,
+    source: sourceName,
+    format: source.format,
+    read: 0,
+    accepted: 0,
+    states: { pending: 0, below_threshold: 0, expired: 0 },
+    duplicate: 0,
+    rejected: 0,
+    rejectsFile: null,
+    ignoredColumns: [],
+    fileSha256: null,
+  };
+  const rejects = new RejectsFile(options.rejectsPath ?? join(deps.rejectsDir, `ingest-run-${runId}.jsonl`), runId);
+
+  try {
+    let chunk: SourceRow[] = [];
+    for await (const row of source.rows) {
+      chunk.push(row);
+      if (chunk.length >= chunkSize) {
+        await commitChunk(deps, runId, chunk, summary, rejects);
+        chunk = [];
+        options.onProgress?.({ bytesRead: source.bytesRead(), totalBytes: source.size, rowsRead: summary.read });
+      }
+    }
+    if (chunk.length > 0) await commitChunk(deps, runId, chunk, summary, rejects);
+    options.onProgress?.({ bytesRead: source.bytesRead(), totalBytes: source.size, rowsRead: summary.read });
+  } catch (error) {
+    await rejects.close();
+    const message = error instanceof Error ? error.message : String(error);
+    await store.db.transaction().execute(async (trx) => {
+      await audit.append(trx, { actor: ACTOR, action: 'ingest.failed', subject: `ingest-run:${runId}`, details: { run: runId, error: message, ...counts(summary) } });
+      await finishIngestRun(trx, runId, { finishedAt: clock.now(), status: 'failed', fileSha256: null, error: message });
+    });
+    logger.error({ runId, err: error, ...counts(summary) }, 'ingest failed');
+    throw error;
+  }
+
+  summary.fileSha256 = hash.digest('hex');
+  summary.rejectsFile = await rejects.close();
+  summary.ignoredColumns = source.ignoredColumns();
+  await store.db.transaction().execute(async (trx) => {
+    await audit.append(trx, {
+      actor: ACTOR,
+      action: 'ingest.finished',
+      subject: `ingest-run:${runId}`,
+      details: { run: runId, sha256: summary.fileSha256, ...counts(summary), states: summary.states },
+    });
+    await finishIngestRun(trx, runId, { finishedAt: clock.now(), status: 'completed', fileSha256: summary.fileSha256, error: null });
+  });
+  logger.info({ runId, ...counts(summary) }, 'ingest finished');
+  return summary;
+}
+
+function counts(summary: IngestSummary) {
+  return { read: summary.read, accepted: summary.accepted, duplicate: summary.duplicate, rejected: summary.rejected };
+}
+
+type PreparedRow =
+  | { kind: 'lead'; line: number; lead: NewLead; pseudonym: string }
+  | { kind: 'rejected'; line: number; problems: FieldProblem[] };
+
+/** Validate, insert and account for one chunk of rows, with its audit entry, in one transaction. */
+async function commitChunk(deps: IngestDeps, runId: number, rows: SourceRow[], summary: IngestSummary, rejects: RejectsFile): Promise<void> {
+  const now = deps.clock.now();
+  const prepared: PreparedRow[] = rows.map((row) => prepareRow(deps, runId, row, now));
+  const leads = prepared.filter((p): p is Extract<PreparedRow, { kind: 'lead' }> => p.kind === 'lead');
+
+  await deps.store.db.transaction().execute(async (trx) => {
+    const inserted = await insertLeadsSkippingDuplicates(trx, leads.map((p) => p.lead));
+    const claimed = new Set<string>();
+    const duplicates: Extract<PreparedRow, { kind: 'lead' }>[] = [];
+    const accepted: { lead: number; pseudonym: string; line: number; state: string }[] = [];
+    for (const p of leads) {
+      const id = inserted.get(p.lead.dedup_key);
+      if (id !== undefined && !claimed.has(p.lead.dedup_key)) {
+        claimed.add(p.lead.dedup_key);
+        accepted.push({ lead: id, pseudonym: p.pseudonym, line: p.line, state: p.lead.state });
+      } else {
+        duplicates.push(p);
+      }
+    }
+    const origins = duplicates.length > 0 ? await findLeadOrigins(trx, duplicates.map((d) => d.lead.dedup_key)) : new Map();
+    const outcomes = [
+      ...duplicates.map((d) => {
+        const origin = origins.get(d.lead.dedup_key);
+        const reason =
+          origin === undefined
+            ? 'duplicate of a stored lead'
+            : origin.run_id === runId
+              ? `duplicate of line ${origin.source_line} of this file (lead ${origin.id})`
+              : `duplicate of lead ${origin.id}, stored by ingest run ${origin.run_id}`;
+        return { run_id: runId, line: d.line, outcome: 'duplicate' as const, field: null, reason, lead_id: origin?.id ?? null };
+      }),
+      ...prepared.flatMap((p) =>
+        p.kind === 'rejected'
+          ? [{ run_id: runId, line: p.line, outcome: 'rejected' as const, field: p.problems[0]?.field ?? null, reason: describeProblems(p.problems), lead_id: null }]
+          : [],
+      ),
+    ].sort((a, b) => a.line - b.line);
+    await recordRowOutcomes(trx, outcomes);
+
+    const chunkCounts = { read: rows.length, accepted: accepted.length, duplicate: duplicates.length, rejected: prepared.length - leads.length };
+    await addIngestCounts(trx, runId, chunkCounts);
+    const entry: AuditInput = {
+      actor: ACTOR,
+      action: 'ingest.rows',
+      subject: `ingest-run:${runId}`,
+      details: {
+        run: runId,
+        lines: [rows[0]?.line ?? 0, rows[rows.length - 1]?.line ?? 0],
+        ...chunkCounts,
+        accepted: accepted,
+        duplicates: outcomes.filter((o) => o.outcome === 'duplicate').map((o) => ({ line: o.line, of: o.lead_id })),
+        rejected: outcomes.filter((o) => o.outcome === 'rejected').map((o) => ({ line: o.line, field: o.field, reason: o.reason })),
+      },
+    };
+    await deps.audit.append(trx, entry);
+
+    summary.read += chunkCounts.read;
+    summary.accepted += chunkCounts.accepted;
+    summary.duplicate += chunkCounts.duplicate;
+    summary.rejected += chunkCounts.rejected;
+    for (const a of accepted) summary.states[a.state as keyof IngestSummary['states']]++;
+  });
+  // The rejects file is a convenience copy; the store's ingest_outcomes is the record.
+  for (const p of prepared) if (p.kind === 'rejected') rejects.write(p.line, p.problems);
+}
+
+function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number): PreparedRow {
+  if ('unreadable' in row) return { kind: 'rejected', line: row.line, problems: [{ field: 'row', message: row.unreadable }] };
+  const result = validateLead(row.fields, { now, requireExternalId: deps.dedupKey === 'external_id' });
+  if (!result.ok) return { kind: 'rejected', line: row.line, problems: result.problems };
+  const lead = result.lead;
+  const dedupKey =
+    deps.dedupKey === 'external_id'
+      ? deps.pseudonymizer.dedupKey('external_id', lead.externalId ?? '')
+      : deps.pseudonymizer.dedupKey('email', lead.email);
+  const { state, reason } = initialLeadState(lead, deps.rules, now);
+  return {
+    kind: 'lead',
+    line: row.line,
+    pseudonym: deps.pseudonymizer.pseudonym(dedupKey),
+    lead: {
+      dedup_key: dedupKey,
+      external_id: lead.externalId,
+      name: lead.name,
+      email: lead.email,
+      phone: lead.phone,
+      company: lead.company,
+      score: lead.score,
+      source_ts: lead.sourceTs,
+      value: lead.value,
+      state,
+      state_reason: reason,
+      ingested_at: now,
+      updated_at: now,
+      exported_at: null,
+      run_id: runId,
+      source_line: row.line,
+    },
+  };
+}
+
+export function describeProblems(problems: FieldProblem[]): string {
+  return problems.map((p) => (p.field === 'row' ? p.message : `${p.field}: ${p.message}`)).join('; ');
+}
+
+/** The rejects file: one JSON line per rejected row (line, field, reason; never the row's values). */
+class RejectsFile {
+  #stream: WriteStream | null = null;
+  constructor(
+    readonly path: string,
+    readonly runId: number,
+  ) {}
+
+  write(line: number, problems: FieldProblem[]): void {
+    if (!this.#stream) {
+      mkdirSync(dirname(this.path), { recursive: true });
+      this.#stream = createWriteStream(this.path, { flags: 'w', mode: 0o600 });
+    }
+    this.#stream.write(`${JSON.stringify({ run: this.runId, line, problems })}\n`);
+  }
+
+  /** Flush and close; returns the path when anything was written. */
+  async close(): Promise<string | null> {
+    const stream = this.#stream;
+    if (!stream) return null;
+    this.#stream = null;
+    await new Promise<void>((resolve, reject) => stream.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    return this.path;
+  }
+}

@@ -1,0 +1,2 @@
+export { maskCompany, maskEmail, maskName, maskPhone } from './mask.js';
+export { createPseudonymizer, type Pseudonymizer } from './pseudonym.js';

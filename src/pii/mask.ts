@@ -1,0 +1,31 @@
+/** Masking for display: enough to recognise a lead, never enough to contact one. */
+
+/** `john.doe@example.com` → `j***@example.com`. */
+export function maskEmail(email: string): string {
+  const at = email.lastIndexOf('@');
+  if (at <= 0) return '***';
+  return `${email[0]}***@${email.slice(at + 1)}`;
+}
+
+/** Any phone → `***-***-1234` (the last four digits only). */
+export function maskPhone(phone: string | null | undefined): string {
+  if (!phone) return '';
+  const digits = phone.replace(/\D/g, '');
+  if (digits.length < 7) return '***';
+  return `***-***-${digits.slice(-4)}`;
+}
+
+/** `Jane Q. Doe` → `J*** Q*** D***`. */
+export function maskName(name: string): string {
+  return name
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((part) => `${Array.from(part)[0] ?? ''}***`)
+    .join(' ');
+}
+
+/** `Acme Industries` → `Acm***`: a company can carry a person's name. */
+export function maskCompany(company: string | null | undefined): string {
+  if (!company) return '';
+  return `${Array.from(company).slice(0, 3).join('')}***`;
+}

@@ -1,0 +1,17 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from './schema.js';
+
+type Executor = Kysely<Database> | Transaction<Database>;
+
+export async function getRuntimeValue(db: Executor, key: string): Promise<string | undefined> {
+  const row = await db.selectFrom('runtime_state').select('value').where('key', '=', key).executeTakeFirst();
+  return row?.value;
+}
+
+export async function setRuntimeValue(db: Executor, key: string, value: string, now: number): Promise<void> {
+  await db
+    .insertInto('runtime_state')
+    .values({ key, value, updated_at: now })
+    .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: now }))
+    .execute();
+}
