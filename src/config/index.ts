@@ -26,7 +26,7 @@ function findPackageRoot(from: string): string {
 
 export type Phase = 3 | 4;
 export type DedupKeyKind = 'email' | 'external_id';
-export type DatabaseTarget = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+export type DatabaseTarget = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; schema?: string };
 export type SettingSource = 'environment' | '.env' | 'policy file' | 'default';
 
 /** Every VALHALLA_* variable the product reads; any other VALHALLA_* name is refused as a likely typo. */
@@ -293,12 +293,21 @@ function checkPhaseCombination(
 
 function databaseTarget(url: string, cwd: string, issues: ConfigIssue[]): DatabaseTarget {
   if (/^postgres(ql)?:\/\//i.test(url)) {
+    let parsed: URL;
     try {
-      new URL(url);
+      parsed = new URL(url);
     } catch {
       issues.push({ setting: 'VALHALLA_DATABASE_URL', value: maskUrlPassword(url), problem: 'not a valid postgres:// URL' });
+      return { kind: 'postgres', url };
     }
-    return { kind: 'postgres', url };
+    // `?schema=name` puts every table in that schema (created if missing) instead of public.
+    const schema = parsed.searchParams.get('schema');
+    if (schema === null) return { kind: 'postgres', url };
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+      issues.push({ setting: 'VALHALLA_DATABASE_URL', value: maskUrlPassword(url), problem: 'schema= must be a lower-case SQL identifier' });
+    }
+    parsed.searchParams.delete('schema');
+    return { kind: 'postgres', url: parsed.toString(), schema };
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
     issues.push({ setting: 'VALHALLA_DATABASE_URL', value: maskUrlPassword(url), problem: 'must be a file path (SQLite) or a postgres:// URL' });

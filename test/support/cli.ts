@@ -1,0 +1,71 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { runCli } from '../../src/cli/main.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const BIN = join(REPO_ROOT, 'bin', 'valhalla.js');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliRunOptions {
+  env: Record<string, string | undefined>;
+  cwd: string;
+  stdin?: string;
+}
+
+/** Run `valhalla <args>` inside this process (fast; the same code path as the binary). */
+export async function runInProcess(args: string[], options: CliRunOptions): Promise<CliResult> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on('data', (c: Buffer) => out.push(c));
+  stderr.on('data', (c: Buffer) => err.push(c));
+  const code = await runCli(args, {
+    stdout,
+    stderr,
+    stdin: Readable.from(options.stdin === undefined ? [] : [Buffer.from(options.stdin)]),
+    env: options.env,
+    cwd: options.cwd,
+  });
+  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+}
+
+/** Run the built `bin/valhalla.js` as a child process (requires `npm run build`, which `npm test` does first). */
+export function runBinary(args: string[], options: CliRunOptions & { timeoutMs?: number }): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd,
+      env: { PATH: process.env.PATH, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+    child.stdin.end(options.stdin ?? '');
+  });
+}
+
+/** An environment for a test: its own data folder, a fixed secret, logs to a file it can read. */
+export function testEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    VALHALLA_DATA_DIR: dataDir,
+    VALHALLA_PSEUDONYM_SECRET: 'test-secret-0123456789abcdef0123456789abcdef',
+    VALHALLA_LOG_FILE: join(dataDir, 'valhalla.log'),
+    VALHALLA_OPERATOR: 'test-operator',
+    ...extra,
+  };
+}
