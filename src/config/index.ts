@@ -94,7 +94,7 @@ const flag = (variable: string) =>
 const wholeNumber = (min: number, hardMax: number, what: string) =>
   z
     .string()
-    .regex(/^\s*\d+\s*$/, { error: 'not a whole number' })
+    .regex(/^\s*\d+\s*$/, { error: `not a whole number from ${min} to ${hardMax} (${what})` })
     .transform(Number)
     .pipe(
       z
@@ -106,7 +106,7 @@ const wholeNumber = (min: number, hardMax: number, what: string) =>
 const positiveNumber = (hardMax: number, what: string) =>
   z
     .string()
-    .regex(/^\s*\d+(\.\d+)?\s*$/, { error: 'not a number' })
+    .regex(/^\s*\d+(\.\d+)?\s*$/, { error: `not a number above 0 and at most ${hardMax} (${what})` })
     .transform(Number)
     .pipe(
       z
@@ -156,16 +156,27 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     ...Object.keys(env).map((n) => [n, 'environment'] as const),
   ]) {
     if (name.startsWith('VALHALLA_') && !known.has(name)) {
-      issues.push({ setting: name, value: undefined, problem: `unknown variable (from the ${origin}); known: ${KNOWN_VARIABLES.join(', ')}` });
+      // The value is not echoed: a misspelt secret variable would print the secret.
+      const nearest = nearestKnownVariable(name);
+      issues.push({
+        setting: name,
+        value: undefined,
+        problem: `unknown variable (from the ${origin})${nearest ? `, did you mean ${nearest}?` : ''}; known: ${KNOWN_VARIABLES.join(', ')}`,
+      });
     }
   }
   for (const name of KNOWN_VARIABLES) {
+    // An empty validated setting (`VALHALLA_MAX_LEADS_PER_CYCLE=`) is refused like any other bad value:
+    // quietly falling back to the default would run with a limit the operator did not choose.
+    // An empty path or name means "not set".
+    const keepEmpty = name in envSchemas;
     const fromEnv = env[name];
-    if (fromEnv !== undefined && fromEnv !== '') {
+    const fromDotenv = dotenv[name];
+    if (fromEnv !== undefined && (fromEnv !== '' || keepEmpty)) {
       raw[name] = fromEnv;
       sources[name] = 'environment';
-    } else if (dotenv[name] !== undefined && dotenv[name] !== '') {
-      raw[name] = dotenv[name];
+    } else if (fromDotenv !== undefined && (fromDotenv !== '' || keepEmpty)) {
+      raw[name] = fromDotenv;
       sources[name] = '.env';
     }
   }
@@ -345,6 +356,28 @@ function readSecret(raw: Partial<Record<VariableName, string>>, file: string, is
   }
 }
 
+/** The known variable a typo most likely meant (at most 3 edits away), or null. */
+function nearestKnownVariable(name: string): string | null {
+  let best: { name: string; distance: number } | null = null;
+  for (const known of KNOWN_VARIABLES) {
+    const distance = editDistance(name, known);
+    if (distance <= 3 && (best === null || distance < best.distance)) best = { name: known, distance };
+  }
+  return best?.name ?? null;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
 function safeUserName(): string {
   try {
     return userInfo().username;
@@ -355,7 +388,8 @@ function safeUserName(): string {
 
 /** `postgres://user:pass@host/db` → `postgres://user:***@host/db`. */
 export function maskUrlPassword(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
+  // Up to the last `@` of the authority: a password may itself hold an unencoded `@`.
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^/?#]*@/i, '$1***@');
 }
 
 /** The configuration as an operator may see it: values with their source, secrets masked. */

@@ -117,11 +117,16 @@ export function loadPolicyFile(path: string): PolicyDocument {
   }
   const parsed = policySchema.safeParse(raw);
   if (!parsed.success) {
-    const issues: ConfigIssue[] = parsed.error.issues.map((issue) => ({
-      setting: `policy.${issue.path.join('.') || '(root)'}`,
-      value: valueAt(raw, issue.path),
-      problem: `${issue.message} (in ${path})`,
-    }));
+    const issues: ConfigIssue[] = parsed.error.issues.flatMap((issue) => {
+      // An unknown key is reported under its own name (a typo of a limit must not pass unnoticed),
+      // not as the whole object it sits in.
+      const paths = issue.code === 'unrecognized_keys' ? issue.keys.map((key) => [...issue.path, key]) : [issue.path];
+      return paths.map((at) => ({
+        setting: `policy.${at.join('.') || '(root)'}`,
+        value: valueAt(raw, at),
+        problem: `${issue.code === 'unrecognized_keys' ? 'unknown key: not a setting of the policy file' : issue.message} (in ${path})`,
+      }));
+    });
     throw new ConfigError('CONFIG_INVALID', issues);
   }
   return deepFreeze(parsed.data);
