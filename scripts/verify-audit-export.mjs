@@ -13,7 +13,9 @@ import { createInterface } from 'node:readline';
 function canonical(value) {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  const keys = Object.keys(value).filter((k) => value[k] !== undefined).sort();
+  const keys = Object.keys(value)
+    .filter((k) => value[k] !== undefined)
+    .sort();
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
 }
 
@@ -29,13 +31,24 @@ for await (const line of createInterface({ input: createReadStream(file), crlfDe
   lineNo++;
   if (line.trim() === '') continue;
   const e = JSON.parse(line);
-  const body = { seq: e.seq, at: e.at, actor: e.actor, action: e.action, subject: e.subject, details: e.details, prev_hash: e.prev_hash };
+  const body = {
+    seq: e.seq,
+    at: e.at,
+    actor: e.actor,
+    action: e.action,
+    subject: e.subject,
+    details: e.details,
+    prev_hash: e.prev_hash,
+  };
   const hash = createHash('sha256').update(canonical(body)).digest('hex');
   const problem =
-    e.seq !== expectedSeq ? `sequence gap: expected entry ${expectedSeq}, found ${e.seq}`
-    : e.prev_hash !== prev ? 'prev_hash does not match the entry before'
-    : hash !== e.hash ? 'contents do not match the hash'
-    : null;
+    e.seq !== expectedSeq
+      ? `sequence gap: expected entry ${expectedSeq}, found ${e.seq}`
+      : e.prev_hash !== prev
+        ? 'prev_hash does not match the entry before'
+        : hash !== e.hash
+          ? 'contents do not match the hash'
+          : null;
   if (problem) {
     console.log(`BROKEN at line ${lineNo} (entry ${e.seq}): ${problem}`);
     process.exit(1);
@@ -44,7 +57,9 @@ for await (const line of createInterface({ input: createReadStream(file), crlfDe
   expectedSeq++;
 }
 if (expectedHead && expectedHead !== prev) {
-  console.log(`BROKEN: the export ends at ${prev}, not at the expected head ${expectedHead} (entries missing at the end)`);
+  console.log(
+    `BROKEN: the export ends at ${prev}, not at the expected head ${expectedHead} (entries missing at the end)`,
+  );
   process.exit(1);
 }
 console.log(`intact: ${expectedSeq - 1} entries, head ${prev}`);

@@ -6,7 +6,14 @@ import { type Clock, systemClock } from '../clock/index.js';
 import { type Config, loadConfig } from '../config/index.js';
 import { type IngestOptions, type IngestSummary, ingestFile } from '../ingest/index.js';
 import { createLogger, type Logger } from '../log/index.js';
-import { createPseudonymizer, maskCompany, maskEmail, maskName, maskPhone, type Pseudonymizer } from '../pii/index.js';
+import {
+  createPseudonymizer,
+  maskCompany,
+  maskEmail,
+  maskName,
+  maskPhone,
+  type Pseudonymizer,
+} from '../pii/index.js';
 import type { LeadState } from '../policy/index.js';
 import {
   countLeadsByState,
@@ -14,8 +21,8 @@ import {
   ingestTotals,
   listLeads,
   openStore,
-  setRuntimeValue,
   type Store,
+  setRuntimeValue,
 } from '../store/index.js';
 import { AppError } from './errors.js';
 
@@ -74,7 +81,10 @@ export function configFromProcess(): Config {
  * Create what a fresh installation needs: the data folder, a pseudonym secret (mode 0600) when none
  * is configured, and the database with its schema. Safe to run again: it changes nothing that exists.
  */
-export async function initialize(config: Config, options: { clock?: Clock; logger?: Logger } = {}): Promise<{ createdSecret: boolean; app: App }> {
+export async function initialize(
+  config: Config,
+  options: { clock?: Clock; logger?: Logger } = {},
+): Promise<{ createdSecret: boolean; app: App }> {
   mkdirSync(config.dataDir, { recursive: true });
   let createdSecret = false;
   let effective = config;
@@ -154,7 +164,10 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       const [byState, ingest, audited] = await Promise.all([
         countLeadsByState(store.db),
         ingestTotals(store.db),
-        store.db.selectFrom('audit_log').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+        store.db
+          .selectFrom('audit_log')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .executeTakeFirstOrThrow(),
       ]);
       const leads = {
         pending: 0,
@@ -168,7 +181,14 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         total: 0,
       };
       leads.total = Object.values(byState).reduce((a, b) => a + b, 0);
-      return { phase: config.phase, policyHash: config.policyHash, database: store.dialect, leads, ingest, auditEntries: Number(audited.n) };
+      return {
+        phase: config.phase,
+        policyHash: config.policyHash,
+        database: store.dialect,
+        leads,
+        ingest,
+        auditEntries: Number(audited.n),
+      };
     },
     async listLeads(listOptions) {
       const p = requirePseudonymizer();
@@ -197,7 +217,11 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
 }
 
 /** The secret keys every dedup key: a different secret would let every stored lead be ingested again. */
-async function checkSecretFingerprint(store: Store, pseudonymizer: Pseudonymizer, clock: Clock): Promise<void> {
+async function checkSecretFingerprint(
+  store: Store,
+  pseudonymizer: Pseudonymizer,
+  clock: Clock,
+): Promise<void> {
   const stored = await getRuntimeValue(store.db, FINGERPRINT_KEY);
   if (stored === undefined) {
     await setRuntimeValue(store.db, FINGERPRINT_KEY, pseudonymizer.fingerprint, clock.now());

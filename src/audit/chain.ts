@@ -48,7 +48,8 @@ export class ChainVerifier {
       this.#break = { seq: entry.seq, problem: 'broken_link', expectedPrevHash: this.#prevHash };
     } else {
       const recomputed = entryHash(entry);
-      if (recomputed !== entry.hash) this.#break = { seq: entry.seq, problem: 'hash_mismatch', expectedHash: recomputed };
+      if (recomputed !== entry.hash)
+        this.#break = { seq: entry.seq, problem: 'hash_mismatch', expectedHash: recomputed };
     }
     if (this.#break) return false;
     this.#count++;
@@ -58,7 +59,12 @@ export class ChainVerifier {
   }
 
   result(): { ok: boolean; entries: number; headHash: string; firstBreak: ChainBreak | null } {
-    return { ok: this.#break === null, entries: this.#count, headHash: this.#prevHash, firstBreak: this.#break };
+    return {
+      ok: this.#break === null,
+      entries: this.#count,
+      headHash: this.#prevHash,
+      firstBreak: this.#break,
+    };
   }
 }
 

@@ -19,7 +19,10 @@ type Executor = Kysely<Database> | Transaction<Database>;
 const AUDIT_LOCK_KEY = 0x7661_6c68;
 
 export interface AuditLog {
-  /** Append inside the caller's transaction, so the entry commits with (and before) its effect. */
+  /**
+   * Append inside the caller's transaction, so the entry commits with (and before) its effect.
+   * On SQLite, append (or write) before the transaction's first read, so it holds the write lock.
+   */
   append(trx: Transaction<Database>, entries: AuditInput | AuditInput[]): Promise<AuditEntry[]>;
   /** Append in a transaction of its own. */
   record(entries: AuditInput | AuditInput[]): Promise<AuditEntry[]>;
@@ -44,6 +47,10 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
     const inputs = Array.isArray(input) ? input : [input];
     if (inputs.length === 0) return [];
     if (store.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
+    // SQLite: take the write lock before reading the head. A transaction that reads first fails at
+    // once (SQLITE_BUSY_SNAPSHOT, no busy wait) when another process appended in between; a write
+    // first waits its turn instead. The update touches no row, so the append-only trigger never fires.
+    else await sql`update audit_log set seq = seq where 0`.execute(trx);
     const last = await trx
       .selectFrom('audit_log')
       .select(['seq', 'hash'])
@@ -69,7 +76,10 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
       return entry;
     });
     for (let i = 0; i < entries.length; i += 500) {
-      await trx.insertInto('audit_log').values(entries.slice(i, i + 500)).execute();
+      await trx
+        .insertInto('audit_log')
+        .values(entries.slice(i, i + 500))
+        .execute();
     }
     return entries;
   }
@@ -77,7 +87,13 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
   async function* pages(db: Executor): AsyncGenerator<AuditEntry[]> {
     let after = 0;
     for (;;) {
-      const rows = await db.selectFrom('audit_log').selectAll().where('seq', '>', after).orderBy('seq').limit(PAGE).execute();
+      const rows = await db
+        .selectFrom('audit_log')
+        .selectAll()
+        .where('seq', '>', after)
+        .orderBy('seq')
+        .limit(PAGE)
+        .execute();
       if (rows.length === 0) return;
       yield rows;
       after = rows[rows.length - 1]!.seq;

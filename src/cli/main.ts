@@ -40,7 +40,9 @@ export function buildProgram(io: CliIo): Command {
 }
 
 function applyExitOverride(command: Command, io: CliIo): void {
-  command.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  command
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   for (const sub of command.commands) applyExitOverride(sub, io);
 }
 
@@ -57,11 +59,9 @@ export async function runCli(args: string[], io: CliIo): Promise<ExitCode> {
 
 function exitCodeFor(error: unknown, io: CliIo): ExitCode {
   if (error instanceof CommanderError) {
-    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') {
-      return EXIT.ok;
-    }
-    // commander has already printed the message.
-    return EXIT.usage;
+    // commander has already printed the message or the help. `--help` and `help` exit 0; the help
+    // shown because a command is missing (`valhalla`, `valhalla leads`) is a usage error.
+    return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (error instanceof CliExit) {
     writeLine(io.stderr, `valhalla: ${error.message}`);

@@ -26,7 +26,9 @@ function findPackageRoot(from: string): string {
 
 export type Phase = 3 | 4;
 export type DedupKeyKind = 'email' | 'external_id';
-export type DatabaseTarget = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; schema?: string };
+export type DatabaseTarget =
+  | { kind: 'sqlite'; path: string }
+  | { kind: 'postgres'; url: string; schema?: string };
 export type SettingSource = 'environment' | '.env' | 'policy file' | 'default';
 
 /** Every VALHALLA_* variable the product reads; any other VALHALLA_* name is refused as a likely typo. */
@@ -116,7 +118,9 @@ const positiveNumber = (hardMax: number, what: string) =>
     );
 
 const envSchemas = {
-  VALHALLA_PHASE: z.enum(['3', '4'], { error: 'must be 3 (DRY-RUN) or 4 (LIVE)' }).transform((v) => Number(v) as Phase),
+  VALHALLA_PHASE: z
+    .enum(['3', '4'], { error: 'must be 3 (DRY-RUN) or 4 (LIVE)' })
+    .transform((v) => Number(v) as Phase),
   VALHALLA_REAL_DATA_INGEST: flag('VALHALLA_REAL_DATA_INGEST'),
   VALHALLA_DRY_RUN: flag('VALHALLA_DRY_RUN'),
   VALHALLA_DISABLE_OUTBOUND: flag('VALHALLA_DISABLE_OUTBOUND'),
@@ -144,7 +148,11 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     try {
       dotenv = parseDotenv(readFileSync(envFile));
     } catch (cause) {
-      issues.push({ setting: 'VALHALLA_ENV_FILE', value: envFile, problem: `cannot read: ${(cause as Error).message}` });
+      issues.push({
+        setting: 'VALHALLA_ENV_FILE',
+        value: envFile,
+        problem: `cannot read: ${(cause as Error).message}`,
+      });
     }
   } else if (env.VALHALLA_ENV_FILE) {
     issues.push({ setting: 'VALHALLA_ENV_FILE', value: envFile, problem: 'no such file' });
@@ -187,11 +195,20 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     const parsed = envSchemas[name].safeParse(value);
     if (parsed.success) return parsed.data as z.output<(typeof envSchemas)[K]>;
     for (const issue of parsed.error.issues) {
-      issues.push({ setting: name, value: SECRET_VARIABLES.has(name) ? '(secret)' : value, problem: issue.message });
+      issues.push({
+        setting: name,
+        value: SECRET_VARIABLES.has(name) ? '(secret)' : value,
+        problem: issue.message,
+      });
     }
     return undefined;
   }
-  function withDefault<T>(name: VariableName, value: T | undefined, fallback: T, source: SettingSource = 'default'): T {
+  function withDefault<T>(
+    name: VariableName,
+    value: T | undefined,
+    fallback: T,
+    source: SettingSource = 'default',
+  ): T {
     if (value !== undefined) return value;
     if (raw[name] === undefined) sources[name] = source;
     return fallback;
@@ -235,11 +252,19 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     'policy file',
   );
   const dedupKey = withDefault('VALHALLA_DEDUP_KEY', read('VALHALLA_DEDUP_KEY'), 'email' as DedupKeyKind);
-  const logLevel = withDefault('VALHALLA_LOG_LEVEL', read('VALHALLA_LOG_LEVEL'), 'info' as Config['logLevel']);
+  const logLevel = withDefault(
+    'VALHALLA_LOG_LEVEL',
+    read('VALHALLA_LOG_LEVEL'),
+    'info' as Config['logLevel'],
+  );
 
   checkPhaseCombination(phase, { realDataIngest, dryRun, outboundDisabled }, raw, issues);
 
-  const databaseUrl = withDefault('VALHALLA_DATABASE_URL', raw.VALHALLA_DATABASE_URL, join(dataDir, 'valhalla.db'));
+  const databaseUrl = withDefault(
+    'VALHALLA_DATABASE_URL',
+    raw.VALHALLA_DATABASE_URL,
+    join(dataDir, 'valhalla.db'),
+  );
   const database = databaseTarget(databaseUrl, cwd, issues);
 
   const pseudonymSecretFile = raw.VALHALLA_PSEUDONYM_SECRET_FILE
@@ -284,21 +309,41 @@ function checkPhaseCombination(
   const shown = (name: VariableName, value: boolean) => raw[name] ?? `${value ? 1 : 0} (default)`;
   if (phase === 3) {
     if (!flags.dryRun) {
-      issues.push({ setting: 'VALHALLA_DRY_RUN', value: shown('VALHALLA_DRY_RUN', flags.dryRun), problem: 'Phase 3 requires VALHALLA_DRY_RUN=1 (DRY-RUN is disabled in Phase 4 only)' });
+      issues.push({
+        setting: 'VALHALLA_DRY_RUN',
+        value: shown('VALHALLA_DRY_RUN', flags.dryRun),
+        problem: 'Phase 3 requires VALHALLA_DRY_RUN=1 (DRY-RUN is disabled in Phase 4 only)',
+      });
     }
     if (!flags.outboundDisabled) {
-      issues.push({ setting: 'VALHALLA_DISABLE_OUTBOUND', value: shown('VALHALLA_DISABLE_OUTBOUND', flags.outboundDisabled), problem: 'Phase 3 requires VALHALLA_DISABLE_OUTBOUND=1 (outbound is enabled in Phase 4 only)' });
+      issues.push({
+        setting: 'VALHALLA_DISABLE_OUTBOUND',
+        value: shown('VALHALLA_DISABLE_OUTBOUND', flags.outboundDisabled),
+        problem: 'Phase 3 requires VALHALLA_DISABLE_OUTBOUND=1 (outbound is enabled in Phase 4 only)',
+      });
     }
     return;
   }
   if (flags.dryRun) {
-    issues.push({ setting: 'VALHALLA_DRY_RUN', value: shown('VALHALLA_DRY_RUN', flags.dryRun), problem: 'Phase 4 requires VALHALLA_DRY_RUN=0' });
+    issues.push({
+      setting: 'VALHALLA_DRY_RUN',
+      value: shown('VALHALLA_DRY_RUN', flags.dryRun),
+      problem: 'Phase 4 requires VALHALLA_DRY_RUN=0',
+    });
   }
   if (flags.outboundDisabled) {
-    issues.push({ setting: 'VALHALLA_DISABLE_OUTBOUND', value: shown('VALHALLA_DISABLE_OUTBOUND', flags.outboundDisabled), problem: 'Phase 4 requires VALHALLA_DISABLE_OUTBOUND=0' });
+    issues.push({
+      setting: 'VALHALLA_DISABLE_OUTBOUND',
+      value: shown('VALHALLA_DISABLE_OUTBOUND', flags.outboundDisabled),
+      problem: 'Phase 4 requires VALHALLA_DISABLE_OUTBOUND=0',
+    });
   }
   if (!flags.realDataIngest) {
-    issues.push({ setting: 'VALHALLA_REAL_DATA_INGEST', value: shown('VALHALLA_REAL_DATA_INGEST', flags.realDataIngest), problem: 'Phase 4 requires VALHALLA_REAL_DATA_INGEST=1 (real data must be enabled)' });
+    issues.push({
+      setting: 'VALHALLA_REAL_DATA_INGEST',
+      value: shown('VALHALLA_REAL_DATA_INGEST', flags.realDataIngest),
+      problem: 'Phase 4 requires VALHALLA_REAL_DATA_INGEST=1 (real data must be enabled)',
+    });
   }
 }
 
@@ -308,29 +353,49 @@ function databaseTarget(url: string, cwd: string, issues: ConfigIssue[]): Databa
     try {
       parsed = new URL(url);
     } catch {
-      issues.push({ setting: 'VALHALLA_DATABASE_URL', value: maskUrlPassword(url), problem: 'not a valid postgres:// URL' });
+      issues.push({
+        setting: 'VALHALLA_DATABASE_URL',
+        value: maskUrlPassword(url),
+        problem: 'not a valid postgres:// URL',
+      });
       return { kind: 'postgres', url };
     }
     // `?schema=name` puts every table in that schema (created if missing) instead of public.
     const schema = parsed.searchParams.get('schema');
     if (schema === null) return { kind: 'postgres', url };
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
-      issues.push({ setting: 'VALHALLA_DATABASE_URL', value: maskUrlPassword(url), problem: 'schema= must be a lower-case SQL identifier' });
+      issues.push({
+        setting: 'VALHALLA_DATABASE_URL',
+        value: maskUrlPassword(url),
+        problem: 'schema= must be a lower-case SQL identifier',
+      });
     }
     parsed.searchParams.delete('schema');
     return { kind: 'postgres', url: parsed.toString(), schema };
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    issues.push({ setting: 'VALHALLA_DATABASE_URL', value: maskUrlPassword(url), problem: 'must be a file path (SQLite) or a postgres:// URL' });
+    issues.push({
+      setting: 'VALHALLA_DATABASE_URL',
+      value: maskUrlPassword(url),
+      problem: 'must be a file path (SQLite) or a postgres:// URL',
+    });
   }
   return { kind: 'sqlite', path: url === ':memory:' ? url : isAbsolute(url) ? url : resolve(cwd, url) };
 }
 
-function readSecret(raw: Partial<Record<VariableName, string>>, file: string, issues: ConfigIssue[]): string | null {
+function readSecret(
+  raw: Partial<Record<VariableName, string>>,
+  file: string,
+  issues: ConfigIssue[],
+): string | null {
   if (raw.VALHALLA_PSEUDONYM_SECRET !== undefined) {
     const secret = raw.VALHALLA_PSEUDONYM_SECRET.trim();
     if (secret.length < MIN_SECRET_LENGTH) {
-      issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET', value: '(secret)', problem: `too short: at least ${MIN_SECRET_LENGTH} characters` });
+      issues.push({
+        setting: 'VALHALLA_PSEUDONYM_SECRET',
+        value: '(secret)',
+        problem: `too short: at least ${MIN_SECRET_LENGTH} characters`,
+      });
     }
     return secret;
   }
@@ -343,15 +408,27 @@ function readSecret(raw: Partial<Record<VariableName, string>>, file: string, is
   try {
     const mode = statSync(file).mode;
     if ((mode & 0o077) !== 0) {
-      issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET_FILE', value: file, problem: `readable by group or others (mode ${(mode & 0o777).toString(8)}); run chmod 600 on it` });
+      issues.push({
+        setting: 'VALHALLA_PSEUDONYM_SECRET_FILE',
+        value: file,
+        problem: `readable by group or others (mode ${(mode & 0o777).toString(8)}); run chmod 600 on it`,
+      });
     }
     const secret = readFileSync(file, 'utf8').trim();
     if (secret.length < MIN_SECRET_LENGTH) {
-      issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET_FILE', value: file, problem: `the secret in it is too short: at least ${MIN_SECRET_LENGTH} characters` });
+      issues.push({
+        setting: 'VALHALLA_PSEUDONYM_SECRET_FILE',
+        value: file,
+        problem: `the secret in it is too short: at least ${MIN_SECRET_LENGTH} characters`,
+      });
     }
     return secret;
   } catch (cause) {
-    issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET_FILE', value: file, problem: `cannot read: ${(cause as Error).message}` });
+    issues.push({
+      setting: 'VALHALLA_PSEUDONYM_SECRET_FILE',
+      value: file,
+      problem: `cannot read: ${(cause as Error).message}`,
+    });
     return null;
   }
 }
@@ -371,7 +448,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     previous = current;
   }
@@ -408,10 +489,12 @@ export function describeConfig(config: Config): {
     VALHALLA_MAX_LEADS_PER_CYCLE: String(config.limits.leadsPerCycle),
     VALHALLA_MAX_ACTIONS_PER_CYCLE: String(config.limits.actionsPerCycle),
     VALHALLA_RATE_LIMIT: String(config.limits.rateLimitPerSecond),
-    VALHALLA_DATABASE_URL: config.database.kind === 'postgres' ? maskUrlPassword(config.database.url) : config.database.path,
+    VALHALLA_DATABASE_URL:
+      config.database.kind === 'postgres' ? maskUrlPassword(config.database.url) : config.database.path,
     VALHALLA_DATA_DIR: config.dataDir,
     VALHALLA_POLICY_FILE: config.policyFile,
-    VALHALLA_PSEUDONYM_SECRET: config.raw.VALHALLA_PSEUDONYM_SECRET === undefined ? '(not set)' : '******** (set)',
+    VALHALLA_PSEUDONYM_SECRET:
+      config.raw.VALHALLA_PSEUDONYM_SECRET === undefined ? '(not set)' : '******** (set)',
     VALHALLA_PSEUDONYM_SECRET_FILE:
       config.raw.VALHALLA_PSEUDONYM_SECRET !== undefined
         ? '(not used: the secret is set directly)'
@@ -426,7 +509,11 @@ export function describeConfig(config: Config): {
     phase: config.phase,
     policyHash: config.policyHash,
     policyFile: config.policyFile,
-    variables: KNOWN_VARIABLES.map((name) => ({ name, value: effective[name], source: config.sources[name] ?? 'default' })),
+    variables: KNOWN_VARIABLES.map((name) => ({
+      name,
+      value: effective[name],
+      source: config.sources[name] ?? 'default',
+    })),
     policy: config.policy,
   };
 }

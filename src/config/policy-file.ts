@@ -45,15 +45,33 @@ export const policySchema = z
       }),
     backoffSeconds: z.array(z.number().positive().max(60)).min(1),
     errorRateTolerance: atMost(HARD_CAPS.errorRateTolerance, 'error rate'),
-    errorRateWindowMinutes: z.number().int().positive().max(24 * 60),
-    alertFailuresPerHour: z.number().int().positive().max(5, { error: 'the policy alerts at 5 failures an hour or fewer' }),
+    errorRateWindowMinutes: z
+      .number()
+      .int()
+      .positive()
+      .max(24 * 60),
+    alertFailuresPerHour: z
+      .number()
+      .int()
+      .positive()
+      .max(5, { error: 'the policy alerts at 5 failures an hour or fewer' }),
     memoryPerProcessMb: wholeAtMost(HARD_CAPS.memoryPerProcessMb, 'MB per process'),
     maxConcurrentRequests: wholeAtMost(HARD_CAPS.maxConcurrentRequests, 'concurrent requests'),
     rateLimitPerSecond: atMost(HARD_CAPS.rateLimitPerSecond, 'requests per second'),
     rateWindowMs: z.number().int().min(1000, { error: 'the rate window is at least 1000 ms' }).max(10_000),
-    heartbeatIntervalSeconds: z.number().int().positive().max(30, { error: 'the policy checks the heartbeat every 30 s' }),
-    rollbackMaxMinutes: z.number().positive().max(5, { error: 'the policy wants a rollback in under 5 minutes' }),
-    stabilityHours: z.number().int().min(72, { error: 'the policy requires at least 72 hours of Phase 3 stability' }),
+    heartbeatIntervalSeconds: z
+      .number()
+      .int()
+      .positive()
+      .max(30, { error: 'the policy checks the heartbeat every 30 s' }),
+    rollbackMaxMinutes: z
+      .number()
+      .positive()
+      .max(5, { error: 'the policy wants a rollback in under 5 minutes' }),
+    stabilityHours: z
+      .number()
+      .int()
+      .min(72, { error: 'the policy requires at least 72 hours of Phase 3 stability' }),
     dailyRestartUtc: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, { error: 'must be HH:MM (UTC)' }),
     rampStages: z.array(rampStage).min(1),
   })
@@ -67,28 +85,52 @@ export const policySchema = z
     }
     for (let i = 1; i < policy.backoffSeconds.length; i++) {
       if (policy.backoffSeconds[i]! < policy.backoffSeconds[i - 1]!) {
-        ctx.addIssue({ code: 'custom', path: ['backoffSeconds', i], message: 'backoff delays must not shrink' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['backoffSeconds', i],
+          message: 'backoff delays must not shrink',
+        });
       }
     }
     const stages = policy.rampStages;
     if (stages[0]?.fromHour !== 0) {
-      ctx.addIssue({ code: 'custom', path: ['rampStages', 0, 'fromHour'], message: 'the first ramp stage starts at hour 0' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rampStages', 0, 'fromHour'],
+        message: 'the first ramp stage starts at hour 0',
+      });
     }
     for (let i = 1; i < stages.length; i++) {
       const before = stages[i - 1]!;
       const stage = stages[i]!;
       if (stage.fromHour <= before.fromHour) {
-        ctx.addIssue({ code: 'custom', path: ['rampStages', i, 'fromHour'], message: 'ramp stages must start later one after another' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rampStages', i, 'fromHour'],
+          message: 'ramp stages must start later one after another',
+        });
       }
       if (before.leadsPerCycle === null) {
-        ctx.addIssue({ code: 'custom', path: ['rampStages', i - 1, 'leadsPerCycle'], message: 'only the last ramp stage may be uncapped (null)' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rampStages', i - 1, 'leadsPerCycle'],
+          message: 'only the last ramp stage may be uncapped (null)',
+        });
       } else if (stage.leadsPerCycle !== null && stage.leadsPerCycle < before.leadsPerCycle) {
-        ctx.addIssue({ code: 'custom', path: ['rampStages', i, 'leadsPerCycle'], message: 'a ramp stage never lowers the ceiling of the one before' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rampStages', i, 'leadsPerCycle'],
+          message: 'a ramp stage never lowers the ceiling of the one before',
+        });
       }
     }
     for (const [i, stage] of stages.entries()) {
       if (stage.leadsPerCycle !== null && stage.leadsPerCycle > policy.leadsPerCycle) {
-        ctx.addIssue({ code: 'custom', path: ['rampStages', i, 'leadsPerCycle'], message: `above leadsPerCycle ${policy.leadsPerCycle}` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rampStages', i, 'leadsPerCycle'],
+          message: `above leadsPerCycle ${policy.leadsPerCycle}`,
+        });
       }
     }
   });
@@ -106,21 +148,37 @@ export function loadPolicyFile(path: string): PolicyDocument {
   try {
     text = readFileSync(path, 'utf8');
   } catch (cause) {
-    const reason = (cause as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((cause as Error).message);
-    throw new ConfigError('POLICY_FILE_UNREADABLE', [{ setting: 'VALHALLA_POLICY_FILE', value: path, problem: `cannot read the policy file: ${reason}` }], { cause });
+    const reason =
+      (cause as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((cause as Error).message);
+    throw new ConfigError(
+      'POLICY_FILE_UNREADABLE',
+      [{ setting: 'VALHALLA_POLICY_FILE', value: path, problem: `cannot read the policy file: ${reason}` }],
+      { cause },
+    );
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (cause) {
-    throw new ConfigError('CONFIG_INVALID', [{ setting: 'VALHALLA_POLICY_FILE', value: path, problem: `not valid JSON: ${(cause as Error).message}` }], { cause });
+    throw new ConfigError(
+      'CONFIG_INVALID',
+      [
+        {
+          setting: 'VALHALLA_POLICY_FILE',
+          value: path,
+          problem: `not valid JSON: ${(cause as Error).message}`,
+        },
+      ],
+      { cause },
+    );
   }
   const parsed = policySchema.safeParse(raw);
   if (!parsed.success) {
     const issues: ConfigIssue[] = parsed.error.issues.flatMap((issue) => {
       // An unknown key is reported under its own name (a typo of a limit must not pass unnoticed),
       // not as the whole object it sits in.
-      const paths = issue.code === 'unrecognized_keys' ? issue.keys.map((key) => [...issue.path, key]) : [issue.path];
+      const paths =
+        issue.code === 'unrecognized_keys' ? issue.keys.map((key) => [...issue.path, key]) : [issue.path];
       return paths.map((at) => ({
         setting: `policy.${at.join('.') || '(root)'}`,
         value: valueAt(raw, at),

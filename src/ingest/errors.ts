@@ -6,7 +6,11 @@ export type IngestFileErrorCode =
   | 'UNKNOWN_FORMAT'
   | 'BINARY_FILE'
   | 'BAD_ENCODING'
-  | 'MISSING_HEADER';
+  | 'MISSING_HEADER'
+  /** The CSV header repeats a column or is not valid CSV. */
+  | 'BAD_HEADER'
+  /** The rejects file (an output) cannot be created or written. */
+  | 'REJECTS_UNWRITABLE';
 
 /** A problem with the file as a whole: the ingest stops and exits non-zero, naming the file. */
 export class IngestFileError extends Error {

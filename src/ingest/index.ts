@@ -1,12 +1,10 @@
 export { IngestFileError, type IngestFileErrorCode, isIngestFileError } from './errors.js';
 export {
-  DEFAULT_SHARES,
-  type GeneratedKind,
-  type GeneratedRow,
-  type GenerateOptions,
-  generateLeads,
-  writeGeneratedLeads,
-} from './generate.js';
-export { describeProblems, type IngestDeps, type IngestOptions, type IngestSummary, ingestFile } from './ingest.js';
+  describeProblems,
+  type IngestDeps,
+  type IngestOptions,
+  type IngestSummary,
+  ingestFile,
+} from './ingest.js';
 export { LEAD_FIELDS, type NormalisedLead, validateLead } from './lead-schema.js';
 export { openSource, type SourceFormat, type SourceRow } from './source.js';

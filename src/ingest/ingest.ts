@@ -18,6 +18,7 @@ import {
   recordRowOutcomes,
   type Store,
 } from '../store/index.js';
+import { IngestFileError } from './errors.js';
 import { type FieldProblem, validateLead } from './lead-schema.js';
 import { openSource, type SourceFormat, type SourceRow } from './source.js';
 
@@ -80,8 +81,18 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
   const sourceName = options.path === '-' ? '(standard input)' : basename(options.path);
 
   const runId = await store.db.transaction().execute(async (trx) => {
-    const id = await createIngestRun(trx, { startedAt: clock.now(), source: sourceName, format: source.format, operator: deps.operator });
-    await audit.append(trx, { actor: ACTOR, action: 'ingest.started', subject: `ingest-run:${id}`, details: { run: id, source: sourceName, format: source.format, operator: deps.operator } });
+    const id = await createIngestRun(trx, {
+      startedAt: clock.now(),
+      source: sourceName,
+      format: source.format,
+      operator: deps.operator,
+    });
+    await audit.append(trx, {
+      actor: ACTOR,
+      action: 'ingest.started',
+      subject: `ingest-run:${id}`,
+      details: { run: id, source: sourceName, format: source.format, operator: deps.operator },
+    });
     return id;
   });
   logger.info({ runId, source: sourceName, format: source.format }, 'ingest started');
@@ -99,7 +110,10 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     ignoredColumns: [],
     fileSha256: null,
   };
-  const rejects = new RejectsFile(options.rejectsPath ?? join(deps.rejectsDir, `ingest-run-${runId}.jsonl`), runId);
+  const rejects = new RejectsFile(
+    options.rejectsPath ?? join(deps.rejectsDir, `ingest-run-${runId}.jsonl`),
+    runId,
+  );
 
   try {
     let chunk: SourceRow[] = [];
@@ -108,24 +122,46 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
       if (chunk.length >= chunkSize) {
         await commitChunk(deps, runId, chunk, summary, rejects);
         chunk = [];
-        options.onProgress?.({ bytesRead: source.bytesRead(), totalBytes: source.size, rowsRead: summary.read });
+        options.onProgress?.({
+          bytesRead: source.bytesRead(),
+          totalBytes: source.size,
+          rowsRead: summary.read,
+        });
       }
     }
     if (chunk.length > 0) await commitChunk(deps, runId, chunk, summary, rejects);
     options.onProgress?.({ bytesRead: source.bytesRead(), totalBytes: source.size, rowsRead: summary.read });
+    // Inside the try: a rejects file that cannot be written fails the run instead of leaving it running.
+    summary.rejectsFile = await rejects.close();
   } catch (error) {
-    await rejects.close();
-    const message = error instanceof Error ? error.message : String(error);
-    await store.db.transaction().execute(async (trx) => {
-      await audit.append(trx, { actor: ACTOR, action: 'ingest.failed', subject: `ingest-run:${runId}`, details: { run: runId, error: message, ...counts(summary) } });
-      await finishIngestRun(trx, runId, { finishedAt: clock.now(), status: 'failed', fileSha256: null, error: message });
-    });
+    await rejects.close().catch(() => undefined);
+    // The audit chain is immutable: it gets only messages this module wrote (which never hold values);
+    // any other error is named by type and code, its message (which could quote data) stays out.
+    const message = describeFailure(error);
+    try {
+      await store.db.transaction().execute(async (trx) => {
+        await audit.append(trx, {
+          actor: ACTOR,
+          action: 'ingest.failed',
+          subject: `ingest-run:${runId}`,
+          details: { run: runId, error: message, ...counts(summary) },
+        });
+        await finishIngestRun(trx, runId, {
+          finishedAt: clock.now(),
+          status: 'failed',
+          fileSha256: null,
+          error: message,
+        });
+      });
+    } catch (recordError) {
+      // The database itself may be what failed: report the first error, log this one.
+      logger.error({ runId, err: recordError }, 'could not record the failed ingest run');
+    }
     logger.error({ runId, err: error, ...counts(summary) }, 'ingest failed');
     throw error;
   }
 
   summary.fileSha256 = hash.digest('hex');
-  summary.rejectsFile = await rejects.close();
   summary.ignoredColumns = source.ignoredColumns();
   await store.db.transaction().execute(async (trx) => {
     await audit.append(trx, {
@@ -134,14 +170,33 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
       subject: `ingest-run:${runId}`,
       details: { run: runId, sha256: summary.fileSha256, ...counts(summary), states: summary.states },
     });
-    await finishIngestRun(trx, runId, { finishedAt: clock.now(), status: 'completed', fileSha256: summary.fileSha256, error: null });
+    await finishIngestRun(trx, runId, {
+      finishedAt: clock.now(),
+      status: 'completed',
+      fileSha256: summary.fileSha256,
+      error: null,
+    });
   });
   logger.info({ runId, ...counts(summary) }, 'ingest finished');
   return summary;
 }
 
+function describeFailure(error: unknown): string {
+  if (error instanceof IngestFileError) return error.message;
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return `${error.name}${typeof code === 'string' ? ` (${code})` : ''}: the ingest stopped on an internal error; see the log`;
+  }
+  return 'the ingest stopped on an internal error; see the log';
+}
+
 function counts(summary: IngestSummary) {
-  return { read: summary.read, accepted: summary.accepted, duplicate: summary.duplicate, rejected: summary.rejected };
+  return {
+    read: summary.read,
+    accepted: summary.accepted,
+    duplicate: summary.duplicate,
+    rejected: summary.rejected,
+  };
 }
 
 type PreparedRow =
@@ -149,13 +204,22 @@ type PreparedRow =
   | { kind: 'rejected'; line: number; problems: FieldProblem[] };
 
 /** Validate, insert and account for one chunk of rows, with its audit entry, in one transaction. */
-async function commitChunk(deps: IngestDeps, runId: number, rows: SourceRow[], summary: IngestSummary, rejects: RejectsFile): Promise<void> {
+async function commitChunk(
+  deps: IngestDeps,
+  runId: number,
+  rows: SourceRow[],
+  summary: IngestSummary,
+  rejects: RejectsFile,
+): Promise<void> {
   const now = deps.clock.now();
   const prepared: PreparedRow[] = rows.map((row) => prepareRow(deps, runId, row, now));
   const leads = prepared.filter((p): p is Extract<PreparedRow, { kind: 'lead' }> => p.kind === 'lead');
 
   await deps.store.db.transaction().execute(async (trx) => {
-    const inserted = await insertLeadsSkippingDuplicates(trx, leads.map((p) => p.lead));
+    const inserted = await insertLeadsSkippingDuplicates(
+      trx,
+      leads.map((p) => p.lead),
+    );
     const claimed = new Set<string>();
     const duplicates: Extract<PreparedRow, { kind: 'lead' }>[] = [];
     const accepted: { lead: number; pseudonym: string; line: number; state: string }[] = [];
@@ -168,7 +232,13 @@ async function commitChunk(deps: IngestDeps, runId: number, rows: SourceRow[], s
         duplicates.push(p);
       }
     }
-    const origins = duplicates.length > 0 ? await findLeadOrigins(trx, duplicates.map((d) => d.lead.dedup_key)) : new Map();
+    const origins =
+      duplicates.length > 0
+        ? await findLeadOrigins(
+            trx,
+            duplicates.map((d) => d.lead.dedup_key),
+          )
+        : new Map();
     const outcomes = [
       ...duplicates.map((d) => {
         const origin = origins.get(d.lead.dedup_key);
@@ -178,17 +248,38 @@ async function commitChunk(deps: IngestDeps, runId: number, rows: SourceRow[], s
             : origin.run_id === runId
               ? `duplicate of line ${origin.source_line} of this file (lead ${origin.id})`
               : `duplicate of lead ${origin.id}, stored by ingest run ${origin.run_id}`;
-        return { run_id: runId, line: d.line, outcome: 'duplicate' as const, field: null, reason, lead_id: origin?.id ?? null };
+        return {
+          run_id: runId,
+          line: d.line,
+          outcome: 'duplicate' as const,
+          field: null,
+          reason,
+          lead_id: origin?.id ?? null,
+        };
       }),
       ...prepared.flatMap((p) =>
         p.kind === 'rejected'
-          ? [{ run_id: runId, line: p.line, outcome: 'rejected' as const, field: p.problems[0]?.field ?? null, reason: describeProblems(p.problems), lead_id: null }]
+          ? [
+              {
+                run_id: runId,
+                line: p.line,
+                outcome: 'rejected' as const,
+                field: p.problems[0]?.field ?? null,
+                reason: describeProblems(p.problems),
+                lead_id: null,
+              },
+            ]
           : [],
       ),
     ].sort((a, b) => a.line - b.line);
     await recordRowOutcomes(trx, outcomes);
 
-    const chunkCounts = { read: rows.length, accepted: accepted.length, duplicate: duplicates.length, rejected: prepared.length - leads.length };
+    const chunkCounts = {
+      read: rows.length,
+      accepted: accepted.length,
+      duplicate: duplicates.length,
+      rejected: prepared.length - leads.length,
+    };
     await addIngestCounts(trx, runId, chunkCounts);
     const entry: AuditInput = {
       actor: ACTOR,
@@ -199,8 +290,12 @@ async function commitChunk(deps: IngestDeps, runId: number, rows: SourceRow[], s
         lines: [rows[0]?.line ?? 0, rows[rows.length - 1]?.line ?? 0],
         ...chunkCounts,
         accepted: accepted,
-        duplicates: outcomes.filter((o) => o.outcome === 'duplicate').map((o) => ({ line: o.line, of: o.lead_id })),
-        rejected: outcomes.filter((o) => o.outcome === 'rejected').map((o) => ({ line: o.line, field: o.field, reason: o.reason })),
+        duplicates: outcomes
+          .filter((o) => o.outcome === 'duplicate')
+          .map((o) => ({ line: o.line, of: o.lead_id })),
+        rejected: outcomes
+          .filter((o) => o.outcome === 'rejected')
+          .map((o) => ({ line: o.line, field: o.field, reason: o.reason })),
       },
     };
     await deps.audit.append(trx, entry);
@@ -216,7 +311,8 @@ async function commitChunk(deps: IngestDeps, runId: number, rows: SourceRow[], s
 }
 
 function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number): PreparedRow {
-  if ('unreadable' in row) return { kind: 'rejected', line: row.line, problems: [{ field: 'row', message: row.unreadable }] };
+  if ('unreadable' in row)
+    return { kind: 'rejected', line: row.line, problems: [{ field: 'row', message: row.unreadable }] };
   const result = validateLead(row.fields, { now, requireExternalId: deps.dedupKey === 'external_id' });
   if (!result.ok) return { kind: 'rejected', line: row.line, problems: result.problems };
   const lead = result.lead;
@@ -257,15 +353,26 @@ export function describeProblems(problems: FieldProblem[]): string {
 /** The rejects file: one JSON line per rejected row (line, field, reason; never the row's values). */
 class RejectsFile {
   #stream: WriteStream | null = null;
+  /** The first error opening or writing the file: it fails the run (it would otherwise be unhandled). */
+  #error: unknown = null;
   constructor(
     readonly path: string,
     readonly runId: number,
   ) {}
 
   write(line: number, problems: FieldProblem[]): void {
+    if (this.#error !== null) throw this.#failure();
     if (!this.#stream) {
-      mkdirSync(dirname(this.path), { recursive: true });
+      try {
+        mkdirSync(dirname(this.path), { recursive: true });
+      } catch (error) {
+        this.#error = error;
+        throw this.#failure();
+      }
       this.#stream = createWriteStream(this.path, { flags: 'w', mode: 0o600 });
+      this.#stream.on('error', (error) => {
+        this.#error ??= error;
+      });
     }
     this.#stream.write(`${JSON.stringify({ run: this.runId, line, problems })}\n`);
   }
@@ -273,9 +380,24 @@ class RejectsFile {
   /** Flush and close; returns the path when anything was written. */
   async close(): Promise<string | null> {
     const stream = this.#stream;
-    if (!stream) return null;
     this.#stream = null;
-    await new Promise<void>((resolve, reject) => stream.end((error?: Error | null) => (error ? reject(error) : resolve())));
-    return this.path;
+    if (stream && !stream.closed) {
+      await new Promise<void>((resolve) => {
+        stream.once('close', () => resolve());
+        stream.end();
+      });
+    }
+    if (this.#error !== null) throw this.#failure();
+    return stream ? this.path : null;
+  }
+
+  #failure(): IngestFileError {
+    const code = (this.#error as NodeJS.ErrnoException).code;
+    return new IngestFileError(
+      'REJECTS_UNWRITABLE',
+      this.path,
+      `cannot write the rejects file: ${code ?? String(this.#error)}`,
+      { cause: this.#error },
+    );
   }
 }

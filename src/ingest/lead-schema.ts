@@ -1,7 +1,16 @@
 import { z } from 'zod';
 
 /** The columns a lead file may have; `name`, `email`, `score` and `source_timestamp` are required. */
-export const LEAD_FIELDS = ['external_id', 'name', 'email', 'phone', 'company', 'score', 'source_timestamp', 'value'] as const;
+export const LEAD_FIELDS = [
+  'external_id',
+  'name',
+  'email',
+  'phone',
+  'company',
+  'score',
+  'source_timestamp',
+  'value',
+] as const;
 export type LeadField = (typeof LEAD_FIELDS)[number];
 export const REQUIRED_FIELDS: readonly LeadField[] = ['name', 'email', 'score', 'source_timestamp'];
 
@@ -29,8 +38,10 @@ export type Validation = { ok: true; lead: NormalisedLead } | { ok: false; probl
 export const FUTURE_SKEW_MS = 60_000;
 const MAX_VALUE = 1_000_000_000;
 // No control characters (tabs and line breaks included) inside a single-line field.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
 const CONTROL = /[\u0000-\u001f\u007f]/;
-const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2}))?$/i;
+const ISO_DATE_TIME =
+  /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2}))?$/i;
 
 const emptyToNull = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? null : v);
 const trimmed = (v: unknown) => (typeof v === 'string' ? v.trim() : v);
@@ -53,7 +64,9 @@ const schema = z.object({
     z
       .string({ error: 'must be text' })
       .max(40, { error: 'longer than 40 characters' })
-      .refine((s) => /^[\d\s()+.\-/]*$/.test(s.trim()), { error: 'may hold only digits, spaces and + ( ) - . /' })
+      .refine((s) => /^[\d\s()+.\-/]*$/.test(s.trim()), {
+        error: 'may hold only digits, spaces and + ( ) - . /',
+      })
       .transform((s) => s.replace(/\D/g, ''))
       .refine((digits) => digits.length >= 7 && digits.length <= 15, { error: 'must have 7 to 15 digits' })
       .nullable()
@@ -68,7 +81,10 @@ const schema = z.object({
       .min(0, { error: 'must be a whole number from 0 to 100' })
       .max(100, { error: 'must be a whole number from 0 to 100' }),
   ),
-  source_timestamp: z.preprocess(trimmed, z.union([z.string(), z.number()], { error: 'must be an ISO 8601 date-time' })),
+  source_timestamp: z.preprocess(
+    trimmed,
+    z.union([z.string(), z.number()], { error: 'must be an ISO 8601 date-time' }),
+  ),
   value: z.preprocess(
     (v) => {
       const e = emptyToNull(v);
@@ -86,13 +102,19 @@ const schema = z.object({
 /** Parse a source timestamp: an ISO 8601 date-time with a zone, a date (UTC), or epoch milliseconds (JSON). */
 export function parseSourceTimestamp(value: string | number): number | string {
   if (typeof value === 'number') {
-    return Number.isInteger(value) && value > 0 ? value : 'must be epoch milliseconds or an ISO 8601 date-time';
+    return Number.isInteger(value) && value > 0
+      ? value
+      : 'must be epoch milliseconds or an ISO 8601 date-time';
   }
   if (!ISO_DATE_TIME.test(value)) {
     return /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}/.test(value)
       ? 'needs a time zone (Z or ±hh:mm)'
       : 'must be an ISO 8601 date-time (e.g. 2026-11-20T09:30:00Z)';
   }
+  // Date.parse rolls impossible days over (2026-02-30 becomes 2 March): check the day against its month.
+  const [year, month, day] = value.slice(0, 10).split('-').map(Number) as [number, number, number];
+  if (month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate())
+    return 'is not a real date';
   const ms = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
   return Number.isNaN(ms) ? 'is not a real date' : ms;
 }
@@ -119,10 +141,18 @@ export function validateLead(
   if (typeof rawTs === 'string' || typeof rawTs === 'number') {
     const ts = parseSourceTimestamp(typeof rawTs === 'string' ? rawTs.trim() : rawTs);
     if (typeof ts === 'string') problems.push({ field: 'source_timestamp', message: ts });
-    else if (ts > options.now + FUTURE_SKEW_MS) problems.push({ field: 'source_timestamp', message: 'is in the future' });
+    else if (ts > options.now + FUTURE_SKEW_MS)
+      problems.push({ field: 'source_timestamp', message: 'is in the future' });
     else sourceTs = ts;
   }
-  if (options.requireExternalId && parsed.success && !parsed.data.external_id) {
+  // Checked on the raw value too, so a row with other problems still reports a missing external_id.
+  const rawExternalId = parsed.success ? parsed.data.external_id : record.external_id;
+  if (
+    options.requireExternalId &&
+    (rawExternalId === undefined ||
+      rawExternalId === null ||
+      (typeof rawExternalId === 'string' && rawExternalId.trim() === ''))
+  ) {
     problems.push({ field: 'external_id', message: 'is required when VALHALLA_DEDUP_KEY=external_id' });
   }
   if (problems.length > 0 || !parsed.success) return { ok: false, problems: dedupeProblems(problems) };

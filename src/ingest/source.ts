@@ -1,7 +1,6 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
-import { parse as parseCsv } from 'csv-parse';
 import { IngestFileError } from './errors.js';
 import { LEAD_FIELDS, REQUIRED_FIELDS } from './lead-schema.js';
 
@@ -32,14 +31,19 @@ export interface SourceInput {
   onChunk?: (chunk: Buffer) => void;
 }
 
-const FORMAT_BY_EXTENSION: Record<string, SourceFormat> = { '.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl' };
-/** A CSV record longer than this is a broken quote swallowing lines, not a lead. */
+const FORMAT_BY_EXTENSION: Record<string, SourceFormat> = {
+  '.csv': 'csv',
+  '.jsonl': 'jsonl',
+  '.ndjson': 'jsonl',
+};
+/** A record (CSV) or line (JSONL) longer than this, in characters, is a broken quote swallowing lines, not a lead. */
 const MAX_RECORD_BYTES = 64 * 1024;
 
 /** Open a CSV or JSONL source, checking what can be checked before the first row. */
 export async function openSource(input: SourceInput): Promise<OpenedSource> {
   const name = input.path === '-' ? '(standard input)' : input.path;
   let size: number | null = null;
+  let declared: SourceFormat | undefined = input.format;
   let stream: Readable;
   if (input.path === '-') {
     stream = input.stdin ?? process.stdin;
@@ -53,17 +57,22 @@ export async function openSource(input: SourceInput): Promise<OpenedSource> {
       if (cause instanceof IngestFileError) throw cause;
       const code = (cause as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new IngestFileError('FILE_NOT_FOUND', name, 'no such file', { cause });
-      throw new IngestFileError('FILE_UNREADABLE', name, `cannot read: ${code ?? (cause as Error).message}`, { cause });
+      throw new IngestFileError('FILE_UNREADABLE', name, `cannot read: ${code ?? (cause as Error).message}`, {
+        cause,
+      });
     }
     if (size === 0) throw new IngestFileError('EMPTY_FILE', name, 'the file is empty (no header, no rows)');
-    stream = createReadStream(input.path);
-  }
-  const declared = input.format ?? (input.path === '-' ? undefined : FORMAT_BY_EXTENSION[extname(input.path).toLowerCase()]);
-  if (input.format === undefined && input.path !== '-' && declared === undefined && extname(input.path) !== '') {
+    // Checked before the file is opened: a stream opened and then abandoned would leak its descriptor.
+    declared ??= FORMAT_BY_EXTENSION[extname(input.path).toLowerCase()];
     const ext = extname(input.path);
-    if (!['.txt', '.dat', '.data'].includes(ext.toLowerCase())) {
-      throw new IngestFileError('UNKNOWN_FORMAT', name, `unknown file type ${ext}: use .csv, .jsonl or .ndjson, or --format csv|jsonl`);
+    if (declared === undefined && ext !== '' && !['.txt', '.dat', '.data'].includes(ext.toLowerCase())) {
+      throw new IngestFileError(
+        'UNKNOWN_FORMAT',
+        name,
+        `unknown file type ${ext}: use .csv, .jsonl or .ndjson, or --format csv|jsonl`,
+      );
     }
+    stream = createReadStream(input.path);
   }
 
   let bytes = 0;
@@ -95,7 +104,11 @@ async function* prepend(first: string, rest: AsyncGenerator<string>): AsyncGener
 }
 
 /** Decode bytes as strict UTF-8; a NUL byte or an invalid sequence is a file-level error with its offset. */
-async function* decodeUtf8(stream: Readable, name: string, onChunk: (chunk: Buffer) => void): AsyncGenerator<string> {
+async function* decodeUtf8(
+  stream: Readable,
+  name: string,
+  onChunk: (chunk: Buffer) => void,
+): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let offset = 0;
   try {
@@ -104,13 +117,22 @@ async function* decodeUtf8(stream: Readable, name: string, onChunk: (chunk: Buff
       onChunk(buffer);
       const nul = buffer.indexOf(0);
       if (nul !== -1) {
-        throw new IngestFileError('BINARY_FILE', name, `a NUL byte at byte ${offset + nul}: this is a binary file, not CSV or JSONL`);
+        throw new IngestFileError(
+          'BINARY_FILE',
+          name,
+          `a NUL byte at byte ${offset + nul}: this is a binary file, not CSV or JSONL`,
+        );
       }
       let textChunk: string;
       try {
         textChunk = decoder.decode(buffer, { stream: true });
       } catch (cause) {
-        throw new IngestFileError('BAD_ENCODING', name, `not valid UTF-8 (between bytes ${offset} and ${offset + buffer.length}); convert the file to UTF-8`, { cause });
+        throw new IngestFileError(
+          'BAD_ENCODING',
+          name,
+          `not valid UTF-8 (between bytes ${offset} and ${offset + buffer.length}); convert the file to UTF-8`,
+          { cause },
+        );
       }
       offset += buffer.length;
       if (textChunk !== '') yield textChunk;
@@ -119,103 +141,284 @@ async function* decodeUtf8(stream: Readable, name: string, onChunk: (chunk: Buff
       const tail = decoder.decode();
       if (tail !== '') yield tail;
     } catch (cause) {
-      throw new IngestFileError('BAD_ENCODING', name, `not valid UTF-8: the file ends inside a character (byte ${offset})`, { cause });
+      throw new IngestFileError(
+        'BAD_ENCODING',
+        name,
+        `not valid UTF-8: the file ends inside a character (byte ${offset})`,
+        { cause },
+      );
     }
   } catch (cause) {
     if (cause instanceof IngestFileError) throw cause;
     const code = (cause as NodeJS.ErrnoException).code;
-    throw new IngestFileError('FILE_UNREADABLE', name, `read failed: ${code ?? (cause as Error).message}`, { cause });
+    throw new IngestFileError('FILE_UNREADABLE', name, `read failed: ${code ?? (cause as Error).message}`, {
+      cause,
+    });
   } finally {
     stream.destroy();
   }
 }
 
-async function* csvRows(text: AsyncIterable<string>, name: string, ignored: string[]): AsyncGenerator<SourceRow> {
-  const skipped: SourceRow[] = [];
-  const parser = parseCsv({
-    bom: true,
-    info: true,
-    relax_column_count: true,
-    skip_empty_lines: true,
-    skip_records_with_error: true,
-    max_record_size: MAX_RECORD_BYTES,
-    on_skip: (error) => {
-      // The parser's error may carry the record's text: keep only its code and line.
-      const err = error as unknown as { code?: string; lines?: number } | undefined;
-      skipped.push({ line: err?.lines ?? 0, unreadable: csvProblem(err?.code) });
-    },
-  });
-  const feeding = (async () => {
-    try {
-      for await (const chunk of text) {
-        if (parser.destroyed) break;
-        if (!parser.write(chunk)) await drainedOrClosed(parser);
-      }
-      if (!parser.destroyed) parser.end();
-    } catch (error) {
-      parser.destroy(error as Error);
-    }
-  })();
-
+async function* csvRows(
+  text: AsyncIterable<string>,
+  name: string,
+  ignored: string[],
+): AsyncGenerator<SourceRow> {
   let header: string[] | null = null;
   let columnIndex: Array<[string, number]> = [];
-  try {
-    for await (const item of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
-      while (skipped.length > 0) yield skipped.shift()!;
-      const { record, info } = item;
-      if (header === null) {
-        header = record.map((h) => h.trim().toLowerCase());
-        const missing = REQUIRED_FIELDS.filter((f) => !header!.includes(f));
-        if (missing.length > 0) {
-          throw new IngestFileError('MISSING_HEADER', name, `the header (line 1) lacks the column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}; expected a header row with ${LEAD_FIELDS.join(',')}`);
-        }
-        const duplicates = header.filter((h, i) => header!.indexOf(h) !== i);
-        if (duplicates.length > 0) {
-          throw new IngestFileError('MISSING_HEADER', name, `the header (line 1) repeats the column ${duplicates[0]}`);
-        }
-        columnIndex = LEAD_FIELDS.flatMap((f) => (header!.includes(f) ? [[f, header!.indexOf(f)] as [string, number]] : []));
-        ignored.push(...header.filter((h) => !(LEAD_FIELDS as readonly string[]).includes(h)));
-        continue;
+  for await (const record of csvRecords(text)) {
+    if (header === null) {
+      if ('broken' in record) {
+        throw new IngestFileError(
+          'BAD_HEADER',
+          name,
+          `the header (line ${record.line}) is not valid CSV: ${record.broken}`,
+        );
       }
-      if (record.length !== header.length) {
-        yield { line: info.lines, unreadable: `expected ${header.length} fields as in the header, found ${record.length}` };
-        continue;
+      header = record.fields.map((h) => h.trim().toLowerCase());
+      const missing = REQUIRED_FIELDS.filter((f) => !header!.includes(f));
+      if (missing.length > 0) {
+        throw new IngestFileError(
+          'MISSING_HEADER',
+          name,
+          `the header (line ${record.line}) lacks the column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}; expected a header row with ${LEAD_FIELDS.join(',')}`,
+        );
       }
-      const fields: Record<string, unknown> = {};
-      for (const [field, index] of columnIndex) fields[field] = record[index];
-      yield { line: info.lines, fields };
+      const duplicates = header.filter((h, i) => header!.indexOf(h) !== i);
+      if (duplicates.length > 0) {
+        throw new IngestFileError(
+          'BAD_HEADER',
+          name,
+          `the header (line ${record.line}) repeats the column ${duplicates[0]}`,
+        );
+      }
+      columnIndex = LEAD_FIELDS.flatMap((f) =>
+        header!.includes(f) ? [[f, header!.indexOf(f)] as [string, number]] : [],
+      );
+      ignored.push(...header.filter((h) => !(LEAD_FIELDS as readonly string[]).includes(h)));
+      continue;
     }
-    while (skipped.length > 0) yield skipped.shift()!;
+    if ('broken' in record) {
+      yield { line: record.line, unreadable: record.broken };
+      continue;
+    }
+    if (record.fields.length !== header.length) {
+      yield {
+        line: record.line,
+        unreadable: `expected ${header.length} fields as in the header, found ${record.fields.length}`,
+      };
+      continue;
+    }
+    const fields: Record<string, unknown> = {};
+    for (const [field, index] of columnIndex) fields[field] = record.fields[index];
+    yield { line: record.line, fields };
+  }
+  if (header === null)
+    throw new IngestFileError('MISSING_HEADER', name, 'no header row: the file has no lines with data');
+}
+
+/** One CSV record as read, by the line it starts on: its fields, or why it is not a valid record. */
+type CsvRecord = { line: number; fields: string[] } | { line: number; broken: string };
+
+type Scan =
+  | { kind: 'more' }
+  | { kind: 'record'; fields: string[]; end: number }
+  | { kind: 'broken'; reason: string };
+
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * Split CSV text (RFC 4180: `,` between fields, `"` quoting with `""` inside, CRLF, LF or CR line
+ * ends, line breaks allowed inside quotes) into records, skipping empty lines. csv-parse's
+ * `skip_records_with_error` cannot resynchronise: after a broken quote it keeps reading the rest of
+ * the file as one field (or, past `max_record_size`, silently drops the rest of the chunk), so good
+ * rows after a broken one were lost without a trace. Here a broken record is reported by its first
+ * line and reading starts again on the line after it; memory stays bounded by MAX_RECORD_BYTES.
+ */
+async function* csvRecords(text: AsyncIterable<string>): AsyncGenerator<CsvRecord> {
+  const source = text[Symbol.asyncIterator]();
+  let buf = '';
+  let pos = 0;
+  let line = 1;
+  let eof = false;
+  let first = true;
+  /** After a broken record: skip to the start of the line after the one `pos` is on. */
+  let skipping = false;
+  const more = async (): Promise<boolean> => {
+    const next = eof ? null : await source.next();
+    if (next === null || next.done) {
+      eof = true;
+      return false;
+    }
+    let chunk = next.value;
+    if (first) {
+      chunk = chunk.replace(/^\uFEFF/, '');
+      first = false;
+    }
+    buf = buf.slice(pos) + chunk;
+    pos = 0;
+    return true;
+  };
+  try {
+    for (;;) {
+      if (skipping) {
+        const brk = findLineBreak(buf, pos);
+        if (brk === -1) {
+          buf = '';
+          pos = 0;
+          if (!(await more())) return;
+          continue;
+        }
+        const end = afterLineBreak(buf, brk, eof);
+        if (end === -1) {
+          await more();
+          continue;
+        }
+        pos = end;
+        line++;
+        skipping = false;
+        continue;
+      }
+      if (pos >= buf.length) {
+        if (!(await more())) return;
+        continue;
+      }
+      const c = buf.charCodeAt(pos);
+      if (c === LF || c === CR) {
+        // An empty line: not a record.
+        const end = afterLineBreak(buf, pos, eof);
+        if (end === -1) {
+          await more();
+          continue;
+        }
+        pos = end;
+        line++;
+        continue;
+      }
+      const scan = scanRecord(buf, pos, eof);
+      if (scan.kind === 'more') {
+        await more();
+        continue;
+      }
+      if (scan.kind === 'record') {
+        yield { line, fields: scan.fields };
+        line += countLineBreaks(buf, pos, scan.end);
+        pos = scan.end;
+        continue;
+      }
+      yield { line, broken: scan.reason };
+      skipping = true;
+    }
   } finally {
-    if (!parser.destroyed) parser.destroy();
-    await feeding;
+    await source.return?.();
   }
-  if (header === null) throw new IngestFileError('MISSING_HEADER', name, 'no header row: the file has no lines with data');
 }
 
-function drainedOrClosed(stream: NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
-  });
+/** Scan one record starting at `start`; `more` when the text so far cannot tell where it ends. */
+function scanRecord(buf: string, start: number, eof: boolean): Scan {
+  const fields: string[] = [];
+  const tooLong = () => buf.length - start > MAX_RECORD_BYTES;
+  const done = (end: number): Scan =>
+    end - start > MAX_RECORD_BYTES
+      ? { kind: 'broken', reason: `row longer than ${MAX_RECORD_BYTES} characters` }
+      : { kind: 'record', fields, end };
+  let i = start;
+  for (;;) {
+    if (buf.charCodeAt(i) === QUOTE) {
+      const open = i;
+      let value = '';
+      i++;
+      for (;;) {
+        const q = buf.indexOf('"', i);
+        if (q === -1 || (q === buf.length - 1 && !eof)) {
+          if (eof) return { kind: 'broken', reason: 'broken quoting: a quoted field is never closed' };
+          if (tooLong())
+            return {
+              kind: 'broken',
+              reason: `broken quoting: a quoted field is not closed within ${MAX_RECORD_BYTES} characters`,
+            };
+          return { kind: 'more' };
+        }
+        value += buf.slice(i, q);
+        if (buf.charCodeAt(q + 1) === QUOTE) {
+          value += '"';
+          i = q + 2;
+          continue;
+        }
+        i = q + 1;
+        break;
+      }
+      fields.push(value);
+      if (i >= buf.length) return eof ? done(i) : { kind: 'more' };
+      const c = buf.charCodeAt(i);
+      if (c === COMMA) {
+        i++;
+        continue;
+      }
+      if (c === LF || c === CR) {
+        const end = afterLineBreak(buf, i, eof);
+        return end === -1 ? { kind: 'more' } : done(end);
+      }
+      // Text after a quote that is lines away from its opening one: most likely the opening quote was
+      // never closed and this quote opens a field of a later row.
+      const spansLines = findLineBreak(buf.slice(open, i), 0) !== -1;
+      return {
+        kind: 'broken',
+        reason: spansLines
+          ? 'broken quoting: a quoted field is never closed'
+          : 'broken quoting: text after a closing quote',
+      };
+    }
+    let j = i;
+    for (; j < buf.length; j++) {
+      const c = buf.charCodeAt(j);
+      if (c === COMMA || c === LF || c === CR || c === QUOTE) break;
+    }
+    if (j >= buf.length) {
+      if (!eof)
+        return tooLong()
+          ? { kind: 'broken', reason: `row longer than ${MAX_RECORD_BYTES} characters` }
+          : { kind: 'more' };
+      fields.push(buf.slice(i, j));
+      return done(j);
+    }
+    const c = buf.charCodeAt(j);
+    if (c === QUOTE) return { kind: 'broken', reason: 'broken quoting: a quote inside an unquoted field' };
+    fields.push(buf.slice(i, j));
+    if (c === COMMA) {
+      i = j + 1;
+      continue;
+    }
+    const end = afterLineBreak(buf, j, eof);
+    return end === -1 ? { kind: 'more' } : done(end);
+  }
 }
 
-function csvProblem(code: string | undefined): string {
-  switch (code) {
-    case 'CSV_QUOTE_NOT_CLOSED':
-      return 'broken quoting: a quoted field is never closed';
-    case 'CSV_INVALID_CLOSING_QUOTE':
-      return 'broken quoting: text after a closing quote';
-    case 'CSV_MAX_RECORD_SIZE':
-      return `row longer than ${MAX_RECORD_BYTES} bytes (broken quoting?)`;
-    default:
-      return `not a valid CSV row (${code ?? 'parse error'})`;
+function findLineBreak(buf: string, from: number): number {
+  for (let i = from; i < buf.length; i++) {
+    const c = buf.charCodeAt(i);
+    if (c === LF || c === CR) return i;
   }
+  return -1;
+}
+
+/** The index after the line break at `i` (CRLF, LF or CR); -1 when a CR ends the text so far. */
+function afterLineBreak(buf: string, i: number, eof: boolean): number {
+  if (buf.charCodeAt(i) === LF) return i + 1;
+  if (i + 1 < buf.length) return buf.charCodeAt(i + 1) === LF ? i + 2 : i + 1;
+  return eof ? i + 1 : -1;
+}
+
+function countLineBreaks(buf: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = buf.charCodeAt(i);
+    if (c === LF || (c === CR && buf.charCodeAt(i + 1) !== LF)) n++;
+  }
+  return n;
 }
 
 async function* jsonlRows(text: AsyncIterable<string>): AsyncGenerator<SourceRow> {
@@ -230,7 +433,8 @@ async function* jsonlRows(text: AsyncIterable<string>): AsyncGenerator<SourceRow
       first = false;
     }
     if (body.trim() === '') return null;
-    if (body.length > MAX_RECORD_BYTES) return { line, unreadable: `row longer than ${MAX_RECORD_BYTES} characters` };
+    if (body.length > MAX_RECORD_BYTES)
+      return { line, unreadable: `row longer than ${MAX_RECORD_BYTES} characters` };
     let value: unknown;
     try {
       value = JSON.parse(body);

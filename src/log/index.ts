@@ -22,7 +22,8 @@ export function createLogger(options: LoggerOptions): Logger {
       level: options.level,
       base: { service: 'valhalla' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      serializers: { err: serializeError },
+      // Under either name: an error object's own fields can hold a record (csv-parse's `record`).
+      serializers: { err: serializeError, error: serializeError },
     },
     destination,
   );

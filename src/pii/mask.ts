@@ -27,5 +27,7 @@ export function maskName(name: string): string {
 /** `Acme Industries` → `Acm***`: a company can carry a person's name. */
 export function maskCompany(company: string | null | undefined): string {
   if (!company) return '';
-  return `${Array.from(company).slice(0, 3).join('')}***`;
+  const chars = Array.from(company.trim());
+  // Never the whole name: a short one (`Li`, `Bob`) shows one character fewer than it has.
+  return `${chars.slice(0, Math.min(3, chars.length - 1)).join('')}***`;
 }

@@ -18,6 +18,9 @@ export function createPseudonymizer(secret: string): Pseudonymizer {
     pseudonym(dedupKey) {
       return `L-${dedupKey.slice(0, 20)}`;
     },
-    fingerprint: createHmac('sha256', secret).update('valhalla:secret-fingerprint').digest('hex').slice(0, 32),
+    fingerprint: createHmac('sha256', secret)
+      .update('valhalla:secret-fingerprint')
+      .digest('hex')
+      .slice(0, 32),
   };
 }

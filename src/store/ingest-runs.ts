@@ -9,7 +9,13 @@ export async function createIngestRun(
 ): Promise<number> {
   const row = await db
     .insertInto('ingest_runs')
-    .values({ started_at: run.startedAt, source: run.source, format: run.format, operator: run.operator, status: 'running' })
+    .values({
+      started_at: run.startedAt,
+      source: run.source,
+      format: run.format,
+      operator: run.operator,
+      status: 'running',
+    })
     .returning('id')
     .executeTakeFirstOrThrow();
   return row.id;
@@ -35,7 +41,12 @@ export async function addIngestCounts(
 export async function finishIngestRun(
   db: Executor,
   runId: number,
-  end: { finishedAt: number; status: 'completed' | 'failed'; fileSha256: string | null; error: string | null },
+  end: {
+    finishedAt: number;
+    status: 'completed' | 'failed';
+    fileSha256: string | null;
+    error: string | null;
+  },
 ): Promise<void> {
   await db
     .updateTable('ingest_runs')
@@ -46,10 +57,20 @@ export async function finishIngestRun(
 
 export async function recordRowOutcomes(
   db: Executor,
-  outcomes: { run_id: number; line: number; outcome: 'duplicate' | 'rejected'; field: string | null; reason: string; lead_id: number | null }[],
+  outcomes: {
+    run_id: number;
+    line: number;
+    outcome: 'duplicate' | 'rejected';
+    field: string | null;
+    reason: string;
+    lead_id: number | null;
+  }[],
 ): Promise<void> {
   for (let i = 0; i < outcomes.length; i += 1_000) {
-    await db.insertInto('ingest_outcomes').values(outcomes.slice(i, i + 1_000)).execute();
+    await db
+      .insertInto('ingest_outcomes')
+      .values(outcomes.slice(i, i + 1_000))
+      .execute();
   }
 }
 
@@ -58,7 +79,9 @@ export async function getIngestRun(db: Executor, runId: number): Promise<IngestR
 }
 
 /** Totals over every ingest: rows read and how each ended. */
-export async function ingestTotals(db: Executor): Promise<{ runs: number; read: number; accepted: number; duplicate: number; rejected: number }> {
+export async function ingestTotals(
+  db: Executor,
+): Promise<{ runs: number; read: number; accepted: number; duplicate: number; rejected: number }> {
   const row = await db
     .selectFrom('ingest_runs')
     .select((eb) => [

@@ -12,7 +12,10 @@ const INSERT_ROWS_PER_STATEMENT = 1_000;
  * the database's unique key is what makes a lead impossible to store twice.
  * Returns the id of each row that was inserted, by dedup key.
  */
-export async function insertLeadsSkippingDuplicates(db: Executor, rows: NewLead[]): Promise<Map<string, number>> {
+export async function insertLeadsSkippingDuplicates(
+  db: Executor,
+  rows: NewLead[],
+): Promise<Map<string, number>> {
   const inserted = new Map<string, number>();
   for (let i = 0; i < rows.length; i += INSERT_ROWS_PER_STATEMENT) {
     const result = await db
@@ -38,7 +41,8 @@ export async function findLeadOrigins(
       .select(['id', 'dedup_key', 'run_id', 'source_line'])
       .where('dedup_key', 'in', dedupKeys.slice(i, i + INSERT_ROWS_PER_STATEMENT))
       .execute();
-    for (const row of rows) found.set(row.dedup_key, { id: row.id, run_id: row.run_id, source_line: row.source_line });
+    for (const row of rows)
+      found.set(row.dedup_key, { id: row.id, run_id: row.run_id, source_line: row.source_line });
   }
   return found;
 }

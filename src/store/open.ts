@@ -1,16 +1,20 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, type MigrationProvider, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import type { Dialect } from './dialect.js';
 import { StoreError } from './errors.js';
-import { migrations } from './migrations/index.js';
+import { migrateToLatest } from './migrate.js';
 import type { Database } from './schema.js';
 
 export type StoreTarget =
   | { kind: 'sqlite'; path: string }
-  | { kind: 'postgres'; url: string; /** A schema to use instead of public (tests: one per run). */ schema?: string };
+  | {
+      kind: 'postgres';
+      url: string /** A schema to use instead of public (tests: one per run). */;
+      schema?: string;
+    };
 
 export interface Store {
   readonly db: Kysely<Database>;
@@ -21,12 +25,10 @@ export interface Store {
   close(): Promise<void>;
 }
 
-const MIGRATION_TABLE = 'valhalla_migration';
-const MIGRATION_LOCK_TABLE = 'valhalla_migration_lock';
-
 /** Open the database named by the configuration and bring its schema up to date. */
 export async function openStore(target: StoreTarget, options: { migrate?: boolean } = {}): Promise<Store> {
-  const store = target.kind === 'sqlite' ? openSqlite(target.path) : await openPostgres(target.url, target.schema);
+  const store =
+    target.kind === 'sqlite' ? openSqlite(target.path) : await openPostgres(target.url, target.schema);
   if (options.migrate !== false) {
     try {
       await migrateToLatest(store);
@@ -44,12 +46,18 @@ function openSqlite(path: string): Store {
   try {
     raw = new SqliteDatabase(path);
   } catch (cause) {
-    throw new StoreError('DATABASE_UNAVAILABLE', `cannot open the SQLite database ${path}: ${(cause as Error).message}`, { cause });
+    throw new StoreError(
+      'DATABASE_UNAVAILABLE',
+      `cannot open the SQLite database ${path}: ${(cause as Error).message}`,
+      { cause },
+    );
   }
   raw.pragma('journal_mode = WAL');
   // FULL: a commit survives a power cut. Writes are batched per chunk/cycle, so the fsync is paid rarely.
   raw.pragma('synchronous = FULL');
   raw.pragma('foreign_keys = ON');
+  // INSERT OR REPLACE deletes the row it replaces: with this on, that delete meets the delete triggers.
+  raw.pragma('recursive_triggers = ON');
   raw.pragma('busy_timeout = 5000');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
   let closed = false;
@@ -72,7 +80,9 @@ async function openPostgres(url: string, schema: string | undefined): Promise<St
   // bigint columns hold epoch milliseconds and counts, all far below 2^53: read them as numbers.
   const types = {
     getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-      oid === 20 || oid === 1700 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+      oid === 20 || oid === 1700
+        ? (value: string) => Number(value)
+        : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
   };
   const pool = new pg.Pool({
     connectionString: url,
@@ -87,13 +97,17 @@ async function openPostgres(url: string, schema: string | undefined): Promise<St
   try {
     const client = await pool.connect();
     try {
-      if (schema) await client.query(`create schema if not exists ${schema}`);
+      if (schema) await createSchemaIfMissing(client, schema);
     } finally {
       client.release();
     }
   } catch (cause) {
     await pool.end().catch(() => {});
-    throw new StoreError('DATABASE_UNAVAILABLE', `cannot connect to PostgreSQL: ${(cause as Error).message}`, { cause });
+    throw new StoreError(
+      'DATABASE_UNAVAILABLE',
+      `cannot connect to PostgreSQL: ${(cause as Error).message}`,
+      { cause },
+    );
   }
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
@@ -109,37 +123,15 @@ async function openPostgres(url: string, schema: string | undefined): Promise<St
   };
 }
 
-/** Apply pending migrations under the migrator's lock; refuse a database from a newer release. */
-export async function migrateToLatest(store: Store): Promise<string[]> {
-  const known = migrations(store.dialect);
-  const provider: MigrationProvider = { getMigrations: async () => known };
-  await refuseNewerSchema(store, Object.keys(known));
-  const migrator = new Migrator({
-    db: store.db,
-    provider,
-    migrationTableName: MIGRATION_TABLE,
-    migrationLockTableName: MIGRATION_LOCK_TABLE,
-  });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error) {
-    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new StoreError('MIGRATION_FAILED', `migration ${failed} failed: ${(error as Error).message}`, { cause: error });
-  }
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
-}
-
-async function refuseNewerSchema(store: Store, knownNames: string[]): Promise<void> {
-  let applied: { rows: { name: string }[] };
+/**
+ * `create schema if not exists` is not safe against itself: two processes starting at once on a fresh
+ * schema can both find it missing, and the second fails on the catalog's unique name. It exists then.
+ */
+async function createSchemaIfMissing(client: pg.PoolClient, schema: string): Promise<void> {
   try {
-    applied = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(store.db);
-  } catch {
-    return; // a new database: no migration table yet
-  }
-  const unknown = applied.rows.map((r) => r.name).filter((name) => !knownNames.includes(name));
-  if (unknown.length > 0) {
-    throw new StoreError(
-      'SCHEMA_TOO_NEW',
-      `the database was migrated by a newer release (unknown migrations: ${unknown.join(', ')}); refusing to run against it`,
-    );
+    await client.query(`create schema if not exists ${schema}`);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code !== '23505' && code !== '42P06') throw error; // unique_violation, duplicate_schema
   }
 }

@@ -7,7 +7,21 @@ describe('the valhalla binary', () => {
     const cwd = tempDir();
     const env = testEnv(`${cwd}/data`);
     expect((await runBinary(['init'], { cwd, env })).code).toBe(0);
-    const generated = await runBinary(['leads', 'generate', '--count', '300', '--seed', '3', '--out', 'leads.csv', '--now', '2026-11-20T12:00:00Z'], { cwd, env });
+    const generated = await runBinary(
+      [
+        'leads',
+        'generate',
+        '--count',
+        '300',
+        '--seed',
+        '3',
+        '--out',
+        'leads.csv',
+        '--now',
+        '2026-11-20T12:00:00Z',
+      ],
+      { cwd, env },
+    );
     expect(generated.code).toBe(0);
     const ingest = await runBinary(['ingest', 'leads.csv', '--json'], { cwd, env });
     expect(ingest.code).toBe(0);

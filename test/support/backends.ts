@@ -30,7 +30,9 @@ export async function postgresAvailable(): Promise<boolean> {
     if (process.env.CI === 'true') {
       throw new Error(`CI=true but PostgreSQL is not reachable at ${PG_URL}: ${(error as Error).message}`);
     }
-    console.warn(`[skip] PostgreSQL tests skipped: no server at ${PG_URL} (${(error as Error).message}); CI=true makes this a failure`);
+    console.warn(
+      `[skip] PostgreSQL tests skipped: no server at ${PG_URL} (${(error as Error).message}); CI=true makes this a failure`,
+    );
     return false;
   }
 }

@@ -38,7 +38,10 @@ export async function runInProcess(args: string[], options: CliRunOptions): Prom
 }
 
 /** Run the built `bin/valhalla.js` as a child process (requires `npm run build`, which `npm test` does first). */
-export function runBinary(args: string[], options: CliRunOptions & { timeoutMs?: number }): Promise<CliResult> {
+export function runBinary(
+  args: string[],
+  options: CliRunOptions & { timeoutMs?: number },
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: options.cwd,
@@ -53,7 +56,11 @@ export function runBinary(args: string[], options: CliRunOptions & { timeoutMs?:
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolve({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
     });
     child.stdin.end(options.stdin ?? '');
   });

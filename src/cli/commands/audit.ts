@@ -1,4 +1,5 @@
 import { createWriteStream } from 'node:fs';
+import { resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { describeBreak } from '../../audit/index.js';
@@ -11,19 +12,26 @@ export function registerAudit(program: Command, ctx: Context): void {
   audit
     .command('verify')
     .description('walk the chain and name the first broken entry; exit 1 if any')
-    .option('--expect-head <hash>', 'also check the chain ends at this hash (recorded earlier, kept elsewhere)')
+    .option(
+      '--expect-head <hash>',
+      'also check the chain ends at this hash (recorded earlier, kept elsewhere)',
+    )
     .option('--json', 'print as JSON')
     .action(async (opts: { expectHead?: string; json?: boolean }) => {
       const { io } = ctx;
       await ctx.withApp(async (app) => {
         const result = await app.audit.verify(opts.expectHead ? { expectHead: opts.expectHead } : {});
         if (opts.json) writeJson(io.stdout, result);
-        else if (result.ok) writeLine(io.stdout, `audit chain intact: ${result.entries} entries, head ${result.headHash}`);
+        else if (result.ok)
+          writeLine(io.stdout, `audit chain intact: ${result.entries} entries, head ${result.headHash}`);
         if (result.ok) return;
         const problem = result.firstBreak
           ? describeBreak(result.firstBreak)
           : `the chain ends at ${result.headMismatch?.actual}, not at the expected ${result.headMismatch?.expected} (entries were cut off the end)`;
-        throw new CliExit(EXIT.failure, `audit chain BROKEN after ${result.entries} good entries: ${problem}`);
+        throw new CliExit(
+          EXIT.failure,
+          `audit chain BROKEN after ${result.entries} good entries: ${problem}`,
+        );
       });
     });
 
@@ -34,7 +42,8 @@ export function registerAudit(program: Command, ctx: Context): void {
     .action(async (opts: { out?: string }) => {
       const { io } = ctx;
       await ctx.withApp(async (app) => {
-        const out = opts.out ? createWriteStream(opts.out, { mode: 0o600 }) : io.stdout;
+        // Relative to the CLI's working folder (not this process's: the CLI may run embedded).
+        const out = opts.out ? createWriteStream(resolve(io.cwd, opts.out), { mode: 0o600 }) : io.stdout;
         const { entries, headHash } = await app.audit.export(out);
         if (opts.out) {
           out.end();

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { describeConfig } from '../../config/index.js';
-import { type CliIo, formatTable, writeJson, writeLine } from '../output.js';
 import type { Context } from '../context.js';
+import { type CliIo, formatTable, writeJson, writeLine } from '../output.js';
 
 export function registerConfig(program: Command, ctx: Context): void {
   const config = program.command('config').description('show the configuration in force');
@@ -17,8 +17,23 @@ export function registerConfig(program: Command, ctx: Context): void {
       writeLine(io.stdout, `Policy file: ${described.policyFile}`);
       writeLine(io.stdout, `Policy hash: ${described.policyHash}`);
       writeLine(io.stdout);
-      writeLine(io.stdout, formatTable(['VARIABLE', 'VALUE', 'SOURCE'], described.variables.map((v) => [v.name, v.value, v.source])));
+      writeLine(
+        io.stdout,
+        formatTable(
+          ['VARIABLE', 'VALUE', 'SOURCE'],
+          described.variables.map((v) => [v.name, v.value, v.source]),
+        ),
+      );
       writeLine(io.stdout);
-      writeLine(io.stdout, formatTable(['POLICY', 'VALUE'], Object.entries(described.policy).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : String(v)])));
+      writeLine(
+        io.stdout,
+        formatTable(
+          ['POLICY', 'VALUE'],
+          Object.entries(described.policy).map(([k, v]) => [
+            k,
+            typeof v === 'object' ? JSON.stringify(v) : String(v),
+          ]),
+        ),
+      );
     });
 }

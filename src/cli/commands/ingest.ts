@@ -1,5 +1,6 @@
-import { Option, type Command } from 'commander';
+import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
+import { type Command, Option } from 'commander';
 import type { SourceFormat } from '../../ingest/index.js';
 import type { Context } from '../context.js';
 import { writeJson, writeLine } from '../output.js';
@@ -12,41 +13,67 @@ export function registerIngest(program: Command, ctx: Context): void {
     .command('ingest')
     .description('read leads from a CSV or JSONL file (or - for standard input) into the store')
     .argument('<file>', 'a .csv, .jsonl or .ndjson file, or - for standard input')
-    .addOption(new Option('--format <format>', 'the file format (default: from the extension, else sniffed)').choices(['csv', 'jsonl']))
-    .option('--rejects <file>', 'where to write the rejected rows (default: <data dir>/rejects/ingest-run-<id>.jsonl)')
+    .addOption(
+      new Option('--format <format>', 'the file format (default: from the extension, else sniffed)').choices([
+        'csv',
+        'jsonl',
+      ]),
+    )
+    .option(
+      '--rejects <file>',
+      'where to write the rejected rows (default: <data dir>/rejects/ingest-run-<id>.jsonl)',
+    )
     .option('--no-progress', 'no progress bar, even on a terminal')
     .option('--json', 'print the summary as JSON')
-    .action(async (file: string, opts: { format?: SourceFormat; rejects?: string; progress: boolean; json?: boolean }) => {
-      const { io } = ctx;
-      await ctx.withApp(async (app) => {
-        let bar: SingleBar | null = null;
-        const summary = await app.ingest({
-          path: file,
-          ...(opts.format ? { format: opts.format } : {}),
-          ...(opts.rejects ? { rejectsPath: opts.rejects } : {}),
-          stdin: io.stdin as NodeJS.ReadableStream as never,
-          onProgress: ({ bytesRead, totalBytes, rowsRead }) => {
-            if (!opts.progress || !io.stderr.isTTY || totalBytes === null || totalBytes < PROGRESS_MIN_BYTES) return;
-            if (!bar) {
-              bar = new SingleBar({ stream: io.stderr as NodeJS.WritableStream as never, format: 'ingest [{bar}] {percentage}% | {rows} rows', hideCursor: true });
-              bar.start(totalBytes, 0, { rows: 0 });
-            }
-            bar.update(bytesRead, { rows: rowsRead });
-          },
+    .action(
+      async (
+        file: string,
+        opts: { format?: SourceFormat; rejects?: string; progress: boolean; json?: boolean },
+      ) => {
+        const { io } = ctx;
+        await ctx.withApp(async (app) => {
+          let bar: SingleBar | null = null;
+          const summary = await app.ingest({
+            // Paths are relative to the CLI's working folder (not this process's: the CLI may run embedded).
+            path: file === '-' ? file : resolve(io.cwd, file),
+            ...(opts.format ? { format: opts.format } : {}),
+            ...(opts.rejects ? { rejectsPath: resolve(io.cwd, opts.rejects) } : {}),
+            stdin: io.stdin as NodeJS.ReadableStream as never,
+            onProgress: ({ bytesRead, totalBytes, rowsRead }) => {
+              if (
+                !opts.progress ||
+                !io.stderr.isTTY ||
+                totalBytes === null ||
+                totalBytes < PROGRESS_MIN_BYTES
+              )
+                return;
+              if (!bar) {
+                bar = new SingleBar({
+                  stream: io.stderr as NodeJS.WritableStream as never,
+                  format: 'ingest [{bar}] {percentage}% | {rows} rows',
+                  hideCursor: true,
+                });
+                bar.start(totalBytes, 0, { rows: 0 });
+              }
+              bar.update(bytesRead, { rows: rowsRead });
+            },
+          });
+          (bar as SingleBar | null)?.stop();
+          if (opts.json) {
+            writeJson(io.stdout, summary);
+            return;
+          }
+          writeLine(
+            io.stdout,
+            `ingest run ${summary.runId} (${summary.source}, ${summary.format}): read ${summary.read}, accepted ${summary.accepted} ` +
+              `(pending ${summary.states.pending}, below threshold ${summary.states.below_threshold}, expired ${summary.states.expired}), ` +
+              `duplicate ${summary.duplicate}, rejected ${summary.rejected}`,
+          );
+          if (summary.rejectsFile)
+            writeLine(io.stdout, `rejected rows (line, field, reason): ${summary.rejectsFile}`);
+          if (summary.ignoredColumns.length > 0)
+            writeLine(io.stderr, `note: columns not used: ${summary.ignoredColumns.join(', ')}`);
         });
-        (bar as SingleBar | null)?.stop();
-        if (opts.json) {
-          writeJson(io.stdout, summary);
-          return;
-        }
-        writeLine(
-          io.stdout,
-          `ingest run ${summary.runId} (${summary.source}, ${summary.format}): read ${summary.read}, accepted ${summary.accepted} ` +
-            `(pending ${summary.states.pending}, below threshold ${summary.states.below_threshold}, expired ${summary.states.expired}), ` +
-            `duplicate ${summary.duplicate}, rejected ${summary.rejected}`,
-        );
-        if (summary.rejectsFile) writeLine(io.stdout, `rejected rows (line, field, reason): ${summary.rejectsFile}`);
-        if (summary.ignoredColumns.length > 0) writeLine(io.stderr, `note: columns not used: ${summary.ignoredColumns.join(', ')}`);
-      });
-    });
+      },
+    );
 }

@@ -1,9 +1,9 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { type SourceFormat, writeGeneratedLeads } from '../../ingest/index.js';
+import type { SourceFormat } from '../../ingest/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
 import type { Context } from '../context.js';
 import { formatTable, writeJson, writeLine } from '../output.js';
@@ -19,48 +19,77 @@ export function wholeNumber(min: number, max: number) {
 
 function instant(value: string): number {
   const ms = Date.parse(value);
-  if (Number.isNaN(ms) || !/^\d{4}-\d{2}-\d{2}/.test(value)) throw new InvalidArgumentError(`not an ISO 8601 date-time: ${value}`);
+  if (Number.isNaN(ms) || !/^\d{4}-\d{2}-\d{2}/.test(value))
+    throw new InvalidArgumentError(`not an ISO 8601 date-time: ${value}`);
   return ms;
 }
 
 export function registerLeads(program: Command, ctx: Context): void {
-  const leads = program.command('leads').description('generate synthetic leads, or list stored ones (masked)');
+  const leads = program
+    .command('leads')
+    .description('generate synthetic leads, or list stored ones (masked)');
 
   leads
     .command('generate')
-    .description('write realistic, reproducible synthetic leads (with stale, low-score, duplicate and invalid rows)')
+    .description(
+      'write realistic, reproducible synthetic leads (with stale, low-score, duplicate and invalid rows)',
+    )
     .requiredOption('--count <n>', 'how many rows', wholeNumber(1, 100_000_000))
-    .option('--seed <s>', 'the random seed: the same seed and --now give the same file', wholeNumber(0, 2 ** 31 - 1), 1)
+    .option(
+      '--seed <s>',
+      'the random seed: the same seed and --now give the same file',
+      wholeNumber(0, 2 ** 31 - 1),
+      1,
+    )
     .addOption(new Option('--format <format>', 'csv or jsonl').choices(['csv', 'jsonl']).default('csv'))
     .option('--out <file>', 'write to a file instead of standard output')
     .option('--now <iso>', 'the instant the timestamps are relative to (default: now)', instant)
-    .action(async (opts: { count: number; seed: number; format: SourceFormat; out?: string; now?: number }) => {
-      const { io } = ctx;
-      const config = ctx.config();
-      if (config.realDataIngest) {
-        writeLine(io.stderr, 'note: VALHALLA_REAL_DATA_INGEST=1: synthetic leads are for Phase 3 demos and tests; do not ingest them into a live store');
-      }
-      const out = opts.out ? createWriteStream(opts.out, { mode: 0o600 }) : io.stdout;
-      if (opts.out) await mkdir(dirname(opts.out), { recursive: true });
-      const tally = await writeGeneratedLeads(out, {
-        count: opts.count,
-        seed: opts.seed,
-        now: opts.now ?? Date.now(),
-        format: opts.format,
-      });
-      if (opts.out) {
-        out.end();
-        await finished(out);
-        writeLine(io.stderr, `wrote ${opts.count} leads to ${opts.out}: ${Object.entries(tally).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-      }
-    });
+    .action(
+      async (opts: { count: number; seed: number; format: SourceFormat; out?: string; now?: number }) => {
+        const { io } = ctx;
+        const config = ctx.config();
+        if (config.realDataIngest) {
+          writeLine(
+            io.stderr,
+            'note: VALHALLA_REAL_DATA_INGEST=1: synthetic leads are for Phase 3 demos and tests; do not ingest them into a live store',
+          );
+        }
+        // Relative to the CLI's working folder (not this process's: the CLI may run embedded).
+        const outPath = opts.out ? resolve(io.cwd, opts.out) : null;
+        // The folder first: the stream opens the file on the next tick.
+        if (outPath) await mkdir(dirname(outPath), { recursive: true });
+        const out = outPath ? createWriteStream(outPath, { mode: 0o600 }) : io.stdout;
+        // Loaded here only: faker is large, and no other command needs it.
+        const { writeGeneratedLeads } = await import('../../synthetic/index.js');
+        const tally = await writeGeneratedLeads(out, {
+          count: opts.count,
+          seed: opts.seed,
+          now: opts.now ?? Date.now(),
+          format: opts.format,
+        });
+        if (opts.out) {
+          out.end();
+          await finished(out);
+          writeLine(
+            io.stderr,
+            `wrote ${opts.count} leads to ${opts.out}: ${Object.entries(tally)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')}`,
+          );
+        }
+      },
+    );
 
   leads
     .command('list')
     .description('list stored leads, masked, newest first; page with --before-id')
     .addOption(new Option('--state <state>', 'only leads in this state').choices([...LEAD_STATES]))
     .option('--limit <n>', 'rows per page (1-1000)', wholeNumber(1, 1000), 50)
-    .option('--before-id <id>', 'the page after this id (the last id of the previous page)', wholeNumber(1, Number.MAX_SAFE_INTEGER))
+    .option(
+      '--before-id <id>',
+      'the page after this id (the last id of the previous page)',
+      wholeNumber(1, Number.MAX_SAFE_INTEGER),
+    )
     .option('--json', 'print as JSON')
     .action(async (opts: { state?: LeadState; limit: number; beforeId?: number; json?: boolean }) => {
       const { io } = ctx;
@@ -77,7 +106,16 @@ export function registerLeads(program: Command, ctx: Context): void {
           io.stdout,
           formatTable(
             ['ID', 'PSEUDONYM', 'NAME', 'EMAIL', 'PHONE', 'SCORE', 'STATE', 'SOURCE TIME'],
-            rows.map((r) => [r.id, r.pseudonym, r.name, r.email, r.phone, r.score, r.state, r.sourceTimestamp]),
+            rows.map((r) => [
+              r.id,
+              r.pseudonym,
+              r.name,
+              r.email,
+              r.phone,
+              r.score,
+              r.state,
+              r.sourceTimestamp,
+            ]),
           ),
         );
         if (nextBeforeId !== null) writeLine(io.stdout, `next page: --before-id ${nextBeforeId}`);

@@ -2,7 +2,15 @@ import { type Kysely, type Migration, sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
 
 const LEAD_STATES_SQL = sql.raw(
-  ["'pending'", "'in_flight'", "'exported'", "'below_threshold'", "'expired'", "'quarantined'", "'archived'"].join(', '),
+  [
+    "'pending'",
+    "'in_flight'",
+    "'exported'",
+    "'below_threshold'",
+    "'expired'",
+    "'quarantined'",
+    "'archived'",
+  ].join(', '),
 );
 
 /** Leads, ingest runs and outcomes, the audit chain and runtime state, with their triggers. */
@@ -21,7 +29,9 @@ export function foundation(dialect: Dialect): Migration {
         .addColumn('format', 'text', (c) => c.notNull())
         .addColumn('file_sha256', 'text')
         .addColumn('operator', 'text', (c) => c.notNull())
-        .addColumn('status', 'text', (c) => c.notNull().check(sql`status in ('running', 'completed', 'failed')`))
+        .addColumn('status', 'text', (c) =>
+          c.notNull().check(sql`status in ('running', 'completed', 'failed')`),
+        )
         .addColumn('rows_read', big, (c) => c.notNull().defaultTo(0))
         .addColumn('accepted', big, (c) => c.notNull().defaultTo(0))
         .addColumn('duplicate', big, (c) => c.notNull().defaultTo(0))
@@ -51,9 +61,10 @@ export function foundation(dialect: Dialect): Migration {
         .execute();
       // The cycle's selection: the best pending leads first (FACTS.md: 0.07 ms at 1M rows).
       // The constant in the predicate matters on PostgreSQL: a parameter would skip the index.
-      await sql`create index leads_eligible on leads (score desc, source_ts) where state = 'pending'`.execute(db);
+      await sql`create index leads_eligible on leads (score desc, source_ts) where state = 'pending'`.execute(
+        db,
+      );
       await db.schema.createIndex('leads_state').on('leads').column('state').execute();
-      await db.schema.createIndex('leads_run_line').on('leads').columns(['run_id', 'source_line']).execute();
 
       await db.schema
         .createTable('ingest_outcomes')

@@ -1,10 +1,14 @@
 import type { Migration } from 'kysely';
 import type { Dialect } from '../dialect.js';
 import { foundation } from './0001-foundation.js';
+import { auditNoReplace } from './0002-audit-no-replace.js';
+import { exportedLeadsKept } from './0003-exported-leads-kept.js';
 
 /** Numbered, append-only, applied in order. Never edit a released migration: add the next one. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
   return {
     '0001-foundation': foundation(dialect),
+    '0002-audit-no-replace': auditNoReplace(dialect),
+    '0003-exported-leads-kept': exportedLeadsKept(dialect),
   };
 }

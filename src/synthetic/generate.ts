@@ -1,8 +1,8 @@
 import type { Writable } from 'node:stream';
-import { Faker, en } from '@faker-js/faker';
+import { en, Faker } from '@faker-js/faker';
 import { stringify } from 'csv-stringify/sync';
-import { LEAD_FIELDS } from './lead-schema.js';
-import type { SourceFormat } from './source.js';
+import type { SourceFormat } from '../ingest/index.js';
+import { LEAD_FIELDS } from '../ingest/index.js';
 
 export interface GenerateOptions {
   count: number;
@@ -40,14 +40,20 @@ export function* generateLeads(options: Omit<GenerateOptions, 'format'>): Genera
   const faker = new Faker({ locale: [en] });
   faker.seed(options.seed);
   const recent: { email: string; externalId: string }[] = [];
+  // Cumulative upper edges of each kind's band of [0, 1); the rest are fresh.
+  const bands = {
+    invalid: shares.invalid,
+    duplicate: shares.invalid + shares.duplicate,
+    stale: shares.invalid + shares.duplicate + shares.stale,
+    lowScore: shares.invalid + shares.duplicate + shares.stale + shares.lowScore,
+  };
   for (let i = 0; i < options.count; i++) {
     const roll = faker.number.float({ min: 0, max: 1 });
     let kind: GeneratedKind = 'fresh';
-    let edge = shares.invalid;
-    if (roll < edge) kind = 'invalid';
-    else if (roll < (edge += shares.duplicate) && recent.length > 0) kind = 'duplicate';
-    else if (roll < (edge += shares.stale)) kind = 'stale';
-    else if (roll < edge + shares.lowScore) kind = 'low_score';
+    if (roll < bands.invalid) kind = 'invalid';
+    else if (roll < bands.duplicate && recent.length > 0) kind = 'duplicate';
+    else if (roll < bands.stale) kind = 'stale';
+    else if (roll < bands.lowScore) kind = 'low_score';
 
     const first = faker.person.firstName();
     const last = faker.person.lastName();
@@ -77,9 +83,13 @@ export function* generateLeads(options: Omit<GenerateOptions, 'format'>): Genera
         '',
       ]),
       company: faker.company.name(),
-      score: kind === 'low_score' ? faker.number.int({ min: 0, max: 39 }) : faker.number.int({ min: 40, max: 100 }),
+      score:
+        kind === 'low_score'
+          ? faker.number.int({ min: 0, max: 39 })
+          : faker.number.int({ min: 40, max: 100 }),
       source_timestamp: new Date(options.now - ageMs).toISOString(),
-      value: faker.helpers.maybe(() => faker.number.int({ min: 100, max: 50_000 }), { probability: 0.8 }) ?? null,
+      value:
+        faker.helpers.maybe(() => faker.number.int({ min: 100, max: 50_000 }), { probability: 0.8 }) ?? null,
     };
     if (kind === 'invalid') spoil(faker, fields, options.now);
     yield { kind, fields };
@@ -109,7 +119,10 @@ function spoil(faker: Faker, fields: GeneratedRow['fields'], now: number): void 
 }
 
 /** Write generated leads as CSV (with a header) or JSONL, honouring back-pressure. */
-export async function writeGeneratedLeads(out: Writable, options: GenerateOptions): Promise<Record<GeneratedKind, number>> {
+export async function writeGeneratedLeads(
+  out: Writable,
+  options: GenerateOptions,
+): Promise<Record<GeneratedKind, number>> {
   const tally: Record<GeneratedKind, number> = { fresh: 0, stale: 0, low_score: 0, duplicate: 0, invalid: 0 };
   let buffer = options.format === 'csv' ? stringify([LEAD_FIELDS as unknown as string[]]) : '';
   const flush = async () => {
