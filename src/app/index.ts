@@ -2,8 +2,23 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type AuditLog, createAuditLog } from '../audit/index.js';
-import { type Clock, systemClock } from '../clock/index.js';
+import { type Clock, type Sleep, systemClock, systemSleep } from '../clock/index.js';
 import { type Config, loadConfig } from '../config/index.js';
+import {
+  createEngine,
+  createOperatorActions,
+  type Engine,
+  type OperatorActions,
+  type PartnerPort,
+} from '../engine/index.js';
+import {
+  createGuard,
+  GATES_NOT_IN_PLACE,
+  type GateClearance,
+  type Mode,
+  readGoLiveAt,
+  readMode,
+} from '../guard/index.js';
 import { type IngestOptions, type IngestSummary, ingestFile } from '../ingest/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import {
@@ -14,17 +29,19 @@ import {
   maskPhone,
   type Pseudonymizer,
 } from '../pii/index.js';
-import type { LeadState } from '../policy/index.js';
+import { type LeadState, rampPosition } from '../policy/index.js';
 import {
   countLeadsByState,
   getRuntimeValue,
   ingestTotals,
   listLeads,
   openStore,
+  recentCycles,
   type Store,
   setRuntimeValue,
 } from '../store/index.js';
 import { AppError } from './errors.js';
+import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 
@@ -63,7 +80,30 @@ export interface App {
   ingest(options: IngestOptions): Promise<IngestSummary>;
   status(): Promise<StatusReport>;
   listLeads(options: { state?: LeadState; limit: number; beforeId?: number }): Promise<MaskedLead[]>;
+  /**
+   * The cycle engine. In production the gates are those of the gates module (none yet: Phase 4
+   * cannot send) and the partner client is built from the configuration (none in Phase 3).
+   */
+  engine(options?: { gates?: GateClearance; partner?: PartnerPort | null; sleep?: Sleep }): Engine;
+  operatorActions(): OperatorActions;
+  /** The mode, the ramp stage and the latest cycles, for `status`. */
+  runState(): Promise<RunState>;
   close(): Promise<void>;
+}
+
+export interface RunState {
+  mode: Mode;
+  goLiveAt: string | null;
+  ramp: { stage: number; ceiling: number; confirmEachCycle: boolean; nextStageAt: string | null } | null;
+  lastCycles: {
+    id: number;
+    kind: string;
+    startedAt: string;
+    /** Leads claimed for sending (live) or recorded as a dry run. */
+    leads: number;
+    actions: number;
+    confirmed: boolean;
+  }[];
 }
 
 export interface OpenAppOptions {
@@ -137,6 +177,14 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     );
   };
 
+  let partnerClient: PartnerClient | null = null;
+  /** Phase 4 only: in Phase 3 no partner client exists, so no socket to the partner can be opened. */
+  const partnerFromConfig = (): PartnerPort | null => {
+    if (config.phase !== 4) return null;
+    partnerClient ??= createPartnerClientFromConfig(config, clock);
+    return partnerClient;
+  };
+
   let closed = false;
   return {
     config,
@@ -207,13 +255,80 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         reason: lead.state_reason,
       }));
     },
+    engine(engineOptions = {}) {
+      const p = requirePseudonymizer();
+      const partner = engineOptions.partner !== undefined ? engineOptions.partner : partnerFromConfig();
+      const guard = createGuard({
+        config,
+        audit,
+        clock,
+        pseudonymizer: p,
+        gates: engineOptions.gates ?? GATES_NOT_IN_PLACE,
+      });
+      return createEngine({
+        config,
+        store,
+        audit,
+        clock,
+        sleep: engineOptions.sleep ?? systemSleep,
+        logger,
+        pseudonymizer: p,
+        guard,
+        partner,
+      });
+    },
+    operatorActions() {
+      return createOperatorActions({
+        store,
+        audit,
+        clock,
+        operator: config.operator,
+        pseudonymizer: requirePseudonymizer(),
+      });
+    },
+    async runState() {
+      const [mode, goLiveAt, cycles] = await Promise.all([
+        readMode(store.db),
+        readGoLiveAt(store.db),
+        recentCycles(store.db, 5),
+      ]);
+      const ramp =
+        config.phase === 4
+          ? rampPosition(config.policy.rampStages, goLiveAt, clock.now(), config.limits.leadsPerCycle)
+          : null;
+      return {
+        mode,
+        goLiveAt: goLiveAt === null ? null : new Date(goLiveAt).toISOString(),
+        ramp: ramp && {
+          stage: ramp.stage,
+          ceiling: ramp.ceiling,
+          confirmEachCycle: ramp.confirmEachCycle,
+          nextStageAt: ramp.nextStageAt === null ? null : new Date(ramp.nextStageAt).toISOString(),
+        },
+        lastCycles: cycles.map((c) => ({
+          id: c.id,
+          kind: c.kind,
+          startedAt: new Date(c.started_at).toISOString(),
+          leads: c.kind === 'dry_run' ? dryRunCount(c.summary) : c.claimed,
+          actions: c.actions,
+          confirmed: c.confirmed_at !== null,
+        })),
+      };
+    },
     async close() {
+      await partnerClient?.close().catch(() => undefined);
       if (closed) return;
       closed = true;
       await store.close();
       logger.flush();
     },
   };
+}
+
+function dryRunCount(summary: string | null): number {
+  if (summary === null) return 0;
+  const parsed = JSON.parse(summary) as { dryRunRecorded?: unknown };
+  return typeof parsed.dryRunRecorded === 'number' ? parsed.dryRunRecorded : 0;
 }
 
 /** The secret keys every dedup key: a different secret would let every stored lead be ingested again. */

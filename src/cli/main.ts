@@ -5,9 +5,13 @@ import { isIngestFileError } from '../ingest/index.js';
 import { isStoreError } from '../store/index.js';
 import { registerAudit } from './commands/audit.js';
 import { registerConfig } from './commands/config.js';
+import { registerCycle } from './commands/cycle.js';
 import { registerIngest } from './commands/ingest.js';
 import { registerInit } from './commands/init.js';
 import { registerLeads } from './commands/leads.js';
+import { registerQuarantine } from './commands/quarantine.js';
+import { registerRun } from './commands/run.js';
+import { registerSandbox } from './commands/sandbox.js';
 import { registerStatus } from './commands/status.js';
 import { createContext } from './context.js';
 import { CliExit, type CliIo, EXIT, type ExitCode, writeLine } from './output.js';
@@ -35,6 +39,10 @@ export function buildProgram(io: CliIo): Command {
   registerLeads(program, ctx);
   registerStatus(program, ctx);
   registerAudit(program, ctx);
+  registerRun(program, ctx);
+  registerCycle(program, ctx);
+  registerQuarantine(program, ctx);
+  registerSandbox(program, ctx);
   for (const command of program.commands) applyExitOverride(command, io);
   return program;
 }

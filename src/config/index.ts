@@ -6,9 +6,11 @@ import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { HARD_CAPS } from '../policy/index.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
+import { type PartnerSettings, readPartnerSettings } from './partner.js';
 import { deepFreeze, loadPolicyFile, type PolicyDocument, policyHash } from './policy-file.js';
 
 export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
+export { isLoopbackHost, type PartnerSettings } from './partner.js';
 export { loadPolicyFile, type PolicyDocument, policyHash, policySchema } from './policy-file.js';
 
 /** The folder the product is installed in: the nearest one above this module with a package.json. */
@@ -50,10 +52,19 @@ export const KNOWN_VARIABLES = [
   'VALHALLA_LOG_FILE',
   'VALHALLA_OPERATOR',
   'VALHALLA_ENV_FILE',
+  'VALHALLA_PARTNER_URL',
+  'VALHALLA_PARTNER_TOKEN_URL',
+  'VALHALLA_PARTNER_CLIENT_ID',
+  'VALHALLA_PARTNER_CLIENT_SECRET',
+  'VALHALLA_PARTNER_CA_FILE',
+  'VALHALLA_CYCLE_INTERVAL_S',
 ] as const;
 export type VariableName = (typeof KNOWN_VARIABLES)[number];
 
-const SECRET_VARIABLES: ReadonlySet<string> = new Set(['VALHALLA_PSEUDONYM_SECRET']);
+const SECRET_VARIABLES: ReadonlySet<string> = new Set([
+  'VALHALLA_PSEUDONYM_SECRET',
+  'VALHALLA_PARTNER_CLIENT_SECRET',
+]);
 const MIN_SECRET_LENGTH = 32;
 
 export interface Config {
@@ -79,6 +90,9 @@ export interface Config {
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   readonly logFile: string | null;
   readonly operator: string;
+  readonly partner: PartnerSettings;
+  /** Seconds between the starts of two cycles of `valhalla run`. */
+  readonly cycleIntervalSeconds: number;
   /** Where each variable's value came from, for `config show`. */
   readonly sources: Readonly<Record<string, SettingSource>>;
   /** The raw values as read (secrets included: print only through `describeConfig`). */
@@ -128,6 +142,7 @@ const envSchemas = {
   VALHALLA_MAX_ACTIONS_PER_CYCLE: wholeNumber(0, HARD_CAPS.actionsPerCycle, 'actions per cycle'),
   VALHALLA_RATE_LIMIT: positiveNumber(HARD_CAPS.rateLimitPerSecond, 'requests per second'),
   VALHALLA_DEDUP_KEY: z.enum(['email', 'external_id'], { error: 'must be email or external_id' }),
+  VALHALLA_CYCLE_INTERVAL_S: wholeNumber(1, 86_400, 'seconds between cycles'),
   VALHALLA_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], {
     error: 'must be one of trace, debug, info, warn, error, fatal, silent',
   }),
@@ -275,6 +290,13 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
   const logFile = raw.VALHALLA_LOG_FILE ? resolve(cwd, raw.VALHALLA_LOG_FILE) : null;
   const operator = raw.VALHALLA_OPERATOR ?? withDefault('VALHALLA_OPERATOR', undefined, safeUserName());
 
+  const partner = readPartnerSettings(raw, phase, cwd, issues);
+  const cycleIntervalSeconds = withDefault(
+    'VALHALLA_CYCLE_INTERVAL_S',
+    read('VALHALLA_CYCLE_INTERVAL_S'),
+    300,
+  );
+
   if (issues.length > 0 || policy === undefined) throw new ConfigError('CONFIG_INVALID', issues);
 
   return deepFreeze({
@@ -294,6 +316,8 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     logLevel,
     logFile,
     operator,
+    partner,
+    cycleIntervalSeconds,
     sources,
     raw,
   });
@@ -504,6 +528,12 @@ export function describeConfig(config: Config): {
     VALHALLA_LOG_FILE: config.logFile ?? '(standard error)',
     VALHALLA_OPERATOR: config.operator,
     VALHALLA_ENV_FILE: config.raw.VALHALLA_ENV_FILE ?? '.env',
+    VALHALLA_PARTNER_URL: config.partner.url ?? '(not set)',
+    VALHALLA_PARTNER_TOKEN_URL: config.partner.tokenUrl ?? '(not set)',
+    VALHALLA_PARTNER_CLIENT_ID: config.partner.clientId ?? '(not set)',
+    VALHALLA_PARTNER_CLIENT_SECRET: config.partner.clientSecret === null ? '(not set)' : '******** (set)',
+    VALHALLA_PARTNER_CA_FILE: config.partner.caFile ?? '(system CAs)',
+    VALHALLA_CYCLE_INTERVAL_S: String(config.cycleIntervalSeconds),
   };
   return {
     phase: config.phase,

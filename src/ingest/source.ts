@@ -81,10 +81,7 @@ export async function openSource(input: SourceInput): Promise<OpenedSource> {
     input.onChunk?.(chunk);
   });
   const first = await decoded.next();
-  if (first.done || first.value.replace(/^\uFEFF/, '').trim() === '') {
-    // A stream whose first chunk is only white space may still have more; treat a blank start as empty.
-    if (first.done) throw new IngestFileError('EMPTY_FILE', name, 'no data (no header, no rows)');
-  }
+  if (first.done) throw new IngestFileError('EMPTY_FILE', name, 'no data (no header, no rows)');
   const firstText = first.done ? '' : first.value;
   const format = declared ?? sniffFormat(firstText);
   const text = prepend(firstText, decoded);

@@ -1,4 +1,26 @@
 export { canonicalJson } from './canonical-json.js';
 export { HARD_CAPS, type HardCaps } from './caps.js';
+export {
+  type CeilingInputs,
+  type CeilingLimit,
+  cycleCeiling,
+  exposure,
+  packBatches,
+  takeWithinLimits,
+  utcDayStart,
+} from './ceiling.js';
 export { type EligibilityRules, freshnessCutoff, initialLeadState, isStale } from './eligibility.js';
 export { assertNever, LEAD_STATES, type LeadState, ROW_OUTCOMES, type RowOutcome } from './lead-state.js';
+export { type RampPosition, type RampStageRule, rampPosition } from './ramp.js';
+export {
+  backoffDelayMs,
+  type Classification,
+  classifyNetworkError,
+  classifyStatus,
+  type FailureClass,
+  parseRetryAfter,
+  RETRYABLE_NETWORK_CODES,
+  retriesLeft,
+  STATUS_RULES,
+  type StatusClassification,
+} from './retry.js';

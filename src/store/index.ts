@@ -11,5 +11,38 @@ export {
 export { countLeadsByState, findLeadOrigins, insertLeadsSkippingDuplicates, listLeads } from './leads.js';
 export { migrateToLatest } from './migrate.js';
 export { openStore, type Store, type StoreTarget } from './open.js';
+export {
+  ClaimConflict,
+  confirmCycle,
+  createCycle,
+  createDelivery,
+  dailyUsage,
+  deliveriesInState,
+  deliveryLeads,
+  dueDeliveries,
+  expireStalePending,
+  finishCycle,
+  getDelivery,
+  lastLiveCycle,
+  nextRetryAt,
+  quarantinedLeads,
+  recentCycles,
+  recordAlert,
+  releaseFromDeliveries,
+  selectEligible,
+  setDeliveryState,
+  setLeadsState,
+  utcDay,
+} from './outbox.js';
 export { getRuntimeValue, setRuntimeValue } from './runtime-state.js';
-export type { AuditRow, Database, IngestRun, Lead, NewLead } from './schema.js';
+export type {
+  AuditRow,
+  Cycle,
+  CycleKind,
+  Database,
+  Delivery,
+  DeliveryState,
+  IngestRun,
+  Lead,
+  NewLead,
+} from './schema.js';

@@ -5,7 +5,7 @@ import type { Database, Lead, NewLead } from './schema.js';
 type Executor = Kysely<Database> | Transaction<Database>;
 
 /** Columns per row of a multi-row insert; keeps each statement under both backends' parameter limits. */
-const INSERT_ROWS_PER_STATEMENT = 1_000;
+const INSERT_ROWS_PER_STATEMENT = 250;
 
 /**
  * Insert leads, skipping any whose dedup key is already stored (or repeated in `rows`):

@@ -20,6 +20,8 @@ export interface LeadsTable {
   exported_at: number | null;
   run_id: number;
   source_line: number;
+  /** When a Phase 3 dry run recorded this lead (it stays pending, and is not dry-run again). */
+  dry_run_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface IngestRunsTable {
@@ -66,7 +68,82 @@ export interface RuntimeStateTable {
   updated_at: number;
 }
 
+export type CycleKind = 'live' | 'dry_run' | 'idle';
+
+export interface CyclesTable {
+  id: Generated<number>;
+  started_at: number;
+  finished_at: number | null;
+  phase: 3 | 4;
+  kind: CycleKind;
+  ramp_stage: number | null;
+  ceiling: number;
+  limited_by: string;
+  claimed: ColumnType<number, number | undefined, number>;
+  actions: ColumnType<number, number | undefined, number>;
+  summary: string | null;
+  confirmed_at: number | null;
+  confirmed_by: string | null;
+}
+
+export type DeliveryState =
+  | 'queued'
+  | 'sending'
+  | 'retry_wait'
+  | 'accepted'
+  | 'quarantined'
+  | 'refused'
+  | 'dry_run';
+
+/** The outbox: one row per batch, committed with its idempotency key before the first attempt. */
+export interface DeliveriesTable {
+  id: Generated<number>;
+  batch_key: string;
+  cycle_id: number;
+  kind: 'live' | 'dry_run';
+  state: DeliveryState;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: number | null;
+  lead_count: number;
+  payload_sha256: string;
+  created_at: number;
+  updated_at: number;
+  last_status: number | null;
+  last_outcome: string | null;
+}
+
+export interface DeliveryLeadsTable {
+  delivery_id: number;
+  lead_id: number;
+  lead_key: string;
+  live: 0 | 1;
+  released: ColumnType<0 | 1, 0 | 1 | undefined, 0 | 1>;
+}
+
+export interface AlertsTable {
+  id: Generated<number>;
+  at: number;
+  severity: 'info' | 'warning' | 'critical';
+  event: string;
+  message: string;
+  details: string;
+  sent_at: number | null;
+  attempts: ColumnType<number, number | undefined, number>;
+}
+
+export interface DailyUsageTable {
+  /** The UTC day, YYYY-MM-DD. */
+  day: string;
+  leads: number;
+  exposure: number;
+}
+
 export interface Database {
+  daily_usage: DailyUsageTable;
+  cycles: CyclesTable;
+  deliveries: DeliveriesTable;
+  delivery_leads: DeliveryLeadsTable;
+  alerts: AlertsTable;
   leads: LeadsTable;
   ingest_runs: IngestRunsTable;
   ingest_outcomes: IngestOutcomesTable;
@@ -78,3 +155,5 @@ export type Lead = Selectable<LeadsTable>;
 export type NewLead = Insertable<LeadsTable>;
 export type IngestRun = Selectable<IngestRunsTable>;
 export type AuditRow = Selectable<AuditLogTable>;
+export type Cycle = Selectable<CyclesTable>;
+export type Delivery = Selectable<DeliveriesTable>;

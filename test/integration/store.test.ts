@@ -17,7 +17,12 @@ const list = await backends();
 afterAll(dropTestSchemas);
 
 const TABLES = [
+  'alerts',
   'audit_log',
+  'cycles',
+  'daily_usage',
+  'deliveries',
+  'delivery_leads',
   'ingest_outcomes',
   'ingest_runs',
   'leads',

@@ -19,11 +19,18 @@ import { tempDir } from '../support/tmp.js';
 type Env = Record<string, string | undefined>;
 
 const SECRET = 'unit-test-secret-0123456789abcdef0123456789';
+const PARTNER: Env = {
+  VALHALLA_PARTNER_URL: 'https://partner.example.test',
+  VALHALLA_PARTNER_TOKEN_URL: 'https://partner.example.test/oauth/token',
+  VALHALLA_PARTNER_CLIENT_ID: 'valhalla',
+  VALHALLA_PARTNER_CLIENT_SECRET: 'partner-client-secret-value',
+};
 const LIVE: Env = {
   VALHALLA_PHASE: '4',
   VALHALLA_REAL_DATA_INGEST: '1',
   VALHALLA_DRY_RUN: '0',
   VALHALLA_DISABLE_OUTBOUND: '0',
+  ...PARTNER,
 };
 const SHIPPED_POLICY = JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')) as Record<string, unknown>;
 
@@ -192,7 +199,7 @@ describe('loadConfig: phase and switches', () => {
   });
 
   it('refuses Phase 4 left on the safe defaults, naming each switch and that it was a default', () => {
-    const error = refuse({ VALHALLA_PHASE: '4' });
+    const error = refuse({ VALHALLA_PHASE: '4', ...PARTNER });
     expect(error.issues.map((i) => [i.setting, i.value])).toEqual([
       ['VALHALLA_DRY_RUN', '1 (default)'],
       ['VALHALLA_DISABLE_OUTBOUND', '1 (default)'],
@@ -201,7 +208,12 @@ describe('loadConfig: phase and switches', () => {
   });
 
   it('refuses Phase 4 when only one switch is left on its default', () => {
-    const error = refuse({ VALHALLA_PHASE: '4', VALHALLA_REAL_DATA_INGEST: '1', VALHALLA_DRY_RUN: '0' });
+    const error = refuse({
+      VALHALLA_PHASE: '4',
+      VALHALLA_REAL_DATA_INGEST: '1',
+      VALHALLA_DRY_RUN: '0',
+      ...PARTNER,
+    });
     expect(error.issues).toEqual([
       expect.objectContaining({ setting: 'VALHALLA_DISABLE_OUTBOUND', value: '1 (default)' }),
     ]);
@@ -605,5 +617,65 @@ describe('ConfigError', () => {
     expect(error).toBeInstanceOf(Error);
     expect(error.name).toBe('ConfigError');
     expect(isConfigError(new Error('x'))).toBe(false);
+  });
+});
+
+describe('loadConfig: the partner', () => {
+  it('Phase 4 requires the partner URL, token URL, client id and secret, naming each missing one', () => {
+    const { VALHALLA_PARTNER_URL: _u, VALHALLA_PARTNER_CLIENT_SECRET: _s, ...rest } = LIVE;
+    const error = refuse(rest);
+    expect(error.issues.map((i) => [i.setting, i.problem])).toEqual([
+      ['VALHALLA_PARTNER_URL', 'required in Phase 4'],
+      ['VALHALLA_PARTNER_CLIENT_SECRET', 'required in Phase 4'],
+    ]);
+  });
+
+  it('refuses plain http:// in Phase 4, even to loopback', () => {
+    const error = refuse({ ...LIVE, VALHALLA_PARTNER_URL: 'http://127.0.0.1:8443' });
+    expect(issueFor(error, 'VALHALLA_PARTNER_URL').problem).toContain('plain http:// is refused in Phase 4');
+  });
+
+  it('allows http:// only to a loopback sandbox in Phase 3', () => {
+    expect(load({ VALHALLA_PARTNER_URL: 'http://127.0.0.1:8443/' }).partner.url).toBe(
+      'http://127.0.0.1:8443',
+    );
+    expect(load({ VALHALLA_PARTNER_URL: 'http://localhost:8443' }).partner.url).toBe('http://localhost:8443');
+    const error = refuse({ VALHALLA_PARTNER_URL: 'http://partner.example.test' });
+    expect(issueFor(error, 'VALHALLA_PARTNER_URL').problem).toContain('only to a loopback sandbox');
+  });
+
+  it('refuses a URL with credentials in it, without echoing them', () => {
+    const error = refuse({ ...LIVE, VALHALLA_PARTNER_URL: 'https://user:hunter2@partner.example.test' });
+    const issue = issueFor(error, 'VALHALLA_PARTNER_URL');
+    expect(issue.problem).toContain('credentials do not belong in the URL');
+    expect(error.message).not.toContain('hunter2');
+  });
+
+  it('refuses a missing or non-PEM CA file', () => {
+    const missing = refuse({ ...LIVE, VALHALLA_PARTNER_CA_FILE: '/nonexistent/ca.pem' });
+    expect(issueFor(missing, 'VALHALLA_PARTNER_CA_FILE').problem).toBe('no such file');
+    const file = join(tempDir(), 'ca.pem');
+    writeFileSync(file, 'not a certificate');
+    const bad = refuse({ ...LIVE, VALHALLA_PARTNER_CA_FILE: file });
+    expect(issueFor(bad, 'VALHALLA_PARTNER_CA_FILE').problem).toBe('not a PEM certificate bundle');
+  });
+
+  it('masks the client secret in describeConfig and shows the cycle interval', () => {
+    const config = load({ ...LIVE, VALHALLA_PSEUDONYM_SECRET: SECRET, VALHALLA_CYCLE_INTERVAL_S: '60' });
+    const shown = describeConfig(config).variables;
+    const secret = shown.find((v) => v.name === 'VALHALLA_PARTNER_CLIENT_SECRET');
+    expect(secret?.value).toBe('******** (set)');
+    expect(JSON.stringify(shown)).not.toContain('partner-client-secret-value');
+    expect(shown.find((v) => v.name === 'VALHALLA_CYCLE_INTERVAL_S')?.value).toBe('60');
+    expect(config.cycleIntervalSeconds).toBe(60);
+  });
+
+  it('refuses a cycle interval that is not a whole number of seconds from 1 to 86400', () => {
+    for (const value of ['0', '1.5', 'soon', '86401']) {
+      expect(issueFor(refuse({ VALHALLA_CYCLE_INTERVAL_S: value }), 'VALHALLA_CYCLE_INTERVAL_S').value).toBe(
+        value,
+      );
+    }
+    expect(load({}).cycleIntervalSeconds).toBe(300);
   });
 });

@@ -5,13 +5,16 @@ import { formatTable, writeJson, writeLine } from '../output.js';
 export function registerStatus(program: Command, ctx: Context): void {
   program
     .command('status')
-    .description('phase, leads per state, ingest totals and the audit chain length')
+    .description(
+      'phase, mode, ramp stage, leads per state, ingest totals, the audit chain and the last cycles',
+    )
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }) => {
       const { io } = ctx;
       await ctx.withApp(async (app) => {
         const report = await app.status();
-        if (opts.json) return writeJson(io.stdout, report);
+        const run = await app.runState();
+        if (opts.json) return writeJson(io.stdout, { ...report, run });
         writeLine(
           io.stdout,
           `Phase ${report.phase} (${report.phase === 3 ? 'DRY-RUN' : 'LIVE'}) on ${report.database}; policy ${report.policyHash.slice(0, 16)}…`,
@@ -32,6 +35,20 @@ export function registerStatus(program: Command, ctx: Context): void {
           `Ingest: ${i.runs} runs, ${i.read} rows read: ${i.accepted} accepted, ${i.duplicate} duplicate, ${i.rejected} rejected`,
         );
         writeLine(io.stdout, `Audit chain: ${report.auditEntries} entries`);
+        writeLine(io.stdout, `Mode: ${run.mode}`);
+        writeLine(
+          io.stdout,
+          run.ramp === null
+            ? 'Ramp: not live (Phase 3 dry run)'
+            : `Ramp: stage ${run.ramp.stage}, ceiling ${run.ramp.ceiling} leads/cycle${run.ramp.confirmEachCycle ? ', each cycle confirmed by an operator' : ''}; ` +
+                `go-live ${run.goLiveAt ?? 'not yet'}${run.ramp.nextStageAt ? `, next stage ${run.ramp.nextStageAt}` : ''}`,
+        );
+        for (const c of run.lastCycles) {
+          writeLine(
+            io.stdout,
+            `  cycle ${c.id} [${c.kind}] ${c.startedAt}: ${c.kind === 'dry_run' ? 'dry-run' : 'claimed'} ${c.leads}, actions ${c.actions}${c.kind === 'live' ? (c.confirmed ? ', confirmed' : ', not confirmed') : ''}`,
+          );
+        }
       });
     });
 }

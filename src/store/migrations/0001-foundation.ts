@@ -64,7 +64,6 @@ export function foundation(dialect: Dialect): Migration {
       await sql`create index leads_eligible on leads (score desc, source_ts) where state = 'pending'`.execute(
         db,
       );
-      await db.schema.createIndex('leads_state').on('leads').column('state').execute();
 
       await db.schema
         .createTable('ingest_outcomes')

@@ -1,0 +1,48 @@
+import type { Clock } from '../clock/index.js';
+import type { Config } from '../config/index.js';
+import type { PartnerPort } from '../engine/index.js';
+
+export type PartnerClient = PartnerPort & { close(): Promise<void> };
+type Client = import('../outbound/index.js').PartnerClient;
+
+/**
+ * The partner client for Phase 4, from the configuration: HTTPS only, the policy's limits. The
+ * client module (undici and all) loads on first use, so a Phase 3 process never loads it.
+ */
+export function createPartnerClientFromConfig(config: Config, clock: Clock): PartnerClient {
+  const { partner, policy, limits } = config;
+  const { url, tokenUrl, clientId, clientSecret } = partner;
+  if (url === null || tokenUrl === null || clientId === null || clientSecret === null) {
+    // loadConfig refuses Phase 4 without these; this guards a Config built by hand.
+    throw new Error(
+      'the partner is not configured (VALHALLA_PARTNER_URL, _TOKEN_URL, _CLIENT_ID, _CLIENT_SECRET)',
+    );
+  }
+  let client: Promise<Client> | null = null;
+  const get = (): Promise<Client> => {
+    client ??= import('../outbound/index.js').then(({ createPartnerClient }) =>
+      createPartnerClient({
+        baseUrl: url,
+        tokenUrl,
+        clientId,
+        clientSecret,
+        ...(partner.caPem ? { caPem: partner.caPem } : {}),
+        allowPlainHttpLoopback: false,
+        rateLimitPerSecond: limits.rateLimitPerSecond,
+        rateWindowMs: policy.rateWindowMs,
+        maxConcurrent: policy.maxConcurrentRequests,
+        timeoutMs: policy.apiTimeoutSeconds * 1000,
+        clock,
+      }),
+    );
+    return client;
+  };
+  return {
+    health: async () => (await get()).health(),
+    ensureToken: async (validForMs) => (await get()).ensureToken(validForMs),
+    sendBatch: async (batch, signal) => (await get()).sendBatch(batch, signal),
+    close: async () => {
+      if (client) await (await client).close();
+    },
+  };
+}

@@ -1,0 +1,759 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { AuditLog } from '../audit/index.js';
+import type { Clock, Sleep } from '../clock/index.js';
+import type { Config } from '../config/index.js';
+import { type Guard, readGoLiveAt, readMode, writeGoLiveAt } from '../guard/index.js';
+import type { Logger } from '../log/index.js';
+import { maskEmail, type Pseudonymizer } from '../pii/index.js';
+import {
+  canonicalJson,
+  cycleCeiling,
+  exposure,
+  freshnessCutoff,
+  packBatches,
+  rampPosition,
+  takeWithinLimits,
+} from '../policy/index.js';
+import { backoffDelayMs } from '../policy/retry.js';
+import {
+  ClaimConflict,
+  type CycleKind,
+  createCycle,
+  createDelivery,
+  type Database,
+  type Delivery,
+  dailyUsage,
+  deliveriesInState,
+  deliveryLeads,
+  dueDeliveries,
+  expireStalePending,
+  finishCycle,
+  type Lead,
+  lastLiveCycle,
+  nextRetryAt,
+  recordAlert,
+  releaseFromDeliveries,
+  type Store,
+  selectEligible,
+  setDeliveryState,
+  setLeadsState,
+} from '../store/index.js';
+import type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
+
+/** The partner takes at most this many leads in one request. */
+export const MAX_LEADS_PER_REQUEST = 100;
+/** A retry that falls due within this long is waited for inside the cycle; a later one waits for the next cycle. */
+const MAX_WAIT_IN_CYCLE_MS = 30_000;
+/** A health check older than this is repeated before the next request (the guard accepts up to 60 s). */
+const HEALTH_RECHECK_MS = 30_000;
+
+export interface EngineDeps {
+  config: Config;
+  store: Store;
+  audit: AuditLog;
+  clock: Clock;
+  sleep: Sleep;
+  logger: Logger;
+  pseudonymizer: Pseudonymizer;
+  guard: Guard;
+  /** The partner client; null in Phase 3, where no socket to the partner is ever opened. */
+  partner: PartnerPort | null;
+}
+
+/** What one cycle did: the same data goes to the terminal, the cycles table and the audit chain. */
+export interface CycleReport {
+  cycleId: number | null;
+  kind: CycleKind;
+  /** Why the cycle did nothing, when it did nothing. */
+  idleReason: string | null;
+  rampStage: number | null;
+  ceiling: number;
+  limitedBy: string;
+  expired: number;
+  claimed: number;
+  dryRunRecorded: number;
+  actions: number;
+  accepted: number;
+  retrying: number;
+  quarantined: number;
+  refused: number;
+  healthFailed: boolean;
+}
+
+export interface Engine {
+  /** After a crash: batches caught mid-request are resent with their own key. */
+  recover(): Promise<{ resumed: number; quarantined: number }>;
+  /**
+   * One cycle. `stop` (SIGTERM): claim nothing more, start no new request. `abortRequests`: cut a
+   * request in flight (its batch stays `sending` and is resent with its key on the next start).
+   */
+  runCycle(options?: { stop?: AbortSignal; abortRequests?: AbortSignal }): Promise<CycleReport>;
+}
+
+/** A lead's own idempotency key: derived from its dedup key, so it can never change or be minted twice. */
+export function leadKey(lead: Pick<Lead, 'dedup_key'>): string {
+  return `lk_${lead.dedup_key.slice(0, 32)}`;
+}
+
+export function toPartnerLead(lead: Lead): PartnerLead {
+  return {
+    idempotency_key: leadKey(lead),
+    external_id: lead.external_id,
+    name: lead.name,
+    email: lead.email,
+    phone: lead.phone,
+    company: lead.company,
+    score: lead.score,
+    source_timestamp: new Date(lead.source_ts).toISOString(),
+    value: lead.value,
+  };
+}
+
+export function payloadSha256(batchKey: string, leads: Lead[]): string {
+  return createHash('sha256')
+    .update(canonicalJson({ batch: batchKey, leads: leads.map(toPartnerLead) }))
+    .digest('hex');
+}
+
+export function createEngine(deps: EngineDeps): Engine {
+  const { config, store, audit, clock, sleep, logger, pseudonymizer, guard, partner } = deps;
+  const policy = config.policy;
+  const maxRetries = policy.maxRetries;
+  /** A token must outlive a whole attempt: the request's timeout plus margin. */
+  const tokenValidForMs = policy.apiTimeoutSeconds * 1000 * 2 + 10_000;
+
+  const pseudonyms = (leads: Lead[]) =>
+    leads.map((l) => ({ lead: l.id, pseudonym: pseudonymizer.pseudonym(l.dedup_key) }));
+
+  /**
+   * After a crash: a batch caught mid-request is resent under its own key (the partner may have it,
+   * and replays it), unless that request was its last allowed attempt (1 + max retries): then it is
+   * quarantined, with an alert, for an operator to check with the partner before any release.
+   */
+  async function recover() {
+    const caught = await deliveriesInState(store.db, 'sending');
+    let resumed = 0;
+    let quarantined = 0;
+    for (const delivery of caught) {
+      const now = clock.now();
+      const spent = delivery.attempts >= 1 + maxRetries;
+      await store.db.transaction().execute(async (trx) => {
+        if (!spent) {
+          await audit.append(trx, {
+            actor: 'engine',
+            action: 'recovery.resend',
+            subject: `batch:${delivery.batch_key}`,
+            details: {
+              delivery: delivery.id,
+              attempts: delivery.attempts,
+              reason: 'interrupted mid-request; resent with the same key',
+            },
+          });
+          await setDeliveryState(trx, delivery.id, {
+            state: 'retry_wait',
+            now,
+            nextAttemptAt: now,
+            lastOutcome: 'interrupted',
+          });
+          return;
+        }
+        const leads = await deliveryLeads(trx, delivery.id);
+        const reason = `interrupted during its last allowed attempt (${delivery.attempts}); the partner may have it: check batch ${delivery.batch_key} with the partner before releasing`;
+        await audit.append(trx, {
+          actor: 'engine',
+          action: 'recovery.quarantined',
+          subject: `batch:${delivery.batch_key}`,
+          details: { delivery: delivery.id, attempts: delivery.attempts, reason, leads: pseudonyms(leads) },
+        });
+        await setDeliveryState(trx, delivery.id, {
+          state: 'quarantined',
+          now,
+          nextAttemptAt: null,
+          lastOutcome: 'interrupted',
+        });
+        await setLeadsState(
+          trx,
+          leads.map((l) => l.id),
+          { state: 'quarantined', reason, now },
+        );
+        await recordAlert(trx, {
+          at: now,
+          severity: 'warning',
+          event: 'quarantine',
+          message: `batch of ${leads.length} lead(s) quarantined: ${reason}`,
+          details: { delivery: delivery.id, batchKey: delivery.batch_key, leads: leads.length, status: null },
+        });
+      });
+      if (spent) quarantined++;
+      else resumed++;
+    }
+    if (caught.length > 0) logger.warn({ resumed, quarantined }, 'batches interrupted mid-request');
+    return { resumed, quarantined };
+  }
+
+  /** The ramp's clock: set (and audited) by the first live cycle, read by every later one. */
+  async function goLiveAt(now: number): Promise<number> {
+    const stored = await readGoLiveAt(store.db);
+    if (stored !== null) return stored;
+    await store.db.transaction().execute(async (trx) => {
+      await audit.append(trx, {
+        actor: 'engine',
+        action: 'phase4.go_live',
+        details: { at: new Date(now).toISOString() },
+      });
+      await writeGoLiveAt(trx, now);
+    });
+    return now;
+  }
+
+  /**
+   * A cycle costs one commit to open (expire, record the cycle, claim new batches, authorise the first
+   * request) and one per request (its outcome, the next request's authorisation, or the cycle's end):
+   * with synchronous=FULL each commit is an fsync, the cycle's main cost.
+   */
+  async function runCycle(
+    options: { stop?: AbortSignal; abortRequests?: AbortSignal } = {},
+  ): Promise<CycleReport> {
+    const { stop, abortRequests } = options;
+    const startedAt = clock.now();
+    const mode = await readMode(store.db);
+    const live = config.phase === 4 && !config.dryRun && !config.outboundDisabled && mode === 'live';
+    const report: CycleReport = {
+      cycleId: null,
+      kind: live ? 'live' : 'dry_run',
+      idleReason: null,
+      rampStage: null,
+      ceiling: 0,
+      limitedBy: 'leads_per_cycle',
+      expired: 0,
+      claimed: 0,
+      dryRunRecorded: 0,
+      actions: 0,
+      accepted: 0,
+      retrying: 0,
+      quarantined: 0,
+      refused: 0,
+      healthFailed: false,
+    };
+    if (config.phase === 4 && mode === 'paused') return idle(report, startedAt, 'paused: the queue is kept');
+
+    const cutoff = freshnessCutoff(policy.maxLeadAgeDays, startedAt);
+    let rampCeiling = config.limits.leadsPerCycle;
+    let leadsLeftToday = Number.POSITIVE_INFINITY;
+    let budgetLeft = Number.POSITIVE_INFINITY;
+    if (live) {
+      const ramp = rampPosition(
+        policy.rampStages,
+        await goLiveAt(startedAt),
+        startedAt,
+        config.limits.leadsPerCycle,
+      );
+      report.rampStage = ramp.stage;
+      rampCeiling = ramp.ceiling;
+      if (ramp.confirmEachCycle) {
+        const last = await lastLiveCycle(store.db);
+        if (last && last.confirmed_at === null) {
+          return idle(
+            report,
+            startedAt,
+            `ramp stage ${ramp.stage}: waiting for an operator to confirm cycle ${last.id} (valhalla cycle confirm)`,
+          );
+        }
+      }
+      const today = await dailyUsage(store.db, startedAt);
+      leadsLeftToday = policy.dailyLeads - today.leads;
+      budgetLeft = policy.budgetExposure - today.exposure;
+    }
+    const { ceiling, limitedBy } = cycleCeiling({
+      leadsPerCycle: config.limits.leadsPerCycle,
+      rampCeiling,
+      leadsLeftToday,
+    });
+    report.ceiling = ceiling;
+    report.limitedBy = limitedBy;
+    // In Phase 3 VALHALLA_MAX_ACTIONS_PER_CYCLE is 0 real actions; the dry run shows the policy file's would-be actions.
+    const actionsPerCycle = live ? config.limits.actionsPerCycle : policy.actionsPerCycle;
+    const context: CycleContext = { cycleId: 0, ceiling, actionsPerCycle, actions: 0, healthPassedAt: null };
+    // Retries already due go first; new batches get only the actions left, so nothing is claimed that cannot be sent.
+    const dueNow = live ? (await dueDeliveries(store.db, startedAt, actionsPerCycle)).length : 0;
+    const room = Math.max(0, actionsPerCycle - dueNow);
+    // Leads claimed earlier and still waiting to go out (queued, or backing off) may be sent in this
+    // cycle too: they count against its ceiling, so a cycle never sends more leads than its ceiling
+    // (ramp stage 1: one lead per confirmed cycle, not one new lead plus a retried one).
+    const outstanding = live ? await outstandingLeads() : 0;
+    const claimLimit = stop?.aborted
+      ? 0
+      : Math.max(0, Math.min(ceiling - outstanding, room * MAX_LEADS_PER_REQUEST));
+    const candidates = await selectEligible(store.db, {
+      minScore: policy.minLeadScore,
+      freshSince: cutoff,
+      limit: claimLimit === 0 ? 0 : claimLimit + 50,
+      notDryRun: !live,
+    });
+    let batches = packBatches(
+      takeWithinLimits(candidates, claimLimit, budgetLeft).taken,
+      MAX_LEADS_PER_REQUEST,
+      room,
+    );
+    // A health check must pass before any batch goes out (and before new leads are claimed for one).
+    if (live && (dueNow > 0 || batches.length > 0) && !stop?.aborted) {
+      if (!(await checkPartner(context, report))) batches = [];
+    }
+
+    let next: Authorized | null = null;
+    try {
+      next = await store.db.transaction().execute(async (trx) => {
+        const expiredIds = await expireStalePending(
+          trx,
+          cutoff,
+          startedAt,
+          `older than ${policy.maxLeadAgeDays} days while pending`,
+        );
+        if (expiredIds.length > 0) {
+          await audit.append(trx, {
+            actor: 'engine',
+            action: 'leads.expired',
+            details: { count: expiredIds.length, leads: expiredIds },
+          });
+        }
+        report.expired = expiredIds.length;
+        context.cycleId = await createCycle(trx, {
+          startedAt,
+          phase: config.phase,
+          kind: report.kind,
+          rampStage: report.rampStage,
+          ceiling,
+          limitedBy,
+        });
+        report.cycleId = context.cycleId;
+        for (const batch of batches) {
+          if (live) await claimBatch(trx, context.cycleId, batch, report);
+          else await dryRun(trx, context, batch, report);
+        }
+        return afterAction(trx, context, report, stop);
+      });
+    } catch (error) {
+      if (!(error instanceof ClaimConflict)) throw error;
+      logger.warn({ lost: error.lost }, 'leads claimed by another runner meanwhile; cycle rolled back');
+      Object.assign(report, { expired: 0, claimed: 0, dryRunRecorded: 0 });
+      return idle(
+        report,
+        startedAt,
+        'leads were claimed by another runner meanwhile: nothing claimed this cycle',
+      );
+    }
+
+    while (next !== null && partner) {
+      const current: Authorized = next;
+      const outcome = await partner.sendBatch(
+        { batchKey: current.delivery.batch_key, leads: current.leads.map(toPartnerLead) },
+        abortRequests,
+      );
+      if (abortRequests?.aborted && outcome.kind !== 'accepted') {
+        // Cut by shutdown, not failed by the partner: the batch stays `sending`, uses no retry, and
+        // the next start resends it under the same key (the partner may have it already).
+        await audit.record({
+          actor: 'engine',
+          action: 'batch.parked',
+          subject: `batch:${current.delivery.batch_key}`,
+          details: {
+            delivery: current.delivery.id,
+            attempt: current.attempt,
+            reason: 'request cut at shutdown',
+          },
+        });
+        break;
+      }
+      next = await store.db.transaction().execute(async (trx) => {
+        await recordOutcome(trx, current, outcome, report);
+        return afterAction(trx, context, report, stop);
+      });
+      if (next === null && !context.finished) next = await waitForRetry(context, report, stop);
+    }
+    if (!context.finished) {
+      await store.db.transaction().execute(async (trx) => finish(trx, context, report));
+    }
+    return report;
+  }
+
+  /**
+   * Inside a transaction: authorise the next due delivery (retries first) if the cycle may send
+   * more; else, when nothing more can happen this cycle, close the cycle in the same commit.
+   */
+  async function afterAction(
+    trx: Transaction<Database>,
+    context: CycleContext,
+    report: CycleReport,
+    stop?: AbortSignal,
+  ): Promise<Authorized | null> {
+    const canSend = report.kind === 'live' && partner !== null && !report.healthFailed && !stop?.aborted;
+    if (canSend && context.actions < context.actionsPerCycle && healthFresh(context)) {
+      const authorized = await authorizeNext(trx, context, report);
+      if (authorized) return authorized;
+    }
+    const retryDueSoon =
+      canSend && context.actions < context.actionsPerCycle && (await retryWithinCycle(trx)) !== null;
+    if (
+      !retryDueSoon &&
+      !(canSend && !healthFresh(context) && (await dueDeliveries(trx, clock.now(), 1)).length > 0)
+    ) {
+      await finish(trx, context, report);
+    }
+    return null;
+  }
+
+  async function finish(trx: Transaction<Database>, context: CycleContext, report: CycleReport) {
+    report.actions = context.actions;
+    await finishCycle(trx, context.cycleId, {
+      finishedAt: clock.now(),
+      claimed: report.claimed,
+      actions: context.actions,
+      summary: report,
+    });
+    context.finished = true;
+  }
+
+  /** Leads in live batches not yet sent to a conclusion: queued, or waiting for a retry. */
+  async function outstandingLeads(): Promise<number> {
+    const waiting = [
+      ...(await deliveriesInState(store.db, 'queued')),
+      ...(await deliveriesInState(store.db, 'retry_wait')),
+    ];
+    return waiting.reduce((sum, d) => sum + d.lead_count, 0);
+  }
+
+  function healthFresh(context: CycleContext): boolean {
+    return context.healthPassedAt !== null && clock.now() - context.healthPassedAt <= HEALTH_RECHECK_MS;
+  }
+
+  async function retryWithinCycle(db: Kysely<Database> | Transaction<Database>): Promise<number | null> {
+    const at = await nextRetryAt(db);
+    return at !== null && at - clock.now() <= MAX_WAIT_IN_CYCLE_MS ? at : null;
+  }
+
+  /** Between requests: wait for a retry that falls due soon, re-check the partner if needed, authorise it. */
+  async function waitForRetry(
+    context: CycleContext,
+    report: CycleReport,
+    stop?: AbortSignal,
+  ): Promise<Authorized | null> {
+    const at = await retryWithinCycle(store.db);
+    if (at !== null) await sleep(Math.max(0, at - clock.now()), stop);
+    if (stop?.aborted) return null;
+    if (!healthFresh(context) && !(await checkPartner(context, report))) return null;
+    return store.db.transaction().execute((trx) => afterAction(trx, context, report, stop));
+  }
+
+  /** The partner's health check and a token that outlives the batch; false (audited) when either fails. */
+  async function checkPartner(context: CycleContext, report: CycleReport): Promise<boolean> {
+    if (!partner) return false;
+    const health = await partner.health();
+    if (!health.ok) {
+      report.healthFailed = true;
+      await audit.record({
+        actor: 'engine',
+        action: 'partner.health_failed',
+        details: {
+          cycle: context.cycleId || null,
+          status: health.status ?? null,
+          error: health.error ?? null,
+        },
+      });
+      logger.warn(
+        { status: health.status, error: health.error },
+        'partner health check failed: nothing sent',
+      );
+      return false;
+    }
+    const token = await partner.ensureToken(tokenValidForMs);
+    if (token.kind !== 'ok') {
+      report.healthFailed = true;
+      await audit.record({
+        actor: 'engine',
+        action: 'partner.token_failed',
+        details: { cycle: context.cycleId || null, status: token.status ?? null, message: token.message },
+      });
+      logger.warn({ status: token.status, reason: token.message }, 'no partner token: nothing sent');
+      return false;
+    }
+    context.healthPassedAt = clock.now();
+    return true;
+  }
+
+  /** The guard's decision and, when it allows, the batch's move to `sending`, in the caller's commit. */
+  async function authorizeNext(
+    trx: Transaction<Database>,
+    context: CycleContext,
+    report: CycleReport,
+  ): Promise<Authorized | null> {
+    for (;;) {
+      const [delivery] = await dueDeliveries(trx, clock.now(), 1);
+      if (!delivery) return null;
+      const leads = await deliveryLeads(trx, delivery.id);
+      const attempt = delivery.attempts + 1;
+      const decision = await guard.authorize(
+        {
+          cycleId: context.cycleId,
+          deliveryId: delivery.id,
+          batchKey: delivery.batch_key,
+          attempt,
+          leads,
+          actionsUsedThisCycle: context.actions,
+          actionsPerCycle: context.actionsPerCycle,
+          ceiling: context.ceiling,
+          healthCheckPassedAt: context.healthPassedAt,
+        },
+        trx,
+      );
+      if (decision.allowed) {
+        await setDeliveryState(trx, delivery.id, { state: 'sending', now: clock.now(), attemptsDelta: 1 });
+        context.actions++;
+        return { delivery, leads, attempt };
+      }
+      if (decision.code !== 'LEAD_INELIGIBLE') return null;
+      await refuseDelivery(trx, delivery, leads, decision.ineligibleLeadIds ?? [], decision.reason);
+      report.refused += leads.length;
+    }
+  }
+
+  async function idle(report: CycleReport, startedAt: number, reason: string): Promise<CycleReport> {
+    report.kind = 'idle';
+    report.idleReason = reason;
+    report.cycleId = await store.db.transaction().execute(async (trx) => {
+      const id = await createCycle(trx, {
+        startedAt,
+        phase: config.phase,
+        kind: 'idle',
+        rampStage: report.rampStage,
+        ceiling: 0,
+        limitedBy: 'idle',
+      });
+      await finishCycle(trx, id, { finishedAt: clock.now(), claimed: 0, actions: 0, summary: report });
+      return id;
+    });
+    return report;
+  }
+
+  async function claimBatch(
+    trx: Transaction<Database>,
+    cycleId: number,
+    batch: Lead[],
+    report: CycleReport,
+  ): Promise<void> {
+    const batchKey = randomUUID();
+    const now = clock.now();
+    // A lead claimed meanwhile by another runner throws ClaimConflict: the whole cycle's transaction
+    // rolls back and nothing is half-claimed.
+    const deliveryId = await createDelivery(
+      trx,
+      { batchKey, cycleId, kind: 'live', payloadSha256: payloadSha256(batchKey, batch), now },
+      batch.map((l) => ({ id: l.id, leadKey: leadKey(l), exposure: exposure(l) })),
+    );
+    await audit.append(trx, {
+      actor: 'engine',
+      action: 'batch.queued',
+      subject: `batch:${batchKey}`,
+      details: { cycle: cycleId, delivery: deliveryId, leads: pseudonyms(batch) },
+    });
+    report.claimed += batch.length;
+  }
+
+  async function dryRun(
+    trx: Transaction<Database>,
+    context: CycleContext,
+    batch: Lead[],
+    report: CycleReport,
+  ) {
+    const batchKey = randomUUID();
+    const decision = await guard.authorize(
+      {
+        cycleId: context.cycleId,
+        deliveryId: null,
+        batchKey,
+        attempt: 1,
+        leads: batch,
+        actionsUsedThisCycle: 0,
+        actionsPerCycle: context.actionsPerCycle,
+        ceiling: context.ceiling,
+        healthCheckPassedAt: null,
+      },
+      trx,
+    );
+    // Anything but the guard's dry-run verdict (e.g. the mode changed): record nothing, claim nothing.
+    if (decision.allowed || decision.code !== 'DRY_RUN') return;
+    const now = clock.now();
+    const sha = payloadSha256(batchKey, batch);
+    const deliveryId = await createDelivery(
+      trx,
+      { batchKey, cycleId: context.cycleId, kind: 'dry_run', payloadSha256: sha, now },
+      batch.map((l) => ({ id: l.id, leadKey: leadKey(l), exposure: exposure(l) })),
+    );
+    await audit.append(trx, {
+      actor: 'engine',
+      action: 'batch.dry_run',
+      subject: `batch:${batchKey}`,
+      details: {
+        cycle: context.cycleId,
+        delivery: deliveryId,
+        payloadSha256: sha,
+        leads: batch.map((l) => ({
+          lead: l.id,
+          pseudonym: pseudonymizer.pseudonym(l.dedup_key),
+          email: maskEmail(l.email),
+          score: l.score,
+        })),
+      },
+    });
+    report.dryRunRecorded += batch.length;
+  }
+
+  async function recordOutcome(
+    trx: Transaction<Database>,
+    sent: Authorized,
+    outcome: SendOutcome,
+    report: CycleReport,
+  ) {
+    const { delivery, leads, attempt } = sent;
+    const now = clock.now();
+    const ids = leads.map((l) => l.id);
+    const subject = `batch:${delivery.batch_key}`;
+    if (outcome.kind === 'accepted') {
+      await audit.append(trx, {
+        actor: 'engine',
+        action: 'batch.accepted',
+        subject,
+        details: { delivery: delivery.id, attempt, status: outcome.status, leads: pseudonyms(leads) },
+      });
+      await setDeliveryState(trx, delivery.id, {
+        state: 'accepted',
+        now,
+        nextAttemptAt: null,
+        lastStatus: outcome.status,
+        lastOutcome: 'accepted',
+      });
+      await setLeadsState(trx, ids, { state: 'exported', reason: null, now, exported: true });
+      report.accepted += leads.length;
+      return;
+    }
+    const retriesUsed = attempt - 1;
+    const status = outcome.status ?? null;
+    const secondAuthFailure = outcome.kind === 'auth' && delivery.last_outcome === 'auth';
+    const retryable =
+      (outcome.kind === 'retryable' || (outcome.kind === 'auth' && !secondAuthFailure)) &&
+      retriesUsed < maxRetries;
+    if (retryable) {
+      // A 401 is resent at once with a fresh token; other failures back off 1 s, 2 s, 4 s (or a longer Retry-After).
+      const delay =
+        outcome.kind === 'auth'
+          ? 0
+          : backoffDelayMs(
+              retriesUsed + 1,
+              policy.backoffSeconds,
+              outcome.kind === 'retryable' ? outcome.retryAfterMs : null,
+            );
+      await audit.append(trx, {
+        actor: 'engine',
+        action: 'batch.retry_scheduled',
+        subject,
+        details: {
+          delivery: delivery.id,
+          attempt,
+          status,
+          outcome: outcome.kind,
+          message: outcome.message,
+          retryInMs: delay,
+        },
+      });
+      await setDeliveryState(trx, delivery.id, {
+        state: 'retry_wait',
+        now,
+        nextAttemptAt: now + delay,
+        lastStatus: status,
+        lastOutcome: outcome.kind,
+      });
+      report.retrying += leads.length;
+      return;
+    }
+    const reason =
+      outcome.kind === 'permanent' || secondAuthFailure
+        ? `refused by the partner (${status === null ? 'no response' : `HTTP ${status}`}): ${outcome.message}`
+        : `retries spent after ${attempt} attempts: ${outcome.message}`;
+    await audit.append(trx, {
+      actor: 'engine',
+      action: 'batch.quarantined',
+      subject,
+      details: { delivery: delivery.id, attempt, status, reason, leads: pseudonyms(leads) },
+    });
+    await setDeliveryState(trx, delivery.id, {
+      state: 'quarantined',
+      now,
+      nextAttemptAt: null,
+      lastStatus: status,
+      lastOutcome: outcome.kind,
+    });
+    await setLeadsState(trx, ids, { state: 'quarantined', reason, now });
+    await recordAlert(trx, {
+      at: now,
+      severity: 'warning',
+      event: 'quarantine',
+      message: `batch of ${leads.length} lead(s) quarantined: ${reason}`,
+      details: { delivery: delivery.id, batchKey: delivery.batch_key, leads: leads.length, status },
+    });
+    report.quarantined += leads.length;
+  }
+
+  /** The guard refused a queued batch for its leads: stale ones expire, the rest go back to pending. */
+  async function refuseDelivery(
+    trx: Transaction<Database>,
+    delivery: Delivery,
+    leads: Lead[],
+    ineligible: number[],
+    reason: string,
+  ) {
+    const now = clock.now();
+    const cutoff = freshnessCutoff(policy.maxLeadAgeDays, now);
+    const stale = leads
+      .filter((l) => ineligible.includes(l.id) && l.source_ts < cutoff && l.state === 'in_flight')
+      .map((l) => l.id);
+    const back = leads.filter((l) => l.state === 'in_flight' && !stale.includes(l.id)).map((l) => l.id);
+    await audit.append(trx, {
+      actor: 'engine',
+      action: 'batch.refused',
+      subject: `batch:${delivery.batch_key}`,
+      details: { delivery: delivery.id, reason, expired: stale, returnedToPending: back },
+    });
+    await setDeliveryState(trx, delivery.id, {
+      state: 'refused',
+      now,
+      nextAttemptAt: null,
+      lastOutcome: 'refused',
+    });
+    await setLeadsState(trx, stale, {
+      state: 'expired',
+      reason: `older than ${policy.maxLeadAgeDays} days before it could be sent`,
+      now,
+    });
+    await setLeadsState(trx, back, { state: 'pending', reason: null, now });
+    for (const id of [...stale, ...back]) await releaseFromDeliveries(trx, id);
+  }
+
+  return { recover, runCycle };
+}
+
+interface CycleContext {
+  cycleId: number;
+  ceiling: number;
+  actionsPerCycle: number;
+  /** Requests authorised so far this cycle (retries included). */
+  actions: number;
+  healthPassedAt: number | null;
+  finished?: boolean;
+}
+
+/** A delivery the guard allowed, already marked `sending`, with the leads it carries. */
+interface Authorized {
+  delivery: Delivery;
+  leads: Lead[];
+  attempt: number;
+}

@@ -1,0 +1,19 @@
+export {
+  type CycleReport,
+  createEngine,
+  type Engine,
+  type EngineDeps,
+  leadKey,
+  MAX_LEADS_PER_REQUEST,
+  payloadSha256,
+  toPartnerLead,
+} from './engine.js';
+export {
+  createOperatorActions,
+  type OperatorActions,
+  OperatorError,
+  type QuarantinedLead,
+  type QuarantineResult,
+} from './operator.js';
+export type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
+export { describeCycle, type RunOptions, runCycles } from './runner.js';

@@ -1,0 +1,12 @@
+import type { HealthResult, PartnerBatch, SendOutcome, TokenOutcome } from '../outbound/types.js';
+
+export type { HealthResult, PartnerLead, SendOutcome, TokenOutcome } from '../outbound/types.js';
+
+/** What the engine needs of the partner client (src/outbound implements it; tests may pass their own). */
+export interface PartnerPort {
+  health(signal?: AbortSignal): Promise<HealthResult>;
+  /** Make sure the token stays valid for at least `validForMs`; or say why none could be had. */
+  ensureToken(validForMs: number): Promise<TokenOutcome>;
+  /** ONE request; data, never an exception, for partner and network failures. */
+  sendBatch(batch: PartnerBatch, signal?: AbortSignal): Promise<SendOutcome>;
+}

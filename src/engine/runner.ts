@@ -1,0 +1,61 @@
+import type { Clock, Sleep } from '../clock/index.js';
+import type { Logger } from '../log/index.js';
+import type { CycleReport, Engine } from './engine.js';
+
+export interface RunOptions {
+  engine: Engine;
+  clock: Clock;
+  sleep: Sleep;
+  logger: Logger;
+  intervalMs: number;
+  /** Stop after this many cycles (`--once` is 1); unbounded when undefined. */
+  maxCycles?: number;
+  /** Aborted on SIGTERM/SIGINT: no new claims, no new request. */
+  signal: AbortSignal;
+  /** Aborted when the grace period after SIGTERM is over: a request still in flight is cut and parked. */
+  abortRequests?: AbortSignal;
+  onCycle?: (report: CycleReport) => void;
+}
+
+/** Recover, then run cycles every `intervalMs` (start to start) until told to stop. */
+export async function runCycles(options: RunOptions): Promise<{ cycles: number }> {
+  const { engine, clock, sleep, logger, signal } = options;
+  await engine.recover();
+  let cycles = 0;
+  while (!signal.aborted && (options.maxCycles === undefined || cycles < options.maxCycles)) {
+    const started = clock.now();
+    const report = await engine.runCycle({
+      stop: signal,
+      ...(options.abortRequests ? { abortRequests: options.abortRequests } : {}),
+    });
+    cycles++;
+    options.onCycle?.(report);
+    logger.info(
+      { cycle: report.cycleId, kind: report.kind, claimed: report.claimed, actions: report.actions },
+      'cycle finished',
+    );
+    if (options.maxCycles !== undefined && cycles >= options.maxCycles) break;
+    await sleep(Math.max(0, options.intervalMs - (clock.now() - started)), signal);
+  }
+  return { cycles };
+}
+
+/** One line per cycle for the terminal: what it did, with no lead data. */
+export function describeCycle(report: CycleReport): string {
+  const head = `cycle ${report.cycleId ?? '-'} [${report.kind}]`;
+  if (report.kind === 'idle') return `${head} ${report.idleReason}`;
+  const parts = [
+    report.rampStage === null ? null : `ramp stage ${report.rampStage}`,
+    `ceiling ${report.ceiling} (${report.limitedBy.replaceAll('_', ' ')})`,
+    report.kind === 'dry_run'
+      ? `dry-run recorded ${report.dryRunRecorded} lead(s), nothing sent`
+      : `claimed ${report.claimed}`,
+    report.kind === 'live'
+      ? `actions ${report.actions}, accepted ${report.accepted}, retrying ${report.retrying}, quarantined ${report.quarantined}`
+      : null,
+    report.refused > 0 ? `refused ${report.refused}` : null,
+    report.expired > 0 ? `expired ${report.expired}` : null,
+    report.healthFailed ? 'partner health check FAILED: nothing sent' : null,
+  ];
+  return `${head} ${parts.filter(Boolean).join(', ')}`;
+}

@@ -1,0 +1,184 @@
+import type { Transaction } from 'kysely';
+import type { AuditLog } from '../audit/index.js';
+import type { Clock } from '../clock/index.js';
+import { type Config, isLoopbackHost } from '../config/index.js';
+import type { Pseudonymizer } from '../pii/index.js';
+import { freshnessCutoff, HARD_CAPS } from '../policy/index.js';
+import { type Database, dailyUsage, type Lead } from '../store/index.js';
+import { readMode } from './modes.js';
+
+/** Whether the go-live gates are all verified and signed against the current policy hash. */
+export interface GateClearance {
+  check(): Promise<{ cleared: boolean; reason: string }>;
+}
+
+/** Until the gates exist, nothing is cleared: Phase 4 cannot send. There is no bypass. */
+export const GATES_NOT_IN_PLACE: GateClearance = {
+  check: async () => ({
+    cleared: false,
+    reason: 'the nine go-live gates are not in place: Phase 4 cannot send',
+  }),
+};
+
+export type RefusalCode =
+  | 'DRY_RUN'
+  | 'MODE_NOT_LIVE'
+  | 'GATES_NOT_CLEARED'
+  | 'PLAIN_HTTP'
+  | 'NO_PARTNER'
+  | 'ACTIONS_EXHAUSTED'
+  | 'NO_HEALTH_CHECK'
+  | 'BATCH_TOO_LARGE'
+  | 'DAILY_CAP'
+  | 'BUDGET_CAP'
+  | 'LEAD_INELIGIBLE';
+
+/** A refusal is a value, not an exception (STYLE.md): the caller decides what happens to the batch. */
+export type GuardDecision =
+  | { allowed: true }
+  | { allowed: false; code: RefusalCode; reason: string; ineligibleLeadIds?: number[] };
+
+export interface ActionRequest {
+  cycleId: number;
+  deliveryId: number | null;
+  batchKey: string;
+  /** 1 for the first attempt, then 2, 3, … for retries. */
+  attempt: number;
+  leads: Lead[];
+  actionsUsedThisCycle: number;
+  actionsPerCycle: number;
+  /** The ceiling of the cycle that claimed the batch (checked on the first attempt). */
+  ceiling: number;
+  /** When the partner's health check last passed for this batch, or null. */
+  healthCheckPassedAt: number | null;
+}
+
+export interface Guard {
+  /**
+   * Re-check everything right before a request, inside the caller's transaction: the decision is in
+   * the audit chain when that transaction commits, which the caller does before any request.
+   */
+  authorize(request: ActionRequest, trx: Transaction<Database>): Promise<GuardDecision>;
+}
+
+/** A health check older than this does not count for the batch about to be sent. */
+export const HEALTH_CHECK_VALID_MS = 60_000;
+
+export function createGuard(deps: {
+  config: Config;
+  audit: AuditLog;
+  clock: Clock;
+  pseudonymizer: Pseudonymizer;
+  gates: GateClearance;
+}): Guard {
+  const { config, audit, clock, pseudonymizer, gates } = deps;
+
+  async function decide(request: ActionRequest, trx: Transaction<Database>): Promise<GuardDecision> {
+    if (config.phase !== 4 || config.dryRun || config.outboundDisabled) {
+      return {
+        allowed: false,
+        code: 'DRY_RUN',
+        reason: `Phase ${config.phase} is DRY-RUN: recorded, not sent`,
+      };
+    }
+    const mode = await readMode(trx);
+    // After a rollback the product is back in DRY-RUN (DESIGN.md §6.1: the dry run continues): recorded, not sent.
+    if (mode === 'rolled_back') {
+      return { allowed: false, code: 'DRY_RUN', reason: 'mode is rolled_back: DRY-RUN, recorded, not sent' };
+    }
+    if (mode !== 'live') return { allowed: false, code: 'MODE_NOT_LIVE', reason: `mode is ${mode}` };
+    const clearance = await gates.check();
+    if (!clearance.cleared) return { allowed: false, code: 'GATES_NOT_CLEARED', reason: clearance.reason };
+    const url = config.partner.url;
+    if (url === null)
+      return { allowed: false, code: 'NO_PARTNER', reason: 'VALHALLA_PARTNER_URL is not set' };
+    if (new URL(url).protocol !== 'https:') {
+      return { allowed: false, code: 'PLAIN_HTTP', reason: 'the partner URL is not https://' };
+    }
+    const actionsPerCycle = Math.min(request.actionsPerCycle, HARD_CAPS.actionsPerCycle);
+    if (request.actionsUsedThisCycle >= actionsPerCycle) {
+      return {
+        allowed: false,
+        code: 'ACTIONS_EXHAUSTED',
+        reason: `${actionsPerCycle} actions already used this cycle`,
+      };
+    }
+    const now = clock.now();
+    if (request.healthCheckPassedAt === null || now - request.healthCheckPassedAt > HEALTH_CHECK_VALID_MS) {
+      return { allowed: false, code: 'NO_HEALTH_CHECK', reason: 'no passing health check for this batch' };
+    }
+    const batchLimit = Math.min(HARD_CAPS.leadsPerCycle, config.limits.leadsPerCycle);
+    if (
+      request.leads.length > batchLimit ||
+      (request.attempt === 1 && request.leads.length > request.ceiling)
+    ) {
+      return {
+        allowed: false,
+        code: 'BATCH_TOO_LARGE',
+        reason: `${request.leads.length} leads exceed the ceiling ${Math.min(batchLimit, request.ceiling)}`,
+      };
+    }
+    // The batch's leads were counted when it was claimed: the day's count includes them.
+    const today = await dailyUsage(trx, now);
+    if (today.leads > config.policy.dailyLeads) {
+      return {
+        allowed: false,
+        code: 'DAILY_CAP',
+        reason: `${today.leads} leads today exceed ${config.policy.dailyLeads}`,
+      };
+    }
+    // The budget is counted the same way (Σ score × value of the day's claimed leads).
+    if (today.exposure > config.policy.budgetExposure) {
+      return {
+        allowed: false,
+        code: 'BUDGET_CAP',
+        reason: `exposure ${today.exposure} today exceeds the budget ${config.policy.budgetExposure}`,
+      };
+    }
+    const cutoff = freshnessCutoff(config.policy.maxLeadAgeDays, now);
+    const ineligible = request.leads.filter(
+      (lead) =>
+        lead.state !== 'in_flight' ||
+        lead.exported_at !== null ||
+        lead.score < config.policy.minLeadScore ||
+        lead.source_ts < cutoff,
+    );
+    if (ineligible.length > 0) {
+      return {
+        allowed: false,
+        code: 'LEAD_INELIGIBLE',
+        reason: `${ineligible.length} lead(s) no longer eligible (state, score, age or already exported)`,
+        ineligibleLeadIds: ineligible.map((l) => l.id),
+      };
+    }
+    return { allowed: true };
+  }
+
+  return {
+    async authorize(request, trx) {
+      const decision = await decide(request, trx);
+      const verdict = decision.allowed ? 'allowed' : decision.code === 'DRY_RUN' ? 'dry_run' : 'refused';
+      await audit.append(trx, {
+        actor: 'guard',
+        action: `guard.${verdict}`,
+        subject: `batch:${request.batchKey}`,
+        details: {
+          cycle: request.cycleId,
+          delivery: request.deliveryId,
+          attempt: request.attempt,
+          leads: request.leads.map((l) => ({ lead: l.id, pseudonym: pseudonymizer.pseudonym(l.dedup_key) })),
+          ...(decision.allowed ? {} : { code: decision.code, reason: decision.reason }),
+        },
+      });
+      return decision;
+    },
+  };
+}
+
+/** Plain http:// is only ever for a loopback sandbox in Phase 3 and tests. */
+export function plainHttpAllowed(url: string, phase: 3 | 4): boolean {
+  const parsed = new URL(url);
+  return parsed.protocol === 'https:' || (phase === 3 && isLoopbackHost(parsed.hostname));
+}
+
+export { type Mode, readGoLiveAt, readMode, writeGoLiveAt, writeMode } from './modes.js';

@@ -1,0 +1,461 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { z } from 'zod';
+import type { Clock } from '../clock/index.js';
+import { HARD_CAPS } from '../policy/caps.js';
+import { classifyNetworkError, classifyStatus, parseRetryAfter } from '../policy/retry.js';
+import { ConcurrencyGate } from './concurrency.js';
+import { type PartnerEndpoints, partnerEndpoints } from './endpoints.js';
+import { OutboundError } from './errors.js';
+import {
+  DEFAULT_RATE_MARGIN_MS,
+  limiterShape,
+  maxStartsInAnySecond,
+  SlidingWindowLimiter,
+} from './limiter.js';
+import { type TokenGrant, TokenProvider } from './token.js';
+import { type Exchange, Transport } from './transport.js';
+import type {
+  HealthResult,
+  PartnerAcceptance,
+  PartnerBatch,
+  PermanentOutcome,
+  RequestStage,
+  RetryableOutcome,
+  SendOutcome,
+  TokenOutcome,
+} from './types.js';
+
+export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
+export const DEFAULT_TOKEN_REFRESH_MARGIN_MS = 10_000;
+/** Leads in one batch: a batch never holds more than a cycle may (policy §4, hard max 100). */
+const MAX_LEADS_PER_BATCH = HARD_CAPS.leadsPerCycle;
+
+export interface PartnerClientOptions {
+  /** `https://…` (a path prefix is kept): `POST {base}/api/leads`, `GET {base}/health`. */
+  baseUrl: string;
+  /** OAuth2 client-credentials token endpoint. */
+  tokenUrl: string;
+  clientId: string;
+  clientSecret: string;
+  /** PEM bundle of the CA(s) to trust for the partner, instead of the system store. */
+  caPem?: string | null | undefined;
+  /** Allow `http://` to 127.0.0.0/8, ::1 or localhost (Phase 3 sandbox, tests). Any other http:// is refused. */
+  allowPlainHttpLoopback: boolean;
+  /**
+   * Request starts allowed in any window of `rateWindowMs` (the policy's window is 1,000 ms, so this is
+   * requests per second; hard max 5). Fractional: see `limiterShape` (2.5 → 2 per window).
+   */
+  rateLimitPerSecond: number;
+  rateWindowMs: number;
+  /** Added to the window when deciding a start (default 5 ms): clock granularity, closed windows. */
+  rateMarginMs?: number;
+  /** Requests in flight at once (hard max 5). */
+  maxConcurrent: number;
+  /** Overall deadline of one request, connect to last body byte (hard max 30,000 ms). */
+  timeoutMs: number;
+  /** Largest response body read (default 1 MiB); a bigger one is discarded and reported. */
+  maxResponseBytes?: number;
+  /** Wall clock: token expiry and `Retry-After` dates. */
+  clock: Clock;
+  /** Monotonic clock for the rate limiter and latencies (default `performance.now`). */
+  monotonicNow?: () => number;
+  /** Refresh a token this long before it would expire (default 10 s): clock skew with the partner. */
+  tokenRefreshMarginMs?: number;
+}
+
+/** The partner client: the only code that talks to the partner's HTTP API. */
+export interface PartnerClient {
+  /** `GET {base}/health`; ok for a 2xx. Counts against the rate limit like every request. */
+  health(signal?: AbortSignal): Promise<HealthResult>;
+  /** Make sure the cached token stays valid for at least `validForMs` more, refreshing it if not. */
+  ensureToken(validForMs: number, signal?: AbortSignal): Promise<TokenOutcome>;
+  /**
+   * Send ONE batch in ONE request (plus a token request when no valid token is cached). No retry
+   * inside: retries are separate actions the engine authorises and records. Returns data for every
+   * partner or network failure; throws only `INVALID_BATCH`, `CLIENT_CLOSED`, `CANCELLED` (nothing sent).
+   */
+  sendBatch(batch: PartnerBatch, signal?: AbortSignal): Promise<SendOutcome>;
+  /** Refuse new requests, let those in flight finish (each within its deadline), release sockets. Safe twice. */
+  close(): Promise<void>;
+}
+
+const acceptanceSchema = z.object({
+  accepted: z.number().int().nonnegative().optional(),
+  duplicates: z.number().int().nonnegative().optional(),
+  replayed: z.boolean().optional(),
+  results: z
+    .array(z.object({ idempotency_key: z.string(), status: z.enum(['accepted', 'duplicate']) }))
+    .optional(),
+});
+
+const tokenSchema = z.object({
+  // RFC 6750 b64token: nothing that could break out of the Authorization header.
+  access_token: z
+    .string()
+    .max(8192)
+    .regex(/^[A-Za-z0-9\-._~+/]+=*$/),
+  token_type: z.string().regex(/^bearer$/i),
+  expires_in: z
+    .number()
+    .positive()
+    .max(366 * 86_400),
+});
+
+/** Create a partner client; throws `INSECURE_URL`, `INVALID_URL` or `INVALID_OPTIONS` for bad options. */
+export function createPartnerClient(options: PartnerClientOptions): PartnerClient {
+  return new HttpPartnerClient(options);
+}
+
+class HttpPartnerClient implements PartnerClient {
+  readonly #endpoints: PartnerEndpoints;
+  readonly #clientId: string;
+  readonly #clientSecret: string;
+  readonly #timeoutMs: number;
+  readonly #clock: Clock;
+  readonly #limiter: SlidingWindowLimiter;
+  readonly #gate: ConcurrencyGate;
+  readonly #transport: Transport;
+  readonly #tokens: TokenProvider;
+  #closing: Promise<void> | null = null;
+
+  constructor(options: PartnerClientOptions) {
+    const settings = checkOptions(options);
+    this.#endpoints = partnerEndpoints(options.baseUrl, options.tokenUrl, options.allowPlainHttpLoopback);
+    this.#clientId = options.clientId;
+    this.#clientSecret = options.clientSecret;
+    this.#timeoutMs = options.timeoutMs;
+    this.#clock = options.clock;
+    const monotonicNow = options.monotonicNow ?? (() => performance.now());
+    this.#limiter = new SlidingWindowLimiter({
+      ...limiterShape(options.rateLimitPerSecond, options.rateWindowMs),
+      marginMs: settings.rateMarginMs,
+      now: monotonicNow,
+    });
+    this.#gate = new ConcurrencyGate(options.maxConcurrent);
+    this.#transport = new Transport({
+      caPem: options.caPem ?? undefined,
+      maxConcurrent: options.maxConcurrent,
+      timeoutMs: options.timeoutMs,
+      maxResponseBytes: settings.maxResponseBytes,
+      limiter: this.#limiter,
+      gate: this.#gate,
+      monotonicNow,
+    });
+    this.#tokens = new TokenProvider(() => this.#fetchToken(), options.clock, settings.tokenRefreshMarginMs);
+  }
+
+  async health(signal?: AbortSignal): Promise<HealthResult> {
+    const exchange = await this.#transport.exchange({
+      method: 'GET',
+      url: this.#endpoints.health,
+      headers: { accept: 'application/json' },
+      readBody: false,
+      signal,
+    });
+    if (exchange.kind === 'failure') {
+      return { ok: false, error: networkMessage('health check', exchange, this.#timeoutMs), ms: exchange.ms };
+    }
+    const { status, ms } = exchange;
+    if (classifyStatus(status).kind === 'success') return { ok: true, status, ms };
+    return { ok: false, status, error: `health check answered HTTP ${status}`, ms };
+  }
+
+  async ensureToken(validForMs: number, signal?: AbortSignal): Promise<TokenOutcome> {
+    if (!Number.isFinite(validForMs) || validForMs < 0) {
+      throw new OutboundError('INVALID_OPTIONS', `validForMs must be ≥ 0, got ${validForMs}`);
+    }
+    const current = await abortable(this.#tokens.get(validForMs), signal);
+    if (current.kind !== 'ok') return current;
+    return { kind: 'ok', expiresAtMs: current.expiresAtMs, refreshed: current.refreshed };
+  }
+
+  async sendBatch(batch: PartnerBatch, signal?: AbortSignal): Promise<SendOutcome> {
+    checkBatch(batch);
+    if (this.#transport.closed) {
+      throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
+    }
+    const body = JSON.stringify({ leads: batch.leads });
+    // The token must outlive the request itself; the engine asks for longer before a cycle.
+    const token = await abortable(this.#tokens.get(this.#timeoutMs), signal);
+    if (token.kind !== 'ok') return token;
+    const exchange = await this.#transport.exchange({
+      method: 'POST',
+      url: this.#endpoints.leads,
+      headers: {
+        authorization: `Bearer ${token.token}`,
+        'idempotency-key': batch.batchKey,
+        'content-type': 'application/json',
+        accept: 'application/json',
+      },
+      body,
+      readBody: true,
+      signal,
+    });
+    if (exchange.kind === 'failure') return this.#networkOutcome('batch', exchange);
+    const { status, headers, ms } = exchange;
+    const verdict = classifyStatus(status);
+    switch (verdict.kind) {
+      case 'success':
+        return { kind: 'accepted', status, ...acceptance(exchange), ms };
+      case 'auth':
+        this.#tokens.invalidate(token.token);
+        return {
+          kind: 'auth',
+          status: 401,
+          message: 'partner refused the token (HTTP 401); it is invalidated and a resend gets a fresh one',
+          ms,
+        };
+      case 'retryable':
+        return this.#retryable(
+          'batch',
+          status,
+          headers,
+          `partner answered HTTP ${status}: ${verdict.reason}`,
+          ms,
+        );
+      case 'permanent':
+        return {
+          kind: 'permanent',
+          status,
+          message: `partner answered HTTP ${status}: ${verdict.reason}`,
+          stage: 'batch',
+          ms,
+        };
+    }
+  }
+
+  close(): Promise<void> {
+    if (!this.#closing) {
+      const transportClosed = this.#transport.close();
+      this.#limiter.close();
+      this.#gate.close();
+      this.#closing = transportClosed;
+    }
+    return this.#closing;
+  }
+
+  async #fetchToken(): Promise<TokenGrant> {
+    const exchange = await this.#transport.exchange({
+      method: 'POST',
+      url: this.#endpoints.token,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_id: this.#clientId,
+        client_secret: this.#clientSecret,
+      }).toString(),
+      readBody: true,
+    });
+    if (exchange.kind === 'failure') return this.#networkOutcome('token', exchange);
+    const { status, headers, ms } = exchange;
+    const verdict = classifyStatus(status);
+    if (verdict.kind === 'retryable') {
+      return this.#retryable(
+        'token',
+        status,
+        headers,
+        `token endpoint answered HTTP ${status}: ${verdict.reason}`,
+        ms,
+      );
+    }
+    if (verdict.kind !== 'success') {
+      // A refused client credential (400/401) is not fixed by asking again: permanent.
+      return {
+        kind: 'permanent',
+        status,
+        message: `token endpoint refused the client credentials (HTTP ${status})`,
+        stage: 'token',
+        ms,
+      };
+    }
+    const invalid = (why: string): PermanentOutcome => ({
+      kind: 'permanent',
+      status,
+      message: `token endpoint answered HTTP ${status} but ${why}`,
+      stage: 'token',
+      ms,
+    });
+    if (exchange.bodyTooLarge) return invalid('its body is over the size cap (discarded)');
+    const parsed = tokenSchema.safeParse(parseJson(exchange.body));
+    if (!parsed.success)
+      return invalid('not with an OAuth2 bearer token (access_token, token_type, expires_in)');
+    return {
+      kind: 'granted',
+      accessToken: parsed.data.access_token,
+      expiresInMs: parsed.data.expires_in * 1000,
+    };
+  }
+
+  #networkOutcome(stage: RequestStage, exchange: Extract<Exchange, { kind: 'failure' }>) {
+    const what = stage === 'token' ? 'token request' : 'batch request';
+    const message = networkMessage(what, exchange, this.#timeoutMs);
+    const verdict = classifyNetworkError(exchange.code);
+    const common = { code: exchange.code, message, stage, ms: exchange.ms };
+    return verdict.kind === 'retryable'
+      ? ({ kind: 'retryable', retryAfterMs: null, ...common } satisfies RetryableOutcome)
+      : ({ kind: 'permanent', ...common } satisfies PermanentOutcome);
+  }
+
+  #retryable(
+    stage: RequestStage,
+    status: number,
+    headers: IncomingHttpHeaders,
+    message: string,
+    ms: number,
+  ): RetryableOutcome {
+    const retryAfterMs = parseRetryAfter(headers['retry-after'], this.#clock.now());
+    return { kind: 'retryable', status, retryAfterMs, message, stage, ms };
+  }
+}
+
+/** A network failure in words: what failed, its code, and the retry table's reading of it. No request data. */
+function networkMessage(
+  what: string,
+  exchange: Extract<Exchange, { kind: 'failure' }>,
+  timeoutMs: number,
+): string {
+  if (exchange.timedOut) return `${what} timed out: no complete answer within ${timeoutMs} ms (aborted)`;
+  if (exchange.cancelled) return `${what} cancelled by the caller while in flight; delivery unknown`;
+  return `${what} failed: ${exchange.code} (${classifyNetworkError(exchange.code).reason})`;
+}
+
+function acceptance(exchange: Extract<Exchange, { kind: 'response' }>): {
+  body: PartnerAcceptance | null;
+  bodyIssue: string | null;
+} {
+  if (exchange.bodyTooLarge) {
+    return { body: null, bodyIssue: 'response body over the size cap: discarded unread' };
+  }
+  if (exchange.body === null || exchange.body.length === 0) return { body: null, bodyIssue: null };
+  const json = parseJson(exchange.body);
+  if (json === undefined) return { body: null, bodyIssue: 'response body is not JSON' };
+  const parsed = acceptanceSchema.safeParse(json);
+  if (!parsed.success) return { body: null, bodyIssue: 'response body is not the contract shape' };
+  return { body: parsed.data as PartnerAcceptance, bodyIssue: null };
+}
+
+function parseJson(body: Buffer | null): unknown {
+  if (body === null) return undefined;
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+const HEADER_SAFE = /^[\x21-\x7e]{1,255}$/;
+
+function checkBatch(batch: PartnerBatch): void {
+  if (typeof batch.batchKey !== 'string' || !HEADER_SAFE.test(batch.batchKey)) {
+    throw new OutboundError(
+      'INVALID_BATCH',
+      'batchKey must be 1–255 visible ASCII characters; nothing was sent',
+    );
+  }
+  if (!Array.isArray(batch.leads) || batch.leads.length === 0) {
+    throw new OutboundError('INVALID_BATCH', 'a batch needs at least one lead; nothing was sent');
+  }
+  if (batch.leads.length > MAX_LEADS_PER_BATCH) {
+    throw new OutboundError(
+      'INVALID_BATCH',
+      `a batch holds at most ${MAX_LEADS_PER_BATCH} leads, got ${batch.leads.length}; nothing was sent`,
+    );
+  }
+}
+
+/** Settle with `promise`, or reject with CANCELLED as soon as `signal` aborts (the work itself goes on). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(cancelled(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(cancelled(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function cancelled(signal: AbortSignal): OutboundError {
+  return new OutboundError('CANCELLED', 'cancelled while waiting for a token; the batch was not sent', {
+    cause: signal.reason,
+  });
+}
+
+interface CheckedSettings {
+  rateMarginMs: number;
+  maxResponseBytes: number;
+  tokenRefreshMarginMs: number;
+}
+
+/** Refuse options above the policy's hard caps here too: the client holds the invariants by itself. */
+function checkOptions(options: PartnerClientOptions): CheckedSettings {
+  const problems: string[] = [];
+  const {
+    rateLimitPerSecond,
+    rateWindowMs,
+    maxConcurrent,
+    timeoutMs,
+    rateMarginMs = DEFAULT_RATE_MARGIN_MS,
+    maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES,
+    tokenRefreshMarginMs = DEFAULT_TOKEN_REFRESH_MARGIN_MS,
+  } = options;
+  if (typeof options.clientId !== 'string' || options.clientId === '') problems.push('clientId is required');
+  if (typeof options.clientSecret !== 'string' || options.clientSecret === '') {
+    problems.push('clientSecret is required');
+  }
+  if (!(rateLimitPerSecond > 0) || rateLimitPerSecond > HARD_CAPS.rateLimitPerSecond) {
+    problems.push(
+      `rateLimitPerSecond must be > 0 and ≤ ${HARD_CAPS.rateLimitPerSecond}, got ${rateLimitPerSecond}`,
+    );
+  }
+  if (!Number.isFinite(rateWindowMs) || rateWindowMs <= 0) {
+    problems.push(`rateWindowMs must be > 0, got ${rateWindowMs}`);
+  }
+  if (!Number.isFinite(rateMarginMs) || rateMarginMs < 0 || rateMarginMs > 1000) {
+    problems.push(`rateMarginMs must be from 0 to 1000, got ${rateMarginMs}`);
+  }
+  if (problems.length === 0) {
+    const shape = limiterShape(rateLimitPerSecond, rateWindowMs);
+    const perSecond = maxStartsInAnySecond(shape.limit, shape.windowMs, rateMarginMs);
+    if (perSecond > HARD_CAPS.rateLimitPerSecond) {
+      problems.push(
+        `${shape.limit} start(s) per ${shape.windowMs} ms (+${rateMarginMs} ms margin) allows ${perSecond} in one second, above the hard cap of ${HARD_CAPS.rateLimitPerSecond}`,
+      );
+    }
+  }
+  if (
+    !Number.isInteger(maxConcurrent) ||
+    maxConcurrent < 1 ||
+    maxConcurrent > HARD_CAPS.maxConcurrentRequests
+  ) {
+    problems.push(
+      `maxConcurrent must be a whole number from 1 to ${HARD_CAPS.maxConcurrentRequests}, got ${maxConcurrent}`,
+    );
+  }
+  const maxTimeoutMs = HARD_CAPS.apiTimeoutSeconds * 1000;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > maxTimeoutMs) {
+    problems.push(`timeoutMs must be a whole number from 1 to ${maxTimeoutMs}, got ${timeoutMs}`);
+  }
+  if (!Number.isInteger(maxResponseBytes) || maxResponseBytes < 1 || maxResponseBytes > 64 * 1024 * 1024) {
+    problems.push(`maxResponseBytes must be a whole number from 1 to 64 MiB, got ${maxResponseBytes}`);
+  }
+  if (!Number.isFinite(tokenRefreshMarginMs) || tokenRefreshMarginMs < 0) {
+    problems.push(`tokenRefreshMarginMs must be ≥ 0, got ${tokenRefreshMarginMs}`);
+  }
+  if (typeof options.clock?.now !== 'function') problems.push('clock is required');
+  if (problems.length > 0) {
+    throw new OutboundError(
+      'INVALID_OPTIONS',
+      `partner client options refused:\n  - ${problems.join('\n  - ')}`,
+    );
+  }
+  return { rateMarginMs, maxResponseBytes, tokenRefreshMarginMs };
+}

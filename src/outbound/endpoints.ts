@@ -1,0 +1,74 @@
+import { OutboundError } from './errors.js';
+
+/** The partner's endpoints, checked once at creation. */
+export interface PartnerEndpoints {
+  /** `POST` target for batches. */
+  readonly leads: URL;
+  /** `GET` target for the health check. */
+  readonly health: URL;
+  /** OAuth2 client-credentials token endpoint. */
+  readonly token: URL;
+}
+
+/** True for a host that can only be this machine: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHostname(hostname: string): boolean {
+  // WHATWG URL has already normalised numeric forms (http://2130706433/ → 127.0.0.1) and brackets IPv6.
+  return (
+    hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+  );
+}
+
+/**
+ * Parse and check one partner URL: https:// always; http:// only to a loopback host and only when
+ * the caller allows it (Phase 3 sandbox, tests). Never echoes credentials.
+ */
+export function checkPartnerUrl(what: string, raw: string, allowPlainHttpLoopback: boolean): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch (cause) {
+    throw new OutboundError('INVALID_URL', `${what} is not a valid URL`, { cause });
+  }
+  if (url.username || url.password) {
+    throw new OutboundError(
+      'INVALID_URL',
+      `${what} must not carry credentials (${url.protocol}//***@${url.host})`,
+    );
+  }
+  if (url.search || url.hash) {
+    throw new OutboundError('INVALID_URL', `${what} must not have a query or fragment (${url.origin})`);
+  }
+  if (url.protocol === 'https:') return url;
+  if (url.protocol !== 'http:') {
+    throw new OutboundError('INVALID_URL', `${what} must be https:// (got ${url.protocol}//)`);
+  }
+  if (!allowPlainHttpLoopback) {
+    throw new OutboundError(
+      'INSECURE_URL',
+      `${what} is plain http:// (${url.origin}): every partner request must be HTTPS with TLS ≥ 1.2`,
+    );
+  }
+  if (!isLoopbackHostname(url.hostname)) {
+    throw new OutboundError(
+      'INSECURE_URL',
+      `${what} is plain http:// to a host that is not loopback (${url.origin}): refused`,
+    );
+  }
+  return url;
+}
+
+/** The endpoints below a base URL (a path prefix such as `https://partner.example/v2` is kept). */
+export function partnerEndpoints(
+  baseUrl: string,
+  tokenUrl: string,
+  allowPlainHttpLoopback: boolean,
+): PartnerEndpoints {
+  const base = checkPartnerUrl('partner base URL', baseUrl, allowPlainHttpLoopback);
+  const token = checkPartnerUrl('partner token URL', tokenUrl, allowPlainHttpLoopback);
+  const prefix = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
+  return {
+    leads: new URL(`${prefix}api/leads`, base.origin),
+    health: new URL(`${prefix}health`, base.origin),
+    token,
+  };
+}

@@ -1,0 +1,32 @@
+export {
+  createPartnerClient,
+  DEFAULT_MAX_RESPONSE_BYTES,
+  DEFAULT_TOKEN_REFRESH_MARGIN_MS,
+  type PartnerClient,
+  type PartnerClientOptions,
+} from './client.js';
+export { ConcurrencyGate } from './concurrency.js';
+export { checkPartnerUrl, isLoopbackHostname } from './endpoints.js';
+export { isOutboundError, OutboundError, type OutboundErrorCode } from './errors.js';
+export {
+  DEFAULT_RATE_MARGIN_MS,
+  type LimiterSleep,
+  limiterShape,
+  maxStartsInAnySecond,
+  type RatePermit,
+  SlidingWindowLimiter,
+  type SlidingWindowLimiterOptions,
+} from './limiter.js';
+export type {
+  AcceptedOutcome,
+  AuthOutcome,
+  HealthResult,
+  PartnerAcceptance,
+  PartnerBatch,
+  PartnerLead,
+  PermanentOutcome,
+  RequestStage,
+  RetryableOutcome,
+  SendOutcome,
+  TokenOutcome,
+} from './types.js';

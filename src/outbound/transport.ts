@@ -1,0 +1,279 @@
+import { X509Certificate } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Agent, type Dispatcher } from 'undici';
+import type { ConcurrencyGate } from './concurrency.js';
+import { OutboundError } from './errors.js';
+import type { RatePermit, SlidingWindowLimiter } from './limiter.js';
+
+/** Bytes of a refused response read before the connection is dropped (it is never parsed). */
+const DISCARD_LIMIT_BYTES = 64 * 1024;
+
+export interface TransportOptions {
+  /** PEM bundle of the CA(s) trusted for the partner; replaces the system store when given. */
+  caPem?: string | undefined;
+  maxConcurrent: number;
+  timeoutMs: number;
+  maxResponseBytes: number;
+  limiter: SlidingWindowLimiter;
+  gate: ConcurrencyGate;
+  monotonicNow: () => number;
+}
+
+export interface ExchangeRequest {
+  method: 'GET' | 'POST';
+  url: URL;
+  headers: Record<string, string>;
+  body?: string;
+  /** Read (capped) the body of a 2xx answer; any other body is discarded unread. */
+  readBody: boolean;
+  signal?: AbortSignal | undefined;
+}
+
+/** One request's result as plain data: a response (any status), or a failure with its error code. */
+export type Exchange =
+  | {
+      kind: 'response';
+      status: number;
+      headers: IncomingHttpHeaders;
+      /** The 2xx body when asked for; null when not read or over the size cap. */
+      body: Buffer | null;
+      /** True when the body was bigger than the cap: it was discarded and the connection dropped. */
+      bodyTooLarge: boolean;
+      ms: number;
+    }
+  | {
+      kind: 'failure';
+      /** Node's or undici's error code; `UND_ERR_ABORTED` when our timeout or the caller aborted. */
+      code: string;
+      timedOut: boolean;
+      cancelled: boolean;
+      ms: number;
+    };
+
+/**
+ * The only socket-level code of the product: an undici Agent with TLS ≥ 1.2 pinned in code, the CA
+ * pinned when given, every undici timeout set (its defaults are 300 s), an overall deadline per
+ * request, a response size cap, and every request passing the concurrency gate and the rate limiter.
+ */
+export class Transport {
+  readonly #agent: Agent;
+  readonly #options: TransportOptions;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #closing: Promise<void> | null = null;
+
+  constructor(options: TransportOptions) {
+    this.#options = options;
+    const { caPem, maxConcurrent, timeoutMs } = options;
+    if (caPem !== undefined) checkCaPem(caPem);
+    this.#agent = new Agent({
+      connections: maxConcurrent,
+      pipelining: 1,
+      connect: {
+        minVersion: 'TLSv1.2',
+        rejectUnauthorized: true,
+        ...(caPem === undefined ? {} : { ca: caPem }),
+        timeout: timeoutMs,
+      },
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      keepAliveTimeout: 4_000,
+      keepAliveMaxTimeout: 30_000,
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closing !== null;
+  }
+
+  /**
+   * Make one request. Waits for a concurrency slot, then a rate permit, then dispatches with an
+   * overall deadline of `timeoutMs`. Never throws for network or partner failures; throws
+   * `CLIENT_CLOSED` or `CANCELLED` only when nothing was sent.
+   */
+  async exchange(request: ExchangeRequest): Promise<Exchange> {
+    if (this.#closing)
+      throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
+    const { gate, limiter } = this.#options;
+    const releaseSlot = await gate.acquire(request.signal);
+    let permit: RatePermit;
+    try {
+      permit = await limiter.acquire(request.signal);
+    } catch (error) {
+      releaseSlot();
+      throw error;
+    }
+    if (this.#closing) {
+      // Closed while this request waited: it never went out, and the permit counts as a start anyway.
+      permit.release();
+      releaseSlot();
+      throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
+    }
+    const running = this.#dispatch(request, permit).finally(() => {
+      permit.release();
+      releaseSlot();
+    });
+    this.#inFlight.add(running);
+    try {
+      return await running;
+    } finally {
+      this.#inFlight.delete(running);
+    }
+  }
+
+  /** Refuse new requests, let the ones in flight finish (each bounded by its deadline), release sockets. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#inFlight]);
+      await this.#agent.close();
+    })();
+    return this.#closing;
+  }
+
+  async #dispatch(request: ExchangeRequest, permit: RatePermit): Promise<Exchange> {
+    const { timeoutMs, maxResponseBytes, monotonicNow } = this.#options;
+    const started = monotonicNow();
+    const abort = new AbortController();
+    let timedOut = false;
+    let cancelled = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort(abortedError(`no complete answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onCallerAbort = () => {
+      cancelled = true;
+      abort.abort(abortedError('cancelled by the caller'));
+    };
+    request.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    if (request.signal?.aborted) onCallerAbort();
+    // A dispatcher per request, so the permit learns the moment the partner's answer begins.
+    const dispatcher = this.#agent.compose(
+      (dispatch) => (opts, handler) => dispatch(opts, new AnswerMarker(handler, permit)),
+    );
+    try {
+      const response = await dispatcher.request({
+        origin: request.url.origin,
+        path: `${request.url.pathname}${request.url.search}`,
+        method: request.method,
+        headers: request.headers,
+        body: request.body ?? null,
+        signal: abort.signal,
+      });
+      const success = response.statusCode >= 200 && response.statusCode <= 299;
+      let body: Buffer | null = null;
+      let bodyTooLarge = false;
+      if (success && request.readBody) {
+        body = await readCapped(response, maxResponseBytes);
+        bodyTooLarge = body === null;
+      } else {
+        await response.body.dump({ limit: DISCARD_LIMIT_BYTES });
+      }
+      return {
+        kind: 'response',
+        status: response.statusCode,
+        headers: response.headers,
+        body,
+        bodyTooLarge,
+        ms: monotonicNow() - started,
+      };
+    } catch (error) {
+      return {
+        kind: 'failure',
+        code: timedOut || cancelled ? 'UND_ERR_ABORTED' : errorCode(error),
+        timedOut,
+        cancelled,
+        ms: monotonicNow() - started,
+      };
+    } finally {
+      clearTimeout(timer);
+      request.signal?.removeEventListener('abort', onCallerAbort);
+    }
+  }
+}
+
+/** Read a body up to `cap` bytes; null (body discarded, connection dropped) when it is bigger. */
+async function readCapped(response: Dispatcher.ResponseData, cap: number): Promise<Buffer | null> {
+  const declared = Number(response.headers['content-length']);
+  if (Number.isFinite(declared) && declared > cap) {
+    response.body.destroy();
+    return null;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response.body) {
+    size += (chunk as Buffer).length;
+    if (size > cap) {
+      response.body.destroy();
+      return null;
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Tells a rate permit when the partner's answer begins: by then it has certainly seen the request. */
+class AnswerMarker implements Dispatcher.DispatchHandler {
+  readonly #inner: Dispatcher.DispatchHandler;
+  readonly #permit: RatePermit;
+  constructor(inner: Dispatcher.DispatchHandler, permit: RatePermit) {
+    this.#inner = inner;
+    this.#permit = permit;
+  }
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.#inner.onRequestStart?.(controller, context);
+  }
+  onRequestUpgrade(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    socket: import('node:stream').Duplex,
+  ): void {
+    this.#inner.onRequestUpgrade?.(controller, statusCode, headers, socket);
+  }
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
+    this.#permit.markAnswered();
+    this.#inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#inner.onResponseData?.(controller, chunk);
+  }
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.#inner.onResponseEnd?.(controller, trailers);
+  }
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    this.#inner.onResponseError?.(controller, error);
+  }
+}
+
+function abortedError(message: string): Error {
+  return Object.assign(new Error(message), { code: 'UND_ERR_ABORTED' });
+}
+
+/** The most specific string code on an error, its first aggregated error, or its cause. */
+export function errorCode(error: unknown): string {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && typeof current === 'object' && current !== null; depth++) {
+    const { code, errors, cause } = current as { code?: unknown; errors?: unknown; cause?: unknown };
+    if (typeof code === 'string' && code !== '') return code;
+    current = Array.isArray(errors) && errors.length > 0 ? errors[0] : cause;
+  }
+  return 'UNKNOWN';
+}
+
+function checkCaPem(caPem: string): void {
+  const blocks = caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) {
+    throw new OutboundError('INVALID_OPTIONS', 'caPem holds no PEM certificate');
+  }
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (cause) {
+      throw new OutboundError('INVALID_OPTIONS', 'caPem holds a certificate that does not parse', { cause });
+    }
+  }
+}

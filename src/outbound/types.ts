@@ -1,0 +1,87 @@
+/** One lead as the partner receives it (DESIGN.md §7): the only place lead PII leaves the product. */
+export interface PartnerLead {
+  idempotency_key: string;
+  external_id: string | null;
+  name: string;
+  email: string;
+  phone: string | null;
+  company: string | null;
+  score: number;
+  source_timestamp: string;
+  value: number | null;
+}
+
+/** One action's payload: a batch and its stable idempotency key (reused on every retry). */
+export interface PartnerBatch {
+  batchKey: string;
+  leads: readonly PartnerLead[];
+}
+
+/** What the partner may say about an accepted batch (all optional in the contract). */
+export interface PartnerAcceptance {
+  accepted?: number;
+  duplicates?: number;
+  replayed?: boolean;
+  results?: { idempotency_key: string; status: 'accepted' | 'duplicate' }[];
+}
+
+/** Which request of a send failed: getting the token (the batch was NOT sent), or the batch itself. */
+export type RequestStage = 'token' | 'batch';
+
+export interface AcceptedOutcome {
+  kind: 'accepted';
+  status: number;
+  /** The partner's per-batch report; null when absent, not JSON, not the contract's shape, or too big. */
+  body: PartnerAcceptance | null;
+  /** Why `body` is null although the partner sent one (e.g. over the size cap); null otherwise. */
+  bodyIssue: string | null;
+  ms: number;
+}
+
+export interface RetryableOutcome {
+  kind: 'retryable';
+  status?: number;
+  /** The network error code when there was no response (e.g. `ECONNREFUSED`, `UND_ERR_ABORTED`). */
+  code?: string;
+  /** The partner's `Retry-After`, in ms from now; null when it sent none. */
+  retryAfterMs: number | null;
+  message: string;
+  stage: RequestStage;
+  ms: number;
+}
+
+export interface AuthOutcome {
+  kind: 'auth';
+  status: 401;
+  message: string;
+  ms: number;
+}
+
+export interface PermanentOutcome {
+  kind: 'permanent';
+  /** Absent when no response came (e.g. the TLS handshake or the certificate was refused). */
+  status?: number;
+  code?: string;
+  message: string;
+  stage: RequestStage;
+  ms: number;
+}
+
+/**
+ * The outcome of ONE request: data, never an exception, never lead data in a message.
+ * `auth`: the partner refused the token; it has been invalidated, and a resend gets a fresh one.
+ */
+export type SendOutcome = AcceptedOutcome | RetryableOutcome | AuthOutcome | PermanentOutcome;
+
+/** The token is valid until `expiresAtMs` (wall clock); or why none could be had. */
+export type TokenOutcome =
+  | { kind: 'ok'; expiresAtMs: number; refreshed: boolean }
+  | RetryableOutcome
+  | PermanentOutcome;
+
+export interface HealthResult {
+  ok: boolean;
+  status?: number;
+  error?: string;
+  ms: number;
+}

@@ -1,0 +1,164 @@
+/** What the sandbox has seen, for tests and operators. Admin requests are not counted. */
+export interface SandboxStats {
+  requests: {
+    total: number;
+    byPath: Record<string, number>;
+    /** Answers by status; dropped (`down`) and hung requests have none. */
+    byStatus: Record<string, number>;
+    dropped: number;
+    hung: number;
+  };
+  tokens: { issued: number; refused: number };
+  health: { checks: number };
+  batches: {
+    /** Every `POST /api/leads` that arrived. */
+    received: number;
+    accepted: number;
+    replayed: number;
+    /** Answered (or dropped, or left hanging) by an injected fault. */
+    failedByFault: number;
+    /** Refused for a bad token, header or body (400, 401, 413, 422). */
+    refused: number;
+    /** Replays whose leads differ from the batch first sent under that key: a client bug. */
+    replayMismatches: number;
+  };
+  leads: { accepted: number; duplicates: number };
+  /** Arrival times (the sandbox clock's ms) of the last 10,000 partner requests, oldest first. */
+  requestStarts: number[];
+}
+
+export interface BatchRecord {
+  batchKey: string;
+  receivedAt: number;
+  /** Every lead key in the batch, in order. */
+  leads: string[];
+  /** Those among them already accepted under an earlier batch (or earlier in this one). */
+  duplicates: string[];
+}
+
+export interface SandboxRecords {
+  /** Every accepted batch (a batch key's first successful request), in arrival order. */
+  batches: BatchRecord[];
+  /** Lead key → every batch key that carried it. More than one means the lead was sent twice. */
+  leadBatches: Record<string, string[]>;
+}
+
+export interface BatchResponse {
+  batch: string;
+  accepted: number;
+  duplicates: number;
+  replayed: boolean;
+  results: { idempotency_key: string; status: 'accepted' | 'duplicate' }[];
+}
+
+const MAX_REQUEST_STARTS = 10_000;
+/** Paths counted under their own name; anything else is `other`, so a scan cannot grow the map. */
+const KNOWN_PATHS = new Set(['/api/leads', '/health', '/oauth/token']);
+
+/** The sandbox's memory: counters, accepted batches, and which lead keys it has accepted. */
+export class Ledger {
+  #stats = emptyStats();
+  #starts: number[] = [];
+  #startsNext = 0;
+  #batches = new Map<string, { record: BatchRecord; response: BatchResponse }>();
+  #leadBatches = new Map<string, string[]>();
+
+  /** The live counters, for the server to increment. */
+  get counters(): Omit<SandboxStats, 'requestStarts'> {
+    return this.#stats;
+  }
+
+  requestArrived(path: string, at: number): void {
+    const s = this.#stats.requests;
+    s.total += 1;
+    const name = KNOWN_PATHS.has(path) ? path : 'other';
+    s.byPath[name] = (s.byPath[name] ?? 0) + 1;
+    // A ring buffer: the oldest start is overwritten once 10,000 are kept.
+    if (this.#starts.length < MAX_REQUEST_STARTS) this.#starts.push(at);
+    else this.#starts[this.#startsNext] = at;
+    this.#startsNext = (this.#startsNext + 1) % MAX_REQUEST_STARTS;
+  }
+
+  answered(status: number): void {
+    const byStatus = this.#stats.requests.byStatus;
+    byStatus[status] = (byStatus[status] ?? 0) + 1;
+  }
+
+  /** The stored answer for a batch key already accepted, counted as a replay. */
+  replay(batchKey: string, leadKeys: readonly string[]): BatchResponse | undefined {
+    const stored = this.#batches.get(batchKey);
+    if (stored === undefined) return undefined;
+    this.#stats.batches.replayed += 1;
+    const sent = stored.record.leads;
+    if (sent.length !== leadKeys.length || sent.some((k, i) => k !== leadKeys[i])) {
+      this.#stats.batches.replayMismatches += 1;
+    }
+    return { ...stored.response, replayed: true };
+  }
+
+  /** Accept a new batch: each lead key is accepted once, ever; later carriers get `duplicate`. */
+  accept(batchKey: string, leadKeys: readonly string[], at: number): BatchResponse {
+    const results: BatchResponse['results'] = [];
+    const duplicates: string[] = [];
+    for (const leadKey of leadKeys) {
+      const carriers = this.#leadBatches.get(leadKey);
+      if (carriers === undefined) {
+        this.#leadBatches.set(leadKey, [batchKey]);
+        results.push({ idempotency_key: leadKey, status: 'accepted' });
+      } else {
+        if (!carriers.includes(batchKey)) carriers.push(batchKey);
+        duplicates.push(leadKey);
+        results.push({ idempotency_key: leadKey, status: 'duplicate' });
+      }
+    }
+    const response: BatchResponse = {
+      batch: batchKey,
+      accepted: leadKeys.length - duplicates.length,
+      duplicates: duplicates.length,
+      replayed: false,
+      results,
+    };
+    this.#batches.set(batchKey, {
+      record: { batchKey, receivedAt: at, leads: [...leadKeys], duplicates },
+      response,
+    });
+    const s = this.#stats;
+    s.batches.accepted += 1;
+    s.leads.accepted += response.accepted;
+    s.leads.duplicates += response.duplicates;
+    return response;
+  }
+
+  snapshot(): SandboxStats {
+    const ordered =
+      this.#starts.length < MAX_REQUEST_STARTS
+        ? [...this.#starts]
+        : [...this.#starts.slice(this.#startsNext), ...this.#starts.slice(0, this.#startsNext)];
+    return { ...structuredClone(this.#stats), requestStarts: ordered };
+  }
+
+  records(): SandboxRecords {
+    return {
+      batches: [...this.#batches.values()].map(({ record }) => structuredClone(record)),
+      leadBatches: Object.fromEntries([...this.#leadBatches].map(([k, v]) => [k, [...v]])),
+    };
+  }
+
+  reset(): void {
+    this.#stats = emptyStats();
+    this.#starts = [];
+    this.#startsNext = 0;
+    this.#batches.clear();
+    this.#leadBatches.clear();
+  }
+}
+
+function emptyStats(): Omit<SandboxStats, 'requestStarts'> {
+  return {
+    requests: { total: 0, byPath: {}, byStatus: {}, dropped: 0, hung: 0 },
+    tokens: { issued: 0, refused: 0 },
+    health: { checks: 0 },
+    batches: { received: 0, accepted: 0, replayed: 0, failedByFault: 0, refused: 0, replayMismatches: 0 },
+    leads: { accepted: 0, duplicates: 0 },
+  };
+}

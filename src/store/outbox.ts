@@ -1,0 +1,368 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { CycleKind, Database, Delivery, DeliveryState, Lead } from './schema.js';
+
+type Executor = Kysely<Database> | Transaction<Database>;
+
+// ---- leads for a cycle ----
+
+/** Pending leads past the freshness cutoff become `expired` (never sent); returns their ids. */
+export async function expireStalePending(
+  db: Executor,
+  cutoff: number,
+  now: number,
+  reason: string,
+): Promise<number[]> {
+  const rows = await db
+    .updateTable('leads')
+    .set({ state: 'expired', state_reason: reason, updated_at: now })
+    .where(sql<boolean>`state = 'pending'`)
+    .where('source_ts', '<', cutoff)
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+/**
+ * The eligible leads, best score first (then oldest first): pending, score ≥ min, fresh; for a dry run,
+ * not dry-run before. The constant `state = 'pending'` lets PostgreSQL use the partial index.
+ */
+export async function selectEligible(
+  db: Executor,
+  options: { minScore: number; freshSince: number; limit: number; notDryRun: boolean },
+): Promise<Lead[]> {
+  if (options.limit <= 0) return [];
+  let query = db
+    .selectFrom('leads')
+    .selectAll()
+    .where(sql<boolean>`state = 'pending'`)
+    .where('score', '>=', options.minScore)
+    .where('source_ts', '>=', options.freshSince)
+    .orderBy('score', 'desc')
+    .orderBy('source_ts', 'asc')
+    .orderBy('id', 'asc')
+    .limit(options.limit);
+  if (options.notDryRun) query = query.where('dry_run_at', 'is', null);
+  return query.execute();
+}
+
+/** The UTC day (YYYY-MM-DD) of an instant: the daily cap's window. */
+export function utcDay(at: number): string {
+  return new Date(at).toISOString().slice(0, 10);
+}
+
+/** Leads claimed into live batches on the UTC day of `at`, and their exposure (attempts count, not just successes). */
+export async function dailyUsage(db: Executor, at: number): Promise<{ leads: number; exposure: number }> {
+  const row = await db
+    .selectFrom('daily_usage')
+    .select(['leads', 'exposure'])
+    .where('day', '=', utcDay(at))
+    .executeTakeFirst();
+  return { leads: Number(row?.leads ?? 0), exposure: Number(row?.exposure ?? 0) };
+}
+
+async function addDailyUsage(db: Executor, at: number, leads: number, exposure: number): Promise<void> {
+  await db
+    .insertInto('daily_usage')
+    .values({ day: utcDay(at), leads, exposure })
+    .onConflict((oc) =>
+      oc.column('day').doUpdateSet((eb) => ({
+        leads: eb('daily_usage.leads', '+', leads),
+        exposure: eb('daily_usage.exposure', '+', exposure),
+      })),
+    )
+    .execute();
+}
+
+// ---- cycles ----
+
+export async function createCycle(
+  db: Executor,
+  cycle: {
+    startedAt: number;
+    phase: 3 | 4;
+    kind: CycleKind;
+    rampStage: number | null;
+    ceiling: number;
+    limitedBy: string;
+  },
+): Promise<number> {
+  const row = await db
+    .insertInto('cycles')
+    .values({
+      started_at: cycle.startedAt,
+      phase: cycle.phase,
+      kind: cycle.kind,
+      ramp_stage: cycle.rampStage,
+      ceiling: cycle.ceiling,
+      limited_by: cycle.limitedBy,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+export async function finishCycle(
+  db: Executor,
+  id: number,
+  end: { finishedAt: number; claimed: number; actions: number; summary: unknown },
+): Promise<void> {
+  await db
+    .updateTable('cycles')
+    .set({
+      finished_at: end.finishedAt,
+      claimed: end.claimed,
+      actions: end.actions,
+      summary: JSON.stringify(end.summary),
+    })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** The latest live cycle that sent or claimed anything, for stage 1's operator confirmation. */
+export async function lastLiveCycle(db: Executor) {
+  return db
+    .selectFrom('cycles')
+    .selectAll()
+    .where('kind', '=', 'live')
+    .where('claimed', '>', 0)
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+}
+
+export async function confirmCycle(db: Executor, id: number, by: string, at: number): Promise<boolean> {
+  const result = await db
+    .updateTable('cycles')
+    .set({ confirmed_at: at, confirmed_by: by })
+    .where('id', '=', id)
+    .where('confirmed_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+export async function recentCycles(db: Executor, limit: number) {
+  return db.selectFrom('cycles').selectAll().orderBy('id', 'desc').limit(limit).execute();
+}
+
+// ---- deliveries (the outbox) ----
+
+/**
+ * Commit a batch before its first attempt: the delivery with its idempotency key, each lead's own key,
+ * and the leads' new state (live: in_flight; dry run: marked, still pending).
+ */
+export async function createDelivery(
+  trx: Transaction<Database>,
+  delivery: {
+    batchKey: string;
+    cycleId: number;
+    kind: 'live' | 'dry_run';
+    payloadSha256: string;
+    now: number;
+  },
+  leads: { id: number; leadKey: string; exposure: number }[],
+): Promise<number> {
+  const row = await trx
+    .insertInto('deliveries')
+    .values({
+      batch_key: delivery.batchKey,
+      cycle_id: delivery.cycleId,
+      kind: delivery.kind,
+      state: delivery.kind === 'live' ? 'queued' : 'dry_run',
+      lead_count: leads.length,
+      payload_sha256: delivery.payloadSha256,
+      created_at: delivery.now,
+      updated_at: delivery.now,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await trx
+    .insertInto('delivery_leads')
+    .values(
+      leads.map((l) => ({
+        delivery_id: row.id,
+        lead_id: l.id,
+        lead_key: l.leadKey,
+        live: delivery.kind === 'live' ? 1 : 0,
+      })),
+    )
+    .execute();
+  const ids = leads.map((l) => l.id);
+  const claimed =
+    delivery.kind === 'live'
+      ? await trx
+          .updateTable('leads')
+          .set({ state: 'in_flight', updated_at: delivery.now })
+          .where('id', 'in', ids)
+          .where(sql<boolean>`state = 'pending'`)
+          .executeTakeFirst()
+      : await trx
+          .updateTable('leads')
+          .set({ dry_run_at: delivery.now, updated_at: delivery.now })
+          .where('id', 'in', ids)
+          .where(sql<boolean>`state = 'pending'`)
+          .executeTakeFirst();
+  if (Number(claimed.numUpdatedRows) !== ids.length) {
+    // Another runner claimed one of them first: roll the whole batch back rather than send part of it.
+    throw new ClaimConflict(ids.length - Number(claimed.numUpdatedRows));
+  }
+  if (delivery.kind === 'live') {
+    await addDailyUsage(
+      trx,
+      delivery.now,
+      leads.length,
+      leads.reduce((sum, l) => sum + l.exposure, 0),
+    );
+  }
+  return row.id;
+}
+
+export class ClaimConflict extends Error {
+  override readonly name = 'ClaimConflict';
+  constructor(readonly lost: number) {
+    super(`${lost} lead(s) were claimed by someone else`);
+  }
+}
+
+/** Deliveries due for an attempt: retries first (they were queued earlier), then new batches. */
+export async function dueDeliveries(db: Executor, now: number, limit: number): Promise<Delivery[]> {
+  return db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where((eb) =>
+      eb.or([
+        eb('state', '=', 'queued'),
+        eb.and([eb('state', '=', 'retry_wait'), eb('next_attempt_at', '<=', now)]),
+      ]),
+    )
+    .orderBy(sql`case when state = 'retry_wait' then 0 else 1 end`)
+    .orderBy('id', 'asc')
+    .limit(limit)
+    .execute();
+}
+
+/** The earliest time a waiting retry falls due, or null when none waits. */
+export async function nextRetryAt(db: Executor): Promise<number | null> {
+  const row = await db
+    .selectFrom('deliveries')
+    .select((eb) => eb.fn.min<number>('next_attempt_at').as('at'))
+    .where('state', '=', 'retry_wait')
+    .executeTakeFirst();
+  return row?.at === null || row?.at === undefined ? null : Number(row.at);
+}
+
+export async function getDelivery(db: Executor, id: number): Promise<Delivery | undefined> {
+  return db.selectFrom('deliveries').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** The leads of a delivery with their keys, in a stable order. */
+export async function deliveryLeads(
+  db: Executor,
+  deliveryId: number,
+): Promise<(Lead & { lead_key: string })[]> {
+  return db
+    .selectFrom('delivery_leads as dl')
+    .innerJoin('leads as l', 'l.id', 'dl.lead_id')
+    .selectAll('l')
+    .select('dl.lead_key')
+    .where('dl.delivery_id', '=', deliveryId)
+    .orderBy('l.id')
+    .execute();
+}
+
+export async function setDeliveryState(
+  db: Executor,
+  id: number,
+  change: {
+    state: DeliveryState;
+    now: number;
+    attemptsDelta?: number;
+    nextAttemptAt?: number | null;
+    lastStatus?: number | null;
+    lastOutcome?: string | null;
+  },
+): Promise<void> {
+  await db
+    .updateTable('deliveries')
+    .set((eb) => ({
+      state: change.state,
+      updated_at: change.now,
+      ...(change.attemptsDelta ? { attempts: eb('attempts', '+', change.attemptsDelta) } : {}),
+      ...(change.nextAttemptAt !== undefined ? { next_attempt_at: change.nextAttemptAt } : {}),
+      ...(change.lastStatus !== undefined ? { last_status: change.lastStatus } : {}),
+      ...(change.lastOutcome !== undefined ? { last_outcome: change.lastOutcome } : {}),
+    }))
+    .where('id', '=', id)
+    .execute();
+}
+
+export async function setLeadsState(
+  db: Executor,
+  ids: number[],
+  change: { state: Lead['state']; reason: string | null; now: number; exported?: boolean },
+): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .updateTable('leads')
+    .set({
+      state: change.state,
+      state_reason: change.reason,
+      updated_at: change.now,
+      ...(change.exported ? { exported_at: change.now } : {}),
+    })
+    .where('id', 'in', ids)
+    .execute();
+}
+
+/** Deliveries a crash left mid-request: their requests may or may not have reached the partner. */
+export async function deliveriesInState(db: Executor, state: DeliveryState): Promise<Delivery[]> {
+  return db.selectFrom('deliveries').selectAll().where('state', '=', state).orderBy('id').execute();
+}
+
+// ---- quarantine ----
+
+export async function quarantinedLeads(db: Executor, limit: number, beforeId?: number): Promise<Lead[]> {
+  let query = db
+    .selectFrom('leads')
+    .selectAll()
+    .where('state', '=', 'quarantined')
+    .orderBy('id', 'desc')
+    .limit(limit);
+  if (beforeId !== undefined) query = query.where('id', '<', beforeId);
+  return query.execute();
+}
+
+/** Let a quarantined lead into a new delivery: its old one no longer holds it. */
+export async function releaseFromDeliveries(db: Executor, leadId: number): Promise<void> {
+  await db
+    .updateTable('delivery_leads')
+    .set({ released: 1 })
+    .where('lead_id', '=', leadId)
+    .where('live', '=', 1)
+    .execute();
+}
+
+// ---- alerts ----
+
+export async function recordAlert(
+  db: Executor,
+  alert: {
+    at: number;
+    severity: 'info' | 'warning' | 'critical';
+    event: string;
+    message: string;
+    details: unknown;
+  },
+): Promise<number> {
+  const row = await db
+    .insertInto('alerts')
+    .values({
+      at: alert.at,
+      severity: alert.severity,
+      event: alert.event,
+      message: alert.message,
+      details: JSON.stringify(alert.details),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
+}

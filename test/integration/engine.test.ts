@@ -1,0 +1,1182 @@
+/**
+ * The cycle engine end to end: the real app, guard, store (SQLite and PostgreSQL), the REAL partner
+ * client built from the configuration, against the REAL sandbox partner over HTTPS. Only two things
+ * are given: the gate clearance (the gates module does not exist yet) and time (a ManualClock, whose
+ * sleep makes backoff waits instant). The client's rate limiter runs on real time (≤ 5 starts/s), so
+ * every test keeps its request count small.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { type App, openApp } from '../../src/app/index.js';
+import { ManualClock, type Sleep } from '../../src/clock/index.js';
+import { type Config, DEFAULT_POLICY_FILE, isConfigError, loadConfig } from '../../src/config/index.js';
+import {
+  type CycleReport,
+  type Engine,
+  leadKey,
+  payloadSha256,
+  toPartnerLead,
+} from '../../src/engine/index.js';
+import {
+  type ActionRequest,
+  createGuard,
+  type GateClearance,
+  writeGoLiveAt,
+  writeMode,
+} from '../../src/guard/index.js';
+import { createPartnerClient } from '../../src/outbound/index.js';
+import { createPseudonymizer, maskEmail } from '../../src/pii/index.js';
+import {
+  type SandboxPartner,
+  type SandboxPartnerOptions,
+  startSandboxPartner,
+} from '../../src/sandbox/index.js';
+import { deliveryLeads, type Lead, utcDay } from '../../src/store/index.js';
+import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
+import { testEnv } from '../support/cli.js';
+import { tempDir } from '../support/tmp.js';
+
+const list = await backends();
+afterAll(dropTestSchemas);
+
+const NOW = Date.parse('2026-11-20T12:00:00Z');
+const SECOND = 1000;
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+// One certificate for the file: every sandbox (TLS 1.1 included) serves it, every client pins it.
+const certDir = tempDir('valhalla-engine-cert-');
+const CLIENT = { clientId: 'engine-test-client', clientSecret: 'engine-test-secret-0123456789' };
+const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
+
+let fileCount = 0;
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  // Apps (and their partner clients) first, then the servers they talked to.
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startSandbox(options: SandboxPartnerOptions = {}): Promise<SandboxPartner> {
+  const sandbox = await startSandboxPartner({ certDir, ...CLIENT, ...options });
+  cleanups.push(() => sandbox.close());
+  return sandbox;
+}
+
+interface World {
+  dir: string;
+  config: Config;
+  clock: ManualClock;
+  sandbox: SandboxPartner;
+  app: App;
+  engine: Engine;
+  /** Every wait the engine asked for, in order (ms). */
+  sleeps: number[];
+  /** Called before each wait: lets a test change the partner while the engine backs off. */
+  onSleep: ((ms: number, nth: number) => void | Promise<void>) | null;
+  cycle(): Promise<CycleReport>;
+  /**
+   * A new process on the same database (a restart): a new app, engine and partner client; with
+   * `policy`, the policy file changed in between.
+   */
+  restart(policy?: Record<string, unknown>): Promise<void>;
+}
+
+interface WorldOptions {
+  phase?: 3 | 4;
+  sandbox?: SandboxPartnerOptions;
+  env?: Record<string, string>;
+  /** Fields of the shipped policy file to replace (written to a copy, VALHALLA_POLICY_FILE). */
+  policy?: Record<string, unknown>;
+  /** Go-live this long before NOW (the ramp's clock); default 30 h: the last stage, no ramp limit. */
+  goLiveAgoMs?: number;
+}
+
+async function world(backend: Backend, options: WorldOptions = {}): Promise<World> {
+  const dir = tempDir();
+  const sandbox = await startSandbox(options.sandbox);
+  const phase = options.phase ?? 4;
+  const extra: Record<string, string> = {
+    VALHALLA_PARTNER_URL: sandbox.url,
+    VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
+    VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
+    VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
+    VALHALLA_PARTNER_CA_FILE: sandbox.caFile ?? '',
+    VALHALLA_DATABASE_URL: backend.databaseUrl(),
+    VALHALLA_LOG_LEVEL: 'warn',
+    ...(phase === 4
+      ? {
+          VALHALLA_PHASE: '4',
+          VALHALLA_DRY_RUN: '0',
+          VALHALLA_DISABLE_OUTBOUND: '0',
+          VALHALLA_REAL_DATA_INGEST: '1',
+        }
+      : { VALHALLA_PHASE: '3' }),
+    ...options.env,
+  };
+  const configure = (changes: Record<string, unknown> | undefined) => {
+    if (changes) {
+      const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), ...changes };
+      const file = join(dir, `policy-${++fileCount}.json`);
+      writeFileSync(file, JSON.stringify(policy, null, 2));
+      extra.VALHALLA_POLICY_FILE = file;
+    }
+    return loadConfig({ cwd: dir, env: testEnv(dir, extra) });
+  };
+  const config = configure(options.policy);
+  const clock = new ManualClock(NOW);
+  const w = {
+    dir,
+    config,
+    clock,
+    sandbox,
+    sleeps: [] as number[],
+    onSleep: null,
+  } as unknown as World;
+  const sleep: Sleep = async (ms, signal) => {
+    w.sleeps.push(ms);
+    await w.onSleep?.(ms, w.sleeps.length);
+    await clock.sleep(ms, signal);
+  };
+  const open = async () => {
+    w.app = await openApp({ config: w.config, clock });
+    const app = w.app;
+    cleanups.push(() => app.close());
+    // The real partner client, built by the app from the configuration: `partner` is not passed.
+    w.engine = app.engine({ gates: CLEARED, sleep });
+  };
+  await open();
+  w.cycle = () => w.engine.runCycle();
+  w.restart = async (policy) => {
+    await w.app.close();
+    if (policy) w.config = configure(policy);
+    await open();
+  };
+  if (phase === 4) await writeGoLiveAt(w.app.store.db, NOW - (options.goLiveAgoMs ?? 30 * HOUR));
+  return w;
+}
+
+interface LeadSpec {
+  tag: string;
+  score: number;
+  /** Age of the source timestamp at the time of ingest (default 1 h). */
+  ageMs?: number;
+  value?: number;
+}
+
+const emailOf = (tag: string) => `${tag}.person@leads.example.test`;
+const nameOf = (tag: string) => `Person ${tag.toUpperCase()}`;
+async function ingest(w: World, specs: LeadSpec[]) {
+  const file = join(w.dir, `leads-${++fileCount}.jsonl`);
+  const lines = specs.map((s, i) =>
+    JSON.stringify({
+      name: nameOf(s.tag),
+      email: emailOf(s.tag),
+      phone: `+44 20 7946 ${String(1000 + i)}`,
+      company: 'Example Ltd',
+      score: s.score,
+      source_timestamp: new Date(w.clock.now() - (s.ageMs ?? HOUR)).toISOString(),
+      value: s.value ?? 100,
+    }),
+  );
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  return w.app.ingest({ path: file });
+}
+
+/** `n` fresh leads `prefix1..prefixN` with distinct scores from `top` down. */
+function many(prefix: string, n: number, top = 95): LeadSpec[] {
+  return Array.from({ length: n }, (_, i) => ({ tag: `${prefix}${i + 1}`, score: top - (i % 50) }));
+}
+
+async function leads(w: World): Promise<Map<string, Lead>> {
+  const rows = await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute();
+  return new Map(rows.map((r) => [r.email.split('.')[0]!, r]));
+}
+
+function lead(all: Map<string, Lead>, tag: string): Lead {
+  const found = all.get(tag);
+  if (!found) throw new Error(`no lead ${tag}`);
+  return found;
+}
+
+async function liveDeliveries(w: World) {
+  return w.app.store.db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('kind', '=', 'live')
+    .orderBy('id')
+    .execute();
+}
+
+interface Entry {
+  seq: number;
+  actor: string;
+  action: string;
+  subject: string | null;
+  details: Record<string, unknown>;
+}
+
+async function audit(w: World, action?: string): Promise<Entry[]> {
+  const rows = await w.app.store.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
+  return rows
+    .map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> }))
+    .filter((r) => action === undefined || r.action === action);
+}
+
+async function auditText(w: World): Promise<string> {
+  const rows = await w.app.store.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
+  return JSON.stringify(rows);
+}
+
+const keyOf = (subject: string | null) => (subject ?? '').replace(/^batch:/, '');
+
+/** The lead keys of a delivery, as the engine stored them. */
+async function leadKeysOf(w: World, deliveryId: number): Promise<string[]> {
+  return (await deliveryLeads(w.app.store.db, deliveryId)).map((l) => l.lead_key);
+}
+
+function expectNoPii(text: string, tags: string[]) {
+  for (const tag of tags) {
+    expect(text).not.toContain(emailOf(tag));
+    expect(text).not.toContain(nameOf(tag));
+  }
+  expect(text).not.toMatch(/7946\d{4}/); // a phone number, normalised or not
+  expect(text).not.toContain('7946 1');
+}
+
+describe.each(list)('cycle engine on $name', (backend) => {
+  it('Phase 3: dry runs record a hash and masked audit entries, keep leads pending, send nothing', async () => {
+    const w = await world(backend, { phase: 3 });
+    expect(w.config.phase).toBe(3);
+    const specs = many('d', 30);
+    await ingest(w, specs);
+
+    const first = await w.cycle();
+    expect(first).toMatchObject({ kind: 'dry_run', ceiling: 25, dryRunRecorded: 25, actions: 0, claimed: 0 });
+    const second = await w.cycle();
+    expect(second.dryRunRecorded).toBe(5);
+    const third = await w.cycle();
+    expect(third.dryRunRecorded).toBe(0);
+
+    // Deliveries: dry_run only, each with the hash of the payload it would have sent.
+    const deliveries = await w.app.store.db.selectFrom('deliveries').selectAll().orderBy('id').execute();
+    expect(deliveries.map((d) => [d.kind, d.state, d.lead_count])).toEqual([
+      ['dry_run', 'dry_run', 25],
+      ['dry_run', 'dry_run', 5],
+    ]);
+    for (const d of deliveries) {
+      const carried = (await deliveryLeads(w.app.store.db, d.id)).sort(
+        (a, b) => b.score - a.score || a.source_ts - b.source_ts || a.id - b.id,
+      );
+      expect(d.payload_sha256).toBe(payloadSha256(d.batch_key, carried));
+      expect(d.attempts).toBe(0);
+    }
+
+    // Leads: all still pending, each dry-run exactly once.
+    const all = [...(await leads(w)).values()];
+    expect(all).toHaveLength(30);
+    expect(all.every((l) => l.state === 'pending' && l.exported_at === null && l.dry_run_at !== null)).toBe(
+      true,
+    );
+    const dryRunRows = await w.app.store.db.selectFrom('delivery_leads').selectAll().execute();
+    expect(dryRunRows).toHaveLength(30);
+    expect(new Set(dryRunRows.map((r) => r.lead_id)).size).toBe(30);
+    expect(dryRunRows.every((r) => r.live === 0)).toBe(true);
+
+    // Audit: batch.dry_run with masked emails only; the guard said dry_run, never allowed.
+    const dry = await audit(w, 'batch.dry_run');
+    expect(dry).toHaveLength(2);
+    const audited = dry.flatMap((e) => e.details.leads as { email: string; score: number }[]);
+    expect(audited).toHaveLength(30);
+    const byEmail = new Set(audited.map((l) => l.email));
+    for (const s of specs) expect(byEmail.has(maskEmail(emailOf(s.tag)))).toBe(true);
+    expect(dry[0]!.details.payloadSha256).toBe(deliveries[0]!.payload_sha256);
+    expect(await audit(w, 'guard.dry_run')).toHaveLength(2);
+    expect(await audit(w, 'guard.allowed')).toHaveLength(0);
+    expectNoPii(
+      await auditText(w),
+      specs.map((s) => s.tag),
+    );
+    expect((await w.app.audit.verify()).ok).toBe(true);
+
+    // Not one request reached the partner: in Phase 3 no client exists.
+    expect(w.sandbox.stats().requests.total).toBe(0);
+    const cycles = await w.app.store.db.selectFrom('cycles').selectAll().execute();
+    expect(cycles.every((c) => c.phase === 3 && c.kind === 'dry_run' && c.actions === 0)).toBe(true);
+  });
+
+  it('Phase 4: exports each lead once, one batch key each, audited guard-first; eligibility and dedup hold', async () => {
+    const w = await world(backend);
+    const good = many('g', 27, 68); // scores 68 … 42
+    const specs: LeadSpec[] = [
+      ...good,
+      { tag: 'edge40', score: 40 }, // the threshold itself is allowed
+      { tag: 'lowered', score: 90 }, // its score drops below 40 while pending (below)
+      { tag: 'aging', score: 99, ageMs: 14 * DAY - 30 * SECOND }, // fresh at ingest, stale by the cycle
+      { tag: 'low', score: 39 }, // below_threshold at ingest
+    ];
+    const summary = await ingest(w, specs);
+    expect(summary.states).toEqual({ pending: 30, below_threshold: 1, expired: 0 });
+    const before = await leads(w);
+    await w.app.store.db
+      .updateTable('leads')
+      .set({ score: 39 })
+      .where('id', '=', lead(before, 'lowered').id)
+      .execute();
+    w.clock.advance(60 * SECOND);
+
+    const first = await w.cycle();
+    expect(first).toMatchObject({
+      kind: 'live',
+      rampStage: 4,
+      ceiling: 25,
+      limitedBy: 'leads_per_cycle',
+      expired: 1,
+      claimed: 25,
+      actions: 1,
+      accepted: 25,
+      retrying: 0,
+      quarantined: 0,
+      healthFailed: false,
+    });
+    const second = await w.cycle();
+    expect(second).toMatchObject({ kind: 'live', claimed: 3, actions: 1, accepted: 3 });
+    const statsAfterTwo = w.sandbox.stats();
+    const third = await w.cycle();
+    expect(third).toMatchObject({ kind: 'live', claimed: 0, actions: 0, accepted: 0 });
+    // Nothing to send: not even a health check.
+    expect(w.sandbox.stats().requests.total).toBe(statsAfterTwo.requests.total);
+
+    const after = await leads(w);
+    const exported = [...after.values()].filter((l) => l.state === 'exported');
+    expect(exported).toHaveLength(28);
+    expect(exported.every((l) => l.exported_at !== null)).toBe(true);
+    expect(lead(after, 'edge40').state).toBe('exported');
+    expect(lead(after, 'lowered')).toMatchObject({ state: 'pending', exported_at: null });
+    expect(lead(after, 'aging')).toMatchObject({ state: 'expired', exported_at: null });
+    expect(lead(after, 'aging').state_reason).toMatch(/older than 14 days/);
+    expect(lead(after, 'low')).toMatchObject({ state: 'below_threshold', exported_at: null });
+
+    // The partner's view: each exported lead's key exactly once, under the batch key we stored.
+    const deliveries = await liveDeliveries(w);
+    expect(deliveries.map((d) => [d.state, d.attempts, d.lead_count])).toEqual([
+      ['accepted', 1, 25],
+      ['accepted', 1, 3],
+    ]);
+    const records = w.sandbox.records();
+    expect(records.batches.map((b) => b.batchKey)).toEqual(deliveries.map((d) => d.batch_key));
+    expect(Object.keys(records.leadBatches).sort()).toEqual(exported.map((l) => leadKey(l)).sort());
+    for (const d of deliveries) {
+      for (const key of await leadKeysOf(w, d.id)) expect(records.leadBatches[key]).toEqual([d.batch_key]);
+    }
+    for (const tag of ['lowered', 'aging', 'low']) {
+      expect(records.leadBatches[leadKey(lead(after, tag))]).toBeUndefined();
+    }
+    const stats = w.sandbox.stats();
+    expect(stats.batches).toMatchObject({ received: 2, accepted: 2, replayed: 0, failedByFault: 0 });
+    expect(stats.leads).toEqual({ accepted: 28, duplicates: 0 });
+    expect(stats.requests.byPath['/oauth/token']).toBe(1); // one token, reused
+
+    // Daily usage counts what was claimed.
+    const usage = await w.app.store.db
+      .selectFrom('daily_usage')
+      .selectAll()
+      .where('day', '=', utcDay(w.clock.now()))
+      .executeTakeFirstOrThrow();
+    expect(Number(usage.leads)).toBe(28);
+
+    // Audit: verifies; for each batch, queued → guard.allowed → accepted, in that order.
+    expect((await w.app.audit.verify()).ok).toBe(true);
+    const entries = await audit(w);
+    for (const d of deliveries) {
+      const seqOf = (action: string) =>
+        entries.filter((e) => e.action === action && keyOf(e.subject) === d.batch_key).map((e) => e.seq);
+      const [queued] = seqOf('batch.queued');
+      const allowed = seqOf('guard.allowed');
+      const accepted = seqOf('batch.accepted');
+      expect(allowed).toHaveLength(1);
+      expect(accepted).toHaveLength(1);
+      expect(queued!).toBeLessThan(allowed[0]!);
+      expect(allowed[0]!).toBeLessThan(accepted[0]!);
+    }
+    expect(entries.filter((e) => e.action === 'leads.expired')).toHaveLength(1);
+    expectNoPii(
+      await auditText(w),
+      specs.map((s) => s.tag),
+    );
+
+    // Dedup: the same people again are duplicates, and nothing more is sent.
+    const again = await ingest(w, specs);
+    expect(again).toMatchObject({ accepted: 0, duplicate: specs.length });
+    const fourth = await w.cycle();
+    expect(fourth.claimed).toBe(0);
+    expect(w.sandbox.stats().batches.received).toBe(2);
+    // …and at the database level a second live delivery for an exported lead is refused.
+    const sent = lead(after, 'g1');
+    await expect(
+      w.app.store.db
+        .insertInto('delivery_leads')
+        .values({ delivery_id: deliveries[1]!.id, lead_id: sent.id, lead_key: leadKey(sent), live: 1 })
+        .execute(),
+    ).rejects.toThrow(/unique|constraint/i);
+  });
+
+  it('caps: the ramp sends 1 (confirmed each cycle), then 5, 10 and 25 leads per cycle', async () => {
+    const w = await world(backend, { goLiveAgoMs: 0 });
+    await ingest(w, many('r', 45));
+    const ops = w.app.operatorActions();
+
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ kind: 'live', rampStage: 1, ceiling: 1, limitedBy: 'ramp_stage', claimed: 1 });
+    expect(c1.accepted).toBe(1);
+    const requests = w.sandbox.stats().requests.total;
+    const c2 = await w.cycle();
+    expect(c2.kind).toBe('idle');
+    expect(c2.idleReason).toMatch(new RegExp(`confirm cycle ${c1.cycleId}`));
+    expect(w.sandbox.stats().requests.total).toBe(requests); // idle: not even a health check
+    expect(await ops.confirmCycle()).toEqual({ confirmed: c1.cycleId });
+    const confirmed = await audit(w, 'cycle.confirmed');
+    expect(confirmed).toHaveLength(1);
+    expect(confirmed[0]).toMatchObject({ actor: 'test-operator', subject: `cycle:${c1.cycleId}` });
+    const c3 = await w.cycle();
+    expect(c3).toMatchObject({ kind: 'live', rampStage: 1, claimed: 1, accepted: 1 });
+
+    // Later stages need no confirmation (c3 is left unconfirmed on purpose).
+    const stages: [number, number, number][] = [
+      [3 * HOUR, 2, 5],
+      [10 * HOUR, 3, 10],
+      [30 * HOUR, 4, 25],
+    ];
+    for (const [ago, stage, ceiling] of stages) {
+      await writeGoLiveAt(w.app.store.db, w.clock.now() - ago);
+      const report = await w.cycle();
+      expect(report).toMatchObject({ kind: 'live', rampStage: stage, ceiling, claimed: ceiling });
+      expect(report.accepted).toBe(ceiling);
+      expect(report.limitedBy).toBe(stage === 4 ? 'leads_per_cycle' : 'ramp_stage');
+    }
+    expect(w.sandbox.records().batches.map((b) => b.leads.length)).toEqual([1, 1, 5, 10, 25]);
+    expect(w.sandbox.stats().leads).toEqual({ accepted: 42, duplicates: 0 });
+    const cycles = await w.app.store.db.selectFrom('cycles').selectAll().orderBy('id').execute();
+    expect(cycles.map((c) => [c.kind, c.ramp_stage, c.claimed])).toEqual([
+      ['live', 1, 1],
+      ['idle', 1, 0],
+      ['live', 1, 1],
+      ['live', 2, 5],
+      ['live', 3, 10],
+      ['live', 4, 25],
+    ]);
+  });
+
+  it('caps: the daily cap stops claiming for the rest of the UTC day', async () => {
+    const w = await world(backend, {
+      env: { VALHALLA_MAX_LEADS_PER_CYCLE: '20' },
+      policy: { dailyLeads: 30 },
+    });
+    expect(w.config.limits.leadsPerCycle).toBe(20);
+    expect(w.config.policy.dailyLeads).toBe(30);
+    await ingest(w, many('c', 45));
+
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ ceiling: 20, limitedBy: 'leads_per_cycle', claimed: 20, accepted: 20 });
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ ceiling: 10, limitedBy: 'daily_cap', claimed: 10, accepted: 10 });
+    const requests = w.sandbox.stats().requests.total;
+    const c3 = await w.cycle();
+    expect(c3).toMatchObject({ ceiling: 0, limitedBy: 'daily_cap', claimed: 0, actions: 0 });
+    expect(w.sandbox.stats().requests.total).toBe(requests);
+    const usage = await w.app.store.db.selectFrom('daily_usage').selectAll().execute();
+    expect(usage.map((u) => [u.day, Number(u.leads)])).toEqual([[utcDay(NOW), 30]]);
+    expect([...(await leads(w)).values()].filter((l) => l.state === 'pending')).toHaveLength(15);
+
+    // The next UTC day has its own allowance.
+    w.clock.advance(DAY);
+    const c4 = await w.cycle();
+    expect(c4).toMatchObject({ ceiling: 20, limitedBy: 'leads_per_cycle', claimed: 15, accepted: 15 });
+    expect(w.sandbox.stats().leads).toEqual({ accepted: 45, duplicates: 0 });
+  });
+
+  it('caps: at most actions/cycle requests per cycle, retries included; a retry due later goes first next cycle', async () => {
+    const w = await world(backend, {
+      env: { VALHALLA_MAX_ACTIONS_PER_CYCLE: '2', VALHALLA_MAX_LEADS_PER_CYCLE: '4' },
+      sandbox: { faults: { failNext: 3 } },
+    });
+    await ingest(w, many('a', 2));
+
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ claimed: 2, actions: 2, accepted: 0, retrying: 4 });
+    const [a] = await liveDeliveries(w);
+    expect(a).toMatchObject({
+      state: 'retry_wait',
+      attempts: 2,
+      next_attempt_at: w.clock.now() + 2 * SECOND,
+    });
+    expect(w.sandbox.stats().batches.received).toBe(2);
+
+    await ingest(w, many('b', 3));
+    w.clock.advance(2 * SECOND);
+    const c2 = await w.cycle();
+    // One action is left for new leads, and 2 of the 4 leads/cycle (A's 2 count): B takes 2 of the
+    // 3 pending leads; A (due) goes first.
+    expect(c2).toMatchObject({ claimed: 2, actions: 2, accepted: 2, retrying: 2 });
+    w.clock.advance(4 * SECOND);
+    const c3 = await w.cycle();
+    expect(c3).toMatchObject({ claimed: 1, actions: 2, accepted: 3 });
+
+    const deliveries = await liveDeliveries(w);
+    expect(deliveries.map((d) => [d.state, d.attempts, d.lead_count])).toEqual([
+      ['accepted', 4, 2],
+      ['accepted', 1, 2],
+      ['accepted', 1, 1],
+    ]);
+    const allowed = await audit(w, 'guard.allowed');
+    const perCycle = new Map<number, string[]>();
+    for (const e of allowed) {
+      const cycle = e.details.cycle as number;
+      perCycle.set(cycle, [...(perCycle.get(cycle) ?? []), keyOf(e.subject)]);
+    }
+    const [keyA, keyB, keyC] = deliveries.map((d) => d.batch_key);
+    expect([...perCycle.entries()]).toEqual([
+      [c1.cycleId, [keyA, keyA]],
+      [c2.cycleId, [keyA, keyB]],
+      [c3.cycleId, [keyA, keyC]],
+    ]);
+    const cycles = await w.app.store.db.selectFrom('cycles').selectAll().orderBy('id').execute();
+    expect(cycles.map((c) => c.actions)).toEqual([2, 2, 2]);
+    // Every request the partner saw was one of these actions.
+    expect(w.sandbox.stats().batches.received).toBe(6);
+    expect(w.sandbox.stats().leads).toEqual({ accepted: 5, duplicates: 0 });
+    expect(await audit(w, 'guard.refused')).toHaveLength(0);
+  });
+});
+
+describe('failure classes against sandbox faults (SQLite)', () => {
+  const backend = sqliteBackend;
+
+  it('the guard refuses every unsafe action, audited; without the gates (the production default) nothing is sent', async () => {
+    const w = await world(backend);
+    await ingest(w, many('gd', 3));
+    const rows = [...(await leads(w)).values()].map((l) => ({ ...l, state: 'in_flight' as const }));
+    const first = rows[0]!;
+    const guard = createGuard({
+      config: w.config,
+      audit: w.app.audit,
+      clock: w.clock,
+      pseudonymizer: createPseudonymizer(w.config.pseudonymSecret!),
+      gates: CLEARED,
+    });
+    const base: ActionRequest = {
+      cycleId: 1,
+      deliveryId: null,
+      batchKey: 'guard-test',
+      attempt: 1,
+      leads: rows,
+      actionsUsedThisCycle: 0,
+      actionsPerCycle: 5,
+      ceiling: 25,
+      healthCheckPassedAt: w.clock.now(),
+    };
+    const decide = (change: Partial<ActionRequest>, g = guard) =>
+      w.app.store.db.transaction().execute((trx) => g.authorize({ ...base, ...change }, trx));
+
+    expect(await decide({})).toEqual({ allowed: true });
+    expect(await decide({ actionsUsedThisCycle: 5 })).toMatchObject({ code: 'ACTIONS_EXHAUSTED' });
+    // The hard maximum of 10 holds whatever the caller says.
+    expect(await decide({ actionsPerCycle: 50, actionsUsedThisCycle: 10 })).toMatchObject({
+      code: 'ACTIONS_EXHAUSTED',
+    });
+    expect(await decide({ healthCheckPassedAt: null })).toMatchObject({ code: 'NO_HEALTH_CHECK' });
+    expect(await decide({ healthCheckPassedAt: w.clock.now() - 61 * SECOND })).toMatchObject({
+      code: 'NO_HEALTH_CHECK',
+    });
+    expect(await decide({ ceiling: 2 })).toMatchObject({ code: 'BATCH_TOO_LARGE' });
+    expect(await decide({ ceiling: 2, attempt: 2 })).toEqual({ allowed: true }); // a retry's size was checked at claim
+    const ineligible = [
+      { ...first, score: 39 },
+      { ...first, source_ts: w.clock.now() - 15 * DAY },
+      { ...first, exported_at: w.clock.now() },
+      { ...first, state: 'pending' as const },
+    ];
+    for (const bad of ineligible) {
+      expect(await decide({ leads: [bad, rows[1]!] })).toMatchObject({
+        allowed: false,
+        code: 'LEAD_INELIGIBLE',
+        ineligibleLeadIds: [first.id],
+      });
+    }
+    const notCleared = createGuard({
+      config: w.config,
+      audit: w.app.audit,
+      clock: w.clock,
+      pseudonymizer: createPseudonymizer(w.config.pseudonymSecret!),
+      gates: { check: async () => ({ cleared: false, reason: 'gate 8: CFO sign-off missing' }) },
+    });
+    expect(await decide({}, notCleared)).toMatchObject({
+      code: 'GATES_NOT_CLEARED',
+      reason: 'gate 8: CFO sign-off missing',
+    });
+    await w.app.store.db
+      .insertInto('daily_usage')
+      .values({ day: utcDay(w.clock.now()), leads: 10_001, exposure: 0 })
+      .execute();
+    expect(await decide({})).toMatchObject({ code: 'DAILY_CAP' });
+    await writeMode(w.app.store.db, 'paused', w.clock.now());
+    expect(await decide({})).toMatchObject({ code: 'MODE_NOT_LIVE' });
+    const decisions = (await audit(w)).filter((e) => e.actor === 'guard');
+    expect(decisions.map((e) => [e.action, e.details.code ?? null])).toEqual([
+      ['guard.allowed', null],
+      ['guard.refused', 'ACTIONS_EXHAUSTED'],
+      ['guard.refused', 'ACTIONS_EXHAUSTED'],
+      ['guard.refused', 'NO_HEALTH_CHECK'],
+      ['guard.refused', 'NO_HEALTH_CHECK'],
+      ['guard.refused', 'BATCH_TOO_LARGE'],
+      ['guard.allowed', null],
+      ['guard.refused', 'LEAD_INELIGIBLE'],
+      ['guard.refused', 'LEAD_INELIGIBLE'],
+      ['guard.refused', 'LEAD_INELIGIBLE'],
+      ['guard.refused', 'LEAD_INELIGIBLE'],
+      ['guard.refused', 'GATES_NOT_CLEARED'],
+      ['guard.refused', 'DAILY_CAP'],
+      ['guard.refused', 'MODE_NOT_LIVE'],
+    ]);
+
+    // The app's engine without injected gates: the gates module does not exist, nothing is cleared.
+    await writeMode(w.app.store.db, 'live', w.clock.now());
+    await w.app.store.db.deleteFrom('daily_usage').execute();
+    const production = w.app.engine({ sleep: w.clock.sleep });
+    const report = await production.runCycle();
+    expect(report).toMatchObject({ kind: 'live', actions: 0, accepted: 0 });
+    expect(w.sandbox.stats().batches.received).toBe(0);
+    // (the batch was claimed before the guard refused it: it waits, queued, with its key)
+    expect(await liveDeliveries(w)).toMatchObject([{ state: 'queued', attempts: 0, lead_count: 3 }]);
+    const refused = (await audit(w, 'guard.refused')).at(-1)!;
+    expect(refused.details.code).toBe('GATES_NOT_CLEARED');
+    expect(refused.details.reason).toMatch(/gates are not in place/);
+  });
+
+  it('caps: the budget (Σ score × value) limits claims, and the guard re-checks it after a restart with a lower budget', async () => {
+    const w = await world(backend, {
+      policy: { budgetExposure: 200 },
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await ingest(w, [
+      { tag: 'b1', score: 90, value: 100 }, // exposure 90
+      { tag: 'b2', score: 80, value: 100 }, // 80 (170)
+      { tag: 'b3', score: 70, value: 100 }, // 70: would make 240, skipped
+      { tag: 'b4', score: 60, value: 10 }, // 6 (176)
+    ]);
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ claimed: 3, actions: 1, retrying: 3 });
+    const [a] = await liveDeliveries(w);
+    const held = await leads(w);
+    expect(['b1', 'b2', 'b3', 'b4'].map((t) => lead(held, t).state)).toEqual([
+      'in_flight',
+      'in_flight',
+      'pending',
+      'in_flight',
+    ]);
+    const usage = await w.app.store.db.selectFrom('daily_usage').selectAll().executeTakeFirstOrThrow();
+    expect(Number(usage.exposure)).toBeCloseTo(176);
+
+    // A restart with the budget lowered below today's exposure: the waiting retry is refused, not sent.
+    w.sandbox.setFaults({ rateLimit: null });
+    await w.restart({ budgetExposure: 150 });
+    w.clock.advance(61 * SECOND);
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ claimed: 0, actions: 0, accepted: 0 });
+    expect(w.sandbox.stats().batches.received).toBe(1);
+    const refused = await audit(w, 'guard.refused');
+    expect(refused.map((e) => [keyOf(e.subject), e.details.code])).toEqual([[a!.batch_key, 'BUDGET_CAP']]);
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
+    expect(lead(await leads(w), 'b1').state).toBe('in_flight'); // kept, not lost
+  });
+
+  it('after a rollback the cycle is a dry run again: recorded, nothing sent, the waiting batch kept', async () => {
+    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
+    await ingest(w, many('m', 1));
+    expect(await w.cycle()).toMatchObject({ kind: 'live', claimed: 1, retrying: 1 });
+    await ingest(w, many('o', 2));
+    await writeMode(w.app.store.db, 'rolled_back', w.clock.now());
+    w.sandbox.setFaults({ rateLimit: null });
+    w.clock.advance(61 * SECOND);
+    const requests = w.sandbox.stats().requests.total;
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ kind: 'dry_run', dryRunRecorded: 2, actions: 0, claimed: 0 });
+    expect(w.sandbox.stats().requests.total).toBe(requests);
+    expect(await audit(w, 'batch.dry_run')).toHaveLength(1);
+    const after = await leads(w);
+    expect(lead(after, 'm1').state).toBe('in_flight');
+    expect(['o1', 'o2'].map((t) => lead(after, t).state)).toEqual(['pending', 'pending']);
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
+  });
+
+  it('503 twice then recovery: backoff 1 s, 2 s, same key; 429 with Retry-After 7 s waits 7 s', async () => {
+    const w = await world(backend, { sandbox: { faults: { failNext: 2 } } });
+    await ingest(w, many('f', 3));
+    const t0 = w.clock.now();
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ claimed: 3, actions: 3, accepted: 3, quarantined: 0 });
+    expect(w.clock.now() - t0).toBe(3 * SECOND);
+    expect(w.sleeps).toEqual([1000, 2000]);
+    const [d] = await liveDeliveries(w);
+    expect(d).toMatchObject({ state: 'accepted', attempts: 3 });
+    const retries = await audit(w, 'batch.retry_scheduled');
+    expect(retries.map((e) => [e.details.retryInMs, e.details.status, e.details.outcome])).toEqual([
+      [1000, 503, 'retryable'],
+      [2000, 503, 'retryable'],
+    ]);
+    const allowed = await audit(w, 'guard.allowed');
+    expect(allowed.map((e) => [keyOf(e.subject), e.details.attempt])).toEqual([
+      [d!.batch_key, 1],
+      [d!.batch_key, 2],
+      [d!.batch_key, 3],
+    ]);
+    expect(w.sandbox.records().batches.map((b) => b.batchKey)).toEqual([d!.batch_key]);
+    expect(w.sandbox.stats().batches).toMatchObject({ received: 3, failedByFault: 2, accepted: 1 });
+
+    // 429 with Retry-After: 7 s (longer than the 1 s backoff) is honoured; then the partner lets it through.
+    await ingest(w, many('h', 1));
+    w.sandbox.setFaults({ rateLimit: { retryAfter: 7, every: 1 } });
+    w.onSleep = () => {
+      w.sandbox.setFaults({ rateLimit: null });
+    };
+    const t1 = w.clock.now();
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ claimed: 1, actions: 2, accepted: 1 });
+    expect(w.clock.now() - t1).toBeGreaterThanOrEqual(7 * SECOND);
+    expect(w.sleeps.slice(2)).toEqual([7000]);
+    const rateLimited = (await audit(w, 'batch.retry_scheduled')).slice(2);
+    expect(rateLimited.map((e) => [e.details.retryInMs, e.details.status])).toEqual([[7000, 429]]);
+    const second = (await liveDeliveries(w))[1]!;
+    expect(second).toMatchObject({ state: 'accepted', attempts: 2 });
+    expect(w.sandbox.records().batches.map((b) => b.batchKey)).toEqual([d!.batch_key, second.batch_key]);
+  });
+
+  it('401: the token is refreshed and the batch resent at once; two 401s in a row quarantine it', async () => {
+    // The sandbox keeps its own time: moving it past the token's lifetime expires the token on the
+    // partner's side only, which the client learns from a 401.
+    const partnerClock = new ManualClock(NOW);
+    const w = await world(backend, { sandbox: { clock: partnerClock } });
+    await ingest(w, many('t', 1));
+    expect((await w.cycle()).accepted).toBe(1);
+    expect(w.sandbox.stats().tokens.issued).toBe(1);
+
+    partnerClock.advance(2 * HOUR);
+    await ingest(w, many('u', 1));
+    const t0 = w.clock.now();
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ claimed: 1, actions: 2, accepted: 1, quarantined: 0 });
+    expect(w.clock.now()).toBe(t0); // resent at once: no wait
+    const authRetry = await audit(w, 'batch.retry_scheduled');
+    expect(authRetry.map((e) => [e.details.outcome, e.details.status, e.details.retryInMs])).toEqual([
+      ['auth', 401, 0],
+    ]);
+    expect(w.sandbox.stats().tokens.issued).toBe(2);
+    expect(w.sandbox.stats().requests.byStatus['401']).toBe(1);
+    const second = (await liveDeliveries(w))[1]!;
+    expect(second).toMatchObject({ state: 'accepted', attempts: 2 });
+    expect(w.sandbox.records().batches.at(-1)!.batchKey).toBe(second.batch_key);
+
+    // Now every batch is refused 401: refreshed once, refused again → quarantined, no third try.
+    w.sandbox.setFaults({ reject401: true });
+    await ingest(w, many('v', 1));
+    const received = w.sandbox.stats().batches.received;
+    const c3 = await w.cycle();
+    expect(c3).toMatchObject({ claimed: 1, actions: 2, accepted: 0, quarantined: 1 });
+    expect(w.sandbox.stats().batches.received - received).toBe(2);
+    expect(w.sandbox.stats().tokens.issued).toBe(3);
+    const third = (await liveDeliveries(w))[2]!;
+    expect(third).toMatchObject({ state: 'quarantined', attempts: 2, last_status: 401 });
+    const v1 = lead(await leads(w), 'v1');
+    expect(v1.state).toBe('quarantined');
+    expect(v1.state_reason).toMatch(/HTTP 401/);
+  });
+
+  it('actions/cycle 1: a 401 resend due at once waits for the next cycle, and goes first there', async () => {
+    const partnerClock = new ManualClock(NOW);
+    const w = await world(backend, {
+      env: { VALHALLA_MAX_ACTIONS_PER_CYCLE: '1' },
+      sandbox: { clock: partnerClock },
+    });
+    await ingest(w, many('i', 1));
+    expect(await w.cycle()).toMatchObject({ actions: 1, accepted: 1 });
+    partnerClock.advance(2 * HOUR); // the client's token is now expired at the partner
+    await ingest(w, many('j', 1));
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ claimed: 1, actions: 1, retrying: 1, accepted: 0 });
+    const j = (await liveDeliveries(w))[1]!;
+    expect(j).toMatchObject({
+      state: 'retry_wait',
+      attempts: 1,
+      last_status: 401,
+      next_attempt_at: w.clock.now(),
+    });
+    expect(w.sandbox.stats().batches.received).toBe(2);
+
+    await ingest(w, many('l', 1));
+    const c3 = await w.cycle();
+    expect(c3).toMatchObject({ claimed: 0, actions: 1, accepted: 1 });
+    expect((await liveDeliveries(w))[1]).toMatchObject({ state: 'accepted', attempts: 2 });
+    const c4 = await w.cycle();
+    expect(c4).toMatchObject({ claimed: 1, actions: 1, accepted: 1 });
+    const cycles = await w.app.store.db.selectFrom('cycles').selectAll().orderBy('id').execute();
+    expect(cycles.map((c) => c.actions)).toEqual([1, 1, 1, 1]);
+    expect(w.sandbox.stats().batches.received).toBe(4);
+    // The engine never even asked the guard for an action beyond its cap.
+    expect(await audit(w, 'guard.refused')).toHaveLength(0);
+  });
+
+  it('100% batch failure: 1 + 3 retries (1 s, 2 s, 4 s), then quarantine with a PII-free alert; errorRate 1 fails the health check', async () => {
+    const w = await world(backend, { sandbox: { faults: { failNext: 4 } } });
+    const specs = many('q', 2);
+    await ingest(w, specs);
+    const t0 = w.clock.now();
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ claimed: 2, actions: 4, accepted: 0, quarantined: 2 });
+    expect(w.sleeps).toEqual([1000, 2000, 4000]);
+    expect(w.clock.now() - t0).toBe(7 * SECOND);
+    expect(
+      (await audit(w, 'batch.retry_scheduled')).map((e) => [e.details.attempt, e.details.retryInMs]),
+    ).toEqual([
+      [1, 1000],
+      [2, 2000],
+      [3, 4000],
+    ]);
+    const [d] = await liveDeliveries(w);
+    expect(d).toMatchObject({ state: 'quarantined', attempts: 4, last_status: 503, next_attempt_at: null });
+    const all = [...(await leads(w)).values()];
+    for (const l of all) {
+      expect(l.state).toBe('quarantined');
+      expect(l.state_reason).toMatch(/retries spent after 4 attempts/);
+    }
+    const quarantined = await audit(w, 'batch.quarantined');
+    expect(quarantined).toHaveLength(1);
+    const alerts = await w.app.store.db.selectFrom('alerts').selectAll().execute();
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ event: 'quarantine', severity: 'warning' });
+    expect(alerts[0]!.message).toMatch(/2 lead\(s\) quarantined/);
+    expect(JSON.parse(alerts[0]!.details)).toMatchObject({ batchKey: d!.batch_key, leads: 2, status: 503 });
+    expectNoPii(
+      JSON.stringify(alerts),
+      specs.map((s) => s.tag),
+    );
+    expect(w.sandbox.stats().batches).toMatchObject({ received: 4, failedByFault: 4, accepted: 0 });
+
+    // errorRate 1 also fails /health: the cycle claims nothing and sends nothing.
+    w.sandbox.setFaults({ errorRate: 1 });
+    await ingest(w, many('e', 1));
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
+    expect(w.sandbox.stats().batches.received).toBe(4);
+    expect(lead(await leads(w), 'e1').state).toBe('pending');
+    const failed = await audit(w, 'partner.health_failed');
+    expect(failed.map((e) => e.details.status)).toEqual([503]);
+  });
+
+  it('422 quarantines at once; release sends the lead in a NEW batch, drop archives it; both audited', async () => {
+    const w = await world(backend, { sandbox: { faults: { permanentStatus: 422 } } });
+    await ingest(w, many('p', 2));
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ claimed: 2, actions: 1, quarantined: 2, retrying: 0 });
+    expect(w.sleeps).toEqual([]);
+    expect(await audit(w, 'batch.retry_scheduled')).toHaveLength(0);
+    const [old] = await liveDeliveries(w);
+    expect(old).toMatchObject({ state: 'quarantined', attempts: 1, last_status: 422 });
+    const before = await leads(w);
+    const p1 = lead(before, 'p1');
+    const p2 = lead(before, 'p2');
+    expect(p1.state_reason).toMatch(/refused by the partner \(HTTP 422\)/);
+    expect(await w.app.store.db.selectFrom('alerts').selectAll().execute()).toHaveLength(1);
+
+    const ops = w.app.operatorActions();
+    const listed = await ops.quarantined(10);
+    expect(listed.map((l) => l.email).sort()).toEqual([maskEmail(p1.email), maskEmail(p2.email)].sort());
+    expect(await ops.release([p1.id], 'partner fixed its validation')).toEqual({
+      changed: [p1.id],
+      skipped: [],
+    });
+    expect(await ops.drop([p2.id, p1.id], 'not wanted')).toEqual({ changed: [p2.id], skipped: [p1.id] });
+    const released = await audit(w, 'quarantine.released');
+    const dropped = await audit(w, 'quarantine.dropped');
+    expect(released).toHaveLength(1);
+    expect(dropped).toHaveLength(1);
+    expect(released[0]).toMatchObject({ actor: 'test-operator' });
+    expect((released[0]!.details.leads as { lead: number }[]).map((l) => l.lead)).toEqual([p1.id]);
+    expect((dropped[0]!.details.leads as { lead: number }[]).map((l) => l.lead)).toEqual([p2.id]);
+    const mid = await leads(w);
+    expect(lead(mid, 'p1')).toMatchObject({ state: 'pending', state_reason: null });
+    expect(lead(mid, 'p2').state).toBe('archived');
+    expect(lead(mid, 'p2').state_reason).toMatch(/dropped from quarantine by test-operator: not wanted/);
+
+    w.sandbox.setFaults({ permanentStatus: null });
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ claimed: 1, actions: 1, accepted: 1 });
+    const fresh = (await liveDeliveries(w))[1]!;
+    expect(fresh.batch_key).not.toBe(old!.batch_key);
+    expect(fresh).toMatchObject({ state: 'accepted', attempts: 1 });
+    expect(await leadKeysOf(w, fresh.id)).toEqual([leadKey(p1)]);
+    expect((await leadKeysOf(w, old!.id)).sort()).toEqual([leadKey(p1), leadKey(p2)].sort());
+    const lastAllowed = (await audit(w, 'guard.allowed')).at(-1)!;
+    expect(lastAllowed.details.attempt).toBe(1); // retries start again at 0
+    expect(w.sandbox.records().leadBatches).toEqual({ [leadKey(p1)]: [fresh.batch_key] });
+    expect((await w.cycle()).claimed).toBe(0);
+    const after = await leads(w);
+    expect(lead(after, 'p1').state).toBe('exported');
+    expect(lead(after, 'p2')).toMatchObject({ state: 'archived', exported_at: null });
+  });
+
+  it('partner down: the health check fails, nothing is sent or lost; on return the same batch key is resent', async () => {
+    const w = await world(backend, {
+      env: { VALHALLA_MAX_LEADS_PER_CYCLE: '1' },
+      // Retry-After 60 s: longer than a cycle waits, so the retry is left for a later cycle.
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await ingest(w, [
+      { tag: 'n1', score: 90 },
+      { tag: 'n2', score: 80 },
+    ]);
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ claimed: 1, actions: 1, retrying: 1, accepted: 0 });
+    expect(w.sleeps).toEqual([]);
+    const [a] = await liveDeliveries(w);
+    expect(a).toMatchObject({
+      state: 'retry_wait',
+      attempts: 1,
+      next_attempt_at: w.clock.now() + 60 * SECOND,
+    });
+
+    w.sandbox.setFaults({ rateLimit: null, down: true });
+    w.clock.advance(61 * SECOND);
+    const received = w.sandbox.stats().batches.received;
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
+    expect(w.sandbox.stats().batches.received).toBe(received);
+    expect(w.sandbox.stats().requests.dropped).toBe(1); // the health check, and nothing else
+    const held = await leads(w);
+    expect(lead(held, 'n1').state).toBe('in_flight');
+    expect(lead(held, 'n2').state).toBe('pending');
+    expect((await liveDeliveries(w)).map((d) => [d.batch_key, d.state, d.attempts])).toEqual([
+      [a!.batch_key, 'retry_wait', 1],
+    ]);
+    expect((await audit(w, 'partner.health_failed')).length).toBe(1);
+
+    w.sandbox.setFaults({ down: false });
+    const c3 = await w.cycle();
+    // A's lead fills this cycle's ceiling of 1: n2 waits for the next cycle.
+    expect(c3).toMatchObject({ healthFailed: false, claimed: 0, actions: 1, accepted: 1 });
+    expect(w.sandbox.records().batches[0]!.batchKey).toBe(a!.batch_key);
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'accepted', attempts: 2 });
+    const c4 = await w.cycle();
+    expect(c4).toMatchObject({ claimed: 1, accepted: 1 });
+    const done = await leads(w);
+    expect([lead(done, 'n1').state, lead(done, 'n2').state]).toEqual(['exported', 'exported']);
+  });
+
+  it('a hung request is cut by the client timeout (apiTimeoutSeconds 1) and retried with the same key', async () => {
+    const w = await world(backend, {
+      policy: { apiTimeoutSeconds: 1 },
+      sandbox: { faults: { failNext: 1 } },
+    });
+    expect(w.config.policy.apiTimeoutSeconds).toBe(1);
+    // After the 503 (health passed already), the partner hangs; after the next backoff it answers again.
+    w.onSleep = (_ms, nth) => {
+      w.sandbox.setFaults({ hang: nth === 1 });
+    };
+    await ingest(w, many('k', 1));
+    const started = performance.now();
+    const c1 = await w.cycle();
+    const elapsed = performance.now() - started;
+    expect(c1).toMatchObject({ actions: 3, accepted: 1 });
+    expect(w.sandbox.stats().requests.hung).toBe(1);
+    expect(elapsed).toBeGreaterThanOrEqual(900); // the 1 s timeout, in real time
+    const retries = await audit(w, 'batch.retry_scheduled');
+    expect(retries.map((e) => e.details.retryInMs)).toEqual([1000, 2000]);
+    expect(retries[1]!.details.message).toMatch(/timed out/);
+    const [d] = await liveDeliveries(w);
+    expect(d).toMatchObject({ state: 'accepted', attempts: 3 });
+    const allowed = await audit(w, 'guard.allowed');
+    expect(new Set(allowed.map((e) => e.subject))).toEqual(new Set([`batch:${d!.batch_key}`]));
+  });
+
+  it('a TLS 1.1-only partner is refused: nothing sent, nothing claimed', async () => {
+    const w = await world(backend, { sandbox: { tlsMaxVersion: 'TLSv1.1' } });
+    await ingest(w, many('s', 2));
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
+    expect(w.sandbox.stats().requests.total).toBe(0); // no request got past the handshake
+    const [failed] = await audit(w, 'partner.health_failed');
+    expect(String(failed!.details.error)).toMatch(/TLS|SSL|EPROTO/i);
+    expect([...(await leads(w)).values()].every((l) => l.state === 'pending')).toBe(true);
+    expect(await liveDeliveries(w)).toHaveLength(0);
+  });
+
+  it('a plain http:// partner URL is refused by loadConfig in Phase 4', async () => {
+    const sandbox = await startSandbox({ plainHttp: true });
+    const dir = tempDir();
+    const attempt = () =>
+      loadConfig({
+        cwd: dir,
+        env: testEnv(dir, {
+          VALHALLA_PHASE: '4',
+          VALHALLA_DRY_RUN: '0',
+          VALHALLA_DISABLE_OUTBOUND: '0',
+          VALHALLA_REAL_DATA_INGEST: '1',
+          VALHALLA_PARTNER_URL: sandbox.url,
+          VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
+          VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
+          VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
+        }),
+      });
+    let error: unknown;
+    try {
+      attempt();
+    } catch (e) {
+      error = e;
+    }
+    expect(isConfigError(error)).toBe(true);
+    if (!isConfigError(error)) return;
+    expect(error.issues.map((i) => i.setting)).toEqual([
+      'VALHALLA_PARTNER_URL',
+      'VALHALLA_PARTNER_TOKEN_URL',
+    ]);
+    expect(error.issues[0]!.problem).toMatch(/plain http:\/\/ is refused in Phase 4/);
+    expect(sandbox.stats().requests.total).toBe(0);
+  });
+
+  it('crash after authorization: recover() resends the same batch key; the partner replays, no lead accepted twice', async () => {
+    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
+    await ingest(w, many('x', 2));
+    expect(await w.cycle()).toMatchObject({ claimed: 2, retrying: 2 });
+    const [a] = await liveDeliveries(w);
+    expect(a).toMatchObject({ state: 'retry_wait', attempts: 1 });
+
+    // The crash: attempt 2 was authorised (delivery `sending`, as authorizeNext commits it), its
+    // request reached the partner and was accepted, and the process died before recording that.
+    w.sandbox.setFaults({ rateLimit: null });
+    await w.app.store.db
+      .updateTable('deliveries')
+      .set({ state: 'sending', attempts: 2 })
+      .where('id', '=', a!.id)
+      .execute();
+    const carried = await deliveryLeads(w.app.store.db, a!.id);
+    const client = createPartnerClient({
+      baseUrl: w.sandbox.url,
+      tokenUrl: w.sandbox.tokenUrl,
+      clientId: w.sandbox.clientId,
+      clientSecret: w.sandbox.clientSecret,
+      caPem: w.sandbox.caPem,
+      allowPlainHttpLoopback: false,
+      rateLimitPerSecond: 5,
+      rateWindowMs: 1000,
+      maxConcurrent: 1,
+      timeoutMs: 5000,
+      clock: w.clock,
+    });
+    cleanups.push(() => client.close());
+    const lost = await client.sendBatch({ batchKey: a!.batch_key, leads: carried.map(toPartnerLead) });
+    expect(lost).toMatchObject({ kind: 'accepted', body: { replayed: false, accepted: 2 } });
+
+    await w.restart();
+    expect(await w.engine.recover()).toEqual({ resumed: 1, quarantined: 0 });
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', last_outcome: 'interrupted' });
+    expect(await audit(w, 'recovery.resend')).toHaveLength(1);
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ claimed: 0, actions: 1, accepted: 2 });
+    const stats = w.sandbox.stats();
+    expect(stats.batches).toMatchObject({ accepted: 1, replayed: 1, replayMismatches: 0 });
+    expect(stats.leads).toEqual({ accepted: 2, duplicates: 0 });
+    const records = w.sandbox.records();
+    expect(records.batches.map((b) => b.batchKey)).toEqual([a!.batch_key]);
+    for (const l of carried) expect(records.leadBatches[leadKey(l)]).toEqual([a!.batch_key]);
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'accepted', attempts: 3 });
+    const allowed = await audit(w, 'guard.allowed');
+    expect(allowed.map((e) => [keyOf(e.subject), e.details.attempt])).toEqual([
+      [a!.batch_key, 1],
+      [a!.batch_key, 3],
+    ]);
+    expect((await w.app.audit.verify()).ok).toBe(true);
+  });
+
+  it('crash during the last allowed attempt: recover() quarantines (with an alert) instead of sending a fifth time', async () => {
+    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
+    await ingest(w, many('z', 2));
+    expect(await w.cycle()).toMatchObject({ claimed: 2, retrying: 2 });
+    const [a] = await liveDeliveries(w);
+    // Attempt 4 (1 + 3 retries) was authorised and the process died before its outcome was recorded.
+    await w.app.store.db
+      .updateTable('deliveries')
+      .set({ state: 'sending', attempts: 4 })
+      .where('id', '=', a!.id)
+      .execute();
+    w.sandbox.setFaults({ rateLimit: null });
+    const before = w.sandbox.stats().requests.total;
+    await w.restart();
+    expect(await w.engine.recover()).toEqual({ resumed: 0, quarantined: 1 });
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'quarantined', attempts: 4 });
+    const carried = [...(await leads(w)).values()];
+    expect(carried).toHaveLength(2);
+    for (const lead of carried) {
+      expect(lead.state).toBe('quarantined');
+      expect(lead.state_reason).toContain('last allowed attempt');
+    }
+    const alerts = await w.app.store.db.selectFrom('alerts').selectAll().execute();
+    expect(
+      alerts.some((al) => al.event === 'quarantine' && al.message.includes('last allowed attempt')),
+    ).toBe(true);
+    expect(await w.cycle()).toMatchObject({ actions: 0, accepted: 0 });
+    expect(w.sandbox.stats().requests.total).toBe(before);
+  });
+
+  it('the guard re-checks at send time: a lead whose score fell or that went stale while waiting is never sent', async () => {
+    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
+    await ingest(w, [
+      { tag: 'ok', score: 90 },
+      { tag: 'fell', score: 80 },
+      { tag: 'old', score: 70, ageMs: 14 * DAY - 30 * SECOND },
+    ]);
+    expect(await w.cycle()).toMatchObject({ claimed: 3, retrying: 3 });
+    const [a] = await liveDeliveries(w);
+    const before = await leads(w);
+    await w.app.store.db
+      .updateTable('leads')
+      .set({ score: 30 })
+      .where('id', '=', lead(before, 'fell').id)
+      .execute();
+    w.sandbox.setFaults({ rateLimit: null });
+    w.clock.advance(61 * SECOND); // the retry is due, and `old` is now past 14 days
+
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ refused: 3, actions: 0, accepted: 0 });
+    expect(w.sandbox.stats().batches.received).toBe(1); // only the first, rate-limited attempt
+    const [refused] = await audit(w, 'guard.refused');
+    expect(refused).toMatchObject({ subject: `batch:${a!.batch_key}`, details: { code: 'LEAD_INELIGIBLE' } });
+    expect((await liveDeliveries(w))[0]!.state).toBe('refused');
+    const mid = await leads(w);
+    expect(lead(mid, 'old').state).toBe('expired');
+    expect(lead(mid, 'old').state_reason).toMatch(/older than 14 days before it could be sent/);
+    expect(lead(mid, 'fell').state).toBe('pending');
+    expect(lead(mid, 'ok').state).toBe('pending');
+
+    const c3 = await w.cycle();
+    expect(c3).toMatchObject({ claimed: 1, accepted: 1 });
+    const done = await leads(w);
+    expect(w.sandbox.records().leadBatches).toEqual({
+      [leadKey(lead(done, 'ok'))]: [(await liveDeliveries(w))[1]!.batch_key],
+    });
+    expect(lead(done, 'fell')).toMatchObject({ state: 'pending', exported_at: null });
+  });
+
+  it('pausing during a backoff wait stops the cycle: no further request, the batch stays queued', async () => {
+    const w = await world(backend, { sandbox: { faults: { failNext: 1 } } });
+    await ingest(w, many('z', 1));
+    w.onSleep = () => writeMode(w.app.store.db, 'paused', w.clock.now());
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ actions: 1, retrying: 1, accepted: 0 });
+    expect(w.sandbox.stats().batches.received).toBe(1);
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ kind: 'idle' });
+    expect(c2.idleReason).toMatch(/paused/);
+    expect(w.sandbox.stats().batches.received).toBe(1);
+    expect(lead(await leads(w), 'z1').state).toBe('in_flight');
+  });
+});
