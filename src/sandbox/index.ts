@@ -13,6 +13,7 @@ export {
   type RateLimitFault,
   type SandboxFaults,
   type SandboxFaultsPatch,
+  seededRandom,
 } from './faults.js';
 export type { BatchRecord, BatchResponse, SandboxRecords, SandboxStats } from './ledger.js';
 export { type SandboxPartner, type SandboxPartnerOptions, startSandboxPartner } from './server.js';

@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
-import { BIN, type CliResult, REPO_ROOT, runBinary, runInProcess, testEnv } from '../support/cli.js';
+import {
+  BIN,
+  type CliResult,
+  REPO_ROOT,
+  runBinary,
+  runInProcess,
+  phase4Env as sharedPhase4Env,
+  testEnv,
+} from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
@@ -94,16 +102,7 @@ function runWorker(
 
 /** The environment of a Phase 4 installation sending to `partner`. */
 function phase4Env(dataDir: string, partner: SandboxPartner): Record<string, string> {
-  return testEnv(dataDir, {
-    VALHALLA_PHASE: '4',
-    VALHALLA_DRY_RUN: '0',
-    VALHALLA_DISABLE_OUTBOUND: '0',
-    VALHALLA_REAL_DATA_INGEST: '1',
-    VALHALLA_PARTNER_URL: partner.url,
-    VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-    VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-    VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
-    VALHALLA_PARTNER_CA_FILE: partner.caFile!,
+  return sharedPhase4Env(dataDir, partner, {
     VALHALLA_MAX_LEADS_PER_CYCLE: '10',
     VALHALLA_LOG_LEVEL: 'warn',
   });

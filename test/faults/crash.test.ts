@@ -13,8 +13,13 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SandboxPartner, type SandboxStats, startSandboxPartner } from '../../src/sandbox/index.js';
-import { REPO_ROOT, runInProcess, testEnv } from '../support/cli.js';
+import {
+  type SandboxPartner,
+  type SandboxStats,
+  seededRandom,
+  startSandboxPartner,
+} from '../../src/sandbox/index.js';
+import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
@@ -29,17 +34,8 @@ const RATE_LIMIT = 5;
 const FINAL_CYCLES = 40;
 const FINAL_RUNS = 3;
 
-/** mulberry32: the same seed gives the same delays, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the sandbox's own): the same seed gives the same delays, so a failing run can be replayed. */
+const prng = seededRandom;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -210,16 +206,7 @@ describe('kill -9 (SIGKILL) of a live worker, again and again', () => {
       clientSecret: 'crash-secret-0123456789',
       faults: { seed: 7 },
     });
-    env = testEnv(join(cwd, 'data'), {
-      VALHALLA_PHASE: '4',
-      VALHALLA_DRY_RUN: '0',
-      VALHALLA_DISABLE_OUTBOUND: '0',
-      VALHALLA_REAL_DATA_INGEST: '1',
-      VALHALLA_PARTNER_URL: partner.url,
-      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
-      VALHALLA_PARTNER_CA_FILE: partner.caFile!,
+    env = phase4Env(join(cwd, 'data'), partner, {
       VALHALLA_MAX_LEADS_PER_CYCLE: '10',
       VALHALLA_LOG_LEVEL: 'warn',
     });

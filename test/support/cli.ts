@@ -76,3 +76,32 @@ export function testEnv(dataDir: string, extra: Record<string, string> = {}): Re
     ...extra,
   };
 }
+
+/** The partner settings a Phase 4 test environment needs (a sandbox partner's, usually). */
+export interface PartnerEndpoint {
+  url: string;
+  tokenUrl: string;
+  clientId: string;
+  clientSecret: string;
+  caFile: string | null;
+}
+
+/** A Phase 4 installation sending to `partner`, with its own data folder. */
+export function phase4Env(
+  dataDir: string,
+  partner: PartnerEndpoint,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return testEnv(dataDir, {
+    VALHALLA_PHASE: '4',
+    VALHALLA_DRY_RUN: '0',
+    VALHALLA_DISABLE_OUTBOUND: '0',
+    VALHALLA_REAL_DATA_INGEST: '1',
+    VALHALLA_PARTNER_URL: partner.url,
+    VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
+    VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
+    VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+    ...(partner.caFile ? { VALHALLA_PARTNER_CA_FILE: partner.caFile } : {}),
+    ...extra,
+  });
+}
