@@ -38,8 +38,8 @@ export function createPartnerClientFromConfig(config: Config, clock: Clock): Par
     return client;
   };
   return {
-    health: async () => (await get()).health(),
-    ensureToken: async (validForMs) => (await get()).ensureToken(validForMs),
+    health: async (signal) => (await get()).health(signal),
+    ensureToken: async (validForMs, signal) => (await get()).ensureToken(validForMs, signal),
     sendBatch: async (batch, signal) => (await get()).sendBatch(batch, signal),
     close: async () => {
       if (client) await (await client).close();

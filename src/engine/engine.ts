@@ -110,9 +110,11 @@ export function toPartnerLead(lead: Lead): PartnerLead {
   };
 }
 
+/** The hash of what a batch key stands for: its leads as sent, in id order (the order they are sent in). */
 export function payloadSha256(batchKey: string, leads: Lead[]): string {
+  const inSendOrder = [...leads].sort((a, b) => a.id - b.id);
   return createHash('sha256')
-    .update(canonicalJson({ batch: batchKey, leads: leads.map(toPartnerLead) }))
+    .update(canonicalJson({ batch: batchKey, leads: inSendOrder.map(toPartnerLead) }))
     .digest('hex');
 }
 
@@ -298,7 +300,9 @@ export function createEngine(deps: EngineDeps): Engine {
     );
     // A health check must pass before any batch goes out (and before new leads are claimed for one).
     if (live && (dueNow > 0 || batches.length > 0) && !stop?.aborted) {
-      if (!(await checkPartner(context, report))) batches = [];
+      if (!(await checkPartner(context, report, abortRequests))) batches = [];
+      // SIGTERM during the health check: claim nothing new.
+      if (stop?.aborted) batches = [];
     }
 
     let next: Authorized | null = null;
@@ -346,11 +350,19 @@ export function createEngine(deps: EngineDeps): Engine {
 
     while (next !== null && partner) {
       const current: Authorized = next;
-      const outcome = await partner.sendBatch(
-        { batchKey: current.delivery.batch_key, leads: current.leads.map(toPartnerLead) },
-        abortRequests,
-      );
-      if (abortRequests?.aborted && outcome.kind !== 'accepted') {
+      let outcome: SendOutcome | null;
+      try {
+        outcome = await partner.sendBatch(
+          { batchKey: current.delivery.batch_key, leads: current.leads.map(toPartnerLead) },
+          abortRequests,
+        );
+      } catch (error) {
+        // The client throws only when it sent nothing (cancelled while waiting for a token or the
+        // rate limiter, or closed); at shutdown that is a parked batch, anything else is a bug.
+        if (!abortRequests?.aborted) throw error;
+        outcome = null;
+      }
+      if (outcome === null || (abortRequests?.aborted && outcome.kind !== 'accepted')) {
         // Cut by shutdown, not failed by the partner: the batch stays `sending`, uses no retry, and
         // the next start resends it under the same key (the partner may have it already).
         await audit.record({
@@ -369,7 +381,7 @@ export function createEngine(deps: EngineDeps): Engine {
         await recordOutcome(trx, current, outcome, report);
         return afterAction(trx, context, report, stop);
       });
-      if (next === null && !context.finished) next = await waitForRetry(context, report, stop);
+      if (next === null && !context.finished) next = await waitForRetry(context, report, stop, abortRequests);
     }
     if (!context.finished) {
       await store.db.transaction().execute(async (trx) => finish(trx, context, report));
@@ -437,18 +449,23 @@ export function createEngine(deps: EngineDeps): Engine {
     context: CycleContext,
     report: CycleReport,
     stop?: AbortSignal,
+    abortRequests?: AbortSignal,
   ): Promise<Authorized | null> {
     const at = await retryWithinCycle(store.db);
     if (at !== null) await sleep(Math.max(0, at - clock.now()), stop);
     if (stop?.aborted) return null;
-    if (!healthFresh(context) && !(await checkPartner(context, report))) return null;
+    if (!healthFresh(context) && !(await checkPartner(context, report, abortRequests))) return null;
     return store.db.transaction().execute((trx) => afterAction(trx, context, report, stop));
   }
 
   /** The partner's health check and a token that outlives the batch; false (audited) when either fails. */
-  async function checkPartner(context: CycleContext, report: CycleReport): Promise<boolean> {
+  async function checkPartner(
+    context: CycleContext,
+    report: CycleReport,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     if (!partner) return false;
-    const health = await partner.health();
+    const health = await partner.health(signal);
     if (!health.ok) {
       report.healthFailed = true;
       await audit.record({
@@ -466,7 +483,7 @@ export function createEngine(deps: EngineDeps): Engine {
       );
       return false;
     }
-    const token = await partner.ensureToken(tokenValidForMs);
+    const token = await partner.ensureToken(tokenValidForMs, signal);
     if (token.kind !== 'ok') {
       report.healthFailed = true;
       await audit.record({
@@ -492,6 +509,13 @@ export function createEngine(deps: EngineDeps): Engine {
       if (!delivery) return null;
       const leads = await deliveryLeads(trx, delivery.id);
       const attempt = delivery.attempts + 1;
+      // The same key must always carry the same content: a lead edited while its batch waited
+      // (its contact data, say) would change what the key stands for.
+      if (payloadSha256(delivery.batch_key, leads) !== delivery.payload_sha256) {
+        await refuseDelivery(trx, delivery, leads, [], 'the batch content changed since it was queued');
+        report.refused += leads.length;
+        continue;
+      }
       const decision = await guard.authorize(
         {
           cycleId: context.cycleId,
@@ -511,7 +535,12 @@ export function createEngine(deps: EngineDeps): Engine {
         context.actions++;
         return { delivery, leads, attempt };
       }
-      if (decision.code !== 'LEAD_INELIGIBLE') return null;
+      // A batch never sent that a lowered limit no longer allows is dissolved (its leads go back to
+      // the queue) rather than blocking every later one; other refusals stop this cycle's sending.
+      const dissolve =
+        decision.code === 'LEAD_INELIGIBLE' ||
+        (decision.code === 'BATCH_TOO_LARGE' && delivery.attempts === 0);
+      if (!dissolve) return null;
       await refuseDelivery(trx, delivery, leads, decision.ineligibleLeadIds ?? [], decision.reason);
       report.refused += leads.length;
     }
@@ -704,6 +733,12 @@ export function createEngine(deps: EngineDeps): Engine {
   }
 
   /** The guard refused a queued batch for its leads: stale ones expire, the rest go back to pending. */
+  /**
+   * The guard refused a queued batch. Never attempted: stale leads expire, the rest go back to the
+   * queue (no key of theirs ever reached the partner). Attempted before: the partner may hold the
+   * batch, so its leads must never go out under another batch key: they are quarantined, with an
+   * alert, for an operator to check with the partner.
+   */
   async function refuseDelivery(
     trx: Transaction<Database>,
     delivery: Delivery,
@@ -712,11 +747,44 @@ export function createEngine(deps: EngineDeps): Engine {
     reason: string,
   ) {
     const now = clock.now();
+    const inFlight = leads.filter((l) => l.state === 'in_flight');
+    if (delivery.attempts > 0) {
+      const why = `refused before a retry (${reason}); already attempted under batch ${delivery.batch_key}: check with the partner before releasing`;
+      await audit.append(trx, {
+        actor: 'engine',
+        action: 'batch.quarantined',
+        subject: `batch:${delivery.batch_key}`,
+        details: {
+          delivery: delivery.id,
+          attempt: delivery.attempts,
+          status: null,
+          reason: why,
+          leads: pseudonyms(leads),
+        },
+      });
+      await setDeliveryState(trx, delivery.id, {
+        state: 'quarantined',
+        now,
+        nextAttemptAt: null,
+        lastOutcome: 'refused',
+      });
+      await setLeadsState(
+        trx,
+        inFlight.map((l) => l.id),
+        { state: 'quarantined', reason: why, now },
+      );
+      await recordAlert(trx, {
+        at: now,
+        severity: 'warning',
+        event: 'quarantine',
+        message: `batch of ${leads.length} lead(s) quarantined: ${why}`,
+        details: { delivery: delivery.id, batchKey: delivery.batch_key, leads: leads.length, status: null },
+      });
+      return;
+    }
     const cutoff = freshnessCutoff(policy.maxLeadAgeDays, now);
-    const stale = leads
-      .filter((l) => ineligible.includes(l.id) && l.source_ts < cutoff && l.state === 'in_flight')
-      .map((l) => l.id);
-    const back = leads.filter((l) => l.state === 'in_flight' && !stale.includes(l.id)).map((l) => l.id);
+    const stale = inFlight.filter((l) => ineligible.includes(l.id) && l.source_ts < cutoff).map((l) => l.id);
+    const back = inFlight.filter((l) => !stale.includes(l.id)).map((l) => l.id);
     await audit.append(trx, {
       actor: 'engine',
       action: 'batch.refused',

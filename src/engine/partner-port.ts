@@ -6,7 +6,7 @@ export type { HealthResult, PartnerLead, SendOutcome, TokenOutcome } from '../ou
 export interface PartnerPort {
   health(signal?: AbortSignal): Promise<HealthResult>;
   /** Make sure the token stays valid for at least `validForMs`; or say why none could be had. */
-  ensureToken(validForMs: number): Promise<TokenOutcome>;
+  ensureToken(validForMs: number, signal?: AbortSignal): Promise<TokenOutcome>;
   /** ONE request; data, never an exception, for partner and network failures. */
   sendBatch(batch: PartnerBatch, signal?: AbortSignal): Promise<SendOutcome>;
 }

@@ -107,15 +107,17 @@ export function createGuard(deps: {
     if (request.healthCheckPassedAt === null || now - request.healthCheckPassedAt > HEALTH_CHECK_VALID_MS) {
       return { allowed: false, code: 'NO_HEALTH_CHECK', reason: 'no passing health check for this batch' };
     }
-    const batchLimit = Math.min(HARD_CAPS.leadsPerCycle, config.limits.leadsPerCycle);
-    if (
-      request.leads.length > batchLimit ||
-      (request.attempt === 1 && request.leads.length > request.ceiling)
-    ) {
+    // A first attempt must fit the limits in force now; a retry was within them when it was first
+    // sent, and lowering a limit must not strand it half-delivered: it is held to the hard maximum.
+    const batchLimit =
+      request.attempt === 1
+        ? Math.min(HARD_CAPS.leadsPerCycle, config.limits.leadsPerCycle, request.ceiling)
+        : HARD_CAPS.leadsPerCycle;
+    if (request.leads.length > batchLimit) {
       return {
         allowed: false,
         code: 'BATCH_TOO_LARGE',
-        reason: `${request.leads.length} leads exceed the ceiling ${Math.min(batchLimit, request.ceiling)}`,
+        reason: `${request.leads.length} leads exceed the limit ${batchLimit}${request.attempt === 1 ? '' : ' (hard maximum, retry)'}`,
       };
     }
     // The batch's leads were counted when it was claimed: the day's count includes them.

@@ -20,12 +20,12 @@ export function cycleCeiling(inputs: CeilingInputs): { ceiling: number; limitedB
 }
 
 /**
- * A lead's budget exposure, the policy's "score × lead value" with the score read as a percentage:
- * the lead's expected value in dollars (score 80, value $1,000 → $800). A lead without a value exposes
- * nothing. The store sums the same expression (`liveLeadsSince`).
+ * A lead's budget exposure, the policy's "score × lead value" as written (Gate 6: max $50M); a lead
+ * without a value exposes nothing. The cap applies per UTC day, beside the daily lead cap: the store
+ * adds each live batch's exposure to the day's row when the batch is claimed.
  */
 export function exposure(lead: { score: number; value: number | null }): number {
-  return (lead.score * (lead.value ?? 0)) / 100;
+  return lead.score * (lead.value ?? 0);
 }
 
 /**

@@ -88,8 +88,7 @@ export function* generateLeads(options: Omit<GenerateOptions, 'format'>): Genera
           ? faker.number.int({ min: 0, max: 39 })
           : faker.number.int({ min: 40, max: 100 }),
       source_timestamp: new Date(options.now - ageMs).toISOString(),
-      value:
-        faker.helpers.maybe(() => faker.number.int({ min: 100, max: 5_000 }), { probability: 0.8 }) ?? null,
+      value: faker.helpers.maybe(() => faker.number.int({ min: 5, max: 150 }), { probability: 0.8 }) ?? null,
     };
     if (kind === 'invalid') spoil(faker, fields, options.now);
     yield { kind, fields };

@@ -655,14 +655,14 @@ describe('failure classes against sandbox faults (SQLite)', () => {
 
   it('caps: the budget (Σ score × value) limits claims, and the guard re-checks it after a restart with a lower budget', async () => {
     const w = await world(backend, {
-      policy: { budgetExposure: 200 },
+      policy: { budgetExposure: 20_000 },
       sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
     });
     await ingest(w, [
-      { tag: 'b1', score: 90, value: 100 }, // exposure 90
-      { tag: 'b2', score: 80, value: 100 }, // 80 (170)
-      { tag: 'b3', score: 70, value: 100 }, // 70: would make 240, skipped
-      { tag: 'b4', score: 60, value: 10 }, // 6 (176)
+      { tag: 'b1', score: 90, value: 100 }, // exposure 9,000
+      { tag: 'b2', score: 80, value: 100 }, // 8,000 (17,000)
+      { tag: 'b3', score: 70, value: 100 }, // 7,000: would make 24,000, skipped
+      { tag: 'b4', score: 60, value: 10 }, // 600 (17,600)
     ]);
     const c1 = await w.cycle();
     expect(c1).toMatchObject({ claimed: 3, actions: 1, retrying: 3 });
@@ -675,11 +675,11 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       'in_flight',
     ]);
     const usage = await w.app.store.db.selectFrom('daily_usage').selectAll().executeTakeFirstOrThrow();
-    expect(Number(usage.exposure)).toBeCloseTo(176);
+    expect(Number(usage.exposure)).toBeCloseTo(17_600);
 
     // A restart with the budget lowered below today's exposure: the waiting retry is refused, not sent.
     w.sandbox.setFaults({ rateLimit: null });
-    await w.restart({ budgetExposure: 150 });
+    await w.restart({ budgetExposure: 15_000 });
     w.clock.advance(61 * SECOND);
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ claimed: 0, actions: 0, accepted: 0 });
@@ -688,6 +688,20 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(refused.map((e) => [keyOf(e.subject), e.details.code])).toEqual([[a!.batch_key, 'BUDGET_CAP']]);
     expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
     expect(lead(await leads(w), 'b1').state).toBe('in_flight'); // kept, not lost
+  });
+
+  it('lowering leads/cycle while a batch waits for its retry does not strand it: the retry goes out, new claims follow the new limit', async () => {
+    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
+    await ingest(w, many('q', 18));
+    expect(await w.cycle()).toMatchObject({ claimed: 18, retrying: 18 });
+    w.sandbox.setFaults({ rateLimit: null });
+    await w.restart({ leadsPerCycle: 10 });
+    w.clock.advance(61 * SECOND);
+    const c2 = await w.cycle();
+    expect(c2).toMatchObject({ ceiling: 10, actions: 1, accepted: 18 });
+    expect(w.sandbox.stats().leads).toEqual({ accepted: 18, duplicates: 0 });
+    await ingest(w, many('r', 15));
+    expect(await w.cycle()).toMatchObject({ claimed: 10, accepted: 10 });
   });
 
   it('after a rollback the cycle is a dry run again: recorded, nothing sent, the waiting batch kept', async () => {
@@ -1126,7 +1140,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(w.sandbox.stats().requests.total).toBe(before);
   });
 
-  it('the guard re-checks at send time: a lead whose score fell or that went stale while waiting is never sent', async () => {
+  it('a batch already attempted is never re-keyed: changed or ineligible on retry, its leads are quarantined for an operator', async () => {
     const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
     await ingest(w, [
       { tag: 'ok', score: 90 },
@@ -1147,22 +1161,30 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ refused: 3, actions: 0, accepted: 0 });
     expect(w.sandbox.stats().batches.received).toBe(1); // only the first, rate-limited attempt
-    const [refused] = await audit(w, 'guard.refused');
-    expect(refused).toMatchObject({ subject: `batch:${a!.batch_key}`, details: { code: 'LEAD_INELIGIBLE' } });
-    expect((await liveDeliveries(w))[0]!.state).toBe('refused');
+    const [quarantined] = await audit(w, 'batch.quarantined');
+    expect(quarantined).toMatchObject({ subject: `batch:${a!.batch_key}` });
+    expect(String(quarantined!.details.reason)).toContain('already attempted');
+    expect((await liveDeliveries(w))[0]!.state).toBe('quarantined');
     const mid = await leads(w);
-    expect(lead(mid, 'old').state).toBe('expired');
-    expect(lead(mid, 'old').state_reason).toMatch(/older than 14 days before it could be sent/);
-    expect(lead(mid, 'fell').state).toBe('pending');
-    expect(lead(mid, 'ok').state).toBe('pending');
+    for (const tag of ['ok', 'fell', 'old']) {
+      expect(lead(mid, tag).state).toBe('quarantined');
+      expect(lead(mid, tag).state_reason).toContain('check with the partner before releasing');
+    }
+    const alerts = await w.app.store.db.selectFrom('alerts').selectAll().execute();
+    expect(alerts.filter((al) => al.event === 'quarantine')).toHaveLength(1);
 
-    const c3 = await w.cycle();
-    expect(c3).toMatchObject({ claimed: 1, accepted: 1 });
-    const done = await leads(w);
+    // Nothing goes out under another batch key on its own ...
+    expect(await w.cycle()).toMatchObject({ claimed: 0, actions: 0 });
+    expect(w.sandbox.records().leadBatches).toEqual({});
+    // ... only after an operator's release: a new batch, the lead's own key unchanged, accepted once.
+    await w.app.operatorActions().release([lead(mid, 'ok').id], 'checked with the partner: not received');
+    const c4 = await w.cycle();
+    expect(c4).toMatchObject({ claimed: 1, accepted: 1 });
+    const deliveries = await liveDeliveries(w);
     expect(w.sandbox.records().leadBatches).toEqual({
-      [leadKey(lead(done, 'ok'))]: [(await liveDeliveries(w))[1]!.batch_key],
+      [leadKey(lead(mid, 'ok'))]: [deliveries[1]!.batch_key],
     });
-    expect(lead(done, 'fell')).toMatchObject({ state: 'pending', exported_at: null });
+    expect(deliveries[1]!.batch_key).not.toBe(a!.batch_key);
   });
 
   it('pausing during a backoff wait stops the cycle: no further request, the batch stays queued', async () => {

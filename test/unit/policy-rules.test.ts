@@ -67,8 +67,8 @@ describe('taking leads within the ceiling and the budget', () => {
     );
   });
 
-  it('exposure is score × value / 100 (expected value), 0 without a value', () => {
-    expect(exposure({ score: 50, value: 1000 })).toBe(500);
+  it('exposure is score × value as the policy writes it, 0 without a value', () => {
+    expect(exposure({ score: 50, value: 1000 })).toBe(50_000);
     expect(exposure({ score: 90, value: null })).toBe(0);
   });
 });
