@@ -613,26 +613,22 @@ export function createEngine(deps: EngineDeps): Engine {
     if (decision.allowed || decision.code !== 'DRY_RUN') return;
     const now = clock.now();
     const sha = payloadSha256(batchKey, batch);
+    const summary = batch.map((l) => ({
+      lead: l.id,
+      pseudonym: pseudonymizer.pseudonym(l.dedup_key),
+      email: maskEmail(l.email),
+      score: l.score,
+    }));
     const deliveryId = await createDelivery(
       trx,
-      { batchKey, cycleId: context.cycleId, kind: 'dry_run', payloadSha256: sha, now },
+      { batchKey, cycleId: context.cycleId, kind: 'dry_run', payloadSha256: sha, now, summary },
       batch.map((l) => ({ id: l.id, leadKey: leadKey(l), exposure: exposure(l) })),
     );
     await audit.append(trx, {
       actor: 'engine',
       action: 'batch.dry_run',
       subject: `batch:${batchKey}`,
-      details: {
-        cycle: context.cycleId,
-        delivery: deliveryId,
-        payloadSha256: sha,
-        leads: batch.map((l) => ({
-          lead: l.id,
-          pseudonym: pseudonymizer.pseudonym(l.dedup_key),
-          email: maskEmail(l.email),
-          score: l.score,
-        })),
-      },
+      details: { cycle: context.cycleId, delivery: deliveryId, payloadSha256: sha, leads: summary },
     });
     report.dryRunRecorded += batch.length;
   }

@@ -158,6 +158,8 @@ export async function createDelivery(
     kind: 'live' | 'dry_run';
     payloadSha256: string;
     now: number;
+    /** A masked summary of the leads, kept with the batch (dry runs: what would have been sent). */
+    summary?: unknown;
   },
   leads: { id: number; leadKey: string; exposure: number }[],
 ): Promise<number> {
@@ -170,6 +172,7 @@ export async function createDelivery(
       state: delivery.kind === 'live' ? 'queued' : 'dry_run',
       lead_count: leads.length,
       payload_sha256: delivery.payloadSha256,
+      summary: delivery.summary === undefined ? null : JSON.stringify(delivery.summary),
       created_at: delivery.now,
       updated_at: delivery.now,
     })

@@ -106,6 +106,8 @@ export interface DeliveriesTable {
   next_attempt_at: number | null;
   lead_count: number;
   payload_sha256: string;
+  /** Masked summary of the leads (JSON); never raw PII. */
+  summary: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: number;
   updated_at: number;
   last_status: number | null;

@@ -270,6 +270,15 @@ describe.each(list)('cycle engine on $name', (backend) => {
       );
       expect(d.payload_sha256).toBe(payloadSha256(d.batch_key, carried));
       expect(d.attempts).toBe(0);
+      // The outbox row keeps a masked summary of what would have been sent, and no raw PII.
+      const summary = JSON.parse(d.summary ?? 'null') as { lead: number; email: string }[];
+      expect(summary.map((l) => l.lead).sort((a, b) => a - b)).toEqual(
+        carried.map((l) => l.id).sort((a, b) => a - b),
+      );
+      for (const l of carried) {
+        expect(summary.find((x) => x.lead === l.id)?.email).toBe(maskEmail(l.email));
+        expect(d.summary).not.toContain(l.email);
+      }
     }
 
     // Leads: all still pending, each dry-run exactly once.

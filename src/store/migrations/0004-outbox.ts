@@ -59,6 +59,8 @@ export function outbox(dialect: Dialect): Migration {
         .addColumn('next_attempt_at', big)
         .addColumn('lead_count', 'integer', (c) => c.notNull())
         .addColumn('payload_sha256', 'text', (c) => c.notNull())
+        // A masked summary of the leads (pseudonym, masked e-mail, score): what a dry run would have sent.
+        .addColumn('summary', 'text')
         .addColumn('created_at', big, (c) => c.notNull())
         .addColumn('updated_at', big, (c) => c.notNull())
         .addColumn('last_status', 'integer')
