@@ -162,30 +162,19 @@ export function createEngine(deps: EngineDeps): Engine {
         }
         const leads = await deliveryLeads(trx, delivery.id);
         const reason = `interrupted during its last allowed attempt (${delivery.attempts}); the partner may have it: check batch ${delivery.batch_key} with the partner before releasing`;
-        await audit.append(trx, {
-          actor: 'engine',
-          action: 'recovery.quarantined',
-          subject: `batch:${delivery.batch_key}`,
-          details: { delivery: delivery.id, attempts: delivery.attempts, reason, leads: pseudonyms(leads) },
-        });
-        await setDeliveryState(trx, delivery.id, {
-          state: 'quarantined',
-          now,
-          nextAttemptAt: null,
-          lastOutcome: 'interrupted',
-        });
-        await setLeadsState(
+        await quarantineBatch(
           trx,
+          delivery,
           leads.map((l) => l.id),
-          { state: 'quarantined', reason, now },
+          pseudonyms(leads),
+          {
+            action: 'recovery.quarantined',
+            attempt: delivery.attempts,
+            status: null,
+            reason,
+            lastOutcome: 'interrupted',
+          },
         );
-        await recordAlert(trx, {
-          at: now,
-          severity: 'warning',
-          event: 'quarantine',
-          message: `batch of ${leads.length} lead(s) quarantined: ${reason}`,
-          details: { delivery: delivery.id, batchKey: delivery.batch_key, leads: leads.length, status: null },
-        });
       });
       if (spent) quarantined++;
       else resumed++;
@@ -704,31 +693,60 @@ export function createEngine(deps: EngineDeps): Engine {
       outcome.kind === 'permanent' || secondAuthFailure
         ? `refused by the partner (${status === null ? 'no response' : `HTTP ${status}`}): ${outcome.message}`
         : `retries spent after ${attempt} attempts: ${outcome.message}`;
-    await audit.append(trx, {
-      actor: 'engine',
+    await quarantineBatch(trx, delivery, ids, pseudonyms(leads), {
       action: 'batch.quarantined',
-      subject,
-      details: { delivery: delivery.id, attempt, status, reason, leads: pseudonyms(leads) },
-    });
-    await setDeliveryState(trx, delivery.id, {
-      state: 'quarantined',
-      now,
-      nextAttemptAt: null,
-      lastStatus: status,
+      attempt,
+      status,
+      reason,
       lastOutcome: outcome.kind,
-    });
-    await setLeadsState(trx, ids, { state: 'quarantined', reason, now });
-    await recordAlert(trx, {
-      at: now,
-      severity: 'warning',
-      event: 'quarantine',
-      message: `batch of ${leads.length} lead(s) quarantined: ${reason}`,
-      details: { delivery: delivery.id, batchKey: delivery.batch_key, leads: leads.length, status },
     });
     report.quarantined += leads.length;
   }
 
   /** The guard refused a queued batch for its leads: stale ones expire, the rest go back to pending. */
+  /** Quarantine a batch and its leads, with its audit entry and an ops alert (no PII), in one commit. */
+  async function quarantineBatch(
+    trx: Transaction<Database>,
+    delivery: Delivery,
+    leadIds: number[],
+    audited: { lead: number; pseudonym: string }[],
+    why: { action: string; attempt: number; status: number | null; reason: string; lastOutcome: string },
+  ) {
+    const now = clock.now();
+    await audit.append(trx, {
+      actor: 'engine',
+      action: why.action,
+      subject: `batch:${delivery.batch_key}`,
+      details: {
+        delivery: delivery.id,
+        attempt: why.attempt,
+        status: why.status,
+        reason: why.reason,
+        leads: audited,
+      },
+    });
+    await setDeliveryState(trx, delivery.id, {
+      state: 'quarantined',
+      now,
+      nextAttemptAt: null,
+      lastStatus: why.status,
+      lastOutcome: why.lastOutcome,
+    });
+    await setLeadsState(trx, leadIds, { state: 'quarantined', reason: why.reason, now });
+    await recordAlert(trx, {
+      at: now,
+      severity: 'warning',
+      event: 'quarantine',
+      message: `batch of ${leadIds.length} lead(s) quarantined: ${why.reason}`,
+      details: {
+        delivery: delivery.id,
+        batchKey: delivery.batch_key,
+        leads: leadIds.length,
+        status: why.status,
+      },
+    });
+  }
+
   /**
    * The guard refused a queued batch. Never attempted: stale leads expire, the rest go back to the
    * queue (no key of theirs ever reached the partner). Attempted before: the partner may hold the
@@ -746,36 +764,19 @@ export function createEngine(deps: EngineDeps): Engine {
     const inFlight = leads.filter((l) => l.state === 'in_flight');
     if (delivery.attempts > 0) {
       const why = `refused before a retry (${reason}); already attempted under batch ${delivery.batch_key}: check with the partner before releasing`;
-      await audit.append(trx, {
-        actor: 'engine',
-        action: 'batch.quarantined',
-        subject: `batch:${delivery.batch_key}`,
-        details: {
-          delivery: delivery.id,
+      await quarantineBatch(
+        trx,
+        delivery,
+        inFlight.map((l) => l.id),
+        pseudonyms(leads),
+        {
+          action: 'batch.quarantined',
           attempt: delivery.attempts,
           status: null,
           reason: why,
-          leads: pseudonyms(leads),
+          lastOutcome: 'refused',
         },
-      });
-      await setDeliveryState(trx, delivery.id, {
-        state: 'quarantined',
-        now,
-        nextAttemptAt: null,
-        lastOutcome: 'refused',
-      });
-      await setLeadsState(
-        trx,
-        inFlight.map((l) => l.id),
-        { state: 'quarantined', reason: why, now },
       );
-      await recordAlert(trx, {
-        at: now,
-        severity: 'warning',
-        event: 'quarantine',
-        message: `batch of ${leads.length} lead(s) quarantined: ${why}`,
-        details: { delivery: delivery.id, batchKey: delivery.batch_key, leads: leads.length, status: null },
-      });
       return;
     }
     const cutoff = freshnessCutoff(policy.maxLeadAgeDays, now);
