@@ -59,6 +59,7 @@ async function main(): Promise<void> {
       )
       .run(NOW);
     const insert = raw.prepare(
+      // Values of $1-10 keep the day's budget (Σ score × value ≤ $50M) from binding: every cycle does full work.
       `insert into leads (dedup_key, name, email, score, source_ts, value, state, ingested_at, updated_at, run_id, source_line)
        values (?, 'Bench Lead', ?, ?, ?, ?, 'pending', ?, ?, 1, ?)`,
     );
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
           `lead${i}@example.test`,
           40 + (i % 61),
           NOW - (i % (13 * 86_400)) * 1000,
-          100 + (i % 900),
+          1 + (i % 10),
           NOW,
           NOW,
           i + 2,
@@ -133,6 +134,10 @@ async function main(): Promise<void> {
       `valhalla cycle (${cycles} cycles, ${accepted} leads accepted): median ${med.toFixed(2)} ms, p99 ${quantile(times, 0.99).toFixed(2)} ms`,
     );
     console.log(`ratio cycle/raw (median): ${(med / rawMed).toFixed(1)}x; aim: median ≤ 5 ms`);
+    if (accepted !== cycles * 25)
+      console.log(
+        `note: ${accepted} leads accepted, not ${cycles * 25}: a cap (daily, budget) bound some cycles`,
+      );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
