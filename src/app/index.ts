@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import { type AuditLog, createAuditLog } from '../audit/index.js';
 import { type Clock, type Sleep, systemClock, systemSleep } from '../clock/index.js';
 import { type Config, loadConfig } from '../config/index.js';
@@ -19,7 +20,7 @@ import {
   readGoLiveAt,
   readMode,
 } from '../guard/index.js';
-import { type IngestOptions, type IngestSummary, ingestFile } from '../ingest/index.js';
+import { type IngestDeps, type IngestOptions, type IngestSummary, ingestFile } from '../ingest/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import {
   createPseudonymizer,
@@ -86,6 +87,13 @@ export interface App {
    */
   engine(options?: { gates?: GateClearance; partner?: PartnerPort | null; sleep?: Sleep }): Engine;
   operatorActions(): OperatorActions;
+  /** Whether the go-live gates are cleared: the gates module's answer (none yet: never cleared). */
+  readonly gates: GateClearance;
+  /**
+   * The main job's start in Phase 3: with real data off and nothing ever ingested, generate and
+   * ingest `count` synthetic leads (seed 1) from `<data dir>/synthetic-leads.csv`; null otherwise.
+   */
+  loadSyntheticLeadsIfEmpty(count: number): Promise<IngestSummary | null>;
   /** The mode, the ramp stage and the latest cycles, for `status`. */
   runState(): Promise<RunState>;
   close(): Promise<void>;
@@ -177,6 +185,18 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     );
   };
 
+  const ingestDeps = (): IngestDeps => ({
+    store,
+    audit,
+    clock,
+    logger,
+    pseudonymizer: requirePseudonymizer(),
+    rules: { minLeadScore: config.policy.minLeadScore, maxLeadAgeDays: config.policy.maxLeadAgeDays },
+    dedupKey: config.dedupKey,
+    operator: config.operator,
+    rejectsDir: join(config.dataDir, 'rejects'),
+  });
+
   let partnerClient: PartnerClient | null = null;
   /** Phase 4 only: in Phase 3 no partner client exists, so no socket to the partner can be opened. */
   const partnerFromConfig = (): PartnerPort | null => {
@@ -192,22 +212,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     logger,
     store,
     audit,
-    ingest(ingestOptions) {
-      return ingestFile(
-        {
-          store,
-          audit,
-          clock,
-          logger,
-          pseudonymizer: requirePseudonymizer(),
-          rules: { minLeadScore: config.policy.minLeadScore, maxLeadAgeDays: config.policy.maxLeadAgeDays },
-          dedupKey: config.dedupKey,
-          operator: config.operator,
-          rejectsDir: join(config.dataDir, 'rejects'),
-        },
-        ingestOptions,
-      );
-    },
+    ingest: (ingestOptions) => ingestFile(ingestDeps(), ingestOptions),
     async status() {
       const [byState, ingest, audited] = await Promise.all([
         countLeadsByState(store.db),
@@ -276,6 +281,21 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         guard,
         partner,
       });
+    },
+    gates: GATES_NOT_IN_PLACE,
+    async loadSyntheticLeadsIfEmpty(count) {
+      if (config.realDataIngest || config.phase !== 3) return null;
+      const totals = await ingestTotals(store.db);
+      if (totals.read > 0) return null;
+      // Loaded here only: faker is large, and only this path and `leads generate` need it.
+      const { writeGeneratedLeads } = await import('../synthetic/index.js');
+      const file = join(config.dataDir, 'synthetic-leads.csv');
+      mkdirSync(config.dataDir, { recursive: true });
+      const stream = createWriteStream(file, { mode: 0o600 });
+      await writeGeneratedLeads(stream, { count, seed: 1, now: clock.now(), format: 'csv' });
+      stream.end();
+      await finished(stream);
+      return ingestFile(ingestDeps(), { path: file });
     },
     operatorActions() {
       return createOperatorActions({

@@ -10,7 +10,7 @@ import { type PartnerSettings, readPartnerSettings } from './partner.js';
 import { deepFreeze, loadPolicyFile, type PolicyDocument, policyHash } from './policy-file.js';
 
 export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
-export { isLoopbackHost, type PartnerSettings } from './partner.js';
+export type { PartnerSettings } from './partner.js';
 export { loadPolicyFile, type PolicyDocument, policyHash, policySchema } from './policy-file.js';
 
 /** The folder the product is installed in: the nearest one above this module with a package.json. */

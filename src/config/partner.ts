@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { isLoopbackHost } from '../policy/index.js';
 import type { ConfigIssue } from './errors.js';
 
 /** Where and how the partner is reached (DESIGN.md §7). */
@@ -12,12 +13,6 @@ export interface PartnerSettings {
   readonly caFile: string | null;
   /** The CA bundle's PEM text, read at start. */
   readonly caPem: string | null;
-}
-
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
-
-export function isLoopbackHost(hostname: string): boolean {
-  return LOOPBACK_HOSTS.has(hostname) || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
 /**

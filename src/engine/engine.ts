@@ -38,6 +38,7 @@ import {
   selectEligible,
   setDeliveryState,
   setLeadsState,
+  waitingLeadCount,
 } from '../store/index.js';
 import type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
 
@@ -272,7 +273,7 @@ export function createEngine(deps: EngineDeps): Engine {
     // Leads claimed earlier and still waiting to go out (queued, or backing off) may be sent in this
     // cycle too: they count against its ceiling, so a cycle never sends more leads than its ceiling
     // (ramp stage 1: one lead per confirmed cycle, not one new lead plus a retried one).
-    const outstanding = live ? await outstandingLeads() : 0;
+    const outstanding = live ? await waitingLeadCount(store.db) : 0;
     const claimLimit = stop?.aborted
       ? 0
       : Math.max(0, Math.min(ceiling - outstanding, room * MAX_LEADS_PER_REQUEST));
@@ -413,15 +414,6 @@ export function createEngine(deps: EngineDeps): Engine {
       summary: report,
     });
     context.finished = true;
-  }
-
-  /** Leads in live batches not yet sent to a conclusion: queued, or waiting for a retry. */
-  async function outstandingLeads(): Promise<number> {
-    const waiting = [
-      ...(await deliveriesInState(store.db, 'queued')),
-      ...(await deliveriesInState(store.db, 'retry_wait')),
-    ];
-    return waiting.reduce((sum, d) => sum + d.lead_count, 0);
   }
 
   function healthFresh(context: CycleContext): boolean {

@@ -1,7 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
-import { type Config, isLoopbackHost } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
 import { freshnessCutoff, HARD_CAPS } from '../policy/index.js';
 import { type Database, dailyUsage, type Lead } from '../store/index.js';
@@ -175,12 +175,6 @@ export function createGuard(deps: {
       return decision;
     },
   };
-}
-
-/** Plain http:// is only ever for a loopback sandbox in Phase 3 and tests. */
-export function plainHttpAllowed(url: string, phase: 3 | 4): boolean {
-  const parsed = new URL(url);
-  return parsed.protocol === 'https:' || (phase === 3 && isLoopbackHost(parsed.hostname));
 }
 
 export { type Mode, readGoLiveAt, readMode, writeGoLiveAt, writeMode } from './modes.js';

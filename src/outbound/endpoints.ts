@@ -1,3 +1,4 @@
+import { isLoopbackHost } from '../policy/index.js';
 import { OutboundError } from './errors.js';
 
 /** The partner's endpoints, checked once at creation. */
@@ -8,14 +9,6 @@ export interface PartnerEndpoints {
   readonly health: URL;
   /** OAuth2 client-credentials token endpoint. */
   readonly token: URL;
-}
-
-/** True for a host that can only be this machine: 127.0.0.0/8, ::1, localhost. */
-export function isLoopbackHostname(hostname: string): boolean {
-  // WHATWG URL has already normalised numeric forms (http://2130706433/ → 127.0.0.1) and brackets IPv6.
-  return (
-    hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
-  );
 }
 
 /**
@@ -48,7 +41,7 @@ export function checkPartnerUrl(what: string, raw: string, allowPlainHttpLoopbac
       `${what} is plain http:// (${url.origin}): every partner request must be HTTPS with TLS ≥ 1.2`,
     );
   }
-  if (!isLoopbackHostname(url.hostname)) {
+  if (!isLoopbackHost(url.hostname)) {
     throw new OutboundError(
       'INSECURE_URL',
       `${what} is plain http:// to a host that is not loopback (${url.origin}): refused`,

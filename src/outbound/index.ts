@@ -6,7 +6,7 @@ export {
   type PartnerClientOptions,
 } from './client.js';
 export { ConcurrencyGate } from './concurrency.js';
-export { checkPartnerUrl, isLoopbackHostname } from './endpoints.js';
+export { checkPartnerUrl } from './endpoints.js';
 export { isOutboundError, OutboundError, type OutboundErrorCode } from './errors.js';
 export {
   DEFAULT_RATE_MARGIN_MS,

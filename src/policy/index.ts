@@ -10,7 +10,8 @@ export {
   utcDayStart,
 } from './ceiling.js';
 export { type EligibilityRules, freshnessCutoff, initialLeadState, isStale } from './eligibility.js';
-export { assertNever, LEAD_STATES, type LeadState, ROW_OUTCOMES, type RowOutcome } from './lead-state.js';
+export { LEAD_STATES, type LeadState } from './lead-state.js';
+export { isLoopbackHost } from './loopback.js';
 export { type RampPosition, type RampStageRule, rampPosition } from './ramp.js';
 export {
   backoffDelayMs,

@@ -22,7 +22,6 @@ export {
   dueDeliveries,
   expireStalePending,
   finishCycle,
-  getDelivery,
   lastLiveCycle,
   nextRetryAt,
   quarantinedLeads,
@@ -33,6 +32,7 @@ export {
   setDeliveryState,
   setLeadsState,
   utcDay,
+  waitingLeadCount,
 } from './outbox.js';
 export { getRuntimeValue, setRuntimeValue } from './runtime-state.js';
 export type {

@@ -243,6 +243,16 @@ export async function dueDeliveries(db: Executor, now: number, limit: number): P
     .execute();
 }
 
+/** Leads in live batches not yet sent to a conclusion (queued, or waiting for a retry): one sum. */
+export async function waitingLeadCount(db: Executor): Promise<number> {
+  const row = await db
+    .selectFrom('deliveries')
+    .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('lead_count'), eb.lit(0)).as('leads'))
+    .where('state', 'in', ['queued', 'retry_wait'])
+    .executeTakeFirstOrThrow();
+  return Number(row.leads);
+}
+
 /** The earliest time a waiting retry falls due, or null when none waits. */
 export async function nextRetryAt(db: Executor): Promise<number | null> {
   const row = await db
@@ -251,10 +261,6 @@ export async function nextRetryAt(db: Executor): Promise<number | null> {
     .where('state', '=', 'retry_wait')
     .executeTakeFirst();
   return row?.at === null || row?.at === undefined ? null : Number(row.at);
-}
-
-export async function getDelivery(db: Executor, id: number): Promise<Delivery | undefined> {
-  return db.selectFrom('deliveries').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
 /** The leads of a delivery with their keys, in a stable order. */

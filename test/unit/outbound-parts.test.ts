@@ -4,17 +4,17 @@ import {
   ConcurrencyGate,
   checkPartnerUrl,
   createPartnerClient,
-  isLoopbackHostname,
   isOutboundError,
   type PartnerClientOptions,
 } from '../../src/outbound/index.js';
 import { type TokenGrant, TokenProvider } from '../../src/outbound/token.js';
+import { isLoopbackHost } from '../../src/policy/index.js';
 
 const NOW = Date.parse('2026-11-20T12:00:00Z');
 
 describe('partner URLs', () => {
   it.each(['localhost', '127.0.0.1', '127.5.6.7', '127.255.255.255', '[::1]'])('%s is loopback', (host) => {
-    expect(isLoopbackHostname(host)).toBe(true);
+    expect(isLoopbackHost(host)).toBe(true);
   });
 
   it.each([
@@ -26,7 +26,7 @@ describe('partner URLs', () => {
     'example.com',
     '0.0.0.0',
   ])('%s is not loopback', (host) => {
-    expect(isLoopbackHostname(host)).toBe(false);
+    expect(isLoopbackHost(host)).toBe(false);
   });
 
   it('accepts https:// always and http:// only to loopback when allowed', () => {

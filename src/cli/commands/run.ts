@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { type Command, Option } from 'commander';
-import type { App } from '../../app/index.js';
+import { systemSleep } from '../../clock/index.js';
 import { describeCycle, runCycles } from '../../engine/index.js';
-import { GATES_NOT_IN_PLACE } from '../../guard/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';
@@ -25,7 +23,7 @@ export function registerRun(program: Command, ctx: Context): void {
       await ctx.withApp(async (app) => {
         if (config.phase === 4) {
           // The gates module decides; until it exists nothing is cleared, and there is no bypass.
-          const clearance = await GATES_NOT_IN_PLACE.check();
+          const clearance = await app.gates.check();
           await app.audit.record({
             actor: config.operator,
             action: 'run.refused',
@@ -33,7 +31,13 @@ export function registerRun(program: Command, ctx: Context): void {
           });
           throw new CliExit(EXIT.refused, `Phase 4 refused: ${clearance.reason}`);
         }
-        await loadSyntheticLeadsIfEmpty(app, io.stdout);
+        const loaded = await app.loadSyntheticLeadsIfEmpty(SYNTHETIC_LEADS);
+        if (loaded) {
+          writeLine(
+            io.stdout,
+            `empty store, VALHALLA_REAL_DATA_INGEST=0: loaded ${loaded.read} synthetic leads (accepted ${loaded.accepted}, duplicate ${loaded.duplicate}, rejected ${loaded.rejected})`,
+          );
+        }
         const stop = new AbortController();
         const abortRequests = new AbortController();
         const onSignal = (name: string) => {
@@ -58,7 +62,7 @@ export function registerRun(program: Command, ctx: Context): void {
           await runCycles({
             engine: app.engine(),
             clock: app.clock,
-            sleep: (await import('../../clock/index.js')).systemSleep,
+            sleep: systemSleep,
             logger: app.logger,
             intervalMs: config.cycleIntervalSeconds * 1000,
             ...(maxCycles !== undefined ? { maxCycles } : {}),
@@ -72,24 +76,4 @@ export function registerRun(program: Command, ctx: Context): void {
         }
       });
     });
-}
-
-/** The main job's start in Phase 3: with real data off and nothing stored, load synthetic leads. */
-async function loadSyntheticLeadsIfEmpty(app: App, out: NodeJS.WritableStream): Promise<void> {
-  const { config } = app;
-  if (config.realDataIngest || config.phase !== 3) return;
-  const status = await app.status();
-  if (status.leads.total > 0 || status.ingest.read > 0) return;
-  const { createWriteStream } = await import('node:fs');
-  const { finished } = await import('node:stream/promises');
-  const { writeGeneratedLeads } = await import('../../synthetic/index.js');
-  const file = join(config.dataDir, 'synthetic-leads.csv');
-  const stream = createWriteStream(file, { mode: 0o600 });
-  await writeGeneratedLeads(stream, { count: SYNTHETIC_LEADS, seed: 1, now: app.clock.now(), format: 'csv' });
-  stream.end();
-  await finished(stream);
-  const summary = await app.ingest({ path: file });
-  out.write(
-    `empty store, VALHALLA_REAL_DATA_INGEST=0: loaded ${summary.read} synthetic leads (accepted ${summary.accepted}, duplicate ${summary.duplicate}, rejected ${summary.rejected})\n`,
-  );
 }
