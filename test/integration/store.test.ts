@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { LEAD_STATES } from '../../src/policy/index.js';
 import {
   createIngestRun,
   insertLeadsSkippingDuplicates,
@@ -341,15 +342,7 @@ describe.each(list)('store on $name', (backend) => {
   it('CHECK constraints accept the bounds 0 and 100 and every lead state', async () => {
     const store = await open();
     const runId = await withRun(store);
-    const states = [
-      'pending',
-      'in_flight',
-      'exported',
-      'below_threshold',
-      'expired',
-      'quarantined',
-      'archived',
-    ] as const;
+    const states = LEAD_STATES;
     const rows = [
       lead(runId, 'zero', { score: 0, state: 'below_threshold' }),
       lead(runId, 'hundred', { score: 100 }),

@@ -15,6 +15,13 @@ import {
  */
 class VirtualTime {
   now = 0;
+
+  /** A limiter on this virtual time: its clock and its sleep. */
+  limiter(
+    options: Omit<ConstructorParameters<typeof SlidingWindowLimiter>[0], 'now' | 'sleep'>,
+  ): SlidingWindowLimiter {
+    return new SlidingWindowLimiter({ ...options, now: this.clock, sleep: this.sleep });
+  }
   readonly #timers: { at: number; seq: number; fire: () => void }[] = [];
   #seq = 0;
 
@@ -113,12 +120,10 @@ describe('SlidingWindowLimiter', () => {
   it('lets the first start through only one window (plus margin) after creation', async () => {
     const vt = new VirtualTime();
     vt.now = 5000;
-    const limiter = new SlidingWindowLimiter({
+    const limiter = vt.limiter({
       limit: 5,
       windowMs: 1000,
       marginMs: 10,
-      now: vt.clock,
-      sleep: vt.sleep,
     });
     const { grants: starts } = await simulate(limiter, vt, [{ asksAt: 0, answerDelay: 0, duration: 0 }]);
     expect(starts).toEqual([6010]);
@@ -126,12 +131,10 @@ describe('SlidingWindowLimiter', () => {
 
   it('starts at once when told the window before creation was empty', async () => {
     const vt = new VirtualTime();
-    const limiter = new SlidingWindowLimiter({
+    const limiter = vt.limiter({
       limit: 2,
       windowMs: 1000,
       marginMs: 0,
-      now: vt.clock,
-      sleep: vt.sleep,
       startFull: false,
     });
     const { grants: starts } = await simulate(
@@ -144,12 +147,10 @@ describe('SlidingWindowLimiter', () => {
 
   it('saturated: bursts of `limit` exactly one window + margin apart, in the order asked', async () => {
     const vt = new VirtualTime();
-    const limiter = new SlidingWindowLimiter({
+    const limiter = vt.limiter({
       limit: 5,
       windowMs: 1000,
       marginMs: 10,
-      now: vt.clock,
-      sleep: vt.sleep,
     });
     const requests = Array.from({ length: 20 }, (_, i) => ({ asksAt: i, answerDelay: 0, duration: 5 }));
     const { grants: starts, order } = await simulate(limiter, vt, requests);
@@ -166,12 +167,10 @@ describe('SlidingWindowLimiter', () => {
 
   it('counts a permit from the moment the answer began (a slow answer delays the next)', async () => {
     const vt = new VirtualTime();
-    const limiter = new SlidingWindowLimiter({
+    const limiter = vt.limiter({
       limit: 1,
       windowMs: 1000,
       marginMs: 10,
-      now: vt.clock,
-      sleep: vt.sleep,
     });
     const { grants } = await simulate(limiter, vt, [
       { asksAt: 0, answerDelay: 300, duration: 0 },
@@ -182,12 +181,10 @@ describe('SlidingWindowLimiter', () => {
 
   it('holds every start while a granted permit has no answer yet, and wakes when it settles', async () => {
     const vt = new VirtualTime();
-    const limiter = new SlidingWindowLimiter({
+    const limiter = vt.limiter({
       limit: 1,
       windowMs: 100,
       marginMs: 0,
-      now: vt.clock,
-      sleep: vt.sleep,
       startFull: false,
     });
     const first = await limiter.acquire();
@@ -209,12 +206,10 @@ describe('SlidingWindowLimiter', () => {
 
   it('a permit released without an answer counts from its release', async () => {
     const vt = new VirtualTime();
-    const limiter = new SlidingWindowLimiter({
+    const limiter = vt.limiter({
       limit: 1,
       windowMs: 100,
       marginMs: 0,
-      now: vt.clock,
-      sleep: vt.sleep,
       startFull: false,
     });
     const first = await limiter.acquire();
@@ -234,7 +229,7 @@ describe('SlidingWindowLimiter', () => {
 
   it('close() rejects every queued waiter and later calls with CLIENT_CLOSED; safe twice', async () => {
     const vt = new VirtualTime();
-    const limiter = new SlidingWindowLimiter({ limit: 1, windowMs: 1000, now: vt.clock, sleep: vt.sleep });
+    const limiter = vt.limiter({ limit: 1, windowMs: 1000 });
     const waiting = [limiter.acquire(), limiter.acquire(), limiter.acquire()];
     await settle();
     expect(limiter.waiting).toBe(3);
@@ -253,12 +248,10 @@ describe('SlidingWindowLimiter', () => {
 
   it('an aborted waiter leaves the queue with CANCELLED; the others keep their order', async () => {
     const vt = new VirtualTime();
-    const limiter = new SlidingWindowLimiter({
+    const limiter = vt.limiter({
       limit: 1,
       windowMs: 100,
       marginMs: 0,
-      now: vt.clock,
-      sleep: vt.sleep,
     });
     const abort = new AbortController();
     const got: string[] = [];
@@ -304,12 +297,10 @@ describe('SlidingWindowLimiter', () => {
         ),
         async (limit, windowMs, marginMs, requests) => {
           const vt = new VirtualTime();
-          const limiter = new SlidingWindowLimiter({
+          const limiter = vt.limiter({
             limit,
             windowMs,
             marginMs,
-            now: vt.clock,
-            sleep: vt.sleep,
           });
           const { grants, arrivals } = await simulate(limiter, vt, requests);
           expect(grants).toHaveLength(requests.length);
@@ -339,12 +330,10 @@ describe('SlidingWindowLimiter', () => {
         async (limit, windowMs, marginMs, arrivals) => {
           const sortedArrivals = [...arrivals].sort((a, b) => a - b);
           const vt = new VirtualTime();
-          const limiter = new SlidingWindowLimiter({
+          const limiter = vt.limiter({
             limit,
             windowMs,
             marginMs,
-            now: vt.clock,
-            sleep: vt.sleep,
           });
           const requests = sortedArrivals.map((asksAt) => ({ asksAt, answerDelay: 0, duration: 0 }));
           const { grants: starts } = await simulate(limiter, vt, requests);
@@ -399,7 +388,7 @@ describe('limiterShape and maxStartsInAnySecond', () => {
       [3, 333, 1],
     ] as const) {
       const vt = new VirtualTime();
-      const limiter = new SlidingWindowLimiter({ limit, windowMs, marginMs, now: vt.clock, sleep: vt.sleep });
+      const limiter = vt.limiter({ limit, windowMs, marginMs });
       const { grants: starts } = await simulate(
         limiter,
         vt,
