@@ -2,9 +2,18 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { finished } from 'node:stream/promises';
+import {
+  type AlertChannel,
+  type AlertRecorder,
+  configuredChannels,
+  createAlertChannels,
+  createAlertDispatcher,
+  createAlertRecorder,
+  sendTestAlert,
+} from '../alerts/index.js';
 import { type AuditLog, createAuditLog } from '../audit/index.js';
 import { type Clock, type Sleep, systemClock, systemSleep } from '../clock/index.js';
-import { type Config, loadConfig } from '../config/index.js';
+import { type Config, loadConfig, loadPolicyFile, policyHash } from '../config/index.js';
 import {
   createEngine,
   createOperatorActions,
@@ -13,15 +22,18 @@ import {
   type PartnerPort,
 } from '../engine/index.js';
 import {
+  changeMode,
   createGuard,
   GATES_NOT_IN_PLACE,
   type GateClearance,
   type Mode,
   readGoLiveAt,
   readMode,
+  readModeChangedAt,
 } from '../guard/index.js';
 import { type IngestDeps, type IngestOptions, type IngestSummary, ingestFile } from '../ingest/index.js';
 import { createLogger, type Logger } from '../log/index.js';
+import { createRequestMonitor, type RequestMonitor } from '../monitor/index.js';
 import {
   createPseudonymizer,
   maskCompany,
@@ -30,13 +42,18 @@ import {
   maskPhone,
   type Pseudonymizer,
 } from '../pii/index.js';
-import { type LeadState, rampPosition } from '../policy/index.js';
+import { type LeadState, type ModeChange, type ModeCommand, rampPosition } from '../policy/index.js';
 import {
+  type Alert,
+  type AlertDelivery,
+  alertDeliveries,
   countLeadsByState,
   getRuntimeValue,
+  heartbeatsBetween,
   ingestTotals,
   listLeads,
   openStore,
+  recentAlerts,
   recentCycles,
   type Store,
   setRuntimeValue,
@@ -47,6 +64,8 @@ import { createPartnerClientFromConfig, type PartnerClient } from './partner.js'
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 
 const FINGERPRINT_KEY = 'pseudonym.fingerprint';
+/** The policy hash the installation last ran with: a different one voids the sign-offs. */
+const POLICY_HASH_KEY = 'policy.hash';
 
 /** A lead as anyone but the partner may see it: masked. */
 export interface MaskedLead {
@@ -96,6 +115,32 @@ export interface App {
   loadSyntheticLeadsIfEmpty(count: number): Promise<IngestSummary | null>;
   /** The mode, the ramp stage and the latest cycles, for `status`. */
   runState(): Promise<RunState>;
+  /** Alerts are recorded with their event and sent by the dispatcher (DESIGN.md: only `alerts` talks to Slack/SMTP). */
+  readonly alerts: AlertRecorder;
+  /** The configured alert channels (created on first use). */
+  alertChannels(): readonly AlertChannel[];
+  /** Send the alerts that are due, once (the supervisor runs this on an interval). */
+  dispatchAlerts(): Promise<{ sent: number; retrying: number; failed: number }>;
+  /** A test alert to every channel, recorded and audited (gate 5's evidence). */
+  sendTestAlert(): ReturnType<typeof sendTestAlert>;
+  recentAlerts(limit: number): Promise<(Alert & { deliveries: AlertDelivery[] })[]>;
+  readonly requestMonitor: RequestMonitor;
+  /**
+   * pause / resume / rollback / rearm, audited and alerted. `rearm` also needs Phase 4, the gates
+   * cleared, and no worker left running from before the rollback (it must have been restarted).
+   */
+  changeMode(
+    command: ModeCommand,
+    request: { actor?: string; reason: string; gates?: GateClearance },
+  ): Promise<ModeChange>;
+  /**
+   * Has the policy changed since it was last recorded (this process's, or the file on disk now)? A
+   * change voids every sign-off made against the old hash: audited, alerted (gate voided), and in
+   * Phase 4 outbound stops (rolled back). An unreadable or invalid file on disk counts as a change.
+   */
+  checkPolicy(
+    source: 'config' | 'disk',
+  ): Promise<{ changed: boolean; from: string | null; to: string | null }>;
   close(): Promise<void>;
 }
 
@@ -205,6 +250,85 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     return partnerClient;
   };
 
+  const alerts = createAlertRecorder({
+    clock,
+    channels: configuredChannels(config.alerts),
+    dedupWindowMs: config.policy.alertDedupMinutes * 60_000,
+  });
+  const requestMonitor = createRequestMonitor({ config, audit, alerts, clock });
+  let channels: AlertChannel[] | null = null;
+  const alertChannels = (): AlertChannel[] => {
+    if (channels !== null) return channels;
+    const created = createAlertChannels(config.alerts);
+    channels = created;
+    return created;
+  };
+  async function checkPolicy(source: 'config' | 'disk') {
+    let to: string | null = config.policyHash;
+    let problem: string | null = null;
+    if (source === 'disk') {
+      try {
+        to = policyHash(loadPolicyFile(config.policyFile));
+      } catch (error) {
+        to = null;
+        problem = `the policy file can no longer be read or is invalid: ${(error as Error).message}`;
+      }
+    }
+    const from = (await getRuntimeValue(store.db, POLICY_HASH_KEY)) ?? null;
+    if (from === null && to !== null) {
+      await setRuntimeValue(store.db, POLICY_HASH_KEY, to, clock.now());
+      return { changed: false, from, to };
+    }
+    if (from === to) return { changed: false, from, to };
+    const reason =
+      problem ??
+      `the policy changed (hash ${from?.slice(0, 12)}… → ${to?.slice(0, 12)}…): every sign-off made against the old policy is void`;
+    await store.db.transaction().execute(async (trx) => {
+      await audit.append(trx, {
+        actor: 'policy',
+        action: 'policy.changed',
+        details: { from, to, file: config.policyFile, reason },
+      });
+      await alerts.raise(trx, {
+        event: 'gate_voided',
+        dedupKey: `policy:${to}`,
+        message: `gates voided: ${reason}${config.phase === 4 ? '; outbound stopped (rolled back)' : ''}`,
+        details: { from, to },
+      });
+      if (config.phase === 4) {
+        await changeMode(trx, { audit, alerts, clock }, { command: 'rollback', actor: 'policy', reason });
+      }
+      if (to !== null) await setRuntimeValue(trx, POLICY_HASH_KEY, to, clock.now());
+    });
+    return { changed: true, from, to };
+  }
+
+  /** Why a re-arm is not allowed now, or null. */
+  async function rearmRefusal(clearance: GateClearance): Promise<string | null> {
+    if (config.phase !== 4)
+      return `this process is Phase ${config.phase}: re-arm from a Phase 4 configuration`;
+    const checked = await clearance.check();
+    if (!checked.cleared) return `the gates are not verified: ${checked.reason}`;
+    const rolledBackAt = await readModeChangedAt(store.db);
+    const now = clock.now();
+    // A worker that beat within the last two intervals and started before the rollback is still the
+    // one that was running then: it must be restarted (with the gates re-verified at its start) first.
+    const recent = await heartbeatsBetween(
+      store.db,
+      now - 2 * config.policy.heartbeatIntervalSeconds * 1000,
+      now + 1,
+    );
+    const stale = recent.find((h) => rolledBackAt !== null && h.worker_started_at < rolledBackAt);
+    if (stale) {
+      return `the worker running at the rollback (pid ${stale.pid}, started ${new Date(stale.worker_started_at).toISOString()}) is still running: restart it in Phase 4 first`;
+    }
+    return null;
+  }
+
+  const dispatcher = () => createAlertDispatcher({ store, clock, logger, channels: alertChannels() });
+  // The gates module's answer; until it exists nothing is cleared (there is no bypass).
+  const gates: GateClearance = GATES_NOT_IN_PLACE;
+
   let closed = false;
   return {
     config,
@@ -280,9 +404,39 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         pseudonymizer: p,
         guard,
         partner,
+        alerts,
+        monitor: requestMonitor,
       });
     },
-    gates: GATES_NOT_IN_PLACE,
+    gates,
+    alerts,
+    alertChannels,
+    dispatchAlerts: () => dispatcher().dispatchDue(),
+    sendTestAlert: () =>
+      sendTestAlert({ store, audit, clock, channels: alertChannels(), operator: config.operator }),
+    async recentAlerts(limit) {
+      const rows = await recentAlerts(store.db, limit);
+      return Promise.all(
+        rows.map(async (a) => ({ ...a, deliveries: await alertDeliveries(store.db, a.id) })),
+      );
+    },
+    requestMonitor,
+    checkPolicy,
+    async changeMode(command, request) {
+      const actor = request.actor ?? config.operator;
+      if (command === 'rearm') {
+        const refusal = await rearmRefusal(request.gates ?? gates);
+        if (refusal !== null) {
+          await audit.record({ actor, action: 'mode.rearm_refused', details: { reason: refusal } });
+          return { kind: 'refused', mode: await readMode(store.db), reason: refusal };
+        }
+      }
+      return store.db
+        .transaction()
+        .execute((trx) =>
+          changeMode(trx, { audit, alerts, clock }, { command, actor, reason: request.reason }),
+        );
+    },
     async loadSyntheticLeadsIfEmpty(count) {
       if (config.realDataIngest || config.phase !== 3) return null;
       const totals = await ingestTotals(store.db);
@@ -337,6 +491,8 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     },
     async close() {
       await partnerClient?.close().catch(() => undefined);
+      for (const channel of channels ?? []) await channel.close().catch(() => undefined);
+      channels = null;
       if (closed) return;
       closed = true;
       await store.close();

@@ -40,7 +40,7 @@ export function createPartnerClientFromConfig(config: Config, clock: Clock): Par
   return {
     health: async (signal) => (await get()).health(signal),
     ensureToken: async (validForMs, signal) => (await get()).ensureToken(validForMs, signal),
-    sendBatch: async (batch, signal) => (await get()).sendBatch(batch, signal),
+    sendBatch: async (batch, signal, holdNew) => (await get()).sendBatch(batch, signal, holdNew),
     close: async () => {
       if (client) await (await client).close();
     },

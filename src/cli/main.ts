@@ -3,12 +3,14 @@ import { isAppError } from '../app/index.js';
 import { isConfigError } from '../config/index.js';
 import { isIngestFileError } from '../ingest/index.js';
 import { isStoreError } from '../store/index.js';
+import { registerAlerts } from './commands/alerts.js';
 import { registerAudit } from './commands/audit.js';
 import { registerConfig } from './commands/config.js';
 import { registerCycle } from './commands/cycle.js';
 import { registerIngest } from './commands/ingest.js';
 import { registerInit } from './commands/init.js';
 import { registerLeads } from './commands/leads.js';
+import { registerMode } from './commands/mode.js';
 import { registerQuarantine } from './commands/quarantine.js';
 import { registerRun } from './commands/run.js';
 import { registerSandbox } from './commands/sandbox.js';
@@ -42,7 +44,9 @@ export function buildProgram(io: CliIo): Command {
   registerRun(program, ctx);
   registerCycle(program, ctx);
   registerQuarantine(program, ctx);
+  registerMode(program, ctx);
   registerSandbox(program, ctx);
+  registerAlerts(program, ctx);
   for (const command of program.commands) applyExitOverride(command, io);
   return program;
 }

@@ -6,10 +6,17 @@ import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { HARD_CAPS } from '../policy/index.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
+import {
+  type AlertSettings,
+  type MetricsSettings,
+  readAlertSettings,
+  readMetricsSettings,
+} from './monitoring.js';
 import { type PartnerSettings, readPartnerSettings } from './partner.js';
 import { deepFreeze, loadPolicyFile, type PolicyDocument, policyHash } from './policy-file.js';
 
 export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
+export type { AlertSettings, MetricsSettings } from './monitoring.js';
 export type { PartnerSettings } from './partner.js';
 export { loadPolicyFile, type PolicyDocument, policyHash, policySchema } from './policy-file.js';
 
@@ -58,12 +65,19 @@ export const KNOWN_VARIABLES = [
   'VALHALLA_PARTNER_CLIENT_SECRET',
   'VALHALLA_PARTNER_CA_FILE',
   'VALHALLA_CYCLE_INTERVAL_S',
+  'VALHALLA_SLACK_WEBHOOK_URL',
+  'VALHALLA_SMTP_URL',
+  'VALHALLA_ALERT_EMAIL_TO',
+  'VALHALLA_ALERT_EMAIL_FROM',
+  'VALHALLA_METRICS_PORT',
 ] as const;
 export type VariableName = (typeof KNOWN_VARIABLES)[number];
 
 const SECRET_VARIABLES: ReadonlySet<string> = new Set([
   'VALHALLA_PSEUDONYM_SECRET',
   'VALHALLA_PARTNER_CLIENT_SECRET',
+  'VALHALLA_SLACK_WEBHOOK_URL',
+  'VALHALLA_SMTP_URL',
 ]);
 const MIN_SECRET_LENGTH = 32;
 
@@ -93,6 +107,8 @@ export interface Config {
   readonly partner: PartnerSettings;
   /** Seconds between the starts of two cycles of `valhalla run`. */
   readonly cycleIntervalSeconds: number;
+  readonly alerts: AlertSettings;
+  readonly metrics: MetricsSettings;
   /** Where each variable's value came from, for `config show`. */
   readonly sources: Readonly<Record<string, SettingSource>>;
   /** The raw values as read (secrets included: print only through `describeConfig`). */
@@ -296,6 +312,8 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     read('VALHALLA_CYCLE_INTERVAL_S'),
     300,
   );
+  const alerts = readAlertSettings(raw, issues);
+  const metrics = readMetricsSettings(raw, issues);
 
   if (issues.length > 0 || policy === undefined) throw new ConfigError('CONFIG_INVALID', issues);
 
@@ -318,6 +336,8 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     operator,
     partner,
     cycleIntervalSeconds,
+    alerts,
+    metrics,
     sources,
     raw,
   });
@@ -534,6 +554,12 @@ export function describeConfig(config: Config): {
     VALHALLA_PARTNER_CLIENT_SECRET: config.partner.clientSecret === null ? '(not set)' : '******** (set)',
     VALHALLA_PARTNER_CA_FILE: config.partner.caFile ?? '(system CAs)',
     VALHALLA_CYCLE_INTERVAL_S: String(config.cycleIntervalSeconds),
+    VALHALLA_SLACK_WEBHOOK_URL: config.alerts.slackWebhookUrl === null ? '(not set)' : '******** (set)',
+    VALHALLA_SMTP_URL: config.alerts.smtpUrl === null ? '(not set)' : maskUrlPassword(config.alerts.smtpUrl),
+    VALHALLA_ALERT_EMAIL_TO:
+      config.alerts.emailTo.length === 0 ? '(not set)' : config.alerts.emailTo.join(', '),
+    VALHALLA_ALERT_EMAIL_FROM: config.alerts.emailFrom,
+    VALHALLA_METRICS_PORT: config.metrics.port === null ? 'off' : `127.0.0.1:${config.metrics.port}`,
   };
   return {
     phase: config.phase,

@@ -64,6 +64,22 @@ export const policySchema = z
       .int()
       .positive()
       .max(30, { error: 'the policy checks the heartbeat every 30 s' }),
+    heartbeatGraceSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30, { error: 'a grace longer than the heartbeat interval would hide a missed beat' }),
+    errorRateMinRequests: z.number().int().min(1).max(100),
+    errorRateConsecutiveFailures: z
+      .number()
+      .int()
+      .min(1)
+      .max(3, { error: 'the policy wants a dead partner rolled back within 3 requests' }),
+    alertDedupMinutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(60, { error: 'a repeat alert is suppressed for at most an hour' }),
     rollbackMaxMinutes: z
       .number()
       .positive()

@@ -1,10 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
+import type { AlertRecorder } from '../alerts/index.js';
 import type { AuditLog } from '../audit/index.js';
 import type { Clock, Sleep } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import { type Guard, readGoLiveAt, readMode, writeGoLiveAt } from '../guard/index.js';
 import type { Logger } from '../log/index.js';
+import type { RequestMonitor } from '../monitor/index.js';
+import { isOutboundError } from '../outbound/index.js';
 import { maskEmail, type Pseudonymizer } from '../pii/index.js';
 import {
   canonicalJson,
@@ -32,7 +35,6 @@ import {
   type Lead,
   lastLiveCycle,
   nextRetryAt,
-  recordAlert,
   releaseFromDeliveries,
   type Store,
   selectEligible,
@@ -60,6 +62,9 @@ export interface EngineDeps {
   guard: Guard;
   /** The partner client; null in Phase 3, where no socket to the partner is ever opened. */
   partner: PartnerPort | null;
+  alerts: AlertRecorder;
+  /** Records each request's outcome and rolls back when the error rate says so. */
+  monitor: RequestMonitor;
 }
 
 /** What one cycle did: the same data goes to the terminal, the cycles table and the audit chain. */
@@ -80,6 +85,8 @@ export interface CycleReport {
   quarantined: number;
   refused: number;
   healthFailed: boolean;
+  /** Why sending stopped inside the cycle (a rollback, a pause, the gates), or null. */
+  halted: string | null;
 }
 
 export interface Engine {
@@ -88,8 +95,15 @@ export interface Engine {
   /**
    * One cycle. `stop` (SIGTERM): claim nothing more, start no new request. `abortRequests`: cut a
    * request in flight (its batch stays `sending` and is resent with its key on the next start).
+   * `holdNew` (the mode left `live`): start no new request; one already sent finishes and is recorded.
    */
-  runCycle(options?: { stop?: AbortSignal; abortRequests?: AbortSignal }): Promise<CycleReport>;
+  runCycle(options?: CycleOptions): Promise<CycleReport>;
+}
+
+export interface CycleOptions {
+  stop?: AbortSignal;
+  abortRequests?: AbortSignal;
+  holdNew?: AbortSignal;
 }
 
 /** A lead's own idempotency key: derived from its dedup key, so it can never change or be minted twice. */
@@ -120,7 +134,7 @@ export function payloadSha256(batchKey: string, leads: Lead[]): string {
 }
 
 export function createEngine(deps: EngineDeps): Engine {
-  const { config, store, audit, clock, sleep, logger, pseudonymizer, guard, partner } = deps;
+  const { config, store, audit, clock, sleep, logger, pseudonymizer, guard, partner, alerts, monitor } = deps;
   const policy = config.policy;
   const maxRetries = policy.maxRetries;
   /** A token must outlive a whole attempt: the request's timeout plus margin. */
@@ -204,10 +218,15 @@ export function createEngine(deps: EngineDeps): Engine {
    * request) and one per request (its outcome, the next request's authorisation, or the cycle's end):
    * with synchronous=FULL each commit is an fsync, the cycle's main cost.
    */
-  async function runCycle(
-    options: { stop?: AbortSignal; abortRequests?: AbortSignal } = {},
-  ): Promise<CycleReport> {
-    const { stop, abortRequests } = options;
+  async function runCycle(options: CycleOptions = {}): Promise<CycleReport> {
+    const { abortRequests, holdNew } = options;
+    // Stopping (SIGTERM) or the mode leaving `live` both mean: claim nothing more, start no request.
+    const stop =
+      options.stop && holdNew ? AbortSignal.any([options.stop, holdNew]) : (options.stop ?? holdNew);
+    // A health check or token request is cut by the shutdown's deadline, and not started (or cut) once
+    // the mode has left `live`: after a rollback nothing at all goes to the partner.
+    const cutChecks =
+      abortRequests && holdNew ? AbortSignal.any([abortRequests, holdNew]) : (abortRequests ?? holdNew);
     const startedAt = clock.now();
     const mode = await readMode(store.db);
     const live = config.phase === 4 && !config.dryRun && !config.outboundDisabled && mode === 'live';
@@ -227,6 +246,7 @@ export function createEngine(deps: EngineDeps): Engine {
       quarantined: 0,
       refused: 0,
       healthFailed: false,
+      halted: null,
     };
     if (config.phase === 4 && mode === 'paused') return idle(report, startedAt, 'paused: the queue is kept');
 
@@ -290,7 +310,7 @@ export function createEngine(deps: EngineDeps): Engine {
     );
     // A health check must pass before any batch goes out (and before new leads are claimed for one).
     if (live && (dueNow > 0 || batches.length > 0) && !stop?.aborted) {
-      if (!(await checkPartner(context, report, abortRequests))) batches = [];
+      if (!(await checkPartner(context, report, cutChecks))) batches = [];
       // SIGTERM during the health check: claim nothing new.
       if (stop?.aborted) batches = [];
     }
@@ -345,10 +365,16 @@ export function createEngine(deps: EngineDeps): Engine {
         outcome = await partner.sendBatch(
           { batchKey: current.delivery.batch_key, leads: current.leads.map(toPartnerLead) },
           abortRequests,
+          holdNew,
         );
       } catch (error) {
         // The client throws only when it sent nothing (cancelled while waiting for a token or the
-        // rate limiter, or closed); at shutdown that is a parked batch, anything else is a bug.
+        // rate limiter, or closed). Held back by a mode change: the batch returns to its queue as it
+        // was, this attempt uncounted. At shutdown it is parked. Anything else is a bug.
+        if (holdNew?.aborted && !abortRequests?.aborted && isOutboundError(error, 'CANCELLED')) {
+          await holdBack(current, report);
+          break;
+        }
         if (!abortRequests?.aborted) throw error;
         outcome = null;
       }
@@ -371,12 +397,34 @@ export function createEngine(deps: EngineDeps): Engine {
         await recordOutcome(trx, current, outcome, report);
         return afterAction(trx, context, report, stop);
       });
-      if (next === null && !context.finished) next = await waitForRetry(context, report, stop, abortRequests);
+      if (next === null && !context.finished) next = await waitForRetry(context, report, stop, cutChecks);
     }
     if (!context.finished) {
       await store.db.transaction().execute(async (trx) => finish(trx, context, report));
     }
     return report;
+  }
+
+  /** An authorised batch that never started (the mode left `live` meanwhile): back to its queue, uncounted. */
+  async function holdBack(held: Authorized, report: CycleReport) {
+    report.halted ??= 'outbound stopped (mode changed) before the request started';
+    await store.db.transaction().execute(async (trx) => {
+      await audit.append(trx, {
+        actor: 'engine',
+        action: 'batch.held',
+        subject: `batch:${held.delivery.batch_key}`,
+        details: {
+          delivery: held.delivery.id,
+          attempt: held.attempt,
+          reason: 'outbound stopped before the request started: nothing sent, the attempt is not counted',
+        },
+      });
+      await setDeliveryState(trx, held.delivery.id, {
+        state: held.delivery.state,
+        now: clock.now(),
+        attemptsDelta: -1,
+      });
+    });
   }
 
   /**
@@ -389,7 +437,8 @@ export function createEngine(deps: EngineDeps): Engine {
     report: CycleReport,
     stop?: AbortSignal,
   ): Promise<Authorized | null> {
-    const canSend = report.kind === 'live' && partner !== null && !report.healthFailed && !stop?.aborted;
+    const canSend =
+      report.kind === 'live' && partner !== null && !report.healthFailed && !report.halted && !stop?.aborted;
     if (canSend && context.actions < context.actionsPerCycle && healthFresh(context)) {
       const authorized = await authorizeNext(trx, context, report);
       if (authorized) return authorized;
@@ -430,12 +479,12 @@ export function createEngine(deps: EngineDeps): Engine {
     context: CycleContext,
     report: CycleReport,
     stop?: AbortSignal,
-    abortRequests?: AbortSignal,
+    cutChecks?: AbortSignal,
   ): Promise<Authorized | null> {
     const at = await retryWithinCycle(store.db);
     if (at !== null) await sleep(Math.max(0, at - clock.now()), stop);
     if (stop?.aborted) return null;
-    if (!healthFresh(context) && !(await checkPartner(context, report, abortRequests))) return null;
+    if (!healthFresh(context) && !(await checkPartner(context, report, cutChecks))) return null;
     return store.db.transaction().execute((trx) => afterAction(trx, context, report, stop));
   }
 
@@ -446,17 +495,32 @@ export function createEngine(deps: EngineDeps): Engine {
     signal?: AbortSignal,
   ): Promise<boolean> {
     if (!partner) return false;
-    const health = await partner.health(signal);
+    // Cut (or never started) by our own shutdown or a rollback: nothing to say about the partner.
+    const cut = (error: unknown) => {
+      if (signal?.aborted) return null;
+      throw error;
+    };
+    const health = await partner.health(signal).catch(cut);
+    if (health === null || signal?.aborted) return false;
     if (!health.ok) {
       report.healthFailed = true;
-      await audit.record({
-        actor: 'engine',
-        action: 'partner.health_failed',
-        details: {
-          cycle: context.cycleId || null,
+      await store.db.transaction().execute(async (trx) => {
+        await audit.append(trx, {
+          actor: 'engine',
+          action: 'partner.health_failed',
+          details: {
+            cycle: context.cycleId || null,
+            status: health.status ?? null,
+            error: health.error ?? null,
+          },
+        });
+        const decision = await monitor.afterRequest(trx, {
+          endpoint: 'health',
+          outcome: 'retryable',
           status: health.status ?? null,
-          error: health.error ?? null,
-        },
+          ms: health.ms,
+        });
+        if (decision.rollback) report.halted = `rolled back: ${decision.reason}`;
       });
       logger.warn(
         { status: health.status, error: health.error },
@@ -464,13 +528,23 @@ export function createEngine(deps: EngineDeps): Engine {
       );
       return false;
     }
-    const token = await partner.ensureToken(tokenValidForMs, signal);
+    const token = await partner.ensureToken(tokenValidForMs, signal).catch(cut);
+    if (token === null || signal?.aborted) return false;
     if (token.kind !== 'ok') {
       report.healthFailed = true;
-      await audit.record({
-        actor: 'engine',
-        action: 'partner.token_failed',
-        details: { cycle: context.cycleId || null, status: token.status ?? null, message: token.message },
+      await store.db.transaction().execute(async (trx) => {
+        await audit.append(trx, {
+          actor: 'engine',
+          action: 'partner.token_failed',
+          details: { cycle: context.cycleId || null, status: token.status ?? null, message: token.message },
+        });
+        const decision = await monitor.afterRequest(trx, {
+          endpoint: 'token',
+          outcome: token.kind,
+          status: token.status ?? null,
+          ms: token.ms,
+        });
+        if (decision.rollback) report.halted = `rolled back: ${decision.reason}`;
       });
       logger.warn({ status: token.status, reason: token.message }, 'no partner token: nothing sent');
       return false;
@@ -521,7 +595,11 @@ export function createEngine(deps: EngineDeps): Engine {
       const dissolve =
         decision.code === 'LEAD_INELIGIBLE' ||
         (decision.code === 'BATCH_TOO_LARGE' && delivery.attempts === 0);
-      if (!dissolve) return null;
+      if (!dissolve) {
+        // Not this batch's fault: nothing more is sent this cycle (rolled back, paused, gates, caps).
+        if (HALTING.has(decision.code)) report.halted = decision.reason;
+        return null;
+      }
       await refuseDelivery(trx, delivery, leads, decision.ineligibleLeadIds ?? [], decision.reason);
       report.refused += leads.length;
     }
@@ -624,6 +702,14 @@ export function createEngine(deps: EngineDeps): Engine {
     const now = clock.now();
     const ids = leads.map((l) => l.id);
     const subject = `batch:${delivery.batch_key}`;
+    // Recorded first: a rollback it triggers commits with this outcome, before any next request.
+    const decision = await monitor.afterRequest(trx, {
+      endpoint: 'leads',
+      deliveryId: delivery.id,
+      attempt,
+      outcome,
+    });
+    if (decision.rollback) report.halted = `rolled back: ${decision.reason}`;
     if (outcome.kind === 'accepted') {
       await audit.append(trx, {
         actor: 'engine',
@@ -725,9 +811,7 @@ export function createEngine(deps: EngineDeps): Engine {
       lastOutcome: why.lastOutcome,
     });
     await setLeadsState(trx, leadIds, { state: 'quarantined', reason: why.reason, now });
-    await recordAlert(trx, {
-      at: now,
-      severity: 'warning',
+    await alerts.raise(trx, {
       event: 'quarantine',
       message: `batch of ${leadIds.length} lead(s) quarantined: ${why.reason}`,
       details: {
@@ -797,6 +881,15 @@ export function createEngine(deps: EngineDeps): Engine {
 
   return { recover, runCycle };
 }
+
+/** Guard refusals that stop the cycle's sending (as opposed to refusing one batch). */
+const HALTING: ReadonlySet<string> = new Set([
+  'DRY_RUN',
+  'MODE_NOT_LIVE',
+  'GATES_NOT_CLEARED',
+  'NO_PARTNER',
+  'PLAIN_HTTP',
+]);
 
 interface CycleContext {
   cycleId: number;

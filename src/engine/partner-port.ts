@@ -7,6 +7,9 @@ export interface PartnerPort {
   health(signal?: AbortSignal): Promise<HealthResult>;
   /** Make sure the token stays valid for at least `validForMs`; or say why none could be had. */
   ensureToken(validForMs: number, signal?: AbortSignal): Promise<TokenOutcome>;
-  /** ONE request; data, never an exception, for partner and network failures. */
-  sendBatch(batch: PartnerBatch, signal?: AbortSignal): Promise<SendOutcome>;
+  /**
+   * ONE request; data, never an exception, for partner and network failures. `holdNew` stops it
+   * from starting (it then throws, nothing sent); `signal` cuts it even in flight.
+   */
+  sendBatch(batch: PartnerBatch, signal?: AbortSignal, holdNew?: AbortSignal): Promise<SendOutcome>;
 }

@@ -14,6 +14,11 @@ export interface RunOptions {
   signal: AbortSignal;
   /** Aborted when the grace period after SIGTERM is over: a request still in flight is cut and parked. */
   abortRequests?: AbortSignal;
+  /** A fresh signal per cycle that aborts when the mode leaves `live` (the mode watch); Phase 4. */
+  holdNew?: () => AbortSignal;
+  /** Before each cycle (e.g. the policy check, which may roll back). */
+  beforeCycle?: () => Promise<void>;
+  onCycleStart?: () => void;
   onCycle?: (report: CycleReport) => void;
 }
 
@@ -24,9 +29,12 @@ export async function runCycles(options: RunOptions): Promise<{ cycles: number }
   let cycles = 0;
   while (!signal.aborted && (options.maxCycles === undefined || cycles < options.maxCycles)) {
     const started = clock.now();
+    options.onCycleStart?.();
+    await options.beforeCycle?.();
     const report = await engine.runCycle({
       stop: signal,
       ...(options.abortRequests ? { abortRequests: options.abortRequests } : {}),
+      ...(options.holdNew ? { holdNew: options.holdNew() } : {}),
     });
     cycles++;
     options.onCycle?.(report);

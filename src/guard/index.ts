@@ -177,4 +177,14 @@ export function createGuard(deps: {
   };
 }
 
-export { type Mode, readGoLiveAt, readMode, writeGoLiveAt, writeMode } from './modes.js';
+export {
+  changeMode,
+  ERROR_WINDOW_SINCE_KEY,
+  type Mode,
+  type ModeChangeRequest,
+  readGoLiveAt,
+  readMode,
+  readModeChangedAt,
+  writeGoLiveAt,
+  writeMode,
+} from './modes.js';

@@ -1,10 +1,13 @@
 import type { Kysely, Transaction } from 'kysely';
+import type { AlertRecorder } from '../alerts/index.js';
+import type { AuditLog } from '../audit/index.js';
+import type { Clock } from '../clock/index.js';
+import { MODES, type Mode, type ModeChange, type ModeCommand, planModeChange } from '../policy/index.js';
 import type { Database } from '../store/index.js';
-import { getRuntimeValue, setRuntimeValue } from '../store/index.js';
 
-/** The persisted operational state (DESIGN.md "mode"). */
-export type Mode = 'live' | 'paused' | 'rolled_back';
-const MODES: readonly Mode[] = ['live', 'paused', 'rolled_back'];
+export type { Mode };
+
+import { getRuntimeValue, setRuntimeValue } from '../store/index.js';
 
 const MODE_KEY = 'mode';
 const GO_LIVE_KEY = 'go_live_at';
@@ -31,4 +34,65 @@ export async function readGoLiveAt(db: Executor): Promise<number | null> {
 
 export async function writeGoLiveAt(db: Executor, at: number): Promise<void> {
   await setRuntimeValue(db, GO_LIVE_KEY, String(at), at);
+}
+
+const MODE_CHANGED_AT_KEY = 'mode_changed_at';
+/** Where the error-rate window starts at the earliest: set by a re-arm. */
+export const ERROR_WINDOW_SINCE_KEY = 'error_rate_window_since';
+
+/** When the mode last changed (a rollback's time, for `rearm`), or null. */
+export async function readModeChangedAt(db: Executor): Promise<number | null> {
+  const value = await getRuntimeValue(db, MODE_CHANGED_AT_KEY);
+  return value === undefined ? null : Number(value);
+}
+
+export interface ModeChangeRequest {
+  command: ModeCommand;
+  /** Who: an operator's name, or `monitor` / `supervisor` for automatic triggers. */
+  actor: string;
+  reason: string;
+  /** Figures behind an automatic trigger (the error-rate decision, the heartbeat age), audited. */
+  evidence?: Record<string, unknown>;
+}
+
+/**
+ * Apply a mode command in the caller's transaction: the audit entry and the alert are committed
+ * with the change, before the change has any effect (DESIGN.md §3.6).
+ */
+export async function changeMode(
+  trx: Transaction<Database>,
+  deps: { audit: AuditLog; alerts: AlertRecorder; clock: Clock },
+  request: ModeChangeRequest,
+): Promise<ModeChange> {
+  // Write before reading: on SQLite this takes the write lock (a transaction that reads first fails
+  // when another process wrote meanwhile); on PostgreSQL it locks the mode's row, so two changes at
+  // once are applied one after the other, the second seeing the first.
+  await trx
+    .updateTable('runtime_state')
+    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+    .where('key', '=', MODE_KEY)
+    .execute();
+  const current = await readMode(trx);
+  const plan = planModeChange(current, request.command);
+  if (plan.kind !== 'change') return plan;
+  const now = deps.clock.now();
+  const [entry] = await deps.audit.append(trx, {
+    actor: request.actor,
+    action: `mode.${request.command}`,
+    details: { from: plan.from, to: plan.to, reason: request.reason, ...(request.evidence ?? {}) },
+  });
+  await writeMode(trx, plan.to, now);
+  await setRuntimeValue(trx, MODE_CHANGED_AT_KEY, String(now), now);
+  if (request.command === 'rearm') await setRuntimeValue(trx, ERROR_WINDOW_SINCE_KEY, String(now), now);
+  await deps.alerts.raise(trx, {
+    event: request.command === 'rollback' ? 'rollback' : 'mode_change',
+    // Every change is its own alert (keyed by its audit entry): never folded into an earlier one.
+    dedupKey: `mode:${entry?.seq ?? now}`,
+    message:
+      request.command === 'rollback'
+        ? `ROLLED BACK by ${request.actor}: ${request.reason}. Outbound stopped; the worker continues as a dry run; the queue is kept.`
+        : `mode ${plan.from} → ${plan.to} by ${request.actor}: ${request.reason}`,
+    details: { from: plan.from, to: plan.to, actor: request.actor, ...(request.evidence ?? {}) },
+  });
+  return plan;
 }

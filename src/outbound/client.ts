@@ -74,7 +74,11 @@ export interface PartnerClient {
    * inside: retries are separate actions the engine authorises and records. Returns data for every
    * partner or network failure; throws only `INVALID_BATCH`, `CLIENT_CLOSED`, `CANCELLED` (nothing sent).
    */
-  sendBatch(batch: PartnerBatch, signal?: AbortSignal): Promise<SendOutcome>;
+  /**
+   * `signal` cuts the request at any point (in flight too); `holdNew` only stops it from starting:
+   * aborted while it waits for a token, a slot or a rate permit, it throws `CANCELLED` with nothing sent.
+   */
+  sendBatch(batch: PartnerBatch, signal?: AbortSignal, holdNew?: AbortSignal): Promise<SendOutcome>;
   /** Refuse new requests, let those in flight finish (each within its deadline), release sockets. Safe twice. */
   close(): Promise<void>;
 }
@@ -169,14 +173,15 @@ class HttpPartnerClient implements PartnerClient {
     return { kind: 'ok', expiresAtMs: current.expiresAtMs, refreshed: current.refreshed };
   }
 
-  async sendBatch(batch: PartnerBatch, signal?: AbortSignal): Promise<SendOutcome> {
+  async sendBatch(batch: PartnerBatch, signal?: AbortSignal, holdNew?: AbortSignal): Promise<SendOutcome> {
     checkBatch(batch);
     if (this.#transport.closed) {
       throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
     }
     const body = JSON.stringify({ leads: batch.leads });
     // The token must outlive the request itself; the engine asks for longer before a cycle.
-    const token = await abortable(this.#tokens.get(this.#timeoutMs), signal);
+    const waiting = holdNew && signal ? AbortSignal.any([signal, holdNew]) : (holdNew ?? signal);
+    const token = await abortable(this.#tokens.get(this.#timeoutMs), waiting);
     if (token.kind !== 'ok') return token;
     const exchange = await this.#transport.exchange({
       method: 'POST',
@@ -190,6 +195,7 @@ class HttpPartnerClient implements PartnerClient {
       body,
       readBody: true,
       signal,
+      holdNew,
     });
     if (exchange.kind === 'failure') return this.#networkOutcome('batch', exchange);
     const { status, headers, ms } = exchange;

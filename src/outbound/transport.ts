@@ -27,6 +27,8 @@ export interface ExchangeRequest {
   /** Read (capped) the body of a 2xx answer; any other body is discarded unread. */
   readBody: boolean;
   signal?: AbortSignal | undefined;
+  /** Stops the request from starting (while it waits for a slot or a permit); never cuts it once sent. */
+  holdNew?: AbortSignal | undefined;
 }
 
 /** One request's result as plain data: a response (any status), or a failure with its error code. */
@@ -94,13 +96,23 @@ export class Transport {
     if (this.#closing)
       throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
     const { gate, limiter } = this.#options;
-    const releaseSlot = await gate.acquire(request.signal);
+    const { signal, holdNew } = request;
+    const waiting = holdNew && signal ? AbortSignal.any([signal, holdNew]) : (holdNew ?? signal);
+    const releaseSlot = await gate.acquire(waiting);
     let permit: RatePermit;
     try {
-      permit = await limiter.acquire(request.signal);
+      permit = await limiter.acquire(waiting);
     } catch (error) {
       releaseSlot();
       throw error;
+    }
+    if (holdNew?.aborted) {
+      permit.release();
+      releaseSlot();
+      throw new OutboundError(
+        'CANCELLED',
+        'outbound was stopped before the request started; nothing was sent',
+      );
     }
     if (this.#closing) {
       // Closed while this request waited: it never went out, and the permit counts as a start anyway.

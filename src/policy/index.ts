@@ -10,8 +10,23 @@ export {
   utcDayStart,
 } from './ceiling.js';
 export { type EligibilityRules, freshnessCutoff, initialLeadState, isStale } from './eligibility.js';
+export {
+  ERROR_RATE_Z,
+  type ErrorRateDecision,
+  type ErrorRateRule,
+  errorRateDecision,
+  wilsonLowerBound,
+} from './error-rate.js';
 export { LEAD_STATES, type LeadState } from './lead-state.js';
 export { isLoopbackHost } from './loopback.js';
+export {
+  MODES,
+  type Mode,
+  type ModeChange,
+  type ModeCommand,
+  nextDailyRestart,
+  planModeChange,
+} from './mode.js';
 export { type RampPosition, type RampStageRule, rampPosition } from './ramp.js';
 export {
   backoffDelayMs,

@@ -1,3 +1,14 @@
+export {
+  alertDeliveries,
+  countAlertRepeat,
+  finishAlertDelivery,
+  getAlert,
+  insertAlert,
+  leaseDueAlertDeliveries,
+  type NewAlert,
+  recentAlerts,
+  recentAlertWithKey,
+} from './alerts.js';
 export type { Dialect } from './dialect.js';
 export { isStoreError, StoreError, type StoreErrorCode } from './errors.js';
 export {
@@ -10,6 +21,15 @@ export {
 } from './ingest-runs.js';
 export { countLeadsByState, findLeadOrigins, insertLeadsSkippingDuplicates, listLeads } from './leads.js';
 export { migrateToLatest } from './migrate.js';
+export {
+  countedRequestsSince,
+  countFailuresSince,
+  heartbeatsBetween,
+  latestHeartbeat,
+  recordHeartbeat,
+  recordRequest,
+  requestTotals,
+} from './monitoring.js';
 export { openStore, type Store, type StoreTarget } from './open.js';
 export {
   ClaimConflict,
@@ -26,7 +46,6 @@ export {
   nextRetryAt,
   quarantinedLeads,
   recentCycles,
-  recordAlert,
   releaseFromDeliveries,
   selectEligible,
   setDeliveryState,
@@ -36,13 +55,21 @@ export {
 } from './outbox.js';
 export { getRuntimeValue, setRuntimeValue } from './runtime-state.js';
 export type {
+  Alert,
+  AlertDelivery,
+  AlertKind,
+  AlertSeverity,
   AuditRow,
   Cycle,
   CycleKind,
   Database,
   Delivery,
   DeliveryState,
+  Heartbeat,
   IngestRun,
   Lead,
   NewLead,
+  RequestClass,
+  RequestOutcome,
+  RequestRow,
 } from './schema.js';

@@ -349,29 +349,3 @@ export async function releaseFromDeliveries(db: Executor, leadId: number): Promi
     .where('live', '=', 1)
     .execute();
 }
-
-// ---- alerts ----
-
-export async function recordAlert(
-  db: Executor,
-  alert: {
-    at: number;
-    severity: 'info' | 'warning' | 'critical';
-    event: string;
-    message: string;
-    details: unknown;
-  },
-): Promise<number> {
-  const row = await db
-    .insertInto('alerts')
-    .values({
-      at: alert.at,
-      severity: alert.severity,
-      event: alert.event,
-      message: alert.message,
-      details: JSON.stringify(alert.details),
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
-}

@@ -129,8 +129,62 @@ export interface AlertsTable {
   event: string;
   message: string;
   details: string;
-  sent_at: number | null;
+  /** Unused since 0005 (delivery is per channel, in alert_deliveries); kept for old rows. */
+  sent_at: ColumnType<number | null, number | null | undefined, number | null>;
   attempts: ColumnType<number, number | undefined, number>;
+  /** Repeats with the same key within the de-duplication window are counted here, not sent. */
+  dedup_key: ColumnType<string, string | undefined, string>;
+  kind: ColumnType<AlertKind, AlertKind | undefined, AlertKind>;
+  repeats: ColumnType<number, number | undefined, number>;
+}
+
+export type AlertSeverity = 'info' | 'warning' | 'critical';
+/** `event`: something happened; `raised` / `recovered`: a condition turned on / off; `test`: `alerts test`. */
+export type AlertKind = 'event' | 'raised' | 'recovered' | 'test';
+
+/** One channel's delivery of one alert (the alert outbox). */
+export interface AlertDeliveriesTable {
+  alert_id: number;
+  channel: string;
+  state: 'pending' | 'sent' | 'failed';
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: number;
+  lease_until: ColumnType<number | null, number | null | undefined, number | null>;
+  sent_at: ColumnType<number | null, number | null | undefined, number | null>;
+  last_error: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export type RequestOutcome = 'accepted' | 'retryable' | 'auth' | 'permanent';
+/** How a request counts for the error rate: 429 (the partner's own throttle) is excluded. */
+export type RequestClass = 'success' | 'failure' | 'excluded';
+
+/** One outbound request to the partner's leads endpoint and how it ended. */
+export interface RequestsTable {
+  id: Generated<number>;
+  at: number;
+  endpoint: 'leads' | 'health' | 'token';
+  delivery_id: number | null;
+  attempt: number | null;
+  outcome: RequestOutcome;
+  status: number | null;
+  class: RequestClass;
+  ms: number;
+}
+
+/** The worker's heartbeat, every heartbeat interval: the watchdog's, the metrics' and stability's source. */
+export interface HeartbeatsTable {
+  id: Generated<number>;
+  at: number;
+  /** host:pid of the worker. */
+  runner: string;
+  pid: number;
+  worker_started_at: number;
+  phase: 3 | 4;
+  rss_bytes: number;
+  heap_used_bytes: number;
+  /** What the worker was doing: `idle` between cycles, `cycle` inside one. */
+  state: string;
+  cycle_id: number | null;
 }
 
 export interface DailyUsageTable {
@@ -146,6 +200,9 @@ export interface Database {
   deliveries: DeliveriesTable;
   delivery_leads: DeliveryLeadsTable;
   alerts: AlertsTable;
+  alert_deliveries: AlertDeliveriesTable;
+  requests: RequestsTable;
+  heartbeats: HeartbeatsTable;
   leads: LeadsTable;
   ingest_runs: IngestRunsTable;
   ingest_outcomes: IngestOutcomesTable;
@@ -159,3 +216,7 @@ export type IngestRun = Selectable<IngestRunsTable>;
 export type AuditRow = Selectable<AuditLogTable>;
 export type Cycle = Selectable<CyclesTable>;
 export type Delivery = Selectable<DeliveriesTable>;
+export type Alert = Selectable<AlertsTable>;
+export type AlertDelivery = Selectable<AlertDeliveriesTable>;
+export type Heartbeat = Selectable<HeartbeatsTable>;
+export type RequestRow = Selectable<RequestsTable>;

@@ -7,7 +7,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import SqliteDatabase from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import {
@@ -19,6 +18,7 @@ import {
   phase4Env as sharedPhase4Env,
   testEnv,
 } from '../support/cli.js';
+import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 
 const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
@@ -39,16 +39,6 @@ async function sandbox(options: Parameters<typeof startSandboxPartner>[0]): Prom
   });
   partners.push(partner);
   return partner;
-}
-
-/** Read the database directly (read-only): what the commands did, not what they say they did. */
-function query<T>(dbFile: string, sql: string, ...params: unknown[]): T[] {
-  const db = new SqliteDatabase(dbFile, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare(sql).all(...params) as T[];
-  } finally {
-    db.close();
-  }
 }
 
 function cycleLines(result: CliResult): string[] {

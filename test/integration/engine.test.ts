@@ -507,7 +507,8 @@ describe.each(list)('cycle engine on $name', (backend) => {
   it('caps: at most actions/cycle requests per cycle, retries included; a retry due later goes first next cycle', async () => {
     const w = await world(backend, {
       env: { VALHALLA_MAX_ACTIONS_PER_CYCLE: '2', VALHALLA_MAX_LEADS_PER_CYCLE: '4' },
-      sandbox: { faults: { failNext: 3 } },
+      // Two failures, not three: a third in a row would roll back (the error-rate rule, tested elsewhere).
+      sandbox: { faults: { failNext: 2 } },
     });
     await ingest(w, many('a', 2));
 
@@ -526,14 +527,14 @@ describe.each(list)('cycle engine on $name', (backend) => {
     const c2 = await w.cycle();
     // One action is left for new leads, and 2 of the 4 leads/cycle (A's 2 count): B takes 2 of the
     // 3 pending leads; A (due) goes first.
-    expect(c2).toMatchObject({ claimed: 2, actions: 2, accepted: 2, retrying: 2 });
+    expect(c2).toMatchObject({ claimed: 2, actions: 2, accepted: 4, retrying: 0 });
     w.clock.advance(4 * SECOND);
     const c3 = await w.cycle();
-    expect(c3).toMatchObject({ claimed: 1, actions: 2, accepted: 3 });
+    expect(c3).toMatchObject({ claimed: 1, actions: 1, accepted: 1 });
 
     const deliveries = await liveDeliveries(w);
     expect(deliveries.map((d) => [d.state, d.attempts, d.lead_count])).toEqual([
-      ['accepted', 4, 2],
+      ['accepted', 3, 2],
       ['accepted', 1, 2],
       ['accepted', 1, 1],
     ]);
@@ -547,12 +548,12 @@ describe.each(list)('cycle engine on $name', (backend) => {
     expect([...perCycle.entries()]).toEqual([
       [c1.cycleId, [keyA, keyA]],
       [c2.cycleId, [keyA, keyB]],
-      [c3.cycleId, [keyA, keyC]],
+      [c3.cycleId, [keyC]],
     ]);
     const cycles = await w.app.store.db.selectFrom('cycles').selectAll().orderBy('id').execute();
-    expect(cycles.map((c) => c.actions)).toEqual([2, 2, 2]);
+    expect(cycles.map((c) => c.actions)).toEqual([2, 2, 1]);
     // Every request the partner saw was one of these actions.
-    expect(w.sandbox.stats().batches.received).toBe(6);
+    expect(w.sandbox.stats().batches.received).toBe(5);
     expect(w.sandbox.stats().leads).toEqual({ accepted: 5, duplicates: 0 });
     expect(await audit(w, 'guard.refused')).toHaveLength(0);
   });
@@ -848,15 +849,17 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(await audit(w, 'guard.refused')).toHaveLength(0);
   });
 
-  it('100% batch failure: 1 + 3 retries (1 s, 2 s, 4 s), then quarantine with a PII-free alert; errorRate 1 fails the health check', async () => {
+  it('100% batch failure: rolled back at the 3rd failed request (1 s, 2 s apart), the batch kept; after a re-arm the last retry (4 s) fails and quarantines with a PII-free alert', async () => {
     const w = await world(backend, { sandbox: { faults: { failNext: 4 } } });
     const specs = many('q', 2);
     await ingest(w, specs);
     const t0 = w.clock.now();
     const c1 = await w.cycle();
-    expect(c1).toMatchObject({ claimed: 2, actions: 4, accepted: 0, quarantined: 2 });
-    expect(w.sleeps).toEqual([1000, 2000, 4000]);
-    expect(w.clock.now() - t0).toBe(7 * SECOND);
+    // Three failed requests in a row: the error-rate rule rolls back; the batch waits, not quarantined.
+    expect(c1).toMatchObject({ claimed: 2, actions: 3, accepted: 0, quarantined: 0 });
+    expect(c1.halted).toMatch(/rolled back: 3 requests in a row failed/);
+    expect(w.sleeps).toEqual([1000, 2000]);
+    expect(w.clock.now() - t0).toBe(3 * SECOND);
     expect(
       (await audit(w, 'batch.retry_scheduled')).map((e) => [e.details.attempt, e.details.retryInMs]),
     ).toEqual([
@@ -864,6 +867,21 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       [2, 2000],
       [3, 4000],
     ]);
+    const rollback = await audit(w, 'mode.rollback');
+    expect(rollback).toHaveLength(1);
+    expect(rollback[0]).toMatchObject({ actor: 'monitor' });
+    expect(rollback[0]!.details).toMatchObject({ from: 'live', to: 'rolled_back', consecutiveFailures: 3 });
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 3 });
+    expect([...(await leads(w)).values()].every((l) => l.state === 'in_flight')).toBe(true);
+    // Rolled back: the next cycle is a dry run and sends nothing.
+    w.clock.advance(5 * SECOND);
+    expect(await w.cycle()).toMatchObject({ kind: 'dry_run', actions: 0 });
+    expect(w.sandbox.stats().batches.received).toBe(3);
+    // Re-armed (Phase 4, the gates, no worker from before the rollback): the last retry goes out, fails, quarantines.
+    const rearmed = await w.app.changeMode('rearm', { reason: 'partner fixed', gates: CLEARED });
+    expect(rearmed).toMatchObject({ kind: 'change', from: 'rolled_back', to: 'live' });
+    const c1b = await w.cycle();
+    expect(c1b).toMatchObject({ claimed: 0, actions: 1, accepted: 0, quarantined: 2, halted: null });
     const [d] = await liveDeliveries(w);
     expect(d).toMatchObject({ state: 'quarantined', attempts: 4, last_status: 503, next_attempt_at: null });
     const all = [...(await leads(w)).values()];
@@ -873,11 +891,14 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     }
     const quarantined = await audit(w, 'batch.quarantined');
     expect(quarantined).toHaveLength(1);
-    const alerts = await w.app.store.db.selectFrom('alerts').selectAll().execute();
-    expect(alerts).toHaveLength(1);
-    expect(alerts[0]).toMatchObject({ event: 'quarantine', severity: 'warning' });
-    expect(alerts[0]!.message).toMatch(/2 lead\(s\) quarantined/);
-    expect(JSON.parse(alerts[0]!.details)).toMatchObject({ batchKey: d!.batch_key, leads: 2, status: 503 });
+    const alerts = await w.app.store.db.selectFrom('alerts').selectAll().orderBy('id').execute();
+    expect(alerts.map((a) => [a.event, a.severity])).toEqual([
+      ['rollback', 'critical'],
+      ['mode_change', 'warning'],
+      ['quarantine', 'warning'],
+    ]);
+    expect(alerts[2]!.message).toMatch(/2 lead\(s\) quarantined/);
+    expect(JSON.parse(alerts[2]!.details)).toMatchObject({ batchKey: d!.batch_key, leads: 2, status: 503 });
     expectNoPii(
       JSON.stringify(alerts),
       specs.map((s) => s.tag),
@@ -889,6 +910,14 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     await ingest(w, many('e', 1));
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
+    // A failed health check counts as a failed request (one of them: no rollback yet).
+    expect(
+      await w.app.store.db
+        .selectFrom('requests')
+        .select(['endpoint', 'class'])
+        .where('endpoint', '=', 'health')
+        .execute(),
+    ).toEqual([{ endpoint: 'health', class: 'failure' }]);
     expect(w.sandbox.stats().batches.received).toBe(4);
     expect(lead(await leads(w), 'e1').state).toBe('pending');
     const failed = await audit(w, 'partner.health_failed');

@@ -18,15 +18,18 @@ const list = await backends();
 afterAll(dropTestSchemas);
 
 const TABLES = [
+  'alert_deliveries',
   'alerts',
   'audit_log',
   'cycles',
   'daily_usage',
   'deliveries',
   'delivery_leads',
+  'heartbeats',
   'ingest_outcomes',
   'ingest_runs',
   'leads',
+  'requests',
   'runtime_state',
   'valhalla_migration',
 ];

@@ -1,0 +1,346 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { createAlertDispatcher } from '../alerts/index.js';
+import { systemSleep } from '../clock/index.js';
+import { PACKAGE_ROOT } from '../config/index.js';
+import { type CycleReport, describeCycle, runCycles } from '../engine/index.js';
+import { changeMode, type GateClearance } from '../guard/index.js';
+import {
+  createMetrics,
+  createSupervisor,
+  type HeartbeatMessage,
+  type ModeWatch,
+  type Supervisor,
+  type SupervisorEvent,
+  startHeartbeat,
+  startMetricsServer,
+  type WorkerHandle,
+  watchMode,
+} from '../monitor/index.js';
+import type { App } from './index.js';
+
+/** Synthetic leads loaded into an empty store in Phase 3 with real data off. */
+export const SYNTHETIC_LEADS = 5_000;
+/** How often the supervisor sends the alerts that are due. */
+const ALERT_DISPATCH_MS = 1_000;
+
+export interface WorkerRunOptions {
+  /** SIGTERM/SIGINT: claim nothing new, start no new request, finish what is in hand. */
+  stop: AbortSignal;
+  /** After the shutdown grace: cut a request in flight (its batch is parked and resent on restart). */
+  abortRequests: AbortSignal;
+  maxCycles?: number | undefined;
+  /** The gate clearance to start Phase 4 under; the gates module's by default. */
+  gates?: GateClearance;
+  /** To the supervisor (IPC), when there is one. */
+  send?: ((message: HeartbeatMessage) => void) | undefined;
+  /** Register for the supervisor's "the mode changed" messages. */
+  onModeMessage?: (listener: () => void) => void;
+  print: (line: string) => void;
+}
+
+/** The result of a run: 0 done, 3 refused (Phase 4 without the gates). */
+export interface RunResult {
+  code: 0 | 3;
+  reason?: string;
+}
+
+/**
+ * The worker (`valhalla worker`, started by `valhalla run`): cycles, the heartbeat, the mode watch.
+ * Phase 4 starts only with the gates verified at that moment.
+ */
+export async function runWorker(app: App, options: WorkerRunOptions): Promise<RunResult> {
+  const { config } = app;
+  const gates = options.gates ?? app.gates;
+  if (config.phase === 4) {
+    const clearance = await gates.check();
+    if (!clearance.cleared) {
+      await app.audit.record({
+        actor: config.operator,
+        action: 'run.refused',
+        details: { phase: 4, reason: clearance.reason },
+      });
+      return { code: 3, reason: clearance.reason };
+    }
+  }
+  // A policy that changed since the last run voids the sign-offs (and rolls back in Phase 4).
+  const policy = await app.checkPolicy('config');
+  if (policy.changed)
+    options.print(
+      `policy changed since the last run: sign-offs void${config.phase === 4 ? ', rolled back' : ''}`,
+    );
+  const loaded = await app.loadSyntheticLeadsIfEmpty(SYNTHETIC_LEADS);
+  if (loaded) {
+    options.print(
+      `empty store, VALHALLA_REAL_DATA_INGEST=0: loaded ${loaded.read} synthetic leads (accepted ${loaded.accepted}, duplicate ${loaded.duplicate}, rejected ${loaded.rejected})`,
+    );
+  }
+  const startedAt = app.clock.now();
+  let state: { state: string; cycleId: number | null } = { state: 'starting', cycleId: null };
+  const heartbeat = startHeartbeat({
+    store: app.store,
+    clock: app.clock,
+    logger: app.logger,
+    monitor: app.requestMonitor,
+    phase: config.phase,
+    intervalMs: config.policy.heartbeatIntervalSeconds * 1000,
+    startedAt,
+    state: () => state,
+    send: options.send,
+  });
+  const watch: ModeWatch | null = config.phase === 4 ? watchMode(app.store, app.logger) : null;
+  if (watch) options.onModeMessage?.(() => watch.poke());
+  try {
+    await runCycles({
+      engine: app.engine({ gates }),
+      clock: app.clock,
+      sleep: systemSleep,
+      logger: app.logger,
+      intervalMs: config.cycleIntervalSeconds * 1000,
+      ...(options.maxCycles !== undefined ? { maxCycles: options.maxCycles } : {}),
+      signal: options.stop,
+      abortRequests: options.abortRequests,
+      ...(watch ? { holdNew: () => watch.signal() } : {}),
+      // The policy file edited while running: caught before the next cycle, not at the next restart.
+      beforeCycle: async () => {
+        const changed = await app.checkPolicy('disk');
+        if (changed.changed) options.print('the policy file changed: sign-offs void, outbound stopped');
+      },
+      onCycleStart: () => {
+        state = { state: 'cycle', cycleId: null };
+      },
+      onCycle: (report: CycleReport) => {
+        state = { state: 'idle', cycleId: report.cycleId };
+        options.print(describeCycle(report));
+      },
+    });
+  } finally {
+    watch?.stop();
+    await heartbeat.stop();
+  }
+  return { code: 0 };
+}
+
+export interface SupervisorRunOptions {
+  stop: AbortSignal;
+  /** Arguments for the worker after `worker` (e.g. `--cycles 2`). */
+  workerArgs: string[];
+  /** How to start a worker; `valhalla worker` with the heap limit by default (tests pass a harness). */
+  spawnWorker?: (execArgv: string[]) => ChildProcess;
+  gates?: GateClearance;
+  stdout: Writable;
+  stderr: Writable;
+  print: (line: string) => void;
+}
+
+/** The entry point of the built CLI: the worker is this file's `valhalla worker`. */
+export const BIN = join(PACKAGE_ROOT, 'bin', 'valhalla.js');
+
+/**
+ * `valhalla run` (DESIGN.md §8): a small supervisor of one worker process with a heap limit. It
+ * watches the heartbeat and the worker's memory, restarts it after a crash, past its memory limit
+ * and daily, rolls back when a heartbeat is missed in Phase 4, sends the alerts, serves /metrics.
+ */
+export async function runSupervisor(
+  app: App,
+  options: SupervisorRunOptions,
+): Promise<RunResult | { code: number }> {
+  const { config, audit, alerts, clock, logger, store } = app;
+  if (config.phase === 4) {
+    const clearance = await (options.gates ?? app.gates).check();
+    if (!clearance.cleared) {
+      await audit.record({
+        actor: config.operator,
+        action: 'run.refused',
+        details: { phase: 4, reason: clearance.reason },
+      });
+      return { code: 3, reason: clearance.reason };
+    }
+  }
+  const heapMb = config.policy.memoryPerProcessMb;
+  const execArgv = [`--max-old-space-size=${heapMb}`];
+  const spawnChild =
+    options.spawnWorker ??
+    ((argv: string[]) =>
+      fork(BIN, ['worker', ...options.workerArgs], {
+        execArgv: argv,
+        env: process.env,
+        cwd: process.cwd(),
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      }));
+  const spawnWorker = (): WorkerHandle => {
+    const child = spawnChild(execArgv);
+    child.stdout?.pipe(options.stdout, { end: false });
+    child.stderr?.pipe(options.stderr, { end: false });
+    return childHandle(child);
+  };
+
+  const dispatcher = createAlertDispatcher({ store, clock, logger, channels: app.alertChannels() });
+  let supervisor: Supervisor | null = null;
+  const onEvent = async (event: SupervisorEvent) => {
+    await store.db.transaction().execute(async (trx) => {
+      switch (event.kind) {
+        case 'started':
+          await audit.append(trx, {
+            actor: 'supervisor',
+            action: 'worker.started',
+            details: { pid: event.pid },
+          });
+          return;
+        case 'first_heartbeat':
+          await alerts.condition(trx, 'heartbeat', false, {
+            event: 'heartbeat_missed',
+            message: `the worker's heartbeat is back (pid ${event.pid})`,
+            details: { pid: event.pid },
+          });
+          return;
+        case 'heartbeat_missed':
+          await audit.append(trx, {
+            actor: 'supervisor',
+            action: 'worker.heartbeat_missed',
+            details: { pid: event.pid, ageMs: event.ageMs, limitMs: event.limitMs },
+          });
+          await alerts.condition(trx, 'heartbeat', true, {
+            event: 'heartbeat_missed',
+            message: `no heartbeat from the worker (pid ${event.pid}) for ${Math.round(event.ageMs / 1000)} s (limit ${event.limitMs / 1000} s): ${config.phase === 4 ? 'rolled back, ' : ''}worker killed and restarted`,
+            details: { pid: event.pid, ageMs: event.ageMs, limitMs: event.limitMs },
+          });
+          if (config.phase === 4) {
+            await changeMode(
+              trx,
+              { audit, alerts, clock },
+              {
+                command: 'rollback',
+                actor: 'supervisor',
+                reason: `heartbeat missed: none for ${Math.round(event.ageMs / 1000)} s (limit ${event.limitMs / 1000} s)`,
+                evidence: { pid: event.pid, ageMs: event.ageMs },
+              },
+            );
+          }
+          return;
+        case 'memory_exceeded':
+          await audit.append(trx, {
+            actor: 'supervisor',
+            action: 'worker.memory_restart',
+            details: { pid: event.pid, rssBytes: event.rssBytes, limitBytes: event.limitBytes },
+          });
+          await alerts.raise(trx, {
+            event: 'memory_restart',
+            message: `worker (pid ${event.pid}) at ${mb(event.rssBytes)} MB RSS, over its ${mb(event.limitBytes)} MB limit: restarted`,
+            details: { pid: event.pid, rssBytes: event.rssBytes, limitBytes: event.limitBytes },
+          });
+          return;
+        case 'daily_restart':
+          await audit.append(trx, {
+            actor: 'supervisor',
+            action: 'worker.daily_restart',
+            details: { pid: event.pid, scheduled: event.at },
+          });
+          return;
+        case 'crashed':
+          await audit.append(trx, {
+            actor: 'supervisor',
+            action: 'worker.crashed',
+            details: {
+              pid: event.pid,
+              code: event.code,
+              signal: event.signal,
+              restartInMs: event.restartInMs,
+            },
+          });
+          await alerts.raise(trx, {
+            event: 'worker_crashed',
+            message: `worker (pid ${event.pid}) exited unexpectedly (${event.signal ?? `code ${event.code}`}): restarting in ${event.restartInMs / 1000} s`,
+            details: { pid: event.pid, code: event.code, signal: event.signal },
+          });
+          return;
+        case 'finished':
+          if (event.code !== 0) {
+            await audit.append(trx, {
+              actor: 'supervisor',
+              action: 'worker.refused_to_start',
+              details: { pid: event.pid, code: event.code },
+            });
+          }
+          return;
+      }
+    });
+    if (event.kind === 'heartbeat_missed' || event.kind === 'memory_exceeded' || event.kind === 'crashed') {
+      logger.warn({ event: event.kind, pid: event.pid }, 'worker supervision event');
+    }
+    // Alerts go out at once, not at the next dispatch tick.
+    void dispatcher.dispatchDue().catch(() => undefined);
+  };
+
+  supervisor = createSupervisor({
+    clock,
+    logger,
+    spawnWorker,
+    heartbeatIntervalMs: config.policy.heartbeatIntervalSeconds * 1000,
+    heartbeatGraceMs: config.policy.heartbeatGraceSeconds * 1000,
+    memoryLimitBytes: heapMb * 1024 * 1024,
+    dailyRestartUtc: config.policy.dailyRestartUtc,
+    stopGraceMs: 30_000,
+    onEvent,
+    fatalExitCodes: [2, 3],
+  });
+  const running = supervisor;
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | null = null;
+  if (config.metrics.port !== null) {
+    const metrics = createMetrics({
+      store,
+      config,
+      clock,
+      worker: () => {
+        const w = running.worker();
+        return w && { rssBytes: w.rssBytes ?? 0, heartbeatAt: w.heartbeatAt, pid: w.pid };
+      },
+    });
+    try {
+      metricsServer = await startMetricsServer({
+        render: () => metrics.render(),
+        contentType: metrics.contentType,
+        port: config.metrics.port,
+      });
+      options.print(`metrics: ${metricsServer.url}`);
+    } catch (error) {
+      // Monitoring may not be switched off silently: say so loudly, audit it, carry on sending nothing less safely.
+      const reason = (error as Error).message;
+      logger.error({ err: error }, 'metrics endpoint could not start');
+      options.print(`metrics endpoint NOT started: ${reason}`);
+      await audit.record({ actor: 'supervisor', action: 'metrics.unavailable', details: { reason } });
+    }
+  }
+  dispatcher.start(ALERT_DISPATCH_MS);
+  const onStop = () => void running.stop();
+  options.stop.addEventListener('abort', onStop, { once: true });
+  running.start();
+  try {
+    if (options.stop.aborted) await running.stop();
+    return await running.done;
+  } finally {
+    options.stop.removeEventListener('abort', onStop);
+    await running.stop();
+    await dispatcher.stop();
+    await metricsServer?.close();
+  }
+}
+
+function mb(bytes: number): number {
+  return Math.round(bytes / (1024 * 1024));
+}
+
+function childHandle(child: ChildProcess): WorkerHandle {
+  return {
+    pid: child.pid ?? -1,
+    send: (message) => {
+      if (child.connected) child.send(message);
+    },
+    kill: (signal) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    onMessage: (listener) => child.on('message', listener),
+    onExit: (listener) => child.on('exit', listener),
+  };
+}

@@ -1,0 +1,91 @@
+import { hostname } from 'node:os';
+import type { Clock } from '../clock/index.js';
+import type { Logger } from '../log/index.js';
+import { recordHeartbeat, type Store } from '../store/index.js';
+import type { RequestMonitor } from './request-monitor.js';
+import type { HeartbeatMessage } from './supervisor.js';
+
+export interface HeartbeatOptions {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  monitor: RequestMonitor;
+  phase: 3 | 4;
+  intervalMs: number;
+  /** When this worker started (the watchdog and `rearm` tell workers apart by it). */
+  startedAt: number;
+  /** What the worker is doing now. */
+  state: () => { state: string; cycleId: number | null };
+  /** To the supervisor over IPC, when there is one. */
+  send?: ((message: HeartbeatMessage) => void) | undefined;
+}
+
+export interface Heartbeat {
+  /** One beat now: to the supervisor, then to the database (with the hourly failure re-check). */
+  beat(): Promise<void>;
+  /** Stop beating; waits for a beat in progress. Safe twice. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The worker's heartbeat, every `intervalMs` (policy: 30 s): it runs on the worker's own event loop,
+ * so a worker that is frozen or busy-looping misses it, which is what the supervisor watches for.
+ */
+export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
+  const { store, clock, logger, monitor } = options;
+  const runner = `${hostname()}:${process.pid}`;
+  let inFlight: Promise<void> | null = null;
+
+  async function beat() {
+    const memory = process.memoryUsage();
+    const { state, cycleId } = options.state();
+    const at = clock.now();
+    // IPC first: the supervisor's watchdog must not wait on a slow database.
+    options.send?.({
+      type: 'heartbeat',
+      at,
+      rssBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      state,
+      cycleId,
+    });
+    try {
+      await store.db.transaction().execute(async (trx) => {
+        await recordHeartbeat(trx, {
+          at,
+          runner,
+          pid: process.pid,
+          worker_started_at: options.startedAt,
+          phase: options.phase,
+          rss_bytes: memory.rss,
+          heap_used_bytes: memory.heapUsed,
+          state,
+          cycle_id: cycleId,
+        });
+        await monitor.checkHourlyFailures(trx);
+      });
+    } catch (error) {
+      logger.error({ err: error }, 'heartbeat not recorded in the database');
+    }
+  }
+
+  const run = () => {
+    inFlight ??= beat().finally(() => {
+      inFlight = null;
+    });
+    return inFlight;
+  };
+  void run();
+  const timer = setInterval(run, options.intervalMs);
+  let stopped = false;
+  return {
+    beat: run,
+    async stop() {
+      if (!stopped) {
+        stopped = true;
+        clearInterval(timer);
+      }
+      await inFlight;
+    },
+  };
+}

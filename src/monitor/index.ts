@@ -1,0 +1,22 @@
+export { type Heartbeat, type HeartbeatOptions, startHeartbeat } from './heartbeat.js';
+export { createMetrics, type Metrics, type WorkerProbe } from './metrics.js';
+export { type MetricsServer, type MetricsServerOptions, startMetricsServer } from './metrics-server.js';
+export { MODE_POLL_MS, type ModeWatch, watchMode } from './mode-watch.js';
+export {
+  createRequestMonitor,
+  errorRateRule,
+  type MonitoredRequest,
+  type RequestMonitor,
+  requestClass,
+} from './request-monitor.js';
+export {
+  crashBackoffMs,
+  createSupervisor,
+  type HeartbeatMessage,
+  type ModeMessage,
+  procRss,
+  type Supervisor,
+  type SupervisorEvent,
+  type SupervisorOptions,
+  type WorkerHandle,
+} from './supervisor.js';

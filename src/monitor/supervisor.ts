@@ -1,0 +1,296 @@
+import { readFileSync } from 'node:fs';
+import type { Clock } from '../clock/index.js';
+import type { Logger } from '../log/index.js';
+import { nextDailyRestart } from '../policy/index.js';
+
+/** What the worker tells the supervisor over IPC. */
+export interface HeartbeatMessage {
+  type: 'heartbeat';
+  at: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  state: string;
+  cycleId: number | null;
+}
+
+/** What the supervisor tells the worker: the mode changed (look now, do not wait for the next poll). */
+export interface ModeMessage {
+  type: 'mode';
+}
+
+/** A running worker process, as the supervisor sees it. */
+export interface WorkerHandle {
+  readonly pid: number;
+  send(message: ModeMessage): void;
+  kill(signal: NodeJS.Signals): void;
+  onMessage(listener: (message: unknown) => void): void;
+  onExit(listener: (code: number | null, signal: NodeJS.Signals | null) => void): void;
+}
+
+export type SupervisorEvent =
+  | { kind: 'started'; pid: number; start: number }
+  | { kind: 'first_heartbeat'; pid: number }
+  | { kind: 'heartbeat_missed'; pid: number; ageMs: number; limitMs: number }
+  | { kind: 'memory_exceeded'; pid: number; rssBytes: number; limitBytes: number }
+  | { kind: 'daily_restart'; pid: number; at: string }
+  | { kind: 'crashed'; pid: number; code: number | null; signal: string | null; restartInMs: number }
+  | { kind: 'finished'; pid: number; code: number };
+
+export interface SupervisorOptions {
+  clock: Clock;
+  logger: Logger;
+  spawnWorker: () => WorkerHandle;
+  /** The worker's resident memory, read by the supervisor itself (a frozen worker reports nothing). */
+  readRss?: (pid: number) => number | null;
+  heartbeatIntervalMs: number;
+  heartbeatGraceMs: number;
+  memoryLimitBytes: number;
+  /** `HH:MM` UTC. */
+  dailyRestartUtc: string;
+  /** After SIGTERM, a worker still running this long later is killed. */
+  stopGraceMs: number;
+  /**
+   * Audit, alert, roll back: the caller's. Awaited before the supervisor acts on the event (the
+   * audit entry precedes its effect); an error in it is logged and does not stop the supervision.
+   */
+  onEvent: (event: SupervisorEvent) => Promise<void>;
+  /** Exit codes after which the worker is not restarted (it refused to start, e.g. gates not cleared). */
+  fatalExitCodes?: readonly number[];
+}
+
+export interface Supervisor {
+  start(): void;
+  /** Run the checks now (the interval calls it; tests with a virtual clock call it themselves). */
+  tick(): Promise<void>;
+  /** Stop the worker (SIGTERM, then SIGKILL after the grace) and the checks. Safe twice. */
+  stop(): Promise<void>;
+  /** Resolves when supervision ends: stopped, the worker finished (exit 0 on its own), or a fatal exit. */
+  readonly done: Promise<{ code: number }>;
+  /** The current worker's pid and what it last reported, for the metrics. */
+  worker(): { pid: number; rssBytes: number | null; heartbeatAt: number | null } | null;
+  /** Tell the worker to look at the mode now. */
+  notifyMode(): void;
+}
+
+/** Crash restarts back off 1 s, 2 s, 4 s … up to a minute; a worker that ran 10 minutes resets it. */
+export function crashBackoffMs(consecutiveCrashes: number): number {
+  return Math.min(60_000, 1000 * 2 ** Math.max(0, consecutiveCrashes - 1));
+}
+const HEALTHY_RUN_MS = 10 * 60_000;
+
+/** Read VmRSS from /proc (Linux); null where there is no /proc or the process is gone. */
+export function procRss(pid: number): number | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    return match ? Number(match[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+interface Running {
+  handle: WorkerHandle;
+  startedAt: number;
+  lastBeatAt: number;
+  beats: number;
+  reportedRss: number | null;
+  /** Set when the supervisor itself stops the worker (restart or shutdown): its exit is expected. */
+  stopping: 'restart' | 'shutdown' | null;
+  killTimer: NodeJS.Timeout | null;
+  exited: Promise<void>;
+}
+
+/**
+ * The supervisor of `valhalla run` (DESIGN.md §8): starts the worker, watches its heartbeat and its
+ * memory, restarts it daily, after a crash (with backoff) and when it grows past its limit. What
+ * each event means for the product (audit, alert, rollback) is the caller's `onEvent`.
+ */
+export function createSupervisor(options: SupervisorOptions): Supervisor {
+  const { clock, logger, onEvent } = options;
+  const readRss = options.readRss ?? procRss;
+  const fatal = new Set(options.fatalExitCodes ?? []);
+  let current: Running | null = null;
+  let restartAt: number | null = null;
+  let crashes = 0;
+  let nextRestart = nextDailyRestart(options.dailyRestartUtc, clock.now());
+  let interval: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let ticking: Promise<void> | null = null;
+  let resolveDone!: (result: { code: number }) => void;
+  const done = new Promise<{ code: number }>((resolve) => {
+    resolveDone = resolve;
+  });
+
+  async function emit(event: SupervisorEvent) {
+    try {
+      await onEvent(event);
+    } catch (error) {
+      logger.error({ err: error, event: event.kind }, 'supervisor event handler failed');
+    }
+  }
+
+  function spawn() {
+    restartAt = null;
+    const handle = options.spawnWorker();
+    const now = clock.now();
+    let resolveExit!: () => void;
+    const running: Running = {
+      handle,
+      startedAt: now,
+      lastBeatAt: now,
+      beats: 0,
+      reportedRss: null,
+      stopping: null,
+      killTimer: null,
+      exited: new Promise<void>((resolve) => {
+        resolveExit = resolve;
+      }),
+    };
+    current = running;
+    handle.onMessage((message) => {
+      if (!isHeartbeat(message)) return;
+      running.lastBeatAt = clock.now();
+      running.reportedRss = message.rssBytes;
+      running.beats++;
+      if (running.beats === 1) void emit({ kind: 'first_heartbeat', pid: handle.pid });
+    });
+    handle.onExit((code, signal) => {
+      if (running.killTimer) clearTimeout(running.killTimer);
+      if (current === running) current = null;
+      void onExit(running, code, signal).finally(resolveExit);
+    });
+    void emit({ kind: 'started', pid: handle.pid, start: now });
+  }
+
+  async function onExit(running: Running, code: number | null, signal: NodeJS.Signals | null) {
+    const pid = running.handle.pid;
+    if (stopped || running.stopping === 'shutdown') return;
+    if (running.stopping === 'restart') {
+      spawn();
+      return;
+    }
+    if (code === 0) {
+      await emit({ kind: 'finished', pid, code: 0 });
+      finish(0);
+      return;
+    }
+    if (code !== null && fatal.has(code)) {
+      await emit({ kind: 'finished', pid, code });
+      finish(code);
+      return;
+    }
+    const ranMs = clock.now() - running.startedAt;
+    crashes = ranMs >= HEALTHY_RUN_MS ? 1 : crashes + 1;
+    const restartInMs = crashBackoffMs(crashes);
+    await emit({ kind: 'crashed', pid, code, signal, restartInMs });
+    restartAt = clock.now() + restartInMs;
+  }
+
+  function finish(code: number) {
+    stopped = true;
+    if (interval) clearInterval(interval);
+    interval = null;
+    resolveDone({ code });
+  }
+
+  /** SIGTERM, then SIGKILL after the grace (a frozen process ignores SIGTERM until it thaws). */
+  function terminate(running: Running, why: 'restart' | 'shutdown', signal: NodeJS.Signals = 'SIGTERM') {
+    running.stopping = why;
+    running.handle.kill(signal);
+    if (signal !== 'SIGKILL') {
+      running.killTimer = setTimeout(() => running.handle.kill('SIGKILL'), options.stopGraceMs);
+      running.killTimer.unref();
+    }
+  }
+
+  async function check() {
+    if (stopped) return;
+    const now = clock.now();
+    if (current === null) {
+      if (restartAt !== null && now >= restartAt) spawn();
+      return;
+    }
+    const running = current;
+    if (running.stopping) return;
+    const pid = running.handle.pid;
+    const ageMs = now - running.lastBeatAt;
+    const limitMs = options.heartbeatIntervalMs + options.heartbeatGraceMs;
+    if (ageMs > limitMs) {
+      await emit({ kind: 'heartbeat_missed', pid, ageMs, limitMs });
+      // A frozen process cannot be asked to stop: SIGKILL (and SIGCONT, in case it was stopped).
+      terminate(running, 'restart', 'SIGKILL');
+      running.handle.kill('SIGCONT');
+      return;
+    }
+    const rss = readRss(pid) ?? running.reportedRss;
+    if (rss !== null && rss > options.memoryLimitBytes) {
+      await emit({ kind: 'memory_exceeded', pid, rssBytes: rss, limitBytes: options.memoryLimitBytes });
+      terminate(running, 'restart');
+      return;
+    }
+    if (now >= nextRestart) {
+      await emit({ kind: 'daily_restart', pid, at: new Date(nextRestart).toISOString() });
+      nextRestart = nextDailyRestart(options.dailyRestartUtc, now);
+      terminate(running, 'restart');
+    }
+  }
+
+  return {
+    done,
+    start() {
+      if (interval || stopped) return;
+      spawn();
+      interval = setInterval(() => {
+        ticking ??= check().finally(() => {
+          ticking = null;
+        });
+      }, 250);
+    },
+    async tick() {
+      await (ticking ?? Promise.resolve());
+      await check();
+    },
+    async stop() {
+      if (stopped) {
+        await current?.exited;
+        return;
+      }
+      stopped = true;
+      if (interval) clearInterval(interval);
+      interval = null;
+      await ticking;
+      const running = current;
+      if (running) {
+        if (running.stopping === null) terminate(running, 'shutdown');
+        else running.stopping = 'shutdown';
+        await running.exited;
+      }
+      resolveDone({ code: 0 });
+    },
+    worker() {
+      if (!current) return null;
+      return {
+        pid: current.handle.pid,
+        rssBytes: readRss(current.handle.pid) ?? current.reportedRss,
+        heartbeatAt: current.lastBeatAt,
+      };
+    },
+    notifyMode() {
+      try {
+        current?.handle.send({ type: 'mode' });
+      } catch {
+        // The worker is gone or its channel closed: it reads the mode at its next start anyway.
+      }
+    },
+  };
+}
+
+function isHeartbeat(message: unknown): message is HeartbeatMessage {
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === 'heartbeat' &&
+    typeof (message as { rssBytes?: unknown }).rssBytes === 'number'
+  );
+}

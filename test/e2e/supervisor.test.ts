@@ -1,0 +1,249 @@
+/**
+ * `valhalla run` as a supervisor of a real worker process, end to end: a frozen worker (SIGSTOP)
+ * is reported, alerted (to a local Slack receiver) and replaced, and in Phase 4 it rolls back; a
+ * worker over its memory limit is restarted, audited; /metrics is served while it runs. Policy
+ * files with a 1 s heartbeat keep each test to seconds; every child is killed in afterAll.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_POLICY_FILE } from '../../src/config/index.js';
+import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
+import { BIN, phase4Env, REPO_ROOT, runInProcess, testEnv } from '../support/cli.js';
+import { type SlackReceiver, startSlackReceiver } from '../support/receivers.js';
+import { query } from '../support/sqlite.js';
+import { tempDir } from '../support/tmp.js';
+
+const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const children = new Set<ChildProcess>();
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const child of children) {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  }
+  children.clear();
+  for (const close of closers.splice(0).reverse()) await close();
+});
+afterAll(() => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+interface Running {
+  child: ChildProcess;
+  out(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function start(script: string, args: string[], cwd: string, env: Record<string, string>): Running {
+  const child = spawn(process.execPath, [script, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let out = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    out += c;
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    out += c;
+  });
+  const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => {
+      clearTimeout(guard);
+      children.delete(child);
+      resolve({ code, signal });
+    }),
+  );
+  return { child, out: () => out, exited };
+}
+
+async function until<T>(probe: () => T | undefined | false, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A copy of the shipped policy with a 1 s heartbeat (and `changes`). */
+function policyFile(dir: string, changes: Record<string, unknown> = {}): string {
+  const policy = {
+    ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')),
+    heartbeatIntervalSeconds: 1,
+    heartbeatGraceSeconds: 1,
+    ...changes,
+  };
+  const file = join(dir, 'policy.json');
+  writeFileSync(file, JSON.stringify(policy));
+  return file;
+}
+
+function leadFile(path: string, count: number): void {
+  const now = Date.now();
+  const rows = ['name,email,score,source_timestamp,value'];
+  for (let i = 0; i < count; i++) {
+    rows.push(
+      `Grace Hopper ${i},grace.${i}@example.org,${90 - (i % 40)},${new Date(now - 3_600_000).toISOString()},50`,
+    );
+  }
+  writeFileSync(path, `${rows.join('\n')}\n`);
+}
+
+async function slack(): Promise<SlackReceiver> {
+  const receiver = await startSlackReceiver('/services/T0/B0/supervisor-test');
+  closers.push(() => receiver.close());
+  return receiver;
+}
+
+const audited = (dbFile: string, action: string) =>
+  query<{ actor: string; details: string }>(
+    dbFile,
+    'select actor, details from audit_log where action = ? order by seq',
+    action,
+  ).map((r) => ({ actor: r.actor, details: JSON.parse(r.details) as Record<string, unknown> }));
+const workerPids = (dbFile: string) =>
+  query<{ pid: number }>(dbFile, 'select distinct pid from heartbeats order by id').map((r) => r.pid);
+
+describe('valhalla run supervises its worker', () => {
+  it('Phase 3: serves /metrics; a frozen worker (SIGSTOP) is reported, alerted and replaced; SIGTERM stops both', async () => {
+    const cwd = tempDir();
+    const receiver = await slack();
+    const env = testEnv(join(cwd, 'data'), {
+      VALHALLA_POLICY_FILE: policyFile(cwd),
+      VALHALLA_CYCLE_INTERVAL_S: '1',
+      VALHALLA_METRICS_PORT: '0',
+      VALHALLA_SLACK_WEBHOOK_URL: receiver.webhookUrl,
+      VALHALLA_LOG_LEVEL: 'warn',
+    });
+    const dbFile = join(cwd, 'data', 'valhalla.db');
+    expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
+    leadFile(join(cwd, 'leads.csv'), 30);
+    expect((await runInProcess(['ingest', 'leads.csv'], { cwd, env })).code).toBe(0);
+
+    const run = start(BIN, ['run'], cwd, env);
+    const url = await until(
+      () => /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(run.out())?.[1],
+      'the metrics URL',
+    );
+    const [first] = await until(() => workerPids(dbFile).length > 0 && workerPids(dbFile), 'a heartbeat');
+    const scrape = await (await fetch(url)).text();
+    expect(scrape).toMatch(/^valhalla_phase 3$/m);
+    expect(scrape).toMatch(/^valhalla_heartbeat_age_seconds \d/m);
+    expect(scrape).toMatch(/^valhalla_leads\{state="pending"\} 30$/m);
+
+    process.kill(first!, 'SIGSTOP');
+    const missed = await until(
+      () => audited(dbFile, 'worker.heartbeat_missed')[0],
+      'worker.heartbeat_missed',
+    );
+    expect(missed).toMatchObject({ actor: 'supervisor', details: { pid: first } });
+    expect(missed.details.ageMs as number).toBeGreaterThan(2_000);
+    // A new worker beats; the frozen one is gone.
+    const second = await until(() => workerPids(dbFile).find((p) => p !== first), 'a new worker');
+    expect(second).not.toBe(first);
+    expect(() => process.kill(first!, 0)).toThrow();
+    // Phase 3: nothing to roll back.
+    expect(audited(dbFile, 'mode.rollback')).toHaveLength(0);
+    // The alert (critical) and, once the new worker beats, its recovery reached Slack.
+    await until(() => receiver.requests.length >= 2, 'the alert and its recovery');
+    const bodies = receiver.requests.map((r) => r.body);
+    expect(bodies[0]).toContain('no heartbeat from the worker');
+    expect(bodies[1]).toContain('heartbeat is back');
+
+    const stoppedAt = Date.now();
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toEqual({ code: 0, signal: null });
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    expect(() => process.kill(second!, 0)).toThrow();
+    expect(run.out()).toContain('SIGTERM: stopping the worker');
+    const started = audited(dbFile, 'worker.started').map((e) => e.details.pid);
+    expect(started).toEqual([first, second]);
+    const verify = await runInProcess(['audit', 'verify'], { cwd, env });
+    expect(verify.code, verify.stderr).toBe(0);
+  });
+
+  it('Phase 4: a frozen worker means a rollback (audited by the supervisor, alerted); the new worker only dry-runs', async () => {
+    const cwd = tempDir();
+    const receiver = await slack();
+    const partner: SandboxPartner = await startSandboxPartner({ certDir: join(cwd, 'cert') });
+    closers.push(() => partner.close());
+    const env = phase4Env(join(cwd, 'data'), partner, {
+      VALHALLA_POLICY_FILE: policyFile(cwd),
+      VALHALLA_CYCLE_INTERVAL_S: '1',
+      VALHALLA_MAX_LEADS_PER_CYCLE: '2',
+      VALHALLA_METRICS_PORT: 'off',
+      VALHALLA_SLACK_WEBHOOK_URL: receiver.webhookUrl,
+      VALHALLA_LOG_LEVEL: 'warn',
+    });
+    const dbFile = join(cwd, 'data', 'valhalla.db');
+    expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
+    leadFile(join(cwd, 'leads.csv'), 40);
+    expect((await runInProcess(['ingest', 'leads.csv'], { cwd, env })).code).toBe(0);
+
+    const run = start(HARNESS, [], cwd, env);
+    await until(() => partner.stats().batches.accepted >= 2, 'two accepted batches');
+    const [first] = workerPids(dbFile);
+    process.kill(first!, 'SIGSTOP');
+    const frozenAt = Date.now();
+    const rollback = await until(() => audited(dbFile, 'mode.rollback')[0], 'the rollback');
+    expect(rollback).toMatchObject({ actor: 'supervisor', details: { from: 'live', to: 'rolled_back' } });
+    expect(rollback.details.reason).toMatch(/heartbeat missed/);
+    expect(Date.now() - frozenAt).toBeLessThan(10_000);
+    const received = partner.stats().batches.received;
+    // The replacement worker runs cycles as a dry run: nothing more reaches the partner.
+    await until(() => workerPids(dbFile).some((p) => p !== first), 'the new worker');
+    await until(
+      () => query(dbFile, "select id from cycles where kind = 'dry_run'").length >= 2,
+      'dry-run cycles after the rollback',
+    );
+    expect(partner.stats().batches.received).toBe(received);
+    await until(
+      () => receiver.requests.some((r) => r.body.includes('ROLLED BACK by supervisor')),
+      'the rollback alert',
+    );
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
+    // Nothing lost or sent twice: every lead the partner holds is exported, once.
+    const twice = Object.values(partner.records().leadBatches).filter((b) => b.length > 1);
+    expect(twice).toEqual([]);
+    const exported = query<{ n: number }>(
+      dbFile,
+      "select count(*) as n from leads where state = 'exported'",
+    )[0]!.n;
+    expect(exported).toBe(partner.stats().leads.accepted);
+  });
+
+  it('a worker over its memory limit is restarted, audited and alerted', async () => {
+    const cwd = tempDir();
+    const env = testEnv(join(cwd, 'data'), {
+      // The worker's own RSS (Node, SQLite, the modules) is well over 40 MB.
+      VALHALLA_POLICY_FILE: policyFile(cwd, { memoryPerProcessMb: 40 }),
+      VALHALLA_CYCLE_INTERVAL_S: '1',
+      VALHALLA_METRICS_PORT: 'off',
+      VALHALLA_LOG_LEVEL: 'warn',
+    });
+    const dbFile = join(cwd, 'data', 'valhalla.db');
+    expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
+    leadFile(join(cwd, 'leads.csv'), 5);
+    expect((await runInProcess(['ingest', 'leads.csv'], { cwd, env })).code).toBe(0);
+    const run = start(BIN, ['run'], cwd, env);
+    const restart = await until(() => audited(dbFile, 'worker.memory_restart')[0], 'a memory restart');
+    expect(restart.actor).toBe('supervisor');
+    expect(restart.details.limitBytes).toBe(40 * 1024 * 1024);
+    expect(restart.details.rssBytes as number).toBeGreaterThan(40 * 1024 * 1024);
+    await until(() => audited(dbFile, 'worker.started').length >= 2, 'the restarted worker');
+    const alerts = query<{ event: string; severity: string }>(
+      dbFile,
+      "select event, severity from alerts where event = 'memory_restart'",
+    );
+    expect(alerts[0]).toEqual({ event: 'memory_restart', severity: 'warning' });
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * `valhalla run` in Phase 4 for the supervision tests: the real supervisor and the real worker
+ * (src/app/run.ts), configured from the environment, with one difference: the gate clearance is
+ * given (the gates module does not clear anything yet), and the go-live time is set far enough
+ * back that the ramp is at its last stage. Not part of the product.
+ *
+ *   node dist/test/harness/live-run.js            the supervisor (forks this file with `worker`)
+ *   node dist/test/harness/live-run.js worker     the worker
+ */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { openApp } from '../../src/app/index.js';
+import { runSupervisor, runWorker } from '../../src/app/run.js';
+import { loadConfig } from '../../src/config/index.js';
+import { type GateClearance, readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
+
+const gates: GateClearance = { check: async () => ({ cleared: true, reason: 'test harness' }) };
+const app = await openApp({ config: loadConfig({ env: process.env, cwd: process.cwd() }) });
+const stop = new AbortController();
+const abortRequests = new AbortController();
+process.once('SIGTERM', () => {
+  stop.abort();
+  setTimeout(() => abortRequests.abort(), 5_000).unref();
+});
+const print = (line: string) => process.stdout.write(`${line}\n`);
+if (process.argv[2] === 'worker') {
+  if ((await readGoLiveAt(app.store.db)) === null) {
+    await writeGoLiveAt(app.store.db, app.clock.now() - 7 * 86_400_000);
+  }
+  process.once('disconnect', () => stop.abort());
+  const send = process.send?.bind(process);
+  await runWorker(app, {
+    stop: stop.signal,
+    abortRequests: abortRequests.signal,
+    gates,
+    send: send ? (message) => send(message) : undefined,
+    onModeMessage: (listener) => process.on('message', listener),
+    print,
+  });
+  if (process.connected) process.disconnect();
+} else {
+  const self = fileURLToPath(import.meta.url);
+  const result = await runSupervisor(app, {
+    stop: stop.signal,
+    workerArgs: [],
+    gates,
+    spawnWorker: (execArgv) =>
+      fork(self, ['worker'], { execArgv, env: process.env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }),
+    stdout: process.stdout,
+    stderr: process.stderr,
+    print,
+  });
+  process.exitCode = result.code;
+}
+await app.close();

@@ -1,0 +1,186 @@
+/**
+ * The supervisor of `valhalla run` with REAL child processes (test/harness/sup-worker.ts speaks the
+ * worker's IPC protocol and misbehaves on purpose): a frozen worker (SIGSTOP), one past its memory
+ * limit, one that crashes, one that finishes, and the daily restart under a virtual clock.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Clock, ManualClock } from '../../src/clock/index.js';
+import { createLogger } from '../../src/log/index.js';
+import {
+  createSupervisor,
+  procRss,
+  type Supervisor,
+  type SupervisorEvent,
+  type SupervisorOptions,
+  type WorkerHandle,
+} from '../../src/monitor/index.js';
+import { REPO_ROOT } from '../support/cli.js';
+
+const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'sup-worker.js');
+const logger = createLogger({ level: 'silent', file: null });
+const children = new Set<ChildProcess>();
+const supervisors: Supervisor[] = [];
+
+afterEach(async () => {
+  for (const s of supervisors.splice(0)) await s.stop();
+  for (const child of children) child.kill('SIGKILL');
+  children.clear();
+});
+
+function spawnWith(args: () => string[]): () => WorkerHandle {
+  return () => {
+    const child = fork(WORKER, args(), { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    children.add(child);
+    child.on('exit', () => children.delete(child));
+    return {
+      pid: child.pid ?? -1,
+      send: (m) => child.connected && child.send(m),
+      kill: (signal) => {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      },
+      onMessage: (listener) => child.on('message', listener),
+      onExit: (listener) => child.on('exit', listener),
+    };
+  };
+}
+
+function supervise(
+  spawnWorker: () => WorkerHandle,
+  overrides: Partial<SupervisorOptions> & { clock?: Clock } = {},
+): { supervisor: Supervisor; events: SupervisorEvent[] } {
+  const events: SupervisorEvent[] = [];
+  const supervisor = createSupervisor({
+    clock: { now: () => Date.now() },
+    logger,
+    spawnWorker,
+    heartbeatIntervalMs: 100,
+    heartbeatGraceMs: 400,
+    memoryLimitBytes: 512 * 1024 * 1024,
+    dailyRestartUtc: '02:00',
+    stopGraceMs: 2_000,
+    onEvent: async (event) => {
+      events.push(event);
+    },
+    ...overrides,
+  });
+  supervisors.push(supervisor);
+  return { supervisor, events };
+}
+
+/** Wait (bounded) until `test` holds. */
+async function until(test: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const kinds = (events: SupervisorEvent[]) => events.map((e) => e.kind);
+
+describe('the supervisor, with real worker processes', () => {
+  it('a frozen worker (SIGSTOP) misses its heartbeat: reported, killed, and a new one started', async () => {
+    const { supervisor, events } = supervise(spawnWith(() => ['100', 'steady']));
+    supervisor.start();
+    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    const frozen = supervisor.worker()?.pid;
+    expect(frozen).toBeGreaterThan(0);
+    process.kill(frozen!, 'SIGSTOP');
+    await until(() => kinds(events).includes('heartbeat_missed'), 'the missed heartbeat');
+    const missed = events.find((e) => e.kind === 'heartbeat_missed');
+    expect(missed).toMatchObject({ kind: 'heartbeat_missed', pid: frozen, limitMs: 500 });
+    expect(missed && 'ageMs' in missed && missed.ageMs).toBeGreaterThan(500);
+    // The frozen process is gone and a fresh one beats.
+    await until(() => events.filter((e) => e.kind === 'first_heartbeat').length === 2, 'a new worker');
+    const fresh = supervisor.worker()?.pid;
+    expect(fresh).not.toBe(frozen);
+    await until(() => procRss(frozen!) === null, 'the frozen worker to be gone');
+  });
+
+  it('a worker over its memory limit is restarted (its RSS read by the supervisor)', async () => {
+    const { supervisor, events } = supervise(
+      spawnWith(() => ['100', 'grow', '120']),
+      {
+        memoryLimitBytes: 100 * 1024 * 1024,
+      },
+    );
+    supervisor.start();
+    await until(() => kinds(events).includes('memory_exceeded'), 'the memory restart');
+    const event = events.find((e) => e.kind === 'memory_exceeded');
+    expect(event).toMatchObject({ limitBytes: 100 * 1024 * 1024 });
+    expect(event && 'rssBytes' in event && event.rssBytes).toBeGreaterThan(100 * 1024 * 1024);
+    await until(() => events.filter((e) => e.kind === 'started').length >= 2, 'the restart');
+    expect(kinds(events)).not.toContain('crashed');
+  });
+
+  it('a crash is reported and the worker restarted after the backoff; a finished worker ends supervision', async () => {
+    let starts = 0;
+    // First a worker that crashes, then one that finishes after 3 beats.
+    const { supervisor, events } = supervise(
+      spawnWith(() => (++starts === 1 ? ['50', 'crash', '200'] : ['50', 'finish', '3'])),
+    );
+    supervisor.start();
+    const result = await Promise.race([
+      supervisor.done,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no end')), 15_000)),
+    ]);
+    expect(result).toEqual({ code: 0 });
+    const crashed = events.find((e) => e.kind === 'crashed');
+    expect(crashed).toMatchObject({ code: 1, restartInMs: 1000 });
+    expect(kinds(events)).toEqual([
+      'started',
+      'first_heartbeat',
+      'crashed',
+      'started',
+      'first_heartbeat',
+      'finished',
+    ]);
+  });
+
+  it('restarts the worker daily at 02:00 UTC (virtual clock), once, and schedules the next day', async () => {
+    const clock = new ManualClock('2026-11-26T01:59:00Z');
+    const { supervisor, events } = supervise(
+      spawnWith(() => ['50', 'steady']),
+      {
+        clock,
+        // The heartbeat is judged on the virtual clock too: keep it out of the way.
+        heartbeatIntervalMs: 7 * 86_400_000,
+      },
+    );
+    supervisor.start();
+    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    const first = supervisor.worker()?.pid;
+    clock.set('2026-11-26T01:59:59Z');
+    await supervisor.tick();
+    expect(kinds(events)).not.toContain('daily_restart');
+    clock.set('2026-11-26T02:00:01Z');
+    await supervisor.tick();
+    expect(events.filter((e) => e.kind === 'daily_restart')).toEqual([
+      { kind: 'daily_restart', pid: first, at: '2026-11-26T02:00:00.000Z' },
+    ]);
+    await until(() => events.filter((e) => e.kind === 'started').length === 2, 'the restarted worker');
+    expect(supervisor.worker()?.pid).not.toBe(first);
+    // Not again the same day; again the next day.
+    clock.set('2026-11-26T23:00:00Z');
+    await supervisor.tick();
+    expect(events.filter((e) => e.kind === 'daily_restart')).toHaveLength(1);
+    clock.set('2026-11-27T02:00:00Z');
+    await supervisor.tick();
+    expect(events.filter((e) => e.kind === 'daily_restart')).toHaveLength(2);
+    expect(kinds(events)).not.toContain('crashed');
+  });
+
+  it('stop() ends the worker with SIGTERM and is safe twice', async () => {
+    const { supervisor, events } = supervise(spawnWith(() => ['50', 'steady']));
+    supervisor.start();
+    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    const pid = supervisor.worker()?.pid;
+    await supervisor.stop();
+    await supervisor.stop();
+    expect(await supervisor.done).toEqual({ code: 0 });
+    expect(procRss(pid!)).toBeNull();
+    expect(kinds(events)).not.toContain('crashed');
+  });
+});
