@@ -51,6 +51,7 @@ import {
   getRuntimeValue,
   heartbeatsBetween,
   ingestTotals,
+  latestHeartbeat,
   listLeads,
   openStore,
   recentAlerts,
@@ -146,6 +147,17 @@ export interface App {
 
 export interface RunState {
   mode: Mode;
+  /** The worker's latest heartbeat, or null when none was ever recorded. */
+  heartbeat: { at: string; ageSeconds: number; pid: number; rssMb: number; state: string } | null;
+  /** The error-rate rule over its current window. */
+  errorRate: {
+    requests: number;
+    failures: number;
+    rate: number;
+    lowerBound: number;
+    rollback: boolean;
+    reason: string;
+  };
   goLiveAt: string | null;
   ramp: { stage: number; ceiling: number; confirmEachCycle: boolean; nextStageAt: string | null } | null;
   lastCycles: {
@@ -461,10 +473,12 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       });
     },
     async runState() {
-      const [mode, goLiveAt, cycles] = await Promise.all([
+      const [mode, goLiveAt, cycles, beat, errorRate] = await Promise.all([
         readMode(store.db),
         readGoLiveAt(store.db),
         recentCycles(store.db, 5),
+        latestHeartbeat(store.db),
+        requestMonitor.current(store.db),
       ]);
       const ramp =
         config.phase === 4
@@ -472,6 +486,23 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
           : null;
       return {
         mode,
+        heartbeat: beat
+          ? {
+              at: new Date(beat.at).toISOString(),
+              ageSeconds: Math.round((clock.now() - beat.at) / 1000),
+              pid: beat.pid,
+              rssMb: Math.round(beat.rss_bytes / (1024 * 1024)),
+              state: beat.state,
+            }
+          : null,
+        errorRate: {
+          requests: errorRate.requests,
+          failures: errorRate.failures,
+          rate: errorRate.rate,
+          lowerBound: errorRate.lowerBound,
+          rollback: errorRate.rollback,
+          reason: errorRate.reason,
+        },
         goLiveAt: goLiveAt === null ? null : new Date(goLiveAt).toISOString(),
         ramp: ramp && {
           stage: ramp.stage,

@@ -166,6 +166,11 @@ describe('valhalla run supervises its worker', () => {
     expect(started).toEqual([first, second]);
     const verify = await runInProcess(['audit', 'verify'], { cwd, env });
     expect(verify.code, verify.stderr).toBe(0);
+    const status = await runInProcess(['status'], { cwd, env });
+    expect(status.stdout).toMatch(
+      new RegExp(`Heartbeat: \\d+ s ago \\(.+\\), worker pid ${second}, \\d+ MB RSS`),
+    );
+    expect(status.stdout).toContain('Error rate: 0/0 requests failed in the window; no rollback');
   });
 
   it('Phase 4: a frozen worker means a rollback (audited by the supervisor, alerted); the new worker only dry-runs', async () => {

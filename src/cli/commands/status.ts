@@ -38,6 +38,16 @@ export function registerStatus(program: Command, ctx: Context): void {
         writeLine(io.stdout, `Mode: ${run.mode}`);
         writeLine(
           io.stdout,
+          run.heartbeat === null
+            ? 'Heartbeat: none recorded (no worker has run)'
+            : `Heartbeat: ${run.heartbeat.ageSeconds} s ago (${run.heartbeat.at}), worker pid ${run.heartbeat.pid}, ${run.heartbeat.rssMb} MB RSS, ${run.heartbeat.state}`,
+        );
+        writeLine(
+          io.stdout,
+          `Error rate: ${run.errorRate.failures}/${run.errorRate.requests} requests failed in the window; ${run.errorRate.rollback ? 'ROLLBACK' : 'no rollback'} (${run.errorRate.reason})`,
+        );
+        writeLine(
+          io.stdout,
           run.ramp === null
             ? 'Ramp: not live (Phase 3 dry run)'
             : `Ramp: stage ${run.ramp.stage}, ceiling ${run.ramp.ceiling} leads/cycle${run.ramp.confirmEachCycle ? ', each cycle confirmed by an operator' : ''}; ` +
