@@ -1,7 +1,8 @@
 import { createTransport } from 'nodemailer';
 import type { SMTPTransportOptions } from 'nodemailer/lib/smtp-transport';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import type { AlertSettings } from '../config/index.js';
+import { settleOrAbort, tlsAgent } from '../outbound/index.js';
 import { isLoopbackHost } from '../policy/index.js';
 import type { AlertKind, AlertSeverity } from '../store/index.js';
 import { type ChannelName, configuredChannels } from './record.js';
@@ -86,19 +87,7 @@ function createSlackChannel(webhookUrl: string, timeoutMs: number, caPem: string
     url.pathname + url.search,
     ...url.pathname.split('/').filter((s) => s.length >= 8),
   ];
-  const agent = new Agent({
-    connections: 2,
-    pipelining: 1,
-    connect: {
-      minVersion: 'TLSv1.2',
-      rejectUnauthorized: true,
-      ...(caPem === undefined ? {} : { ca: caPem }),
-      timeout: timeoutMs,
-    },
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    keepAliveTimeout: 4_000,
-  });
+  const agent = tlsAgent({ caPem, connections: 2, timeoutMs });
   let closing: Promise<void> | null = null;
 
   return {
@@ -253,7 +242,7 @@ function createEmailChannel(
       });
       try {
         // nodemailer takes no signal; its own timeouts bound the exchange, the signal only stops the wait.
-        await (signal ? raceAbort(sending, signal) : sending);
+        await (signal ? settleOrAbort(sending, signal, () => signal.reason) : sending);
       } catch (error) {
         if (signal?.aborted) {
           sending.catch(() => undefined);
@@ -310,23 +299,6 @@ export function emailBody(alert: OutgoingAlert): string {
 function smtpCode(error: unknown): AlertChannelErrorCode {
   const responseCode = (error as { responseCode?: unknown }).responseCode;
   return typeof responseCode === 'number' ? 'REJECTED' : 'NETWORK';
-}
-
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 // ---------------------------------------------------------------------------------------------

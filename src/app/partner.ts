@@ -7,7 +7,8 @@ type Client = import('../outbound/index.js').PartnerClient;
 
 /**
  * The partner client for Phase 4, from the configuration: HTTPS only, the policy's limits. The
- * client module (undici and all) loads on first use, so a Phase 3 process never loads it.
+ * client is built on first use, so a Phase 3 process never has one (and never opens a socket to the
+ * partner).
  */
 export function createPartnerClientFromConfig(config: Config, clock: Clock): PartnerClient {
   const { partner, policy, limits } = config;

@@ -12,6 +12,7 @@ import {
   maxStartsInAnySecond,
   SlidingWindowLimiter,
 } from './limiter.js';
+import { settleOrAbort } from './tls-agent.js';
 import { type TokenGrant, TokenProvider } from './token.js';
 import { type Exchange, Transport } from './transport.js';
 import type {
@@ -371,22 +372,7 @@ function checkBatch(batch: PartnerBatch): void {
 
 /** Settle with `promise`, or reject with CANCELLED as soon as `signal` aborts (the work itself goes on). */
 function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(cancelled(signal));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(cancelled(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
+  return signal ? settleOrAbort(promise, signal, () => cancelled(signal)) : promise;
 }
 
 function cancelled(signal: AbortSignal): OutboundError {

@@ -17,6 +17,7 @@ export {
   SlidingWindowLimiter,
   type SlidingWindowLimiterOptions,
 } from './limiter.js';
+export { settleOrAbort, tlsAgent } from './tls-agent.js';
 export type {
   AcceptedOutcome,
   AuthOutcome,

@@ -1,9 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import type { ConcurrencyGate } from './concurrency.js';
 import { OutboundError } from './errors.js';
 import type { RatePermit, SlidingWindowLimiter } from './limiter.js';
+import { tlsAgent } from './tls-agent.js';
 
 /** Bytes of a refused response read before the connection is dropped (it is never parsed). */
 const DISCARD_LIMIT_BYTES = 64 * 1024;
@@ -67,20 +68,7 @@ export class Transport {
     this.#options = options;
     const { caPem, maxConcurrent, timeoutMs } = options;
     if (caPem !== undefined) checkCaPem(caPem);
-    this.#agent = new Agent({
-      connections: maxConcurrent,
-      pipelining: 1,
-      connect: {
-        minVersion: 'TLSv1.2',
-        rejectUnauthorized: true,
-        ...(caPem === undefined ? {} : { ca: caPem }),
-        timeout: timeoutMs,
-      },
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      keepAliveTimeout: 4_000,
-      keepAliveMaxTimeout: 30_000,
-    });
+    this.#agent = tlsAgent({ caPem, connections: maxConcurrent, timeoutMs });
   }
 
   get closed(): boolean {
