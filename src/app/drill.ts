@@ -114,6 +114,7 @@ export async function runRollbackDrill(options: DrillOptions): Promise<DrillResu
 
       const watch = watchMode(app.store, app.logger);
       const stop = new AbortController();
+      // Its outcome is awaited below; caught now, so a failure during the warm-up is not unhandled.
       const worker = runCycles({
         engine: app.engine({ gates: DRILL_GATES }),
         clock: app.clock,
@@ -123,25 +124,34 @@ export async function runRollbackDrill(options: DrillOptions): Promise<DrillResu
         intervalMs: 100,
         signal: stop.signal,
         holdNew: () => watch.signal(),
-      });
-      const warmup = options.warmupBatches ?? 3;
-      for (let i = 0; i < 200 && sandbox.stats().batches.accepted < warmup; i++) await systemSleep(50);
-      await systemSleep(options.triggerDelayMs ?? 0);
-
-      // When the worker's mode watch saw the rollback (it holds every request not yet started).
-      const held = watch.signal();
+      }).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      let triggeredAt = 0;
+      let triggerToModeMs = 0;
       let heldAt: number | null = null;
-      held.addEventListener('abort', () => {
-        heldAt = Date.now();
-      });
-      const triggeredAt = Date.now();
-      await app.changeMode('rollback', { reason: 'rollback drill', gates: DRILL_GATES });
-      const triggerToModeMs = Date.now() - triggeredAt;
-      await systemSleep(options.observeMs ?? 1_500);
+      let workerFailure: unknown = null;
+      try {
+        const warmup = options.warmupBatches ?? 3;
+        for (let i = 0; i < 200 && sandbox.stats().batches.accepted < warmup; i++) await systemSleep(50);
+        await systemSleep(options.triggerDelayMs ?? 0);
+        // When the worker's mode watch saw the rollback (it holds every request not yet started).
+        watch.signal().addEventListener('abort', () => {
+          heldAt = Date.now();
+        });
+        triggeredAt = Date.now();
+        await app.changeMode('rollback', { reason: 'rollback drill', gates: DRILL_GATES });
+        triggerToModeMs = Date.now() - triggeredAt;
+        await systemSleep(options.observeMs ?? 1_500);
+      } finally {
+        // Whatever happened, the cycles stop before the drill's store is closed.
+        stop.abort();
+        watch.stop();
+        workerFailure = await worker;
+      }
+      if (workerFailure) throw workerFailure;
       const triggerToHoldMs = heldAt === null ? null : (heldAt as number) - triggeredAt;
-      stop.abort();
-      await worker;
-      watch.stop();
 
       const starts = sandbox.stats().requestStarts;
       const after = starts.filter((t) => t >= triggeredAt);

@@ -321,18 +321,20 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       return `this process is Phase ${config.phase}: re-arm from a Phase 4 configuration`;
     const checked = await clearance.check();
     if (!checked.cleared) return `the gates are not verified: ${checked.reason}`;
-    const rolledBackAt = await readModeChangedAt(store.db);
+    const rolledBackAt = (await readModeChangedAt(store.db)) ?? 0;
     const now = clock.now();
-    // A worker that beat within the last two intervals and started before the rollback is still the
-    // one that was running then: it must be restarted (with the gates re-verified at its start) first.
-    const recent = await heartbeatsBetween(
-      store.db,
-      now - 2 * config.policy.heartbeatIntervalSeconds * 1000,
-      now + 1,
-    );
-    const stale = recent.find((h) => rolledBackAt !== null && h.worker_started_at < rolledBackAt);
+    const windowS = 2 * config.policy.heartbeatIntervalSeconds;
+    const recent = await heartbeatsBetween(store.db, now - windowS * 1000, now + 1);
+    // Positive evidence of the restart: a worker started after the rollback (its start verified the
+    // gates in Phase 4) beats now; and no worker from before the rollback has beaten since it started.
+    const fresh = recent.filter((h) => h.worker_started_at > rolledBackAt);
+    const freshSince = fresh.length === 0 ? 0 : Math.min(...fresh.map((h) => h.worker_started_at));
+    const stale = recent.find((h) => h.worker_started_at <= rolledBackAt && h.at >= freshSince);
     if (stale) {
-      return `the worker running at the rollback (pid ${stale.pid}, started ${new Date(stale.worker_started_at).toISOString()}) is still running: restart it in Phase 4 first`;
+      return `the worker running at the rollback (pid ${stale.pid}, started ${new Date(stale.worker_started_at).toISOString()}) is still running: restart \`valhalla run\` in Phase 4 first`;
+    }
+    if (fresh.length === 0) {
+      return `no worker started since the rollback has reported a heartbeat in the last ${windowS} s: restart \`valhalla run\` in Phase 4 (its start verifies the gates), then re-arm`;
     }
     return null;
   }

@@ -6,6 +6,7 @@ import { systemSleep } from '../clock/index.js';
 import { PACKAGE_ROOT } from '../config/index.js';
 import { type CycleReport, describeCycle, runCycles } from '../engine/index.js';
 import { changeMode, type GateClearance } from '../guard/index.js';
+import type { Logger } from '../log/index.js';
 import {
   createMetrics,
   createSupervisor,
@@ -22,6 +23,12 @@ import type { App } from './index.js';
 
 /** Synthetic leads loaded into an empty store in Phase 3 with real data off. */
 export const SYNTHETIC_LEADS = 5_000;
+/**
+ * The worker is restarted when its RSS passes this share of the policy's memory limit, so that the
+ * worker and the supervisor (~70 MB) together stay inside the service's 512 MB (systemd's MemoryMax):
+ * the supervisor's restart, audited and alerted, comes before the kernel's OOM kill.
+ */
+export const WORKER_RSS_SHARE = 0.85;
 /** How often the supervisor sends the alerts that are due. */
 const ALERT_DISPATCH_MS = 1_000;
 
@@ -35,8 +42,6 @@ export interface WorkerRunOptions {
   gates?: GateClearance;
   /** To the supervisor (IPC), when there is one. */
   send?: ((message: HeartbeatMessage) => void) | undefined;
-  /** Register for the supervisor's "the mode changed" messages. */
-  onModeMessage?: (listener: () => void) => void;
   print: (line: string) => void;
 }
 
@@ -90,7 +95,6 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
     send: options.send,
   });
   const watch: ModeWatch | null = config.phase === 4 ? watchMode(app.store, app.logger) : null;
-  if (watch) options.onModeMessage?.(() => watch.poke());
   try {
     await runCycles({
       engine: app.engine({ gates }),
@@ -173,7 +177,7 @@ export async function runSupervisor(
     const child = spawnChild(execArgv);
     child.stdout?.pipe(options.stdout, { end: false });
     child.stderr?.pipe(options.stderr, { end: false });
-    return childHandle(child);
+    return childHandle(child, logger);
   };
 
   const dispatcher = createAlertDispatcher({ store, clock, logger, channels: app.alertChannels() });
@@ -279,7 +283,7 @@ export async function runSupervisor(
     spawnWorker,
     heartbeatIntervalMs: config.policy.heartbeatIntervalSeconds * 1000,
     heartbeatGraceMs: config.policy.heartbeatGraceSeconds * 1000,
-    memoryLimitBytes: heapMb * 1024 * 1024,
+    memoryLimitBytes: Math.floor(heapMb * 1024 * 1024 * WORKER_RSS_SHARE),
     dailyRestartUtc: config.policy.dailyRestartUtc,
     stopGraceMs: 30_000,
     onEvent,
@@ -331,12 +335,12 @@ function mb(bytes: number): number {
   return Math.round(bytes / (1024 * 1024));
 }
 
-function childHandle(child: ChildProcess): WorkerHandle {
+function childHandle(child: ChildProcess, logger: Logger): WorkerHandle {
+  // A failed spawn or signal is reported here (an unhandled 'error' would end the supervisor); a
+  // worker that never started is seen as exited and restarted with the crash backoff.
+  child.on('error', (error) => logger.error({ err: error }, 'worker process error'));
   return {
     pid: child.pid ?? -1,
-    send: (message) => {
-      if (child.connected) child.send(message);
-    },
     kill: (signal) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },

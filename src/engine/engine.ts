@@ -219,17 +219,20 @@ export function createEngine(deps: EngineDeps): Engine {
    * with synchronous=FULL each commit is an fsync, the cycle's main cost.
    */
   async function runCycle(options: CycleOptions = {}): Promise<CycleReport> {
-    const { abortRequests, holdNew } = options;
-    // Stopping (SIGTERM) or the mode leaving `live` both mean: claim nothing more, start no request.
+    const { abortRequests } = options;
+    const startedAt = clock.now();
+    const mode = await readMode(store.db);
+    const live = config.phase === 4 && !config.dryRun && !config.outboundDisabled && mode === 'live';
+    // `holdNew` is about sending: a dry run (after a rollback too) goes on recording.
+    const holdNew = live ? options.holdNew : undefined;
+    // In a live cycle, stopping (SIGTERM) or the mode leaving `live` both mean: claim nothing more,
+    // start no request.
     const stop =
       options.stop && holdNew ? AbortSignal.any([options.stop, holdNew]) : (options.stop ?? holdNew);
     // A health check or token request is cut by the shutdown's deadline, and not started (or cut) once
     // the mode has left `live`: after a rollback nothing at all goes to the partner.
     const cutChecks =
       abortRequests && holdNew ? AbortSignal.any([abortRequests, holdNew]) : (abortRequests ?? holdNew);
-    const startedAt = clock.now();
-    const mode = await readMode(store.db);
-    const live = config.phase === 4 && !config.dryRun && !config.outboundDisabled && mode === 'live';
     const report: CycleReport = {
       cycleId: null,
       kind: live ? 'live' : 'dry_run',

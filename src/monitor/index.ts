@@ -13,7 +13,6 @@ export {
   crashBackoffMs,
   createSupervisor,
   type HeartbeatMessage,
-  type ModeMessage,
   procRss,
   type Supervisor,
   type SupervisorEvent,

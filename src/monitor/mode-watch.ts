@@ -8,8 +8,6 @@ export const MODE_POLL_MS = 100;
 export interface ModeWatch {
   /** Aborted as soon as the mode is seen to leave `live` (a fresh signal once it is live again). */
   signal(): AbortSignal;
-  /** Look now (the supervisor said the mode changed). */
-  poke(): void;
   stop(): void;
 }
 
@@ -42,7 +40,6 @@ export function watchMode(store: Store, logger: Logger, pollMs = MODE_POLL_MS): 
   timer.unref();
   return {
     signal: () => controller.signal,
-    poke: look,
     stop: () => clearInterval(timer),
   };
 }

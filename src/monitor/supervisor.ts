@@ -13,15 +13,9 @@ export interface HeartbeatMessage {
   cycleId: number | null;
 }
 
-/** What the supervisor tells the worker: the mode changed (look now, do not wait for the next poll). */
-export interface ModeMessage {
-  type: 'mode';
-}
-
 /** A running worker process, as the supervisor sees it. */
 export interface WorkerHandle {
   readonly pid: number;
-  send(message: ModeMessage): void;
   kill(signal: NodeJS.Signals): void;
   onMessage(listener: (message: unknown) => void): void;
   onExit(listener: (code: number | null, signal: NodeJS.Signals | null) => void): void;
@@ -51,7 +45,9 @@ export interface SupervisorOptions {
   stopGraceMs: number;
   /**
    * Audit, alert, roll back: the caller's. Awaited before the supervisor acts on the event (the
-   * audit entry precedes its effect); an error in it is logged and does not stop the supervision.
+   * audit entry precedes its effect); an error in it is logged and does not stop the supervision,
+   * except for a missed heartbeat: no new worker starts until that event is handled (the rollback
+   * committed), retried every second.
    */
   onEvent: (event: SupervisorEvent) => Promise<void>;
   /** Exit codes after which the worker is not restarted (it refused to start, e.g. gates not cleared). */
@@ -66,10 +62,8 @@ export interface Supervisor {
   stop(): Promise<void>;
   /** Resolves when supervision ends: stopped, the worker finished (exit 0 on its own), or a fatal exit. */
   readonly done: Promise<{ code: number }>;
-  /** The current worker's pid and what it last reported, for the metrics. */
+  /** The current worker's pid and what it last reported (no heartbeat time before its first), for the metrics. */
   worker(): { pid: number; rssBytes: number | null; heartbeatAt: number | null } | null;
-  /** Tell the worker to look at the mode now. */
-  notifyMode(): void;
 }
 
 /** Crash restarts back off 1 s, 2 s, 4 s … up to a minute; a worker that ran 10 minutes resets it. */
@@ -95,8 +89,12 @@ interface Running {
   lastBeatAt: number;
   beats: number;
   reportedRss: number | null;
-  /** Set when the supervisor itself stops the worker (restart or shutdown): its exit is expected. */
-  stopping: 'restart' | 'shutdown' | null;
+  /**
+   * Set when the supervisor itself stops the worker: its exit is expected. `restart`: start the next
+   * one (after `restartDelayMs`); `held`: the check that killed it starts the next; `shutdown`: none.
+   */
+  stopping: 'restart' | 'held' | 'shutdown' | null;
+  restartDelayMs: number;
   killTimer: NodeJS.Timeout | null;
   exited: Promise<void>;
 }
@@ -113,6 +111,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
   let current: Running | null = null;
   let restartAt: number | null = null;
   let crashes = 0;
+  let memoryRestarts = 0;
   let nextRestart = nextDailyRestart(options.dailyRestartUtc, clock.now());
   let interval: NodeJS.Timeout | null = null;
   let stopped = false;
@@ -130,6 +129,22 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     }
   }
 
+  /** Until the handler succeeds (every second), or the supervisor stops. */
+  async function emitUntilHandled(event: SupervisorEvent) {
+    for (let attempt = 1; !stopped; attempt++) {
+      try {
+        await onEvent(event);
+        return;
+      } catch (error) {
+        logger.error(
+          { err: error, event: event.kind, attempt },
+          'supervisor event not handled yet: retrying',
+        );
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+    }
+  }
+
   function spawn() {
     restartAt = null;
     const handle = options.spawnWorker();
@@ -142,6 +157,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       beats: 0,
       reportedRss: null,
       stopping: null,
+      restartDelayMs: 0,
       killTimer: null,
       exited: new Promise<void>((resolve) => {
         resolveExit = resolve;
@@ -165,9 +181,10 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
 
   async function onExit(running: Running, code: number | null, signal: NodeJS.Signals | null) {
     const pid = running.handle.pid;
-    if (stopped || running.stopping === 'shutdown') return;
+    if (stopped || running.stopping === 'shutdown' || running.stopping === 'held') return;
     if (running.stopping === 'restart') {
-      spawn();
+      if (running.restartDelayMs > 0) restartAt = clock.now() + running.restartDelayMs;
+      else spawn();
       return;
     }
     if (code === 0) {
@@ -195,7 +212,11 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
   }
 
   /** SIGTERM, then SIGKILL after the grace (a frozen process ignores SIGTERM until it thaws). */
-  function terminate(running: Running, why: 'restart' | 'shutdown', signal: NodeJS.Signals = 'SIGTERM') {
+  function terminate(
+    running: Running,
+    why: 'restart' | 'held' | 'shutdown',
+    signal: NodeJS.Signals = 'SIGTERM',
+  ) {
     running.stopping = why;
     running.handle.kill(signal);
     if (signal !== 'SIGKILL') {
@@ -217,15 +238,24 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     const ageMs = now - running.lastBeatAt;
     const limitMs = options.heartbeatIntervalMs + options.heartbeatGraceMs;
     if (ageMs > limitMs) {
-      await emit({ kind: 'heartbeat_missed', pid, ageMs, limitMs });
-      // A frozen process cannot be asked to stop: SIGKILL (and SIGCONT, in case it was stopped).
-      terminate(running, 'restart', 'SIGKILL');
+      // Killed first: a frozen process cannot be asked to stop, and it may hold a database lock
+      // (SQLite's write lock, PostgreSQL's audit lock) that the rollback below needs. SIGKILL, and
+      // SIGCONT in case it was stopped; its death releases the locks.
+      terminate(running, 'held', 'SIGKILL');
       running.handle.kill('SIGCONT');
+      await running.exited;
+      // Then the audit, the alert and (Phase 4) the rollback, retried until they commit: no new
+      // worker starts before, so none can start live after a missed heartbeat.
+      await emitUntilHandled({ kind: 'heartbeat_missed', pid, ageMs, limitMs });
+      if (!stopped) spawn();
       return;
     }
     const rss = readRss(pid) ?? running.reportedRss;
     if (rss !== null && rss > options.memoryLimitBytes) {
       await emit({ kind: 'memory_exceeded', pid, rssBytes: rss, limitBytes: options.memoryLimitBytes });
+      // A worker that outgrows its limit again soon backs off like a crash (no restart loop).
+      memoryRestarts = now - running.startedAt >= HEALTHY_RUN_MS ? 1 : memoryRestarts + 1;
+      running.restartDelayMs = memoryRestarts > 1 ? crashBackoffMs(memoryRestarts - 1) : 0;
       terminate(running, 'restart');
       return;
     }
@@ -273,15 +303,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       return {
         pid: current.handle.pid,
         rssBytes: readRss(current.handle.pid) ?? current.reportedRss,
-        heartbeatAt: current.lastBeatAt,
+        heartbeatAt: current.beats === 0 ? null : current.lastBeatAt,
       };
-    },
-    notifyMode() {
-      try {
-        current?.handle.send({ type: 'mode' });
-      } catch {
-        // The worker is gone or its channel closed: it reads the mode at its next start anyway.
-      }
     },
   };
 }

@@ -208,6 +208,17 @@ describe('valhalla run supervises its worker', () => {
       'dry-run cycles after the rollback',
     );
     expect(partner.stats().batches.received).toBe(received);
+    // … and those dry runs record what would have been sent (the leads still waiting).
+    const rolledBackAt = query<{ at: number }>(
+      dbFile,
+      "select at from audit_log where action = 'mode.rollback'",
+    )[0]!.at;
+    await until(
+      () =>
+        query(dbFile, "select id from deliveries where kind = 'dry_run' and created_at > ?", rolledBackAt)
+          .length >= 2,
+      'dry-run records after the rollback',
+    );
     await until(
       () => receiver.requests.some((r) => r.body.includes('ROLLED BACK by supervisor')),
       'the rollback alert',
@@ -240,8 +251,9 @@ describe('valhalla run supervises its worker', () => {
     const run = start(BIN, ['run'], cwd, env);
     const restart = await until(() => audited(dbFile, 'worker.memory_restart')[0], 'a memory restart');
     expect(restart.actor).toBe('supervisor');
-    expect(restart.details.limitBytes).toBe(40 * 1024 * 1024);
-    expect(restart.details.rssBytes as number).toBeGreaterThan(40 * 1024 * 1024);
+    // Restarted at 85% of the policy's limit (the supervisor's own memory fits in the rest).
+    expect(restart.details.limitBytes).toBe(Math.floor(40 * 1024 * 1024 * 0.85));
+    expect(restart.details.rssBytes as number).toBeGreaterThan(40 * 1024 * 1024 * 0.85);
     await until(() => audited(dbFile, 'worker.started').length >= 2, 'the restarted worker');
     const alerts = query<{ event: string; severity: string }>(
       dbFile,

@@ -28,13 +28,13 @@ if (process.argv[2] === 'worker') {
     await writeGoLiveAt(app.store.db, app.clock.now() - 7 * 86_400_000);
   }
   process.once('disconnect', () => stop.abort());
-  const send = process.send?.bind(process);
   await runWorker(app, {
     stop: stop.signal,
     abortRequests: abortRequests.signal,
     gates,
-    send: send ? (message) => send(message) : undefined,
-    onModeMessage: (listener) => process.on('message', listener),
+    send: (message) => {
+      if (process.connected) process.send?.(message, undefined, {}, () => undefined);
+    },
     print,
   });
   if (process.connected) process.disconnect();

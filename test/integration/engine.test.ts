@@ -35,6 +35,7 @@ import {
 import { deliveryLeads, type Lead, utcDay } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
+import { workerBeat } from '../support/heartbeat.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -877,7 +878,9 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     w.clock.advance(5 * SECOND);
     expect(await w.cycle()).toMatchObject({ kind: 'dry_run', actions: 0 });
     expect(w.sandbox.stats().batches.received).toBe(3);
-    // Re-armed (Phase 4, the gates, no worker from before the rollback): the last retry goes out, fails, quarantines.
+    // Re-armed (Phase 4, the gates, a worker restarted since the rollback): the last retry goes out, fails, quarantines.
+    await workerBeat(w.app.store.db, { at: w.clock.now() + 1, startedAt: w.clock.now() + 1 });
+    w.clock.advance(10);
     const rearmed = await w.app.changeMode('rearm', { reason: 'partner fixed', gates: CLEARED });
     expect(rearmed).toMatchObject({ kind: 'change', from: 'rolled_back', to: 'live' });
     const c1b = await w.cycle();

@@ -20,9 +20,9 @@ import {
   type SandboxPartnerOptions,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
-import { recordHeartbeat } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env } from '../support/cli.js';
+import { workerBeat } from '../support/heartbeat.js';
 import { type SlackReceiver, startSlackReceiver } from '../support/receivers.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -207,33 +207,19 @@ describe.each(list)('monitoring on $name', (backend) => {
     const noGates = await w.app.changeMode('rearm', { reason: 'fixed' });
     expect(noGates).toMatchObject({ kind: 'refused' });
     expect(noGates.kind === 'refused' && noGates.reason).toContain('gates are not verified');
-    // … and while the worker that was running at the rollback still beats.
+    // … with no worker restarted since the rollback …
     const rolledBackAt = w.clock.now();
     w.clock.advance(1_000);
-    const beat = {
-      runner: 'host:1',
-      pid: 4242,
-      phase: 4 as const,
-      rss_bytes: 1,
-      heap_used_bytes: 1,
-      state: 'idle',
-      cycle_id: null,
-    };
-    await recordHeartbeat(w.app.store.db, {
-      ...beat,
-      at: w.clock.now(),
-      worker_started_at: rolledBackAt - HOUR,
-    });
+    const none = await w.app.changeMode('rearm', { reason: 'fixed', gates: CLEARED });
+    expect(none.kind === 'refused' && none.reason).toContain('no worker started since the rollback');
+    // … and while the worker that was running at the rollback still beats.
+    await workerBeat(w.app.store.db, { at: w.clock.now(), startedAt: rolledBackAt - HOUR, pid: 4242 });
     const stale = await w.app.changeMode('rearm', { reason: 'fixed', gates: CLEARED });
     expect(stale.kind === 'refused' && stale.reason).toContain('pid 4242');
-    // A worker started after the rollback: allowed.
-    await recordHeartbeat(w.app.store.db, {
-      ...beat,
-      pid: 4343,
-      at: w.clock.now() + 100,
-      worker_started_at: rolledBackAt + 500,
-    });
-    w.clock.advance(2 * 30_000 + 1);
+    // A worker started after the rollback beats, and the old one has not beaten since: allowed.
+    w.clock.advance(500);
+    await workerBeat(w.app.store.db, { at: w.clock.now() + 500, startedAt: w.clock.now(), pid: 4343 });
+    w.clock.advance(1_000);
     expect(await w.app.changeMode('rearm', { reason: 'fixed', gates: CLEARED })).toMatchObject({
       kind: 'change',
       from: 'rolled_back',
@@ -250,6 +236,7 @@ describe.each(list)('monitoring on $name', (backend) => {
       'mode.pause',
       'mode.resume',
       'mode.rollback',
+      'mode.rearm_refused',
       'mode.rearm_refused',
       'mode.rearm_refused',
       'mode.rearm',
@@ -308,6 +295,8 @@ describe.each(list)('monitoring on $name', (backend) => {
     expect(await w.requests()).toEqual([]);
 
     // Re-armed: the same batch goes out, under its own key, as its first attempt.
+    await workerBeat(w.app.store.db, { at: w.clock.now() + 1, startedAt: w.clock.now() + 1 });
+    w.clock.advance(10);
     expect(await w.app.changeMode('rearm', { reason: 'ok', gates: CLEARED })).toMatchObject({ to: 'live' });
     const next = await w.app.engine({ gates: CLEARED, sleep: w.clock.sleep }).runCycle();
     expect(next).toMatchObject({ claimed: 0, actions: 1, accepted: 2 });
@@ -351,6 +340,17 @@ describe.each(list)('monitoring on $name', (backend) => {
     expect(voided.every((a) => a.severity === 'critical')).toBe(true);
     expect(voided[0]!.message).toContain('every sign-off made against the old policy is void');
     expect(voided[1]!.message).toContain('the policy file can no longer be read or is invalid');
+  });
+
+  it('rolled back: the worker keeps recording dry runs (its mode watch holding new requests does not stop them)', async () => {
+    const w = await world(backend);
+    await w.ingest(4);
+    await w.app.changeMode('rollback', { reason: 'test' });
+    // What the worker passes once its mode watch has seen the rollback: an aborted hold.
+    const engine = w.app.engine({ gates: CLEARED, sleep: w.clock.sleep });
+    const report = await engine.runCycle({ holdNew: AbortSignal.abort() });
+    expect(report).toMatchObject({ kind: 'dry_run', dryRunRecorded: 4, actions: 0 });
+    expect(w.sandbox.stats().requests.total).toBe(0);
   });
 
   it("the app's partner client passes the hold on: a held request never reaches the partner", async () => {

@@ -4,9 +4,15 @@
  * limit, one that crashes, one that finishes, and the daily restart under a virtual clock.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { openApp } from '../../src/app/index.js';
+import { runSupervisor } from '../../src/app/run.js';
 import { type Clock, ManualClock } from '../../src/clock/index.js';
+import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
+import { readMode } from '../../src/guard/index.js';
 import { createLogger } from '../../src/log/index.js';
 import {
   createSupervisor,
@@ -16,7 +22,8 @@ import {
   type SupervisorOptions,
   type WorkerHandle,
 } from '../../src/monitor/index.js';
-import { REPO_ROOT } from '../support/cli.js';
+import { phase4Env, REPO_ROOT } from '../support/cli.js';
+import { tempDir } from '../support/tmp.js';
 
 const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'sup-worker.js');
 const logger = createLogger({ level: 'silent', file: null });
@@ -36,7 +43,6 @@ function spawnWith(args: () => string[]): () => WorkerHandle {
     child.on('exit', () => children.delete(child));
     return {
       pid: child.pid ?? -1,
-      send: (m) => child.connected && child.send(m),
       kill: (signal) => {
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       },
@@ -170,6 +176,87 @@ describe('the supervisor, with real worker processes', () => {
     await supervisor.tick();
     expect(events.filter((e) => e.kind === 'daily_restart')).toHaveLength(2);
     expect(kinds(events)).not.toContain('crashed');
+  });
+
+  it('a worker frozen while holding the database write lock: killed first, then the rollback commits, then a new worker (the real supervisor wiring)', async () => {
+    const dir = tempDir();
+    const policy = {
+      ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')),
+      heartbeatIntervalSeconds: 1,
+      heartbeatGraceSeconds: 1,
+    };
+    writeFileSync(join(dir, 'policy.json'), JSON.stringify(policy));
+    const dbFile = join(dir, 'valhalla.db');
+    const config = loadConfig({
+      cwd: dir,
+      env: phase4Env(
+        dir,
+        {
+          url: 'https://127.0.0.1:9',
+          tokenUrl: 'https://127.0.0.1:9/token',
+          clientId: 'c',
+          clientSecret: 's'.repeat(32),
+          caFile: null,
+        },
+        {
+          VALHALLA_DATABASE_URL: dbFile,
+          VALHALLA_POLICY_FILE: join(dir, 'policy.json'),
+          VALHALLA_METRICS_PORT: 'off',
+          VALHALLA_LOG_LEVEL: 'silent',
+        },
+      ),
+    });
+    const app = await openApp({ config });
+    const stop = new AbortController();
+    let starts = 0;
+    const out = new PassThrough();
+    out.resume();
+    const running = runSupervisor(app, {
+      stop: stop.signal,
+      workerArgs: [],
+      gates: { check: async () => ({ cleared: true, reason: 'test' }) },
+      spawnWorker: (execArgv) => {
+        const child = fork(WORKER, ++starts === 1 ? ['100', 'lock', dbFile] : ['100', 'steady'], {
+          execArgv,
+          stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        });
+        children.add(child);
+        return child;
+      },
+      stdout: out,
+      stderr: out,
+      print: () => undefined,
+    });
+    try {
+      await until(() => starts === 1, 'the first worker');
+      // Let it take the lock (300 ms), then freeze it there.
+      await new Promise((r) => setTimeout(r, 600));
+      const first = [...children][0]!;
+      first.kill('SIGSTOP');
+      await until(() => starts === 2, 'the replacement worker', 20_000);
+      let actions: { action: string; actor: string }[] = [];
+      for (let i = 0; i < 100 && actions.length < 4; i++) {
+        actions = await app.store.db
+          .selectFrom('audit_log')
+          .select(['action', 'actor'])
+          .where('action', 'in', ['worker.heartbeat_missed', 'mode.rollback', 'worker.started'])
+          .orderBy('seq')
+          .execute();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // Killed, then audited and rolled back (the lock was free again), and only then the next worker.
+      expect(actions).toEqual([
+        { action: 'worker.started', actor: 'supervisor' },
+        { action: 'worker.heartbeat_missed', actor: 'supervisor' },
+        { action: 'mode.rollback', actor: 'supervisor' },
+        { action: 'worker.started', actor: 'supervisor' },
+      ]);
+      expect(await readMode(app.store.db)).toBe('rolled_back');
+    } finally {
+      stop.abort();
+      await running;
+      await app.close();
+    }
   });
 
   it('stop() ends the worker with SIGTERM and is safe twice', async () => {

@@ -170,6 +170,8 @@ describe('deploy files', () => {
     it('caps the whole service at 512 MB and always restarts it', () => {
       expect(directive('MemoryMax')).toEqual(['512M']);
       expect(directive('Restart')).toEqual(['always']);
+      // A refusal by policy (exit 3) is not restarted into the same refusal.
+      expect(directive('RestartPreventExitStatus')).toEqual(['2 3']);
     });
 
     it('runs `valhalla run` as a dedicated user, hardened, with only the data folder writable', () => {

@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { runSupervisor, runWorker } from '../../app/run.js';
+import type { HeartbeatMessage } from '../../monitor/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';
@@ -37,6 +38,15 @@ function shutdownSignals(ctx: Context, what: string, alsoOnDisconnect: boolean) 
       process.off('disconnect', handlers.disconnect);
     },
   };
+}
+
+/**
+ * A heartbeat to the supervisor. Once the channel is closed (the supervisor is gone) it is dropped:
+ * the worker is draining then, and an unhandled IPC error would kill it mid-drain.
+ */
+function sendToSupervisor(message: HeartbeatMessage): void {
+  if (!process.connected || !process.send) return;
+  process.send(message, undefined, {}, () => undefined);
 }
 
 export function registerRun(program: Command, ctx: Context): void {
@@ -89,16 +99,11 @@ export function registerRun(program: Command, ctx: Context): void {
       await ctx.withApp(async (app) => {
         const signals = shutdownSignals(ctx, '', true);
         try {
-          const send = process.send?.bind(process);
           const result = await runWorker(app, {
             stop: signals.stop,
             abortRequests: signals.abortRequests,
             maxCycles: opts.cycles,
-            send: send ? (message) => send(message) : undefined,
-            onModeMessage: (listener) =>
-              process.on('message', (message: { type?: unknown }) => {
-                if (message?.type === 'mode') listener();
-              }),
+            send: process.send ? sendToSupervisor : undefined,
             print: (line) => writeLine(ctx.io.stdout, line),
           });
           if (result.code === 3) throw new CliExit(EXIT.refused, `Phase 4 refused: ${result.reason}`);
