@@ -31,7 +31,13 @@ export type SupervisorEvent =
   | { kind: 'finished'; pid: number; code: number };
 
 export interface SupervisorOptions {
+  /** Wall-clock time: when 02:00 UTC is, and the times reported. */
   clock: Clock;
+  /**
+   * Elapsed time (default `performance.now`): heartbeat age, backoff, run length. Never the wall
+   * clock, which an NTP step can move by minutes: that must not look like a missed heartbeat.
+   */
+  monotonicNow?: () => number;
   logger: Logger;
   spawnWorker: () => WorkerHandle;
   /** The worker's resident memory, read by the supervisor itself (a frozen worker reports nothing). */
@@ -85,8 +91,12 @@ export function procRss(pid: number): number | null {
 
 interface Running {
   handle: WorkerHandle;
+  /** Monotonic ms. */
   startedAt: number;
+  /** Monotonic ms. */
   lastBeatAt: number;
+  /** Wall-clock ms of the last heartbeat (for the metrics). */
+  lastBeatWallAt: number | null;
   beats: number;
   reportedRss: number | null;
   /**
@@ -107,6 +117,7 @@ interface Running {
 export function createSupervisor(options: SupervisorOptions): Supervisor {
   const { clock, logger, onEvent } = options;
   const readRss = options.readRss ?? procRss;
+  const elapsed = options.monotonicNow ?? (() => performance.now());
   const fatal = new Set(options.fatalExitCodes ?? []);
   let current: Running | null = null;
   let restartAt: number | null = null;
@@ -148,12 +159,13 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
   function spawn() {
     restartAt = null;
     const handle = options.spawnWorker();
-    const now = clock.now();
+    const now = elapsed();
     let resolveExit!: () => void;
     const running: Running = {
       handle,
       startedAt: now,
       lastBeatAt: now,
+      lastBeatWallAt: null,
       beats: 0,
       reportedRss: null,
       stopping: null,
@@ -166,7 +178,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     current = running;
     handle.onMessage((message) => {
       if (!isHeartbeat(message)) return;
-      running.lastBeatAt = clock.now();
+      running.lastBeatAt = elapsed();
+      running.lastBeatWallAt = clock.now();
       running.reportedRss = message.rssBytes;
       running.beats++;
       if (running.beats === 1) void emit({ kind: 'first_heartbeat', pid: handle.pid });
@@ -183,7 +196,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     const pid = running.handle.pid;
     if (stopped || running.stopping === 'shutdown' || running.stopping === 'held') return;
     if (running.stopping === 'restart') {
-      if (running.restartDelayMs > 0) restartAt = clock.now() + running.restartDelayMs;
+      if (running.restartDelayMs > 0) restartAt = elapsed() + running.restartDelayMs;
       else spawn();
       return;
     }
@@ -197,11 +210,11 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       finish(code);
       return;
     }
-    const ranMs = clock.now() - running.startedAt;
+    const ranMs = elapsed() - running.startedAt;
     crashes = ranMs >= HEALTHY_RUN_MS ? 1 : crashes + 1;
     const restartInMs = crashBackoffMs(crashes);
     await emit({ kind: 'crashed', pid, code, signal, restartInMs });
-    restartAt = clock.now() + restartInMs;
+    restartAt = elapsed() + restartInMs;
   }
 
   function finish(code: number) {
@@ -227,7 +240,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
 
   async function check() {
     if (stopped) return;
-    const now = clock.now();
+    const now = elapsed();
     if (current === null) {
       if (restartAt !== null && now >= restartAt) spawn();
       return;
@@ -259,9 +272,10 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       terminate(running, 'restart');
       return;
     }
-    if (now >= nextRestart) {
+    const wallNow = clock.now();
+    if (wallNow >= nextRestart) {
       await emit({ kind: 'daily_restart', pid, at: new Date(nextRestart).toISOString() });
-      nextRestart = nextDailyRestart(options.dailyRestartUtc, now);
+      nextRestart = nextDailyRestart(options.dailyRestartUtc, wallNow);
       terminate(running, 'restart');
     }
   }
@@ -303,7 +317,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       return {
         pid: current.handle.pid,
         rssBytes: readRss(current.handle.pid) ?? current.reportedRss,
-        heartbeatAt: current.beats === 0 ? null : current.lastBeatAt,
+        heartbeatAt: current.lastBeatWallAt,
       };
     },
   };
