@@ -3,6 +3,7 @@ import type { Logger } from '../log/index.js';
 import {
   type Alert,
   type AlertDelivery,
+  deferAlertDeliveries,
   finishAlertDelivery,
   leaseDueAlertDeliveries,
   type Store,
@@ -54,8 +55,9 @@ type Leased = AlertDelivery & { alert: Alert };
 /**
  * The alert outbox's sender. Each pass leases the due deliveries, then sends them channel by
  * channel, the channels side by side: a channel that hangs or fails costs only its own deliveries.
- * In a channel, the first failure ends that channel's pass: the deliveries after it keep their
- * lease and come back when it runs out (a down server costs one timeout per pass, not one per alert).
+ * In a channel, the first failure ends that channel's pass: the deliveries after it are handed back,
+ * due again at the failed one's retry time (a down server costs one timeout per retry, not one per
+ * alert, and the alerts behind a failed one are not held for a whole lease).
  */
 export function createAlertDispatcher(deps: {
   store: Store;
@@ -73,7 +75,14 @@ export function createAlertDispatcher(deps: {
 
   async function deliverOnChannel(name: string, deliveries: Leased[], tally: DispatchResult): Promise<void> {
     const channel = channels.find((c) => c.name === name);
-    for (const delivery of deliveries) {
+    // The deliveries after `index` are handed back (no attempt counted) when this pass stops early.
+    const handBack = (index: number, at: number) =>
+      deferAlertDeliveries(
+        store.db,
+        deliveries.slice(index).map((d) => ({ alertId: d.alert_id, channel: name })),
+        at,
+      );
+    for (const [index, delivery] of deliveries.entries()) {
       const key = { alertId: delivery.alert_id, channel: name };
       if (!channel) {
         // Recorded when the channel was configured; it is not any more (settings changed, restart).
@@ -83,7 +92,11 @@ export function createAlertDispatcher(deps: {
         tally.failed += 1;
         continue;
       }
-      if (delivery.lease_until === null || clock.now() + SEND_DEADLINE_MS > delivery.lease_until) return;
+      if (delivery.lease_until === null || clock.now() + SEND_DEADLINE_MS > delivery.lease_until) {
+        // Not enough of the lease left to send safely: the next pass takes them.
+        await handBack(index, clock.now());
+        return;
+      }
       const signal = AbortSignal.timeout(SEND_DEADLINE_MS);
       let failure: string | null = null;
       try {
@@ -119,7 +132,11 @@ export function createAlertDispatcher(deps: {
           'alert delivery failed; will retry',
         );
         tally.retrying += 1;
+        // The channel just failed: its other alerts wait for the same retry time, not the lease.
+        await handBack(index + 1, nextAttemptAt);
+        return;
       }
+      await handBack(index + 1, clock.now());
       return;
     }
   }

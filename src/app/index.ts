@@ -21,10 +21,10 @@ import {
   type OperatorActions,
   type PartnerPort,
 } from '../engine/index.js';
+import { buildGatesBundle, createGateClearance, evaluateGates, type GatesReport } from '../gates/index.js';
 import {
   changeMode,
   createGuard,
-  GATES_NOT_IN_PLACE,
   type GateClearance,
   type Mode,
   readGoLiveAt,
@@ -102,13 +102,17 @@ export interface App {
   status(): Promise<StatusReport>;
   listLeads(options: { state?: LeadState; limit: number; beforeId?: number }): Promise<MaskedLead[]>;
   /**
-   * The cycle engine. In production the gates are those of the gates module (none yet: Phase 4
-   * cannot send) and the partner client is built from the configuration (none in Phase 3).
+   * The cycle engine. In production the gates are those of the gates module and the partner client
+   * is built from the configuration (none in Phase 3); tests and the drill may pass their own.
    */
   engine(options?: { gates?: GateClearance; partner?: PartnerPort | null; sleep?: Sleep }): Engine;
   operatorActions(): OperatorActions;
-  /** Whether the go-live gates are cleared: the gates module's answer (none yet: never cleared). */
+  /** Whether the go-live gates are cleared: every item verified or signed, and the CEO's activation. */
   readonly gates: GateClearance;
+  /** Every gate, item by item, with its evidence or signer: `valhalla gates status|verify|report`. */
+  gatesReport(): Promise<GatesReport>;
+  /** The same with the signed documents, keys and evidence entries, for `valhalla gates report`. */
+  gatesBundle(): ReturnType<typeof buildGatesBundle>;
   /**
    * The main job's start in Phase 3: with real data off and nothing ever ingested, generate and
    * ingest `count` synthetic leads (seed 1) from `<data dir>/synthetic-leads.csv`; null otherwise.
@@ -340,8 +344,8 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
   }
 
   const dispatcher = () => createAlertDispatcher({ store, clock, logger, channels: alertChannels() });
-  // The gates module's answer; until it exists nothing is cleared (there is no bypass).
-  const gates: GateClearance = GATES_NOT_IN_PLACE;
+  // The gates module's answer, from the evidence and the signatures; there is no bypass.
+  const gates = createGateClearance({ store, config, audit, clock });
 
   let closed = false;
   return {
@@ -406,7 +410,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         audit,
         clock,
         pseudonymizer: p,
-        gates: engineOptions.gates ?? GATES_NOT_IN_PLACE,
+        gates: engineOptions.gates ?? gates,
       });
       return createEngine({
         config,
@@ -423,6 +427,8 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       });
     },
     gates,
+    gatesReport: () => evaluateGates({ store, config, audit, clock }),
+    gatesBundle: () => buildGatesBundle({ store, config, audit, clock }),
     alerts,
     alertChannels,
     dispatchAlerts: () => dispatcher().dispatchDue(),

@@ -27,6 +27,8 @@ export interface AuditLog {
   /** Append in a transaction of its own. */
   record(entries: AuditInput | AuditInput[]): Promise<AuditEntry[]>;
   verify(options?: { expectHead?: string }): Promise<AuditVerification>;
+  /** The latest entry with this action (evidence lookups: the last drill, test alert, run), or undefined. */
+  latest(action: string): Promise<AuditEntry | undefined>;
   /** Write every entry as one JSON line, in sequence order. */
   export(out: Writable): Promise<{ entries: number; headHash: string }>;
 }
@@ -103,6 +105,14 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
   return {
     append,
     record: (input) => store.db.transaction().execute((trx) => append(trx, input)),
+    latest: (action) =>
+      store.db
+        .selectFrom('audit_log')
+        .selectAll()
+        .where('action', '=', action)
+        .orderBy('seq', 'desc')
+        .limit(1)
+        .executeTakeFirst(),
     async verify(options = {}) {
       const verifier = new ChainVerifier();
       outer: for await (const rows of pages(store.db)) {

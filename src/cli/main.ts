@@ -7,6 +7,7 @@ import { registerAlerts } from './commands/alerts.js';
 import { registerAudit } from './commands/audit.js';
 import { registerConfig } from './commands/config.js';
 import { registerCycle } from './commands/cycle.js';
+import { registerGates } from './commands/gates.js';
 import { registerIngest } from './commands/ingest.js';
 import { registerInit } from './commands/init.js';
 import { registerLeads } from './commands/leads.js';
@@ -14,6 +15,8 @@ import { registerMode } from './commands/mode.js';
 import { registerQuarantine } from './commands/quarantine.js';
 import { registerRun } from './commands/run.js';
 import { registerSandbox } from './commands/sandbox.js';
+import { registerSigning } from './commands/signing.js';
+import { registerStability } from './commands/stability.js';
 import { registerStatus } from './commands/status.js';
 import { createContext } from './context.js';
 import { CliExit, type CliIo, EXIT, type ExitCode, writeLine } from './output.js';
@@ -45,8 +48,11 @@ export function buildProgram(io: CliIo): Command {
   registerCycle(program, ctx);
   registerQuarantine(program, ctx);
   registerMode(program, ctx);
+  registerGates(program, ctx);
+  registerSigning(program, ctx);
   registerSandbox(program, ctx);
   registerAlerts(program, ctx);
+  registerStability(program, ctx);
   for (const command of program.commands) applyExitOverride(command, io);
   return program;
 }

@@ -319,6 +319,8 @@ export function createEngine(deps: EngineDeps): Engine {
     }
 
     let next: Authorized | null = null;
+    // The gates' answer for the guard, asked outside the transaction (it reads the database).
+    if (live) await guard.prepare();
     try {
       next = await store.db.transaction().execute(async (trx) => {
         const expiredIds = await expireStalePending(
@@ -396,6 +398,7 @@ export function createEngine(deps: EngineDeps): Engine {
         });
         break;
       }
+      await guard.prepare();
       next = await store.db.transaction().execute(async (trx) => {
         await recordOutcome(trx, current, outcome, report);
         return afterAction(trx, context, report, stop);
@@ -488,6 +491,7 @@ export function createEngine(deps: EngineDeps): Engine {
     if (at !== null) await sleep(Math.max(0, at - clock.now()), stop);
     if (stop?.aborted) return null;
     if (!healthFresh(context) && !(await checkPartner(context, report, cutChecks))) return null;
+    await guard.prepare();
     return store.db.transaction().execute((trx) => afterAction(trx, context, report, stop));
   }
 

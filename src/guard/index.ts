@@ -12,14 +12,6 @@ export interface GateClearance {
   check(): Promise<{ cleared: boolean; reason: string }>;
 }
 
-/** Until the gates exist, nothing is cleared: Phase 4 cannot send. There is no bypass. */
-export const GATES_NOT_IN_PLACE: GateClearance = {
-  check: async () => ({
-    cleared: false,
-    reason: 'the nine go-live gates are not in place: Phase 4 cannot send',
-  }),
-};
-
 export type RefusalCode =
   | 'DRY_RUN'
   | 'MODE_NOT_LIVE'
@@ -59,7 +51,16 @@ export interface Guard {
    * the audit chain when that transaction commits, which the caller does before any request.
    */
   authorize(request: ActionRequest, trx: Transaction<Database>): Promise<GuardDecision>;
+  /**
+   * Ask the gates now, outside any transaction (the answer is read from the database, and a query on
+   * another connection inside the caller's transaction could wait on it forever). `authorize` uses
+   * this answer while it is at most GATES_ANSWER_VALID_MS old, and refuses without one.
+   */
+  prepare(): Promise<void>;
 }
+
+/** How long the gates' answer counts for the guard: the engine asks again before each transaction. */
+export const GATES_ANSWER_VALID_MS = 60_000;
 
 /** A health check older than this does not count for the batch about to be sent. */
 export const HEALTH_CHECK_VALID_MS = 60_000;
@@ -72,6 +73,7 @@ export function createGuard(deps: {
   gates: GateClearance;
 }): Guard {
   const { config, audit, clock, pseudonymizer, gates } = deps;
+  let answer: { cleared: boolean; reason: string; at: number } | null = null;
 
   async function decide(request: ActionRequest, trx: Transaction<Database>): Promise<GuardDecision> {
     if (config.phase !== 4 || config.dryRun || config.outboundDisabled) {
@@ -87,8 +89,15 @@ export function createGuard(deps: {
       return { allowed: false, code: 'DRY_RUN', reason: 'mode is rolled_back: DRY-RUN, recorded, not sent' };
     }
     if (mode !== 'live') return { allowed: false, code: 'MODE_NOT_LIVE', reason: `mode is ${mode}` };
-    const clearance = await gates.check();
-    if (!clearance.cleared) return { allowed: false, code: 'GATES_NOT_CLEARED', reason: clearance.reason };
+    const now = clock.now();
+    if (answer === null || now - answer.at > GATES_ANSWER_VALID_MS || now < answer.at) {
+      return {
+        allowed: false,
+        code: 'GATES_NOT_CLEARED',
+        reason: `the gates were not checked in the last ${GATES_ANSWER_VALID_MS / 1000} s`,
+      };
+    }
+    if (!answer.cleared) return { allowed: false, code: 'GATES_NOT_CLEARED', reason: answer.reason };
     const url = config.partner.url;
     if (url === null)
       return { allowed: false, code: 'NO_PARTNER', reason: 'VALHALLA_PARTNER_URL is not set' };
@@ -103,7 +112,6 @@ export function createGuard(deps: {
         reason: `${actionsPerCycle} actions already used this cycle`,
       };
     }
-    const now = clock.now();
     if (request.healthCheckPassedAt === null || now - request.healthCheckPassedAt > HEALTH_CHECK_VALID_MS) {
       return { allowed: false, code: 'NO_HEALTH_CHECK', reason: 'no passing health check for this batch' };
     }
@@ -157,6 +165,10 @@ export function createGuard(deps: {
   }
 
   return {
+    async prepare() {
+      const checked = await gates.check();
+      answer = { ...checked, at: clock.now() };
+    },
     async authorize(request, trx) {
       const decision = await decide(request, trx);
       const verdict = decision.allowed ? 'allowed' : decision.code === 'DRY_RUN' ? 'dry_run' : 'refused';

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import type { Clock } from '../clock/index.js';
 import type { Logger } from '../log/index.js';
 import { recordHeartbeat, type Store } from '../store/index.js';
@@ -36,6 +37,9 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
   const runner = `${hostname()}:${process.pid}`;
   let inFlight: Promise<void> | null = null;
 
+  // V8's heap limit in this process: what --max-old-space-size set (gate 4 checks it is in force).
+  const heapLimit = getHeapStatistics().heap_size_limit;
+
   async function beat() {
     const memory = process.memoryUsage();
     const { state, cycleId } = options.state();
@@ -59,6 +63,7 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
           phase: options.phase,
           rss_bytes: memory.rss,
           heap_used_bytes: memory.heapUsed,
+          heap_limit_bytes: heapLimit,
           state,
           cycle_id: cycleId,
         });

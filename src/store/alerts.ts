@@ -135,6 +135,26 @@ export async function leaseDueAlertDeliveries(
   return leased;
 }
 
+/**
+ * Hand deliveries back without an attempt: due again at `nextAttemptAt`, lease released (a channel
+ * that just failed is not tried again for its other alerts before its own retry time).
+ */
+export async function deferAlertDeliveries(
+  db: Executor,
+  keys: readonly { alertId: number; channel: string }[],
+  nextAttemptAt: number,
+): Promise<void> {
+  for (const key of keys) {
+    await db
+      .updateTable('alert_deliveries')
+      .set({ next_attempt_at: nextAttemptAt, lease_until: null })
+      .where('alert_id', '=', key.alertId)
+      .where('channel', '=', key.channel)
+      .where('state', '=', 'pending')
+      .execute();
+  }
+}
+
 /** Record one delivery attempt: sent, another try at `nextAttemptAt`, or given up (failed). */
 export async function finishAlertDelivery(
   db: Executor,

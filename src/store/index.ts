@@ -1,6 +1,7 @@
 export {
   alertDeliveries,
   countAlertRepeat,
+  deferAlertDeliveries,
   finishAlertDelivery,
   getAlert,
   insertAlert,
@@ -72,4 +73,8 @@ export type {
   RequestClass,
   RequestOutcome,
   RequestRow,
+  SignatureKind,
+  SignatureRow,
+  Signer,
+  SignerRole,
 } from './schema.js';

@@ -1,5 +1,5 @@
-import type { Kysely, Transaction } from 'kysely';
-import type { Database, Heartbeat, RequestClass, RequestOutcome } from './schema.js';
+import type { Insertable, Kysely, Transaction } from 'kysely';
+import type { Database, Heartbeat, HeartbeatsTable, RequestClass, RequestOutcome } from './schema.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -84,7 +84,7 @@ export async function requestTotals(db: Executor): Promise<
 
 // ---- heartbeats ----
 
-export async function recordHeartbeat(db: Executor, beat: Omit<Heartbeat, 'id'>): Promise<void> {
+export async function recordHeartbeat(db: Executor, beat: Insertable<HeartbeatsTable>): Promise<void> {
   await db.insertInto('heartbeats').values(beat).execute();
 }
 

@@ -185,6 +185,42 @@ export interface HeartbeatsTable {
   /** What the worker was doing: `idle` between cycles, `cycle` inside one. */
   state: string;
   cycle_id: number | null;
+  /** V8's heap limit in the worker (its --max-old-space-size): gate 4's evidence. Null before 0006. */
+  heap_limit_bytes: ColumnType<number | null, number | null | undefined, number | null>;
+}
+
+export type SignerRole = 'ceo' | 'cfo' | 'general_counsel' | 'risk_officer' | 'head_of_operations';
+
+/** A registered signer: revocable, never deleted (old signatures stay checkable). */
+export interface SignersTable {
+  id: Generated<number>;
+  role: SignerRole;
+  name: string;
+  public_key: string;
+  key_id: string;
+  added_at: number;
+  added_by: string;
+  revoked_at: number | null;
+  revoked_by: string | null;
+  revoke_reason: string | null;
+}
+
+export type SignatureKind = 'signoff' | 'attestation' | 'activation' | 'amendment';
+
+/** A signed document as submitted: the exact bytes signed, and the signature over them. */
+export interface SignaturesTable {
+  id: Generated<number>;
+  kind: SignatureKind;
+  role: string;
+  name: string;
+  gate: number | null;
+  item: string | null;
+  policy_hash: string;
+  key_id: string;
+  document: string;
+  signature: string;
+  recorded_at: number;
+  recorded_by: string;
 }
 
 export interface DailyUsageTable {
@@ -203,6 +239,8 @@ export interface Database {
   alert_deliveries: AlertDeliveriesTable;
   requests: RequestsTable;
   heartbeats: HeartbeatsTable;
+  signers: SignersTable;
+  signatures: SignaturesTable;
   leads: LeadsTable;
   ingest_runs: IngestRunsTable;
   ingest_outcomes: IngestOutcomesTable;
@@ -220,3 +258,5 @@ export type Alert = Selectable<AlertsTable>;
 export type AlertDelivery = Selectable<AlertDeliveriesTable>;
 export type Heartbeat = Selectable<HeartbeatsTable>;
 export type RequestRow = Selectable<RequestsTable>;
+export type Signer = Selectable<SignersTable>;
+export type SignatureRow = Selectable<SignaturesTable>;

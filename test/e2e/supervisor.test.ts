@@ -151,7 +151,12 @@ describe('valhalla run supervises its worker', () => {
     // Phase 3: nothing to roll back.
     expect(audited(dbFile, 'mode.rollback')).toHaveLength(0);
     // The alert (critical) and, once the new worker beats, its recovery reached Slack.
-    await until(() => receiver.requests.length >= 2, 'the alert and its recovery');
+    await until(() => receiver.requests.length >= 2, 'the alert and its recovery', 30_000).catch((error) => {
+      const deliveries = query(dbFile, 'select * from alert_deliveries');
+      throw new Error(
+        `${(error as Error).message}; received ${receiver.requests.length}; deliveries ${JSON.stringify(deliveries)}; output ${run.out().slice(-2000)}`,
+      );
+    });
     const bodies = receiver.requests.map((r) => r.body);
     expect(bodies[0]).toContain('no heartbeat from the worker');
     expect(bodies[1]).toContain('heartbeat is back');

@@ -375,6 +375,29 @@ describe.each(list)('alerts on $name', (backend) => {
     expect(log).not.toContain(WEBHOOK_TOKEN);
   });
 
+  it('after Slack fails, its other alerts of the pass are handed back for the same retry time, not held for the lease', async () => {
+    const w = await world();
+    w.slack.mode = 'fail';
+    const first = await raiseRollback(w, {}, 'rollback-1');
+    const second = await raiseRollback(w, {}, 'rollback-2');
+    expect(second).not.toBe(first);
+    expect(await w.dispatcher.dispatchDue()).toEqual({ sent: 2, retrying: 1, failed: 0 });
+    // One request to the failing webhook, not two; the second alert waits with the first, unleased, unattempted.
+    expect(w.slack.requests).toHaveLength(1);
+    const [a, b] = [(await w.deliveries(first)).slack!, (await w.deliveries(second)).slack!];
+    const [failed, handedBack] = a.attempts === 1 ? [a, b] : [b, a];
+    expect(failed).toMatchObject({ state: 'pending', attempts: 1, next_attempt_at: NOW + 5_000 });
+    expect(handedBack).toMatchObject({
+      state: 'pending',
+      attempts: 0,
+      next_attempt_at: NOW + 5_000,
+      lease_until: null,
+    });
+    w.slack.mode = 'ok';
+    w.clock.advance(5_000);
+    expect(await w.dispatcher.dispatchDue()).toEqual({ sent: 2, retrying: 0, failed: 0 });
+  });
+
   it('a webhook that never answers is cut by the timeout, and does not hold up the e-mail', async () => {
     const w = await world({ timeoutMs: 1_500 });
     w.slack.mode = 'hang';

@@ -589,6 +589,17 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     const decide = (change: Partial<ActionRequest>, g = guard) =>
       w.app.store.db.transaction().execute((trx) => g.authorize({ ...base, ...change }, trx));
 
+    // Without the gates asked (outside the transaction) in the last 60 s, nothing is allowed.
+    expect(await decide({})).toMatchObject({
+      code: 'GATES_NOT_CLEARED',
+      reason: 'the gates were not checked in the last 60 s',
+    });
+    await guard.prepare();
+    expect(await decide({})).toEqual({ allowed: true });
+    w.clock.advance(61 * SECOND);
+    expect(await decide({ healthCheckPassedAt: w.clock.now() })).toMatchObject({ code: 'GATES_NOT_CLEARED' });
+    await guard.prepare();
+    base.healthCheckPassedAt = w.clock.now();
     expect(await decide({})).toEqual({ allowed: true });
     expect(await decide({ actionsUsedThisCycle: 5 })).toMatchObject({ code: 'ACTIONS_EXHAUSTED' });
     // The hard maximum of 10 holds whatever the caller says.
@@ -621,6 +632,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       pseudonymizer: createPseudonymizer(w.config.pseudonymSecret!),
       gates: { check: async () => ({ cleared: false, reason: 'gate 8: CFO sign-off missing' }) },
     });
+    await notCleared.prepare();
     expect(await decide({}, notCleared)).toMatchObject({
       code: 'GATES_NOT_CLEARED',
       reason: 'gate 8: CFO sign-off missing',
@@ -634,6 +646,9 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(await decide({})).toMatchObject({ code: 'MODE_NOT_LIVE' });
     const decisions = (await audit(w)).filter((e) => e.actor === 'guard');
     expect(decisions.map((e) => [e.action, e.details.code ?? null])).toEqual([
+      ['guard.refused', 'GATES_NOT_CLEARED'],
+      ['guard.allowed', null],
+      ['guard.refused', 'GATES_NOT_CLEARED'],
       ['guard.allowed', null],
       ['guard.refused', 'ACTIONS_EXHAUSTED'],
       ['guard.refused', 'ACTIONS_EXHAUSTED'],
@@ -650,7 +665,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       ['guard.refused', 'MODE_NOT_LIVE'],
     ]);
 
-    // The app's engine without injected gates: the gates module does not exist, nothing is cleared.
+    // The app's engine without injected gates: the gates module's answer, and nothing is signed here.
     await writeMode(w.app.store.db, 'live', w.clock.now());
     await w.app.store.db.deleteFrom('daily_usage').execute();
     const production = w.app.engine({ sleep: w.clock.sleep });
@@ -661,7 +676,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(await liveDeliveries(w)).toMatchObject([{ state: 'queued', attempts: 0, lead_count: 3 }]);
     const refused = (await audit(w, 'guard.refused')).at(-1)!;
     expect(refused.details.code).toBe('GATES_NOT_CLEARED');
-    expect(refused.details.reason).toMatch(/gates are not in place/);
+    expect(refused.details.reason).toMatch(/the go-live gates are not all green \(\d+ missing\)/);
   });
 
   it('caps: the budget (Σ score × value) limits claims, and the guard re-checks it after a restart with a lower budget', async () => {

@@ -31,6 +31,8 @@ const TABLES = [
   'leads',
   'requests',
   'runtime_state',
+  'signatures',
+  'signers',
   'valhalla_migration',
 ];
 const NOW = Date.parse('2026-11-20T12:00:00Z');

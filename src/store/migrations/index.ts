@@ -5,6 +5,7 @@ import { auditNoReplace } from './0002-audit-no-replace.js';
 import { exportedLeadsKept } from './0003-exported-leads-kept.js';
 import { outbox } from './0004-outbox.js';
 import { monitoring } from './0005-monitoring.js';
+import { gates } from './0006-gates.js';
 
 /** Numbered, append-only, applied in order. Never edit a released migration: add the next one. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
@@ -14,5 +15,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0003-exported-leads-kept': exportedLeadsKept(dialect),
     '0004-outbox': outbox(dialect),
     '0005-monitoring': monitoring(dialect),
+    '0006-gates': gates(dialect),
   };
 }

@@ -1,0 +1,666 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AuditLog } from '../audit/index.js';
+import { type Clock, ManualClock } from '../clock/index.js';
+import { type Config, loadConfig } from '../config/index.js';
+import {
+  type CycleReport,
+  type Engine,
+  leadKey,
+  type PartnerPort,
+  type SendOutcome,
+} from '../engine/index.js';
+import { type GateClearance, readMode, writeGoLiveAt } from '../guard/index.js';
+import type { IngestSummary } from '../ingest/index.js';
+import {
+  type SandboxFaultsPatch,
+  type SandboxPartner,
+  type SandboxPartnerOptions,
+  startSandboxPartner,
+} from '../sandbox/index.js';
+// The app wires the object graph a scenario runs on, as for the rollback drill. The app imports
+// gates/index.ts, so that file must not re-export this one (the CLI imports it directly).
+import { type App, openApp } from './index.js';
+import { createPartnerClientFromConfig } from './partner.js';
+
+/** The partner's conformance suite (gate 2) and the dedup self-test (gate 3), in the order they run. */
+export const CONFORMANCE_SCENARIOS = [
+  'endpoint',
+  'token_refresh',
+  'failure_handling',
+  'retries',
+  'total_failure',
+  'dedup',
+] as const;
+
+export type ConformanceScenarioName = (typeof CONFORMANCE_SCENARIOS)[number];
+
+export interface ConformanceCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface ConformanceScenarioResult {
+  name: ConformanceScenarioName;
+  passed: boolean;
+  checks: ConformanceCheck[];
+}
+
+export interface ConformanceResult {
+  passed: boolean;
+  startedAt: string;
+  durationMs: number;
+  partner: 'sandbox';
+  scenarios: ConformanceScenarioResult[];
+}
+
+export interface ConformanceOptions {
+  /** The installation's configuration: its policy file, operator and dedup key are the scenarios'. */
+  config: Config;
+}
+
+/** What one scenario runs against. The defaults are the real thing; tests pass a broken part to see a check fail. */
+export interface ScenarioSetup {
+  config: Config;
+  /** Where the sandbox's self-signed certificate is kept (shared, so it is made once per run). */
+  certDir?: string;
+  /** Starts the partner; default the in-process sandbox partner. */
+  startPartner?: (options: SandboxPartnerOptions) => Promise<SandboxPartner>;
+  /** Settings of the scenario's private installation (VALHALLA_* names) over the scenario's own. */
+  env?: Readonly<Record<string, string>>;
+}
+
+export type ConformanceScenario = (setup: ScenarioSetup) => Promise<ConformanceCheck[]>;
+
+/** The audit action `valhalla gates` reads: scenario X passed ⇒ item 2.X (or 3.dedup_tested) verified. */
+export const CONFORMANCE_AUDIT_ACTION = 'gates.conformance';
+
+/** A scenario sends from its own database to its own sandbox partner: that, and only that, is cleared. */
+const CONFORMANCE_GATES: GateClearance = {
+  check: async () => ({
+    cleared: true,
+    reason: 'conformance scenario: a private database and the sandbox partner',
+  }),
+};
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * Run every scenario against the in-process sandbox partner, each from a fresh private database
+ * (the real app, engine and partner client over HTTPS), and say which checks held. Nothing touches
+ * the installation's database: record the result with `recordConformance`.
+ */
+export async function runConformance(options: ConformanceOptions): Promise<ConformanceResult> {
+  const began = Date.now();
+  const dir = mkdtempSync(join(tmpdir(), 'valhalla-conformance-'));
+  try {
+    const setup: ScenarioSetup = { config: options.config, certDir: join(dir, 'cert') };
+    const scenarios: ConformanceScenarioResult[] = [];
+    for (const name of CONFORMANCE_SCENARIOS) scenarios.push(await runScenario(name, setup));
+    return {
+      passed: scenarios.every((s) => s.passed),
+      startedAt: new Date(began).toISOString(),
+      durationMs: Date.now() - began,
+      partner: 'sandbox',
+      scenarios,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One scenario; one that throws is a failed scenario with the error as its check, never an exception. */
+export async function runScenario(
+  name: ConformanceScenarioName,
+  setup: ScenarioSetup,
+): Promise<ConformanceScenarioResult> {
+  let checks: ConformanceCheck[];
+  try {
+    checks = await conformanceScenarios[name](setup);
+  } catch (error) {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    checks = [{ name: 'scenario ran to its end', ok: false, detail: message }];
+  }
+  return { name, passed: checks.length > 0 && checks.every((c) => c.ok), checks };
+}
+
+/** Append the result to the audit chain as `gates.conformance` (gate 2 and 3 evidence). */
+export async function recordConformance(
+  audit: AuditLog,
+  result: ConformanceResult,
+  actor: string,
+): Promise<void> {
+  await audit.record({ actor, action: CONFORMANCE_AUDIT_ACTION, details: { ...result } });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rig: a private Phase 4 installation sending to its own sandbox partner.
+
+interface SentBatch {
+  /** The engine's clock when the request was made. */
+  at: number;
+  batchKey: string;
+  leadKeys: string[];
+  /** Each lead's normalised e-mail: who was sent, whatever its key. In memory only, never reported. */
+  people: string[];
+  outcome: SendOutcome['kind'];
+  status: number | null;
+}
+
+interface Rig {
+  app: App;
+  /** The engine's clock: its sleeps (the backoff) jump it at once; no real time passes. */
+  clock: ManualClock;
+  sandbox: SandboxPartner;
+  engine: Engine;
+  /** Every batch request, as the partner client made it. */
+  sent: SentBatch[];
+  health: { ok: boolean; status: number | null; error: string | null }[];
+  ingest(rows: ConformanceLeadRow[]): Promise<IngestSummary>;
+  cycle(): Promise<CycleReport>;
+  leads(): Promise<StoredLead[]>;
+}
+
+interface StoredLead {
+  id: number;
+  dedup_key: string;
+  external_id: string | null;
+  state: string;
+  state_reason: string | null;
+}
+
+interface ConformanceLeadRow {
+  external_id: string;
+  name: string;
+  email: string;
+  score: number;
+  source_timestamp: string;
+  value: number;
+}
+
+interface RigOptions {
+  faults?: SandboxFaultsPatch;
+  /** The partner's clock; by default the engine's (a token expires for both at the same moment). */
+  partnerClock?: Clock;
+  leadsPerCycle?: number;
+}
+
+async function withRig<T>(
+  setup: ScenarioSetup,
+  options: RigOptions,
+  work: (rig: Rig) => Promise<T>,
+): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'valhalla-conformance-'));
+  const clock = new ManualClock(Date.now());
+  const startPartner = setup.startPartner ?? startSandboxPartner;
+  const releasers: (() => Promise<unknown>)[] = [];
+  try {
+    const sandbox = await startPartner({
+      certDir: setup.certDir ?? join(dir, 'cert'),
+      clock: options.partnerClock ?? clock,
+      ...(options.faults ? { faults: options.faults } : {}),
+    });
+    releasers.push(() => sandbox.close());
+    const config = loadConfig({
+      cwd: dir,
+      env: {
+        VALHALLA_PHASE: '4',
+        VALHALLA_DRY_RUN: '0',
+        VALHALLA_DISABLE_OUTBOUND: '0',
+        VALHALLA_REAL_DATA_INGEST: '1',
+        VALHALLA_DATA_DIR: dir,
+        VALHALLA_DATABASE_URL: join(dir, 'conformance.db'),
+        VALHALLA_POLICY_FILE: setup.config.policyFile,
+        VALHALLA_PSEUDONYM_SECRET: randomBytes(32).toString('hex'),
+        VALHALLA_OPERATOR: setup.config.operator,
+        VALHALLA_DEDUP_KEY: setup.config.dedupKey,
+        VALHALLA_LOG_LEVEL: 'warn',
+        VALHALLA_LOG_FILE: join(dir, 'conformance.log'),
+        VALHALLA_METRICS_PORT: 'off',
+        VALHALLA_MAX_LEADS_PER_CYCLE: String(options.leadsPerCycle ?? 5),
+        VALHALLA_PARTNER_URL: sandbox.url,
+        VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
+        VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
+        VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
+        VALHALLA_PARTNER_CA_FILE: sandbox.caFile ?? '',
+        ...setup.env,
+      },
+    });
+    const app = await openApp({ config, clock });
+    releasers.push(() => app.close());
+    // The real partner client (TLS, token cache, rate limiter, timeouts), watched from outside.
+    const client = createPartnerClientFromConfig(config, clock);
+    releasers.push(() => client.close());
+    const sent: SentBatch[] = [];
+    const health: Rig['health'] = [];
+    const watched: PartnerPort = {
+      async health(signal) {
+        const result = await client.health(signal);
+        health.push({ ok: result.ok, status: result.status ?? null, error: result.error ?? null });
+        return result;
+      },
+      ensureToken: (validForMs, signal) => client.ensureToken(validForMs, signal),
+      async sendBatch(batch, signal, holdNew) {
+        const at = clock.now();
+        const outcome = await client.sendBatch(batch, signal, holdNew);
+        sent.push({
+          at,
+          batchKey: batch.batchKey,
+          leadKeys: batch.leads.map((l) => l.idempotency_key),
+          people: batch.leads.map((l) => l.email.trim().toLowerCase()),
+          outcome: outcome.kind,
+          status: outcome.status ?? null,
+        });
+        return outcome;
+      },
+    };
+    // Past the ramp: the scenarios exercise the partner contract, not ramp stage 1's confirmations.
+    await writeGoLiveAt(app.store.db, clock.now() - 30 * HOUR_MS);
+    const engine = app.engine({ gates: CONFORMANCE_GATES, partner: watched, sleep: clock.sleep });
+    let files = 0;
+    return await work({
+      app,
+      clock,
+      sandbox,
+      engine,
+      sent,
+      health,
+      async ingest(rows) {
+        const file = join(dir, `leads-${++files}.jsonl`);
+        writeFileSync(file, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`, { mode: 0o600 });
+        return app.ingest({ path: file });
+      },
+      cycle: () => engine.runCycle(),
+      leads: () =>
+        app.store.db
+          .selectFrom('leads')
+          .select(['id', 'dedup_key', 'external_id', 'state', 'state_reason'])
+          .orderBy('id')
+          .execute(),
+    });
+  } finally {
+    // In reverse order: the client before the app, the app before the partner it talks to.
+    for (const release of releasers.reverse()) await release().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A fresh, valid, eligible lead; `.invalid` addresses can never reach anyone. */
+function leadRow(clock: Clock, id: string, overrides: Partial<ConformanceLeadRow> = {}): ConformanceLeadRow {
+  return {
+    external_id: `conf-${id}`,
+    name: `Conformance Lead ${id}`,
+    email: `${id}@conformance.invalid`,
+    score: 80,
+    source_timestamp: new Date(clock.now() - HOUR_MS).toISOString(),
+    value: 10,
+    ...overrides,
+  };
+}
+
+function check(name: string, ok: boolean, detail: string): ConformanceCheck {
+  return { name, ok, detail };
+}
+
+const sameSet = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && new Set(a).size === a.length && a.every((k) => b.includes(k));
+
+/** `HTTP 503, HTTP 200` / `no response (retryable)`: a request list in words, no lead data. */
+function describeSends(sent: readonly SentBatch[]): string {
+  if (sent.length === 0) return 'none';
+  return sent.map((s) => (s.status === null ? `no response (${s.outcome})` : `HTTP ${s.status}`)).join(', ');
+}
+
+const short = (key: string) => `${key.slice(0, 8)}…`;
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios.
+
+/** 2.endpoint: the health check, one batch POST /api/leads accepted, the partner holding exactly it. */
+const endpoint: ConformanceScenario = (setup) =>
+  withRig(setup, {}, async (rig) => {
+    const rows = ['e1', 'e2', 'e3'].map((id) => leadRow(rig.clock, id));
+    await rig.ingest(rows);
+    const report = await rig.cycle();
+    const records = rig.sandbox.records();
+    const exportedKeys = (await rig.leads()).filter((l) => l.state === 'exported').map((l) => leadKey(l));
+    const sentKeys = rig.sent.filter((s) => s.outcome === 'accepted').flatMap((s) => s.leadKeys);
+    const partnerKeys = Object.keys(records.leadBatches);
+    const batchesAsSent = records.batches.every((b) =>
+      rig.sent.some(
+        (s) =>
+          s.batchKey === b.batchKey &&
+          s.leadKeys.length === b.leads.length &&
+          s.leadKeys.every((k, i) => k === b.leads[i]),
+      ),
+    );
+    const healthOk = rig.health.length > 0 && rig.health.every((h) => h.ok);
+    return [
+      check(
+        'health check passes',
+        healthOk,
+        rig.health.length === 0
+          ? 'no health check was made'
+          : rig.health.map((h) => (h.ok ? `HTTP ${h.status}` : `failed: ${h.error ?? h.status}`)).join(', '),
+      ),
+      check(
+        'a batch POST /api/leads is accepted',
+        rig.sent.length === 1 && rig.sent[0]?.outcome === 'accepted' && report.accepted === rows.length,
+        `${rig.sent.length} request(s): ${describeSends(rig.sent)}; ${report.accepted} of ${rows.length} lead(s) exported`,
+      ),
+      check(
+        'the partner holds exactly the leads sent, with their idempotency keys',
+        records.batches.length === 1 &&
+          batchesAsSent &&
+          sameSet(partnerKeys, sentKeys) &&
+          sameSet(sentKeys, exportedKeys),
+        `the partner holds ${partnerKeys.length} lead key(s) in ${records.batches.length} batch(es)` +
+          `${batchesAsSent ? ' under the batch key sent' : ', not as sent (batch key or lead keys differ)'}; ` +
+          `${sentKeys.length} sent, ${exportedKeys.length} exported in the database`,
+      ),
+    ];
+  });
+
+/**
+ * Longer than one cycle needs (the engine asks for 2 × 30 s + 10 s, the client adds a 10 s margin), so
+ * a token serves more than one cycle; shorter than the run, so it expires during it.
+ */
+const TOKEN_TTL_SECONDS = 150;
+const TOKEN_CYCLES = 4;
+const TOKEN_CYCLE_INTERVAL_MS = 60_000;
+
+/** 2.token_refresh: a short-lived token is refreshed ahead of its expiry, never after a 401. */
+const tokenRefresh: ConformanceScenario = (setup) =>
+  withRig(setup, { faults: { tokenTtlSeconds: TOKEN_TTL_SECONDS }, leadsPerCycle: 1 }, async (rig) => {
+    const startedAt = rig.clock.now();
+    await rig.ingest(Array.from({ length: TOKEN_CYCLES }, (_, i) => leadRow(rig.clock, `t${i}`)));
+    let exported = 0;
+    for (let i = 0; i < TOKEN_CYCLES; i++) {
+      if (i > 0) rig.clock.advance(TOKEN_CYCLE_INTERVAL_MS);
+      exported += (await rig.cycle()).accepted;
+    }
+    const spanS = (rig.clock.now() - startedAt) / 1000;
+    const stats = rig.sandbox.stats();
+    const refused401 = stats.requests.byStatus['401'] ?? 0;
+    const authOutcomes = rig.sent.filter((s) => s.outcome === 'auth').length;
+    const issued = stats.tokens.issued;
+    return [
+      check(
+        'every cycle exports its batch',
+        exported === TOKEN_CYCLES &&
+          rig.sent.length === TOKEN_CYCLES &&
+          rig.sent.every((s) => s.outcome === 'accepted'),
+        `${TOKEN_CYCLES} cycles over ${spanS} s: ${exported} lead(s) exported; requests: ${describeSends(rig.sent)}`,
+      ),
+      check(
+        'no 401 reaches a batch',
+        refused401 === 0 && authOutcomes === 0,
+        `${refused401} answer(s) HTTP 401 from the partner, ${authOutcomes} batch(es) refused for the token`,
+      ),
+      check(
+        'the token is refreshed before it expires',
+        // Ahead of its expiry, not after a refusal: the run outlives the first token and no 401 was met.
+        issued > 1 && refused401 === 0 && spanS > TOKEN_TTL_SECONDS,
+        `${issued} token(s) issued, each valid ${TOKEN_TTL_SECONDS} s, over ${spanS} s of cycles` +
+          `${refused401 > 0 ? `, after ${refused401} refusal(s)` : ''}`,
+      ),
+      check(
+        'a valid token is reused, not fetched for every request',
+        issued < rig.sent.length,
+        `${issued} token(s) for ${rig.sent.length} batch request(s)`,
+      ),
+    ];
+  });
+
+/** 2.failure_handling: a 401 gets a fresh token and a resend; a permanent refusal quarantines, unretried. */
+const failureHandling: ConformanceScenario = (setup) => {
+  // The partner's own clock: moved ahead, it holds the client's token expired (or revoked) while the
+  // client still thinks it valid, so the next batch meets a 401, as with a real partner.
+  const partnerClock = new ManualClock(Date.now());
+  const ttlS = 600;
+  return withRig(setup, { partnerClock, faults: { tokenTtlSeconds: ttlS } }, async (rig) => {
+    const checks: ConformanceCheck[] = [];
+
+    await rig.ingest([leadRow(rig.clock, 'f1')]);
+    await rig.cycle();
+    const tokensBefore = rig.sandbox.stats().tokens.issued;
+    const sentBefore = rig.sent.length;
+    partnerClock.advance((ttlS + 1) * 1000);
+    await rig.ingest([leadRow(rig.clock, 'f2')]);
+    await rig.cycle();
+    const resend = rig.sent.slice(sentBefore);
+    const tokensAfter = rig.sandbox.stats().tokens.issued;
+    const f2 = (await rig.leads()).find((l) => l.external_id === 'conf-f2');
+    checks.push(
+      check(
+        'a 401 on a batch gets a fresh token and a resend',
+        resend.length === 2 &&
+          resend[0]?.outcome === 'auth' &&
+          resend[1]?.outcome === 'accepted' &&
+          resend[0].batchKey === resend[1].batchKey &&
+          tokensAfter === tokensBefore + 1 &&
+          f2?.state === 'exported',
+        `with the token expired at the partner: ${describeSends(resend)}` +
+          `${resend.length === 2 && resend[0]?.batchKey === resend[1]?.batchKey ? ' under the same batch key' : ''}; ` +
+          `tokens issued ${tokensBefore} → ${tokensAfter}; the lead is ${f2?.state ?? 'missing'}`,
+      ),
+    );
+
+    rig.sandbox.setFaults({ permanentStatus: 422 });
+    const refusedFrom = rig.sent.length;
+    const receivedBefore = rig.sandbox.stats().batches.received;
+    await rig.ingest([leadRow(rig.clock, 'f3'), leadRow(rig.clock, 'f4')]);
+    await rig.cycle();
+    // A later cycle must not try the refused batch again.
+    rig.clock.advance(60_000);
+    await rig.cycle();
+    const refusedSends = rig.sent.slice(refusedFrom);
+    const refusedLeads = (await rig.leads()).filter((l) =>
+      ['conf-f3', 'conf-f4'].includes(l.external_id ?? ''),
+    );
+    const quarantined = refusedLeads.filter(
+      (l) => l.state === 'quarantined' && /HTTP 422/.test(l.state_reason ?? ''),
+    );
+    const reason = refusedLeads[0]?.state_reason ?? null;
+    checks.push(
+      check(
+        "a permanent refusal quarantines the batch's leads with the reason",
+        refusedLeads.length === 2 && quarantined.length === 2,
+        `partner answered ${describeSends(refusedSends.slice(0, 1))}: ${quarantined.length} of ${refusedLeads.length} lead(s) quarantined` +
+          `${reason === null ? '' : ` (reason: ${reason})`}`,
+      ),
+    );
+    const received = rig.sandbox.stats().batches.received - receivedBefore;
+    checks.push(
+      check(
+        'nothing is retried after a permanent refusal',
+        refusedSends.length === 1 && received === 1,
+        `${refusedSends.length} request(s) for the refused batch over 2 cycles; the partner received ${received}`,
+      ),
+    );
+    return checks;
+  });
+};
+
+/** 2.retries: two transient failures, retried after 1 s and 2 s under the same key, then accepted once. */
+const retries: ConformanceScenario = (setup) =>
+  withRig(setup, { faults: { failNext: 2 } }, async (rig) => {
+    await rig.ingest([leadRow(rig.clock, 'r1'), leadRow(rig.clock, 'r2')]);
+    await rig.cycle();
+    const expectedWaits = rig.app.config.policy.backoffSeconds.slice(0, 2).map((s) => s * 1000);
+    const waits = rig.sent.slice(1).map((s, i) => s.at - (rig.sent[i]?.at ?? s.at));
+    const keys = new Set(rig.sent.map((s) => s.batchKey));
+    const [key] = keys;
+    const stats = rig.sandbox.stats();
+    const records = rig.sandbox.records();
+    const leads = await rig.leads();
+    const deliveries = await rig.app.store.db
+      .selectFrom('deliveries')
+      .select(['batch_key', 'attempts', 'state'])
+      .where('kind', '=', 'live')
+      .execute();
+    const quarantined = leads.filter((l) => l.state === 'quarantined').length;
+    return [
+      check(
+        `the batch is retried after ${expectedWaits.map((w) => `${w / 1000} s`).join(' and ')}`,
+        rig.sent.length === 3 &&
+          waits.length === expectedWaits.length &&
+          waits.every((w, i) => w === expectedWaits[i]) &&
+          rig.sent[2]?.outcome === 'accepted',
+        `${rig.sent.length} attempt(s): ${describeSends(rig.sent)}; waits ${waits.map((w) => `${w} ms`).join(', ') || 'none'}`,
+      ),
+      check(
+        'every attempt carries the same idempotency key',
+        rig.sent.length > 1 && keys.size === 1 && deliveries.length === 1 && deliveries[0]?.batch_key === key,
+        `${keys.size} batch key(s) over ${rig.sent.length} attempt(s); ${deliveries.length} batch(es) queued` +
+          `${deliveries[0] ? `, ${deliveries[0].attempts} attempt(s) recorded` : ''}`,
+      ),
+      check(
+        'accepted, and the partner counts one batch',
+        stats.batches.accepted === 1 &&
+          records.batches.length === 1 &&
+          records.batches[0]?.batchKey === key &&
+          stats.leads.accepted === 2 &&
+          stats.leads.duplicates === 0,
+        `partner: ${stats.batches.received} request(s) received, ${stats.batches.accepted} batch(es) accepted` +
+          `${key ? ` (${short(key)})` : ''}, ${stats.leads.accepted} lead(s), ${stats.leads.duplicates} duplicate(s)`,
+      ),
+      check(
+        'nothing quarantined',
+        quarantined === 0 && leads.every((l) => l.state === 'exported'),
+        `${leads.filter((l) => l.state === 'exported').length} exported, ${quarantined} quarantined`,
+      ),
+    ];
+  });
+
+/** Cycles given to a dead partner before the rollback must have happened (it should at the 3rd request). */
+const TOTAL_FAILURE_MAX_CYCLES = 5;
+const CYCLES_AFTER_ROLLBACK = 2;
+
+/** 2.total_failure: the partner is down: nothing sent, rolled back within 3 requests, nothing lost, silence after. */
+const totalFailure: ConformanceScenario = (setup) =>
+  withRig(setup, { faults: { down: true } }, async (rig) => {
+    const rows = ['d1', 'd2', 'd3'].map((id) => leadRow(rig.clock, id));
+    await rig.ingest(rows);
+    let cyclesRun = 0;
+    let rolledBack = false;
+    let requestsAtRollback = 0;
+    while (!rolledBack && cyclesRun < TOTAL_FAILURE_MAX_CYCLES) {
+      await rig.cycle();
+      cyclesRun++;
+      rig.clock.advance(60_000);
+      rolledBack = (await readMode(rig.app.store.db)) === 'rolled_back';
+    }
+    const recorded = await rig.app.store.db.selectFrom('requests').select(['endpoint', 'class']).execute();
+    if (rolledBack) requestsAtRollback = rig.sandbox.stats().requests.total;
+    const rollbackEntry = await rig.app.audit.latest('mode.rollback');
+    const rollbackReason = rollbackEntry
+      ? String((JSON.parse(rollbackEntry.details) as { reason?: unknown }).reason ?? '')
+      : '';
+    for (let i = 0; i < CYCLES_AFTER_ROLLBACK; i++) {
+      await rig.cycle();
+      rig.clock.advance(60_000);
+    }
+    const stats = rig.sandbox.stats();
+    const leads = await rig.leads();
+    const waiting = leads.filter((l) => l.state === 'pending' || l.state === 'in_flight').length;
+    const otherStates = [...new Set(leads.map((l) => l.state))].filter(
+      (s) => s !== 'pending' && s !== 'in_flight',
+    );
+    const failed = recorded.filter((r) => r.class === 'failure').length;
+    return [
+      check(
+        'no batch is sent',
+        rig.sent.length === 0 && stats.batches.received === 0,
+        `${rig.sent.length} batch request(s) made, ${stats.batches.received} received by the partner`,
+      ),
+      check(
+        'rolled back within 3 failed requests',
+        rolledBack && recorded.length <= 3 && failed === recorded.length,
+        rolledBack
+          ? `rolled back after ${failed} failed request(s) (${recorded.map((r) => r.endpoint).join(', ')}): ${rollbackReason}`
+          : `still ${await readMode(rig.app.store.db)} after ${cyclesRun} cycles and ${failed} failed request(s)`,
+      ),
+      check(
+        'nothing lost: every lead still pending or queued',
+        leads.length === rows.length && waiting === rows.length,
+        `${rows.length} ingested: ${leads.length} stored, ${waiting} pending or queued` +
+          `${otherStates.length > 0 ? `; others ${otherStates.join(', ')}` : ''}`,
+      ),
+      check(
+        'no request after the rollback',
+        rolledBack && stats.requests.total === requestsAtRollback,
+        rolledBack
+          ? `${stats.requests.total - requestsAtRollback} partner request(s) over ${CYCLES_AFTER_ROLLBACK} cycles after it`
+          : 'never rolled back',
+      ),
+    ];
+  });
+
+/**
+ * 3.dedup_tested: the same person from a second source (another external id, the e-mail typed with
+ * other case and spaces) after the first was exported: stored once, never sent again, and the partner
+ * never sees a lead key in two batches.
+ */
+const dedup: ConformanceScenario = (setup) =>
+  withRig(setup, {}, async (rig) => {
+    const first = [
+      leadRow(rig.clock, 'p1', { external_id: 'crm-1001', email: 'Ada.Lovelace@Conformance.invalid' }),
+      leadRow(rig.clock, 'q1'),
+      leadRow(rig.clock, 'r1'),
+    ];
+    const second = [
+      leadRow(rig.clock, 'p2', { external_id: 'web-2001', email: '  ADA.LOVELACE@conformance.INVALID ' }),
+      leadRow(rig.clock, 's1'),
+    ];
+    const people = new Set([...first, ...second].map((r) => r.email.trim().toLowerCase()));
+
+    await rig.ingest(first);
+    await rig.cycle();
+    const sentFirst = rig.sent.length;
+    const exportedFirst = new Set(rig.sent.filter((s) => s.outcome === 'accepted').flatMap((s) => s.people));
+    const secondSummary = await rig.ingest(second);
+    rig.clock.advance(60_000);
+    await rig.cycle();
+    rig.clock.advance(60_000);
+    await rig.cycle();
+
+    const leads = await rig.leads();
+    const later = rig.sent.slice(sentFirst);
+    const sentAgain = new Set(later.flatMap((s) => s.people).filter((p) => exportedFirst.has(p))).size;
+    const records = rig.sandbox.records();
+    const stats = rig.sandbox.stats();
+    const keysInTwo = Object.values(records.leadBatches).filter((batches) => batches.length > 1).length;
+    return [
+      check(
+        'the same person ingested twice is stored once',
+        leads.length === people.size && secondSummary.duplicate === 1,
+        `${people.size} people in ${first.length + second.length} rows over 2 files: ${leads.length} stored; ` +
+          `the second file's ${secondSummary.duplicate} duplicate(s) counted (dedup key: ${rig.app.config.dedupKey})`,
+      ),
+      check(
+        'a lead already exported is not sent again by later cycles',
+        exportedFirst.size === first.length && sentAgain === 0,
+        `${exportedFirst.size} exported in the first cycle; ${sentAgain} of them sent again in ${later.length} later batch request(s)`,
+      ),
+      check(
+        'the partner never saw a lead key in two batches',
+        keysInTwo === 0 && stats.leads.duplicates === 0 && records.batches.length > 0,
+        `${Object.keys(records.leadBatches).length} lead key(s) in ${records.batches.length} batch(es): ` +
+          `${keysInTwo} in more than one, ${stats.leads.duplicates} duplicate(s) reported by the partner`,
+      ),
+    ];
+  });
+
+/** Each scenario on its own: `runConformance` runs them all; tests run one against a broken setup. */
+export const conformanceScenarios: Readonly<Record<ConformanceScenarioName, ConformanceScenario>> = {
+  endpoint,
+  token_refresh: tokenRefresh,
+  failure_handling: failureHandling,
+  retries,
+  total_failure: totalFailure,
+  dedup,
+};

@@ -1,0 +1,88 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { Context } from '../context.js';
+import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
+import { addConformanceCommand } from './conformance.js';
+
+export function registerGates(program: Command, ctx: Context): void {
+  const gates = program
+    .command('gates')
+    .description('the nine go-live gates: status, verification (verify_phase4_gates), evidence report');
+
+  gates
+    .command('status')
+    .description('every gate item by item: state, evidence or signer, date')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      await ctx.withApp(async (app) => {
+        const report = await app.gatesReport();
+        if (opts.json) return writeJson(ctx.io.stdout, report);
+        writeLine(ctx.io.stdout, `Policy hash ${report.policyHash}`);
+        writeLine(
+          ctx.io.stdout,
+          formatTable(
+            ['GATE', 'ITEM', 'STATE', 'EVIDENCE OR SIGNER', 'DATE'],
+            report.gates.flatMap((g) => g.items.map((i) => [g.gate, i.id, i.state, i.detail, i.date])),
+          ),
+        );
+        writeLine(ctx.io.stdout, `Activation: ${report.activation.state}: ${report.activation.detail}`);
+        writeLine(
+          ctx.io.stdout,
+          report.cleared
+            ? 'CLEARED: every gate green, activated by the CEO'
+            : `NOT CLEARED: ${report.missing.length} item(s) missing (valhalla gates verify lists them)`,
+        );
+      });
+    });
+
+  gates
+    .command('verify')
+    .description(
+      "the policy's verify_phase4_gates: exit 0 only when every gate is green and the CEO has activated",
+    )
+    .action(async () => {
+      await ctx.withApp(async (app) => {
+        const report = await app.gatesReport();
+        await app.audit.record({
+          actor: app.config.operator,
+          action: 'gates.verified',
+          details: { cleared: report.cleared, missing: report.missing, policyHash: report.policyHash },
+        });
+        if (report.cleared) {
+          writeLine(
+            ctx.io.stdout,
+            `all nine gates green and signed against policy ${report.policyHash}; activated by the CEO`,
+          );
+          return;
+        }
+        for (const line of report.missing) writeLine(ctx.io.stdout, `missing: ${line}`);
+        throw new CliExit(
+          EXIT.refused,
+          `the gates are not all green: ${report.missing.length} item(s) missing`,
+        );
+      });
+    });
+
+  gates
+    .command('report')
+    .description(
+      'write gates-report.md and gates-report.json (with the signed documents, keys and evidence) for an auditor',
+    )
+    .requiredOption('--out <dir>', 'the folder to write into')
+    .action(async (opts: { out: string }) => {
+      await ctx.withApp(async (app) => {
+        const { bundle, markdown } = await app.gatesBundle();
+        const dir = resolve(ctx.io.cwd, opts.out);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, 'gates-report.json'), `${JSON.stringify(bundle, null, 2)}\n`);
+        writeFileSync(join(dir, 'gates-report.md'), markdown);
+        writeLine(
+          ctx.io.stdout,
+          `wrote ${join(dir, 'gates-report.md')} and gates-report.json (${bundle.report.cleared ? 'CLEARED' : `NOT CLEARED: ${bundle.report.missing.length} missing`}); verify offline: node scripts/verify-gates-report.mjs ${join(dir, 'gates-report.json')}`,
+        );
+      });
+    });
+
+  addConformanceCommand(gates, ctx);
+}

@@ -1,0 +1,330 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import type { App } from '../../app/index.js';
+import { systemClock } from '../../clock/index.js';
+import {
+  addSigner,
+  createKeyPair,
+  fieldsRefusal,
+  findItem,
+  isSigningError,
+  keyIdOf,
+  listSigners,
+  parseSignedDocument,
+  publicKeyOf,
+  recordSignature,
+  revokeSigner,
+  type SignedDocument,
+  type SignedFields,
+  type SigningDeps,
+  signDocument,
+} from '../../gates/index.js';
+import type { SignatureKind, SignerRole } from '../../store/index.js';
+import type { Context } from '../context.js';
+import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
+
+const ROLES: readonly SignerRole[] = ['ceo', 'cfo', 'general_counsel', 'risk_officer', 'head_of_operations'];
+
+function role(value: string): SignerRole {
+  if (!(ROLES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`not a role: ${value} (one of ${ROLES.join(', ')})`);
+  }
+  return value as SignerRole;
+}
+
+function day(value: string): string {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) throw new InvalidArgumentError(`not a YYYY-MM-DD date: ${value}`);
+  return value;
+}
+
+function keyId(value: string): string {
+  if (!/^[0-9a-f]{64}$/.test(value)) throw new InvalidArgumentError(`not a key id (64 hex digits): ${value}`);
+  return value;
+}
+
+const KIND_WORDS: Readonly<Record<SignatureKind, string>> = {
+  signoff: 'sign-off',
+  attestation: 'attestation',
+  activation: 'activation',
+  amendment: 'amendment',
+};
+
+/** Read a file the operator named; a missing or unreadable one is a usage error. */
+function readInput(ctx: Context, path: string, what: string): string {
+  try {
+    return readFileSync(resolve(ctx.io.cwd, path), 'utf8');
+  } catch (error) {
+    throw new CliExit(EXIT.usage, `cannot read the ${what} ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** Unusable keys and documents are the operator's input: a usage error, with the reason. */
+function usable<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    if (isSigningError(error)) throw new CliExit(EXIT.usage, error.message);
+    throw error;
+  }
+}
+
+function signingDeps(app: App): SigningDeps {
+  return { db: app.store.db, dialect: app.store.dialect, audit: app.audit };
+}
+
+interface SignOptions {
+  role: SignerRole;
+  name: string;
+  key: string;
+  comments: string;
+  date?: string;
+  out?: string;
+}
+
+/** Sign with the private key file, over the current policy hash. */
+function signWithKeyFile(
+  ctx: Context,
+  fields: Omit<SignedFields, 'keyId' | 'policyHash' | 'date'>,
+  opts: SignOptions,
+  now: number,
+): SignedDocument {
+  const privateKeyPem = readInput(ctx, opts.key, 'private key');
+  const complete: SignedFields = {
+    ...fields,
+    date: opts.date ?? new Date(now).toISOString().slice(0, 10),
+    policyHash: ctx.config().policyHash,
+    keyId: usable(() => keyIdOf(publicKeyOf(privateKeyPem))),
+  };
+  // Written to a file, a document recordSignature would refuse anyway is refused now; recorded
+  // directly, recordSignature refuses it (and audits the refusal).
+  const problem = opts.out === undefined ? null : fieldsRefusal(complete, now);
+  if (problem !== null) throw new CliExit(EXIT.refused, `${KIND_WORDS[fields.kind]} refused: ${problem}`);
+  return usable(() => signDocument(complete, privateKeyPem));
+}
+
+async function recordOrWrite(ctx: Context, doc: SignedDocument, out: string | undefined): Promise<void> {
+  const what = KIND_WORDS[doc.kind];
+  if (out !== undefined) {
+    const path = resolve(ctx.io.cwd, out);
+    try {
+      writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`, { flag: 'wx' });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw new CliExit(EXIT.refused, `${out} exists: not overwritten`);
+      throw new CliExit(EXIT.failure, `cannot write ${out}: ${(error as Error).message}`);
+    }
+    writeLine(
+      ctx.io.stdout,
+      `wrote the ${what} by ${doc.name} (${doc.role}) to ${out}; nothing recorded: record it with \`valhalla signoff submit ${out}\``,
+    );
+    return;
+  }
+  await submit(ctx, doc);
+}
+
+async function submit(ctx: Context, doc: SignedDocument): Promise<void> {
+  await ctx.withApp(async (app) => {
+    const result = await recordSignature(signingDeps(app), doc, {
+      actor: app.config.operator,
+      now: app.clock.now(),
+      policyHash: app.config.policyHash,
+    });
+    const what = KIND_WORDS[doc.kind];
+    if (!result.ok) throw new CliExit(EXIT.refused, `${what} refused: ${result.reason}`);
+    writeLine(
+      ctx.io.stdout,
+      `recorded ${what} #${result.id} by ${doc.name} (${doc.role})${doc.item ? ` for item ${doc.item}` : ''} against policy ${doc.policyHash.slice(0, 12)}… (audited)`,
+    );
+  });
+}
+
+export function registerSigning(program: Command, ctx: Context): void {
+  const keys = program.command('keys').description('Ed25519 signing keys for stakeholders');
+  keys
+    .command('create')
+    .description('create a key pair: PREFIX.key (private, mode 0600) and PREFIX.pub; needs no database')
+    .requiredOption('--out <prefix>', 'path prefix of the two files')
+    .action((opts: { out: string }) => {
+      const keyPath = resolve(ctx.io.cwd, `${opts.out}.key`);
+      const pubPath = resolve(ctx.io.cwd, `${opts.out}.pub`);
+      for (const path of [keyPath, pubPath]) {
+        if (existsSync(path)) throw new CliExit(EXIT.refused, `${path} exists: not overwritten`);
+      }
+      const pair = createKeyPair();
+      try {
+        // 'wx': never replace a key that appeared meanwhile; 0600: the private key is its owner's alone.
+        writeFileSync(keyPath, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
+        writeFileSync(pubPath, pair.publicKeyPem, { flag: 'wx' });
+      } catch (error) {
+        throw new CliExit(EXIT.failure, `cannot write the key files: ${(error as Error).message}`);
+      }
+      writeLine(ctx.io.stdout, `private key ${keyPath} (mode 0600: keep it to yourself)`);
+      writeLine(ctx.io.stdout, `public key  ${pubPath} (give it to the operator: valhalla signers add)`);
+      writeLine(ctx.io.stdout, `key id ${pair.keyId}`);
+    });
+
+  const signers = program.command('signers').description('the registered signers and their public keys');
+  signers
+    .command('add')
+    .description('register a public key for a role (audited)')
+    .requiredOption('--role <role>', ROLES.join(' | '), role)
+    .requiredOption('--name <name>', "the signer's name, as the documents will carry it")
+    .requiredOption('--key <file>', 'the public key (.pub)')
+    .action(async (opts: { role: SignerRole; name: string; key: string }) => {
+      const publicKeyPem = readInput(ctx, opts.key, 'public key');
+      usable(() => keyIdOf(publicKeyPem));
+      await ctx.withApp(async (app) => {
+        const result = await addSigner(
+          signingDeps(app),
+          { role: opts.role, name: opts.name, publicKeyPem },
+          { actor: app.config.operator, now: app.clock.now() },
+        );
+        if (!result.ok) throw new CliExit(EXIT.refused, `signer not added: ${result.reason}`);
+        writeLine(
+          ctx.io.stdout,
+          `added signer ${result.signer.name} (${result.signer.role}), key id ${result.signer.key_id} (audited)`,
+        );
+      });
+    });
+  signers
+    .command('list')
+    .description('every signer, revoked ones included')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      await ctx.withApp(async (app) => {
+        const rows = await listSigners(app.store.db);
+        const iso = (at: number | null) => (at === null ? null : new Date(at).toISOString());
+        if (opts.json) {
+          return writeJson(ctx.io.stdout, {
+            signers: rows.map((s) => ({
+              role: s.role,
+              name: s.name,
+              keyId: s.key_id,
+              publicKey: s.public_key,
+              addedAt: iso(s.added_at),
+              addedBy: s.added_by,
+              revokedAt: iso(s.revoked_at),
+              revokedBy: s.revoked_by,
+              revokeReason: s.revoke_reason,
+            })),
+          });
+        }
+        if (rows.length === 0) return writeLine(ctx.io.stdout, 'no signers registered');
+        writeLine(
+          ctx.io.stdout,
+          formatTable(
+            ['ROLE', 'NAME', 'KEY ID', 'ADDED', 'REVOKED'],
+            rows.map((s) => [
+              s.role,
+              s.name,
+              s.key_id,
+              iso(s.added_at),
+              s.revoked_at === null ? '' : `${iso(s.revoked_at)}: ${s.revoke_reason}`,
+            ]),
+          ),
+        );
+      });
+    });
+  signers
+    .command('revoke')
+    .description("revoke a signer's key (audited): every signature made with it becomes void")
+    .requiredOption('--key-id <id>', 'the key id (valhalla signers list)', keyId)
+    .requiredOption('--reason <text>', 'why (audited)')
+    .action(async (opts: { keyId: string; reason: string }) => {
+      await ctx.withApp(async (app) => {
+        const result = await revokeSigner(
+          signingDeps(app),
+          { keyId: opts.keyId, reason: opts.reason },
+          { actor: app.config.operator, now: app.clock.now() },
+        );
+        if (!result.ok) throw new CliExit(EXIT.refused, `not revoked: ${result.reason}`);
+        writeLine(
+          ctx.io.stdout,
+          `revoked the key of ${result.signer.name} (${result.signer.role}); ${result.voided} signature(s) made with it are void (audited)`,
+        );
+      });
+    });
+
+  // No requiredOption here: commander checks a parent's mandatory options for its subcommands too,
+  // and `signoff submit FILE` needs none of them.
+  const signoff = program
+    .command('signoff')
+    .description(
+      'sign the current policy (policy §6): recorded now, or with --out written to a file to submit later',
+    )
+    .option('--role <role>', ROLES.join(' | '), role)
+    .option('--name <name>', 'your name, as registered')
+    .option('--key <file>', 'your private key (.key)')
+    .option('--comments <text>', 'comments (signed)', '')
+    .option('--date <YYYY-MM-DD>', 'the date signed (UTC; default today)', day)
+    .option('--out <file>', 'write the signed document here and record nothing')
+    .action(async (opts: Partial<SignOptions> & { comments: string }) => {
+      const missing = (['role', 'name', 'key'] as const).filter((k) => opts[k] === undefined);
+      if (missing.length > 0) {
+        throw new CliExit(EXIT.usage, `signoff needs ${missing.map((k) => `--${k}`).join(', ')}`);
+      }
+      const o = opts as SignOptions;
+      const doc = signWithKeyFile(
+        ctx,
+        { kind: 'signoff', role: o.role, name: o.name, comments: o.comments, gate: null, item: null },
+        o,
+        systemClock.now(),
+      );
+      await recordOrWrite(ctx, doc, o.out);
+    });
+  signoff
+    .command('submit')
+    .description('record a signed document written with --out (a sign-off, attestation or activation)')
+    .argument('<file>', 'the signed document (JSON)')
+    .action(async (file: string) => {
+      const doc = usable(() => parseSignedDocument(readInput(ctx, file, 'signed document')));
+      await submit(ctx, doc);
+    });
+
+  program
+    .command('attest')
+    .description('attest a gate item your role answers for (its gate is taken from the item)')
+    .requiredOption('--item <id>', 'the item, e.g. 3.gdpr_checklist (valhalla gates status)')
+    .requiredOption('--role <role>', ROLES.join(' | '), role)
+    .requiredOption('--name <name>', 'your name, as registered')
+    .requiredOption('--key <file>', 'your private key (.key)')
+    .option('--comments <text>', 'comments (signed)', '')
+    .option('--date <YYYY-MM-DD>', 'the date signed (UTC; default today)', day)
+    .option('--out <file>', 'write the signed document here and record nothing')
+    .action(async (opts: SignOptions & { item: string }) => {
+      const item = findItem(opts.item);
+      if (!item) throw new CliExit(EXIT.usage, `no gate item ${opts.item} (see valhalla gates status)`);
+      const doc = signWithKeyFile(
+        ctx,
+        {
+          kind: 'attestation',
+          role: opts.role,
+          name: opts.name,
+          comments: opts.comments,
+          gate: item.gate,
+          item: item.id,
+        },
+        opts,
+        systemClock.now(),
+      );
+      await recordOrWrite(ctx, doc, opts.out);
+    });
+
+  program
+    .command('activate')
+    .description("the CEO's activation of Phase 4 (policy: after all five sign-offs)")
+    .requiredOption('--name <name>', "the CEO's name, as registered")
+    .requiredOption('--key <file>', "the CEO's private key (.key)")
+    .option('--comments <text>', 'comments (signed)', '')
+    .option('--date <YYYY-MM-DD>', 'the date signed (UTC; default today)', day)
+    .action(async (opts: Omit<SignOptions, 'role' | 'out'>) => {
+      const doc = signWithKeyFile(
+        ctx,
+        { kind: 'activation', role: 'ceo', name: opts.name, comments: opts.comments, gate: null, item: null },
+        { ...opts, role: 'ceo' },
+        systemClock.now(),
+      );
+      await submit(ctx, doc);
+    });
+}

@@ -1,0 +1,377 @@
+import type { AuditLog } from '../audit/index.js';
+import type { Clock } from '../clock/index.js';
+import type { Config } from '../config/index.js';
+import type { GateClearance } from '../guard/index.js';
+import { HARD_CAPS } from '../policy/index.js';
+import { latestHeartbeat, type SignatureRow, type SignerRole, type Store } from '../store/index.js';
+import { type EvidenceCheck, GATES, type GateItem, ROLE_TITLES } from './catalogue.js';
+import { validSignatures } from './signing.js';
+
+const DAY_MS = 86_400_000;
+/** How recent each kind of evidence must be: a test alert this week, a drill/run/stability this month. */
+export const EVIDENCE_MAX_AGE_DAYS = {
+  alertsTest: 7,
+  drill: 30,
+  conformance: 30,
+  stability: 30,
+  heartbeat: 1,
+};
+/** V8's heap limit is the old space (--max-old-space-size) plus the young generation (~48 MB). */
+const YOUNG_GENERATION_ALLOWANCE = 64 * 1024 * 1024;
+
+export type ItemState = 'ok' | 'missing' | 'invalid';
+
+export interface ItemStatus {
+  gate: number;
+  id: string;
+  text: string;
+  kind: 'verified' | 'attested';
+  /** The role that signs it (attested items and sign-offs). */
+  role: SignerRole | null;
+  state: ItemState;
+  /** The evidence, or what is missing or wrong. */
+  detail: string;
+  signer: string | null;
+  /** When the evidence was recorded or the document signed (ISO date or time). */
+  date: string | null;
+}
+
+export interface GateStatus {
+  gate: number;
+  title: string;
+  ok: boolean;
+  items: ItemStatus[];
+}
+
+export interface GatesReport {
+  at: string;
+  policyHash: string;
+  gates: GateStatus[];
+  activation: { state: ItemState; detail: string; signer: string | null; date: string | null };
+  /** Every item of every gate ok and the CEO's activation recorded: Phase 4 may start. */
+  cleared: boolean;
+  /** One line per thing missing or invalid. */
+  missing: string[];
+}
+
+export interface GatesDeps {
+  store: Store;
+  config: Config;
+  audit: AuditLog;
+  clock: Clock;
+}
+
+interface EvidenceEntry {
+  at: number;
+  seq: number;
+  details: Record<string, unknown>;
+}
+
+/** The policy's `verify_phase4_gates`: every gate, item by item, from the evidence and the signatures. */
+export async function evaluateGates(deps: GatesDeps): Promise<GatesReport> {
+  const { store, config, audit, clock } = deps;
+  const now = clock.now();
+  const signatures = await validSignatures(store.db, config.policyHash);
+  const latest = async (action: string): Promise<EvidenceEntry | null> => {
+    const entry = await audit.latest(action);
+    return entry
+      ? { at: entry.at, seq: entry.seq, details: JSON.parse(entry.details) as Record<string, unknown> }
+      : null;
+  };
+  const [alertsTest, drill, conformance, stability, chain, beat] = await Promise.all([
+    latest('alerts.test'),
+    latest('drill.rollback'),
+    latest('gates.conformance'),
+    latest('stability.verified'),
+    audit.verify(),
+    latestHeartbeat(store.db),
+  ]);
+
+  const iso = (at: number) => new Date(at).toISOString();
+  const fresh = (entry: EvidenceEntry | null, days: number): entry is EvidenceEntry =>
+    entry !== null && now - entry.at <= days * DAY_MS;
+  const result = (
+    ok: boolean,
+    detail: string,
+    at?: number,
+  ): Pick<ItemStatus, 'state' | 'detail' | 'date'> => ({
+    state: ok ? 'ok' : 'missing',
+    detail,
+    date: at === undefined ? null : iso(at),
+  });
+  const evidenceAge = (what: string, entry: EvidenceEntry | null, days: number) =>
+    entry === null ? `no ${what} recorded` : `the last ${what} (${iso(entry.at)}) is older than ${days} days`;
+
+  function verifiedItem(
+    check: EvidenceCheck,
+  ): Pick<ItemStatus, 'state' | 'detail' | 'date'> & { signer?: string | null } {
+    const p = config.policy;
+    switch (check) {
+      case 'audit_chain':
+        return result(
+          chain.ok,
+          chain.ok
+            ? `the audit chain verifies: ${chain.entries} entries`
+            : 'the audit chain does not verify (valhalla audit verify)',
+        );
+      case 'limit:leads_per_cycle':
+        return result(
+          config.limits.leadsPerCycle <= HARD_CAPS.leadsPerCycle,
+          `${config.limits.leadsPerCycle} leads/cycle (hard maximum ${HARD_CAPS.leadsPerCycle})`,
+        );
+      case 'limit:actions_per_cycle':
+        return result(
+          p.actionsPerCycle > 0 &&
+            p.actionsPerCycle <= HARD_CAPS.actionsPerCycle &&
+            config.limits.actionsPerCycle <= HARD_CAPS.actionsPerCycle,
+          `Phase 4: ${p.actionsPerCycle} actions/cycle (hard maximum ${HARD_CAPS.actionsPerCycle})`,
+        );
+      case 'limit:rate':
+        return result(
+          config.limits.rateLimitPerSecond <= HARD_CAPS.rateLimitPerSecond,
+          `${config.limits.rateLimitPerSecond} requests/s in any ${p.rateWindowMs} ms window`,
+        );
+      case 'limit:memory': {
+        const limit = p.memoryPerProcessMb * 1024 * 1024 + YOUNG_GENERATION_ALLOWANCE;
+        const recent = beat !== undefined && now - beat.at <= EVIDENCE_MAX_AGE_DAYS.heartbeat * DAY_MS;
+        const inForce = recent && beat.heap_limit_bytes !== null && beat.heap_limit_bytes <= limit;
+        return result(
+          p.memoryPerProcessMb <= HARD_CAPS.memoryPerProcessMb && inForce,
+          !recent
+            ? 'no worker heartbeat in the last day: run `valhalla run` (its worker reports its heap limit)'
+            : inForce
+              ? `worker heap limit ${Math.round((beat.heap_limit_bytes ?? 0) / 1048576)} MB (policy ${p.memoryPerProcessMb} MB) reported by pid ${beat.pid}`
+              : `the worker's heap limit (${beat.heap_limit_bytes === null ? 'not reported' : `${Math.round(beat.heap_limit_bytes / 1048576)} MB`}) is not the policy's ${p.memoryPerProcessMb} MB`,
+          recent ? beat.at : undefined,
+        );
+      }
+      case 'limit:rollback_threshold':
+        return result(
+          p.errorRateTolerance <= HARD_CAPS.errorRateTolerance,
+          `roll back above ${p.errorRateTolerance * 100}% failures (or ${p.errorRateConsecutiveFailures} in a row)`,
+        );
+      case 'limit:daily_leads':
+        return result(
+          p.dailyLeads <= HARD_CAPS.dailyLeads,
+          `${p.dailyLeads} leads/day (maximum ${HARD_CAPS.dailyLeads})`,
+        );
+      case 'limit:budget':
+        return result(
+          p.budgetExposure <= HARD_CAPS.budgetExposure,
+          `$${p.budgetExposure.toLocaleString('en-US')} (maximum $${HARD_CAPS.budgetExposure.toLocaleString('en-US')})`,
+        );
+      case 'alerts:slack':
+      case 'alerts:email': {
+        const channel = check === 'alerts:slack' ? 'slack' : 'email';
+        const configured =
+          channel === 'slack' ? config.alerts.slackWebhookUrl !== null : config.alerts.smtpUrl !== null;
+        if (!configured) return result(false, `no ${channel} channel configured`);
+        if (!fresh(alertsTest, EVIDENCE_MAX_AGE_DAYS.alertsTest)) {
+          return result(
+            false,
+            `${evidenceAge('test alert', alertsTest, EVIDENCE_MAX_AGE_DAYS.alertsTest)}: run \`valhalla alerts test\``,
+          );
+        }
+        const results = (alertsTest.details.results ?? []) as {
+          channel: string;
+          ok: boolean;
+          error?: string | null;
+        }[];
+        const mine = results.find((r) => r.channel === channel);
+        return result(
+          mine?.ok === true,
+          mine?.ok
+            ? `test alert delivered by ${channel}`
+            : `the last test alert was not delivered by ${channel}${mine?.error ? `: ${mine.error}` : ''}`,
+          alertsTest.at,
+        );
+      }
+      case 'drill:tested':
+      case 'drill:time':
+      case 'drill:clean': {
+        if (!fresh(drill, EVIDENCE_MAX_AGE_DAYS.drill)) {
+          return result(
+            false,
+            `${evidenceAge('rollback drill', drill, EVIDENCE_MAX_AGE_DAYS.drill)}: run \`valhalla drill rollback\``,
+          );
+        }
+        const d = drill.details as {
+          passed?: boolean;
+          durationMs?: number;
+          checks?: { name: string; ok: boolean }[];
+        };
+        if (check === 'drill:tested')
+          return result(true, `rollback drill run (${d.passed ? 'passed' : 'failed'})`, drill.at);
+        if (check === 'drill:time') {
+          const limit = p.rollbackMaxMinutes * 60_000;
+          return result(
+            typeof d.durationMs === 'number' && d.durationMs < limit,
+            `drill took ${((d.durationMs ?? 0) / 1000).toFixed(1)} s (limit ${p.rollbackMaxMinutes} min)`,
+            drill.at,
+          );
+        }
+        const failed = (d.checks ?? []).filter((c) => !c.ok).map((c) => c.name);
+        return result(
+          d.passed === true && failed.length === 0,
+          failed.length === 0 ? 'state verified clean after the drill' : `not clean: ${failed.join(', ')}`,
+          drill.at,
+        );
+      }
+      case 'stability': {
+        if (!fresh(stability, EVIDENCE_MAX_AGE_DAYS.stability)) {
+          return result(
+            false,
+            `${evidenceAge('stability verification', stability, EVIDENCE_MAX_AGE_DAYS.stability)}: run \`valhalla stability verify\``,
+          );
+        }
+        const s = stability.details as {
+          passed?: boolean;
+          hours?: number;
+          checks?: { name: string; passed: boolean }[];
+        };
+        const failed = (s.checks ?? []).filter((c) => !c.passed).map((c) => c.name);
+        return result(
+          s.passed === true && (s.hours ?? 0) >= p.stabilityHours,
+          s.passed
+            ? `${s.hours} h of Phase 3 verified stable`
+            : `stability not shown: ${failed.join(', ') || 'failed'}`,
+          stability.at,
+        );
+      }
+      default: {
+        if (check.startsWith('conformance:')) {
+          const scenario = check.slice('conformance:'.length);
+          if (!fresh(conformance, EVIDENCE_MAX_AGE_DAYS.conformance)) {
+            return result(
+              false,
+              `${evidenceAge('conformance run', conformance, EVIDENCE_MAX_AGE_DAYS.conformance)}: run \`valhalla gates conformance\``,
+            );
+          }
+          const scenarios = (conformance.details.scenarios ?? []) as { name: string; passed: boolean }[];
+          const found = scenarios.find((s) => s.name === scenario);
+          return result(
+            found?.passed === true,
+            found
+              ? `conformance scenario ${scenario} ${found.passed ? 'passed' : 'FAILED'}`
+              : `conformance scenario ${scenario} not run`,
+            conformance.at,
+          );
+        }
+        // signoff:<role>
+        const role = check.slice('signoff:'.length) as SignerRole;
+        return signatureItem(signatures, 'signoff', role, null);
+      }
+    }
+  }
+
+  const missing: string[] = [];
+  const gates: GateStatus[] = GATES.map((gate) => {
+    const items = gate.items.map((item: GateItem): ItemStatus => {
+      const base = {
+        gate: gate.gate,
+        id: item.id,
+        text: item.text,
+        kind: item.check.kind,
+        role: item.check.kind === 'attested' ? item.check.role : roleOfSignoff(item.check.evidence),
+        signer: null,
+      };
+      const status =
+        item.check.kind === 'attested'
+          ? signatureItem(signatures, 'attestation', item.check.role, item.id)
+          : verifiedItem(item.check.evidence);
+      const full: ItemStatus = { ...base, signer: null, ...status };
+      if (full.state !== 'ok') missing.push(`gate ${gate.gate} ${item.id}: ${full.detail}`);
+      return full;
+    });
+    return { gate: gate.gate, title: gate.title, ok: items.every((i) => i.state === 'ok'), items };
+  });
+  const activation = signatureItem(signatures, 'activation', 'ceo', null);
+  if (activation.state !== 'ok') missing.push(`activation: ${activation.detail}`);
+  return {
+    at: iso(now),
+    policyHash: config.policyHash,
+    gates,
+    activation: {
+      state: activation.state,
+      detail: activation.detail,
+      signer: activation.signer ?? null,
+      date: activation.date,
+    },
+    cleared: missing.length === 0,
+    missing,
+  };
+}
+
+function roleOfSignoff(evidence: EvidenceCheck): SignerRole | null {
+  return evidence.startsWith('signoff:') ? (evidence.slice('signoff:'.length) as SignerRole) : null;
+}
+
+/** A sign-off, attestation or activation item from the signatures valid now. */
+function signatureItem(
+  signatures: Awaited<ReturnType<typeof validSignatures>>,
+  kind: 'signoff' | 'attestation' | 'activation',
+  role: SignerRole,
+  item: string | null,
+): Pick<ItemStatus, 'state' | 'detail' | 'date'> & { signer: string | null } {
+  const matches = (row: SignatureRow) =>
+    row.kind === kind && row.role === role && (item === null || row.item === item);
+  const valid = signatures.valid.filter(matches).at(-1);
+  const what =
+    kind === 'signoff' ? 'sign-off' : kind === 'activation' ? "the CEO's activation" : 'attestation';
+  if (valid) {
+    const date = (JSON.parse(valid.document) as { date?: string }).date ?? null;
+    return {
+      state: 'ok',
+      detail: `${what} signed by ${valid.name} (${ROLE_TITLES[role]})`,
+      date,
+      signer: valid.name,
+    };
+  }
+  const invalid = signatures.invalid.filter((i) => matches(i.row)).at(-1);
+  if (invalid) {
+    return {
+      state: 'invalid',
+      detail: `${what} by ${invalid.row.name} is not valid: ${invalid.reason}`,
+      date: null,
+      signer: invalid.row.name,
+    };
+  }
+  return {
+    state: 'missing',
+    detail: `${what} by the ${ROLE_TITLES[role]} missing`,
+    date: null,
+    signer: null,
+  };
+}
+
+/**
+ * The gate clearance the guard and `valhalla run` ask: the evaluation above, reused for `cacheMs`
+ * (the guard asks before every request; a change of policy, a revocation or new evidence is seen
+ * within that time, and a policy change also rolls back at the next cycle).
+ */
+export function createGateClearance(
+  deps: GatesDeps,
+  cacheMs = 30_000,
+): GateClearance & { report(): Promise<GatesReport> } {
+  let cached: { at: number; report: GatesReport } | null = null;
+  const report = async () => {
+    const now = deps.clock.now();
+    if (cached && now - cached.at < cacheMs && now >= cached.at) return cached.report;
+    const fresh = await evaluateGates(deps);
+    cached = { at: now, report: fresh };
+    return fresh;
+  };
+  return {
+    report,
+    async check() {
+      const r = await report();
+      if (r.cleared)
+        return { cleared: true, reason: 'all nine gates verified and signed; activated by the CEO' };
+      const shown = r.missing.slice(0, 5).join('; ');
+      return {
+        cleared: false,
+        reason: `the go-live gates are not all green (${r.missing.length} missing): ${shown}${r.missing.length > 5 ? '; …' : ''}`,
+      };
+    },
+  };
+}

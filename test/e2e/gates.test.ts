@@ -1,0 +1,377 @@
+/**
+ * The go-live gates end to end, as the operators and the stakeholders run them: a Phase 4
+ * installation with 72 hours of Phase 3 behind it (seeded as the worker, the supervisor and the
+ * engine write it), the evidence commands (`alerts test` to a local Slack receiver and a real SMTP
+ * server, `drill rollback`, `gates conformance`, `stability verify`), five signers with their own
+ * Ed25519 keys, the attestations, the five sign-offs and the CEO's activation. Then `gates verify`
+ * passes, the evidence report verifies offline, and `valhalla run` starts in Phase 4 and exports
+ * to the sandbox partner. Taking away any one signed item or piece of evidence makes `gates verify`
+ * refuse naming it, and `run` refuse with exit 3.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openApp } from '../../src/app/index.js';
+import { ManualClock } from '../../src/clock/index.js';
+import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
+import { GATES } from '../../src/gates/index.js';
+import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
+import { type CliResult, phase4Env, REPO_ROOT, runBinary, runInProcess } from '../support/cli.js';
+import { seedPhase3Run } from '../support/phase3-run.js';
+import {
+  type MailServer,
+  type SlackReceiver,
+  startSlackReceiver,
+  startSmtpServer,
+} from '../support/receivers.js';
+import { query } from '../support/sqlite.js';
+import { tempDir } from '../support/tmp.js';
+
+const HOUR = 3_600_000;
+const SIGNERS = [
+  { role: 'ceo', name: 'Casey Chief' },
+  { role: 'cfo', name: 'Fran Finance' },
+  { role: 'general_counsel', name: 'Gale Counsel' },
+  { role: 'risk_officer', name: 'Rory Risk' },
+  { role: 'head_of_operations', name: 'Hollis Ops' },
+] as const;
+const nameOf = (role: string) => SIGNERS.find((s) => s.role === role)!.name;
+const ATTESTED = GATES.flatMap((g) => g.items).filter((i) => i.check.kind === 'attested');
+
+let cwd: string;
+let env: Record<string, string>;
+let dbFile: string;
+let partner: SandboxPartner;
+let slack: SlackReceiver;
+let smtp: MailServer;
+
+const cli = (args: string[], extra: Record<string, string> = {}) =>
+  runInProcess(args, { cwd, env: { ...env, ...extra } });
+const ok = (result: CliResult, what: string) =>
+  expect(result.code, `${what}: ${result.stderr}${result.stdout}`).toBe(0);
+
+beforeAll(async () => {
+  cwd = tempDir();
+  const data = join(cwd, 'data');
+  dbFile = join(data, 'valhalla.db');
+  partner = await startSandboxPartner({ certDir: join(cwd, 'cert') });
+  slack = await startSlackReceiver('/services/T0/B0/gates-test');
+  smtp = await startSmtpServer();
+  env = phase4Env(data, partner, {
+    VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl,
+    VALHALLA_SMTP_URL: smtp.url,
+    VALHALLA_ALERT_EMAIL_TO: 'ops@example.com',
+    VALHALLA_METRICS_PORT: 'off',
+    VALHALLA_LOG_LEVEL: 'warn',
+    VALHALLA_CYCLE_INTERVAL_S: '1',
+  });
+  ok(await cli(['init']), 'init');
+  // 72 hours of Phase 3 on this installation, ending now.
+  const clock = new ManualClock(Date.now() - 73 * HOUR);
+  const app = await openApp({ config: loadConfig({ cwd, env }), clock });
+  await seedPhase3Run(app, clock, {
+    start: Date.now() - 72 * HOUR - 10 * 60_000,
+    end: Date.now() + 5 * 60_000,
+  });
+  await app.close();
+}, 120_000);
+
+afterAll(async () => {
+  await partner?.close();
+  await slack?.close();
+  await smtp?.close();
+});
+
+/** A copy of the database (VACUUM INTO) changed by `change`, and the environment that points at it. */
+function variant(name: string, change: (db: SqliteDatabase.Database) => void): Record<string, string> {
+  const copy = join(cwd, `variant-${name}.db`);
+  const source = new SqliteDatabase(dbFile);
+  source.exec(`vacuum into '${copy}'`);
+  source.close();
+  const db = new SqliteDatabase(copy);
+  change(db);
+  db.close();
+  return { VALHALLA_DATABASE_URL: copy };
+}
+
+describe('the go-live gates, from nothing to Phase 4', () => {
+  it('without evidence or signatures, gates verify lists everything missing and run refuses (exit 3)', async () => {
+    const verify = await cli(['gates', 'verify']);
+    expect(verify.code).toBe(3);
+    for (const item of GATES.flatMap((g) => g.items)) {
+      if (
+        item.check.kind === 'attested' ||
+        item.id.startsWith('8.') ||
+        item.id.startsWith('2.') ||
+        item.id.startsWith('7.')
+      ) {
+        expect(verify.stdout, item.id).toContain(`${item.id}:`);
+      }
+    }
+    expect(verify.stdout).toContain(
+      "activation: the CEO's activation by the CEO / Executive Leadership missing",
+    );
+    const run = await runBinary(['run', '--once'], { cwd, env, timeoutMs: 60_000 });
+    expect(run.code).toBe(3);
+    expect(run.stderr).toMatch(/Phase 4 refused: the go-live gates are not all green/);
+    expect(partner.stats().requests.total).toBe(0);
+  });
+
+  it('evidence: a test alert to Slack and e-mail, a rollback drill, the conformance run, 72 h of stability', async () => {
+    ok(await cli(['alerts', 'test']), 'alerts test');
+    expect(slack.requests.length).toBeGreaterThan(0);
+    expect(smtp.messages.length).toBeGreaterThan(0);
+    ok(await cli(['drill', 'rollback']), 'drill rollback');
+    ok(await cli(['gates', 'conformance']), 'gates conformance');
+    ok(await cli(['stability', 'verify', '--hours', '72']), 'stability verify');
+    const status = JSON.parse((await cli(['gates', 'status', '--json'])).stdout) as {
+      gates: { items: { id: string; kind: string; state: string; detail: string }[] }[];
+    };
+    const verified = status.gates
+      .flatMap((g) => g.items)
+      .filter((i) => i.kind === 'verified' && !i.id.startsWith('8.'));
+    expect(verified.filter((i) => i.state !== 'ok').map((i) => `${i.id}: ${i.detail}`)).toEqual([]);
+  }, 180_000);
+
+  it('signers, attestations, the five sign-offs (one signed elsewhere and submitted), then the CEO activates', async () => {
+    for (const s of SIGNERS) {
+      ok(await cli(['keys', 'create', '--out', join(cwd, s.role)]), `keys create ${s.role}`);
+      expect(statSync(join(cwd, `${s.role}.key`)).mode & 0o777).toBe(0o600);
+      ok(
+        await cli([
+          'signers',
+          'add',
+          '--role',
+          s.role,
+          '--name',
+          s.name,
+          '--key',
+          join(cwd, `${s.role}.pub`),
+        ]),
+        `signers add ${s.role}`,
+      );
+    }
+    // The activation before the sign-offs is refused.
+    const early = await cli(['activate', '--name', nameOf('ceo'), '--key', join(cwd, 'ceo.key')]);
+    expect(early.code).toBe(3);
+    for (const item of ATTESTED) {
+      const role = item.check.kind === 'attested' ? item.check.role : 'ceo';
+      ok(
+        await cli([
+          'attest',
+          '--item',
+          item.id,
+          '--role',
+          role,
+          '--name',
+          nameOf(role),
+          '--key',
+          join(cwd, `${role}.key`),
+          '--comments',
+          'reviewed',
+        ]),
+        `attest ${item.id}`,
+      );
+    }
+    for (const s of SIGNERS.filter((x) => x.role !== 'cfo')) {
+      ok(
+        await cli([
+          'signoff',
+          '--role',
+          s.role,
+          '--name',
+          s.name,
+          '--key',
+          join(cwd, `${s.role}.key`),
+          '--comments',
+          'approved',
+        ]),
+        `signoff ${s.role}`,
+      );
+    }
+    // The CFO signs on another machine and sends the document.
+    const doc = join(cwd, 'cfo-signoff.json');
+    ok(
+      await cli([
+        'signoff',
+        '--role',
+        'cfo',
+        '--name',
+        nameOf('cfo'),
+        '--key',
+        join(cwd, 'cfo.key'),
+        '--out',
+        doc,
+      ]),
+      'signoff --out',
+    );
+    ok(await cli(['signoff', 'submit', doc]), 'signoff submit');
+    ok(
+      await cli(['activate', '--name', nameOf('ceo'), '--key', join(cwd, 'ceo.key'), '--comments', 'go']),
+      'activate',
+    );
+
+    const verify = await cli(['gates', 'verify']);
+    ok(verify, 'gates verify');
+    expect(verify.stdout).toContain('all nine gates green');
+    // The evidence report verifies offline, with Node.js alone.
+    ok(await cli(['gates', 'report', '--out', join(cwd, 'report')]), 'gates report');
+    const offline = spawnSync(
+      process.execPath,
+      [join(REPO_ROOT, 'scripts', 'verify-gates-report.mjs'), join(cwd, 'report', 'gates-report.json')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(offline.status, offline.stdout + offline.stderr).toBe(0);
+    expect(offline.stdout).toContain('report: CLEARED');
+  });
+
+  it('valhalla run starts in Phase 4 and exports to the sandbox partner (ramp stage 1: one lead)', async () => {
+    const before = partner.stats().leads.accepted;
+    const run = await runBinary(['run', '--once'], { cwd, env, timeoutMs: 60_000 });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/cycle \d+ \[live\] ramp stage 1, .*accepted 1/);
+    expect(partner.stats().leads.accepted).toBe(before + 1);
+    expect(
+      query<{ n: number }>(dbFile, "select count(*) as n from leads where state = 'exported'")[0]!.n,
+    ).toBe(1);
+  }, 90_000);
+
+  it('without any one signed item, gates verify names it and run refuses', async () => {
+    const rows = query<{ id: number; kind: string; role: string; item: string | null }>(
+      dbFile,
+      'select id, kind, role, item from signatures order by id',
+    );
+    expect(rows).toHaveLength(ATTESTED.length + 5 + 1);
+    for (const row of rows) {
+      const extra = variant(`sig-${row.id}`, (db) =>
+        db.prepare('delete from signatures where id = ?').run(row.id),
+      );
+      const verify = await cli(['gates', 'verify'], extra);
+      expect(verify.code, `${row.kind} ${row.role} ${row.item}`).toBe(3);
+      const expected =
+        row.kind === 'attestation'
+          ? `${row.item}:`
+          : row.kind === 'activation'
+            ? 'activation:'
+            : `8.${row.role}:`;
+      expect(verify.stdout).toContain(expected);
+      const run = await runBinary(['run', '--once'], { cwd, env: { ...env, ...extra }, timeoutMs: 60_000 });
+      expect(run.code, expected).toBe(3);
+      expect(run.stderr).toContain('Phase 4 refused: the go-live gates are not all green (1 missing)');
+    }
+  }, 120_000);
+
+  it('without any one piece of evidence (its latest record failing), gates verify names it and run refuses', async () => {
+    const failing: [string, string, Record<string, unknown>, string[]][] = [
+      [
+        'alerts.test',
+        'alerts',
+        {
+          results: [
+            { channel: 'slack', ok: false, error: 'HTTP 500' },
+            { channel: 'email', ok: true },
+          ],
+        },
+        ['5.slack'],
+      ],
+      [
+        'drill.rollback',
+        'drill',
+        { passed: false, durationMs: 400_000, checks: [{ name: 'nothing lost', ok: false }] },
+        ['7.time', '7.clean'],
+      ],
+      [
+        'gates.conformance',
+        'conformance',
+        {
+          passed: false,
+          scenarios: [
+            { name: 'endpoint', passed: true },
+            { name: 'token_refresh', passed: false },
+          ],
+        },
+        ['2.token_refresh', '2.retries', '3.dedup_tested'],
+      ],
+      [
+        'stability.verified',
+        'stability',
+        { passed: false, hours: 72, checks: [{ name: 'memory', passed: false }] },
+        ['9.stability'],
+      ],
+    ];
+    for (const [action, name, details, items] of failing) {
+      const extra = variant(name, () => undefined);
+      const copy = await openApp({ config: loadConfig({ cwd, env: { ...env, ...extra } }) });
+      await copy.audit.record({ actor: 'test', action, details });
+      await copy.close();
+      const verify = await cli(['gates', 'verify'], extra);
+      expect(verify.code, name).toBe(3);
+      for (const item of items) expect(verify.stdout, name).toContain(`${item}:`);
+      const run = await runBinary(['run', '--once'], { cwd, env: { ...env, ...extra }, timeoutMs: 60_000 });
+      expect(run.code, name).toBe(3);
+      expect(run.stderr).toContain(`${items[0]}:`);
+    }
+    // The worker's heap limit: the latest heartbeat reports no 512 MB cap.
+    const heap = variant('heap', (db) =>
+      db
+        .prepare(
+          "insert into heartbeats (at, runner, pid, worker_started_at, phase, rss_bytes, heap_used_bytes, heap_limit_bytes, state, cycle_id) values (?, 'h:1', 1, ?, 4, 1, 1, ?, 'idle', null)",
+        )
+        .run(Date.now(), Date.now(), 4 * 1024 ** 3),
+    );
+    const verify = await cli(['gates', 'verify'], heap);
+    expect(verify.code).toBe(3);
+    expect(verify.stdout).toContain('4.memory_limit:');
+    const run = await runBinary(['run', '--once'], { cwd, env: { ...env, ...heap }, timeoutMs: 60_000 });
+    expect(run.code).toBe(3);
+    expect(run.stderr).toContain('4.memory_limit:');
+    // And a channel that is not configured.
+    const noSlack = await cli(['gates', 'verify'], { VALHALLA_SLACK_WEBHOOK_URL: '' });
+    expect(noSlack.code).toBe(3);
+    expect(noSlack.stdout).toContain('5.slack: no slack channel configured');
+  }, 120_000);
+
+  it('the offline verifier catches a tampered report; a changed policy voids every signature', async () => {
+    const file = join(cwd, 'report', 'gates-report.json');
+    const bundle = JSON.parse(readFileSync(file, 'utf8')) as {
+      signatures: { document: string; kind: string }[];
+    };
+    const signoff = bundle.signatures.find((d) => d.kind === 'signoff')!;
+    signoff.document = signoff.document.replace(
+      '"comments":"approved"',
+      '"comments":"approved with changes"',
+    );
+    const tampered = join(cwd, 'report', 'tampered.json');
+    writeFileSync(tampered, JSON.stringify(bundle));
+    const offline = spawnSync(
+      process.execPath,
+      [join(REPO_ROOT, 'scripts', 'verify-gates-report.mjs'), tampered],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(offline.status).toBe(1);
+    expect(offline.stdout).toMatch(
+      /PROBLEM: signoff by .* the report says valid, the check says invalid \(bad signature\)/,
+    );
+
+    const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), alertDedupMinutes: 10 };
+    const changed = join(cwd, 'policy-changed.json');
+    writeFileSync(changed, JSON.stringify(policy));
+    const verify = await cli(['gates', 'verify'], { VALHALLA_POLICY_FILE: changed });
+    expect(verify.code).toBe(3);
+    for (const role of ['ceo', 'cfo', 'general_counsel', 'risk_officer', 'head_of_operations']) {
+      expect(verify.stdout).toMatch(new RegExp(`8\\.${role}: sign-off by .* is not valid: .*polic`));
+    }
+    const run = await runBinary(['run', '--once'], {
+      cwd,
+      env: { ...env, VALHALLA_POLICY_FILE: changed },
+      timeoutMs: 60_000,
+    });
+    expect(run.code).toBe(3);
+  });
+});

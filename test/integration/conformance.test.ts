@@ -1,0 +1,218 @@
+/**
+ * The partner conformance suite (gate 2) and the dedup self-test (gate 3): every scenario passes
+ * against the healthy sandbox partner, and a check fails, with a detail that says why, when the
+ * setup under it is broken (a partner that stays up while it should be down; an installation whose
+ * dedup key lets the same person in twice). The CLI runs it, prints it, records it, sets the exit code.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  CONFORMANCE_SCENARIOS,
+  type ConformanceResult,
+  type ConformanceScenarioName,
+  type ConformanceScenarioResult,
+  conformanceScenarios,
+  runConformance,
+  runScenario,
+  type ScenarioSetup,
+} from '../../src/app/conformance.js';
+import { openApp } from '../../src/app/index.js';
+import { loadConfig } from '../../src/config/index.js';
+import {
+  type SandboxPartner,
+  type SandboxPartnerOptions,
+  startSandboxPartner,
+} from '../../src/sandbox/index.js';
+import { runInProcess, testEnv } from '../support/cli.js';
+import { tempDir } from '../support/tmp.js';
+
+const certDir = tempDir('valhalla-conformance-cert-');
+
+/** The installation the suite is run for: a Phase 3 test installation with its own data folder. */
+function installation(extra: Record<string, string> = {}): ScenarioSetup {
+  const dir = tempDir();
+  return { config: loadConfig({ cwd: dir, env: testEnv(dir, extra) }), certDir };
+}
+
+const EXPECTED_CHECKS: Record<ConformanceScenarioName, string[]> = {
+  endpoint: [
+    'health check passes',
+    'a batch POST /api/leads is accepted',
+    'the partner holds exactly the leads sent, with their idempotency keys',
+  ],
+  token_refresh: [
+    'every cycle exports its batch',
+    'no 401 reaches a batch',
+    'the token is refreshed before it expires',
+    'a valid token is reused, not fetched for every request',
+  ],
+  failure_handling: [
+    'a 401 on a batch gets a fresh token and a resend',
+    "a permanent refusal quarantines the batch's leads with the reason",
+    'nothing is retried after a permanent refusal',
+  ],
+  retries: [
+    'the batch is retried after 1 s and 2 s',
+    'every attempt carries the same idempotency key',
+    'accepted, and the partner counts one batch',
+    'nothing quarantined',
+  ],
+  total_failure: [
+    'no batch is sent',
+    'rolled back within 3 failed requests',
+    'nothing lost: every lead still pending or queued',
+    'no request after the rollback',
+  ],
+  dedup: [
+    'the same person ingested twice is stored once',
+    'a lead already exported is not sent again by later cycles',
+    'the partner never saw a lead key in two batches',
+  ],
+};
+
+function checkOf(scenario: ConformanceScenarioResult, name: string) {
+  const found = scenario.checks.find((c) => c.name === name);
+  expect(found, `check "${name}" of ${scenario.name}`).toBeDefined();
+  return found!;
+}
+
+/** A partner that ignores `down`: it keeps answering while the scenario believes it dead. */
+async function partnerThatNeverGoesDown(options: SandboxPartnerOptions): Promise<SandboxPartner> {
+  const { down: _ignored, ...faults } = options.faults ?? {};
+  const sandbox = await startSandboxPartner({ ...options, faults });
+  return {
+    ...sandbox,
+    setFaults: ({ down: _alsoIgnored, ...patch }) => sandbox.setFaults(patch),
+  };
+}
+
+describe('conformance suite', () => {
+  it('passes against the healthy sandbox partner: every scenario, every check, well under a minute', async () => {
+    const result = await runConformance({ config: installation().config });
+    const failures = result.scenarios.flatMap((s) =>
+      s.checks.filter((c) => !c.ok).map((c) => `${s.name} / ${c.name}: ${c.detail}`),
+    );
+    expect(failures).toEqual([]);
+    expect(result.passed).toBe(true);
+    expect(result.partner).toBe('sandbox');
+    expect(result.scenarios.map((s) => s.name)).toEqual([...CONFORMANCE_SCENARIOS]);
+    for (const scenario of result.scenarios) {
+      expect(scenario.checks.map((c) => c.name)).toEqual(EXPECTED_CHECKS[scenario.name]);
+      expect(scenario.passed).toBe(true);
+      for (const c of scenario.checks)
+        expect(c.detail.length, `${scenario.name} / ${c.name}`).toBeGreaterThan(0);
+    }
+    expect(result.durationMs).toBeLessThan(60_000);
+    expect(Date.parse(result.startedAt)).not.toBeNaN();
+    // No lead data in the result (it goes into the audit chain).
+    expect(JSON.stringify(result)).not.toMatch(/@|Conformance Lead|Lovelace/i);
+  });
+
+  it('total_failure fails when the partner keeps answering while it should be down', async () => {
+    const scenario = await runScenario('total_failure', {
+      ...installation(),
+      startPartner: partnerThatNeverGoesDown,
+    });
+    expect(scenario.passed).toBe(false);
+    const noBatch = checkOf(scenario, 'no batch is sent');
+    expect(noBatch.ok).toBe(false);
+    expect(noBatch.detail).toMatch(/^1 batch request\(s\) made, 1 received by the partner$/);
+    const rolledBack = checkOf(scenario, 'rolled back within 3 failed requests');
+    expect(rolledBack.ok).toBe(false);
+    expect(rolledBack.detail).toMatch(/^still live after 5 cycles and 0 failed request\(s\)$/);
+    const nothingLost = checkOf(scenario, 'nothing lost: every lead still pending or queued');
+    expect(nothingLost.ok).toBe(false);
+    expect(nothingLost.detail).toContain('0 pending or queued; others exported');
+    expect(checkOf(scenario, 'no request after the rollback')).toMatchObject({
+      ok: false,
+      detail: 'never rolled back',
+    });
+  });
+
+  it('dedup fails when the installation lets the same person in under another key', async () => {
+    // Dedup by external id: the same person from a second source (another id) is a new lead.
+    const checks = await conformanceScenarios.dedup(installation({ VALHALLA_DEDUP_KEY: 'external_id' }));
+    const [storedOnce, notSentAgain, partnerKeys] = checks;
+    expect(storedOnce).toMatchObject({ name: 'the same person ingested twice is stored once', ok: false });
+    expect(storedOnce!.detail).toBe(
+      "4 people in 5 rows over 2 files: 5 stored; the second file's 0 duplicate(s) counted (dedup key: external_id)",
+    );
+    expect(notSentAgain).toMatchObject({
+      name: 'a lead already exported is not sent again by later cycles',
+      ok: false,
+      detail: '3 exported in the first cycle; 1 of them sent again in 1 later batch request(s)',
+    });
+    // Each copy had its own key: the partner saw no key twice, yet the person twice (the check above).
+    expect(partnerKeys).toMatchObject({ ok: true });
+  });
+
+  it('a scenario that cannot run is a failed scenario with the reason, not an exception', async () => {
+    const scenario = await runScenario('endpoint', {
+      ...installation(),
+      startPartner: async () => {
+        throw new Error('port in use');
+      },
+    });
+    expect(scenario).toEqual({
+      name: 'endpoint',
+      passed: false,
+      checks: [{ name: 'scenario ran to its end', ok: false, detail: 'Error: port in use' }],
+    });
+  });
+});
+
+describe('valhalla gates conformance', () => {
+  it('prints the checks, records the result in the audit chain, exit 0 when all passed', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir);
+    const json = await runInProcess(['gates', 'conformance', '--json'], { env, cwd: dir });
+    expect(json.stderr).toBe('');
+    expect(json.code).toBe(0);
+    const result = JSON.parse(json.stdout) as ConformanceResult;
+    expect(result.passed).toBe(true);
+    expect(result.scenarios.map((s) => [s.name, s.passed])).toEqual(
+      CONFORMANCE_SCENARIOS.map((name) => [name, true]),
+    );
+
+    const app = await openApp({ config: loadConfig({ cwd: dir, env }) });
+    try {
+      const entry = await app.audit.latest('gates.conformance');
+      expect(entry).toMatchObject({ actor: 'test-operator' });
+      expect(JSON.parse(entry!.details)).toEqual(result);
+      expect((await app.audit.verify()).ok).toBe(true);
+    } finally {
+      await app.close();
+    }
+
+    // The gates read it: each scenario that passed verifies its item.
+    const status = await runInProcess(['gates', 'status', '--json'], { env, cwd: dir });
+    expect(status.code).toBe(0);
+    const report = JSON.parse(status.stdout) as { gates: { items: { id: string; state: string }[] }[] };
+    const items = report.gates.flatMap((g) => g.items);
+    const conformanceItems = [
+      '2.endpoint',
+      '2.token_refresh',
+      '2.failure_handling',
+      '2.retries',
+      '2.total_failure',
+      '3.dedup_tested',
+    ];
+    expect(items.filter((i) => conformanceItems.includes(i.id)).map((i) => [i.id, i.state])).toEqual(
+      conformanceItems.map((id) => [id, 'ok']),
+    );
+  });
+
+  it('exit 1 with the failed checks in the table when a scenario fails', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, { VALHALLA_DEDUP_KEY: 'external_id' });
+    const out = await runInProcess(['gates', 'conformance'], { env, cwd: dir });
+    expect(out.code).toBe(1);
+    expect(out.stdout).toMatch(
+      /^conformance FAILED in \d+\.\d s against the sandbox partner: failed dedup\n/,
+    );
+    expect(out.stdout).toMatch(/^SCENARIO\s+CHECK\s+OK\s+DETAIL$/m);
+    expect(out.stdout).toMatch(/^endpoint\s+health check passes\s+ok\s+HTTP 200$/m);
+    expect(out.stdout).toMatch(/^dedup\s+the same person ingested twice is stored once\s+FAILED\s+4 people/m);
+    expect(out.stdout).toContain('recorded in the audit chain as gates.conformance');
+    expect(out.stderr).toContain('valhalla: the conformance suite failed: see the checks above');
+  });
+});
