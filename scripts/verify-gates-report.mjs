@@ -7,9 +7,14 @@
 //   2. Every evidence entry's hash is the SHA-256 of the canonical JSON of its fields (the audit
 //      chain's rule, docs/audit.md); compare the hashes with a full `valhalla audit export` checked
 //      by verify-audit-export.mjs to tie them to the chain.
-//   3. Every attested item and sign-off the report calls green rests on a document that verifies.
-// Usage: node verify-gates-report.mjs gates-report.json
-// Exit 0 when everything checks out and the report says CLEARED; 1 otherwise (each problem printed).
+//   3. Every attested item and sign-off the report calls green rests on a document that verifies,
+//      and every verified item on an evidence entry in the bundle that says so.
+//   4. The verdict is recomputed, not read: every item of the nine gates (the list below, the
+//      policy's §1) must be present and green, and the CEO's activation recorded after the sign-offs.
+//   5. With the policy file as the second argument: the report's policy hash is that file's
+//      (SHA-256 of its canonical JSON), so the signatures are over the policy the auditor holds.
+// Usage: node verify-gates-report.mjs gates-report.json [policy.json]
+// Exit 0 when everything checks out and every gate is green; 1 otherwise (each problem printed).
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
@@ -22,7 +27,45 @@ function canonical(value) {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
 }
 
-const [file] = process.argv.slice(2);
+/** Every item of the nine gates (src/gates/catalogue.ts), kept here so the bundle cannot drop one. */
+const ITEMS = [
+  '1.legal_signoff',
+  '1.audit_trail',
+  '1.rollback_procedure',
+  '2.endpoint',
+  '2.token_refresh',
+  '2.failure_handling',
+  '2.retries',
+  '2.total_failure',
+  '3.pii_masking_reviewed',
+  '3.gdpr_checklist',
+  '3.dedup_tested',
+  '3.retention_policy',
+  '4.leads_per_cycle',
+  '4.actions_per_cycle',
+  '4.rate_limit',
+  '4.memory_limit',
+  '5.slack',
+  '5.email',
+  '5.dashboard',
+  '5.rollback_trigger',
+  '6.daily_leads',
+  '6.budget',
+  '6.cost_per_lead',
+  '6.roi',
+  '7.procedure',
+  '7.time',
+  '7.clean',
+  '7.tested',
+  '8.ceo',
+  '8.cfo',
+  '8.general_counsel',
+  '8.risk_officer',
+  '8.head_of_operations',
+  '9.stability',
+];
+
+const [file, policyFile] = process.argv.slice(2);
 if (!file) {
   console.error('usage: node verify-gates-report.mjs gates-report.json');
   process.exit(2);
@@ -102,8 +145,54 @@ for (const gate of bundle.report.gates) {
 if (bundle.report.activation.state === 'ok' && !signed('activation', 'ceo', null)) {
   problems.push('activation: reported, but no verifying activation by the CEO is in the bundle');
 }
+// The verdict, recomputed.
+const reported = new Map(bundle.report.gates.flatMap((g) => g.items.map((i) => [i.id, i])));
+for (const id of ITEMS) {
+  const item = reported.get(id);
+  if (!item) problems.push(`item ${id} is missing from the report`);
+  else if (item.state !== 'ok') problems.push(`item ${id} is not green: ${item.detail}`);
+}
+// Verified items rest on evidence in the bundle.
+const evidenceOf = (action) =>
+  bundle.evidence
+    .filter((e) => e.action === action)
+    .map((e) => JSON.parse(e.details))
+    .at(-1);
+const needs = {
+  '7.time': () => evidenceOf('drill.rollback')?.passed === true,
+  '7.clean': () => evidenceOf('drill.rollback')?.passed === true,
+  '7.tested': () => evidenceOf('drill.rollback') !== undefined,
+  '9.stability': () => evidenceOf('stability.verified')?.passed === true,
+  '5.slack': () => evidenceOf('alerts.test')?.results?.some((r) => r.channel === 'slack' && r.ok) === true,
+  '5.email': () => evidenceOf('alerts.test')?.results?.some((r) => r.channel === 'email' && r.ok) === true,
+  '3.dedup_tested': () =>
+    evidenceOf('gates.conformance')?.scenarios?.some((s) => s.name === 'dedup' && s.passed) === true,
+};
+for (const scenario of ['endpoint', 'token_refresh', 'failure_handling', 'retries', 'total_failure']) {
+  needs[`2.${scenario}`] = () =>
+    evidenceOf('gates.conformance')?.scenarios?.some((s) => s.name === scenario && s.passed) === true;
+}
+for (const [id, supported] of Object.entries(needs)) {
+  if (reported.get(id)?.state === 'ok' && !supported())
+    problems.push(`item ${id}: reported green, but the bundle's evidence does not show it`);
+}
+if (bundle.report.activation.state !== 'ok')
+  problems.push(`no activation: ${bundle.report.activation.detail}`);
+if (!bundle.chain.verified) problems.push('the audit chain did not verify when the report was made');
+if (policyFile) {
+  const hash = createHash('sha256')
+    .update(canonical(JSON.parse(readFileSync(policyFile, 'utf8'))))
+    .digest('hex');
+  if (hash !== bundle.report.policyHash)
+    problems.push(`the report is for policy ${bundle.report.policyHash}, not ${policyFile} (${hash})`);
+}
+const cleared = problems.length === 0;
+if (bundle.report.cleared !== cleared)
+  problems.push(
+    `the report says ${bundle.report.cleared ? 'CLEARED' : 'NOT CLEARED'}; the check says ${cleared ? 'cleared' : 'not cleared'}`,
+  );
 for (const p of problems) console.log(`PROBLEM: ${p}`);
 console.log(
   `${bundle.signatures.length} signed document(s), ${goodDocuments.length} verify; ${bundle.evidence.length} evidence entr${bundle.evidence.length === 1 ? 'y' : 'ies'}; report: ${bundle.report.cleared ? 'CLEARED' : `NOT CLEARED (${bundle.report.missing.length} missing)`}`,
 );
-process.exit(problems.length === 0 && bundle.report.cleared ? 0 : 1);
+process.exit(problems.length === 0 ? 0 : 1);

@@ -110,6 +110,19 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
       beforeCycle: async () => {
         const changed = await app.checkPolicy('disk');
         if (changed.changed) options.print('the policy file changed: sign-offs void, outbound stopped');
+        // Phase 4: gates that turn red under a running service (a revoked key, failed evidence) stop
+        // every request at the guard; say so once, and once more when they are green again.
+        if (config.phase === 4) {
+          const clearance = await gates.check();
+          await app.store.db.transaction().execute((trx) =>
+            app.alerts.condition(trx, 'gates', !clearance.cleared, {
+              event: 'gate_voided',
+              message: clearance.cleared
+                ? 'the go-live gates are green again: outbound may resume'
+                : `the go-live gates are no longer green, nothing is sent: ${clearance.reason}`,
+            }),
+          );
+        }
       },
       onCycleStart: () => {
         state = { state: 'cycle', cycleId: null };
@@ -264,6 +277,13 @@ export async function runSupervisor(
             await audit.append(trx, {
               actor: 'supervisor',
               action: 'worker.refused_to_start',
+              details: { pid: event.pid, code: event.code },
+            });
+            // The service stops here (a refusal is not retried): the ops team must know.
+            await alerts.raise(trx, {
+              event: 'gate_voided',
+              dedupKey: `refused:${event.pid}`,
+              message: `the worker refused to start (exit ${event.code}${event.code === 3 ? ': Phase 4 without every gate green' : ''}); valhalla run has stopped`,
               details: { pid: event.pid, code: event.code },
             });
           }

@@ -29,6 +29,8 @@ export interface AuditLog {
   verify(options?: { expectHead?: string }): Promise<AuditVerification>;
   /** The latest entry with this action (evidence lookups: the last drill, test alert, run), or undefined. */
   latest(action: string): Promise<AuditEntry | undefined>;
+  /** The highest sequence number among entries with these actions (0: none). */
+  latestSeq(actions: readonly string[]): Promise<number>;
   /** Write every entry as one JSON line, in sequence order. */
   export(out: Writable): Promise<{ entries: number; headHash: string }>;
 }
@@ -113,6 +115,14 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
         .orderBy('seq', 'desc')
         .limit(1)
         .executeTakeFirst(),
+    async latestSeq(actions) {
+      const row = await store.db
+        .selectFrom('audit_log')
+        .select((eb) => eb.fn.max('seq').as('seq'))
+        .where('action', 'in', [...actions])
+        .executeTakeFirst();
+      return Number(row?.seq ?? 0);
+    },
     async verify(options = {}) {
       const verifier = new ChainVerifier();
       outer: for await (const rows of pages(store.db)) {

@@ -1,10 +1,10 @@
-import type { AuditLog } from '../audit/index.js';
+import type { AuditLog, AuditVerification } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
 import { HARD_CAPS } from '../policy/index.js';
 import { latestHeartbeat, type SignatureRow, type SignerRole, type Store } from '../store/index.js';
-import { type EvidenceCheck, GATES, type GateItem, ROLE_TITLES } from './catalogue.js';
+import { type EvidenceCheck, GATES, type GateItem, ROLE_TITLES, SIGNOFF_ROLES } from './catalogue.js';
 import { validSignatures } from './signing.js';
 
 const DAY_MS = 86_400_000;
@@ -67,8 +67,26 @@ interface EvidenceEntry {
   details: Record<string, unknown>;
 }
 
-/** The policy's `verify_phase4_gates`: every gate, item by item, from the evidence and the signatures. */
-export async function evaluateGates(deps: GatesDeps): Promise<GatesReport> {
+/** The audit actions that change what the gates say: any new one makes a cached answer stale. */
+export const GATE_ACTIONS = [
+  'signer.added',
+  'signer.revoked',
+  'signature.recorded',
+  'policy.changed',
+  'alerts.test',
+  'drill.rollback',
+  'gates.conformance',
+  'stability.verified',
+] as const;
+
+/**
+ * The policy's `verify_phase4_gates`: every gate, item by item, from the evidence and the signatures.
+ * `chain`: an audit-chain verification to use instead of walking the whole chain again.
+ */
+export async function evaluateGates(
+  deps: GatesDeps,
+  options: { chain?: AuditVerification } = {},
+): Promise<GatesReport> {
   const { store, config, audit, clock } = deps;
   const now = clock.now();
   const signatures = await validSignatures(store.db, config.policyHash);
@@ -83,13 +101,18 @@ export async function evaluateGates(deps: GatesDeps): Promise<GatesReport> {
     latest('drill.rollback'),
     latest('gates.conformance'),
     latest('stability.verified'),
-    audit.verify(),
+    options.chain ?? audit.verify(),
     latestHeartbeat(store.db),
   ]);
+  // Go-live evidence is judged as of the CEO's activation (it was fresh when Phase 4 was approved,
+  // and does not expire under a running Phase 4); before an activation, as of now. A newer record
+  // still replaces it: a drill that fails after go-live turns its items red.
+  const activationRow = validActivation(signatures);
+  const reference = activationRow ? Number(activationRow.recorded_at) : now;
 
   const iso = (at: number) => new Date(at).toISOString();
   const fresh = (entry: EvidenceEntry | null, days: number): entry is EvidenceEntry =>
-    entry !== null && now - entry.at <= days * DAY_MS;
+    entry !== null && reference - entry.at <= days * DAY_MS;
   const result = (
     ok: boolean,
     detail: string,
@@ -285,7 +308,12 @@ export async function evaluateGates(deps: GatesDeps): Promise<GatesReport> {
     });
     return { gate: gate.gate, title: gate.title, ok: items.every((i) => i.state === 'ok'), items };
   });
-  const activation = signatureItem(signatures, 'activation', 'ceo', null);
+  const activation = signatureItem(
+    { valid: activationRow ? [activationRow] : [], invalid: activationInvalid(signatures, activationRow) },
+    'activation',
+    'ceo',
+    null,
+  );
   if (activation.state !== 'ok') missing.push(`activation: ${activation.detail}`);
   return {
     at: iso(now),
@@ -302,13 +330,35 @@ export async function evaluateGates(deps: GatesDeps): Promise<GatesReport> {
   };
 }
 
+type Signatures = Awaited<ReturnType<typeof validSignatures>>;
+
+/** The CEO's activation, valid only if it came after every one of the five sign-offs that count now. */
+function validActivation(signatures: Signatures): SignatureRow | undefined {
+  const signoffs = signatures.valid.filter((r) => r.kind === 'signoff');
+  const roles = new Set(signoffs.map((r) => r.role));
+  if (SIGNOFF_ROLES.some((role) => !roles.has(role))) return undefined;
+  const lastSignoff = Math.max(...signoffs.map((r) => Number(r.id)));
+  return signatures.valid.filter((r) => r.kind === 'activation' && Number(r.id) > lastSignoff).at(-1);
+}
+
+function activationInvalid(signatures: Signatures, valid: SignatureRow | undefined) {
+  if (valid) return [];
+  const superseded = signatures.valid
+    .filter((r) => r.kind === 'activation')
+    .map((row) => ({
+      row,
+      reason: 'made before the sign-offs that count now (or some are missing): the CEO must activate again',
+    }));
+  return [...signatures.invalid.filter((i) => i.row.kind === 'activation'), ...superseded];
+}
+
 function roleOfSignoff(evidence: EvidenceCheck): SignerRole | null {
   return evidence.startsWith('signoff:') ? (evidence.slice('signoff:'.length) as SignerRole) : null;
 }
 
 /** A sign-off, attestation or activation item from the signatures valid now. */
 function signatureItem(
-  signatures: Awaited<ReturnType<typeof validSignatures>>,
+  signatures: Signatures,
   kind: 'signoff' | 'attestation' | 'activation',
   role: SignerRole,
   item: string | null,
@@ -345,20 +395,28 @@ function signatureItem(
 }
 
 /**
- * The gate clearance the guard and `valhalla run` ask: the evaluation above, reused for `cacheMs`
- * (the guard asks before every request; a change of policy, a revocation or new evidence is seen
- * within that time, and a policy change also rolls back at the next cycle).
+ * The gate clearance the guard and `valhalla run` ask: the evaluation above, reused for at most
+ * `cacheMs` and only while no signature, revocation, policy change or evidence has been recorded
+ * since (one indexed query per ask).
  */
 export function createGateClearance(
   deps: GatesDeps,
   cacheMs = 30_000,
 ): GateClearance & { report(): Promise<GatesReport> } {
-  let cached: { at: number; report: GatesReport } | null = null;
+  let cached: { at: number; version: number; report: GatesReport } | null = null;
+  // The whole chain is walked once per process; it is append-only at the database level, and
+  // `valhalla gates verify|status|report` walk it every time.
+  let chain: AuditVerification | null = null;
   const report = async () => {
     const now = deps.clock.now();
-    if (cached && now - cached.at < cacheMs && now >= cached.at) return cached.report;
-    const fresh = await evaluateGates(deps);
-    cached = { at: now, report: fresh };
+    // A signature, a revocation, a policy change or new evidence makes the cached answer stale at once.
+    const version = await deps.audit.latestSeq(GATE_ACTIONS);
+    if (cached && cached.version === version && now - cached.at < cacheMs && now >= cached.at) {
+      return cached.report;
+    }
+    chain ??= await deps.audit.verify();
+    const fresh = await evaluateGates(deps, { chain });
+    cached = { at: now, version, report: fresh };
     return fresh;
   };
   return {

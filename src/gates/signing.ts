@@ -514,8 +514,12 @@ export async function recordSignature(
         );
       }
     }
+    // An activation older than a sign-off that counts now no longer counts (the gates check the
+    // order): the CEO activates again, so only a later activation is a duplicate.
+    const lastSignoff = Math.max(0, ...valid.filter((r) => r.kind === 'signoff').map((r) => Number(r.id)));
     const duplicate = valid.find(
       (r) =>
+        (r.kind !== 'activation' || Number(r.id) > lastSignoff) &&
         r.kind === signed.kind &&
         r.role === signed.role &&
         r.gate === signed.gate &&
@@ -581,15 +585,27 @@ export async function validSignatures(
   db: Kysely<Database>,
   policyHash: string,
 ): Promise<{ valid: SignatureRow[]; invalid: { row: SignatureRow; reason: string }[] }> {
-  const [signers, rows] = await Promise.all([
+  const [signers, rows, changes] = await Promise.all([
     db.selectFrom('signers').selectAll().execute(),
     db.selectFrom('signatures').selectAll().orderBy('id').execute(),
+    db.selectFrom('audit_log').select(['at', 'details']).where('action', '=', 'policy.changed').execute(),
   ]);
+  // A policy the installation moved away from (a `policy.changed` from its hash) voids what was
+  // signed over it before; if the policy returns to that hash, those signatures stay void.
+  let abandonedAt: number | null = null;
+  for (const change of changes) {
+    const from = (JSON.parse(change.details) as { from?: string | null }).from;
+    if (from === policyHash) abandonedAt = Math.max(abandonedAt ?? 0, Number(change.at));
+  }
   const byKey = new Map(signers.map((s) => [s.key_id, s]));
   const valid: SignatureRow[] = [];
   const invalid: { row: SignatureRow; reason: string }[] = [];
   for (const row of rows) {
-    const reason = rowProblem(row, byKey.get(row.key_id), policyHash);
+    const reason =
+      rowProblem(row, byKey.get(row.key_id), policyHash) ??
+      (abandonedAt !== null && Number(row.recorded_at) <= abandonedAt
+        ? `void: signed before the policy moved away from this hash (${new Date(abandonedAt).toISOString()}); sign again`
+        : null);
     if (reason === null) valid.push(row);
     else invalid.push({ row, reason });
   }

@@ -91,6 +91,9 @@ function variant(name: string, change: (db: SqliteDatabase.Database) => void): R
   source.exec(`vacuum into '${copy}'`);
   source.close();
   const db = new SqliteDatabase(copy);
+  // The copy stands for an installation where the item was never signed: the append-only trigger
+  // is dropped in the copy only, to take the row out.
+  db.exec('drop trigger if exists signatures_no_delete');
   change(db);
   db.close();
   return { VALHALLA_DATABASE_URL: copy };
@@ -220,7 +223,11 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     ok(await cli(['gates', 'report', '--out', join(cwd, 'report')]), 'gates report');
     const offline = spawnSync(
       process.execPath,
-      [join(REPO_ROOT, 'scripts', 'verify-gates-report.mjs'), join(cwd, 'report', 'gates-report.json')],
+      [
+        join(REPO_ROOT, 'scripts', 'verify-gates-report.mjs'),
+        join(cwd, 'report', 'gates-report.json'),
+        DEFAULT_POLICY_FILE,
+      ],
       {
         encoding: 'utf8',
       },
@@ -261,7 +268,11 @@ describe('the go-live gates, from nothing to Phase 4', () => {
       expect(verify.stdout).toContain(expected);
       const run = await runBinary(['run', '--once'], { cwd, env: { ...env, ...extra }, timeoutMs: 60_000 });
       expect(run.code, expected).toBe(3);
-      expect(run.stderr).toContain('Phase 4 refused: the go-live gates are not all green (1 missing)');
+      // A missing sign-off also leaves the activation without its precondition: 2 missing then.
+      expect(run.stderr).toContain(
+        `Phase 4 refused: the go-live gates are not all green (${row.kind === 'signoff' ? 2 : 1} missing)`,
+      );
+      expect(run.stderr).toContain(expected);
     }
   }, 120_000);
 
@@ -358,6 +369,28 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(offline.stdout).toMatch(
       /PROBLEM: signoff by .* the report says valid, the check says invalid \(bad signature\)/,
     );
+
+    // A report of an installation that is not cleared, with its verdict flipped by hand.
+    const uncleared = variant('report', (db) =>
+      db.prepare("delete from signatures where kind = 'activation'").run(),
+    );
+    ok(await cli(['gates', 'report', '--out', join(cwd, 'report-2')], uncleared), 'gates report (uncleared)');
+    const second = JSON.parse(readFileSync(join(cwd, 'report-2', 'gates-report.json'), 'utf8')) as {
+      report: { cleared: boolean };
+    };
+    expect(second.report.cleared).toBe(false);
+    second.report.cleared = true;
+    writeFileSync(join(cwd, 'report-2', 'flipped.json'), JSON.stringify(second));
+    const flipped = spawnSync(
+      process.execPath,
+      [join(REPO_ROOT, 'scripts', 'verify-gates-report.mjs'), join(cwd, 'report-2', 'flipped.json')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(flipped.status).toBe(1);
+    expect(flipped.stdout).toContain('PROBLEM: no activation');
+    expect(flipped.stdout).toContain('the report says CLEARED; the check says not cleared');
 
     const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), alertDedupMinutes: 10 };
     const changed = join(cwd, 'policy-changed.json');
