@@ -6,6 +6,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type App, openApp } from '../../src/app/index.js';
 import { ManualClock } from '../../src/clock/index.js';
@@ -142,6 +143,38 @@ describe.each(list)('gate evaluation on $name', (backend) => {
     expect(report.activation.detail).toContain('made before the sign-offs that count now');
     expect((await sign(app, clock, 'ceo', 'activation')).ok).toBe(true);
     expect((await app.gatesReport()).activation.state).toBe('ok');
+  });
+
+  it('evidence ages: a test alert counts for 7 days before the activation; a broken chain fails 1.audit_trail', async () => {
+    const { app, clock } = await install();
+    const item = async (id: string) =>
+      (await app.gatesReport()).gates.flatMap((g) => g.items).find((i) => i.id === id)!;
+    await app.audit.record({
+      actor: 't',
+      action: 'alerts.test',
+      details: { results: [{ channel: 'slack', ok: true }] },
+    });
+    // No Slack configured in this installation: the item says so, whatever the evidence.
+    expect((await item('5.slack')).detail).toBe('no slack channel configured');
+    await app.audit.record({
+      actor: 't',
+      action: 'drill.rollback',
+      details: { passed: true, durationMs: 4_000, checks: [] },
+    });
+    expect((await item('7.tested')).state).toBe('ok');
+    clock.advance(31 * 86_400_000);
+    const stale = await item('7.tested');
+    expect(stale.state).toBe('missing');
+    expect(stale.detail).toMatch(/the last rollback drill \(.*\) is older than 30 days/);
+    expect((await item('1.audit_trail')).state).toBe('ok');
+    if (backend.name === 'sqlite') {
+      // As the database's owner could: the append-only trigger off, an entry edited.
+      await sql.raw('drop trigger audit_log_no_update').execute(app.store.db);
+      await sql.raw("update audit_log set actor = 'mallory' where seq = 1").execute(app.store.db);
+      const broken = await item('1.audit_trail');
+      expect(broken.state).toBe('missing');
+      expect(broken.detail).toContain('does not verify');
+    }
   });
 
   it('policy A → B → A: the signatures over A from before the change stay void', async () => {
