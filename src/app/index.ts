@@ -47,6 +47,7 @@ import {
   type Alert,
   type AlertDelivery,
   alertDeliveries,
+  countAuditEntries,
   countLeadsByState,
   getRuntimeValue,
   heartbeatsBetween,
@@ -359,10 +360,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       const [byState, ingest, audited] = await Promise.all([
         countLeadsByState(store.db),
         ingestTotals(store.db),
-        store.db
-          .selectFrom('audit_log')
-          .select((eb) => eb.fn.countAll<number>().as('n'))
-          .executeTakeFirstOrThrow(),
+        countAuditEntries(store.db),
       ]);
       const leads = {
         pending: 0,
@@ -382,7 +380,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         database: store.dialect,
         leads,
         ingest,
-        auditEntries: Number(audited.n),
+        auditEntries: audited,
       };
     },
     async listLeads(listOptions) {

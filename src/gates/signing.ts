@@ -7,11 +7,27 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.js';
 import { canonicalJson } from '../policy/index.js';
-import type { Database, Dialect, SignatureKind, SignatureRow, Signer, SignerRole } from '../store/index.js';
+import {
+  allSignatures,
+  allSigners,
+  auditDetailsOf,
+  countSignaturesByKey,
+  type Database,
+  type Dialect,
+  findSigner,
+  insertSignature,
+  insertSigner,
+  lockSigning,
+  markSignerRevoked,
+  type SignatureKind,
+  type SignatureRow,
+  type Signer,
+  type SignerRole,
+} from '../store/index.js';
 import { findItem, SIGNOFF_ROLES } from './catalogue.js';
 
 /**
@@ -306,19 +322,13 @@ export interface SigningDeps {
   audit: AuditLog;
 }
 
-/** Serialises signer and signature changes across runners (PostgreSQL); an arbitrary constant. */
-const SIGNING_LOCK_KEY = 0x7661_6c67;
-
 /**
  * Run `work` in a transaction (or the caller's) that holds the write lock from its start: the
  * checks it reads stay true until it commits, and the audit append never meets a stale snapshot.
  */
 async function locked<T>(deps: SigningDeps, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
   const run = async (trx: Transaction<Database>) => {
-    if (deps.dialect === 'postgres')
-      await sql`select pg_advisory_xact_lock(${SIGNING_LOCK_KEY})`.execute(trx);
-    // SQLite: a write first takes the write lock (it touches no row).
-    else await sql`update signers set id = id where 0`.execute(trx);
+    await lockSigning(trx, deps.dialect);
     return work(trx);
   };
   if (deps.db.isTransaction) return run(deps.db as Transaction<Database>);
@@ -329,7 +339,7 @@ export type SigningOutcome<T> = ({ ok: true } & T) | { ok: false; reason: string
 
 /** Every signer, revoked ones included, oldest first. */
 export function listSigners(db: Kysely<Database>): Promise<Signer[]> {
-  return db.selectFrom('signers').selectAll().orderBy('id').execute();
+  return allSigners(db);
 }
 
 /** Register a signer's public key for a role (audited `signer.added`). A malformed key throws. */
@@ -347,11 +357,7 @@ export async function addSigner(
     return { ok: false, reason: 'the name must not be empty or start or end with spaces' };
   }
   return locked(deps, async (trx) => {
-    const existing = await trx
-      .selectFrom('signers')
-      .selectAll()
-      .where('key_id', '=', keyId)
-      .executeTakeFirst();
+    const existing = await findSigner(trx, keyId);
     if (existing) {
       return {
         ok: false,
@@ -364,21 +370,17 @@ export async function addSigner(
       subject: keyId,
       details: { role: input.role, name, keyId },
     });
-    const signer = await trx
-      .insertInto('signers')
-      .values({
-        role: input.role,
-        name,
-        public_key: publicKey,
-        key_id: keyId,
-        added_at: context.now,
-        added_by: context.actor,
-        revoked_at: null,
-        revoked_by: null,
-        revoke_reason: null,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    const signer = await insertSigner(trx, {
+      role: input.role,
+      name,
+      public_key: publicKey,
+      key_id: keyId,
+      added_at: context.now,
+      added_by: context.actor,
+      revoked_at: null,
+      revoked_by: null,
+      revoke_reason: null,
+    });
     return { ok: true, signer };
   });
 }
@@ -395,11 +397,7 @@ export async function revokeSigner(
   const reason = input.reason.trim();
   if (reason === '') return { ok: false, reason: 'a revocation needs a reason' };
   return locked(deps, async (trx) => {
-    const signer = await trx
-      .selectFrom('signers')
-      .selectAll()
-      .where('key_id', '=', input.keyId)
-      .executeTakeFirst();
+    const signer = await findSigner(trx, input.keyId);
     if (!signer) return { ok: false, reason: `no signer with key id ${input.keyId}` };
     if (signer.revoked_at !== null) {
       return {
@@ -407,24 +405,18 @@ export async function revokeSigner(
         reason: `the key ${input.keyId} was already revoked at ${new Date(signer.revoked_at).toISOString()}`,
       };
     }
-    const { count } = await trx
-      .selectFrom('signatures')
-      .select((eb) => eb.fn.countAll<number>().as('count'))
-      .where('key_id', '=', input.keyId)
-      .executeTakeFirstOrThrow();
-    const voided = Number(count);
+    const voided = await countSignaturesByKey(trx, input.keyId);
     await deps.audit.append(trx, {
       actor: context.actor,
       action: 'signer.revoked',
       subject: input.keyId,
       details: { role: signer.role, name: signer.name, keyId: input.keyId, reason, voidedSignatures: voided },
     });
-    const updated = await trx
-      .updateTable('signers')
-      .set({ revoked_at: context.now, revoked_by: context.actor, revoke_reason: reason })
-      .where('id', '=', signer.id)
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    const updated = await markSignerRevoked(trx, signer.id, {
+      at: context.now,
+      by: context.actor,
+      reason,
+    });
     return { ok: true, signer: updated, voided };
   });
 }
@@ -435,6 +427,9 @@ const KIND_WORDS: Readonly<Record<SignatureKind, string>> = {
   activation: 'activation',
   amendment: 'amendment',
 };
+
+/** The most of any one field of a submitted document that is copied into the audit chain. */
+const AUDITED_FIELD_MAX = 200;
 
 /**
  * Validate a signed document and record it (audited `signature.recorded`), or refuse it (audited
@@ -452,7 +447,9 @@ export async function recordSignature(
     const parsed = signedSchema.safeParse(doc);
     // What the audit says of a refused document: its plain fields, never the signature.
     const raw = (typeof doc === 'object' && doc !== null ? doc : {}) as Record<string, unknown>;
-    const text = (key: string) => (typeof raw[key] === 'string' ? (raw[key] as string) : null);
+    // A refused document is not trusted: its fields reach the audit chain cut to a bounded length.
+    const text = (key: string) =>
+      typeof raw[key] === 'string' ? (raw[key] as string).slice(0, AUDITED_FIELD_MAX) : null;
     const subject = text('keyId');
     const summary = {
       kind: text('kind'),
@@ -476,11 +473,7 @@ export async function recordSignature(
 
     if (!parsed.success) return refuse(`malformed document: ${describeIssues(parsed.error)}`);
     const signed = parsed.data;
-    const signer = await trx
-      .selectFrom('signers')
-      .selectAll()
-      .where('key_id', '=', signed.keyId)
-      .executeTakeFirst();
+    const signer = await findSigner(trx, signed.keyId);
     if (!signer) return refuse(`the key ${signed.keyId} is not a registered signer's`);
     if (signer.revoked_at !== null) return refuse(revokedReason(signer));
     if (!verifyDocument(signed, signer.public_key)) {
@@ -539,24 +532,20 @@ export async function recordSignature(
       subject,
       details: { ...summary, documentSha256: createHash('sha256').update(document).digest('hex') },
     });
-    const row = await trx
-      .insertInto('signatures')
-      .values({
-        kind: signed.kind,
-        role: signed.role,
-        name: signed.name,
-        gate: signed.gate,
-        item: signed.item,
-        policy_hash: signed.policyHash,
-        key_id: signed.keyId,
-        document,
-        signature: signed.signature,
-        recorded_at: context.now,
-        recorded_by: context.actor,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    return { ok: true, id: Number(row.id) };
+    const id = await insertSignature(trx, {
+      kind: signed.kind,
+      role: signed.role,
+      name: signed.name,
+      gate: signed.gate,
+      item: signed.item,
+      policy_hash: signed.policyHash,
+      key_id: signed.keyId,
+      document,
+      signature: signed.signature,
+      recorded_at: context.now,
+      recorded_by: context.actor,
+    });
+    return { ok: true, id };
   });
 }
 
@@ -586,9 +575,9 @@ export async function validSignatures(
   policyHash: string,
 ): Promise<{ valid: SignatureRow[]; invalid: { row: SignatureRow; reason: string }[] }> {
   const [signers, rows, changes] = await Promise.all([
-    db.selectFrom('signers').selectAll().execute(),
-    db.selectFrom('signatures').selectAll().orderBy('id').execute(),
-    db.selectFrom('audit_log').select(['at', 'details']).where('action', '=', 'policy.changed').execute(),
+    allSigners(db),
+    allSignatures(db),
+    auditDetailsOf(db, 'policy.changed'),
   ]);
   // A policy the installation moved away from (a `policy.changed` from its hash) voids what was
   // signed over it before; if the policy returns to that hash, those signatures stay void.

@@ -15,7 +15,14 @@ import {
   rssSlopeMbPerHour,
   SCORE_BINS,
 } from '../policy/stability.js';
-import { heartbeatsBetween, type Store } from '../store/index.js';
+import {
+  auditEntriesBetween,
+  countAuditActionBetween,
+  dryRunScoresBetween,
+  heartbeatsBetween,
+  requestsBetween,
+  type Store,
+} from '../store/index.js';
 
 /**
  * Gate 9: the policy's `verify_phase3_stability`. Over the window [until − hours, until] it checks,
@@ -90,10 +97,10 @@ export async function verifyStability(
   const [heartbeats, events, requests, dryRunDecisions, firstScores, lastScores] = await Promise.all([
     heartbeatsBetween(store.db, from, until + 1),
     supervisionEvents(store, from, until),
-    requestsBetween(store, from, until),
-    countAuditActions(store, 'guard.dry_run', from, until),
-    dryRunScores(store, from, from + compareMs),
-    dryRunScores(store, until - compareMs, until + 1),
+    requestsBetween(store.db, from, until),
+    countAuditActionBetween(store.db, 'guard.dry_run', from, until),
+    dryRunScoresBetween(store.db, from, from + compareMs),
+    dryRunScoresBetween(store.db, until - compareMs, until + 1),
   ]);
   const beats: BeatSample[] = heartbeats.map((h) => ({
     at: h.at,
@@ -315,14 +322,12 @@ const EVENT_ACTIONS = [
  * before the window: one scheduled just before it can explain the gap at its start.
  */
 async function supervisionEvents(store: Store, from: number, until: number): Promise<Event[]> {
-  const rows = await store.db
-    .selectFrom('audit_log')
-    .select(['seq', 'at', 'action', 'details'])
-    .where('action', 'in', EVENT_ACTIONS)
-    .where('at', '>=', from - DEFAULT_GAP_RULES.maxRestartGapMs)
-    .where('at', '<=', until + DEFAULT_GAP_RULES.maxRestartGapMs)
-    .orderBy('seq')
-    .execute();
+  const rows = await auditEntriesBetween(
+    store.db,
+    EVENT_ACTIONS,
+    from - DEFAULT_GAP_RULES.maxRestartGapMs,
+    until + DEFAULT_GAP_RULES.maxRestartGapMs,
+  );
   return rows.map((row) => {
     const details = parseDetails(row.details);
     const scheduled = typeof details.scheduled === 'string' ? Date.parse(details.scheduled) : Number.NaN;
@@ -346,40 +351,4 @@ function parseDetails(text: string): Record<string, unknown> {
   } catch {
     return {};
   }
-}
-
-async function countAuditActions(store: Store, action: string, from: number, until: number): Promise<number> {
-  const row = await store.db
-    .selectFrom('audit_log')
-    .select((eb) => eb.fn.countAll<string | number>().as('n'))
-    .where('action', '=', action)
-    .where('at', '>=', from)
-    .where('at', '<=', until)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
-}
-
-/** Every request the outbound client recorded (leads, health and token alike), oldest first. */
-async function requestsBetween(store: Store, from: number, until: number) {
-  return store.db
-    .selectFrom('requests')
-    .select(['at', 'endpoint'])
-    .where('at', '>=', from)
-    .where('at', '<=', until)
-    .orderBy('at')
-    .execute();
-}
-
-/** The scores of the leads dry-run in batches created in [from, to). */
-async function dryRunScores(store: Store, from: number, to: number): Promise<number[]> {
-  const rows = await store.db
-    .selectFrom('delivery_leads')
-    .innerJoin('deliveries', 'deliveries.id', 'delivery_leads.delivery_id')
-    .innerJoin('leads', 'leads.id', 'delivery_leads.lead_id')
-    .select('leads.score')
-    .where('deliveries.kind', '=', 'dry_run')
-    .where('deliveries.created_at', '>=', from)
-    .where('deliveries.created_at', '<', to)
-    .execute();
-  return rows.map((r) => r.score);
 }

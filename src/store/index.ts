@@ -10,6 +10,12 @@ export {
   recentAlerts,
   recentAlertWithKey,
 } from './alerts.js';
+export {
+  auditDetailsOf,
+  auditEntriesBetween,
+  countAuditActionBetween,
+  countAuditEntries,
+} from './audit-log.js';
 export type { Dialect } from './dialect.js';
 export { isStoreError, StoreError, type StoreErrorCode } from './errors.js';
 export {
@@ -29,6 +35,7 @@ export {
   latestHeartbeat,
   recordHeartbeat,
   recordRequest,
+  requestsBetween,
   requestTotals,
 } from './monitoring.js';
 export { openStore, type Store, type StoreTarget } from './open.js';
@@ -40,6 +47,7 @@ export {
   dailyUsage,
   deliveriesInState,
   deliveryLeads,
+  dryRunScoresBetween,
   dueDeliveries,
   expireStalePending,
   finishCycle,
@@ -78,3 +86,15 @@ export type {
   Signer,
   SignerRole,
 } from './schema.js';
+export {
+  allSignatures,
+  allSigners,
+  countSignaturesByKey,
+  findSigner,
+  insertSignature,
+  insertSigner,
+  lockSigning,
+  markSignerRevoked,
+  type NewSignature,
+  type NewSigner,
+} from './signers.js';

@@ -82,6 +82,21 @@ export async function requestTotals(db: Executor): Promise<
   }));
 }
 
+/** Every request the outbound client recorded in [from, until] (leads, health, token), oldest first. */
+export async function requestsBetween(
+  db: Executor,
+  from: number,
+  until: number,
+): Promise<{ at: number; endpoint: 'leads' | 'health' | 'token' }[]> {
+  return db
+    .selectFrom('requests')
+    .select(['at', 'endpoint'])
+    .where('at', '>=', from)
+    .where('at', '<=', until)
+    .orderBy('at')
+    .execute();
+}
+
 // ---- heartbeats ----
 
 export async function recordHeartbeat(db: Executor, beat: Insertable<HeartbeatsTable>): Promise<void> {

@@ -327,6 +327,20 @@ export async function deliveriesInState(db: Executor, state: DeliveryState): Pro
   return db.selectFrom('deliveries').selectAll().where('state', '=', state).orderBy('id').execute();
 }
 
+/** The scores of the leads dry-run in batches created in [from, to) (stability's export quality). */
+export async function dryRunScoresBetween(db: Executor, from: number, to: number): Promise<number[]> {
+  const rows = await db
+    .selectFrom('delivery_leads')
+    .innerJoin('deliveries', 'deliveries.id', 'delivery_leads.delivery_id')
+    .innerJoin('leads', 'leads.id', 'delivery_leads.lead_id')
+    .select('leads.score')
+    .where('deliveries.kind', '=', 'dry_run')
+    .where('deliveries.created_at', '>=', from)
+    .where('deliveries.created_at', '<', to)
+    .execute();
+  return rows.map((r) => r.score);
+}
+
 // ---- quarantine ----
 
 export async function quarantinedLeads(db: Executor, limit: number, beforeId?: number): Promise<Lead[]> {
