@@ -17,15 +17,7 @@
 // Exit 0 when everything checks out and every gate is green; 1 otherwise (each problem printed).
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-
-function canonical(value) {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  const keys = Object.keys(value)
-    .filter((k) => value[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
-}
+import { canonical } from './canonical-json.mjs';
 
 /** Every item of the nine gates (src/gates/catalogue.ts), kept here so the bundle cannot drop one. */
 const ITEMS = [

@@ -1,5 +1,6 @@
 import { type Kysely, type Migration, sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
+import { columnTypes } from './columns.js';
 
 /**
  * Monitoring: every outbound request's outcome (the error-rate window and the hourly failure count
@@ -8,10 +9,7 @@ import type { Dialect } from '../dialect.js';
  * a channel that is down never blocks the export and nothing is lost when the process dies.
  */
 export function monitoring(dialect: Dialect): Migration {
-  const pk = dialect === 'postgres' ? 'bigserial' : 'integer';
-  const big = dialect === 'postgres' ? 'bigint' : 'integer';
-  const id = (c: import('kysely').ColumnDefinitionBuilder) =>
-    dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey();
+  const { pk, big, id } = columnTypes(dialect);
   return {
     async up(db: Kysely<unknown>) {
       await db.schema

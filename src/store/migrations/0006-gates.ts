@@ -1,5 +1,6 @@
 import { type Kysely, type Migration, sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
+import { columnTypes } from './columns.js';
 
 /**
  * The go-live gates: registered signers (role, name, Ed25519 public key; revocable, never deleted)
@@ -8,10 +9,7 @@ import type { Dialect } from '../dialect.js';
  * action, hence the index). The worker's heartbeat now carries its heap limit (gate 4).
  */
 export function gates(dialect: Dialect): Migration {
-  const pk = dialect === 'postgres' ? 'bigserial' : 'integer';
-  const big = dialect === 'postgres' ? 'bigint' : 'integer';
-  const id = (c: import('kysely').ColumnDefinitionBuilder) =>
-    dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey();
+  const { pk, big, id } = columnTypes(dialect);
   return {
     async up(db: Kysely<unknown>) {
       await db.schema
