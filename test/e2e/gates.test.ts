@@ -103,6 +103,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
   it('without evidence or signatures, gates verify lists everything missing and run refuses (exit 3)', async () => {
     const verify = await cli(['gates', 'verify']);
     expect(verify.code).toBe(3);
+    expect((await cli(['status'])).stdout).toMatch(/Gates: not cleared, \d+ item\(s\) missing/);
     for (const item of GATES.flatMap((g) => g.items)) {
       if (
         item.check.kind === 'attested' ||
@@ -218,6 +219,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
 
     const verify = await cli(['gates', 'verify']);
     ok(verify, 'gates verify');
+    expect((await cli(['status'])).stdout).toContain('Gates: all nine green, activated by the CEO');
     expect(verify.stdout).toContain('all nine gates green');
     // The evidence report verifies offline, with Node.js alone.
     ok(await cli(['gates', 'report', '--out', join(cwd, 'report')]), 'gates report');

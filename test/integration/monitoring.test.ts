@@ -155,6 +155,24 @@ describe.each(list)('monitoring on $name', (backend) => {
     expect(body).not.toMatch(/7946/);
   });
 
+  it('a quarantine alert, as sent to Slack, names the batch and the reason and carries no lead data', async () => {
+    const w = await world(backend, { sandbox: { faults: { permanentStatus: 422 } } });
+    await w.ingest(2, 'q');
+    const engine = w.app.engine({ gates: CLEARED, sleep: w.clock.sleep });
+    expect(await engine.runCycle()).toMatchObject({ quarantined: 2 });
+    expect(await w.app.dispatchAlerts()).toMatchObject({ sent: 1, failed: 0 });
+    const body = w.slack.requests.at(-1)!.body;
+    expect(body).toContain('quarantine');
+    expect(body).toContain('HTTP 422');
+    const [delivery] = await w.app.store.db.selectFrom('deliveries').select('batch_key').execute();
+    expect(body).toContain(delivery!.batch_key);
+    for (let i = 0; i < 2; i++) {
+      expect(body).not.toContain(`q${i}.person@leads.example.test`);
+      expect(body).not.toContain(`Person q${i}`);
+    }
+    expect(body).not.toMatch(/7946/);
+  });
+
   it('one failed request in 20 does not roll back', async () => {
     // One lead per cycle: 20 batches; the first request is answered 503 and retried a second later.
     const w = await world(backend, {

@@ -14,7 +14,9 @@ export function registerStatus(program: Command, ctx: Context): void {
       await ctx.withApp(async (app) => {
         const report = await app.status();
         const run = await app.runState();
-        if (opts.json) return writeJson(io.stdout, { ...report, run });
+        const gates = await app.gatesReport();
+        const gatesSummary = { cleared: gates.cleared, missing: gates.missing.length };
+        if (opts.json) return writeJson(io.stdout, { ...report, run, gates: gatesSummary });
         writeLine(
           io.stdout,
           `Phase ${report.phase} (${report.phase === 3 ? 'DRY-RUN' : 'LIVE'}) on ${report.database}; policy ${report.policyHash.slice(0, 16)}…`,
@@ -36,6 +38,12 @@ export function registerStatus(program: Command, ctx: Context): void {
         );
         writeLine(io.stdout, `Audit chain: ${report.auditEntries} entries`);
         writeLine(io.stdout, `Mode: ${run.mode}`);
+        writeLine(
+          io.stdout,
+          gates.cleared
+            ? 'Gates: all nine green, activated by the CEO'
+            : `Gates: not cleared, ${gates.missing.length} item(s) missing (valhalla gates status)`,
+        );
         writeLine(
           io.stdout,
           run.heartbeat === null
