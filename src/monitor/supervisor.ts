@@ -77,6 +77,8 @@ export function crashBackoffMs(consecutiveCrashes: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(0, consecutiveCrashes - 1));
 }
 const HEALTHY_RUN_MS = 10 * 60_000;
+/** Tries of an event's handler before it is given up (logged); a missed heartbeat is retried until handled. */
+const EVENT_ATTEMPTS = 5;
 
 /** Read VmRSS from /proc (Linux); null where there is no /proc or the process is gone. */
 export function procRss(pid: number): number | null {
@@ -132,11 +134,23 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     resolveDone = resolve;
   });
 
+  /**
+   * Hand an event to the caller's handler; a failure (the database busy for longer than its
+   * timeout, say) is retried a few times a second apart, then logged: the audit entry or the
+   * recovery alert it carries is not dropped on the first transient error.
+   */
   async function emit(event: SupervisorEvent) {
-    try {
-      await onEvent(event);
-    } catch (error) {
-      logger.error({ err: error, event: event.kind }, 'supervisor event handler failed');
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await onEvent(event);
+        return;
+      } catch (error) {
+        if (attempt >= EVENT_ATTEMPTS || stopped) {
+          logger.error({ err: error, event: event.kind, attempt }, 'supervisor event handler failed');
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
     }
   }
 

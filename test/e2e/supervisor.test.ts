@@ -5,7 +5,7 @@
  * files with a 1 s heartbeat keep each test to seconds; every child is killed in afterAll.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_POLICY_FILE } from '../../src/config/index.js';
@@ -152,10 +152,13 @@ describe('valhalla run supervises its worker', () => {
     // Phase 3: nothing to roll back.
     expect(audited(dbFile, 'mode.rollback')).toHaveLength(0);
     // The alert (critical) and, once the new worker beats, its recovery reached Slack.
-    await until(() => receiver.requests.length >= 2, 'the alert and its recovery', 30_000).catch((error) => {
+    await until(() => receiver.requests.length >= 2, 'the alert and its recovery', 45_000).catch((error) => {
       const deliveries = query(dbFile, 'select * from alert_deliveries');
+      const log = existsSync(join(cwd, 'data', 'valhalla.log'))
+        ? readFileSync(join(cwd, 'data', 'valhalla.log'), 'utf8').slice(-3000)
+        : '(no log)';
       throw new Error(
-        `${(error as Error).message}; received ${receiver.requests.length}; deliveries ${JSON.stringify(deliveries)}; output ${run.out().slice(-2000)}`,
+        `${(error as Error).message}; received ${receiver.requests.length}; deliveries ${JSON.stringify(deliveries)}; log ${log}`,
       );
     });
     const bodies = receiver.requests.map((r) => r.body);
