@@ -275,7 +275,7 @@ export async function evaluateGates(
           return result(
             found?.passed === true,
             found
-              ? `conformance scenario ${scenario} ${found.passed ? 'passed' : 'FAILED'}`
+              ? `conformance scenario ${scenario} ${found.passed ? 'passed' : 'FAILED'} against the ${conformance.details.partner === 'sandbox' ? 'built-in sandbox partner' : String(conformance.details.partner)}`
               : `conformance scenario ${scenario} not run`,
             conformance.at,
           );
