@@ -264,16 +264,24 @@ export function parseSignedDocument(text: string): SignedDocument {
   return parsed.data;
 }
 
+/** How old a document's signed date may be when it is submitted. */
+export const MAX_DOCUMENT_AGE_DAYS = 30;
+
 /**
  * Why these fields cannot be a valid document whatever the database holds, or null: the date (a
- * calendar day, not after today, UTC), and the kind's rules (an attestation names an existing
- * attested item of the signer's role and its gate; an activation is the CEO's; an amendment the CFO's;
- * only attestations name a gate or an item).
+ * calendar day, UTC, not after today and at most MAX_DOCUMENT_AGE_DAYS before it), and the kind's
+ * rules (an attestation names an existing attested item of the signer's role and its gate; an
+ * activation is the CEO's; an amendment the CFO's; only attestations name a gate or an item).
  */
 export function fieldsRefusal(fields: SignedFields, now: number): string | null {
   if (!isCalendarDay(fields.date)) return `the date ${JSON.stringify(fields.date)} is not YYYY-MM-DD`;
   const today = new Date(now).toISOString().slice(0, 10);
   if (fields.date > today) return `the date ${fields.date} is in the future (today is ${today}, UTC)`;
+  // A document signed long ago and held back is refused: what it approves may no longer be the case.
+  const earliest = new Date(now - MAX_DOCUMENT_AGE_DAYS * 86_400_000).toISOString().slice(0, 10);
+  if (fields.date < earliest) {
+    return `the date ${fields.date} is more than ${MAX_DOCUMENT_AGE_DAYS} days ago (earliest ${earliest}): sign again`;
+  }
   return kindRefusal(fields);
 }
 

@@ -190,6 +190,10 @@ describe('fieldsRefusal', () => {
   });
   it.each([
     [{ date: '2026-01-16' }, 'the date 2026-01-16 is in the future (today is 2026-01-15, UTC)'],
+    [
+      { date: '2025-12-15' },
+      'the date 2025-12-15 is more than 30 days ago (earliest 2025-12-16): sign again',
+    ],
     [{ date: '2026-1-15' }, 'the date "2026-1-15" is not YYYY-MM-DD'],
     [
       { kind: 'attestation', gate: 8, item: '8.cfo' },
