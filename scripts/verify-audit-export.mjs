@@ -6,10 +6,9 @@
 //   seq = 1, 2, 3, … without gaps.
 // Usage: node verify-audit-export.mjs EXPORT.jsonl [EXPECTED_HEAD_HASH]
 // Exit 0 when intact (prints the count and head hash), 1 when broken (prints the first bad line).
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { canonical } from './canonical-json.mjs';
+import { entryHash } from './chain-rules.mjs';
 
 const [file, expectedHead] = process.argv.slice(2);
 if (!file) {
@@ -23,16 +22,7 @@ for await (const line of createInterface({ input: createReadStream(file), crlfDe
   lineNo++;
   if (line.trim() === '') continue;
   const e = JSON.parse(line);
-  const body = {
-    seq: e.seq,
-    at: e.at,
-    actor: e.actor,
-    action: e.action,
-    subject: e.subject,
-    details: e.details,
-    prev_hash: e.prev_hash,
-  };
-  const hash = createHash('sha256').update(canonical(body)).digest('hex');
+  const hash = entryHash(e);
   const problem =
     e.seq !== expectedSeq
       ? `sequence gap: expected entry ${expectedSeq}, found ${e.seq}`

@@ -17,7 +17,7 @@
 // Exit 0 when everything checks out and every gate is green; 1 otherwise (each problem printed).
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { canonical } from './canonical-json.mjs';
+import { canonical, entryHash } from './chain-rules.mjs';
 
 /** Every item of the nine gates (src/gates/catalogue.ts), kept here so the bundle cannot drop one. */
 const ITEMS = [
@@ -109,16 +109,7 @@ for (const s of bundle.signatures) {
   if (verdict) goodDocuments.push(doc);
 }
 for (const e of bundle.evidence) {
-  const body = {
-    seq: e.seq,
-    at: e.at,
-    actor: e.actor,
-    action: e.action,
-    subject: e.subject,
-    details: e.details,
-    prev_hash: e.prev_hash,
-  };
-  const hash = createHash('sha256').update(canonical(body)).digest('hex');
+  const hash = entryHash(e);
   if (hash !== e.hash) problems.push(`evidence entry ${e.seq} (${e.action}): contents do not match its hash`);
 }
 const signed = (kind, role, item) =>

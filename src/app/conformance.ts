@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditLog } from '../audit/index.js';
 import { type Clock, ManualClock } from '../clock/index.js';
-import { type Config, loadConfig } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import {
   type CycleReport,
   type Engine,
@@ -12,7 +11,7 @@ import {
   type PartnerPort,
   type SendOutcome,
 } from '../engine/index.js';
-import { type GateClearance, readMode, writeGoLiveAt } from '../guard/index.js';
+import { readMode, writeGoLiveAt } from '../guard/index.js';
 import type { IngestSummary } from '../ingest/index.js';
 import {
   type SandboxFaultsPatch,
@@ -24,6 +23,7 @@ import {
 // gates/index.ts, so that file must not re-export this one (the CLI imports it directly).
 import { type App, openApp } from './index.js';
 import { createPartnerClientFromConfig } from './partner.js';
+import { privateGates, privatePhase4Config } from './private-install.js';
 
 /** The partner's conformance suite (gate 2) and the dedup self-test (gate 3), in the order they run. */
 export const CONFORMANCE_SCENARIOS = [
@@ -78,13 +78,7 @@ export type ConformanceScenario = (setup: ScenarioSetup) => Promise<ConformanceC
 /** The audit action `valhalla gates` reads: scenario X passed ⇒ item 2.X (or 3.dedup_tested) verified. */
 export const CONFORMANCE_AUDIT_ACTION = 'gates.conformance';
 
-/** A scenario sends from its own database to its own sandbox partner: that, and only that, is cleared. */
-const CONFORMANCE_GATES: GateClearance = {
-  check: async () => ({
-    cleared: true,
-    reason: 'conformance scenario: a private database and the sandbox partner',
-  }),
-};
+const CONFORMANCE_GATES = privateGates('conformance scenario');
 
 const HOUR_MS = 3_600_000;
 
@@ -204,30 +198,14 @@ async function withRig<T>(
       ...(options.faults ? { faults: options.faults } : {}),
     });
     releasers.push(() => sandbox.close());
-    const config = loadConfig({
-      cwd: dir,
-      env: {
-        VALHALLA_PHASE: '4',
-        VALHALLA_DRY_RUN: '0',
-        VALHALLA_DISABLE_OUTBOUND: '0',
-        VALHALLA_REAL_DATA_INGEST: '1',
-        VALHALLA_DATA_DIR: dir,
-        VALHALLA_DATABASE_URL: join(dir, 'conformance.db'),
-        VALHALLA_POLICY_FILE: setup.config.policyFile,
-        VALHALLA_PSEUDONYM_SECRET: randomBytes(32).toString('hex'),
-        VALHALLA_OPERATOR: setup.config.operator,
-        VALHALLA_DEDUP_KEY: setup.config.dedupKey,
-        VALHALLA_LOG_LEVEL: 'warn',
-        VALHALLA_LOG_FILE: join(dir, 'conformance.log'),
-        VALHALLA_METRICS_PORT: 'off',
-        VALHALLA_MAX_LEADS_PER_CYCLE: String(options.leadsPerCycle ?? 5),
-        VALHALLA_PARTNER_URL: sandbox.url,
-        VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
-        VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
-        VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
-        VALHALLA_PARTNER_CA_FILE: sandbox.caFile ?? '',
-        ...setup.env,
-      },
+    const config = privatePhase4Config({
+      dir,
+      name: 'conformance',
+      installation: setup.config,
+      partner: sandbox,
+      leadsPerCycle: options.leadsPerCycle ?? 5,
+      // The installation's dedup key: the dedup self-test checks the rule this installation runs.
+      env: { VALHALLA_DEDUP_KEY: setup.config.dedupKey, ...setup.env },
     });
     const app = await openApp({ config, clock });
     releasers.push(() => app.close());

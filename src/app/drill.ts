@@ -1,23 +1,17 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemSleep } from '../clock/index.js';
-import { type Config, loadConfig } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { leadKey, runCycles } from '../engine/index.js';
-import { type GateClearance, readMode, writeGoLiveAt } from '../guard/index.js';
+import { readMode, writeGoLiveAt } from '../guard/index.js';
 import { watchMode } from '../monitor/index.js';
 import { startSandboxPartner } from '../sandbox/index.js';
 import { deliveriesInState } from '../store/index.js';
 import { openApp } from './index.js';
+import { privateGates, privatePhase4Config } from './private-install.js';
 
-/** The drill sends to its own sandbox partner from its own database: that, and only that, is cleared. */
-const DRILL_GATES: GateClearance = {
-  check: async () => ({
-    cleared: true,
-    reason: 'rollback drill: a private database and the sandbox partner',
-  }),
-};
+const DRILL_GATES = privateGates('rollback drill');
 
 export interface DrillOptions {
   /** The installation's configuration: its policy file and operator are the drill's. */
@@ -67,28 +61,11 @@ export async function runRollbackDrill(options: DrillOptions): Promise<DrillResu
   const dir = mkdtempSync(join(tmpdir(), 'valhalla-drill-'));
   const sandbox = await startSandboxPartner({ certDir: join(dir, 'cert'), faults: { latencyMs: 20 } });
   try {
-    const config = loadConfig({
-      cwd: dir,
-      env: {
-        VALHALLA_PHASE: '4',
-        VALHALLA_DRY_RUN: '0',
-        VALHALLA_DISABLE_OUTBOUND: '0',
-        VALHALLA_REAL_DATA_INGEST: '1',
-        VALHALLA_DATA_DIR: dir,
-        VALHALLA_DATABASE_URL: join(dir, 'drill.db'),
-        VALHALLA_POLICY_FILE: options.config.policyFile,
-        VALHALLA_PSEUDONYM_SECRET: randomBytes(32).toString('hex'),
-        VALHALLA_OPERATOR: options.config.operator,
-        VALHALLA_LOG_LEVEL: 'warn',
-        VALHALLA_LOG_FILE: join(dir, 'drill.log'),
-        VALHALLA_METRICS_PORT: 'off',
-        VALHALLA_MAX_LEADS_PER_CYCLE: '5',
-        VALHALLA_PARTNER_URL: sandbox.url,
-        VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
-        VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
-        VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
-        VALHALLA_PARTNER_CA_FILE: sandbox.caFile ?? '',
-      },
+    const config = privatePhase4Config({
+      dir,
+      name: 'drill',
+      installation: options.config,
+      partner: sandbox,
     });
     const app = await openApp({ config });
     try {

@@ -1,0 +1,53 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { type Config, loadConfig } from '../config/index.js';
+import type { GateClearance } from '../guard/index.js';
+import type { SandboxPartner } from '../sandbox/index.js';
+
+/**
+ * The configuration of a private Phase 4 installation that sends only to an in-process sandbox
+ * partner: its own folder and SQLite database, a fresh pseudonym secret, the installation's policy
+ * file and operator. What the rollback drill and the conformance run rehearse with.
+ */
+export function privatePhase4Config(options: {
+  dir: string;
+  /** Names the database and the log file in `dir`. */
+  name: string;
+  installation: Config;
+  partner: SandboxPartner;
+  leadsPerCycle?: number;
+  env?: Record<string, string>;
+}): Config {
+  const { dir, name, installation, partner } = options;
+  return loadConfig({
+    cwd: dir,
+    env: {
+      VALHALLA_PHASE: '4',
+      VALHALLA_DRY_RUN: '0',
+      VALHALLA_DISABLE_OUTBOUND: '0',
+      VALHALLA_REAL_DATA_INGEST: '1',
+      VALHALLA_DATA_DIR: dir,
+      VALHALLA_DATABASE_URL: join(dir, `${name}.db`),
+      VALHALLA_POLICY_FILE: installation.policyFile,
+      VALHALLA_PSEUDONYM_SECRET: randomBytes(32).toString('hex'),
+      VALHALLA_OPERATOR: installation.operator,
+      VALHALLA_LOG_LEVEL: 'warn',
+      VALHALLA_LOG_FILE: join(dir, `${name}.log`),
+      VALHALLA_METRICS_PORT: 'off',
+      VALHALLA_MAX_LEADS_PER_CYCLE: String(options.leadsPerCycle ?? 5),
+      VALHALLA_PARTNER_URL: partner.url,
+      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
+      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
+      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+      VALHALLA_PARTNER_CA_FILE: partner.caFile ?? '',
+      ...options.env,
+    },
+  });
+}
+
+/** The gates of a private installation: it sends only to its own sandbox, and that alone is cleared. */
+export function privateGates(what: string): GateClearance {
+  return {
+    check: async () => ({ cleared: true, reason: `${what}: a private database and the sandbox partner` }),
+  };
+}
