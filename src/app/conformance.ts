@@ -11,6 +11,7 @@ import {
   type PartnerPort,
   type SendOutcome,
 } from '../engine/index.js';
+import { EVIDENCE_ACTIONS } from '../gates/index.js';
 import { readMode, writeGoLiveAt } from '../guard/index.js';
 import type { IngestSummary } from '../ingest/index.js';
 import {
@@ -76,7 +77,7 @@ export interface ScenarioSetup {
 export type ConformanceScenario = (setup: ScenarioSetup) => Promise<ConformanceCheck[]>;
 
 /** The audit action `valhalla gates` reads: scenario X passed ⇒ item 2.X (or 3.dedup_tested) verified. */
-export const CONFORMANCE_AUDIT_ACTION = 'gates.conformance';
+export const CONFORMANCE_AUDIT_ACTION = EVIDENCE_ACTIONS.conformance;
 
 const CONFORMANCE_GATES = privateGates('conformance scenario');
 

@@ -250,6 +250,17 @@ export const GATES: readonly Gate[] = [
   },
 ];
 
+/**
+ * The audit actions whose latest entry is a verified item's evidence (recorded by `alerts test`,
+ * `drill rollback`, `gates conformance` and `stability verify`).
+ */
+export const EVIDENCE_ACTIONS = {
+  alertsTest: 'alerts.test',
+  drill: 'drill.rollback',
+  conformance: 'gates.conformance',
+  stability: 'stability.verified',
+} as const;
+
 /** The roles of the policy's §6, in its order. */
 export const SIGNOFF_ROLES: readonly SignerRole[] = [
   'ceo',

@@ -4,7 +4,14 @@ import type { Config } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
 import { HARD_CAPS } from '../policy/index.js';
 import { latestHeartbeat, type SignatureRow, type SignerRole, type Store } from '../store/index.js';
-import { type EvidenceCheck, GATES, type GateItem, ROLE_TITLES, SIGNOFF_ROLES } from './catalogue.js';
+import {
+  EVIDENCE_ACTIONS,
+  type EvidenceCheck,
+  GATES,
+  type GateItem,
+  ROLE_TITLES,
+  SIGNOFF_ROLES,
+} from './catalogue.js';
 import { validSignatures } from './signing.js';
 
 const DAY_MS = 86_400_000;
@@ -73,11 +80,8 @@ export const GATE_ACTIONS = [
   'signer.revoked',
   'signature.recorded',
   'policy.changed',
-  'alerts.test',
-  'drill.rollback',
-  'gates.conformance',
-  'stability.verified',
-] as const;
+  ...Object.values(EVIDENCE_ACTIONS),
+];
 
 /**
  * The policy's `verify_phase4_gates`: every gate, item by item, from the evidence and the signatures.
@@ -97,10 +101,10 @@ export async function evaluateGates(
       : null;
   };
   const [alertsTest, drill, conformance, stability, chain, beat] = await Promise.all([
-    latest('alerts.test'),
-    latest('drill.rollback'),
-    latest('gates.conformance'),
-    latest('stability.verified'),
+    latest(EVIDENCE_ACTIONS.alertsTest),
+    latest(EVIDENCE_ACTIONS.drill),
+    latest(EVIDENCE_ACTIONS.conformance),
+    latest(EVIDENCE_ACTIONS.stability),
     options.chain ?? audit.verify(),
     latestHeartbeat(store.db),
   ]);

@@ -1,4 +1,5 @@
 export {
+  EVIDENCE_ACTIONS,
   type EvidenceCheck,
   findItem,
   GATES,

@@ -1,15 +1,7 @@
 import type { AuditEntry } from '../audit/index.js';
-import { ROLE_TITLES } from './catalogue.js';
+import { EVIDENCE_ACTIONS, ROLE_TITLES } from './catalogue.js';
 import { evaluateGates, type GatesDeps, type GatesReport } from './evaluate.js';
 import { listSigners, validSignatures } from './signing.js';
-
-/** The evidence entries (from the audit chain) that verified items rest on. */
-const EVIDENCE_ACTIONS = [
-  'alerts.test',
-  'drill.rollback',
-  'gates.conformance',
-  'stability.verified',
-] as const;
 
 export interface GatesBundle {
   format: 'valhalla-gates-report/1';
@@ -47,7 +39,7 @@ export async function buildGatesBundle(deps: GatesDeps): Promise<{ bundle: Gates
     deps.audit.verify(),
   ]);
   const evidence: AuditEntry[] = [];
-  for (const action of EVIDENCE_ACTIONS) {
+  for (const action of Object.values(EVIDENCE_ACTIONS)) {
     const entry = await deps.audit.latest(action);
     if (entry) evidence.push(entry);
   }

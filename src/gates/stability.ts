@@ -23,6 +23,7 @@ import {
   requestsBetween,
   type Store,
 } from '../store/index.js';
+import { EVIDENCE_ACTIONS } from './catalogue.js';
 
 /**
  * Gate 9: the policy's `verify_phase3_stability`. Over the window [until − hours, until] it checks,
@@ -79,7 +80,7 @@ export interface StabilityDeps {
 
 const HOUR_MS = 3_600_000;
 /** The audit entry that holds a verification's result: gate 9's evidence (the latest one counts). */
-export const STABILITY_VERIFIED = 'stability.verified';
+export const STABILITY_VERIFIED = EVIDENCE_ACTIONS.stability;
 
 /** Run every check over the window ending at `until` (default: now). Reads only. */
 export async function verifyStability(
