@@ -148,6 +148,7 @@ const needs = {
   '9.stability': () => evidenceOf('stability.verified')?.passed === true,
   '5.slack': () => evidenceOf('alerts.test')?.results?.some((r) => r.channel === 'slack' && r.ok) === true,
   '5.email': () => evidenceOf('alerts.test')?.results?.some((r) => r.channel === 'email' && r.ok) === true,
+  '5.dashboard': () => evidenceOf('dashboard.checked')?.passed === true,
   '3.dedup_tested': () =>
     evidenceOf('gates.conformance')?.scenarios?.some((s) => s.name === 'dedup' && s.passed) === true,
 };

@@ -24,6 +24,7 @@ export type AlertEvent =
   | 'worker_crashed'
   | 'daily_restart'
   | 'gate_voided'
+  | 'dashboard_unavailable'
   | 'failures_hourly'
   | 'test';
 
@@ -34,6 +35,7 @@ export const ALERT_SEVERITY: Readonly<Record<AlertEvent, AlertSeverity>> = {
   failures_hourly: 'critical',
   memory_restart: 'warning',
   worker_crashed: 'warning',
+  dashboard_unavailable: 'warning',
   quarantine: 'warning',
   mode_change: 'warning',
   daily_restart: 'info',

@@ -63,6 +63,23 @@ import {
 import { AppError } from './errors.js';
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 
+export {
+  type AuditEntryView,
+  alertView,
+  createDashboard,
+  type Dashboard,
+  type DashboardStatus,
+  FLOW_OUTCOMES,
+  type FlowOutcome,
+  type LeadFlow,
+  type UploadResult,
+} from './dashboard.js';
+export {
+  checkDashboard,
+  type DashboardCheck,
+  type DashboardCheckResult,
+  LIVE_FLOW_MAX_MS,
+} from './dashboard-check.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 
 const FINGERPRINT_KEY = 'pseudonym.fingerprint';
@@ -107,7 +124,8 @@ export interface App {
    * is built from the configuration (none in Phase 3); tests and the drill may pass their own.
    */
   engine(options?: { gates?: GateClearance; partner?: PartnerPort | null; sleep?: Sleep }): Engine;
-  operatorActions(): OperatorActions;
+  /** Queue actions (confirm, release, drop), audited under `actor` (the configured operator by default). */
+  operatorActions(actor?: string): OperatorActions;
   /** Whether the go-live gates are cleared: every item verified or signed, and the CEO's activation. */
   readonly gates: GateClearance;
   /** Every gate, item by item, with its evidence or signer: `valhalla gates status|verify|report`. */
@@ -469,12 +487,12 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       await finished(stream);
       return ingestFile(ingestDeps(), { path: file });
     },
-    operatorActions() {
+    operatorActions(actor) {
       return createOperatorActions({
         store,
         audit,
         clock,
-        operator: config.operator,
+        operator: actor ?? config.operator,
         pseudonymizer: requirePseudonymizer(),
       });
     },

@@ -11,6 +11,7 @@ import {
   createMetrics,
   createSupervisor,
   type HeartbeatMessage,
+  type MetricsExposition,
   type ModeWatch,
   type Supervisor,
   type SupervisorEvent,
@@ -24,11 +25,12 @@ import type { App } from './index.js';
 /** Synthetic leads loaded into an empty store in Phase 3 with real data off. */
 export const SYNTHETIC_LEADS = 5_000;
 /**
- * The worker is restarted when its RSS passes this share of the policy's memory limit, so that the
- * worker and the supervisor (~70 MB) together stay inside the service's 512 MB (systemd's MemoryMax):
- * the supervisor's restart, audited and alerted, comes before the kernel's OOM kill.
+ * The worker is restarted when its RSS passes this share of the policy's memory limit (358 MB of
+ * 512), so that the worker and the supervisor together stay inside the service's 512 MB (systemd's
+ * MemoryMax): the supervisor's restart, audited and alerted, comes before the kernel's OOM kill. The
+ * supervisor with the dashboard server measures 110-140 MB RSS here; a worker in normal work ~125 MB.
  */
-export const WORKER_RSS_SHARE = 0.85;
+export const WORKER_RSS_SHARE = 0.7;
 /** How often the supervisor sends the alerts that are due. */
 const ALERT_DISPATCH_MS = 1_000;
 
@@ -146,6 +148,11 @@ export interface SupervisorRunOptions {
   /** How to start a worker; `valhalla worker` with the heap limit by default (tests pass a harness). */
   spawnWorker?: (execArgv: string[]) => ChildProcess;
   gates?: GateClearance;
+  /**
+   * Start the admin API and dashboard beside the supervisor (given by the CLI, which knows
+   * `src/server`); not started when absent or when VALHALLA_SERVER_PORT is off.
+   */
+  serve?: (metrics: MetricsExposition) => Promise<{ url: string; close(): Promise<void> }>;
   stdout: Writable;
   stderr: Writable;
   print: (line: string) => void;
@@ -311,16 +318,16 @@ export async function runSupervisor(
   });
   const running = supervisor;
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | null = null;
+  const metrics = createMetrics({
+    store,
+    config,
+    clock,
+    worker: () => {
+      const w = running.worker();
+      return w && { rssBytes: w.rssBytes ?? 0, heartbeatAt: w.heartbeatAt, pid: w.pid };
+    },
+  });
   if (config.metrics.port !== null) {
-    const metrics = createMetrics({
-      store,
-      config,
-      clock,
-      worker: () => {
-        const w = running.worker();
-        return w && { rssBytes: w.rssBytes ?? 0, heartbeatAt: w.heartbeatAt, pid: w.pid };
-      },
-    });
     try {
       metricsServer = await startMetricsServer({
         render: () => metrics.render(),
@@ -336,6 +343,32 @@ export async function runSupervisor(
       await audit.record({ actor: 'supervisor', action: 'metrics.unavailable', details: { reason } });
     }
   }
+  let dashboard: { url: string; close(): Promise<void> } | null = null;
+  if (options.serve && config.server.port !== null) {
+    try {
+      dashboard = await options.serve({ render: () => metrics.render(), contentType: metrics.contentType });
+      options.print(
+        `dashboard: ${dashboard.url}/ (admin API ${dashboard.url}/api, docs ${dashboard.url}/api/docs)`,
+      );
+    } catch (error) {
+      // The CLI's pause/rollback still work; the operators must know the red button is not there.
+      const reason = (error as Error).message;
+      logger.error({ err: error }, 'dashboard could not start');
+      options.print(`dashboard NOT started: ${reason}`);
+      await store.db.transaction().execute(async (trx) => {
+        await audit.append(trx, {
+          actor: 'supervisor',
+          action: 'dashboard.unavailable',
+          details: { reason },
+        });
+        await alerts.raise(trx, {
+          event: 'dashboard_unavailable',
+          message: `the dashboard did not start: ${reason}; roll back with \`valhalla rollback\` meanwhile`,
+          details: { reason },
+        });
+      });
+    }
+  }
   dispatcher.start(ALERT_DISPATCH_MS);
   const onStop = () => void running.stop();
   options.stop.addEventListener('abort', onStop, { once: true });
@@ -347,6 +380,7 @@ export async function runSupervisor(
     options.stop.removeEventListener('abort', onStop);
     await running.stop();
     await dispatcher.stop();
+    await dashboard?.close();
     await metricsServer?.close();
   }
 }

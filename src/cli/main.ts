@@ -15,6 +15,7 @@ import { registerMode } from './commands/mode.js';
 import { registerQuarantine } from './commands/quarantine.js';
 import { registerRun } from './commands/run.js';
 import { registerSandbox } from './commands/sandbox.js';
+import { registerServe } from './commands/serve.js';
 import { registerSigning } from './commands/signing.js';
 import { registerStability } from './commands/stability.js';
 import { registerStatus } from './commands/status.js';
@@ -53,6 +54,7 @@ export function buildProgram(io: CliIo): Command {
   registerSandbox(program, ctx);
   registerAlerts(program, ctx);
   registerStability(program, ctx);
+  registerServe(program, ctx);
   for (const command of program.commands) applyExitOverride(command, io);
   return program;
 }

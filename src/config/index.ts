@@ -14,11 +14,13 @@ import {
 } from './monitoring.js';
 import { type PartnerSettings, readPartnerSettings } from './partner.js';
 import { deepFreeze, loadPolicyFile, type PolicyDocument, policyHash } from './policy-file.js';
+import { readServerSettings, type ServerSettings } from './server.js';
 
 export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
 export type { AlertSettings, MetricsSettings } from './monitoring.js';
 export type { PartnerSettings } from './partner.js';
 export { loadPolicyFile, type PolicyDocument, policyHash, policySchema } from './policy-file.js';
+export { API_ROLES, type ApiRole, type ApiTokenEntry, type ServerSettings } from './server.js';
 
 /** The folder the product is installed in: the nearest one above this module with a package.json. */
 export const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
@@ -70,6 +72,9 @@ export const KNOWN_VARIABLES = [
   'VALHALLA_ALERT_EMAIL_TO',
   'VALHALLA_ALERT_EMAIL_FROM',
   'VALHALLA_METRICS_PORT',
+  'VALHALLA_SERVER_PORT',
+  'VALHALLA_SERVER_HOST',
+  'VALHALLA_API_TOKENS',
 ] as const;
 export type VariableName = (typeof KNOWN_VARIABLES)[number];
 
@@ -109,6 +114,8 @@ export interface Config {
   readonly cycleIntervalSeconds: number;
   readonly alerts: AlertSettings;
   readonly metrics: MetricsSettings;
+  /** The admin API and dashboard. */
+  readonly server: ServerSettings;
   /** Where each variable's value came from, for `config show`. */
   readonly sources: Readonly<Record<string, SettingSource>>;
   /** The raw values as read (secrets included: print only through `describeConfig`). */
@@ -314,6 +321,7 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
   );
   const alerts = readAlertSettings(raw, issues);
   const metrics = readMetricsSettings(raw, issues);
+  const server = readServerSettings(raw, issues);
 
   if (issues.length > 0 || policy === undefined) throw new ConfigError('CONFIG_INVALID', issues);
 
@@ -338,6 +346,7 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     cycleIntervalSeconds,
     alerts,
     metrics,
+    server,
     sources,
     raw,
   });
@@ -560,6 +569,12 @@ export function describeConfig(config: Config): {
       config.alerts.emailTo.length === 0 ? '(not set)' : config.alerts.emailTo.join(', '),
     VALHALLA_ALERT_EMAIL_FROM: config.alerts.emailFrom,
     VALHALLA_METRICS_PORT: config.metrics.port === null ? 'off' : `127.0.0.1:${config.metrics.port}`,
+    VALHALLA_SERVER_PORT: config.server.port === null ? 'off' : `${config.server.host}:${config.server.port}`,
+    VALHALLA_SERVER_HOST: config.server.host,
+    VALHALLA_API_TOKENS:
+      config.server.tokens.length === 0
+        ? '(none: the dashboard and API refuse everyone)'
+        : config.server.tokens.map((t) => `${t.name} (${t.role})`).join(', '),
   };
   return {
     phase: config.phase,

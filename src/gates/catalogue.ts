@@ -26,6 +26,7 @@ export type EvidenceCheck =
   | 'limit:memory'
   | 'alerts:slack'
   | 'alerts:email'
+  | 'dashboard:live_flow'
   | 'limit:rollback_threshold'
   | 'limit:daily_leads'
   | 'limit:budget'
@@ -173,7 +174,7 @@ export const GATES: readonly Gate[] = [
       {
         id: '5.dashboard',
         text: 'Dashboard shows real-time lead flow',
-        check: attested('head_of_operations'),
+        check: verified('dashboard:live_flow'),
       },
       {
         id: '5.rollback_trigger',
@@ -252,10 +253,11 @@ export const GATES: readonly Gate[] = [
 
 /**
  * The audit actions whose latest entry is a verified item's evidence (recorded by `alerts test`,
- * `drill rollback`, `gates conformance` and `stability verify`).
+ * `dashboard check`, `drill rollback`, `gates conformance` and `stability verify`).
  */
 export const EVIDENCE_ACTIONS = {
   alertsTest: 'alerts.test',
+  dashboardCheck: 'dashboard.checked',
   drill: 'drill.rollback',
   conformance: 'gates.conformance',
   stability: 'stability.verified',

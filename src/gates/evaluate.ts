@@ -18,6 +18,7 @@ const DAY_MS = 86_400_000;
 /** How recent each kind of evidence must be: a test alert this week, a drill/run/stability this month. */
 export const EVIDENCE_MAX_AGE_DAYS = {
   alertsTest: 7,
+  dashboardCheck: 7,
   drill: 30,
   conformance: 30,
   stability: 30,
@@ -100,8 +101,9 @@ export async function evaluateGates(
       ? { at: entry.at, seq: entry.seq, details: JSON.parse(entry.details) as Record<string, unknown> }
       : null;
   };
-  const [alertsTest, drill, conformance, stability, chain, beat] = await Promise.all([
+  const [alertsTest, dashboardCheck, drill, conformance, stability, chain, beat] = await Promise.all([
     latest(EVIDENCE_ACTIONS.alertsTest),
+    latest(EVIDENCE_ACTIONS.dashboardCheck),
     latest(EVIDENCE_ACTIONS.drill),
     latest(EVIDENCE_ACTIONS.conformance),
     latest(EVIDENCE_ACTIONS.stability),
@@ -211,6 +213,28 @@ export async function evaluateGates(
             ? `test alert delivered by ${channel}`
             : `the last test alert was not delivered by ${channel}${mine?.error ? `: ${mine.error}` : ''}`,
           alertsTest.at,
+        );
+      }
+      case 'dashboard:live_flow': {
+        if (!fresh(dashboardCheck, EVIDENCE_MAX_AGE_DAYS.dashboardCheck)) {
+          return result(
+            false,
+            `${evidenceAge('dashboard check', dashboardCheck, EVIDENCE_MAX_AGE_DAYS.dashboardCheck)}: run \`valhalla dashboard check\``,
+          );
+        }
+        const d = dashboardCheck.details as {
+          passed?: boolean;
+          url?: string;
+          latencyMs?: number | null;
+          checks?: { name: string; ok: boolean }[];
+        };
+        const failed = (d.checks ?? []).filter((c) => !c.ok).map((c) => c.name);
+        return result(
+          d.passed === true && failed.length === 0,
+          d.passed === true && failed.length === 0
+            ? `${d.url} answered; an event reached its live stream in ${d.latencyMs} ms`
+            : `the last dashboard check failed: ${failed.join(', ') || 'not passed'}`,
+          dashboardCheck.at,
         );
       }
       case 'drill:tested':

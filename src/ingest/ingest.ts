@@ -39,6 +39,10 @@ export interface IngestOptions {
   path: string;
   format?: SourceFormat;
   stdin?: Readable;
+  /** How the run names its source when it is not a file (an upload to the admin API). */
+  sourceName?: string;
+  /** Who ingests, when not the configured operator (an API token's holder). */
+  operator?: string;
   rejectsPath?: string;
   /** Rows per transaction (and per audit entry). */
   chunkSize?: number;
@@ -78,20 +82,22 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     ...(options.stdin ? { stdin: options.stdin } : {}),
     onChunk: (chunk) => hash.update(chunk),
   });
-  const sourceName = options.path === '-' ? '(standard input)' : basename(options.path);
+  const sourceName =
+    options.sourceName ?? (options.path === '-' ? '(standard input)' : basename(options.path));
+  const operator = options.operator ?? deps.operator;
 
   const runId = await store.db.transaction().execute(async (trx) => {
     const id = await createIngestRun(trx, {
       startedAt: clock.now(),
       source: sourceName,
       format: source.format,
-      operator: deps.operator,
+      operator,
     });
     await audit.append(trx, {
       actor: ACTOR,
       action: 'ingest.started',
       subject: `ingest-run:${id}`,
-      details: { run: id, source: sourceName, format: source.format, operator: deps.operator },
+      details: { run: id, source: sourceName, format: source.format, operator },
     });
     return id;
   });

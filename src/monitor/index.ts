@@ -1,5 +1,5 @@
 export { type Heartbeat, type HeartbeatOptions, startHeartbeat } from './heartbeat.js';
-export { createMetrics, type Metrics, type WorkerProbe } from './metrics.js';
+export { createMetrics, type Metrics, type MetricsExposition, type WorkerProbe } from './metrics.js';
 export { type MetricsServer, type MetricsServerOptions, startMetricsServer } from './metrics-server.js';
 export { MODE_POLL_MS, type ModeWatch, watchMode } from './mode-watch.js';
 export {

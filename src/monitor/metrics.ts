@@ -27,12 +27,15 @@ import { currentErrorRate, errorRateRule } from './request-monitor.js';
 /** What the supervisor knows of its own worker right now (null: no worker running). */
 export type WorkerProbe = () => { rssBytes: number; heartbeatAt: number | null; pid: number | null } | null;
 
-export interface Metrics {
-  /** The private registry (never prom-client's global one): several stores in one process stay apart. */
-  readonly registry: Registry;
-  /** The Prometheus text exposition, read from the database at call time. */
+/** What a scrape endpoint needs: the text, read at call time, and its content type. */
+export interface MetricsExposition {
   render(): Promise<string>;
   readonly contentType: string;
+}
+
+export interface Metrics extends MetricsExposition {
+  /** The private registry (never prom-client's global one): several stores in one process stay apart. */
+  readonly registry: Registry;
 }
 
 type RequestEndpoint = RequestRow['endpoint'];

@@ -52,3 +52,24 @@ export function auditEntriesBetween(
 export function auditDetailsOf(db: Executor, action: string): Promise<Pick<AuditRow, 'at' | 'details'>[]> {
   return db.selectFrom('audit_log').select(['at', 'details']).where('action', '=', action).execute();
 }
+
+/** One page of the chain, newest first, before the `beforeSeq` cursor. */
+export function auditPage(db: Executor, limit: number, beforeSeq?: number): Promise<AuditRow[]> {
+  let query = db.selectFrom('audit_log').selectAll().orderBy('seq', 'desc').limit(limit);
+  if (beforeSeq !== undefined) query = query.where('seq', '<', beforeSeq);
+  return query.execute();
+}
+
+/** The entries after `seq`, in chain order (what a follower of the chain has not seen yet). */
+export function auditAfter(db: Executor, seq: number, limit: number): Promise<AuditRow[]> {
+  return db.selectFrom('audit_log').selectAll().where('seq', '>', seq).orderBy('seq').limit(limit).execute();
+}
+
+/** The sequence number of the newest entry, 0 for an empty chain. */
+export async function latestAuditSeq(db: Executor): Promise<number> {
+  const row = await db
+    .selectFrom('audit_log')
+    .select((eb) => eb.fn.max('seq').as('seq'))
+    .executeTakeFirst();
+  return row?.seq === null || row?.seq === undefined ? 0 : Number(row.seq);
+}

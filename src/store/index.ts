@@ -11,10 +11,13 @@ export {
   recentAlertWithKey,
 } from './alerts.js';
 export {
+  auditAfter,
   auditDetailsOf,
   auditEntriesBetween,
+  auditPage,
   countAuditActionBetween,
   countAuditEntries,
+  latestAuditSeq,
 } from './audit-log.js';
 export type { Dialect } from './dialect.js';
 export { isStoreError, StoreError, type StoreErrorCode } from './errors.js';
@@ -25,8 +28,15 @@ export {
   getIngestRun,
   ingestTotals,
   recordRowOutcomes,
+  rejectedRowsOf,
 } from './ingest-runs.js';
-export { countLeadsByState, findLeadOrigins, insertLeadsSkippingDuplicates, listLeads } from './leads.js';
+export {
+  countLeadsByState,
+  findLeadOrigins,
+  insertLeadsSkippingDuplicates,
+  leadsPerMinute,
+  listLeads,
+} from './leads.js';
 export { migrateToLatest } from './migrate.js';
 export {
   countedRequestsSince,
@@ -47,11 +57,13 @@ export {
   dailyUsage,
   deliveriesInState,
   deliveryLeads,
+  dryRunLeadsPerMinute,
   dryRunScoresBetween,
   dueDeliveries,
   expireStalePending,
   finishCycle,
   lastLiveCycle,
+  listDeliveries,
   nextRetryAt,
   quarantinedLeads,
   recentCycles,

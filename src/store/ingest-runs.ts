@@ -100,3 +100,19 @@ export async function ingestTotals(
     rejected: Number(row.rejected),
   };
 }
+
+/** The rejected rows of an ingest run, by line: where and why, never the row's values. */
+export function rejectedRowsOf(
+  db: Executor,
+  runId: number,
+  limit: number,
+): Promise<{ line: number; field: string | null; reason: string }[]> {
+  return db
+    .selectFrom('ingest_outcomes')
+    .select(['line', 'field', 'reason'])
+    .where('run_id', '=', runId)
+    .where('outcome', '=', 'rejected')
+    .orderBy('line')
+    .limit(limit)
+    .execute();
+}

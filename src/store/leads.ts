@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { LeadState } from '../policy/index.js';
 import type { Database, Lead, NewLead } from './schema.js';
 
@@ -65,4 +65,26 @@ export async function listLeads(
   if (options.state) query = query.where('state', '=', options.state);
   if (options.beforeId !== undefined) query = query.where('id', '<', options.beforeId);
   return query.execute();
+}
+
+/** Leads exported, or quarantined (and still so), per minute in [from, to): minute index (epoch / 60 s) → count. */
+export async function leadsPerMinute(
+  db: Executor,
+  outcome: 'exported' | 'quarantined',
+  from: number,
+  to: number,
+): Promise<Map<number, number>> {
+  const column = outcome === 'exported' ? 'exported_at' : 'updated_at';
+  let query = db
+    .selectFrom('leads')
+    .select([
+      sql<string | number>`${sql.ref(column)} / 60000`.as('minute'),
+      sql<string | number>`count(*)`.as('n'),
+    ])
+    .where(column, '>=', from)
+    .where(column, '<', to)
+    .groupBy(sql`${sql.ref(column)} / 60000`);
+  if (outcome === 'quarantined') query = query.where('state', '=', 'quarantined');
+  const rows = await query.execute();
+  return new Map(rows.map((r) => [Math.floor(Number(r.minute)), Number(r.n)]));
 }

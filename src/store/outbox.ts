@@ -363,3 +363,34 @@ export async function releaseFromDeliveries(db: Executor, leadId: number): Promi
     .where('live', '=', 1)
     .execute();
 }
+
+/** One page of deliveries, newest first, optionally in one state (keyset paging by id). */
+export async function listDeliveries(
+  db: Executor,
+  options: { state?: DeliveryState; limit: number; beforeId?: number },
+): Promise<Delivery[]> {
+  let query = db.selectFrom('deliveries').selectAll().orderBy('id', 'desc').limit(options.limit);
+  if (options.state) query = query.where('state', '=', options.state);
+  if (options.beforeId !== undefined) query = query.where('id', '<', options.beforeId);
+  return query.execute();
+}
+
+/** Leads recorded by dry runs per minute in [from, to): minute index (epoch / 60 s) → count. */
+export async function dryRunLeadsPerMinute(
+  db: Executor,
+  from: number,
+  to: number,
+): Promise<Map<number, number>> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .select([
+      sql<string | number>`created_at / 60000`.as('minute'),
+      sql<string | number>`sum(lead_count)`.as('n'),
+    ])
+    .where('kind', '=', 'dry_run')
+    .where('created_at', '>=', from)
+    .where('created_at', '<', to)
+    .groupBy(sql`created_at / 60000`)
+    .execute();
+  return new Map(rows.map((r) => [Math.floor(Number(r.minute)), Number(r.n)]));
+}

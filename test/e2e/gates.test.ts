@@ -8,7 +8,7 @@
  * to the sandbox partner. Taking away any one signed item or piece of evidence makes `gates verify`
  * refuse naming it, and `run` refuse with exit 3.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
@@ -18,7 +18,8 @@ import { ManualClock } from '../../src/clock/index.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
 import { GATES } from '../../src/gates/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
-import { type CliResult, phase4Env, REPO_ROOT, runBinary, runInProcess } from '../support/cli.js';
+import { createApiToken } from '../../src/server/index.js';
+import { BIN, type CliResult, phase4Env, REPO_ROOT, runBinary, runInProcess } from '../support/cli.js';
 import { seedPhase3Run } from '../support/phase3-run.js';
 import {
   type MailServer,
@@ -39,6 +40,7 @@ const SIGNERS = [
 ] as const;
 const nameOf = (role: string) => SIGNERS.find((s) => s.role === role)!.name;
 const ATTESTED = GATES.flatMap((g) => g.items).filter((i) => i.check.kind === 'attested');
+const dashboardToken = createApiToken('ops-check', 'viewer');
 
 let cwd: string;
 let env: Record<string, string>;
@@ -66,6 +68,7 @@ beforeAll(async () => {
     VALHALLA_METRICS_PORT: 'off',
     VALHALLA_LOG_LEVEL: 'warn',
     VALHALLA_CYCLE_INTERVAL_S: '1',
+    VALHALLA_API_TOKENS: dashboardToken.entry,
   });
   ok(await cli(['init']), 'init');
   // 72 hours of Phase 3 on this installation, ending now.
@@ -83,6 +86,47 @@ afterAll(async () => {
   await slack?.close();
   await smtp?.close();
 });
+
+/** `valhalla serve` (the real binary) on a free port, then `valhalla dashboard check` against it. */
+async function checkDashboardAgainstServe(): Promise<void> {
+  const serve = spawn(process.execPath, [BIN, 'serve'], {
+    cwd,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  serve.stdout.on('data', (c: Buffer) => {
+    out += c;
+  });
+  serve.stderr.on('data', (c: Buffer) => {
+    out += c;
+  });
+  const closed = new Promise((resolve) => serve.once('close', resolve));
+  try {
+    const deadline = Date.now() + 30_000;
+    const urlIn = () => /dashboard: (http:\/\/[^\s/]+)\//.exec(out)?.[1];
+    while (urlIn() === undefined) {
+      if (Date.now() > deadline || serve.exitCode !== null)
+        throw new Error(`valhalla serve did not start: ${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const url = urlIn()!;
+    const tokenFile = join(cwd, 'dashboard.token');
+    writeFileSync(tokenFile, `${dashboardToken.token}\n`, { mode: 0o600 });
+    // A wrong token: the check fails, and says so as evidence.
+    writeFileSync(join(cwd, 'wrong.token'), 'vh_wrong\n');
+    const wrong = await cli(['dashboard', 'check', '--url', url, '--token-file', join(cwd, 'wrong.token')]);
+    expect(wrong.code).toBe(3);
+    expect(wrong.stdout).toContain('FAIL this installation: GET /api/status: HTTP 401');
+    expect((await cli(['gates', 'verify'])).stdout).toContain('5.dashboard: the last dashboard check failed');
+    const check = await cli(['dashboard', 'check', '--url', url, '--token-file', tokenFile]);
+    ok(check, 'dashboard check');
+    expect(check.stdout).toMatch(/ok {3}live lead flow: an audit entry reached the event stream in \d+ ms/);
+  } finally {
+    serve.kill('SIGTERM');
+    await closed;
+  }
+}
 
 /** A copy of the database (VACUUM INTO) changed by `change`, and the environment that points at it. */
 function variant(name: string, change: (db: SqliteDatabase.Database) => void): Record<string, string> {
@@ -123,8 +167,9 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(partner.stats().requests.total).toBe(0);
   });
 
-  it('evidence: a test alert to Slack and e-mail, a rollback drill, the conformance run, 72 h of stability', async () => {
+  it('evidence: a test alert to Slack and e-mail, the dashboard check, a rollback drill, the conformance run, 72 h of stability', async () => {
     ok(await cli(['alerts', 'test']), 'alerts test');
+    await checkDashboardAgainstServe();
     expect(slack.requests.length).toBeGreaterThan(0);
     expect(smtp.messages.length).toBeGreaterThan(0);
     ok(await cli(['drill', 'rollback']), 'drill rollback');
@@ -290,6 +335,17 @@ describe('the go-live gates, from nothing to Phase 4', () => {
           ],
         },
         ['5.slack'],
+      ],
+      [
+        'dashboard.checked',
+        'dashboard',
+        {
+          passed: false,
+          url: 'http://127.0.0.1:1',
+          latencyMs: null,
+          checks: [{ name: 'reachable', ok: false }],
+        },
+        ['5.dashboard'],
       ],
       [
         'drill.rollback',

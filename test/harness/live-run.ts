@@ -13,6 +13,7 @@ import { openApp } from '../../src/app/index.js';
 import { runSupervisor, runWorker } from '../../src/app/run.js';
 import { loadConfig } from '../../src/config/index.js';
 import { type GateClearance, readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
+import { startServer } from '../../src/server/index.js';
 
 const gates: GateClearance = { check: async () => ({ cleared: true, reason: 'test harness' }) };
 const app = await openApp({ config: loadConfig({ env: process.env, cwd: process.cwd() }) });
@@ -44,6 +45,8 @@ if (process.argv[2] === 'worker') {
     stop: stop.signal,
     workerArgs: [],
     gates,
+    // The dashboard as `valhalla run` serves it, on VALHALLA_SERVER_PORT (testEnv: 0, a free port).
+    serve: (metrics) => startServer({ app, metrics }),
     spawnWorker: (execArgv) =>
       fork(self, ['worker'], { execArgv, env: process.env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }),
     stdout: process.stdout,

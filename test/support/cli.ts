@@ -73,6 +73,8 @@ export function testEnv(dataDir: string, extra: Record<string, string> = {}): Re
     VALHALLA_PSEUDONYM_SECRET: 'test-secret-0123456789abcdef0123456789abcdef',
     VALHALLA_LOG_FILE: join(dataDir, 'valhalla.log'),
     VALHALLA_OPERATOR: 'test-operator',
+    // Any free port: tests run side by side, and `run` serves the dashboard.
+    VALHALLA_SERVER_PORT: '0',
     ...extra,
   };
 }

@@ -679,3 +679,65 @@ describe('loadConfig: the partner', () => {
     expect(load({}).cycleIntervalSeconds).toBe(300);
   });
 });
+
+describe('loadConfig: the admin API and dashboard (VALHALLA_SERVER_*, VALHALLA_API_TOKENS)', () => {
+  const HASH = 'a'.repeat(64);
+
+  it('defaults to 127.0.0.1:8080 with no tokens; off switches it off; 0 is any free port', () => {
+    expect(load({}).server).toEqual({ port: 8080, host: '127.0.0.1', tokens: [] });
+    expect(load({ VALHALLA_SERVER_PORT: 'off' }).server.port).toBeNull();
+    expect(load({ VALHALLA_SERVER_PORT: '0' }).server.port).toBe(0);
+    expect(load({ VALHALLA_SERVER_HOST: '::1' }).server.host).toBe('::1');
+  });
+
+  it.each(['99999', 'eighty', '-1', '80.5'])('refuses the port %s', (port) => {
+    expect(issueFor(refuse({ VALHALLA_SERVER_PORT: port }), 'VALHALLA_SERVER_PORT').problem).toBe(
+      'must be a port number (0 for any free port) or off',
+    );
+  });
+
+  it.each(['0.0.0.0', '10.0.0.5', 'dashboard.example.com'])(
+    'refuses a host that is not loopback: %s',
+    (host) => {
+      const issue = issueFor(refuse({ VALHALLA_SERVER_HOST: host }), 'VALHALLA_SERVER_HOST');
+      expect(issue.value).toBe(host);
+      expect(issue.problem).toMatch(/must be a loopback address/);
+    },
+  );
+
+  it('reads name:role:sha256 entries', () => {
+    const config = load({ VALHALLA_API_TOKENS: `alice:operator:${HASH}, bob@ops:viewer:${'b'.repeat(64)}` });
+    expect(config.server.tokens).toEqual([
+      { name: 'alice', role: 'operator', sha256: HASH },
+      { name: 'bob@ops', role: 'viewer', sha256: 'b'.repeat(64) },
+    ]);
+  });
+
+  it.each([
+    ['alice:operator', 'must be name:role:sha256'],
+    [`alice:root:${HASH}`, 'the role must be one of viewer, operator, admin, not "root"'],
+    ['alice:admin:vh_the-token-itself', 'the hash must be 64 lowercase hex characters'],
+    [`al ice:admin:${HASH}`, 'the name must be 1-64 letters'],
+    [`alice:admin:${HASH}:extra`, 'must be name:role:sha256'],
+  ])('refuses the entry %s, naming the entry but never echoing a value', (entry, problem) => {
+    const error = refuse({ VALHALLA_API_TOKENS: `ok:viewer:${HASH},${entry}` });
+    const issue = issueFor(error, 'VALHALLA_API_TOKENS');
+    expect(issue.value).toMatch(/^entry 2 /);
+    expect(issue.problem).toContain(problem);
+    expect(error.message).not.toContain('vh_the-token-itself');
+  });
+
+  it('refuses a name used twice', () => {
+    const issue = issueFor(
+      refuse({ VALHALLA_API_TOKENS: `alice:viewer:${HASH},alice:admin:${'c'.repeat(64)}` }),
+      'VALHALLA_API_TOKENS',
+    );
+    expect(issue.problem).toBe('this name is already used by an earlier entry');
+  });
+
+  it('describeConfig shows the holders and roles, never the hashes', () => {
+    const described = describeConfig(load({ VALHALLA_API_TOKENS: `alice:operator:${HASH}` }));
+    expect(JSON.stringify(described)).not.toContain(HASH);
+    expect(described.variables.find((v) => v.name === 'VALHALLA_API_TOKENS')?.value).toBe('alice (operator)');
+  });
+});

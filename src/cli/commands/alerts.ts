@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { alertView } from '../../app/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';
@@ -41,24 +42,7 @@ export function registerAlerts(program: Command, ctx: Context): void {
         const rows = await app.recentAlerts(opts.limit);
         if (opts.json) {
           return writeJson(ctx.io.stdout, {
-            alerts: rows.map((a) => ({
-              id: a.id,
-              at: new Date(a.at).toISOString(),
-              severity: a.severity,
-              kind: a.kind,
-              event: a.event,
-              message: a.message,
-              details: parseDetails(a.details),
-              repeats: a.repeats,
-              deliveries: a.deliveries.map((d) => ({
-                channel: d.channel,
-                state: d.state,
-                attempts: d.attempts,
-                nextAttemptAt: d.state === 'pending' ? new Date(d.next_attempt_at).toISOString() : null,
-                sentAt: d.sent_at === null ? null : new Date(d.sent_at).toISOString(),
-                lastError: d.last_error,
-              })),
-            })),
+            alerts: rows.map(alertView),
           });
         }
         if (rows.length === 0) return writeLine(ctx.io.stdout, 'no alerts recorded');
@@ -87,14 +71,6 @@ export function registerAlerts(program: Command, ctx: Context): void {
 /** `sent`, `failed`, or `pending` with the attempts made so far when it has been tried. */
 function deliveryState(state: string, attempts: number): string {
   return state === 'pending' && attempts > 0 ? `pending(${attempts} tried)` : state;
-}
-
-function parseDetails(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
 }
 
 function shorten(text: string, max: number): string {

@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { runSupervisor, runWorker } from '../../app/run.js';
 import type { HeartbeatMessage } from '../../monitor/index.js';
+import { startServer } from '../../server/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';
@@ -49,6 +50,8 @@ function sendToSupervisor(message: HeartbeatMessage): void {
   process.send(message, undefined, {}, () => undefined);
 }
 
+export { shutdownSignals };
+
 export function registerRun(program: Command, ctx: Context): void {
   program
     .command('run')
@@ -74,6 +77,7 @@ export function registerRun(program: Command, ctx: Context): void {
           const result = await runSupervisor(app, {
             stop: signals.stop,
             workerArgs: maxCycles === undefined ? [] : ['--cycles', String(maxCycles)],
+            serve: (metrics) => startServer({ app, metrics }),
             stdout: io.stdout,
             stderr: io.stderr,
             print: (line) => writeLine(io.stdout, line),

@@ -6,6 +6,7 @@ import { exportedLeadsKept } from './0003-exported-leads-kept.js';
 import { outbox } from './0004-outbox.js';
 import { monitoring } from './0005-monitoring.js';
 import { gates } from './0006-gates.js';
+import { dashboard } from './0007-dashboard.js';
 
 /** Numbered, append-only, applied in order. Never edit a released migration: add the next one. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
@@ -16,5 +17,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0004-outbox': outbox(dialect),
     '0005-monitoring': monitoring(dialect),
     '0006-gates': gates(dialect),
+    '0007-dashboard': dashboard(dialect),
   };
 }

@@ -1,0 +1,131 @@
+import type { FastifyInstance } from 'fastify';
+import type { App, Dashboard } from '../../app/index.js';
+import { OperatorError } from '../../engine/index.js';
+import type { ModeCommand } from '../../policy/index.js';
+import { ApiError, anyObject, reasonBody } from '../http.js';
+
+/** Who did it, in the audit chain: the API token's holder. */
+export const apiActor = (name: string) => `api:${name}`;
+
+const MODE_COMMANDS: { command: Exclude<ModeCommand, 'rearm'>; summary: string }[] = [
+  { command: 'pause', summary: 'pause outbound (the queue is kept)' },
+  { command: 'resume', summary: 'resume after a pause' },
+  { command: 'rollback', summary: 'roll back to Phase 3 behaviour now: no new outbound request' },
+];
+
+/** The state-changing routes of policy §3's permitted admin actions, each audited and alerted. */
+export function registerActionRoutes(
+  server: FastifyInstance,
+  deps: { app: App; dashboard: Dashboard },
+): void {
+  const { app, dashboard } = deps;
+  const withReason = {
+    type: 'object',
+    required: ['reason'],
+    additionalProperties: false,
+    properties: { reason: reasonBody },
+  } as const;
+
+  for (const { command, summary } of MODE_COMMANDS) {
+    server.post(
+      `/api/mode/${command}`,
+      {
+        config: { role: 'operator' },
+        schema: {
+          tags: ['mode'],
+          summary,
+          body: withReason,
+          response: {
+            200: anyObject('{kind: change, from, to} | {kind: unchanged | refused, mode, reason}'),
+          },
+        },
+      },
+      async (request) => {
+        const { reason } = request.body as { reason: string };
+        const result = await app.changeMode(command, { actor: apiActor(request.principal!.name), reason });
+        // Mode commands send their own alerts at once, as the CLI's do: the supervisor may not be running.
+        await app.dispatchAlerts().catch((error: unknown) => {
+          app.logger.warn({ err: error }, 'alert dispatch after a mode change failed');
+        });
+        return result;
+      },
+    );
+  }
+
+  const withIds = {
+    type: 'object',
+    required: ['ids', 'reason'],
+    additionalProperties: false,
+    properties: {
+      ids: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'integer', minimum: 1 } },
+      reason: reasonBody,
+    },
+  } as const;
+  for (const name of ['release', 'drop'] as const) {
+    server.post(
+      `/api/quarantine/${name}`,
+      {
+        config: { role: 'operator' },
+        schema: {
+          tags: ['quarantine'],
+          summary:
+            name === 'release'
+              ? 'put quarantined leads back in the queue (retries start again)'
+              : 'take quarantined leads out for good (archived, never sent)',
+          body: withIds,
+          response: { 200: anyObject('{changed: ids, skipped: ids not quarantined}') },
+        },
+      },
+      async (request) => {
+        const { ids, reason } = request.body as { ids: number[]; reason: string };
+        const actions = app.operatorActions(apiActor(request.principal!.name));
+        return name === 'release' ? actions.release(ids, reason) : actions.drop(ids, reason);
+      },
+    );
+  }
+
+  server.post(
+    '/api/cycles/confirm',
+    {
+      config: { role: 'operator' },
+      schema: {
+        tags: ['engine'],
+        summary: 'ramp stage 1: confirm the latest live cycle so the next may run (valhalla cycle confirm)',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { cycleId: { type: 'integer', minimum: 1 } },
+        },
+        response: { 200: anyObject('{confirmed: cycle id}') },
+      },
+    },
+    async (request) => {
+      const { cycleId } = (request.body ?? {}) as { cycleId?: number };
+      try {
+        return await app.operatorActions(apiActor(request.principal!.name)).confirmCycle(cycleId);
+      } catch (error) {
+        if (error instanceof OperatorError) throw new ApiError(409, error.code, error.message);
+        throw error;
+      }
+    },
+  );
+
+  server.post(
+    '/api/signoffs',
+    {
+      config: { role: 'admin' },
+      schema: {
+        tags: ['gates'],
+        summary:
+          'record a signed document (valhalla signoff|attest|activate --out FILE): checked like signoff submit',
+        body: { type: 'object', additionalProperties: true },
+        response: { 201: anyObject('{id}') },
+      },
+    },
+    async (request, reply) => {
+      const result = await dashboard.submitSignedDocument(request.body, apiActor(request.principal!.name));
+      if (!result.ok) throw new ApiError(422, 'SIGNATURE_REFUSED', result.reason);
+      return reply.status(201).send({ id: result.id });
+    },
+  );
+}

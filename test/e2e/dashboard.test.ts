@@ -1,0 +1,245 @@
+/**
+ * The dashboard in a real headless Chromium (Debian's, driven by playwright-core), against a real
+ * Phase 4 `valhalla run` (supervisor, worker, dashboard server) exporting to the sandbox partner:
+ * sign in with a token, watch the counts and the live flow move while cycles run, press the red
+ * Roll back button, see the mode change, and the partner receive nothing more. Also: a viewer cannot
+ * roll back, the page works by keyboard and at phone width. Screenshots go to test-artifacts/.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
+import { createApiToken } from '../../src/server/index.js';
+import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { query } from '../support/sqlite.js';
+import { tempDir } from '../support/tmp.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'dashboard');
+const available = existsSync(CHROMIUM);
+if (!available) {
+  if (process.env.CI === 'true')
+    throw new Error(`CI=true but ${CHROMIUM} is missing: apt-get install -y chromium`);
+  console.warn(
+    `[skip] dashboard browser tests skipped: ${CHROMIUM} not installed (apt-get install -y chromium)`,
+  );
+}
+
+const operator = createApiToken('alice', 'operator');
+const viewer = createApiToken('victor', 'viewer');
+
+let cwd: string;
+let dbFile: string;
+let partner: SandboxPartner;
+let run: ChildProcess | null = null;
+let output = '';
+let baseUrl: string;
+let browser: Browser;
+
+async function until<T>(probe: () => T | undefined | false, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; output:\n${output.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function signIn(page: Page, token: string): Promise<void> {
+  await page.goto(`${baseUrl}/`);
+  await page.locator('#token').fill(token);
+  await page.locator('#sign-in').click();
+  await page.locator('#whoami').waitFor({ state: 'visible', timeout: 10_000 });
+}
+
+const dialogOpen = (page: Page) => page.evaluate<boolean>("document.querySelector('#rollback-dialog').open");
+
+const countOf = async (page: Page, state: string) =>
+  Number(await page.locator(`[data-count="${state}"]`).first().textContent());
+
+describe.skipIf(!available)('the dashboard in Chromium against a live run', () => {
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    cwd = tempDir();
+    dbFile = join(cwd, 'data', 'valhalla.db');
+    partner = await startSandboxPartner({ certDir: join(cwd, 'cert') });
+    const env = phase4Env(join(cwd, 'data'), partner, {
+      VALHALLA_CYCLE_INTERVAL_S: '1',
+      VALHALLA_MAX_LEADS_PER_CYCLE: '2',
+      VALHALLA_METRICS_PORT: 'off',
+      VALHALLA_LOG_LEVEL: 'warn',
+      VALHALLA_API_TOKENS: `${operator.entry},${viewer.entry}`,
+    });
+    expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
+    const now = Date.now();
+    const rows = ['name,email,phone,company,score,source_timestamp,value'];
+    for (let i = 0; i < 120; i++) {
+      rows.push(
+        `Grace Hopper ${i},grace.${i}@example.org,+1 555 010 ${String(i).padStart(4, '0')},Navy Labs,${90 - (i % 40)},${new Date(now - 3_600_000).toISOString()},50`,
+      );
+    }
+    writeFileSync(join(cwd, 'leads.csv'), `${rows.join('\n')}\n`);
+    expect((await runInProcess(['ingest', 'leads.csv'], { cwd, env })).code).toBe(0);
+
+    run = spawn(process.execPath, [HARNESS], {
+      cwd,
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    run.stdout?.on('data', (c: Buffer) => {
+      output += c;
+    });
+    run.stderr?.on('data', (c: Buffer) => {
+      output += c;
+    });
+    baseUrl = await until(() => /dashboard: (http:\/\/[^\s/]+)\//.exec(output)?.[1], 'the dashboard URL');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    if (run && run.exitCode === null) {
+      const exited = new Promise((resolve) => run?.once('close', resolve));
+      run.kill('SIGTERM');
+      const timer = setTimeout(() => run?.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await partner?.close();
+  }, 60_000);
+
+  it('a viewer signs in and sees everything, but cannot roll back; a wrong token is refused', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    await page.goto(`${baseUrl}/`);
+    await page.locator('#token').fill('vh_not-a-token');
+    await page.locator('#sign-in').click();
+    await expect
+      .poll(() => page.locator('#sign-in-error').textContent(), { timeout: 10_000 })
+      .toMatch(/not valid/);
+    await signIn(page, viewer.token);
+    expect(await page.locator('#whoami').textContent()).toContain('victor');
+    expect(await page.locator('#rollback').isDisabled()).toBe(true);
+    expect(await page.locator('#pause').isDisabled()).toBe(true);
+    // The nine gates, each with its state.
+    await expect.poll(() => page.locator('#gates [data-gate]').count(), { timeout: 10_000 }).toBe(9);
+    await context.close();
+  });
+
+  it('an operator watches the counts and the live flow move, works it by keyboard, and rolls back: the partner gets nothing more', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    await signIn(page, operator.token);
+    await expect.poll(() => page.locator('#mode').textContent(), { timeout: 10_000 }).toBe('live');
+    // The mode may arrive first (over the event stream), the phase with the status read after it.
+    await expect.poll(() => page.locator('#phase').textContent(), { timeout: 10_000 }).toContain('4');
+
+    // Cycles run against the sandbox: the exported count and the flow list change on screen.
+    await until(() => partner.stats().batches.accepted >= 1, 'a first accepted batch');
+    await expect.poll(() => countOf(page, 'exported'), { timeout: 10_000 }).not.toBeNaN();
+    const before = await countOf(page, 'exported');
+    await expect.poll(() => countOf(page, 'exported'), { timeout: 20_000 }).toBeGreaterThan(before);
+    await expect
+      .poll(() => page.locator('#flow li[data-action]').count(), { timeout: 10_000 })
+      .toBeGreaterThan(0);
+    expect(await page.locator('#live-indicator').textContent()).toContain('live');
+    await expect
+      .poll(() => page.locator('#flow-chart canvas').count(), { timeout: 10_000 })
+      .toBeGreaterThan(0);
+    // The chart of leads per minute picks up the exports (it is read again a few seconds after a batch).
+    await expect
+      .poll(() => page.locator('#flow-chart-summary').textContent(), { timeout: 20_000 })
+      .toMatch(/exported [1-9]/);
+    // PII never on screen: the leads are masked everywhere.
+    const text = (await page.locator('body').textContent()) ?? '';
+    expect(text).not.toMatch(/grace\.\d+@example\.org|Grace Hopper|555 010/);
+    await page.screenshot({ path: join(ARTIFACTS, 'desktop-live.png'), fullPage: true });
+
+    // Keyboard: Tab reaches the red button; Enter opens the confirmation; Escape closes it.
+    await page.locator('body').click({ position: { x: 1, y: 1 } });
+    let focused = '';
+    for (let i = 0; i < 80 && focused !== 'rollback'; i++) {
+      await page.keyboard.press('Tab');
+      focused = await page.evaluate<string>("document.activeElement ? document.activeElement.id : ''");
+    }
+    expect(focused).toBe('rollback');
+    await page.keyboard.press('Enter');
+    expect(await dialogOpen(page)).toBe(true);
+    await page.keyboard.press('Escape');
+    expect(await dialogOpen(page)).toBe(false);
+    expect(await page.locator('#mode').textContent()).toBe('live');
+
+    // The red button.
+    await page.locator('#rollback').click();
+    await page.locator('#rollback-reason').fill('browser test: partner misbehaving');
+    await page.screenshot({ path: join(ARTIFACTS, 'desktop-rollback-dialog.png') });
+    await page.locator('#rollback-confirm').click();
+    await expect.poll(() => page.locator('#mode').textContent(), { timeout: 5_000 }).toBe('rolled_back');
+    const rollback = query<{ actor: string; at: number }>(
+      dbFile,
+      "select actor, at from audit_log where action = 'mode.rollback'",
+    );
+    expect(rollback).toHaveLength(1);
+    expect(rollback[0]!.actor).toBe('api:alice');
+    // Requests already in flight finish; give the hold a moment, then nothing more reaches the partner
+    // while the worker goes on with dry-run cycles.
+    await until(
+      () =>
+        query(dbFile, "select id from cycles where kind = 'dry_run' and started_at > ?", rollback[0]!.at)
+          .length >= 1,
+      'a dry-run cycle after the rollback',
+    );
+    const received = partner.stats().batches.received;
+    await until(
+      () =>
+        query(dbFile, "select id from cycles where kind = 'dry_run' and started_at > ?", rollback[0]!.at)
+          .length >= 4,
+      'three more dry-run cycles',
+    );
+    expect(partner.stats().batches.received).toBe(received);
+    const lastLive = query<{ at: number }>(
+      dbFile,
+      "select max(at) as at from requests where endpoint = 'leads'",
+    )[0]!.at;
+    // No request began after the rollback plus the mode watch's hold (100 ms poll; the policy's 1 s).
+    expect(lastLive).toBeLessThanOrEqual(rollback[0]!.at + 1_000);
+    await expect
+      .poll(() => page.locator('#flow li[data-action="mode.rollback"]').count(), { timeout: 5_000 })
+      .toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, 'desktop-rolled-back.png'), fullPage: true });
+    await context.close();
+  }, 120_000);
+
+  it('at phone width the page fits the screen (no sideways scrolling) and the controls are there', async () => {
+    const context = await browser.newContext({ viewport: { width: 375, height: 800 }, isMobile: true });
+    const page = await context.newPage();
+    await signIn(page, operator.token);
+    await expect
+      .poll(() => page.locator('#mode').textContent(), { timeout: 10_000 })
+      .toMatch(/live|rolled_back|paused/);
+    // Strings, not functions: this file is compiled without the DOM's types; Chromium evaluates them.
+    const widths = await page.evaluate<{ scroll: number; client: number }>(
+      '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })',
+    );
+    expect(widths.scroll).toBeLessThanOrEqual(widths.client);
+    expect(await page.locator('#rollback').isVisible()).toBe(true);
+    await page.screenshot({ path: join(ARTIFACTS, 'phone.png'), fullPage: true });
+    await context.close();
+  });
+});

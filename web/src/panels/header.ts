@@ -1,0 +1,83 @@
+import { byId, formatDateTime, setText } from '../dom';
+import type { Mode, Status } from '../types';
+
+const MODE_LABELS: Record<Mode, string> = {
+  live: 'Sending is allowed (subject to the guard).',
+  paused: 'Paused: no outbound requests; an operator can resume.',
+  rolled_back:
+    'Rolled back: outbound stopped; the queue is kept. Live again only after a restart and re-arm.',
+};
+
+export function renderMode(mode: Mode): void {
+  const element = setText('mode', mode);
+  element.dataset.mode = mode;
+  element.title = MODE_LABELS[mode] ?? '';
+}
+
+/** The phase, mode, ramp and gate summary at the top of the dashboard. */
+export function renderHeader(status: Status): void {
+  const phase = setText('phase', status.phase === 4 ? '4 LIVE' : '3 DRY-RUN');
+  phase.dataset.phase = String(status.phase);
+  renderMode(status.mode);
+
+  const ramp = status.ramp;
+  const rampText =
+    ramp === null
+      ? 'not live'
+      : `stage ${ramp.stage} · ceiling ${ramp.ceiling}/cycle${ramp.confirmEachCycle ? ' · confirm each cycle' : ''}`;
+  const rampElement = setText('ramp', rampText);
+  rampElement.title =
+    ramp?.nextStageAt != null ? `next stage at ${formatDateTime(ramp.nextStageAt)}` : 'no ramp stage ahead';
+
+  const { cleared, missing, reason } = status.gates;
+  const gates = setText(
+    'gates-cleared',
+    cleared ? 'cleared' : typeof missing === 'number' ? `not cleared (${missing} missing)` : 'not cleared',
+  );
+  gates.title = reason ?? '';
+  gates.dataset.ok = String(cleared);
+  setText('database', status.database);
+  setText('go-live-at', status.goLiveAt === null ? 'not yet' : formatDateTime(status.goLiveAt));
+}
+
+/**
+ * The worker's heartbeat age, counted up locally between server updates so a stalled worker turns
+ * red on screen even when nothing else arrives.
+ */
+export class HeartbeatClock {
+  #ageSeconds: number | null = null;
+  #limitSeconds = 45;
+  #receivedAt = 0;
+  #timer: number | undefined;
+
+  start(): void {
+    this.stop();
+    this.#timer = window.setInterval(() => this.#render(), 1000);
+  }
+
+  stop(): void {
+    window.clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  set(ageSeconds: number | null, limitSeconds?: number): void {
+    this.#ageSeconds = ageSeconds;
+    if (limitSeconds !== undefined) this.#limitSeconds = limitSeconds;
+    this.#receivedAt = performance.now();
+    this.#render();
+  }
+
+  #render(): void {
+    const element = byId('heartbeat-age');
+    if (this.#ageSeconds === null) {
+      element.textContent = 'none';
+      element.dataset.stale = 'true';
+      element.title = 'No heartbeat recorded: the worker is not running.';
+      return;
+    }
+    const age = Math.floor(this.#ageSeconds + (performance.now() - this.#receivedAt) / 1000);
+    element.textContent = `${age} s`;
+    element.dataset.stale = String(age > this.#limitSeconds);
+    element.title = `limit ${this.#limitSeconds} s`;
+  }
+}
