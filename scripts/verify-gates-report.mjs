@@ -148,7 +148,10 @@ const needs = {
   '9.stability': () => evidenceOf('stability.verified')?.passed === true,
   '5.slack': () => evidenceOf('alerts.test')?.results?.some((r) => r.channel === 'slack' && r.ok) === true,
   '5.email': () => evidenceOf('alerts.test')?.results?.some((r) => r.channel === 'email' && r.ok) === true,
-  '5.dashboard': () => evidenceOf('dashboard.checked')?.passed === true,
+  '5.dashboard': () => {
+    const check = evidenceOf('dashboard.checked');
+    return check?.passed === true && typeof check.latencyMs === 'number' && check.latencyMs <= 1000;
+  },
   '3.dedup_tested': () =>
     evidenceOf('gates.conformance')?.scenarios?.some((s) => s.name === 'dedup' && s.passed) === true,
 };

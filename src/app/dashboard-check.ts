@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { EVIDENCE_ACTIONS } from '../gates/index.js';
+import { EVIDENCE_ACTIONS, LIVE_FLOW_MAX_MS } from '../gates/index.js';
 import type { App } from './index.js';
 
-/** Gate 5: "Dashboard shows real-time lead flow" — an event must be on the stream within this. */
-export const LIVE_FLOW_MAX_MS = 1_000;
 /** How long the whole check may take before it counts as failed (a dashboard that hangs). */
 const CHECK_TIMEOUT_MS = 10_000;
 export const DASHBOARD_PROBE_ACTION = 'dashboard.probe';

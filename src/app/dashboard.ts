@@ -2,18 +2,18 @@ import type { Readable } from 'node:stream';
 import type { AuditVerification } from '../audit/index.js';
 import { listSigners, parseSignedDocument, recordSignature } from '../gates/index.js';
 import type { IngestSummary, SourceFormat } from '../ingest/index.js';
-import { HARD_CAPS } from '../policy/index.js';
+import { cycleCeiling, HARD_CAPS } from '../policy/index.js';
 import {
   type Alert,
   type AlertDelivery,
   type AuditRow,
   auditAfter,
   auditPage,
+  batchLeadsPerMinute,
   type DeliveryState,
   dailyUsage,
-  dryRunLeadsPerMinute,
+  exportedLeadsPerMinute,
   latestAuditSeq,
-  leadsPerMinute,
   listDeliveries,
   recentCycles,
   rejectedRowsOf,
@@ -31,7 +31,14 @@ export interface DashboardStatus {
   ramp: RunState['ramp'];
   goLiveAt: string | null;
   caps: {
-    cycle: { ceiling: number; leadsPerCycle: number; hardMax: number; lastCycleLeads: number };
+    /** The next cycle's ceiling as the engine computes it, what limits it, and the last cycle's leads. */
+    cycle: {
+      ceiling: number;
+      limitedBy: string;
+      leadsPerCycle: number;
+      hardMax: number;
+      lastCycleLeads: number;
+    };
     actionsPerCycle: { limit: number; hardMax: number };
     ratePerSecond: number;
     daily: { used: number; limit: number };
@@ -65,7 +72,7 @@ export interface AuditEntryView {
   details: unknown;
 }
 
-export interface UploadResult extends IngestSummary {
+export interface UploadResult extends Omit<IngestSummary, 'rejectsFile'> {
   /** The first rejected rows: line, field and reason (never the row's values). */
   rejects: { line: number; field: string | null; reason: string }[];
 }
@@ -114,6 +121,13 @@ export function createDashboard(app: App): Dashboard {
       ]);
       const limitSeconds = config.policy.heartbeatIntervalSeconds + config.policy.heartbeatGraceSeconds;
       const leadsPerCycle = config.limits.leadsPerCycle;
+      // As the engine's cycle does: the ramp and the day's leads left count only when sending live.
+      const live = report.phase === 4 && run.mode === 'live';
+      const next = cycleCeiling({
+        leadsPerCycle,
+        rampCeiling: live ? (run.ramp?.ceiling ?? leadsPerCycle) : leadsPerCycle,
+        leadsLeftToday: live ? config.policy.dailyLeads - today.leads : Number.POSITIVE_INFINITY,
+      });
       return {
         at: iso(now),
         phase: report.phase,
@@ -125,10 +139,11 @@ export function createDashboard(app: App): Dashboard {
         goLiveAt: run.goLiveAt,
         caps: {
           cycle: {
-            ceiling: Math.min(leadsPerCycle, run.ramp?.ceiling ?? leadsPerCycle),
+            ceiling: next.ceiling,
+            limitedBy: next.limitedBy,
             leadsPerCycle,
             hardMax: HARD_CAPS.leadsPerCycle,
-            lastCycleLeads: run.lastCycles[0]?.leads ?? 0,
+            lastCycleLeads: run.lastCycles.find((c) => c.kind !== 'idle')?.leads ?? 0,
           },
           actionsPerCycle: { limit: config.limits.actionsPerCycle, hardMax: HARD_CAPS.actionsPerCycle },
           ratePerSecond: config.limits.rateLimitPerSecond,
@@ -148,9 +163,9 @@ export function createDashboard(app: App): Dashboard {
       const fromMinute = toMinute - buckets;
       const [from, to] = [fromMinute * MINUTE_MS, toMinute * MINUTE_MS];
       const [dryRun, exported, quarantined] = await Promise.all([
-        dryRunLeadsPerMinute(store.db, from, to),
-        leadsPerMinute(store.db, 'exported', from, to),
-        leadsPerMinute(store.db, 'quarantined', from, to),
+        batchLeadsPerMinute(store.db, 'dry_run', from, to),
+        exportedLeadsPerMinute(store.db, from, to),
+        batchLeadsPerMinute(store.db, 'quarantined', from, to),
       ]);
       const dense = (counts: Map<number, number>) =>
         Array.from({ length: buckets }, (_, i) => counts.get(fromMinute + i) ?? 0);
@@ -210,7 +225,9 @@ export function createDashboard(app: App): Dashboard {
       });
       const rejects =
         summary.rejected === 0 ? [] : await rejectedRowsOf(store.db, summary.runId, UPLOAD_REJECTS_SHOWN);
-      return { ...summary, rejects };
+      // The rejects file's path is the server's business; the rows are listed here instead.
+      const { rejectsFile: _path, ...rest } = summary;
+      return { ...rest, rejects };
     },
   };
 }

@@ -78,7 +78,6 @@ export {
   checkDashboard,
   type DashboardCheck,
   type DashboardCheckResult,
-  LIVE_FLOW_MAX_MS,
 } from './dashboard-check.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 
@@ -127,7 +126,7 @@ export interface App {
   /** Queue actions (confirm, release, drop), audited under `actor` (the configured operator by default). */
   operatorActions(actor?: string): OperatorActions;
   /** Whether the go-live gates are cleared: every item verified or signed, and the CEO's activation. */
-  readonly gates: GateClearance;
+  readonly gates: GateClearance & { report(): Promise<GatesReport> };
   /** Every gate, item by item, with its evidence or signer: `valhalla gates status|verify|report`. */
   gatesReport(): Promise<GatesReport>;
   /** The same with the signed documents, keys and evidence entries, for `valhalla gates report`. */

@@ -24,6 +24,8 @@ export const EVIDENCE_MAX_AGE_DAYS = {
   stability: 30,
   heartbeat: 1,
 };
+/** Gate 5's "real-time lead flow": an event on the dashboard's live stream within this. */
+export const LIVE_FLOW_MAX_MS = 1_000;
 /** V8's heap limit is the old space (--max-old-space-size) plus the young generation (~48 MB). */
 const YOUNG_GENERATION_ALLOWANCE = 64 * 1024 * 1024;
 
@@ -229,11 +231,14 @@ export async function evaluateGates(
           checks?: { name: string; ok: boolean }[];
         };
         const failed = (d.checks ?? []).filter((c) => !c.ok).map((c) => c.name);
+        const flowChecked = (d.checks ?? []).some((c) => c.name === 'live lead flow' && c.ok);
+        const inTime = typeof d.latencyMs === 'number' && d.latencyMs <= LIVE_FLOW_MAX_MS;
+        const ok = d.passed === true && failed.length === 0 && flowChecked && inTime;
         return result(
-          d.passed === true && failed.length === 0,
-          d.passed === true && failed.length === 0
+          ok,
+          ok
             ? `${d.url} answered; an event reached its live stream in ${d.latencyMs} ms`
-            : `the last dashboard check failed: ${failed.join(', ') || 'not passed'}`,
+            : `the last dashboard check failed: ${failed.join(', ') || (inTime ? 'not passed' : `no event on the live stream within ${LIVE_FLOW_MAX_MS} ms`)}`,
           dashboardCheck.at,
         );
       }

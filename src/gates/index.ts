@@ -18,6 +18,7 @@ export {
   type GatesReport,
   type ItemState,
   type ItemStatus,
+  LIVE_FLOW_MAX_MS,
 } from './evaluate.js';
 export { buildGatesBundle, type GatesBundle } from './report.js';
 export {

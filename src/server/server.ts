@@ -187,7 +187,12 @@ export async function buildServer(
 
   registerSystemRoutes(server, { dashboard, metrics: deps.metrics });
   registerSessionRoutes(server, { tokens, sessions, attemptsPerMinute: SIGN_IN_ATTEMPTS_PER_MINUTE });
-  registerReadRoutes(server, { app, dashboard, events });
+  const stillSignedIn = (request: FastifyRequest) => {
+    if (request.principal?.via !== 'session') return () => true;
+    const id = request.cookies[SESSION_COOKIE];
+    return () => sessions.get(id) !== null;
+  };
+  registerReadRoutes(server, { app, dashboard, events, stillSignedIn });
   registerActionRoutes(server, { app, dashboard });
   registerIngestRoutes(server, { dashboard });
   server.get('/api/openapi.json', { schema: { hide: true } }, async () => server.swagger());
@@ -208,7 +213,8 @@ export async function buildServer(
         .send(`the dashboard is not built (no ${webRoot}/index.html): run npm run build\n`),
     );
   }
-  server.addHook('onClose', async () => events.close());
+  // Before Fastify waits for requests to finish: an open event stream never would.
+  server.addHook('preClose', async () => events.close());
   return { server, dashboard };
 }
 

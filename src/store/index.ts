@@ -32,9 +32,9 @@ export {
 } from './ingest-runs.js';
 export {
   countLeadsByState,
+  exportedLeadsPerMinute,
   findLeadOrigins,
   insertLeadsSkippingDuplicates,
-  leadsPerMinute,
   listLeads,
 } from './leads.js';
 export { migrateToLatest } from './migrate.js';
@@ -50,6 +50,7 @@ export {
 } from './monitoring.js';
 export { openStore, type Store, type StoreTarget } from './open.js';
 export {
+  batchLeadsPerMinute,
   ClaimConflict,
   confirmCycle,
   createCycle,
@@ -57,7 +58,6 @@ export {
   dailyUsage,
   deliveriesInState,
   deliveryLeads,
-  dryRunLeadsPerMinute,
   dryRunScoresBetween,
   dueDeliveries,
   expireStalePending,

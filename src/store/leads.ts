@@ -67,24 +67,18 @@ export async function listLeads(
   return query.execute();
 }
 
-/** Leads exported, or quarantined (and still so), per minute in [from, to): minute index (epoch / 60 s) → count. */
-export async function leadsPerMinute(
+/** Leads exported per minute in [from, to): minute index (epoch / 60 s) → count. */
+export async function exportedLeadsPerMinute(
   db: Executor,
-  outcome: 'exported' | 'quarantined',
   from: number,
   to: number,
 ): Promise<Map<number, number>> {
-  const column = outcome === 'exported' ? 'exported_at' : 'updated_at';
-  let query = db
+  const rows = await db
     .selectFrom('leads')
-    .select([
-      sql<string | number>`${sql.ref(column)} / 60000`.as('minute'),
-      sql<string | number>`count(*)`.as('n'),
-    ])
-    .where(column, '>=', from)
-    .where(column, '<', to)
-    .groupBy(sql`${sql.ref(column)} / 60000`);
-  if (outcome === 'quarantined') query = query.where('state', '=', 'quarantined');
-  const rows = await query.execute();
+    .select([sql<string | number>`exported_at / 60000`.as('minute'), sql<string | number>`count(*)`.as('n')])
+    .where('exported_at', '>=', from)
+    .where('exported_at', '<', to)
+    .groupBy(sql`exported_at / 60000`)
+    .execute();
   return new Map(rows.map((r) => [Math.floor(Number(r.minute)), Number(r.n)]));
 }

@@ -375,22 +375,29 @@ export async function listDeliveries(
   return query.execute();
 }
 
-/** Leads recorded by dry runs per minute in [from, to): minute index (epoch / 60 s) → count. */
-export async function dryRunLeadsPerMinute(
+/**
+ * Per minute in [from, to) (minute index = epoch / 60 s → leads): leads recorded by dry runs (by
+ * when the dry-run batch was made), or leads in batches quarantined (by when the batch was: a
+ * quarantined batch keeps its state, so a later release does not rewrite the history).
+ */
+export async function batchLeadsPerMinute(
   db: Executor,
+  outcome: 'dry_run' | 'quarantined',
   from: number,
   to: number,
 ): Promise<Map<number, number>> {
-  const rows = await db
+  const column = outcome === 'dry_run' ? 'created_at' : 'updated_at';
+  let query = db
     .selectFrom('deliveries')
     .select([
-      sql<string | number>`created_at / 60000`.as('minute'),
+      sql<string | number>`${sql.ref(column)} / 60000`.as('minute'),
       sql<string | number>`sum(lead_count)`.as('n'),
     ])
-    .where('kind', '=', 'dry_run')
-    .where('created_at', '>=', from)
-    .where('created_at', '<', to)
-    .groupBy(sql`created_at / 60000`)
-    .execute();
+    .where(column, '>=', from)
+    .where(column, '<', to)
+    .groupBy(sql`${sql.ref(column)} / 60000`);
+  query =
+    outcome === 'dry_run' ? query.where('kind', '=', 'dry_run') : query.where('state', '=', 'quarantined');
+  const rows = await query.execute();
   return new Map(rows.map((r) => [Math.floor(Number(r.minute)), Number(r.n)]));
 }

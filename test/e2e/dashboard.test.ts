@@ -213,12 +213,16 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
       'three more dry-run cycles',
     );
     expect(partner.stats().batches.received).toBe(received);
-    const lastLive = query<{ at: number }>(
+    // The guard allowed nothing after the rollback (chain order, not clock time): every request the
+    // partner saw was allowed before it.
+    expect(query(dbFile, "select seq from audit_log where action = 'guard.allowed'").length).toBeGreaterThan(
+      0,
+    );
+    const allowedAfter = query(
       dbFile,
-      "select max(at) as at from requests where endpoint = 'leads'",
-    )[0]!.at;
-    // No request began after the rollback plus the mode watch's hold (100 ms poll; the policy's 1 s).
-    expect(lastLive).toBeLessThanOrEqual(rollback[0]!.at + 1_000);
+      "select seq from audit_log where action = 'guard.allowed' and seq > (select seq from audit_log where action = 'mode.rollback')",
+    );
+    expect(allowedAfter).toEqual([]);
     await expect
       .poll(() => page.locator('#flow li[data-action="mode.rollback"]').count(), { timeout: 5_000 })
       .toBe(1);

@@ -26,11 +26,18 @@ import type { ModeChange } from '../../src/policy/index.js';
 import {
   createApiToken,
   INGEST_BODY_LIMIT_BYTES,
+  type RunningServer,
   SESSION_COOKIE,
   SIGN_IN_ATTEMPTS_PER_MINUTE,
   startServer,
 } from '../../src/server/index.js';
-import { createCycle, finishCycle, setLeadsState } from '../../src/store/index.js';
+import {
+  createCycle,
+  createDelivery,
+  finishCycle,
+  setDeliveryState,
+  setLeadsState,
+} from '../../src/store/index.js';
 import {
   type ApiCall,
   type ApiErrorBody,
@@ -75,6 +82,7 @@ afterEach(async () => {
 
 interface World {
   app: App;
+  server: RunningServer;
   clock: ManualClock;
   url: string;
   api: ApiCall;
@@ -109,6 +117,7 @@ async function world(
   const get = <T>(path: string) => api<T>('GET', path, AS.viewer);
   return {
     app,
+    server,
     clock,
     url: server.url,
     api,
@@ -427,6 +436,63 @@ describe.each(list)('admin API on $name', (backend) => {
     expect(cycles.cycles.find((c) => c.id === id)?.confirmed).toBe(true);
     const confirmed = (await auditAll(w)).filter((e) => e.action === 'cycle.confirmed');
     expect(confirmed.map((e) => e.actor)).toEqual(['api:otto']);
+  });
+
+  it('shows the caps in use, exports and quarantines per minute as the store records them', async () => {
+    const w = await world(backend);
+    await upload(
+      w,
+      csvOf(
+        [1, 2, 3, 4, 5].map((i) => person(i, 50 + i)),
+        NOW,
+      ),
+    );
+    const db = w.app.store.db;
+    const cycleId = await createCycle(db, {
+      startedAt: NOW,
+      phase: 4,
+      kind: 'live',
+      rampStage: null,
+      ceiling: 25,
+      limitedBy: 'leads_per_cycle',
+    });
+    // Two live batches: leads 1-3 accepted (exported) now, leads 4-5 quarantined two minutes later.
+    const batch = (ids: number[], key: string, at: number) =>
+      db.transaction().execute((trx) =>
+        createDelivery(
+          trx,
+          { batchKey: key, cycleId, kind: 'live', payloadSha256: 'x', now: at },
+          ids.map((id) => ({ id, leadKey: `k${id}`, exposure: (50 + id) * 100 })),
+        ),
+      );
+    await batch([1, 2, 3], 'b1', NOW);
+    await setLeadsState(db, [1, 2, 3], { state: 'exported', reason: null, now: NOW, exported: true });
+    w.clock.advance(2 * MINUTE);
+    const quarantined = await batch([4, 5], 'b2', w.clock.now());
+    await setDeliveryState(db, quarantined, {
+      state: 'quarantined',
+      now: w.clock.now(),
+      nextAttemptAt: null,
+    });
+    await setLeadsState(db, [4, 5], { state: 'quarantined', reason: 'retries spent', now: w.clock.now() });
+
+    const s = await status(w);
+    expect(s.caps.daily).toEqual({ used: 5, limit: 10_000 });
+    // Σ score × value of the five claimed leads: (51 + 52 + 53 + 54 + 55) × 100.
+    expect(s.caps.budget).toEqual({ used: 26_500, limit: 50_000_000 });
+    // Phase 3: the next cycle is a dry run, limited by leads per cycle only.
+    expect(s.caps.cycle).toMatchObject({ ceiling: 25, limitedBy: 'leads_per_cycle', hardMax: 100 });
+    expect(s.leads).toMatchObject({ exported: 3, quarantined: 2, total: 5 });
+
+    const flow = await w.read<LeadFlow>('/api/flow?hours=1');
+    const at = (minutesAgo: number) => 59 - minutesAgo;
+    expect(flow.series.exported[at(2)]).toBe(3);
+    expect(flow.series.quarantined[at(0)]).toBe(2);
+    expect(flow.series.exported.reduce((a, b) => a + b, 0)).toBe(3);
+    expect(flow.series.quarantined.reduce((a, b) => a + b, 0)).toBe(2);
+    // A release puts the leads back in the queue; the minute they were quarantined stays in the chart.
+    await w.post('/api/quarantine/release', { ids: [4, 5], reason: 'partner fixed' });
+    expect((await w.read<LeadFlow>('/api/flow?hours=1')).series.quarantined[at(0)]).toBe(2);
   });
 
   it('lists, releases and drops quarantined leads, reporting the ids it skipped', async () => {
@@ -800,6 +866,47 @@ describe('admin API sessions, validation, events and assets (SQLite)', () => {
     } finally {
       await stream.close();
     }
+  });
+
+  it('closes with streams still open (ending them), and ends a stream whose session signs out', async () => {
+    const w = await world();
+    const signIn = await w.api<{ csrfToken: string }>('POST', '/api/session', {
+      json: { token: TOKENS.viewer.token },
+    });
+    const cookie = String(signIn.headers['set-cookie']).split(';')[0]!;
+    const bySession = await openEventStream(w.url, { cookie });
+    const byToken = await openEventStream(w.url, AS.viewer);
+    try {
+      await bySession.waitFor((e) => e.event === 'hello', EVENT_WAIT_MS);
+      await byToken.waitFor((e) => e.event === 'hello', EVENT_WAIT_MS);
+      const out = await w.api('DELETE', '/api/session', {
+        cookie,
+        headers: { 'x-csrf-token': signIn.body.csrfToken },
+      });
+      expect(out.status).toBe(204);
+      // The signed-out stream ends at the next poll; the token's stream goes on.
+      await bySession.ended(EVENT_WAIT_MS);
+      expect((await w.post('/api/mode/pause', { reason: 'still streaming' })).status).toBe(200);
+      await byToken.waitFor(isAction('mode.pause'), EVENT_WAIT_MS);
+      expect(bySession.events.some(isAction('mode.pause'))).toBe(false);
+      // Closing the server does not wait for the open stream: it is ended.
+      const closed = await Promise.race([
+        w.server.close().then(() => 'closed'),
+        new Promise((resolve) => setTimeout(() => resolve('still open'), 5_000).unref()),
+      ]);
+      expect(closed).toBe('closed');
+      await byToken.ended(EVENT_WAIT_MS);
+    } finally {
+      await bySession.close();
+      await byToken.close();
+    }
+  });
+
+  it('answers 503 to a stream opened while the database is down (the browser retries it)', async () => {
+    const w = await world();
+    await w.app.store.close();
+    const down = await w.api('GET', '/api/events', { ...AS.viewer, timeoutMs: EVENT_WAIT_MS });
+    expect(down).toMatchObject({ status: 503, body: { error: { code: 'UNAVAILABLE' } } });
   });
 
   it('starts a stream opened after an idle spell at the chain head: nothing from before is replayed', async () => {

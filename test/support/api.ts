@@ -92,6 +92,7 @@ export interface EventStream {
   readonly raw: string;
   /** The first event (received already or to come) that matches, or a rejection after `timeoutMs`. */
   waitFor(match: (event: ServerEvent) => boolean, timeoutMs: number): Promise<ServerEvent>;
+  ended(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -161,6 +162,17 @@ export async function openEventStream(baseUrl: string, options: CallOptions): Pr
         waiters.add(check);
         check();
       });
+    },
+    /** Resolves when the server ends the stream; rejects if it is still open after `timeoutMs`. */
+    ended(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`the stream was still open after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      });
+      return Promise.race([reading, timeout]).finally(() => clearTimeout(timer));
     },
     async close() {
       abort.abort();

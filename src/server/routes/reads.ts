@@ -1,9 +1,9 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type App, alertView, type Dashboard } from '../../app/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
 import type { DeliveryState } from '../../store/index.js';
 import type { createEventHub } from '../events.js';
-import { anyObject, cursorParam, limitParam } from '../http.js';
+import { ApiError, anyObject, cursorParam, limitParam } from '../http.js';
 
 const DELIVERY_STATES: readonly DeliveryState[] = [
   'queued',
@@ -26,7 +26,13 @@ function nextCursor<T>(rows: readonly T[], limit: number, key: (row: T) => numbe
 /** Everything a viewer may read. Leads are masked; the chain holds pseudonyms only. */
 export function registerReadRoutes(
   server: FastifyInstance,
-  deps: { app: App; dashboard: Dashboard; events: ReturnType<typeof createEventHub> },
+  deps: {
+    app: App;
+    dashboard: Dashboard;
+    events: ReturnType<typeof createEventHub>;
+    /** Whether the request's sign-in still holds (a session may end while its stream is open). */
+    stillSignedIn: (request: FastifyRequest) => () => boolean;
+  },
 ): void {
   const { app, dashboard } = deps;
 
@@ -143,7 +149,9 @@ export function registerReadRoutes(
         response: { 200: anyObject('the gates report (valhalla gates status --json)') },
       },
     },
-    () => app.gatesReport(),
+    // The clearance's report: evaluated at most every 30 s and at once after any signature or
+    // evidence, not by walking the whole chain on every read (`valhalla gates status` does that).
+    () => app.gates.report(),
   );
 
   server.get(
@@ -230,12 +238,19 @@ export function registerReadRoutes(
       if (request.method === 'HEAD') {
         return reply.type('text/event-stream; charset=utf-8').header('Cache-Control', 'no-store').send();
       }
+      try {
+        await deps.events.prepare();
+      } catch (error) {
+        app.logger.warn({ err: error }, 'event stream: the database did not answer');
+        // An ordinary error response: the browser's EventSource retries it (a hung one it would not).
+        throw new ApiError(503, 'UNAVAILABLE', 'the database did not answer; try again');
+      }
       reply.hijack();
       // The security headers set for this reply are not written once it is hijacked: repeat them.
       for (const [name, value] of Object.entries(reply.getHeaders())) {
         if (value !== undefined) reply.raw.setHeader(name, value);
       }
-      await deps.events.attach(reply.raw);
+      deps.events.attach(reply.raw, deps.stillSignedIn(request));
     },
   );
 }
