@@ -34,6 +34,7 @@ export function privatePhase4Config(options: {
       VALHALLA_LOG_LEVEL: 'warn',
       VALHALLA_LOG_FILE: join(dir, `${name}.log`),
       VALHALLA_METRICS_PORT: 'off',
+      VALHALLA_SERVER_PORT: 'off',
       VALHALLA_MAX_LEADS_PER_CYCLE: String(options.leadsPerCycle ?? 5),
       VALHALLA_PARTNER_URL: partner.url,
       VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
@@ -41,6 +42,27 @@ export function privatePhase4Config(options: {
       VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
       VALHALLA_PARTNER_CA_FILE: partner.caFile ?? '',
       ...options.env,
+    },
+  });
+}
+
+/** The same for Phase 3 (dry runs only, no partner): the simulation's stability run. */
+export function privatePhase3Config(options: { dir: string; name: string; installation: Config }): Config {
+  const { dir, name, installation } = options;
+  return loadConfig({
+    cwd: dir,
+    env: {
+      VALHALLA_PHASE: '3',
+      VALHALLA_DATA_DIR: dir,
+      VALHALLA_DATABASE_URL: join(dir, `${name}.db`),
+      VALHALLA_POLICY_FILE: installation.policyFile,
+      VALHALLA_PSEUDONYM_SECRET: randomBytes(32).toString('hex'),
+      VALHALLA_OPERATOR: installation.operator,
+      VALHALLA_LOG_LEVEL: 'warn',
+      VALHALLA_LOG_FILE: join(dir, `${name}.log`),
+      VALHALLA_METRICS_PORT: 'off',
+      VALHALLA_SERVER_PORT: 'off',
+      VALHALLA_MAX_LEADS_PER_CYCLE: String(installation.limits.leadsPerCycle),
     },
   });
 }

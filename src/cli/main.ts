@@ -17,6 +17,7 @@ import { registerRun } from './commands/run.js';
 import { registerSandbox } from './commands/sandbox.js';
 import { registerServe } from './commands/serve.js';
 import { registerSigning } from './commands/signing.js';
+import { registerSimulate } from './commands/simulate.js';
 import { registerStability } from './commands/stability.js';
 import { registerStatus } from './commands/status.js';
 import { createContext } from './context.js';
@@ -55,6 +56,7 @@ export function buildProgram(io: CliIo): Command {
   registerAlerts(program, ctx);
   registerStability(program, ctx);
   registerServe(program, ctx);
+  registerSimulate(program, ctx);
   for (const command of program.commands) applyExitOverride(command, io);
   return program;
 }

@@ -8,6 +8,7 @@ import { type PartnerEndpoints, partnerEndpoints } from './endpoints.js';
 import { OutboundError } from './errors.js';
 import {
   DEFAULT_RATE_MARGIN_MS,
+  type LimiterSleep,
   limiterShape,
   maxStartsInAnySecond,
   SlidingWindowLimiter,
@@ -60,6 +61,11 @@ export interface PartnerClientOptions {
   clock: Clock;
   /** Monotonic clock for the rate limiter and latencies (default `performance.now`). */
   monotonicNow?: () => number;
+  /**
+   * How the rate limiter waits (default a real timer). With a virtual `monotonicNow` (a simulation),
+   * a virtual sleep that moves that clock.
+   */
+  limiterSleep?: LimiterSleep;
   /** Refresh a token this long before it would expire (default 10 s): clock skew with the partner. */
   tokenRefreshMarginMs?: number;
 }
@@ -135,6 +141,7 @@ class HttpPartnerClient implements PartnerClient {
       ...limiterShape(options.rateLimitPerSecond, options.rateWindowMs),
       marginMs: settings.rateMarginMs,
       now: monotonicNow,
+      ...(options.limiterSleep ? { sleep: options.limiterSleep } : {}),
     });
     this.#gate = new ConcurrencyGate(options.maxConcurrent);
     this.#transport = new Transport({

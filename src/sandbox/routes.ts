@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Clock } from '../clock/index.js';
+import type { Clock, Sleep } from '../clock/index.js';
 import { MAX_BODY_BYTES, parseBatch, readBatchKey } from './contract.js';
 import type { FaultAnswer, FaultState, SandboxFaults } from './faults.js';
 import type { Ledger } from './ledger.js';
@@ -8,6 +8,8 @@ import type { TokenIssuer } from './tokens.js';
 /** What the request handler needs from the sandbox that owns it. */
 export interface RouteContext {
   clock: Clock;
+  /** The latency fault's wait: a real timer, or a virtual sleep (a simulation) that moves `clock`. */
+  sleep: Sleep | null;
   ledger: Ledger;
   tokens: TokenIssuer;
   faults(): FaultState;
@@ -72,7 +74,10 @@ async function handlePartner(
     if (isLeads) counters.batches.refused += 1;
     return answer(ctx, res, 413, { error: 'payload_too_large' }, { connection: 'close' });
   }
-  if (faults.latencyMs > 0 && !(await pause(faults.latencyMs, res))) return;
+  if (faults.latencyMs > 0) {
+    if (ctx.sleep) await ctx.sleep(faults.latencyMs);
+    else if (!(await pause(faults.latencyMs, res))) return;
+  }
 
   switch (path) {
     case '/health':

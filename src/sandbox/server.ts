@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
-import { type Clock, systemClock } from '../clock/index.js';
+import { type Clock, type Sleep, systemClock } from '../clock/index.js';
 import {
   createSelfSignedCertificate,
   loadOrCreateCertificate,
@@ -32,6 +32,8 @@ export interface SandboxPartnerOptions {
   clientSecret?: string;
   /** Token expiry and record times; default the system clock. */
   clock?: Clock;
+  /** The latency fault's wait: default a real timer; a simulation passes its clock's virtual sleep. */
+  sleep?: Sleep;
   /** Faults in force from the start (and restored by `reset()`). */
   faults?: SandboxFaultsPatch;
   /** A PEM key and certificate to serve. Without one, a self-signed certificate is made. */
@@ -97,7 +99,15 @@ export async function startSandboxPartner(options: SandboxPartnerOptions = {}): 
     ledger.reset();
     faultState = new FaultState(initialFaults);
   };
-  const handler = createHandler({ clock, ledger, tokens, faults: () => faultState, setFaults, reset });
+  const handler = createHandler({
+    clock,
+    sleep: options.sleep ?? null,
+    ledger,
+    tokens,
+    faults: () => faultState,
+    setFaults,
+    reset,
+  });
 
   let certificate: SandboxCertificate | null = null;
   let caFile: string | null = null;

@@ -1,0 +1,213 @@
+import type { SimulationResult } from './simulate.js';
+
+const number = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 2 });
+
+/** The simulation as text: what Phase 4 would do, day by day, and the verdicts. */
+export function formatSimulation(r: SimulationResult): string[] {
+  const o = r.options;
+  const lines = [
+    `Simulated ${o.hours} h from ${o.start} (virtual time, ${number(r.runMs / 1000)} s real): ${number(o.leadsPerHour)} leads/hour, partner: ${o.faults} (${r.faultsDescribed}), seed ${o.seed}`,
+    `Limits: ${r.limits.leadsPerCycle} leads/cycle, ${r.limits.actionsPerCycle} actions/cycle, a cycle every ${r.limits.cycleIntervalSeconds} s, ${number(r.limits.dailyLeads)} leads/day, budget ${number(r.limits.budget)}/day`,
+    '',
+    'Ramp (first live cycle of each stage):',
+    ...r.ramp.map(
+      (s) =>
+        `  stage ${s.stage} from hour ${number(s.hour)} (${s.firstAt}): ceiling ${s.ceiling}, most claimed in a cycle ${s.maxClaimed}${s.maxClaimed > s.ceiling ? '  ← OVER THE CEILING' : ''}`,
+    ),
+    ...(r.ramp.length === 0 ? ['  no live cycle ran'] : []),
+    '',
+    'Per UTC day:',
+    ...r.days.map(
+      (d) =>
+        `  ${d.day}: exported ${number(d.exported)}, claimed ${number(d.claimed)} of ${number(r.limits.dailyLeads)}, exposure ${number(d.exposure)} — ${d.dailyCapHeld ? 'caps held' : 'CAP EXCEEDED'}`,
+    ),
+    '',
+    r.rollbacks.length === 0 ? 'Rollbacks: none' : `Rollbacks: ${r.rollbacks.length}`,
+    ...r.rollbacks.map((b) => `  hour ${number(b.hour)} (${b.at}): ${b.reason}`),
+    '',
+    `Totals: ingested ${number(r.totals.ingested)}, exported ${number(r.totals.exported)}, quarantined ${number(r.totals.quarantined)}, partner requests ${number(r.totals.requests)} (${number(r.totals.failedRequests)} failed)`,
+    `Leads by state: ${Object.entries(r.totals.leadsByState)
+      .map(([state, n]) => `${state} ${number(n)}`)
+      .join(', ')}`,
+    `Against the partner's own record: ${r.reconciliation.ok ? 'OK' : 'PROBLEM'} — sent twice ${r.reconciliation.sentTwice}, unexpected at the partner ${r.reconciliation.unexpected}, exported but not at the partner ${r.reconciliation.exportedNotAtPartner}, lost ${r.reconciliation.lost}, most requests in any 1 s ${r.reconciliation.mostRequestsInAnySecond}`,
+    '',
+    `Stability a ${o.hours} h Phase 3 would get: ${r.stability.passed ? 'PASSED' : 'FAILED'}`,
+    ...r.stability.checks.map(
+      (c) => `  ${c.passed ? 'ok  ' : 'FAIL'} ${c.name}: ${c.figure}${c.passed ? '' : ` — ${c.detail}`}`,
+    ),
+    '  (the simulated heartbeats carry a constant RSS: memory is measured only by a real run, `valhalla stability verify`)',
+  ];
+  return lines;
+}
+
+const escapeHtml = (text: string) =>
+  text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
+
+/** A line chart of series over the simulated hours, as inline SVG (the report loads nothing). */
+function lineChart(
+  title: string,
+  hours: number,
+  series: { name: string; colour: string; points: [number, number][]; step?: boolean }[],
+  markers: { hour: number; label: string }[],
+): string {
+  const [w, h, left, bottom, top] = [900, 240, 48, 28, 24];
+  const maxY = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[1])));
+  const x = (hour: number) => left + (hour / hours) * (w - left - 10);
+  const y = (v: number) => top + (1 - v / maxY) * (h - top - bottom);
+  const paths = series.map((s) => {
+    const d = s.points
+      .map(([hx, v], i) => {
+        if (i === 0) return `M${x(hx).toFixed(1)},${y(v).toFixed(1)}`;
+        return s.step ? `H${x(hx).toFixed(1)}V${y(v).toFixed(1)}` : `L${x(hx).toFixed(1)},${y(v).toFixed(1)}`;
+      })
+      .join('');
+    return `<path d="${d}" fill="none" stroke="${s.colour}" stroke-width="1.5"><title>${escapeHtml(s.name)}</title></path>`;
+  });
+  const ticks = Array.from({ length: Math.floor(hours / 12) + 1 }, (_, i) => i * 12).map(
+    (hx) =>
+      `<line x1="${x(hx)}" x2="${x(hx)}" y1="${top}" y2="${h - bottom}" stroke="#e5e7eb"/><text x="${x(hx)}" y="${h - 8}" text-anchor="middle">${hx} h</text>`,
+  );
+  const marks = markers.map(
+    (m) =>
+      `<line x1="${x(m.hour)}" x2="${x(m.hour)}" y1="${top}" y2="${h - bottom}" stroke="#b91c1c" stroke-dasharray="4 3"/><text x="${x(m.hour) + 4}" y="${top + 12}" fill="#b91c1c">${escapeHtml(m.label)}</text>`,
+  );
+  const legend = series
+    .map(
+      (s, i) =>
+        `<rect x="${left + i * 170}" y="4" width="12" height="12" fill="${s.colour}"/><text x="${left + i * 170 + 16}" y="14">${escapeHtml(s.name)}</text>`,
+    )
+    .join('');
+  return `<figure><figcaption>${escapeHtml(title)}</figcaption><svg viewBox="0 0 ${w} ${h}" role="img" aria-label="${escapeHtml(title)}">${ticks.join('')}<text x="4" y="${top + 4}">${number(maxY)}</text><text x="4" y="${h - bottom}">0</text>${paths.join('')}${marks.join('')}${legend}</svg></figure>`;
+}
+
+function table(head: string[], rows: (string | number)[][]): string {
+  return `<table><thead><tr>${head.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr></thead><tbody>${rows
+    .map(
+      (r) =>
+        `<tr>${r.map((c) => `<td>${escapeHtml(typeof c === 'number' ? number(c) : c)}</td>`).join('')}</tr>`,
+    )
+    .join('')}</tbody></table>`;
+}
+
+/** The report as one self-contained HTML page (inline CSS and SVG; no script, nothing fetched). */
+export function simulationHtml(r: SimulationResult): string {
+  const o = r.options;
+  const live = r.cycles.filter((c) => c.kind === 'live');
+  const perHour = new Map<
+    number,
+    { claimed: number; accepted: number; quarantined: number; dryRun: number }
+  >();
+  for (const c of r.cycles) {
+    const hour = Math.floor(c.hour);
+    const bucket = perHour.get(hour) ?? { claimed: 0, accepted: 0, quarantined: 0, dryRun: 0 };
+    bucket.claimed += c.claimed;
+    bucket.accepted += c.accepted;
+    bucket.quarantined += c.quarantined;
+    bucket.dryRun += c.dryRun;
+    perHour.set(hour, bucket);
+  }
+  const hourly = [...perHour.entries()].sort((a, b) => a[0] - b[0]);
+  const markers = r.rollbacks.map((b) => ({ hour: b.hour, label: 'rollback' }));
+  const charts = [
+    lineChart(
+      'Leads claimed per live cycle, against the cycle ceiling (ramp stages)',
+      o.hours,
+      [
+        { name: 'ceiling', colour: '#9ca3af', points: live.map((c) => [c.hour, c.ceiling]), step: true },
+        { name: 'claimed', colour: '#1d4ed8', points: live.map((c) => [c.hour, c.claimed]) },
+      ],
+      markers,
+    ),
+    lineChart(
+      'Leads per hour by outcome',
+      o.hours,
+      [
+        { name: 'exported', colour: '#15803d', points: hourly.map(([hx, b]) => [hx, b.accepted]) },
+        { name: 'quarantined', colour: '#b45309', points: hourly.map(([hx, b]) => [hx, b.quarantined]) },
+        {
+          name: 'dry run (after a rollback)',
+          colour: '#7c3aed',
+          points: hourly.map(([hx, b]) => [hx, b.dryRun]),
+        },
+      ],
+      markers,
+    ),
+  ];
+  const verdict = r.reconciliation.ok ? 'ok' : 'problem';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Valhalla simulation: ${escapeHtml(`${o.hours} h, ${o.faults}`)}</title>
+<style>
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:960px;padding:0 12px;color:#111827}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse;margin:8px 0}
+td,th{border:1px solid #e5e7eb;padding:3px 8px;text-align:left}th{background:#f3f4f6}
+figure{margin:12px 0}figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;font-size:11px}
+.ok{color:#15803d;font-weight:600}.problem{color:#b91c1c;font-weight:600}.muted{color:#6b7280}
+</style></head><body>
+<h1>Valhalla simulation: what Phase 4 would do</h1>
+<p>${escapeHtml(`${o.hours} h of policy time from ${o.start}, ${number(o.leadsPerHour)} leads an hour, partner: ${o.faults} (${r.faultsDescribed}), seed ${o.seed}. The real engine under a virtual clock against the in-process sandbox partner; ${number(r.runMs / 1000)} s of real time.`)}</p>
+<p>${escapeHtml(`Limits: ${r.limits.leadsPerCycle} leads/cycle, ${r.limits.actionsPerCycle} actions/cycle, a cycle every ${r.limits.cycleIntervalSeconds} s, ${number(r.limits.dailyLeads)} leads/day, budget ${number(r.limits.budget)}/day.`)}</p>
+<h2>Against the partner's own record: <span class="${verdict}">${verdict === 'ok' ? 'OK' : 'PROBLEM'}</span></h2>
+${table(
+  [
+    'sent twice',
+    'unexpected at the partner',
+    'exported, not at the partner',
+    'lost',
+    'most requests in any 1 s',
+  ],
+  [
+    [
+      r.reconciliation.sentTwice,
+      r.reconciliation.unexpected,
+      r.reconciliation.exportedNotAtPartner,
+      r.reconciliation.lost,
+      r.reconciliation.mostRequestsInAnySecond,
+    ],
+  ],
+)}
+${charts.join('\n')}
+<h2>Ramp stages</h2>
+${table(
+  ['stage', 'from hour', 'first cycle', 'ceiling', 'most claimed in a cycle'],
+  r.ramp.map((s) => [s.stage, s.hour, s.firstAt, s.ceiling, s.maxClaimed]),
+)}
+<h2>Per UTC day</h2>
+${table(
+  ['day', 'exported', 'claimed', 'daily cap', 'exposure', 'caps'],
+  r.days.map((d) => [
+    d.day,
+    d.exported,
+    d.claimed,
+    r.limits.dailyLeads,
+    d.exposure,
+    d.dailyCapHeld ? 'held' : 'EXCEEDED',
+  ]),
+)}
+<h2>Rollbacks</h2>
+${
+  r.rollbacks.length === 0
+    ? '<p>None.</p>'
+    : table(
+        ['hour', 'at', 'reason'],
+        r.rollbacks.map((b) => [b.hour, b.at, b.reason]),
+      )
+}
+<h2>Totals</h2>
+${table(
+  ['ingested', 'exported', 'quarantined', 'partner requests', 'failed requests'],
+  [[r.totals.ingested, r.totals.exported, r.totals.quarantined, r.totals.requests, r.totals.failedRequests]],
+)}
+${table(Object.keys(r.totals.leadsByState), [Object.values(r.totals.leadsByState)])}
+<h2>Stability a ${o.hours} h Phase 3 would get: <span class="${r.stability.passed ? 'ok' : 'problem'}">${r.stability.passed ? 'PASSED' : 'FAILED'}</span></h2>
+${table(
+  ['check', 'result', 'figure'],
+  r.stability.checks.map((c) => [c.name, c.passed ? 'ok' : 'FAILED', c.figure]),
+)}
+<p class="muted">The simulated heartbeats carry a constant RSS: memory is measured only by a real run (valhalla stability verify).</p>
+</body></html>
+`;
+}

@@ -1,0 +1,194 @@
+/**
+ * `valhalla simulate`: the real engine under a virtual clock against the in-process sandbox partner.
+ * 72 simulated hours with a healthy partner follow the ramp and hold the daily caps; with a degraded
+ * partner a rollback happens, nothing more is sent, nothing is lost. The run time is printed (the
+ * aim: a 72 h simulation within 60 s on this machine), never asserted.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { mostStartsInAnyWindow, type SimulationResult, simulate } from '../../src/app/simulate.js';
+import { loadConfig } from '../../src/config/index.js';
+import { runInProcess, testEnv } from '../support/cli.js';
+import { tempDir } from '../support/tmp.js';
+
+const START = Date.parse('2026-12-01T00:00:00Z');
+
+function installation(extra: Record<string, string> = {}) {
+  const cwd = tempDir();
+  const env = testEnv(join(cwd, 'data'), { VALHALLA_LOG_LEVEL: 'warn', ...extra });
+  return { cwd, env, config: loadConfig({ cwd, env }) };
+}
+
+/** The policy's ramp: stage → [from hour, ceiling] (config/policy.json), with leads/cycle 100 last. */
+const RAMP: Record<number, [number, number]> = { 1: [0, 1], 2: [2, 5], 3: [6, 10], 4: [24, 100] };
+
+describe('valhalla simulate', () => {
+  it('72 h with a healthy partner: the ramp follows the policy, the daily caps hold, the partner’s record agrees', async () => {
+    const { config } = installation({ VALHALLA_MAX_LEADS_PER_CYCLE: '100' });
+    const result = await simulate({
+      config,
+      hours: 72,
+      leadsPerHour: 800,
+      faults: 'healthy',
+      seed: 3,
+      start: START,
+    });
+    console.log(`[simulate] 72 h healthy, 800 leads/h: ${result.runMs} ms real time`);
+
+    expect(result.cycles).toHaveLength(72 * 12);
+    expect(result.ramp.map((s) => [s.stage, s.hour, s.ceiling])).toEqual(
+      Object.entries(RAMP).map(([stage, [hour, ceiling]]) => [Number(stage), hour, ceiling]),
+    );
+    for (const cycle of result.cycles) {
+      expect(cycle.kind).toBe('live');
+      const [from, ceiling] = RAMP[cycle.rampStage!]!;
+      expect(cycle.hour).toBeGreaterThanOrEqual(from);
+      expect(cycle.claimed).toBeLessThanOrEqual(ceiling);
+    }
+    // Stage 1: one lead a cycle, each cycle confirmed by the (simulated) operator before the next.
+    expect(result.cycles.filter((c) => c.rampStage === 1).every((c) => c.claimed === 1)).toBe(true);
+
+    // Three UTC days; the caps bind on the full days and are never exceeded.
+    expect(result.days.map((d) => d.day)).toEqual(['2026-12-01', '2026-12-02', '2026-12-03']);
+    for (const day of result.days) {
+      expect(day.claimed).toBeLessThanOrEqual(10_000);
+      expect(day.exposure).toBeLessThanOrEqual(50_000_000);
+      expect(day.dailyCapHeld).toBe(true);
+    }
+    const full = result.days.slice(1);
+    expect(full.every((d) => d.claimed >= 9_000 || d.exposure >= 49_000_000)).toBe(true);
+    expect(result.cycles.some((c) => c.limitedBy === 'daily_cap' || c.claimed < c.ceiling)).toBe(true);
+
+    expect(result.rollbacks).toEqual([]);
+    expect(result.totals.failedRequests).toBe(0);
+    expect(result.reconciliation).toEqual({
+      sentTwice: 0,
+      unexpected: 0,
+      exportedNotAtPartner: 0,
+      mostRequestsInAnySecond: expect.any(Number),
+      lost: 0,
+      ok: true,
+    });
+    expect(result.reconciliation.mostRequestsInAnySecond).toBeLessThanOrEqual(5);
+    expect(result.totals.exported).toBe(result.totals.leadsByState.exported);
+    expect(result.days.reduce((sum, d) => sum + d.exported, 0)).toBe(result.totals.exported);
+    expect(result.stability.passed).toBe(true);
+    expect(result.stability.checks.map((c) => c.name)).toEqual([
+      'uninterrupted',
+      'export quality',
+      'memory',
+      'orphaned processes',
+      'guard',
+    ]);
+  }, 180_000);
+
+  it('72 h with a degraded partner (15% errors): a rollback, then only dry runs; nothing lost or sent twice', async () => {
+    const { config } = installation();
+    const result = await simulate({
+      config,
+      hours: 72,
+      leadsPerHour: 300,
+      faults: 'degraded',
+      seed: 1,
+      start: START,
+    });
+    console.log(`[simulate] 72 h degraded, 300 leads/h: ${result.runMs} ms real time`);
+
+    expect(result.rollbacks).toHaveLength(1);
+    const [rollback] = result.rollbacks;
+    expect(rollback!.reason).toMatch(/^error rate: /);
+    expect(result.totals.failedRequests).toBeGreaterThan(0);
+    // After the rollback every cycle is a dry run: nothing more reached the partner.
+    const after = result.cycles.filter((c) => c.hour > rollback!.hour);
+    expect(after.length).toBeGreaterThan(0);
+    expect(after.every((c) => c.kind === 'dry_run' && c.mode === 'rolled_back' && c.accepted === 0)).toBe(
+      true,
+    );
+    expect(after.some((c) => c.dryRun > 0)).toBe(true);
+    expect(result.reconciliation).toMatchObject({
+      sentTwice: 0,
+      unexpected: 0,
+      exportedNotAtPartner: 0,
+      lost: 0,
+      ok: true,
+    });
+    // Every lead is in a state, and nothing is left mid-request.
+    expect(result.totals.leadsByState.in_flight).toBe(0);
+    expect(Object.values(result.totals.leadsByState).reduce((a, b) => a + b, 0)).toBe(result.totals.ingested);
+  }, 180_000);
+
+  it('the same seed gives the same run; an outage rolls back on 3 failures in a row; 429 storms quarantine without a rollback', async () => {
+    const { config } = installation();
+    const run = (faults: 'flaky' | 'outage' | '429-storm', hours: number) =>
+      simulate({ config, hours, leadsPerHour: 200, faults, seed: 9, start: START });
+    const strip = (r: SimulationResult) => ({ ...r, runMs: 0 });
+    expect(strip(await run('flaky', 8))).toEqual(strip(await run('flaky', 8)));
+
+    const outage = await run('outage', 8);
+    expect(outage.rollbacks).toHaveLength(1);
+    expect(outage.rollbacks[0]!.hour).toBeGreaterThanOrEqual(6);
+    expect(outage.rollbacks[0]!.reason).toMatch(/in a row/);
+    expect(outage.reconciliation.ok).toBe(true);
+
+    const storm = await run('429-storm', 3);
+    expect(storm.rollbacks).toEqual([]);
+    expect(storm.totals.quarantined).toBeGreaterThan(0);
+    expect(storm.reconciliation.ok).toBe(true);
+  }, 180_000);
+
+  it('counts the most requests in any window of the partner’s record', () => {
+    expect(mostStartsInAnyWindow([], 1000)).toBe(0);
+    expect(mostStartsInAnyWindow([0, 999], 1000)).toBe(2);
+    expect(mostStartsInAnyWindow([0, 1000], 1000)).toBe(1);
+    expect(mostStartsInAnyWindow([0, 100, 200, 300, 400, 1100, 1150], 1000)).toBe(5);
+    expect(mostStartsInAnyWindow([0, 500, 600, 700, 800, 900, 1400], 1000)).toBe(6);
+  });
+
+  it('the CLI prints the table, --json, an HTML report with charts and no script; bad options are usage errors', async () => {
+    const { cwd, env } = installation();
+    const table = await runInProcess(
+      [
+        'simulate',
+        '--hours',
+        '3',
+        '--leads-per-hour',
+        '50',
+        '--start',
+        '2026-12-01T09:00:00Z',
+        '--html',
+        'sim.html',
+      ],
+      { cwd, env },
+    );
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toContain('Simulated 3 h from 2026-12-01T09:00:00.000Z');
+    expect(table.stdout).toMatch(/stage 1 from hour 0 .*ceiling 1, most claimed in a cycle 1/);
+    expect(table.stdout).toContain("Against the partner's own record: OK");
+    expect(table.stdout).toContain(`report: ${join(cwd, 'sim.html')}`);
+    const html = readFileSync(join(cwd, 'sim.html'), 'utf8');
+    expect(html).toContain('<svg');
+    expect(html).not.toMatch(/<script|https?:\/\//);
+
+    const json = await runInProcess(['simulate', '--hours', '2', '--faults', 'token-expiry', '--json'], {
+      cwd,
+      env,
+    });
+    expect(json.code, json.stderr).toBe(0);
+    const parsed = JSON.parse(json.stdout) as SimulationResult;
+    expect(parsed.options).toMatchObject({ hours: 2, faults: 'token-expiry', leadsPerHour: 300, seed: 1 });
+    expect(parsed.cycles).toHaveLength(24);
+    expect(parsed.reconciliation.ok).toBe(true);
+
+    for (const [args, message] of [
+      [['--hours', '0'], 'must be from 1 to 168'],
+      [['--faults', 'chaos'], "argument 'chaos' is invalid"],
+      [['--start', 'tomorrow'], 'not an ISO 8601 time'],
+    ] as const) {
+      const bad = await runInProcess(['simulate', ...args], { cwd, env });
+      expect(bad.code, args.join(' ')).toBe(2);
+      expect(bad.stderr).toContain(message);
+    }
+    expect(existsSync(join(cwd, 'data', 'valhalla.db'))).toBe(false);
+  }, 120_000);
+});
