@@ -49,6 +49,7 @@ import {
   alertDeliveries,
   countAuditEntries,
   countLeadsByState,
+  ERASED_MARKER,
   getRuntimeValue,
   heartbeatsBetween,
   ingestTotals,
@@ -98,6 +99,9 @@ export interface MaskedLead {
   value: number | null;
   state: LeadState;
   reason: string | null;
+  /** The person's data was erased (`leads erase`, `archive`): name and e-mail read `(erased)`. */
+  erased: boolean;
+  erasedAt: string | null;
 }
 
 export interface StatusReport {
@@ -406,15 +410,21 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       return rows.map((lead) => ({
         id: lead.id,
         pseudonym: p.pseudonym(lead.dedup_key),
-        name: maskName(lead.name),
-        email: maskEmail(lead.email),
-        phone: maskPhone(lead.phone),
-        company: maskCompany(lead.company),
+        ...(lead.erased_at === null
+          ? {
+              name: maskName(lead.name),
+              email: maskEmail(lead.email),
+              phone: maskPhone(lead.phone),
+              company: maskCompany(lead.company),
+            }
+          : { name: ERASED_MARKER, email: ERASED_MARKER, phone: '', company: '' }),
         score: lead.score,
         sourceTimestamp: new Date(lead.source_ts).toISOString(),
         value: lead.value,
         state: lead.state,
         reason: lead.state_reason,
+        erased: lead.erased_at !== null,
+        erasedAt: lead.erased_at === null ? null : new Date(lead.erased_at).toISOString(),
       }));
     },
     engine(engineOptions = {}) {

@@ -4,6 +4,7 @@ import { isConfigError } from '../config/index.js';
 import { isIngestFileError } from '../ingest/index.js';
 import { isStoreError } from '../store/index.js';
 import { registerAlerts } from './commands/alerts.js';
+import { registerArchive } from './commands/archive.js';
 import { registerAudit } from './commands/audit.js';
 import { registerConfig } from './commands/config.js';
 import { registerCycle } from './commands/cycle.js';
@@ -44,6 +45,7 @@ export function buildProgram(io: CliIo): Command {
   registerConfig(program, ctx);
   registerIngest(program, ctx);
   registerLeads(program, ctx);
+  registerArchive(program, ctx);
   registerStatus(program, ctx);
   registerAudit(program, ctx);
   registerRun(program, ctx);

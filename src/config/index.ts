@@ -14,6 +14,7 @@ import {
 } from './monitoring.js';
 import { type PartnerSettings, readPartnerSettings } from './partner.js';
 import { deepFreeze, loadPolicyFile, type PolicyDocument, policyHash } from './policy-file.js';
+import { describeRetention, retentionDaysSchema } from './retention.js';
 import { readServerSettings, type ServerSettings } from './server.js';
 
 export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
@@ -75,6 +76,7 @@ export const KNOWN_VARIABLES = [
   'VALHALLA_SERVER_PORT',
   'VALHALLA_SERVER_HOST',
   'VALHALLA_API_TOKENS',
+  'VALHALLA_RETENTION_DAYS',
 ] as const;
 export type VariableName = (typeof KNOWN_VARIABLES)[number];
 
@@ -116,6 +118,8 @@ export interface Config {
   readonly metrics: MetricsSettings;
   /** The admin API and dashboard. */
   readonly server: ServerSettings;
+  /** Days a completed lead keeps its personal data after its last change (`archive --retention`); null: no window. */
+  readonly retentionDays: number | null;
   /** Where each variable's value came from, for `config show`. */
   readonly sources: Readonly<Record<string, SettingSource>>;
   /** The raw values as read (secrets included: print only through `describeConfig`). */
@@ -169,6 +173,7 @@ const envSchemas = {
   VALHALLA_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], {
     error: 'must be one of trace, debug, info, warn, error, fatal, silent',
   }),
+  VALHALLA_RETENTION_DAYS: retentionDaysSchema,
 } as const;
 
 /**
@@ -322,6 +327,7 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
   const alerts = readAlertSettings(raw, issues);
   const metrics = readMetricsSettings(raw, issues);
   const server = readServerSettings(raw, issues);
+  const retentionDays = withDefault('VALHALLA_RETENTION_DAYS', read('VALHALLA_RETENTION_DAYS'), null);
 
   if (issues.length > 0 || policy === undefined) throw new ConfigError('CONFIG_INVALID', issues);
 
@@ -347,6 +353,7 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     alerts,
     metrics,
     server,
+    retentionDays,
     sources,
     raw,
   });
@@ -575,6 +582,7 @@ export function describeConfig(config: Config): {
       config.server.tokens.length === 0
         ? '(none: the dashboard and API refuse everyone)'
         : config.server.tokens.map((t) => `${t.name} (${t.role})`).join(', '),
+    VALHALLA_RETENTION_DAYS: describeRetention(config.retentionDays),
   };
   return {
     phase: config.phase,

@@ -690,11 +690,19 @@ export function createEngine(deps: EngineDeps): Engine {
       { batchKey, cycleId: context.cycleId, kind: 'dry_run', payloadSha256: sha, now, summary },
       batch.map((l) => ({ id: l.id, leadKey: leadKey(l), exposure: exposure(l) })),
     );
+    // The chain gets pseudonyms and scores only: it cannot be edited, so even a masked e-mail (whose
+    // domain may name a small company) would outlive an erasure there. The batch's summary, which
+    // `leads erase` and `archive` can clear, keeps the masked e-mail for the operator.
     await audit.append(trx, {
       actor: 'engine',
       action: 'batch.dry_run',
       subject: `batch:${batchKey}`,
-      details: { cycle: context.cycleId, delivery: deliveryId, payloadSha256: sha, leads: summary },
+      details: {
+        cycle: context.cycleId,
+        delivery: deliveryId,
+        payloadSha256: sha,
+        leads: summary.map(({ lead, pseudonym, score }) => ({ lead, pseudonym, score })),
+      },
     });
     report.dryRunRecorded += batch.length;
   }

@@ -31,11 +31,27 @@ export {
   rejectedRowsOf,
 } from './ingest-runs.js';
 export {
+  ARCHIVABLE_STATES,
+  type ArchivableState,
+  archiveLeads,
+  countArchivable,
+  countIncompleteBefore,
   countLeadsByState,
+  ERASED_MARKER,
+  eraseFromBatchSummaries,
+  eraseLeadData,
   exportedLeadsPerMinute,
   findLeadOrigins,
+  findLeadsForErasure,
+  INCOMPLETE_STATES,
+  type IncompleteState,
   insertLeadsSkippingDuplicates,
+  LEAD_PII_FIELDS,
+  type LeadPiiField,
   listLeads,
+  liveBatchesOfLead,
+  lockLeadsForWrite,
+  nextArchivable,
 } from './leads.js';
 export { migrateToLatest } from './migrate.js';
 export {

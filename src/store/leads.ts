@@ -1,6 +1,7 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { LeadState } from '../policy/index.js';
-import type { Database, Lead, NewLead } from './schema.js';
+import type { Dialect } from './dialect.js';
+import type { Database, DeliveryState, Lead, NewLead } from './schema.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -81,4 +82,263 @@ export async function exportedLeadsPerMinute(
     .groupBy(sql`exported_at / 60000`)
     .execute();
   return new Map(rows.map((r) => [Math.floor(Number(r.minute)), Number(r.n)]));
+}
+
+// ---- erasure and retention (migration 0008) ----
+
+/** What an erased lead holds in its required text columns; the nullable ones become null. */
+export const ERASED_MARKER = '(erased)';
+
+/** The columns that hold a person's data; erasure overwrites every one of them. */
+export const LEAD_PII_FIELDS = ['name', 'email', 'phone', 'company', 'external_id'] as const;
+export type LeadPiiField = (typeof LEAD_PII_FIELDS)[number];
+
+/** The end states `valhalla archive` takes (with `archived` leads that still hold their data). */
+export const ARCHIVABLE_STATES = ['exported', 'expired', 'below_threshold', 'archived'] as const;
+export type ArchivableState = (typeof ARCHIVABLE_STATES)[number];
+
+/** Leads not complete: `valhalla archive` never touches them. */
+export const INCOMPLETE_STATES = ['pending', 'in_flight', 'quarantined'] as const;
+export type IncompleteState = (typeof INCOMPLETE_STATES)[number];
+
+/** The predicate of the `leads_archivable` index (0008), word for word: PostgreSQL needs it to use the index. */
+const ARCHIVABLE = sql<boolean>`(state in ('exported', 'expired', 'below_threshold') or (state = 'archived' and erased_at is null))`;
+
+/** Every column that holds a person's data, erased; `erased_at` keeps the first erasure's time. */
+function erasedColumns(now: number) {
+  return {
+    name: ERASED_MARKER,
+    email: ERASED_MARKER,
+    phone: null,
+    company: null,
+    external_id: null,
+    erased_at: sql<number>`coalesce(erased_at, ${now})`,
+  };
+}
+
+/**
+ * Take the write lock first thing in `trx` on SQLite (a write that touches no row), so what the
+ * transaction then reads stays true until it commits. PostgreSQL locks the rows it reads instead.
+ */
+export async function lockLeadsForWrite(trx: Transaction<Database>, dialect: Dialect): Promise<void> {
+  if (dialect === 'sqlite') await sql`update leads set id = id where 0`.execute(trx);
+}
+
+/**
+ * The leads of one person, for erasure: by id, or by e-mail (its dedup key, which also finds a lead
+ * already erased, or the stored normalised e-mail, which finds leads whose dedup key is their external
+ * id). Locked for update on PostgreSQL.
+ */
+export async function findLeadsForErasure(
+  trx: Transaction<Database>,
+  dialect: Dialect,
+  match: { id: number } | { email: string; emailDedupKey: string },
+): Promise<Lead[]> {
+  let query = trx.selectFrom('leads').selectAll().orderBy('id');
+  query =
+    'id' in match
+      ? query.where('id', '=', match.id)
+      : query.where((eb) =>
+          eb.or([eb('dedup_key', '=', match.emailDedupKey), eb('email', '=', match.email)]),
+        );
+  if (dialect === 'postgres') query = query.forUpdate();
+  return query.execute();
+}
+
+/** Erase one lead's personal data, and set its state (and reason) when given; false if it was not there. */
+export async function eraseLeadData(
+  trx: Transaction<Database>,
+  id: number,
+  change: { now: number; state?: Lead['state']; reason?: string | null },
+): Promise<boolean> {
+  const result = await trx
+    .updateTable('leads')
+    .set({
+      ...erasedColumns(change.now),
+      updated_at: change.now,
+      ...(change.state !== undefined ? { state: change.state } : {}),
+      ...(change.reason !== undefined ? { state_reason: change.reason } : {}),
+    })
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** The live batches that carried a lead, oldest first, with when their requests were made. */
+export async function liveBatchesOfLead(
+  db: Executor,
+  leadId: number,
+): Promise<
+  {
+    deliveryId: number;
+    batchKey: string;
+    leadKey: string;
+    state: DeliveryState;
+    attempts: number;
+    updatedAt: number;
+    firstRequestAt: number | null;
+    lastRequestAt: number | null;
+  }[]
+> {
+  const rows = await db
+    .selectFrom('delivery_leads as dl')
+    .innerJoin('deliveries as d', 'd.id', 'dl.delivery_id')
+    .leftJoin('requests as r', (join) =>
+      join.onRef('r.delivery_id', '=', 'd.id').on('r.endpoint', '=', 'leads'),
+    )
+    .select((eb) => [
+      'd.id as deliveryId',
+      'd.batch_key as batchKey',
+      'dl.lead_key as leadKey',
+      'd.state as state',
+      'd.attempts as attempts',
+      'd.updated_at as updatedAt',
+      eb.fn.min('r.at').as('firstRequestAt'),
+      eb.fn.max('r.at').as('lastRequestAt'),
+    ])
+    .where('dl.lead_id', '=', leadId)
+    .where('d.kind', '=', 'live')
+    .groupBy(['d.id', 'd.batch_key', 'dl.lead_key', 'd.state', 'd.attempts', 'd.updated_at'])
+    .orderBy('d.id')
+    .execute();
+  const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return rows.map((r) => ({
+    deliveryId: Number(r.deliveryId),
+    batchKey: r.batchKey,
+    leadKey: r.leadKey,
+    state: r.state,
+    attempts: Number(r.attempts),
+    updatedAt: Number(r.updatedAt),
+    firstRequestAt: num(r.firstRequestAt),
+    lastRequestAt: num(r.lastRequestAt),
+  }));
+}
+
+/**
+ * A dry run keeps a masked summary of its leads with the batch (pseudonym, masked e-mail, score):
+ * replace these leads' masked e-mails with the marker. Returns how many batches changed.
+ */
+export async function eraseFromBatchSummaries(
+  trx: Transaction<Database>,
+  leadIds: number[],
+): Promise<number> {
+  const erased = new Set(leadIds);
+  let changed = 0;
+  for (let i = 0; i < leadIds.length; i += INSERT_ROWS_PER_STATEMENT) {
+    const batches = await trx
+      .selectFrom('deliveries')
+      .select(['id', 'summary'])
+      .where('summary', 'is not', null)
+      .where(
+        'id',
+        'in',
+        trx
+          .selectFrom('delivery_leads')
+          .select('delivery_id')
+          .where('lead_id', 'in', leadIds.slice(i, i + INSERT_ROWS_PER_STATEMENT)),
+      )
+      .execute();
+    for (const batch of batches) {
+      const summary = JSON.parse(batch.summary ?? 'null') as unknown;
+      if (!Array.isArray(summary)) continue;
+      let touched = false;
+      const scrubbed = summary.map((entry: unknown) => {
+        if (typeof entry !== 'object' || entry === null) return entry;
+        const item = entry as { lead?: unknown; email?: unknown };
+        if (!erased.has(Number(item.lead)) || item.email === undefined || item.email === ERASED_MARKER)
+          return entry;
+        touched = true;
+        return { ...item, email: ERASED_MARKER };
+      });
+      if (!touched) continue;
+      await trx
+        .updateTable('deliveries')
+        .set({ summary: JSON.stringify(scrubbed) })
+        .where('id', '=', batch.id)
+        .execute();
+      changed++;
+    }
+  }
+  return changed;
+}
+
+/** Leads `valhalla archive` would take with this cutoff (last change before it), by state. */
+export async function countArchivable(
+  db: Executor,
+  cutoff: number,
+): Promise<Record<ArchivableState, number>> {
+  const rows = await db
+    .selectFrom('leads')
+    .select(['state', (eb) => eb.fn.countAll<number>().as('count')])
+    .where(ARCHIVABLE)
+    .where('updated_at', '<', cutoff)
+    .groupBy('state')
+    .execute();
+  const counts = { exported: 0, expired: 0, below_threshold: 0, archived: 0 };
+  for (const row of rows) counts[row.state as ArchivableState] = Number(row.count);
+  return counts;
+}
+
+/** Leads not complete (pending, in flight, quarantined) whose last change is before the cutoff, by state. */
+export async function countIncompleteBefore(
+  db: Executor,
+  cutoff: number,
+): Promise<Record<IncompleteState, number>> {
+  const rows = await db
+    .selectFrom('leads')
+    .select(['state', (eb) => eb.fn.countAll<number>().as('count')])
+    .where('state', 'in', [...INCOMPLETE_STATES])
+    .where('updated_at', '<', cutoff)
+    .groupBy('state')
+    .execute();
+  const counts = { pending: 0, in_flight: 0, quarantined: 0 };
+  for (const row of rows) counts[row.state as IncompleteState] = Number(row.count);
+  return counts;
+}
+
+/** The next leads to archive with this cutoff, oldest change first (the index's order: no sort). */
+export async function nextArchivable(
+  db: Executor,
+  cutoff: number,
+  limit: number,
+): Promise<{ id: number; state: ArchivableState }[]> {
+  const rows = await db
+    .selectFrom('leads')
+    .select(['id', 'state'])
+    .where(ARCHIVABLE)
+    .where('updated_at', '<', cutoff)
+    .orderBy('updated_at')
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ id: Number(r.id), state: r.state as ArchivableState }));
+}
+
+/**
+ * Archive these leads if they are still in `from` and still archivable with this cutoff: state
+ * `archived`, personal data erased. A lead changed meanwhile is left for the next pass. Returns the
+ * ids archived. Leads already `archived` keep their reason (why they were dropped).
+ */
+export async function archiveLeads(
+  trx: Transaction<Database>,
+  ids: number[],
+  from: ArchivableState,
+  change: { now: number; cutoff: number; reason: string },
+): Promise<number[]> {
+  if (ids.length === 0) return [];
+  const rows = await trx
+    .updateTable('leads')
+    .set({
+      ...erasedColumns(change.now),
+      state: 'archived',
+      updated_at: change.now,
+      ...(from === 'archived' ? {} : { state_reason: change.reason }),
+    })
+    .where('id', 'in', ids)
+    .where('state', '=', from)
+    .where(ARCHIVABLE)
+    .where('updated_at', '<', change.cutoff)
+    .returning('id')
+    .execute();
+  return rows.map((r) => Number(r.id));
 }

@@ -22,6 +22,8 @@ export interface LeadsTable {
   source_line: number;
   /** When a Phase 3 dry run recorded this lead (it stays pending, and is not dry-run again). */
   dry_run_at: ColumnType<number | null, number | null | undefined, number | null>;
+  /** When the person's data was erased (`leads erase`, `archive`); null while the row holds it. */
+  erased_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface IngestRunsTable {

@@ -293,13 +293,19 @@ describe.each(list)('cycle engine on $name', (backend) => {
     expect(new Set(dryRunRows.map((r) => r.lead_id)).size).toBe(30);
     expect(dryRunRows.every((r) => r.live === 0)).toBe(true);
 
-    // Audit: batch.dry_run with masked emails only; the guard said dry_run, never allowed.
+    // Audit: batch.dry_run with pseudonyms and scores only (not even masked e-mails: the chain cannot
+    // be edited by an erasure); the batch summary keeps the masked e-mails. The guard said dry_run.
     const dry = await audit(w, 'batch.dry_run');
     expect(dry).toHaveLength(2);
-    const audited = dry.flatMap((e) => e.details.leads as { email: string; score: number }[]);
+    const audited = dry.flatMap((e) => e.details.leads as Record<string, unknown>[]);
     expect(audited).toHaveLength(30);
-    const byEmail = new Set(audited.map((l) => l.email));
+    for (const entry of audited) expect(Object.keys(entry).sort()).toEqual(['lead', 'pseudonym', 'score']);
+    const summarised = deliveries.flatMap(
+      (d) => JSON.parse(d.summary ?? '[]') as { email: string; pseudonym: string }[],
+    );
+    const byEmail = new Set(summarised.map((l) => l.email));
     for (const s of specs) expect(byEmail.has(maskEmail(emailOf(s.tag)))).toBe(true);
+    expect(new Set(audited.map((l) => l.pseudonym))).toEqual(new Set(summarised.map((l) => l.pseudonym)));
     expect(dry[0]!.details.payloadSha256).toBe(deliveries[0]!.payload_sha256);
     expect(await audit(w, 'guard.dry_run')).toHaveLength(2);
     expect(await audit(w, 'guard.allowed')).toHaveLength(0);

@@ -741,3 +741,58 @@ describe('loadConfig: the admin API and dashboard (VALHALLA_SERVER_*, VALHALLA_A
     expect(described.variables.find((v) => v.name === 'VALHALLA_API_TOKENS')?.value).toBe('alice (operator)');
   });
 });
+
+describe('loadConfig: the retention window (VALHALLA_RETENTION_DAYS)', () => {
+  it('is off by default: no window, and config show says so', () => {
+    const config = load({});
+    expect(config.retentionDays).toBeNull();
+    expect(config.sources.VALHALLA_RETENTION_DAYS).toBe('default');
+    expect(describeConfig(config).variables.find((v) => v.name === 'VALHALLA_RETENTION_DAYS')?.value).toBe(
+      '(not set: no retention window)',
+    );
+  });
+
+  it.each([
+    ['1', 1],
+    ['30', 30],
+    [' 365 ', 365],
+    ['3650', 3650],
+  ])('reads %j as %d days', (value, days) => {
+    const config = load({ VALHALLA_RETENTION_DAYS: value });
+    expect(config.retentionDays).toBe(days);
+    expect(config.sources.VALHALLA_RETENTION_DAYS).toBe('environment');
+    expect(describeConfig(config).variables.find((v) => v.name === 'VALHALLA_RETENTION_DAYS')?.value).toBe(
+      `${days} days`,
+    );
+  });
+
+  it('is read from .env too', () => {
+    const cwd = tempDir();
+    writeFileSync(join(cwd, '.env'), 'VALHALLA_RETENTION_DAYS=90\n');
+    const config = load({}, cwd);
+    expect(config.retentionDays).toBe(90);
+    expect(config.sources.VALHALLA_RETENTION_DAYS).toBe('.env');
+  });
+
+  it.each([
+    ['0', 'below the minimum 1 day'],
+    ['3651', 'above the maximum 3650 days'],
+    ['99999', 'above the maximum 3650 days'],
+    ['30d', 'not a whole number of days from 1 to 3650'],
+    ['1.5', 'not a whole number of days from 1 to 3650'],
+    ['-7', 'not a whole number of days from 1 to 3650'],
+    ['', 'not a whole number of days from 1 to 3650'],
+  ])('refuses %j, naming the variable, the value and why (never clamped)', (value, problem) => {
+    const error = refuse({ VALHALLA_RETENTION_DAYS: value });
+    expect(error.issues).toHaveLength(1);
+    const issue = issueFor(error, 'VALHALLA_RETENTION_DAYS');
+    expect(issue.value).toBe(value);
+    expect(issue.problem).toContain(problem);
+    expect(error.message).toContain(`VALHALLA_RETENTION_DAYS=${JSON.stringify(value)}`);
+  });
+
+  it('a misspelt name is refused as unknown, pointing at the right one', () => {
+    const issue = issueFor(refuse({ VALHALLA_RETENTION_DAY: '30' }), 'VALHALLA_RETENTION_DAY');
+    expect(issue.problem).toContain('did you mean VALHALLA_RETENTION_DAYS?');
+  });
+});

@@ -22,6 +22,7 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     run_id: 1,
     source_line: id,
     dry_run_at: null,
+    erased_at: null,
     ...overrides,
   };
 }

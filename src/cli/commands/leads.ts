@@ -3,10 +3,11 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } from '../../app/erasure.js';
 import type { SourceFormat } from '../../ingest/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
 import type { Context } from '../context.js';
-import { formatTable, writeJson, writeLine } from '../output.js';
+import { CliExit, type CliIo, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 
 export function wholeNumber(min: number, max: number) {
   return (value: string): number => {
@@ -27,7 +28,7 @@ function instant(value: string): number {
 export function registerLeads(program: Command, ctx: Context): void {
   const leads = program
     .command('leads')
-    .description('generate synthetic leads, or list stored ones (masked)');
+    .description("generate synthetic leads, list stored ones (masked), or erase a person's data");
 
   leads
     .command('generate')
@@ -113,7 +114,7 @@ export function registerLeads(program: Command, ctx: Context): void {
               r.email,
               r.phone,
               r.score,
-              r.state,
+              r.erased ? `${r.state} (erased)` : r.state,
               r.sourceTimestamp,
             ]),
           ),
@@ -121,4 +122,92 @@ export function registerLeads(program: Command, ctx: Context): void {
         if (nextBeforeId !== null) writeLine(io.stdout, `next page: --before-id ${nextBeforeId}`);
       });
     });
+
+  leads
+    .command('erase')
+    .description(
+      "erase a person's data (name, e-mail, phone, company, external id) from every lead that holds it; " +
+        'the row stays (its dedup key keeps the person from being ingested again); prints what the partner must be told; ' +
+        'exit 1 when not found, 3 when the lead is in a batch being sent',
+    )
+    .argument(
+      '<lead>',
+      'a lead id, an e-mail address, or - to read either from standard input (keeps an e-mail out of the shell history)',
+    )
+    .requiredOption('--reason <text>', 'why: the request or ticket number (audited; never personal data)')
+    .option('--json', 'print as JSON')
+    .action(async (lead: string, opts: { reason: string; json?: boolean }) => {
+      const { io } = ctx;
+      const target = await leadIdentifier(lead, io);
+      if (opts.reason.trim() === '') throw new CliExit(EXIT.usage, '--reason must not be empty');
+      await ctx.withApp(async (app) => {
+        const result = await eraseLead(app, { target, reason: opts.reason });
+        if (opts.json) writeJson(io.stdout, result);
+        if (result.kind === 'not_found') throw new CliExit(EXIT.failure, result.message);
+        if (result.kind === 'refused') throw new CliExit(EXIT.refused, `refused: ${result.message}`);
+        if (opts.json) return;
+        for (const erased of result.leads) printErased(io, erased);
+        if (result.storageNote) writeLine(io.stderr, `note: ${result.storageNote}`);
+      });
+    });
+}
+
+/** The lead argument: `-` reads it from standard input; the value is never echoed (it may be an e-mail). */
+async function leadIdentifier(argument: string, io: CliIo): Promise<LeadIdentifier> {
+  let text = argument;
+  if (argument === '-') {
+    const chunks: Buffer[] = [];
+    for await (const chunk of io.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+    text =
+      Buffer.concat(chunks)
+        .toString('utf8')
+        .split(/\r?\n/)
+        .find((l) => l.trim() !== '') ?? '';
+  }
+  const target = parseLeadIdentifier(text);
+  if (target === null) {
+    throw new CliExit(EXIT.usage, 'the lead must be a lead id (a whole number) or an e-mail address');
+  }
+  return target;
+}
+
+function printErased(io: CliIo, lead: ErasedLead): void {
+  const out = io.stdout;
+  if (lead.alreadyErased) {
+    writeLine(
+      out,
+      `lead ${lead.id} (${lead.pseudonym}): already erased at ${lead.erasedAt}; nothing changed`,
+    );
+  } else {
+    const moved =
+      lead.state === lead.stateBefore ? `state ${lead.state}` : `${lead.stateBefore} → ${lead.state}`;
+    writeLine(
+      out,
+      `lead ${lead.id} (${lead.pseudonym}): erased ${lead.fields.join(', ') || 'nothing (no data held)'}; ${moved}`,
+    );
+  }
+  const { partner } = lead;
+  if (partner.level === 'none') {
+    writeLine(out, '  partner: nothing to tell: no request carrying this lead ever left');
+    return;
+  }
+  writeLine(
+    out,
+    partner.level === 'required'
+      ? '  partner: MUST BE TOLD: it received this lead; file an erasure request with it, naming:'
+      : '  partner: MAY HOLD IT: a request carrying this lead was made but not accepted; ask it to erase the lead if it has it, naming:',
+  );
+  const rows: [string, string][] = [['lead key', partner.leadKey]];
+  if (partner.externalId !== null) rows.push(['external id', partner.externalId]);
+  else if (lead.alreadyErased) rows.push(['external id', '(erased earlier: see the first erasure’s output)']);
+  if (partner.exportedAt !== null) rows.push(['exported at', partner.exportedAt]);
+  for (const batch of partner.batches) {
+    const when = batch.lastAttemptAt ?? batch.firstAttemptAt;
+    rows.push([
+      'batch key',
+      `${batch.batchKey} (${batch.state}, ${batch.attempts} attempt${batch.attempts === 1 ? '' : 's'}${when ? `, last ${when}` : ''})`,
+    ]);
+  }
+  const width = Math.max(...rows.map(([label]) => label.length));
+  for (const [label, value] of rows) writeLine(out, `    ${label.padEnd(width)}  ${value}`);
 }

@@ -7,6 +7,7 @@ import { outbox } from './0004-outbox.js';
 import { monitoring } from './0005-monitoring.js';
 import { gates } from './0006-gates.js';
 import { dashboard } from './0007-dashboard.js';
+import { erasure } from './0008-erasure.js';
 
 /** Numbered, append-only, applied in order. Never edit a released migration: add the next one. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
@@ -18,5 +19,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0005-monitoring': monitoring(dialect),
     '0006-gates': gates(dialect),
     '0007-dashboard': dashboard(dialect),
+    '0008-erasure': erasure(dialect),
   };
 }
