@@ -94,6 +94,12 @@ async function openPostgres(url: string, schema: string | undefined): Promise<St
   pool.on('error', () => {
     // An idle client lost its connection; the next query reports it. Without this handler the process would crash.
   });
+  // A client in use when the server ends its connection (terminated, failover, restart) emits 'error'
+  // too, and the pool's handler does not cover a checked-out client: the query in progress rejects
+  // (its transaction fails closed) and the process must not die of the event besides.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   try {
     const client = await pool.connect();
     try {

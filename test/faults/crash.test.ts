@@ -2,8 +2,9 @@
  * Crash safety (DESIGN.md §3 invariants 2 and 8, §6): a Phase 4 worker is killed with SIGKILL again
  * and again — during start-up and recovery, while it sends, and while a batch request is in flight at
  * the partner — and then run to completion. Checked against the partner's own ledger (a real HTTPS
- * sandbox in this process) and the database: no lead sent twice or lost, nothing sent that was never
- * queued, the audit chain intact, and the rate limit held across restarts.
+ * sandbox in this process) and the database (test/support/ledger-check.ts): no lead sent twice or
+ * lost, nothing sent that was never queued, the audit chain intact, and the rate limit held across
+ * restarts. test/faults/kill-points.test.ts kills at each named state transition instead.
  *
  * The worker is test/harness/live-worker.ts, built to dist/ by `npm run build` (which `npm test` runs
  * first): the real app, engine, guard, partner client and store, with the gate clearance given.
@@ -20,6 +21,7 @@ import {
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
 import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { expectLedgerConsistent, readLedgerFacts, withSqliteFile } from '../support/ledger-check.js';
 import { tempDir } from '../support/tmp.js';
 
 const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
@@ -108,17 +110,6 @@ function requestsInFlight(s: SandboxStats): number {
 function batchesInFlight(s: SandboxStats): number {
   const b = s.batches;
   return b.received - b.accepted - b.replayed - b.failedByFault - b.refused;
-}
-
-/** The most request starts in any closed window of `windowMs` (starts sorted ascending). */
-function maxInAnyWindow(starts: number[], windowMs: number): { max: number; at: number | null } {
-  let best = { max: 0, at: null as number | null };
-  let j = 0;
-  for (let i = 0; i < starts.length; i++) {
-    while (starts[j]! < starts[i]! - windowMs) j++;
-    if (i - j + 1 > best.max) best = { max: i - j + 1, at: starts[j]! };
-  }
-  return best;
 }
 
 function leadFile(path: string, count: number, now: number): void {
@@ -318,36 +309,12 @@ describe('kill -9 (SIGKILL) of a live worker, again and again', () => {
 
     // ---- the figures ----
     const stats = sandbox.stats();
-    const records = sandbox.records();
-    const db = new SqliteDatabase(dbFile, { readonly: true, fileMustExist: true });
-    let byState: { state: string; n: number }[];
-    let leadRows: { id: number; dedup_key: string; state: string; state_reason: string | null }[];
-    let queued: { batch_key: string; state: string; lead_id: number; lead_key: string }[];
-    let resends: number;
-    try {
-      byState = db.prepare('select state, count(*) as n from leads group by state').all() as typeof byState;
-      leadRows = db
-        .prepare('select id, dedup_key, state, state_reason from leads order by id')
-        .all() as typeof leadRows;
-      queued = db
-        .prepare(
-          `select d.batch_key, d.state, dl.lead_id, dl.lead_key
-             from deliveries d join delivery_leads dl on dl.delivery_id = d.id
-            where d.kind = 'live' and dl.live = 1`,
-        )
-        .all() as typeof queued;
-      resends = (
-        db.prepare(`select count(*) as n from audit_log where action = 'recovery.resend'`).get() as {
-          n: number;
-        }
-      ).n;
-    } finally {
-      db.close();
-    }
+    const facts = await withSqliteFile(dbFile, readLedgerFacts);
     const midBatchKills = rounds.filter((r) => r.batchesInFlightAtKill > 0).length;
     const midRequestKills = rounds.filter((r) => r.requestsInFlightAtKill > 0).length;
     const answersLost = rounds.reduce((sum, r) => sum + r.answersLost, 0);
-    const exportedIds = new Set(leadRows.filter((l) => l.state === 'exported').map((l) => l.id));
+    const byState = new Map<string, number>();
+    for (const lead of facts.leads) byState.set(lead.state, (byState.get(lead.state) ?? 0) + 1);
     console.log(
       [
         `crash test: ${ROUNDS} SIGKILL rounds (seed ${SEED.toString(16)}), ${finalRuns.length} final run(s)`,
@@ -357,80 +324,28 @@ describe('kill -9 (SIGKILL) of a live worker, again and again', () => {
         ),
         `  kills mid-request: ${midRequestKills} (mid-batch: ${midBatchKills}); accepted batches whose answer was lost: ${answersLost}`,
         `  leads accepted by the partner during the kill rounds: ${acceptedDuringRounds}, after: ${stats.leads.accepted - acceptedDuringRounds}`,
-        `  leads by state: ${byState.map((s) => `${s.state} ${s.n}`).join(', ')}`,
-        `  partner: ${stats.requests.total} requests, ${stats.batches.received} batch requests, ${stats.batches.accepted} batches / ${stats.leads.accepted} leads accepted, ${stats.batches.replayed} replays, ${stats.leads.duplicates} duplicate leads; recovery resends ${resends}`,
+        `  leads by state: ${[...byState].map(([state, n]) => `${state} ${n}`).join(', ')}`,
+        `  partner: ${stats.requests.total} requests, ${stats.batches.received} batch requests, ${stats.batches.accepted} batches / ${stats.leads.accepted} leads accepted, ${stats.batches.replayed} replays, ${stats.leads.duplicates} duplicate leads; recovery resends ${facts.resends}`,
       ].join('\n'),
     );
 
     // The scenario happened as designed: kills landed on batches in flight, and some work was sent.
     expect(midBatchKills, 'no kill landed while a batch was in flight').toBeGreaterThanOrEqual(2);
-    expect(resends, 'fewer recoveries than batches cut').toBeGreaterThanOrEqual(midBatchKills);
+    expect(facts.resends, 'fewer recoveries than batches cut').toBeGreaterThanOrEqual(midBatchKills);
 
-    // Invariant 8: every lead ends in exactly one visible state, with a reason where it is not exported.
-    expect(leadRows).toHaveLength(LEADS);
-    for (const lead of leadRows) {
-      expect(['exported', 'quarantined'], `lead ${lead.id} is ${lead.state}`).toContain(lead.state);
-      if (lead.state === 'quarantined') expect(lead.state_reason, `lead ${lead.id}`).toBeTruthy();
-    }
-
-    // The outbox: each lead in one live delivery at most (none released here); none left mid-way.
-    const liveDeliveriesOf = new Map<number, typeof queued>();
-    for (const row of queued)
-      liveDeliveriesOf.set(row.lead_id, [...(liveDeliveriesOf.get(row.lead_id) ?? []), row]);
-    for (const [leadId, rows] of liveDeliveriesOf) {
-      expect(rows, `lead ${leadId} is in more than one live delivery`).toHaveLength(1);
-    }
-    for (const row of queued) expect(['accepted', 'quarantined']).toContain(row.state);
-    const queuedPairs = new Set(queued.map((r) => `${r.lead_key} ${r.batch_key}`));
-    const keyOfLead = new Map(queued.map((r) => [r.lead_id, r]));
-
-    // Invariant 2, from the partner's side: each lead key accepted under exactly one batch key, that
-    // batch key is the one the database queued the lead under, and no replay carried other leads.
-    const acceptedKeys = Object.keys(records.leadBatches);
-    for (const [leadKey, batchKeys] of Object.entries(records.leadBatches)) {
-      expect(batchKeys, `lead ${leadKey} accepted under several batch keys`).toHaveLength(1);
-      expect(queuedPairs.has(`${leadKey} ${batchKeys[0]}`), `${leadKey} sent but never queued so`).toBe(true);
-    }
-    expect(stats.leads.duplicates, 'the partner saw a lead twice under different batches').toBe(0);
-    expect(stats.batches.replayMismatches, 'a resent batch key carried other leads').toBe(0);
+    // Invariants 2, 4 and 8 against the partner's own ledger (test/support/ledger-check.ts): every lead
+    // exported or quarantined with a reason, each in one live delivery, none left mid-way; each lead key
+    // accepted under the one batch key the database queued it under, no duplicate, no replay of other
+    // leads; exported = accepted by the partner; at most 5 request starts in any 1 s, restarts included
+    // (a new worker waits one window before its first request, since it cannot know what the dead one sent).
+    expectLedgerConsistent(facts, sandbox, { leadCount: LEADS, rateLimit: RATE_LIMIT });
     // A replay is the resend of a batch whose answer a crash lost: each such batch is resent with its
     // own key (at least one replay each), and there is no replay without a recovery resend.
     expect(stats.batches.replayed).toBeGreaterThanOrEqual(answersLost);
-    expect(stats.batches.replayed).toBeLessThanOrEqual(resends);
-    for (const batch of records.batches) {
-      const dbKeys = queued.filter((r) => r.batch_key === batch.batchKey).map((r) => r.lead_key);
-      expect([...batch.leads].sort(), `batch ${batch.batchKey}`).toEqual(dbKeys.sort());
-    }
-
-    // Nothing lost: the partner accepted exactly the leads the database has as exported, each under
-    // the batch key of its accepted delivery.
-    expect(acceptedKeys.length).toBe(stats.leads.accepted);
-    expect(exportedIds.size).toBe(stats.leads.accepted);
-    for (const id of exportedIds) {
-      const row = keyOfLead.get(id);
-      expect(row, `exported lead ${id} has no live delivery`).toBeDefined();
-      expect(row!.state).toBe('accepted');
-      expect(records.leadBatches[row!.lead_key], `exported lead ${id} never reached the partner`).toEqual([
-        row!.batch_key,
-      ]);
-    }
-    expect(new Set(records.batches.map((b) => b.batchKey)).size).toBe(stats.batches.accepted);
-    expect(new Set(queued.filter((r) => r.state === 'accepted').map((r) => r.batch_key)).size).toBe(
-      stats.batches.accepted,
-    );
+    expect(stats.batches.replayed).toBeLessThanOrEqual(facts.resends);
 
     // Invariant 6: the chain verifies after all those crashes.
     const verify = await runInProcess(['audit', 'verify'], { cwd, env });
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
-
-    // Invariant 4: never more than 5 request starts in any 1 s window, restarts included (a new worker
-    // waits one window before its first request, since it cannot know what the dead one sent).
-    const starts = [...stats.requestStarts].sort((a, b) => a - b);
-    expect(starts.length).toBe(stats.requests.total);
-    const busiest = maxInAnyWindow(starts, 1_000);
-    expect(
-      busiest.max,
-      `more than ${RATE_LIMIT} requests in the second from ${busiest.at}`,
-    ).toBeLessThanOrEqual(RATE_LIMIT);
   }, 120_000);
 });

@@ -1,0 +1,243 @@
+/**
+ * One Phase 4 installation in this process for the fault suite: the real app, engine, guard, store
+ * (SQLite or PostgreSQL) and the real partner client built from the configuration, against a real
+ * HTTPS sandbox partner. Given: the gate clearance, and time (a ManualClock whose sleep makes backoff
+ * waits instant; the client's rate limiter still runs on real, monotonic time).
+ *
+ * The partner client is wrapped, never replaced: the wrapper forwards every call and lets a scenario
+ * change the sandbox's faults at an exact moment (before or after the n-th batch request), which the
+ * sandbox's own fault switches cannot do alone (`down` and `hang` would also fail the health check).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type App, openApp } from '../../src/app/index.js';
+import { createPartnerClientFromConfig } from '../../src/app/partner.js';
+import { type Clock, ManualClock, type Sleep } from '../../src/clock/index.js';
+import { type Config, DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
+import type { CycleReport, Engine, PartnerPort, SendOutcome } from '../../src/engine/index.js';
+import { type GateClearance, writeGoLiveAt } from '../../src/guard/index.js';
+import type { PartnerBatch } from '../../src/outbound/index.js';
+import {
+  type SandboxPartner,
+  type SandboxPartnerOptions,
+  startSandboxPartner,
+} from '../../src/sandbox/index.js';
+import type { Delivery, Lead } from '../../src/store/index.js';
+import { type Backend, sqliteBackend } from '../support/backends.js';
+import { testEnv } from '../support/cli.js';
+import {
+  expectLedgerConsistent,
+  type LedgerExpectations,
+  type LedgerSummary,
+  readLedgerFacts,
+} from '../support/ledger-check.js';
+import { tempDir } from '../support/tmp.js';
+
+export const NOW = Date.parse('2026-11-20T12:00:00Z');
+export const SECOND = 1000;
+export const MINUTE = 60 * SECOND;
+export const HOUR = 60 * MINUTE;
+export const DAY = 24 * HOUR;
+
+const certDir = tempDir('valhalla-faults-cert-');
+const CLIENT = { clientId: 'faults-client', clientSecret: 'faults-secret-0123456789' };
+export const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
+
+const cleanups: (() => Promise<void>)[] = [];
+/** Close every app, client and sandbox opened since the last call (apps first, servers last). */
+export async function closeWorlds(): Promise<void> {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+}
+
+export interface World {
+  dir: string;
+  config: Config;
+  /** The app's clock (the engine's, the client's token expiry and Retry-After dates). */
+  clock: ManualClock;
+  sandbox: SandboxPartner;
+  app: App;
+  engine: Engine;
+  /** Every wait the engine asked for, in order (ms). */
+  sleeps: number[];
+  /** Before each wait: change the partner while the engine backs off. */
+  onSleep: ((ms: number, nth: number) => void | Promise<void>) | null;
+  /** Before the n-th batch request (1-based, retries included) is handed to the real client. */
+  beforeSend: ((batch: PartnerBatch, nth: number) => void | Promise<void>) | null;
+  /** After the n-th batch request's outcome, before the engine sees it. */
+  afterSend: ((outcome: SendOutcome, nth: number) => void | Promise<void>) | null;
+  /** Before each health check the engine makes. */
+  beforeHealth: ((nth: number) => void | Promise<void>) | null;
+  cycle(): Promise<CycleReport>;
+  /** A new process on the same database: a new app, engine and partner client. */
+  restart(): Promise<void>;
+  ingest(specs: LeadSpec[]): Promise<void>;
+  leads(): Promise<Map<string, Lead>>;
+  deliveries(): Promise<Delivery[]>;
+  audit(action?: string): Promise<AuditEntry[]>;
+  /** The ledger check (test/support/ledger-check.ts) and the audit chain. */
+  check(expectations?: LedgerExpectations): Promise<LedgerSummary>;
+}
+
+export interface AuditEntry {
+  seq: number;
+  action: string;
+  subject: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface WorldOptions {
+  backend?: Backend;
+  env?: Record<string, string>;
+  /** Fields of the shipped policy file to replace (written to a copy, VALHALLA_POLICY_FILE). */
+  policy?: Record<string, unknown>;
+  sandbox?: SandboxPartnerOptions;
+  /**
+   * The sandbox's clock (token expiry, record times, request starts): the real clock by default, so
+   * the rate limit can be checked at the partner; `app`: the app's ManualClock (the partner's records
+   * then carry virtual times); or one the test moves on its own (clock skew).
+   */
+  sandboxClock?: Clock | 'app';
+  /** Go-live this long before NOW (default 30 h: the last ramp stage); null: not live yet. */
+  goLiveAgoMs?: number | null;
+  start?: number;
+}
+
+export interface LeadSpec {
+  tag: string;
+  score?: number;
+  /** Age of the source timestamp at ingest (default 1 h). */
+  ageMs?: number;
+  value?: number;
+}
+
+let fileCount = 0;
+
+export async function world(options: WorldOptions = {}): Promise<World> {
+  const dir = tempDir('valhalla-faults-');
+  const backend = options.backend ?? sqliteBackend;
+  const clock = new ManualClock(options.start ?? NOW);
+  const sandboxClock = options.sandboxClock === 'app' ? clock : options.sandboxClock;
+  const sandbox = await startSandboxPartner({
+    certDir,
+    ...CLIENT,
+    ...(sandboxClock ? { clock: sandboxClock } : {}),
+    ...options.sandbox,
+  });
+  cleanups.push(() => sandbox.close());
+  const env: Record<string, string> = {
+    VALHALLA_PHASE: '4',
+    VALHALLA_DRY_RUN: '0',
+    VALHALLA_DISABLE_OUTBOUND: '0',
+    VALHALLA_REAL_DATA_INGEST: '1',
+    VALHALLA_PARTNER_URL: sandbox.url,
+    VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
+    VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
+    VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
+    VALHALLA_PARTNER_CA_FILE: sandbox.caFile ?? '',
+    VALHALLA_DATABASE_URL: backend.databaseUrl(),
+    VALHALLA_LOG_LEVEL: 'warn',
+    ...options.env,
+  };
+  if (options.policy) {
+    const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), ...options.policy };
+    const file = join(dir, `policy-${++fileCount}.json`);
+    writeFileSync(file, JSON.stringify(policy, null, 2));
+    env.VALHALLA_POLICY_FILE = file;
+  }
+  const config = loadConfig({ cwd: dir, env: testEnv(dir, env) });
+  const counts = { sends: 0, health: 0 };
+  const w = { dir, config, clock, sandbox, sleeps: [] as number[] } as unknown as World;
+  w.onSleep = null;
+  w.beforeSend = null;
+  w.afterSend = null;
+  w.beforeHealth = null;
+  const sleep: Sleep = async (ms, signal) => {
+    w.sleeps.push(ms);
+    await w.onSleep?.(ms, w.sleeps.length);
+    await clock.sleep(ms, signal);
+  };
+  const open = async () => {
+    const app = await openApp({ config, clock });
+    const client = createPartnerClientFromConfig(config, clock);
+    cleanups.push(async () => {
+      await client.close();
+      await app.close();
+    });
+    const partner: PartnerPort = {
+      async health(signal) {
+        await w.beforeHealth?.(++counts.health);
+        return client.health(signal);
+      },
+      ensureToken: (validForMs, signal) => client.ensureToken(validForMs, signal),
+      async sendBatch(batch, signal, holdNew) {
+        const nth = ++counts.sends;
+        await w.beforeSend?.(batch, nth);
+        const outcome = await client.sendBatch(batch, signal, holdNew);
+        await w.afterSend?.(outcome, nth);
+        return outcome;
+      },
+    };
+    w.app = app;
+    w.engine = app.engine({ gates: CLEARED, partner, sleep });
+    w.restart = async () => {
+      await client.close();
+      await app.close();
+      await open();
+    };
+  };
+  await open();
+  w.cycle = () => w.engine.runCycle();
+  w.ingest = async (specs) => {
+    const file = join(dir, `leads-${++fileCount}.jsonl`);
+    const lines = specs.map((s, i) =>
+      JSON.stringify({
+        name: `Person ${s.tag.toUpperCase()}`,
+        email: `${s.tag}.person@faults.example.test`,
+        phone: `+44 20 7946 ${String(1000 + i)}`,
+        company: 'Example Ltd',
+        score: s.score ?? 80,
+        source_timestamp: new Date(clock.now() - (s.ageMs ?? HOUR)).toISOString(),
+        value: s.value ?? 100,
+      }),
+    );
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const summary = await w.app.ingest({ path: file });
+    if (summary.accepted !== specs.length) {
+      throw new Error(`ingest accepted ${summary.accepted} of ${specs.length}: ${JSON.stringify(summary)}`);
+    }
+  };
+  w.leads = async () => {
+    const rows = await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute();
+    return new Map(rows.map((r) => [r.email.split('.')[0]!, r]));
+  };
+  w.deliveries = () =>
+    w.app.store.db.selectFrom('deliveries').selectAll().where('kind', '=', 'live').orderBy('id').execute();
+  w.audit = async (action) => {
+    let q = w.app.store.db.selectFrom('audit_log').selectAll().orderBy('seq');
+    if (action !== undefined) q = q.where('action', '=', action);
+    const rows = await q.execute();
+    return rows.map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> }));
+  };
+  w.check = async (expectations = {}) => {
+    const facts = await readLedgerFacts(w.app.store.db);
+    const summary = expectLedgerConsistent(facts, sandbox, {
+      // A sandbox on a moved clock records virtual request starts: the rate is not measurable there.
+      ...(options.sandboxClock ? { rateLimit: null } : {}),
+      ...expectations,
+    });
+    const verified = await w.app.audit.verify();
+    if (!verified.ok) throw new Error(`the audit chain does not verify: ${JSON.stringify(verified)}`);
+    return summary;
+  };
+  if (options.goLiveAgoMs !== null) {
+    await writeGoLiveAt(w.app.store.db, clock.now() - (options.goLiveAgoMs ?? 30 * HOUR));
+  }
+  return w;
+}
+
+/** `n` fresh leads `prefix1..prefixN` with distinct scores from `top` down (best first). */
+export function many(prefix: string, n: number, top = 95): LeadSpec[] {
+  return Array.from({ length: n }, (_, i) => ({ tag: `${prefix}${i + 1}`, score: top - (i % 50) }));
+}
+
+export const keyOf = (subject: string | null) => (subject ?? '').replace(/^batch:/, '');
