@@ -529,8 +529,10 @@ function safeUserName(): string {
 
 /** `postgres://user:pass@host/db` → `postgres://user:***@host/db`. */
 export function maskUrlPassword(url: string): string {
-  // Up to the last `@` of the authority: a password may itself hold an unencoded `@`.
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^/?#]*@/i, '$1***@');
+  // From the user's colon to the LAST `@` of the whole value: a password may hold an unencoded `@`
+  // or `/` (base64 passwords do), and a URL may lack its `//` or start with white space. Masking
+  // too much (an `@` in a query) is the safe way to be wrong.
+  return url.replace(/^(\s*[a-z][a-z0-9+.-]*:(?:\/\/)?[^:/@\s]*:).*@/is, '$1***@');
 }
 
 /** The configuration as an operator may see it: values with their source, secrets masked. */

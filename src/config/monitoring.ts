@@ -38,7 +38,8 @@ export function readAlertSettings(
     } else {
       issues.push({
         setting: 'VALHALLA_SLACK_WEBHOOK_URL',
-        value: `${parsed.protocol}//${parsed.host}/…`,
+        // A value that is no web URL may be the secret itself, misplaced: name nothing of it.
+        value: /^https?:$/.test(parsed.protocol) ? `${parsed.protocol}//${parsed.host}/…` : '(not shown)',
         problem: 'must be an https:// URL (plain http:// only to a loopback relay)',
       });
     }
@@ -46,11 +47,14 @@ export function readAlertSettings(
   let smtpUrl: string | null = null;
   if (raw.VALHALLA_SMTP_URL !== undefined) {
     const parsed = parseUrl(raw.VALHALLA_SMTP_URL);
-    if (parsed === null || (parsed.protocol !== 'smtp:' && parsed.protocol !== 'smtps:')) {
+    // The literal prefix, no white space: anything looser (`smtp:user:pw@host`) parses as a URL
+    // whose password the masking of `config show` would not recognise.
+    if (parsed === null || !/^smtps?:\/\/[^\s]*$/i.test(raw.VALHALLA_SMTP_URL)) {
+      const named = parsed !== null && (parsed.protocol === 'smtp:' || parsed.protocol === 'smtps:');
       issues.push({
         setting: 'VALHALLA_SMTP_URL',
-        value: parsed ? `${parsed.protocol}//${parsed.host}` : '(not a URL)',
-        problem: 'must be an smtp:// or smtps:// URL',
+        value: named ? `${parsed.protocol}//${parsed.host}` : '(not shown)',
+        problem: 'must be an smtp:// or smtps:// URL, with no spaces',
       });
     } else {
       smtpUrl = raw.VALHALLA_SMTP_URL;

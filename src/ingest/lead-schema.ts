@@ -37,9 +37,11 @@ export type Validation = { ok: true; lead: NormalisedLead } | { ok: false; probl
 /** Seconds of clock skew tolerated before a source timestamp counts as in the future. */
 export const FUTURE_SKEW_MS = 60_000;
 const MAX_VALUE = 1_000_000_000;
-// No control characters (tabs and line breaks included) inside a single-line field.
+// No control characters inside a single-line field: C0 (tabs and line breaks included), DEL, C1, and
+// the Unicode line and paragraph separators (which break lines in JavaScript, JSON and many viewers).
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const ISO_DATE_TIME =
   /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2}))?$/i;
 
@@ -50,7 +52,9 @@ const text = (max: number) =>
   z
     .string({ error: 'must be text' })
     .max(max, { error: `longer than ${max} characters` })
-    .refine((s) => !CONTROL.test(s), { error: 'contains control characters' });
+    .refine((s) => !CONTROL.test(s), { error: 'contains control characters' })
+    // JSON's \ud800 escapes can carry half a character; stored, it would turn into invalid UTF-8.
+    .refine((s) => !LONE_SURROGATE.test(s), { error: 'is not valid Unicode (half of a character pair)' });
 
 const schema = z.object({
   external_id: z.preprocess(emptyToNull, z.preprocess(trimmed, text(128)).nullable().optional()),

@@ -318,8 +318,9 @@ async function* csvRecords(text: AsyncIterable<string>): AsyncGenerator<CsvRecor
 function scanRecord(buf: string, start: number, eof: boolean): Scan {
   const fields: string[] = [];
   const tooLong = () => buf.length - start > MAX_RECORD_BYTES;
-  const done = (end: number): Scan =>
-    end - start > MAX_RECORD_BYTES
+  // The limit is on the record's text: its line break (LF, CRLF or CR) does not count.
+  const done = (end: number, textEnd = end): Scan =>
+    textEnd - start > MAX_RECORD_BYTES
       ? { kind: 'broken', reason: `row longer than ${MAX_RECORD_BYTES} characters` }
       : { kind: 'record', fields, end };
   let i = start;
@@ -357,7 +358,7 @@ function scanRecord(buf: string, start: number, eof: boolean): Scan {
       }
       if (c === LF || c === CR) {
         const end = afterLineBreak(buf, i, eof);
-        return end === -1 ? { kind: 'more' } : done(end);
+        return end === -1 ? { kind: 'more' } : done(end, i);
       }
       // Text after a quote that is lines away from its opening one: most likely the opening quote was
       // never closed and this quote opens a field of a later row.
@@ -390,7 +391,7 @@ function scanRecord(buf: string, start: number, eof: boolean): Scan {
       continue;
     }
     const end = afterLineBreak(buf, j, eof);
-    return end === -1 ? { kind: 'more' } : done(end);
+    return end === -1 ? { kind: 'more' } : done(end, j);
   }
 }
 
@@ -463,7 +464,11 @@ async function* jsonlRows(text: AsyncIterable<string>): AsyncGenerator<SourceRow
       newline = buffered.indexOf('\n', start);
     }
     buffered = buffered.slice(start);
-    if (buffered.length > MAX_RECORD_BYTES) {
+    // The line's text so far: a CR waiting for its LF (the chunk split a CRLF) and the first line's
+    // byte-order mark are not part of it, as rowOf does not count them either.
+    const pending =
+      buffered.length - (buffered.endsWith('\r') ? 1 : 0) - (first && buffered.startsWith('\uFEFF') ? 1 : 0);
+    if (pending > MAX_RECORD_BYTES) {
       // A line with no end in sight: report it and skip to the next line so memory stays flat.
       line++;
       yield { line, unreadable: `row longer than ${MAX_RECORD_BYTES} characters` };

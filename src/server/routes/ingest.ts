@@ -9,6 +9,18 @@ import { apiActor } from './actions.js';
 export const INGEST_BODY_LIMIT_BYTES = 10 * 1024 * 1024;
 const UPLOAD_TYPES = ['text/csv', 'application/x-ndjson', 'application/jsonl'];
 
+/**
+ * One element as a JSONL line. An element nested too deeply to serialise (JSON.stringify runs out
+ * of stack) becomes a line the reader rejects as not an object, as that element sent as NDJSON is.
+ */
+function jsonLine(element: unknown): string {
+  try {
+    return JSON.stringify(element) ?? 'null';
+  } catch {
+    return '"(nested too deeply to read)"';
+  }
+}
+
 /** `POST /api/ingest`: the CLI's ingest (validation, dedup, row outcomes, audit) over HTTP. */
 export function registerIngestRoutes(server: FastifyInstance, deps: { dashboard: Dashboard }): void {
   server.addContentTypeParser(
@@ -54,7 +66,7 @@ export function registerIngestRoutes(server: FastifyInstance, deps: { dashboard:
         }
         // One line per element: each is then read, validated and counted exactly like a JSONL row.
         format = 'jsonl';
-        text = Buffer.from(request.body.map((lead) => `${JSON.stringify(lead)}\n`).join(''));
+        text = Buffer.from(request.body.map((lead) => `${jsonLine(lead)}\n`).join(''));
       } else {
         throw new ApiError(
           415,
