@@ -1,4 +1,4 @@
-import type { SimulationResult } from './simulate.js';
+import { SIMULATED_STABILITY_CHECKS, type SimulationResult } from './simulate.js';
 
 const number = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 2 });
 
@@ -7,7 +7,8 @@ export function formatSimulation(r: SimulationResult): string[] {
   const o = r.options;
   const lines = [
     `Simulated ${o.hours} h from ${o.start} (virtual time, ${number(r.runMs / 1000)} s real): ${number(o.leadsPerHour)} leads/hour, partner: ${o.faults} (${r.faultsDescribed}), seed ${o.seed}`,
-    `Limits: ${r.limits.leadsPerCycle} leads/cycle, ${r.limits.actionsPerCycle} actions/cycle, a cycle every ${r.limits.cycleIntervalSeconds} s, ${number(r.limits.dailyLeads)} leads/day, budget ${number(r.limits.budget)}/day`,
+    `Limits: ${r.limits.leadsPerCycle} leads/cycle, ${r.limits.actionsPerCycle} actions/cycle, ${r.limits.rateLimitPerSecond} requests/s, a cycle every ${r.limits.cycleIntervalSeconds} s, ${number(r.limits.dailyLeads)} leads/day, budget ${number(r.limits.budget)}/day`,
+    `Most actions in a cycle: ${Math.max(0, ...r.cycles.map((c) => c.actions))} of ${r.limits.actionsPerCycle}`,
     '',
     'Ramp (first live cycle of each stage):',
     ...r.ramp.map(
@@ -19,23 +20,24 @@ export function formatSimulation(r: SimulationResult): string[] {
     'Per UTC day:',
     ...r.days.map(
       (d) =>
-        `  ${d.day}: exported ${number(d.exported)}, claimed ${number(d.claimed)} of ${number(r.limits.dailyLeads)}, exposure ${number(d.exposure)} — ${d.dailyCapHeld ? 'caps held' : 'CAP EXCEEDED'}`,
+        `  ${d.day}: exported ${number(d.exported)} (the partner's record: ${number(d.atPartner)}), claimed ${number(d.claimed)} of ${number(r.limits.dailyLeads)}, exposure ${number(d.exposure)} — ${d.dailyCapHeld ? 'caps held' : 'CAP EXCEEDED'}`,
     ),
     '',
     r.rollbacks.length === 0 ? 'Rollbacks: none' : `Rollbacks: ${r.rollbacks.length}`,
     ...r.rollbacks.map((b) => `  hour ${number(b.hour)} (${b.at}): ${b.reason}`),
     '',
-    `Totals: ingested ${number(r.totals.ingested)}, exported ${number(r.totals.exported)}, quarantined ${number(r.totals.quarantined)}, partner requests ${number(r.totals.requests)} (${number(r.totals.failedRequests)} failed)`,
+    `Totals: ingested ${number(r.totals.ingested)}, exported ${number(r.totals.exported)}, quarantined ${number(r.totals.quarantined)}, partner requests ${number(r.totals.requests)} (${number(r.totals.failedRequests)} failed, ${number(r.totals.rateLimited)} answered 429), tokens issued ${number(r.totals.tokensIssued)}`,
     `Leads by state: ${Object.entries(r.totals.leadsByState)
       .map(([state, n]) => `${state} ${number(n)}`)
       .join(', ')}`,
-    `Against the partner's own record: ${r.reconciliation.ok ? 'OK' : 'PROBLEM'} — sent twice ${r.reconciliation.sentTwice}, unexpected at the partner ${r.reconciliation.unexpected}, exported but not at the partner ${r.reconciliation.exportedNotAtPartner}, lost ${r.reconciliation.lost}, most requests in any 1 s ${r.reconciliation.mostRequestsInAnySecond}`,
+    `Against the partner's own record: ${r.reconciliation.ok ? 'OK' : 'PROBLEM'} — sent twice ${r.reconciliation.sentTwice}, unexpected at the partner ${r.reconciliation.unexpected}, exported but not at the partner ${r.reconciliation.exportedNotAtPartner}, lost ${r.reconciliation.lost}, replays with other leads ${r.reconciliation.replayMismatches}, most requests in any 1 s ${r.reconciliation.mostRequestsInAnySecond} (over the last ${number(r.reconciliation.rateCheckedRequests)} of ${number(r.totals.requests)} requests)`,
     '',
     `Stability a ${o.hours} h Phase 3 would get: ${r.stability.passed ? 'PASSED' : 'FAILED'}`,
     ...r.stability.checks.map(
-      (c) => `  ${c.passed ? 'ok  ' : 'FAIL'} ${c.name}: ${c.figure}${c.passed ? '' : ` — ${c.detail}`}`,
+      (c) =>
+        `  ${c.passed ? 'ok  ' : 'FAIL'} ${c.name}: ${c.figure}${c.passed ? '' : ` — ${c.detail}`}${SIMULATED_STABILITY_CHECKS.includes(c.name) ? '  (simulated: holds by construction)' : ''}`,
     ),
-    '  (the simulated heartbeats carry a constant RSS: memory is measured only by a real run, `valhalla stability verify`)',
+    `  (${SIMULATED_STABILITY_CHECKS.join(', ')}: the simulation writes their heartbeats itself; only a real run, \`valhalla stability verify\`, measures them)`,
   ];
   return lines;
 }
@@ -177,10 +179,11 @@ ${table(
 )}
 <h2>Per UTC day</h2>
 ${table(
-  ['day', 'exported', 'claimed', 'daily cap', 'exposure', 'caps'],
+  ['day', 'exported', 'accepted at the partner', 'claimed', 'daily cap', 'exposure', 'caps'],
   r.days.map((d) => [
     d.day,
     d.exported,
+    d.atPartner,
     d.claimed,
     r.limits.dailyLeads,
     d.exposure,
@@ -205,9 +208,14 @@ ${table(Object.keys(r.totals.leadsByState), [Object.values(r.totals.leadsByState
 <h2>Stability a ${o.hours} h Phase 3 would get: <span class="${r.stability.passed ? 'ok' : 'problem'}">${r.stability.passed ? 'PASSED' : 'FAILED'}</span></h2>
 ${table(
   ['check', 'result', 'figure'],
-  r.stability.checks.map((c) => [c.name, c.passed ? 'ok' : 'FAILED', c.figure]),
+  r.stability.checks.map((c) => [
+    SIMULATED_STABILITY_CHECKS.includes(c.name) ? `${c.name} (simulated)` : c.name,
+    c.passed ? 'ok' : 'FAILED',
+    c.figure,
+    c.passed ? '' : c.detail,
+  ]),
 )}
-<p class="muted">The simulated heartbeats carry a constant RSS: memory is measured only by a real run (valhalla stability verify).</p>
+<p class="muted">${escapeHtml(SIMULATED_STABILITY_CHECKS.join(', '))}: the simulation writes their heartbeats itself, so they hold by construction; only a real run (valhalla stability verify) measures them.</p>
 </body></html>
 `;
 }

@@ -18,6 +18,15 @@ import { privateGates, privatePhase3Config, privatePhase4Config } from './privat
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const MB = 1024 * 1024;
+/**
+ * The stability checks whose evidence the simulation writes itself (heartbeats on a grid, the daily
+ * restart, one worker at a time): they pass by construction here; only a real run measures them.
+ */
+export const SIMULATED_STABILITY_CHECKS: readonly string[] = [
+  'uninterrupted',
+  'memory',
+  'orphaned processes',
+];
 /** The RSS the simulated heartbeats report: a worker's usual size here (measured: ~125 MB). */
 const SIMULATED_RSS_BYTES = 128 * MB;
 
@@ -63,6 +72,8 @@ export interface SimulatedCycle {
   ceiling: number;
   limitedBy: string;
   claimed: number;
+  /** Partner requests carrying batches (retries included): the policy's actions. */
+  actions: number;
   accepted: number;
   retrying: number;
   quarantined: number;
@@ -74,9 +85,11 @@ export interface SimulatedCycle {
 export interface SimulationResult {
   options: { hours: number; leadsPerHour: number; faults: FaultProfile; seed: number; start: string };
   faultsDescribed: string;
+  /** The limits the simulated Phase 4 ran with. */
   limits: {
     leadsPerCycle: number;
     actionsPerCycle: number;
+    rateLimitPerSecond: number;
     dailyLeads: number;
     budget: number;
     cycleIntervalSeconds: number;
@@ -84,13 +97,27 @@ export interface SimulationResult {
   cycles: SimulatedCycle[];
   /** The first cycle of each ramp stage and the most leads any cycle of it claimed. */
   ramp: { stage: number; firstAt: string; hour: number; ceiling: number; maxClaimed: number }[];
-  days: { day: string; exported: number; claimed: number; exposure: number; dailyCapHeld: boolean }[];
+  /**
+   * Per UTC day: leads exported (the engine's outcomes), leads the partner itself accepted that day
+   * (its own record), leads claimed and exposure (the daily caps' counters).
+   */
+  days: {
+    day: string;
+    exported: number;
+    atPartner: number;
+    claimed: number;
+    exposure: number;
+    dailyCapHeld: boolean;
+  }[];
   rollbacks: { at: string; hour: number; reason: string }[];
   totals: {
     ingested: number;
     exported: number;
     quarantined: number;
+    /** Failed partner requests (errors, dropped, hung); 429s are counted apart. */
     failedRequests: number;
+    rateLimited: number;
+    tokensIssued: number;
     requests: number;
     leadsByState: Partial<Record<LeadState, number>>;
   };
@@ -101,6 +128,10 @@ export interface SimulationResult {
     exportedNotAtPartner: number;
     /** The most requests that reached the partner in any 1 s (its own record; the policy: 5). */
     mostRequestsInAnySecond: number;
+    /** How many of the partner's requests the rate check saw (it keeps the last 10,000). */
+    rateCheckedRequests: number;
+    /** Resends under a batch key that carried other leads than the first time (a client bug). */
+    replayMismatches: number;
     /** Leads accepted by ingest that are in no state (lost): must be 0. */
     lost: number;
     ok: boolean;
@@ -125,6 +156,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   try {
     const stability = await simulatePhase3(options, dir, start, end);
     const live = await simulatePhase4(options, dir, start, end);
+    const { limits: used, ...phase4 } = live;
     return {
       options: {
         hours: options.hours,
@@ -134,20 +166,28 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
         start: new Date(start).toISOString(),
       },
       faultsDescribed: FAULT_PROFILES[options.faults].describe,
-      limits: {
-        leadsPerCycle: options.config.limits.leadsPerCycle,
-        actionsPerCycle: options.config.policy.actionsPerCycle,
-        dailyLeads: options.config.policy.dailyLeads,
-        budget: options.config.policy.budgetExposure,
-        cycleIntervalSeconds: options.config.cycleIntervalSeconds,
-      },
-      ...live,
+      limits: used,
+      ...phase4,
       stability,
       runMs: Math.round(performance.now() - began),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The limits Phase 4 would run with here: the installation's own when it is configured for Phase 4;
+ * from a Phase 3 configuration (whose actions per cycle are 0 by design), the policy file's actions
+ * per cycle and the configured rate.
+ */
+function phase4Limits(installation: Config): Record<string, string> {
+  return {
+    VALHALLA_MAX_ACTIONS_PER_CYCLE: String(
+      installation.phase === 4 ? installation.limits.actionsPerCycle : installation.policy.actionsPerCycle,
+    ),
+    VALHALLA_RATE_LIMIT: String(installation.limits.rateLimitPerSecond),
+  };
 }
 
 /** Ingest the leads that arrive in [from, from + 1 h): synthetic, seeded, timestamped in virtual time. */
@@ -193,7 +233,7 @@ async function simulatePhase3(
         for (; nextBeat <= at; nextBeat += beatEvery) {
           if (nextBeat >= restart) {
             // The daily restart: the worker finishes, a new one beats 75 s later.
-            clock.set(restart);
+            clock.set(Math.max(clock.now(), restart));
             await app.audit.append(trx, {
               actor: 'supervisor',
               action: 'worker.daily_restart',
@@ -202,9 +242,10 @@ async function simulatePhase3(
             pid += 1;
             workerStartedAt = restart + 70_000;
             nextBeat = restart + 75_000;
-            clock.set(workerStartedAt);
+            clock.set(Math.max(clock.now(), workerStartedAt));
             await app.audit.append(trx, { actor: 'supervisor', action: 'worker.started', details: { pid } });
             restart = nextDailyRestart(config.policy.dailyRestartUtc, restart + 1);
+            if (nextBeat > at) break;
           }
           await recordHeartbeat(trx, {
             at: nextBeat,
@@ -247,7 +288,7 @@ async function simulatePhase4(
   dir: string,
   start: number,
   end: number,
-): Promise<Omit<SimulationResult, 'options' | 'faultsDescribed' | 'limits' | 'stability' | 'runMs'>> {
+): Promise<Omit<SimulationResult, 'options' | 'faultsDescribed' | 'stability' | 'runMs'>> {
   const clock = new ManualClock(start);
   const profile = FAULT_PROFILES[options.faults];
   const sandbox: SandboxPartner = await startSandboxPartner({
@@ -265,6 +306,7 @@ async function simulatePhase4(
       installation: options.config,
       partner: sandbox,
       leadsPerCycle: options.config.limits.leadsPerCycle,
+      env: phase4Limits(options.config),
     });
     app = await openApp({ config, clock });
     const { policy, limits, partner } = config;
@@ -321,6 +363,7 @@ async function simulatePhase4(
         ceiling: report.ceiling,
         limitedBy: report.limitedBy,
         claimed: report.claimed,
+        actions: report.actions,
         accepted: report.accepted,
         retrying: report.retrying,
         quarantined: report.quarantined,
@@ -332,10 +375,19 @@ async function simulatePhase4(
     clock.set(Math.max(clock.now(), end));
     const summary = await summarise(app, sandbox, cycles, start, end);
     const counted = await totals(app, sandbox, cycles, ingested);
+    // The limits the simulated Phase 4 ran with (its own configuration), as reported.
+    const used = {
+      leadsPerCycle: limits.leadsPerCycle,
+      actionsPerCycle: limits.actionsPerCycle,
+      rateLimitPerSecond: limits.rateLimitPerSecond,
+      dailyLeads: policy.dailyLeads,
+      budget: policy.budgetExposure,
+      cycleIntervalSeconds: options.config.cycleIntervalSeconds,
+    };
     // Nothing lost: every lead ingest accepted is in exactly one state.
     const lost = ingested - Object.values(counted.leadsByState).reduce((sum, n) => sum + n, 0);
     const reconciliation = { ...summary.reconciliation, lost, ok: summary.reconciliation.ok && lost === 0 };
-    return { ...summary, reconciliation, totals: counted };
+    return { ...summary, reconciliation, totals: counted, limits: used };
   } finally {
     await client?.close().catch(() => undefined);
     await app?.close();
@@ -367,17 +419,25 @@ async function summarise(
       });
   }
   const days: SimulationResult['days'] = [];
+  const accepted = sandbox.records().batches;
   for (let day = Math.floor(start / DAY) * DAY; day < end; day += DAY) {
     const usage = await dailyUsage(store.db, day);
     const exported = cycles
       .filter((c) => utcDay(Date.parse(c.at)) === utcDay(day))
       .reduce((sum, c) => sum + c.accepted, 0);
+    const atPartner = accepted
+      .filter((b) => utcDay(b.receivedAt) === utcDay(day))
+      .reduce((sum, b) => sum + b.leads.length - b.duplicates.length, 0);
     days.push({
       day: utcDay(day),
       exported,
+      atPartner,
       claimed: usage.leads,
       exposure: usage.exposure,
-      dailyCapHeld: usage.leads <= config.policy.dailyLeads && usage.exposure <= config.policy.budgetExposure,
+      dailyCapHeld:
+        usage.leads <= config.policy.dailyLeads &&
+        atPartner <= config.policy.dailyLeads &&
+        usage.exposure <= config.policy.budgetExposure,
     });
   }
   const rollbacks = (await auditEntriesBetween(store.db, ['mode.rollback'], start, end + DAY)).map((e) => ({
@@ -398,8 +458,11 @@ async function summarise(
   ]);
   const unexpected = Object.keys(atPartner).filter((key) => !mayBeAtPartner.has(key)).length;
   const exportedNotAtPartner = [...exported].filter((key) => atPartner[key] === undefined).length;
-  const starts = [...sandbox.stats().requestStarts].sort((a, b) => a - b);
+  const stats = sandbox.stats();
+  const starts = [...stats.requestStarts].sort((a, b) => a - b);
   const mostRequestsInAnySecond = mostStartsInAnyWindow(starts, config.policy.rateWindowMs);
+  // The partner keeps the last 10,000 arrival times: a longer run is checked over those only.
+  const rateCheckedRequests = starts.length;
   return {
     cycles,
     ramp,
@@ -410,11 +473,14 @@ async function summarise(
       unexpected,
       exportedNotAtPartner,
       mostRequestsInAnySecond,
+      rateCheckedRequests,
+      replayMismatches: stats.batches.replayMismatches,
       lost: 0,
       ok:
         sentTwice === 0 &&
         unexpected === 0 &&
         exportedNotAtPartner === 0 &&
+        stats.batches.replayMismatches === 0 &&
         mostRequestsInAnySecond <= config.limits.rateLimitPerSecond,
     },
   };
@@ -424,8 +490,9 @@ async function totals(app: App, sandbox: SandboxPartner, cycles: SimulatedCycle[
   const status = await app.status();
   const stats = sandbox.stats();
   const { total: _total, ...leadsByState } = status.leads;
+  // 429 is the partner asking to slow down: not a failure by the policy's error-rate rule.
   const answeredWithError = Object.entries(stats.requests.byStatus)
-    .filter(([code]) => Number(code) >= 400)
+    .filter(([code]) => Number(code) >= 400 && code !== '429')
     .reduce((sum, [, n]) => sum + n, 0);
   return {
     ingested,
@@ -433,6 +500,8 @@ async function totals(app: App, sandbox: SandboxPartner, cycles: SimulatedCycle[
     quarantined: status.leads.quarantined,
     requests: stats.requests.total,
     failedRequests: answeredWithError + stats.requests.dropped + stats.requests.hung,
+    rateLimited: stats.requests.byStatus['429'] ?? 0,
+    tokensIssued: stats.tokens.issued,
     leadsByState,
   };
 }

@@ -114,6 +114,21 @@ function expectRefusal(error: unknown, env: Env): ConfigError {
     expect(refusal.message).toContain(issue.setting);
     expect(issue.problem.trim().length).toBeGreaterThan(0);
   }
+  // A limit written above its hard cap is always among the reasons (refused, never clamped).
+  const capped: Record<string, number> = {
+    VALHALLA_MAX_LEADS_PER_CYCLE: HARD_CAPS.leadsPerCycle,
+    VALHALLA_MAX_ACTIONS_PER_CYCLE: HARD_CAPS.actionsPerCycle,
+    VALHALLA_RATE_LIMIT: HARD_CAPS.rateLimitPerSecond,
+  };
+  for (const [name, cap] of Object.entries(capped)) {
+    const value = env[name];
+    if (value !== undefined && /^\s*\d+\s*$/.test(value) && Number(value) > cap) {
+      expect(
+        refusal.issues.some((i) => i.setting === name),
+        `${name}=${value} is above its cap ${cap} but not named`,
+      ).toBe(true);
+    }
+  }
   return refusal;
 }
 

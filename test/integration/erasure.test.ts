@@ -659,3 +659,21 @@ describe('erasure on SQLite files', () => {
     expect(bytes).toContain(emailOf('sam'));
   });
 });
+
+describe('the erasure reason', () => {
+  it('refuses a reason holding an e-mail address or a phone number (it stays in the audit chain); ticket numbers pass', async () => {
+    const w = await world(sqliteBackend);
+    await ingest(w, [{ tag: 'tia' }]);
+    for (const reason of [`request from ${emailOf('tia')}`, 'called +44 20 7946 0000']) {
+      const refused = await eraseLead(w.app, { target: { email: emailOf('tia') }, reason });
+      expect(refused.kind, reason).toBe('refused');
+      expect((refused as { message: string }).message).toMatch(/e-mail address or a phone number/);
+    }
+    expect(await auditEntries(w, 'lead.erased')).toHaveLength(0);
+    const exported = await auditExport(w);
+    expect(exported).not.toContain(emailOf('tia'));
+    expect(exported).not.toContain('7946 0000');
+    const ok = await eraseLead(w.app, { target: { email: emailOf('tia') }, reason: 'DSR-2026-0001234' });
+    expect(ok.kind).not.toBe('refused');
+  });
+});

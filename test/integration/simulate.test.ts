@@ -40,25 +40,31 @@ describe('valhalla simulate', () => {
     expect(result.ramp.map((s) => [s.stage, s.hour, s.ceiling])).toEqual(
       Object.entries(RAMP).map(([stage, [hour, ceiling]]) => [Number(stage), hour, ceiling]),
     );
+    // Each cycle's stage is the one the policy gives its hour since go-live; never more leads than its
+    // ceiling, never more actions than the limit.
+    const stageAt = (hour: number) => (hour < 2 ? 1 : hour < 6 ? 2 : hour < 24 ? 3 : 4);
     for (const cycle of result.cycles) {
       expect(cycle.kind).toBe('live');
-      const [from, ceiling] = RAMP[cycle.rampStage!]!;
-      expect(cycle.hour).toBeGreaterThanOrEqual(from);
-      expect(cycle.claimed).toBeLessThanOrEqual(ceiling);
+      expect(cycle.rampStage, `hour ${cycle.hour}`).toBe(stageAt(cycle.hour));
+      expect(cycle.claimed).toBeLessThanOrEqual(RAMP[cycle.rampStage!]![1]);
+      expect(cycle.actions).toBeLessThanOrEqual(result.limits.actionsPerCycle);
     }
+    expect(result.limits).toMatchObject({ leadsPerCycle: 100, actionsPerCycle: 5, rateLimitPerSecond: 5 });
     // Stage 1: one lead a cycle, each cycle confirmed by the (simulated) operator before the next.
     expect(result.cycles.filter((c) => c.rampStage === 1).every((c) => c.claimed === 1)).toBe(true);
 
-    // Three UTC days; the caps bind on the full days and are never exceeded.
+    // Three UTC days; the caps bind on the full days and are never exceeded, by the daily counters nor
+    // by the partner's own record of what it accepted each day.
     expect(result.days.map((d) => d.day)).toEqual(['2026-12-01', '2026-12-02', '2026-12-03']);
     for (const day of result.days) {
       expect(day.claimed).toBeLessThanOrEqual(10_000);
+      expect(day.atPartner).toBeLessThanOrEqual(10_000);
+      expect(day.atPartner).toBe(day.exported);
       expect(day.exposure).toBeLessThanOrEqual(50_000_000);
       expect(day.dailyCapHeld).toBe(true);
     }
     const full = result.days.slice(1);
     expect(full.every((d) => d.claimed >= 9_000 || d.exposure >= 49_000_000)).toBe(true);
-    expect(result.cycles.some((c) => c.limitedBy === 'daily_cap' || c.claimed < c.ceiling)).toBe(true);
 
     expect(result.rollbacks).toEqual([]);
     expect(result.totals.failedRequests).toBe(0);
@@ -67,6 +73,8 @@ describe('valhalla simulate', () => {
       unexpected: 0,
       exportedNotAtPartner: 0,
       mostRequestsInAnySecond: expect.any(Number),
+      rateCheckedRequests: result.totals.requests,
+      replayMismatches: 0,
       lost: 0,
       ok: true,
     });
@@ -120,7 +128,7 @@ describe('valhalla simulate', () => {
 
   it('the same seed gives the same run; an outage rolls back on 3 failures in a row; 429 storms quarantine without a rollback', async () => {
     const { config } = installation();
-    const run = (faults: 'flaky' | 'outage' | '429-storm', hours: number) =>
+    const run = (faults: 'flaky' | 'outage' | '429-storm' | 'slow', hours: number) =>
       simulate({ config, hours, leadsPerHour: 200, faults, seed: 9, start: START });
     const strip = (r: SimulationResult) => ({ ...r, runMs: 0 });
     expect(strip(await run('flaky', 8))).toEqual(strip(await run('flaky', 8)));
@@ -134,8 +142,46 @@ describe('valhalla simulate', () => {
     const storm = await run('429-storm', 3);
     expect(storm.rollbacks).toEqual([]);
     expect(storm.totals.quarantined).toBeGreaterThan(0);
+    expect(storm.totals.rateLimited).toBeGreaterThan(0);
+    expect(storm.totals.failedRequests).toBe(0);
     expect(storm.reconciliation.ok).toBe(true);
+
+    // A slow partner (2 s answers, in virtual time): the same leads go out, nothing fails.
+    const slow = await run('slow', 3);
+    expect(slow.rollbacks).toEqual([]);
+    expect(slow.totals.failedRequests).toBe(0);
+    expect(slow.totals.exported).toBeGreaterThan(0);
+    expect(slow.reconciliation.ok).toBe(true);
   }, 180_000);
+
+  it('simulates the installation’s own limits: a lower rate and fewer actions per cycle hold at the partner', async () => {
+    const { config } = installation({
+      VALHALLA_PHASE: '4',
+      VALHALLA_DRY_RUN: '0',
+      VALHALLA_DISABLE_OUTBOUND: '0',
+      VALHALLA_REAL_DATA_INGEST: '1',
+      VALHALLA_PARTNER_URL: 'https://partner.example.test',
+      VALHALLA_PARTNER_TOKEN_URL: 'https://partner.example.test/oauth/token',
+      VALHALLA_PARTNER_CLIENT_ID: 'valhalla',
+      VALHALLA_PARTNER_CLIENT_SECRET: 'partner-client-secret-value',
+      VALHALLA_MAX_ACTIONS_PER_CYCLE: '2',
+      VALHALLA_RATE_LIMIT: '2',
+    });
+    // Flaky: retries come due beside new batches, so cycles would take more actions if allowed.
+    const result = await simulate({
+      config,
+      hours: 30,
+      leadsPerHour: 400,
+      faults: 'flaky',
+      seed: 4,
+      start: START,
+    });
+    expect(result.limits).toMatchObject({ actionsPerCycle: 2, rateLimitPerSecond: 2 });
+    expect(result.totals.failedRequests).toBeGreaterThan(0);
+    expect(Math.max(...result.cycles.map((c) => c.actions))).toBeLessThanOrEqual(2);
+    expect(result.reconciliation.mostRequestsInAnySecond).toBeLessThanOrEqual(2);
+    expect(result.reconciliation.ok).toBe(true);
+  }, 120_000);
 
   it('counts the most requests in any window of the partner’s record', () => {
     expect(mostStartsInAnyWindow([], 1000)).toBe(0);
@@ -179,6 +225,9 @@ describe('valhalla simulate', () => {
     expect(parsed.options).toMatchObject({ hours: 2, faults: 'token-expiry', leadsPerHour: 300, seed: 1 });
     expect(parsed.cycles).toHaveLength(24);
     expect(parsed.reconciliation.ok).toBe(true);
+    // Two-minute tokens over two hours: refreshed again and again, never a failed request.
+    expect(parsed.totals.tokensIssued).toBeGreaterThan(10);
+    expect(parsed.totals.failedRequests).toBe(0);
 
     for (const [args, message] of [
       [['--hours', '0'], 'must be from 1 to 168'],

@@ -74,7 +74,9 @@ export function registerSimulate(program: Command, ctx: Context): void {
         if (opts.html && !opts.json) writeLine(ctx.io.stdout, `report: ${resolve(ctx.io.cwd, opts.html)}`);
         // A rollback is the policy working; something lost, sent twice or over a cap is not.
         const capsHeld =
-          result.days.every((d) => d.dailyCapHeld) && result.ramp.every((s) => s.maxClaimed <= s.ceiling);
+          result.days.every((d) => d.dailyCapHeld) &&
+          result.ramp.every((s) => s.maxClaimed <= s.ceiling) &&
+          result.cycles.every((c) => c.actions <= result.limits.actionsPerCycle);
         if (!result.reconciliation.ok || !capsHeld) {
           throw new CliExit(
             EXIT.failure,
