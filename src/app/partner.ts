@@ -10,7 +10,12 @@ type Client = import('../outbound/index.js').PartnerClient;
  * client is built on first use, so a Phase 3 process never has one (and never opens a socket to the
  * partner).
  */
-export function createPartnerClientFromConfig(config: Config, clock: Clock): PartnerClient {
+export function createPartnerClientFromConfig(
+  config: Config,
+  clock: Clock,
+  /** A simulation's virtual time for the rate limiter (default: real time). */
+  timing: Pick<import('../outbound/index.js').PartnerClientOptions, 'monotonicNow' | 'limiterSleep'> = {},
+): PartnerClient {
   const { partner, policy, limits } = config;
   const { url, tokenUrl, clientId, clientSecret } = partner;
   if (url === null || tokenUrl === null || clientId === null || clientSecret === null) {
@@ -34,6 +39,7 @@ export function createPartnerClientFromConfig(config: Config, clock: Clock): Par
         maxConcurrent: policy.maxConcurrentRequests,
         timeoutMs: policy.apiTimeoutSeconds * 1000,
         clock,
+        ...timing,
       }),
     );
     return client;

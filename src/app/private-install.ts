@@ -5,9 +5,26 @@ import type { GateClearance } from '../guard/index.js';
 import type { SandboxPartner } from '../sandbox/index.js';
 
 /**
+ * What every private installation has: its own folder and SQLite database, a fresh pseudonym secret,
+ * the installation's policy file and operator, quiet logs, no metrics port and no dashboard.
+ */
+function privateEnv(dir: string, name: string, installation: Config): Record<string, string> {
+  return {
+    VALHALLA_DATA_DIR: dir,
+    VALHALLA_DATABASE_URL: join(dir, `${name}.db`),
+    VALHALLA_POLICY_FILE: installation.policyFile,
+    VALHALLA_PSEUDONYM_SECRET: randomBytes(32).toString('hex'),
+    VALHALLA_OPERATOR: installation.operator,
+    VALHALLA_LOG_LEVEL: 'warn',
+    VALHALLA_LOG_FILE: join(dir, `${name}.log`),
+    VALHALLA_METRICS_PORT: 'off',
+    VALHALLA_SERVER_PORT: 'off',
+  };
+}
+
+/**
  * The configuration of a private Phase 4 installation that sends only to an in-process sandbox
- * partner: its own folder and SQLite database, a fresh pseudonym secret, the installation's policy
- * file and operator. What the rollback drill and the conformance run rehearse with.
+ * partner. What the rollback drill, the conformance run and the simulation rehearse with.
  */
 export function privatePhase4Config(options: {
   dir: string;
@@ -22,19 +39,11 @@ export function privatePhase4Config(options: {
   return loadConfig({
     cwd: dir,
     env: {
+      ...privateEnv(dir, name, installation),
       VALHALLA_PHASE: '4',
       VALHALLA_DRY_RUN: '0',
       VALHALLA_DISABLE_OUTBOUND: '0',
       VALHALLA_REAL_DATA_INGEST: '1',
-      VALHALLA_DATA_DIR: dir,
-      VALHALLA_DATABASE_URL: join(dir, `${name}.db`),
-      VALHALLA_POLICY_FILE: installation.policyFile,
-      VALHALLA_PSEUDONYM_SECRET: randomBytes(32).toString('hex'),
-      VALHALLA_OPERATOR: installation.operator,
-      VALHALLA_LOG_LEVEL: 'warn',
-      VALHALLA_LOG_FILE: join(dir, `${name}.log`),
-      VALHALLA_METRICS_PORT: 'off',
-      VALHALLA_SERVER_PORT: 'off',
       VALHALLA_MAX_LEADS_PER_CYCLE: String(options.leadsPerCycle ?? 5),
       VALHALLA_PARTNER_URL: partner.url,
       VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
@@ -52,16 +61,8 @@ export function privatePhase3Config(options: { dir: string; name: string; instal
   return loadConfig({
     cwd: dir,
     env: {
+      ...privateEnv(dir, name, installation),
       VALHALLA_PHASE: '3',
-      VALHALLA_DATA_DIR: dir,
-      VALHALLA_DATABASE_URL: join(dir, `${name}.db`),
-      VALHALLA_POLICY_FILE: installation.policyFile,
-      VALHALLA_PSEUDONYM_SECRET: randomBytes(32).toString('hex'),
-      VALHALLA_OPERATOR: installation.operator,
-      VALHALLA_LOG_LEVEL: 'warn',
-      VALHALLA_LOG_FILE: join(dir, `${name}.log`),
-      VALHALLA_METRICS_PORT: 'off',
-      VALHALLA_SERVER_PORT: 'off',
       VALHALLA_MAX_LEADS_PER_CYCLE: String(installation.limits.leadsPerCycle),
     },
   });

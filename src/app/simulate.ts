@@ -7,12 +7,12 @@ import type { Config } from '../config/index.js';
 import { type CycleReport, leadKey, OperatorError } from '../engine/index.js';
 import { type StabilityResult, verifyStability } from '../gates/stability.js';
 import { readMode, writeGoLiveAt } from '../guard/index.js';
-import { createPartnerClient } from '../outbound/index.js';
 import { type LeadState, nextDailyRestart } from '../policy/index.js';
 import { type SandboxFaultsPatch, type SandboxPartner, startSandboxPartner } from '../sandbox/index.js';
 import { auditEntriesBetween, dailyUsage, listLeads, recordHeartbeat, utcDay } from '../store/index.js';
 import { writeGeneratedLeads } from '../synthetic/index.js';
 import { type App, openApp } from './index.js';
+import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 import { privateGates, privatePhase3Config, privatePhase4Config } from './private-install.js';
 
 const HOUR = 3_600_000;
@@ -298,7 +298,7 @@ async function simulatePhase4(
     faults: { seed: options.seed, ...profile.at(0) },
   });
   let app: App | null = null;
-  let client: ReturnType<typeof createPartnerClient> | null = null;
+  let client: PartnerClient | null = null;
   try {
     const config = privatePhase4Config({
       dir,
@@ -309,20 +309,9 @@ async function simulatePhase4(
       env: phase4Limits(options.config),
     });
     app = await openApp({ config, clock });
-    const { policy, limits, partner } = config;
+    const { policy, limits } = config;
     // The partner client of Phase 4, on the virtual clock: its rate limiter waits in virtual time.
-    client = createPartnerClient({
-      baseUrl: partner.url!,
-      tokenUrl: partner.tokenUrl!,
-      clientId: partner.clientId!,
-      clientSecret: partner.clientSecret!,
-      caPem: partner.caPem,
-      allowPlainHttpLoopback: false,
-      rateLimitPerSecond: limits.rateLimitPerSecond,
-      rateWindowMs: policy.rateWindowMs,
-      maxConcurrent: policy.maxConcurrentRequests,
-      timeoutMs: policy.apiTimeoutSeconds * 1000,
-      clock,
+    client = createPartnerClientFromConfig(config, clock, {
       monotonicNow: () => clock.now(),
       limiterSleep: (ms) => clock.sleep(ms),
     });
