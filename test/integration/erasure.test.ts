@@ -497,6 +497,14 @@ describe.each(list)('erasure on $name', (backend) => {
     // Its record may still move on (archive marks it archived): that is not refused.
     await db.updateTable('leads').set({ state_reason: 'noted' }).where('id', '=', lead.id).execute();
     expect((await leadRow(w, 'kai')).state_reason).toBe('noted');
+    // Nor can a row be written erased but holding data (a restore, a copy between databases).
+    const { id: _id, ...copy } = await leadRow(w, 'kai');
+    await expect(
+      db
+        .insertInto('leads')
+        .values({ ...copy, dedup_key: `${copy.dedup_key}-copy`, email: emailOf('kai'), erased_at: NOW })
+        .execute(),
+    ).rejects.toThrow(/holds no personal data/);
   });
 
   it('Phase 3: a dry-run batch keeps no masked e-mail of an erased lead', async () => {

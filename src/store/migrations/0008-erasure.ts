@@ -39,10 +39,15 @@ const ARCHIVABLE_PREDICATE =
 const HOLDS_NO_PII = 'valhalla: an erased lead holds no personal data';
 const STAYS_ERASED = 'valhalla: an erased lead stays erased and is never queued or sent again';
 
+const SQLITE_HOLDS_PII = `new.erased_at is not null and (new.name is not '${MARKER}' or new.email is not '${MARKER}'
+     or new.phone is not null or new.company is not null or new.external_id is not null)`;
+
 const SQLITE_TRIGGERS = [
   `create trigger leads_erased_holds_no_pii before update on leads
-   when new.erased_at is not null and (new.name is not '${MARKER}' or new.email is not '${MARKER}'
-     or new.phone is not null or new.company is not null or new.external_id is not null)
+   when ${SQLITE_HOLDS_PII}
+   begin select raise(abort, '${HOLDS_NO_PII}'); end`,
+  `create trigger leads_erased_holds_no_pii_insert before insert on leads
+   when ${SQLITE_HOLDS_PII}
    begin select raise(abort, '${HOLDS_NO_PII}'); end`,
   `create trigger leads_erased_stays_erased before update on leads
    when old.erased_at is not null and (new.erased_at is not old.erased_at or new.state in ('pending', 'in_flight'))
@@ -56,12 +61,19 @@ const POSTGRES_TRIGGERS = [
         or new.phone is not null or new.company is not null or new.external_id is not null) then
        raise exception '${HOLDS_NO_PII}' using errcode = 'check_violation';
      end if;
-     if old.erased_at is not null and (new.erased_at is distinct from old.erased_at
-        or new.state in ('pending', 'in_flight')) then
-       raise exception '${STAYS_ERASED}' using errcode = 'check_violation';
+     if tg_op = 'UPDATE' then
+       if old.erased_at is not null and (new.erased_at is distinct from old.erased_at
+          or new.state in ('pending', 'in_flight')) then
+         raise exception '${STAYS_ERASED}' using errcode = 'check_violation';
+       end if;
      end if;
      return new;
    end $$`,
+  // Only rows that are or become erased run the function: not every claim and outcome of the engine.
   `create trigger leads_erasure_guard before update on leads
-   for each row execute function valhalla_leads_erasure_guard()`,
+   for each row when (old.erased_at is not null or new.erased_at is not null)
+   execute function valhalla_leads_erasure_guard()`,
+  `create trigger leads_erasure_guard_insert before insert on leads
+   for each row when (new.erased_at is not null)
+   execute function valhalla_leads_erasure_guard()`,
 ];
