@@ -13,6 +13,8 @@ import {
   type LeadPiiField,
   liveBatchesOfLead,
   lockLeadsForWrite,
+  truncateWriteAheadLog,
+  zeroOverwrittenPages,
 } from '../store/index.js';
 import { AppError } from './errors.js';
 import type { App } from './index.js';
@@ -300,32 +302,24 @@ function pseudonymizerOf(app: App): Pseudonymizer {
   return createPseudonymizer(app.config.pseudonymSecret);
 }
 
-/**
- * SQLite: have the data this connection overwrites zeroed in the file, not merely unlinked
- * (`secure_delete`); without it an erased e-mail can stay readable in a page's free space.
- */
+/** Erased data overwritten in place, not left in a page's free space (SQLite). */
 export function preferSecureDelete(app: App): void {
-  app.store.sqlite?.pragma('secure_delete = ON');
+  zeroOverwrittenPages(app.store);
 }
 
 /**
- * After an erasure commits: SQLite's write-ahead log still holds the pages as they were before it, so
- * copy the log into the database and truncate it. Another process reading at that moment can keep it
- * from completing: then say so (the next checkpoint removes them). PostgreSQL keeps old row versions
- * until VACUUM. Returns what the operator should know, or null when nothing remains in the database.
+ * After an erasure commits, old copies of the pages may remain in the database's files. Returns what
+ * the operator should know, or null when nothing remains.
  */
 export function flushErasedPages(app: App): string | null {
-  const sqlite = app.store.sqlite;
-  if (sqlite === null) {
-    return 'PostgreSQL keeps the old row versions in the table files until VACUUM reclaims them (autovacuum, or VACUUM leads), and in its WAL archives and backups until they expire';
+  switch (truncateWriteAheadLog(app.store)) {
+    case 'done':
+      return null;
+    case 'postgres':
+      return 'PostgreSQL keeps the old row versions in the table files until VACUUM reclaims them (autovacuum, or VACUUM leads), and in its WAL archives and backups until they expire';
+    case 'busy':
+      return 'another process was reading the SQLite database, so its write-ahead log could not be truncated: it still holds the pages as they were before, until the next checkpoint (run the command again later, or stop the runner briefly)';
   }
-  try {
-    const [result] = sqlite.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
-    if (!result || result.busy === 0) return null;
-  } catch {
-    // Reported below: the data is erased either way, only the old pages linger.
-  }
-  return 'another process was reading the SQLite database, so its write-ahead log could not be truncated: it still holds the pages as they were before, until the next checkpoint (run the command again later, or stop the runner briefly)';
 }
 
 const iso = (at: number) => new Date(at).toISOString();

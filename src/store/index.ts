@@ -20,6 +20,7 @@ export {
   latestAuditSeq,
 } from './audit-log.js';
 export type { Dialect } from './dialect.js';
+export { truncateWriteAheadLog, zeroOverwrittenPages } from './erased-pages.js';
 export { isStoreError, StoreError, type StoreErrorCode } from './errors.js';
 export {
   addIngestCounts,
