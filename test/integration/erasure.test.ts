@@ -20,7 +20,7 @@ import type { PartnerLead } from '../../src/outbound/types.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
 import { createDelivery, type Lead } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
-import { runInProcess, testEnv } from '../support/cli.js';
+import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -29,12 +29,6 @@ afterAll(dropTestSchemas);
 const NOW = Date.parse('2026-11-20T12:00:00Z');
 const HOUR = 3_600_000;
 const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
-const PARTNER_ENV = {
-  VALHALLA_PARTNER_URL: 'https://partner.example.test',
-  VALHALLA_PARTNER_TOKEN_URL: 'https://partner.example.test/oauth/token',
-  VALHALLA_PARTNER_CLIENT_ID: 'erasure-test',
-  VALHALLA_PARTNER_CLIENT_SECRET: 'erasure-test-secret-0123456789',
-};
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -82,18 +76,8 @@ interface World {
 async function world(backend: Backend, options: { phase?: 3 | 4 } = {}): Promise<World> {
   const dir = tempDir();
   const dbUrl = backend.databaseUrl();
-  const env = testEnv(dir, {
-    VALHALLA_DATABASE_URL: dbUrl,
-    ...(options.phase === 3
-      ? {}
-      : {
-          VALHALLA_PHASE: '4',
-          VALHALLA_DRY_RUN: '0',
-          VALHALLA_DISABLE_OUTBOUND: '0',
-          VALHALLA_REAL_DATA_INGEST: '1',
-          ...PARTNER_ENV,
-        }),
-  });
+  const database = { VALHALLA_DATABASE_URL: dbUrl };
+  const env = options.phase === 3 ? testEnv(dir, database) : phase4Env(dir, UNCALLED_PARTNER, database);
   const clock = new ManualClock(NOW);
   const app = await openApp({ config: loadConfig({ cwd: dir, env }), clock });
   cleanups.push(() => app.close());

@@ -15,7 +15,7 @@ import { leadKey, type PartnerPort, type SendOutcome } from '../../src/engine/in
 import { type GateClearance, writeGoLiveAt } from '../../src/guard/index.js';
 import { createDelivery, type Lead } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
-import { runInProcess, testEnv } from '../support/cli.js';
+import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -25,16 +25,6 @@ const T0 = Date.parse('2026-09-01T12:00:00Z');
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
-const PHASE4 = {
-  VALHALLA_PHASE: '4',
-  VALHALLA_DRY_RUN: '0',
-  VALHALLA_DISABLE_OUTBOUND: '0',
-  VALHALLA_REAL_DATA_INGEST: '1',
-  VALHALLA_PARTNER_URL: 'https://partner.example.test',
-  VALHALLA_PARTNER_TOKEN_URL: 'https://partner.example.test/oauth/token',
-  VALHALLA_PARTNER_CLIENT_ID: 'retention-test',
-  VALHALLA_PARTNER_CLIENT_SECRET: 'retention-test-secret-0123456789',
-};
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -56,7 +46,7 @@ async function world(backend: Backend, start = T0, env: Record<string, string> =
   const dbUrl = backend.databaseUrl();
   const config = loadConfig({
     cwd: dir,
-    env: testEnv(dir, { VALHALLA_DATABASE_URL: dbUrl, ...PHASE4, ...env }),
+    env: phase4Env(dir, UNCALLED_PARTNER, { VALHALLA_DATABASE_URL: dbUrl, ...env }),
   });
   const clock = new ManualClock(start);
   const app = await openApp({ config, clock });

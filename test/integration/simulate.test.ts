@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { mostStartsInAnyWindow, type SimulationResult, simulate } from '../../src/app/simulate.js';
 import { loadConfig } from '../../src/config/index.js';
-import { runInProcess, testEnv } from '../support/cli.js';
+import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const START = Date.parse('2026-12-01T00:00:00Z');
@@ -155,18 +155,13 @@ describe('valhalla simulate', () => {
   }, 180_000);
 
   it('simulates the installation’s own limits: a lower rate and fewer actions per cycle hold at the partner', async () => {
-    const { config } = installation({
-      VALHALLA_PHASE: '4',
-      VALHALLA_DRY_RUN: '0',
-      VALHALLA_DISABLE_OUTBOUND: '0',
-      VALHALLA_REAL_DATA_INGEST: '1',
-      VALHALLA_PARTNER_URL: 'https://partner.example.test',
-      VALHALLA_PARTNER_TOKEN_URL: 'https://partner.example.test/oauth/token',
-      VALHALLA_PARTNER_CLIENT_ID: 'valhalla',
-      VALHALLA_PARTNER_CLIENT_SECRET: 'partner-client-secret-value',
+    const cwd = tempDir();
+    const env = phase4Env(join(cwd, 'data'), UNCALLED_PARTNER, {
+      VALHALLA_LOG_LEVEL: 'warn',
       VALHALLA_MAX_ACTIONS_PER_CYCLE: '2',
       VALHALLA_RATE_LIMIT: '2',
     });
+    const config = loadConfig({ cwd, env });
     // Flaky: retries come due beside new batches, so cycles would take more actions if allowed.
     const result = await simulate({
       config,

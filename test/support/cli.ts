@@ -88,6 +88,15 @@ export interface PartnerEndpoint {
   caFile: string | null;
 }
 
+/** A partner for a Phase 4 configuration that is never called (the test sends nothing, or brings its own). */
+export const UNCALLED_PARTNER: PartnerEndpoint = {
+  url: 'https://partner.example.test',
+  tokenUrl: 'https://partner.example.test/oauth/token',
+  clientId: 'valhalla-test',
+  clientSecret: 'valhalla-test-secret-0123456789',
+  caFile: null,
+};
+
 /** A Phase 4 installation sending to `partner`, with its own data folder. */
 export function phase4Env(
   dataDir: string,
