@@ -3,15 +3,18 @@
  * against the healthy sandbox partner, and a check fails, with a detail that says why, when the
  * setup under it is broken (a partner that stays up while it should be down; an installation whose
  * dedup key lets the same person in twice). The CLI runs it, prints it, records it, sets the exit code.
+ *
+ * On SQLite and PostgreSQL: the scenarios' private installation on each (the product gives it a
+ * SQLite file; `ScenarioSetup.env` points it at the backend), and the installation the CLI records
+ * the result in and reads the gates from, on each.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   CONFORMANCE_SCENARIOS,
   type ConformanceResult,
   type ConformanceScenarioName,
   type ConformanceScenarioResult,
   conformanceScenarios,
-  runConformance,
   runScenario,
   type ScenarioSetup,
 } from '../../src/app/conformance.js';
@@ -22,8 +25,12 @@ import {
   type SandboxPartnerOptions,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
+import { type Backend, backends, databaseExists, dropTestSchemas } from '../support/backends.js';
 import { runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+
+const list = await backends();
+afterAll(dropTestSchemas);
 
 const certDir = tempDir('valhalla-conformance-cert-');
 
@@ -31,6 +38,18 @@ const certDir = tempDir('valhalla-conformance-cert-');
 function installation(extra: Record<string, string> = {}): ScenarioSetup {
   const dir = tempDir();
   return { config: loadConfig({ cwd: dir, env: testEnv(dir, extra) }), certDir };
+}
+
+/** The same, with the scenario's private installation on a fresh database of `backend` (one scenario each). */
+function installationOn(backend: Backend, extra: Record<string, string> = {}): ScenarioSetup {
+  return { ...installation(extra), env: { VALHALLA_DATABASE_URL: backend.databaseUrl() } };
+}
+
+/** The scenario ran on the database it was given (and not on the private SQLite file it has by default). */
+async function expectRanOn(setup: ScenarioSetup): Promise<void> {
+  const url = setup.env?.VALHALLA_DATABASE_URL;
+  expect(url).toBeDefined();
+  expect(await databaseExists(url!), url).toBe(true);
 }
 
 const EXPECTED_CHECKS: Record<ConformanceScenarioName, string[]> = {
@@ -85,33 +104,33 @@ async function partnerThatNeverGoesDown(options: SandboxPartnerOptions): Promise
   };
 }
 
-describe('conformance suite', () => {
-  it('passes against the healthy sandbox partner: every scenario, every check, well under a minute', async () => {
-    const result = await runConformance({ config: installation().config });
-    const failures = result.scenarios.flatMap((s) =>
+describe.each(list)('conformance scenarios, the private installation on $name', (backend: Backend) => {
+  it('pass against the healthy sandbox partner: every scenario, every check', async () => {
+    const scenarios: ConformanceScenarioResult[] = [];
+    for (const name of CONFORMANCE_SCENARIOS) {
+      const setup = installationOn(backend);
+      scenarios.push(await runScenario(name, setup));
+      await expectRanOn(setup);
+    }
+    const failures = scenarios.flatMap((s) =>
       s.checks.filter((c) => !c.ok).map((c) => `${s.name} / ${c.name}: ${c.detail}`),
     );
     expect(failures).toEqual([]);
-    expect(result.passed).toBe(true);
-    expect(result.partner).toBe('sandbox');
-    expect(result.scenarios.map((s) => s.name)).toEqual([...CONFORMANCE_SCENARIOS]);
-    for (const scenario of result.scenarios) {
+    expect(scenarios.map((s) => s.name)).toEqual([...CONFORMANCE_SCENARIOS]);
+    for (const scenario of scenarios) {
       expect(scenario.checks.map((c) => c.name)).toEqual(EXPECTED_CHECKS[scenario.name]);
       expect(scenario.passed).toBe(true);
       for (const c of scenario.checks)
         expect(c.detail.length, `${scenario.name} / ${c.name}`).toBeGreaterThan(0);
     }
-    expect(result.durationMs).toBeLessThan(60_000);
-    expect(Date.parse(result.startedAt)).not.toBeNaN();
-    // No lead data in the result (it goes into the audit chain).
-    expect(JSON.stringify(result)).not.toMatch(/@|Conformance Lead|Lovelace/i);
+    // No lead data in the results (they go into the audit chain).
+    expect(JSON.stringify(scenarios)).not.toMatch(/@|Conformance Lead|Lovelace/i);
   });
 
   it('total_failure fails when the partner keeps answering while it should be down', async () => {
-    const scenario = await runScenario('total_failure', {
-      ...installation(),
-      startPartner: partnerThatNeverGoesDown,
-    });
+    const setup = installationOn(backend);
+    const scenario = await runScenario('total_failure', { ...setup, startPartner: partnerThatNeverGoesDown });
+    await expectRanOn(setup);
     expect(scenario.passed).toBe(false);
     const noBatch = checkOf(scenario, 'no batch is sent');
     expect(noBatch.ok).toBe(false);
@@ -130,7 +149,9 @@ describe('conformance suite', () => {
 
   it('dedup fails when the installation lets the same person in under another key', async () => {
     // Dedup by external id: the same person from a second source (another id) is a new lead.
-    const checks = await conformanceScenarios.dedup(installation({ VALHALLA_DEDUP_KEY: 'external_id' }));
+    const setup = installationOn(backend, { VALHALLA_DEDUP_KEY: 'external_id' });
+    const checks = await conformanceScenarios.dedup(setup);
+    await expectRanOn(setup);
     const [storedOnce, notSentAgain, partnerKeys] = checks;
     expect(storedOnce).toMatchObject({ name: 'the same person ingested twice is stored once', ok: false });
     expect(storedOnce!.detail).toBe(
@@ -144,7 +165,9 @@ describe('conformance suite', () => {
     // Each copy had its own key: the partner saw no key twice, yet the person twice (the check above).
     expect(partnerKeys).toMatchObject({ ok: true });
   });
+});
 
+describe('conformance suite', () => {
   it('a scenario that cannot run is a failed scenario with the reason, not an exception', async () => {
     const scenario = await runScenario('endpoint', {
       ...installation(),
@@ -160,18 +183,25 @@ describe('conformance suite', () => {
   });
 });
 
-describe('valhalla gates conformance', () => {
+describe.each(list)('valhalla gates conformance, the installation on $name', (backend: Backend) => {
   it('prints the checks, records the result in the audit chain, exit 0 when all passed', async () => {
     const dir = tempDir();
-    const env = testEnv(dir);
+    const env = testEnv(dir, { VALHALLA_DATABASE_URL: backend.databaseUrl() });
     const json = await runInProcess(['gates', 'conformance', '--json'], { env, cwd: dir });
     expect(json.stderr).toBe('');
     expect(json.code).toBe(0);
+    // What runConformance returns, printed: every scenario, well under a minute, no lead data.
     const result = JSON.parse(json.stdout) as ConformanceResult;
     expect(result.passed).toBe(true);
+    expect(result.partner).toBe('sandbox');
     expect(result.scenarios.map((s) => [s.name, s.passed])).toEqual(
       CONFORMANCE_SCENARIOS.map((name) => [name, true]),
     );
+    for (const scenario of result.scenarios)
+      expect(scenario.checks.map((c) => c.name)).toEqual(EXPECTED_CHECKS[scenario.name]);
+    expect(result.durationMs).toBeLessThan(60_000);
+    expect(Date.parse(result.startedAt)).not.toBeNaN();
+    expect(json.stdout).not.toMatch(/@|Conformance Lead|Lovelace/i);
 
     const app = await openApp({ config: loadConfig({ cwd: dir, env }) });
     try {
@@ -203,7 +233,10 @@ describe('valhalla gates conformance', () => {
 
   it('exit 1 with the failed checks in the table when a scenario fails', async () => {
     const dir = tempDir();
-    const env = testEnv(dir, { VALHALLA_DEDUP_KEY: 'external_id' });
+    const env = testEnv(dir, {
+      VALHALLA_DATABASE_URL: backend.databaseUrl(),
+      VALHALLA_DEDUP_KEY: 'external_id',
+    });
     const out = await runInProcess(['gates', 'conformance'], { env, cwd: dir });
     expect(out.code).toBe(1);
     expect(out.stdout).toMatch(

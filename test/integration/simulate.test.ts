@@ -3,14 +3,22 @@
  * 72 simulated hours with a healthy partner follow the ramp and hold the daily caps; with a degraded
  * partner a rollback happens, nothing more is sent, nothing is lost. The run time is printed (the
  * aim: a 72 h simulation within 60 s on this machine), never asserted.
+ *
+ * The simulation runs from private databases the product always makes SQLite files
+ * (src/app/private-install.ts), whatever the installation's backend; the installation's own database
+ * is never opened. The CLI test checks that on an installation of each backend.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { mostStartsInAnyWindow, type SimulationResult, simulate } from '../../src/app/simulate.js';
 import { loadConfig } from '../../src/config/index.js';
+import { type Backend, backends, databaseExists, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+
+const list = await backends();
+afterAll(dropTestSchemas);
 
 const START = Date.parse('2026-12-01T00:00:00Z');
 
@@ -185,9 +193,12 @@ describe('valhalla simulate', () => {
     expect(mostStartsInAnyWindow([0, 100, 200, 300, 400, 1100, 1150], 1000)).toBe(5);
     expect(mostStartsInAnyWindow([0, 500, 600, 700, 800, 900, 1400], 1000)).toBe(6);
   });
+});
 
-  it('the CLI prints the table, --json, an HTML report with charts and no script; bad options are usage errors', async () => {
-    const { cwd, env } = installation();
+describe.each(list)('valhalla simulate on an installation on $name', (backend: Backend) => {
+  it('the CLI prints the table, --json, an HTML report with charts and no script; bad options are usage errors; the installation’s database is left alone', async () => {
+    const databaseUrl = backend.databaseUrl();
+    const { cwd, env } = installation({ VALHALLA_DATABASE_URL: databaseUrl });
     const table = await runInProcess(
       [
         'simulate',
@@ -233,6 +244,6 @@ describe('valhalla simulate', () => {
       expect(bad.code, args.join(' ')).toBe(2);
       expect(bad.stderr).toContain(message);
     }
-    expect(existsSync(join(cwd, 'data', 'valhalla.db'))).toBe(false);
+    expect(await databaseExists(databaseUrl)).toBe(false);
   }, 120_000);
 });

@@ -1,13 +1,15 @@
 /**
  * The supervisor of `valhalla run` with REAL child processes (test/harness/sup-worker.ts speaks the
  * worker's IPC protocol and misbehaves on purpose): a frozen worker (SIGSTOP), one past its memory
- * limit, one that crashes, one that finishes, and the daily restart under a virtual clock.
+ * limit, one that crashes, one that finishes, and the daily restart under a virtual clock. The tests
+ * that wire the real supervisor to the database run on SQLite and PostgreSQL.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { openApp } from '../../src/app/index.js';
 import { runSupervisor } from '../../src/app/run.js';
 import { type Clock, ManualClock } from '../../src/clock/index.js';
@@ -23,8 +25,12 @@ import {
   type WorkerHandle,
 } from '../../src/monitor/index.js';
 import { startSandboxPartner } from '../../src/sandbox/index.js';
+import { type Backend, backends, dropTestSchemas, PG_URL } from '../support/backends.js';
 import { phase4Env, REPO_ROOT } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+
+const list = await backends();
+afterAll(dropTestSchemas);
 
 const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'sup-worker.js');
 const LIVE_RUN = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
@@ -96,6 +102,28 @@ async function until(test: () => boolean, what: string, timeoutMs = 10_000): Pro
 }
 
 const kinds = (events: SupervisorEvent[]) => events.map((e) => e.kind);
+
+/**
+ * PostgreSQL's counterpart of a worker frozen mid-transaction holding SQLite's write lock (the
+ * harness's `lock` mode speaks SQLite only): a session opened here takes every table of the schema
+ * in EXCLUSIVE mode (as SQLite's write lock: reads pass, writes wait) and holds it until `worker`
+ * exits, when it ends, as the server ends a killed worker's session and releases its locks.
+ */
+async function holdPostgresWriteLock(databaseUrl: string, worker: ChildProcess): Promise<void> {
+  const schema = new URL(databaseUrl).searchParams.get('schema');
+  const session = new pg.Client({ connectionString: PG_URL });
+  session.on('error', () => undefined);
+  await session.connect();
+  worker.once('exit', () => void session.end().catch(() => undefined));
+  await session.query('begin');
+  const { rows } = await session.query<{ name: string }>(
+    `select format('%I.%I', table_schema, table_name) as name from information_schema.tables
+      where table_schema = $1 and table_type = 'BASE TABLE'`,
+    [schema],
+  );
+  expect(rows.map((r) => r.name)).toContain(`${schema}.audit_log`);
+  await session.query(`lock table ${rows.map((r) => r.name).join(', ')} in exclusive mode`);
+}
 
 describe('the supervisor, with real worker processes', () => {
   it('a frozen worker (SIGSTOP) misses its heartbeat: reported, killed, and a new one started', async () => {
@@ -188,6 +216,20 @@ describe('the supervisor, with real worker processes', () => {
     expect(kinds(events)).not.toContain('heartbeat_missed');
   });
 
+  it('stop() ends the worker with SIGTERM and is safe twice', async () => {
+    const { supervisor, events } = supervise(spawnWith(() => ['50', 'steady']));
+    supervisor.start();
+    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    const pid = supervisor.worker()?.pid;
+    await supervisor.stop();
+    await supervisor.stop();
+    expect(await supervisor.done).toEqual({ code: 0 });
+    expect(procRss(pid!)).toBeNull();
+    expect(kinds(events)).not.toContain('crashed');
+  });
+});
+
+describe.each(list)('the supervisor wired to the database, on $name', (backend: Backend) => {
   it('a worker frozen while holding the database write lock: killed first, then the rollback commits, then a new worker (the real supervisor wiring)', async () => {
     const dir = tempDir();
     const policy = {
@@ -196,7 +238,7 @@ describe('the supervisor, with real worker processes', () => {
       heartbeatGraceSeconds: 1,
     };
     writeFileSync(join(dir, 'policy.json'), JSON.stringify(policy));
-    const dbFile = join(dir, 'valhalla.db');
+    const databaseUrl = backend.databaseUrl();
     const config = loadConfig({
       cwd: dir,
       env: phase4Env(
@@ -209,7 +251,7 @@ describe('the supervisor, with real worker processes', () => {
           caFile: null,
         },
         {
-          VALHALLA_DATABASE_URL: dbFile,
+          VALHALLA_DATABASE_URL: databaseUrl,
           VALHALLA_POLICY_FILE: join(dir, 'policy.json'),
           VALHALLA_METRICS_PORT: 'off',
           VALHALLA_LOG_LEVEL: 'silent',
@@ -226,7 +268,9 @@ describe('the supervisor, with real worker processes', () => {
       workerArgs: [],
       gates: { check: async () => ({ cleared: true, reason: 'test' }) },
       spawnWorker: (execArgv) => {
-        const child = fork(WORKER, ++starts === 1 ? ['100', 'lock', dbFile] : ['100', 'steady'], {
+        // SQLite: the first worker takes the write lock itself (the harness speaks SQLite only).
+        const lockItself = ++starts === 1 && backend.name === 'sqlite';
+        const child = fork(WORKER, lockItself ? ['100', 'lock', databaseUrl] : ['100', 'steady'], {
           execArgv,
           stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
         });
@@ -239,9 +283,13 @@ describe('the supervisor, with real worker processes', () => {
     });
     try {
       await until(() => starts === 1, 'the first worker');
-      // Let it take the lock (300 ms), then freeze it there.
-      await new Promise((r) => setTimeout(r, 600));
       const first = [...children][0]!;
+      if (backend.name === 'sqlite') {
+        // Let it take the lock (300 ms), then freeze it there.
+        await new Promise((r) => setTimeout(r, 600));
+      } else {
+        await holdPostgresWriteLock(databaseUrl, first);
+      }
       first.kill('SIGSTOP');
       await until(() => starts === 2, 'the replacement worker', 20_000);
       let actions: { action: string; actor: string }[] = [];
@@ -272,9 +320,8 @@ describe('the supervisor, with real worker processes', () => {
   it('the daily restart at 02:00 UTC with the real Phase 4 worker: the worker finishes its work, the next one carries on; nothing lost, nothing sent twice', async () => {
     const dir = tempDir();
     const partner = await startSandboxPartner({ certDir: join(dir, 'cert'), faults: { latencyMs: 50 } });
-    const dbFile = join(dir, 'valhalla.db');
     const env = phase4Env(dir, partner, {
-      VALHALLA_DATABASE_URL: dbFile,
+      VALHALLA_DATABASE_URL: backend.databaseUrl(),
       VALHALLA_METRICS_PORT: 'off',
       VALHALLA_LOG_LEVEL: 'silent',
       VALHALLA_CYCLE_INTERVAL_S: '1',
@@ -364,17 +411,5 @@ describe('the supervisor, with real worker processes', () => {
     expect((await app.audit.verify()).ok).toBe(true);
     await app.close();
     await partner.close();
-  });
-
-  it('stop() ends the worker with SIGTERM and is safe twice', async () => {
-    const { supervisor, events } = supervise(spawnWith(() => ['50', 'steady']));
-    supervisor.start();
-    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
-    const pid = supervisor.worker()?.pid;
-    await supervisor.stop();
-    await supervisor.stop();
-    expect(await supervisor.done).toEqual({ code: 0 });
-    expect(procRss(pid!)).toBeNull();
-    expect(kinds(events)).not.toContain('crashed');
   });
 });

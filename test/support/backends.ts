@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { StoreTarget } from '../../src/store/index.js';
@@ -67,6 +68,26 @@ export async function dropTestSchemas(): Promise<void> {
   await client.connect();
   try {
     for (const schema of schemas.splice(0)) await client.query(`drop schema if exists ${schema} cascade`);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Whether the database a `databaseUrl()` value names exists yet: the SQLite file, or the PostgreSQL
+ * schema (the product creates either when it first opens it). For tests that must see which
+ * database a command used, or that it left one alone.
+ */
+export async function databaseExists(databaseUrl: string): Promise<boolean> {
+  if (!/^postgres(ql)?:\/\//i.test(databaseUrl)) return existsSync(databaseUrl);
+  const schema = new URL(databaseUrl).searchParams.get('schema') ?? 'public';
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    const found = await client.query('select 1 from information_schema.schemata where schema_name = $1', [
+      schema,
+    ]);
+    return found.rowCount === 1;
   } finally {
     await client.end();
   }
