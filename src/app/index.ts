@@ -16,8 +16,10 @@ import { type Clock, type Sleep, systemClock, systemSleep } from '../clock/index
 import { type Config, loadConfig, loadPolicyFile, policyHash } from '../config/index.js';
 import {
   createEngine,
+  createLeadership,
   createOperatorActions,
   type Engine,
+  type Leadership,
   type OperatorActions,
   type PartnerPort,
 } from '../engine/index.js';
@@ -34,6 +36,7 @@ import {
 import { type IngestDeps, type IngestOptions, type IngestSummary, ingestFile } from '../ingest/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { createRequestMonitor, type RequestMonitor } from '../monitor/index.js';
+import { DEFAULT_RATE_MARGIN_MS, limiterShape } from '../outbound/index.js';
 import {
   createPseudonymizer,
   maskCompany,
@@ -49,6 +52,7 @@ import {
   alertDeliveries,
   countAuditEntries,
   countLeadsByState,
+  databaseNow,
   ERASED_MARKER,
   getRuntimeValue,
   heartbeatsBetween,
@@ -56,12 +60,20 @@ import {
   latestHeartbeat,
   listLeads,
   openStore,
+  readLease,
   recentAlerts,
   recentCycles,
   type Store,
   setRuntimeValue,
 } from '../store/index.js';
 import { AppError } from './errors.js';
+
+/**
+ * A runner that takes over an expired lease waits the request timeout plus this before resending
+ * the old leader's batches caught mid-request: its last request may still have been in flight.
+ */
+const TAKEOVER_MARGIN_MS = 5_000;
+
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 
 export {
@@ -126,7 +138,15 @@ export interface App {
    * The cycle engine. In production the gates are those of the gates module and the partner client
    * is built from the configuration (none in Phase 3); tests and the drill may pass their own.
    */
-  engine(options?: { gates?: GateClearance; partner?: PartnerPort | null; sleep?: Sleep }): Engine;
+  engine(options?: {
+    gates?: GateClearance;
+    partner?: PartnerPort | null;
+    sleep?: Sleep;
+    /** Several runners: fence every claim and authorisation, and start requests through the shared log. */
+    leadership?: Leadership;
+  }): Engine;
+  /** This process's place among the runners sharing the database (one per app, built on first use). */
+  leadership(): Leadership;
   /** Queue actions (confirm, release, drop), audited under `actor` (the configured operator by default). */
   operatorActions(actor?: string): OperatorActions;
   /** Whether the go-live gates are cleared: every item verified or signed, and the CEO's activation. */
@@ -175,6 +195,19 @@ export interface RunState {
   mode: Mode;
   /** The worker's latest heartbeat, or null when none was ever recorded. */
   heartbeat: { at: string; ageSeconds: number; pid: number; rssMb: number; state: string } | null;
+  /**
+   * The runner that leads (several may share the database), or null when none ever led. `lapsed`:
+   * its lease ran out unrenewed (a standby takes over); `released`: it stopped cleanly.
+   */
+  leader: {
+    holder: string;
+    host: string;
+    pid: number;
+    epoch: number;
+    lease: 'held' | 'lapsed' | 'released';
+    /** Seconds the lease still runs (held), or since it ran out (lapsed). */
+    seconds: number;
+  } | null;
   /** The error-rate rule over its current window. */
   errorRate: {
     requests: number;
@@ -281,12 +314,19 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
   });
 
   let partnerClient: PartnerClient | null = null;
+  /** The client whose every start also passes the shared start log (a runner among several). */
+  let ledPartnerClient: PartnerClient | null = null;
   /** Phase 4 only: in Phase 3 no partner client exists, so no socket to the partner can be opened. */
-  const partnerFromConfig = (): PartnerPort | null => {
+  const partnerFromConfig = (led?: Leadership): PartnerPort | null => {
     if (config.phase !== 4) return null;
+    if (led) {
+      ledPartnerClient ??= createPartnerClientFromConfig(config, clock, {}, led.startLimiter);
+      return ledPartnerClient;
+    }
     partnerClient ??= createPartnerClientFromConfig(config, clock);
     return partnerClient;
   };
+  let runnerLeadership: Leadership | null = null;
 
   const alerts = createAlertRecorder({
     clock,
@@ -429,7 +469,10 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     },
     engine(engineOptions = {}) {
       const p = requirePseudonymizer();
-      const partner = engineOptions.partner !== undefined ? engineOptions.partner : partnerFromConfig();
+      const partner =
+        engineOptions.partner !== undefined
+          ? engineOptions.partner
+          : partnerFromConfig(engineOptions.leadership);
       const guard = createGuard({
         config,
         audit,
@@ -449,7 +492,26 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         partner,
         alerts,
         monitor: requestMonitor,
+        leadership: engineOptions.leadership ?? null,
       });
+    },
+    leadership() {
+      runnerLeadership ??= createLeadership({
+        store,
+        audit,
+        clock,
+        sleep: systemSleep,
+        logger,
+        name: config.runnerName,
+        leaseMs: config.policy.heartbeatIntervalSeconds * 1000,
+        takeoverWaitMs: config.policy.apiTimeoutSeconds * 1000 + TAKEOVER_MARGIN_MS,
+        starts: {
+          ...limiterShape(config.limits.rateLimitPerSecond, config.policy.rateWindowMs),
+          marginMs: DEFAULT_RATE_MARGIN_MS,
+          maxRequestMs: config.policy.apiTimeoutSeconds * 1000,
+        },
+      });
+      return runnerLeadership;
     },
     gates,
     gatesReport: () => evaluateGates({ store, config, audit, clock }),
@@ -506,12 +568,14 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       });
     },
     async runState() {
-      const [mode, goLiveAt, cycles, beat, errorRate] = await Promise.all([
+      const [mode, goLiveAt, cycles, beat, errorRate, lease, dbNow] = await Promise.all([
         readMode(store.db),
         readGoLiveAt(store.db),
         recentCycles(store.db, 5),
         latestHeartbeat(store.db),
         requestMonitor.current(store.db),
+        readLease(store.db),
+        databaseNow(store.db, store.dialect, () => clock.now()),
       ]);
       const ramp =
         config.phase === 4
@@ -528,6 +592,14 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
               state: beat.state,
             }
           : null,
+        leader: lease && {
+          holder: lease.holder,
+          host: lease.host,
+          pid: lease.pid,
+          epoch: lease.epoch,
+          lease: lease.expiresAt === 0 ? 'released' : lease.expiresAt > dbNow ? 'held' : 'lapsed',
+          seconds: lease.expiresAt === 0 ? 0 : Math.round(Math.abs(lease.expiresAt - dbNow) / 1000),
+        },
         errorRate: {
           requests: errorRate.requests,
           failures: errorRate.failures,
@@ -555,6 +627,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     },
     async close() {
       await partnerClient?.close().catch(() => undefined);
+      await ledPartnerClient?.close().catch(() => undefined);
       for (const channel of channels ?? []) await channel.close().catch(() => undefined);
       channels = null;
       if (closed) return;

@@ -15,6 +15,8 @@ export function createPartnerClientFromConfig(
   clock: Clock,
   /** A simulation's virtual time for the rate limiter (default: real time). */
   timing: Pick<import('../outbound/index.js').PartnerClientOptions, 'monotonicNow' | 'limiterSleep'> = {},
+  /** Several runners: the shared start log every request must also pass. */
+  startLimiter?: import('../outbound/index.js').StartLimiter,
 ): PartnerClient {
   const { partner, policy, limits } = config;
   const { url, tokenUrl, clientId, clientSecret } = partner;
@@ -40,6 +42,7 @@ export function createPartnerClientFromConfig(
         timeoutMs: policy.apiTimeoutSeconds * 1000,
         clock,
         ...timing,
+        ...(startLimiter ? { startLimiter } : {}),
       }),
     );
     return client;

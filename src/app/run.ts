@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream';
 import { createAlertDispatcher } from '../alerts/index.js';
 import { systemSleep } from '../clock/index.js';
 import { PACKAGE_ROOT } from '../config/index.js';
-import { type CycleReport, describeCycle, runCycles } from '../engine/index.js';
+import { type CycleReport, describeCycle, NotLeader, runCycles } from '../engine/index.js';
 import { changeMode, type GateClearance } from '../guard/index.js';
 import type { Logger } from '../log/index.js';
 import {
@@ -20,6 +20,8 @@ import {
   type WorkerHandle,
   watchMode,
 } from '../monitor/index.js';
+import { isOutboundError } from '../outbound/index.js';
+import { isConnectionLoss } from '../store/index.js';
 import type { App } from './index.js';
 
 /** Synthetic leads loaded into an empty store in Phase 3 with real data off. */
@@ -97,44 +99,81 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
     send: options.send,
   });
   const watch: ModeWatch | null = config.phase === 4 ? watchMode(app.store, app.logger) : null;
+  // Several runners may share the database: this one cycles only while it holds the lease.
+  const leadership = app.leadership();
+  const engine = app.engine({ gates, leadership });
+  let cycles = 0;
+  let standingBehind: string | null = null;
   try {
-    await runCycles({
-      engine: app.engine({ gates }),
-      clock: app.clock,
-      sleep: systemSleep,
-      logger: app.logger,
-      intervalMs: config.cycleIntervalSeconds * 1000,
-      ...(options.maxCycles !== undefined ? { maxCycles: options.maxCycles } : {}),
-      signal: options.stop,
-      abortRequests: options.abortRequests,
-      ...(watch ? { holdNew: () => watch.signal() } : {}),
-      // The policy file edited while running: caught before the next cycle, not at the next restart.
-      beforeCycle: async () => {
-        const changed = await app.checkPolicy('disk');
-        if (changed.changed) options.print('the policy file changed: sign-offs void, outbound stopped');
-        // Phase 4: gates that turn red under a running service (a revoked key, failed evidence) stop
-        // every request at the guard; say so once, and once more when they are green again.
-        if (config.phase === 4) {
-          const clearance = await gates.check();
-          await app.store.db.transaction().execute((trx) =>
-            app.alerts.condition(trx, 'gates', !clearance.cleared, {
-              event: 'gate_voided',
-              message: clearance.cleared
-                ? 'the go-live gates are green again: outbound may resume'
-                : `the go-live gates are no longer green, nothing is sent: ${clearance.reason}`,
-            }),
-          );
-        }
-      },
-      onCycleStart: () => {
-        state = { state: 'cycle', cycleId: null };
-      },
-      onCycle: (report: CycleReport) => {
-        state = { state: 'idle', cycleId: report.cycleId };
-        options.print(describeCycle(report));
-      },
-    });
+    while (!options.stop.aborted && (options.maxCycles === undefined || cycles < options.maxCycles)) {
+      state = { state: 'standby', cycleId: null };
+      const term = await leadership.acquire(options.stop, (current) => {
+        if (current.holder === standingBehind) return;
+        standingBehind = current.holder;
+        options.print(`standing by: ${current.holder} (pid ${current.pid} on ${current.host}) leads`);
+      });
+      if (term === null) break;
+      standingBehind = null;
+      options.print(`leading (epoch ${term.epoch}, lease ${term.how})`);
+      try {
+        const done = await runCycles({
+          engine,
+          clock: app.clock,
+          sleep: systemSleep,
+          logger: app.logger,
+          intervalMs: config.cycleIntervalSeconds * 1000,
+          ...(options.maxCycles !== undefined ? { maxCycles: options.maxCycles - cycles } : {}),
+          // Losing the lease is a stop and a cut: nothing more is claimed or sent from here.
+          signal: AbortSignal.any([options.stop, term.lost]),
+          abortRequests: AbortSignal.any([options.abortRequests, term.lost]),
+          ...(watch ? { holdNew: () => watch.signal() } : {}),
+          // The policy file edited while running: caught before the next cycle, not at the next restart.
+          beforeCycle: async () => {
+            const changed = await app.checkPolicy('disk');
+            if (changed.changed) options.print('the policy file changed: sign-offs void, outbound stopped');
+            // Phase 4: gates that turn red under a running service (a revoked key, failed evidence) stop
+            // every request at the guard; say so once, and once more when they are green again.
+            if (config.phase === 4) {
+              const clearance = await gates.check();
+              await app.store.db.transaction().execute((trx) =>
+                app.alerts.condition(trx, 'gates', !clearance.cleared, {
+                  event: 'gate_voided',
+                  message: clearance.cleared
+                    ? 'the go-live gates are green again: outbound may resume'
+                    : `the go-live gates are no longer green, nothing is sent: ${clearance.reason}`,
+                }),
+              );
+            }
+          },
+          onCycleStart: () => {
+            state = { state: 'cycle', cycleId: null };
+          },
+          onCycle: (report: CycleReport) => {
+            state = { state: 'idle', cycleId: report.cycleId };
+            options.print(describeCycle(report));
+          },
+        });
+        cycles += done.cycles;
+      } catch (error) {
+        // Fail closed: the database gone (or the lease lost) ends this term; nothing is sent until
+        // the lease is held again, and the next term starts with recovery. Anything else is a bug.
+        if (!term.lost.aborted && !endsTerm(error)) throw error;
+        app.logger.error({ err: error }, 'outbound stopped: the database or the lease was lost');
+        options.print(
+          `outbound stopped (${(error as Error).message}): standing by until the database answers`,
+        );
+        await leadership.resign();
+        await systemSleep(Math.min(1_000, config.policy.heartbeatIntervalSeconds * 1000), options.stop);
+        continue;
+      }
+      if (term.lost.aborted && !options.stop.aborted) {
+        options.print(
+          `no longer leading (${String((term.lost.reason as Error)?.message ?? term.lost.reason)})`,
+        );
+      }
+    }
   } finally {
+    await leadership.resign();
     watch?.stop();
     await heartbeat.stop();
   }
@@ -383,6 +422,11 @@ export async function runSupervisor(
     await dashboard?.close();
     await metricsServer?.close();
   }
+}
+
+/** Errors that end a runner's term rather than the process: the database or the lease lost. */
+function endsTerm(error: unknown): boolean {
+  return error instanceof NotLeader || isOutboundError(error, 'START_NOT_GRANTED') || isConnectionLoss(error);
 }
 
 function mb(bytes: number): number {

@@ -15,7 +15,10 @@ export interface AuditInput {
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
-/** An arbitrary constant: the PostgreSQL advisory lock that serialises appends across runners. */
+/**
+ * An arbitrary constant: the PostgreSQL advisory lock that serialises appends across runners. Taken
+ * with the schema's hash as its second key: installations in other schemas of the database do not wait on it.
+ */
 const AUDIT_LOCK_KEY = 0x7661_6c68;
 
 export interface AuditLog {
@@ -50,7 +53,10 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
   async function append(trx: Transaction<Database>, input: AuditInput | AuditInput[]): Promise<AuditEntry[]> {
     const inputs = Array.isArray(input) ? input : [input];
     if (inputs.length === 0) return [];
-    if (store.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
+    if (store.dialect === 'postgres')
+      await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY}::int4, hashtext(current_schema()))`.execute(
+        trx,
+      );
     // SQLite: take the write lock before reading the head. A transaction that reads first fails at
     // once (SQLITE_BUSY_SNAPSHOT, no busy wait) when another process appended in between; a write
     // first waits its turn instead. The update touches no row, so the append-only trigger never fires.

@@ -8,6 +8,7 @@ import { registerArchive } from './commands/archive.js';
 import { registerAudit } from './commands/audit.js';
 import { registerConfig } from './commands/config.js';
 import { registerCycle } from './commands/cycle.js';
+import { registerDb } from './commands/db.js';
 import { registerGates } from './commands/gates.js';
 import { registerIngest } from './commands/ingest.js';
 import { registerInit } from './commands/init.js';
@@ -59,6 +60,7 @@ export function buildProgram(io: CliIo): Command {
   registerStability(program, ctx);
   registerServe(program, ctx);
   registerSimulate(program, ctx);
+  registerDb(program, ctx);
   for (const command of program.commands) applyExitOverride(command, io);
   return program;
 }

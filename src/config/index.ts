@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { userInfo } from 'node:os';
+import { hostname, userInfo } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseDotenv } from 'dotenv';
@@ -77,6 +77,7 @@ export const KNOWN_VARIABLES = [
   'VALHALLA_SERVER_HOST',
   'VALHALLA_API_TOKENS',
   'VALHALLA_RETENTION_DAYS',
+  'VALHALLA_RUNNER_NAME',
 ] as const;
 export type VariableName = (typeof KNOWN_VARIABLES)[number];
 
@@ -111,6 +112,8 @@ export interface Config {
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   readonly logFile: string | null;
   readonly operator: string;
+  /** This runner's name among several on one database (default: the host name). */
+  readonly runnerName: string;
   readonly partner: PartnerSettings;
   /** Seconds between the starts of two cycles of `valhalla run`. */
   readonly cycleIntervalSeconds: number;
@@ -317,6 +320,15 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
 
   const logFile = raw.VALHALLA_LOG_FILE ? resolve(cwd, raw.VALHALLA_LOG_FILE) : null;
   const operator = raw.VALHALLA_OPERATOR ?? withDefault('VALHALLA_OPERATOR', undefined, safeUserName());
+  const runnerName =
+    raw.VALHALLA_RUNNER_NAME ?? withDefault('VALHALLA_RUNNER_NAME', undefined, safeRunnerName(hostname()));
+  if (raw.VALHALLA_RUNNER_NAME !== undefined && !RUNNER_NAME.test(raw.VALHALLA_RUNNER_NAME)) {
+    issues.push({
+      setting: 'VALHALLA_RUNNER_NAME',
+      value: raw.VALHALLA_RUNNER_NAME,
+      problem: 'must be 1-64 letters, digits, dots, dashes or underscores',
+    });
+  }
 
   const partner = readPartnerSettings(raw, phase, cwd, issues);
   const cycleIntervalSeconds = withDefault(
@@ -348,6 +360,7 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     logLevel,
     logFile,
     operator,
+    runnerName,
     partner,
     cycleIntervalSeconds,
     alerts,
@@ -519,6 +532,14 @@ function editDistance(a: string, b: string): number {
   return previous[b.length]!;
 }
 
+const RUNNER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A host name as a runner name: what the rule allows, cut to its length. */
+function safeRunnerName(host: string): string {
+  const name = host.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+  return name === '' ? 'runner' : name;
+}
+
 function safeUserName(): string {
   try {
     return userInfo().username;
@@ -565,6 +586,7 @@ export function describeConfig(config: Config): {
     VALHALLA_LOG_LEVEL: config.logLevel,
     VALHALLA_LOG_FILE: config.logFile ?? '(standard error)',
     VALHALLA_OPERATOR: config.operator,
+    VALHALLA_RUNNER_NAME: config.runnerName,
     VALHALLA_ENV_FILE: config.raw.VALHALLA_ENV_FILE ?? '.env',
     VALHALLA_PARTNER_URL: config.partner.url ?? '(not set)',
     VALHALLA_PARTNER_TOKEN_URL: config.partner.tokenUrl ?? '(not set)',

@@ -42,6 +42,7 @@ import {
   setLeadsState,
   waitingLeadCount,
 } from '../store/index.js';
+import { type Leadership, NotLeader } from './leadership.js';
 import type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
 
 /** The partner takes at most this many leads in one request. */
@@ -65,6 +66,11 @@ export interface EngineDeps {
   alerts: AlertRecorder;
   /** Records each request's outcome and rolls back when the error rate says so. */
   monitor: RequestMonitor;
+  /**
+   * Several runners on one database: every claim, authorisation and recovery first locks the lease
+   * and checks this runner still holds it (src/engine/leadership.ts). Absent: one runner, unfenced.
+   */
+  leadership?: Pick<Leadership, 'holds'> | null | undefined;
 }
 
 /** What one cycle did: the same data goes to the terminal, the cycles table and the audit chain. */
@@ -135,6 +141,12 @@ export function payloadSha256(batchKey: string, leads: Lead[]): string {
 
 export function createEngine(deps: EngineDeps): Engine {
   const { config, store, audit, clock, sleep, logger, pseudonymizer, guard, partner, alerts, monitor } = deps;
+  const leadership = deps.leadership ?? null;
+  /** Inside a transaction: this runner still leads (always, with one runner). Locks the lease. */
+  const leads = (trx: Transaction<Database>) => (leadership ? leadership.holds(trx) : Promise.resolve(true));
+  const mustLead = async (trx: Transaction<Database>, what: string) => {
+    if (!(await leads(trx))) throw new NotLeader(`${what}: this runner no longer leads; nothing changed`);
+  };
   const policy = config.policy;
   const maxRetries = policy.maxRetries;
   /** A token must outlive a whole attempt: the request's timeout plus margin. */
@@ -156,6 +168,7 @@ export function createEngine(deps: EngineDeps): Engine {
       const now = clock.now();
       const spent = delivery.attempts >= 1 + maxRetries;
       await store.db.transaction().execute(async (trx) => {
+        await mustLead(trx, 'recovery');
         if (!spent) {
           await audit.append(trx, {
             actor: 'engine',
@@ -202,15 +215,19 @@ export function createEngine(deps: EngineDeps): Engine {
   async function goLiveAt(now: number): Promise<number> {
     const stored = await readGoLiveAt(store.db);
     if (stored !== null) return stored;
-    await store.db.transaction().execute(async (trx) => {
+    return store.db.transaction().execute(async (trx) => {
+      // Under the lease's lock: of several runners, one sets the clock and the others read it.
+      await mustLead(trx, 'the ramp clock');
+      const meanwhile = await readGoLiveAt(trx);
+      if (meanwhile !== null) return meanwhile;
       await audit.append(trx, {
         actor: 'engine',
         action: 'phase4.go_live',
         details: { at: new Date(now).toISOString() },
       });
       await writeGoLiveAt(trx, now);
+      return now;
     });
-    return now;
   }
 
   /**
@@ -323,6 +340,20 @@ export function createEngine(deps: EngineDeps): Engine {
     if (live) await guard.prepare();
     try {
       next = await store.db.transaction().execute(async (trx) => {
+        // The lease's row lock: no other runner claims or authorises until this commits.
+        await mustLead(trx, 'claim');
+        // Several runners (or PostgreSQL's concurrent connections): choose again under the lock.
+        if (batches.length > 0 && (leadership !== null || store.dialect === 'postgres')) {
+          batches = await claimable(trx, {
+            live,
+            cutoff,
+            claimLimit,
+            budgetLeft,
+            room,
+            startedAt,
+            planned: batches.length,
+          });
+        }
         const expiredIds = await expireStalePending(
           trx,
           cutoff,
@@ -411,6 +442,44 @@ export function createEngine(deps: EngineDeps): Engine {
     return report;
   }
 
+  /**
+   * Inside the claim's transaction, under the lease's lock: the batches to claim, chosen again from
+   * rows locked `FOR UPDATE SKIP LOCKED` (PostgreSQL: a row another transaction holds is passed over,
+   * never waited for or claimed twice), against the day's count and budget as they stand now.
+   */
+  async function claimable(
+    trx: Transaction<Database>,
+    plan: {
+      live: boolean;
+      cutoff: number;
+      claimLimit: number;
+      budgetLeft: number;
+      room: number;
+      startedAt: number;
+      planned: number;
+    },
+  ): Promise<Lead[][]> {
+    let limit = plan.claimLimit;
+    let budgetLeft = plan.budgetLeft;
+    if (plan.live) {
+      const today = await dailyUsage(trx, plan.startedAt);
+      limit = Math.max(0, Math.min(limit, policy.dailyLeads - today.leads));
+      budgetLeft = Math.min(budgetLeft, policy.budgetExposure - today.exposure);
+    }
+    const candidates = await selectEligible(trx, {
+      minScore: policy.minLeadScore,
+      freshSince: plan.cutoff,
+      limit: limit === 0 ? 0 : limit + 50,
+      notDryRun: !plan.live,
+      skipLocked: store.dialect === 'postgres',
+    });
+    return packBatches(
+      takeWithinLimits(candidates, limit, budgetLeft).taken,
+      MAX_LEADS_PER_REQUEST,
+      plan.room,
+    ).slice(0, plan.planned);
+  }
+
   /** An authorised batch that never started (the mode left `live` meanwhile): back to its queue, uncounted. */
   async function holdBack(held: Authorized, report: CycleReport) {
     report.halted ??= 'outbound stopped (mode changed) before the request started';
@@ -443,8 +512,14 @@ export function createEngine(deps: EngineDeps): Engine {
     report: CycleReport,
     stop?: AbortSignal,
   ): Promise<Authorized | null> {
-    const canSend =
+    let canSend =
       report.kind === 'live' && partner !== null && !report.healthFailed && !report.halted && !stop?.aborted;
+    // The outcome just recorded commits whatever happens; nothing more is authorised by a runner that
+    // no longer leads.
+    if (canSend && !(await leads(trx))) {
+      report.halted = 'this runner no longer leads';
+      canSend = false;
+    }
     if (canSend && context.actions < context.actionsPerCycle && healthFresh(context)) {
       const authorized = await authorizeNext(trx, context, report);
       if (authorized) return authorized;

@@ -9,6 +9,14 @@ export {
   toPartnerLead,
 } from './engine.js';
 export {
+  createLeadership,
+  type Leadership,
+  type LeadershipOptions,
+  NotLeader,
+  processGone,
+  type Term,
+} from './leadership.js';
+export {
   createOperatorActions,
   type OperatorActions,
   OperatorError,

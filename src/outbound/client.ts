@@ -12,6 +12,7 @@ import {
   limiterShape,
   maxStartsInAnySecond,
   SlidingWindowLimiter,
+  type StartLimiter,
 } from './limiter.js';
 import { settleOrAbort } from './tls-agent.js';
 import { type TokenGrant, TokenProvider } from './token.js';
@@ -68,6 +69,8 @@ export interface PartnerClientOptions {
   limiterSleep?: LimiterSleep;
   /** Refresh a token this long before it would expire (default 10 s): clock skew with the partner. */
   tokenRefreshMarginMs?: number;
+  /** Every start must also pass this (several runners: the shared start log in the database). */
+  startLimiter?: StartLimiter | undefined;
 }
 
 /** The partner client: the only code that talks to the partner's HTTP API. */
@@ -79,7 +82,8 @@ export interface PartnerClient {
   /**
    * Send ONE batch in ONE request (plus a token request when no valid token is cached). No retry
    * inside: retries are separate actions the engine authorises and records. Returns data for every
-   * partner or network failure; throws only `INVALID_BATCH`, `CLIENT_CLOSED`, `CANCELLED` (nothing sent).
+   * partner or network failure; throws only `INVALID_BATCH`, `CLIENT_CLOSED`, `CANCELLED`,
+   * `START_NOT_GRANTED` (nothing sent).
    */
   /**
    * `signal` cuts the request at any point (in flight too); `holdNew` only stops it from starting:
@@ -150,6 +154,7 @@ class HttpPartnerClient implements PartnerClient {
       timeoutMs: options.timeoutMs,
       maxResponseBytes: settings.maxResponseBytes,
       limiter: this.#limiter,
+      startLimiter: options.startLimiter,
       gate: this.#gate,
       monotonicNow,
     });

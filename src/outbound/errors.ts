@@ -14,7 +14,12 @@ export type OutboundErrorCode =
   /** The client was closed; nothing was sent. */
   | 'CLIENT_CLOSED'
   /** The caller's signal aborted while the request waited for a slot or a rate permit; nothing was sent. */
-  | 'CANCELLED';
+  | 'CANCELLED'
+  /**
+   * The shared start log (several runners, one database) did not grant the start: the database is
+   * unreachable or this runner no longer leads. Nothing was sent.
+   */
+  | 'START_NOT_GRANTED';
 
 export class OutboundError extends Error {
   override readonly name = 'OutboundError';

@@ -16,6 +16,7 @@ export {
   type RatePermit,
   SlidingWindowLimiter,
   type SlidingWindowLimiterOptions,
+  type StartLimiter,
 } from './limiter.js';
 export { settleOrAbort, tlsAgent } from './tls-agent.js';
 export type {

@@ -58,6 +58,15 @@ export interface RatePermit {
   release(): void;
 }
 
+/**
+ * A second limiter every request start must also pass, after the client's own: several runners
+ * sharing one database keep the window there (src/engine/leadership.ts). It rejects with
+ * `CANCELLED` when `signal` aborts, and with `START_NOT_GRANTED` when it cannot grant (nothing sent).
+ */
+export interface StartLimiter {
+  acquire(signal?: AbortSignal): Promise<RatePermit>;
+}
+
 interface LogEntry {
   /** When the partner had certainly seen the request; null while it may still arrive (counts as now). */
   at: number | null;

@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Agent, Dispatcher } from 'undici';
 import type { ConcurrencyGate } from './concurrency.js';
 import { OutboundError } from './errors.js';
-import type { RatePermit, SlidingWindowLimiter } from './limiter.js';
+import type { RatePermit, SlidingWindowLimiter, StartLimiter } from './limiter.js';
 import { tlsAgent } from './tls-agent.js';
 
 /** Bytes of a refused response read before the connection is dropped (it is never parsed). */
@@ -16,6 +16,8 @@ export interface TransportOptions {
   timeoutMs: number;
   maxResponseBytes: number;
   limiter: SlidingWindowLimiter;
+  /** The shared start log, passed after `limiter` (several runners on one database). */
+  startLimiter?: StartLimiter | undefined;
   gate: ConcurrencyGate;
   monotonicNow: () => number;
 }
@@ -90,6 +92,7 @@ export class Transport {
     let permit: RatePermit;
     try {
       permit = await limiter.acquire(waiting);
+      if (this.#options.startLimiter) permit = await both(permit, this.#options.startLimiter, waiting);
     } catch (error) {
       releaseSlot();
       throw error;
@@ -276,4 +279,29 @@ function checkCaPem(caPem: string): void {
       throw new OutboundError('INVALID_OPTIONS', 'caPem holds a certificate that does not parse', { cause });
     }
   }
+}
+
+/** The local permit and then the shared one; a refusal of the shared one releases the local one. */
+async function both(
+  local: RatePermit,
+  shared: StartLimiter,
+  signal: AbortSignal | undefined,
+): Promise<RatePermit> {
+  let second: RatePermit;
+  try {
+    second = await shared.acquire(signal);
+  } catch (error) {
+    local.release();
+    throw error;
+  }
+  return {
+    markAnswered() {
+      local.markAnswered();
+      second.markAnswered();
+    },
+    release() {
+      local.release();
+      second.release();
+    },
+  };
 }

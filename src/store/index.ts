@@ -19,9 +19,21 @@ export {
   countAuditEntries,
   latestAuditSeq,
 } from './audit-log.js';
+export { isConnectionLoss } from './connection-loss.js';
 export type { Dialect } from './dialect.js';
 export { truncateWriteAheadLog, zeroOverwrittenPages } from './erased-pages.js';
 export { isStoreError, StoreError, type StoreErrorCode } from './errors.js';
+export {
+  type AppliedGrants,
+  applyGrants,
+  type GrantOptions,
+  GrantsError,
+  type GrantsErrorCode,
+  grantStatements,
+  isGrantsError,
+  quoteIdentifier,
+  RESTRICTED_TABLES,
+} from './grants.js';
 export {
   addIngestCounts,
   createIngestRun,
@@ -91,6 +103,25 @@ export {
   utcDay,
   waitingLeadCount,
 } from './outbox.js';
+export {
+  databaseNow,
+  grantStart,
+  holds,
+  LEADER_LEASE,
+  type LeaseAttempt,
+  type LeaseRow,
+  type LeaseTake,
+  lockLease,
+  type RunnerIdentity,
+  readLease,
+  releaseLease,
+  renewLease,
+  type StartDecision,
+  type StartLogShape,
+  settleStart,
+  startsBetween,
+  tryTakeLease,
+} from './runners.js';
 export { getRuntimeValue, setRuntimeValue } from './runtime-state.js';
 export type {
   Alert,

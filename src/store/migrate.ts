@@ -1,7 +1,8 @@
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { StoreError } from './errors.js';
 import { migrations } from './migrations/index.js';
 import type { Store } from './open.js';
+import type { Database } from './schema.js';
 
 /** The table that records applied migrations (the columns Kysely's migrator used: existing databases keep working). */
 const MIGRATION_TABLE = 'valhalla_migration';
@@ -23,12 +24,19 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
   try {
     return await store.db.transaction().execute(async (trx) => {
       if (store.dialect === 'postgres') {
-        await sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`.execute(trx);
+        // Per schema (the second key): installations in other schemas migrate independently.
+        await sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY}::int4, hashtext(current_schema()))`.execute(
+          trx,
+        );
       }
-      await sql`create table if not exists ${sql.table(MIGRATION_TABLE)} (
-        name varchar(255) not null primary key,
-        timestamp varchar(255) not null
-      )`.execute(trx);
+      // PostgreSQL checks CREATE on the schema before it looks for the table, even with `if not exists`,
+      // and a runner's role has no CREATE (docs/production.md): on a current schema it must not need it.
+      if (store.dialect === 'sqlite' || !(await postgresTableExists(trx, MIGRATION_TABLE))) {
+        await sql`create table if not exists ${sql.table(MIGRATION_TABLE)} (
+          name varchar(255) not null primary key,
+          timestamp varchar(255) not null
+        )`.execute(trx);
+      }
       // SQLite: hold the write lock before reading what is applied (another process may be migrating).
       if (store.dialect === 'sqlite') {
         await sql`update ${sql.table(MIGRATION_TABLE)} set name = name where 0`.execute(trx);
@@ -54,6 +62,7 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
           `migrations ${outOfOrder.join(', ')} sort before the applied ${lastApplied}: refusing to apply them out of order`,
         );
       }
+      if (pending.length > 0 && store.dialect === 'postgres') await refuseUnlessOwner(trx, pending);
       for (const name of pending) {
         current = name;
         await known[name]!.up(trx);
@@ -65,8 +74,51 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
     });
   } catch (error) {
     if (error instanceof StoreError) throw error;
+    if (isPermissionDenied(error)) {
+      // A role without DDL rights on a fresh schema, or without the grants (the append-only triggers
+      // raise the same SQLSTATE with their own message: those are not this).
+      throw new StoreError(
+        'MIGRATION_FAILED',
+        `${current === '(migration table)' ? 'opening the migration table' : `migration ${current}`} was refused (${(error as Error).message}): the schema is migrated by its owner role with \`valhalla db migrate\`, and the runners' role needs the grants of \`valhalla db grants --app-role NAME --apply\` (docs/production.md)`,
+        { cause: error },
+      );
+    }
     throw new StoreError('MIGRATION_FAILED', `migration ${current} failed: ${(error as Error).message}`, {
       cause: error,
     });
   }
+}
+
+/** insufficient_privilege from the privileges (not from a trigger), or invalid_schema_name: no usable schema (no USAGE). */
+function isPermissionDenied(error: unknown): boolean {
+  const { code, message } = error as { code?: string; message?: string };
+  return (code === '42501' && /^(permission denied|must be owner)/.test(message ?? '')) || code === '3F000';
+}
+
+/** Whether the table exists in the schema `create table` would put it in (the first of the search path). */
+async function postgresTableExists(trx: Transaction<Database>, table: string): Promise<boolean> {
+  const { rows } = await sql<{ found: boolean }>`select exists (
+    select 1 from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = current_schema() and c.relname = ${table}
+  ) as found`.execute(trx);
+  return rows[0]?.found === true;
+}
+
+/**
+ * Migrations are applied by the role that owns the schema's tables. A runner's role (which may read
+ * and write them, never alter them) refuses a schema with pending migrations with what to do, rather
+ * than failing half-way on the first DDL statement.
+ */
+async function refuseUnlessOwner(trx: Transaction<Database>, pending: string[]): Promise<void> {
+  const { rows } = await sql<{ role: string; owner: string; owns: boolean }>`
+    select current_user as role, pg_catalog.pg_get_userbyid(c.relowner) as owner,
+      pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') as owns
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = current_schema() and c.relname = ${MIGRATION_TABLE}`.execute(trx);
+  const row = rows[0];
+  if (row === undefined || row.owns) return;
+  throw new StoreError(
+    'MIGRATION_FAILED',
+    `the database schema is older than this release (pending migrations: ${pending.join(', ')}) and the role "${row.role}" may not migrate it: stop every runner, run \`valhalla db migrate\` as the schema's owner role ("${row.owner}"), re-apply the grants, then start this release (docs/production.md)`,
+  );
 }

@@ -132,8 +132,12 @@ async function openPostgres(url: string, schema: string | undefined): Promise<St
 /**
  * `create schema if not exists` is not safe against itself: two processes starting at once on a fresh
  * schema can both find it missing, and the second fails on the catalog's unique name. It exists then.
+ * It also needs CREATE on the database even when the schema exists, which a runner's role has not
+ * (docs/production.md): look first.
  */
 async function createSchemaIfMissing(client: pg.PoolClient, schema: string): Promise<void> {
+  const found = await client.query('select 1 from pg_catalog.pg_namespace where nspname = $1', [schema]);
+  if (found.rowCount !== null && found.rowCount > 0) return;
   try {
     await client.query(`create schema if not exists ${schema}`);
   } catch (error) {

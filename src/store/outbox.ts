@@ -28,7 +28,14 @@ export async function expireStalePending(
  */
 export async function selectEligible(
   db: Executor,
-  options: { minScore: number; freshSince: number; limit: number; notDryRun: boolean },
+  options: {
+    minScore: number;
+    freshSince: number;
+    limit: number;
+    notDryRun: boolean;
+    /** PostgreSQL, in the claiming transaction: lock the rows, passing over those another transaction holds. */
+    skipLocked?: boolean;
+  },
 ): Promise<Lead[]> {
   if (options.limit <= 0) return [];
   let query = db
@@ -42,6 +49,7 @@ export async function selectEligible(
     .orderBy('id', 'asc')
     .limit(options.limit);
   if (options.notDryRun) query = query.where('dry_run_at', 'is', null);
+  if (options.skipLocked) query = query.forUpdate().skipLocked();
   return query.execute();
 }
 

@@ -232,7 +232,31 @@ export interface DailyUsageTable {
   exposure: number;
 }
 
+/** A lease: the runner named in it leads until `expires_at` (migration 0009). */
+export interface RunnerLeaseTable {
+  name: string;
+  holder: string;
+  host: string;
+  pid: number;
+  epoch: number;
+  acquired_at: number;
+  renewed_at: number;
+  expires_at: number;
+}
+
+/** The shared sliding log of request starts to the partner (migration 0009). */
+export interface RateStartsTable {
+  id: Generated<number>;
+  holder: string;
+  epoch: number;
+  granted_at: number;
+  settled_at: number | null;
+  expires_at: number;
+}
+
 export interface Database {
+  runner_lease: RunnerLeaseTable;
+  rate_starts: RateStartsTable;
   daily_usage: DailyUsageTable;
   cycles: CyclesTable;
   deliveries: DeliveriesTable;

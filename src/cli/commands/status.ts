@@ -50,6 +50,18 @@ export function registerStatus(program: Command, ctx: Context): void {
             ? 'Heartbeat: none recorded (no worker has run)'
             : `Heartbeat: ${run.heartbeat.ageSeconds} s ago (${run.heartbeat.at}), worker pid ${run.heartbeat.pid}, ${run.heartbeat.rssMb} MB RSS, ${run.heartbeat.state}`,
         );
+        const leader = run.leader;
+        writeLine(
+          io.stdout,
+          leader === null
+            ? 'Leader: none yet (no runner has run)'
+            : `Leader: ${leader.holder} (pid ${leader.pid} on ${leader.host}), epoch ${leader.epoch}, ` +
+                (leader.lease === 'held'
+                  ? `lease held for ${leader.seconds} s more`
+                  : leader.lease === 'lapsed'
+                    ? `lease LAPSED ${leader.seconds} s ago: a standby takes over`
+                    : 'lease released (stopped cleanly)'),
+        );
         writeLine(
           io.stdout,
           `Error rate: ${run.errorRate.failures}/${run.errorRate.requests} requests failed in the window; ${run.errorRate.rollback ? 'ROLLBACK' : 'no rollback'} (${run.errorRate.reason})`,

@@ -8,6 +8,7 @@ import { monitoring } from './0005-monitoring.js';
 import { gates } from './0006-gates.js';
 import { dashboard } from './0007-dashboard.js';
 import { erasure } from './0008-erasure.js';
+import { runners } from './0009-runners.js';
 
 /** Numbered, append-only, applied in order. Never edit a released migration: add the next one. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
@@ -20,5 +21,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0006-gates': gates(dialect),
     '0007-dashboard': dashboard(dialect),
     '0008-erasure': erasure(dialect),
+    '0009-runners': runners(dialect),
   };
 }
