@@ -174,5 +174,7 @@ await runCycles({
   // The until-done check runs between cycles: the next one starts only once it has answered.
   beforeCycle: () => checking,
 });
+// The until-done check of the last cycle may still be reading: the database stays open until it has.
+await checking;
 await client.close();
 await app.close();
