@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream';
 import { createAlertDispatcher } from '../alerts/index.js';
 import { systemSleep } from '../clock/index.js';
 import { PACKAGE_ROOT } from '../config/index.js';
-import { type CycleReport, describeCycle, NotLeader, runCycles } from '../engine/index.js';
+import { type CycleReport, describeCycle, isTransient, NotLeader, runCycles } from '../engine/index.js';
 import { changeMode, type GateClearance } from '../guard/index.js';
 import type { Logger } from '../log/index.js';
 import {
@@ -21,7 +21,6 @@ import {
   watchMode,
 } from '../monitor/index.js';
 import { isOutboundError } from '../outbound/index.js';
-import { isConnectionLoss } from '../store/index.js';
 import type { App } from './index.js';
 
 /** Synthetic leads loaded into an empty store in Phase 3 with real data off. */
@@ -47,6 +46,8 @@ export interface WorkerRunOptions {
   /** To the supervisor (IPC), when there is one. */
   send?: ((message: HeartbeatMessage) => void) | undefined;
   print: (line: string) => void;
+  /** A cycle stuck after its term ended (default: exit 1, for the supervisor to restart the worker). */
+  exitStuck?: () => void;
 }
 
 /** The result of a run: 0 done, 3 refused (Phase 4 without the gates). */
@@ -115,6 +116,23 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
       if (term === null) break;
       standingBehind = null;
       options.print(`leading (epoch ${term.epoch}, lease ${term.how})`);
+      // A term that ended must end its cycle soon (requests are cut at once). A cycle still running
+      // well after is stuck on a connection that hangs (a silent network cut): the worker exits, and
+      // the supervisor starts a new one with new connections.
+      let stuck: NodeJS.Timeout | null = null;
+      const onLost = () => {
+        stuck = setTimeout(
+          () => {
+            app.logger.fatal(
+              'the lease was lost and the cycle did not end: exiting so that the supervisor restarts the worker',
+            );
+            (options.exitStuck ?? (() => process.exit(1)))();
+          },
+          Math.max(STUCK_AFTER_LOST_MS, config.policy.heartbeatIntervalSeconds * 1000),
+        );
+        stuck.unref();
+      };
+      term.lost.addEventListener('abort', onLost, { once: true });
       try {
         const done = await runCycles({
           engine,
@@ -157,7 +175,7 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
       } catch (error) {
         // Fail closed: the database gone (or the lease lost) ends this term; nothing is sent until
         // the lease is held again, and the next term starts with recovery. Anything else is a bug.
-        if (!term.lost.aborted && !endsTerm(error)) throw error;
+        if (!endsTerm(error)) throw error;
         app.logger.error({ err: error }, 'outbound stopped: the database or the lease was lost');
         options.print(
           `outbound stopped (${(error as Error).message}): standing by until the database answers`,
@@ -165,6 +183,9 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
         await leadership.resign();
         await systemSleep(Math.min(1_000, config.policy.heartbeatIntervalSeconds * 1000), options.stop);
         continue;
+      } finally {
+        term.lost.removeEventListener('abort', onLost);
+        if (stuck) clearTimeout(stuck);
       }
       if (term.lost.aborted && !options.stop.aborted) {
         options.print(
@@ -426,8 +447,11 @@ export async function runSupervisor(
 
 /** Errors that end a runner's term rather than the process: the database or the lease lost. */
 function endsTerm(error: unknown): boolean {
-  return error instanceof NotLeader || isOutboundError(error, 'START_NOT_GRANTED') || isConnectionLoss(error);
+  return error instanceof NotLeader || isOutboundError(error, 'START_NOT_GRANTED') || isTransient(error);
 }
+
+/** The least time a cycle may take to end after its term ended before the worker exits (see runWorker). */
+const STUCK_AFTER_LOST_MS = 5_000;
 
 function mb(bytes: number): number {
   return Math.round(bytes / (1024 * 1024));

@@ -411,6 +411,13 @@ export function createEngine(deps: EngineDeps): Engine {
           await holdBack(current, report);
           break;
         }
+        // The shared start log did not grant the start (the database gone, the lease lost): nothing
+        // was sent. Back to its queue uncounted while this runner still leads (the database may not
+        // answer: then recovery finds it `sending` and resends it under its key); the term ends.
+        if (isOutboundError(error, 'START_NOT_GRANTED')) {
+          await holdBack(current, report).catch(() => undefined);
+          throw error;
+        }
         if (!abortRequests?.aborted) throw error;
         outcome = null;
       }
@@ -431,6 +438,10 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       await guard.prepare();
       next = await store.db.transaction().execute(async (trx) => {
+        // The lease's row first (then the audit lock, in that order everywhere): a runner that no
+        // longer leads records nothing; the batch stays `sending` for the leader's recovery, which
+        // resends it under its own key (the partner replays it).
+        await mustLead(trx, 'the outcome');
         await recordOutcome(trx, current, outcome, report);
         return afterAction(trx, context, report, stop);
       });
@@ -484,6 +495,8 @@ export function createEngine(deps: EngineDeps): Engine {
   async function holdBack(held: Authorized, report: CycleReport) {
     report.halted ??= 'outbound stopped (mode changed) before the request started';
     await store.db.transaction().execute(async (trx) => {
+      // Not the leader any more: the batch is the leader's recovery's now.
+      if (!(await leads(trx))) return;
       await audit.append(trx, {
         actor: 'engine',
         action: 'batch.held',

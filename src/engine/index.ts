@@ -9,9 +9,12 @@ export {
   toPartnerLead,
 } from './engine.js';
 export {
+  ClockSkew,
   createLeadership,
+  isTransient,
   type Leadership,
   type LeadershipOptions,
+  MAX_CLOCK_SKEW_MS,
   NotLeader,
   processGone,
   type Term,

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Transaction } from 'kysely';
 import type { AuditLog } from '../audit/index.js';
@@ -10,6 +11,8 @@ import {
   databaseNow,
   grantStart,
   holds,
+  isConnectionLoss,
+  type LeaseAttempt,
   type LeaseRow,
   type LeaseTake,
   lockLease,
@@ -96,6 +99,46 @@ export function processGone(pid: number): boolean {
 
 /** How often the shared start log is asked again while it is full (other runners' starts settle unseen). */
 const START_POLL_MS = 50;
+/**
+ * Most a runner's clock may differ from the database's: the daily cap's day, the ramp and lead
+ * freshness are read on the runner's clock, the lease and the start log on the database's.
+ */
+export const MAX_CLOCK_SKEW_MS = 2_000;
+
+/** This runner's clock is too far from the database's to lead. */
+export class ClockSkew extends Error {
+  override readonly name = 'ClockSkew';
+  constructor(readonly skewMs: number) {
+    super(
+      `this host's clock is ${Math.round(Math.abs(skewMs))} ms ${skewMs > 0 ? 'behind' : 'ahead of'} the database's (at most ${MAX_CLOCK_SKEW_MS} ms): fix its time synchronisation`,
+    );
+  }
+}
+
+/**
+ * Where a pid means something: this boot of this machine and this pid namespace. Another runner
+ * judges a holder's process gone only from the same space; without /proc nobody shares it.
+ */
+function pidSpace(): string {
+  try {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const namespace = readlinkSync('/proc/self/ns/pid');
+    return `${boot}/${namespace}`;
+  } catch {
+    return `unshared:${randomBytes(8).toString('hex')}`;
+  }
+}
+
+/** A database error that passes: the connection lost, a deadlock, a serialisation or lock conflict, a race on the first lease. */
+export function isTransient(error: unknown): boolean {
+  if (isConnectionLoss(error)) return true;
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === '40P01' || code === '40001' || code === '55P03' || code === '23505') return true;
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT') return true;
+  }
+  return false;
+}
 
 export function createLeadership(options: LeadershipOptions): Leadership {
   const { store, audit, clock, sleep, logger, leaseMs } = options;
@@ -106,6 +149,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
     holder: `${options.name}#${randomBytes(4).toString('hex')}`,
     host: hostname(),
     pid: process.pid,
+    pidSpace: pidSpace(),
   };
   const every = Math.max(1, Math.floor(leaseMs / 3));
   interface Held extends Term {
@@ -149,11 +193,14 @@ export function createLeadership(options: LeadershipOptions): Leadership {
     current.renewing = true;
     const startedAt = monotonic();
     try {
-      const ok = await store.db
+      const at = await store.db
         .transaction()
         .execute((trx) => renewLease(trx, store.dialect, me, current.epoch, leaseMs, now));
       if (term !== current) return;
-      if (!ok) endTerm('the lease was taken over');
+      if (at === null) endTerm('the lease was taken over');
+      else if (store.dialect === 'postgres' && Math.abs(at - clock.now()) > MAX_CLOCK_SKEW_MS) {
+        endTerm(new ClockSkew(at - clock.now()).message);
+      }
       // The database set the lease's expiry after `startedAt`: it lasts at least until then + leaseMs.
       else extend(current, startedAt + leaseMs);
     } catch (error) {
@@ -185,10 +232,23 @@ export function createLeadership(options: LeadershipOptions): Leadership {
     if (term) return term;
     while (!signal.aborted) {
       const startedAt = monotonic();
+      let attempt: LeaseAttempt;
       try {
-        const attempt = await store.db.transaction().execute(async (trx) => {
-          const taken = await tryTakeLease(trx, store.dialect, me, leaseMs, processGone, now);
-          if (taken.acquired && taken.how !== 'own') {
+        attempt = await store.db.transaction().execute(async (trx) => {
+          const taken = await tryTakeLease(
+            trx,
+            store.dialect,
+            me,
+            leaseMs,
+            options.takeoverWaitMs,
+            processGone,
+            now,
+          );
+          if (!taken.acquired) return taken;
+          // Several hosts: the caps' day and the lease's timing must agree with the database's clock.
+          const skew = taken.now - clock.now();
+          if (store.dialect === 'postgres' && Math.abs(skew) > MAX_CLOCK_SKEW_MS) throw new ClockSkew(skew);
+          if (taken.how !== 'own') {
             await audit.append(trx, {
               actor: 'runner',
               action: 'runner.lead',
@@ -199,6 +259,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
                 at: taken.now,
                 host: me.host,
                 pid: me.pid,
+                quietUntil: taken.quietUntil,
                 previous: taken.previous && {
                   holder: taken.previous.holder,
                   host: taken.previous.host,
@@ -212,38 +273,48 @@ export function createLeadership(options: LeadershipOptions): Leadership {
           }
           return taken;
         });
-        if (attempt.acquired) {
-          const current = startTerm(attempt.epoch, attempt.how, startedAt);
-          logger.info({ epoch: attempt.epoch, how: attempt.how, runner: me.holder }, 'leading');
-          if (attempt.how === 'expired') {
-            // The old leader may be alive, cut off, with its last request still in flight.
-            logger.warn(
-              { waitMs: options.takeoverWaitMs, previous: attempt.previous?.holder },
-              'took over an expired lease: waiting out the previous leader before recovering its batches',
-            );
-            await sleep(options.takeoverWaitMs, AbortSignal.any([signal, current.lost]));
-            if (signal.aborted || current.lost.aborted) {
-              if (!current.lost.aborted) await resign();
-              return null;
-            }
-          }
-          return current;
-        }
-        onStandby?.(attempt.current);
       } catch (error) {
-        logger.error({ err: error }, 'lease not taken: the database did not answer; standing by');
+        // Stand by through what passes (the database gone, a lock conflict, a clock to be fixed);
+        // anything else is a bug or a broken installation (a missing grant): the worker fails with it.
+        if (!(error instanceof ClockSkew) && !isTransient(error)) throw error;
+        logger.error({ err: error }, `lease not taken (${(error as Error).message}); standing by`);
+        await sleep(every, signal);
+        continue;
       }
-      await sleep(every, signal);
+      if (!attempt.acquired) {
+        onStandby?.(attempt.current);
+        await sleep(every, signal);
+        continue;
+      }
+      const current = startTerm(attempt.epoch, attempt.how, startedAt);
+      logger.info({ epoch: attempt.epoch, how: attempt.how, runner: me.holder }, 'leading');
+      const waitMs = attempt.quietUntil - attempt.now;
+      if (waitMs > 0) {
+        // A previous leader may be alive and cut off with its last request in flight: nothing it
+        // left mid-request is recovered before that request has certainly ended.
+        logger.warn(
+          { waitMs, previous: attempt.previous?.holder },
+          'leading: waiting out the previous leader before recovering its batches',
+        );
+        await sleep(waitMs, AbortSignal.any([signal, current.lost]));
+        if (current.lost.aborted) continue;
+        if (signal.aborted) break;
+      }
+      return current;
     }
+    await resign();
     return null;
   }
 
-  async function fenced(trx: Transaction<Database>): Promise<boolean> {
+  /** Inside a transaction: the epoch of this runner's term if it still holds the lease (row locked), else null. */
+  async function fence(trx: Transaction<Database>): Promise<number | null> {
     const current = term;
-    if (!current || current.lost.aborted || monotonic() >= current.deadline) return false;
+    if (!current || current.lost.aborted || monotonic() >= current.deadline) return null;
     const lease = await lockLease(trx, store.dialect);
-    if (!holds(lease, me, current.epoch)) return false;
-    return lease!.expiresAt > (await databaseNow(trx, store.dialect, now));
+    if (!holds(lease, me, current.epoch)) return null;
+    if (lease!.expiresAt <= (await databaseNow(trx, store.dialect, now))) return null;
+    // The term may have ended meanwhile (its lapse timer): then it no longer counts, whatever the row says.
+    return term === current && !current.lost.aborted ? current.epoch : null;
   }
 
   async function resign() {
@@ -268,8 +339,9 @@ export function createLeadership(options: LeadershipOptions): Leadership {
         let decision: Awaited<ReturnType<typeof grantStart>> | null;
         try {
           decision = await store.db.transaction().execute(async (trx) => {
-            if (!(await fenced(trx))) return null;
-            return grantStart(trx, store.dialect, me, term!.epoch, options.starts, now);
+            const epoch = await fence(trx);
+            if (epoch === null) return null;
+            return grantStart(trx, store.dialect, me, epoch, options.starts, now);
           });
         } catch (cause) {
           throw new OutboundError(
@@ -306,7 +378,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
       return term;
     },
     acquire,
-    holds: fenced,
+    holds: async (trx) => (await fence(trx)) !== null,
     resign,
     startLimiter,
   };

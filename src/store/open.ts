@@ -73,6 +73,9 @@ function openSqlite(path: string): Store {
   };
 }
 
+/** PostgreSQL ends a session left idle inside a transaction this long (see openPostgres). */
+export const IDLE_IN_TRANSACTION_MS = 15_000;
+
 async function openPostgres(url: string, schema: string | undefined): Promise<Store> {
   if (schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
     throw new StoreError('DATABASE_UNAVAILABLE', `invalid schema name ${JSON.stringify(schema)}`);
@@ -89,7 +92,13 @@ async function openPostgres(url: string, schema: string | undefined): Promise<St
     max: 4,
     connectionTimeoutMillis: 10_000,
     types,
-    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    // A connection that goes silent (a network cut without a reset) is noticed by TCP keepalives.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 5_000,
+    // No transaction of the product waits on its client: one idle that long has a client that is gone
+    // (a runner cut off or frozen). The server ends it, and the lease's row lock it held with it, so
+    // the other runners can take over.
+    options: `${schema ? `-c search_path=${schema} ` : ''}-c idle_in_transaction_session_timeout=${IDLE_IN_TRANSACTION_MS}`,
   });
   pool.on('error', () => {
     // An idle client lost its connection; the next query reports it. Without this handler the process would crash.

@@ -1,4 +1,4 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { Dialect } from './dialect.js';
 import type { Database } from './schema.js';
 
@@ -7,30 +7,46 @@ type Executor = Kysely<Database> | Transaction<Database>;
 /** The one lease of leadership: its holder runs cycles and talks to the partner (migration 0009). */
 export const LEADER_LEASE = 'leader';
 
-/** Who a runner is: its name (unique per runner), its host and its process. */
+/**
+ * Who a runner is: its name (unique per process), its host, its process, and the space its pid is
+ * meaningful in (the machine's boot and the pid namespace): another runner may judge the holder's
+ * process gone only from the same space.
+ */
 export interface RunnerIdentity {
   holder: string;
   host: string;
   pid: number;
+  pidSpace: string;
 }
 
 export interface LeaseRow {
   holder: string;
   host: string;
   pid: number;
+  pidSpace: string;
   epoch: number;
   renewedAt: number;
   expiresAt: number;
+  /** No batch caught mid-request may be recovered before this (a request of an earlier leader may be in flight). */
+  quietUntil: number;
 }
 
-/** How a runner came to lead: the lease was new, released, its own, expired, or held by a dead process on this host. */
+/** How a runner came to lead: the lease was new, released, its own, expired, or held by a dead process it can see. */
 export type LeaseTake = 'new' | 'released' | 'own' | 'expired' | 'dead';
 
 export type LeaseAttempt =
-  | { acquired: true; epoch: number; how: LeaseTake; previous: LeaseRow | null; now: number }
+  | {
+      acquired: true;
+      epoch: number;
+      how: LeaseTake;
+      previous: LeaseRow | null;
+      now: number;
+      /** Recover batches caught mid-request only from then (database clock). */
+      quietUntil: number;
+    }
   | { acquired: false; current: LeaseRow; now: number };
 
-/** A released lease has expired at 0: whoever comes next need not wait for anything of its holder's. */
+/** A released lease has expired at 0: whoever comes next waits only for its `quiet_until`. */
 const RELEASED = 0;
 
 /**
@@ -61,26 +77,32 @@ export async function lockLease(trx: Transaction<Database>, dialect: Dialect): P
   return row ? toLease(row) : null;
 }
 
-function toLease(row: Database['runner_lease']): LeaseRow {
+function toLease(row: Selectable<Database['runner_lease']>): LeaseRow {
   return {
     holder: row.holder,
     host: row.host,
     pid: Number(row.pid),
+    pidSpace: row.pid_space,
     epoch: Number(row.epoch),
     renewedAt: Number(row.renewed_at),
     expiresAt: Number(row.expires_at),
+    quietUntil: Number(row.quiet_until),
   };
 }
 
 /**
- * Take the lease if it is free, released, this runner's, expired, or held by a process on this host
- * that no longer exists (`processGone`); otherwise report who holds it. A takeover raises the epoch.
+ * Take the lease if it is free, released, this runner's, held by a process of this pid space that no
+ * longer exists (`processGone`), or expired; otherwise report who holds it. A takeover raises the
+ * epoch. Taking over an expired lease, whose holder may be alive and cut off with a request in flight,
+ * sets `quiet_until` `takeoverWaitMs` ahead; a quiet period already running is inherited whatever the
+ * way in.
  */
 export async function tryTakeLease(
   trx: Transaction<Database>,
   dialect: Dialect,
   me: RunnerIdentity,
   ttlMs: number,
+  takeoverWaitMs: number,
   processGone: (pid: number) => boolean,
   local: () => number,
 ): Promise<LeaseAttempt> {
@@ -90,33 +112,39 @@ export async function tryTakeLease(
     holder: me.holder,
     host: me.host,
     pid: me.pid,
+    pid_space: me.pidSpace,
     renewed_at: now,
     expires_at: now + ttlMs,
   };
   if (current === null) {
     await trx
       .insertInto('runner_lease')
-      .values({ name: LEADER_LEASE, epoch: 1, acquired_at: now, ...lease })
+      .values({ name: LEADER_LEASE, epoch: 1, acquired_at: now, quiet_until: 0, ...lease })
       .execute();
-    return { acquired: true, epoch: 1, how: 'new', previous: null, now };
+    return { acquired: true, epoch: 1, how: 'new', previous: null, now, quietUntil: 0 };
   }
   let how: LeaseTake | null = null;
-  if (current.holder === me.holder && current.host === me.host && current.pid === me.pid) how = 'own';
+  if (current.holder === me.holder && current.pidSpace === me.pidSpace && current.pid === me.pid) how = 'own';
   else if (current.expiresAt === RELEASED) how = 'released';
   // Before expiry: a holder known dead needs no waiting out, expired or not.
-  else if (current.host === me.host && processGone(current.pid)) how = 'dead';
+  else if (current.pidSpace === me.pidSpace && processGone(current.pid)) how = 'dead';
   else if (current.expiresAt <= now) how = 'expired';
   if (how === null) return { acquired: false, current, now };
   const epoch = how === 'own' ? current.epoch : current.epoch + 1;
+  const quietUntil =
+    how === 'expired' ? Math.max(current.quietUntil, now + takeoverWaitMs) : current.quietUntil;
   await trx
     .updateTable('runner_lease')
-    .set({ epoch, ...(how === 'own' ? {} : { acquired_at: now }), ...lease })
+    .set({ epoch, quiet_until: quietUntil, ...(how === 'own' ? {} : { acquired_at: now }), ...lease })
     .where('name', '=', LEADER_LEASE)
     .execute();
-  return { acquired: true, epoch, how, previous: current, now };
+  return { acquired: true, epoch, how, previous: current, now, quietUntil };
 }
 
-/** Extend this runner's lease of `epoch`; false when it is no longer this runner's (taken over). */
+/**
+ * Extend this runner's lease of `epoch`; null when it is no longer this runner's (taken over),
+ * else the database's time of the renewal.
+ */
 export async function renewLease(
   trx: Transaction<Database>,
   dialect: Dialect,
@@ -124,19 +152,23 @@ export async function renewLease(
   epoch: number,
   ttlMs: number,
   local: () => number,
-): Promise<boolean> {
+): Promise<number | null> {
   const current = await lockLease(trx, dialect);
-  if (!holds(current, me, epoch)) return false;
+  if (!holds(current, me, epoch)) return null;
   const now = await databaseNow(trx, dialect, local);
   await trx
     .updateTable('runner_lease')
     .set({ renewed_at: now, expires_at: now + ttlMs })
     .where('name', '=', LEADER_LEASE)
     .execute();
-  return true;
+  return now;
 }
 
-/** Give the lease up (clean shutdown): the next runner takes it at once, with nothing to wait for. */
+/**
+ * Give the lease up (clean shutdown): the next runner takes it at once. A request start of this
+ * runner's still unsettled (cut, its answer never seen) may be in flight until its deadline: the
+ * next runner recovers nothing before then.
+ */
 export async function releaseLease(
   trx: Transaction<Database>,
   dialect: Dialect,
@@ -145,9 +177,16 @@ export async function releaseLease(
 ): Promise<boolean> {
   const current = await lockLease(trx, dialect);
   if (!holds(current, me, epoch)) return false;
+  const open = await trx
+    .selectFrom('rate_starts')
+    .select((eb) => eb.fn.max('expires_at').as('until'))
+    .where('holder', '=', me.holder)
+    .where('settled_at', 'is', null)
+    .executeTakeFirst();
+  const until = open?.until === null || open?.until === undefined ? 0 : Number(open.until);
   await trx
     .updateTable('runner_lease')
-    .set({ expires_at: RELEASED })
+    .set({ expires_at: RELEASED, quiet_until: Math.max(current!.quietUntil, until) })
     .where('name', '=', LEADER_LEASE)
     .execute();
   return true;
@@ -168,7 +207,7 @@ export function holds(lease: LeaseRow | null, me: RunnerIdentity, epoch: number)
   return (
     lease !== null &&
     lease.holder === me.holder &&
-    lease.host === me.host &&
+    lease.pidSpace === me.pidSpace &&
     lease.pid === me.pid &&
     lease.epoch === epoch &&
     lease.expiresAt !== RELEASED

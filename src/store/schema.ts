@@ -238,10 +238,12 @@ export interface RunnerLeaseTable {
   holder: string;
   host: string;
   pid: number;
+  pid_space: string;
   epoch: number;
   acquired_at: number;
   renewed_at: number;
   expires_at: number;
+  quiet_until: ColumnType<number, number | undefined, number>;
 }
 
 /** The shared sliding log of request starts to the partner (migration 0009). */

@@ -302,4 +302,80 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     const verify = await runInProcess(['audit', 'verify'], { cwd, env: base });
     expect(verify.code, verify.stderr).toBe(0);
   }, 120_000);
+
+  it('the leader cut off from the database, alive: a standby takes over once its lease expires, waits out its last request, then resends what it caught; the cut-off leader sends nothing and stands by when back', async () => {
+    const partner = await sandbox(600);
+    const direct = postgresBackend.databaseUrl();
+    const schema = new URL(direct).searchParams.get('schema')!;
+    const { cwd, env, base } = await install(partner, direct, 60);
+    const db = await inspect(schema);
+    const proxies = await Promise.all(
+      ['r1', 'r2'].map(async () => {
+        const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(PG_URL).port || 5432) });
+        closers.push(() => proxy.close());
+        return proxy;
+      }),
+    );
+    const urlVia = (port: number) => {
+      const url = new URL(direct);
+      url.port = String(port);
+      return url.toString();
+    };
+    const runners = ['r1', 'r2'].map((name, i) =>
+      startRunner(name, cwd, env(join(cwd, name), urlVia(proxies[i]!.port))),
+    );
+    const first = await until(async () => (await db.lease())?.holder, 'a leader');
+    const index = runners.findIndex((r) => first.startsWith(`${r.name}#`));
+    await until(
+      async () => partner.stats().batches.accepted >= 1 && (await db.sending()) > 0,
+      'a batch in flight',
+    );
+    const cutAt = Date.now();
+    proxies[index]!.cut();
+
+    const takeover = await until(
+      async () =>
+        (await db.audit('runner.lead')).find(
+          (e) => (e.details.previous as { holder?: string } | null)?.holder === first,
+        ),
+      'the takeover',
+    );
+    expect(takeover.details.how).toBe('expired');
+    const at = takeover.details.at as number;
+    const previous = takeover.details.previous as { renewedAt: number; expiresAt: number };
+    expect(at).toBeGreaterThanOrEqual(previous.expiresAt);
+    expect(at - previous.renewedAt).toBeLessThanOrEqual(2 * HEARTBEAT_S * 1000);
+    // The request timeout (2 s) plus 5 s: the cut-off leader's last request has certainly ended.
+    const quietUntil = takeover.details.quietUntil as number;
+    expect(quietUntil).toBe(at + 7_000);
+
+    await until(
+      async () => (await db.exported()) === 60 && (await db.unfinished()) === 0,
+      'all 60 exported',
+    ).catch((error) => {
+      throw new Error(
+        `${(error as Error).message}\n${runners.map((r) => `--- ${r.name}\n${r.out()}`).join('\n')}`,
+      );
+    });
+    // Between the cut (plus the request then in flight) and the end of the quiet period, nothing
+    // reached the partner: the cut-off leader could start nothing, the new one had not begun.
+    const quiet = partner.stats().requestStarts.filter((t) => t > cutAt + 1_000 && t < quietUntil - 100);
+    expect(quiet).toEqual([]);
+
+    proxies[index]!.restore();
+    const deposed = runners[index]!;
+    await until(
+      async () => /standing by: r\d#/.test(deposed.out().split('outbound stopped').at(-1) ?? ''),
+      'the old leader standing by',
+    );
+    for (const r of runners) r.child.kill('SIGTERM');
+    for (const r of runners) expect((await r.exited).code).toBe(0);
+
+    const summary = await ledger(direct, partner, 60);
+    expect(summary.exported).toBe(60);
+    expect(summary.resends).toBeGreaterThanOrEqual(1);
+    expect(partner.stats().batches.replayed).toBeGreaterThanOrEqual(1);
+    const verify = await runInProcess(['audit', 'verify'], { cwd, env: base });
+    expect(verify.code, verify.stderr).toBe(0);
+  }, 150_000);
 });

@@ -139,10 +139,15 @@ describe.each(list)('several runners on $name', (backend) => {
   it('an expired lease (its holder on another host stopped renewing) is taken after its expiry, within two lease periods', async () => {
     const db = await database(backend);
     const leaseMs = 600;
-    const other = { holder: 'elsewhere#00000000', host: 'another-host.invalid', pid: 4242 };
+    const other = {
+      holder: 'elsewhere#00000000',
+      host: 'another-host.invalid',
+      pid: 4242,
+      pidSpace: 'elsewhere',
+    };
     const taken = await db.store.db
       .transaction()
-      .execute((trx) => tryTakeLease(trx, db.store.dialect, other, leaseMs, () => false, systemClock.now));
+      .execute((trx) => tryTakeLease(trx, db.store.dialect, other, leaseMs, 0, () => false, systemClock.now));
     expect(taken).toMatchObject({ acquired: true, how: 'new' });
 
     const b = await db.runner('beta', { leaseMs, takeoverWaitMs: 300 });
@@ -156,8 +161,12 @@ describe.each(list)('several runners on $name', (backend) => {
       .execute();
     const details = JSON.parse(entry!.details) as {
       at: number;
+      quietUntil: number;
       previous: { holder: string; renewedAt: number; expiresAt: number };
     };
+    // The old holder may be alive with a request in flight: the term starts after the quiet period.
+    expect(details.quietUntil).toBe(details.at + 300);
+    expect(await readNow(db.store)).toBeGreaterThanOrEqual(details.quietUntil);
     expect(details.previous.holder).toBe(other.holder);
     // Taken after the old lease expired, and within two lease periods of its last renewal (the
     // database's own times, not this test's clock).
@@ -169,11 +178,11 @@ describe.each(list)('several runners on $name', (backend) => {
   it('a lease held by a process of this host that no longer exists is taken at once, unexpired', async () => {
     const db = await database(backend);
     const me = await db.runner('beta', { leaseMs: 60_000 });
-    const gone = { holder: 'crashed#00000000', host: me.leadership.me.host, pid: deadPid() };
+    const gone = { ...me.leadership.me, holder: 'crashed#00000000', pid: deadPid() };
     await db.store.db
       .transaction()
-      .execute((trx) => tryTakeLease(trx, db.store.dialect, gone, 60_000, () => false, systemClock.now));
-    const alive = { holder: 'alive#00000000', host: me.leadership.me.host, pid: process.ppid };
+      .execute((trx) => tryTakeLease(trx, db.store.dialect, gone, 60_000, 0, () => false, systemClock.now));
+    const alive = { ...me.leadership.me, holder: 'alive#00000000', pid: process.ppid };
     const c = await db.runner('gamma', { leaseMs: 60_000 });
     // First a live holder on this host (this process's parent): not taken.
     await db.store.db.transaction().execute(async (trx) => {
@@ -194,6 +203,44 @@ describe.each(list)('several runners on $name', (backend) => {
     });
     expect(await me.leadership.acquire(AbortSignal.timeout(5_000))).toMatchObject({ how: 'dead' });
     expect(await holds(me)).toBe(true);
+  });
+
+  it('a dead pid seen from another pid space (another machine, another container) is not taken before the lease expires', async () => {
+    const db = await database(backend);
+    const c = await db.runner('gamma', { leaseMs: 60_000 });
+    const foreign = {
+      holder: 'foreign#00000000',
+      host: c.leadership.me.host,
+      pid: deadPid(),
+      pidSpace: 'another-boot/pid:[1]',
+    };
+    await db.store.db
+      .transaction()
+      .execute((trx) => tryTakeLease(trx, db.store.dialect, foreign, 60_000, 0, () => true, systemClock.now));
+    const standby = new AbortController();
+    const seen: string[] = [];
+    expect(
+      await c.leadership.acquire(standby.signal, (current) => {
+        seen.push(current.holder);
+        standby.abort();
+      }),
+    ).toBeNull();
+    expect(seen).toEqual([foreign.holder]);
+  });
+
+  it('a leader that resigns with a request start unanswered passes on a quiet period: the next one recovers nothing before the deadline of that start', async () => {
+    const db = await database(backend);
+    const a = await db.runner('alpha');
+    const b = await db.runner('beta');
+    expect(await a.leadership.acquire(AbortSignal.timeout(5_000))).not.toBeNull();
+    const permit = await a.leadership.startLimiter.acquire(AbortSignal.timeout(5_000));
+    const [start] = await startsBetween(db.store.db, 0, Number.MAX_SAFE_INTEGER);
+    await a.leadership.resign();
+    const term = await b.leadership.acquire(AbortSignal.timeout(10_000));
+    expect(term).toMatchObject({ how: 'released' });
+    // maxRequestMs is 2,000 here: the unanswered start may arrive until granted_at + 2,000.
+    expect(await readNow(db.store)).toBeGreaterThanOrEqual(start!.granted_at + 2_000);
+    permit.release();
   });
 
   it('the shared start log holds 5 starts per 1,000 ms across runners and a change of leader; a runner that does not lead starts nothing', async () => {

@@ -5,7 +5,9 @@ import type { Dialect } from '../dialect.js';
  * Several runners on one database (DESIGN.md §8).
  *
  * - `runner_lease`: one row per lease (`leader`). The runner named in it leads until `expires_at`;
- *   each takeover raises `epoch`. Every claim, authorisation and request start reads this row FOR
+ *   each takeover raises `epoch`. `pid_space` tells whether another runner can see the holder's
+ *   process (the same boot of the same machine, the same pid namespace); `quiet_until`: no batch
+ *   caught mid-request is recovered before then (a previous leader's request may still be in flight). Every claim, authorisation and request start reads this row FOR
  *   UPDATE and checks it is still this runner's and unexpired, so a runner that lost the lease (cut
  *   off, paused, slow) can change nothing, and those transactions run one at a time across runners.
  * - `rate_starts`: the shared sliding log of request starts to the partner. A start is granted only
@@ -27,10 +29,12 @@ export function runners(dialect: Dialect): Migration {
         .addColumn('holder', 'text', (c) => c.notNull())
         .addColumn('host', 'text', (c) => c.notNull())
         .addColumn('pid', 'integer', (c) => c.notNull())
+        .addColumn('pid_space', 'text', (c) => c.notNull())
         .addColumn('epoch', big, (c) => c.notNull())
         .addColumn('acquired_at', big, (c) => c.notNull())
         .addColumn('renewed_at', big, (c) => c.notNull())
         .addColumn('expires_at', big, (c) => c.notNull())
+        .addColumn('quiet_until', big, (c) => c.notNull().defaultTo(0))
         .execute();
       await db.schema
         .createTable('rate_starts')
