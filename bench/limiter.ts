@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { systemClock } from '../src/clock/index.js';
 import { createPartnerClient, isOutboundError, type PartnerLead } from '../src/outbound/index.js';
+import { arg } from './support.js';
 
 const LIMIT = 5;
 const WINDOW_MS = 1000;
@@ -31,13 +32,6 @@ type FromServer =
   | { type: 'ready'; port: number }
   | { type: 'reset-done' }
   | { type: 'arrivals'; arrivals: number[] };
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  const value = i === -1 ? fallback : Number(process.argv[i + 1]);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a number > 0`);
-  return value;
-}
 
 /** The partner, in a child process: token, health and leads answered at once; arrivals timestamped. */
 function serve(): void {
@@ -206,8 +200,8 @@ function windowStats(arrivals: readonly number[]): WindowStats {
 
 async function main(): Promise<void> {
   if (process.argv.includes('--serve')) return serve();
-  const seconds = arg('--seconds', 60);
-  const baselineSeconds = arg('--baseline-seconds', 2);
+  const seconds = arg('--seconds', 60, { fractions: true });
+  const baselineSeconds = arg('--baseline-seconds', 2, { fractions: true });
   const pki = await certificates();
   const child = fork(self, ['--serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {

@@ -20,16 +20,23 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { type App, openApp } from '../src/app/index.js';
 import { ManualClock, systemClock, systemSleep } from '../src/clock/index.js';
-import { loadConfig } from '../src/config/index.js';
-import { createLeadership, type PartnerPort } from '../src/engine/index.js';
+import { createLeadership } from '../src/engine/index.js';
 import { writeGoLiveAt } from '../src/guard/index.js';
 import { createLogger } from '../src/log/index.js';
+import {
+  acceptingPartner,
+  arg,
+  type BackendOps,
+  benchConfig,
+  DAY_MS,
+  FILL_BATCH,
+  leadValues,
+  NOW,
+  quantile,
+  sqliteOps,
+} from './support.js';
 
-const NOW = Date.parse('2026-11-20T12:00:00Z');
-const DAY_MS = 86_400_000;
 const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-/** Rows per bulk statement or transaction while filling. */
-const FILL_BATCH = 10_000;
 /** PostgreSQL connections filling at once: Node builds the next batch while the server stores one. */
 const PG_FILL_CONNECTIONS = 2;
 
@@ -48,12 +55,6 @@ interface BackendResult {
 }
 
 /** How a backend stores the bench's leads and runs the raw baseline; the cycle itself is the app's. */
-interface BackendOps {
-  fill(leads: number): Promise<void>;
-  /** One raw cycle at `now`: select the 25 best eligible, mark them exported, one transaction. */
-  rawCycle(now: number): Promise<number>;
-  close(): Promise<void>;
-}
 
 class Interrupted extends Error {
   override readonly name = 'Interrupted';
@@ -65,95 +66,7 @@ function checkInterrupted(): void {
   if (interrupted) throw new Interrupted('interrupted (SIGINT/SIGTERM): cleaning up');
 }
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`${name} needs a positive whole number`);
-  return value;
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
-}
-
 const ms = (value: number) => `${value.toFixed(2)} ms`;
-
-/** The i-th bench lead, as bench/cycle.ts builds it. */
-function leadValues(i: number) {
-  return {
-    dedupKey: randomBytes(32).toString('hex'),
-    email: `lead${i}@example.test`,
-    score: 40 + (i % 61),
-    sourceTs: NOW - (i % (13 * 86_400)) * 1000,
-    // Values of $1-10 keep the day's budget (Σ score × value ≤ $50M) from binding: every cycle does full work.
-    value: 1 + (i % 10),
-    sourceLine: i + 2,
-  };
-}
-
-function benchConfig(dir: string, databaseUrl: string | null) {
-  return loadConfig({
-    cwd: dir,
-    env: {
-      VALHALLA_DATA_DIR: dir,
-      ...(databaseUrl === null ? {} : { VALHALLA_DATABASE_URL: databaseUrl }),
-      VALHALLA_PSEUDONYM_SECRET: 'bench-secret-0123456789abcdef0123456789abcdef',
-      VALHALLA_PHASE: '4',
-      VALHALLA_DRY_RUN: '0',
-      VALHALLA_DISABLE_OUTBOUND: '0',
-      VALHALLA_REAL_DATA_INGEST: '1',
-      VALHALLA_PARTNER_URL: 'https://partner.invalid',
-      VALHALLA_PARTNER_TOKEN_URL: 'https://partner.invalid/oauth/token',
-      VALHALLA_PARTNER_CLIENT_ID: 'bench',
-      VALHALLA_PARTNER_CLIENT_SECRET: 'bench',
-    },
-  });
-}
-
-function sqliteOps(app: App): BackendOps {
-  const raw = app.store.sqlite;
-  if (raw === null) throw new Error('expected the SQLite store');
-  const select = raw.prepare(
-    `select id from leads where state = 'pending' and score >= 40 and source_ts >= ? order by score desc, source_ts asc, id asc limit 25`,
-  );
-  const mark = raw.prepare(
-    `update leads set state = 'exported', exported_at = ?, updated_at = ? where id = ?`,
-  );
-  const rawCycle = raw.transaction((now: number) => {
-    const ids = select.all(now - 14 * DAY_MS) as { id: number }[];
-    for (const { id } of ids) mark.run(now, now, id);
-    return ids.length;
-  });
-  return {
-    async fill(leads) {
-      raw
-        .prepare(
-          "insert into ingest_runs (started_at, source, format, operator, status) values (?, 'bench', 'csv', 'bench', 'completed')",
-        )
-        .run(NOW);
-      const insert = raw.prepare(
-        `insert into leads (dedup_key, name, email, score, source_ts, value, state, ingested_at, updated_at, run_id, source_line)
-         values (?, 'Bench Lead', ?, ?, ?, ?, 'pending', ?, ?, 1, ?)`,
-      );
-      const fill = raw.transaction((from: number, to: number) => {
-        for (let i = from; i < to; i++) {
-          const l = leadValues(i);
-          insert.run(l.dedupKey, l.email, l.score, l.sourceTs, l.value, NOW, NOW, l.sourceLine);
-        }
-      });
-      for (let i = 0; i < leads; i += FILL_BATCH) {
-        checkInterrupted();
-        fill(i, Math.min(leads, i + FILL_BATCH));
-      }
-      raw.pragma('optimize');
-    },
-    async rawCycle(now) {
-      return rawCycle(now);
-    },
-    async close() {},
-  };
-}
 
 function pgClient(url: string, schema: string | null): pg.Client {
   const client = new pg.Client({
@@ -275,7 +188,7 @@ async function runBackend(
       clock,
       logger: createLogger({ level: 'silent', file: null }),
     });
-    ops = schema === null ? sqliteOps(app) : await postgresOps(schema);
+    ops = schema === null ? sqliteOps(app, checkInterrupted) : await postgresOps(schema);
     lap('open');
     const fillStart = performance.now();
     await ops.fill(leads);
@@ -295,15 +208,8 @@ async function runBackend(
 
     lap('raw baseline');
 
-    let accepted = 0;
-    const partner: PartnerPort = {
-      health: async () => ({ ok: true, status: 200, ms: 0 }),
-      ensureToken: async () => ({ kind: 'ok', expiresAtMs: Number.MAX_SAFE_INTEGER, refreshed: false }),
-      sendBatch: async ({ leads: sent }) => {
-        accepted += sent.length;
-        return { kind: 'accepted', status: 200, body: { accepted: sent.length }, bodyIssue: null, ms: 0 };
-      },
-    };
+    const accepting = acceptingPartner();
+    const { partner } = accepting;
     const engine = app.engine({
       partner,
       sleep: clock.sleep,
@@ -348,7 +254,7 @@ async function runBackend(
     times.sort((a, b) => a - b);
     fenced.sort((a, b) => a - b);
     raw.sort((a, b) => a - b);
-    return { backend, fillSeconds, raw, cycles: times, fenced, accepted };
+    return { backend, fillSeconds, raw, cycles: times, fenced, accepted: accepting.accepted() };
   } finally {
     // In reverse order: the bench's own connections, then the app.
     await ops?.close();

@@ -20,13 +20,7 @@ import { Agent, request } from 'undici';
 import { runRollbackDrill } from '../src/app/drill.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../src/config/index.js';
 import { startSandboxPartner } from '../src/sandbox/index.js';
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  const value = i === -1 ? fallback : Number(process.argv[i + 1]);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a whole number > 0`);
-  return value;
-}
+import { arg } from './support.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const quantile = (xs: number[], q: number) => {

@@ -20,6 +20,13 @@ const MIGRATION_LOCK_KEY = 0x7661_6c6d;
 export async function migrateToLatest(store: Store): Promise<string[]> {
   const known = migrations(store.dialect);
   const names = Object.keys(known).sort();
+  // The common case, a current schema, is settled by one read: no write lock (SQLite: two processes
+  // starting at once would otherwise race for it), no DDL rights needed.
+  const applied = await appliedIfReadable(store);
+  if (applied !== null) {
+    const unknown = applied.filter((name) => !Object.hasOwn(known, name));
+    if (unknown.length === 0 && names.every((name) => applied.includes(name))) return [];
+  }
   let current = '(migration table)';
   try {
     return await store.db.transaction().execute(async (trx) => {
@@ -86,6 +93,18 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
     throw new StoreError('MIGRATION_FAILED', `migration ${current} failed: ${(error as Error).message}`, {
       cause: error,
     });
+  }
+}
+
+/** The migrations recorded as applied, or null when the table cannot be read (a fresh database). */
+async function appliedIfReadable(store: Store): Promise<string[] | null> {
+  try {
+    const { rows } = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(
+      store.db,
+    );
+    return rows.map((r) => r.name);
+  } catch {
+    return null;
   }
 }
 

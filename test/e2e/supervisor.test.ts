@@ -4,14 +4,22 @@
  * worker over its memory limit is restarted, audited; /metrics is served while it runs. Policy
  * files with a 1 s heartbeat keep each test to seconds; every child is killed in afterAll.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_POLICY_FILE } from '../../src/config/index.js';
 import { leadKey } from '../../src/engine/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
-import { BIN, phase4Env, REPO_ROOT, runInProcess, testEnv } from '../support/cli.js';
+import {
+  BIN,
+  phase4Env,
+  policyFileWith,
+  REPO_ROOT,
+  recentLeadsCsv,
+  runInProcess,
+  testEnv,
+} from '../support/cli.js';
+import { type Spawned, spawnNode } from '../support/processes.js';
 import { type SlackReceiver, startSlackReceiver } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
@@ -31,35 +39,17 @@ afterAll(() => {
   for (const child of children) child.kill('SIGKILL');
 });
 
-interface Running {
-  child: ChildProcess;
-  out(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+/** A copy of the shipped policy with a 1 s heartbeat (and `changes`). */
+function policyFile(dir: string, changes: Record<string, unknown> = {}): string {
+  return policyFileWith(dir, { heartbeatIntervalSeconds: 1, heartbeatGraceSeconds: 1, ...changes });
 }
 
-function start(script: string, args: string[], cwd: string, env: Record<string, string>): Running {
-  const child = spawn(process.execPath, [script, ...args], {
-    cwd,
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c;
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    out += c;
-  });
-  const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('close', (code, signal) => {
-      clearTimeout(guard);
-      children.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  return { child, out: () => out, exited };
+function leadFile(path: string, count: number): void {
+  recentLeadsCsv(path, count, { name: 'Grace Hopper', email: 'grace', top: 90, spread: 40, value: 50 });
+}
+
+function start(script: string, args: string[], cwd: string, env: Record<string, string>): Spawned {
+  return spawnNode(script, args, { cwd, env, children });
 }
 
 async function until<T>(probe: () => T | undefined | false, what: string, timeoutMs = 20_000): Promise<T> {
@@ -70,30 +60,6 @@ async function until<T>(probe: () => T | undefined | false, what: string, timeou
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** A copy of the shipped policy with a 1 s heartbeat (and `changes`). */
-function policyFile(dir: string, changes: Record<string, unknown> = {}): string {
-  const policy = {
-    ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')),
-    heartbeatIntervalSeconds: 1,
-    heartbeatGraceSeconds: 1,
-    ...changes,
-  };
-  const file = join(dir, 'policy.json');
-  writeFileSync(file, JSON.stringify(policy));
-  return file;
-}
-
-function leadFile(path: string, count: number): void {
-  const now = Date.now();
-  const rows = ['name,email,score,source_timestamp,value'];
-  for (let i = 0; i < count; i++) {
-    rows.push(
-      `Grace Hopper ${i},grace.${i}@example.org,${90 - (i % 40)},${new Date(now - 3_600_000).toISOString()},50`,
-    );
-  }
-  writeFileSync(path, `${rows.join('\n')}\n`);
 }
 
 async function slack(): Promise<SlackReceiver> {

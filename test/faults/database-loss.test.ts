@@ -24,6 +24,7 @@ import {
   PG_URL,
   postgresAvailable,
   postgresBackend,
+  withPgAdmin,
 } from '../support/backends.js';
 import { closeWorlds, many, SECOND, world } from './world.js';
 
@@ -109,15 +110,7 @@ describe.runIf(withPostgres)('PostgreSQL: the app’s connections are terminated
     };
   }
 
-  async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ connectionString: PG_URL });
-    await client.connect();
-    try {
-      return await work(client);
-    } finally {
-      await client.end();
-    }
-  }
+  const admin = withPgAdmin;
 
   async function terminate(client: pg.Client, appName: string): Promise<number> {
     const result = await client.query(

@@ -17,17 +17,16 @@
  * is skipped with a printed reason. Policy files with a 3 s heartbeat keep each run to seconds; every
  * child is killed in afterEach, and every wait is bounded.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_POLICY_FILE } from '../../src/config/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { openStore } from '../../src/store/index.js';
 import { dropTestSchemas, PG_URL, postgresAvailable, postgresBackend } from '../support/backends.js';
-import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { phase4Env, policyFileWith, REPO_ROOT, recentLeadsCsv, runInProcess } from '../support/cli.js';
 import { expectLedgerConsistent, readLedgerFacts } from '../support/ledger-check.js';
+import { type Spawned, spawnNode } from '../support/processes.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -45,36 +44,18 @@ afterEach(async () => {
 });
 afterAll(dropTestSchemas);
 
-interface Runner {
+interface Runner extends Spawned {
   name: string;
-  child: ChildProcess;
-  out(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 function startRunner(name: string, cwd: string, env: Record<string, string>): Runner {
-  const child = spawn(process.execPath, [HARNESS], {
+  const runner = spawnNode(HARNESS, [], {
     cwd,
-    env: { PATH: process.env.PATH, ...env, VALHALLA_RUNNER_NAME: name },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...env, VALHALLA_RUNNER_NAME: name },
+    children,
+    guardMs: 120_000,
   });
-  children.add(child);
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c;
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    out += c;
-  });
-  const guard = setTimeout(() => child.kill('SIGKILL'), 120_000);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('close', (code, signal) => {
-      clearTimeout(guard);
-      children.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  return { name, child, out: () => out, exited };
+  return { name, ...runner };
 }
 
 async function until<T>(
@@ -89,31 +70,6 @@ async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-/** The shipped policy with a 3 s heartbeat, a 2 s request timeout and a daily cap of 120 leads. */
-function policyFile(dir: string): string {
-  const policy = {
-    ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')),
-    heartbeatIntervalSeconds: HEARTBEAT_S,
-    heartbeatGraceSeconds: HEARTBEAT_S,
-    apiTimeoutSeconds: 2,
-    dailyLeads: DAILY_CAP,
-  };
-  const file = join(dir, 'policy.json');
-  writeFileSync(file, JSON.stringify(policy));
-  return file;
-}
-
-function leadFile(path: string, count: number): void {
-  const now = Date.now();
-  const rows = ['name,email,score,source_timestamp,value'];
-  for (let i = 0; i < count; i++) {
-    rows.push(
-      `Ada Lovelace ${i},ada.${i}@example.org,${95 - (i % 50)},${new Date(now - 3_600_000).toISOString()},40`,
-    );
-  }
-  writeFileSync(path, `${rows.join('\n')}\n`);
 }
 
 /** A test's view of the schema, on its own connection (never through a proxy). */
@@ -159,7 +115,13 @@ async function install(partner: SandboxPartner, databaseUrl: string, leads: numb
   const env = (dataDir: string, url = databaseUrl) =>
     phase4Env(dataDir, partner, {
       VALHALLA_DATABASE_URL: url,
-      VALHALLA_POLICY_FILE: policyFile(cwd),
+      // A 3 s heartbeat, a 2 s request timeout, a daily cap of 120 leads.
+      VALHALLA_POLICY_FILE: policyFileWith(cwd, {
+        heartbeatIntervalSeconds: HEARTBEAT_S,
+        heartbeatGraceSeconds: HEARTBEAT_S,
+        apiTimeoutSeconds: 2,
+        dailyLeads: DAILY_CAP,
+      }),
       VALHALLA_CYCLE_INTERVAL_S: '1',
       VALHALLA_MAX_LEADS_PER_CYCLE: '20',
       VALHALLA_METRICS_PORT: 'off',
@@ -168,7 +130,13 @@ async function install(partner: SandboxPartner, databaseUrl: string, leads: numb
     });
   const base = env(join(cwd, 'data'));
   expect((await runInProcess(['init'], { cwd, env: base })).code).toBe(0);
-  leadFile(join(cwd, 'leads.csv'), leads);
+  recentLeadsCsv(join(cwd, 'leads.csv'), leads, {
+    name: 'Ada Lovelace',
+    email: 'ada',
+    top: 95,
+    spread: 50,
+    value: 40,
+  });
   const ingest = await runInProcess(['ingest', 'leads.csv'], { cwd, env: base });
   expect(ingest.code, ingest.stderr).toBe(0);
   return { cwd, env, base };
@@ -193,6 +161,25 @@ async function ledger(databaseUrl: string, partner: SandboxPartner, leadCount: n
   } finally {
     await store.close();
   }
+}
+
+/**
+ * The end of a run that lost a batch mid-request: every lead exported once (the partner's ledger),
+ * the caught batch resent under its own key and replayed by the partner, the audit chain intact.
+ */
+async function expectAllSentOnceWithAReplay(
+  databaseUrl: string,
+  partner: SandboxPartner,
+  leads: number,
+  cwd: string,
+  env: Record<string, string>,
+): Promise<void> {
+  const summary = await ledger(databaseUrl, partner, leads);
+  expect(summary.exported).toBe(leads);
+  expect(summary.resends).toBeGreaterThanOrEqual(1);
+  expect(partner.stats().batches.replayed).toBeGreaterThanOrEqual(1);
+  const verify = await runInProcess(['audit', 'verify'], { cwd, env });
+  expect(verify.code, verify.stderr).toBe(0);
 }
 
 describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () => {
@@ -294,13 +281,7 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     expect((await runner.exited).code).toBe(0);
     expect(runner.out()).toMatch(/outbound stopped/);
 
-    const summary = await ledger(direct, partner, 60);
-    expect(summary.exported).toBe(60);
-    // The batch caught mid-request went again under its own key: the partner replayed it.
-    expect(summary.resends).toBeGreaterThanOrEqual(1);
-    expect(partner.stats().batches.replayed).toBeGreaterThanOrEqual(1);
-    const verify = await runInProcess(['audit', 'verify'], { cwd, env: base });
-    expect(verify.code, verify.stderr).toBe(0);
+    await expectAllSentOnceWithAReplay(direct, partner, 60, cwd, base);
   }, 120_000);
 
   it('the leader cut off from the database, alive: a standby takes over once its lease expires, waits out its last request, then resends what it caught; the cut-off leader sends nothing and stands by when back', async () => {
@@ -371,11 +352,6 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     for (const r of runners) r.child.kill('SIGTERM');
     for (const r of runners) expect((await r.exited).code).toBe(0);
 
-    const summary = await ledger(direct, partner, 60);
-    expect(summary.exported).toBe(60);
-    expect(summary.resends).toBeGreaterThanOrEqual(1);
-    expect(partner.stats().batches.replayed).toBeGreaterThanOrEqual(1);
-    const verify = await runInProcess(['audit', 'verify'], { cwd, env: base });
-    expect(verify.code, verify.stderr).toBe(0);
+    await expectAllSentOnceWithAReplay(direct, partner, 60, cwd, base);
   }, 150_000);
 });

@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, openApp } from '../../src/app/index.js';
 import { loadConfig } from '../../src/config/index.js';
@@ -20,7 +19,7 @@ import {
   type Store,
 } from '../../src/store/index.js';
 import { migrations } from '../../src/store/migrations/index.js';
-import { PG_URL, postgresAvailable } from '../support/backends.js';
+import { PG_URL, postgresAvailable, withPgAdmin } from '../support/backends.js';
 import { REPO_ROOT, runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -38,15 +37,7 @@ const LATEST_MIGRATION = MIGRATION_NAMES.at(-1)!;
 const schemas: string[] = [];
 const opened: { close(): Promise<void> }[] = [];
 
-async function asSuperuser<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
+const asSuperuser = withPgAdmin;
 
 /** A new, empty schema owned by the owner role (what a DBA creates before the first migration). */
 async function ownedSchema(): Promise<string> {

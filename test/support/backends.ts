@@ -92,3 +92,14 @@ export async function databaseExists(databaseUrl: string): Promise<boolean> {
     await client.end();
   }
 }
+
+/** `work` on a connection of its own to the test server as its superuser (roles, terminations, catalogs). */
+export async function withPgAdmin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}

@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '../../src/cli/main.js';
+import { DEFAULT_POLICY_FILE } from '../../src/config/index.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO_ROOT, 'bin', 'valhalla.js');
@@ -115,4 +117,31 @@ export function phase4Env(
     ...(partner.caFile ? { VALHALLA_PARTNER_CA_FILE: partner.caFile } : {}),
     ...extra,
   });
+}
+
+/** The shipped policy with `changes` (a shorter heartbeat, a lower cap…), written to `dir`/policy.json. */
+export function policyFileWith(dir: string, changes: Record<string, unknown>): string {
+  const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), ...changes };
+  const file = join(dir, 'policy.json');
+  writeFileSync(file, JSON.stringify(policy));
+  return file;
+}
+
+/**
+ * A CSV of `count` leads an hour old: `name i`, `email.i@example.org`, scores from `top` down in
+ * `spread` steps (all eligible), each worth `value`.
+ */
+export function recentLeadsCsv(
+  path: string,
+  count: number,
+  lead: { name: string; email: string; top: number; spread: number; value: number },
+): void {
+  const at = new Date(Date.now() - 3_600_000).toISOString();
+  const rows = ['name,email,score,source_timestamp,value'];
+  for (let i = 0; i < count; i++) {
+    rows.push(
+      `${lead.name} ${i},${lead.email}.${i}@example.org,${lead.top - (i % lead.spread)},${at},${lead.value}`,
+    );
+  }
+  writeFileSync(path, `${rows.join('\n')}\n`);
 }
