@@ -129,15 +129,19 @@ function pidSpace(): string {
   }
 }
 
-/** A database error that passes: the connection lost, a deadlock, a serialisation or lock conflict, a race on the first lease. */
+/** A database error that passes: the connection lost, a deadlock, a serialisation or lock conflict. */
 export function isTransient(error: unknown): boolean {
   if (isConnectionLoss(error)) return true;
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
     const code = (e as { code?: unknown }).code;
-    if (code === '40P01' || code === '40001' || code === '55P03' || code === '23505') return true;
+    if (code === '40P01' || code === '40001' || code === '55P03') return true;
     if (code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT') return true;
   }
   return false;
+}
+
+function hasCode(error: unknown, code: string): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === code;
 }
 
 export function createLeadership(options: LeadershipOptions): Leadership {
@@ -276,7 +280,8 @@ export function createLeadership(options: LeadershipOptions): Leadership {
       } catch (error) {
         // Stand by through what passes (the database gone, a lock conflict, a clock to be fixed);
         // anything else is a bug or a broken installation (a missing grant): the worker fails with it.
-        if (!(error instanceof ClockSkew) && !isTransient(error)) throw error;
+        // 23505: two runners inserted the very first lease at once; the other one leads.
+        if (!(error instanceof ClockSkew) && !isTransient(error) && !hasCode(error, '23505')) throw error;
         logger.error({ err: error }, `lease not taken (${(error as Error).message}); standing by`);
         await sleep(every, signal);
         continue;
