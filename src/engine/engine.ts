@@ -381,7 +381,7 @@ export function createEngine(deps: EngineDeps): Engine {
           if (live) await claimBatch(trx, context.cycleId, batch, report);
           else await dryRun(trx, context, batch, report);
         }
-        return afterAction(trx, context, report, stop);
+        return afterAction(trx, context, report, stop, true);
       });
     } catch (error) {
       if (!(error instanceof ClaimConflict)) throw error;
@@ -443,7 +443,7 @@ export function createEngine(deps: EngineDeps): Engine {
         // resends it under its own key (the partner replays it).
         await mustLead(trx, 'the outcome');
         await recordOutcome(trx, current, outcome, report);
-        return afterAction(trx, context, report, stop);
+        return afterAction(trx, context, report, stop, true);
       });
       if (next === null && !context.finished) next = await waitForRetry(context, report, stop, cutChecks);
     }
@@ -523,13 +523,14 @@ export function createEngine(deps: EngineDeps): Engine {
     trx: Transaction<Database>,
     context: CycleContext,
     report: CycleReport,
-    stop?: AbortSignal,
+    stop: AbortSignal | undefined,
+    /** The caller checked the lease in this transaction already (its row stays locked to the commit). */
+    fenced: boolean,
   ): Promise<Authorized | null> {
     let canSend =
       report.kind === 'live' && partner !== null && !report.healthFailed && !report.halted && !stop?.aborted;
-    // The outcome just recorded commits whatever happens; nothing more is authorised by a runner that
-    // no longer leads.
-    if (canSend && !(await leads(trx))) {
+    // Nothing is authorised by a runner that no longer leads.
+    if (canSend && !fenced && !(await leads(trx))) {
       report.halted = 'this runner no longer leads';
       canSend = false;
     }
@@ -580,7 +581,7 @@ export function createEngine(deps: EngineDeps): Engine {
     if (stop?.aborted) return null;
     if (!healthFresh(context) && !(await checkPartner(context, report, cutChecks))) return null;
     await guard.prepare();
-    return store.db.transaction().execute((trx) => afterAction(trx, context, report, stop));
+    return store.db.transaction().execute((trx) => afterAction(trx, context, report, stop, false));
   }
 
   /** The partner's health check and a token that outlives the batch; false (audited) when either fails. */
