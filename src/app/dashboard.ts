@@ -46,6 +46,8 @@ export interface DashboardStatus {
   };
   errorRate: RunState['errorRate'] & { threshold: number };
   heartbeat: (NonNullable<RunState['heartbeat']> & { limitSeconds: number }) | null;
+  /** Which runner leads (several may share the database), or null when none ever did. */
+  leader: RunState['leader'];
   gates: { cleared: boolean; reason: string };
   lastCycles: RunState['lastCycles'];
 }
@@ -152,6 +154,7 @@ export function createDashboard(app: App): Dashboard {
         },
         errorRate: { ...run.errorRate, threshold: config.policy.errorRateTolerance },
         heartbeat: run.heartbeat && { ...run.heartbeat, limitSeconds },
+        leader: run.leader,
         gates,
         lastCycles: run.lastCycles,
       };

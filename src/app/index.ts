@@ -73,6 +73,8 @@ import { AppError } from './errors.js';
  * the old leader's batches caught mid-request: its last request may still have been in flight.
  */
 const TAKEOVER_MARGIN_MS = 5_000;
+/** Added to the request timeout for an unanswered start's deadline in the shared start log. */
+const START_DEADLINE_SLACK_MS = 1_000;
 
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 
@@ -508,7 +510,8 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         starts: {
           ...limiterShape(config.limits.rateLimitPerSecond, config.policy.rateWindowMs),
           marginMs: DEFAULT_RATE_MARGIN_MS,
-          maxRequestMs: config.policy.apiTimeoutSeconds * 1000,
+          // The request's own deadline starts a moment after its grant commits: a second of slack.
+          maxRequestMs: config.policy.apiTimeoutSeconds * 1000 + START_DEADLINE_SLACK_MS,
         },
       });
       return runnerLeadership;

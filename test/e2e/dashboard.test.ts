@@ -149,6 +149,11 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     await expect.poll(() => page.locator('#mode').textContent(), { timeout: 10_000 }).toBe('live');
     // The mode may arrive first (over the event stream), the phase with the status read after it.
     await expect.poll(() => page.locator('#phase').textContent(), { timeout: 10_000 }).toContain('4');
+    // The run's worker leads (its runner name is the host's, with its own suffix), its lease held.
+    await expect
+      .poll(() => page.locator('#leader').textContent(), { timeout: 10_000 })
+      .toMatch(/#[0-9a-f]{8} · lease held$/);
+    expect(await page.locator('#leader').getAttribute('data-ok')).toBe('true');
 
     // Cycles run against the sandbox: the exported count and the flow list change on screen.
     await until(() => partner.stats().batches.accepted >= 1, 'a first accepted batch');

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createAuditLog } from '../../src/audit/index.js';
-import { systemClock, systemSleep } from '../../src/clock/index.js';
+import { type Clock, systemClock, systemSleep } from '../../src/clock/index.js';
 import { createLeadership, type Leadership } from '../../src/engine/index.js';
 import { createLogger } from '../../src/log/index.js';
 import { isOutboundError } from '../../src/outbound/index.js';
@@ -46,13 +46,16 @@ async function database(backend: Backend) {
   const first = await openStore(target);
   cleanups.push(() => first.close());
   const logger = createLogger({ level: 'silent', file: join(tempDir(), 'runners.log') });
-  async function runner(name: string, options: { leaseMs?: number; takeoverWaitMs?: number } = {}) {
+  async function runner(
+    name: string,
+    options: { leaseMs?: number; takeoverWaitMs?: number; clock?: Clock } = {},
+  ) {
     const store = await openStore(target);
     cleanups.push(() => store.close());
     const leadership = createLeadership({
       store,
       audit: createAuditLog(store, systemClock),
-      clock: systemClock,
+      clock: options.clock ?? systemClock,
       sleep: systemSleep,
       logger,
       name,
@@ -241,6 +244,18 @@ describe.each(list)('several runners on $name', (backend) => {
     // maxRequestMs is 2,000 here: the unanswered start may arrive until granted_at + 2,000.
     expect(await readNow(db.store)).toBeGreaterThanOrEqual(start!.granted_at + 2_000);
     permit.release();
+  });
+
+  it("a runner whose clock is an hour off the database does not lead on PostgreSQL (the caps' day would be wrong); on SQLite the database has no clock of its own", async () => {
+    const db = await database(backend);
+    const off = await db.runner('skewed', { clock: { now: () => Date.now() - 3_600_000 } });
+    const term = await off.leadership.acquire(AbortSignal.timeout(1_500));
+    if (backend.name === 'postgres') {
+      expect(term).toBeNull();
+      expect(await readLease(db.store.db)).toBeNull();
+    } else {
+      expect(term).toMatchObject({ how: 'new' });
+    }
   });
 
   it('the shared start log holds 5 starts per 1,000 ms across runners and a change of leader; a runner that does not lead starts nothing', async () => {

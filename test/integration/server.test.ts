@@ -265,6 +265,25 @@ describe.each(list)('admin API on $name', (backend) => {
     expect((await auditAll(w)).filter((e) => e.actor.startsWith('api:'))).toEqual([]);
   });
 
+  it('shows which runner leads: none before any, then the holder with its lease held, then released', async () => {
+    const w = await world(backend);
+    expect((await status(w)).leader).toBeNull();
+    // A runner leads only with its clock within 2 s of the database's (PostgreSQL): the test's
+    // clock is set to now for it.
+    w.clock.advance(Date.now() - w.clock.now());
+    const leadership = w.app.leadership();
+    const term = await leadership.acquire(AbortSignal.timeout(10_000));
+    expect(term).not.toBeNull();
+    expect((await status(w)).leader).toMatchObject({
+      holder: leadership.me.holder,
+      pid: process.pid,
+      epoch: 1,
+      lease: 'held',
+    });
+    await leadership.resign();
+    expect((await status(w)).leader).toMatchObject({ holder: leadership.me.holder, lease: 'released' });
+  });
+
   it('lets every role at or above a route’s through, and /healthz and /readyz need no token', async () => {
     const w = await world(backend);
     const failures: string[] = [];

@@ -47,6 +47,15 @@ export interface Heartbeat {
   state: string;
 }
 
+export interface Leader {
+  holder: string;
+  host: string;
+  pid: number;
+  epoch: number;
+  lease: 'held' | 'lapsed' | 'released';
+  seconds: number;
+}
+
 export interface Status {
   at: string;
   phase: 3 | 4;
@@ -59,6 +68,8 @@ export interface Status {
   caps: Caps;
   errorRate: ErrorRate;
   heartbeat: Heartbeat | null;
+  /** Which runner leads (several may share the database); absent from an older server. */
+  leader?: Leader | null;
   /** The contract says `missing` (a count); a server may send only a `reason`. */
   gates: { cleared: boolean; missing?: number; reason?: string };
   lastCycles: {

@@ -37,6 +37,16 @@ export function renderHeader(status: Status): void {
   gates.title = reason ?? '';
   gates.dataset.ok = String(cleared);
   setText('database', status.database);
+  const leader = status.leader ?? null;
+  const leaderElement = setText(
+    'leader',
+    leader === null
+      ? 'none yet'
+      : `${leader.holder} · ${leader.lease === 'held' ? 'lease held' : leader.lease === 'lapsed' ? `lease LAPSED ${leader.seconds} s ago` : 'lease released'}`,
+  );
+  leaderElement.title = leader === null ? '' : `pid ${leader.pid} on ${leader.host}, epoch ${leader.epoch}`;
+  // Green while a runner holds the lease, red once it lapsed unrenewed; no colour while none leads.
+  leaderElement.dataset.ok = leader?.lease === 'held' ? 'true' : leader?.lease === 'lapsed' ? 'false' : '';
   setText('go-live-at', status.goLiveAt === null ? 'not yet' : formatDateTime(status.goLiveAt));
 }
 
