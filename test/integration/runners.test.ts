@@ -13,9 +13,13 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { openApp } from '../../src/app/index.js';
 import { createAuditLog } from '../../src/audit/index.js';
 import { type Clock, systemClock, systemSleep } from '../../src/clock/index.js';
+import { loadConfig } from '../../src/config/index.js';
+import type { PartnerPort } from '../../src/engine/index.js';
 import { createLeadership, type Leadership } from '../../src/engine/index.js';
+import { writeGoLiveAt } from '../../src/guard/index.js';
 import { createLogger } from '../../src/log/index.js';
 import { isOutboundError } from '../../src/outbound/index.js';
 import {
@@ -27,6 +31,7 @@ import {
   tryTakeLease,
 } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
+import { phase4Env, policyFileWith, recentLeadsCsv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -296,6 +301,63 @@ describe.each(list)('several runners on $name', (backend) => {
     expect(busiestWindow(starts.map((s) => s.granted_at))).toBe(LIMIT);
     // Settled: each start's answer was recorded.
     expect(starts.every((s) => s.settled_at !== null && s.settled_at >= s.granted_at)).toBe(true);
+  });
+
+  it('two runners at once on one database: the one that does not lead claims and sends nothing, and the daily cap (30 here) holds whatever the interleaving', async () => {
+    const dir = tempDir();
+    const env = phase4Env(dir, UNCALLED_PARTNER, {
+      VALHALLA_DATABASE_URL: backend.databaseUrl(),
+      VALHALLA_MAX_LEADS_PER_CYCLE: '25',
+      VALHALLA_POLICY_FILE: policyFileWith(dir, { dailyLeads: 30 }),
+    });
+    const open = async () => {
+      const app = await openApp({ config: loadConfig({ cwd: dir, env }) });
+      cleanups.push(() => app.close());
+      return app;
+    };
+    const [a, b] = [await open(), await open()];
+    await writeGoLiveAt(a.store.db, Date.now() - 7 * 86_400_000);
+    const file = join(dir, 'leads.csv');
+    recentLeadsCsv(file, 60, { name: 'Mary Jackson', email: 'mary', top: 95, spread: 50, value: 10 });
+    expect(await a.ingest({ path: file })).toMatchObject({ accepted: 60 });
+
+    const sent: string[] = [];
+    const partner = (who: string): PartnerPort => ({
+      health: async () => ({ ok: true, status: 200, ms: 1 }),
+      ensureToken: async () => ({ kind: 'ok', expiresAtMs: Number.MAX_SAFE_INTEGER, refreshed: false }),
+      sendBatch: async ({ leads }) => {
+        sent.push(...leads.map(() => who));
+        return { kind: 'accepted', status: 200, body: null, bodyIssue: null, ms: 1 };
+      },
+    });
+    const gates = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
+    const [leaderA, leaderB] = [a.leadership(), b.leadership()];
+    cleanups.push(() => leaderA.resign());
+    cleanups.push(() => leaderB.resign());
+    expect(await leaderA.acquire(AbortSignal.timeout(5_000))).not.toBeNull();
+    const standby = new AbortController();
+    expect(await leaderB.acquire(standby.signal, () => standby.abort())).toBeNull();
+    const engineA = a.engine({ gates, partner: partner('a'), leadership: leaderA });
+    const engineB = b.engine({ gates, partner: partner('b'), leadership: leaderB });
+
+    // Both cycle at once, twice: only the leader's cycles do anything.
+    for (let round = 0; round < 2; round++) {
+      const [ofA, ofB] = await Promise.allSettled([engineA.runCycle(), engineB.runCycle()]);
+      expect(ofA.status).toBe('fulfilled');
+      expect(ofB).toMatchObject({ status: 'rejected', reason: { name: 'NotLeader' } });
+    }
+    expect(sent.filter((who) => who === 'b')).toEqual([]);
+    // The day's cap: 25, then the 5 left of 30; nothing more in a third cycle.
+    expect(sent).toHaveLength(30);
+    expect(await engineA.runCycle()).toMatchObject({ claimed: 0, limitedBy: 'daily_cap' });
+    const usage = await a.store.db.selectFrom('daily_usage').select('leads').execute();
+    expect(usage.reduce((sum, u) => sum + Number(u.leads), 0)).toBe(30);
+    const live = await a.store.db
+      .selectFrom('deliveries')
+      .select('state')
+      .where('kind', '=', 'live')
+      .execute();
+    expect(live.every((d) => d.state === 'accepted')).toBe(true);
   });
 });
 
