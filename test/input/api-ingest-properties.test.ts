@@ -5,7 +5,7 @@
  * rejected, matching what the generator says) or a clean 4xx JSON error; never a 5xx, never a request
  * left hanging (each call is bounded), and never a generated e-mail, phone, name or company echoed.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ import {
 } from '../../src/server/index.js';
 import { type ApiCall, type ApiResponse, apiClient } from '../support/api.js';
 import { testEnv } from '../support/cli.js';
+import { fileSize, lastIngestRunId } from '../support/ingest-harness.js';
 import {
   buildCsv,
   buildJsonArray,
@@ -79,19 +80,10 @@ interface Upload {
   error?: { code: string; message: string };
 }
 
-const lastRunId = async () =>
-  (
-    await app.store.db
-      .selectFrom('ingest_runs')
-      .select('id')
-      .orderBy('id', 'desc')
-      .limit(1)
-      .executeTakeFirst()
-  )?.id ?? 0;
-const size = (path: string) => (existsSync(path) ? statSync(path).size : 0);
+const lastRunId = () => lastIngestRunId(app);
 
 async function post(body: string | Buffer, type: string | undefined) {
-  const [logFrom, runBefore] = [size(logFile), await lastRunId()];
+  const [logFrom, runBefore] = [fileSize(logFile), await lastRunId()];
   const response = await api<Upload>('POST', '/api/ingest', {
     token: OPERATOR.token,
     body,

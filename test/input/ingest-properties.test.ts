@@ -43,6 +43,25 @@ let runs = 0;
 /** Unique per property run: the e-mail pool of one run never meets another's in the shared database. */
 const nextToken = () => `t${String(++runs).padStart(5, '0')}`;
 
+/**
+ * The case's file in its format: CSV from `items`, JSONL from `jsonlItems`. JSONL lines end in LF
+ * (a lone CR is no JSONL line end), whatever the layout drew.
+ */
+function buildEither(
+  c: {
+    format: Format;
+    header: Parameters<typeof buildCsv>[0];
+    items: Parameters<typeof buildCsv>[1];
+    jsonlItems: Parameters<typeof buildJsonl>[0];
+    layout: Parameters<typeof buildCsv>[2];
+  },
+  token: string,
+) {
+  if (c.format === 'csv') return buildCsv(c.header, c.items, c.layout, token);
+  const layout = c.layout.eol === '\r' ? { ...c.layout, eol: '\n' as const } : c.layout;
+  return buildJsonl(c.jsonlItems, layout, token);
+}
+
 beforeAll(async () => {
   h = await openIngestHarness();
 });
@@ -181,12 +200,7 @@ describe('file-level problems: a clean IngestFileError, the run failed, whole ch
     await fc.assert(
       fc.asyncProperty(readable(arb), async (c) => {
         const token = nextToken();
-        const layout =
-          c.format === 'jsonl' && c.layout.eol === '\r' ? { ...c.layout, eol: '\n' as const } : c.layout;
-        const built =
-          c.format === 'csv'
-            ? buildCsv(c.header, c.items, layout, token)
-            : buildJsonl(c.jsonlItems, layout, token);
+        const built = buildEither(c, token);
         const bytes = Buffer.from(built.text, 'utf8');
         const at = c.at % (bytes.length + 1);
         const corrupted = Buffer.concat([
@@ -216,12 +230,7 @@ describe('file-level problems: a clean IngestFileError, the run failed, whole ch
     await fc.assert(
       fc.asyncProperty(readable(arb), async (c) => {
         const token = nextToken();
-        const layout =
-          c.format === 'jsonl' && c.layout.eol === '\r' ? { ...c.layout, eol: '\n' as const } : c.layout;
-        const built =
-          c.format === 'csv'
-            ? buildCsv(c.header, c.items, layout, token)
-            : buildJsonl(c.jsonlItems, layout, token);
+        const built = buildEither(c, token);
         const bytes = Buffer.from(built.text, 'utf8');
         const cut = c.cut % (bytes.length + 1);
         const whole = built.records.filter((_, i) => built.byteEnds[i]! <= cut);

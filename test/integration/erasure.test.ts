@@ -18,9 +18,10 @@ import { leadKey, type PartnerPort, type SendOutcome } from '../../src/engine/in
 import { type GateClearance, writeGoLiveAt } from '../../src/guard/index.js';
 import type { PartnerLead } from '../../src/outbound/types.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
-import { createDelivery, type Lead } from '../../src/store/index.js';
+import type { Lead } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
+import { queueInLiveBatch } from '../support/outbox.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -403,18 +404,7 @@ describe.each(list)('erasure on $name', (backend) => {
     const w = await world(backend);
     await ingest(w, [{ tag: 'ivy' }]);
     const lead = await leadRow(w, 'ivy');
-    await w.app.store.db.transaction().execute(async (trx) => {
-      const cycle = await trx
-        .insertInto('cycles')
-        .values({ started_at: NOW, phase: 4, kind: 'live', ceiling: 1, limited_by: 'test' })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      await createDelivery(
-        trx,
-        { batchKey: 'queued-batch-key', cycleId: cycle.id, kind: 'live', payloadSha256: 'x', now: NOW },
-        [{ id: lead.id, leadKey: leadKey(lead), exposure: 0 }],
-      );
-    });
+    await queueInLiveBatch(w.app.store, lead, 'queued-batch-key', NOW);
     const result = await eraseLead(w.app, { target: { email: emailOf('ivy') }, reason: 'DSR-5' });
     expect(result).toMatchObject({
       kind: 'refused',
@@ -588,18 +578,7 @@ describe.each(list)('erasure on $name', (backend) => {
     w.app = reopened;
     await ingest(w, [{ tag: 'pen' }]);
     const pen = await leadRow(w, 'pen');
-    await reopened.store.db.transaction().execute(async (trx) => {
-      const cycle = await trx
-        .insertInto('cycles')
-        .values({ started_at: NOW, phase: 4, kind: 'live', ceiling: 1, limited_by: 'test' })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      await createDelivery(
-        trx,
-        { batchKey: 'cli-queued-batch', cycleId: cycle.id, kind: 'live', payloadSha256: 'x', now: NOW },
-        [{ id: pen.id, leadKey: leadKey(pen), exposure: 0 }],
-      );
-    });
+    await queueInLiveBatch(reopened.store, pen, 'cli-queued-batch', NOW);
     const refused = await cli(['leads', 'erase', emailOf('pen'), '--reason', 'DSR-12']);
     expect(refused.code).toBe(3);
     expect(refused.stderr).toContain(

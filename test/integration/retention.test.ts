@@ -11,11 +11,12 @@ import { type App, openApp } from '../../src/app/index.js';
 import { type ArchiveResult, archiveCompleted, retentionCutoff } from '../../src/app/retention.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
-import { leadKey, type PartnerPort, type SendOutcome } from '../../src/engine/index.js';
+import type { PartnerPort, SendOutcome } from '../../src/engine/index.js';
 import { type GateClearance, writeGoLiveAt } from '../../src/guard/index.js';
-import { createDelivery, type Lead } from '../../src/store/index.js';
+import type { Lead } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
+import { queueInLiveBatch } from '../support/outbox.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -138,18 +139,7 @@ async function everyState(w: World) {
   await w.app.operatorActions().drop([before.get('drop1')!.id], 'checked: the partner refused it');
   await ingest(w, [{ tag: 'pend1' }, { tag: 'fly1' }]);
   const fly = (await rows(w)).get('fly1')!;
-  await w.app.store.db.transaction().execute(async (trx) => {
-    const c = await trx
-      .insertInto('cycles')
-      .values({ started_at: T0, phase: 4, kind: 'live', ceiling: 1, limited_by: 'test' })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    await createDelivery(
-      trx,
-      { batchKey: 'waiting-batch', cycleId: c.id, kind: 'live', payloadSha256: 'x', now: T0 },
-      [{ id: fly.id, leadKey: leadKey(fly), exposure: 0 }],
-    );
-  });
+  await queueInLiveBatch(w.app.store, fly, 'waiting-batch', T0);
   w.clock.set(T0 + 30 * DAY);
   await ingest(w, [{ tag: 'late1', score: 10 }]);
   const states = Object.fromEntries([...(await rows(w))].map(([tag, r]) => [tag, r.state]));

@@ -43,22 +43,27 @@ const PROTOTYPE_KEYS = Object.getOwnPropertyNames(Object.prototype).sort();
 export type IngestHarness = Awaited<ReturnType<typeof openIngestHarness>>;
 
 /** A harness on its own app and database; close it with `harness.app.close()`. */
+/** Bytes in a file so far (0 while it does not exist): where a test starts reading a log. */
+export const fileSize = (path: string): number => (existsSync(path) ? statSync(path).size : 0);
+
+/** The newest ingest run's id (0 before any): a test tells whether a run was recorded. */
+export async function lastIngestRunId(app: App): Promise<number> {
+  const row = await app.store.db
+    .selectFrom('ingest_runs')
+    .select('id')
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.id ?? 0;
+}
+
 export async function openIngestHarness() {
   const dir = tempDir();
   const logFile = join(dir, 'data', 'valhalla.log');
   const env = testEnv(join(dir, 'data'), { VALHALLA_LOG_LEVEL: 'trace' });
   const app: App = await openApp({ config: loadConfig({ env, cwd: dir }), clock: new ManualClock(NOW_ISO) });
 
-  const size = (path: string) => (existsSync(path) ? statSync(path).size : 0);
-  const lastRunId = async () =>
-    (
-      await app.store.db
-        .selectFrom('ingest_runs')
-        .select('id')
-        .orderBy('id', 'desc')
-        .limit(1)
-        .executeTakeFirst()
-    )?.id ?? 0;
+  const lastRunId = () => lastIngestRunId(app);
   const lastSeq = async () =>
     (
       await app.store.db
@@ -75,7 +80,7 @@ export async function openIngestHarness() {
     d: Delivery,
     token: string,
   ): Promise<IngestResult> {
-    const [logFrom, runBefore, seqBefore] = [size(logFile), await lastRunId(), await lastSeq()];
+    const [logFrom, runBefore, seqBefore] = [fileSize(logFile), await lastRunId(), await lastSeq()];
     let summary: IngestSummary | null = null;
     let error: unknown = null;
     try {
