@@ -126,6 +126,7 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
             app.logger.fatal(
               'the lease was lost and the cycle did not end: exiting so that the supervisor restarts the worker',
             );
+            options.print('the lease was lost and the cycle did not end: exiting for a restart');
             (options.exitStuck ?? (() => process.exit(1)))();
           },
           Math.max(STUCK_AFTER_LOST_MS, config.policy.heartbeatIntervalSeconds * 1000),
@@ -450,8 +451,12 @@ function endsTerm(error: unknown): boolean {
   return error instanceof NotLeader || isOutboundError(error, 'START_NOT_GRANTED') || isTransient(error);
 }
 
-/** The least time a cycle may take to end after its term ended before the worker exits (see runWorker). */
-const STUCK_AFTER_LOST_MS = 5_000;
+/**
+ * The least time a cycle may take to end after its term ended before the worker exits (see
+ * runWorker): long enough for a busy machine to finish a cycle (a SQLite lock waits up to 5 s), short
+ * enough that a hung connection does not keep the worker for long.
+ */
+const STUCK_AFTER_LOST_MS = 30_000;
 
 function mb(bytes: number): number {
   return Math.round(bytes / (1024 * 1024));
