@@ -319,7 +319,9 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
   });
 
   it('a second worker heartbeating alongside fails "orphaned processes"', async () => {
-    const from = ANCHOR - 12 * HOUR;
+    // Hours away from a daily restart: the first worker's beats surround the second's whatever the
+    // time of day the suite runs (12 h before a run at 14:00 UTC fell on the 02:00 restart).
+    const from = nextDailyRestart(w.config.policy.dailyRestartUtc, ANCHOR - 48 * HOUR) + 4 * HOUR;
     const result = await w.verify(async (trx) => {
       for (let at = from; at < from + HOUR; at += 30 * S) {
         await recordHeartbeat(trx, {
