@@ -72,6 +72,19 @@ async function until<T>(
   }
 }
 
+/** `promise`, or a timeout naming `what`. */
+async function within<T>(promise: Promise<T>, what: string, timeoutMs = 60_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A test's view of the schema, on its own connection (never through a proxy). */
 async function inspect(schema: string) {
   const client = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
@@ -142,10 +155,45 @@ async function install(partner: SandboxPartner, databaseUrl: string, leads: numb
   return { cwd, env, base };
 }
 
-async function sandbox(latencyMs: number): Promise<SandboxPartner> {
-  const partner = await startSandboxPartner({ certDir: join(tempDir(), 'cert'), faults: { latencyMs } });
+interface ArmedPartner extends SandboxPartner {
+  /**
+   * Runs `action` once, at the moment a leads request has reached the partner (after at least one
+   * batch was accepted) and before the partner answers it: the answer waits for the action. So a
+   * cut or kill lands with the batch certainly seen by the partner, on a machine of any speed.
+   */
+  midBatch(action: () => Promise<void> | void): Promise<void>;
+}
+
+async function sandbox(latencyMs: number): Promise<ArmedPartner> {
+  let armed: { action: () => Promise<void> | void; done: (error?: unknown) => void } | null = null;
+  // The latency fault's wait is the hook: it runs after the request (and its body) arrived.
+  const sleep = async (ms: number) => {
+    const batches = partner.stats().batches;
+    const leadsRequestWaiting = batches.received > batches.accepted + batches.refused + batches.failedByFault;
+    if (armed !== null && batches.accepted >= 1 && leadsRequestWaiting) {
+      const { action, done } = armed;
+      armed = null;
+      try {
+        await action();
+        done();
+      } catch (error) {
+        done(error);
+      }
+    }
+    await new Promise((r) => setTimeout(r, ms));
+  };
+  const partner: SandboxPartner = await startSandboxPartner({
+    certDir: join(tempDir(), 'cert'),
+    faults: { latencyMs },
+    sleep,
+  });
   closers.push(() => partner.close());
-  return partner;
+  return Object.assign(partner, {
+    midBatch: (action: () => Promise<void> | void) =>
+      new Promise<void>((resolve, reject) => {
+        armed = { action, done: (error) => (error === undefined ? resolve() : reject(error)) };
+      }),
+  });
 }
 
 async function ledger(databaseUrl: string, partner: SandboxPartner, leadCount: number) {
@@ -256,12 +304,9 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     const { cwd, env, base } = await install(partner, direct, 60);
     const db = await inspect(schema);
 
+    const cut = partner.midBatch(() => proxy.cut());
     const runner = startRunner('solo', cwd, env(join(cwd, 'solo'), viaProxy.toString()));
-    await until(
-      async () => partner.stats().batches.accepted >= 1 && (await db.sending()) > 0,
-      'a batch in flight',
-    );
-    proxy.cut();
+    await within(cut, 'a batch in flight');
     // The request in flight may still arrive; after it, nothing: no request starts without the database.
     await new Promise((r) => setTimeout(r, 1_000));
     const receivedWhileCut = partner.stats().requests.total;
@@ -307,12 +352,12 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     );
     const first = await until(async () => (await db.lease())?.holder, 'a leader');
     const index = runners.findIndex((r) => first.startsWith(`${r.name}#`));
-    await until(
-      async () => partner.stats().batches.accepted >= 1 && (await db.sending()) > 0,
-      'a batch in flight',
-    );
-    const cutAt = Date.now();
-    proxies[index]!.cut();
+    let cutAt = 0;
+    const cut = partner.midBatch(() => {
+      cutAt = Date.now();
+      proxies[index]!.cut();
+    });
+    await within(cut, 'a batch in flight');
 
     const takeover = await until(
       async () =>
