@@ -8,13 +8,12 @@ import {
   eraseFromBatchSummaries,
   eraseLeadData,
   findLeadsForErasure,
+  flushErasedData,
   LEAD_PII_FIELDS,
   type Lead,
   type LeadPiiField,
   liveBatchesOfLead,
   lockLeadsForWrite,
-  truncateWriteAheadLog,
-  zeroOverwrittenPages,
 } from '../store/index.js';
 import { AppError } from './errors.js';
 import type { App } from './index.js';
@@ -145,8 +144,6 @@ export async function eraseLead(app: App, request: ErasureRequest): Promise<Eras
       ? { id: request.target.id }
       : { email: request.target.email, emailDedupKey: pseudonymizer.dedupKey('email', request.target.email) };
   const described = 'id' in request.target ? `id ${request.target.id}` : 'this e-mail address';
-  preferSecureDelete(app);
-
   const outcome = await store.db.transaction().execute(async (trx): Promise<ErasureResult> => {
     await lockLeadsForWrite(trx, store.dialect);
     const leads = await findLeadsForErasure(trx, store.dialect, match);
@@ -264,7 +261,7 @@ export async function eraseLead(app: App, request: ErasureRequest): Promise<Eras
       'lead data erased',
     );
   }
-  return { ...outcome, storageNote: changed.length > 0 ? flushErasedPages(app) : null };
+  return { ...outcome, storageNote: changed.length > 0 ? await flushErasedPages(app) : null };
 }
 
 function partnerNotice(lead: Lead, batches: Awaited<ReturnType<typeof liveBatchesOfLead>>): PartnerNotice {
@@ -302,22 +299,22 @@ function pseudonymizerOf(app: App): Pseudonymizer {
   return createPseudonymizer(app.config.pseudonymSecret);
 }
 
-/** Erased data overwritten in place, not left in a page's free space (SQLite). */
-export function preferSecureDelete(app: App): void {
-  zeroOverwrittenPages(app.store);
-}
-
 /**
- * After an erasure commits, old copies of the pages may remain in the database's files. Returns what
- * the operator should know, or null when nothing remains.
+ * After an erasure or an archive commits: flush what the store can, and say where old copies of the
+ * erased data may remain (null: nowhere in the database's files).
  */
-export function flushErasedPages(app: App): string | null {
-  switch (truncateWriteAheadLog(app.store)) {
-    case 'done':
+export async function flushErasedPages(app: App): Promise<string | null> {
+  const remnants = await flushErasedData(app.store);
+  switch (remnants.kind) {
+    case 'none':
       return null;
     case 'postgres':
-      return 'PostgreSQL keeps the old row versions in the table files until VACUUM reclaims them (autovacuum, or VACUUM leads), and in its WAL archives and backups until they expire';
-    case 'busy':
+      return (
+        `PostgreSQL keeps the old row versions in the files of the tables of schema "${remnants.schema}" until they are rewritten; ` +
+        `to remove them now, run as the schema's owner (each statement locks its table while it runs, so the runner waits): ${remnants.commands.join(' ')} ` +
+        'The write-ahead log holds them until its segments are recycled after checkpoints, and WAL archives and backups until they expire'
+      );
+    case 'sqlite_log_busy':
       return 'another process was reading the SQLite database, so its write-ahead log could not be truncated: it still holds the pages as they were before, until the next checkpoint (run the command again later, or stop the runner briefly)';
   }
 }

@@ -9,7 +9,7 @@ import {
   lockLeadsForWrite,
   nextArchivable,
 } from '../store/index.js';
-import { flushErasedPages, preferSecureDelete } from './erasure.js';
+import { flushErasedPages } from './erasure.js';
 import type { App } from './index.js';
 
 const DAY_MS = 24 * 3_600_000;
@@ -88,7 +88,6 @@ export async function archiveCompleted(app: App, options: ArchiveOptions): Promi
     const would = await countArchivable(store.db, cutoff);
     Object.assign(archived, would, { total: sum(would) });
   } else {
-    preferSecureDelete(app);
     const reason = `archived: last change before the retention cutoff ${describeInstant(cutoff)}`;
     for (;;) {
       const chunk = await store.db.transaction().execute(async (trx) => {
@@ -147,7 +146,7 @@ export async function archiveCompleted(app: App, options: ArchiveOptions): Promi
     archived,
     chunks,
     leftAsTheyAre: { ...incomplete, total: sum(incomplete) },
-    storageNote: !options.dryRun && archived.total > 0 ? flushErasedPages(app) : null,
+    storageNote: !options.dryRun && archived.total > 0 ? await flushErasedPages(app) : null,
   };
 }
 

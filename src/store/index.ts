@@ -21,7 +21,7 @@ export {
 } from './audit-log.js';
 export { isConnectionLoss } from './connection-loss.js';
 export type { Dialect } from './dialect.js';
-export { truncateWriteAheadLog, zeroOverwrittenPages } from './erased-pages.js';
+export { type ErasedDataRemnants, flushErasedData } from './erased-pages.js';
 export { isStoreError, StoreError, type StoreErrorCode } from './errors.js';
 export {
   type AppliedGrants,

@@ -1,6 +1,6 @@
 import { sql, type Transaction } from 'kysely';
 import { StoreError } from './errors.js';
-import { migrations } from './migrations/index.js';
+import { migrations, ZEROED_PAGES_MIGRATION } from './migrations/index.js';
 import type { Store } from './open.js';
 import type { Database } from './schema.js';
 
@@ -26,6 +26,9 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
   if (applied !== null) {
     const unknown = applied.filter((name) => !Object.hasOwn(known, name));
     if (unknown.length === 0 && names.every((name) => applied.includes(name))) return [];
+  }
+  if (applied !== null && applied.length > 0 && !applied.includes(ZEROED_PAGES_MIGRATION)) {
+    rewriteFromLiveRows(store);
   }
   let current = '(migration table)';
   try {
@@ -93,6 +96,26 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
     throw new StoreError('MIGRATION_FAILED', `migration ${current} failed: ${(error as Error).message}`, {
       cause: error,
     });
+  }
+}
+
+/**
+ * SQLite written by a release before every connection zeroed what it frees: rebuild the file from its
+ * live rows (VACUUM), so no old copy of a row (an erased person's data) survives in unused page space,
+ * then truncate the write-ahead log that held the old pages. Before the migration that records it:
+ * a rewrite that fails (another process holds the database) is tried again at the next start.
+ */
+function rewriteFromLiveRows(store: Store): void {
+  if (store.sqlite === null) return;
+  try {
+    store.sqlite.exec('VACUUM');
+    store.sqlite.pragma('wal_checkpoint(TRUNCATE)');
+  } catch (cause) {
+    throw new StoreError(
+      'MIGRATION_FAILED',
+      `this release rewrites the SQLite database once, so that no old copy of an erased row stays in it, and the rewrite failed (${(cause as Error).message}): stop every process using it (the runner, the dashboard) and run the command again`,
+      { cause },
+    );
   }
 }
 

@@ -59,6 +59,11 @@ function openSqlite(path: string): Store {
   // INSERT OR REPLACE deletes the row it replaces: with this on, that delete meets the delete triggers.
   raw.pragma('recursive_triggers = ON');
   raw.pragma('busy_timeout = 5000');
+  // Every writer zeroes what it frees: a deleted or updated row, a page's cells moved by a split, a
+  // page put on the free list. Without it, the old bytes of a row (a person's e-mail) stay readable in
+  // unused page space after the row itself is erased. Set on every connection, not only erasure's:
+  // ingest's page splits leave such copies too.
+  raw.pragma('secure_delete = ON');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
   let closed = false;
   return {

@@ -12,6 +12,7 @@ import { sql } from 'kysely';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type ErasureResult, eraseLead, normaliseEmail, parseLeadIdentifier } from '../../src/app/erasure.js';
 import { type App, openApp } from '../../src/app/index.js';
+import { archiveCompleted } from '../../src/app/retention.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { leadKey, type PartnerPort, type SendOutcome } from '../../src/engine/index.js';
@@ -19,7 +20,14 @@ import { type GateClearance, writeGoLiveAt } from '../../src/guard/index.js';
 import type { PartnerLead } from '../../src/outbound/types.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
 import type { Lead } from '../../src/store/index.js';
-import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
+import {
+  type Backend,
+  backends,
+  dropTestSchemas,
+  postgresBackend,
+  sqliteBackend,
+  withPgAdmin,
+} from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { queueInLiveBatch } from '../support/outbox.js';
 import { tempDir } from '../support/tmp.js';
@@ -527,7 +535,10 @@ describe.each(list)('erasure on $name', (backend) => {
     expect(erased.code).toBe(0);
     // Where old copies may linger: nowhere on SQLite (checkpointed), until VACUUM on PostgreSQL.
     if (backend.name === 'sqlite') expect(erased.stderr).toBe('');
-    else expect(erased.stderr).toContain('note: PostgreSQL keeps the old row versions');
+    else
+      expect(erased.stderr).toMatch(
+        /note: PostgreSQL keeps the old row versions .* VACUUM \(FULL\) "\w+"\.leads;/,
+      );
     expect(erased.stdout).toContain(`lead ${ned.id} (`);
     expect(erased.stdout).toContain('erased name, email, phone, company, external_id; state exported');
     expect(erased.stdout).toContain('partner: MUST BE TOLD');
@@ -600,34 +611,179 @@ describe.each(list)('erasure on $name', (backend) => {
   });
 });
 
-// A property of SQLite's files alone (PostgreSQL keeps old row versions until VACUUM, and says so).
+// A property of SQLite's files alone (PostgreSQL keeps old row versions until VACUUM FULL, and says so).
 describe('erasure on SQLite files', () => {
   it('SQLite: the erased e-mail is gone from the database files, not only from the row', async () => {
     const w = await world(sqliteBackend);
     await ingest(w, [{ tag: 'pat' }, { tag: 'quinn', score: 10 }, { tag: 'rue' }, { tag: 'sam' }]);
-    const files = () =>
-      ['', '-wal']
-        .map((suffix) => {
-          try {
-            return readFileSync(`${w.dbUrl}${suffix}`).toString('latin1');
-          } catch {
-            return '';
-          }
-        })
-        .join('');
-    expect(files()).toContain(emailOf('quinn'));
-    expect(files()).toContain(companyOf('quinn'));
+    expect(databaseFiles(w)).toContain(emailOf('quinn'));
+    expect(databaseFiles(w)).toContain(companyOf('quinn'));
     const result = expectErased(
       await eraseLead(w.app, { target: { email: emailOf('quinn') }, reason: 'DSR-13' }),
     );
     expect(result.storageNote).toBeNull();
     // Not even a fragment: an overwritten row's old bytes stay in the page's free space unless zeroed.
-    const bytes = files();
+    const bytes = databaseFiles(w);
     for (const fragment of ['quinn.person', 'QUINNson', 'QUINN Holdings', 'CRM-quinn']) {
       expect(bytes).not.toContain(fragment);
     }
     expect(bytes).toContain(emailOf('rue'));
     expect(bytes).toContain(emailOf('sam'));
+  });
+
+  // Ingest splits pages as the table grows: a split leaves a copy of the rows it moved in the old
+  // page's unused space unless every writer zeroes what it frees. Each lead's data carries its number
+  // (`zz<n>x` in the e-mail, name, company and external id; `1555<n>` in the phone, kept as digits), so one scan of
+  // the raw files finds any copy, whole or in part, of any lead.
+  it.each([200, 3_000, 100_000])(
+    'SQLite, %i leads: after ingests that split pages, erasures, an archive and a checkpoint, no erased or archived lead has a byte left in the files',
+    async (count) => {
+      const w = await world(sqliteBackend);
+      const tag = (n: number) => `zz${n}x`;
+      const person = (n: number) => ({
+        external_id: `CRM-${tag(n)}`,
+        name: nameOf(tag(n)),
+        email: emailOf(tag(n)),
+        phone: `+1 555 ${String(n).padStart(7, '0')}`,
+        company: companyOf(tag(n)),
+        // Every tenth is below the threshold: complete at once, so the archive takes it.
+        score: n % 10 === 0 ? 10 : 80,
+        source_timestamp: new Date(w.clock.now() - HOUR).toISOString(),
+        value: 100,
+      });
+      const ingestRange = async (from: number, to: number) => {
+        const file = join(w.dir, `leads-${++w.files}.jsonl`);
+        const lines: string[] = [];
+        for (let n = from; n < to; n++) lines.push(JSON.stringify(person(n)));
+        writeFileSync(file, `${lines.join('\n')}\n`);
+        const summary = await w.app.ingest({ path: file });
+        expect(summary.accepted).toBe(to - from);
+      };
+      const half = Math.floor(count / 2);
+      await ingestRange(0, half);
+
+      // At most 150 erasures a size, spread over the whole range (a few per page at every size).
+      const erased = new Set<number>();
+      const step = Math.max(1, Math.floor(half / 150));
+      for (let n = 1; n < half; n += step) if (n % 10 !== 0) erased.add(n);
+      for (const n of erased) {
+        const target = parseLeadIdentifier(n % 2 === 0 ? emailOf(tag(n)) : emailOf(tag(n)).toUpperCase())!;
+        expectErased(await eraseLead(w.app, { target, reason: `DSR-${n}` }));
+      }
+      // More ingest after the erasures: the pages holding erased rows split again.
+      await ingestRange(half, count);
+      w.clock.advance(HOUR);
+      const archive = await archiveCompleted(w.app, { before: w.clock.now() });
+      expect(archive.kind).toBe('done');
+      const archived = new Set<number>();
+      for (let n = 0; n < count; n += 10) archived.add(n);
+      expect(archive.kind === 'done' && archive.archived.below_threshold).toBe(archived.size);
+      w.app.store.sqlite!.pragma('wal_checkpoint(TRUNCATE)');
+
+      const seen = new Set<number>();
+      const bytes = databaseFiles(w);
+      for (const m of bytes.matchAll(/zz(\d+)x|1555(\d{7})/gi)) seen.add(Number(m[1] ?? m[2]));
+      const left = [...erased, ...archived].filter((n) => seen.has(n)).sort((a, b) => a - b);
+      expect(left, `${left.length} erased or archived leads still in the files`).toEqual([]);
+      // The scan does see the data that is meant to be there: every lead kept.
+      for (let n = 0; n < count; n++) if (!erased.has(n) && !archived.has(n)) expect(seen.has(n)).toBe(true);
+    },
+    180_000,
+  );
+
+  // A database written by a release before every connection zeroed what it frees: its page splits
+  // left copies in unused space that erasing the row cannot reach. The first start of this release
+  // rewrites it (the 0010 migration); the control, a database marked as rewritten already, keeps them.
+  it.each([
+    { rewritten: true, name: 'the first start of this release rewrites it: nothing left' },
+    { rewritten: false, name: 'control, marked as rewritten already: copies are left' },
+  ])('SQLite written by an older release: $name', async ({ rewritten }) => {
+    const w = await world(sqliteBackend);
+    const raw = w.app.store.sqlite!;
+    raw.prepare("delete from valhalla_migration where name = '0010-zeroed-pages'").run();
+    raw.pragma('secure_delete = OFF');
+    const people = Array.from({ length: 200 }, (_, n) => ({ tag: `zz${n}x` }));
+    await ingest(w, people);
+    await w.app.close();
+    if (!rewritten) {
+      const { default: Database } = await import('better-sqlite3');
+      const marker = new Database(w.dbUrl);
+      marker
+        .prepare("insert into valhalla_migration (name, timestamp) values ('0010-zeroed-pages', '')")
+        .run();
+      marker.close();
+    }
+
+    const app = await openApp({ config: loadConfig({ cwd: w.dir, env: w.env }), clock: w.clock });
+    cleanups.push(() => app.close());
+    const erased = people.filter((_, n) => n % 3 === 0);
+    for (const p of erased)
+      expectErased(await eraseLead(app, { target: { email: emailOf(p.tag) }, reason: 'DSR-1' }));
+    const bytes = databaseFiles(w);
+    const left = erased.filter((p) => bytes.includes(p.tag));
+    if (rewritten) expect(left.map((p) => p.tag)).toEqual([]);
+    else expect(left.length).toBeGreaterThan(0);
+    expect(bytes).toContain(emailOf('zz1x'));
+  });
+});
+
+/** The SQLite database's main file and write-ahead log, as one string of bytes. */
+function databaseFiles(w: World): string {
+  return ['', '-wal']
+    .map((suffix) => {
+      try {
+        return readFileSync(`${w.dbUrl}${suffix}`).toString('latin1');
+      } catch {
+        return '';
+      }
+    })
+    .join('');
+}
+
+// PostgreSQL: an update leaves the old row version in the table's files; the note names the exact
+// statements for the schema in use, and they do what it says (the table files read as raw bytes).
+describe.skipIf(!list.includes(postgresBackend))('erasure on PostgreSQL files', () => {
+  it('the note gives the statements for the schema in use; run as printed, no copy of the erased lead is left in the table files', async () => {
+    const w = await world(postgresBackend);
+    await ingest(w, [{ tag: 'uma' }, { tag: 'vic' }]);
+    const schema = new URL(w.dbUrl).searchParams.get('schema')!;
+    const result = expectErased(
+      await eraseLead(w.app, { target: { email: emailOf('uma') }, reason: 'DSR-77' }),
+    );
+    const note = result.storageNote!;
+    expect(note).toContain(`schema "${schema}"`);
+    const statements = note.match(/VACUUM \(FULL\) "[^"]+"\.\w+;|CHECKPOINT;/g)!;
+    expect(statements).toEqual([
+      `VACUUM (FULL) "${schema}".leads;`,
+      `VACUUM (FULL) "${schema}".deliveries;`,
+      'CHECKPOINT;',
+    ]);
+    await w.app.close();
+    const files = await withPgAdmin(async (client) => {
+      // As an operator would: a session with no search path of ours, the statements as printed.
+      for (const statement of statements) await client.query(statement);
+      const { rows } = await client.query<{ path: string }>(
+        `select current_setting('data_directory') || '/' || pg_relation_filepath(c.oid) as path
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = $1 and c.relkind in ('r', 'i', 't') and pg_relation_filepath(c.oid) is not null`,
+        [schema],
+      );
+      return rows.map((r) => r.path);
+    });
+    const bytes = files
+      .flatMap((f) => [f, ...[1, 2, 3].map((i) => `${f}.${i}`)])
+      .map((f) => {
+        try {
+          return readFileSync(f).toString('latin1');
+        } catch {
+          return '';
+        }
+      })
+      .join('');
+    // The scan reads the files: the lead kept is there.
+    expect(bytes).toContain(emailOf('vic'));
+    for (const fragment of ['uma.person', 'UMAson', 'UMA Holdings', 'CRM-uma'])
+      expect(bytes).not.toContain(fragment);
   });
 });
 

@@ -9,6 +9,9 @@ import { gates } from './0006-gates.js';
 import { dashboard } from './0007-dashboard.js';
 import { erasure } from './0008-erasure.js';
 import { runners } from './0009-runners.js';
+import { ZEROED_PAGES_MIGRATION, zeroedPages } from './0010-zeroed-pages.js';
+
+export { ZEROED_PAGES_MIGRATION };
 
 /** Numbered, append-only, applied in order. Never edit a released migration: add the next one. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
@@ -22,5 +25,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0007-dashboard': dashboard(dialect),
     '0008-erasure': erasure(dialect),
     '0009-runners': runners(dialect),
+    [ZEROED_PAGES_MIGRATION]: zeroedPages(),
   };
 }
