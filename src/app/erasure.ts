@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { leadKey } from '../engine/index.js';
-import { createPseudonymizer, type Pseudonymizer } from '../pii/index.js';
+import { createPseudonymizer, type Pseudonymizer, refuseContactData } from '../pii/index.js';
 import type { LeadState } from '../policy/index.js';
 import {
   type DeliveryState,
@@ -87,11 +87,6 @@ export type ErasureResult =
     };
 
 const emailSchema = z.email();
-/**
- * An e-mail address, or an international phone number (+ and 7 or more digits). A plain run of
- * digits is allowed: ticket numbers look like that (DSR-2026-0001234).
- */
-const PERSONAL_DATA_IN_TEXT = /[^\s@]+@[^\s@]+\.[^\s@]+|\+\s?(?:\d[\s.\-()]?){7,}/;
 
 /**
  * The e-mail as ingest stores it and keys it: trimmed and lower-cased (src/ingest/lead-schema.ts), and
@@ -128,14 +123,8 @@ export async function eraseLead(app: App, request: ErasureRequest): Promise<Eras
   if (reason === '') return { kind: 'refused', message: 'a reason is required (audited)', inFlight: [] };
   // The reason goes into the audit chain, which nothing can edit: an erasure must not be the way a
   // person's e-mail or phone number gets in there for good.
-  if (PERSONAL_DATA_IN_TEXT.test(reason)) {
-    return {
-      kind: 'refused',
-      message:
-        'the reason looks like it holds an e-mail address or a phone number; give the request or ticket number only (the reason is kept in the audit chain)',
-      inFlight: [],
-    };
-  }
+  const contactData = refuseContactData(reason, 'the reason');
+  if (contactData !== null) return { kind: 'refused', message: contactData, inFlight: [] };
   const pseudonymizer = pseudonymizerOf(app);
   const actor = request.actor ?? app.config.operator;
   const { store, audit, clock } = app;

@@ -44,6 +44,8 @@ import {
   maskName,
   maskPhone,
   type Pseudonymizer,
+  REASON_WITHHELD,
+  refuseContactData,
 } from '../pii/index.js';
 import { type LeadState, type ModeChange, type ModeCommand, rampPosition } from '../policy/index.js';
 import {
@@ -181,7 +183,7 @@ export interface App {
   changeMode(
     command: ModeCommand,
     request: { actor?: string; reason: string; gates?: GateClearance },
-  ): Promise<ModeChange>;
+  ): Promise<ModeChange & { reasonWithheld?: string }>;
   /**
    * Has the policy changed since it was last recorded (this process's, or the file on disk now)? A
    * change voids every sign-off made against the old hash: audited, alerted (gate voided), and in
@@ -534,6 +536,16 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     checkPolicy,
     async changeMode(command, request) {
       const actor = request.actor ?? config.operator;
+      // The reason is kept for good in the audit chain. A stop (pause, rollback) is never held up by
+      // its wording: it is made with the reason withheld, and the caller is told. Anything else is refused.
+      const contactData = refuseContactData(request.reason, 'the reason');
+      let reason = request.reason;
+      if (contactData !== null) {
+        if (command !== 'pause' && command !== 'rollback') {
+          return { kind: 'refused', mode: await readMode(store.db), reason: contactData };
+        }
+        reason = REASON_WITHHELD;
+      }
       if (command === 'rearm') {
         const refusal = await rearmRefusal(request.gates ?? gates);
         if (refusal !== null) {
@@ -541,11 +553,10 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
           return { kind: 'refused', mode: await readMode(store.db), reason: refusal };
         }
       }
-      return store.db
+      const change = await store.db
         .transaction()
-        .execute((trx) =>
-          changeMode(trx, { audit, alerts, clock }, { command, actor, reason: request.reason }),
-        );
+        .execute((trx) => changeMode(trx, { audit, alerts, clock }, { command, actor, reason }));
+      return contactData === null ? change : { ...change, reasonWithheld: contactData };
     },
     async loadSyntheticLeadsIfEmpty(count) {
       if (config.realDataIngest || config.phase !== 3) return null;

@@ -1,6 +1,6 @@
 import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
-import { maskEmail, maskName, type Pseudonymizer } from '../pii/index.js';
+import { maskEmail, maskName, type Pseudonymizer, refuseContactData } from '../pii/index.js';
 import {
   confirmCycle,
   type Lead,
@@ -40,7 +40,7 @@ export interface QuarantineResult {
 export class OperatorError extends Error {
   override readonly name = 'OperatorError';
   constructor(
-    readonly code: 'NOTHING_TO_CONFIRM' | 'ALREADY_CONFIRMED' | 'NOT_QUARANTINED',
+    readonly code: 'NOTHING_TO_CONFIRM' | 'ALREADY_CONFIRMED' | 'NOT_QUARANTINED' | 'CONTACT_DATA_IN_REASON',
     message: string,
   ) {
     super(message);
@@ -61,6 +61,8 @@ export function createOperatorActions(deps: {
     to: 'pending' | 'archived',
     reason: string,
   ): Promise<QuarantineResult> {
+    const contactData = refuseContactData(reason, 'the reason');
+    if (contactData !== null) throw new OperatorError('CONTACT_DATA_IN_REASON', contactData);
     return store.db.transaction().execute(async (trx) => {
       const rows: Lead[] =
         leadIds.length === 0

@@ -10,6 +10,7 @@ import {
 import type { Kysely, Transaction } from 'kysely';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.js';
+import { refuseContactData } from '../pii/index.js';
 import { canonicalJson } from '../policy/index.js';
 import {
   allSignatures,
@@ -274,6 +275,8 @@ export const MAX_DOCUMENT_AGE_DAYS = 30;
  * activation is the CEO's; an amendment the CFO's; only attestations name a gate or an item).
  */
 export function fieldsRefusal(fields: SignedFields, now: number): string | null {
+  const contactData = refuseContactData(fields.comments, 'the comments');
+  if (contactData !== null) return contactData;
   if (!isCalendarDay(fields.date)) return `the date ${JSON.stringify(fields.date)} is not YYYY-MM-DD`;
   const today = new Date(now).toISOString().slice(0, 10);
   if (fields.date > today) return `the date ${fields.date} is in the future (today is ${today}, UTC)`;
@@ -404,6 +407,8 @@ export async function revokeSigner(
 ): Promise<SigningOutcome<{ signer: Signer; voided: number }>> {
   const reason = input.reason.trim();
   if (reason === '') return { ok: false, reason: 'a revocation needs a reason' };
+  const contactData = refuseContactData(reason, 'the reason');
+  if (contactData !== null) return { ok: false, reason: contactData };
   return locked(deps, async (trx) => {
     const signer = await findSigner(trx, input.keyId);
     if (!signer) return { ok: false, reason: `no signer with key id ${input.keyId}` };

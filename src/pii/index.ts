@@ -1,2 +1,3 @@
+export { type ContactData, findContactData, REASON_WITHHELD, refuseContactData } from './detect.js';
 export { maskCompany, maskEmail, maskName, maskPhone } from './mask.js';
 export { createPseudonymizer, type Pseudonymizer } from './pseudonym.js';

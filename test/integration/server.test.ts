@@ -530,8 +530,24 @@ describe.each(list)('admin API on $name', (backend) => {
     expect((await act('release', [a, d, 999_999])).body).toEqual({ changed: [a], skipped: [d, 999_999] });
     expect((await act('drop', [b])).body).toEqual({ changed: [b], skipped: [] });
     expect((await act('drop', [b])).body).toEqual({ changed: [], skipped: [b] });
+    // A reason holding a phone number is refused (422), never echoed, and nothing changes.
+    const refused = await w.post(`/api/quarantine/drop`, { ids: [c], reason: 'customer on 415-555-0011' });
+    expect(refused.status).toBe(422);
+    expect(refused.body).toMatchObject({ error: { code: 'CONTACT_DATA_IN_REASON' } });
+    expect(JSON.stringify(refused.body)).not.toContain('555');
     expect((await w.read<Quarantine>('/api/quarantine')).leads.map((l) => l.id)).toEqual([c]);
     expect(await leadIds(w, '&state=pending')).toEqual([d, a]);
+    // A pause is made whatever its reason's wording; the reason is withheld, and the answer says so.
+    const paused = await w.post<{ kind: string; reasonWithheld?: string }>('/api/mode/pause', {
+      reason: 'tel 4155550011 asked',
+    });
+    expect(paused.status).toBe(200);
+    expect(paused.body).toMatchObject({
+      kind: 'change',
+      reasonWithheld: expect.stringContaining('phone number'),
+    });
+    const pauseEntry = (await auditAll(w)).find((e) => e.action === 'mode.pause')!;
+    expect(JSON.stringify(pauseEntry)).not.toContain('4155550011');
     const archived = await w.read<LeadsPage>('/api/leads?state=archived');
     expect(archived.leads.map((l) => [l.id, l.reason])).toEqual([
       [b, 'dropped from quarantine by api:otto: drop test'],

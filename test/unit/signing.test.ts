@@ -209,6 +209,10 @@ describe('fieldsRefusal', () => {
     [{ kind: 'signoff', gate: 6, item: '6.roi' }, 'a signoff names no gate or item'],
     [{ kind: 'activation' }, "the activation is the CEO's, not the cfo's"],
     [{ kind: 'amendment', role: 'ceo' }, "an amendment is the CFO's, not the ceo's"],
+    [
+      { comments: 'approved; questions to jane dot doe at example dot com' },
+      'what looks like an e-mail address is in the comments, which would be kept for good in the audit chain: write no personal data there; give a ticket or request number with its prefix (e.g. DSR-2026-0001234) instead',
+    ],
   ] as [Partial<SignedFields>, string][])('refuses %o', (change, reason) => {
     expect(fieldsRefusal(fields(keyId, change), NOW)).toBe(reason);
   });

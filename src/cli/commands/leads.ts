@@ -5,6 +5,7 @@ import { finished } from 'node:stream/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } from '../../app/erasure.js';
 import type { SourceFormat } from '../../ingest/index.js';
+import { refuseContactData } from '../../pii/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
 import type { Context } from '../context.js';
 import { CliExit, type CliIo, EXIT, formatTable, writeJson, writeLine } from '../output.js';
@@ -128,47 +129,105 @@ export function registerLeads(program: Command, ctx: Context): void {
     .description(
       "erase a person's data (name, e-mail, phone, company, external id) from every lead that holds it; " +
         'the row stays (its dedup key keeps the person from being ingested again); prints what the partner must be told; ' +
-        'exit 1 when not found, 3 when the lead is in a batch being sent',
+        'exit 1 when not found, 3 when refused (the lead is in a batch being sent, or the reason holds contact data); ' +
+        'with -, each line of standard input is one request: each is reported, and the exit code is the worst of them',
     )
     .argument(
       '<lead>',
-      'a lead id, an e-mail address, or - to read either from standard input (keeps an e-mail out of the shell history)',
+      'a lead id, an e-mail address, or - to read them from standard input, one a line (keeps e-mails out of the shell history)',
     )
-    .requiredOption('--reason <text>', 'why: the request or ticket number (audited; never personal data)')
+    .requiredOption(
+      '--reason <text>',
+      'why: the request or ticket number, with its prefix (audited; never personal data)',
+    )
     .option('--json', 'print as JSON')
     .action(async (lead: string, opts: { reason: string; json?: boolean }) => {
       const { io } = ctx;
-      const target = await leadIdentifier(lead, io);
       if (opts.reason.trim() === '') throw new CliExit(EXIT.usage, '--reason must not be empty');
+      const contactData = refuseContactData(opts.reason, 'the reason');
+      if (contactData !== null)
+        throw new CliExit(EXIT.refused, `refused: ${contactData}; nothing was erased`);
+      if (lead !== '-') {
+        const target = parseLeadIdentifier(lead);
+        if (target === null) throw new CliExit(EXIT.usage, NOT_AN_IDENTIFIER);
+        await ctx.withApp(async (app) => {
+          const result = await eraseLead(app, { target, reason: opts.reason });
+          if (opts.json) writeJson(io.stdout, result);
+          if (result.kind === 'not_found') throw new CliExit(EXIT.failure, result.message);
+          if (result.kind === 'refused') throw new CliExit(EXIT.refused, `refused: ${result.message}`);
+          if (opts.json) return;
+          for (const erased of result.leads) printErased(io, erased);
+          if (result.storageNote) writeLine(io.stderr, `note: ${result.storageNote}`);
+        });
+        return;
+      }
+      const requests = await identifierLines(io);
+      if (requests.length === 0)
+        throw new CliExit(EXIT.usage, 'standard input holds no lead id or e-mail address');
       await ctx.withApp(async (app) => {
-        const result = await eraseLead(app, { target, reason: opts.reason });
-        if (opts.json) writeJson(io.stdout, result);
-        if (result.kind === 'not_found') throw new CliExit(EXIT.failure, result.message);
-        if (result.kind === 'refused') throw new CliExit(EXIT.refused, `refused: ${result.message}`);
-        if (opts.json) return;
-        for (const erased of result.leads) printErased(io, erased);
-        if (result.storageNote) writeLine(io.stderr, `note: ${result.storageNote}`);
+        const reports: ErasureLineReport[] = [];
+        let storageNote: string | null = null;
+        for (const { line, target } of requests) {
+          if (target === null) {
+            reports.push({ line, outcome: 'invalid', message: NOT_AN_IDENTIFIER });
+            continue;
+          }
+          // One erasure a line: each commits, or changes nothing, on its own.
+          const result = await eraseLead(app, { target, reason: opts.reason });
+          if (result.kind === 'erased') {
+            storageNote = result.storageNote ?? storageNote;
+            const changed = result.leads.some((l) => !l.alreadyErased);
+            reports.push({ line, outcome: changed ? 'erased' : 'already_erased', leads: result.leads });
+          } else {
+            reports.push({ line, outcome: result.kind, message: result.message });
+          }
+        }
+        const count = (outcome: ErasureLineReport['outcome']) =>
+          reports.filter((r) => r.outcome === outcome).length;
+        const tally = `${reports.length} requests: ${count('erased')} erased, ${count('already_erased')} already erased, ${count('not_found')} not found, ${count('refused')} refused, ${count('invalid')} not an id or e-mail`;
+        if (opts.json) writeJson(io.stdout, { requests: reports, storageNote });
+        else {
+          for (const report of reports) {
+            if ('leads' in report) {
+              writeLine(
+                io.stdout,
+                `line ${report.line}: ${report.outcome === 'erased' ? 'erased' : 'already erased'}`,
+              );
+              for (const erased of report.leads) printErased(io, erased);
+            } else {
+              const said = { not_found: 'not found', refused: 'refused', invalid: 'not an id or e-mail' }[
+                report.outcome
+              ];
+              writeLine(io.stdout, `line ${report.line}: ${said}: ${report.message}`);
+            }
+          }
+          writeLine(io.stdout, tally);
+          if (storageNote) writeLine(io.stderr, `note: ${storageNote}`);
+        }
+        if (count('refused') > 0) throw new CliExit(EXIT.refused, `not all done: ${tally}`);
+        if (count('not_found') + count('invalid') > 0)
+          throw new CliExit(EXIT.failure, `not all done: ${tally}`);
       });
     });
 }
 
-/** The lead argument: `-` reads it from standard input; the value is never echoed (it may be an e-mail). */
-async function leadIdentifier(argument: string, io: CliIo): Promise<LeadIdentifier> {
-  let text = argument;
-  if (argument === '-') {
-    const chunks: Buffer[] = [];
-    for await (const chunk of io.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-    text =
-      Buffer.concat(chunks)
-        .toString('utf8')
-        .split(/\r?\n/)
-        .find((l) => l.trim() !== '') ?? '';
-  }
-  const target = parseLeadIdentifier(text);
-  if (target === null) {
-    throw new CliExit(EXIT.usage, 'the lead must be a lead id (a whole number) or an e-mail address');
-  }
-  return target;
+const NOT_AN_IDENTIFIER = 'the lead must be a lead id (a whole number) or an e-mail address';
+
+/** One line of `leads erase -`: what became of it. The e-mail itself is never repeated. */
+type ErasureLineReport =
+  | { line: number; outcome: 'erased' | 'already_erased'; leads: ErasedLead[] }
+  | { line: number; outcome: 'not_found' | 'refused' | 'invalid'; message: string };
+
+/** Standard input, one lead id or e-mail address a line; blank lines are passed over. */
+async function identifierLines(io: CliIo): Promise<{ line: number; target: LeadIdentifier | null }[]> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of io.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .split(/\r?\n/)
+    .map((text, i) => ({ line: i + 1, text }))
+    .filter(({ text }) => text.trim() !== '')
+    .map(({ line, text }) => ({ line, target: parseLeadIdentifier(text) }));
 }
 
 function printErased(io: CliIo, lead: ErasedLead): void {

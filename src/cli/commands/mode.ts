@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { runRollbackDrill } from '../../app/drill.js';
 import type { App } from '../../app/index.js';
+import { REASON_WITHHELD } from '../../pii/index.js';
 import type { ModeCommand } from '../../policy/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
@@ -18,7 +19,7 @@ async function applyMode(ctx: Context, command: ModeCommand, reason: string): Pr
     }
     writeLine(
       ctx.io.stdout,
-      `mode ${change.from} → ${change.to} by ${app.config.operator} (audited): ${reason}`,
+      `mode ${change.from} → ${change.to} by ${app.config.operator} (audited): ${change.reasonWithheld ? REASON_WITHHELD : reason}`,
     );
     if (change.to === 'rolled_back') {
       writeLine(
@@ -35,6 +36,9 @@ async function applyMode(ctx: Context, command: ModeCommand, reason: string): Pr
     ]).finally(() => clearTimeout(timer));
     if (sent && sent.sent + sent.retrying + sent.failed > 0) {
       writeLine(ctx.io.stdout, `alerts: ${sent.sent} sent, ${sent.retrying} to retry, ${sent.failed} failed`);
+    }
+    if (change.reasonWithheld) {
+      throw new CliExit(EXIT.refused, `${change.reasonWithheld}; the ${command} itself was made`);
     }
   });
 }

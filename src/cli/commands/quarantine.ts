@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import { OperatorError } from '../../engine/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';
@@ -47,10 +48,15 @@ export function registerQuarantine(program: Command, ctx: Context): void {
       .action(async (ids: number[], opts: { reason: string }) => {
         await ctx.withApp(async (app) => {
           const actions = app.operatorActions();
-          const result =
-            name === 'release'
-              ? await actions.release(ids, opts.reason)
-              : await actions.drop(ids, opts.reason);
+          const result = await (name === 'release'
+            ? actions.release(ids, opts.reason)
+            : actions.drop(ids, opts.reason)
+          ).catch((error: unknown) => {
+            if (error instanceof OperatorError && error.code === 'CONTACT_DATA_IN_REASON') {
+              throw new CliExit(EXIT.refused, `refused: ${error.message}`);
+            }
+            throw error;
+          });
           writeLine(
             ctx.io.stdout,
             `${name === 'release' ? 'released' : 'dropped'}: ${result.changed.join(', ') || 'none'}`,

@@ -79,7 +79,12 @@ export function registerActionRoutes(
       async (request) => {
         const { ids, reason } = request.body as { ids: number[]; reason: string };
         const actions = app.operatorActions(apiActor(request.principal!.name));
-        return name === 'release' ? actions.release(ids, reason) : actions.drop(ids, reason);
+        try {
+          return await (name === 'release' ? actions.release(ids, reason) : actions.drop(ids, reason));
+        } catch (error) {
+          if (error instanceof OperatorError) throw new ApiError(422, error.code, error.message);
+          throw error;
+        }
       },
     );
   }
