@@ -21,17 +21,11 @@ import {
   watchMode,
 } from '../monitor/index.js';
 import { isOutboundError } from '../outbound/index.js';
+import { workerRestartRssBytes } from '../policy/index.js';
 import type { App } from './index.js';
 
 /** Synthetic leads loaded into an empty store in Phase 3 with real data off. */
 export const SYNTHETIC_LEADS = 5_000;
-/**
- * The worker is restarted when its RSS passes this share of the policy's memory limit (358 MB of
- * 512), so that the worker and the supervisor together stay inside the service's 512 MB (systemd's
- * MemoryMax): the supervisor's restart, audited and alerted, comes before the kernel's OOM kill. The
- * supervisor with the dashboard server measures 110-140 MB RSS here; a worker in normal work ~125 MB.
- */
-export const WORKER_RSS_SHARE = 0.7;
 /** How often the supervisor sends the alerts that are due. */
 const ALERT_DISPATCH_MS = 1_000;
 
@@ -371,7 +365,7 @@ export async function runSupervisor(
     spawnWorker,
     heartbeatIntervalMs: config.policy.heartbeatIntervalSeconds * 1000,
     heartbeatGraceMs: config.policy.heartbeatGraceSeconds * 1000,
-    memoryLimitBytes: Math.floor(heapMb * 1024 * 1024 * WORKER_RSS_SHARE),
+    memoryLimitBytes: workerRestartRssBytes(heapMb),
     dailyRestartUtc: config.policy.dailyRestartUtc,
     stopGraceMs: 30_000,
     onEvent,
@@ -385,7 +379,7 @@ export async function runSupervisor(
     clock,
     worker: () => {
       const w = running.worker();
-      return w && { rssBytes: w.rssBytes ?? 0, heartbeatAt: w.heartbeatAt, pid: w.pid };
+      return { pid: w?.pid ?? null, rssBytes: w?.rssBytes ?? null, heartbeatSince: running.heartbeatSince() };
     },
   });
   if (config.metrics.port !== null) {

@@ -10,6 +10,7 @@ import {
   MODES,
   type Mode,
   rampPosition,
+  workerRestartRssBytes,
 } from '../policy/index.js';
 import {
   countLeadsByState,
@@ -24,8 +25,27 @@ import {
 } from '../store/index.js';
 import { currentErrorRate, errorRateRule } from './request-monitor.js';
 
-/** What the supervisor knows of its own worker right now (null: no worker running). */
-export type WorkerProbe = () => { rssBytes: number; heartbeatAt: number | null; pid: number | null } | null;
+/**
+ * What the supervisor knows of its worker right now (null: none known). `pid` and `rssBytes` are the
+ * worker running now (null between workers); `heartbeatSince` is what the heartbeat age counts from:
+ * the last heartbeat of any of the supervisor's workers, else when it started the first one.
+ */
+export type WorkerProbe = () => {
+  pid: number | null;
+  rssBytes: number | null;
+  heartbeatSince: number | null;
+} | null;
+
+/**
+ * prom-client's default gauges named `*_total`: Prometheus keeps that suffix for counters, and
+ * `promtool check metrics` flags these three. Each is the sum of the per-type gauge of the same name
+ * without the suffix (`sum(valhalla_nodejs_active_handles)`), so they are dropped, not renamed.
+ */
+const TOTAL_NAMED_DEFAULT_GAUGES = [
+  'valhalla_nodejs_active_handles_total',
+  'valhalla_nodejs_active_requests_total',
+  'valhalla_nodejs_active_resources_total',
+] as const;
 
 /** What a scrape endpoint needs: the text, read at call time, and its content type. */
 export interface MetricsExposition {
@@ -70,7 +90,10 @@ interface Snapshot {
   /** The ramp stage's leads/cycle ceiling; null in Phase 3 (there is no ramp). */
   rampCeiling: number | null;
   caps: Record<CapName, { used: number; limit: number }>;
-  /** The freshest heartbeat known (database or supervisor), or null if there never was one. */
+  /**
+   * What the heartbeat age counts from: the freshest heartbeat known (database or supervisor), or the
+   * supervisor's start before the first; null with neither (no supervisor here, no heartbeat ever).
+   */
   heartbeatAt: number | null;
   rssBytes: number | null;
   now: number;
@@ -96,6 +119,7 @@ export function createMetrics(deps: {
   const rule = errorRateRule(config);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'valhalla_' });
+  for (const name of TOTAL_NAMED_DEFAULT_GAUGES) registry.removeSingleMetric(name);
 
   // Concurrent collect() calls of one scrape (prom-client starts them together) share one read.
   let pending: Promise<Snapshot> | null = null;
@@ -222,12 +246,18 @@ export function createMetrics(deps: {
   );
   gauge(
     'valhalla_heartbeat_age_seconds',
-    "Seconds since the worker's last heartbeat; absent until the first heartbeat.",
+    "Seconds since the worker's last heartbeat; before the first, since the supervisor started its first worker (absent only where no supervisor runs and no heartbeat was ever recorded).",
     [],
     (m, s) => {
       if (s.heartbeatAt === null) m.remove();
       else m.set(Math.max(0, (s.now - s.heartbeatAt) / 1000));
     },
+  );
+  gauge(
+    'valhalla_heartbeat_limit_seconds',
+    `Heartbeat age past which the supervisor counts the heartbeat missed (kills and replaces the worker, alerts, rolls back in Phase 4): the policy file's interval + grace (${config.policy.heartbeatIntervalSeconds} + ${config.policy.heartbeatGraceSeconds} s).`,
+    [],
+    (m) => m.set(config.policy.heartbeatIntervalSeconds + config.policy.heartbeatGraceSeconds),
   );
   gauge(
     'valhalla_worker_rss_bytes',
@@ -240,9 +270,15 @@ export function createMetrics(deps: {
   );
   gauge(
     'valhalla_memory_limit_bytes',
-    `Memory limit per process of the policy file (${config.policy.memoryPerProcessMb} MB).`,
+    `Memory limit per process of the policy file (${config.policy.memoryPerProcessMb} MB): the worker's V8 heap limit (--max-old-space-size) and the service's memory limit.`,
     [],
     (m) => m.set(config.policy.memoryPerProcessMb * 1024 * 1024),
+  );
+  gauge(
+    'valhalla_worker_rss_restart_bytes',
+    "Worker RSS past which the supervisor restarts the worker: 70% of the memory limit per process, leaving the rest of the service's limit to the supervisor.",
+    [],
+    (m) => m.set(workerRestartRssBytes(config.policy.memoryPerProcessMb)),
   );
 
   return {
@@ -275,9 +311,9 @@ async function readSnapshot(
 
   const worker = deps.worker?.() ?? null;
   const workerRunning = worker !== null && worker.pid !== null;
-  const beats = [beat?.at, workerRunning ? worker.heartbeatAt : null].filter(
-    (at): at is number => typeof at === 'number',
-  );
+  // The supervisor's time counts whether or not a worker runs right now: between a dead worker and
+  // its replacement (a crash backoff, say) the heartbeat ages on.
+  const beats = [beat?.at, worker?.heartbeatSince].filter((at): at is number => typeof at === 'number');
   return {
     leads,
     requests,

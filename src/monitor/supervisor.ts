@@ -70,6 +70,14 @@ export interface Supervisor {
   readonly done: Promise<{ code: number }>;
   /** The current worker's pid and what it last reported (no heartbeat time before its first), for the metrics. */
   worker(): { pid: number; rssBytes: number | null; heartbeatAt: number | null } | null;
+  /**
+   * Wall-clock ms the heartbeat age counts from, for the metrics: the last heartbeat of any worker this
+   * supervisor started; before the first one, when it started its first worker (null before start).
+   * Not reset when a worker is replaced: a worker that never beats, replaced by another that never
+   * beats either, ages on, so the age crosses the limit and stays over it (a replacement's first beat
+   * ends it).
+   */
+  heartbeatSince(): number | null;
 }
 
 /** Crash restarts back off 1 s, 2 s, 4 s … up to a minute; a worker that ran 10 minutes resets it. */
@@ -122,6 +130,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
   const elapsed = options.monotonicNow ?? (() => performance.now());
   const fatal = new Set(options.fatalExitCodes ?? []);
   let current: Running | null = null;
+  /** Wall-clock ms: see `heartbeatSince`. */
+  let lastSignOfLife: number | null = null;
   let restartAt: number | null = null;
   let crashes = 0;
   let memoryRestarts = 0;
@@ -194,6 +204,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       if (!isHeartbeat(message)) return;
       running.lastBeatAt = elapsed();
       running.lastBeatWallAt = clock.now();
+      lastSignOfLife = running.lastBeatWallAt;
       running.reportedRss = message.rssBytes;
       running.beats++;
       if (running.beats === 1) void emit({ kind: 'first_heartbeat', pid: handle.pid });
@@ -298,6 +309,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     done,
     start() {
       if (interval || stopped) return;
+      lastSignOfLife = clock.now();
       spawn();
       interval = setInterval(() => {
         ticking ??= check().finally(() => {
@@ -334,6 +346,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
         heartbeatAt: current.lastBeatWallAt,
       };
     },
+    heartbeatSince: () => lastSignOfLife,
   };
 }
 

@@ -19,6 +19,7 @@ export {
 } from './error-rate.js';
 export { LEAD_STATES, type LeadState } from './lead-state.js';
 export { isLoopbackHost } from './loopback.js';
+export { WORKER_RSS_SHARE, workerRestartRssBytes } from './memory.js';
 export {
   MODES,
   type Mode,

@@ -445,14 +445,22 @@ describe.each(list)('metrics on $name', (backend: Backend) => {
     }
     expect(s.value('valhalla_cap_usage', { cap: 'cycle' })).toBe(0);
     expect(s.value('valhalla_cap_limit', { cap: 'cycle' })).toBe(25);
-    // Never a heartbeat: absent, not a reassuring 0.
+    // Never a heartbeat and no supervisor (a dashboard's scrape): absent, not a reassuring 0.
     expect(s.has('valhalla_heartbeat_age_seconds')).toBe(false);
     expect(s.has('valhalla_worker_rss_bytes')).toBe(false);
     expect(s.value('valhalla_memory_limit_bytes')).toBe(512 * MB);
+    // The supervisor's restart line: 70% of the policy's 512 MB.
+    expect(s.value('valhalla_worker_rss_restart_bytes')).toBe(Math.floor(512 * MB * 0.7));
+    expect(s.value('valhalla_heartbeat_limit_seconds')).toBe(30 + 15);
+    // Only counters end in _total (prom-client's three *_total gauges are dropped); the per-type gauges stay.
+    for (const [, name, type] of s.text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      if (name!.endsWith('_total')) expect(type, name).toBe('counter');
+    }
+    expect(s.has('valhalla_nodejs_active_handles')).toBe(true);
   });
 
   it("the supervisor's worker probe wins when its heartbeat is fresher; a probe without a worker falls back to the database", async () => {
-    let probe: ReturnType<WorkerProbe> = { rssBytes: 300 * MB, heartbeatAt: NOW - 2_000, pid: 777 };
+    let probe: ReturnType<WorkerProbe> = { rssBytes: 300 * MB, heartbeatSince: NOW - 2_000, pid: 777 };
     const { store, clock, scrape } = await world({ worker: () => probe });
     await recordHeartbeat(store.db, {
       at: NOW - 25_000,
@@ -475,10 +483,26 @@ describe.each(list)('metrics on $name', (backend: Backend) => {
     expect(s.value('valhalla_heartbeat_age_seconds')).toBe(75);
     expect(s.value('valhalla_worker_rss_bytes')).toBe(150 * MB);
 
-    probe = { rssBytes: 0, heartbeatAt: null, pid: null };
+    probe = { rssBytes: null, heartbeatSince: null, pid: null };
     s = await scrape();
     expect(s.value('valhalla_heartbeat_age_seconds')).toBe(75);
     expect(s.value('valhalla_worker_rss_bytes')).toBe(150 * MB);
+  });
+
+  it('with a supervisor the heartbeat age is there from its start, before any heartbeat, and ages on between workers', async () => {
+    // The supervisor started its first worker 10 s ago; it has not beaten (yet).
+    let probe: ReturnType<WorkerProbe> = { rssBytes: 90 * MB, heartbeatSince: NOW - 10_000, pid: 777 };
+    const { clock, scrape } = await world({ phase: 3, worker: () => probe });
+    let s = await scrape();
+    expect(s.value('valhalla_heartbeat_age_seconds')).toBe(10);
+    expect(s.value('valhalla_heartbeat_limit_seconds')).toBe(45);
+    expect(s.value('valhalla_worker_rss_bytes')).toBe(90 * MB);
+    // Killed for it and between workers (no pid): no RSS, and the age goes on from the same point.
+    probe = { rssBytes: null, heartbeatSince: NOW - 10_000, pid: null };
+    clock.advance(50_000);
+    s = await scrape();
+    expect(s.value('valhalla_heartbeat_age_seconds')).toBe(60);
+    expect(s.has('valhalla_worker_rss_bytes')).toBe(false);
   });
 
   it('no PII in the exposition: every label value is from a fixed vocabulary, no lead field appears anywhere', async () => {

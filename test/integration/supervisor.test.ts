@@ -229,6 +229,77 @@ describe('the supervisor, with real worker processes', () => {
   });
 });
 
+/** Workers without a process: the test sends their heartbeats; a kill ends them at once. */
+function fakeWorkers() {
+  const workers: { pid: number; beat(): void }[] = [];
+  const spawn = (): WorkerHandle => {
+    const onMessage: ((message: unknown) => void)[] = [];
+    const onExit: ((code: number | null, signal: NodeJS.Signals | null) => void)[] = [];
+    const pid = 4_000_001 + workers.length;
+    let alive = true;
+    workers.push({
+      pid,
+      beat: () => {
+        for (const listener of onMessage) {
+          listener({ type: 'heartbeat', at: 0, rssBytes: 1, heapUsedBytes: 1, state: 'idle', cycleId: null });
+        }
+      },
+    });
+    return {
+      pid,
+      kill: (signal) => {
+        if (!alive || (signal !== 'SIGKILL' && signal !== 'SIGTERM')) return;
+        alive = false;
+        queueMicrotask(() => {
+          for (const listener of onExit) listener(null, signal);
+        });
+      },
+      onMessage: (listener) => onMessage.push(listener),
+      onExit: (listener) => onExit.push(listener),
+    };
+  };
+  return { spawn, workers };
+}
+
+describe("the supervisor's heartbeat age for the metrics", () => {
+  it('counts from the first start until a beat, then from the last beat; a replacement worker does not reset it', async () => {
+    const clock = new ManualClock('2026-11-26T10:00:00Z');
+    const start = clock.now();
+    let elapsed = 0;
+    const fake = fakeWorkers();
+    const { supervisor, events } = supervise(fake.spawn, {
+      clock,
+      monotonicNow: () => elapsed,
+      readRss: () => null,
+    });
+    expect(supervisor.heartbeatSince()).toBeNull();
+    supervisor.start();
+    // Started, no beat yet: the age counts from the start (a worker that never beats ages from it).
+    expect(supervisor.heartbeatSince()).toBe(start);
+    clock.advance(300);
+    elapsed += 300;
+    fake.workers[0]!.beat();
+    expect(supervisor.heartbeatSince()).toBe(start + 300);
+    // The worker freezes: past the 500 ms limit it is killed and replaced; the age goes on.
+    clock.advance(600);
+    elapsed += 600;
+    await supervisor.tick();
+    expect(kinds(events)).toEqual(['started', 'first_heartbeat', 'heartbeat_missed', 'started']);
+    expect(supervisor.worker()?.pid).toBe(fake.workers[1]!.pid);
+    expect(supervisor.heartbeatSince()).toBe(start + 300);
+    // The replacement never beats either: killed at its own limit, the age still from the same beat.
+    clock.advance(600);
+    elapsed += 600;
+    await supervisor.tick();
+    expect(fake.workers).toHaveLength(3);
+    expect(supervisor.heartbeatSince()).toBe(start + 300);
+    // Its first beat ends it.
+    clock.advance(100);
+    fake.workers[2]!.beat();
+    expect(supervisor.heartbeatSince()).toBe(start + 1_600);
+  });
+});
+
 describe.each(list)('the supervisor wired to the database, on $name', (backend: Backend) => {
   it('a worker frozen while holding the database write lock: killed first, then the rollback commits, then a new worker (the real supervisor wiring)', async () => {
     const dir = tempDir();

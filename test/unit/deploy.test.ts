@@ -96,7 +96,7 @@ describe('deploy files', () => {
       expect(new Set(rules.map((r) => r.alert)).size).toBe(rules.length);
     });
 
-    it('covers the policy: error rate, rollback, heartbeat > 45 s, RSS near 512 MB, daily cap > 90%, target down', () => {
+    it("covers the policy: error rate, rollback, heartbeat past the supervisor's limit, RSS before the restart line, daily cap > 90%, target down", () => {
       const exprs = rules.map((r) => r.expr.replace(/\s+/g, ' '));
       const has = (pattern: RegExp) =>
         expect(
@@ -106,8 +106,10 @@ describe('deploy files', () => {
       has(/valhalla_error_rate > valhalla_error_rate_tolerance/);
       has(/valhalla_error_rate_rollback == 1/);
       has(/valhalla_mode\{mode="rolled_back"\} == 1/);
-      has(/valhalla_heartbeat_age_seconds > 45\b/);
-      has(/valhalla_worker_rss_bytes > 0\.9 \* valhalla_memory_limit_bytes/);
+      // The supervisor's own numbers (exposed as metrics), not copies of them: the heartbeat limit,
+      // and a warning line below the RSS at which it restarts the worker.
+      has(/valhalla_heartbeat_age_seconds > valhalla_heartbeat_limit_seconds/);
+      has(/valhalla_worker_rss_bytes > 0\.[1-9] \* valhalla_worker_rss_restart_bytes/);
       has(/valhalla_cap_usage\{cap="day"\} \/ valhalla_cap_limit\{cap="day"\} > 0\.9/);
       has(/up\{job="valhalla"\} == 0/);
     });
@@ -135,7 +137,9 @@ describe('deploy files', () => {
         'valhalla_cap_usage',
         'valhalla_cap_limit',
         'valhalla_heartbeat_age_seconds',
+        'valhalla_heartbeat_limit_seconds',
         'valhalla_worker_rss_bytes',
+        'valhalla_worker_rss_restart_bytes',
         'valhalla_memory_limit_bytes',
       ]) {
         expect(uses(name).length, name).toBeGreaterThan(0);
