@@ -130,6 +130,10 @@ function outputError(path: string, cause: unknown, options: OutputOptions): Priv
       },
     );
   }
+  if (code === 'EEXIST' && isDirectory(path)) {
+    const eisdir = Object.assign(new Error(`${path} is a folder`), { code: 'EISDIR' });
+    return new PrivateFileError('NOT_A_FILE', path, `${path} is a folder: refused`, { cause: eisdir });
+  }
   if (code === 'EEXIST' && !options.overwrite) {
     return new PrivateFileError(
       'EXISTS',
@@ -143,6 +147,14 @@ function outputError(path: string, cause: unknown, options: OutputOptions): Priv
   return new PrivateFileError('UNWRITABLE', path, `cannot write ${path}: ${code ?? String(cause)}`, {
     cause,
   });
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function isSymlink(path: string): boolean {

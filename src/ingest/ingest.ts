@@ -364,7 +364,6 @@ export function describeProblems(problems: FieldProblem[]): string {
 const REJECTS_REFUSED: Partial<Record<string, string>> = {
   EXISTS: 'the rejects file exists: it is not overwritten unless asked',
   SYMLINK: 'the rejects file is a symbolic link: refused (a link is never followed)',
-  NOT_A_FILE: 'the rejects file is not a regular file: refused',
 };
 
 /** The rejects file: one JSON line per rejected row (line, field, reason; never the row's values). */
@@ -411,12 +410,13 @@ class RejectsFile {
   }
 
   #failure(): IngestFileError {
-    const code = (this.#error as NodeJS.ErrnoException).code;
+    const cause = isPrivateFileError(this.#error) ? this.#error.cause : this.#error;
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
     const refusal = isPrivateFileError(this.#error) ? REJECTS_REFUSED[this.#error.code] : undefined;
     return new IngestFileError(
       'REJECTS_UNWRITABLE',
       this.path,
-      refusal ?? `cannot write the rejects file: ${code ?? String(this.#error)}`,
+      refusal ?? `cannot write the rejects file: ${code ?? (this.#error as Error).message}`,
       { cause: this.#error },
     );
   }

@@ -68,6 +68,8 @@ export interface ServerDeps {
   metrics?: MetricsExposition;
   /** Where the dashboard's built assets are (tests may point elsewhere). */
   webRoot?: string;
+  /** The failed-authentication limits (default AUTH_FAILURE_LIMITS). */
+  authFailureLimits?: { perAddress: number; global: number; windowMs: number };
 }
 
 /** Build the admin API and dashboard server (not listening yet). */
@@ -117,8 +119,9 @@ export async function buildServer(
   });
   // Failed authentications are limited per address and overall, for sign-in and bearer tokens apart:
   // a flood of bad sign-ins does not lock out a script with a good token, nor the other way round.
-  const signInFailures = createFailureLimiter(AUTH_FAILURE_LIMITS, () => Date.now());
-  const bearerFailures = createFailureLimiter(AUTH_FAILURE_LIMITS, () => Date.now());
+  const limits = deps.authFailureLimits ?? AUTH_FAILURE_LIMITS;
+  const signInFailures = createFailureLimiter(limits, () => Date.now());
+  const bearerFailures = createFailureLimiter(limits, () => Date.now());
   const events = createEventHub({
     app,
     dashboard,
