@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import {
@@ -23,6 +23,7 @@ import {
   type OperatorActions,
   type PartnerPort,
 } from '../engine/index.js';
+import { createPrivateWriteStream, ensurePrivateDir, PRIVATE_DIR_MODE } from '../files/index.js';
 import { buildGatesBundle, createGateClearance, evaluateGates, type GatesReport } from '../gates/index.js';
 import {
   changeMode,
@@ -253,13 +254,14 @@ export async function initialize(
   config: Config,
   options: { clock?: Clock; logger?: Logger } = {},
 ): Promise<{ createdSecret: boolean; app: App }> {
-  mkdirSync(config.dataDir, { recursive: true });
+  ensurePrivateDir(config.dataDir);
   let createdSecret = false;
   let effective = config;
   if (config.pseudonymSecret === null) {
     // loadConfig found no secret and no file: write a fresh one, readable by this user only.
     const secret = randomBytes(32).toString('hex');
-    mkdirSync(dirname(config.pseudonymSecretFile), { recursive: true });
+    // Missing folders are made private; an existing one named by the operator is left as it is.
+    mkdirSync(dirname(config.pseudonymSecretFile), { recursive: true, mode: PRIVATE_DIR_MODE });
     writeFileSync(config.pseudonymSecretFile, `${secret}\n`, { mode: 0o600, flag: 'wx' });
     createdSecret = true;
     effective = Object.freeze({ ...config, pseudonymSecret: secret });
@@ -284,7 +286,13 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger({ level: config.logLevel, file: config.logFile });
+  // The data folder holds PII (the database, rejects files): 0700, tightened if an older release or a
+  // loose umask left it open; the database's own files are tightened as the store opens.
+  const tightened = existsSync(config.dataDir) ? [ensurePrivateDir(config.dataDir)] : [];
   const store = await openStore(config.database);
+  for (const note of [...tightened, ...store.tightened]) {
+    if (note !== null) logger.warn({ note }, 'a file or folder open to other users was made private');
+  }
   const audit = createAuditLog(store, clock);
   let pseudonymizer: Pseudonymizer | null = null;
   try {
@@ -565,8 +573,9 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       // Loaded here only: faker is large, and only this path and `leads generate` need it.
       const { writeGeneratedLeads } = await import('../synthetic/index.js');
       const file = join(config.dataDir, 'synthetic-leads.csv');
-      mkdirSync(config.dataDir, { recursive: true });
-      const stream = createWriteStream(file, { mode: 0o600 });
+      ensurePrivateDir(config.dataDir);
+      // The product's own file in its own folder: replaced on a new load, never through a link.
+      const stream = createPrivateWriteStream(file, { overwrite: true });
       await writeGeneratedLeads(stream, { count, seed: 1, now: clock.now(), format: 'csv' });
       stream.end();
       await finished(stream);

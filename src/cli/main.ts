@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isAppError } from '../app/index.js';
 import { isConfigError } from '../config/index.js';
+import { isPrivateFileError } from '../files/index.js';
 import { isIngestFileError } from '../ingest/index.js';
 import { isStoreError } from '../store/index.js';
 import { registerAlerts } from './commands/alerts.js';
@@ -23,7 +24,7 @@ import { registerSimulate } from './commands/simulate.js';
 import { registerStability } from './commands/stability.js';
 import { registerStatus } from './commands/status.js';
 import { createContext } from './context.js';
-import { CliExit, type CliIo, EXIT, type ExitCode, writeLine } from './output.js';
+import { CliExit, type CliIo, EXIT, type ExitCode, escapeText, writeLine } from './output.js';
 
 export { EXIT } from './output.js';
 
@@ -39,8 +40,8 @@ export function buildProgram(io: CliIo): Command {
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
     .configureOutput({
-      writeOut: (s) => io.stdout.write(s),
-      writeErr: (s) => io.stderr.write(s),
+      writeOut: (s) => io.stdout.write(escapeText(s)),
+      writeErr: (s) => io.stderr.write(escapeText(s)),
     });
   registerInit(program, ctx);
   registerConfig(program, ctx);
@@ -66,9 +67,10 @@ export function buildProgram(io: CliIo): Command {
 }
 
 function applyExitOverride(command: Command, io: CliIo): void {
-  command
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  command.exitOverride().configureOutput({
+    writeOut: (s) => io.stdout.write(escapeText(s)),
+    writeErr: (s) => io.stderr.write(escapeText(s)),
+  });
   for (const sub of command.commands) applyExitOverride(sub, io);
 }
 
@@ -97,7 +99,7 @@ function exitCodeFor(error: unknown, io: CliIo): ExitCode {
     writeLine(io.stderr, `valhalla: ${error.message}`);
     return EXIT.refused;
   }
-  if (isIngestFileError(error) || isStoreError(error) || isAppError(error)) {
+  if (isIngestFileError(error) || isStoreError(error) || isAppError(error) || isPrivateFileError(error)) {
     writeLine(io.stderr, `valhalla: ${error.message}`);
     return EXIT.failure;
   }

@@ -22,12 +22,39 @@ export class CliExit extends Error {
   }
 }
 
-export function writeLine(out: Writable, text = ''): void {
-  out.write(`${text}\n`);
+/**
+ * Characters a terminal acts on or that change how a line reads: C0 controls (ESC starts `ESC ] 0 ;`
+ * title changes and `ESC [ 2 J` screen clears; CR rewrites the line), DEL, the C1 controls (U+009B is
+ * an 8-bit CSI), and the bidirectional overrides that reorder what is shown. Tab is kept; a line
+ * feed is kept only where the text is the product's own (a table), never in a value taken from input.
+ */
+const CONTROLS =
+  '\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069';
+const TERMINAL_CONTROL = new RegExp(`[${CONTROLS}]`, 'g');
+const TERMINAL_CONTROL_OR_NEWLINE = new RegExp(`[\\n${CONTROLS}]`, 'g');
+
+/** Text with every terminal control character written out as `\xHH` or `\uHHHH`, so it prints as read. */
+export function escapeText(text: string, options: { newlines?: boolean } = {}): string {
+  return text.replace(options.newlines ? TERMINAL_CONTROL_OR_NEWLINE : TERMINAL_CONTROL, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
 
+/** A human-readable line: whatever it holds from input (a file's header, a name, a reason) is escaped. */
+export function writeLine(out: Writable, text = ''): void {
+  out.write(`${escapeText(text)}\n`);
+}
+
+/** JSON already escapes C0 controls; DEL, C1 and the bidirectional overrides are escaped too. */
 export function writeJson(out: Writable, value: unknown): void {
-  out.write(`${JSON.stringify(value, null, 2)}\n`);
+  const json = JSON.stringify(value, null, 2).replace(
+    /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  out.write(`${json}\n`);
 }
 
 /** A plain text table: a header row, then one row per item, columns padded to fit. */

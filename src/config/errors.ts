@@ -1,3 +1,5 @@
+import { maskSecrets } from './mask.js';
+
 /** One reason a configuration was refused: which setting, the value seen, and why. */
 export interface ConfigIssue {
   /** The environment variable or policy-file field, e.g. `VALHALLA_MAX_LEADS_PER_CYCLE` or `policy.leadsPerCycle`. */
@@ -12,15 +14,22 @@ export type ConfigErrorCode = 'CONFIG_INVALID' | 'POLICY_FILE_UNREADABLE';
 /** Configuration refused at start. Never clamped: the operator must fix the value. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+  /** The issues as given, each value passed through the masking rule (a URL's password, a secret parameter). */
+  readonly issues: readonly ConfigIssue[];
   constructor(
     readonly code: ConfigErrorCode,
-    readonly issues: readonly ConfigIssue[],
+    issues: readonly ConfigIssue[],
     options?: { cause?: unknown },
   ) {
+    const masked = issues.map((i) => ({
+      ...i,
+      value: i.value === undefined ? undefined : maskSecrets(i.value),
+    }));
     super(
-      `configuration refused:\n${issues.map((i) => `  - ${i.setting}${i.value === undefined ? '' : `=${JSON.stringify(i.value)}`}: ${i.problem}`).join('\n')}`,
+      `configuration refused:\n${masked.map((i) => `  - ${i.setting}${i.value === undefined ? '' : `=${JSON.stringify(i.value)}`}: ${i.problem}`).join('\n')}`,
       options,
     );
+    this.issues = masked;
   }
 }
 

@@ -6,6 +6,7 @@ import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { HARD_CAPS } from '../policy/index.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
+import { maskSecrets } from './mask.js';
 import {
   type AlertSettings,
   type MetricsSettings,
@@ -18,6 +19,7 @@ import { describeRetention, retentionDaysSchema } from './retention.js';
 import { readServerSettings, type ServerSettings } from './server.js';
 
 export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
+export { describeTokenEntry, isSecretParameterName, looksLikeApiToken, MASK, maskSecrets } from './mask.js';
 export type { AlertSettings, MetricsSettings } from './monitoring.js';
 export type { PartnerSettings } from './partner.js';
 export { loadPolicyFile, type PolicyDocument, policyHash, policySchema } from './policy-file.js';
@@ -75,6 +77,7 @@ export const KNOWN_VARIABLES = [
   'VALHALLA_METRICS_PORT',
   'VALHALLA_SERVER_PORT',
   'VALHALLA_SERVER_HOST',
+  'VALHALLA_PUBLIC_HOST',
   'VALHALLA_API_TOKENS',
   'VALHALLA_RETENTION_DAYS',
   'VALHALLA_RUNNER_NAME',
@@ -428,7 +431,7 @@ function databaseTarget(url: string, cwd: string, issues: ConfigIssue[]): Databa
     } catch {
       issues.push({
         setting: 'VALHALLA_DATABASE_URL',
-        value: maskUrlPassword(url),
+        value: maskSecrets(url),
         problem: 'not a valid postgres:// URL',
       });
       return { kind: 'postgres', url };
@@ -439,7 +442,7 @@ function databaseTarget(url: string, cwd: string, issues: ConfigIssue[]): Databa
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
       issues.push({
         setting: 'VALHALLA_DATABASE_URL',
-        value: maskUrlPassword(url),
+        value: maskSecrets(url),
         problem: 'schema= must be a lower-case SQL identifier',
       });
     }
@@ -449,7 +452,7 @@ function databaseTarget(url: string, cwd: string, issues: ConfigIssue[]): Databa
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
     issues.push({
       setting: 'VALHALLA_DATABASE_URL',
-      value: maskUrlPassword(url),
+      value: maskSecrets(url),
       problem: 'must be a file path (SQLite) or a postgres:// URL',
     });
   }
@@ -548,14 +551,6 @@ function safeUserName(): string {
   }
 }
 
-/** `postgres://user:pass@host/db` → `postgres://user:***@host/db`. */
-export function maskUrlPassword(url: string): string {
-  // From the user's colon to the LAST `@` of the whole value: a password may hold an unencoded `@`
-  // or `/` (base64 passwords do), and a URL may lack its `//` or start with white space. Masking
-  // too much (an `@` in a query) is the safe way to be wrong.
-  return url.replace(/^(\s*[a-z][a-z0-9+.-]*:(?:\/\/)?[^:/@\s]*:).*@/is, '$1***@');
-}
-
 /** The configuration as an operator may see it: values with their source, secrets masked. */
 export function describeConfig(config: Config): {
   phase: Phase;
@@ -572,8 +567,7 @@ export function describeConfig(config: Config): {
     VALHALLA_MAX_LEADS_PER_CYCLE: String(config.limits.leadsPerCycle),
     VALHALLA_MAX_ACTIONS_PER_CYCLE: String(config.limits.actionsPerCycle),
     VALHALLA_RATE_LIMIT: String(config.limits.rateLimitPerSecond),
-    VALHALLA_DATABASE_URL:
-      config.database.kind === 'postgres' ? maskUrlPassword(config.database.url) : config.database.path,
+    VALHALLA_DATABASE_URL: config.database.kind === 'postgres' ? config.database.url : config.database.path,
     VALHALLA_DATA_DIR: config.dataDir,
     VALHALLA_POLICY_FILE: config.policyFile,
     VALHALLA_PSEUDONYM_SECRET:
@@ -595,13 +589,14 @@ export function describeConfig(config: Config): {
     VALHALLA_PARTNER_CA_FILE: config.partner.caFile ?? '(system CAs)',
     VALHALLA_CYCLE_INTERVAL_S: String(config.cycleIntervalSeconds),
     VALHALLA_SLACK_WEBHOOK_URL: config.alerts.slackWebhookUrl === null ? '(not set)' : '******** (set)',
-    VALHALLA_SMTP_URL: config.alerts.smtpUrl === null ? '(not set)' : maskUrlPassword(config.alerts.smtpUrl),
+    VALHALLA_SMTP_URL: config.alerts.smtpUrl ?? '(not set)',
     VALHALLA_ALERT_EMAIL_TO:
       config.alerts.emailTo.length === 0 ? '(not set)' : config.alerts.emailTo.join(', '),
     VALHALLA_ALERT_EMAIL_FROM: config.alerts.emailFrom,
     VALHALLA_METRICS_PORT: config.metrics.port === null ? 'off' : `127.0.0.1:${config.metrics.port}`,
     VALHALLA_SERVER_PORT: config.server.port === null ? 'off' : `${config.server.host}:${config.server.port}`,
     VALHALLA_SERVER_HOST: config.server.host,
+    VALHALLA_PUBLIC_HOST: config.server.publicHost ?? '(not set: loopback names only)',
     VALHALLA_API_TOKENS:
       config.server.tokens.length === 0
         ? '(none: the dashboard and API refuse everyone)'
@@ -612,9 +607,10 @@ export function describeConfig(config: Config): {
     phase: config.phase,
     policyHash: config.policyHash,
     policyFile: config.policyFile,
+    // Every value passes the one masking rule: a path or a name may hold a URL's credentials too.
     variables: KNOWN_VARIABLES.map((name) => ({
       name,
-      value: effective[name],
+      value: maskSecrets(effective[name]),
       source: config.sources[name] ?? 'default',
     })),
     policy: config.policy,

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { mkdirSync, type WriteStream } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { AuditInput, AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { DedupKeyKind } from '../config/index.js';
+import { createPrivateWriteStream, isPrivateFileError, PRIVATE_DIR_MODE } from '../files/index.js';
 import type { Logger } from '../log/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
 import { type EligibilityRules, initialLeadState } from '../policy/index.js';
@@ -44,6 +45,8 @@ export interface IngestOptions {
   /** Who ingests, when not the configured operator (an API token's holder). */
   operator?: string;
   rejectsPath?: string;
+  /** Replace a file already at `rejectsPath` (never a symbolic link); otherwise such a file is refused. */
+  overwriteRejects?: boolean;
   /** Rows per transaction (and per audit entry). */
   chunkSize?: number;
   onProgress?: (progress: { bytesRead: number; totalBytes: number | null; rowsRead: number }) => void;
@@ -116,9 +119,11 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     ignoredColumns: [],
     fileSha256: null,
   };
+  // The default file is the product's own, in its own folder: a new run with its name replaces it.
   const rejects = new RejectsFile(
     options.rejectsPath ?? join(deps.rejectsDir, `ingest-run-${runId}.jsonl`),
     runId,
+    options.rejectsPath === undefined || options.overwriteRejects === true,
   );
 
   try {
@@ -356,6 +361,11 @@ export function describeProblems(problems: FieldProblem[]): string {
   return problems.map((p) => (p.field === 'row' ? p.message : `${p.field}: ${p.message}`)).join('; ');
 }
 
+const REJECTS_REFUSED: Partial<Record<string, string>> = {
+  EXISTS: 'the rejects file exists: it is not overwritten unless asked',
+  SYMLINK: 'the rejects file is a symbolic link: refused (a link is never followed)',
+};
+
 /** The rejects file: one JSON line per rejected row (line, field, reason; never the row's values). */
 class RejectsFile {
   #stream: WriteStream | null = null;
@@ -364,18 +374,20 @@ class RejectsFile {
   constructor(
     readonly path: string,
     readonly runId: number,
+    readonly overwrite: boolean,
   ) {}
 
   write(line: number, problems: FieldProblem[]): void {
     if (this.#error !== null) throw this.#failure();
     if (!this.#stream) {
       try {
-        mkdirSync(dirname(this.path), { recursive: true });
+        mkdirSync(dirname(this.path), { recursive: true, mode: PRIVATE_DIR_MODE });
+        // 0600, never through a symbolic link, never over a file unless asked.
+        this.#stream = createPrivateWriteStream(this.path, { overwrite: this.overwrite });
       } catch (error) {
         this.#error = error;
         throw this.#failure();
       }
-      this.#stream = createWriteStream(this.path, { flags: 'w', mode: 0o600 });
       this.#stream.on('error', (error) => {
         this.#error ??= error;
       });
@@ -398,11 +410,13 @@ class RejectsFile {
   }
 
   #failure(): IngestFileError {
-    const code = (this.#error as NodeJS.ErrnoException).code;
+    const cause = isPrivateFileError(this.#error) ? this.#error.cause : this.#error;
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const refusal = isPrivateFileError(this.#error) ? REJECTS_REFUSED[this.#error.code] : undefined;
     return new IngestFileError(
       'REJECTS_UNWRITABLE',
       this.path,
-      `cannot write the rejects file: ${code ?? String(this.#error)}`,
+      refusal ?? `cannot write the rejects file: ${code ?? (this.#error as Error).message}`,
       { cause: this.#error },
     );
   }

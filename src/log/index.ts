@@ -1,4 +1,7 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenExistingFile } from '../files/index.js';
 
 export type { Logger } from 'pino';
 
@@ -16,8 +19,18 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions): Logger {
-  const destination = pino.destination({ dest: options.file ?? 2, sync: true, mkdir: true });
-  return pino(
+  // A log names pseudonyms, ids and errors: owner-only like every file the product writes. A file
+  // left open to others is tightened (the note goes to the log itself, below).
+  // A missing folder is made owner-only too (it is often the data folder).
+  if (options.file !== null) mkdirSync(dirname(options.file), { recursive: true, mode: PRIVATE_DIR_MODE });
+  const tightened = options.file === null ? null : tightenExistingFile(options.file);
+  const destination = pino.destination({
+    dest: options.file ?? 2,
+    sync: true,
+    mkdir: true,
+    mode: PRIVATE_FILE_MODE,
+  });
+  const logger = pino(
     {
       level: options.level,
       base: { service: 'valhalla' },
@@ -27,6 +40,8 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     destination,
   );
+  if (tightened !== null) logger.warn({ note: tightened }, 'a file open to other users was made private');
+  return logger;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { checkHostHeader } from '../policy/index.js';
 
 export interface MetricsServerOptions {
   /** The exposition text (createMetrics().render). */
@@ -10,6 +11,11 @@ export interface MetricsServerOptions {
   port: number;
   /** Loopback by default: the metrics are for a local Prometheus or an SSH tunnel, not the network. */
   host?: string;
+  /**
+   * A name besides the loopback ones that the scrape may arrive under (a proxy's); by default none:
+   * a page on another site resolving its name to 127.0.0.1 (DNS rebinding) is refused.
+   */
+  publicHost?: string | null;
   /** Told of a failed scrape (the client only gets a short 500); for the caller's log. */
   onError?: (error: unknown) => void;
 }
@@ -22,6 +28,12 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+const HOST_REFUSALS = {
+  HOST_MISSING: 'no Host header',
+  HOST_DUPLICATE: 'more than one Host header',
+  HOST_NOT_ALLOWED: 'metrics are served under the loopback names only',
+} as const;
+
 /** Serve `GET /metrics` over plain HTTP; every other path is a 404. */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const host = options.host ?? '127.0.0.1';
@@ -32,6 +44,11 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   });
 
   async function respond(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const host = checkHostHeader(request.rawHeaders, options.publicHost ?? null);
+    if (!host.allowed) {
+      send(response, host.status, 'text/plain; charset=utf-8', `refused: ${HOST_REFUSALS[host.code]}\n`);
+      return;
+    }
     const path = new URL(request.url ?? '/', 'http://metrics.invalid').pathname;
     if (request.method !== 'GET' || path !== '/metrics') {
       send(response, 404, 'text/plain; charset=utf-8', 'not found: GET /metrics\n');

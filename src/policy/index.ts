@@ -17,6 +17,7 @@ export {
   errorRateDecision,
   wilsonLowerBound,
 } from './error-rate.js';
+export { checkHostHeader, type HostDecision } from './host-header.js';
 export { LEAD_STATES, type LeadState } from './lead-state.js';
 export { isLoopbackHost } from './loopback.js';
 export { WORKER_RSS_SHARE, workerRestartRssBytes } from './memory.js';

@@ -98,3 +98,54 @@ export function sameSecret(a: string, b: string): boolean {
 function sha256Hex(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
+
+/**
+ * How many failed authentications (a wrong token at sign-in, a wrong bearer token on the API) are
+ * allowed in a window, from one address and from all addresses together. A token is 256 random bits
+ * and cannot be guessed; the limits stop a flood, and one spread over many addresses (127.0.0.2, .3, …
+ * are all this host's) by the global count. Only failures count: a signed-in dashboard or a script
+ * with a good token is never slowed by its own traffic.
+ */
+export const AUTH_FAILURE_LIMITS = { perAddress: 10, global: 20, windowMs: 60_000 } as const;
+
+export interface FailureLimiter {
+  /** Milliseconds until an attempt from this address may be judged again; 0 when it may be now. */
+  blockedFor(address: string): number;
+  recordFailure(address: string): void;
+}
+
+/**
+ * A sliding log of failures per address and overall. Bounded: once the global log is full nothing
+ * more is recorded (every attempt is refused unjudged), so it holds at most `global` entries.
+ */
+export function createFailureLimiter(
+  limits: { perAddress: number; global: number; windowMs: number },
+  now: () => number,
+): FailureLimiter {
+  let all: number[] = [];
+  const byAddress = new Map<string, number[]>();
+  const prune = () => {
+    const since = now() - limits.windowMs;
+    all = all.filter((t) => t > since);
+    for (const [address, times] of byAddress) {
+      const kept = times.filter((t) => t > since);
+      if (kept.length === 0) byAddress.delete(address);
+      else byAddress.set(address, kept);
+    }
+  };
+  const waitFor = (times: readonly number[], max: number) =>
+    times.length < max ? 0 : Math.max(1, times[times.length - max]! + limits.windowMs - now());
+  return {
+    blockedFor(address) {
+      prune();
+      return Math.max(waitFor(all, limits.global), waitFor(byAddress.get(address) ?? [], limits.perAddress));
+    },
+    recordFailure(address) {
+      prune();
+      if (all.length >= limits.global) return;
+      const at = now();
+      all.push(at);
+      byAddress.set(address, [...(byAddress.get(address) ?? []), at]);
+    },
+  };
+}

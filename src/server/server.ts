@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import fastifyCookie from '@fastify/cookie';
-import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -16,7 +15,17 @@ import Fastify, {
 import { type App, createDashboard, type Dashboard } from '../app/index.js';
 import { type ApiRole, PACKAGE_ROOT } from '../config/index.js';
 import type { MetricsExposition } from '../monitor/index.js';
-import { createSessions, createTokenBook, type Principal, roleAtLeast, sameSecret } from './auth.js';
+import { checkHostHeader } from '../policy/index.js';
+import {
+  AUTH_FAILURE_LIMITS,
+  createFailureLimiter,
+  createSessions,
+  createTokenBook,
+  type FailureLimiter,
+  type Principal,
+  roleAtLeast,
+  sameSecret,
+} from './auth.js';
 import { createEventHub } from './events.js';
 import { ApiError, SESSION_COOKIE, SESSION_TTL_MS } from './http.js';
 import { registerActionRoutes } from './routes/actions.js';
@@ -35,8 +44,8 @@ declare module 'fastify' {
   }
 }
 
-/** Sign-in attempts per client address per minute: a token cannot be guessed, but a flood is refused. */
-export const SIGN_IN_ATTEMPTS_PER_MINUTE = 10;
+/** Failed sign-ins per client address per minute (AUTH_FAILURE_LIMITS): then every attempt is refused for a while. */
+export const SIGN_IN_ATTEMPTS_PER_MINUTE = AUTH_FAILURE_LIMITS.perAddress;
 /** Built by `npm run build` (vite, from web/). */
 export const DEFAULT_WEB_ROOT = join(PACKAGE_ROOT, 'dist', 'web');
 /** JSON bodies other than uploads are small: a reason, a list of ids, a signed document. */
@@ -59,6 +68,8 @@ export interface ServerDeps {
   metrics?: MetricsExposition;
   /** Where the dashboard's built assets are (tests may point elsewhere). */
   webRoot?: string;
+  /** The failed-authentication limits (default AUTH_FAILURE_LIMITS). */
+  authFailureLimits?: { perAddress: number; global: number; windowMs: number };
 }
 
 /** Build the admin API and dashboard server (not listening yet). */
@@ -70,6 +81,47 @@ export async function buildServer(
   const tokens = createTokenBook(app.config.server.tokens);
   const sessions = createSessions({ ttlMs: SESSION_TTL_MS, max: 1_000, now: () => Date.now() });
   const server = Fastify({ logger: false, bodyLimit: BODY_LIMIT_BYTES, trustProxy: false });
+  // First of all hooks, for every path (assets, docs, metrics, 404s): a name this service does not
+  // answer to is refused before anything else looks at the request.
+  const publicHost = app.config.server.publicHost;
+  server.addHook('onRequest', async (request) => {
+    const host = checkHostHeader(request.raw.rawHeaders, publicHost);
+    if (!host.allowed) throw new ApiError(host.status, host.code, HOST_REFUSALS[host.code]);
+  });
+  // Set before any plugin, so the docs and static assets' contexts inherit it too.
+  // Only the product's own words reach a client: an ApiError's message, or the fields a validation
+  // names. Anything else (a parser's message quotes the body; a driver's names tables, hosts and
+  // connection strings) is answered by a fixed message for its code, and its detail goes to the log.
+  server.setErrorHandler((error: FastifyError | ApiError, request, reply: FastifyReply) => {
+    if (error instanceof ApiError) {
+      return reply.status(error.statusCode).send({ error: { code: error.code, message: error.message } });
+    }
+    if (error.validation) {
+      return reply.status(400).send({
+        error: { code: 'VALIDATION', message: validationMessage(error.validationContext, error.validation) },
+      });
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const known = error.code === undefined ? undefined : CLIENT_ERRORS[error.code];
+      app.logger.info({ err: error, route: request.routeOptions.url, status }, 'admin API request refused');
+      return reply.status(status).send({
+        error: known ?? {
+          code: status === 429 ? 'TOO_MANY_REQUESTS' : 'BAD_REQUEST',
+          message: 'the request was refused',
+        },
+      });
+    }
+    app.logger.error({ err: error, route: request.routeOptions.url }, 'admin API request failed');
+    return reply
+      .status(500)
+      .send({ error: { code: 'INTERNAL', message: 'the request failed; see the log' } });
+  });
+  // Failed authentications are limited per address and overall, for sign-in and bearer tokens apart:
+  // a flood of bad sign-ins does not lock out a script with a good token, nor the other way round.
+  const limits = deps.authFailureLimits ?? AUTH_FAILURE_LIMITS;
+  const signInFailures = createFailureLimiter(limits, () => Date.now());
+  const bearerFailures = createFailureLimiter(limits, () => Date.now());
   const events = createEventHub({
     app,
     dashboard,
@@ -96,7 +148,6 @@ export async function buildServer(
   );
   server.decorateRequest('principal', null);
   await server.register(fastifyCookie);
-  await server.register(rateLimit, { global: false });
   await server.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -126,7 +177,7 @@ export async function buildServer(
     reply.header('Referrer-Policy', 'no-referrer');
     const needed = request.routeOptions.config.role;
     if (needed === undefined) return;
-    const principal = authenticate(request);
+    const principal = authenticate(request, reply);
     if (principal === null) {
       throw new ApiError(401, 'UNAUTHORIZED', 'sign in: an API token (Authorization: Bearer) or a session');
     }
@@ -141,12 +192,23 @@ export async function buildServer(
     request.principal = principal;
   });
 
-  function authenticate(request: FastifyRequest): Principal | null {
+  function authenticate(request: FastifyRequest, reply: FastifyReply): Principal | null {
     const header = request.headers.authorization;
     if (header !== undefined) {
+      // Judged only while the address (and everyone) is under the failure limit: past it, a good
+      // token is refused too, or the answer would tell a guesser which guess was right.
+      refuseWhileLimited(bearerFailures, request, reply);
       const match = /^Bearer\s+(\S+)$/i.exec(header);
       const entry = match ? tokens.lookup(match[1]!) : null;
-      return entry && { name: entry.name, role: entry.role, via: 'bearer', csrfToken: null };
+      if (entry === null) {
+        bearerFailures.recordFailure(request.ip);
+        app.logger.warn(
+          { address: request.ip, route: request.routeOptions.url },
+          'API: a wrong bearer token',
+        );
+        return null;
+      }
+      return { name: entry.name, role: entry.role, via: 'bearer', csrfToken: null };
     }
     const session = sessions.get(request.cookies[SESSION_COOKIE]);
     return (
@@ -154,31 +216,6 @@ export async function buildServer(
     );
   }
 
-  server.setErrorHandler((error: FastifyError | ApiError, request, reply: FastifyReply) => {
-    if (error instanceof ApiError) {
-      return reply.status(error.statusCode).send({ error: { code: error.code, message: error.message } });
-    }
-    if (error.validation) {
-      return reply.status(400).send({
-        error: { code: 'VALIDATION', message: validationMessage(error.validationContext, error.validation) },
-      });
-    }
-    const status = error.statusCode ?? 500;
-    if (status === 429) {
-      return reply.status(429).send({ error: { code: 'TOO_MANY_REQUESTS', message: error.message } });
-    }
-    if (status < 500) {
-      // Fastify's own client errors (a body too large, a bad content type): their messages name no data.
-      return reply
-        .status(status)
-        .send({ error: { code: error.code ?? 'BAD_REQUEST', message: error.message } });
-    }
-    // No message or stack to the client: it may name tables, hosts or connection strings.
-    app.logger.error({ err: error, route: request.routeOptions.url }, 'admin API request failed');
-    return reply
-      .status(500)
-      .send({ error: { code: 'INTERNAL', message: 'the request failed; see the log' } });
-  });
   server.setNotFoundHandler((request, reply) => {
     reply.status(404).send({
       error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` },
@@ -186,7 +223,15 @@ export async function buildServer(
   });
 
   registerSystemRoutes(server, { dashboard, metrics: deps.metrics });
-  registerSessionRoutes(server, { tokens, sessions, attemptsPerMinute: SIGN_IN_ATTEMPTS_PER_MINUTE });
+  registerSessionRoutes(server, {
+    tokens,
+    sessions,
+    refuseWhileLimited: (request, reply) => refuseWhileLimited(signInFailures, request, reply),
+    recordFailure: (request) => {
+      signInFailures.recordFailure(request.ip);
+      app.logger.warn({ address: request.ip }, 'sign-in: a wrong token');
+    },
+  });
   const stillSignedIn = (request: FastifyRequest) => {
     if (request.principal?.via !== 'session') return () => true;
     const id = request.cookies[SESSION_COOKIE];
@@ -219,6 +264,42 @@ export async function buildServer(
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+const HOST_REFUSALS = {
+  HOST_MISSING: 'refused: a request must name this service in its Host header',
+  HOST_DUPLICATE: 'refused: a request with more than one Host header',
+  HOST_NOT_ALLOWED:
+    'refused: this service answers to its loopback names and VALHALLA_PUBLIC_HOST only (a request under another name may come from another site)',
+} as const;
+
+/** Fastify's client errors, each answered in the product's words (its own messages can quote the request). */
+const CLIENT_ERRORS: Readonly<Record<string, { code: string; message: string }>> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'BODY_TOO_LARGE', message: 'the body is larger than this route takes' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: 'this content type is not taken here (JSON: application/json)',
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    code: 'BAD_CONTENT_LENGTH',
+    message: 'the Content-Length does not match the body',
+  },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'BAD_JSON', message: 'the body is empty but says it is JSON' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'BAD_JSON', message: 'the body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'the Content-Type is empty' },
+  FST_ERR_CTP_INVALID_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'the Content-Type is not valid' },
+  FST_ERR_BAD_URL: { code: 'BAD_URL', message: 'the URL is not valid' },
+  FST_ERR_ASYNC_CONSTRAINT: { code: 'BAD_REQUEST', message: 'the request was refused' },
+  BAD_JSON: { code: 'BAD_JSON', message: 'the body is not valid JSON' },
+  BODY_TOO_DEEP: { code: 'BODY_TOO_DEEP', message: 'the JSON body is nested too deeply' },
+};
+
+/** Past the failure limit: 429 with the seconds to wait, before the credential is looked at. */
+function refuseWhileLimited(limiter: FailureLimiter, request: FastifyRequest, reply: FastifyReply): void {
+  const waitMs = limiter.blockedFor(request.ip);
+  if (waitMs === 0) return;
+  reply.header('Retry-After', String(Math.ceil(waitMs / 1000)));
+  throw new ApiError(429, 'TOO_MANY_REQUESTS', 'too many failed sign-ins or tokens: try again later');
+}
 
 /** Every problem, each naming its field (`body/ids/0 must be integer`, `body has an unknown property: force`). */
 function validationMessage(

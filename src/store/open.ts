@@ -1,8 +1,14 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import {
+  isPrivateFileError,
+  openPrivateFile,
+  PRIVATE_DIR_MODE,
+  tightenExistingFile,
+} from '../files/index.js';
 import type { Dialect } from './dialect.js';
 import { StoreError } from './errors.js';
 import { migrateToLatest } from './migrate.js';
@@ -21,6 +27,8 @@ export interface Store {
   readonly dialect: Dialect;
   /** The raw better-sqlite3 handle on SQLite (bulk paths only), null on PostgreSQL. */
   readonly sqlite: SqliteDatabase.Database | null;
+  /** Files whose modes were tightened on opening (SQLite: the database, its WAL and SHM). */
+  readonly tightened: readonly string[];
   /** Release the database; safe to call twice. */
   close(): Promise<void>;
 }
@@ -41,11 +49,13 @@ export async function openStore(target: StoreTarget, options: { migrate?: boolea
 }
 
 function openSqlite(path: string): Store {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  let tightened: string[] = [];
   let raw: SqliteDatabase.Database;
   try {
+    if (path !== ':memory:') tightened = prepareDatabaseFiles(path);
     raw = new SqliteDatabase(path);
   } catch (cause) {
+    if (isPrivateFileError(cause)) throw new StoreError('DATABASE_UNAVAILABLE', cause.message, { cause });
     throw new StoreError(
       'DATABASE_UNAVAILABLE',
       `cannot open the SQLite database ${path}: ${(cause as Error).message}`,
@@ -70,12 +80,34 @@ function openSqlite(path: string): Store {
     db,
     dialect: 'sqlite',
     sqlite: raw,
+    tightened,
     async close() {
       if (closed) return;
       closed = true;
       await db.destroy();
     },
   };
+}
+
+/**
+ * The database holds PII: it is created 0600 before SQLite opens it (SQLite gives the WAL and SHM
+ * files the database's own mode, so they follow), in a folder made 0700; a database, WAL or SHM
+ * left open to others by an older release or a loose umask is tightened.
+ */
+function prepareDatabaseFiles(path: string): string[] {
+  const dir = dirname(path);
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  if (!existsSync(path)) {
+    try {
+      closeSync(openPrivateFile(path));
+    } catch (error) {
+      // Another process created it between the look and the open: it is tightened below.
+      if (!(isPrivateFileError(error) && error.code === 'EXISTS')) throw error;
+    }
+  }
+  return [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]
+    .map(tightenExistingFile)
+    .filter((note): note is string => note !== null);
 }
 
 /** PostgreSQL ends a session left idle inside a transaction this long (see openPostgres). */
@@ -135,6 +167,7 @@ async function openPostgres(url: string, schema: string | undefined): Promise<St
     db,
     dialect: 'postgres',
     sqlite: null,
+    tightened: [],
     async close() {
       if (closed) return;
       closed = true;

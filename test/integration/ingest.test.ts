@@ -671,10 +671,11 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
         .execute();
       expect(failed).toHaveLength(1);
 
+      // The CLI looks before it reads: a --rejects that is no regular file is refused before any chunk.
       const cli = await runInProcess(['ingest', path, '--rejects', rejectsPath], { env, cwd: dir });
       expect([cli.code, cli.stderr]).toEqual([
         1,
-        `valhalla: ${rejectsPath}: cannot write the rejects file: EISDIR\n`,
+        `valhalla: --rejects ${rejectsPath} is not a regular file: refused\n`,
       ]);
     });
   });

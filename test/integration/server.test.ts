@@ -96,7 +96,7 @@ interface World {
 
 async function world(
   backend: Backend = sqliteBackend,
-  options: { metrics?: boolean; webRoot?: string } = {},
+  options: { metrics?: boolean; webRoot?: string; manyFailures?: boolean } = {},
 ): Promise<World> {
   const dir = tempDir();
   const env = testEnv(join(dir, 'data'), {
@@ -111,7 +111,17 @@ async function world(
   cleanups.push(() => app.close());
   const metrics = options.metrics ? createMetrics({ store: app.store, config: app.config, clock }) : null;
   const webRoot = options.webRoot ?? tempDir();
-  const server = await startServer({ app, port: 0, host: '127.0.0.1', webRoot, ...(metrics && { metrics }) });
+  const server = await startServer({
+    app,
+    port: 0,
+    host: '127.0.0.1',
+    webRoot,
+    ...(metrics && { metrics }),
+    // A test that tries every route with wrong tokens: far more failures than the limits allow.
+    ...(options.manyFailures && {
+      authFailureLimits: { perAddress: 10_000, global: 10_000, windowMs: 60_000 },
+    }),
+  });
   cleanups.push(() => server.close());
   const api = apiClient(server.url);
   const get = <T>(path: string) => api<T>('GET', path, AS.viewer);
@@ -233,7 +243,7 @@ const ROUTES: Route[] = [
 
 describe.each(list)('admin API on $name', (backend) => {
   it('refuses every route without a valid token (401) and to a role too low (403); nothing happens', async () => {
-    const w = await world(backend);
+    const w = await world(backend, { manyFailures: true });
     const wrong: [string, CallOptions][] = [
       ['no token', {}],
       ['an unknown token', { token: createApiToken('mallory', 'admin').token }],

@@ -10,7 +10,7 @@ import {
   isConfigError,
   loadConfig,
   loadPolicyFile,
-  maskUrlPassword,
+  maskSecrets,
   type PolicyDocument,
   policyHash,
 } from '../../src/config/index.js';
@@ -597,8 +597,8 @@ describe('describeConfig: secrets masked', () => {
   });
 
   it('masks a password that holds an unencoded @', () => {
-    expect(maskUrlPassword('postgres://u:pa@ss@db.example/x')).toBe('postgres://u:***@db.example/x');
-    expect(maskUrlPassword('postgres://u@db.example/x')).toBe('postgres://u@db.example/x');
+    expect(maskSecrets('postgres://u:pa@ss@db.example/x')).toBe('postgres://u:***@db.example/x');
+    expect(maskSecrets('postgres://u@db.example/x')).toBe('postgres://u@db.example/x');
   });
 
   it('does not echo the password when refusing a postgres URL', () => {
@@ -684,7 +684,7 @@ describe('loadConfig: the admin API and dashboard (VALHALLA_SERVER_*, VALHALLA_A
   const HASH = 'a'.repeat(64);
 
   it('defaults to 127.0.0.1:8080 with no tokens; off switches it off; 0 is any free port', () => {
-    expect(load({}).server).toEqual({ port: 8080, host: '127.0.0.1', tokens: [] });
+    expect(load({}).server).toEqual({ port: 8080, host: '127.0.0.1', publicHost: null, tokens: [] });
     expect(load({ VALHALLA_SERVER_PORT: 'off' }).server.port).toBeNull();
     expect(load({ VALHALLA_SERVER_PORT: '0' }).server.port).toBe(0);
     expect(load({ VALHALLA_SERVER_HOST: '::1' }).server.host).toBe('::1');
@@ -727,6 +727,17 @@ describe('loadConfig: the admin API and dashboard (VALHALLA_SERVER_*, VALHALLA_A
     expect(error.message).not.toContain('vh_the-token-itself');
   });
 
+  it.each([
+    'vh_Zq9PastedToken-abc_DEF',
+    `vh_Zq9PastedToken-abc_DEF:operator:${HASH}`,
+    'alice:vh_Zq9PastedToken-abc_DEF:x',
+    'vh_Zq9PastedToken-abc_DEF:admin',
+  ])('never echoes a token pasted into an entry (%s): the entry is named by position only', (entry) => {
+    const error = refuse({ VALHALLA_API_TOKENS: `ok:viewer:${HASH},${entry}` });
+    expect(issueFor(error, 'VALHALLA_API_TOKENS').value).toMatch(/^entry 2 \((not shown|alice)\)$/);
+    expect(`${error.message}${JSON.stringify(error.issues)}`).not.toContain('Zq9PastedToken');
+  });
+
   it('refuses a name used twice', () => {
     const issue = issueFor(
       refuse({ VALHALLA_API_TOKENS: `alice:viewer:${HASH},alice:admin:${'c'.repeat(64)}` }),
@@ -740,6 +751,23 @@ describe('loadConfig: the admin API and dashboard (VALHALLA_SERVER_*, VALHALLA_A
     expect(JSON.stringify(described)).not.toContain(HASH);
     expect(described.variables.find((v) => v.name === 'VALHALLA_API_TOKENS')?.value).toBe('alice (operator)');
   });
+});
+
+describe('loadConfig: the public host name (VALHALLA_PUBLIC_HOST)', () => {
+  it.each(['valhalla.example.com', 'Valhalla.Example.com:8443', '203.0.113.7', '[2001:db8::1]:443'])(
+    'takes %s, lower-cased',
+    (host) => {
+      expect(load({ VALHALLA_PUBLIC_HOST: host }).server.publicHost).toBe(host.toLowerCase());
+    },
+  );
+  it.each(['https://valhalla.example.com', 'valhalla.example.com/dash', 'a b', 'host:99999', '-x.example'])(
+    'refuses %s',
+    (host) => {
+      expect(issueFor(refuse({ VALHALLA_PUBLIC_HOST: host }), 'VALHALLA_PUBLIC_HOST').problem).toMatch(
+        /must be a host name/,
+      );
+    },
+  );
 });
 
 describe('loadConfig: the retention window (VALHALLA_RETENTION_DAYS)', () => {

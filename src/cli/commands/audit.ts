@@ -1,8 +1,8 @@
-import { createWriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { describeBreak } from '../../audit/index.js';
+import { createPrivateWriteStream } from '../../files/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
 
@@ -38,12 +38,15 @@ export function registerAudit(program: Command, ctx: Context): void {
   audit
     .command('export')
     .description('write every entry as JSON lines (see docs/audit.md to verify it offline)')
-    .option('--out <file>', 'write to a file instead of standard output')
-    .action(async (opts: { out?: string }) => {
+    .option('--out <file>', 'write to a file (mode 0600) instead of standard output')
+    .option('--force', 'replace the file if it exists (a symbolic link is always refused)')
+    .action(async (opts: { out?: string; force?: boolean }) => {
       const { io } = ctx;
       await ctx.withApp(async (app) => {
         // Relative to the CLI's working folder (not this process's: the CLI may run embedded).
-        const out = opts.out ? createWriteStream(resolve(io.cwd, opts.out), { mode: 0o600 }) : io.stdout;
+        const out = opts.out
+          ? createPrivateWriteStream(resolve(io.cwd, opts.out), { overwrite: opts.force === true })
+          : io.stdout;
         const { entries, headHash } = await app.audit.export(out);
         if (opts.out) {
           out.end();

@@ -1,6 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { PRIVATE_DIR_MODE, writePrivateFile } from '../../files/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 import { addConformanceCommand } from './conformance.js';
@@ -69,14 +70,18 @@ export function registerGates(program: Command, ctx: Context): void {
     .description(
       'write gates-report.md and gates-report.json (with the signed documents, keys and evidence) for an auditor',
     )
-    .requiredOption('--out <dir>', 'the folder to write into')
-    .action(async (opts: { out: string }) => {
+    .requiredOption('--out <dir>', 'the folder to write into (the files are mode 0600)')
+    .option('--force', 'replace the two files if they exist (a symbolic link is always refused)')
+    .action(async (opts: { out: string; force?: boolean }) => {
       await ctx.withApp(async (app) => {
         const { bundle, markdown } = await app.gatesBundle();
         const dir = resolve(ctx.io.cwd, opts.out);
-        mkdirSync(dir, { recursive: true });
-        writeFileSync(join(dir, 'gates-report.json'), `${JSON.stringify(bundle, null, 2)}\n`);
-        writeFileSync(join(dir, 'gates-report.md'), markdown);
+        mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+        const overwrite = opts.force === true;
+        writePrivateFile(join(dir, 'gates-report.json'), `${JSON.stringify(bundle, null, 2)}\n`, {
+          overwrite,
+        });
+        writePrivateFile(join(dir, 'gates-report.md'), markdown, { overwrite });
         writeLine(
           ctx.io.stdout,
           `wrote ${join(dir, 'gates-report.md')} and gates-report.json (${bundle.report.cleared ? 'CLEARED' : `NOT CLEARED: ${bundle.report.missing.length} missing`}); verify offline: node scripts/verify-gates-report.mjs ${join(dir, 'gates-report.json')}`,

@@ -1,9 +1,10 @@
+import { lstatSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { type Command, Option } from 'commander';
 import type { SourceFormat } from '../../ingest/index.js';
 import type { Context } from '../context.js';
-import { writeJson, writeLine } from '../output.js';
+import { CliExit, EXIT, escapeText, writeJson, writeLine } from '../output.js';
 
 /** Files smaller than this finish before a progress bar would be worth drawing. */
 const PROGRESS_MIN_BYTES = 5 * 1024 * 1024;
@@ -23,21 +24,25 @@ export function registerIngest(program: Command, ctx: Context): void {
       '--rejects <file>',
       'where to write the rejected rows (default: <data dir>/rejects/ingest-run-<id>.jsonl)',
     )
+    .option('--force', 'overwrite the --rejects file if it exists (a symbolic link is always refused)')
     .option('--no-progress', 'no progress bar, even on a terminal')
     .option('--json', 'print the summary as JSON')
     .action(
       async (
         file: string,
-        opts: { format?: SourceFormat; rejects?: string; progress: boolean; json?: boolean },
+        opts: { format?: SourceFormat; rejects?: string; force?: boolean; progress: boolean; json?: boolean },
       ) => {
         const { io } = ctx;
+        const rejectsPath = opts.rejects === undefined ? undefined : resolve(io.cwd, opts.rejects);
+        // Before anything is read: an output that would be refused is refused before the first chunk commits.
+        if (rejectsPath !== undefined) checkRejectsPath(rejectsPath, opts.force === true);
         await ctx.withApp(async (app) => {
           let bar: SingleBar | null = null;
           const summary = await app.ingest({
             // Paths are relative to the CLI's working folder (not this process's: the CLI may run embedded).
             path: file === '-' ? file : resolve(io.cwd, file),
             ...(opts.format ? { format: opts.format } : {}),
-            ...(opts.rejects ? { rejectsPath: resolve(io.cwd, opts.rejects) } : {}),
+            ...(rejectsPath !== undefined ? { rejectsPath, overwriteRejects: opts.force === true } : {}),
             stdin: io.stdin as NodeJS.ReadableStream as never,
             onProgress: ({ bytesRead, totalBytes, rowsRead }) => {
               if (
@@ -71,9 +76,30 @@ export function registerIngest(program: Command, ctx: Context): void {
           );
           if (summary.rejectsFile)
             writeLine(io.stdout, `rejected rows (line, field, reason): ${summary.rejectsFile}`);
+          // Column names come from the file: quoted, every control character escaped.
           if (summary.ignoredColumns.length > 0)
-            writeLine(io.stderr, `note: columns not used: ${summary.ignoredColumns.join(', ')}`);
+            writeLine(
+              io.stderr,
+              `note: columns not used: ${summary.ignoredColumns.map((c) => `"${escapeText(c, { newlines: true })}"`).join(', ')}`,
+            );
         });
       },
     );
+}
+
+/** `--rejects FILE`: never a symbolic link (its target would be overwritten), never an existing file unless --force. */
+function checkRejectsPath(path: string, force: boolean): void {
+  let found: ReturnType<typeof lstatSync>;
+  try {
+    found = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (found.isSymbolicLink())
+    throw new CliExit(
+      EXIT.failure,
+      `--rejects ${path} is a symbolic link: refused (a link is never followed)`,
+    );
+  if (!found.isFile()) throw new CliExit(EXIT.failure, `--rejects ${path} is not a regular file: refused`);
+  if (!force) throw new CliExit(EXIT.failure, `--rejects ${path} exists: give --force to overwrite it`);
 }

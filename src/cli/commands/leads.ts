@@ -1,9 +1,9 @@
-import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } from '../../app/erasure.js';
+import { createPrivateWriteStream, PRIVATE_DIR_MODE } from '../../files/index.js';
 import type { SourceFormat } from '../../ingest/index.js';
 import { refuseContactData } from '../../pii/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
@@ -44,10 +44,18 @@ export function registerLeads(program: Command, ctx: Context): void {
       1,
     )
     .addOption(new Option('--format <format>', 'csv or jsonl').choices(['csv', 'jsonl']).default('csv'))
-    .option('--out <file>', 'write to a file instead of standard output')
+    .option('--out <file>', 'write to a file (mode 0600) instead of standard output')
+    .option('--force', 'replace the file if it exists (a symbolic link is always refused)')
     .option('--now <iso>', 'the instant the timestamps are relative to (default: now)', instant)
     .action(
-      async (opts: { count: number; seed: number; format: SourceFormat; out?: string; now?: number }) => {
+      async (opts: {
+        count: number;
+        seed: number;
+        format: SourceFormat;
+        out?: string;
+        force?: boolean;
+        now?: number;
+      }) => {
         const { io } = ctx;
         const config = ctx.config();
         if (config.realDataIngest) {
@@ -59,8 +67,10 @@ export function registerLeads(program: Command, ctx: Context): void {
         // Relative to the CLI's working folder (not this process's: the CLI may run embedded).
         const outPath = opts.out ? resolve(io.cwd, opts.out) : null;
         // The folder first: the stream opens the file on the next tick.
-        if (outPath) await mkdir(dirname(outPath), { recursive: true });
-        const out = outPath ? createWriteStream(outPath, { mode: 0o600 }) : io.stdout;
+        if (outPath) await mkdir(dirname(outPath), { recursive: true, mode: PRIVATE_DIR_MODE });
+        const out = outPath
+          ? createPrivateWriteStream(outPath, { overwrite: opts.force === true })
+          : io.stdout;
         // Loaded here only: faker is large, and no other command needs it.
         const { writeGeneratedLeads } = await import('../../synthetic/index.js');
         const tally = await writeGeneratedLeads(out, {

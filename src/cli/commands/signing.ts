@@ -1,8 +1,9 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { App } from '../../app/index.js';
 import { systemClock } from '../../clock/index.js';
+import { isPrivateFileError, writePrivateFile } from '../../files/index.js';
 import {
   addSigner,
   createKeyPair,
@@ -108,10 +109,11 @@ async function recordOrWrite(ctx: Context, doc: SignedDocument, out: string | un
   if (out !== undefined) {
     const path = resolve(ctx.io.cwd, out);
     try {
-      writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`, { flag: 'wx' });
+      writePrivateFile(path, `${JSON.stringify(doc, null, 2)}\n`);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') throw new CliExit(EXIT.refused, `${out} exists: not overwritten`);
+      if (isPrivateFileError(error) && error.code === 'EXISTS')
+        throw new CliExit(EXIT.refused, `${out} exists: not overwritten`);
+      if (isPrivateFileError(error)) throw new CliExit(EXIT.refused, error.message);
       throw new CliExit(EXIT.failure, `cannot write ${out}: ${(error as Error).message}`);
     }
     writeLine(
@@ -153,9 +155,10 @@ export function registerSigning(program: Command, ctx: Context): void {
       }
       const pair = createKeyPair();
       try {
-        // 'wx': never replace a key that appeared meanwhile; 0600: the private key is its owner's alone.
-        writeFileSync(keyPath, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
-        writeFileSync(pubPath, pair.publicKeyPem, { flag: 'wx' });
+        // Never replace a key that appeared meanwhile, never through a link; 0600: the private key is
+        // its owner's alone (the public one is copied out by its owner).
+        writePrivateFile(keyPath, pair.privateKeyPem);
+        writePrivateFile(pubPath, pair.publicKeyPem);
       } catch (error) {
         throw new CliExit(EXIT.failure, `cannot write the key files: ${(error as Error).message}`);
       }

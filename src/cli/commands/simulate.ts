@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { FAULT_PROFILE_NAMES, type FaultProfile, simulate } from '../../app/simulate.js';
 import { formatSimulation, simulationHtml } from '../../app/simulate-report.js';
+import { writePrivateFile } from '../../files/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';
@@ -39,7 +39,8 @@ export function registerSimulate(program: Command, ctx: Context): void {
       return at;
     })
     .option('--json', 'print the whole result as JSON (every cycle)')
-    .option('--html <file>', 'also write an HTML report with charts (self-contained)')
+    .option('--html <file>', 'also write an HTML report with charts (self-contained, mode 0600)')
+    .option('--force', 'replace the --html file if it exists (a symbolic link is always refused)')
     .action(
       async (opts: {
         hours: number;
@@ -49,6 +50,7 @@ export function registerSimulate(program: Command, ctx: Context): void {
         start?: number;
         json?: boolean;
         html?: string;
+        force?: boolean;
       }) => {
         const result = await simulate({
           config: ctx.config(),
@@ -61,12 +63,9 @@ export function registerSimulate(program: Command, ctx: Context): void {
         if (opts.html) {
           const file = resolve(ctx.io.cwd, opts.html);
           try {
-            writeFileSync(file, simulationHtml(result));
+            writePrivateFile(file, simulationHtml(result), { overwrite: opts.force === true });
           } catch (error) {
-            throw new CliExit(
-              EXIT.failure,
-              `cannot write ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-            );
+            throw new CliExit(EXIT.failure, (error as Error).message);
           }
         }
         if (opts.json) writeJson(ctx.io.stdout, result);

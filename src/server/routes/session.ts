@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { createSessions, createTokenBook } from '../auth.js';
 import { ApiError, SESSION_COOKIE, SESSION_TTL_MS } from '../http.js';
 
@@ -17,13 +17,14 @@ export function registerSessionRoutes(
   deps: {
     tokens: ReturnType<typeof createTokenBook>;
     sessions: ReturnType<typeof createSessions>;
-    attemptsPerMinute: number;
+    /** Throws a 429 while this address (or everyone) is past the failed-authentication limit. */
+    refuseWhileLimited: (request: FastifyRequest, reply: FastifyReply) => void;
+    recordFailure: (request: FastifyRequest) => void;
   },
 ): void {
   server.post(
     '/api/session',
     {
-      config: { rateLimit: { max: deps.attemptsPerMinute, timeWindow: '1 minute' } },
       schema: {
         tags: ['session'],
         summary: 'sign in with an API token',
@@ -38,9 +39,13 @@ export function registerSessionRoutes(
       },
     },
     async (request, reply) => {
+      deps.refuseWhileLimited(request, reply);
       const { token } = request.body as { token: string };
       const entry = deps.tokens.lookup(token);
-      if (entry === null) throw new ApiError(401, 'UNAUTHORIZED', 'this token is not valid');
+      if (entry === null) {
+        deps.recordFailure(request);
+        throw new ApiError(401, 'UNAUTHORIZED', 'this token is not valid');
+      }
       const { id, session } = deps.sessions.create(entry);
       reply.setCookie(SESSION_COOKIE, id, {
         httpOnly: true,
