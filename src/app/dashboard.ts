@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream';
 import type { AuditVerification } from '../audit/index.js';
 import { listSigners, parseSignedDocument, recordSignature } from '../gates/index.js';
 import type { IngestSummary, SourceFormat } from '../ingest/index.js';
@@ -106,7 +105,13 @@ export interface Dashboard {
     actor: string,
   ): Promise<{ ok: true; id: number } | { ok: false; reason: string }>;
   /** Ingest an uploaded body with the CLI's validation and row outcomes. */
-  ingestUpload(upload: { body: Readable; format: SourceFormat; actor: string }): Promise<UploadResult>;
+  ingestUpload(upload: {
+    body: AsyncIterable<Buffer | string>;
+    format: SourceFormat;
+    /** The body is one JSON array of lead objects. */
+    jsonArray?: boolean;
+    actor: string;
+  }): Promise<UploadResult>;
 }
 
 export function createDashboard(app: App): Dashboard {
@@ -219,10 +224,11 @@ export function createDashboard(app: App): Dashboard {
       return result.ok ? { ok: true, id: result.id } : result;
     },
     async ingestUpload(upload) {
-      const summary = await app.ingest({
-        path: '-',
-        stdin: upload.body,
+      // In the upload thread: this process's loop answers pause, rollback and /healthz meanwhile.
+      const summary = await app.ingestUpload({
+        body: upload.body,
         format: upload.format,
+        jsonArray: upload.jsonArray ?? false,
         sourceName: `(upload by ${upload.actor})`,
         operator: upload.actor,
       });

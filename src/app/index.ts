@@ -69,6 +69,7 @@ import {
   setRuntimeValue,
 } from '../store/index.js';
 import { AppError } from './errors.js';
+import { ingestDepsOf } from './ingest-deps.js';
 
 /**
  * A runner that takes over an expired lease waits the request timeout plus this before resending
@@ -79,6 +80,7 @@ const TAKEOVER_MARGIN_MS = 5_000;
 const START_DEADLINE_SLACK_MS = 1_000;
 
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
+import { createUploadIngester, type UploadIngest, type UploadIngester } from './upload-ingest.js';
 
 export {
   type AuditEntryView,
@@ -136,6 +138,11 @@ export interface App {
   readonly store: Store;
   readonly audit: AuditLog;
   ingest(options: IngestOptions): Promise<IngestSummary>;
+  /**
+   * An upload to the admin API: the same ingest in the upload thread (upload-ingest.ts), off this
+   * process's event loop, stopped early past the reject bound (UPLOAD_REJECT_BOUND).
+   */
+  ingestUpload(upload: UploadIngest): Promise<IngestSummary>;
   status(): Promise<StatusReport>;
   listLeads(options: { state?: LeadState; limit: number; beforeId?: number }): Promise<MaskedLead[]>;
   /**
@@ -305,17 +312,8 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     );
   };
 
-  const ingestDeps = (): IngestDeps => ({
-    store,
-    audit,
-    clock,
-    logger,
-    pseudonymizer: requirePseudonymizer(),
-    rules: { minLeadScore: config.policy.minLeadScore, maxLeadAgeDays: config.policy.maxLeadAgeDays },
-    dedupKey: config.dedupKey,
-    operator: config.operator,
-    rejectsDir: join(config.dataDir, 'rejects'),
-  });
+  const ingestDeps = (): IngestDeps =>
+    ingestDepsOf(config, { store, audit, clock, logger, pseudonymizer: requirePseudonymizer() });
 
   let partnerClient: PartnerClient | null = null;
   /** The client whose every start also passes the shared start log (a runner among several). */
@@ -413,6 +411,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
   // The gates module's answer, from the evidence and the signatures; there is no bypass.
   const gates = createGateClearance({ store, config, audit, clock });
 
+  let uploads: UploadIngester | null = null;
   let closed = false;
   return {
     config,
@@ -421,6 +420,11 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     store,
     audit,
     ingest: (ingestOptions) => ingestFile(ingestDeps(), ingestOptions),
+    ingestUpload(upload) {
+      requirePseudonymizer();
+      uploads ??= createUploadIngester({ config, clock, logger });
+      return uploads.ingest(upload);
+    },
     async status() {
       const [byState, ingest, audited] = await Promise.all([
         countLeadsByState(store.db),
@@ -640,6 +644,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       };
     },
     async close() {
+      await uploads?.close().catch(() => undefined);
       await partnerClient?.close().catch(() => undefined);
       await ledPartnerClient?.close().catch(() => undefined);
       for (const channel of channels ?? []) await channel.close().catch(() => undefined);
