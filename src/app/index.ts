@@ -557,9 +557,12 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
           return { kind: 'refused', mode: await readMode(store.db), reason: refusal };
         }
       }
-      const change = await store.db
-        .transaction()
-        .execute((trx) => changeMode(trx, { audit, alerts, clock }, { command, actor, reason }));
+      const commit = () =>
+        store.db
+          .transaction()
+          .execute((trx) => changeMode(trx, { audit, alerts, clock }, { command, actor, reason }));
+      // Ahead of an upload being stored in this process (upload-ingest.ts): a stop never queues behind it.
+      const change = await (uploads ? uploads.ahead(commit) : commit());
       return contactData === null ? change : { ...change, reasonWithheld: contactData };
     },
     async loadSyntheticLeadsIfEmpty(count) {

@@ -2,6 +2,7 @@
  * The upload thread (see upload-ingest.ts): runs `ingestFile` on bodies the server hands it chunk by
  * chunk, with a database connection of its own. Loaded by `new Worker`, never imported.
  */
+import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createAuditLog } from '../audit/index.js';
@@ -13,9 +14,35 @@ import { openStore, type Store } from '../store/index.js';
 import { ingestDepsOf } from './ingest-deps.js';
 import type { FromIngestThread, IngestThreadData, ToIngestThread } from './upload-ingest.js';
 
+/**
+ * Rows per transaction (and audit entry) of an upload; the reject bound still looks at chunks of
+ * 1,000. On SQLite a transaction of the thread holds the write lock that a pause on the server's
+ * loop must wait for, and better-sqlite3 waits synchronously, in SQLite's growing busy sleeps: with
+ * 1,000 leads a transaction (bench/control-plane) held a pause up to 200 ms; with 200, well under 100.
+ */
+const UPLOAD_TRANSACTION_ROWS = 200;
+
 const port = parentPort;
 if (port === null) throw new Error('ingest-thread.js runs as a worker thread only');
-const { config } = workerData as IngestThreadData;
+const { config, controlWrites } = workerData as IngestThreadData;
+const pendingControlWrites = new Int32Array(controlWrites);
+/**
+ * Longest a transaction of the upload waits for control-plane writes (see UploadIngester.ahead):
+ * each takes milliseconds; the bound keeps a count left raised by a defect from stopping uploads.
+ */
+const MAX_CONTROL_WAIT_MS = 5_000;
+
+/** Before each transaction: let a pause or rollback in progress on the server's loop commit first. */
+function letControlWritesGoFirst(): void {
+  const deadline = performance.now() + MAX_CONTROL_WAIT_MS;
+  for (let pending = Atomics.load(pendingControlWrites, 0); pending > 0; ) {
+    const left = deadline - performance.now();
+    if (left <= 0) return;
+    // This thread only: the server's loop is not blocked by the wait.
+    Atomics.wait(pendingControlWrites, 0, pending, left);
+    pending = Atomics.load(pendingControlWrites, 0);
+  }
+}
 const logger = createLogger({ level: config.logLevel, file: config.logFile });
 let store: Promise<Store> | null = null;
 /** The body of the upload being read: fed by the server's chunks, pulled by the ingest. */
@@ -32,7 +59,14 @@ async function ingest(message: Extract<ToIngestThread, { type: 'start' }>): Prom
   input = { id, stream };
   try {
     // The server's app migrated the schema and checked the secret before it served anything.
-    store ??= openStore(config.database, { migrate: false });
+    store ??= openStore(config.database, { migrate: false }).then((opened) => {
+      // SQLite: the upload's transactions commit without an fsync each (WAL stays consistent after a
+      // power cut; only its newest commits can be lost), and the log is synced once before the answer
+      // (syncWal). Synced at every commit, each transaction held the one write lock through a disk
+      // flush, and a pause waited behind it: up to 430 ms on a busy disk (bench/control-plane).
+      opened.sqlite?.pragma('synchronous = NORMAL');
+      return opened;
+    });
     const opened = await store;
     if (config.pseudonymSecret === null) throw new Error('no pseudonym secret');
     const at = message.at;
@@ -52,9 +86,18 @@ async function ingest(message: Extract<ToIngestThread, { type: 'start' }>): Prom
       sourceName: message.sourceName,
       operator: message.operator,
       rejectBound: UPLOAD_REJECT_BOUND,
+      transactionRows: UPLOAD_TRANSACTION_ROWS,
+      beforeTransaction: letControlWritesGoFirst,
     });
+    syncWal();
     send({ type: 'done', id, summary });
   } catch (error) {
+    try {
+      // Chunks committed before a failure stay (as after any file-level error): on disk before the answer.
+      syncWal();
+    } catch (syncError) {
+      logger.error({ err: syncError }, 'upload ingest: syncing the write-ahead log failed');
+    }
     if (!isIngestFileError(error)) logger.error({ err: error }, 'upload ingest failed');
     send({
       type: 'failed',
@@ -67,6 +110,25 @@ async function ingest(message: Extract<ToIngestThread, { type: 'start' }>): Prom
   } finally {
     input = null;
     stream.destroy();
+  }
+}
+
+/**
+ * Make the upload's commits durable before the client is told (the answer is sent after this): the
+ * write-ahead log holds them in order, so one fsync of it covers every commit of the run. Any later
+ * commit with synchronous=FULL (the worker's, a pause) syncs them too.
+ */
+function syncWal(): void {
+  if (config.database.kind !== 'sqlite' || config.database.path === ':memory:') return;
+  let fd: number | null = null;
+  try {
+    fd = openSync(`${config.database.path}-wal`, 'r+');
+    fsyncSync(fd);
+  } catch (error) {
+    // No log file (checkpointed and removed): nothing is waiting in it.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  } finally {
+    if (fd !== null) closeSync(fd);
   }
 }
 

@@ -44,8 +44,12 @@ export interface IngestOptions {
   /** Who ingests, when not the configured operator (an API token's holder). */
   operator?: string;
   rejectsPath?: string;
-  /** Rows per transaction (and per audit entry). */
+  /** Rows read before they are validated, checked against the reject bound and committed (1,000). */
   chunkSize?: number;
+  /** Rows per transaction (and per audit entry); the chunk size by default. */
+  transactionRows?: number;
+  /** Called before each chunk's transaction begins (the upload thread lets a pause go first). */
+  beforeTransaction?: () => void;
   /** The text is one JSON array of lead objects (see `openSource`). */
   jsonArray?: boolean;
   /** Stop early when this many rows are rejected (see RejectBound); none: every row is read. */
@@ -97,6 +101,7 @@ export const UPLOAD_REJECT_BOUND: RejectBound = Object.freeze({ rejected: 1_000,
 export async function ingestFile(deps: IngestDeps, options: IngestOptions): Promise<IngestSummary> {
   const { store, audit, clock, logger } = deps;
   const chunkSize = options.chunkSize ?? 1_000;
+  const transactionRows = Math.max(1, Math.min(options.transactionRows ?? chunkSize, chunkSize));
   const hash = createHash('sha256');
   const source = await openSource({
     path: options.path,
@@ -150,7 +155,16 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     for await (const row of source.rows) {
       chunk.push(row);
       if (chunk.length >= chunkSize) {
-        await commitChunk(deps, runId, chunk, summary, rejects, bound);
+        await commitChunk(
+          deps,
+          runId,
+          chunk,
+          summary,
+          rejects,
+          bound,
+          transactionRows,
+          options.beforeTransaction,
+        );
         chunk = [];
         options.onProgress?.({
           bytesRead: source.bytesRead(),
@@ -159,7 +173,17 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
         });
       }
     }
-    if (chunk.length > 0) await commitChunk(deps, runId, chunk, summary, rejects, bound);
+    if (chunk.length > 0)
+      await commitChunk(
+        deps,
+        runId,
+        chunk,
+        summary,
+        rejects,
+        bound,
+        transactionRows,
+        options.beforeTransaction,
+      );
     options.onProgress?.({ bytesRead: source.bytesRead(), totalBytes: source.size, rowsRead: summary.read });
     // Inside the try: a rejects file that cannot be written fails the run instead of leaving it running.
     summary.rejectsFile = await rejects.close();
@@ -233,7 +257,7 @@ type PreparedRow =
   | { kind: 'lead'; line: number; lead: NewLead; pseudonym: string }
   | { kind: 'rejected'; line: number; problems: FieldProblem[] };
 
-/** Validate, insert and account for one chunk of rows, with its audit entry, in one transaction. */
+/** Validate one chunk of rows, check the reject bound, then commit it in transactions of `transactionRows`. */
 async function commitChunk(
   deps: IngestDeps,
   runId: number,
@@ -241,11 +265,13 @@ async function commitChunk(
   summary: IngestSummary,
   rejects: RejectsFile,
   bound: (RejectBound & { source: string }) | null,
+  transactionRows: number,
+  beforeTransaction: (() => void) | undefined,
 ): Promise<void> {
   const now = deps.clock.now();
   const prepared: PreparedRow[] = rows.map((row) => prepareRow(deps, runId, row, now));
-  const leads = prepared.filter((p): p is Extract<PreparedRow, { kind: 'lead' }> => p.kind === 'lead');
   if (bound) {
+    const leads = prepared.filter((p) => p.kind === 'lead');
     const rejected = summary.rejected + prepared.length - leads.length;
     const read = summary.read + rows.length;
     if (rejected >= bound.rejected && rejected > bound.share * read) {
@@ -260,11 +286,27 @@ async function commitChunk(
           (firstRejected?.kind === 'rejected'
             ? `; line ${firstRejected.line}: ${describeProblems(firstRejected.problems)}`
             : '') +
-          `; ${summary.read === 0 ? 'nothing was stored' : `the ${summary.read} rows before were stored`}; fix the input and send it again`,
+          `; ${summary.read === 0 ? 'nothing was stored' : `the ${summary.read} rows before it were recorded`}; fix the input and send it again`,
       );
     }
   }
+  for (let start = 0; start < rows.length; start += transactionRows) {
+    const end = start + transactionRows;
+    beforeTransaction?.();
+    await commitRows(deps, runId, rows.slice(start, end), prepared.slice(start, end), summary, rejects);
+  }
+}
 
+/** Insert and account for prepared rows, with their audit entry, in one transaction. */
+async function commitRows(
+  deps: IngestDeps,
+  runId: number,
+  rows: SourceRow[],
+  prepared: PreparedRow[],
+  summary: IngestSummary,
+  rejects: RejectsFile,
+): Promise<void> {
+  const leads = prepared.filter((p): p is Extract<PreparedRow, { kind: 'lead' }> => p.kind === 'lead');
   await deps.store.db.transaction().execute(async (trx) => {
     const inserted = await insertLeadsSkippingDuplicates(
       trx,
