@@ -1,5 +1,5 @@
 import type { AuditVerification } from '../audit/index.js';
-import { listSigners, parseSignedDocument, recordSignature } from '../gates/index.js';
+import { isSigningError, listSigners, parseSignedDocument, recordSignature } from '../gates/index.js';
 import type { IngestSummary, SourceFormat } from '../ingest/index.js';
 import { cycleCeiling, HARD_CAPS } from '../policy/index.js';
 import {
@@ -214,7 +214,11 @@ export function createDashboard(app: App): Dashboard {
       try {
         parsed = parseSignedDocument(JSON.stringify(document));
       } catch (error) {
-        return { ok: false, reason: (error as Error).message };
+        // The signing module's refusals say what is wrong with the document; anything else (a
+        // RangeError from a value nested too deeply to serialise) is not for the client to read.
+        if (isSigningError(error)) return { ok: false, reason: error.message };
+        app.logger.warn({ err: error }, 'a submitted document could not be read');
+        return { ok: false, reason: 'not a signed document: it could not be read' };
       }
       const result = await recordSignature(
         { db: store.db, dialect: store.dialect, audit: app.audit },

@@ -19,6 +19,7 @@ import type { MetricsExposition } from '../monitor/index.js';
 import { createSessions, createTokenBook, type Principal, roleAtLeast, sameSecret } from './auth.js';
 import { createEventHub } from './events.js';
 import { ApiError, SESSION_COOKIE, SESSION_TTL_MS } from './http.js';
+import { registerJsonBodyParser } from './json-body.js';
 import { registerActionRoutes } from './routes/actions.js';
 import { registerIngestRoutes } from './routes/ingest.js';
 import { registerReadRoutes } from './routes/reads.js';
@@ -95,6 +96,7 @@ export async function buildServer(
     (httpPart === 'body' ? bodyValidator : queryValidator).compile(schema),
   );
   server.decorateRequest('principal', null);
+  registerJsonBodyParser(server);
   await server.register(fastifyCookie);
   await server.register(rateLimit, { global: false });
   await server.register(swagger, {
