@@ -67,7 +67,12 @@ async function ingest(message: Extract<ToIngestThread, { type: 'start' }>): Prom
       opened.sqlite?.pragma('synchronous = NORMAL');
       return opened;
     });
-    const opened = await store;
+    const opening = store;
+    // A database that could not be opened (PostgreSQL down) is tried again by the next upload.
+    const opened = await opening.catch((error: unknown) => {
+      if (store === opening) store = null;
+      throw error;
+    });
     if (config.pseudonymSecret === null) throw new Error('no pseudonym secret');
     const at = message.at;
     const clock: Clock = at === null ? systemClock : { now: () => at };

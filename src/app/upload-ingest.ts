@@ -29,9 +29,10 @@ import { AppError } from './errors.js';
 /** The built thread: integration tests run the server from source, the thread always from dist/. */
 export const INGEST_THREAD_FILE = join(PACKAGE_ROOT, 'dist', 'src', 'app', 'ingest-thread.js');
 /**
- * The thread's heap: a chunk of 1,000 prepared rows, its audit entry and one 64 KB record at most;
- * measured under 30 MB for any input. The cap turns a defect into a failed upload, not a service
- * past its 512 MB.
+ * The thread's heap: it holds a chunk of 1,000 prepared rows, its audit entries and one 64 KB record
+ * at most, whatever the body's size (bench/control-plane: the whole service 70 MB over idle at its
+ * peak, for 10 MB of valid leads). The cap turns a defect into a failed upload, not a service past
+ * its 512 MB.
  */
 const THREAD_HEAP_MB = 64;
 /** Uploads waiting for the thread beyond the one it reads: each holds only its unread socket. */
