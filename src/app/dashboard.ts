@@ -1,6 +1,5 @@
-import type { Readable } from 'node:stream';
 import type { AuditVerification } from '../audit/index.js';
-import { listSigners, parseSignedDocument, recordSignature } from '../gates/index.js';
+import { isSigningError, listSigners, parseSignedDocument, recordSignature } from '../gates/index.js';
 import type { IngestSummary, SourceFormat } from '../ingest/index.js';
 import { cycleCeiling, HARD_CAPS } from '../policy/index.js';
 import {
@@ -106,7 +105,13 @@ export interface Dashboard {
     actor: string,
   ): Promise<{ ok: true; id: number } | { ok: false; reason: string }>;
   /** Ingest an uploaded body with the CLI's validation and row outcomes. */
-  ingestUpload(upload: { body: Readable; format: SourceFormat; actor: string }): Promise<UploadResult>;
+  ingestUpload(upload: {
+    body: AsyncIterable<Buffer | string>;
+    format: SourceFormat;
+    /** The body is one JSON array of lead objects. */
+    jsonArray?: boolean;
+    actor: string;
+  }): Promise<UploadResult>;
 }
 
 export function createDashboard(app: App): Dashboard {
@@ -209,7 +214,11 @@ export function createDashboard(app: App): Dashboard {
       try {
         parsed = parseSignedDocument(JSON.stringify(document));
       } catch (error) {
-        return { ok: false, reason: (error as Error).message };
+        // The signing module's refusals say what is wrong with the document; anything else (a
+        // RangeError from a value nested too deeply to serialise) is not for the client to read.
+        if (isSigningError(error)) return { ok: false, reason: error.message };
+        app.logger.warn({ err: error }, 'a submitted document could not be read');
+        return { ok: false, reason: 'not a signed document: it could not be read' };
       }
       const result = await recordSignature(
         { db: store.db, dialect: store.dialect, audit: app.audit },
@@ -219,10 +228,11 @@ export function createDashboard(app: App): Dashboard {
       return result.ok ? { ok: true, id: result.id } : result;
     },
     async ingestUpload(upload) {
-      const summary = await app.ingest({
-        path: '-',
-        stdin: upload.body,
+      // In the upload thread: this process's loop answers pause, rollback and /healthz meanwhile.
+      const summary = await app.ingestUpload({
+        body: upload.body,
         format: upload.format,
+        jsonArray: upload.jsonArray ?? false,
         sourceName: `(upload by ${upload.actor})`,
         operator: upload.actor,
       });

@@ -1,4 +1,9 @@
-export type AppErrorCode = 'NOT_INITIALIZED' | 'SECRET_CHANGED' | 'AUDIT_CHAIN_BROKEN';
+export type AppErrorCode =
+  | 'NOT_INITIALIZED'
+  | 'SECRET_CHANGED'
+  | 'AUDIT_CHAIN_BROKEN'
+  /** Too many uploads wait for the upload thread already. */
+  | 'UPLOADS_BUSY';
 
 export class AppError extends Error {
   override readonly name = 'AppError';

@@ -70,6 +70,7 @@ import {
   setRuntimeValue,
 } from '../store/index.js';
 import { AppError } from './errors.js';
+import { ingestDepsOf } from './ingest-deps.js';
 
 /**
  * A runner that takes over an expired lease waits the request timeout plus this before resending
@@ -80,6 +81,7 @@ const TAKEOVER_MARGIN_MS = 5_000;
 const START_DEADLINE_SLACK_MS = 1_000;
 
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
+import { createUploadIngester, type UploadIngest, type UploadIngester } from './upload-ingest.js';
 
 export {
   type AuditEntryView,
@@ -137,6 +139,11 @@ export interface App {
   readonly store: Store;
   readonly audit: AuditLog;
   ingest(options: IngestOptions): Promise<IngestSummary>;
+  /**
+   * An upload to the admin API: the same ingest in the upload thread (upload-ingest.ts), off this
+   * process's event loop, stopped early past the reject bound (UPLOAD_REJECT_BOUND).
+   */
+  ingestUpload(upload: UploadIngest): Promise<IngestSummary>;
   status(): Promise<StatusReport>;
   listLeads(options: { state?: LeadState; limit: number; beforeId?: number }): Promise<MaskedLead[]>;
   /**
@@ -313,17 +320,8 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     );
   };
 
-  const ingestDeps = (): IngestDeps => ({
-    store,
-    audit,
-    clock,
-    logger,
-    pseudonymizer: requirePseudonymizer(),
-    rules: { minLeadScore: config.policy.minLeadScore, maxLeadAgeDays: config.policy.maxLeadAgeDays },
-    dedupKey: config.dedupKey,
-    operator: config.operator,
-    rejectsDir: join(config.dataDir, 'rejects'),
-  });
+  const ingestDeps = (): IngestDeps =>
+    ingestDepsOf(config, { store, audit, clock, logger, pseudonymizer: requirePseudonymizer() });
 
   let partnerClient: PartnerClient | null = null;
   /** The client whose every start also passes the shared start log (a runner among several). */
@@ -421,6 +419,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
   // The gates module's answer, from the evidence and the signatures; there is no bypass.
   const gates = createGateClearance({ store, config, audit, clock });
 
+  let uploads: UploadIngester | null = null;
   let closed = false;
   return {
     config,
@@ -429,6 +428,11 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     store,
     audit,
     ingest: (ingestOptions) => ingestFile(ingestDeps(), ingestOptions),
+    ingestUpload(upload) {
+      requirePseudonymizer();
+      uploads ??= createUploadIngester({ config, clock, logger });
+      return uploads.ingest(upload);
+    },
     async status() {
       const [byState, ingest, audited] = await Promise.all([
         countLeadsByState(store.db),
@@ -561,9 +565,12 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
           return { kind: 'refused', mode: await readMode(store.db), reason: refusal };
         }
       }
-      const change = await store.db
-        .transaction()
-        .execute((trx) => changeMode(trx, { audit, alerts, clock }, { command, actor, reason }));
+      const commit = () =>
+        store.db
+          .transaction()
+          .execute((trx) => changeMode(trx, { audit, alerts, clock }, { command, actor, reason }));
+      // Ahead of an upload being stored in this process (upload-ingest.ts): a stop never queues behind it.
+      const change = await (uploads ? uploads.ahead(commit) : commit());
       return contactData === null ? change : { ...change, reasonWithheld: contactData };
     },
     async loadSyntheticLeadsIfEmpty(count) {
@@ -649,6 +656,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       };
     },
     async close() {
+      await uploads?.close().catch(() => undefined);
       await partnerClient?.close().catch(() => undefined);
       await ledPartnerClient?.close().catch(() => undefined);
       for (const channel of channels ?? []) await channel.close().catch(() => undefined);

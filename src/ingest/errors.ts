@@ -10,7 +10,13 @@ export type IngestFileErrorCode =
   /** The CSV header repeats a column or is not valid CSV. */
   | 'BAD_HEADER'
   /** The rejects file (an output) cannot be created or written. */
-  | 'REJECTS_UNWRITABLE';
+  | 'REJECTS_UNWRITABLE'
+  /** A JSON upload that is not an array (refused before a run starts). */
+  | 'NOT_AN_ARRAY'
+  /** A JSON array that is not well formed (cut short, a comma missing, text after it). */
+  | 'BAD_JSON'
+  /** Stopped early: too many rows rejected (see REJECT_BOUND in ingest.ts). */
+  | 'TOO_MANY_REJECTS';
 
 /** A problem with the file as a whole: the ingest stops and exits non-zero, naming the file. */
 export class IngestFileError extends Error {

@@ -5,6 +5,8 @@ export {
   type IngestOptions,
   type IngestSummary,
   ingestFile,
+  type RejectBound,
+  UPLOAD_REJECT_BOUND,
 } from './ingest.js';
 export { LEAD_FIELDS, type NormalisedLead, validateLead } from './lead-schema.js';
 export { openSource, type SourceFormat, type SourceRow } from './source.js';

@@ -47,8 +47,16 @@ export interface IngestOptions {
   rejectsPath?: string;
   /** Replace a file already at `rejectsPath` (never a symbolic link); otherwise such a file is refused. */
   overwriteRejects?: boolean;
-  /** Rows per transaction (and per audit entry). */
+  /** Rows read before they are validated, checked against the reject bound and committed (1,000). */
   chunkSize?: number;
+  /** Rows per transaction (and per audit entry); the chunk size by default. */
+  transactionRows?: number;
+  /** Called before each chunk's transaction begins (the upload thread lets a pause go first). */
+  beforeTransaction?: () => void;
+  /** The text is one JSON array of lead objects (see `openSource`). */
+  jsonArray?: boolean;
+  /** Stop early when this many rows are rejected (see RejectBound); none: every row is read. */
+  rejectBound?: RejectBound;
   onProgress?: (progress: { bytesRead: number; totalBytes: number | null; rowsRead: number }) => void;
 }
 
@@ -70,6 +78,24 @@ export interface IngestSummary {
 const ACTOR = 'ingest';
 
 /**
+ * When an input is no longer worth reading: at least `rejected` rows rejected, and more than
+ * `share` of the rows read so far. Checked before each chunk commits (with the chunk's own rows
+ * counted), so an input of nothing but bad rows stops at its first chunk having stored nothing but
+ * one `ingest.failed` entry, instead of an outcome row and an audit line for each of millions.
+ */
+export interface RejectBound {
+  rejected: number;
+  share: number;
+}
+
+/**
+ * Uploads to the admin API: the first 1,000 rows all rejected stop it (one chunk), as does any point
+ * past 1,000 rejects where they are the majority. A file with a bad column is caught at once; one
+ * with scattered bad rows is read whole, every row accounted for. Accepted rows are always audited.
+ */
+export const UPLOAD_REJECT_BOUND: RejectBound = Object.freeze({ rejected: 1_000, share: 0.5 });
+
+/**
  * Stream a CSV or JSONL source into the store. Each row ends as accepted (pending, below threshold
  * or expired), duplicate, or rejected with its reason; each chunk of rows, its audit entry and its
  * outcomes commit in one transaction. A file-level problem stops the run (marked failed, audited);
@@ -78,16 +104,19 @@ const ACTOR = 'ingest';
 export async function ingestFile(deps: IngestDeps, options: IngestOptions): Promise<IngestSummary> {
   const { store, audit, clock, logger } = deps;
   const chunkSize = options.chunkSize ?? 1_000;
+  const transactionRows = Math.max(1, Math.min(options.transactionRows ?? chunkSize, chunkSize));
   const hash = createHash('sha256');
   const source = await openSource({
     path: options.path,
     ...(options.format ? { format: options.format } : {}),
     ...(options.stdin ? { stdin: options.stdin } : {}),
+    ...(options.jsonArray ? { jsonArray: true } : {}),
     onChunk: (chunk) => hash.update(chunk),
   });
   const sourceName =
     options.sourceName ?? (options.path === '-' ? '(standard input)' : basename(options.path));
   const operator = options.operator ?? deps.operator;
+  const bound = options.rejectBound ? { ...options.rejectBound, source: sourceName } : null;
 
   const runId = await store.db.transaction().execute(async (trx) => {
     const id = await createIngestRun(trx, {
@@ -131,7 +160,16 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     for await (const row of source.rows) {
       chunk.push(row);
       if (chunk.length >= chunkSize) {
-        await commitChunk(deps, runId, chunk, summary, rejects);
+        await commitChunk(
+          deps,
+          runId,
+          chunk,
+          summary,
+          rejects,
+          bound,
+          transactionRows,
+          options.beforeTransaction,
+        );
         chunk = [];
         options.onProgress?.({
           bytesRead: source.bytesRead(),
@@ -140,7 +178,17 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
         });
       }
     }
-    if (chunk.length > 0) await commitChunk(deps, runId, chunk, summary, rejects);
+    if (chunk.length > 0)
+      await commitChunk(
+        deps,
+        runId,
+        chunk,
+        summary,
+        rejects,
+        bound,
+        transactionRows,
+        options.beforeTransaction,
+      );
     options.onProgress?.({ bytesRead: source.bytesRead(), totalBytes: source.size, rowsRead: summary.read });
     // Inside the try: a rejects file that cannot be written fails the run instead of leaving it running.
     summary.rejectsFile = await rejects.close();
@@ -214,18 +262,56 @@ type PreparedRow =
   | { kind: 'lead'; line: number; lead: NewLead; pseudonym: string }
   | { kind: 'rejected'; line: number; problems: FieldProblem[] };
 
-/** Validate, insert and account for one chunk of rows, with its audit entry, in one transaction. */
+/** Validate one chunk of rows, check the reject bound, then commit it in transactions of `transactionRows`. */
 async function commitChunk(
   deps: IngestDeps,
   runId: number,
   rows: SourceRow[],
   summary: IngestSummary,
   rejects: RejectsFile,
+  bound: (RejectBound & { source: string }) | null,
+  transactionRows: number,
+  beforeTransaction: (() => void) | undefined,
 ): Promise<void> {
   const now = deps.clock.now();
   const prepared: PreparedRow[] = rows.map((row) => prepareRow(deps, runId, row, now));
-  const leads = prepared.filter((p): p is Extract<PreparedRow, { kind: 'lead' }> => p.kind === 'lead');
+  if (bound) {
+    const leads = prepared.filter((p) => p.kind === 'lead');
+    const rejected = summary.rejected + prepared.length - leads.length;
+    const read = summary.read + rows.length;
+    if (rejected >= bound.rejected && rejected > bound.share * read) {
+      // Thrown before this chunk commits: the run fails with this one message (audited once by
+      // ingestFile as `ingest.failed`); chunks committed before stay, as after any file-level error.
+      const firstRejected = prepared.find((p) => p.kind === 'rejected');
+      throw new IngestFileError(
+        'TOO_MANY_REJECTS',
+        bound.source,
+        `stopped at line ${rows[rows.length - 1]?.line ?? 0}: ${rejected} of the ${read} rows read were rejected ` +
+          `(the limit is ${bound.rejected} rejected rows and more than ${Math.round(bound.share * 100)}% of those read)` +
+          (firstRejected?.kind === 'rejected'
+            ? `; line ${firstRejected.line}: ${describeProblems(firstRejected.problems)}`
+            : '') +
+          `; ${summary.read === 0 ? 'nothing was stored' : `the ${summary.read} rows before it were recorded`}; fix the input and send it again`,
+      );
+    }
+  }
+  for (let start = 0; start < rows.length; start += transactionRows) {
+    const end = start + transactionRows;
+    beforeTransaction?.();
+    await commitRows(deps, runId, rows.slice(start, end), prepared.slice(start, end), summary, rejects);
+  }
+}
 
+/** Insert and account for prepared rows, with their audit entry, in one transaction. */
+async function commitRows(
+  deps: IngestDeps,
+  runId: number,
+  rows: SourceRow[],
+  prepared: PreparedRow[],
+  summary: IngestSummary,
+  rejects: RejectsFile,
+): Promise<void> {
+  const leads = prepared.filter((p): p is Extract<PreparedRow, { kind: 'lead' }> => p.kind === 'lead');
   await deps.store.db.transaction().execute(async (trx) => {
     const inserted = await insertLeadsSkippingDuplicates(
       trx,

@@ -85,6 +85,17 @@ export function crashBackoffMs(consecutiveCrashes: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(0, consecutiveCrashes - 1));
 }
 const HEALTHY_RUN_MS = 10 * 60_000;
+/** How often the checks run. */
+const CHECK_INTERVAL_MS = 250;
+/**
+ * A check this late was held up by the supervisor's own event loop (a long synchronous task in its
+ * process), not by the worker. The worker's heartbeats of that time wait unread in the IPC channel,
+ * and Node.js runs due timers before it reads I/O: judged at once, a healthy worker would be blamed
+ * (and killed, and in Phase 4 rolled back) for the supervisor's stall. So a late check leaves the
+ * heartbeat to the next one, after the channel has been read. A frozen worker is still caught, one
+ * check later.
+ */
+export const SUPERVISOR_STALL_MS = 1_000;
 /** Tries of an event's handler before it is given up (logged); a missed heartbeat is retried until handled. */
 const EVENT_ATTEMPTS = 5;
 
@@ -137,6 +148,9 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
   let memoryRestarts = 0;
   let nextRestart = nextDailyRestart(options.dailyRestartUtc, clock.now());
   let interval: NodeJS.Timeout | null = null;
+  /** Real time (the event loop's own, never a virtual clock) of the interval's last run. */
+  let lastIntervalAt = 0;
+  let skippedLast = false;
   let stopped = false;
   let ticking: Promise<void> | null = null;
   let resolveDone!: (result: { code: number }) => void;
@@ -263,7 +277,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     }
   }
 
-  async function check() {
+  async function check(judgeHeartbeat = true) {
     if (stopped) return;
     const now = elapsed();
     if (current === null) {
@@ -275,7 +289,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     const pid = running.handle.pid;
     const ageMs = now - running.lastBeatAt;
     const limitMs = options.heartbeatIntervalMs + options.heartbeatGraceMs;
-    if (ageMs > limitMs) {
+    if (judgeHeartbeat && ageMs > limitMs) {
       // Killed first: a frozen process cannot be asked to stop, and it may hold a database lock
       // (SQLite's write lock, PostgreSQL's audit lock) that the rollback below needs. SIGKILL, and
       // SIGCONT in case it was stopped; its death releases the locks.
@@ -311,11 +325,25 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       if (interval || stopped) return;
       lastSignOfLife = clock.now();
       spawn();
+      lastIntervalAt = performance.now();
       interval = setInterval(() => {
-        ticking ??= check().finally(() => {
+        const at = performance.now();
+        const lateMs = at - lastIntervalAt - CHECK_INTERVAL_MS;
+        lastIntervalAt = at;
+        // Skipped once at most: by the next run the loop has read the channel (its poll phase came
+        // between), so a supervisor stalled again and again still catches a frozen worker.
+        const judge = lateMs <= SUPERVISOR_STALL_MS || skippedLast;
+        skippedLast = !judge;
+        if (!judge) {
+          logger.warn(
+            { lateMs: Math.round(lateMs) },
+            "the supervisor's event loop stalled: the heartbeat is judged on the next check",
+          );
+        }
+        ticking ??= check(judge).finally(() => {
           ticking = null;
         });
-      }, 250);
+      }, CHECK_INTERVAL_MS);
     },
     async tick() {
       await (ticking ?? Promise.resolve());

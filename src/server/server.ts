@@ -28,6 +28,7 @@ import {
 } from './auth.js';
 import { createEventHub } from './events.js';
 import { ApiError, SESSION_COOKIE, SESSION_TTL_MS } from './http.js';
+import { registerJsonBodyParser } from './json-body.js';
 import { registerActionRoutes } from './routes/actions.js';
 import { registerIngestRoutes } from './routes/ingest.js';
 import { registerReadRoutes } from './routes/reads.js';
@@ -147,6 +148,7 @@ export async function buildServer(
     (httpPart === 'body' ? bodyValidator : queryValidator).compile(schema),
   );
   server.decorateRequest('principal', null);
+  registerJsonBodyParser(server);
   await server.register(fastifyCookie);
   await server.register(swagger, {
     openapi: {

@@ -6,6 +6,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { request } from 'undici';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   type App,
@@ -209,6 +211,14 @@ const leadIds = async (w: World, query = '') =>
 const isAction = (action: string) => (e: ServerEvent) =>
   e.event === 'audit' && (e.data as AuditEntryView).action === action;
 
+/** Wait (bounded: 60 s) until the async `test` holds. */
+async function until(test: () => Promise<boolean>, what: string): Promise<void> {
+  for (const deadline = Date.now() + 60_000; !(await test()); ) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 function expectError(response: ApiResponse<unknown>, status: number, code: string): void {
   expect({ status: response.status, body: response.body }).toEqual({
     status,
@@ -397,6 +407,117 @@ describe.each(list)('admin API on $name', (backend) => {
       'ingest.started',
       'ingest.started',
     ]);
+  });
+
+  it('stops an upload of bad rows at its first 1,000 (422 TOO_MANY_REJECTS, one ingest.failed entry, nothing stored), CSV or a JSON array', async () => {
+    const w = await world(backend);
+    const auditBefore = (await auditAll(w)).length;
+    // 100,000 one-character rows: each rejected (one field where the header has four).
+    const oneCharacterRows = await upload(w, `name,email,score,source_timestamp\n${'x\n'.repeat(100_000)}`);
+    expectError(oneCharacterRows, 422, 'TOO_MANY_REJECTS');
+    expect(oneCharacterRows.body.error?.message).toMatch(
+      /stopped at line 1001: 1000 of the 1000 rows read were rejected .*line 2: expected 4 fields.*nothing was stored/,
+    );
+    const emptyObjects = await w.api<UploadAnswer>('POST', '/api/ingest', {
+      ...AS.operator,
+      body: `[${new Array(100_000).fill('{}').join(',')}]`,
+      type: 'application/json',
+    });
+    expectError(emptyObjects, 422, 'TOO_MANY_REJECTS');
+    const after = await auditAll(w);
+    const added = after.slice(0, after.length - auditBefore).map((e) => e.action);
+    expect(added.sort()).toEqual(['ingest.failed', 'ingest.failed', 'ingest.started', 'ingest.started']);
+    expect((await status(w)).leads.total).toBe(0);
+
+    // Good rows first, then bad ones: every good row is stored (and audited) until the rejected rows
+    // pass 1,000 and are the majority of those read.
+    const good = Array.from({ length: 1_500 }, (_, i) => csvRow(person(20_000 + i), NOW));
+    const mixed = await upload(
+      w,
+      `${[LEAD_FIELDS.join(','), ...good, ...new Array(5_000).fill('x')].join('\n')}\n`,
+    );
+    expectError(mixed, 422, 'TOO_MANY_REJECTS');
+    expect(mixed.body.error?.message).toMatch(/2500 of the 4000 rows read were rejected/);
+    expect((await status(w)).leads.total).toBe(1_500);
+    const rows = (await auditAll(w)).filter((e) => e.action === 'ingest.rows');
+    expect(rows.reduce((n, e) => n + (e.details as { accepted: unknown[] }).accepted.length, 0)).toBe(1_500);
+  });
+
+  it('answers /healthz and a pause while an upload is being stored, the upload streamed (not held whole) and finished after', async () => {
+    const w = await world(backend);
+    const people = Array.from({ length: 3_000 }, (_, i) => person(30_000 + i));
+    const csv = Buffer.from(csvOf(people, NOW));
+    const half = csv.indexOf('\n', csv.length / 2) + 1;
+    const body = new PassThrough();
+    const answer = request(`${w.url}/api/ingest`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${AS.operator.token}`,
+        'content-type': 'text/csv',
+        'content-length': String(csv.length),
+      },
+      body,
+    });
+    body.write(csv.subarray(0, half));
+    // Rows of the first half are stored while the second half has not been sent: the upload is read as
+    // it arrives, and the server's loop is free meanwhile.
+    await until(async () => (await status(w)).leads.total >= 1_000, 'the first half stored');
+    expect(await w.api('GET', '/healthz')).toMatchObject({ status: 200, body: { ok: true } });
+    const paused = await w.post<ModeChange>('/api/mode/pause', { reason: 'pause during an upload' });
+    expect(paused.body).toMatchObject({ kind: 'change', to: 'paused' });
+    body.end(csv.subarray(half));
+    const finished = await answer;
+    expect(finished.statusCode).toBe(200);
+    expect(await finished.body.json()).toMatchObject({ read: 3_000, accepted: 3_000, rejected: 0 });
+    expect((await status(w)).mode).toBe('paused');
+  });
+
+  it('refuses an upload without a Content-Length (411) before reading it, and a deeply nested JSON element is a rejected row', async () => {
+    const w = await world(backend);
+    const chunked = await request(`${w.url}/api/ingest`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${AS.operator.token}`, 'content-type': 'text/csv' },
+      body: Readable.from([Buffer.from(csvOf([person(1)], NOW))]),
+    });
+    expect(chunked.statusCode).toBe(411);
+    expect(await chunked.body.json()).toMatchObject({ error: { code: 'LENGTH_REQUIRED' } });
+    expect((await status(w)).leads.total).toBe(0);
+
+    const nested = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    const deep = await w.api<UploadAnswer>('POST', '/api/ingest', {
+      ...AS.operator,
+      body: `[${JSON.stringify(leadObject(person(2), NOW))},${nested},{"name":${nested}}]`,
+      type: 'application/json',
+    });
+    expect(deep.status).toBe(200);
+    expect(deep.body).toMatchObject({ read: 3, accepted: 1, rejected: 2 });
+    expect(deep.body.rejects).toEqual([
+      { line: 2, field: 'row', reason: 'nested deeper than 32 levels' },
+      { line: 3, field: 'row', reason: 'nested deeper than 32 levels' },
+    ]);
+  });
+
+  it('refuses a JSON body nested deeper than 32 levels with 400 naming the limit, never an internal message', async () => {
+    const w = await world(backend);
+    const deep = `${'['.repeat(30_000)}${']'.repeat(30_000)}`;
+    for (const [path, as] of [
+      ['/api/mode/pause', AS.operator],
+      ['/api/signoffs', AS.admin],
+      ['/api/quarantine/release', AS.operator],
+    ] as const) {
+      const response = await w.api('POST', path, {
+        ...as,
+        body: `{"reason":${deep}}`,
+        type: 'application/json',
+      });
+      expectError(response, 400, 'VALIDATION');
+      expect(response.body.error.message).toBe('the body is nested deeper than 32 levels');
+      expect(response.text).not.toMatch(/stack|RangeError/i);
+    }
+    // Within the limit, the route's own validation answers as before.
+    const shallow = await w.post('/api/mode/pause', { reason: [[['not text']]] });
+    expectError(shallow, 400, 'VALIDATION');
+    expect((await status(w)).mode).toBe('live');
   });
 
   it('pauses, resumes and rolls back; after a rollback pause and resume are refused; audited as api:<name>', async () => {

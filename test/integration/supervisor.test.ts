@@ -155,6 +155,33 @@ describe('the supervisor, with real worker processes', () => {
     await until(() => procRss(frozen!) === null, 'the frozen worker to be gone');
   });
 
+  it("the supervisor's own stall is not the worker's missed heartbeat: the healthy worker is kept", async () => {
+    const { supervisor, events } = supervise(spawnWith(() => ['100', 'steady']));
+    supervisor.start();
+    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    const pid = supervisor.worker()?.pid;
+    // This process is the supervisor's: block its event loop for four times the 500 ms limit, as a
+    // long synchronous task would (a 10 MB body parsed on it, once). The worker beats on meanwhile;
+    // its heartbeats wait unread in the IPC channel.
+    const stalledUntil = Date.now() + 2_000;
+    while (Date.now() < stalledUntil) {
+      // Nothing else runs.
+    }
+    // Three beats read after the stall, from the same worker (or it was replaced, which fails below).
+    const beats = new Set<number>();
+    await until(() => {
+      const worker = supervisor.worker();
+      if (worker === null || worker.pid !== pid) return true;
+      if (worker.heartbeatAt !== null && worker.heartbeatAt > stalledUntil) beats.add(worker.heartbeatAt);
+      return beats.size >= 3;
+    }, 'heartbeats after the stall');
+    expect(supervisor.worker()?.pid).toBe(pid);
+    expect(kinds(events)).toEqual(['started', 'first_heartbeat']);
+    // A worker that really stops beating is still caught.
+    process.kill(pid!, 'SIGSTOP');
+    await until(() => kinds(events).includes('heartbeat_missed'), 'the missed heartbeat');
+  });
+
   it('a worker over its memory limit is restarted (its RSS read by the supervisor)', async () => {
     const { supervisor, events } = supervise(
       spawnWith(() => ['100', 'grow', '120']),

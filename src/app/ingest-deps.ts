@@ -1,0 +1,25 @@
+import { join } from 'node:path';
+import type { AuditLog } from '../audit/index.js';
+import type { Clock } from '../clock/index.js';
+import type { Config } from '../config/index.js';
+import type { IngestDeps } from '../ingest/index.js';
+import type { Logger } from '../log/index.js';
+import type { Pseudonymizer } from '../pii/index.js';
+import type { Store } from '../store/index.js';
+
+/**
+ * What an ingest run needs, from the configuration and the parts already open: shared by the app
+ * (the CLI's `valhalla ingest`) and the upload thread, so both read, validate and record alike.
+ */
+export function ingestDepsOf(
+  config: Config,
+  parts: { store: Store; audit: AuditLog; clock: Clock; logger: Logger; pseudonymizer: Pseudonymizer },
+): IngestDeps {
+  return {
+    ...parts,
+    rules: { minLeadScore: config.policy.minLeadScore, maxLeadAgeDays: config.policy.maxLeadAgeDays },
+    dedupKey: config.dedupKey,
+    operator: config.operator,
+    rejectsDir: join(config.dataDir, 'rejects'),
+  };
+}
