@@ -53,7 +53,7 @@ function startRunner(name: string, cwd: string, env: Record<string, string>): Ru
     cwd,
     env: { ...env, VALHALLA_RUNNER_NAME: name },
     children,
-    guardMs: 120_000,
+    guardMs: 400_000,
   });
   return { name, ...runner };
 }
@@ -61,7 +61,7 @@ function startRunner(name: string, cwd: string, env: Record<string, string>): Ru
 async function until<T>(
   probe: () => Promise<T | undefined | false | null>,
   what: string,
-  timeoutMs = 60_000,
+  timeoutMs = 180_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -73,7 +73,7 @@ async function until<T>(
 }
 
 /** `promise`, or a timeout naming `what`. */
-async function within<T>(promise: Promise<T>, what: string, timeoutMs = 60_000): Promise<T> {
+async function within<T>(promise: Promise<T>, what: string, timeoutMs = 180_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
@@ -259,7 +259,7 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     await until(
       async () => (await db.exported()) >= DAILY_CAP && (await db.unfinished()) === 0,
       `${DAILY_CAP} leads exported`,
-      90_000,
+      180_000,
     ).catch((error) => {
       throw new Error(
         `${(error as Error).message}\n${runners.map((r) => `--- ${r.name}\n${r.out()}`).join('\n')}`,
@@ -291,7 +291,7 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     expect(usage.reduce((sum, u) => sum + Number(u.leads), 0)).toBe(DAILY_CAP);
     const verify = await runInProcess(['audit', 'verify'], { cwd, env: base });
     expect(verify.code, verify.stderr).toBe(0);
-  }, 150_000);
+  }, 400_000);
 
   it('the database cut mid-batch: nothing more is sent while it is gone; back, the runner recovers and resends the caught batch under its own key, nothing lost or sent twice', async () => {
     const partner = await sandbox(600);
@@ -318,7 +318,7 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     await until(
       async () => (await db.exported()) === 60 && (await db.unfinished()) === 0,
       'all 60 exported',
-      60_000,
+      180_000,
     ).catch((error) => {
       throw new Error(`${(error as Error).message}\n${runner.out()}`);
     });
@@ -327,7 +327,7 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     expect(runner.out()).toMatch(/outbound stopped/);
 
     await expectAllSentOnceWithAReplay(direct, partner, 60, cwd, base);
-  }, 120_000);
+  }, 400_000);
 
   it('the leader cut off from the database, alive: a standby takes over once its lease expires, waits out its last request, then resends what it caught; the cut-off leader sends nothing and stands by when back', async () => {
     const partner = await sandbox(600);
@@ -398,5 +398,5 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     for (const r of runners) expect((await r.exited).code).toBe(0);
 
     await expectAllSentOnceWithAReplay(direct, partner, 60, cwd, base);
-  }, 150_000);
+  }, 400_000);
 });
