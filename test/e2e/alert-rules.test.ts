@@ -189,7 +189,7 @@ async function expectFiring(state: StateName, scrape: Scrape | null): Promise<vo
 async function until<T>(
   probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
   what: string,
-  timeoutMs = 30_000,
+  timeoutMs = 120_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
