@@ -58,10 +58,12 @@ import {
   ERASED_MARKER,
   getRuntimeValue,
   heartbeatsBetween,
+  type InstallationProbe,
   ingestTotals,
   latestHeartbeat,
   listLeads,
   openStore,
+  probeInstallation,
   readLease,
   recentAlerts,
   recentCycles,
@@ -238,6 +240,14 @@ export interface OpenAppOptions {
   config: Config;
   clock?: Clock;
   logger?: Logger;
+}
+
+/**
+ * The installation the configuration names: its store made by `valhalla init`, or why there is none.
+ * Creates nothing (no folder, file or schema): every command but `init` asks this before `openApp`.
+ */
+export function findInstallation(config: Config): Promise<InstallationProbe> {
+  return probeInstallation(config.database);
 }
 
 /** Load the configuration from this process's environment and working directory. */

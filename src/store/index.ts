@@ -158,3 +158,4 @@ export {
   type NewSignature,
   type NewSigner,
 } from './signers.js';
+export { INITIALIZED_KEY, type InstallationProbe, probeInstallation } from './installation.js';

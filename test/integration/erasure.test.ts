@@ -12,7 +12,7 @@ import SqliteDatabase from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type ErasureResult, eraseLead, normaliseEmail, parseLeadIdentifier } from '../../src/app/erasure.js';
-import { type App, openApp } from '../../src/app/index.js';
+import { type App, initialize, openApp } from '../../src/app/index.js';
 import { archiveCompleted } from '../../src/app/retention.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
@@ -89,7 +89,7 @@ async function world(backend: Backend, options: { phase?: 3 | 4 } = {}): Promise
   const database = { VALHALLA_DATABASE_URL: dbUrl };
   const env = options.phase === 3 ? testEnv(dir, database) : phase4Env(dir, UNCALLED_PARTNER, database);
   const clock = new ManualClock(NOW);
-  const app = await openApp({ config: loadConfig({ cwd: dir, env }), clock });
+  const { app } = await initialize(loadConfig({ cwd: dir, env }), { clock });
   cleanups.push(() => app.close());
   if (options.phase !== 3) await writeGoLiveAt(app.store.db, NOW - 30 * HOUR);
   return { dir, dbUrl, env, clock, app, files: 0 };

@@ -9,7 +9,7 @@
  */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type App, openApp } from '../../src/app/index.js';
+import { type App, initialize } from '../../src/app/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { type StabilityResult, verifyStability } from '../../src/gates/stability.js';
@@ -51,7 +51,7 @@ async function simulate(backend: Backend): Promise<World> {
   const env = testEnv(dir, { VALHALLA_DATABASE_URL: backend.databaseUrl(), VALHALLA_LOG_LEVEL: 'warn' });
   const config = loadConfig({ env, cwd: dir });
   const clock = new ManualClock(START - HOUR);
-  const app = await openApp({ config, clock });
+  const { app } = await initialize(config, { clock });
   const { store } = app;
 
   await seedPhase3Run(app, clock, { start: START, end: END });
