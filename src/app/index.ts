@@ -80,6 +80,7 @@ const TAKEOVER_MARGIN_MS = 5_000;
 /** Added to the request timeout for an unanswered start's deadline in the shared start log. */
 const START_DEADLINE_SLACK_MS = 1_000;
 
+import { awaitModeAck, type ModeAcknowledgement } from './mode-ack.js';
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 
 export {
@@ -99,6 +100,12 @@ export {
   type DashboardCheckResult,
 } from './dashboard-check.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
+export {
+  describeModeAck,
+  MODE_ACK_WAIT_MS,
+  type ModeAcknowledgement,
+  type WorkerAck,
+} from './mode-ack.js';
 
 const FINGERPRINT_KEY = 'pseudonym.fingerprint';
 /** The policy hash the installation last ran with: a different one voids the sign-offs. */
@@ -185,7 +192,12 @@ export interface App {
   changeMode(
     command: ModeCommand,
     request: { actor?: string; reason: string; gates?: GateClearance },
-  ): Promise<ModeChange & { reasonWithheld?: string }>;
+  ): Promise<ModeChange & { reasonWithheld?: string; changeSeq?: number }>;
+  /**
+   * Whether the running workers took a mode change (the latest by default), waiting at most `waitMs`
+   * for their acknowledgement: what every mode command reports (DESIGN.md §3.12).
+   */
+  awaitModeAck(request?: { changeSeq?: number; waitMs?: number }): Promise<ModeAcknowledgement>;
   /**
    * Has the policy changed since it was last recorded (this process's, or the file on disk now)? A
    * change voids every sign-off made against the old hash: audited, alerted (gate voided), and in
@@ -568,6 +580,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         .execute((trx) => changeMode(trx, { audit, alerts, clock }, { command, actor, reason }));
       return contactData === null ? change : { ...change, reasonWithheld: contactData };
     },
+    awaitModeAck: (request) => awaitModeAck({ store, clock, sleep: systemSleep, config }, request),
     async loadSyntheticLeadsIfEmpty(count) {
       if (config.realDataIngest || config.phase !== 3) return null;
       const totals = await ingestTotals(store.db);

@@ -196,6 +196,7 @@ export {
   type ModeChangeRequest,
   readGoLiveAt,
   readMode,
+  readModeChange,
   readModeChangedAt,
   writeGoLiveAt,
   writeMode,

@@ -43,6 +43,7 @@ export {
   recordRowOutcomes,
   rejectedRowsOf,
 } from './ingest-runs.js';
+export { INITIALIZED_KEY, type InstallationProbe, probeInstallation } from './installation.js';
 export {
   ARCHIVABLE_STATES,
   type ArchivableState,
@@ -67,6 +68,7 @@ export {
   nextArchivable,
 } from './leads.js';
 export { migrateToLatest } from './migrate.js';
+export { modeAcksFor, recordModeAck, runningWorkers, WORKER_STOPPED } from './mode-acks.js';
 export {
   countedRequestsSince,
   countFailuresSince,
@@ -137,6 +139,7 @@ export type {
   Heartbeat,
   IngestRun,
   Lead,
+  ModeAck,
   NewLead,
   RequestClass,
   RequestOutcome,
@@ -158,4 +161,3 @@ export {
   type NewSignature,
   type NewSigner,
 } from './signers.js';
-export { INITIALIZED_KEY, type InstallationProbe, probeInstallation } from './installation.js';

@@ -396,16 +396,23 @@ describe.each(list)('admin API on $name', (backend) => {
       expect(response.status).toBe(200);
       return response.body;
     };
-    expect(await mode('pause')).toEqual({ kind: 'change', from: 'live', to: 'paused' });
+    // No worker runs in this test: every change says so (acknowledgement no_worker).
+    const noWorker = { acknowledgement: { kind: 'no_worker' } };
+    expect(await mode('pause')).toMatchObject({ kind: 'change', from: 'live', to: 'paused', ...noWorker });
     expect((await status(w)).mode).toBe('paused');
-    expect(await mode('pause')).toEqual({ kind: 'unchanged', mode: 'paused', reason: 'already paused' });
-    expect(await mode('resume')).toEqual({ kind: 'change', from: 'paused', to: 'live' });
-    expect((await status(w)).mode).toBe('live');
-    expect(await mode('rollback', 'partner errors')).toEqual({
-      kind: 'change',
-      from: 'live',
-      to: 'rolled_back',
+    expect(await mode('pause')).toMatchObject({
+      kind: 'unchanged',
+      mode: 'paused',
+      reason: 'already paused',
+      ...noWorker,
     });
+    expect(await mode('resume')).toMatchObject({ kind: 'change', from: 'paused', to: 'live' });
+    expect((await status(w)).mode).toBe('live');
+    const rolled = (await mode('rollback', 'partner errors')) as unknown as Record<string, unknown>;
+    expect(rolled).toMatchObject({ kind: 'change', from: 'live', to: 'rolled_back', ...noWorker });
+    expect(rolled.acknowledgementText).toContain(
+      'NOT acknowledged: no worker of this installation is running',
+    );
     expect((await status(w)).mode).toBe('rolled_back');
     expect(await mode('pause')).toMatchObject({ kind: 'refused', mode: 'rolled_back' });
     expect(await mode('resume')).toMatchObject({ kind: 'refused', mode: 'rolled_back' });

@@ -163,9 +163,28 @@ export interface Alert {
 }
 
 /** What a mode command answers. */
+/** Whether the running service took a mode change (the server's words in `acknowledgementText`). */
+export interface ModeAcknowledgement {
+  kind: 'acknowledged' | 'no_worker' | 'not_acknowledged';
+  workers?: { pid: number; runner: string; latencyMs: number }[];
+}
+
 export type ModeResult =
-  | { kind: 'change'; from: Mode; to: Mode }
-  | { kind: 'unchanged' | 'refused'; mode: Mode; reason: string };
+  | {
+      kind: 'change';
+      from: Mode;
+      to: Mode;
+      acknowledgement: ModeAcknowledgement;
+      acknowledgementText: string;
+    }
+  | {
+      kind: 'unchanged';
+      mode: Mode;
+      reason: string;
+      acknowledgement: ModeAcknowledgement;
+      acknowledgementText: string;
+    }
+  | { kind: 'refused'; mode: Mode; reason: string };
 
 export interface ReleaseResult {
   changed: number[];

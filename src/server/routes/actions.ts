@@ -1,8 +1,14 @@
 import type { FastifyInstance } from 'fastify';
-import type { App, Dashboard } from '../../app/index.js';
+import { type App, type Dashboard, describeModeAck } from '../../app/index.js';
 import { OperatorError } from '../../engine/index.js';
 import type { ModeCommand } from '../../policy/index.js';
 import { ApiError, anyObject, reasonBody } from '../http.js';
+
+/**
+ * How long a mode change over the API waits for the running worker's acknowledgement (it polls the
+ * mode every 100 ms, so it answers well within this; the change itself is committed before the wait).
+ */
+const API_ACK_WAIT_MS = 3_000;
 
 /** Who did it, in the audit chain: the API token's holder. */
 export const apiActor = (name: string) => `api:${name}`;
@@ -36,18 +42,28 @@ export function registerActionRoutes(
           summary,
           body: withReason,
           response: {
-            200: anyObject('{kind: change, from, to} | {kind: unchanged | refused, mode, reason}'),
+            200: anyObject(
+              '{kind: change, from, to, acknowledgement, acknowledgementText} | {kind: unchanged, mode, reason, acknowledgement, acknowledgementText} | {kind: refused, mode, reason}; acknowledgement.kind: acknowledged (workers with their latency) | no_worker | not_acknowledged',
+            ),
           },
         },
       },
       async (request) => {
         const { reason } = request.body as { reason: string };
         const result = await app.changeMode(command, { actor: apiActor(request.principal!.name), reason });
+        if (result.kind === 'refused') return result;
+        // Whether the running service took it (or the mode already in force), as the CLI reports it.
+        const acknowledgement = await app.awaitModeAck({
+          ...(result.kind === 'change' && result.changeSeq !== undefined
+            ? { changeSeq: result.changeSeq }
+            : {}),
+          waitMs: API_ACK_WAIT_MS,
+        });
         // Mode commands send their own alerts at once, as the CLI's do: the supervisor may not be running.
         await app.dispatchAlerts().catch((error: unknown) => {
           app.logger.warn({ err: error }, 'alert dispatch after a mode change failed');
         });
-        return result;
+        return { ...result, acknowledgement, acknowledgementText: describeModeAck(acknowledgement) };
       },
     );
   }

@@ -25,7 +25,7 @@ const COMMANDS: Record<Command, { label: string; title: string; description: str
     label: 'Roll back',
     title: 'Roll back',
     description:
-      'Stops every new outbound request within a second. The queue is kept; going live again needs a restart and a re-arm.',
+      'Stops every new outbound request; the result says whether the running worker acknowledged it, and how fast. The queue is kept; going live again needs a restart and a re-arm.',
     confirm: 'Confirm roll back',
   },
   pause: {
@@ -43,9 +43,18 @@ const COMMANDS: Record<Command, { label: string; title: string; description: str
 };
 
 function describeModeResult(label: string, result: ModeResult): { text: string; kind: ResultKind } {
-  if (result.kind === 'change')
-    return { text: `${label}: change, ${result.from} → ${result.to}`, kind: 'change' };
-  return { text: `${label}: ${result.kind}, mode ${result.mode} — ${result.reason}`, kind: result.kind };
+  if (result.kind === 'refused')
+    return { text: `${label}: refused, mode ${result.mode} — ${result.reason}`, kind: 'refused' };
+  // A change the running service did not confirm is not reported as done: the operator must look.
+  const confirmed = result.acknowledgement.kind === 'acknowledged';
+  const what =
+    result.kind === 'change'
+      ? `${label}: change, ${result.from} → ${result.to}`
+      : `${label}: unchanged, mode ${result.mode} — ${result.reason}`;
+  return {
+    text: `${what}. ${result.acknowledgementText}`,
+    kind: confirmed ? result.kind : 'error',
+  };
 }
 
 interface ControlsDeps {

@@ -1,0 +1,188 @@
+/**
+ * What an operator sees of the running service, through the built binary against a real
+ * `valhalla run`: a mode change reports whether the running worker acknowledged it and how long that
+ * took (or that none is running, or that one did not answer), and the rollback's exit code says so.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { BIN, runBinary, testEnv } from '../support/cli.js';
+import { type Spawned, spawnNode } from '../support/processes.js';
+import { query } from '../support/sqlite.js';
+import { tempDir } from '../support/tmp.js';
+
+const children = new Set<ChildProcess>();
+afterEach(() => {
+  for (const child of children) {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  }
+  children.clear();
+});
+afterAll(() => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+/** Wait for a condition, looking every 50 ms, at most `looks` times. */
+async function until<T>(probe: () => T | undefined | false | null, what: string, looks = 1_200): Promise<T> {
+  for (let i = 0; i < looks; i++) {
+    const value = probe();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+interface Installation {
+  cwd: string;
+  env: Record<string, string>;
+  dbFile: string;
+  cli(args: string[]): ReturnType<typeof runBinary>;
+}
+
+async function installation(extra: Record<string, string> = {}): Promise<Installation> {
+  const cwd = tempDir();
+  const env = testEnv(join(cwd, 'data'), {
+    VALHALLA_CYCLE_INTERVAL_S: '1',
+    // No synthetic leads to load at the start: the worker beats at once.
+    VALHALLA_REAL_DATA_INGEST: '1',
+    VALHALLA_METRICS_PORT: 'off',
+    VALHALLA_SERVER_PORT: 'off',
+    ...extra,
+  });
+  const cli = (args: string[]) => runBinary(args, { cwd, env, timeoutMs: 120_000 });
+  const init = await cli(['init']);
+  expect(init.code, init.stderr).toBe(0);
+  return { cwd, env, dbFile: join(cwd, 'data', 'valhalla.db'), cli };
+}
+
+/** `valhalla run` of this installation, once its worker has written a heartbeat: the worker's pid. */
+async function startService(inst: Installation): Promise<{ run: Spawned; workerPid: number }> {
+  const run = spawnNode(BIN, ['run'], { cwd: inst.cwd, env: inst.env, children, guardMs: 180_000 });
+  const beat = await until(
+    () =>
+      query<{ pid: number }>(
+        inst.dbFile,
+        "select pid from heartbeats where state != 'stopped' order by id desc limit 1",
+      )[0],
+    `the worker's first heartbeat (${run.out()})`,
+  );
+  return { run, workerPid: beat.pid };
+}
+
+interface AckJson {
+  change: { kind: string; from?: string; to?: string };
+  acknowledgement: {
+    kind: 'acknowledged' | 'no_worker' | 'not_acknowledged';
+    workers: { pid: number; latencyMs: number }[];
+    silent?: { pid: number }[];
+  };
+}
+
+describe('mode changes are acknowledged by the running service', () => {
+  it('rollback from the right folder: the worker acknowledges, with its latency, exit 0; from the wrong one: exit 1, nothing created', async () => {
+    const inst = await installation();
+    const { run, workerPid } = await startService(inst);
+
+    // An operator in another folder reaches nothing, and says so; the service is untouched.
+    const elsewhere = tempDir();
+    const wrong = await runBinary(['rollback', '--reason', 'error rate on the dashboard'], {
+      cwd: elsewhere,
+      env: { VALHALLA_PSEUDONYM_SECRET: inst.env.VALHALLA_PSEUDONYM_SECRET! },
+    });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(`no Valhalla installation at ${join(elsewhere, 'data', 'valhalla.db')}`);
+    expect(wrong.stdout).not.toContain('rolled_back');
+    expect(readdirSync(elsewhere)).toEqual([]);
+    expect(query(inst.dbFile, "select seq from audit_log where action like 'mode.%'")).toEqual([]);
+
+    const paused = await inst.cli(['pause', '--reason', 'partner maintenance', '--wait', '60']);
+    expect(paused.code, paused.stderr).toBe(0);
+    expect(paused.stdout).toContain('mode live → paused');
+    expect(paused.stdout).toMatch(
+      new RegExp(
+        `acknowledged by the running service: worker pid ${workerPid} \\(.+\\) took it \\d+ ms after the change`,
+      ),
+    );
+    const resumed = await inst.cli(['resume', '--wait', '60']);
+    expect(resumed.stdout).toContain(`worker pid ${workerPid}`);
+
+    const rolled = await inst.cli([
+      'rollback',
+      '--reason',
+      'error rate on the dashboard',
+      '--wait',
+      '60',
+      '--json',
+    ]);
+    expect(rolled.code, rolled.stderr).toBe(0);
+    const json = JSON.parse(rolled.stdout) as AckJson;
+    expect(json.change).toMatchObject({ kind: 'change', from: 'live', to: 'rolled_back' });
+    expect(json.acknowledgement.kind).toBe('acknowledged');
+    expect(json.acknowledgement.workers.map((w) => w.pid)).toEqual([workerPid]);
+    expect(json.acknowledgement.workers[0]!.latencyMs).toBeGreaterThanOrEqual(0);
+    // The acknowledgement is the worker's own record, for the change the command made.
+    const [ack] = query<{ pid: number; mode: string; change_seq: number }>(
+      inst.dbFile,
+      'select pid, mode, change_seq from mode_acks order by acked_at desc limit 1',
+    );
+    const [entry] = query<{ seq: number }>(
+      inst.dbFile,
+      "select seq from audit_log where action = 'mode.rollback'",
+    );
+    expect(ack).toEqual({ pid: workerPid, mode: 'rolled_back', change_seq: entry!.seq });
+
+    // The service stops cleanly: the same command now says no worker is running, exit 4.
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
+    const again = await inst.cli(['rollback', '--reason', 'still rolled back?']);
+    expect(again.code).toBe(4);
+    expect(again.stdout).toContain('mode unchanged (rolled_back)');
+    expect(again.stdout).toContain('NOT acknowledged: no worker of this installation is running');
+    expect(again.stderr).toContain(
+      'rollback recorded, not confirmed: no worker of this installation is running',
+    );
+  }, 240_000);
+
+  it('with no service running: recorded, said plainly, never "outbound stops within a second"; exit 4', async () => {
+    const inst = await installation();
+    const rolled = await inst.cli(['rollback', '--reason', 'drill without a service']);
+    expect(rolled.code).toBe(4);
+    expect(rolled.stdout).toContain('mode live → rolled_back');
+    expect(rolled.stdout).toContain('NOT acknowledged: no worker of this installation is running');
+    expect(rolled.stdout).not.toContain('within a second');
+    expect(rolled.stdout).not.toContain('outbound stopped');
+    expect(query(inst.dbFile, "select seq from audit_log where action = 'mode.rollback'")).toHaveLength(1);
+  }, 120_000);
+
+  it('a worker that cannot answer (stopped with SIGSTOP): not confirmed within --wait, exit 1, naming it', async () => {
+    // One cycle, then an hour's wait: frozen between cycles, the worker holds no database lock (the
+    // supervisor's own heartbeat limit is 45 s, far beyond this test's freeze).
+    const inst = await installation({ VALHALLA_CYCLE_INTERVAL_S: '3600' });
+    const { workerPid } = await startService(inst);
+    await until(
+      () =>
+        query<{ state: string }>(inst.dbFile, 'select state from heartbeats order by id desc limit 1')[0]
+          ?.state === 'idle' || query(inst.dbFile, 'select id from cycles').length > 0,
+      'the first cycle',
+    );
+    process.kill(workerPid, 'SIGSTOP');
+    try {
+      const rolled = await inst.cli(['rollback', '--reason', 'frozen worker', '--wait', '1']);
+      expect(rolled.code).toBe(1);
+      expect(rolled.stdout).toContain('mode live → rolled_back');
+      expect(rolled.stdout).toMatch(
+        new RegExp(`NOT acknowledged within \\d+\\.\\d s by worker pid ${workerPid}`),
+      );
+      expect(rolled.stderr).toContain('NOT confirmed by the running worker');
+    } finally {
+      process.kill(workerPid, 'SIGCONT');
+    }
+    // Once it runs again it takes the change, and says so.
+    await until(
+      () => query(inst.dbFile, 'select pid from mode_acks where pid = ?', workerPid).length > 0,
+      'the acknowledgement after SIGCONT',
+    );
+  }, 240_000);
+});
