@@ -82,6 +82,7 @@ const START_DEADLINE_SLACK_MS = 1_000;
 
 import { awaitModeAck, type ModeAcknowledgement } from './mode-ack.js';
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
+import { readServiceView, type ServiceView } from './service-view.js';
 
 export {
   type AuditEntryView,
@@ -106,6 +107,7 @@ export {
   type ModeAcknowledgement,
   type WorkerAck,
 } from './mode-ack.js';
+export type { ServiceLimits, ServiceView } from './service-view.js';
 
 const FINGERPRINT_KEY = 'pseudonym.fingerprint';
 /** The policy hash the installation last ran with: a different one voids the sign-offs. */
@@ -211,6 +213,8 @@ export interface App {
 
 export interface RunState {
   mode: Mode;
+  /** The running service's phase, mode, limits and policy (its worker's heartbeat), and how they differ from this process's. */
+  service: ServiceView;
   /** The worker's latest heartbeat, or null when none was ever recorded. */
   heartbeat: { at: string; ageSeconds: number; pid: number; rssMb: number; state: string } | null;
   /**
@@ -605,7 +609,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       });
     },
     async runState() {
-      const [mode, goLiveAt, cycles, beat, errorRate, lease, dbNow] = await Promise.all([
+      const [mode, goLiveAt, cycles, beat, errorRate, lease, dbNow, service] = await Promise.all([
         readMode(store.db),
         readGoLiveAt(store.db),
         recentCycles(store.db, 5),
@@ -613,13 +617,22 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         requestMonitor.current(store.db),
         readLease(store.db),
         databaseNow(store.db, store.dialect, () => clock.now()),
+        readServiceView({ store, clock, config }),
       ]);
+      // The ramp is the running service's: its phase when one runs, else this process's.
+      const phase = service.phase ?? config.phase;
       const ramp =
-        config.phase === 4
-          ? rampPosition(config.policy.rampStages, goLiveAt, clock.now(), config.limits.leadsPerCycle)
+        phase === 4
+          ? rampPosition(
+              config.policy.rampStages,
+              goLiveAt,
+              clock.now(),
+              service.limits?.leadsPerCycle ?? config.limits.leadsPerCycle,
+            )
           : null;
       return {
         mode,
+        service,
         heartbeat: beat
           ? {
               at: new Date(beat.at).toISOString(),

@@ -4,16 +4,22 @@
  * took (or that none is running, or that one did not answer), and the rollback's exit code says so.
  */
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { BIN, runBinary, testEnv } from '../support/cli.js';
+import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
+import { createApiToken } from '../../src/server/index.js';
+import { apiClient } from '../support/api.js';
+import { BIN, REPO_ROOT, runBinary, testEnv } from '../support/cli.js';
 import { type Spawned, spawnNode } from '../support/processes.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 
+const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
 const children = new Set<ChildProcess>();
-afterEach(() => {
+const partners: SandboxPartner[] = [];
+afterEach(async () => {
+  await Promise.all(partners.splice(0).map((p) => p.close()));
   for (const child of children) {
     child.kill('SIGCONT');
     child.kill('SIGKILL');
@@ -23,6 +29,35 @@ afterEach(() => {
 afterAll(() => {
   for (const child of children) child.kill('SIGKILL');
 });
+
+async function sandbox(dir: string): Promise<SandboxPartner> {
+  const partner = await startSandboxPartner({
+    certDir: join(dir, 'cert'),
+    clientId: 'operator-test',
+    clientSecret: 'operator-test-secret-0123',
+  });
+  partners.push(partner);
+  return partner;
+}
+
+/** The settings of a Phase 4 installation sending to `partner`, as lines of a `.env`. */
+function phase4Dotenv(partner: SandboxPartner, extra: Record<string, string> = {}): string {
+  const settings: Record<string, string> = {
+    VALHALLA_PHASE: '4',
+    VALHALLA_DRY_RUN: '0',
+    VALHALLA_DISABLE_OUTBOUND: '0',
+    VALHALLA_REAL_DATA_INGEST: '1',
+    VALHALLA_PARTNER_URL: partner.url,
+    VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
+    VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
+    VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+    ...(partner.caFile ? { VALHALLA_PARTNER_CA_FILE: partner.caFile } : {}),
+    ...extra,
+  };
+  return `${Object.entries(settings)
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n')}\n`;
+}
 
 /** Wait for a condition, looking every 50 ms, at most `looks` times. */
 async function until<T>(probe: () => T | undefined | false | null, what: string, looks = 1_200): Promise<T> {
@@ -184,5 +219,78 @@ describe('mode changes are acknowledged by the running service', () => {
       () => query(inst.dbFile, 'select pid from mode_acks where pid = ?', workerPid).length > 0,
       'the acknowledgement after SIGCONT',
     );
+  }, 240_000);
+});
+
+describe('status tells the running service’s truth', () => {
+  it('.env edited to Phase 3 while Phase 4 runs: status, status --json and /api/status say Phase 4, and the local difference on a line of its own', async () => {
+    const cwd = tempDir();
+    const partner = await sandbox(cwd);
+    const viewer = createApiToken('victor', 'viewer');
+    const env = testEnv(join(cwd, 'data'), {
+      VALHALLA_CYCLE_INTERVAL_S: '1',
+      VALHALLA_METRICS_PORT: 'off',
+      VALHALLA_LOG_LEVEL: 'warn',
+      VALHALLA_API_TOKENS: viewer.entry,
+    });
+    const dotenv = join(cwd, '.env');
+    writeFileSync(dotenv, phase4Dotenv(partner, { VALHALLA_MAX_LEADS_PER_CYCLE: '2' }));
+    const cli = (args: string[]) => runBinary(args, { cwd, env });
+    expect((await cli(['init'])).code).toBe(0);
+    // The real supervisor and worker in Phase 4 (the harness gives the gate clearance).
+    const run = spawnNode(HARNESS, [], { cwd, env, children, guardMs: 180_000 });
+    const baseUrl = await until(
+      () => /dashboard: (http:\/\/[^\s/]+)\//.exec(run.out())?.[1],
+      `the dashboard URL (${run.out()})`,
+    );
+    const dbFile = join(cwd, 'data', 'valhalla.db');
+    const workerPid = (
+      await until(
+        () =>
+          query<{ pid: number }>(
+            dbFile,
+            'select pid from heartbeats where phase = 4 order by id desc limit 1',
+          )[0],
+        "the Phase 4 worker's heartbeat",
+      )
+    ).pid;
+
+    // The operator edits .env back to Phase 3 (and another cap) without restarting the service.
+    writeFileSync(dotenv, 'VALHALLA_PHASE=3\nVALHALLA_MAX_LEADS_PER_CYCLE=7\n');
+    const status = await cli(['status']);
+    expect(status.code, status.stderr).toBe(0);
+    const lines = status.stdout.split('\n');
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^Phase 4 \\(LIVE\\), mode live, limits 2 leads/cycle, 5 actions/cycle, 5 requests/s, policy [0-9a-f]{16}…: the running service \\(worker pid ${workerPid}, heartbeat \\d+ s ago\\)`,
+      ),
+    );
+    expect(lines[1]).toBe(
+      'Local configuration differs from the running service: phase 3 here, Phase 4 in the running service; leads/cycle 7 here, 2 in the running service; actions/cycle 0 here, 5 in the running service (it applies only when the service restarts)',
+    );
+    expect(status.stdout).not.toContain('Phase 3 (DRY-RUN)');
+
+    const json = JSON.parse((await cli(['status', '--json'])).stdout) as {
+      phase: number;
+      localConfiguration: { phase: number };
+      run: { service: { running: boolean; phase: number; limits: { leadsPerCycle: number } } };
+    };
+    expect(json.phase).toBe(4);
+    expect(json.localConfiguration.phase).toBe(3);
+    expect(json.run.service).toMatchObject({ running: true, phase: 4, limits: { leadsPerCycle: 2 } });
+
+    const api = apiClient(baseUrl);
+    const fromApi = await api<{ phase: number; service: { running: boolean; phase: number } }>(
+      'GET',
+      '/api/status',
+      {
+        token: viewer.token,
+      },
+    );
+    expect(fromApi.status).toBe(200);
+    expect(fromApi.body.phase).toBe(4);
+    expect(fromApi.body.service).toMatchObject({ running: true, phase: 4 });
+    run.child.kill('SIGTERM');
+    await run.exited;
   }, 240_000);
 });

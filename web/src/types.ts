@@ -80,6 +80,8 @@ export interface Status {
     actions: number;
     confirmed: boolean;
   }[];
+  /** The running service's truth (its worker's heartbeat); absent from an older server. */
+  service?: { running: boolean; differences: string[] };
 }
 
 /** The SSE `status` event: the parts of the status that change often. */
