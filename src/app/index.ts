@@ -52,6 +52,7 @@ import {
   type Alert,
   type AlertDelivery,
   alertDeliveries,
+  archiveSyntheticLeads,
   countAuditEntries,
   countLeadsByState,
   databaseNow,
@@ -175,6 +176,8 @@ export interface App {
    * ingest `count` synthetic leads (seed 1) from `<data dir>/synthetic-leads.csv`; null otherwise.
    */
   loadSyntheticLeadsIfEmpty(count: number): Promise<IngestSummary | null>;
+  /** Archive the synthetic leads still waiting (a Phase 4 start), audited; returns how many. */
+  archiveSyntheticLeads(): Promise<number>;
   /** The mode, the ramp stage and the latest cycles, for `status`. */
   runState(): Promise<RunState>;
   /** Alerts are recorded with their event and sent by the dispatcher (DESIGN.md: only `alerts` talks to Slack/SMTP). */
@@ -341,6 +344,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     dedupKey: config.dedupKey,
     operator: config.operator,
     rejectsDir: join(config.dataDir, 'rejects'),
+    realDataOnly: config.realDataIngest,
   });
 
   let partnerClient: PartnerClient | null = null;
@@ -585,6 +589,20 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       return contactData === null ? change : { ...change, reasonWithheld: contactData };
     },
     awaitModeAck: (request) => awaitModeAck({ store, clock, sleep: systemSleep, config }, request),
+    async archiveSyntheticLeads() {
+      return store.db.transaction().execute(async (trx) => {
+        const reason = 'a synthetic lead: never sent live (archived at a Phase 4 start)';
+        const ids = await archiveSyntheticLeads(trx, clock.now(), reason);
+        if (ids.length > 0) {
+          await audit.append(trx, {
+            actor: config.operator,
+            action: 'leads.synthetic_archived',
+            details: { count: ids.length, leadIds: ids, reason },
+          });
+        }
+        return ids.length;
+      });
+    },
     async loadSyntheticLeadsIfEmpty(count) {
       if (config.realDataIngest || config.phase !== 3) return null;
       const totals = await ingestTotals(store.db);

@@ -75,6 +75,15 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
     options.print(
       `policy changed since the last run: sign-offs void${config.phase === 4 ? ', rolled back' : ''}`,
     );
+  if (config.phase === 4) {
+    // Synthetic leads never leave: those still waiting are archived before the first live cycle.
+    const archived = await app.archiveSyntheticLeads();
+    if (archived > 0) {
+      options.print(
+        `Phase 4 start: ${archived} synthetic lead(s) were pending: archived, never sent live (audited as leads.synthetic_archived)`,
+      );
+    }
+  }
   const loaded = await app.loadSyntheticLeadsIfEmpty(SYNTHETIC_LEADS);
   if (loaded) {
     options.print(

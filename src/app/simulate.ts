@@ -198,6 +198,9 @@ async function ingestHour(app: App, options: SimulationOptions, hourIndex: numbe
     seed: options.seed * 1_000 + hourIndex,
     now: app.clock.now(),
     format: 'csv',
+    // Stand-ins for real leads in a private Phase 4 (real data only) that sends to an in-process
+    // sandbox; they never enter an installation's store.
+    idPrefix: 'SIM-',
   }).finally(() => body.end());
   const [summary] = await Promise.all([
     app.ingest({ path: '-', stdin: body, format: 'csv', sourceName: `simulated hour ${hourIndex}` }),

@@ -48,6 +48,7 @@ export {
   ARCHIVABLE_STATES,
   type ArchivableState,
   archiveLeads,
+  archiveSyntheticLeads,
   countArchivable,
   countIncompleteBefore,
   countLeadsByState,

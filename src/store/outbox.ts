@@ -35,6 +35,8 @@ export async function selectEligible(
     notDryRun: boolean;
     /** PostgreSQL, in the claiming transaction: lock the rows, passing over those another transaction holds. */
     skipLocked?: boolean;
+    /** Live: real leads only (a synthetic lead is never sent). */
+    realOnly?: boolean;
   },
 ): Promise<Lead[]> {
   if (options.limit <= 0) return [];
@@ -49,6 +51,7 @@ export async function selectEligible(
     .orderBy('id', 'asc')
     .limit(options.limit);
   if (options.notDryRun) query = query.where('dry_run_at', 'is', null);
+  if (options.realOnly) query = query.where('synthetic', '=', 0);
   if (options.skipLocked) query = query.forUpdate().skipLocked();
   return query.execute();
 }

@@ -24,6 +24,8 @@ export interface LeadsTable {
   dry_run_at: ColumnType<number | null, number | null | undefined, number | null>;
   /** When the person's data was erased (`leads erase`, `archive`); null while the row holds it. */
   erased_at: ColumnType<number | null, number | null | undefined, number | null>;
+  /** 1: a synthetic lead (its external id has the reserved prefix); never sent live (0011). */
+  synthetic: ColumnType<number, number | undefined, number>;
 }
 
 export interface IngestRunsTable {

@@ -294,3 +294,123 @@ describe('status tells the running service’s truth', () => {
     await run.exited;
   }, 240_000);
 });
+
+describe('synthetic leads can never leave', () => {
+  it('marked at birth (generate, the 5,000 of an empty store), refused at ingest with real data on, archived at go-live; the partner receives real leads only', async () => {
+    const cwd = tempDir();
+    const partner = await sandbox(cwd);
+    const base = testEnv(join(cwd, 'data'), {
+      VALHALLA_CYCLE_INTERVAL_S: '1',
+      VALHALLA_METRICS_PORT: 'off',
+      VALHALLA_LOG_LEVEL: 'warn',
+    });
+    const phase3 = { ...base, VALHALLA_REAL_DATA_INGEST: '0' };
+    const cli = (args: string[], env: Record<string, string> = phase3) =>
+      runBinary(args, { cwd, env, timeoutMs: 120_000 });
+    const dbFile = join(cwd, 'data', 'valhalla.db');
+    expect((await cli(['init'])).code).toBe(0);
+
+    // Phase 3 as `npm start` runs it: an empty store gets 5,000 synthetic leads, each marked.
+    const once = await cli(['run', '--once']);
+    expect(once.code, once.stderr).toBe(0);
+    expect(once.stdout).toContain('loaded 5000 synthetic leads');
+    const loaded = query<{ n: number; marked: number }>(
+      dbFile,
+      'select count(*) as n, sum(synthetic) as marked from leads',
+    )[0]!;
+    expect(loaded.n).toBeGreaterThan(4_000);
+    expect(loaded.marked).toBe(loaded.n);
+
+    // `leads generate` writes the mark into the file (the reserved external-id prefix) and ingest keeps it.
+    expect((await cli(['leads', 'generate', '--count', '40', '--seed', '9', '--out', 'gen.csv'])).code).toBe(
+      0,
+    );
+    const ingested = JSON.parse((await cli(['ingest', 'gen.csv', '--json'])).stdout) as { accepted: number };
+    expect(ingested.accepted).toBeGreaterThan(0);
+    expect(
+      query<{ n: number }>(
+        dbFile,
+        "select count(*) as n from leads where external_id like 'SYNTHETIC-9-%' and synthetic = 1",
+      )[0]!.n,
+    ).toBe(ingested.accepted);
+    // Ten real leads.
+    const now = Date.now();
+    const rows = ['external_id,name,email,score,source_timestamp,value'];
+    for (let i = 0; i < 10; i++) {
+      rows.push(
+        `R-${i},Real Person ${i},real.${i}@example.org,${95 - i},${new Date(now - 3_600_000).toISOString()},20`,
+      );
+    }
+    writeFileSync(join(cwd, 'real.csv'), `${rows.join('\n')}\n`);
+    expect((await cli(['ingest', 'real.csv'])).code).toBe(0);
+
+    // With real data on, a synthetic file is refused row by row, with the reason.
+    const phase4 = {
+      ...base,
+      VALHALLA_PHASE: '4',
+      VALHALLA_DRY_RUN: '0',
+      VALHALLA_DISABLE_OUTBOUND: '0',
+      VALHALLA_REAL_DATA_INGEST: '1',
+      VALHALLA_PARTNER_URL: partner.url,
+      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
+      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
+      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+      VALHALLA_PARTNER_CA_FILE: partner.caFile!,
+      VALHALLA_MAX_LEADS_PER_CYCLE: '25',
+    };
+    expect(
+      (await cli(['leads', 'generate', '--count', '20', '--seed', '11', '--out', 'more.csv'])).code,
+    ).toBe(0);
+    const refused = await cli(['ingest', 'more.csv', '--json'], phase4);
+    const summary = JSON.parse(refused.stdout) as { accepted: number; rejected: number; read: number };
+    expect(summary).toMatchObject({ accepted: 0, rejected: 20, read: 20 });
+    expect(
+      query<{ n: number }>(
+        dbFile,
+        "select count(*) as n from ingest_outcomes where reason like '%synthetic lead (reserved prefix SYNTHETIC-): VALHALLA_REAL_DATA_INGEST=1 takes real data only%'",
+      )[0]!.n,
+    ).toBeGreaterThan(0);
+
+    // Go-live: the real supervisor and worker in Phase 4 (gates given by the harness).
+    const pendingSynthetic = query<{ n: number }>(
+      dbFile,
+      "select count(*) as n from leads where synthetic = 1 and state = 'pending'",
+    )[0]!.n;
+    expect(pendingSynthetic).toBeGreaterThan(0);
+    const run = spawnNode(HARNESS, [], { cwd, env: phase4, children, guardMs: 180_000 });
+    await until(
+      () => query(dbFile, "select id from leads where state = 'exported'").length === 10,
+      `the ten real leads exported (${run.out()})`,
+    );
+    expect(run.out()).toContain(
+      `Phase 4 start: ${pendingSynthetic} synthetic lead(s) were pending: archived, never sent live`,
+    );
+    // A few more live cycles: nothing else goes.
+    const cyclesNow = query(dbFile, "select id from cycles where kind = 'live'").length;
+    await until(
+      () => query(dbFile, "select id from cycles where kind = 'live'").length >= cyclesNow + 3,
+      'three more live cycles',
+    );
+    run.child.kill('SIGTERM');
+    await run.exited;
+
+    // The partner's own record: ten leads, every one real.
+    const received = Object.keys(partner.records().leadBatches);
+    expect(received).toHaveLength(10);
+    const sent = query<{ dedup_key: string; synthetic: number; external_id: string }>(
+      dbFile,
+      'select dedup_key, synthetic, external_id from leads',
+    ).filter((l) => received.includes(`lk_${l.dedup_key.slice(0, 32)}`));
+    expect(sent).toHaveLength(10);
+    expect(sent.every((l) => l.synthetic === 0 && l.external_id.startsWith('R-'))).toBe(true);
+    expect(
+      query(
+        dbFile,
+        "select id from leads where synthetic = 1 and state in ('pending', 'in_flight', 'exported')",
+      ),
+    ).toEqual([]);
+    expect(query(dbFile, "select seq from audit_log where action = 'leads.synthetic_archived'")).toHaveLength(
+      1,
+    );
+  }, 300_000);
+});

@@ -11,6 +11,10 @@ import type { Dialect } from '../dialect.js';
  * - `heartbeats.mode`, `.policy_hash`, `.limits`: the mode the worker last saw, the policy hash and
  *   the limits it runs with (JSON): `status` reports the running service's truth, not the CLI's own
  *   configuration. Null in heartbeats written before this migration.
+ * - `leads.synthetic`: 1 for a synthetic lead, never sent live. Leads already stored are marked when
+ *   their external id has the reserved prefix, or when they came from the synthetic leads `valhalla run`
+ *   loads into an empty store (`synthetic-leads.csv`). Files made by `leads generate` before this
+ *   release carry no mark: regenerate them.
  */
 export function operatorSafety(dialect: Dialect): Migration {
   const big = dialect === 'postgres' ? 'bigint' : 'integer';
@@ -30,6 +34,14 @@ export function operatorSafety(dialect: Dialect): Migration {
       for (const column of ['mode', 'policy_hash', 'limits']) {
         await sql.raw(`alter table heartbeats add column ${column} text`).execute(db);
       }
+      await sql.raw('alter table leads add column synthetic integer not null default 0').execute(db);
+      await sql
+        .raw(
+          `update leads set synthetic = 1
+           where upper(trim(external_id)) like 'SYNTHETIC-%'
+              or run_id in (select id from ingest_runs where source like '%synthetic-leads.csv')`,
+        )
+        .execute(db);
     },
   };
 }
