@@ -14,6 +14,7 @@ export {
   auditAfter,
   auditDetailsOf,
   auditEntriesBetween,
+  auditEntriesNotAfter,
   auditPage,
   countAuditActionBetween,
   countAuditEntries,

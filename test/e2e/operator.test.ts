@@ -7,10 +7,14 @@ import type { ChildProcess } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { openApp } from '../../src/app/index.js';
+import { ManualClock } from '../../src/clock/index.js';
+import { loadConfig } from '../../src/config/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import { apiClient } from '../support/api.js';
 import { BIN, REPO_ROOT, runBinary, testEnv } from '../support/cli.js';
+import { seedPhase3Run } from '../support/phase3-run.js';
 import { type Spawned, spawnNode } from '../support/processes.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
@@ -413,4 +417,44 @@ describe('synthetic leads can never leave', () => {
       1,
     );
   }, 300_000);
+});
+
+describe('gate 9 evidence is this installation’s own', () => {
+  it('a trial records nothing; history written in before the initialisation fails with the reason, even with --record', async () => {
+    const inst = await installation();
+    const help = await inst.cli(['stability', 'verify', '--help']);
+    expect(help.stdout).toContain('72 h in the shipped policy');
+    expect(help.stdout).toContain('--record');
+
+    // A newcomer tries it once: the verdict, exit 3, and no gate 9 entry.
+    const trial = await inst.cli(['stability', 'verify']);
+    expect(trial.code).toBe(3);
+    expect(trial.stdout).toMatch(/^Phase 3 stability over 72 h \(.+\): FAILED$/m);
+    expect(trial.stdout).toContain('not recorded (a trial): add --record to record it as gate 9 evidence');
+    expect(query(inst.dbFile, "select seq from audit_log where action = 'stability.verified'")).toEqual([]);
+
+    // 72 h of a healthy-looking Phase 3, written into the installation after its `init`, dated before it.
+    const clock = new ManualClock(Date.now() - 73 * 3_600_000);
+    const app = await openApp({ config: loadConfig({ cwd: inst.cwd, env: inst.env }), clock });
+    try {
+      await seedPhase3Run(app, clock, {
+        start: Date.now() - 72 * 3_600_000 - 600_000,
+        end: Date.now() + 300_000,
+      });
+    } finally {
+      await app.close();
+    }
+    const recorded = await inst.cli(['stability', 'verify', '--record']);
+    expect(recorded.code).toBe(3);
+    expect(recorded.stderr).toContain('Phase 3 stability not proven: failed this installation');
+    expect(recorded.stdout).toMatch(
+      /^this installation\s+FAILED\s+.+heartbeat\(s\) dated before this installation's initialisation/m,
+    );
+    expect(recorded.stdout).toContain('recorded in the audit chain as stability.verified');
+    const [entry] = query<{ details: string }>(
+      inst.dbFile,
+      "select details from audit_log where action = 'stability.verified'",
+    );
+    expect(JSON.parse(entry!.details).passed).toBe(false);
+  }, 120_000);
 });
