@@ -101,6 +101,13 @@ export {
   type DashboardCheck,
   type DashboardCheckResult,
 } from './dashboard-check.js';
+export {
+  type CycleReview,
+  confirmReviewedCycle,
+  type ReviewedBatch,
+  type ReviewedLead,
+  reviewCycle,
+} from './cycle-review.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 export {
   describeModeAck,
@@ -163,6 +170,8 @@ export interface App {
   }): Engine;
   /** This process's place among the runners sharing the database (one per app, built on first use). */
   leadership(): Leadership;
+  /** The keyed pseudonyms and dedup keys (needs the secret: `valhalla init`). */
+  pseudonymizer(): Pseudonymizer;
   /** Queue actions (confirm, release, drop), audited under `actor` (the configured operator by default). */
   operatorActions(actor?: string): OperatorActions;
   /** Whether the go-live gates are cleared: every item verified or signed, and the CEO's activation. */
@@ -588,6 +597,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         .execute((trx) => changeMode(trx, { audit, alerts, clock }, { command, actor, reason }));
       return contactData === null ? change : { ...change, reasonWithheld: contactData };
     },
+    pseudonymizer: requirePseudonymizer,
     awaitModeAck: (request) => awaitModeAck({ store, clock, sleep: systemSleep, config }, request),
     async archiveSyntheticLeads() {
       return store.db.transaction().execute(async (trx) => {

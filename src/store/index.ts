@@ -96,6 +96,7 @@ export {
   expireStalePending,
   finishCycle,
   lastLiveCycle,
+  liveDeliveriesOfCycle,
   listDeliveries,
   nextRetryAt,
   quarantinedLeads,

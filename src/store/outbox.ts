@@ -412,3 +412,14 @@ export async function batchLeadsPerMinute(
   const rows = await query.execute();
   return new Map(rows.map((r) => [Math.floor(Number(r.minute)), Number(r.n)]));
 }
+
+/** A cycle's live batches (the outbox rows it queued), oldest first. */
+export async function liveDeliveriesOfCycle(db: Executor, cycleId: number): Promise<Delivery[]> {
+  return db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('cycle_id', '=', cycleId)
+    .where('kind', '=', 'live')
+    .orderBy('id')
+    .execute();
+}

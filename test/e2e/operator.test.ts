@@ -458,3 +458,80 @@ describe('gate 9 evidence is this installation’s own', () => {
     expect(JSON.parse(entry!.details).passed).toBe(false);
   }, 120_000);
 });
+
+describe('ramp stage 1: a confirmation is a review', () => {
+  it('a blind `cycle confirm` loop confirms nothing; the review shows the batch and the partner answer; only the named, current cycle is confirmed', async () => {
+    const cwd = tempDir();
+    const partner = await sandbox(cwd);
+    const env = testEnv(join(cwd, 'data'), {
+      VALHALLA_PHASE: '4',
+      VALHALLA_DRY_RUN: '0',
+      VALHALLA_DISABLE_OUTBOUND: '0',
+      VALHALLA_REAL_DATA_INGEST: '1',
+      VALHALLA_PARTNER_URL: partner.url,
+      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
+      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
+      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+      VALHALLA_PARTNER_CA_FILE: partner.caFile!,
+      VALHALLA_LOG_LEVEL: 'warn',
+    });
+    const cli = (args: string[]) => runBinary(args, { cwd, env });
+    const dbFile = join(cwd, 'data', 'valhalla.db');
+    expect((await cli(['init'])).code).toBe(0);
+    const rows = ['external_id,name,email,score,source_timestamp,value'];
+    for (let i = 0; i < 3; i++) {
+      rows.push(
+        `S1-${i},Stage One ${i},stage.one.${i}@example.org,${90 - i},${new Date(Date.now() - 3_600_000).toISOString()},10`,
+      );
+    }
+    writeFileSync(join(cwd, 'leads.csv'), `${rows.join('\n')}\n`);
+    expect((await cli(['ingest', 'leads.csv'])).code).toBe(0);
+    // The Phase 4 test worker (gates given), live from now: ramp stage 1, one lead a cycle, each confirmed.
+    const worker = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
+    const cycles = async (n: number) => {
+      const w = spawnNode(worker, [String(n)], {
+        cwd,
+        env: { ...env, VALHALLA_TEST_GO_LIVE_AT: String(goLiveAt), VALHALLA_TEST_INTERVAL_MS: '10' },
+        children,
+      });
+      expect((await w.exited).code, w.out()).toBe(0);
+    };
+    const goLiveAt = Date.now();
+    await cycles(2); // the first sends one lead; the second waits for its confirmation
+    const [first] = query<{ id: number }>(
+      dbFile,
+      "select id from cycles where kind = 'live' and claimed > 0",
+    );
+    expect(partner.stats().batches.received).toBe(1);
+
+    // A blind loop: each time the review, exit 3, and nothing confirmed.
+    for (let i = 0; i < 3; i++) {
+      const blind = await cli(['cycle', 'confirm']);
+      expect(blind.code).toBe(3);
+      expect(blind.stdout).toContain(`cycle ${first!.id} (live, ramp stage 1)`);
+      expect(blind.stdout).toMatch(/^batch \S+: accepted after 1 attempt\(s\); partner answered HTTP 2\d\d/m);
+      expect(blind.stdout).toMatch(/^\s+\d+\s+L-\S+\s+S\*+ O\*+ 0\*+\s+s\*+@example\.org\s+90\s+exported/m);
+      expect(blind.stdout).not.toContain('stage.one.0@example.org');
+    }
+    expect(query(dbFile, "select seq from audit_log where action = 'cycle.confirmed'")).toEqual([]);
+    await cycles(1);
+    expect(partner.stats().batches.received).toBe(1); // still waiting
+
+    const wrong = await cli(['cycle', 'confirm', String(first!.id + 100)]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(
+      `cycle ${first!.id + 100} is not the cycle awaiting confirmation: cycle ${first!.id} is`,
+    );
+    const ok = await cli(['cycle', 'confirm', String(first!.id)]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain(`cycle ${first!.id} confirmed by test-operator`);
+
+    await cycles(1); // the next lead goes, and waits for its own review
+    expect(partner.stats().batches.received).toBe(2);
+    const stale = await cli(['cycle', 'confirm', String(first!.id)]);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toMatch(
+      new RegExp(`cycle ${first!.id} is not the cycle awaiting confirmation: cycle \\d+ is`),
+    );
+  }, 180_000);
+});

@@ -215,7 +215,7 @@ function expectError(response: ApiResponse<unknown>, status: number, code: strin
  */
 type Route = [Method, string, ApiRole, unknown, number];
 const READ_PATHS =
-  'status flow leads cycles deliveries quarantine gates signers audit audit/verify alerts events session'
+  'status flow leads cycles cycles/review deliveries quarantine gates signers audit audit/verify alerts events session'
     .split(' ')
     .map((p) => `/api/${p}`);
 const ROUTES: Route[] = [
@@ -225,7 +225,7 @@ const ROUTES: Route[] = [
   ['POST', '/api/mode/rollback', 'operator', { reason: 'auth test' }, 400],
   ['POST', '/api/quarantine/release', 'operator', { ids: [1], reason: 'auth test' }, 400],
   ['POST', '/api/quarantine/drop', 'operator', { ids: [1], reason: 'auth test' }, 400],
-  ['POST', '/api/cycles/confirm', 'operator', {}, 409],
+  ['POST', '/api/cycles/confirm', 'operator', { cycleId: 1 }, 400],
   ['POST', '/api/ingest', 'operator', [leadObject(person(1), NOW)], 400],
   ['POST', '/api/signoffs', 'admin', {}, 422],
   ['DELETE', '/api/session', 'viewer', undefined, 204],
@@ -432,9 +432,13 @@ describe.each(list)('admin API on $name', (backend) => {
     });
   });
 
-  it('confirms the latest live cycle for ramp stage 1 (audited as api:<name>); nothing to confirm is a 409', async () => {
+  it('reviews, then confirms the named live cycle for ramp stage 1 (audited as api:<name>); nothing, a stale or a wrong number is a 409', async () => {
     const w = await world(backend);
-    expect(await w.post('/api/cycles/confirm', {})).toMatchObject({
+    expect(await w.read<{ kind: string; waitingFor: string }>('/api/cycles/review')).toMatchObject({
+      kind: 'nothing',
+      waitingFor: expect.stringContaining('no live cycle yet'),
+    });
+    expect(await w.post('/api/cycles/confirm', { cycleId: 1 })).toMatchObject({
       status: 409,
       body: { error: { code: 'NOTHING_TO_CONFIRM' } },
     });
@@ -452,11 +456,30 @@ describe.each(list)('admin API on $name', (backend) => {
       status: 400,
       body: { error: { code: 'VALIDATION', message: 'body/cycleId must be integer' } },
     });
-    expect(await w.post('/api/cycles/confirm', {}, AS.viewer)).toMatchObject({ status: 403 });
-    expect(await w.post('/api/cycles/confirm', {})).toMatchObject({ status: 200, body: { confirmed: id } });
     expect(await w.post('/api/cycles/confirm', {})).toMatchObject({
+      status: 400,
+      body: { error: { code: 'VALIDATION' } },
+    });
+    expect(await w.read<{ kind: string; cycle: { id: number } }>('/api/cycles/review')).toMatchObject({
+      kind: 'awaiting',
+      cycle: { id },
+    });
+    expect(await w.post('/api/cycles/confirm', { cycleId: id }, AS.viewer)).toMatchObject({ status: 403 });
+    expect(await w.post('/api/cycles/confirm', { cycleId: id + 1 })).toMatchObject({
       status: 409,
-      body: { error: { code: 'ALREADY_CONFIRMED' } },
+      body: {
+        error: {
+          message: `cycle ${id + 1} is not the cycle awaiting confirmation: cycle ${id} is (review it with \`valhalla cycle confirm\`)`,
+        },
+      },
+    });
+    expect(await w.post('/api/cycles/confirm', { cycleId: id })).toMatchObject({
+      status: 200,
+      body: { confirmed: id, review: { kind: 'awaiting', cycle: { id } } },
+    });
+    expect(await w.post('/api/cycles/confirm', { cycleId: id })).toMatchObject({
+      status: 409,
+      body: { error: { code: 'NOTHING_TO_CONFIRM' } },
     });
     const cycles = await w.read<{ cycles: { id: number; confirmed: boolean }[] }>('/api/cycles');
     expect(cycles.cycles.find((c) => c.id === id)?.confirmed).toBe(true);

@@ -1,5 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { type App, type Dashboard, describeModeAck } from '../../app/index.js';
+import {
+  type App,
+  confirmReviewedCycle,
+  type Dashboard,
+  describeModeAck,
+  reviewCycle,
+} from '../../app/index.js';
 import { OperatorError } from '../../engine/index.js';
 import type { ModeCommand } from '../../policy/index.js';
 import { ApiError, anyObject, reasonBody } from '../http.js';
@@ -105,25 +111,41 @@ export function registerActionRoutes(
     );
   }
 
+  server.get(
+    '/api/cycles/review',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags: ['engine'],
+        summary:
+          'ramp stage 1: the live cycle awaiting confirmation with its batch (masked leads, scores, the partner answer), or what the ramp waits for',
+        response: { 200: anyObject('{kind: awaiting, cycle, batches} | {kind: nothing, waitingFor}') },
+      },
+    },
+    () => reviewCycle(app),
+  );
+
   server.post(
     '/api/cycles/confirm',
     {
       config: { role: 'operator' },
       schema: {
         tags: ['engine'],
-        summary: 'ramp stage 1: confirm the latest live cycle so the next may run (valhalla cycle confirm)',
+        summary:
+          'ramp stage 1: confirm the named cycle after its review (valhalla cycle confirm N); a stale or wrong number is refused',
         body: {
           type: 'object',
+          required: ['cycleId'],
           additionalProperties: false,
           properties: { cycleId: { type: 'integer', minimum: 1 } },
         },
-        response: { 200: anyObject('{confirmed: cycle id}') },
+        response: { 200: anyObject('{confirmed: cycle id, review}') },
       },
     },
     async (request) => {
-      const { cycleId } = (request.body ?? {}) as { cycleId?: number };
+      const { cycleId } = request.body as { cycleId: number };
       try {
-        return await app.operatorActions(apiActor(request.principal!.name)).confirmCycle(cycleId);
+        return await confirmReviewedCycle(app, cycleId, apiActor(request.principal!.name));
       } catch (error) {
         if (error instanceof OperatorError) throw new ApiError(409, error.code, error.message);
         throw error;
