@@ -701,10 +701,20 @@ describe('erasure on SQLite files', () => {
   ])('SQLite written by an older release: $name', async ({ rewritten }) => {
     const w = await world(sqliteBackend);
     const raw = w.app.store.sqlite!;
-    raw.prepare("delete from valhalla_migration where name = '0010-zeroed-pages'").run();
     raw.pragma('secure_delete = OFF');
     const people = Array.from({ length: 200 }, (_, n) => ({ tag: `zz${n}x` }));
     await ingest(w, people);
+    // As a release before 0010 left it: neither 0010 nor what came after (0011's table and columns).
+    raw.prepare("delete from valhalla_migration where name >= '0010-zeroed-pages'").run();
+    raw.exec('drop table mode_acks');
+    for (const [table, column] of [
+      ['heartbeats', 'mode'],
+      ['heartbeats', 'policy_hash'],
+      ['heartbeats', 'limits'],
+      ['leads', 'synthetic'],
+    ]) {
+      raw.exec(`alter table ${table} drop column ${column}`);
+    }
     await w.app.close();
     if (!rewritten) {
       const marker = new SqliteDatabase(w.dbUrl);
