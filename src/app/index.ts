@@ -86,6 +86,13 @@ import { createPartnerClientFromConfig, type PartnerClient } from './partner.js'
 import { readServiceView, type ServiceView } from './service-view.js';
 
 export {
+  type CycleReview,
+  confirmReviewedCycle,
+  type ReviewedBatch,
+  type ReviewedLead,
+  reviewCycle,
+} from './cycle-review.js';
+export {
   type AuditEntryView,
   alertView,
   createDashboard,
@@ -101,13 +108,6 @@ export {
   type DashboardCheck,
   type DashboardCheckResult,
 } from './dashboard-check.js';
-export {
-  type CycleReview,
-  confirmReviewedCycle,
-  type ReviewedBatch,
-  type ReviewedLead,
-  reviewCycle,
-} from './cycle-review.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 export {
   describeModeAck,
