@@ -63,10 +63,15 @@ export async function checkDashboard(
       );
     } else {
       const status = (await statusResponse.json()) as { phase?: number; policyHash?: string };
+      // The dashboard reports the running service's phase and policy (its worker's heartbeat), as
+      // `valhalla status` does: compare with the same truth, this configuration's when none runs.
+      const { service } = await app.runState();
+      const phase = service.phase ?? app.config.phase;
+      const policyHash = service.policyHash ?? app.config.policyHash;
       check(
         'this installation',
-        status.phase === app.config.phase && status.policyHash === app.config.policyHash,
-        `the dashboard reports Phase ${status.phase} and policy ${String(status.policyHash).slice(0, 12)}…; this installation is Phase ${app.config.phase}, policy ${app.config.policyHash.slice(0, 12)}…`,
+        status.phase === phase && status.policyHash === policyHash,
+        `the dashboard reports Phase ${status.phase} and policy ${String(status.policyHash).slice(0, 12)}…; this installation is Phase ${phase}, policy ${policyHash.slice(0, 12)}…`,
       );
     }
 

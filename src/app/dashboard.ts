@@ -49,6 +49,11 @@ export interface DashboardStatus {
   leader: RunState['leader'];
   gates: { cleared: boolean; reason: string };
   lastCycles: RunState['lastCycles'];
+  /**
+   * The running service's own phase, mode, limits and policy, and where this server's configuration
+   * differs from it. `phase`, `policyHash` and the caps above are the running service's when one runs.
+   */
+  service: RunState['service'];
 }
 
 export const FLOW_OUTCOMES = ['dry_run', 'exported', 'quarantined'] as const;
@@ -127,9 +132,12 @@ export function createDashboard(app: App): Dashboard {
         app.gates.check(),
       ]);
       const limitSeconds = config.policy.heartbeatIntervalSeconds + config.policy.heartbeatGraceSeconds;
-      const leadsPerCycle = config.limits.leadsPerCycle;
+      // What the running service runs with (its heartbeat), as `valhalla status` says it.
+      const phase = run.service.phase ?? report.phase;
+      const limits = run.service.limits ?? config.limits;
+      const leadsPerCycle = limits.leadsPerCycle;
       // As the engine's cycle does: the ramp and the day's leads left count only when sending live.
-      const live = report.phase === 4 && run.mode === 'live';
+      const live = phase === 4 && run.mode === 'live';
       const next = cycleCeiling({
         leadsPerCycle,
         rampCeiling: live ? (run.ramp?.ceiling ?? leadsPerCycle) : leadsPerCycle,
@@ -137,9 +145,9 @@ export function createDashboard(app: App): Dashboard {
       });
       return {
         at: iso(now),
-        phase: report.phase,
+        phase,
         mode: run.mode,
-        policyHash: report.policyHash,
+        policyHash: run.service.policyHash ?? report.policyHash,
         database: report.database,
         leads: report.leads,
         ramp: run.ramp,
@@ -152,8 +160,8 @@ export function createDashboard(app: App): Dashboard {
             hardMax: HARD_CAPS.leadsPerCycle,
             lastCycleLeads: run.lastCycles.find((c) => c.kind !== 'idle')?.leads ?? 0,
           },
-          actionsPerCycle: { limit: config.limits.actionsPerCycle, hardMax: HARD_CAPS.actionsPerCycle },
-          ratePerSecond: config.limits.rateLimitPerSecond,
+          actionsPerCycle: { limit: limits.actionsPerCycle, hardMax: HARD_CAPS.actionsPerCycle },
+          ratePerSecond: limits.rateLimitPerSecond,
           daily: { used: today.leads, limit: config.policy.dailyLeads },
           budget: { used: today.exposure, limit: config.policy.budgetExposure },
         },
@@ -162,6 +170,7 @@ export function createDashboard(app: App): Dashboard {
         leader: run.leader,
         gates,
         lastCycles: run.lastCycles,
+        service: run.service,
       };
     },
     async flow(hours) {

@@ -53,16 +53,19 @@ import {
   type Alert,
   type AlertDelivery,
   alertDeliveries,
+  archiveSyntheticLeads,
   countAuditEntries,
   countLeadsByState,
   databaseNow,
   ERASED_MARKER,
   getRuntimeValue,
   heartbeatsBetween,
+  type InstallationProbe,
   ingestTotals,
   latestHeartbeat,
   listLeads,
   openStore,
+  probeInstallation,
   readLease,
   recentAlerts,
   recentCycles,
@@ -80,9 +83,18 @@ const TAKEOVER_MARGIN_MS = 5_000;
 /** Added to the request timeout for an unanswered start's deadline in the shared start log. */
 const START_DEADLINE_SLACK_MS = 1_000;
 
+import { awaitModeAck, type ModeAcknowledgement } from './mode-ack.js';
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
+import { readServiceView, type ServiceView } from './service-view.js';
 import { createUploadIngester, type UploadIngest, type UploadIngester } from './upload-ingest.js';
 
+export {
+  type CycleReview,
+  confirmReviewedCycle,
+  type ReviewedBatch,
+  type ReviewedLead,
+  reviewCycle,
+} from './cycle-review.js';
 export {
   type AuditEntryView,
   alertView,
@@ -100,6 +112,13 @@ export {
   type DashboardCheckResult,
 } from './dashboard-check.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
+export {
+  describeModeAck,
+  MODE_ACK_WAIT_MS,
+  type ModeAcknowledgement,
+  type WorkerAck,
+} from './mode-ack.js';
+export type { ServiceLimits, ServiceView } from './service-view.js';
 
 const FINGERPRINT_KEY = 'pseudonym.fingerprint';
 /** The policy hash the installation last ran with: a different one voids the sign-offs. */
@@ -159,6 +178,8 @@ export interface App {
   }): Engine;
   /** This process's place among the runners sharing the database (one per app, built on first use). */
   leadership(): Leadership;
+  /** The keyed pseudonyms and dedup keys (needs the secret: `valhalla init`). */
+  pseudonymizer(): Pseudonymizer;
   /** Queue actions (confirm, release, drop), audited under `actor` (the configured operator by default). */
   operatorActions(actor?: string): OperatorActions;
   /** Whether the go-live gates are cleared: every item verified or signed, and the CEO's activation. */
@@ -172,6 +193,8 @@ export interface App {
    * ingest `count` synthetic leads (seed 1) from `<data dir>/synthetic-leads.csv`; null otherwise.
    */
   loadSyntheticLeadsIfEmpty(count: number): Promise<IngestSummary | null>;
+  /** Archive the synthetic leads still waiting (a Phase 4 start), audited; returns how many. */
+  archiveSyntheticLeads(): Promise<number>;
   /** The mode, the ramp stage and the latest cycles, for `status`. */
   runState(): Promise<RunState>;
   /** Alerts are recorded with their event and sent by the dispatcher (DESIGN.md: only `alerts` talks to Slack/SMTP). */
@@ -191,7 +214,12 @@ export interface App {
   changeMode(
     command: ModeCommand,
     request: { actor?: string; reason: string; gates?: GateClearance },
-  ): Promise<ModeChange & { reasonWithheld?: string }>;
+  ): Promise<ModeChange & { reasonWithheld?: string; changeSeq?: number }>;
+  /**
+   * Whether the running workers took a mode change (the latest by default), waiting at most `waitMs`
+   * for their acknowledgement: what every mode command reports (DESIGN.md §3.12).
+   */
+  awaitModeAck(request?: { changeSeq?: number; waitMs?: number }): Promise<ModeAcknowledgement>;
   /**
    * Has the policy changed since it was last recorded (this process's, or the file on disk now)? A
    * change voids every sign-off made against the old hash: audited, alerted (gate voided), and in
@@ -205,6 +233,8 @@ export interface App {
 
 export interface RunState {
   mode: Mode;
+  /** The running service's phase, mode, limits and policy (its worker's heartbeat), and how they differ from this process's. */
+  service: ServiceView;
   /** The worker's latest heartbeat, or null when none was ever recorded. */
   heartbeat: { at: string; ageSeconds: number; pid: number; rssMb: number; state: string } | null;
   /**
@@ -246,6 +276,14 @@ export interface OpenAppOptions {
   config: Config;
   clock?: Clock;
   logger?: Logger;
+}
+
+/**
+ * The installation the configuration names: its store made by `valhalla init`, or why there is none.
+ * Creates nothing (no folder, file or schema): every command but `init` asks this before `openApp`.
+ */
+export function findInstallation(config: Config): Promise<InstallationProbe> {
+  return probeInstallation(config.database);
 }
 
 /** Load the configuration from this process's environment and working directory. */
@@ -573,6 +611,22 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       const change = await (uploads ? uploads.ahead(commit) : commit());
       return contactData === null ? change : { ...change, reasonWithheld: contactData };
     },
+    pseudonymizer: requirePseudonymizer,
+    awaitModeAck: (request) => awaitModeAck({ store, clock, sleep: systemSleep, config }, request),
+    async archiveSyntheticLeads() {
+      return store.db.transaction().execute(async (trx) => {
+        const reason = 'a synthetic lead: never sent live (archived at a Phase 4 start)';
+        const ids = await archiveSyntheticLeads(trx, clock.now(), reason);
+        if (ids.length > 0) {
+          await audit.append(trx, {
+            actor: config.operator,
+            action: 'leads.synthetic_archived',
+            details: { count: ids.length, leadIds: ids, reason },
+          });
+        }
+        return ids.length;
+      });
+    },
     async loadSyntheticLeadsIfEmpty(count) {
       if (config.realDataIngest || config.phase !== 3) return null;
       const totals = await ingestTotals(store.db);
@@ -598,7 +652,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       });
     },
     async runState() {
-      const [mode, goLiveAt, cycles, beat, errorRate, lease, dbNow] = await Promise.all([
+      const [mode, goLiveAt, cycles, beat, errorRate, lease, dbNow, service] = await Promise.all([
         readMode(store.db),
         readGoLiveAt(store.db),
         recentCycles(store.db, 5),
@@ -606,13 +660,22 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         requestMonitor.current(store.db),
         readLease(store.db),
         databaseNow(store.db, store.dialect, () => clock.now()),
+        readServiceView({ store, clock, config }),
       ]);
+      // The ramp is the running service's: its phase when one runs, else this process's.
+      const phase = service.phase ?? config.phase;
       const ramp =
-        config.phase === 4
-          ? rampPosition(config.policy.rampStages, goLiveAt, clock.now(), config.limits.leadsPerCycle)
+        phase === 4
+          ? rampPosition(
+              config.policy.rampStages,
+              goLiveAt,
+              clock.now(),
+              service.limits?.leadsPerCycle ?? config.limits.leadsPerCycle,
+            )
           : null;
       return {
         mode,
+        service,
         heartbeat: beat
           ? {
               at: new Date(beat.at).toISOString(),

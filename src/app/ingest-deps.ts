@@ -21,5 +21,7 @@ export function ingestDepsOf(
     dedupKey: config.dedupKey,
     operator: config.operator,
     rejectsDir: join(config.dataDir, 'rejects'),
+    // With real data on, synthetic leads are refused at ingest, whatever door they come through.
+    realDataOnly: config.realDataIngest,
   };
 }

@@ -19,6 +19,7 @@ import {
   startMetricsServer,
   type WorkerHandle,
   watchMode,
+  workerRunnerId,
 } from '../monitor/index.js';
 import { isOutboundError } from '../outbound/index.js';
 import { workerRestartRssBytes } from '../policy/index.js';
@@ -74,6 +75,15 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
     options.print(
       `policy changed since the last run: sign-offs void${config.phase === 4 ? ', rolled back' : ''}`,
     );
+  if (config.phase === 4) {
+    // Synthetic leads never leave: those still waiting are archived before the first live cycle.
+    const archived = await app.archiveSyntheticLeads();
+    if (archived > 0) {
+      options.print(
+        `Phase 4 start: ${archived} synthetic lead(s) were pending: archived, never sent live (audited as leads.synthetic_archived)`,
+      );
+    }
+  }
   const loaded = await app.loadSyntheticLeadsIfEmpty(SYNTHETIC_LEADS);
   if (loaded) {
     options.print(
@@ -82,6 +92,11 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
   }
   const startedAt = app.clock.now();
   let state: { state: string; cycleId: number | null } = { state: 'starting', cycleId: null };
+  // Every worker watches the mode and acknowledges each change it takes (a mode command reports it);
+  // only Phase 4 has requests to hold.
+  const watch: ModeWatch = watchMode(app.store, app.logger, {
+    acknowledge: { clock: app.clock, runner: workerRunnerId(), pid: process.pid, workerStartedAt: startedAt },
+  });
   const heartbeat = startHeartbeat({
     store: app.store,
     clock: app.clock,
@@ -92,8 +107,8 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
     startedAt,
     state: () => state,
     send: options.send,
+    service: () => ({ mode: watch.mode(), policyHash: config.policyHash, limits: config.limits }),
   });
-  const watch: ModeWatch | null = config.phase === 4 ? watchMode(app.store, app.logger) : null;
   // Several runners may share the database: this one cycles only while it holds the lease.
   const leadership = app.leadership();
   const engine = app.engine({ gates, leadership });
@@ -139,7 +154,7 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
           // Losing the lease is a stop and a cut: nothing more is claimed or sent from here.
           signal: AbortSignal.any([options.stop, term.lost]),
           abortRequests: AbortSignal.any([options.abortRequests, term.lost]),
-          ...(watch ? { holdNew: () => watch.signal() } : {}),
+          ...(config.phase === 4 ? { holdNew: () => watch.signal() } : {}),
           // The policy file edited while running: caught before the next cycle, not at the next restart.
           beforeCycle: async () => {
             const changed = await app.checkPolicy('disk');
@@ -190,8 +205,8 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
     }
   } finally {
     await leadership.resign();
-    watch?.stop();
-    await heartbeat.stop();
+    watch.stop();
+    await heartbeat.stop({ final: true });
   }
   return { code: 0 };
 }

@@ -11,7 +11,7 @@ import { type LeadState, nextDailyRestart } from '../policy/index.js';
 import { type SandboxFaultsPatch, type SandboxPartner, startSandboxPartner } from '../sandbox/index.js';
 import { auditEntriesBetween, dailyUsage, listLeads, recordHeartbeat, utcDay } from '../store/index.js';
 import { writeGeneratedLeads } from '../synthetic/index.js';
-import { type App, openApp } from './index.js';
+import { type App, initialize, openApp } from './index.js';
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 import { privateGates, privatePhase3Config, privatePhase4Config } from './private-install.js';
 
@@ -23,6 +23,7 @@ const MB = 1024 * 1024;
  * restart, one worker at a time): they pass by construction here; only a real run measures them.
  */
 export const SIMULATED_STABILITY_CHECKS: readonly string[] = [
+  'this installation',
   'uninterrupted',
   'memory',
   'orphaned processes',
@@ -198,6 +199,9 @@ async function ingestHour(app: App, options: SimulationOptions, hourIndex: numbe
     seed: options.seed * 1_000 + hourIndex,
     now: app.clock.now(),
     format: 'csv',
+    // Stand-ins for real leads in a private Phase 4 (real data only) that sends to an in-process
+    // sandbox; they never enter an installation's store.
+    idPrefix: 'SIM-',
   }).finally(() => body.end());
   const [summary] = await Promise.all([
     app.ingest({ path: '-', stdin: body, format: 'csv', sourceName: `simulated hour ${hourIndex}` }),
@@ -215,7 +219,8 @@ async function simulatePhase3(
 ): Promise<StabilityResult> {
   const clock = new ManualClock(start);
   const config = privatePhase3Config({ dir, name: 'simulation-phase3', installation: options.config });
-  const app = await openApp({ config, clock });
+  // Initialised at the window's start, as a real installation is before its Phase 3 run.
+  const { app } = await initialize(config, { clock });
   try {
     const engine = app.engine({ sleep: clock.sleep });
     const interval = options.config.cycleIntervalSeconds * 1000;

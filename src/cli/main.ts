@@ -23,19 +23,24 @@ import { registerSigning } from './commands/signing.js';
 import { registerSimulate } from './commands/simulate.js';
 import { registerStability } from './commands/stability.js';
 import { registerStatus } from './commands/status.js';
-import { createContext } from './context.js';
+import { createContext, type GlobalOptions } from './context.js';
 import { CliExit, type CliIo, EXIT, type ExitCode, escapeText, writeLine } from './output.js';
 
 export { EXIT } from './output.js';
 
 /** Build the `valhalla` command tree around one context. */
 export function buildProgram(io: CliIo): Command {
-  const ctx = createContext(io);
-  const program = new Command('valhalla')
+  const program: Command = new Command('valhalla');
+  const ctx = createContext(io, () => program.opts<GlobalOptions>());
+  program
     .description('Valhalla: the safe outbound gate for scored leads (Phase 3 DRY-RUN, gated Phase 4 LIVE)')
     .addHelpText(
       'after',
       '\nExit codes: 0 ok, 1 failure, 2 usage, 3 refused by policy (configuration or phase).\nConfiguration: VALHALLA_* environment variables and .env; see `valhalla config show`.',
+    )
+    .option(
+      '--data-dir <dir>',
+      "the installation to act on (its data folder); else VALHALLA_DATA_DIR, VALHALLA_ENV_FILE's, or ./data of the current directory",
     )
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()

@@ -9,7 +9,11 @@ export interface CliIo {
   cwd: string;
 }
 
-export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3 } as const;
+/**
+ * 4 (`unconfirmed`): a rollback was recorded but no running worker confirmed it, because none is
+ * running (a worker that is running and does not confirm is a failure, 1).
+ */
+export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, unconfirmed: 4 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 /** A command's failure with the exit code it means. */

@@ -322,6 +322,7 @@ export function createEngine(deps: EngineDeps): Engine {
       freshSince: cutoff,
       limit: claimLimit === 0 ? 0 : claimLimit + 50,
       notDryRun: !live,
+      realOnly: live,
     });
     let batches = packBatches(
       takeWithinLimits(candidates, claimLimit, budgetLeft).taken,
@@ -482,6 +483,7 @@ export function createEngine(deps: EngineDeps): Engine {
       freshSince: plan.cutoff,
       limit: limit === 0 ? 0 : limit + 50,
       notDryRun: !plan.live,
+      realOnly: plan.live,
       skipLocked: store.dialect === 'postgres',
     });
     return packBatches(

@@ -17,6 +17,7 @@ import {
 } from '../policy/stability.js';
 import {
   auditEntriesBetween,
+  auditEntriesNotAfter,
   countAuditActionBetween,
   dryRunScoresBetween,
   heartbeatsBetween,
@@ -33,6 +34,7 @@ import { EVIDENCE_ACTIONS } from './catalogue.js';
  */
 
 export type StabilityCheckName =
+  | 'this installation'
   | 'uninterrupted'
   | 'export quality'
   | 'memory'
@@ -245,7 +247,8 @@ export async function verifyStability(
     'no outbound request: every batch stopped at the guard as a dry run',
   );
 
-  const checks = [uninterrupted, quality, memory, orphans, guard];
+  const own = await provenance(store, heartbeats, { from, until });
+  const checks = [own, uninterrupted, quality, memory, orphans, guard];
   return {
     passed: checks.every((c) => c.passed),
     from: iso(from),
@@ -257,6 +260,85 @@ export async function verifyStability(
     rssSlopeMbPerHour: rssSlope,
     largestGapSeconds,
   };
+}
+
+/** How long before its own start the supervisor's `worker.started` entry may be (a slow start, synthetic leads loaded). */
+const START_ENTRY_BEFORE_MS = 15 * 60_000;
+/** …and how long after it (the entry is written while the worker starts). */
+const START_ENTRY_AFTER_MS = 60_000;
+
+/**
+ * Gate 9's evidence must be this installation's own: heartbeats and entries written after its
+ * `system.initialized` entry (none dated before it, none before it in the chain), by workers whose
+ * start the supervisor recorded in the chain. History written in afterwards, or brought from elsewhere,
+ * fails here with the reason.
+ */
+async function provenance(
+  store: Store,
+  heartbeats: { at: number; pid: number; runner: string; worker_started_at: number }[],
+  window: { from: number; until: number },
+): Promise<StabilityCheck> {
+  const [init] = await auditEntriesBetween(store.db, ['system.initialized'], 0, Number.MAX_SAFE_INTEGER);
+  if (init === undefined) {
+    return check(
+      'this installation',
+      'no system.initialized entry',
+      [
+        {
+          at: window.from,
+          text: 'the audit chain has no system.initialized entry: this is no installation made by `valhalla init`',
+        },
+      ],
+      '',
+    );
+  }
+  const problems: { at: number; text: string }[] = [];
+  const early = heartbeats.filter((h) => h.at < init.at);
+  if (early.length > 0) {
+    problems.push({
+      at: early[0]!.at,
+      text: `${early.length} heartbeat(s) dated before this installation's initialisation (${iso(init.at)}), the first at ${iso(early[0]!.at)}`,
+    });
+  }
+  const foreign = await auditEntriesNotAfter(store.db, window, init);
+  if (foreign.n > 0) {
+    problems.push({
+      at: foreign.first ?? window.from,
+      text: `${foreign.n} audit entr${foreign.n === 1 ? 'y' : 'ies'} in the window dated before this installation's initialisation (${iso(init.at)}) or before it in the chain`,
+    });
+  }
+  const starts = (
+    await auditEntriesBetween(store.db, ['worker.started'], init.at, window.until + START_ENTRY_AFTER_MS)
+  )
+    .filter((e) => e.seq > init.seq)
+    .map((e) => ({ at: e.at, pid: parseDetails(e.details).pid }));
+  const workers = new Map<string, { pid: number; startedAt: number; firstBeat: number }>();
+  for (const h of heartbeats) {
+    const key = `${h.runner}@${h.worker_started_at}`;
+    if (!workers.has(key)) workers.set(key, { pid: h.pid, startedAt: h.worker_started_at, firstBeat: h.at });
+  }
+  const unstarted = [...workers.values()].filter(
+    (w) =>
+      !starts.some(
+        (s) =>
+          s.pid === w.pid &&
+          s.at >= w.startedAt - START_ENTRY_BEFORE_MS &&
+          s.at <= w.startedAt + START_ENTRY_AFTER_MS,
+      ),
+  );
+  for (const w of unstarted) {
+    problems.push({
+      at: w.firstBeat,
+      text: `heartbeats from worker pid ${w.pid} (started ${iso(w.startedAt)}) whose start is not in the audit chain (no worker.started entry by the supervisor)`,
+    });
+  }
+  problems.sort((a, b) => a.at - b.at);
+  return check(
+    'this installation',
+    `initialised ${iso(init.at)}; ${workers.size} worker(s), ${workers.size - unstarted.length} started in the chain`,
+    problems,
+    `every heartbeat and entry written after this installation's initialisation (${iso(init.at)}), by workers whose start is in the chain`,
+  );
 }
 
 /** Record a verification in the audit chain: gate 9's evidence (the gates module reads the latest). */

@@ -145,6 +145,16 @@ export function createGuard(deps: {
         reason: `exposure ${today.exposure} today exceeds the budget ${config.policy.budgetExposure}`,
       };
     }
+    // A synthetic lead never leaves, whatever selected it (the claim passes them over already).
+    const synthetic = request.leads.filter((lead) => lead.synthetic === 1);
+    if (synthetic.length > 0) {
+      return {
+        allowed: false,
+        code: 'LEAD_INELIGIBLE',
+        reason: `${synthetic.length} synthetic lead(s): a synthetic lead is never sent live`,
+        ineligibleLeadIds: synthetic.map((l) => l.id),
+      };
+    }
     const cutoff = freshnessCutoff(config.policy.maxLeadAgeDays, now);
     const ineligible = request.leads.filter(
       (lead) =>
@@ -196,6 +206,7 @@ export {
   type ModeChangeRequest,
   readGoLiveAt,
   readMode,
+  readModeChange,
   readModeChangedAt,
   writeGoLiveAt,
   writeMode,

@@ -37,6 +37,8 @@ export async function writeGoLiveAt(db: Executor, at: number): Promise<void> {
 }
 
 const MODE_CHANGED_AT_KEY = 'mode_changed_at';
+/** The audit entry of the last mode change: workers acknowledge changes by it. */
+const MODE_CHANGE_SEQ_KEY = 'mode_change_seq';
 /** Where the error-rate window starts at the earliest: set by a re-arm. */
 export const ERROR_WINDOW_SINCE_KEY = 'error_rate_window_since';
 
@@ -44,6 +46,27 @@ export const ERROR_WINDOW_SINCE_KEY = 'error_rate_window_since';
 export async function readModeChangedAt(db: Executor): Promise<number | null> {
   const value = await getRuntimeValue(db, MODE_CHANGED_AT_KEY);
   return value === undefined ? null : Number(value);
+}
+
+/** The mode in force and the change that set it (null before the first change), for the mode watch. */
+export async function readModeChange(
+  db: Executor,
+): Promise<{ mode: Mode; changeSeq: number | null; changedAt: number | null }> {
+  const rows = await db
+    .selectFrom('runtime_state')
+    .select(['key', 'value'])
+    .where('key', 'in', [MODE_KEY, MODE_CHANGE_SEQ_KEY, MODE_CHANGED_AT_KEY])
+    .execute();
+  const value = (key: string) => rows.find((r) => r.key === key)?.value;
+  const raw = value(MODE_KEY);
+  const seq = value(MODE_CHANGE_SEQ_KEY);
+  const at = value(MODE_CHANGED_AT_KEY);
+  return {
+    mode:
+      raw === undefined ? 'live' : (MODES as readonly string[]).includes(raw) ? (raw as Mode) : 'rolled_back',
+    changeSeq: seq === undefined ? null : Number(seq),
+    changedAt: at === undefined ? null : Number(at),
+  };
 }
 
 export interface ModeChangeRequest {
@@ -63,7 +86,7 @@ export async function changeMode(
   trx: Transaction<Database>,
   deps: { audit: AuditLog; alerts: AlertRecorder; clock: Clock },
   request: ModeChangeRequest,
-): Promise<ModeChange> {
+): Promise<ModeChange & { changeSeq?: number }> {
   // Write before reading: on SQLite this takes the write lock (a transaction that reads first fails
   // when another process wrote meanwhile); on PostgreSQL it locks the mode's row, so two changes at
   // once are applied one after the other, the second seeing the first.
@@ -83,6 +106,7 @@ export async function changeMode(
   });
   await writeMode(trx, plan.to, now);
   await setRuntimeValue(trx, MODE_CHANGED_AT_KEY, String(now), now);
+  if (entry) await setRuntimeValue(trx, MODE_CHANGE_SEQ_KEY, String(entry.seq), now);
   if (request.command === 'rearm') await setRuntimeValue(trx, ERROR_WINDOW_SINCE_KEY, String(now), now);
   await deps.alerts.raise(trx, {
     event: request.command === 'rollback' ? 'rollback' : 'mode_change',
@@ -94,5 +118,5 @@ export async function changeMode(
         : `mode ${plan.from} → ${plan.to} by ${request.actor}: ${request.reason}`,
     details: { from: plan.from, to: plan.to, actor: request.actor, ...(request.evidence ?? {}) },
   });
-  return plan;
+  return entry ? { ...plan, changeSeq: entry.seq } : plan;
 }

@@ -8,7 +8,12 @@ import type { DedupKeyKind } from '../config/index.js';
 import { createPrivateWriteStream, isPrivateFileError, PRIVATE_DIR_MODE } from '../files/index.js';
 import type { Logger } from '../log/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
-import { type EligibilityRules, initialLeadState } from '../policy/index.js';
+import {
+  type EligibilityRules,
+  initialLeadState,
+  isSyntheticExternalId,
+  SYNTHETIC_ID_PREFIX,
+} from '../policy/index.js';
 import {
   addIngestCounts,
   createIngestRun,
@@ -34,6 +39,8 @@ export interface IngestDeps {
   operator: string;
   /** Where rejects files go when no path is given: `<rejectsDir>/ingest-run-<id>.jsonl`. */
   rejectsDir: string;
+  /** VALHALLA_REAL_DATA_INGEST=1: real data only, a synthetic lead is rejected (README). */
+  realDataOnly?: boolean;
 }
 
 export interface IngestOptions {
@@ -413,6 +420,20 @@ function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number
   const result = validateLead(row.fields, { now, requireExternalId: deps.dedupKey === 'external_id' });
   if (!result.ok) return { kind: 'rejected', line: row.line, problems: result.problems };
   const lead = result.lead;
+  // Marked at birth by its external id's reserved prefix; the mark is stored with the lead.
+  const synthetic = isSyntheticExternalId(lead.externalId);
+  if (synthetic && deps.realDataOnly) {
+    return {
+      kind: 'rejected',
+      line: row.line,
+      problems: [
+        {
+          field: 'external_id',
+          message: `a synthetic lead (reserved prefix ${SYNTHETIC_ID_PREFIX}): VALHALLA_REAL_DATA_INGEST=1 takes real data only`,
+        },
+      ],
+    };
+  }
   const dedupKey =
     deps.dedupKey === 'external_id'
       ? deps.pseudonymizer.dedupKey('external_id', lead.externalId ?? '')
@@ -439,6 +460,7 @@ function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number
       exported_at: null,
       run_id: runId,
       source_line: row.line,
+      synthetic: synthetic ? 1 : 0,
     },
   };
 }

@@ -1,7 +1,7 @@
-export { type Heartbeat, type HeartbeatOptions, startHeartbeat } from './heartbeat.js';
+export { type Heartbeat, type HeartbeatOptions, startHeartbeat, workerRunnerId } from './heartbeat.js';
 export { createMetrics, type Metrics, type MetricsExposition, type WorkerProbe } from './metrics.js';
 export { type MetricsServer, type MetricsServerOptions, startMetricsServer } from './metrics-server.js';
-export { MODE_POLL_MS, type ModeWatch, watchMode } from './mode-watch.js';
+export { MODE_POLL_MS, type ModeAcknowledger, type ModeWatch, watchMode } from './mode-watch.js';
 export {
   createRequestMonitor,
   errorRateRule,

@@ -42,3 +42,4 @@ export {
   STATUS_RULES,
   type StatusClassification,
 } from './retry.js';
+export { isSyntheticExternalId, SYNTHETIC_ID_PREFIX } from './synthetic.js';

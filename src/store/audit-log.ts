@@ -73,3 +73,22 @@ export async function latestAuditSeq(db: Executor): Promise<number> {
     .executeTakeFirst();
   return row?.seq === null || row?.seq === undefined ? 0 : Number(row.seq);
 }
+
+/**
+ * Entries dated in [from, until] that are not this installation's own history: written before its
+ * initialisation entry (`seq` below it), or dated before it (`at` below it: written in afterwards).
+ */
+export async function auditEntriesNotAfter(
+  db: Executor,
+  window: { from: number; until: number },
+  init: { seq: number; at: number },
+): Promise<{ n: number; first: number | null }> {
+  const row = await db
+    .selectFrom('audit_log')
+    .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('at').as('first')])
+    .where('at', '>=', window.from)
+    .where('at', '<=', window.until)
+    .where((eb) => eb.or([eb('seq', '<', init.seq), eb('at', '<', init.at)]))
+    .executeTakeFirstOrThrow();
+  return { n: Number(row.n), first: row.first === null ? null : Number(row.first) };
+}

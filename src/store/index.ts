@@ -14,6 +14,7 @@ export {
   auditAfter,
   auditDetailsOf,
   auditEntriesBetween,
+  auditEntriesNotAfter,
   auditPage,
   countAuditActionBetween,
   countAuditEntries,
@@ -43,10 +44,12 @@ export {
   recordRowOutcomes,
   rejectedRowsOf,
 } from './ingest-runs.js';
+export { INITIALIZED_KEY, type InstallationProbe, probeInstallation } from './installation.js';
 export {
   ARCHIVABLE_STATES,
   type ArchivableState,
   archiveLeads,
+  archiveSyntheticLeads,
   countArchivable,
   countIncompleteBefore,
   countLeadsByState,
@@ -67,6 +70,7 @@ export {
   nextArchivable,
 } from './leads.js';
 export { migrateToLatest } from './migrate.js';
+export { modeAcksFor, recordModeAck, runningWorkers, WORKER_STOPPED } from './mode-acks.js';
 export {
   countedRequestsSince,
   countFailuresSince,
@@ -93,6 +97,7 @@ export {
   finishCycle,
   lastLiveCycle,
   listDeliveries,
+  liveDeliveriesOfCycle,
   nextRetryAt,
   quarantinedLeads,
   recentCycles,
@@ -137,6 +142,7 @@ export type {
   Heartbeat,
   IngestRun,
   Lead,
+  ModeAck,
   NewLead,
   RequestClass,
   RequestOutcome,

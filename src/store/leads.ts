@@ -342,3 +342,19 @@ export async function archiveLeads(
     .execute();
   return rows.map((r) => Number(r.id));
 }
+
+/**
+ * A Phase 4 start: the synthetic leads still waiting (pending or quarantined) are archived with the
+ * reason, so that none can be claimed live (the claim and the guard pass them over too). Returns
+ * their ids.
+ */
+export async function archiveSyntheticLeads(db: Executor, now: number, reason: string): Promise<number[]> {
+  const rows = await db
+    .updateTable('leads')
+    .set({ state: 'archived', state_reason: reason, updated_at: now })
+    .where('synthetic', '=', 1)
+    .where('state', 'in', ['pending', 'quarantined'])
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}

@@ -35,6 +35,8 @@ export async function selectEligible(
     notDryRun: boolean;
     /** PostgreSQL, in the claiming transaction: lock the rows, passing over those another transaction holds. */
     skipLocked?: boolean;
+    /** Live: real leads only (a synthetic lead is never sent). */
+    realOnly?: boolean;
   },
 ): Promise<Lead[]> {
   if (options.limit <= 0) return [];
@@ -49,6 +51,7 @@ export async function selectEligible(
     .orderBy('id', 'asc')
     .limit(options.limit);
   if (options.notDryRun) query = query.where('dry_run_at', 'is', null);
+  if (options.realOnly) query = query.where('synthetic', '=', 0);
   if (options.skipLocked) query = query.forUpdate().skipLocked();
   return query.execute();
 }
@@ -408,4 +411,15 @@ export async function batchLeadsPerMinute(
     outcome === 'dry_run' ? query.where('kind', '=', 'dry_run') : query.where('state', '=', 'quarantined');
   const rows = await query.execute();
   return new Map(rows.map((r) => [Math.floor(Number(r.minute)), Number(r.n)]));
+}
+
+/** A cycle's live batches (the outbox rows it queued), oldest first. */
+export async function liveDeliveriesOfCycle(db: Executor, cycleId: number): Promise<Delivery[]> {
+  return db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('cycle_id', '=', cycleId)
+    .where('kind', '=', 'live')
+    .orderBy('id')
+    .execute();
 }

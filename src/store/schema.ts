@@ -24,6 +24,8 @@ export interface LeadsTable {
   dry_run_at: ColumnType<number | null, number | null | undefined, number | null>;
   /** When the person's data was erased (`leads erase`, `archive`); null while the row holds it. */
   erased_at: ColumnType<number | null, number | null | undefined, number | null>;
+  /** 1: a synthetic lead (its external id has the reserved prefix); never sent live (0011). */
+  synthetic: ColumnType<number, number | undefined, number>;
 }
 
 export interface IngestRunsTable {
@@ -189,6 +191,27 @@ export interface HeartbeatsTable {
   cycle_id: number | null;
   /** V8's heap limit in the worker (its --max-old-space-size): gate 4's evidence. Null before 0006. */
   heap_limit_bytes: ColumnType<number | null, number | null | undefined, number | null>;
+  /** The mode the worker last saw (its mode watch). Null before 0011. */
+  mode: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The policy hash the worker runs with. Null before 0011. */
+  policy_hash: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The limits in force in the worker, JSON `{leadsPerCycle, actionsPerCycle, rateLimitPerSecond}`. Null before 0011. */
+  limits: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** A running worker's acknowledgement of a mode change (0011). */
+export interface ModeAcksTable {
+  /** The change's audit entry. */
+  change_seq: number;
+  mode: string;
+  /** host:pid of the worker, as in heartbeats. */
+  runner: string;
+  pid: number;
+  worker_started_at: number;
+  /** When the change was committed (its maker's clock). */
+  changed_at: number;
+  /** When the worker had applied it (the worker's clock). */
+  acked_at: number;
 }
 
 export type SignerRole = 'ceo' | 'cfo' | 'general_counsel' | 'risk_officer' | 'head_of_operations';
@@ -267,6 +290,7 @@ export interface Database {
   alert_deliveries: AlertDeliveriesTable;
   requests: RequestsTable;
   heartbeats: HeartbeatsTable;
+  mode_acks: ModeAcksTable;
   signers: SignersTable;
   signatures: SignaturesTable;
   leads: LeadsTable;
@@ -285,6 +309,7 @@ export type Delivery = Selectable<DeliveriesTable>;
 export type Alert = Selectable<AlertsTable>;
 export type AlertDelivery = Selectable<AlertDeliveriesTable>;
 export type Heartbeat = Selectable<HeartbeatsTable>;
+export type ModeAck = Selectable<ModeAcksTable>;
 export type RequestRow = Selectable<RequestsTable>;
 export type Signer = Selectable<SignersTable>;
 export type SignatureRow = Selectable<SignaturesTable>;

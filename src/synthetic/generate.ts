@@ -3,6 +3,7 @@ import { en, Faker } from '@faker-js/faker';
 import { stringify } from 'csv-stringify/sync';
 import type { SourceFormat } from '../ingest/index.js';
 import { LEAD_FIELDS } from '../ingest/index.js';
+import { SYNTHETIC_ID_PREFIX } from '../policy/index.js';
 
 export interface GenerateOptions {
   count: number;
@@ -12,6 +13,12 @@ export interface GenerateOptions {
   format: SourceFormat;
   /** Shares of rows made deliberately ineligible or bad; the rest are fresh, valid, score ≥ 40. */
   shares?: Partial<GeneratedShares>;
+  /**
+   * The external ids' prefix: the reserved `SYNTHETIC-` (the mark) unless given. Only `valhalla
+   * simulate` gives another, for leads that live in its private database and reach only its
+   * in-process sandbox partner (its Phase 4 takes real data only).
+   */
+  idPrefix?: string;
 }
 
 export interface GeneratedShares {
@@ -62,7 +69,8 @@ export function* generateLeads(options: Omit<GenerateOptions, 'format'>): Genera
         ? recent[faker.number.int({ min: 0, max: recent.length - 1 })]!
         : {
             email: faker.internet.email({ firstName: first, lastName: `${last}${i}` }).toLowerCase(),
-            externalId: `EXT-${options.seed}-${i}`,
+            // The reserved prefix marks the lead synthetic for good: ingest stores the mark with it.
+            externalId: `${options.idPrefix ?? SYNTHETIC_ID_PREFIX}${options.seed}-${i}`,
           };
     if (kind !== 'duplicate') {
       if (recent.length < RECENT_IDENTITIES) recent.push(identity);

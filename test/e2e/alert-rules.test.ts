@@ -359,7 +359,10 @@ describe.skipIf(PROMTOOL === null)('the Prometheus alert rules against a real va
     );
     await expectFiring('healthy', healthy);
 
-    const rollback = await runInProcess(['rollback', '--reason', 'alert rule test'], { cwd, env });
+    const rollback = await runInProcess(['rollback', '--reason', 'alert rule test', '--wait', '60'], {
+      cwd,
+      env,
+    });
     expect(rollback.code, rollback.stderr).toBe(0);
     const rolledBack = await scrape(run.url);
     expect(sampleValue(rolledBack, 'valhalla_mode', 'mode="rolled_back"')).toBe(1);

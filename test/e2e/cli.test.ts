@@ -1,4 +1,4 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import type { Command } from 'commander';
@@ -67,12 +67,14 @@ describe('exit codes', () => {
     expect(result.stdout).toBe('');
   });
 
-  it('1 when the store is used before `valhalla init` created a secret', async () => {
+  it('1 when the store is used before `valhalla init` created it, naming where it looked; nothing is created', async () => {
     const fresh = tempDir();
     const { VALHALLA_PSEUDONYM_SECRET: _, ...noSecret } = testEnv(join(fresh, 'data'));
     const result = await runInProcess(['leads', 'list'], { cwd: fresh, env: noSecret });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('run `valhalla init`');
+    expect(result.stderr).toContain(`no Valhalla installation at ${join(fresh, 'data', 'valhalla.db')}`);
+    expect(result.stderr).toContain('`valhalla init` creates a new installation');
+    expect(existsSync(join(fresh, 'data'))).toBe(false);
   });
 
   it.each([

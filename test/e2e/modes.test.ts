@@ -31,6 +31,7 @@ describe('valhalla pause | resume | rollback | rearm', () => {
     const paused = await run('pause', '--reason', 'partner maintenance window');
     expect(paused.code, paused.stderr).toBe(0);
     expect(paused.stdout).toContain('mode live → paused by dana.ops (audited): partner maintenance window');
+    expect(paused.stdout).toContain('NOT acknowledged: no worker of this installation is running');
     const again = await run('pause');
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('mode unchanged (paused): already paused');
@@ -40,10 +41,12 @@ describe('valhalla pause | resume | rollback | rearm', () => {
     expect(noReason.code).toBe(2);
     expect(noReason.stderr).toContain("required option '--reason <text>' not specified");
 
+    // No `valhalla run` here: recorded and alerted, but no running worker confirmed it (exit 4).
     const rolled = await run('rollback', '--reason', 'error rate on the dashboard');
-    expect(rolled.code, rolled.stderr).toBe(0);
+    expect(rolled.code, rolled.stderr).toBe(4);
     expect(rolled.stdout).toContain('mode live → rolled_back');
-    expect(rolled.stdout).toContain('one already in flight finishes and is recorded; the queue is kept');
+    expect(rolled.stdout).toContain('NOT acknowledged: no worker of this installation is running');
+    expect(rolled.stderr).toContain('rollback recorded, not confirmed');
     expect(rolled.stdout).toMatch(/alerts: 1 sent/);
     const rollbackAlert = receiver.requests.find((r) => r.body.includes('ROLLED BACK by dana.ops'));
     expect(rollbackAlert?.body).toContain('error rate on the dashboard');

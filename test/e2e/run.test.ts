@@ -327,10 +327,25 @@ describe('quarantine list|release|drop and cycle confirm', () => {
     expect((JSON.parse(next.stdout) as { leads: { id: number }[] }).leads.map((l) => l.id)).toEqual([ids[0]]);
   });
 
-  it('cycle confirm confirms the latest live cycle once; again, or an unknown cycle, exits 1', async () => {
-    const first = await runInProcess(['cycle', 'confirm'], { cwd, env });
+  it('cycle confirm shows the batch and confirms nothing; cycle confirm N confirms that cycle once; again, or another number, exits 1', async () => {
+    // The review: what the cycle sent (masked) and what the partner answered; nothing confirmed (exit 3).
+    const review = await runInProcess(['cycle', 'confirm'], { cwd, env });
+    expect(review.code).toBe(3);
+    expect(review.stdout).toContain(`cycle ${liveCycle} (live, ramp stage`);
+    expect(review.stdout).toMatch(/^batch \S+: quarantined after 1 attempt\(s\); partner answered HTTP 422/m);
+    expect(review.stdout).toMatch(/^\s+LEAD\s+PSEUDONYM\s+NAME\s+EMAIL\s+SCORE\s+STATE\s+REASON$/m);
+    for (const id of ids)
+      expect(review.stdout).toMatch(new RegExp(`^\\s+${id}\\s+L-\\S+\\s+.+quarantined`, 'm'));
+    expect(review.stdout).not.toMatch(/ada\.q\.\d@example\.org/);
+    expect(review.stdout).not.toContain('Lovelace');
+    expect(review.stderr).toContain(
+      `nothing confirmed: check the batch above, then confirm it with \`valhalla cycle confirm ${liveCycle}\``,
+    );
+    expect(query(dbFile, `select seq from audit_log where action = 'cycle.confirmed'`)).toHaveLength(0);
+
+    const first = await runInProcess(['cycle', 'confirm', String(liveCycle)], { cwd, env });
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout.trim()).toBe(`cycle ${liveCycle} confirmed by test-operator`);
+    expect(first.stdout.trim().split('\n').at(-1)).toBe(`cycle ${liveCycle} confirmed by test-operator`);
     const [row] = query<{ confirmed_by: string | null }>(
       dbFile,
       'select confirmed_by from cycles where id = ?',
@@ -346,25 +361,36 @@ describe('quarantine list|release|drop and cycle confirm', () => {
     ).toHaveLength(1);
 
     for (const args of [
-      ['cycle', 'confirm'],
+      ['cycle', 'confirm', String(liveCycle)],
       ['cycle', 'confirm', '--cycle', String(liveCycle)],
-      ['cycle', 'confirm', '--cycle', '999999'],
+      ['cycle', 'confirm', '999999'],
     ]) {
       const again = await runInProcess(args, { cwd, env });
       expect(again.code, args.join(' ')).toBe(1);
-      expect(again.stderr).toContain('does not exist or is already confirmed');
+      expect(again.stderr).toContain(
+        `nothing to confirm: cycle ${liveCycle} was confirmed by test-operator at `,
+      );
       expect(again.stdout).toBe('');
     }
+    // With nothing to confirm, it says what the ramp waits for (exit 0).
+    const nothing = await runInProcess(['cycle', 'confirm'], { cwd, env });
+    expect(nothing.code).toBe(0);
+    expect(nothing.stdout).toContain(`nothing to confirm: cycle ${liveCycle} was confirmed by test-operator`);
     expect(query(dbFile, `select seq from audit_log where action = 'cycle.confirmed'`)).toHaveLength(1);
   });
 
-  it('cycle confirm with no live cycle yet exits 1', async () => {
+  it('cycle confirm with no live cycle yet says what the ramp waits for; naming a cycle exits 1', async () => {
     const fresh = tempDir();
     const freshEnv = testEnv(join(fresh, 'data'));
     expect((await runInProcess(['init'], { cwd: fresh, env: freshEnv })).code).toBe(0);
     const result = await runInProcess(['cycle', 'confirm'], { cwd: fresh, env: freshEnv });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toContain('no live cycle to confirm');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(
+      'nothing to confirm: no live cycle yet: the ramp starts with the first live cycle',
+    );
+    const named = await runInProcess(['cycle', 'confirm', '1'], { cwd: fresh, env: freshEnv });
+    expect(named.code).toBe(1);
+    expect(named.stderr).toContain('nothing to confirm: no live cycle yet');
   });
 
   it('release and drop change quarantined leads only, audited; others are named and exit 1', async () => {

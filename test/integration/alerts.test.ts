@@ -708,6 +708,7 @@ describe.each(list)('alerts on $name', (backend) => {
       VALHALLA_ALERT_EMAIL_FROM: 'valhalla@example.com',
     });
 
+    expect((await runInProcess(['init'], { env, cwd: dir })).code).toBe(0);
     const ok = await runInProcess(['alerts', 'test'], { env, cwd: dir });
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
@@ -746,10 +747,12 @@ describe.each(list)('alerts on $name', (backend) => {
       expect(out.stdout + out.stderr).not.toContain(WEBHOOK_TOKEN);
     }
 
-    const none = await runInProcess(['alerts', 'test'], {
-      env: testEnv(tempDir(), { VALHALLA_DATABASE_URL: backend.databaseUrl(), VALHALLA_LOG_LEVEL: 'warn' }),
-      cwd: dir,
+    const noneEnv = testEnv(tempDir(), {
+      VALHALLA_DATABASE_URL: backend.databaseUrl(),
+      VALHALLA_LOG_LEVEL: 'warn',
     });
+    expect((await runInProcess(['init'], { env: noneEnv, cwd: dir })).code).toBe(0);
+    const none = await runInProcess(['alerts', 'test'], { env: noneEnv, cwd: dir });
     expect(none.code).toBe(3);
     expect(none.stdout).toBe('');
     expect(none.stderr).toContain('no alert channel is configured');

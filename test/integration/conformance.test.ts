@@ -187,6 +187,7 @@ describe.each(list)('valhalla gates conformance, the installation on $name', (ba
   it('prints the checks, records the result in the audit chain, exit 0 when all passed', async () => {
     const dir = tempDir();
     const env = testEnv(dir, { VALHALLA_DATABASE_URL: backend.databaseUrl() });
+    expect((await runInProcess(['init'], { env, cwd: dir })).code).toBe(0);
     const json = await runInProcess(['gates', 'conformance', '--json'], { env, cwd: dir });
     expect(json.stderr).toBe('');
     expect(json.code).toBe(0);
@@ -237,6 +238,7 @@ describe.each(list)('valhalla gates conformance, the installation on $name', (ba
       VALHALLA_DATABASE_URL: backend.databaseUrl(),
       VALHALLA_DEDUP_KEY: 'external_id',
     });
+    expect((await runInProcess(['init'], { env, cwd: dir })).code).toBe(0);
     const out = await runInProcess(['gates', 'conformance'], { env, cwd: dir });
     expect(out.code).toBe(1);
     expect(out.stdout).toMatch(

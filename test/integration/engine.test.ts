@@ -631,6 +631,20 @@ describe('failure classes against sandbox faults (SQLite)', () => {
         ineligibleLeadIds: [first.id],
       });
     }
+    // A synthetic lead never leaves, whatever selected it; the refusal is audited like any other.
+    expect(await decide({ leads: [{ ...first, synthetic: 1 }, rows[1]!] })).toEqual({
+      allowed: false,
+      code: 'LEAD_INELIGIBLE',
+      reason: '1 synthetic lead(s): a synthetic lead is never sent live',
+      ineligibleLeadIds: [first.id],
+    });
+    const refusal = await w.app.store.db
+      .selectFrom('audit_log')
+      .select('details')
+      .where('action', '=', 'guard.refused')
+      .orderBy('seq', 'desc')
+      .executeTakeFirstOrThrow();
+    expect(refusal.details).toContain('a synthetic lead is never sent live');
     const notCleared = createGuard({
       config: w.config,
       audit: w.app.audit,
@@ -666,6 +680,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       ['guard.refused', 'LEAD_INELIGIBLE'],
       ['guard.refused', 'LEAD_INELIGIBLE'],
       ['guard.refused', 'LEAD_INELIGIBLE'],
+      ['guard.refused', 'LEAD_INELIGIBLE'], // the synthetic lead
       ['guard.refused', 'GATES_NOT_CLEARED'],
       ['guard.refused', 'DAILY_CAP'],
       ['guard.refused', 'MODE_NOT_LIVE'],

@@ -12,7 +12,7 @@ import SqliteDatabase from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type ErasureResult, eraseLead, normaliseEmail, parseLeadIdentifier } from '../../src/app/erasure.js';
-import { type App, openApp } from '../../src/app/index.js';
+import { type App, initialize, openApp } from '../../src/app/index.js';
 import { archiveCompleted } from '../../src/app/retention.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
@@ -89,7 +89,7 @@ async function world(backend: Backend, options: { phase?: 3 | 4 } = {}): Promise
   const database = { VALHALLA_DATABASE_URL: dbUrl };
   const env = options.phase === 3 ? testEnv(dir, database) : phase4Env(dir, UNCALLED_PARTNER, database);
   const clock = new ManualClock(NOW);
-  const app = await openApp({ config: loadConfig({ cwd: dir, env }), clock });
+  const { app } = await initialize(loadConfig({ cwd: dir, env }), { clock });
   cleanups.push(() => app.close());
   if (options.phase !== 3) await writeGoLiveAt(app.store.db, NOW - 30 * HOUR);
   return { dir, dbUrl, env, clock, app, files: 0 };
@@ -701,10 +701,20 @@ describe('erasure on SQLite files', () => {
   ])('SQLite written by an older release: $name', async ({ rewritten }) => {
     const w = await world(sqliteBackend);
     const raw = w.app.store.sqlite!;
-    raw.prepare("delete from valhalla_migration where name = '0010-zeroed-pages'").run();
     raw.pragma('secure_delete = OFF');
     const people = Array.from({ length: 200 }, (_, n) => ({ tag: `zz${n}x` }));
     await ingest(w, people);
+    // As a release before 0010 left it: neither 0010 nor what came after (0011's table and columns).
+    raw.prepare("delete from valhalla_migration where name >= '0010-zeroed-pages'").run();
+    raw.exec('drop table mode_acks');
+    for (const [table, column] of [
+      ['heartbeats', 'mode'],
+      ['heartbeats', 'policy_hash'],
+      ['heartbeats', 'limits'],
+      ['leads', 'synthetic'],
+    ]) {
+      raw.exec(`alter table ${table} drop column ${column}`);
+    }
     await w.app.close();
     if (!rewritten) {
       const marker = new SqliteDatabase(w.dbUrl);

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, afterEach, describe, expect, it, onTestFinished } from 'vitest';
-import { type App, openApp } from '../../src/app/index.js';
+import { type App, initialize } from '../../src/app/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import {
@@ -87,7 +87,7 @@ async function setup(backend: Backend, extraEnv: Record<string, string> = {}): P
   const url = backend.databaseUrl();
   const env = testEnv(join(dir, 'data'), { VALHALLA_DATABASE_URL: url, ...extraEnv });
   const open = async () => {
-    const app = await openApp({ config: loadConfig({ env, cwd: dir }), clock: new ManualClock(NOW_ISO) });
+    const { app } = await initialize(loadConfig({ env, cwd: dir }), { clock: new ManualClock(NOW_ISO) });
     opened.push(app);
     return app;
   };
@@ -337,6 +337,7 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
       const audit = await app.store.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
       const actions = audit.map((a) => a.action);
       expect(actions).toEqual([
+        'system.initialized',
         'ingest.started',
         'ingest.rows',
         'ingest.rows',
@@ -1094,6 +1095,7 @@ describe('unreadable file as an unprivileged user (CLI binary)', () => {
     if (uid !== 0) {
       // Not root: this process itself cannot read it.
       const env = testEnv(join(work, 'data'), { VALHALLA_DATABASE_URL: sqliteBackend.databaseUrl() });
+      expect((await runInProcess(['init'], { env, cwd: work })).code).toBe(0);
       const cli = await runInProcess(['ingest', path], { env, cwd: work });
       expect([cli.code, cli.stderr]).toEqual([1, `valhalla: ${path}: cannot read: EACCES\n`]);
       return;
@@ -1105,6 +1107,14 @@ describe('unreadable file as an unprivileged user (CLI binary)', () => {
     ).toBe(true);
     chmodSync(work, 0o777);
     const env = testEnv(join(work, 'data'), { VALHALLA_DATABASE_URL: join(work, 'db', 'valhalla.db') });
+    // The installation is made as `nobody` too (its database must be writable by it).
+    const init = spawnSync(process.execPath, [BIN, 'init'], {
+      cwd: work,
+      env: { PATH: process.env.PATH, ...env },
+      uid: 65_534,
+      gid: 65_534,
+    });
+    expect(init.status, init.stderr.toString()).toBe(0);
     const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
       (resolve, reject) => {
         const child = spawn(process.execPath, [BIN, 'ingest', path], {
@@ -1163,7 +1173,7 @@ describe('memory (SQLite)', () => {
     let n = 0;
     const measure = async (path: string, rows: number) => {
       const env = testEnv(join(dir, 'data'), { VALHALLA_DATABASE_URL: join(dbDir, `memory-${++n}.db`) });
-      const app = await openApp({ config: loadConfig({ env, cwd: dir }), clock: new ManualClock(NOW_ISO) });
+      const { app } = await initialize(loadConfig({ env, cwd: dir }), { clock: new ManualClock(NOW_ISO) });
       opened.push(app);
       gc();
       const base = process.memoryUsage().heapUsed;

@@ -442,7 +442,12 @@ describe.skipIf(!available)('PostgreSQL owner and app roles', () => {
     const sqlite = await runInProcess(['db', 'grants', '--app-role', APP], sqliteEnv);
     expect(sqlite.code).toBe(3);
     expect(sqlite.stderr).toContain('PostgreSQL');
-    // On SQLite `db migrate` simply migrates.
+    // On SQLite `db migrate` makes no database (only `init` does); on one it simply migrates.
+    const noDatabase = await runInProcess(['db', 'migrate'], sqliteEnv);
+    expect(noDatabase.code).toBe(1);
+    expect(noDatabase.stderr).toContain(`no database at ${join(dir, 'valhalla.db')}`);
+    const older = await openStore({ kind: 'sqlite', path: join(dir, 'valhalla.db') }, { migrate: false });
+    await older.close();
     const sqliteMigrate = await runInProcess(['db', 'migrate'], sqliteEnv);
     expect(sqliteMigrate.code).toBe(0);
     expect(sqliteMigrate.stdout).toContain(`applied ${LATEST_MIGRATION}`);

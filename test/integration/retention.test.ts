@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { eraseLead } from '../../src/app/erasure.js';
-import { type App, openApp } from '../../src/app/index.js';
+import { type App, initialize } from '../../src/app/index.js';
 import { type ArchiveResult, archiveCompleted, retentionCutoff } from '../../src/app/retention.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
@@ -50,7 +50,7 @@ async function world(backend: Backend, start = T0, env: Record<string, string> =
     env: phase4Env(dir, UNCALLED_PARTNER, { VALHALLA_DATABASE_URL: dbUrl, ...env }),
   });
   const clock = new ManualClock(start);
-  const app = await openApp({ config, clock });
+  const { app } = await initialize(config, { clock });
   cleanups.push(() => app.close());
   await writeGoLiveAt(app.store.db, start - 30 * HOUR);
   return { dir, dbUrl, clock, app, files: 0 };

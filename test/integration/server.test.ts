@@ -235,7 +235,7 @@ function expectError(response: ApiResponse<unknown>, status: number, code: strin
  */
 type Route = [Method, string, ApiRole, unknown, number];
 const READ_PATHS =
-  'status flow leads cycles deliveries quarantine gates signers audit audit/verify alerts events session'
+  'status flow leads cycles cycles/review deliveries quarantine gates signers audit audit/verify alerts events session'
     .split(' ')
     .map((p) => `/api/${p}`);
 const ROUTES: Route[] = [
@@ -245,7 +245,7 @@ const ROUTES: Route[] = [
   ['POST', '/api/mode/rollback', 'operator', { reason: 'auth test' }, 400],
   ['POST', '/api/quarantine/release', 'operator', { ids: [1], reason: 'auth test' }, 400],
   ['POST', '/api/quarantine/drop', 'operator', { ids: [1], reason: 'auth test' }, 400],
-  ['POST', '/api/cycles/confirm', 'operator', {}, 409],
+  ['POST', '/api/cycles/confirm', 'operator', { cycleId: 1 }, 400],
   ['POST', '/api/ingest', 'operator', [leadObject(person(1), NOW)], 400],
   ['POST', '/api/signoffs', 'admin', {}, 422],
   ['DELETE', '/api/session', 'viewer', undefined, 204],
@@ -527,16 +527,23 @@ describe.each(list)('admin API on $name', (backend) => {
       expect(response.status).toBe(200);
       return response.body;
     };
-    expect(await mode('pause')).toEqual({ kind: 'change', from: 'live', to: 'paused' });
+    // No worker runs in this test: every change says so (acknowledgement no_worker).
+    const noWorker = { acknowledgement: { kind: 'no_worker' } };
+    expect(await mode('pause')).toMatchObject({ kind: 'change', from: 'live', to: 'paused', ...noWorker });
     expect((await status(w)).mode).toBe('paused');
-    expect(await mode('pause')).toEqual({ kind: 'unchanged', mode: 'paused', reason: 'already paused' });
-    expect(await mode('resume')).toEqual({ kind: 'change', from: 'paused', to: 'live' });
-    expect((await status(w)).mode).toBe('live');
-    expect(await mode('rollback', 'partner errors')).toEqual({
-      kind: 'change',
-      from: 'live',
-      to: 'rolled_back',
+    expect(await mode('pause')).toMatchObject({
+      kind: 'unchanged',
+      mode: 'paused',
+      reason: 'already paused',
+      ...noWorker,
     });
+    expect(await mode('resume')).toMatchObject({ kind: 'change', from: 'paused', to: 'live' });
+    expect((await status(w)).mode).toBe('live');
+    const rolled = (await mode('rollback', 'partner errors')) as unknown as Record<string, unknown>;
+    expect(rolled).toMatchObject({ kind: 'change', from: 'live', to: 'rolled_back', ...noWorker });
+    expect(rolled.acknowledgementText).toContain(
+      'NOT acknowledged: no worker of this installation is running',
+    );
     expect((await status(w)).mode).toBe('rolled_back');
     expect(await mode('pause')).toMatchObject({ kind: 'refused', mode: 'rolled_back' });
     expect(await mode('resume')).toMatchObject({ kind: 'refused', mode: 'rolled_back' });
@@ -556,9 +563,13 @@ describe.each(list)('admin API on $name', (backend) => {
     });
   });
 
-  it('confirms the latest live cycle for ramp stage 1 (audited as api:<name>); nothing to confirm is a 409', async () => {
+  it('reviews, then confirms the named live cycle for ramp stage 1 (audited as api:<name>); nothing, a stale or a wrong number is a 409', async () => {
     const w = await world(backend);
-    expect(await w.post('/api/cycles/confirm', {})).toMatchObject({
+    expect(await w.read<{ kind: string; waitingFor: string }>('/api/cycles/review')).toMatchObject({
+      kind: 'nothing',
+      waitingFor: expect.stringContaining('no live cycle yet'),
+    });
+    expect(await w.post('/api/cycles/confirm', { cycleId: 1 })).toMatchObject({
       status: 409,
       body: { error: { code: 'NOTHING_TO_CONFIRM' } },
     });
@@ -576,11 +587,30 @@ describe.each(list)('admin API on $name', (backend) => {
       status: 400,
       body: { error: { code: 'VALIDATION', message: 'body/cycleId must be integer' } },
     });
-    expect(await w.post('/api/cycles/confirm', {}, AS.viewer)).toMatchObject({ status: 403 });
-    expect(await w.post('/api/cycles/confirm', {})).toMatchObject({ status: 200, body: { confirmed: id } });
     expect(await w.post('/api/cycles/confirm', {})).toMatchObject({
+      status: 400,
+      body: { error: { code: 'VALIDATION' } },
+    });
+    expect(await w.read<{ kind: string; cycle: { id: number } }>('/api/cycles/review')).toMatchObject({
+      kind: 'awaiting',
+      cycle: { id },
+    });
+    expect(await w.post('/api/cycles/confirm', { cycleId: id }, AS.viewer)).toMatchObject({ status: 403 });
+    expect(await w.post('/api/cycles/confirm', { cycleId: id + 1 })).toMatchObject({
       status: 409,
-      body: { error: { code: 'ALREADY_CONFIRMED' } },
+      body: {
+        error: {
+          message: `cycle ${id + 1} is not the cycle awaiting confirmation: cycle ${id} is (review it with \`valhalla cycle confirm\`)`,
+        },
+      },
+    });
+    expect(await w.post('/api/cycles/confirm', { cycleId: id })).toMatchObject({
+      status: 200,
+      body: { confirmed: id, review: { kind: 'awaiting', cycle: { id } } },
+    });
+    expect(await w.post('/api/cycles/confirm', { cycleId: id })).toMatchObject({
+      status: 409,
+      body: { error: { code: 'NOTHING_TO_CONFIRM' } },
     });
     const cycles = await w.read<{ cycles: { id: number; confirmed: boolean }[] }>('/api/cycles');
     expect(cycles.cycles.find((c) => c.id === id)?.confirmed).toBe(true);

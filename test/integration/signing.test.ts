@@ -547,6 +547,7 @@ describe.each(list)('the signing CLI on $name', (backend) => {
     const env = testEnv(dir, { VALHALLA_DATABASE_URL: backend.databaseUrl(), VALHALLA_LOG_LEVEL: 'warn' });
     const cli = (...args: string[]) => runInProcess(args, { env, cwd: dir });
     const key = (role: SignerRole) => join(dir, role);
+    expect((await cli('init')).code).toBe(0);
 
     // Keys: 0600 private key, the key id printed, never overwritten.
     const created = await cli('keys', 'create', '--out', key('cfo'));

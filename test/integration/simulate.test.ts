@@ -91,6 +91,7 @@ describe('valhalla simulate', () => {
     expect(result.days.reduce((sum, d) => sum + d.exported, 0)).toBe(result.totals.exported);
     expect(result.stability.passed).toBe(true);
     expect(result.stability.checks.map((c) => c.name)).toEqual([
+      'this installation',
       'uninterrupted',
       'export quality',
       'memory',

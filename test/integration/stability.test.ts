@@ -9,7 +9,7 @@
  */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type App, openApp } from '../../src/app/index.js';
+import { type App, initialize } from '../../src/app/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { type StabilityResult, verifyStability } from '../../src/gates/stability.js';
@@ -51,7 +51,7 @@ async function simulate(backend: Backend): Promise<World> {
   const env = testEnv(dir, { VALHALLA_DATABASE_URL: backend.databaseUrl(), VALHALLA_LOG_LEVEL: 'warn' });
   const config = loadConfig({ env, cwd: dir });
   const clock = new ManualClock(START - HOUR);
-  const app = await openApp({ config, clock });
+  const { app } = await initialize(config, { clock });
   const { store } = app;
 
   await seedPhase3Run(app, clock, { start: START, end: END });
@@ -109,6 +109,7 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
     expect(result.passed).toBe(true);
     expect(result).toMatchObject({ from: iso(ANCHOR - 72 * HOUR), until: iso(ANCHOR), hours: 72 });
     expect(result.checks.map((c) => c.name)).toEqual([
+      'this installation',
       'uninterrupted',
       'export quality',
       'memory',
@@ -323,6 +324,13 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
     // time of day the suite runs (12 h before a run at 14:00 UTC fell on the 02:00 restart).
     const from = nextDailyRestart(w.config.policy.dailyRestartUtc, ANCHOR - 48 * HOUR) + 4 * HOUR;
     const result = await w.verify(async (trx) => {
+      // A second supervisor's worker: its start is in the chain, as a real one's is.
+      w.clock.set(from);
+      await w.app.audit.append(trx, {
+        actor: 'supervisor',
+        action: 'worker.started',
+        details: { pid: 6666 },
+      });
       for (let at = from; at < from + HOUR; at += 30 * S) {
         await recordHeartbeat(trx, {
           at: at + 5 * S,
@@ -343,6 +351,49 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
     expect(check.detail).toMatch(/^sim-host:500\d@\d+ and sim-host:6666@\d+ both heartbeating from /);
   });
 
+  it('heartbeats of a worker whose start is not in the chain fail "this installation", naming it', async () => {
+    const from = ANCHOR - 30 * HOUR;
+    const result = await w.verify(async (trx) => {
+      await trx
+        .updateTable('heartbeats')
+        .set({ worker_started_at: from - 7 * HOUR, runner: 'elsewhere:7777', pid: 7777 })
+        .where('at', '>=', from)
+        .where('at', '<', from + HOUR)
+        .execute();
+    });
+    expect(failedChecks(result)).toContain('this installation');
+    expect(checkNamed(result, 'this installation').detail).toContain(
+      'heartbeats from worker pid 7777 (started ',
+    );
+    expect(checkNamed(result, 'this installation').detail).toContain('whose start is not in the audit chain');
+  });
+
+  it('history written in afterwards, dated before the installation’s initialisation, fails "this installation"', async () => {
+    // Another installation, initialised now; then 72 h of Phase 3 written into it, dated in the past.
+    const dir = tempDir();
+    const env = testEnv(dir, { VALHALLA_DATABASE_URL: backend.databaseUrl(), VALHALLA_LOG_LEVEL: 'warn' });
+    const config = loadConfig({ env, cwd: dir });
+    const clock = new ManualClock(ANCHOR);
+    const { app } = await initialize(config, { clock });
+    try {
+      await seedPhase3Run(app, clock, { start: START, end: END });
+      const result = await verifyStability({ store: app.store, clock, config }, { hours: 72, until: ANCHOR });
+      expect(result.passed).toBe(false);
+      expect(failedChecks(result)).toEqual(['this installation']);
+      const own = checkNamed(result, 'this installation');
+      expect(own.detail).toMatch(
+        new RegExp(
+          `^\\d+ heartbeat\\(s\\) dated before this installation's initialisation \\(${iso(ANCHOR)}\\)`,
+        ),
+      );
+      expect(own.detail).toContain(
+        "audit entries in the window dated before this installation's initialisation",
+      );
+    } finally {
+      await app.close();
+    }
+  });
+
   it('`valhalla stability verify`: exit 0 and audited when it passes, 2 below 72 hours, 3 naming what failed', async () => {
     const latestVerified = async () => {
       const row = await w.app.store.db
@@ -355,10 +406,21 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
       return row && { actor: row.actor, details: JSON.parse(row.details) as StabilityResult };
     };
 
-    const ok = await runInProcess(['stability', 'verify', '--json'], { env: w.env, cwd: w.dir });
+    // A trial: the verdict, and nothing recorded.
+    const trial = await runInProcess(['stability', 'verify'], { env: w.env, cwd: w.dir });
+    expect(trial.code, trial.stderr).toBe(0);
+    expect(trial.stdout).toContain('not recorded (a trial): add --record to record it as gate 9 evidence');
+    expect(await latestVerified()).toBeUndefined();
+    const help = await runInProcess(['stability', 'verify', '--help'], { env: w.env, cwd: w.dir });
+    expect(help.stdout).toContain('72 h in the shipped policy');
+
+    const ok = await runInProcess(['stability', 'verify', '--record', '--json'], { env: w.env, cwd: w.dir });
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
-    const printed = JSON.parse(ok.stdout) as StabilityResult;
+    const { recorded: wasRecorded, ...printed } = JSON.parse(ok.stdout) as StabilityResult & {
+      recorded: boolean;
+    };
+    expect(wasRecorded).toBe(true);
     expect(printed.passed).toBe(true);
     expect(printed.hours).toBe(72);
     expect(Date.now() - Date.parse(printed.until)).toBeLessThan(5 * MIN);
@@ -366,11 +428,18 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
     expect(recorded?.actor).toBe('test-operator');
     expect(recorded?.details).toEqual(printed);
 
-    const table = await runInProcess(['stability', 'verify'], { env: w.env, cwd: w.dir });
+    const table = await runInProcess(['stability', 'verify', '--record'], { env: w.env, cwd: w.dir });
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^Phase 3 stability over 72 h \(.+ → .+\): PASSED$/m);
     expect(table.stdout).toMatch(/^check\s+result\s+figure\s+detail$/m);
-    for (const name of ['uninterrupted', 'export quality', 'memory', 'orphaned processes', 'guard']) {
+    for (const name of [
+      'this installation',
+      'uninterrupted',
+      'export quality',
+      'memory',
+      'orphaned processes',
+      'guard',
+    ]) {
       expect(table.stdout).toMatch(new RegExp(`^${name}\\s+ok\\s+`, 'm'));
     }
 
@@ -391,10 +460,15 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
       action: 'worker.crashed',
       details: { pid: 5004, code: null, signal: 'SIGKILL', restartInMs: 1000 },
     });
-    const failed = await runInProcess(['stability', 'verify', '--json'], { env: w.env, cwd: w.dir });
+    const failed = await runInProcess(['stability', 'verify', '--record', '--json'], {
+      env: w.env,
+      cwd: w.dir,
+    });
     expect(failed.code).toBe(3);
     expect(failed.stderr).toContain('Phase 3 stability not proven: failed memory');
-    const failedResult = JSON.parse(failed.stdout) as StabilityResult;
+    const { recorded: _recorded, ...failedResult } = JSON.parse(failed.stdout) as StabilityResult & {
+      recorded: boolean;
+    };
     expect(failedResult.passed).toBe(false);
     expect(checkNamed(failedResult, 'memory')).toMatchObject({ passed: false, at: iso(crashAt) });
     expect((await latestVerified())?.details).toEqual(failedResult);

@@ -29,6 +29,7 @@ const TABLES = [
   'ingest_outcomes',
   'ingest_runs',
   'leads',
+  'mode_acks',
   'rate_starts',
   'requests',
   'runner_lease',

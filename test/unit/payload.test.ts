@@ -23,6 +23,7 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     source_line: id,
     dry_run_at: null,
     erased_at: null,
+    synthetic: 0,
     ...overrides,
   };
 }

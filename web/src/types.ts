@@ -80,6 +80,8 @@ export interface Status {
     actions: number;
     confirmed: boolean;
   }[];
+  /** The running service's truth (its worker's heartbeat); absent from an older server. */
+  service?: { running: boolean; differences: string[] };
 }
 
 /** The SSE `status` event: the parts of the status that change often. */
@@ -163,9 +165,28 @@ export interface Alert {
 }
 
 /** What a mode command answers. */
+/** Whether the running service took a mode change (the server's words in `acknowledgementText`). */
+export interface ModeAcknowledgement {
+  kind: 'acknowledged' | 'no_worker' | 'not_acknowledged';
+  workers?: { pid: number; runner: string; latencyMs: number }[];
+}
+
 export type ModeResult =
-  | { kind: 'change'; from: Mode; to: Mode }
-  | { kind: 'unchanged' | 'refused'; mode: Mode; reason: string };
+  | {
+      kind: 'change';
+      from: Mode;
+      to: Mode;
+      acknowledgement: ModeAcknowledgement;
+      acknowledgementText: string;
+    }
+  | {
+      kind: 'unchanged';
+      mode: Mode;
+      reason: string;
+      acknowledgement: ModeAcknowledgement;
+      acknowledgementText: string;
+    }
+  | { kind: 'refused'; mode: Mode; reason: string };
 
 export interface ReleaseResult {
   changed: number[];

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import {
   type AppliedGrants,
@@ -95,7 +96,16 @@ export function registerDb(program: Command, ctx: Context): void {
 }
 
 async function withStore<T>(ctx: Context, work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(ctx.config().database, { migrate: false });
+  const target = ctx.config().database;
+  // SQLite: no file, no installation; only `valhalla init` makes one (PostgreSQL: the owner may
+  // migrate a schema before the first `init`, docs/production.md).
+  if (target.kind === 'sqlite' && !existsSync(target.path)) {
+    throw new CliExit(
+      EXIT.failure,
+      `no database at ${target.path}; nothing was created: point at the installation with --data-dir DIR or VALHALLA_DATA_DIR, or create one with \`valhalla init\``,
+    );
+  }
+  const store = await openStore(target, { migrate: false });
   try {
     return await work(store);
   } finally {

@@ -1,46 +1,95 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { runRollbackDrill } from '../../app/drill.js';
-import type { App } from '../../app/index.js';
+import { type App, describeModeAck, MODE_ACK_WAIT_MS } from '../../app/index.js';
 import { REASON_WITHHELD } from '../../pii/index.js';
 import type { ModeCommand } from '../../policy/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
+import { wholeNumber } from './leads.js';
+
+interface ModeOptions {
+  reason: string;
+  wait: number;
+  json?: boolean;
+}
 
 /** Alerts raised by a mode change go out now, even with no `valhalla run` to send them; bounded. */
 const ALERT_SEND_BUDGET_MS = 15_000;
 
-async function applyMode(ctx: Context, command: ModeCommand, reason: string): Promise<void> {
+async function applyMode(
+  ctx: Context,
+  command: ModeCommand,
+  reason: string,
+  opts: { wait: number; json?: boolean },
+): Promise<void> {
   await ctx.withApp(async (app: App) => {
     const change = await app.changeMode(command, { reason });
     if (change.kind === 'refused') throw new CliExit(EXIT.refused, `${command} refused: ${change.reason}`);
-    if (change.kind === 'unchanged') {
-      writeLine(ctx.io.stdout, `mode unchanged (${change.mode}): ${change.reason}`);
-      return;
-    }
-    writeLine(
-      ctx.io.stdout,
-      `mode ${change.from} → ${change.to} by ${app.config.operator} (audited): ${change.reasonWithheld ? REASON_WITHHELD : reason}`,
-    );
-    if (change.to === 'rolled_back') {
+    // The change (or the one already in force) and whether the running service took it.
+    const ack = await app.awaitModeAck({
+      ...(change.kind === 'change' && change.changeSeq !== undefined ? { changeSeq: change.changeSeq } : {}),
+      waitMs: opts.wait * 1000,
+    });
+    const out = ctx.io.stdout;
+    if (opts.json) writeJson(out, { change, acknowledgement: ack });
+    else if (change.kind === 'unchanged') {
+      writeLine(out, `mode unchanged (${change.mode}): ${change.reason}`);
+      writeLine(out, describeModeAck(ack));
+    } else {
       writeLine(
-        ctx.io.stdout,
-        'outbound stops within a second: a running worker starts no new request; one already in flight finishes and is recorded; the queue is kept and the worker continues as a dry run',
+        out,
+        `mode ${change.from} → ${change.to} by ${app.config.operator} (audited): ${change.reasonWithheld ? REASON_WITHHELD : reason}`,
       );
+      writeLine(out, describeModeAck(ack));
+      if (change.to === 'rolled_back' && ack.kind === 'acknowledged') {
+        writeLine(
+          out,
+          'outbound stopped: the running worker starts no new request; one already in flight finishes and is recorded; the queue is kept and the worker continues as a dry run',
+        );
+      }
     }
     let timer: NodeJS.Timeout | undefined;
-    const sent = await Promise.race([
-      app.dispatchAlerts(),
-      new Promise<null>((resolve) => {
-        timer = setTimeout(() => resolve(null), ALERT_SEND_BUDGET_MS);
-      }),
-    ]).finally(() => clearTimeout(timer));
-    if (sent && sent.sent + sent.retrying + sent.failed > 0) {
-      writeLine(ctx.io.stdout, `alerts: ${sent.sent} sent, ${sent.retrying} to retry, ${sent.failed} failed`);
+    const sent =
+      change.kind === 'change'
+        ? await Promise.race([
+            app.dispatchAlerts(),
+            new Promise<null>((resolve) => {
+              timer = setTimeout(() => resolve(null), ALERT_SEND_BUDGET_MS);
+            }),
+          ]).finally(() => clearTimeout(timer))
+        : null;
+    if (!opts.json && sent && sent.sent + sent.retrying + sent.failed > 0) {
+      writeLine(out, `alerts: ${sent.sent} sent, ${sent.retrying} to retry, ${sent.failed} failed`);
     }
-    if (change.reasonWithheld) {
-      throw new CliExit(EXIT.refused, `${change.reasonWithheld}; the ${command} itself was made`);
+    // The reason was not kept (it looked like contact data): said whatever the exit code says.
+    const withheld =
+      change.kind === 'change' && change.reasonWithheld
+        ? `${change.reasonWithheld}; the ${command} itself was made`
+        : null;
+    if (withheld && !opts.json) writeLine(ctx.io.stderr, `note: ${withheld}`);
+    // A rollback's exit code says whether the running service confirmed it (README: Modes).
+    if (command === 'rollback' && ack.kind === 'no_worker') {
+      throw new CliExit(
+        EXIT.unconfirmed,
+        'rollback recorded, not confirmed: no worker of this installation is running',
+      );
     }
+    if (command === 'rollback' && ack.kind === 'not_acknowledged') {
+      throw new CliExit(
+        EXIT.failure,
+        'rollback recorded, NOT confirmed by the running worker: it may still be sending; check the service',
+      );
+    }
+    // After the acknowledgement: whether outbound stopped is what an automation must learn first.
+    if (withheld) throw new CliExit(EXIT.refused, withheld);
   });
+}
+
+/** `--wait S`: how long a mode command waits for the running workers' acknowledgement. */
+function waitOption(): Option {
+  return new Option('--wait <seconds>', 'how long to wait for the running worker to acknowledge the change')
+    .argParser(wholeNumber(0, 600))
+    .default(MODE_ACK_WAIT_MS / 1000);
 }
 
 export function registerMode(program: Command, ctx: Context): void {
@@ -48,24 +97,34 @@ export function registerMode(program: Command, ctx: Context): void {
     .command('pause')
     .description('pause outbound (Phase 4): nothing is claimed or sent; the queue is kept')
     .option('--reason <text>', 'why (audited)', 'paused by an operator')
-    .action((opts: { reason: string }) => applyMode(ctx, 'pause', opts.reason));
+    .addOption(waitOption())
+    .option('--json', 'print the change and its acknowledgement as JSON')
+    .action((opts: ModeOptions) => applyMode(ctx, 'pause', opts.reason, opts));
   program
     .command('resume')
     .description('resume after a pause (not after a rollback: see rearm)')
     .option('--reason <text>', 'why (audited)', 'resumed by an operator')
-    .action((opts: { reason: string }) => applyMode(ctx, 'resume', opts.reason));
+    .addOption(waitOption())
+    .option('--json', 'print the change and its acknowledgement as JSON')
+    .action((opts: ModeOptions) => applyMode(ctx, 'resume', opts.reason, opts));
   program
     .command('rollback')
-    .description('roll back to DRY-RUN now: outbound stops within a second, the queue is kept')
+    .description(
+      'roll back to DRY-RUN now, the queue kept; reports whether the running worker acknowledged it. Exit 0 confirmed by the running worker, 4 recorded but no worker running, 1 a running worker did not confirm within --wait',
+    )
     .requiredOption('--reason <text>', 'why (audited, and in the alert)')
-    .action((opts: { reason: string }) => applyMode(ctx, 'rollback', opts.reason));
+    .addOption(waitOption())
+    .option('--json', 'print the change and its acknowledgement as JSON')
+    .action((opts: ModeOptions) => applyMode(ctx, 'rollback', opts.reason, opts));
   program
     .command('rearm')
     .description(
       're-arm after a rollback: Phase 4, the gates verified, and the worker restarted since the rollback',
     )
     .requiredOption('--reason <text>', 'what was fixed (audited)')
-    .action((opts: { reason: string }) => applyMode(ctx, 'rearm', opts.reason));
+    .addOption(waitOption())
+    .option('--json', 'print the change and its acknowledgement as JSON')
+    .action((opts: ModeOptions) => applyMode(ctx, 'rearm', opts.reason, opts));
 
   const drill = program.command('drill').description('rehearsals whose results are gate evidence');
   drill

@@ -10,11 +10,15 @@ export function registerStability(program: Command, ctx: Context): void {
   stability
     .command('verify')
     .description(
-      'check the last --hours of Phase 3 (heartbeats, score drift, memory, processes, guard) and record the result in the audit chain as gate 9 evidence',
+      "check the last --hours of Phase 3 (this installation's own heartbeats and entries, score drift, memory, processes, guard) and print the verdict; --record writes it to the audit chain as gate 9 evidence",
     )
-    .option('--hours <n>', 'the window, in hours, ending now (at least the policy’s stabilityHours)')
+    .option(
+      '--hours <n>',
+      'the window, in hours, ending now (default: the policy’s stabilityHours, 72 h in the shipped policy; never fewer)',
+    )
+    .option('--record', 'record the result in the audit chain as gate 9 evidence (stability.verified)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { hours?: string; json?: boolean }) => {
+    .action(async (opts: { hours?: string; json?: boolean; record?: boolean }) => {
       const required = ctx.config().policy.stabilityHours;
       const text = (opts.hours ?? String(required)).trim();
       if (!/^\d+$/.test(text)) {
@@ -32,8 +36,9 @@ export function registerStability(program: Command, ctx: Context): void {
           { store: app.store, clock: app.clock, config: app.config },
           { hours },
         );
-        await recordStability(app.audit, result, app.config.operator);
-        if (opts.json) writeJson(ctx.io.stdout, result);
+        // Trying it records nothing: only an explicit --record writes gate 9 evidence.
+        if (opts.record) await recordStability(app.audit, result, app.config.operator);
+        if (opts.json) writeJson(ctx.io.stdout, { ...result, recorded: opts.record === true });
         else {
           writeLine(
             ctx.io.stdout,
@@ -51,7 +56,12 @@ export function registerStability(program: Command, ctx: Context): void {
               ]),
             ),
           );
-          writeLine(ctx.io.stdout, 'recorded in the audit chain as stability.verified (gate 9 evidence)');
+          writeLine(
+            ctx.io.stdout,
+            opts.record
+              ? 'recorded in the audit chain as stability.verified (gate 9 evidence)'
+              : 'not recorded (a trial): add --record to record it as gate 9 evidence',
+          );
         }
         if (!result.passed) {
           const failed = result.checks.filter((c) => !c.passed).map((c) => c.name);

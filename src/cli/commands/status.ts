@@ -16,11 +16,42 @@ export function registerStatus(program: Command, ctx: Context): void {
         const run = await app.runState();
         const gates = await app.gatesReport();
         const gatesSummary = { cleared: gates.cleared, missing: gates.missing.length };
-        if (opts.json) return writeJson(io.stdout, { ...report, run, gates: gatesSummary });
-        writeLine(
-          io.stdout,
-          `Phase ${report.phase} (${report.phase === 3 ? 'DRY-RUN' : 'LIVE'}) on ${report.database}; policy ${report.policyHash.slice(0, 16)}…`,
-        );
+        const { service } = run;
+        // The running service's truth (its worker's heartbeat); this CLI's own configuration only
+        // when no worker runs, and then said so.
+        const phase = service.phase ?? report.phase;
+        const policyHash = service.policyHash ?? report.policyHash;
+        if (opts.json) {
+          return writeJson(io.stdout, {
+            ...report,
+            phase,
+            policyHash,
+            localConfiguration: { phase: report.phase, policyHash: report.policyHash },
+            run,
+            gates: gatesSummary,
+          });
+        }
+        const phaseWords = (p: 3 | 4) => `Phase ${p} (${p === 3 ? 'DRY-RUN' : 'LIVE'})`;
+        if (service.running && service.worker) {
+          const limits = service.limits
+            ? `limits ${service.limits.leadsPerCycle} leads/cycle, ${service.limits.actionsPerCycle} actions/cycle, ${service.limits.rateLimitPerSecond} requests/s`
+            : 'limits not reported';
+          writeLine(
+            io.stdout,
+            `${phaseWords(service.phase ?? report.phase)}, mode ${service.mode ?? run.mode}, ${limits}, policy ${policyHash.slice(0, 16)}…: the running service (worker pid ${service.worker.pid}, heartbeat ${service.worker.ageSeconds} s ago) on ${report.database}`,
+          );
+          if (service.differences.length > 0) {
+            writeLine(
+              io.stdout,
+              `Local configuration differs from the running service: ${service.differences.join('; ')} (it applies only when the service restarts)`,
+            );
+          }
+        } else {
+          writeLine(
+            io.stdout,
+            `No worker running (no heartbeat in the last ${app.config.policy.heartbeatIntervalSeconds + app.config.policy.heartbeatGraceSeconds} s): this CLI's configuration is ${phaseWords(report.phase)}, policy ${report.policyHash.slice(0, 16)}…; on ${report.database}`,
+          );
+        }
         writeLine(io.stdout);
         const { total, ...states } = report.leads;
         writeLine(

@@ -1,8 +1,20 @@
 import type { FastifyInstance } from 'fastify';
-import type { App, Dashboard } from '../../app/index.js';
+import {
+  type App,
+  confirmReviewedCycle,
+  type Dashboard,
+  describeModeAck,
+  reviewCycle,
+} from '../../app/index.js';
 import { OperatorError } from '../../engine/index.js';
 import type { ModeCommand } from '../../policy/index.js';
 import { ApiError, anyObject, reasonBody } from '../http.js';
+
+/**
+ * How long a mode change over the API waits for the running worker's acknowledgement (it polls the
+ * mode every 100 ms, so it answers well within this; the change itself is committed before the wait).
+ */
+const API_ACK_WAIT_MS = 3_000;
 
 /** Who did it, in the audit chain: the API token's holder. */
 export const apiActor = (name: string) => `api:${name}`;
@@ -36,18 +48,28 @@ export function registerActionRoutes(
           summary,
           body: withReason,
           response: {
-            200: anyObject('{kind: change, from, to} | {kind: unchanged | refused, mode, reason}'),
+            200: anyObject(
+              '{kind: change, from, to, acknowledgement, acknowledgementText} | {kind: unchanged, mode, reason, acknowledgement, acknowledgementText} | {kind: refused, mode, reason}; acknowledgement.kind: acknowledged (workers with their latency) | no_worker | not_acknowledged',
+            ),
           },
         },
       },
       async (request) => {
         const { reason } = request.body as { reason: string };
         const result = await app.changeMode(command, { actor: apiActor(request.principal!.name), reason });
+        if (result.kind === 'refused') return result;
+        // Whether the running service took it (or the mode already in force), as the CLI reports it.
+        const acknowledgement = await app.awaitModeAck({
+          ...(result.kind === 'change' && result.changeSeq !== undefined
+            ? { changeSeq: result.changeSeq }
+            : {}),
+          waitMs: API_ACK_WAIT_MS,
+        });
         // Mode commands send their own alerts at once, as the CLI's do: the supervisor may not be running.
         await app.dispatchAlerts().catch((error: unknown) => {
           app.logger.warn({ err: error }, 'alert dispatch after a mode change failed');
         });
-        return result;
+        return { ...result, acknowledgement, acknowledgementText: describeModeAck(acknowledgement) };
       },
     );
   }
@@ -89,25 +111,41 @@ export function registerActionRoutes(
     );
   }
 
+  server.get(
+    '/api/cycles/review',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags: ['engine'],
+        summary:
+          'ramp stage 1: the live cycle awaiting confirmation with its batch (masked leads, scores, the partner answer), or what the ramp waits for',
+        response: { 200: anyObject('{kind: awaiting, cycle, batches} | {kind: nothing, waitingFor}') },
+      },
+    },
+    () => reviewCycle(app),
+  );
+
   server.post(
     '/api/cycles/confirm',
     {
       config: { role: 'operator' },
       schema: {
         tags: ['engine'],
-        summary: 'ramp stage 1: confirm the latest live cycle so the next may run (valhalla cycle confirm)',
+        summary:
+          'ramp stage 1: confirm the named cycle after its review (valhalla cycle confirm N); a stale or wrong number is refused',
         body: {
           type: 'object',
+          required: ['cycleId'],
           additionalProperties: false,
           properties: { cycleId: { type: 'integer', minimum: 1 } },
         },
-        response: { 200: anyObject('{confirmed: cycle id}') },
+        response: { 200: anyObject('{confirmed: cycle id, review}') },
       },
     },
     async (request) => {
-      const { cycleId } = (request.body ?? {}) as { cycleId?: number };
+      const { cycleId } = request.body as { cycleId: number };
       try {
-        return await app.operatorActions(apiActor(request.principal!.name)).confirmCycle(cycleId);
+        return await confirmReviewedCycle(app, cycleId, apiActor(request.principal!.name));
       } catch (error) {
         if (error instanceof OperatorError) throw new ApiError(409, error.code, error.message);
         throw error;

@@ -10,6 +10,7 @@ import { dashboard } from './0007-dashboard.js';
 import { erasure } from './0008-erasure.js';
 import { runners } from './0009-runners.js';
 import { ZEROED_PAGES_MIGRATION, zeroedPages } from './0010-zeroed-pages.js';
+import { operatorSafety } from './0011-operator-safety.js';
 
 export { ZEROED_PAGES_MIGRATION };
 
@@ -26,5 +27,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0008-erasure': erasure(dialect),
     '0009-runners': runners(dialect),
     [ZEROED_PAGES_MIGRATION]: zeroedPages(),
+    '0011-operator-safety': operatorSafety(dialect),
   };
 }

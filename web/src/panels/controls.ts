@@ -25,7 +25,7 @@ const COMMANDS: Record<Command, { label: string; title: string; description: str
     label: 'Roll back',
     title: 'Roll back',
     description:
-      'Stops every new outbound request within a second. The queue is kept; going live again needs a restart and a re-arm.',
+      'Stops every new outbound request; the result says whether the running worker acknowledged it, and how fast. The queue is kept; going live again needs a restart and a re-arm.',
     confirm: 'Confirm roll back',
   },
   pause: {
@@ -43,9 +43,18 @@ const COMMANDS: Record<Command, { label: string; title: string; description: str
 };
 
 function describeModeResult(label: string, result: ModeResult): { text: string; kind: ResultKind } {
-  if (result.kind === 'change')
-    return { text: `${label}: change, ${result.from} → ${result.to}`, kind: 'change' };
-  return { text: `${label}: ${result.kind}, mode ${result.mode} — ${result.reason}`, kind: result.kind };
+  if (result.kind === 'refused')
+    return { text: `${label}: refused, mode ${result.mode} — ${result.reason}`, kind: 'refused' };
+  // A change the running service did not confirm is not reported as done: the operator must look.
+  const confirmed = result.acknowledgement.kind === 'acknowledged';
+  const what =
+    result.kind === 'change'
+      ? `${label}: change, ${result.from} → ${result.to}`
+      : `${label}: unchanged, mode ${result.mode} — ${result.reason}`;
+  return {
+    text: `${what}. ${result.acknowledgementText}`,
+    kind: confirmed ? result.kind : 'error',
+  };
 }
 
 interface ControlsDeps {
@@ -82,10 +91,52 @@ export function showConfirmCycle(needed: boolean): void {
   byId('confirm-cycle').hidden = !needed;
 }
 
+/** The review the server gives (GET /api/cycles/review): what the cycle sent and what the partner answered. */
+type CycleReview =
+  | {
+      kind: 'awaiting';
+      cycle: { id: number; finishedAt: string | null; claimed: number };
+      batches: {
+        batchKey: string;
+        state: string;
+        partnerStatus: number | null;
+        partnerAnswer: string | null;
+        leads: { id: number; name: string; email: string; score: number; state: string }[];
+      }[];
+    }
+  | { kind: 'nothing'; waitingFor: string };
+
+function describeReview(review: Extract<CycleReview, { kind: 'awaiting' }>): string {
+  const batches = review.batches.map((b) => {
+    const answer = b.partnerStatus === null ? 'no answer' : `HTTP ${b.partnerStatus}`;
+    const leads = b.leads
+      .map((l) => `#${l.id} ${l.name} ${l.email} score ${l.score} → ${l.state}`)
+      .join('; ');
+    return `batch ${b.batchKey.slice(0, 8)}…: ${b.state}, partner ${answer}${b.partnerAnswer ? ` (${b.partnerAnswer})` : ''}: ${leads}`;
+  });
+  return `Cycle ${review.cycle.id} sent ${review.cycle.claimed} lead(s). ${batches.join(' | ') || 'No batch.'}`;
+}
+
+/** Ramp stage 1: show what the cycle sent, and confirm that cycle only after the operator has seen it. */
 async function confirmCycle(deps: ControlsDeps): Promise<void> {
-  showResult('Confirm cycle: sending…', 'info');
+  showResult('Confirm cycle: loading its batch…', 'info');
   try {
-    const result = await deps.api.send<{ confirmed: number }>('POST', '/api/cycles/confirm', {});
+    const review = await deps.api.get<CycleReview>('/api/cycles/review');
+    if (review.kind === 'nothing') {
+      showResult(`Confirm cycle: nothing to confirm — ${review.waitingFor}`, 'unchanged');
+      return;
+    }
+    const text = describeReview(review);
+    showResult(text, 'info');
+    const reason = await deps.reasonDialog.ask({
+      title: `Confirm cycle ${review.cycle.id}`,
+      description: `${text} Confirm only if this is what should have gone out.`,
+      confirmLabel: `Confirm cycle ${review.cycle.id}`,
+    });
+    if (reason === null || deps.signal.aborted) return;
+    const result = await deps.api.send<{ confirmed: number }>('POST', '/api/cycles/confirm', {
+      cycleId: review.cycle.id,
+    });
     showResult(`Confirm cycle: cycle ${result.confirmed} confirmed; the next may run`, 'change');
   } catch (error) {
     if (isApiError(error) && error.status === 401) return;

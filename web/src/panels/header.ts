@@ -37,6 +37,14 @@ export function renderHeader(status: Status): void {
   gates.title = reason ?? '';
   gates.dataset.ok = String(cleared);
   setText('database', status.database);
+  // Phase, policy and caps above are the running service's; say so when this server's own differ.
+  const differs = byId('config-differs');
+  const differences = status.service?.differences ?? [];
+  differs.hidden = differences.length === 0;
+  differs.textContent =
+    differences.length === 0
+      ? ''
+      : `This server's configuration differs from the running service: ${differences.join('; ')} (it applies only when the service restarts).`;
   const leader = status.leader ?? null;
   const leaderElement = setText(
     'leader',

@@ -1,0 +1,132 @@
+import { OperatorError } from '../engine/index.js';
+import { maskEmail, maskName } from '../pii/index.js';
+import { deliveryLeads, lastLiveCycle, liveDeliveriesOfCycle } from '../store/index.js';
+import type { App } from './index.js';
+
+/** One lead of the batch under review, as anyone but the partner may see it: masked. */
+export interface ReviewedLead {
+  id: number;
+  pseudonym: string;
+  name: string;
+  email: string;
+  score: number;
+  /** Where it ended: exported (accepted by the partner), quarantined (refused), in flight… */
+  state: string;
+  reason: string | null;
+}
+
+/** A batch the cycle sent, with the partner's answer. */
+export interface ReviewedBatch {
+  batchKey: string;
+  state: string;
+  attempts: number;
+  /** The partner's last HTTP status, and the outcome recorded for it. */
+  partnerStatus: number | null;
+  partnerAnswer: string | null;
+  leads: ReviewedLead[];
+}
+
+/**
+ * Ramp stage 1's review (policy §5 step 4: each cycle verified by hand): the live cycle awaiting an
+ * operator's confirmation with what it sent and what the partner answered; or, when none awaits,
+ * what the ramp is waiting for.
+ */
+export type CycleReview =
+  | {
+      kind: 'awaiting';
+      cycle: {
+        id: number;
+        startedAt: string;
+        finishedAt: string | null;
+        rampStage: number | null;
+        claimed: number;
+      };
+      batches: ReviewedBatch[];
+    }
+  | { kind: 'nothing'; waitingFor: string };
+
+export async function reviewCycle(app: App): Promise<CycleReview> {
+  const { store } = app;
+  const [last, run] = await Promise.all([lastLiveCycle(store.db), app.runState()]);
+  const ramp = run.ramp;
+  if (last === undefined) {
+    return {
+      kind: 'nothing',
+      waitingFor:
+        run.goLiveAt === null
+          ? 'no live cycle yet: the ramp starts with the first live cycle (Phase 4, gates verified, mode live); nothing to confirm'
+          : 'no live cycle has sent anything yet: nothing to confirm',
+    };
+  }
+  if (last.confirmed_at !== null) {
+    const stage =
+      ramp === null
+        ? 'the service is not live'
+        : ramp.confirmEachCycle
+          ? `ramp stage ${ramp.stage}: the next live cycle (at most ${ramp.ceiling} lead) runs, then waits for its review`
+          : `ramp stage ${ramp.stage} (ceiling ${ramp.ceiling}) asks no confirmation`;
+    return {
+      kind: 'nothing',
+      waitingFor: `cycle ${last.id} was confirmed by ${last.confirmed_by} at ${new Date(last.confirmed_at).toISOString()}; ${stage}`,
+    };
+  }
+  const batches = await liveDeliveriesOfCycle(store.db, last.id);
+  const pseudonymizer = app.pseudonymizer();
+  return {
+    kind: 'awaiting',
+    cycle: {
+      id: last.id,
+      startedAt: new Date(last.started_at).toISOString(),
+      finishedAt: last.finished_at === null ? null : new Date(last.finished_at).toISOString(),
+      rampStage: last.ramp_stage,
+      claimed: last.claimed,
+    },
+    batches: await Promise.all(
+      batches.map(async (b) => ({
+        batchKey: b.batch_key,
+        state: b.state,
+        attempts: b.attempts,
+        partnerStatus: b.last_status,
+        partnerAnswer: b.last_outcome,
+        leads: (await deliveryLeads(store.db, b.id)).map((l) => ({
+          id: l.id,
+          pseudonym: pseudonymizer.pseudonym(l.dedup_key),
+          name: l.erased_at === null ? maskName(l.name) : '(erased)',
+          email: l.erased_at === null ? maskEmail(l.email) : '(erased)',
+          score: l.score,
+          state: l.state,
+          reason: l.state_reason,
+        })),
+      })),
+    ),
+  };
+}
+
+/**
+ * Confirm the named cycle after its review: only the live cycle awaiting confirmation, once it has
+ * finished (the partner's answer is in). A stale or wrong number is refused, naming the right one.
+ */
+export async function confirmReviewedCycle(
+  app: App,
+  cycleId: number,
+  actor?: string,
+): Promise<{ confirmed: number; review: CycleReview }> {
+  const review = await reviewCycle(app);
+  if (review.kind === 'nothing') {
+    throw new OperatorError('NOTHING_TO_CONFIRM', `nothing to confirm: ${review.waitingFor}`);
+  }
+  if (review.cycle.id !== cycleId) {
+    throw new OperatorError(
+      'ALREADY_CONFIRMED',
+      `cycle ${cycleId} is not the cycle awaiting confirmation: cycle ${review.cycle.id} is (review it with \`valhalla cycle confirm\`)`,
+    );
+  }
+  if (review.cycle.finishedAt === null) {
+    throw new OperatorError(
+      'NOTHING_TO_CONFIRM',
+      `cycle ${cycleId} is still running: its partner answer is not in yet; review it once it has finished`,
+    );
+  }
+  const { confirmed } = await app.operatorActions(actor).confirmCycle(cycleId);
+  return { confirmed, review };
+}

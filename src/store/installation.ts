@@ -1,0 +1,85 @@
+import { existsSync } from 'node:fs';
+import SqliteDatabase from 'better-sqlite3';
+import pg from 'pg';
+import { StoreError } from './errors.js';
+import type { StoreTarget } from './open.js';
+
+/** The runtime key `valhalla init` writes once, with its `system.initialized` audit entry. */
+export const INITIALIZED_KEY = 'initialized_at';
+
+export type InstallationProbe = { found: true; initializedAt: number } | { found: false; why: string };
+
+/**
+ * Is there an installation (a store made by `valhalla init`) at this target? Looks without creating
+ * anything: no file, no folder, no schema, no table. Every command but `init` asks this first, so that
+ * a command run in the wrong place fails instead of starting a plausible empty installation there.
+ */
+export async function probeInstallation(target: StoreTarget): Promise<InstallationProbe> {
+  return target.kind === 'sqlite' ? probeSqlite(target.path) : probePostgres(target.url, target.schema);
+}
+
+function probeSqlite(path: string): InstallationProbe {
+  if (path === ':memory:') return { found: false, why: 'an in-memory database holds no installation' };
+  if (!existsSync(path)) return { found: false, why: `no database file at ${path}` };
+  let db: SqliteDatabase.Database;
+  try {
+    db = new SqliteDatabase(path, { fileMustExist: true });
+  } catch (cause) {
+    throw new StoreError(
+      'DATABASE_UNAVAILABLE',
+      `cannot open the SQLite database ${path}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  try {
+    db.pragma('busy_timeout = 5000');
+    const table = db
+      .prepare("select 1 from sqlite_master where type = 'table' and name = 'runtime_state'")
+      .get();
+    if (table === undefined) {
+      return { found: false, why: `${path} is not a Valhalla database (no runtime_state table)` };
+    }
+    const row = db.prepare('select value from runtime_state where key = ?').get(INITIALIZED_KEY) as
+      | { value: string }
+      | undefined;
+    if (row === undefined) return { found: false, why: `the database ${path} was never initialised` };
+    return { found: true, initializedAt: Date.parse(row.value) };
+  } finally {
+    db.close();
+  }
+}
+
+async function probePostgres(url: string, schema: string | undefined): Promise<InstallationProbe> {
+  const where = schema === undefined ? 'the default schema' : `schema ${schema}`;
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (cause) {
+    throw new StoreError(
+      'DATABASE_UNAVAILABLE',
+      `cannot connect to PostgreSQL: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  try {
+    const table =
+      schema === undefined
+        ? "select to_regclass('runtime_state') as t"
+        : 'select to_regclass(format($1, $2::text)) as t';
+    const found = await client.query<{ t: string | null }>(
+      table,
+      schema === undefined ? [] : ['%I.runtime_state', schema],
+    );
+    if (found.rows[0]?.t == null) return { found: false, why: `no Valhalla tables in ${where}` };
+    const qualified = schema === undefined ? 'runtime_state' : `"${schema}".runtime_state`;
+    const row = await client.query<{ value: string }>(`select value from ${qualified} where key = $1`, [
+      INITIALIZED_KEY,
+    ]);
+    const value = row.rows[0]?.value;
+    if (value === undefined) return { found: false, why: `${where} was never initialised` };
+    return { found: true, initializedAt: Date.parse(value) };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
