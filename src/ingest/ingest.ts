@@ -420,7 +420,7 @@ function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number
   const result = validateLead(row.fields, { now, requireExternalId: deps.dedupKey === 'external_id' });
   if (!result.ok) return { kind: 'rejected', line: row.line, problems: result.problems };
   const lead = result.lead;
-  // Marked at birth by its external id's reserved prefix; the mark is stored with the lead.
+  // Marked at birth by its external id (the reserved prefix, or the former generator's ids); the mark is stored with the lead.
   const synthetic = isSyntheticExternalId(lead.externalId);
   if (synthetic && deps.realDataOnly) {
     return {
@@ -429,7 +429,7 @@ function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number
       problems: [
         {
           field: 'external_id',
-          message: `a synthetic lead (reserved prefix ${SYNTHETIC_ID_PREFIX}): VALHALLA_REAL_DATA_INGEST=1 takes real data only`,
+          message: `a synthetic lead (reserved prefix ${SYNTHETIC_ID_PREFIX}, or an id of the former generator EXT-<seed>-<n>): VALHALLA_REAL_DATA_INGEST=1 takes real data only`,
         },
       ],
     };

@@ -7,8 +7,16 @@
  */
 export const SYNTHETIC_ID_PREFIX = 'SYNTHETIC-';
 
-/** Is this external id a synthetic lead's? (case-insensitive, after trimming, as ingest reads ids) */
+/**
+ * The ids `valhalla leads generate` gave before the prefix existed: `EXT-<seed>-<n>`, digits only.
+ * Files made then carry no other mark, so that shape counts as synthetic too (fail closed: a real
+ * lead whose CRM id happens to look so is held back, never a generated one sent).
+ */
+const FORMER_GENERATOR_ID = /^EXT-\d+-\d+$/;
+
+/** Is this external id a synthetic lead's? (the prefix case-insensitive, after trimming, as ingest reads ids) */
 export function isSyntheticExternalId(externalId: string | null | undefined): boolean {
   if (externalId === null || externalId === undefined) return false;
-  return externalId.trim().toUpperCase().startsWith(SYNTHETIC_ID_PREFIX);
+  const id = externalId.trim();
+  return id.toUpperCase().startsWith(SYNTHETIC_ID_PREFIX) || FORMER_GENERATOR_ID.test(id);
 }

@@ -371,7 +371,7 @@ describe('synthetic leads can never leave', () => {
     expect(
       query<{ n: number }>(
         dbFile,
-        "select count(*) as n from ingest_outcomes where reason like '%synthetic lead (reserved prefix SYNTHETIC-): VALHALLA_REAL_DATA_INGEST=1 takes real data only%'",
+        "select count(*) as n from ingest_outcomes where reason like '%a synthetic lead (reserved prefix SYNTHETIC-, or an id of the former generator EXT-<seed>-<n>): VALHALLA_REAL_DATA_INGEST=1 takes real data only%'",
       )[0]!.n,
     ).toBeGreaterThan(0);
 

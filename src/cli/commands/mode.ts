@@ -61,7 +61,9 @@ async function applyMode(
     if (!opts.json && sent && sent.sent + sent.retrying + sent.failed > 0) {
       writeLine(out, `alerts: ${sent.sent} sent, ${sent.retrying} to retry, ${sent.failed} failed`);
     }
-    // The reason was not kept (it looked like contact data): said whatever the exit code says.
+    // The reason was not kept (it looked like contact data): said on standard error, and in --json's
+    // `change.reasonWithheld`. Not an exit code of its own: a stop was made, and its exit code must
+    // say what an automation needs first, whether the running service confirmed it (never 3, refused).
     const withheld =
       change.kind === 'change' && change.reasonWithheld
         ? `${change.reasonWithheld}; the ${command} itself was made`
@@ -80,8 +82,6 @@ async function applyMode(
         'rollback recorded, NOT confirmed by the running worker: it may still be sending; check the service',
       );
     }
-    // After the acknowledgement: whether outbound stopped is what an automation must learn first.
-    if (withheld) throw new CliExit(EXIT.refused, withheld);
   });
 }
 

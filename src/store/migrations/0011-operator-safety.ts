@@ -13,8 +13,8 @@ import type { Dialect } from '../dialect.js';
  *   configuration. Null in heartbeats written before this migration.
  * - `leads.synthetic`: 1 for a synthetic lead, never sent live. Leads already stored are marked when
  *   their external id has the reserved prefix, or when they came from the synthetic leads `valhalla run`
- *   loads into an empty store (`synthetic-leads.csv`). Files made by `leads generate` before this
- *   release carry no mark: regenerate them.
+ *   loads into an empty store (`synthetic-leads.csv`), or when their external id has the shape the
+ *   generator gave before this release (`EXT-<seed>-<n>`; see markStoredSyntheticLeads).
  */
 export function operatorSafety(dialect: Dialect): Migration {
   const big = dialect === 'postgres' ? 'bigint' : 'integer';
@@ -35,13 +35,31 @@ export function operatorSafety(dialect: Dialect): Migration {
         await sql.raw(`alter table heartbeats add column ${column} text`).execute(db);
       }
       await sql.raw('alter table leads add column synthetic integer not null default 0').execute(db);
-      await sql
-        .raw(
-          `update leads set synthetic = 1
-           where upper(trim(external_id)) like 'SYNTHETIC-%'
-              or run_id in (select id from ingest_runs where source like '%synthetic-leads.csv')`,
-        )
-        .execute(db);
+      await markStoredSyntheticLeads(db, dialect);
     },
   };
+}
+
+/**
+ * Marks the leads already stored that are synthetic: the reserved prefix, the file `valhalla run` loads
+ * into an empty store, and the external ids the generator wrote before the prefix existed
+ * (`EXT-<seed>-<n>`, digits only). That last shape is taken as synthetic whatever else the row holds:
+ * a real lead whose CRM id happens to look so is held back (never sent live, visible as synthetic in
+ * the store) rather than a generated one sent to the partner. Returns how many were marked.
+ */
+export async function markStoredSyntheticLeads(db: Kysely<unknown>, dialect: Dialect): Promise<number> {
+  const legacyShape =
+    dialect === 'postgres'
+      ? "external_id ~ '^EXT-[0-9]+-[0-9]+$'"
+      : "(external_id glob 'EXT-[0-9]*-[0-9]*' and substr(external_id, 5) not glob '*[^0-9-]*' and substr(external_id, 5) not glob '*-*-*')";
+  const result = await sql
+    .raw(
+      `update leads set synthetic = 1
+       where synthetic = 0 and (
+         upper(trim(external_id)) like 'SYNTHETIC-%'
+         or ${legacyShape}
+         or run_id in (select id from ingest_runs where source like '%synthetic-leads.csv'))`,
+    )
+    .execute(db);
+  return Number(result.numAffectedRows ?? 0);
 }
