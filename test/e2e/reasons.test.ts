@@ -80,7 +80,9 @@ describe('reasons kept for good', () => {
     // its exit code is the acknowledgement's (a pause with no worker running: 0).
     const paused = await run(['pause', '--reason', 'partner rang from 415-555-0011']);
     expect(paused.code, paused.stderr).toBe(0);
-    expect(paused.stderr).toMatch(/note: what looks like a phone number is in the reason.*the pause itself was made/);
+    expect(paused.stderr).toMatch(
+      /note: what looks like a phone number is in the reason.*the pause itself was made/,
+    );
     expect(paused.stdout + paused.stderr).not.toContain('415-555-0011');
     printed.push(paused.stdout + paused.stderr);
     expect(paused.stdout).toContain(`mode live → paused`);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import {
   type SandboxPartnerOptions,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
+import { runBinary } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 // Not from ../support/cli.js: that imports the whole CLI in-process, and this file needs the sandbox only.
@@ -581,9 +582,24 @@ describe('valhalla sandbox-partner', () => {
     }
   });
 
+  it('where no installation is, refuses to make a folder for its certificate, naming the options', async () => {
+    const cwd = tempDir();
+    const dataDir = join(cwd, 'data');
+    const result = await runBinary(['sandbox-partner', '--port', '0'], {
+      cwd,
+      env: { VALHALLA_DATA_DIR: dataDir },
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`no installation at ${dataDir}`);
+    expect(result.stderr).toContain('--cert-dir DIR');
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
   it('prints its URLs, CA file and credentials, serves, and stops cleanly on SIGTERM', async () => {
     const cwd = tempDir();
     const dataDir = join(cwd, 'data');
+    // The installation's data folder (as `valhalla init` leaves it): the certificate is kept under it.
+    mkdirSync(dataDir, { mode: 0o700 });
     const child = spawn(
       process.execPath,
       [BIN, 'sandbox-partner', '--port', '0', '--json', '--client-id', 'cli-client', '--token-ttl', '90'],

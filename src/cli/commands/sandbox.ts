@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import {
@@ -152,6 +153,13 @@ function certDir(ctx: Context, given: string | undefined): string {
     dataDir = ctx.config().dataDir;
   } catch {
     dataDir = resolve(ctx.io.cwd, ctx.io.env.VALHALLA_DATA_DIR ?? 'data');
+  }
+  // Only `init` creates an installation's folder: without one, the certificate needs a folder named.
+  if (!existsSync(dataDir)) {
+    throw new CliExit(
+      EXIT.failure,
+      `no installation at ${dataDir} to keep the sandbox's certificate in: give --cert-dir DIR, or --plain-http, or run valhalla init first`,
+    );
   }
   return join(dataDir, 'sandbox');
 }
