@@ -300,7 +300,7 @@ export async function flushErasedPages(app: App): Promise<string | null> {
     case 'postgres':
       return (
         `PostgreSQL keeps the old row versions in the files of the tables of schema "${remnants.schema}" until they are rewritten; ` +
-        `to remove them now, run as the schema's owner (each statement locks its table while it runs, so the runner waits): ${remnants.commands.join(' ')} ` +
+        `to remove them now, run as the schema's owner (each statement locks its table while it runs, so the runner waits; it keeps a version that a transaction still open in the database may see, so run it when none has been open since the erasure): ${remnants.commands.join(' ')} ` +
         'The write-ahead log holds them until its segments are recycled after checkpoints, and WAL archives and backups until they expire'
       );
     case 'sqlite_log_busy':

@@ -5,11 +5,14 @@
  * app, ingest, engine and store on SQLite and PostgreSQL; the partner is a stub port (what it answers
  * is the test's), time is a ManualClock.
  */
+
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import SqliteDatabase from 'better-sqlite3';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type ErasureResult, eraseLead, normaliseEmail, parseLeadIdentifier } from '../../src/app/erasure.js';
 import { type App, initialize, openApp } from '../../src/app/index.js';
@@ -25,6 +28,7 @@ import {
   type Backend,
   backends,
   dropTestSchemas,
+  PG_URL,
   postgresBackend,
   sqliteBackend,
   withPgAdmin,
@@ -737,6 +741,17 @@ describe('erasure on SQLite files', () => {
   });
 });
 
+/** `work` on a connection of its own to `url`. */
+async function withPgClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
 /** The SQLite database's main file and write-ahead log, as one string of bytes. */
 function databaseFiles(w: World): string {
   return ['', '-wal']
@@ -754,7 +769,18 @@ function databaseFiles(w: World): string {
 // statements for the schema in use, and they do what it says (the table files read as raw bytes).
 describe.skipIf(!list.includes(postgresBackend))('erasure on PostgreSQL files', () => {
   it('the note gives the statements for the schema in use; run as printed, no copy of the erased lead is left in the table files', async () => {
-    const w = await world(postgresBackend);
+    // A database of its own: VACUUM (FULL) keeps a row version that a transaction still open in the
+    // same database may see, and the suite's other files keep transactions open in the shared one.
+    const database = `vt_erase_${randomBytes(5).toString('hex')}`;
+    await withPgAdmin((client) => client.query(`create database ${database}`));
+    cleanups.push(() =>
+      withPgAdmin((client) => client.query(`drop database if exists ${database} with (force)`)).then(
+        () => {},
+      ),
+    );
+    const own = new URL(postgresBackend.databaseUrl());
+    own.pathname = `/${database}`;
+    const w = await world({ ...postgresBackend, databaseUrl: () => own.toString() });
     await ingest(w, [{ tag: 'uma' }, { tag: 'vic' }]);
     const schema = new URL(w.dbUrl).searchParams.get('schema')!;
     const result = expectErased(
@@ -769,31 +795,41 @@ describe.skipIf(!list.includes(postgresBackend))('erasure on PostgreSQL files', 
       'CHECKPOINT;',
     ]);
     await w.app.close();
-    const files = await withPgAdmin(async (client) => {
-      // As an operator would: a session with no search path of ours, the statements as printed.
-      for (const statement of statements) await client.query(statement);
-      const { rows } = await client.query<{ path: string }>(
-        `select current_setting('data_directory') || '/' || pg_relation_filepath(c.oid) as path
-           from pg_class c join pg_namespace n on n.oid = c.relnamespace
-          where n.nspname = $1 and c.relkind in ('r', 'i', 't') and pg_relation_filepath(c.oid) is not null`,
-        [schema],
-      );
-      return rows.map((r) => r.path);
-    });
-    const bytes = files
-      .flatMap((f) => [f, ...[1, 2, 3].map((i) => `${f}.${i}`)])
-      .map((f) => {
-        try {
-          return readFileSync(f).toString('latin1');
-        } catch {
-          return '';
-        }
-      })
-      .join('');
+    const adminOfOwn = new URL(PG_URL);
+    adminOfOwn.pathname = `/${database}`;
+    // As an operator would: a session with no search path of ours, the statements as printed. They
+    // keep a row version a transaction open since the erasure may still see (the note says so): run
+    // again, as the operator is told to, until none is (bounded; at once on a quiet server).
+    const fragments = ['uma.person', 'UMAson', 'UMA Holdings', 'CRM-uma'];
+    let left: string[] = fragments;
+    let bytes = '';
+    for (let attempt = 0; attempt < 20 && left.length > 0; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 500));
+      const files = await withPgClient(adminOfOwn.toString(), async (client) => {
+        for (const statement of statements) await client.query(statement);
+        const { rows } = await client.query<{ path: string }>(
+          `select current_setting('data_directory') || '/' || pg_relation_filepath(c.oid) as path
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = $1 and c.relkind in ('r', 'i', 't') and pg_relation_filepath(c.oid) is not null`,
+          [schema],
+        );
+        return rows.map((r) => r.path);
+      });
+      bytes = files
+        .flatMap((f) => [f, ...[1, 2, 3].map((i) => `${f}.${i}`)])
+        .map((f) => {
+          try {
+            return readFileSync(f).toString('latin1');
+          } catch {
+            return '';
+          }
+        })
+        .join('');
+      left = fragments.filter((fragment) => bytes.includes(fragment));
+    }
     // The scan reads the files: the lead kept is there.
     expect(bytes).toContain(emailOf('vic'));
-    for (const fragment of ['uma.person', 'UMAson', 'UMA Holdings', 'CRM-uma'])
-      expect(bytes).not.toContain(fragment);
+    expect(left).toEqual([]);
   });
 });
 
