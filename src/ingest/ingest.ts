@@ -163,20 +163,13 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
   );
 
   try {
+    const commit = (rows: SourceRow[]) =>
+      commitChunk(deps, runId, rows, summary, rejects, bound, transactionRows, options.beforeTransaction);
     let chunk: SourceRow[] = [];
     for await (const row of source.rows) {
       chunk.push(row);
       if (chunk.length >= chunkSize) {
-        await commitChunk(
-          deps,
-          runId,
-          chunk,
-          summary,
-          rejects,
-          bound,
-          transactionRows,
-          options.beforeTransaction,
-        );
+        await commit(chunk);
         chunk = [];
         options.onProgress?.({
           bytesRead: source.bytesRead(),
@@ -185,17 +178,7 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
         });
       }
     }
-    if (chunk.length > 0)
-      await commitChunk(
-        deps,
-        runId,
-        chunk,
-        summary,
-        rejects,
-        bound,
-        transactionRows,
-        options.beforeTransaction,
-      );
+    if (chunk.length > 0) await commit(chunk);
     options.onProgress?.({ bytesRead: source.bytesRead(), totalBytes: source.size, rowsRead: summary.read });
     // Inside the try: a rejects file that cannot be written fails the run instead of leaving it running.
     summary.rejectsFile = await rejects.close();
