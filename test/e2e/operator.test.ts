@@ -13,7 +13,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import { apiClient } from '../support/api.js';
-import { BIN, REPO_ROOT, runBinary, testEnv } from '../support/cli.js';
+import { BIN, phase4Env, phase4Settings, REPO_ROOT, runBinary, testEnv } from '../support/cli.js';
 import { seedPhase3Run } from '../support/phase3-run.js';
 import { type Spawned, spawnNode } from '../support/processes.js';
 import { query } from '../support/sqlite.js';
@@ -46,18 +46,7 @@ async function sandbox(dir: string): Promise<SandboxPartner> {
 
 /** The settings of a Phase 4 installation sending to `partner`, as lines of a `.env`. */
 function phase4Dotenv(partner: SandboxPartner, extra: Record<string, string> = {}): string {
-  const settings: Record<string, string> = {
-    VALHALLA_PHASE: '4',
-    VALHALLA_DRY_RUN: '0',
-    VALHALLA_DISABLE_OUTBOUND: '0',
-    VALHALLA_REAL_DATA_INGEST: '1',
-    VALHALLA_PARTNER_URL: partner.url,
-    VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-    VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-    VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
-    ...(partner.caFile ? { VALHALLA_PARTNER_CA_FILE: partner.caFile } : {}),
-    ...extra,
-  };
+  const settings = phase4Settings(partner, extra);
   return `${Object.entries(settings)
     .map(([k, v]) => `${k}=${v}`)
     .join('\n')}\n`;
@@ -349,19 +338,7 @@ describe('synthetic leads can never leave', () => {
     expect((await cli(['ingest', 'real.csv'])).code).toBe(0);
 
     // With real data on, a synthetic file is refused row by row, with the reason.
-    const phase4 = {
-      ...base,
-      VALHALLA_PHASE: '4',
-      VALHALLA_DRY_RUN: '0',
-      VALHALLA_DISABLE_OUTBOUND: '0',
-      VALHALLA_REAL_DATA_INGEST: '1',
-      VALHALLA_PARTNER_URL: partner.url,
-      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
-      VALHALLA_PARTNER_CA_FILE: partner.caFile!,
-      VALHALLA_MAX_LEADS_PER_CYCLE: '25',
-    };
+    const phase4 = { ...base, ...phase4Settings(partner, { VALHALLA_MAX_LEADS_PER_CYCLE: '25' }) };
     expect(
       (await cli(['leads', 'generate', '--count', '20', '--seed', '11', '--out', 'more.csv'])).code,
     ).toBe(0);
@@ -463,18 +440,7 @@ describe('ramp stage 1: a confirmation is a review', () => {
   it('a blind `cycle confirm` loop confirms nothing; the review shows the batch and the partner answer; only the named, current cycle is confirmed', async () => {
     const cwd = tempDir();
     const partner = await sandbox(cwd);
-    const env = testEnv(join(cwd, 'data'), {
-      VALHALLA_PHASE: '4',
-      VALHALLA_DRY_RUN: '0',
-      VALHALLA_DISABLE_OUTBOUND: '0',
-      VALHALLA_REAL_DATA_INGEST: '1',
-      VALHALLA_PARTNER_URL: partner.url,
-      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
-      VALHALLA_PARTNER_CA_FILE: partner.caFile!,
-      VALHALLA_LOG_LEVEL: 'warn',
-    });
+    const env = phase4Env(join(cwd, 'data'), partner, { VALHALLA_LOG_LEVEL: 'warn' });
     const cli = (args: string[]) => runBinary(args, { cwd, env });
     const dbFile = join(cwd, 'data', 'valhalla.db');
     expect((await cli(['init'])).code).toBe(0);

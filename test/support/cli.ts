@@ -99,13 +99,12 @@ export const UNCALLED_PARTNER: PartnerEndpoint = {
   caFile: null,
 };
 
-/** A Phase 4 installation sending to `partner`, with its own data folder. */
-export function phase4Env(
-  dataDir: string,
+/** The settings that make Phase 4 sending to `partner` (and `extra`), without a data folder's. */
+export function phase4Settings(
   partner: PartnerEndpoint,
   extra: Record<string, string> = {},
 ): Record<string, string> {
-  return testEnv(dataDir, {
+  return {
     VALHALLA_PHASE: '4',
     VALHALLA_DRY_RUN: '0',
     VALHALLA_DISABLE_OUTBOUND: '0',
@@ -116,7 +115,16 @@ export function phase4Env(
     VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
     ...(partner.caFile ? { VALHALLA_PARTNER_CA_FILE: partner.caFile } : {}),
     ...extra,
-  });
+  };
+}
+
+/** A Phase 4 installation sending to `partner`, with its own data folder. */
+export function phase4Env(
+  dataDir: string,
+  partner: PartnerEndpoint,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return testEnv(dataDir, phase4Settings(partner, extra));
 }
 
 /** The shipped policy with `changes` (a shorter heartbeat, a lower cap…), written to `dir`/policy.json. */
