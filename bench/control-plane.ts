@@ -17,48 +17,19 @@
  *   npm run bench:control-plane -- [--idle-probes 200]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { BIN } from '../src/app/run.js';
 import { createApiToken } from '../src/server/auth.js';
 import { INGEST_BODY_LIMIT_BYTES } from '../src/server/routes/ingest.js';
-import { arg, quantile } from './support.js';
+import { arg, quantile, serviceRss } from './support.js';
 
 const P99_LIMIT_MS = 100;
 const SERVICE_CAP_BYTES = 512 * 1024 * 1024;
 const MB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** VmRSS of `pid` and of every process under it (the worker; any child it starts). */
-function serviceRss(root: number): number {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      // The command name may hold spaces and parentheses: the fields after its last ')' are fixed.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  let total = 0;
-  const queue = [root];
-  for (let i = 0; i < queue.length && i < 10_000; i++) {
-    const pid = queue[i]!;
-    try {
-      const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      total += match ? Number(match[1]) * 1024 : 0;
-    } catch {
-      // Gone meanwhile.
-    }
-    queue.push(...(children.get(pid) ?? []));
-  }
-  return total;
-}
 
 interface Phase {
   name: string;

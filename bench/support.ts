@@ -3,6 +3,7 @@
  * cycle benchmarks' installation (Phase 4, a virtual clock) with its leads and raw baseline on SQLite.
  */
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { App } from '../src/app/index.js';
 import { loadConfig } from '../src/config/index.js';
 import type { PartnerPort } from '../src/engine/index.js';
@@ -129,4 +130,33 @@ export function sqliteOps(app: App, checkInterrupted: () => void = () => undefin
     },
     async close() {},
   };
+}
+
+/** VmRSS of `pid` and of every process under it (the worker; any child it starts). */
+export function serviceRss(root: number): number {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // The command name may hold spaces and parentheses: the fields after its last ')' are fixed.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  let total = 0;
+  const queue = [root];
+  for (let i = 0; i < queue.length && i < 10_000; i++) {
+    const pid = queue[i]!;
+    try {
+      const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      total += match ? Number(match[1]) * 1024 : 0;
+    } catch {
+      // Gone meanwhile.
+    }
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return total;
 }

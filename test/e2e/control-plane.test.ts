@@ -7,11 +7,11 @@
  * are measured by bench/control-plane, not asserted here.
  */
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
+import { serviceRss } from '../../bench/support.js';
 import { createApiToken, INGEST_BODY_LIMIT_BYTES } from '../../src/server/index.js';
 import { apiClient } from '../support/api.js';
 import { BIN, policyFileWith, runInProcess, testEnv } from '../support/cli.js';
@@ -27,33 +27,6 @@ afterAll(() => {
 });
 
 const SERVICE_CAP_BYTES = 512 * 1024 * 1024;
-
-/** VmRSS of `root` and of every process under it (the worker). */
-function serviceRss(root: number): number {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  let total = 0;
-  const queue = [root];
-  for (let i = 0; i < queue.length && i < 10_000; i++) {
-    try {
-      const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${queue[i]}/status`, 'utf8'));
-      total += match ? Number(match[1]) * 1024 : 0;
-    } catch {
-      // Gone meanwhile.
-    }
-    queue.push(...(children.get(queue[i]!) ?? []));
-  }
-  return total;
-}
 
 async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
