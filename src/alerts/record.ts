@@ -26,6 +26,8 @@ export type AlertEvent =
   | 'gate_voided'
   | 'dashboard_unavailable'
   | 'failures_hourly'
+  | 'throttle_storm'
+  | 'partner_tls_refused'
   | 'test';
 
 export const ALERT_SEVERITY: Readonly<Record<AlertEvent, AlertSeverity>> = {
@@ -33,6 +35,8 @@ export const ALERT_SEVERITY: Readonly<Record<AlertEvent, AlertSeverity>> = {
   heartbeat_missed: 'critical',
   gate_voided: 'critical',
   failures_hourly: 'critical',
+  throttle_storm: 'critical',
+  partner_tls_refused: 'critical',
   memory_restart: 'warning',
   worker_crashed: 'warning',
   dashboard_unavailable: 'warning',

@@ -4,7 +4,7 @@ import type { AlertRecorder } from '../alerts/index.js';
 import type { AuditLog } from '../audit/index.js';
 import type { Clock, Sleep } from '../clock/index.js';
 import type { Config } from '../config/index.js';
-import { type Guard, readGoLiveAt, readMode, writeGoLiveAt } from '../guard/index.js';
+import { changeMode, type Guard, readGoLiveAt, readMode, writeGoLiveAt } from '../guard/index.js';
 import type { Logger } from '../log/index.js';
 import type { RequestMonitor } from '../monitor/index.js';
 import { isOutboundError } from '../outbound/index.js';
@@ -12,13 +12,17 @@ import { maskEmail, type Pseudonymizer } from '../pii/index.js';
 import {
   canonicalJson,
   cycleCeiling,
+  decideInterrupted,
+  decideOutcome,
   exposure,
   freshnessCutoff,
   packBatches,
   rampPosition,
+  THROTTLE_DEFAULT_WAIT_MS,
+  THROTTLE_STORM_MS,
   takeWithinLimits,
+  throttleDecision,
 } from '../policy/index.js';
-import { backoffDelayMs } from '../policy/retry.js';
 import {
   ClaimConflict,
   type CycleKind,
@@ -43,6 +47,7 @@ import {
   waitingLeadCount,
 } from '../store/index.js';
 import { type Leadership, NotLeader } from './leadership.js';
+import { endThrottling, readPartnerHold, writePartnerHold } from './partner-hold.js';
 import type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
 
 /** The partner takes at most this many leads in one request. */
@@ -81,14 +86,27 @@ export interface CycleReport {
   idleReason: string | null;
   rampStage: number | null;
   ceiling: number;
+  /** The smallest of the policy's ceilings: leads per cycle, the ramp stage or the daily cap. */
   limitedBy: string;
+  /**
+   * What bound the leads claimed this cycle: the ceiling's limit, the day's budget, the actions per
+   * cycle, leads already waiting in batches, or the queue (no more eligible leads).
+   */
+  boundBy: string;
   expired: number;
+  /** Leads claimed into new batches this cycle, and those batches. */
   claimed: number;
+  claimedBatches: number;
   dryRunRecorded: number;
   actions: number;
+  /** Leads (and batches) accepted by the partner this cycle. */
   accepted: number;
+  acceptedBatches: number;
+  /** Leads (and batches) given a retry this cycle, each batch counted once however many times it was. */
   retrying: number;
+  retryingBatches: number;
   quarantined: number;
+  quarantinedBatches: number;
   refused: number;
   healthFailed: boolean;
   /** Why sending stopped inside the cycle (a rollback, a pause, the gates), or null. */
@@ -156,9 +174,10 @@ export function createEngine(deps: EngineDeps): Engine {
     leads.map((l) => ({ lead: l.id, pseudonym: pseudonymizer.pseudonym(l.dedup_key) }));
 
   /**
-   * After a crash: a batch caught mid-request is resent under its own key (the partner may have it,
-   * and replays it), unless that request was its last allowed attempt (1 + max retries): then it is
-   * quarantined, with an alert, for an operator to check with the partner before any release.
+   * After a crash: a batch caught mid-request had a request nobody answered. The partner may have it,
+   * so it is asked again under the same key (a replay cannot duplicate, and spends no retry), unless
+   * that key has gone unanswered too often (MAX_UNANSWERED_PER_KEY): then it is quarantined, with an
+   * alert, as one the partner may have, and a release replays its key first.
    */
   async function recover() {
     const caught = await deliveriesInState(store.db, 'sending');
@@ -166,10 +185,14 @@ export function createEngine(deps: EngineDeps): Engine {
     let quarantined = 0;
     for (const delivery of caught) {
       const now = clock.now();
-      const spent = delivery.attempts >= 1 + maxRetries;
+      const decision = decideInterrupted({
+        failedAnswers: delivery.failed_answers,
+        unanswered: delivery.unanswered,
+        lastOutcome: delivery.last_outcome,
+      });
       await store.db.transaction().execute(async (trx) => {
         await mustLead(trx, 'recovery');
-        if (!spent) {
+        if (decision.kind === 'resend') {
           await audit.append(trx, {
             actor: 'engine',
             action: 'recovery.resend',
@@ -177,19 +200,22 @@ export function createEngine(deps: EngineDeps): Engine {
             details: {
               delivery: delivery.id,
               attempts: delivery.attempts,
-              reason: 'interrupted mid-request; resent with the same key',
+              unanswered: delivery.unanswered + 1,
+              reason:
+                'interrupted mid-request; the partner is asked again under the same key (no retry spent)',
             },
           });
           await setDeliveryState(trx, delivery.id, {
             state: 'retry_wait',
             now,
             nextAttemptAt: now,
+            unansweredDelta: 1,
+            lastStatus: null,
             lastOutcome: 'interrupted',
           });
           return;
         }
         const leads = await deliveryLeads(trx, delivery.id);
-        const reason = `interrupted during its last allowed attempt (${delivery.attempts}); the partner may have it: check batch ${delivery.batch_key} with the partner before releasing`;
         await quarantineBatch(
           trx,
           delivery,
@@ -199,12 +225,14 @@ export function createEngine(deps: EngineDeps): Engine {
             action: 'recovery.quarantined',
             attempt: delivery.attempts,
             status: null,
-            reason,
+            reason: `${decision.reason}: check batch ${delivery.batch_key} with the partner; a release replays this key`,
             lastOutcome: 'interrupted',
+            partnerMayHave: true,
+            unansweredDelta: 1,
           },
         );
       });
-      if (spent) quarantined++;
+      if (decision.kind === 'quarantine') quarantined++;
       else resumed++;
     }
     if (caught.length > 0) logger.warn({ resumed, quarantined }, 'batches interrupted mid-request');
@@ -257,18 +285,34 @@ export function createEngine(deps: EngineDeps): Engine {
       rampStage: null,
       ceiling: 0,
       limitedBy: 'leads_per_cycle',
+      boundBy: 'leads_per_cycle',
       expired: 0,
       claimed: 0,
+      claimedBatches: 0,
       dryRunRecorded: 0,
       actions: 0,
       accepted: 0,
+      acceptedBatches: 0,
       retrying: 0,
+      retryingBatches: 0,
       quarantined: 0,
+      quarantinedBatches: 0,
       refused: 0,
       healthFailed: false,
       halted: null,
     };
     if (config.phase === 4 && mode === 'paused') return idle(report, startedAt, 'paused: the queue is kept');
+    if (live) {
+      // The partner asked every request to wait (a 429's or 503's Retry-After): nothing goes out before.
+      const hold = await readPartnerHold(store.db);
+      if (hold.holdUntil > startedAt) {
+        return idle(
+          report,
+          startedAt,
+          `the partner asked us to wait until ${new Date(hold.holdUntil).toISOString()} (Retry-After): nothing sent`,
+        );
+      }
+    }
 
     const cutoff = freshnessCutoff(policy.maxLeadAgeDays, startedAt);
     let rampCeiling = config.limits.leadsPerCycle;
@@ -306,7 +350,14 @@ export function createEngine(deps: EngineDeps): Engine {
     report.limitedBy = limitedBy;
     // In Phase 3 VALHALLA_MAX_ACTIONS_PER_CYCLE is 0 real actions; the dry run shows the policy file's would-be actions.
     const actionsPerCycle = live ? config.limits.actionsPerCycle : policy.actionsPerCycle;
-    const context: CycleContext = { cycleId: 0, ceiling, actionsPerCycle, actions: 0, healthPassedAt: null };
+    const context: CycleContext = {
+      cycleId: 0,
+      ceiling,
+      actionsPerCycle,
+      actions: 0,
+      healthPassedAt: null,
+      retried: new Set(),
+    };
     // Retries already due go first; new batches get only the actions left, so nothing is claimed that cannot be sent.
     const dueNow = live ? (await dueDeliveries(store.db, startedAt, actionsPerCycle)).length : 0;
     const room = Math.max(0, actionsPerCycle - dueNow);
@@ -324,11 +375,19 @@ export function createEngine(deps: EngineDeps): Engine {
       notDryRun: !live,
       realOnly: live,
     });
-    let batches = packBatches(
-      takeWithinLimits(candidates, claimLimit, budgetLeft).taken,
-      MAX_LEADS_PER_REQUEST,
+    const within = takeWithinLimits(candidates, claimLimit, budgetLeft);
+    let batches = packBatches(within.taken, MAX_LEADS_PER_REQUEST, room);
+    report.boundBy = claimBound({
+      ceiling,
+      limitedBy,
+      outstanding,
       room,
-    );
+      claimLimit,
+      taken: within.taken.length,
+      packed: batches.reduce((n, b) => n + b.length, 0),
+      skippedForBudget: within.skippedForBudget,
+      stopped: stop?.aborted === true,
+    });
     // A health check must pass before any batch goes out (and before new leads are claimed for one).
     if (live && (dueNow > 0 || batches.length > 0) && !stop?.aborted) {
       if (!(await checkPartner(context, report, cutChecks))) batches = [];
@@ -443,7 +502,7 @@ export function createEngine(deps: EngineDeps): Engine {
         // longer leads records nothing; the batch stays `sending` for the leader's recovery, which
         // resends it under its own key (the partner replays it).
         await mustLead(trx, 'the outcome');
-        await recordOutcome(trx, current, outcome, report);
+        await recordOutcome(trx, context, current, outcome, report);
         return afterAction(trx, context, report, stop, true);
       });
       if (next === null && !context.finished) next = await waitForRetry(context, report, stop, cutChecks);
@@ -567,8 +626,11 @@ export function createEngine(deps: EngineDeps): Engine {
   }
 
   async function retryWithinCycle(db: Kysely<Database> | Transaction<Database>): Promise<number | null> {
-    const at = await nextRetryAt(db);
-    return at !== null && at - clock.now() <= MAX_WAIT_IN_CYCLE_MS ? at : null;
+    const retryAt = await nextRetryAt(db);
+    if (retryAt === null) return null;
+    // Nothing goes out before the partner's wait is over, whatever the batch's own time.
+    const at = Math.max(retryAt, (await readPartnerHold(db)).holdUntil);
+    return at - clock.now() <= MAX_WAIT_IN_CYCLE_MS ? at : null;
   }
 
   /** Between requests: wait for a retry that falls due soon, re-check the partner if needed, authorise it. */
@@ -602,7 +664,26 @@ export function createEngine(deps: EngineDeps): Engine {
     if (health === null || signal?.aborted) return false;
     if (!health.ok) {
       report.healthFailed = true;
+      if (tlsVersionRefused(health)) {
+        await store.db
+          .transaction()
+          .execute((trx) =>
+            refuseOldTls(
+              trx,
+              report,
+              health.error ?? 'the partner does not offer TLS 1.2 or newer',
+              'health',
+            ),
+          );
+        logger.error({ error: health.error }, 'partner refused: no TLS 1.2 or newer; outbound paused');
+        return false;
+      }
       await store.db.transaction().execute(async (trx) => {
+        if (health.status !== undefined && health.status !== 429) await endThrottling(trx, clock.now());
+        if (health.status === 429) {
+          const wait = health.retryAfterMs ?? THROTTLE_DEFAULT_WAIT_MS;
+          await holdPartner(trx, report, wait, true, clock.now());
+        }
         await audit.append(trx, {
           actor: 'engine',
           action: 'partner.health_failed',
@@ -630,7 +711,19 @@ export function createEngine(deps: EngineDeps): Engine {
     if (token === null || signal?.aborted) return false;
     if (token.kind !== 'ok') {
       report.healthFailed = true;
+      if (tlsVersionRefused(token)) {
+        await store.db.transaction().execute((trx) => refuseOldTls(trx, report, token.message, 'token'));
+        logger.error(
+          { error: token.message },
+          'token endpoint refused: no TLS 1.2 or newer; outbound paused',
+        );
+        return false;
+      }
       await store.db.transaction().execute(async (trx) => {
+        if (token.status === 429) {
+          const wait = (token.kind === 'retryable' ? token.retryAfterMs : null) ?? THROTTLE_DEFAULT_WAIT_MS;
+          await holdPartner(trx, report, wait, true, clock.now());
+        }
         await audit.append(trx, {
           actor: 'engine',
           action: 'partner.token_failed',
@@ -657,6 +750,8 @@ export function createEngine(deps: EngineDeps): Engine {
     context: CycleContext,
     report: CycleReport,
   ): Promise<Authorized | null> {
+    // The partner asked every request to wait: nothing is authorised before that time.
+    if ((await readPartnerHold(trx)).holdUntil > clock.now()) return null;
     for (;;) {
       const [delivery] = await dueDeliveries(trx, clock.now(), 1);
       if (!delivery) return null;
@@ -743,6 +838,7 @@ export function createEngine(deps: EngineDeps): Engine {
       details: { cycle: cycleId, delivery: deliveryId, leads: pseudonyms(batch) },
     });
     report.claimed += batch.length;
+    report.claimedBatches += 1;
   }
 
   async function dryRun(
@@ -800,6 +896,7 @@ export function createEngine(deps: EngineDeps): Engine {
 
   async function recordOutcome(
     trx: Transaction<Database>,
+    context: CycleContext,
     sent: Authorized,
     outcome: SendOutcome,
     report: CycleReport,
@@ -808,6 +905,27 @@ export function createEngine(deps: EngineDeps): Engine {
     const now = clock.now();
     const ids = leads.map((l) => l.id);
     const subject = `batch:${delivery.batch_key}`;
+    const status = outcome.status ?? null;
+    const verdict = decideOutcome(
+      { ...outcome, tlsVersionRefused: tlsVersionRefused(outcome) },
+      {
+        failedAnswers: delivery.failed_answers,
+        unanswered: delivery.unanswered,
+        lastOutcome: delivery.last_outcome,
+      },
+      { maxRetries, backoffSeconds: policy.backoffSeconds },
+    );
+    if (verdict.kind === 'tls_refused') {
+      // Nothing was sent: not a failure of the partner's service but one it cannot be spoken to with.
+      await refuseOldTls(trx, report, verdict.reason, 'leads');
+      await setDeliveryState(trx, delivery.id, {
+        state: 'retry_wait',
+        now,
+        nextAttemptAt: now,
+        attemptsDelta: -1,
+      });
+      return;
+    }
     // Recorded first: a rollback it triggers commits with this outcome, before any next request.
     const decision = await monitor.afterRequest(trx, {
       endpoint: 'leads',
@@ -816,7 +934,12 @@ export function createEngine(deps: EngineDeps): Engine {
       outcome,
     });
     if (decision.rollback) report.halted = `rolled back: ${decision.reason}`;
-    if (outcome.kind === 'accepted') {
+    // Any answer but a 429 ends a throttling run; a 429 (or a Retry-After) holds every request.
+    if (status !== null && status !== 429) await endThrottling(trx, now);
+    if (verdict.kind === 'retry' && verdict.partnerWaitMs !== null) {
+      await holdPartner(trx, report, verdict.partnerWaitMs, verdict.counts === 'throttled', now);
+    }
+    if (verdict.kind === 'exported') {
       await audit.append(trx, {
         actor: 'engine',
         action: 'batch.accepted',
@@ -827,29 +950,17 @@ export function createEngine(deps: EngineDeps): Engine {
         state: 'accepted',
         now,
         nextAttemptAt: null,
-        lastStatus: outcome.status,
+        lastStatus: outcome.status ?? null,
         lastOutcome: 'accepted',
+        partnerMayHave: false,
       });
       await setLeadsState(trx, ids, { state: 'exported', reason: null, now, exported: true });
       report.accepted += leads.length;
+      report.acceptedBatches += 1;
       return;
     }
-    const retriesUsed = attempt - 1;
-    const status = outcome.status ?? null;
-    const secondAuthFailure = outcome.kind === 'auth' && delivery.last_outcome === 'auth';
-    const retryable =
-      (outcome.kind === 'retryable' || (outcome.kind === 'auth' && !secondAuthFailure)) &&
-      retriesUsed < maxRetries;
-    if (retryable) {
-      // A 401 is resent at once with a fresh token; other failures back off 1 s, 2 s, 4 s (or a longer Retry-After).
-      const delay =
-        outcome.kind === 'auth'
-          ? 0
-          : backoffDelayMs(
-              retriesUsed + 1,
-              policy.backoffSeconds,
-              outcome.kind === 'retryable' ? outcome.retryAfterMs : null,
-            );
+    const message = 'message' in outcome ? outcome.message : '';
+    if (verdict.kind === 'retry') {
       await audit.append(trx, {
         actor: 'engine',
         action: 'batch.retry_scheduled',
@@ -859,32 +970,106 @@ export function createEngine(deps: EngineDeps): Engine {
           attempt,
           status,
           outcome: outcome.kind,
-          message: outcome.message,
-          retryInMs: delay,
+          counts: verdict.counts,
+          failedAnswers: delivery.failed_answers + (verdict.counts === 'failed_answer' ? 1 : 0),
+          unanswered: delivery.unanswered + (verdict.counts === 'unanswered' ? 1 : 0),
+          message,
+          retryInMs: verdict.delayMs,
         },
       });
       await setDeliveryState(trx, delivery.id, {
         state: 'retry_wait',
         now,
-        nextAttemptAt: now + delay,
+        nextAttemptAt: now + verdict.delayMs,
         lastStatus: status,
-        lastOutcome: outcome.kind,
+        lastOutcome: verdict.counts === 'throttled' ? 'throttled' : outcome.kind,
+        ...(verdict.counts === 'failed_answer' ? { failedAnswersDelta: 1 } : {}),
+        ...(verdict.counts === 'unanswered' ? { unansweredDelta: 1 } : {}),
       });
-      report.retrying += leads.length;
+      if (!context.retried.has(delivery.id)) {
+        context.retried.add(delivery.id);
+        report.retrying += leads.length;
+        report.retryingBatches += 1;
+      }
       return;
     }
-    const reason =
-      outcome.kind === 'permanent' || secondAuthFailure
-        ? `refused by the partner (${status === null ? 'no response' : `HTTP ${status}`}): ${outcome.message}`
-        : `retries spent after ${attempt} attempts: ${outcome.message}`;
     await quarantineBatch(trx, delivery, ids, pseudonyms(leads), {
       action: 'batch.quarantined',
       attempt,
       status,
-      reason,
-      lastOutcome: outcome.kind,
+      reason: verdict.reason,
+      lastOutcome: verdict.cause === 'unanswered_spent' ? 'unanswered' : outcome.kind,
+      partnerMayHave: verdict.partnerMayHaveIt,
+      ...(verdict.counts === 'failed_answer' ? { failedAnswersDelta: 1 } : { unansweredDelta: 1 }),
     });
     report.quarantined += leads.length;
+    report.quarantinedBatches += 1;
+  }
+
+  /**
+   * The partner asked to wait (`waitMs`): every request to it waits until then, for every runner. A
+   * 429 run that has lasted THROTTLE_STORM_MS pauses outbound, with
+   * a critical alert, instead of waiting on and on.
+   */
+  async function holdPartner(
+    trx: Transaction<Database>,
+    report: CycleReport,
+    waitMs: number,
+    throttled: boolean,
+    now: number,
+  ) {
+    const current = await readPartnerHold(trx);
+    if (!throttled) {
+      await writePartnerHold(trx, { ...current, holdUntil: Math.max(current.holdUntil, now + waitMs) }, now);
+      return;
+    }
+    const next = throttleDecision(current, now, waitMs);
+    await writePartnerHold(trx, next.state, now);
+    if (!next.storm) return;
+    const seconds = Math.round(next.heldForMs / 1000);
+    const reason = `the partner has answered only 429 (rate limited) for ${seconds} s (storm threshold ${THROTTLE_STORM_MS / 1000} s): outbound paused, the queue is kept; resume when the partner allows`;
+    const change = await changeMode(
+      trx,
+      { audit, alerts, clock },
+      { command: 'pause', actor: 'monitor', reason },
+    );
+    if (change.kind !== 'change') return;
+    report.halted = `paused: ${reason}`;
+    await alerts.raise(trx, {
+      event: 'throttle_storm',
+      message: `THROTTLED: ${reason}`,
+      details: { heldForSeconds: seconds, thresholdSeconds: THROTTLE_STORM_MS / 1000 },
+    });
+  }
+
+  /**
+   * The partner does not offer TLS 1.2 or newer: nothing can be sent to it, and it is not an outage
+   * (nothing counts for the error rate). Outbound is paused with a critical alert, audited once.
+   */
+  async function refuseOldTls(
+    trx: Transaction<Database>,
+    report: CycleReport,
+    reason: string,
+    endpoint: 'health' | 'token' | 'leads',
+  ) {
+    const why = `${reason}; the policy needs TLS 1.2 or newer: outbound paused, the queue is kept`;
+    const change = await changeMode(
+      trx,
+      { audit, alerts, clock },
+      { command: 'pause', actor: 'engine', reason: why },
+    );
+    report.halted = `paused: ${why}`;
+    if (change.kind !== 'change') return;
+    await audit.append(trx, {
+      actor: 'engine',
+      action: 'partner.tls_refused',
+      details: { endpoint, reason },
+    });
+    await alerts.raise(trx, {
+      event: 'partner_tls_refused',
+      message: `REFUSED: ${why}`,
+      details: { endpoint },
+    });
   }
 
   /** The guard refused a queued batch for its leads: stale ones expire, the rest go back to pending. */
@@ -894,7 +1079,17 @@ export function createEngine(deps: EngineDeps): Engine {
     delivery: Delivery,
     leadIds: number[],
     audited: { lead: number; pseudonym: string }[],
-    why: { action: string; attempt: number; status: number | null; reason: string; lastOutcome: string },
+    why: {
+      action: string;
+      attempt: number;
+      status: number | null;
+      reason: string;
+      lastOutcome: string;
+      /** The last request of this key got no answer: a release replays the key first. */
+      partnerMayHave?: boolean;
+      failedAnswersDelta?: number;
+      unansweredDelta?: number;
+    },
   ) {
     const now = clock.now();
     await audit.append(trx, {
@@ -906,6 +1101,7 @@ export function createEngine(deps: EngineDeps): Engine {
         attempt: why.attempt,
         status: why.status,
         reason: why.reason,
+        partnerMayHave: why.partnerMayHave === true,
         leads: audited,
       },
     });
@@ -915,6 +1111,9 @@ export function createEngine(deps: EngineDeps): Engine {
       nextAttemptAt: null,
       lastStatus: why.status,
       lastOutcome: why.lastOutcome,
+      partnerMayHave: why.partnerMayHave === true,
+      ...(why.failedAnswersDelta ? { failedAnswersDelta: why.failedAnswersDelta } : {}),
+      ...(why.unansweredDelta ? { unansweredDelta: why.unansweredDelta } : {}),
     });
     await setLeadsState(trx, leadIds, { state: 'quarantined', reason: why.reason, now });
     await alerts.raise(trx, {
@@ -957,6 +1156,8 @@ export function createEngine(deps: EngineDeps): Engine {
           status: null,
           reason: why,
           lastOutcome: 'refused',
+          // Its last request went unanswered: the partner may hold it.
+          partnerMayHave: delivery.last_status === null && delivery.unanswered > 0,
         },
       );
       return;
@@ -988,6 +1189,32 @@ export function createEngine(deps: EngineDeps): Engine {
   return { recover, runCycle };
 }
 
+/**
+ * What bound the leads claimed this cycle (the cycle line and `cycle.summary` name it): the actions
+ * left, leads already waiting in batches, the day's budget, the ceiling's own limit (leads per cycle,
+ * ramp stage, daily cap), or the queue itself when it held fewer eligible leads than allowed.
+ */
+export function claimBound(facts: {
+  ceiling: number;
+  limitedBy: string;
+  outstanding: number;
+  room: number;
+  claimLimit: number;
+  taken: number;
+  packed: number;
+  skippedForBudget: number;
+  stopped: boolean;
+}): string {
+  if (facts.stopped) return 'stopping';
+  if (facts.ceiling === 0) return facts.limitedBy;
+  if (facts.room === 0) return 'actions_per_cycle';
+  if (facts.claimLimit === 0) return 'waiting_batches';
+  if (facts.packed < facts.taken) return 'actions_per_cycle';
+  if (facts.taken < facts.claimLimit) return facts.skippedForBudget > 0 ? 'daily_budget' : 'queue';
+  if (facts.claimLimit < facts.ceiling - facts.outstanding) return 'actions_per_cycle';
+  return facts.limitedBy;
+}
+
 /** Guard refusals that stop the cycle's sending (as opposed to refusing one batch). */
 const HALTING: ReadonlySet<string> = new Set([
   'DRY_RUN',
@@ -1004,7 +1231,14 @@ interface CycleContext {
   /** Requests authorised so far this cycle (retries included). */
   actions: number;
   healthPassedAt: number | null;
+  /** Deliveries given a retry this cycle (each counted once in the report). */
+  retried: Set<number>;
   finished?: boolean;
+}
+
+/** The outbound client marks a partner that does not offer TLS 1.2 or newer (nothing was sent). */
+function tlsVersionRefused(outcome: object): boolean {
+  return (outcome as { tlsVersionRefused?: unknown }).tlsVersionRefused === true;
 }
 
 /** A delivery the guard allowed, already marked `sending`, with the leads it carries. */

@@ -1,21 +1,31 @@
+import type { Transaction } from 'kysely';
 import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import { maskEmail, maskName, type Pseudonymizer, refuseContactData } from '../pii/index.js';
 import {
   confirmCycle,
+  type Database,
+  deliveryLeads,
   type Lead,
   lastLiveCycle,
   quarantinedLeads,
   releaseFromDeliveries,
+  replayableDeliveries,
   type Store,
+  setDeliveryState,
   setLeadsState,
 } from '../store/index.js';
+import { payloadSha256 } from './engine.js';
 
 /** Operator actions on the queue, each audited in the transaction that makes it. */
 export interface OperatorActions {
   /** Stage 1 of the ramp: confirm the latest live cycle so the next may run. */
   confirmCycle(cycleId?: number): Promise<{ confirmed: number }>;
-  /** Quarantined → pending; its retries start again at 0 in a new batch (the lead keeps its own key). */
+  /**
+   * Quarantined → pending; its retries start again at 0 in a new batch (the lead keeps its own key).
+   * A batch the partner may hold (its last request went unanswered) is not split up: it is asked again
+   * under its ORIGINAL key, all its leads together, so the partner answers with what it has.
+   */
   release(leadIds: number[], reason: string): Promise<QuarantineResult>;
   /** Quarantined → archived: never sent. */
   drop(leadIds: number[], reason: string): Promise<QuarantineResult>;
@@ -40,7 +50,13 @@ export interface QuarantineResult {
 export class OperatorError extends Error {
   override readonly name = 'OperatorError';
   constructor(
-    readonly code: 'NOTHING_TO_CONFIRM' | 'ALREADY_CONFIRMED' | 'NOT_QUARANTINED' | 'CONTACT_DATA_IN_REASON',
+    readonly code:
+      | 'NOTHING_TO_CONFIRM'
+      | 'ALREADY_CONFIRMED'
+      | 'NOT_QUARANTINED'
+      | 'CONTACT_DATA_IN_REASON'
+      | 'WHOLE_BATCH'
+      | 'BATCH_CHANGED',
     message: string,
   ) {
     super(message);
@@ -73,22 +89,71 @@ export function createOperatorActions(deps: {
       const skipped = leadIds.filter((id) => !changed.includes(id));
       if (changed.length === 0) return { changed, skipped };
       const now = clock.now();
+      const replays = to === 'pending' ? await replayPlan(trx, changed) : [];
+      const replayed = new Set(replays.flatMap((r) => r.leadIds));
       await audit.append(trx, {
         actor: operator,
         action: to === 'pending' ? 'quarantine.released' : 'quarantine.dropped',
         details: {
           reason,
           leads: quarantined.map((l) => ({ lead: l.id, pseudonym: pseudonymizer.pseudonym(l.dedup_key) })),
+          ...(replays.length > 0
+            ? {
+                replayed: replays.map((r) => ({
+                  batch: r.batchKey,
+                  delivery: r.deliveryId,
+                  leads: r.leadIds,
+                })),
+              }
+            : {}),
         },
       });
-      await setLeadsState(trx, changed, {
+      for (const replay of replays) {
+        await setDeliveryState(trx, replay.deliveryId, {
+          state: 'retry_wait',
+          now,
+          nextAttemptAt: now,
+          resetOutcomeCounts: true,
+          lastOutcome: 'released',
+        });
+        await setLeadsState(trx, replay.leadIds, { state: 'in_flight', reason: null, now });
+      }
+      const rest = changed.filter((id) => !replayed.has(id));
+      await setLeadsState(trx, rest, {
         state: to,
         reason: to === 'pending' ? null : `dropped from quarantine by ${operator}: ${reason}`,
         now,
       });
-      if (to === 'pending') for (const id of changed) await releaseFromDeliveries(trx, id);
+      if (to === 'pending') for (const id of rest) await releaseFromDeliveries(trx, id);
       return { changed, skipped };
     });
+  }
+
+  /**
+   * The batches among `released` the partner may hold: each is replayed whole under its key, so every
+   * one of its leads must be released together, and its content must be what the key was sent with.
+   */
+  async function replayPlan(trx: Transaction<Database>, released: number[]) {
+    const asked = new Set(released);
+    const plan: { deliveryId: number; batchKey: string; leadIds: number[] }[] = [];
+    for (const { delivery, leadIds } of await replayableDeliveries(trx, released)) {
+      const missing = leadIds.filter((id) => !asked.has(id));
+      if (missing.length > 0) {
+        throw new OperatorError(
+          'WHOLE_BATCH',
+          `batch ${delivery.batch_key} may be held by the partner (its last request went unanswered): a release asks the partner again under that key with all ${leadIds.length} of its leads; release ${leadIds.join(',')} together (missing: ${missing.join(', ')})`,
+        );
+      }
+      const leads = await deliveryLeads(trx, delivery.id);
+      if (payloadSha256(delivery.batch_key, leads) !== delivery.payload_sha256) {
+        throw new OperatorError(
+          'BATCH_CHANGED',
+          `batch ${delivery.batch_key} may be held by the partner, but its leads changed since it was sent: it cannot be asked again under its key with other content. Check the batch with the partner, then drop these leads (valhalla quarantine drop)`,
+        );
+      }
+      plan.push({ deliveryId: delivery.id, batchKey: delivery.batch_key, leadIds });
+    }
+    return plan;
   }
 
   return {

@@ -39,7 +39,15 @@ export async function runCycles(options: RunOptions): Promise<{ cycles: number }
     cycles++;
     options.onCycle?.(report);
     logger.info(
-      { cycle: report.cycleId, kind: report.kind, claimed: report.claimed, actions: report.actions },
+      {
+        cycle: report.cycleId,
+        kind: report.kind,
+        boundBy: report.boundBy,
+        claimed: report.claimed,
+        claimedBatches: report.claimedBatches,
+        dryRunRecorded: report.dryRunRecorded,
+        actions: report.actions,
+      },
       'cycle finished',
     );
     if (options.maxCycles !== undefined && cycles >= options.maxCycles) break;
@@ -48,22 +56,41 @@ export async function runCycles(options: RunOptions): Promise<{ cycles: number }
   return { cycles };
 }
 
-/** One line per cycle for the terminal: what it did, with no lead data. */
+/** One line per cycle for the terminal: what it did, in leads and batches, with no lead data. */
 export function describeCycle(report: CycleReport): string {
   const head = `cycle ${report.cycleId ?? '-'} [${report.kind}]`;
   if (report.kind === 'idle') return `${head} ${report.idleReason}`;
+  const inBatches = (leads: number, batches: number) =>
+    `${leads} lead(s) in ${batches} batch${batches === 1 ? '' : 'es'}`;
+  const bound = report.boundBy === report.limitedBy ? '' : `; bound by ${words(report.boundBy)}`;
   const parts = [
     report.rampStage === null ? null : `ramp stage ${report.rampStage}`,
-    `ceiling ${report.ceiling} (${report.limitedBy.replaceAll('_', ' ')})`,
+    `ceiling ${report.ceiling} (${words(report.limitedBy)}${bound})`,
     report.kind === 'dry_run'
       ? `dry-run recorded ${report.dryRunRecorded} lead(s), nothing sent`
-      : `claimed ${report.claimed}`,
+      : `claimed ${inBatches(report.claimed, report.claimedBatches)}`,
     report.kind === 'live'
-      ? `actions ${report.actions}, accepted ${report.accepted}, retrying ${report.retrying}, quarantined ${report.quarantined}`
+      ? `actions ${report.actions}, accepted ${inBatches(report.accepted, report.acceptedBatches)}, retry scheduled for ${inBatches(report.retrying, report.retryingBatches)}, quarantined ${inBatches(report.quarantined, report.quarantinedBatches)}`
       : null,
     report.refused > 0 ? `refused ${report.refused}` : null,
     report.expired > 0 ? `expired ${report.expired}` : null,
     report.healthFailed ? 'partner health check FAILED: nothing sent' : null,
+    report.halted ? `stopped: ${report.halted}` : null,
   ];
   return `${head} ${parts.filter(Boolean).join(', ')}`;
+}
+
+const LIMIT_WORDS: Readonly<Record<string, string>> = {
+  leads_per_cycle: 'leads per cycle',
+  ramp_stage: 'ramp stage',
+  daily_cap: 'daily cap',
+  daily_budget: "the day's budget",
+  actions_per_cycle: 'actions per cycle',
+  waiting_batches: 'leads already waiting in batches',
+  queue: 'the queue: no more eligible leads',
+  stopping: 'stopping',
+};
+
+function words(limit: string): string {
+  return LIMIT_WORDS[limit] ?? limit.replaceAll('_', ' ');
 }

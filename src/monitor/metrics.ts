@@ -173,7 +173,7 @@ export function createMetrics(deps: {
   );
   gauge(
     'valhalla_error_rate_lower_bound',
-    'One-sided 95% Wilson lower bound of the failure rate over the window (what the rollback compares).',
+    'One-sided 95% Wilson lower bound of the failure rate over the window (how sure the rate is; the rollback compares the rate itself).',
     [],
     (m, s) => m.set(s.errorRate.lowerBound),
   );

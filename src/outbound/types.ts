@@ -83,5 +83,7 @@ export interface HealthResult {
   ok: boolean;
   status?: number;
   error?: string;
+  /** A 429's or 503's `Retry-After`, in ms from now; absent when none was sent. */
+  retryAfterMs?: number | null;
   ms: number;
 }

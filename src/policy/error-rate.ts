@@ -1,16 +1,16 @@
 /**
- * The error-rate rollback rule (the policy's "> 10% failures → auto-rollback"), made to cope with tiny
- * samples. At ramp stage 1 a single failed request is a 100% failure rate, so a raw ratio would roll
- * back on the first hiccup; waiting for a large sample would let a dead partner take many requests.
- * Two triggers, either of which rolls back:
+ * The error-rate rollback rule: the policy's "> 10% failures → auto-rollback", as written. Two
+ * triggers, either of which rolls back:
  *
  * 1. **Consecutive failures**: the last `consecutiveFailures` (3) counted requests all failed. A partner
  *    that is down rolls back on the 3rd request, whatever the sample.
- * 2. **Credibly above the tolerance**: at least `minRequests` (10) counted requests in the window, and
- *    the lower bound of the one-sided 95% Wilson score interval of the failure rate is above the
- *    tolerance (10%). The bound is the rate we are 95% sure is exceeded: 1 failure in 11 requests has a
- *    bound of 2.1% (no rollback), 3 in 10 has 12.7% (rollback), 14 in 100 has 9.2% (not yet), 15 in
- *    100 has 10.05% (rollback).
+ * 2. **The rate**: at least `minRequests` (10) counted requests in the window, and more than the
+ *    tolerance (10%) of them failed. 1 failure in 10 is 10%: no rollback; 2 in 10 rolls back; 14 in 100
+ *    rolls back. The minimum sample keeps a single failure at ramp stage 1 (one request, 100%) from
+ *    rolling back on its own; the consecutive rule covers a dead partner before the sample is reached.
+ *
+ * The one-sided 95% Wilson lower bound of the rate is still computed for the status display (how
+ * sure the rate is), never for the trigger.
  *
  * A failure is a timeout, a network error, a 5xx or a 4xx other than 429 (401 included). A 429 is
  * the partner throttling us: it is neither a failure nor a success (it is backed off and retried).
@@ -35,7 +35,7 @@ export interface ErrorRateDecision {
   failures: number;
   /** failures / requests, 0 when there were none. */
   rate: number;
-  /** The one-sided 95% Wilson lower bound of the rate. */
+  /** The one-sided 95% Wilson lower bound of the rate (shown, not used by the trigger). */
   lowerBound: number;
   /** Failed requests in a row at the end of the window. */
   consecutiveFailures: number;
@@ -74,11 +74,11 @@ export function errorRateDecision(
       reason: `${consecutive} requests in a row failed (trigger: ${rule.consecutiveFailures})`,
     };
   }
-  if (requests >= rule.minRequests && lowerBound > rule.tolerance) {
+  if (requests >= rule.minRequests && rate > rule.tolerance) {
     return {
       ...base,
       rollback: true,
-      reason: `failure rate ${pct(rate)} (${failures}/${requests}), credibly above ${pct(rule.tolerance)}: 95% lower bound ${pct(lowerBound)}`,
+      reason: `failure rate ${pct(rate)} (${failures}/${requests}) is above ${pct(rule.tolerance)}`,
     };
   }
   return {
@@ -87,6 +87,6 @@ export function errorRateDecision(
     reason:
       requests < rule.minRequests
         ? `${failures}/${requests} failed: fewer than ${rule.minRequests} requests, only ${rule.consecutiveFailures} failures in a row trigger`
-        : `failure rate ${pct(rate)} (${failures}/${requests}), 95% lower bound ${pct(lowerBound)} ≤ ${pct(rule.tolerance)}`,
+        : `failure rate ${pct(rate)} (${failures}/${requests}) ≤ ${pct(rule.tolerance)}`,
   };
 }

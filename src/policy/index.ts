@@ -9,6 +9,20 @@ export {
   takeWithinLimits,
   utcDayStart,
 } from './ceiling.js';
+export {
+  answered,
+  decideInterrupted,
+  decideOutcome,
+  type KeyHistory,
+  MAX_UNANSWERED_PER_KEY,
+  type OutcomeRules,
+  type OutcomeVerdict,
+  type RequestOutcomeFacts,
+  THROTTLE_DEFAULT_WAIT_MS,
+  THROTTLE_STORM_MS,
+  type ThrottleState,
+  throttleDecision,
+} from './delivery-outcome.js';
 export { type EligibilityRules, freshnessCutoff, initialLeadState, isStale } from './eligibility.js';
 export {
   ERROR_RATE_Z,

@@ -102,6 +102,7 @@ export {
   quarantinedLeads,
   recentCycles,
   releaseFromDeliveries,
+  replayableDeliveries,
   selectEligible,
   setDeliveryState,
   setLeadsState,

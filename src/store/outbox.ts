@@ -296,6 +296,12 @@ export async function setDeliveryState(
     state: DeliveryState;
     now: number;
     attemptsDelta?: number;
+    /** Count one more failed answer (spends a retry) or one more unanswered request (a replay). */
+    failedAnswersDelta?: number;
+    unansweredDelta?: number;
+    /** A released batch asks the partner again from scratch: both counts back to 0. */
+    resetOutcomeCounts?: boolean;
+    partnerMayHave?: boolean;
     nextAttemptAt?: number | null;
     lastStatus?: number | null;
     lastOutcome?: string | null;
@@ -307,6 +313,12 @@ export async function setDeliveryState(
       state: change.state,
       updated_at: change.now,
       ...(change.attemptsDelta ? { attempts: eb('attempts', '+', change.attemptsDelta) } : {}),
+      ...(change.failedAnswersDelta
+        ? { failed_answers: eb('failed_answers', '+', change.failedAnswersDelta) }
+        : {}),
+      ...(change.unansweredDelta ? { unanswered: eb('unanswered', '+', change.unansweredDelta) } : {}),
+      ...(change.resetOutcomeCounts ? { failed_answers: 0, unanswered: 0 } : {}),
+      ...(change.partnerMayHave !== undefined ? { partner_may_have: change.partnerMayHave ? 1 : 0 } : {}),
       ...(change.nextAttemptAt !== undefined ? { next_attempt_at: change.nextAttemptAt } : {}),
       ...(change.lastStatus !== undefined ? { last_status: change.lastStatus } : {}),
       ...(change.lastOutcome !== undefined ? { last_outcome: change.lastOutcome } : {}),
@@ -373,6 +385,44 @@ export async function releaseFromDeliveries(db: Executor, leadId: number): Promi
     .where('lead_id', '=', leadId)
     .where('live', '=', 1)
     .execute();
+}
+
+/**
+ * Quarantined batches the partner may hold (their last request went unanswered) that carry any of
+ * `leadIds`, each with every lead it carries (a release replays the whole batch under its key).
+ */
+export async function replayableDeliveries(
+  db: Executor,
+  leadIds: number[],
+): Promise<{ delivery: Delivery; leadIds: number[] }[]> {
+  if (leadIds.length === 0) return [];
+  const deliveries = await db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('state', '=', 'quarantined')
+    .where('partner_may_have', '=', 1)
+    .where('kind', '=', 'live')
+    .where('id', 'in', (eb) =>
+      eb
+        .selectFrom('delivery_leads')
+        .select('delivery_id')
+        .where('lead_id', 'in', leadIds)
+        .where('live', '=', 1)
+        .where('released', '=', 0),
+    )
+    .orderBy('id')
+    .execute();
+  const out: { delivery: Delivery; leadIds: number[] }[] = [];
+  for (const delivery of deliveries) {
+    const rows = await db
+      .selectFrom('delivery_leads')
+      .select('lead_id')
+      .where('delivery_id', '=', delivery.id)
+      .orderBy('lead_id')
+      .execute();
+    out.push({ delivery, leadIds: rows.map((r) => r.lead_id) });
+  }
+  return out;
 }
 
 /** One page of deliveries, newest first, optionally in one state (keyset paging by id). */

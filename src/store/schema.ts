@@ -116,6 +116,12 @@ export interface DeliveriesTable {
   updated_at: number;
   last_status: number | null;
   last_outcome: string | null;
+  /** Requests the partner answered with a failure for this key (5xx, 408, 401): they spend retries (0012). */
+  failed_answers: ColumnType<number, number | undefined, number>;
+  /** Requests of this key that got no answer (killed, timed out, reset): replayed, bounded apart (0012). */
+  unanswered: ColumnType<number, number | undefined, number>;
+  /** 1: quarantined after a request nobody answered; a release replays this key first (0012). */
+  partner_may_have: ColumnType<number, number | undefined, number>;
 }
 
 export interface DeliveryLeadsTable {

@@ -1,7 +1,7 @@
 /**
  * kill -9 at every state transition of a delivery (README "Delivery guarantee": "a process killed at
  * any point leaves each batch queued, sending or finished; on restart a sending batch is resent under
- * its own key, or quarantined if that request was its last allowed attempt"). For each point a Phase 4
+ * its own key; an unanswered request spends no retry"). For each point a Phase 4
  * worker (test/harness/fault-worker.ts: the real app, engine, guard, partner client and store) is
  * killed with SIGKILL exactly there, the state it left is checked, a new worker runs to completion,
  * and the end is checked against the sandbox partner's own ledger (test/support/ledger-check.ts):
@@ -397,22 +397,28 @@ describe('kill -9 at every state transition of a delivery, then run to completio
     log('quarantined', describeLedger(summary));
   });
 
-  it('after the answer to the last allowed attempt (4th, 429), before it commits: the restart quarantines instead of a 5th request', async () => {
-    // 429s: retried 1 s, 2 s, 4 s, and not counted by the error-rate rule (no rollback meanwhile).
-    const s = await site(3, { rateLimit: { retryAfter: 1, every: 1 } });
-    const exit = await killedAt(s, 'answered', { VALHALLA_TEST_KILL_MIN_ATTEMPT: '4' });
+  it('after the partner accepted the 3rd attempt (two failed answers before), before it commits: the restart asks the partner again under the key, which replays it; exported once, no retry spent', async () => {
+    // Two 503s (two failed answers, retried 1 s and 2 s later), then the partner accepts the batch and
+    // the process dies before recording it: the answer is lost, the partner has the leads.
+    const s = await site(3, { failNext: 2 });
+    const exit = await killedAt(s, 'answered', { VALHALLA_TEST_KILL_MIN_ATTEMPT: '3' });
     const key = String(exit.killed.batchKey);
-    expect(exit.killed).toMatchObject({ attempts: 4, outcome: 'retryable', status: 429 });
-    expect(delivery(s, key)).toMatchObject({ state: 'sending', attempts: 4 });
-    const received = s.sandbox.stats().batches.received;
-    expect(received).toBe(4);
+    expect(exit.killed).toMatchObject({ attempts: 3, outcome: 'accepted', status: 200 });
+    expect(delivery(s, key)).toMatchObject({ state: 'sending', attempts: 3 });
+    expect(s.sandbox.stats().batches).toMatchObject({ received: 3, accepted: 1 });
 
     const { summary } = await finishAndCheck(s);
-    expect(s.sandbox.stats().batches.received, 'a 5th attempt was sent').toBe(received);
-    expect(delivery(s, key)).toMatchObject({ state: 'quarantined', attempts: 4 });
-    for (const lead of leadStatesOf(s, key)) expect(lead.state_reason).toMatch(/last allowed attempt/);
-    expect(summary.byState).toEqual({ quarantined: 3 });
-    log('last attempt', describeLedger(summary));
+    // One more request under the same key, answered as a replay: accepted by the partner ⇒ exported.
+    expect(s.sandbox.stats().batches).toMatchObject({ received: 4, accepted: 1, replayed: 1 });
+    expect(delivery(s, key)).toMatchObject({ state: 'accepted', attempts: 4 });
+    const [counts] = query<{ failed_answers: number; unanswered: number }>(
+      s.dbFile,
+      `select failed_answers, unanswered from deliveries where batch_key = '${key}'`,
+    );
+    expect(counts).toEqual({ failed_answers: 2, unanswered: 1 });
+    for (const lead of leadStatesOf(s, key)) expect(lead.state).toBe('exported');
+    expect(summary.byState).toEqual({ exported: 3 });
+    log('accepted, answer lost', describeLedger(summary));
   }, 40_000);
 });
 

@@ -74,28 +74,36 @@ describe('partner faults, class by class (real engine, real client, sandbox part
     await w.check({ finalStates: ['in_flight'], leadCount: 2 });
   });
 
-  it('retries spent (503, 429, 429, 503): 1 s, 2 s, 4 s, then quarantined with the reason and one alert; 429s do not count toward the error rate', async () => {
+  it('503, 429, 503, 429, 200: the 429s wait their Retry-After, spend no retry and do not count toward the error rate; accepted at the 5th request', async () => {
     const w = await world();
-    const faults = [{ failNext: 1 }, { rateLimit: { retryAfter: 0 } }, { rateLimit: { retryAfter: 0 } }];
+    const faults = [
+      { failNext: 1 },
+      { rateLimit: { retryAfter: 0 } },
+      { failNext: 1 },
+      { rateLimit: { retryAfter: 3 } },
+    ];
     w.beforeSend = (_batch, nth) => {
-      w.sandbox.setFaults({ rateLimit: null, failNext: 0, ...(faults[nth - 1] ?? { failNext: 1 }) });
+      w.sandbox.setFaults({ rateLimit: null, failNext: 0, ...(faults[nth - 1] ?? {}) });
     };
     await w.ingest(many('c', 2));
     const report = await w.cycle();
-    expect(report).toMatchObject({ actions: 4, accepted: 0, quarantined: 2, halted: null });
-    expect(w.sleeps).toEqual([1_000, 2_000, 4_000]);
+    expect(report).toMatchObject({
+      actions: 5,
+      accepted: 2,
+      quarantined: 0,
+      retrying: 2,
+      retryingBatches: 1,
+    });
+    // 1 s and 2 s for the failed answers; the 429s' waits: the default 4 s for a Retry-After of 0 (a
+    // 429 is never resent at once), then the 3 s asked for.
+    expect(w.sleeps).toEqual([1_000, 4_000, 2_000, 3_000]);
     const [d] = await w.deliveries();
-    expect(d).toMatchObject({ state: 'quarantined', attempts: 4, last_status: 503 });
-    for (const lead of (await w.leads()).values()) {
-      expect(lead.state).toBe('quarantined');
-      expect(lead.state_reason).toMatch(/retries spent after 4 attempts/);
-    }
-    expect(await quarantineAlerts(w)).toHaveLength(1);
+    expect(d).toMatchObject({ state: 'accepted', attempts: 5, failed_answers: 2, unanswered: 0 });
     expect(await readMode(w.app.store.db)).toBe('live');
     const rate = await w.app.requestMonitor.current(w.app.store.db);
-    expect(rate).toMatchObject({ requests: 2, failures: 2, rollback: false });
-    expect(w.sandbox.stats().batches.received).toBe(4);
-    await w.check({ finalStates: ['quarantined'], leadCount: 2 });
+    expect(rate).toMatchObject({ requests: 3, failures: 2, rollback: false });
+    expect(w.sandbox.stats().batches.received).toBe(5);
+    await w.check({ finalStates: ['exported'], leadCount: 2 });
   });
 
   it('timeout: a hung batch request is cut by the client timeout (apiTimeoutSeconds 1), resent after 1 s under the same key', async () => {
@@ -130,7 +138,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
     await w.check({ finalStates: ['exported'], leadCount: 2 });
   });
 
-  it('429 with Retry-After: 7 s (seconds) and +5 s (HTTP date) win over the backoff, a past date falls back to it (4 s); never counted as failures', async () => {
+  it('429 with Retry-After: 7 s (seconds) and +5 s (HTTP date) win over the backoff, a past date waits the default 4 s; never counted as failures', async () => {
     const w = await world();
     const httpDate = (offsetMs: number) => new Date(w.clock.now() + offsetMs).toUTCString();
     w.beforeSend = (_batch, nth) => {

@@ -520,7 +520,8 @@ describe.each(list)('cycle engine on $name', (backend) => {
     await ingest(w, many('a', 2));
 
     const c1 = await w.cycle();
-    expect(c1).toMatchObject({ claimed: 2, actions: 2, accepted: 0, retrying: 4 });
+    // Two failed answers for one batch: its 2 leads are retried, counted once (not leads × attempts).
+    expect(c1).toMatchObject({ claimed: 2, actions: 2, accepted: 0, retrying: 2, retryingBatches: 1 });
     const [a] = await liveDeliveries(w);
     expect(a).toMatchObject({
       state: 'retry_wait',
@@ -926,8 +927,9 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     const all = [...(await leads(w)).values()];
     for (const l of all) {
       expect(l.state).toBe('quarantined');
-      expect(l.state_reason).toMatch(/retries spent after 4 attempts/);
+      expect(l.state_reason).toMatch(/retries spent: 4 failed answers from the partner/);
     }
+    expect(d).toMatchObject({ failed_answers: 4, unanswered: 0, partner_may_have: 0 });
     const quarantined = await audit(w, 'batch.quarantined');
     expect(quarantined).toHaveLength(1);
     const alerts = await w.app.store.db.selectFrom('alerts').selectAll().orderBy('id').execute();
@@ -1170,6 +1172,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(await w.engine.recover()).toEqual({ resumed: 1, quarantined: 0 });
     expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', last_outcome: 'interrupted' });
     expect(await audit(w, 'recovery.resend')).toHaveLength(1);
+    w.clock.advance(61 * SECOND); // the first 429's wait holds every request to the partner
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ claimed: 0, actions: 1, accepted: 2 });
     const stats = w.sandbox.stats();
@@ -1187,34 +1190,95 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect((await w.app.audit.verify()).ok).toBe(true);
   });
 
-  it('crash during the last allowed attempt: recover() quarantines (with an alert) instead of sending a fifth time', async () => {
+  it('crash during the 4th attempt, after 3 failed answers: recover() asks the partner again under the same key (an unanswered request spends no retry); exported once', async () => {
     const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
     await ingest(w, many('z', 2));
-    expect(await w.cycle()).toMatchObject({ claimed: 2, retrying: 2 });
+    expect(await w.cycle()).toMatchObject({ claimed: 2, retrying: 2, retryingBatches: 1 });
     const [a] = await liveDeliveries(w);
-    // Attempt 4 (1 + 3 retries) was authorised and the process died before its outcome was recorded.
+    // Three failed answers spent the retries; attempt 4 was authorised and the process died before
+    // its outcome was recorded (the partner may have accepted it).
     await w.app.store.db
       .updateTable('deliveries')
-      .set({ state: 'sending', attempts: 4 })
+      .set({ state: 'sending', attempts: 4, failed_answers: 3 })
       .where('id', '=', a!.id)
       .execute();
     w.sandbox.setFaults({ rateLimit: null });
-    const before = w.sandbox.stats().requests.total;
+    await w.restart();
+    expect(await w.engine.recover()).toEqual({ resumed: 1, quarantined: 0 });
+    expect((await liveDeliveries(w))[0]).toMatchObject({
+      state: 'retry_wait',
+      attempts: 4,
+      failed_answers: 3,
+      unanswered: 1,
+      last_outcome: 'interrupted',
+    });
+    w.clock.advance(61 * SECOND); // the 429's partner-wide wait
+    expect(await w.cycle()).toMatchObject({ actions: 1, accepted: 2, quarantined: 0 });
+    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'accepted', attempts: 5 });
+    const carried = [...(await leads(w)).values()];
+    expect(carried.map((l) => l.state)).toEqual(['exported', 'exported']);
+    for (const l of carried) expect(w.sandbox.records().leadBatches[leadKey(l)]).toEqual([a!.batch_key]);
+    expect(await audit(w, 'recovery.quarantined')).toEqual([]);
+  });
+
+  it('a key nobody answers is bounded apart: after 10 unanswered requests it is quarantined as one the partner may have, and a release replays that key', async () => {
+    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
+    await ingest(w, many('u', 3));
+    expect(await w.cycle()).toMatchObject({ claimed: 3 });
+    const [a] = await liveDeliveries(w);
+    // Nine requests of this key went unanswered already; the 10th is interrupted by a crash.
+    await w.app.store.db
+      .updateTable('deliveries')
+      .set({ state: 'sending', attempts: 10, unanswered: 9 })
+      .where('id', '=', a!.id)
+      .execute();
+    w.sandbox.setFaults({ rateLimit: null });
     await w.restart();
     expect(await w.engine.recover()).toEqual({ resumed: 0, quarantined: 1 });
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'quarantined', attempts: 4 });
-    const carried = [...(await leads(w)).values()];
-    expect(carried).toHaveLength(2);
-    for (const lead of carried) {
-      expect(lead.state).toBe('quarantined');
-      expect(lead.state_reason).toContain('last allowed attempt');
+    expect((await liveDeliveries(w))[0]).toMatchObject({
+      state: 'quarantined',
+      partner_may_have: 1,
+      unanswered: 10,
+    });
+    const held = [...(await leads(w)).values()];
+    for (const l of held) {
+      expect(l.state).toBe('quarantined');
+      expect(l.state_reason).toMatch(/no answer from the partner after 10 requests.*the partner may have it/);
     }
-    const alerts = await w.app.store.db.selectFrom('alerts').selectAll().execute();
-    expect(
-      alerts.some((al) => al.event === 'quarantine' && al.message.includes('last allowed attempt')),
-    ).toBe(true);
-    expect(await w.cycle()).toMatchObject({ actions: 0, accepted: 0 });
-    expect(w.sandbox.stats().requests.total).toBe(before);
+    const alerts = await w.app.store.db
+      .selectFrom('alerts')
+      .selectAll()
+      .where('event', '=', 'quarantine')
+      .execute();
+    expect(alerts).toHaveLength(1);
+
+    // A release of only some of its leads is refused, naming the rest: the batch is not split.
+    const ops = w.app.operatorActions();
+    await expect(ops.release([held[0]!.id], 'checked with the partner')).rejects.toMatchObject({
+      code: 'WHOLE_BATCH',
+      message: expect.stringContaining(`missing: ${held[1]!.id}, ${held[2]!.id}`),
+    });
+    expect(lead(await leads(w), 'u1').state).toBe('quarantined');
+    // Released together: asked again under the ORIGINAL key; the partner accepts it once.
+    await ops.release(
+      held.map((l) => l.id),
+      'checked with the partner: ask again',
+    );
+    const [released] = await audit(w, 'quarantine.released');
+    expect(released!.details.replayed).toEqual([
+      { batch: a!.batch_key, delivery: a!.id, leads: held.map((l) => l.id) },
+    ]);
+    expect((await liveDeliveries(w))[0]).toMatchObject({
+      state: 'retry_wait',
+      failed_answers: 0,
+      unanswered: 0,
+    });
+    w.clock.advance(61 * SECOND);
+    expect(await w.cycle()).toMatchObject({ claimed: 0, actions: 1, accepted: 3 });
+    const deliveries = await liveDeliveries(w);
+    expect(deliveries).toHaveLength(1);
+    expect(deliveries[0]).toMatchObject({ state: 'accepted', batch_key: a!.batch_key });
+    for (const l of held) expect(w.sandbox.records().leadBatches[leadKey(l)]).toEqual([a!.batch_key]);
   });
 
   it('a batch already attempted is never re-keyed: changed or ineligible on retry, its leads are quarantined for an operator', async () => {

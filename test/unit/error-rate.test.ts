@@ -49,19 +49,30 @@ describe('the error-rate rule (shipped policy)', () => {
     expect(oneIn20.rollback).toBe(false);
   });
 
-  it('rolls back when the rate is credibly above 10%, not when it merely touches it', () => {
-    // 3 of 10, spread out (never 3 in a row): lower bound 12.7% > 10%.
+  it('rolls back when more than 10% of at least 10 requests failed, as the policy says', () => {
+    // 3 of 10, spread out (never 3 in a row): 30%.
     const d = errorRateDecision(seq('x..x..x...'), rule);
     expect(d.consecutiveFailures).toBe(0);
-    expect(d.lowerBound).toBeCloseTo(0.127, 2);
     expect(d.rollback).toBe(true);
-    expect(d.reason).toContain('credibly above 10.0%');
-    // 14 of 100: a 14% rate whose lower bound (9.2%) is not above 10%.
+    expect(d.reason).toContain('30.0% (3/10) is above 10.0%');
+    // 14 of 100, never two in a row: 14% > 10% rolls back (its Wilson lower bound, 9.2%, would not have).
     const fourteen = Array.from({ length: 100 }, (_, i) => ({ failed: i % 7 === 0 && i < 98 }));
     expect(fourteen.filter((o) => o.failed)).toHaveLength(14);
-    expect(errorRateDecision(fourteen, rule).rollback).toBe(false);
-    // 2 of 10: 20% but not credible yet.
-    expect(errorRateDecision(seq('x....x....'), rule).rollback).toBe(false);
+    const d14 = errorRateDecision(fourteen, rule);
+    expect(d14.rollback).toBe(true);
+    expect(d14.lowerBound).toBeLessThan(0.1);
+    // 2 of 10: 20%.
+    expect(errorRateDecision(seq('x....x....'), rule).rollback).toBe(true);
+    // Exactly 10% is not above 10%: 1 of 10, 10 of 100.
+    expect(errorRateDecision(seq('x.........'), rule).rollback).toBe(false);
+    const ten = Array.from({ length: 100 }, (_, i) => ({ failed: i % 10 === 5 }));
+    expect(errorRateDecision(ten, rule).rollback).toBe(false);
+    // 11 of 100 is.
+    const eleven = [...ten.slice(0, 99), { failed: true }];
+    expect(eleven.filter((o) => o.failed)).toHaveLength(11);
+    expect(errorRateDecision(eleven, rule).rollback).toBe(true);
+    // Below the minimum sample, only the run of three triggers: 2 of 9 (22%) does not.
+    expect(errorRateDecision(seq('x...x....'), rule).rollback).toBe(false);
   });
 
   it('the Wilson bound matches known values', () => {
@@ -80,6 +91,8 @@ describe('the error-rate rule (shipped policy)', () => {
         if (failures <= flags.length * 0.1 && decision.consecutiveFailures < 3) {
           expect(decision.rollback).toBe(false);
         }
+        // Above it with the minimum sample, always a rollback.
+        if (flags.length >= 10 && failures > flags.length * 0.1) expect(decision.rollback).toBe(true);
         // And the rule never misses a dead partner.
         if (decision.consecutiveFailures >= 3) expect(decision.rollback).toBe(true);
       }),

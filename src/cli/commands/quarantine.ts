@@ -37,7 +37,10 @@ export function registerQuarantine(program: Command, ctx: Context): void {
     });
 
   for (const [name, description] of [
-    ['release', 'put quarantined leads back in the queue (pending; retries start again)'],
+    [
+      'release',
+      'put quarantined leads back in the queue (pending; retries start again); a batch the partner may have is asked again under its own key, all its leads together',
+    ],
     ['drop', 'take quarantined leads out for good (archived; never sent)'],
   ] as const) {
     quarantine
@@ -52,7 +55,10 @@ export function registerQuarantine(program: Command, ctx: Context): void {
             ? actions.release(ids, opts.reason)
             : actions.drop(ids, opts.reason)
           ).catch((error: unknown) => {
-            if (error instanceof OperatorError && error.code === 'CONTACT_DATA_IN_REASON') {
+            if (
+              error instanceof OperatorError &&
+              ['CONTACT_DATA_IN_REASON', 'WHOLE_BATCH', 'BATCH_CHANGED'].includes(error.code)
+            ) {
               throw new CliExit(EXIT.refused, `refused: ${error.message}`);
             }
             throw error;

@@ -11,6 +11,7 @@ import { erasure } from './0008-erasure.js';
 import { runners } from './0009-runners.js';
 import { ZEROED_PAGES_MIGRATION, zeroedPages } from './0010-zeroed-pages.js';
 import { operatorSafety } from './0011-operator-safety.js';
+import { deliveryOutcomes } from './0012-delivery-outcomes.js';
 
 export { ZEROED_PAGES_MIGRATION };
 
@@ -28,5 +29,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0009-runners': runners(dialect),
     [ZEROED_PAGES_MIGRATION]: zeroedPages(),
     '0011-operator-safety': operatorSafety(dialect),
+    '0012-delivery-outcomes': deliveryOutcomes(),
   };
 }

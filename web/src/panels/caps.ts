@@ -52,13 +52,13 @@ export function renderErrorRate(errorRate: ErrorRate): void {
   bar.append(rateFill, boundFill, marker);
 
   container.dataset.rollback = String(errorRate.rollback);
-  container.dataset.over = String(lowerBound > threshold);
+  container.dataset.over = String(rate > threshold);
   container.replaceChildren(
     h(
       'p',
       { class: 'rate-figures' },
       h('strong', { class: 'rate-value' }, formatPercent(rate)),
-      ' errors · Wilson lower bound ',
+      ' errors · 95% lower bound ',
       h('strong', { class: 'rate-lower-bound' }, formatPercent(lowerBound)),
       ` · rollback line ${formatPercent(threshold, 0)}`,
     ),
