@@ -2,7 +2,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
 import { HARD_CAPS } from '../policy/caps.js';
-import { classifyNetworkError, classifyStatus, parseRetryAfter } from '../policy/retry.js';
+import {
+  classifyNetworkError,
+  classifyStatus,
+  isTlsVersionRefusal,
+  parseRetryAfter,
+} from '../policy/retry.js';
 import { ConcurrencyGate } from './concurrency.js';
 import { type PartnerEndpoints, partnerEndpoints } from './endpoints.js';
 import { OutboundError } from './errors.js';
@@ -15,8 +20,8 @@ import {
   type StartLimiter,
 } from './limiter.js';
 import { settleOrAbort } from './tls-agent.js';
-import { type TokenGrant, TokenProvider } from './token.js';
-import { type Exchange, Transport } from './transport.js';
+import { type HeldToken, type TokenFit, type TokenGrant, TokenProvider } from './token.js';
+import { type Exchange, type ExchangeRequest, type NotStarted, Transport } from './transport.js';
 import type {
   HealthResult,
   PartnerAcceptance,
@@ -67,7 +72,11 @@ export interface PartnerClientOptions {
    * a virtual sleep that moves that clock.
    */
   limiterSleep?: LimiterSleep;
-  /** Refresh a token this long before it would expire (default 10 s): clock skew with the partner. */
+  /**
+   * Added to the life a token must have left (default 10 s): clock skew with the partner. A batch's
+   * token must cover `timeoutMs` plus this; when the partner's tokens live shorter than that, the
+   * first half of a token's life is used instead (see `tokenLifeNeededMs`).
+   */
   tokenRefreshMarginMs?: number;
   /** Every start must also pass this (several runners: the shared start log in the database). */
   startLimiter?: StartLimiter | undefined;
@@ -77,10 +86,14 @@ export interface PartnerClientOptions {
 export interface PartnerClient {
   /** `GET {base}/health`; ok for a 2xx. Counts against the rate limit like every request. */
   health(signal?: AbortSignal): Promise<HealthResult>;
-  /** Make sure the cached token stays valid for at least `validForMs` more, refreshing it if not. */
+  /**
+   * Make sure a usable token is cached: one that stays valid for `validForMs` more (plus the margin)
+   * when the partner's tokens live that long, else one a batch could use now (see
+   * `tokenLifeNeededMs`); refreshing it if not.
+   */
   ensureToken(validForMs: number, signal?: AbortSignal): Promise<TokenOutcome>;
   /**
-   * Send ONE batch in ONE request (plus a token request when no valid token is cached). No retry
+   * Send ONE batch in ONE request (plus a token request when no usable token is cached). No retry
    * inside: retries are separate actions the engine authorises and records. Returns data for every
    * partner or network failure; throws only `INVALID_BATCH`, `CLIENT_CLOSED`, `CANCELLED`,
    * `START_NOT_GRANTED` (nothing sent).
@@ -158,7 +171,10 @@ class HttpPartnerClient implements PartnerClient {
       gate: this.#gate,
       monotonicNow,
     });
-    this.#tokens = new TokenProvider(() => this.#fetchToken(), options.clock, settings.tokenRefreshMarginMs);
+    this.#tokens = new TokenProvider(() => this.#fetchToken(), options.clock, {
+      marginMs: settings.tokenRefreshMarginMs,
+      requestTimeoutMs: options.timeoutMs,
+    });
   }
 
   async health(signal?: AbortSignal): Promise<HealthResult> {
@@ -170,7 +186,11 @@ class HttpPartnerClient implements PartnerClient {
       signal,
     });
     if (exchange.kind === 'failure') {
-      return { ok: false, error: networkMessage('health check', exchange, this.#timeoutMs), ms: exchange.ms };
+      const { code, ms } = exchange;
+      const error = networkMessage('health check', exchange, this.#endpoints.health, this.#timeoutMs);
+      return isTlsVersionRefusal(code)
+        ? { ok: false, code, tlsVersionRefused: true, error, ms }
+        : { ok: false, code, error, ms };
     }
     const { status, ms } = exchange;
     if (classifyStatus(status).kind === 'success') return { ok: true, status, ms };
@@ -192,15 +212,11 @@ class HttpPartnerClient implements PartnerClient {
       throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
     }
     const body = JSON.stringify({ leads: batch.leads });
-    // The token must outlive the request itself; the engine asks for longer before a cycle.
     const waiting = holdNew && signal ? AbortSignal.any([signal, holdNew]) : (holdNew ?? signal);
-    const token = await abortable(this.#tokens.get(this.#timeoutMs), waiting);
-    if (token.kind !== 'ok') return token;
-    const exchange = await this.#transport.exchange({
+    const request: ExchangeRequest = {
       method: 'POST',
       url: this.#endpoints.leads,
       headers: {
-        authorization: `Bearer ${token.token}`,
         'idempotency-key': batch.batchKey,
         'content-type': 'application/json',
         accept: 'application/json',
@@ -209,7 +225,10 @@ class HttpPartnerClient implements PartnerClient {
       readBody: true,
       signal,
       holdNew,
-    });
+    };
+    const sent = await this.#withToken(request, waiting);
+    if (sent.kind !== 'sent') return sent;
+    const { token, exchange } = sent;
     if (exchange.kind === 'failure') return this.#networkOutcome('batch', exchange);
     const { status, headers, ms } = exchange;
     const verdict = classifyStatus(status);
@@ -243,6 +262,30 @@ class HttpPartnerClient implements PartnerClient {
     }
   }
 
+  /**
+   * Make `request` with a token. The token is judged twice by the rule of `tokenLifeNeededMs`: before
+   * the request queues for its slot and rate permit (a refresh goes first, through the same queue),
+   * and again once it may start, as it may have aged while waiting. Aged past the rule, the request
+   * gives its turn back and gets one fresh token; aged again, it is not sent (a retryable token
+   * failure) rather than sent with a token that is running out.
+   */
+  async #withToken(
+    request: ExchangeRequest,
+    waiting: AbortSignal | undefined,
+  ): Promise<{ kind: 'sent'; token: HeldToken; exchange: Exchange } | RetryableOutcome | PermanentOutcome> {
+    for (let turn = 1; ; turn++) {
+      const token = await abortable(this.#tokens.get(), waiting);
+      if (token.kind !== 'ok') return token;
+      const exchange = await this.#transport.exchange(request, () =>
+        this.#tokens.fitsRequest(token).fits ? { authorization: `Bearer ${token.token}` } : null,
+      );
+      if (exchange.kind !== 'not_started') return { kind: 'sent', token, exchange };
+      // A token that no longer fits never fits again as time goes on: this is the one it declined.
+      const fit = this.#tokens.fitsRequest(token);
+      if (turn >= 2 && !fit.fits) return agedWhileWaiting(token, fit, exchange);
+    }
+  }
+
   close(): Promise<void> {
     if (!this.#closing) {
       const transportClosed = this.#transport.close();
@@ -254,17 +297,26 @@ class HttpPartnerClient implements PartnerClient {
   }
 
   async #fetchToken(): Promise<TokenGrant> {
-    const exchange = await this.#transport.exchange({
-      method: 'POST',
-      url: this.#endpoints.token,
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: new URLSearchParams({
-        grant_type: 'client_credentials',
-        client_id: this.#clientId,
-        client_secret: this.#clientSecret,
-      }).toString(),
-      readBody: true,
-    });
+    // The token's life is counted from the moment its request starts, after any wait for a slot or
+    // a rate permit: the partner cannot have issued it before, and our wait is not its endpoint's.
+    let requestedAtMs = this.#clock.now();
+    const exchange = await this.#transport.exchange(
+      {
+        method: 'POST',
+        url: this.#endpoints.token,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_id: this.#clientId,
+          client_secret: this.#clientSecret,
+        }).toString(),
+        readBody: true,
+      },
+      () => {
+        requestedAtMs = this.#clock.now();
+        return {};
+      },
+    );
     if (exchange.kind === 'failure') return this.#networkOutcome('token', exchange);
     const { status, headers, ms } = exchange;
     const verdict = classifyStatus(status);
@@ -302,17 +354,24 @@ class HttpPartnerClient implements PartnerClient {
       kind: 'granted',
       accessToken: parsed.data.access_token,
       expiresInMs: parsed.data.expires_in * 1000,
+      requestedAtMs,
+      ms,
     };
   }
 
-  #networkOutcome(stage: RequestStage, exchange: Extract<Exchange, { kind: 'failure' }>) {
+  #networkOutcome(
+    stage: RequestStage,
+    exchange: Extract<Exchange, { kind: 'failure' }>,
+  ): RetryableOutcome | PermanentOutcome {
     const what = stage === 'token' ? 'token request' : 'batch request';
-    const message = networkMessage(what, exchange, this.#timeoutMs);
+    const url = stage === 'token' ? this.#endpoints.token : this.#endpoints.leads;
+    const message = networkMessage(what, exchange, url, this.#timeoutMs);
     const verdict = classifyNetworkError(exchange.code);
     const common = { code: exchange.code, message, stage, ms: exchange.ms };
-    return verdict.kind === 'retryable'
-      ? ({ kind: 'retryable', retryAfterMs: null, ...common } satisfies RetryableOutcome)
-      : ({ kind: 'permanent', ...common } satisfies PermanentOutcome);
+    if (verdict.kind === 'retryable') return { kind: 'retryable', retryAfterMs: null, ...common };
+    return isTlsVersionRefusal(exchange.code)
+      ? { kind: 'permanent', ...common, tlsVersionRefused: true }
+      : { kind: 'permanent', ...common };
   }
 
   #retryable(
@@ -327,15 +386,43 @@ class HttpPartnerClient implements PartnerClient {
   }
 }
 
-/** A network failure in words: what failed, its code, and the retry table's reading of it. No request data. */
+/**
+ * A network failure in words: what failed, its code, and the retry table's reading of it. No request
+ * data: of the URL, the host alone.
+ */
 function networkMessage(
   what: string,
   exchange: Extract<Exchange, { kind: 'failure' }>,
+  url: URL,
   timeoutMs: number,
 ): string {
   if (exchange.timedOut) return `${what} timed out: no complete answer within ${timeoutMs} ms (aborted)`;
   if (exchange.cancelled) return `${what} cancelled by the caller while in flight; delivery unknown`;
+  if (isTlsVersionRefusal(exchange.code)) {
+    // Refused in the handshake, before a byte of the request: nothing was sent.
+    return `the partner at ${url.host} does not offer TLS 1.2 or newer (${exchange.code}): refused; nothing was sent`;
+  }
   return `${what} failed: ${exchange.code} (${classifyNetworkError(exchange.code).reason})`;
+}
+
+/** The batch waited for its turn twice and its token had aged past the rule both times: not sent. */
+function agedWhileWaiting(
+  token: HeldToken,
+  fit: Extract<TokenFit, { fits: false }>,
+  notStarted: NotStarted,
+): RetryableOutcome {
+  const round = Math.round;
+  const { leftMs, neededMs } = fit;
+  return {
+    kind: 'retryable',
+    retryAfterMs: null,
+    message:
+      `the token had ${round(Math.max(0, leftMs))} ms of its ${token.lifetimeMs} ms left once the batch ` +
+      `could start (after waiting ${round(notStarted.waitedMs)} ms for a connection slot and a rate permit), ` +
+      `under the ${round(neededMs)} ms it needs; a fresh token aged the same way: the batch was not sent`,
+    stage: 'token',
+    ms: notStarted.waitedMs,
+  };
 }
 
 function acceptance(exchange: Extract<Exchange, { kind: 'response' }>): {

@@ -56,6 +56,20 @@ export type Exchange =
     };
 
 /**
+ * Asked once the request holds its concurrency slot and rate permit, just before it starts: headers
+ * decided at the last moment (the bearer token, which may have aged while the request waited), or
+ * null not to start the request at all.
+ */
+export type BeforeStart = () => Record<string, string> | null;
+
+/** `BeforeStart` declined: nothing was sent. The unused permit still counts as a start (it may not be reused). */
+export interface NotStarted {
+  kind: 'not_started';
+  /** How long the request waited for its slot and permit. */
+  waitedMs: number;
+}
+
+/**
  * The only socket-level code of the product: an undici Agent with TLS ≥ 1.2 pinned in code, the CA
  * pinned when given, every undici timeout set (its defaults are 300 s), an overall deadline per
  * request, a response size cap, and every request passing the concurrency gate and the rate limiter.
@@ -82,10 +96,14 @@ export class Transport {
    * overall deadline of `timeoutMs`. Never throws for network or partner failures; throws
    * `CLIENT_CLOSED` or `CANCELLED` only when nothing was sent.
    */
-  async exchange(request: ExchangeRequest): Promise<Exchange> {
+  exchange(request: ExchangeRequest, beforeStart?: () => Record<string, string>): Promise<Exchange>;
+  /** The same, with a last look (`beforeStart`) once the slot and permit are held, which may decline. */
+  exchange(request: ExchangeRequest, beforeStart: BeforeStart): Promise<Exchange | NotStarted>;
+  async exchange(request: ExchangeRequest, beforeStart?: BeforeStart): Promise<Exchange | NotStarted> {
     if (this.#closing)
       throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
-    const { gate, limiter } = this.#options;
+    const { gate, limiter, monotonicNow } = this.#options;
+    const waitingSince = monotonicNow();
     const { signal, holdNew } = request;
     const waiting = holdNew && signal ? AbortSignal.any([signal, holdNew]) : (holdNew ?? signal);
     const releaseSlot = await gate.acquire(waiting);
@@ -111,7 +129,17 @@ export class Transport {
       releaseSlot();
       throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
     }
-    const running = this.#dispatch(request, permit).finally(() => {
+    let headers = request.headers;
+    if (beforeStart) {
+      const lastHeaders = beforeStart();
+      if (lastHeaders === null) {
+        permit.release();
+        releaseSlot();
+        return { kind: 'not_started', waitedMs: monotonicNow() - waitingSince };
+      }
+      headers = { ...headers, ...lastHeaders };
+    }
+    const running = this.#dispatch({ ...request, headers }, permit).finally(() => {
       permit.release();
       releaseSlot();
     });

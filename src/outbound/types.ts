@@ -61,7 +61,14 @@ export interface PermanentOutcome {
   kind: 'permanent';
   /** Absent when no response came (e.g. the TLS handshake or the certificate was refused). */
   status?: number;
+  /** The network error code when there was no response (e.g. `ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION`). */
   code?: string;
+  /**
+   * Present (always `true`) when the partner refused the TLS handshake for its protocol version: it
+   * offers nothing from TLS 1.2 up (`isTlsVersionRefusal(code)`). Not an outage and not a blip: the
+   * partner is misconfigured or outdated, nothing was sent, and asking again cannot help.
+   */
+  tlsVersionRefused?: true;
   message: string;
   stage: RequestStage;
   ms: number;
@@ -82,6 +89,10 @@ export type TokenOutcome =
 export interface HealthResult {
   ok: boolean;
   status?: number;
+  /** The network error code when there was no response (e.g. `ECONNREFUSED`). */
+  code?: string;
+  /** Present (always `true`) when the partner offers no TLS version from 1.2 up: see `PermanentOutcome`. */
+  tlsVersionRefused?: true;
   error?: string;
   /** A 429's or 503's `Retry-After`, in ms from now; absent when none was sent. */
   retryAfterMs?: number | null;

@@ -50,10 +50,13 @@ export {
   classifyNetworkError,
   classifyStatus,
   type FailureClass,
+  isTlsVersionRefusal,
   parseRetryAfter,
   RETRYABLE_NETWORK_CODES,
   retriesLeft,
   STATUS_RULES,
   type StatusClassification,
+  TLS_VERSION_REFUSAL_CODES,
+  TLS_VERSION_REFUSAL_REASON,
 } from './retry.js';
 export { isSyntheticExternalId, SYNTHETIC_ID_PREFIX } from './synthetic.js';

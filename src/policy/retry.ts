@@ -54,6 +54,31 @@ export const RETRYABLE_NETWORK_CODES: Readonly<Record<string, string>> = Object.
   UND_ERR_ABORTED: 'request aborted by the timeout',
 });
 
+/**
+ * The codes OpenSSL 3 (through Node) gives when the partner cannot speak TLS 1.2 or newer, our floor.
+ * Measured with the partner client's own agent (minimum TLS 1.2, maximum Node's default 1.3):
+ * - `ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION`: what every OpenSSL server limited to TLS 1.0, 1.1 or
+ *   1.0–1.1 answers (alert 70, protocol_version): it cannot meet our hello.
+ * - `ERR_SSL_UNSUPPORTED_PROTOCOL`: our side refusing a server hello below TLS 1.2 (a server that
+ *   answers with its old version instead of an alert; measured with a client capped at TLS 1.2).
+ * Not listed, although they name a version: `ERR_SSL_WRONG_VERSION_NUMBER` is what a server that does
+ * not speak TLS at all gives (plain HTTP on the port, another protocol), and
+ * `ERR_SSL_NO_PROTOCOLS_AVAILABLE` is our own process offering no version (a maximum below our
+ * minimum); neither is a partner refusing TLS 1.2.
+ */
+export const TLS_VERSION_REFUSAL_CODES: readonly string[] = Object.freeze([
+  'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+  'ERR_SSL_UNSUPPORTED_PROTOCOL',
+]);
+
+/** The reason words of a TLS protocol-version refusal, as `classifyNetworkError` gives them. */
+export const TLS_VERSION_REFUSAL_REASON = 'the partner does not offer TLS 1.2 or newer';
+
+/** Whether a network error code says the partner offers no TLS version we accept (≤ TLS 1.1 only). */
+export function isTlsVersionRefusal(code: string | null | undefined): boolean {
+  return typeof code === 'string' && TLS_VERSION_REFUSAL_CODES.includes(code);
+}
+
 /** Statuses named explicitly; the ranges (2xx success, other 4xx permanent, 5xx retryable) cover the rest. */
 export const STATUS_RULES: Readonly<Record<number, Classification>> = Object.freeze({
   400: { kind: 'permanent', reason: 'bad request' },
@@ -85,6 +110,7 @@ export function classifyNetworkError(code: string | null | undefined): Classific
   if (code && Object.hasOwn(RETRYABLE_NETWORK_CODES, code)) {
     return { kind: 'retryable', reason: RETRYABLE_NETWORK_CODES[code]! };
   }
+  if (isTlsVersionRefusal(code)) return { kind: 'permanent', reason: TLS_VERSION_REFUSAL_REASON };
   if (code && /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|EPROTO$)/.test(code)) {
     return { kind: 'permanent', reason: 'TLS handshake or certificate refused' };
   }

@@ -19,6 +19,11 @@ export interface SandboxFaults {
   seed: number;
   /** Delay before answering any partner request (not the admin endpoints). */
   latencyMs: number;
+  /**
+   * A slow token endpoint: `/oauth/token` answers this long after it issued the token, whose life has
+   * begun at issue. The client gets a token already partly spent.
+   */
+  tokenLatencyMs: number;
   /** Accept partner requests and never answer: the client's own timeout must fire. */
   hang: boolean;
   rateLimit: RateLimitFault | null;
@@ -49,6 +54,7 @@ export function defaultFaults(): SandboxFaults {
     errorStatus: 503,
     seed: randomInt(0, 2 ** 31),
     latencyMs: 0,
+    tokenLatencyMs: 0,
     hang: false,
     rateLimit: null,
     reject401: false,
@@ -72,6 +78,7 @@ const patchSchema = z.strictObject({
   errorStatus: httpStatus.optional(),
   seed: z.number().int().min(0).max(0xffffffff).optional(),
   latencyMs: z.number().int().min(0).max(600_000).optional(),
+  tokenLatencyMs: z.number().int().min(0).max(600_000).optional(),
   hang: z.boolean().optional(),
   rateLimit: z
     .strictObject({

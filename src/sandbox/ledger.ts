@@ -1,3 +1,5 @@
+import type { TokenCheck } from './tokens.js';
+
 /** What the sandbox has seen, for tests and operators. Admin requests are not counted. */
 export interface SandboxStats {
   requests: {
@@ -8,7 +10,18 @@ export interface SandboxStats {
     dropped: number;
     hung: number;
   };
-  tokens: { issued: number; refused: number };
+  tokens: {
+    issued: number;
+    refused: number;
+    /** Bearer tokens presented with `POST /api/leads`, by the partner's own check on arrival. */
+    presented: { valid: number; expired: number; unknown: number };
+    /**
+     * Of the valid tokens presented, the one with the least life left as a share of its lifetime:
+     * life left (ms) and lifetime (ms) on the sandbox's clock, counted from when it issued the token.
+     * Null before any.
+     */
+    leastLifeLeft: { lifeLeftMs: number; lifetimeMs: number } | null;
+  };
   health: { checks: number };
   batches: {
     /** Every `POST /api/leads` that arrived. */
@@ -77,6 +90,20 @@ export class Ledger {
     if (this.#starts.length < MAX_REQUEST_STARTS) this.#starts.push(at);
     else this.#starts[this.#startsNext] = at;
     this.#startsNext = (this.#startsNext + 1) % MAX_REQUEST_STARTS;
+  }
+
+  /** The partner's check of the token a `POST /api/leads` presented. */
+  tokenPresented(check: TokenCheck): void {
+    const tokens = this.#stats.tokens;
+    if (!check.ok) {
+      tokens.presented[check.reason] += 1;
+      return;
+    }
+    tokens.presented.valid += 1;
+    const least = tokens.leastLifeLeft;
+    if (least === null || check.lifeLeftMs / check.lifetimeMs < least.lifeLeftMs / least.lifetimeMs) {
+      tokens.leastLifeLeft = { lifeLeftMs: check.lifeLeftMs, lifetimeMs: check.lifetimeMs };
+    }
   }
 
   answered(status: number): void {
@@ -156,7 +183,12 @@ export class Ledger {
 function emptyStats(): Omit<SandboxStats, 'requestStarts'> {
   return {
     requests: { total: 0, byPath: {}, byStatus: {}, dropped: 0, hung: 0 },
-    tokens: { issued: 0, refused: 0 },
+    tokens: {
+      issued: 0,
+      refused: 0,
+      presented: { valid: 0, expired: 0, unknown: 0 },
+      leastLifeLeft: null,
+    },
     health: { checks: 0 },
     batches: { received: 0, accepted: 0, replayed: 0, failedByFault: 0, refused: 0, replayMismatches: 0 },
     leads: { accepted: 0, duplicates: 0 },

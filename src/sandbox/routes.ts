@@ -85,7 +85,7 @@ async function handlePartner(
       return health(ctx, res);
     case '/oauth/token':
       if (req.method !== 'POST') return methodNotAllowed(ctx, res, 'POST');
-      return token(ctx, req, res, body);
+      return await token(ctx, req, res, body);
     case '/api/leads':
       if (req.method !== 'POST') return methodNotAllowed(ctx, res, 'POST');
       return leads(ctx, req, res, body, arrivedAt);
@@ -100,7 +100,7 @@ function health(ctx: RouteContext, res: ServerResponse) {
   answer(ctx, res, 200, { status: 'ok' });
 }
 
-function token(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, body: Buffer) {
+async function token(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, body: Buffer) {
   const counters = ctx.ledger.counters.tokens;
   const check = ctx.tokens.check(req.headers, body);
   if (!check.ok) {
@@ -109,7 +109,14 @@ function token(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, bod
     return answer(ctx, res, check.status, { error: check.error }, challenge);
   }
   counters.issued += 1;
-  answer(ctx, res, 200, ctx.tokens.issue(ctx.faults().current.tokenTtlSeconds), { pragma: 'no-cache' });
+  const { tokenTtlSeconds, tokenLatencyMs } = ctx.faults().current;
+  // Issued first, answered late: the token's life runs while the slow endpoint keeps it.
+  const issued = ctx.tokens.issue(tokenTtlSeconds);
+  if (tokenLatencyMs > 0) {
+    if (ctx.sleep) await ctx.sleep(tokenLatencyMs);
+    else if (!(await pause(tokenLatencyMs, res))) return;
+  }
+  answer(ctx, res, 200, issued, { pragma: 'no-cache' });
 }
 
 /**
@@ -131,7 +138,9 @@ function leads(
     counters.failedByFault += 1;
     return answerFault(ctx, res, fault);
   }
-  if (!ctx.tokens.verify(req.headers.authorization)) {
+  const presented = ctx.tokens.verify(req.headers.authorization);
+  ledger.tokenPresented(presented);
+  if (!presented.ok) {
     counters.refused += 1;
     return answer(ctx, res, 401, { error: 'invalid_token' }, BEARER_CHALLENGE);
   }

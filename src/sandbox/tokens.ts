@@ -8,6 +8,11 @@ export interface IssuedToken {
   expires_in: number;
 }
 
+/** The partner's own check of a bearer token, as it stands when a request presents it. */
+export type TokenCheck =
+  | { ok: true; lifeLeftMs: number; lifetimeMs: number }
+  | { ok: false; reason: 'unknown' | 'expired' };
+
 export type TokenRequest =
   | { ok: true }
   | { ok: false; status: 400 | 401; error: 'invalid_request' | 'unsupported_grant_type' | 'invalid_client' };
@@ -17,8 +22,8 @@ export class TokenIssuer {
   readonly #clientId: string;
   readonly #clientSecret: string;
   readonly #clock: Clock;
-  /** token → expiry (clock ms). Expired tokens are dropped when met, or when the map is swept. */
-  readonly #tokens = new Map<string, number>();
+  /** token → expiry (clock ms) and lifetime. Expired tokens are dropped when met, or when the map is swept. */
+  readonly #tokens = new Map<string, { expiresAt: number; lifetimeMs: number }>();
 
   constructor(clientId: string, clientSecret: string, clock: Clock) {
     this.#clientId = clientId;
@@ -50,26 +55,31 @@ export class TokenIssuer {
     const now = this.#clock.now();
     if (this.#tokens.size >= 10_000) this.#sweep(now);
     const token = randomBytes(32).toString('base64url');
-    this.#tokens.set(token, now + ttlSeconds * 1000);
+    this.#tokens.set(token, { expiresAt: now + ttlSeconds * 1000, lifetimeMs: ttlSeconds * 1000 });
     return { access_token: token, token_type: 'Bearer', expires_in: ttlSeconds };
   }
 
-  /** Whether `Authorization: Bearer <token>` holds a token this issuer gave out that has not expired. */
-  verify(authorization: string | undefined): boolean {
+  /**
+   * Whether `Authorization: Bearer <token>` holds a token this issuer gave out that has not expired,
+   * and if so how much of its life is left. An expired token is told apart from one never issued (or
+   * already swept, or malformed): `unknown`.
+   */
+  verify(authorization: string | undefined): TokenCheck {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
     const token = match?.[1];
-    if (token === undefined) return false;
-    const expiresAt = this.#tokens.get(token);
-    if (expiresAt === undefined) return false;
-    if (this.#clock.now() >= expiresAt) {
+    if (token === undefined) return { ok: false, reason: 'unknown' };
+    const issued = this.#tokens.get(token);
+    if (issued === undefined) return { ok: false, reason: 'unknown' };
+    const lifeLeftMs = issued.expiresAt - this.#clock.now();
+    if (lifeLeftMs <= 0) {
       this.#tokens.delete(token);
-      return false;
+      return { ok: false, reason: 'expired' };
     }
-    return true;
+    return { ok: true, lifeLeftMs, lifetimeMs: issued.lifetimeMs };
   }
 
   #sweep(now: number): void {
-    for (const [token, expiresAt] of this.#tokens) if (now >= expiresAt) this.#tokens.delete(token);
+    for (const [token, { expiresAt }] of this.#tokens) if (now >= expiresAt) this.#tokens.delete(token);
   }
 }
 

@@ -17,6 +17,12 @@ import {
   type PartnerClientOptions,
   type PartnerLead,
 } from '../../src/outbound/index.js';
+import {
+  type SandboxPartner,
+  type SandboxPartnerOptions,
+  startSandboxPartner,
+} from '../../src/sandbox/index.js';
+import { tempDir } from '../support/tmp.js';
 
 const NOW = Date.parse('2026-11-20T12:00:00Z');
 // The mutable CommonJS object (an ESM namespace is read-only): one test weakens its process-wide defaults.
@@ -328,11 +334,19 @@ describe('partner client over TLS', () => {
 
       const partner = client(server);
       const health = await partner.health();
-      expect(health.ok).toBe(false);
-      expect(health.error).toMatch(/health check failed: (ERR_SSL_|EPROTO)/);
+      expect(health).toMatchObject({
+        ok: false,
+        code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+        tlsVersionRefused: true,
+        error: `the partner at 127.0.0.1:${server.port} does not offer TLS 1.2 or newer (ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION): refused; nothing was sent`,
+      });
       const outcome = await partner.sendBatch(batch());
-      expect(outcome).toMatchObject({ kind: 'permanent', stage: 'token' });
-      expect(outcome.kind === 'permanent' && outcome.code).toMatch(/^(ERR_SSL_|EPROTO)/);
+      expect(outcome).toMatchObject({
+        kind: 'permanent',
+        stage: 'token',
+        code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+        tlsVersionRefused: true,
+      });
       expect(server.seen).toHaveLength(0);
     } finally {
       tls.DEFAULT_MIN_VERSION = saved.min;
@@ -549,7 +563,7 @@ describe('failures come back as data', () => {
 });
 
 describe('token refresh', () => {
-  it('refreshes a token that would expire within the time asked (expires_in 2, ensureToken(5000))', async () => {
+  it('a short-lived token is used in the first half of its life, then refreshed (expires_in 2, 5 s timeout)', async () => {
     const server = await startServer();
     let issued = 0;
     server.handle(
@@ -561,20 +575,212 @@ describe('token refresh', () => {
       }),
     );
     const clock = new ManualClock(NOW);
-    const partner = client(server, { clock });
+    // 2 s tokens cannot outlive a 5 s request: the first half of their life is what is used.
+    const partner = client(server, { clock, timeoutMs: 5000 });
     expect(await partner.ensureToken(0)).toEqual({ kind: 'ok', expiresAtMs: NOW + 2000, refreshed: true });
-    expect(await partner.ensureToken(1000)).toEqual({
+    // Asked ahead for a cycle (as the engine does): no token lives that long; this one is in its first half.
+    expect(await partner.ensureToken(70_000)).toEqual({
       kind: 'ok',
       expiresAtMs: NOW + 2000,
       refreshed: false,
     });
-    expect(await partner.ensureToken(5000)).toMatchObject({ kind: 'ok', refreshed: true });
+    clock.advance(1000); // half its life left: the batch uses it
+    expect(await partner.sendBatch(batch('half'))).toMatchObject({ kind: 'accepted' });
+    expect(issued).toBe(1);
+    clock.advance(1); // past half its life: the next batch gets a fresh token first
+    expect(await partner.sendBatch(batch('past-half'))).toMatchObject({ kind: 'accepted' });
     expect(issued).toBe(2);
-    // A batch needs the token for its own deadline (2,000 ms here): 2 s left is not more, so refresh.
-    clock.advance(500);
-    expect(await partner.sendBatch(batch())).toMatchObject({ kind: 'accepted' });
-    expect(issued).toBe(3);
-    expect(server.seen.at(-1)!.headers.authorization).toBe('Bearer short-3');
+    const leads = server.seen.filter((s) => s.path === '/api/leads');
+    expect(leads.map((s) => s.headers.authorization)).toEqual(['Bearer short-1', 'Bearer short-2']);
+  });
+
+  it('a token that ages past the rule while the batch waits for a rate permit is not sent: one fresh token, then a retryable failure', async () => {
+    const server = await startServer();
+    let issued = 0;
+    let expiresIn = 2;
+    server.handle(
+      defaultPartner({
+        token: (_seen, res) => {
+          issued++;
+          json(res, 200, { access_token: `t-${issued}`, token_type: 'Bearer', expires_in: expiresIn });
+        },
+      }),
+    );
+    // One start per 1,000 ms window, waited on a virtual clock that is also the wall clock: the batch
+    // waits 1,005 ms for its permit after the token's, and a token of 2 s then has 995 ms left.
+    const clock = new ManualClock(NOW);
+    const partner = client(server, {
+      clock,
+      monotonicNow: () => clock.now(),
+      limiterSleep: clock.sleep,
+      rateLimitPerSecond: 1,
+      rateWindowMs: 1000,
+      timeoutMs: 5000,
+    });
+    const outcome = await partner.sendBatch(batch('aged'));
+    expect(outcome).toEqual({
+      kind: 'retryable',
+      retryAfterMs: null,
+      stage: 'token',
+      ms: 1005,
+      message:
+        'the token had 995 ms of its 2000 ms left once the batch could start (after waiting 1005 ms for a ' +
+        'connection slot and a rate permit), under the 1000 ms it needs; a fresh token aged the same way: ' +
+        'the batch was not sent',
+    });
+    // The first token, and one fresh one after the batch gave its turn back: no leads request.
+    expect(server.seen.map((s) => s.path)).toEqual(['/oauth/token', '/oauth/token']);
+    expect(issued).toBe(2);
+
+    // 3 s tokens: after the same wait, 1,995 ms of 3,000 are left, over half: the batch goes out.
+    expiresIn = 3;
+    expect(await partner.sendBatch(batch('in-time'))).toMatchObject({ kind: 'accepted' });
+    expect(server.seen.map((s) => s.path).slice(2)).toEqual(['/oauth/token', '/api/leads']);
+    expect(server.seen.at(-1)!.headers.authorization).toBe('Bearer t-3');
+  });
+});
+
+/** A sandbox partner (the real HTTPS partner of the product's tests), closed after the test. */
+async function sandbox(options: SandboxPartnerOptions = {}): Promise<SandboxPartner> {
+  const partner = await startSandboxPartner({
+    clientId: 'valhalla-test',
+    clientSecret: 's3cret-value',
+    ...options,
+  });
+  open.push(partner);
+  return partner;
+}
+
+function sandboxClient(
+  partner: SandboxPartner,
+  overrides: Partial<PartnerClientOptions> = {},
+): PartnerClient {
+  return client(
+    { base: partner.url },
+    {
+      tokenUrl: partner.tokenUrl,
+      caPem: partner.caPem,
+      clock: systemClock,
+      rateLimitPerSecond: 5,
+      rateWindowMs: 1000,
+      timeoutMs: 5000,
+      tokenRefreshMarginMs: 10_000,
+      ...overrides,
+    },
+  );
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('short-lived tokens against the sandbox partner', () => {
+  it('2 s tokens from a slow token endpoint: at most one token call per batch, none used past half its life', async () => {
+    // The sandbox issues a token when asked and answers 300 ms later: it comes with ≤ 1,700 ms left.
+    const partner = await sandbox({ faults: { tokenTtlSeconds: 2, tokenLatencyMs: 300 } });
+    // A 5 s request plus the 10 s margin: no 2 s token can outlive it, so the first half of its life is used.
+    const outbound = sandboxClient(partner);
+    const tokenCallsPerBatch: number[] = [];
+    let sent = 0;
+    /** What the engine does for a batch: health check, a token asked ahead for the cycle, the batch. */
+    const cycle = async () => {
+      const before = partner.stats().tokens.issued;
+      expect(await outbound.health()).toMatchObject({ ok: true, status: 200 });
+      expect(await outbound.ensureToken(70_000)).toMatchObject({ kind: 'ok' });
+      expect(await outbound.sendBatch(batch(`short-${sent++}`, 1))).toMatchObject({ kind: 'accepted' });
+      tokenCallsPerBatch.push(partner.stats().tokens.issued - before);
+    };
+    // Two batches close together (the second reuses the token in its first half), then a pause that
+    // takes the token past half its life (the next batch refreshes it, once).
+    for (let pair = 0; pair < 3; pair++) {
+      await cycle();
+      await sleep(150);
+      await cycle();
+      await sleep(900);
+    }
+    expect(Math.max(...tokenCallsPerBatch)).toBe(1);
+    let stats = partner.stats();
+    expect(stats.tokens.issued).toBeLessThan(sent);
+    // The partner's own check of every token presented: none expired or unknown, none past half its life.
+    expect(stats.tokens.presented).toEqual({ valid: sent, expired: 0, unknown: 0 });
+    expect(stats.tokens.leastLifeLeft?.lifetimeMs).toBe(2000);
+    expect(stats.tokens.leastLifeLeft?.lifeLeftMs).toBeGreaterThanOrEqual(1000);
+    expect(stats.requests.byStatus['401']).toBeUndefined();
+    expect(stats.batches.accepted).toBe(sent);
+
+    // Slower still: the token comes with less than half its life left. Not used, said in numbers, and
+    // not fetched again at once: one token call per attempt, and no batch reaches the partner.
+    partner.setFaults({ tokenLatencyMs: 1100 });
+    const issuedBefore = stats.tokens.issued;
+    expect(await outbound.health()).toMatchObject({ ok: true });
+    const refusals = [await outbound.ensureToken(70_000), await outbound.sendBatch(batch('slow-token', 1))];
+    for (const refusal of refusals) {
+      expect(refusal).toMatchObject({ kind: 'retryable', stage: 'token', retryAfterMs: null });
+      const words = refusal.kind === 'retryable' ? refusal.message : '';
+      const numbers =
+        /^the token endpoint took (\d+) ms for a token of 2000 ms: (\d+) ms of it was left, under half its life \(1000 ms\)/.exec(
+          words,
+        );
+      expect(numbers, words).not.toBeNull();
+      expect(Number(numbers![1])).toBeGreaterThanOrEqual(1100);
+      expect(Number(numbers![2])).toBeLessThan(1000);
+    }
+    stats = partner.stats();
+    expect(stats.tokens.issued).toBe(issuedBefore + 2);
+    expect(stats.batches.received).toBe(sent);
+
+    // The endpoint recovers: the next batch costs one token call again.
+    partner.setFaults({ tokenLatencyMs: 300 });
+    await cycle();
+    expect(tokenCallsPerBatch.at(-1)).toBe(1);
+    expect(partner.stats().tokens.presented).toEqual({ valid: sent, expired: 0, unknown: 0 });
+    expect(partner.stats().tokens.leastLifeLeft?.lifeLeftMs).toBeGreaterThanOrEqual(1000);
+  });
+});
+
+describe('a partner that cannot speak TLS 1.2 or newer (the sandbox, TLS 1.1 only)', () => {
+  it('health, token and batch each come back refused as what it is, and nothing reaches the partner', async () => {
+    // One certificate folder: both sandboxes serve the same certificate, so one CA trusts both.
+    const certDir = tempDir('valhalla-outbound-cert-');
+    const legacy = await sandbox({ certDir, tlsMaxVersion: 'TLSv1.1' });
+    const modern = await sandbox({ certDir });
+    const code = 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION';
+    const host = new URL(legacy.url).host;
+    const refused = `the partner at ${host} does not offer TLS 1.2 or newer (${code}): refused; nothing was sent`;
+
+    const outbound = sandboxClient(legacy);
+    expect(await outbound.health()).toEqual({
+      ok: false,
+      code,
+      tlsVersionRefused: true,
+      error: refused,
+      ms: expect.any(Number),
+    });
+    const tokenRefusal = {
+      kind: 'permanent',
+      code,
+      tlsVersionRefused: true,
+      message: refused,
+      stage: 'token',
+      ms: expect.any(Number),
+    };
+    expect(await outbound.ensureToken(70_000)).toEqual(tokenRefusal);
+    expect(await outbound.sendBatch(batch('legacy-1', 1))).toEqual(tokenRefusal);
+
+    // The batch stage: a token from an endpoint that speaks TLS 1.3, the batch to the TLS 1.1 partner.
+    const split = sandboxClient(legacy, { tokenUrl: modern.tokenUrl });
+    expect(await split.sendBatch(batch('legacy-2', 1))).toEqual({
+      kind: 'permanent',
+      code,
+      tlsVersionRefused: true,
+      message: refused,
+      stage: 'batch',
+      ms: expect.any(Number),
+    });
+    expect(modern.stats().tokens.issued).toBe(1);
+    // Refused in the handshake: the partner's application never saw a request.
+    expect(legacy.stats().requests.total).toBe(0);
+    expect(legacy.records()).toEqual({ batches: [], leadBatches: {} });
+    // The host alone: never a path.
+    expect(refused).not.toMatch(/\/api\/leads|\/oauth\/token|\/health/);
   });
 });
 

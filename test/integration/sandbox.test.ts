@@ -202,7 +202,12 @@ describe('sandbox partner: OAuth2 client credentials', () => {
     );
     expect(wrongGrant.status).toBe(400);
     expect(wrongGrant.body).toEqual({ error: 'unsupported_grant_type' });
-    expect(partner.stats().tokens).toEqual({ issued: 0, refused: 5 });
+    expect(partner.stats().tokens).toEqual({
+      issued: 0,
+      refused: 5,
+      presented: { valid: 0, expired: 0, unknown: 0 },
+      leastLifeLeft: null,
+    });
   });
 
   it('expires tokens after the TTL by the injected clock', async () => {
@@ -219,6 +224,13 @@ describe('sandbox partner: OAuth2 client credentials', () => {
     expect(expired.headers['www-authenticate']).toContain('invalid_token');
     // A new token works again.
     expect((await postBatch(partner, await getToken(partner), 'b-3', [lead('l-3')])).status).toBe(200);
+    expect((await postBatch(partner, 'never-issued', 'b-4', [lead('l-4')])).status).toBe(401);
+    // The partner's own check of every token presented with a batch, and the least life it saw left.
+    expect(partner.stats().tokens).toMatchObject({
+      issued: 2,
+      presented: { valid: 3, expired: 1, unknown: 1 },
+      leastLifeLeft: { lifeLeftMs: 1, lifetimeMs: 60_000 },
+    });
   });
 });
 
@@ -357,6 +369,34 @@ describe('sandbox partner: faults', () => {
     t0 = performance.now();
     expect((await request(partner, 'GET', '/health')).status).toBe(200);
     expect(performance.now() - t0).toBeLessThan(200);
+  });
+
+  it('tokenLatencyMs answers the token endpoint late, the token already issued: its life runs meanwhile', async () => {
+    const clock = new ManualClock('2026-11-26T12:00:00Z');
+    // The virtual sleep moves the sandbox's clock: 1,500 ms pass between issuing and answering.
+    const partner = await start({
+      clock,
+      sleep: clock.sleep,
+      faults: { tokenTtlSeconds: 2, tokenLatencyMs: 1500 },
+    });
+    const before = clock.now();
+    const token = await getToken(partner);
+    expect(clock.now() - before).toBe(1500);
+    expect((await postBatch(partner, token, 'b-1', [lead('l-1')])).status).toBe(200);
+    expect(partner.stats().tokens.leastLifeLeft).toEqual({ lifeLeftMs: 500, lifetimeMs: 2000 });
+    // Only the token endpoint is slow.
+    expect((await request(partner, 'GET', '/health')).status).toBe(200);
+    expect(clock.now() - before).toBe(1500);
+
+    // In real time too, and the rest of the partner answers at once.
+    const real = await start({ faults: { tokenLatencyMs: 250 } });
+    let t0 = performance.now();
+    await getToken(real);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(245);
+    t0 = performance.now();
+    expect((await request(real, 'GET', '/health')).status).toBe(200);
+    expect(performance.now() - t0).toBeLessThan(245);
+    expect(() => real.setFaults({ tokenLatencyMs: -1 })).toThrow(/tokenLatencyMs/);
   });
 
   it('hang never answers: the client timeout fires, and close() ends hanging sockets', async () => {

@@ -7,7 +7,6 @@ import {
   isOutboundError,
   type PartnerClientOptions,
 } from '../../src/outbound/index.js';
-import { type TokenGrant, TokenProvider } from '../../src/outbound/token.js';
 import { isLoopbackHost } from '../../src/policy/index.js';
 
 const NOW = Date.parse('2026-11-20T12:00:00Z');
@@ -185,86 +184,6 @@ describe('ConcurrencyGate', () => {
     release();
     expect(gate.inFlight).toBe(0);
     expect(() => new ConcurrencyGate(0)).toThrow(/maxConcurrent/);
-  });
-});
-
-describe('TokenProvider', () => {
-  function provider(grants: TokenGrant[], marginMs = 0) {
-    const clock = new ManualClock(NOW);
-    let calls = 0;
-    const tokens = new TokenProvider(
-      async () => {
-        const grant = grants[Math.min(calls, grants.length - 1)]!;
-        calls++;
-        return grant;
-      },
-      clock,
-      marginMs,
-    );
-    return { tokens, clock, calls: () => calls };
-  }
-  const granted = (accessToken: string, expiresInMs: number): TokenGrant => ({
-    kind: 'granted',
-    accessToken,
-    expiresInMs,
-  });
-
-  it('reuses a token while it stays valid for the time asked plus the margin, then refreshes', async () => {
-    const { tokens, clock, calls } = provider([granted('t1', 60_000), granted('t2', 60_000)], 5000);
-    expect(await tokens.get(10_000)).toEqual({
-      kind: 'ok',
-      token: 't1',
-      expiresAtMs: NOW + 60_000,
-      refreshed: true,
-    });
-    clock.advance(44_000); // 16 s left > 10 s + 5 s margin
-    expect(await tokens.get(10_000)).toMatchObject({ token: 't1', refreshed: false });
-    clock.advance(1000); // 15 s left: not more than 10 s + 5 s
-    expect(await tokens.get(10_000)).toMatchObject({
-      token: 't2',
-      refreshed: true,
-      expiresAtMs: NOW + 45_000 + 60_000,
-    });
-    expect(calls()).toBe(2);
-  });
-
-  it('a 2 s token does not satisfy ensureToken(5000): it is refreshed', async () => {
-    const { tokens, calls } = provider([granted('short-1', 2000), granted('short-2', 2000)]);
-    await tokens.get(0);
-    expect(await tokens.get(5000)).toMatchObject({ token: 'short-2', refreshed: true });
-    expect(calls()).toBe(2);
-  });
-
-  it('shares one refresh between concurrent callers', async () => {
-    const { tokens, calls } = provider([granted('t1', 60_000)]);
-    const results = await Promise.all([tokens.get(1), tokens.get(1), tokens.get(1)]);
-    expect(results.map((r) => r.kind === 'ok' && r.token)).toEqual(['t1', 't1', 't1']);
-    expect(calls()).toBe(1);
-  });
-
-  it('invalidates only the token the partner refused', async () => {
-    const { tokens, calls } = provider([granted('t1', 60_000), granted('t2', 60_000)]);
-    await tokens.get(0);
-    tokens.invalidate('some-older-token');
-    expect(await tokens.get(0)).toMatchObject({ token: 't1', refreshed: false });
-    tokens.invalidate('t1');
-    expect(await tokens.get(0)).toMatchObject({ token: 't2', refreshed: true });
-    expect(calls()).toBe(2);
-  });
-
-  it('does not cache a failure: the next call asks again', async () => {
-    const failure: TokenGrant = {
-      kind: 'retryable',
-      status: 503,
-      retryAfterMs: null,
-      message: 'token endpoint answered HTTP 503',
-      stage: 'token',
-      ms: 1,
-    };
-    const { tokens, calls } = provider([failure, granted('t1', 60_000)]);
-    expect(await tokens.get(0)).toEqual(failure);
-    expect(await tokens.get(0)).toMatchObject({ kind: 'ok', token: 't1' });
-    expect(calls()).toBe(2);
   });
 });
 

@@ -3,11 +3,14 @@ import {
   backoffDelayMs,
   classifyNetworkError,
   classifyStatus,
+  isTlsVersionRefusal,
   parseRetryAfter,
   RETRYABLE_NETWORK_CODES,
   retriesLeft,
   STATUS_RULES,
-} from '../../src/policy/retry.js';
+  TLS_VERSION_REFUSAL_CODES,
+  TLS_VERSION_REFUSAL_REASON,
+} from '../../src/policy/index.js';
 
 const NOW = Date.parse('2026-11-20T12:00:00Z');
 const POLICY_BACKOFF = [1, 2, 4, 8];
@@ -95,9 +98,47 @@ describe('classifyNetworkError', () => {
     expect(Object.keys(RETRYABLE_NETWORK_CODES).sort()).toEqual([...retryable].sort());
   });
 
+  it.each(['ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', 'ERR_SSL_UNSUPPORTED_PROTOCOL'])(
+    'TLS version refusal %s is permanent, with its own reason',
+    (code) => {
+      expect(isTlsVersionRefusal(code)).toBe(true);
+      expect(classifyNetworkError(code)).toEqual({
+        kind: 'permanent',
+        reason: 'the partner does not offer TLS 1.2 or newer',
+      });
+      expect(TLS_VERSION_REFUSAL_REASON).toBe('the partner does not offer TLS 1.2 or newer');
+    },
+  );
+
+  it('names exactly the measured TLS version refusals; a server not speaking TLS, or our own settings, are not', () => {
+    expect([...TLS_VERSION_REFUSAL_CODES].sort()).toEqual([
+      'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+      'ERR_SSL_UNSUPPORTED_PROTOCOL',
+    ]);
+    // Plain HTTP (or another protocol) on the port; our process offering no version at all.
+    for (const code of ['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_NO_PROTOCOLS_AVAILABLE']) {
+      expect(isTlsVersionRefusal(code)).toBe(false);
+      expect(classifyNetworkError(code)).toEqual({
+        kind: 'permanent',
+        reason: 'TLS handshake or certificate refused',
+      });
+    }
+    for (const code of [
+      'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
+      'CERT_HAS_EXPIRED',
+      'ECONNRESET',
+      'EPROTO',
+      '',
+      null,
+      undefined,
+      'toString',
+    ]) {
+      expect(isTlsVersionRefusal(code)).toBe(false);
+    }
+  });
+
   it.each([
-    'ERR_SSL_UNSUPPORTED_PROTOCOL',
-    'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+    'ERR_SSL_WRONG_VERSION_NUMBER',
     'ERR_TLS_CERT_ALTNAME_INVALID',
     'CERT_HAS_EXPIRED',
     'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
