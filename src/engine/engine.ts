@@ -48,7 +48,7 @@ import {
 } from '../store/index.js';
 import { type Leadership, NotLeader } from './leadership.js';
 import { endThrottling, readPartnerHold, writePartnerHold } from './partner-hold.js';
-import type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
+import type { HealthResult, PartnerLead, PartnerPort, SendOutcome, TokenOutcome } from './partner-port.js';
 
 /** The partner takes at most this many leads in one request. */
 export const MAX_LEADS_PER_REQUEST = 100;
@@ -680,10 +680,11 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       await store.db.transaction().execute(async (trx) => {
         if (health.status !== undefined && health.status !== 429) await endThrottling(trx, clock.now());
+        // A 429 (or a 503 with Retry-After) holds every request to the partner, as for a batch.
+        const asked = health.retryAfterMs && health.retryAfterMs > 0 ? health.retryAfterMs : null;
         if (health.status === 429) {
-          const wait = health.retryAfterMs ?? THROTTLE_DEFAULT_WAIT_MS;
-          await holdPartner(trx, report, wait, true, clock.now());
-        }
+          await holdPartner(trx, report, asked ?? THROTTLE_DEFAULT_WAIT_MS, true, clock.now());
+        } else if (asked !== null) await holdPartner(trx, report, asked, false, clock.now());
         await audit.append(trx, {
           actor: 'engine',
           action: 'partner.health_failed',
@@ -720,10 +721,10 @@ export function createEngine(deps: EngineDeps): Engine {
         return false;
       }
       await store.db.transaction().execute(async (trx) => {
+        const asked = token.kind === 'retryable' && token.retryAfterMs ? token.retryAfterMs : null;
         if (token.status === 429) {
-          const wait = (token.kind === 'retryable' ? token.retryAfterMs : null) ?? THROTTLE_DEFAULT_WAIT_MS;
-          await holdPartner(trx, report, wait, true, clock.now());
-        }
+          await holdPartner(trx, report, asked ?? THROTTLE_DEFAULT_WAIT_MS, true, clock.now());
+        } else if (asked !== null) await holdPartner(trx, report, asked, false, clock.now());
         await audit.append(trx, {
           actor: 'engine',
           action: 'partner.token_failed',
@@ -1237,8 +1238,8 @@ interface CycleContext {
 }
 
 /** The outbound client marks a partner that does not offer TLS 1.2 or newer (nothing was sent). */
-function tlsVersionRefused(outcome: object): boolean {
-  return (outcome as { tlsVersionRefused?: unknown }).tlsVersionRefused === true;
+function tlsVersionRefused(outcome: SendOutcome | HealthResult | TokenOutcome): boolean {
+  return 'tlsVersionRefused' in outcome && outcome.tlsVersionRefused === true;
 }
 
 /** A delivery the guard allowed, already marked `sending`, with the leads it carries. */

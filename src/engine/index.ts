@@ -1,5 +1,6 @@
 export {
   type CycleReport,
+  claimBound,
   createEngine,
   type Engine,
   type EngineDeps,

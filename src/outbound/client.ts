@@ -192,9 +192,17 @@ class HttpPartnerClient implements PartnerClient {
         ? { ok: false, code, tlsVersionRefused: true, error, ms }
         : { ok: false, code, error, ms };
     }
-    const { status, ms } = exchange;
+    const { status, headers, ms } = exchange;
     if (classifyStatus(status).kind === 'success') return { ok: true, status, ms };
-    return { ok: false, status, error: `health check answered HTTP ${status}`, ms };
+    // A 429's (or 503's) Retry-After holds every request to the partner: the engine needs it.
+    const retryAfterMs = parseRetryAfter(headers['retry-after'], this.#clock.now());
+    return {
+      ok: false,
+      status,
+      error: `health check answered HTTP ${status}`,
+      ...(retryAfterMs === null ? {} : { retryAfterMs }),
+      ms,
+    };
   }
 
   async ensureToken(validForMs: number, signal?: AbortSignal): Promise<TokenOutcome> {

@@ -13,6 +13,7 @@ import { ManualClock, type Sleep } from '../../src/clock/index.js';
 import { type Config, DEFAULT_POLICY_FILE, isConfigError, loadConfig } from '../../src/config/index.js';
 import {
   type CycleReport,
+  describeCycle,
   type Engine,
   leadKey,
   payloadSha256,
@@ -22,6 +23,7 @@ import {
   type ActionRequest,
   createGuard,
   type GateClearance,
+  readMode,
   writeGoLiveAt,
   writeMode,
 } from '../../src/guard/index.js';
@@ -713,7 +715,17 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       { tag: 'b4', score: 60, value: 10 }, // 600 (17,600)
     ]);
     const c1 = await w.cycle();
-    expect(c1).toMatchObject({ claimed: 3, actions: 1, retrying: 3 });
+    // The day's budget bound the claim (b3 did not fit), not the ceiling: the cycle line says so.
+    expect(c1).toMatchObject({
+      claimed: 3,
+      claimedBatches: 1,
+      actions: 1,
+      retrying: 3,
+      boundBy: 'daily_budget',
+    });
+    expect(describeCycle(c1)).toMatch(
+      /ceiling \d+ \(leads per cycle; bound by the day's budget\), claimed 3 lead\(s\) in 1 batch,/,
+    );
     const [a] = await liveDeliveries(w);
     const held = await leads(w);
     expect(['b1', 'b2', 'b3', 'b4'].map((t) => lead(held, t).state)).toEqual([
@@ -1090,16 +1102,33 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(new Set(allowed.map((e) => e.subject))).toEqual(new Set([`batch:${d!.batch_key}`]));
   });
 
-  it('a TLS 1.1-only partner is refused: nothing sent, nothing claimed', async () => {
+  it('a TLS 1.1-only partner is refused as what it is: nothing sent or claimed, not counted as an outage, outbound paused with a critical alert', async () => {
     const w = await world(backend, { sandbox: { tlsMaxVersion: 'TLSv1.1' } });
     await ingest(w, many('s', 2));
     const c1 = await w.cycle();
     expect(c1).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
+    expect(c1.halted).toMatch(/does not offer TLS 1\.2 or newer.*outbound paused/);
     expect(w.sandbox.stats().requests.total).toBe(0); // no request got past the handshake
-    const [failed] = await audit(w, 'partner.health_failed');
-    expect(String(failed!.details.error)).toMatch(/TLS|SSL|EPROTO/i);
+    const [refused] = await audit(w, 'partner.tls_refused');
+    expect(refused!.details).toMatchObject({ endpoint: 'health' });
+    expect(String(refused!.details.reason)).toMatch(
+      /does not offer TLS 1\.2 or newer \(ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION\)/,
+    );
+    // Not an outage: nothing for the error rate, no rollback; the mode is paused, the queue kept.
+    expect(await w.app.store.db.selectFrom('requests').selectAll().execute()).toEqual([]);
+    expect(await audit(w, 'mode.rollback')).toEqual([]);
+    expect(await audit(w, 'partner.health_failed')).toEqual([]);
+    expect(await readMode(w.app.store.db)).toBe('paused');
+    const alerts = await w.app.store.db.selectFrom('alerts').selectAll().execute();
+    expect(alerts.filter((a) => a.event === 'partner_tls_refused').map((a) => a.severity)).toEqual([
+      'critical',
+    ]);
     expect([...(await leads(w)).values()].every((l) => l.state === 'pending')).toBe(true);
     expect(await liveDeliveries(w)).toHaveLength(0);
+    // Paused: the next cycles do not try again (one audit entry, one alert), until an operator resumes.
+    w.clock.advance(10 * SECOND);
+    expect(await w.cycle()).toMatchObject({ kind: 'idle' });
+    expect(await audit(w, 'partner.tls_refused')).toHaveLength(1);
   });
 
   it('a plain http:// partner URL is refused by loadConfig in Phase 4', async () => {
