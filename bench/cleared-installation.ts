@@ -1,0 +1,453 @@
+/**
+ * A Phase 4 installation that the real binary (`node bin/valhalla.js run`) starts on, cleared the way
+ * operators clear one: 72 hours of Phase 3 behind it (written as the worker, the supervisor and the
+ * engine write them), the evidence commands (`alerts test` to a local Slack receiver and SMTP server,
+ * `dashboard check` against `valhalla serve`, `drill rollback`, `gates conformance`, `stability verify`),
+ * five signers with their own Ed25519 keys, the attestations, the five sign-offs and the CEO's activation.
+ * Then `gates verify` passes, and the ramp's clock is set a week back so every cycle runs at the
+ * configured ceiling (stage 1 would wait for an operator to confirm each cycle).
+ *
+ * The Phase 3 history's leads are dated 15 days back: the first live cycle expires them, so the
+ * benchmark's own leads are the only ones sent.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { SMTPServer } from 'smtp-server';
+import { type App, initialize, openApp } from '../src/app/index.js';
+import { BIN } from '../src/app/run.js';
+import { runCli } from '../src/cli/main.js';
+import { ManualClock } from '../src/clock/index.js';
+import { loadConfig } from '../src/config/index.js';
+import { GATES } from '../src/gates/index.js';
+import { writeGoLiveAt } from '../src/guard/index.js';
+import { nextDailyRestart } from '../src/policy/index.js';
+import type { SandboxPartner } from '../src/sandbox/index.js';
+import { createApiToken } from '../src/server/index.js';
+import {
+  createCycle,
+  createDelivery,
+  createIngestRun,
+  insertLeadsSkippingDuplicates,
+  type NewLead,
+  recordHeartbeat,
+} from '../src/store/index.js';
+
+const S = 1_000;
+const MIN = 60 * S;
+const HOUR = 60 * MIN;
+const DAY = 24 * HOUR;
+const MB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const SIGNERS = [
+  { role: 'ceo', name: 'Casey Chief' },
+  { role: 'cfo', name: 'Fran Finance' },
+  { role: 'general_counsel', name: 'Gale Counsel' },
+  { role: 'risk_officer', name: 'Rory Risk' },
+  { role: 'head_of_operations', name: 'Hollis Ops' },
+] as const;
+
+export interface Installation {
+  cwd: string;
+  /** The environment of every command on this installation (PATH included). */
+  env: Record<string, string>;
+  dbFile: string;
+  /** Stops the alert receivers. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `valhalla <args>` inside this process: the binary's code path, without a process start. */
+export async function cli(
+  args: string[],
+  at: { cwd: string; env: Record<string, string> },
+): Promise<CliResult> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on('data', (c: Buffer) => out.push(c));
+  stderr.on('data', (c: Buffer) => err.push(c));
+  const code = await runCli(args, { stdout, stderr, stdin: Readable.from([]), env: at.env, cwd: at.cwd });
+  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+}
+
+async function mustPass(args: string[], at: { cwd: string; env: Record<string, string> }): Promise<void> {
+  const result = await cli(args, at);
+  if (result.code !== 0) {
+    throw new Error(`valhalla ${args.join(' ')} exited ${result.code}:\n${result.stdout}${result.stderr}`);
+  }
+}
+
+/**
+ * Initialise a Phase 4 installation in `cwd` sending to `partner`, with `settings` (cycle interval,
+ * limits…) for every later run, and clear its gates. Prints one line per step to `log`.
+ */
+export async function clearedInstallation(
+  cwd: string,
+  partner: SandboxPartner,
+  settings: Record<string, string>,
+  log: (line: string) => void,
+): Promise<Installation> {
+  const slack = await startSlackReceiver();
+  const mail = await startMailServer();
+  const close = async () => {
+    await slack.close();
+    await mail.close();
+  };
+  try {
+    const data = join(cwd, 'data');
+    const dashboardToken = createApiToken('bench-check', 'viewer');
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '',
+      VALHALLA_DATA_DIR: data,
+      VALHALLA_PSEUDONYM_SECRET: 'bench-secret-0123456789abcdef0123456789abcdef',
+      VALHALLA_LOG_FILE: join(data, 'valhalla.log'),
+      VALHALLA_OPERATOR: 'bench-operator',
+      VALHALLA_PHASE: '4',
+      VALHALLA_DRY_RUN: '0',
+      VALHALLA_DISABLE_OUTBOUND: '0',
+      VALHALLA_REAL_DATA_INGEST: '1',
+      VALHALLA_PARTNER_URL: partner.url,
+      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
+      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
+      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+      ...(partner.caFile ? { VALHALLA_PARTNER_CA_FILE: partner.caFile } : {}),
+      VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl,
+      VALHALLA_SMTP_URL: mail.url,
+      VALHALLA_ALERT_EMAIL_TO: 'ops@example.com',
+      VALHALLA_API_TOKENS: dashboardToken.entry,
+      ...settings,
+    };
+    const at = { cwd, env };
+    const dbFile = join(data, 'valhalla.db');
+
+    // Initialised 73 hours ago (a virtual clock), then 72 hours of Phase 3 ending now: gate 9 counts
+    // only what an installation wrote after its initialisation.
+    let started = Date.now();
+    const clock = new ManualClock(Date.now() - 73 * HOUR);
+    const { app } = await initialize(loadConfig({ cwd, env }), { clock });
+    try {
+      await seedPhase3History(app, clock, {
+        start: Date.now() - 72 * HOUR - 10 * MIN,
+        end: Date.now() + 5 * MIN,
+      });
+    } finally {
+      await app.close();
+    }
+    log(`  Phase 3 history (72 h) written in ${seconds(started)}`);
+
+    started = Date.now();
+    await mustPass(['alerts', 'test'], at);
+    await dashboardCheck(at, dashboardToken.token);
+    await mustPass(['drill', 'rollback'], at);
+    await mustPass(['gates', 'conformance'], at);
+    await mustPass(['stability', 'verify', '--hours', '72', '--record'], at);
+    log(`  evidence (alerts, dashboard, rollback drill, conformance, stability) in ${seconds(started)}`);
+
+    started = Date.now();
+    await signEverything(at);
+    const verify = await cli(['gates', 'verify'], at);
+    if (verify.code !== 0) throw new Error(`gates verify exited ${verify.code}:\n${verify.stdout}`);
+    log(`  signers, attestations, sign-offs and the CEO's activation in ${seconds(started)}: gates verify 0`);
+
+    // Past ramp stage 1 (one lead per cycle, each confirmed by an operator) to the configured ceiling.
+    const live = await openApp({ config: loadConfig({ cwd, env }) });
+    try {
+      await writeGoLiveAt(live.store.db, Date.now() - 7 * DAY);
+    } finally {
+      await live.close();
+    }
+    return { cwd, env, dbFile, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+async function signEverything(at: { cwd: string; env: Record<string, string> }): Promise<void> {
+  const key = (role: string) => join(at.cwd, `${role}.key`);
+  const nameOf = (role: string) => SIGNERS.find((s) => s.role === role)?.name ?? role;
+  for (const s of SIGNERS) {
+    await mustPass(['keys', 'create', '--out', join(at.cwd, s.role)], at);
+    await mustPass(
+      ['signers', 'add', '--role', s.role, '--name', s.name, '--key', `${join(at.cwd, s.role)}.pub`],
+      at,
+    );
+  }
+  for (const item of GATES.flatMap((g) => g.items)) {
+    if (item.check.kind !== 'attested') continue;
+    const role = item.check.role;
+    await mustPass(
+      [
+        'attest',
+        '--item',
+        item.id,
+        '--role',
+        role,
+        '--name',
+        nameOf(role),
+        '--key',
+        key(role),
+        '--comments',
+        'reviewed',
+      ],
+      at,
+    );
+  }
+  for (const s of SIGNERS) {
+    await mustPass(
+      ['signoff', '--role', s.role, '--name', s.name, '--key', key(s.role), '--comments', 'approved'],
+      at,
+    );
+  }
+  await mustPass(['activate', '--name', nameOf('ceo'), '--key', key('ceo'), '--comments', 'go'], at);
+}
+
+/** `valhalla serve` (the real binary) on a free port, and `valhalla dashboard check` against it. */
+async function dashboardCheck(
+  at: { cwd: string; env: Record<string, string> },
+  token: string,
+): Promise<void> {
+  const serve = spawn(process.execPath, [BIN, 'serve'], {
+    cwd: at.cwd,
+    env: { ...at.env, VALHALLA_SERVER_PORT: '0', VALHALLA_METRICS_PORT: 'off' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  serve.stdout.on('data', (c: Buffer) => {
+    out += c;
+  });
+  serve.stderr.on('data', (c: Buffer) => {
+    out += c;
+  });
+  const closed = new Promise((resolve) => serve.once('close', resolve));
+  // Stopped below; killed if the benchmark itself ends first.
+  const killServe = () => serve.kill('SIGKILL');
+  process.once('exit', killServe);
+  try {
+    const urlIn = () => /dashboard: (http:\/\/[^\s/]+)\//.exec(out)?.[1];
+    for (let i = 0; i < 1_200 && urlIn() === undefined; i++) {
+      if (serve.exitCode !== null) break;
+      await sleep(50);
+    }
+    const url = urlIn();
+    if (url === undefined) throw new Error(`valhalla serve did not start:\n${out}`);
+    const tokenFile = join(at.cwd, 'dashboard.token');
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    await mustPass(['dashboard', 'check', '--url', url, '--token-file', tokenFile], at);
+  } finally {
+    if (serve.exitCode === null && serve.signalCode === null) {
+      serve.kill('SIGTERM');
+      const guard = setTimeout(() => serve.kill('SIGKILL'), 30_000);
+      await closed;
+      clearTimeout(guard);
+    }
+    process.off('exit', killServe);
+  }
+}
+
+/** A seeded generator of numbers in [0, 1) (mulberry32): the same history every time. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+type HistoryEvent =
+  | { at: number; kind: 'beat'; pid: number; startedAt: number; rss: number }
+  | { at: number; kind: 'start'; pid: number }
+  | { at: number; kind: 'restart'; pid: number; scheduled: number }
+  | { at: number; kind: 'cycle'; n: number };
+
+/**
+ * A healthy Phase 3 run over [start, end]: a heartbeat every 30 s (about 120 MB, no trend), the daily
+ * restart (a 75 s gap, a new worker), a dry-run cycle every 5 minutes recording 3 leads of one stable
+ * score distribution. `clock` is the app's, moved along so the audit entries carry their times.
+ */
+async function seedPhase3History(app: App, clock: ManualClock, window: { start: number; end: number }) {
+  const { store, audit, config } = app;
+  const next = seeded(42);
+  const events: HistoryEvent[] = [];
+  let pid = 5001;
+  let startedAt = window.start;
+  let lastBeat = window.start;
+  events.push({ at: window.start, kind: 'start', pid });
+  let restart = nextDailyRestart(config.policy.dailyRestartUtc, window.start);
+  for (let at = window.start; at <= window.end; ) {
+    if (at > restart) {
+      events.push({ at: restart, kind: 'restart', pid, scheduled: restart });
+      pid += 1;
+      startedAt = lastBeat + 70 * S;
+      events.push({ at: startedAt, kind: 'start', pid });
+      at = lastBeat + 75 * S;
+      restart = nextDailyRestart(config.policy.dailyRestartUtc, restart);
+      continue;
+    }
+    events.push({ at, kind: 'beat', pid, startedAt, rss: Math.round((118 + next() * 5) * MB) });
+    lastBeat = at;
+    at += 30 * S;
+  }
+  let cycles = 0;
+  for (let at = window.start + 7 * S; at <= window.end; at += 5 * MIN)
+    events.push({ at, kind: 'cycle', n: cycles++ });
+  events.sort((a, b) => a.at - b.at);
+
+  const scores = seeded(7);
+  const runId = await createIngestRun(store.db, {
+    startedAt: window.start - HOUR,
+    source: 'phase3-history.csv',
+    format: 'csv',
+    operator: 'bench',
+  });
+  // Dated 15 days back: dry-run material in Phase 3, expired by the first live cycle.
+  const sourceTs = Date.now() - 15 * DAY;
+  const leads: NewLead[] = Array.from({ length: cycles * 3 }, (_, i) => ({
+    dedup_key: `history-${i}`,
+    external_id: `history-${i}`,
+    name: `History Lead ${i}`,
+    email: `history${i}@example.com`,
+    phone: null,
+    company: null,
+    score: 40 + Math.floor(((scores() + scores() + scores()) / 3) * 61),
+    source_ts: sourceTs,
+    value: 100,
+    state: 'pending',
+    state_reason: null,
+    ingested_at: window.start - HOUR,
+    updated_at: window.start - HOUR,
+    exported_at: null,
+    run_id: runId,
+    source_line: i + 1,
+  }));
+  const ids = [...(await insertLeadsSkippingDuplicates(store.db, leads)).values()];
+
+  for (let i = 0; i < events.length; i += 1_000) {
+    await store.db.transaction().execute(async (trx) => {
+      for (const event of events.slice(i, i + 1_000)) {
+        clock.set(event.at);
+        switch (event.kind) {
+          case 'beat':
+            await recordHeartbeat(trx, {
+              at: event.at,
+              runner: `history-host:${event.pid}`,
+              pid: event.pid,
+              worker_started_at: event.startedAt,
+              phase: 3,
+              rss_bytes: event.rss,
+              heap_used_bytes: Math.round(event.rss / 2),
+              heap_limit_bytes: 512 * MB,
+              state: 'idle',
+              cycle_id: null,
+            });
+            break;
+          case 'start':
+            await audit.append(trx, {
+              actor: 'supervisor',
+              action: 'worker.started',
+              details: { pid: event.pid },
+            });
+            break;
+          case 'restart':
+            await audit.append(trx, {
+              actor: 'supervisor',
+              action: 'worker.daily_restart',
+              details: { pid: event.pid, scheduled: new Date(event.scheduled).toISOString() },
+            });
+            break;
+          case 'cycle': {
+            const cycleId = await createCycle(trx, {
+              startedAt: event.at,
+              phase: 3,
+              kind: 'dry_run',
+              rampStage: null,
+              ceiling: 25,
+              limitedBy: 'leads_per_cycle',
+            });
+            await audit.append(trx, {
+              actor: 'guard',
+              action: 'guard.dry_run',
+              subject: `batch:history-${event.n}`,
+              details: { cycle: cycleId, code: 'DRY_RUN' },
+            });
+            await createDelivery(
+              trx,
+              {
+                batchKey: `history-${event.n}`,
+                cycleId,
+                kind: 'dry_run',
+                payloadSha256: '0'.repeat(64),
+                now: event.at,
+              },
+              ids
+                .slice(event.n * 3, event.n * 3 + 3)
+                .map((id) => ({ id, leadKey: `history-${id}`, exposure: 0 })),
+            );
+            break;
+          }
+        }
+      }
+    });
+  }
+}
+
+/** An HTTP receiver on 127.0.0.1 that answers like a Slack incoming webhook. */
+async function startSlackReceiver(): Promise<{ webhookUrl: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    webhookUrl: `http://127.0.0.1:${port}/services/T0/B0/bench`,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      });
+      return closing;
+    },
+  };
+}
+
+/** A real SMTP server on 127.0.0.1 (any port) that accepts and discards every message. */
+async function startMailServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    closeTimeout: 500,
+    onData(stream, _session, callback) {
+      stream.resume();
+      stream.on('end', () => callback());
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = server.server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    close() {
+      closing ??= new Promise<void>((resolve) => server.close(() => resolve()));
+      return closing;
+    },
+  };
+}
+
+const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
