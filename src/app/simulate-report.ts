@@ -25,6 +25,12 @@ export function formatSimulation(r: SimulationResult): string[] {
     '',
     r.rollbacks.length === 0 ? 'Rollbacks: none' : `Rollbacks: ${r.rollbacks.length}`,
     ...r.rollbacks.map((b) => `  hour ${number(b.hour)} (${b.at}): ${b.reason}`),
+    ...(r.pauses.length === 0
+      ? []
+      : [
+          `Paused by the product: ${r.pauses.length} (nobody resumes in a simulation)`,
+          ...r.pauses.map((p) => `  hour ${number(p.hour)} (${p.at}): ${p.reason}`),
+        ]),
     '',
     `Totals: ingested ${number(r.totals.ingested)}, exported ${number(r.totals.exported)}, quarantined ${number(r.totals.quarantined)}, partner requests ${number(r.totals.requests)} (${number(r.totals.failedRequests)} failed, ${number(r.totals.rateLimited)} answered 429), tokens issued ${number(r.totals.tokensIssued)}`,
     `Leads by state: ${Object.entries(r.totals.leadsByState)

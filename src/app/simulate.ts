@@ -9,7 +9,14 @@ import { type StabilityResult, verifyStability } from '../gates/stability.js';
 import { readMode, writeGoLiveAt } from '../guard/index.js';
 import { type LeadState, nextDailyRestart } from '../policy/index.js';
 import { type SandboxFaultsPatch, type SandboxPartner, startSandboxPartner } from '../sandbox/index.js';
-import { auditEntriesBetween, dailyUsage, listLeads, recordHeartbeat, utcDay } from '../store/index.js';
+import {
+  auditEntriesBetween,
+  dailyUsage,
+  listLeads,
+  recordHeartbeat,
+  utcDay,
+  waitingLeadCount,
+} from '../store/index.js';
 import { writeGeneratedLeads } from '../synthetic/index.js';
 import { type App, initialize, openApp } from './index.js';
 import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
@@ -111,6 +118,8 @@ export interface SimulationResult {
     dailyCapHeld: boolean;
   }[];
   rollbacks: { at: string; hour: number; reason: string }[];
+  /** Outbound paused by the product itself (a 429 storm, a partner without TLS 1.2); nobody resumes in a simulation. */
+  pauses: { at: string; hour: number; reason: string }[];
   totals: {
     ingested: number;
     exported: number;
@@ -121,6 +130,8 @@ export interface SimulationResult {
     tokensIssued: number;
     requests: number;
     leadsByState: Partial<Record<LeadState, number>>;
+    /** Leads in batches waiting to be sent again (queued or backing off): kept, not mid-request. */
+    waitingInBatches: number;
   };
   /** Checked against the sandbox partner's own ledger. */
   reconciliation: {
@@ -434,11 +445,14 @@ async function summarise(
         usage.exposure <= config.policy.budgetExposure,
     });
   }
-  const rollbacks = (await auditEntriesBetween(store.db, ['mode.rollback'], start, end + DAY)).map((e) => ({
-    at: new Date(Number(e.at)).toISOString(),
-    hour: hourOf(Number(e.at)),
-    reason: String((JSON.parse(e.details) as { reason?: unknown }).reason ?? ''),
-  }));
+  const modeChanges = async (action: string) =>
+    (await auditEntriesBetween(store.db, [action], start, end + DAY)).map((e) => ({
+      at: new Date(Number(e.at)).toISOString(),
+      hour: hourOf(Number(e.at)),
+      reason: String((JSON.parse(e.details) as { reason?: unknown }).reason ?? ''),
+    }));
+  const rollbacks = await modeChanges('mode.rollback');
+  const pauses = await modeChanges('mode.pause');
   // The partner's own record against the database: nothing sent twice, nothing it should not have.
   const atPartner = sandbox.records().leadBatches;
   const sentTwice = Object.values(atPartner).filter((batches) => batches.length > 1).length;
@@ -462,6 +476,7 @@ async function summarise(
     ramp,
     days,
     rollbacks,
+    pauses,
     reconciliation: {
       sentTwice,
       unexpected,
@@ -497,6 +512,7 @@ async function totals(app: App, sandbox: SandboxPartner, cycles: SimulatedCycle[
     rateLimited: stats.requests.byStatus['429'] ?? 0,
     tokensIssued: stats.tokens.issued,
     leadsByState,
+    waitingInBatches: await waitingLeadCount(app.store.db),
   };
 }
 
