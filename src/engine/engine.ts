@@ -7,6 +7,7 @@ import type { Config } from '../config/index.js';
 import { changeMode, type Guard, readGoLiveAt, readMode, writeGoLiveAt } from '../guard/index.js';
 import type { Logger } from '../log/index.js';
 import type { RequestMonitor } from '../monitor/index.js';
+import type { PermanentOutcome, RetryableOutcome } from '../outbound/index.js';
 import { isOutboundError } from '../outbound/index.js';
 import { maskEmail, type Pseudonymizer } from '../pii/index.js';
 import {
@@ -16,6 +17,7 @@ import {
   decideOutcome,
   exposure,
   freshnessCutoff,
+  MAX_PARTNER_WAIT_MS,
   packBatches,
   rampPosition,
   THROTTLE_DEFAULT_WAIT_MS,
@@ -210,6 +212,7 @@ export function createEngine(deps: EngineDeps): Engine {
             now,
             nextAttemptAt: now,
             unansweredDelta: 1,
+            partnerMayHave: true,
             lastStatus: null,
             lastOutcome: 'interrupted',
           });
@@ -643,6 +646,8 @@ export function createEngine(deps: EngineDeps): Engine {
     const at = await retryWithinCycle(store.db);
     if (at !== null) await sleep(Math.max(0, at - clock.now()), stop);
     if (stop?.aborted) return null;
+    // Still inside the partner's wait (it ends later than a cycle waits): no health check, no token.
+    if ((await readPartnerHold(store.db)).holdUntil > clock.now()) return null;
     if (!healthFresh(context) && !(await checkPartner(context, report, cutChecks))) return null;
     await guard.prepare();
     return store.db.transaction().execute((trx) => afterAction(trx, context, report, stop, false));
@@ -927,6 +932,11 @@ export function createEngine(deps: EngineDeps): Engine {
       });
       return;
     }
+    if ((outcome.kind === 'retryable' || outcome.kind === 'permanent') && outcome.stage === 'token') {
+      // No token, so the leads request never went out: nothing is known or spent about this key.
+      await tokenFailedBeforeSend(trx, report, delivery, outcome, now);
+      return;
+    }
     // Recorded first: a rollback it triggers commits with this outcome, before any next request.
     const decision = await monitor.afterRequest(trx, {
       endpoint: 'leads',
@@ -985,7 +995,8 @@ export function createEngine(deps: EngineDeps): Engine {
         lastStatus: status,
         lastOutcome: verdict.counts === 'throttled' ? 'throttled' : outcome.kind,
         ...(verdict.counts === 'failed_answer' ? { failedAnswersDelta: 1 } : {}),
-        ...(verdict.counts === 'unanswered' ? { unansweredDelta: 1 } : {}),
+        // Nobody answered: the partner may hold the batch from now on, whatever comes next.
+        ...(verdict.counts === 'unanswered' ? { unansweredDelta: 1, partnerMayHave: true } : {}),
       });
       if (!context.retried.has(delivery.id)) {
         context.retried.add(delivery.id);
@@ -1008,6 +1019,50 @@ export function createEngine(deps: EngineDeps): Engine {
   }
 
   /**
+   * The client could not get a token for a batch (its token endpoint failed or answered too late): the
+   * leads request never went out. The batch goes back to its queue as it was (this attempt uncounted,
+   * no retry spent, nothing learnt about its key); the token failure counts for the error rate as a
+   * failed token request, and sending stops for this cycle.
+   */
+  async function tokenFailedBeforeSend(
+    trx: Transaction<Database>,
+    report: CycleReport,
+    delivery: Delivery,
+    outcome: RetryableOutcome | PermanentOutcome,
+    now: number,
+  ) {
+    const status = outcome.status ?? null;
+    const decision = await monitor.afterRequest(trx, {
+      endpoint: 'token',
+      outcome: outcome.kind,
+      status,
+      ms: outcome.ms,
+    });
+    if (decision.rollback) report.halted = `rolled back: ${decision.reason}`;
+    const asked = outcome.kind === 'retryable' && outcome.retryAfterMs ? outcome.retryAfterMs : null;
+    if (status === 429) await holdPartner(trx, report, asked ?? THROTTLE_DEFAULT_WAIT_MS, true, now);
+    else if (asked !== null) await holdPartner(trx, report, asked, false, now);
+    await audit.append(trx, {
+      actor: 'engine',
+      action: 'partner.token_failed',
+      subject: `batch:${delivery.batch_key}`,
+      details: {
+        delivery: delivery.id,
+        status,
+        message: outcome.message,
+        reason: 'no token for the batch: nothing was sent, the attempt is not counted',
+      },
+    });
+    await setDeliveryState(trx, delivery.id, {
+      state: 'retry_wait',
+      now,
+      nextAttemptAt: now + (policy.backoffSeconds[0] ?? 1) * 1000,
+      attemptsDelta: -1,
+    });
+    report.healthFailed = true;
+  }
+
+  /**
    * The partner asked to wait (`waitMs`): every request to it waits until then, for every runner. A
    * 429 run that has lasted THROTTLE_STORM_MS pauses outbound, with
    * a critical alert, instead of waiting on and on.
@@ -1021,14 +1076,19 @@ export function createEngine(deps: EngineDeps): Engine {
   ) {
     const current = await readPartnerHold(trx);
     if (!throttled) {
-      await writePartnerHold(trx, { ...current, holdUntil: Math.max(current.holdUntil, now + waitMs) }, now);
+      const until = now + Math.min(waitMs, MAX_PARTNER_WAIT_MS);
+      await writePartnerHold(trx, { ...current, holdUntil: Math.max(current.holdUntil, until) }, now);
       return;
     }
     const next = throttleDecision(current, now, waitMs);
-    await writePartnerHold(trx, next.state, now);
+    // Paused, the run is over: after a resume the next 429 starts a new one.
+    await writePartnerHold(trx, next.storm ? { ...next.state, throttledSince: null } : next.state, now);
     if (!next.storm) return;
     const seconds = Math.round(next.heldForMs / 1000);
-    const reason = `the partner has answered only 429 (rate limited) for ${seconds} s (storm threshold ${THROTTLE_STORM_MS / 1000} s): outbound paused, the queue is kept; resume when the partner allows`;
+    const reason =
+      waitMs > MAX_PARTNER_WAIT_MS
+        ? `the partner answered 429 (rate limited) asking to wait ${Math.round(waitMs / 1000)} s, longer than the ${MAX_PARTNER_WAIT_MS / 1000} s outbound is held for: outbound paused, the queue is kept; resume when the partner allows`
+        : `the partner has answered only 429 (rate limited) for ${seconds} s (storm threshold ${THROTTLE_STORM_MS / 1000} s): outbound paused, the queue is kept; resume when the partner allows`;
     const change = await changeMode(
       trx,
       { audit, alerts, clock },
@@ -1102,7 +1162,7 @@ export function createEngine(deps: EngineDeps): Engine {
         attempt: why.attempt,
         status: why.status,
         reason: why.reason,
-        partnerMayHave: why.partnerMayHave === true,
+        partnerMayHave: why.partnerMayHave === true || delivery.partner_may_have === 1,
         leads: audited,
       },
     });
@@ -1112,7 +1172,8 @@ export function createEngine(deps: EngineDeps): Engine {
       nextAttemptAt: null,
       lastStatus: why.status,
       lastOutcome: why.lastOutcome,
-      partnerMayHave: why.partnerMayHave === true,
+      // Never cleared here: only an accepted answer says the partner does not hold it unrecorded.
+      partnerMayHave: why.partnerMayHave === true || delivery.partner_may_have === 1,
       ...(why.failedAnswersDelta ? { failedAnswersDelta: why.failedAnswersDelta } : {}),
       ...(why.unansweredDelta ? { unansweredDelta: why.unansweredDelta } : {}),
     });
@@ -1158,7 +1219,7 @@ export function createEngine(deps: EngineDeps): Engine {
           reason: why,
           lastOutcome: 'refused',
           // Its last request went unanswered: the partner may hold it.
-          partnerMayHave: delivery.last_status === null && delivery.unanswered > 0,
+          partnerMayHave: delivery.partner_may_have === 1 || delivery.unanswered > 0,
         },
       );
       return;

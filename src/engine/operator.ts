@@ -137,6 +137,14 @@ export function createOperatorActions(deps: {
     const asked = new Set(released);
     const plan: { deliveryId: number; batchKey: string; leadIds: number[] }[] = [];
     for (const { delivery, leadIds } of await replayableDeliveries(trx, released)) {
+      const leads = await deliveryLeads(trx, delivery.id);
+      const gone = leads.filter((l) => l.state !== 'quarantined');
+      if (gone.length > 0) {
+        throw new OperatorError(
+          'BATCH_CHANGED',
+          `batch ${delivery.batch_key} may be held by the partner, but lead(s) ${gone.map((l) => `${l.id} (${l.state})`).join(', ')} of it are no longer quarantined: it cannot be asked again whole under its key. Check the batch with the partner, then drop the rest (valhalla quarantine drop)`,
+        );
+      }
       const missing = leadIds.filter((id) => !asked.has(id));
       if (missing.length > 0) {
         throw new OperatorError(
@@ -144,7 +152,6 @@ export function createOperatorActions(deps: {
           `batch ${delivery.batch_key} may be held by the partner (its last request went unanswered): a release asks the partner again under that key with all ${leadIds.length} of its leads; release ${leadIds.join(',')} together (missing: ${missing.join(', ')})`,
         );
       }
-      const leads = await deliveryLeads(trx, delivery.id);
       if (payloadSha256(delivery.batch_key, leads) !== delivery.payload_sha256) {
         throw new OperatorError(
           'BATCH_CHANGED',

@@ -79,9 +79,15 @@ export type OutcomeVerdict =
     }
   | { kind: 'tls_refused'; reason: string };
 
-/** Whether a request got an answer from the partner (an HTTP status) or none. */
+/**
+ * Statuses that are not the partner's own answer but a gateway's in front of it: the request may
+ * have reached the partner, whose answer was lost. They count as no answer.
+ */
+export const GATEWAY_STATUSES: ReadonlySet<number> = new Set([502, 504]);
+
+/** Whether the partner itself answered the request (an HTTP status, not a gateway's) or nothing did. */
 export function answered(outcome: Pick<RequestOutcomeFacts, 'status'>): boolean {
-  return typeof outcome.status === 'number';
+  return typeof outcome.status === 'number' && !GATEWAY_STATUSES.has(outcome.status);
 }
 
 export function decideOutcome(
@@ -101,7 +107,7 @@ export function decideOutcome(
     const wait = positive(outcome.retryAfterMs) ?? THROTTLE_DEFAULT_WAIT_MS;
     return { kind: 'retry', counts: 'throttled', delayMs: wait, partnerWaitMs: wait };
   }
-  if (!answered(outcome) && outcome.kind === 'retryable') {
+  if (!answered(outcome) && (outcome.kind === 'retryable' || GATEWAY_STATUSES.has(outcome.status ?? 0))) {
     const unanswered = history.unanswered + 1;
     if (unanswered >= maxUnanswered) {
       return {
@@ -125,8 +131,10 @@ export function decideOutcome(
       kind: 'quarantine',
       cause: 'refused',
       counts: 'failed_answer',
-      // Refused with no answer (a certificate, an unknown network failure): it may have reached the partner.
-      partnerMayHaveIt: !answered(outcome),
+      // Refused with no answer (a certificate, an unknown network failure), or after a request nobody
+      // answered: the partner may hold the batch (a failure answer does not prove it does not: a
+      // partner may check faults or tokens before it looks the key up).
+      partnerMayHaveIt: !answered(outcome) || history.unanswered > 0,
       reason: `refused by the partner (${status === undefined ? 'no response' : `HTTP ${status}`}): ${message}`,
     };
   }
@@ -136,7 +144,7 @@ export function decideOutcome(
       kind: 'quarantine',
       cause: 'retries_spent',
       counts: 'failed_answer',
-      partnerMayHaveIt: false,
+      partnerMayHaveIt: history.unanswered > 0,
       reason: `retries spent: ${failedAnswers} failed answers from the partner (last: ${message})`,
     };
   }
@@ -184,11 +192,19 @@ export function throttleDecision(
   waitMs: number,
   stormMs = THROTTLE_STORM_MS,
 ): { state: ThrottleState; storm: boolean; heldForMs: number } {
-  const since = state.throttledSince ?? now;
-  const holdUntil = Math.max(state.holdUntil, now + waitMs);
+  // A run of 429s is over when the partner let a whole storm's length pass after its last wait
+  // without another 429 (the earlier 429 was long ago: a new run starts now).
+  const over = state.throttledSince !== null && now > state.holdUntil + stormMs;
+  const since = state.throttledSince === null || over ? now : state.throttledSince;
+  const holdUntil = Math.max(state.holdUntil, now + Math.min(waitMs, MAX_PARTNER_WAIT_MS));
   const heldForMs = now - since;
-  return { state: { throttledSince: since, holdUntil }, storm: heldForMs >= stormMs, heldForMs };
+  // A wait longer than the storm threshold is a storm of its own: outbound is not held silently for hours.
+  const storm = heldForMs >= stormMs || waitMs > MAX_PARTNER_WAIT_MS;
+  return { state: { throttledSince: since, holdUntil }, storm, heldForMs: Math.max(heldForMs, waitMs) };
 }
+
+/** The longest wait a Retry-After holds every request for; a 429 asking for more pauses outbound. */
+export const MAX_PARTNER_WAIT_MS = 10 * 60_000;
 
 /** The backoff schedule runs over every resend of the key that was not throttled: 1 s, 2 s, 4 s, … */
 function retryNumber(history: KeyHistory): number {

@@ -41,6 +41,7 @@ describe('a partner under pressure (real engine, real client, sandbox partner)',
     w.beforeSend = (batch) => start(`batch ${batch.batchKey}`);
     w.afterSend = (outcome) => {
       if (outcome.status === 429) holdUntil = w.clock.now() + 2 * SECOND;
+      return undefined;
     };
 
     let cycles = 0;
@@ -164,6 +165,48 @@ describe('a partner under pressure (real engine, real client, sandbox partner)',
     const [d] = await w.deliveries();
     expect(d).toMatchObject({ state: 'accepted', failed_answers: 0, unanswered: 5, attempts: 6 });
     expect(await w.audit('batch.quarantined')).toEqual([]);
+    await w.check({ finalStates: ['exported'], leadCount: 2 });
+  });
+
+  it('no token for a batch (the token endpoint failed): the leads request never went out, so no retry is spent and nothing is learnt about the key', async () => {
+    const w = await world();
+    await w.ingest(many('k', 2));
+    // The first batch request: the partner is made unreachable for it, and the client's answer is the
+    // token endpoint's 503 (what sendBatch returns when it cannot get a token: stage `token`).
+    w.beforeSend = (_batch, nth) => {
+      w.sandbox.setFaults({ down: nth === 1 });
+    };
+    w.afterSend = (_outcome, nth) => {
+      w.sandbox.setFaults({ down: false });
+      return nth === 1
+        ? {
+            kind: 'retryable',
+            status: 503,
+            retryAfterMs: null,
+            message: 'token endpoint answered HTTP 503: partner server error',
+            stage: 'token',
+            ms: 5,
+          }
+        : undefined;
+    };
+    const c1 = await w.cycle();
+    expect(c1).toMatchObject({ actions: 1, accepted: 0, retrying: 0, healthFailed: true });
+    const [d] = await w.deliveries();
+    expect(d).toMatchObject({
+      state: 'retry_wait',
+      attempts: 0,
+      failed_answers: 0,
+      unanswered: 0,
+      partner_may_have: 0,
+    });
+    const [failed] = await w.audit('partner.token_failed');
+    expect(failed!.details).toMatchObject({ delivery: d!.id, status: 503 });
+    // Counted as a failed token request, not as a failed leads request.
+    const requests = await w.app.store.db.selectFrom('requests').select(['endpoint', 'class']).execute();
+    expect(requests).toEqual([{ endpoint: 'token', class: 'failure' }]);
+    w.clock.advance(5 * SECOND);
+    expect(await w.cycle()).toMatchObject({ actions: 1, accepted: 2 });
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'accepted', attempts: 1 });
     await w.check({ finalStates: ['exported'], leadCount: 2 });
   });
 });

@@ -63,8 +63,8 @@ export interface World {
   onSleep: ((ms: number, nth: number) => void | Promise<void>) | null;
   /** Before the n-th batch request (1-based, retries included) is handed to the real client. */
   beforeSend: ((batch: PartnerBatch, nth: number) => void | Promise<void>) | null;
-  /** After the n-th batch request's outcome, before the engine sees it. */
-  afterSend: ((outcome: SendOutcome, nth: number) => void | Promise<void>) | null;
+  /** After the n-th batch request's outcome, before the engine sees it (an outcome returned replaces it). */
+  afterSend: ((outcome: SendOutcome, nth: number) => unknown) | null;
   /** Before each health check the engine makes. */
   beforeHealth: ((nth: number) => void | Promise<void>) | null;
   cycle(): Promise<CycleReport>;
@@ -173,8 +173,10 @@ export async function world(options: WorldOptions = {}): Promise<World> {
         const nth = ++counts.sends;
         await w.beforeSend?.(batch, nth);
         const outcome = await client.sendBatch(batch, signal, holdNew);
-        await w.afterSend?.(outcome, nth);
-        return outcome;
+        const replaced = await w.afterSend?.(outcome, nth);
+        return typeof replaced === 'object' && replaced !== null && 'kind' in replaced
+          ? (replaced as SendOutcome)
+          : outcome;
       },
     };
     w.app = app;

@@ -1250,6 +1250,36 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(await audit(w, 'recovery.quarantined')).toEqual([]);
   });
 
+  it('a request nobody answered keeps the batch one the partner may have: quarantined later after failed answers, a release replays its original key', async () => {
+    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
+    await ingest(w, many('v', 2));
+    expect(await w.cycle()).toMatchObject({ claimed: 2 });
+    const [a] = await liveDeliveries(w);
+    // Earlier: one request timed out (the partner may have accepted it), three were answered 503.
+    await w.app.store.db
+      .updateTable('deliveries')
+      .set({ attempts: 5, failed_answers: 3, unanswered: 1, partner_may_have: 1, last_status: 503 })
+      .where('id', '=', a!.id)
+      .execute();
+    w.sandbox.setFaults({ rateLimit: null, failNext: 1 });
+    w.clock.advance(61 * SECOND);
+    expect(await w.cycle()).toMatchObject({ actions: 1, quarantined: 2 });
+    expect((await liveDeliveries(w))[0]).toMatchObject({
+      state: 'quarantined',
+      failed_answers: 4,
+      partner_may_have: 1,
+    });
+    const held = [...(await leads(w)).values()];
+    await w.app.operatorActions().release(
+      held.map((l) => l.id),
+      'checked with the partner: ask again',
+    );
+    expect(await w.cycle()).toMatchObject({ claimed: 0, actions: 1, accepted: 2 });
+    const deliveries = await liveDeliveries(w);
+    expect(deliveries).toHaveLength(1);
+    for (const l of held) expect(w.sandbox.records().leadBatches[leadKey(l)]).toEqual([a!.batch_key]);
+  });
+
   it('a key nobody answers is bounded apart: after 10 unanswered requests it is quarantined as one the partner may have, and a release replays that key', async () => {
     const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
     await ingest(w, many('u', 3));

@@ -708,14 +708,19 @@ describe('erasure on SQLite files', () => {
     raw.pragma('secure_delete = OFF');
     const people = Array.from({ length: 200 }, (_, n) => ({ tag: `zz${n}x` }));
     await ingest(w, people);
-    // As a release before 0010 left it: neither 0010 nor what came after (0011's table and columns).
+    // As a release before 0010 left it: neither 0010 nor what came after (0011's and 0012's tables,
+    // columns and index).
     raw.prepare("delete from valhalla_migration where name >= '0010-zeroed-pages'").run();
     raw.exec('drop table mode_acks');
+    raw.exec('drop index requests_delivery');
     for (const [table, column] of [
       ['heartbeats', 'mode'],
       ['heartbeats', 'policy_hash'],
       ['heartbeats', 'limits'],
       ['leads', 'synthetic'],
+      ['deliveries', 'failed_answers'],
+      ['deliveries', 'unanswered'],
+      ['deliveries', 'partner_may_have'],
     ]) {
       raw.exec(`alter table ${table} drop column ${column}`);
     }

@@ -4,6 +4,7 @@ import {
   decideInterrupted,
   decideOutcome,
   type KeyHistory,
+  MAX_PARTNER_WAIT_MS,
   MAX_UNANSWERED_PER_KEY,
   type RequestOutcomeFacts,
   THROTTLE_DEFAULT_WAIT_MS,
@@ -124,6 +125,34 @@ describe('delivery outcomes: a failed answer spends a retry, no answer is asked 
     });
   });
 
+  it('a request nobody answered marks the batch as one the partner may have, whatever failed answers follow', () => {
+    // A timeout (the partner may have accepted it), then four 503s: retries spent, but a 503 does not
+    // prove the partner does not hold the key (it may check faults before keys).
+    const v = decideOutcome(
+      fiveHundred,
+      { failedAnswers: 3, unanswered: 1, lastOutcome: 'retryable' },
+      rules,
+    );
+    expect(v).toMatchObject({ kind: 'quarantine', cause: 'retries_spent', partnerMayHaveIt: true });
+    const refused = decideOutcome(
+      { kind: 'permanent', status: 422, message: 'invalid' },
+      { failedAnswers: 0, unanswered: 2, lastOutcome: 'retryable' },
+      rules,
+    );
+    expect(refused).toMatchObject({ kind: 'quarantine', cause: 'refused', partnerMayHaveIt: true });
+  });
+
+  it("a gateway's 502 or 504 is no answer from the partner: asked again, no retry spent", () => {
+    for (const status of [502, 504]) {
+      const v = decideOutcome(
+        { kind: 'retryable', status, retryAfterMs: null, message: `HTTP ${status}` },
+        { failedAnswers: 3, unanswered: 0, lastOutcome: 'retryable' },
+        rules,
+      );
+      expect(v).toMatchObject({ kind: 'retry', counts: 'unanswered' });
+    }
+  });
+
   it('a partner without TLS 1.2 is not an outcome of the batch', () => {
     const v = decideOutcome(
       { kind: 'permanent', tlsVersionRefused: true, message: 'no TLS 1.2' },
@@ -149,6 +178,8 @@ describe('delivery outcomes: a failed answer spends a retry, no answer is asked 
             if (v.kind === 'quarantine') {
               if (v.cause === 'retries_spent') expect(history.failedAnswers).toBe(rules.maxRetries);
               if (v.cause === 'unanswered_spent') expect(history.unanswered).toBe(MAX_UNANSWERED_PER_KEY - 1);
+              // Once a request of the key went unanswered, a quarantine always says the partner may have it.
+              expect(v.partnerMayHaveIt).toBe(history.unanswered > 0 || v.cause === 'unanswered_spent');
             }
             return;
           }
@@ -184,13 +215,27 @@ describe('a throttling storm', () => {
     expect(storms.slice(0, first).every((s) => !s)).toBe(true);
   });
 
-  it('one long Retry-After is waited out, not a storm; a 429 after it is; the hold never moves back', () => {
-    const long = throttleDecision({ throttledSince: null, holdUntil: 0 }, 5000, 10 * THROTTLE_STORM_MS);
+  it('one long Retry-After is waited out, not a storm; a 429 right after it is; the hold never moves back', () => {
+    const long = throttleDecision({ throttledSince: null, holdUntil: 0 }, 5000, 5 * THROTTLE_STORM_MS);
     expect(long.storm).toBe(false);
-    expect(long.state.holdUntil).toBe(5000 + 10 * THROTTLE_STORM_MS);
+    expect(long.state.holdUntil).toBe(5000 + 5 * THROTTLE_STORM_MS);
     const after = throttleDecision(long.state, long.state.holdUntil + 1, 1000);
     expect(after.storm).toBe(true);
     const shorter = throttleDecision({ throttledSince: 5000, holdUntil: 90_000 }, 6000, 1000);
     expect(shorter.state.holdUntil).toBe(90_000);
+  });
+
+  it('a Retry-After beyond the longest hold pauses at once; the hold itself is capped', () => {
+    const d = throttleDecision({ throttledSince: null, holdUntil: 0 }, 0, MAX_PARTNER_WAIT_MS + 1);
+    expect(d.storm).toBe(true);
+    expect(d.state.holdUntil).toBe(MAX_PARTNER_WAIT_MS);
+  });
+
+  it('two 429s far apart are two runs, not one storm', () => {
+    const first = throttleDecision({ throttledSince: null, holdUntil: 0 }, 0, 2000);
+    // Hours later (the run long over: no 429 for a whole storm's length after its wait), another 429.
+    const later = throttleDecision(first.state, 3_600_000, 2000);
+    expect(later.storm).toBe(false);
+    expect(later.state.throttledSince).toBe(3_600_000);
   });
 });

@@ -13,8 +13,9 @@ import { type Kysely, type Migration, sql } from 'kysely';
  *   it, so a release replays its original key instead of sending its leads under a new one.
  *
  * `attempts` stays the count of requests authorised (the audit's attempt numbers). Batches already
- * stored get their failed answers from the request log; a batch caught `sending` by the upgrade is
- * counted when recovery resends it.
+ * stored that are not finished (queued, sending, waiting, quarantined) get their counts from the request
+ * log (finished ones need none: the log is scanned once per such batch); a batch caught `sending` by
+ * the upgrade is counted when recovery resends it.
  */
 export function deliveryOutcomes(): Migration {
   return {
@@ -23,6 +24,7 @@ export function deliveryOutcomes(): Migration {
         .raw('alter table deliveries add column failed_answers integer not null default 0')
         .execute(db);
       await sql.raw('alter table deliveries add column unanswered integer not null default 0').execute(db);
+      await sql.raw('create index requests_delivery on requests (delivery_id)').execute(db);
       await sql
         .raw('alter table deliveries add column partner_may_have integer not null default 0')
         .execute(db);
@@ -36,14 +38,15 @@ export function deliveryOutcomes(): Migration {
              select count(*) from requests r
              where r.delivery_id = deliveries.id and r.endpoint = 'leads'
                and r.status is null and r.outcome = 'retryable'
-           )`,
+           )
+           where kind = 'live' and state in ('queued', 'sending', 'retry_wait', 'quarantined')`,
         )
         .execute(db);
       // Quarantined before this release because a request was interrupted: the partner may have it.
       await sql
         .raw(
           `update deliveries set partner_may_have = 1
-           where state = 'quarantined' and (last_outcome = 'interrupted' or (last_status is null and last_outcome in ('retryable', 'permanent')))`,
+           where state = 'quarantined' and (unanswered > 0 or last_outcome = 'interrupted' or (last_status is null and last_outcome in ('retryable', 'permanent')))`,
         )
         .execute(db);
     },
