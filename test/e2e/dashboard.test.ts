@@ -110,7 +110,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
         '--disable-sync',
       ],
     });
-  }, 120_000);
+  });
 
   afterAll(async () => {
     await browser?.close();
@@ -122,7 +122,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
       clearTimeout(timer);
     }
     await partner?.close();
-  }, 60_000);
+  });
 
   it('a viewer signs in and sees everything, but cannot roll back; a wrong token is refused', async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -242,7 +242,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
       .toBe(1);
     await page.screenshot({ path: join(ARTIFACTS, 'desktop-rolled-back.png'), fullPage: true });
     await context.close();
-  }, 120_000);
+  });
 
   it('at phone width the page fits the screen (no sideways scrolling) and the controls are there', async () => {
     const context = await browser.newContext({ viewport: { width: 375, height: 800 }, isMobile: true });

@@ -79,7 +79,7 @@ beforeAll(async () => {
     end: Date.now() + 5 * 60_000,
   });
   await app.close();
-}, 120_000);
+});
 
 afterAll(async () => {
   await partner?.close();
@@ -182,7 +182,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
       .flatMap((g) => g.items)
       .filter((i) => i.kind === 'verified' && !i.id.startsWith('8.'));
     expect(verified.filter((i) => i.state !== 'ok').map((i) => `${i.id}: ${i.detail}`)).toEqual([]);
-  }, 180_000);
+  });
 
   it('signers, attestations, the five sign-offs (one signed elsewhere and submitted), then the CEO activates', async () => {
     for (const s of SIGNERS) {
@@ -292,7 +292,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(
       query<{ n: number }>(dbFile, "select count(*) as n from leads where state = 'exported'")[0]!.n,
     ).toBe(1);
-  }, 90_000);
+  });
 
   it('without any one signed item, gates verify names it and run refuses', async () => {
     const rows = query<{ id: number; kind: string; role: string; item: string | null }>(
@@ -321,7 +321,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
       );
       expect(run.stderr).toContain(expected);
     }
-  }, 120_000);
+  });
 
   it('without any one piece of evidence (its latest record failing), gates verify names it and run refuses', async () => {
     const failing: [string, string, Record<string, unknown>, string[]][] = [
@@ -402,7 +402,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     const noSlack = await cli(['gates', 'verify'], { VALHALLA_SLACK_WEBHOOK_URL: '' });
     expect(noSlack.code).toBe(3);
     expect(noSlack.stdout).toContain('5.slack: no slack channel configured');
-  }, 120_000);
+  });
 
   it('the offline verifier catches a tampered report; a changed policy voids every signature', async () => {
     const file = join(cwd, 'report', 'gates-report.json');

@@ -171,7 +171,7 @@ describe('mode changes are acknowledged by the running service', () => {
     expect(again.stderr).toContain(
       'rollback recorded, not confirmed: no worker of this installation is running',
     );
-  }, 240_000);
+  });
 
   it('with no service running: recorded, said plainly, never "outbound stops within a second"; exit 4', async () => {
     const inst = await installation();
@@ -182,7 +182,7 @@ describe('mode changes are acknowledged by the running service', () => {
     expect(rolled.stdout).not.toContain('within a second');
     expect(rolled.stdout).not.toContain('outbound stopped');
     expect(query(inst.dbFile, "select seq from audit_log where action = 'mode.rollback'")).toHaveLength(1);
-  }, 120_000);
+  });
 
   it('a worker that cannot answer (stopped with SIGSTOP): not confirmed within --wait, exit 1, naming it', async () => {
     // One cycle, then an hour's wait: frozen between cycles, the worker holds no database lock (the
@@ -212,7 +212,7 @@ describe('mode changes are acknowledged by the running service', () => {
       () => query(inst.dbFile, 'select pid from mode_acks where pid = ?', workerPid).length > 0,
       'the acknowledgement after SIGCONT',
     );
-  }, 240_000);
+  });
 });
 
 describe('status tells the running service’s truth', () => {
@@ -285,7 +285,7 @@ describe('status tells the running service’s truth', () => {
     expect(fromApi.body.service).toMatchObject({ running: true, phase: 4 });
     run.child.kill('SIGTERM');
     await run.exited;
-  }, 240_000);
+  });
 });
 
 describe('synthetic leads can never leave', () => {
@@ -433,7 +433,7 @@ describe('gate 9 evidence is this installation’s own', () => {
       "select details from audit_log where action = 'stability.verified'",
     );
     expect(JSON.parse(entry!.details).passed).toBe(false);
-  }, 120_000);
+  });
 });
 
 describe('ramp stage 1: a confirmation is a review', () => {
@@ -499,5 +499,5 @@ describe('ramp stage 1: a confirmation is a review', () => {
     expect(stale.stderr).toMatch(
       new RegExp(`cycle ${first!.id} is not the cycle awaiting confirmation: cycle \\d+ is`),
     );
-  }, 180_000);
+  });
 });

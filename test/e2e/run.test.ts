@@ -303,7 +303,7 @@ describe('quarantine list|release|drop and cycle confirm', () => {
     );
     expect(ids).toHaveLength(3);
     expect(partner.stats().batches.failedByFault).toBe(1);
-  }, 60_000);
+  });
 
   it('quarantine list shows the leads masked, newest first, with the partner refusal as reason', async () => {
     const result = await runInProcess(['quarantine', 'list'], { cwd, env });

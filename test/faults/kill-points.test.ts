@@ -419,7 +419,7 @@ describe('kill -9 at every state transition of a delivery, then run to completio
     for (const lead of leadStatesOf(s, key)) expect(lead.state).toBe('exported');
     expect(summary.byState).toEqual({ exported: 3 });
     log('accepted, answer lost', describeLedger(summary));
-  }, 40_000);
+  });
 });
 
 async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {

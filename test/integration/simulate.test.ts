@@ -98,7 +98,7 @@ describe('valhalla simulate', () => {
       'orphaned processes',
       'guard',
     ]);
-  }, 180_000);
+  });
 
   it('72 h with a degraded partner (15% errors): a rollback, then only dry runs; nothing lost or sent twice', async () => {
     const { config } = installation();
@@ -134,7 +134,7 @@ describe('valhalla simulate', () => {
     // batch waiting in the queue (the rollback keeps it; only a re-arm sends it).
     expect(result.totals.leadsByState.in_flight ?? 0).toBe(result.totals.waitingInBatches);
     expect(Object.values(result.totals.leadsByState).reduce((a, b) => a + b, 0)).toBe(result.totals.ingested);
-  }, 180_000);
+  });
 
   it('the same seed gives the same run; an outage rolls back within 3 failed requests; a 429 storm pauses once, quarantines nothing and rolls nothing back', async () => {
     const { config } = installation();
@@ -165,7 +165,7 @@ describe('valhalla simulate', () => {
     expect(slow.totals.failedRequests).toBe(0);
     expect(slow.totals.exported).toBeGreaterThan(0);
     expect(slow.reconciliation.ok).toBe(true);
-  }, 180_000);
+  });
 
   it('simulates the installation’s own limits: a lower rate and fewer actions per cycle hold at the partner', async () => {
     const cwd = tempDir();
@@ -189,7 +189,7 @@ describe('valhalla simulate', () => {
     expect(Math.max(...result.cycles.map((c) => c.actions))).toBeLessThanOrEqual(2);
     expect(result.reconciliation.mostRequestsInAnySecond).toBeLessThanOrEqual(2);
     expect(result.reconciliation.ok).toBe(true);
-  }, 120_000);
+  });
 
   it('counts the most requests in any window of the partner’s record', () => {
     expect(mostStartsInAnyWindow([], 1000)).toBe(0);
@@ -250,5 +250,5 @@ describe.each(list)('valhalla simulate on an installation on $name', (backend: B
       expect(bad.stderr).toContain(message);
     }
     expect(await databaseExists(databaseUrl)).toBe(false);
-  }, 120_000);
+  });
 });
