@@ -17,30 +17,21 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { SMTPServer } from 'smtp-server';
-import { type App, initialize, openApp } from '../src/app/index.js';
+import { initialize, openApp } from '../src/app/index.js';
 import { BIN } from '../src/app/run.js';
 import { runCli } from '../src/cli/main.js';
 import { ManualClock } from '../src/clock/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { GATES } from '../src/gates/index.js';
 import { writeGoLiveAt } from '../src/guard/index.js';
-import { nextDailyRestart } from '../src/policy/index.js';
 import type { SandboxPartner } from '../src/sandbox/index.js';
 import { createApiToken } from '../src/server/index.js';
-import {
-  createCycle,
-  createDelivery,
-  createIngestRun,
-  insertLeadsSkippingDuplicates,
-  type NewLead,
-  recordHeartbeat,
-} from '../src/store/index.js';
+import { seedPhase3Run } from '../test/support/phase3-run.js';
 
 const S = 1_000;
 const MIN = 60 * S;
 const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;
-const MB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const SIGNERS = [
@@ -137,10 +128,13 @@ export async function clearedInstallation(
     const clock = new ManualClock(Date.now() - 73 * HOUR);
     const { app } = await initialize(loadConfig({ cwd, env }), { clock });
     try {
-      await seedPhase3History(app, clock, {
-        start: Date.now() - 72 * HOUR - 10 * MIN,
-        end: Date.now() + 5 * MIN,
-      });
+      // The leads its dry runs recorded are dated 15 days back: expired by the first live cycle.
+      await seedPhase3Run(
+        app,
+        clock,
+        { start: Date.now() - 72 * HOUR - 10 * MIN, end: Date.now() + 5 * MIN },
+        { leadsSourceTs: Date.now() - 15 * DAY },
+      );
     } finally {
       await app.close();
     }
@@ -253,155 +247,6 @@ async function dashboardCheck(
       clearTimeout(guard);
     }
     process.off('exit', killServe);
-  }
-}
-
-/** A seeded generator of numbers in [0, 1) (mulberry32): the same history every time. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
-type HistoryEvent =
-  | { at: number; kind: 'beat'; pid: number; startedAt: number; rss: number }
-  | { at: number; kind: 'start'; pid: number }
-  | { at: number; kind: 'restart'; pid: number; scheduled: number }
-  | { at: number; kind: 'cycle'; n: number };
-
-/**
- * A healthy Phase 3 run over [start, end]: a heartbeat every 30 s (about 120 MB, no trend), the daily
- * restart (a 75 s gap, a new worker), a dry-run cycle every 5 minutes recording 3 leads of one stable
- * score distribution. `clock` is the app's, moved along so the audit entries carry their times.
- */
-async function seedPhase3History(app: App, clock: ManualClock, window: { start: number; end: number }) {
-  const { store, audit, config } = app;
-  const next = seeded(42);
-  const events: HistoryEvent[] = [];
-  let pid = 5001;
-  let startedAt = window.start;
-  let lastBeat = window.start;
-  events.push({ at: window.start, kind: 'start', pid });
-  let restart = nextDailyRestart(config.policy.dailyRestartUtc, window.start);
-  for (let at = window.start; at <= window.end; ) {
-    if (at > restart) {
-      events.push({ at: restart, kind: 'restart', pid, scheduled: restart });
-      pid += 1;
-      startedAt = lastBeat + 70 * S;
-      events.push({ at: startedAt, kind: 'start', pid });
-      at = lastBeat + 75 * S;
-      restart = nextDailyRestart(config.policy.dailyRestartUtc, restart);
-      continue;
-    }
-    events.push({ at, kind: 'beat', pid, startedAt, rss: Math.round((118 + next() * 5) * MB) });
-    lastBeat = at;
-    at += 30 * S;
-  }
-  let cycles = 0;
-  for (let at = window.start + 7 * S; at <= window.end; at += 5 * MIN)
-    events.push({ at, kind: 'cycle', n: cycles++ });
-  events.sort((a, b) => a.at - b.at);
-
-  const scores = seeded(7);
-  const runId = await createIngestRun(store.db, {
-    startedAt: window.start - HOUR,
-    source: 'phase3-history.csv',
-    format: 'csv',
-    operator: 'bench',
-  });
-  // Dated 15 days back: dry-run material in Phase 3, expired by the first live cycle.
-  const sourceTs = Date.now() - 15 * DAY;
-  const leads: NewLead[] = Array.from({ length: cycles * 3 }, (_, i) => ({
-    dedup_key: `history-${i}`,
-    external_id: `history-${i}`,
-    name: `History Lead ${i}`,
-    email: `history${i}@example.com`,
-    phone: null,
-    company: null,
-    score: 40 + Math.floor(((scores() + scores() + scores()) / 3) * 61),
-    source_ts: sourceTs,
-    value: 100,
-    state: 'pending',
-    state_reason: null,
-    ingested_at: window.start - HOUR,
-    updated_at: window.start - HOUR,
-    exported_at: null,
-    run_id: runId,
-    source_line: i + 1,
-  }));
-  const ids = [...(await insertLeadsSkippingDuplicates(store.db, leads)).values()];
-
-  for (let i = 0; i < events.length; i += 1_000) {
-    await store.db.transaction().execute(async (trx) => {
-      for (const event of events.slice(i, i + 1_000)) {
-        clock.set(event.at);
-        switch (event.kind) {
-          case 'beat':
-            await recordHeartbeat(trx, {
-              at: event.at,
-              runner: `history-host:${event.pid}`,
-              pid: event.pid,
-              worker_started_at: event.startedAt,
-              phase: 3,
-              rss_bytes: event.rss,
-              heap_used_bytes: Math.round(event.rss / 2),
-              heap_limit_bytes: 512 * MB,
-              state: 'idle',
-              cycle_id: null,
-            });
-            break;
-          case 'start':
-            await audit.append(trx, {
-              actor: 'supervisor',
-              action: 'worker.started',
-              details: { pid: event.pid },
-            });
-            break;
-          case 'restart':
-            await audit.append(trx, {
-              actor: 'supervisor',
-              action: 'worker.daily_restart',
-              details: { pid: event.pid, scheduled: new Date(event.scheduled).toISOString() },
-            });
-            break;
-          case 'cycle': {
-            const cycleId = await createCycle(trx, {
-              startedAt: event.at,
-              phase: 3,
-              kind: 'dry_run',
-              rampStage: null,
-              ceiling: 25,
-              limitedBy: 'leads_per_cycle',
-            });
-            await audit.append(trx, {
-              actor: 'guard',
-              action: 'guard.dry_run',
-              subject: `batch:history-${event.n}`,
-              details: { cycle: cycleId, code: 'DRY_RUN' },
-            });
-            await createDelivery(
-              trx,
-              {
-                batchKey: `history-${event.n}`,
-                cycleId,
-                kind: 'dry_run',
-                payloadSha256: '0'.repeat(64),
-                now: event.at,
-              },
-              ids
-                .slice(event.n * 3, event.n * 3 + 3)
-                .map((id) => ({ id, leadKey: `history-${id}`, exposure: 0 })),
-            );
-            break;
-          }
-        }
-      }
-    });
   }
 }
 

@@ -81,6 +81,8 @@ export async function seedPhase3Run(
   app: App,
   clock: ManualClock,
   window: { start: number; end: number },
+  /** When the recorded leads were made (default 2 hours before the run). */
+  options: { leadsSourceTs?: number } = {},
 ): Promise<void> {
   const { store, audit, config } = app;
   const START = window.start;
@@ -103,7 +105,7 @@ export async function seedPhase3Run(
     phone: null,
     company: null,
     score: 40 + Math.floor(((next() + next() + next()) / 3) * 61),
-    source_ts: START - 2 * HOUR,
+    source_ts: options.leadsSourceTs ?? START - 2 * HOUR,
     value: 100,
     state: 'pending',
     state_reason: null,
