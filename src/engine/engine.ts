@@ -281,29 +281,7 @@ export function createEngine(deps: EngineDeps): Engine {
     // the mode has left `live`: after a rollback nothing at all goes to the partner.
     const cutChecks =
       abortRequests && holdNew ? AbortSignal.any([abortRequests, holdNew]) : (abortRequests ?? holdNew);
-    const report: CycleReport = {
-      cycleId: null,
-      kind: live ? 'live' : 'dry_run',
-      idleReason: null,
-      rampStage: null,
-      ceiling: 0,
-      limitedBy: 'leads_per_cycle',
-      boundBy: 'leads_per_cycle',
-      expired: 0,
-      claimed: 0,
-      claimedBatches: 0,
-      dryRunRecorded: 0,
-      actions: 0,
-      accepted: 0,
-      acceptedBatches: 0,
-      retrying: 0,
-      retryingBatches: 0,
-      quarantined: 0,
-      quarantinedBatches: 0,
-      refused: 0,
-      healthFailed: false,
-      halted: null,
-    };
+    const report = emptyCycleReport(live ? 'live' : 'dry_run');
     if (config.phase === 4 && mode === 'paused') return idle(report, startedAt, 'paused: the queue is kept');
     if (live) {
       // The partner asked every request to wait (a 429's or 503's Retry-After): nothing goes out before.
@@ -1249,6 +1227,33 @@ export function createEngine(deps: EngineDeps): Engine {
   }
 
   return { recover, runCycle };
+}
+
+/** A cycle's report before it has done anything. */
+export function emptyCycleReport(kind: CycleKind): CycleReport {
+  return {
+    cycleId: null,
+    kind,
+    idleReason: null,
+    rampStage: null,
+    ceiling: 0,
+    limitedBy: 'leads_per_cycle',
+    boundBy: 'leads_per_cycle',
+    expired: 0,
+    claimed: 0,
+    claimedBatches: 0,
+    dryRunRecorded: 0,
+    actions: 0,
+    accepted: 0,
+    acceptedBatches: 0,
+    retrying: 0,
+    retryingBatches: 0,
+    quarantined: 0,
+    quarantinedBatches: 0,
+    refused: 0,
+    healthFailed: false,
+    halted: null,
+  };
 }
 
 /**

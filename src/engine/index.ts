@@ -4,6 +4,7 @@ export {
   createEngine,
   type Engine,
   type EngineDeps,
+  emptyCycleReport,
   leadKey,
   MAX_LEADS_PER_REQUEST,
   payloadSha256,

@@ -1,29 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { type CycleReport, claimBound, describeCycle } from '../../src/engine/index.js';
+import { type CycleReport, claimBound, describeCycle, emptyCycleReport } from '../../src/engine/index.js';
 
-const base: CycleReport = {
-  cycleId: 7,
-  kind: 'live',
-  idleReason: null,
-  rampStage: 4,
-  ceiling: 100,
-  limitedBy: 'leads_per_cycle',
-  boundBy: 'leads_per_cycle',
-  expired: 0,
-  claimed: 0,
-  claimedBatches: 0,
-  dryRunRecorded: 0,
-  actions: 0,
-  accepted: 0,
-  acceptedBatches: 0,
-  retrying: 0,
-  retryingBatches: 0,
-  quarantined: 0,
-  quarantinedBatches: 0,
-  refused: 0,
-  healthFailed: false,
-  halted: null,
-};
+const base: CycleReport = { ...emptyCycleReport('live'), cycleId: 7, rampStage: 4, ceiling: 100 };
 
 const facts = {
   ceiling: 100,
