@@ -26,6 +26,7 @@ import { GATES } from '../src/gates/index.js';
 import { writeGoLiveAt } from '../src/guard/index.js';
 import type { SandboxPartner } from '../src/sandbox/index.js';
 import { createApiToken } from '../src/server/index.js';
+import { phase4Settings } from '../test/support/cli.js';
 import { seedPhase3Run } from '../test/support/phase3-run.js';
 
 const S = 1_000;
@@ -104,15 +105,7 @@ export async function clearedInstallation(
       VALHALLA_PSEUDONYM_SECRET: 'bench-secret-0123456789abcdef0123456789abcdef',
       VALHALLA_LOG_FILE: join(data, 'valhalla.log'),
       VALHALLA_OPERATOR: 'bench-operator',
-      VALHALLA_PHASE: '4',
-      VALHALLA_DRY_RUN: '0',
-      VALHALLA_DISABLE_OUTBOUND: '0',
-      VALHALLA_REAL_DATA_INGEST: '1',
-      VALHALLA_PARTNER_URL: partner.url,
-      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
-      ...(partner.caFile ? { VALHALLA_PARTNER_CA_FILE: partner.caFile } : {}),
+      ...phase4Settings(partner),
       VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl,
       VALHALLA_SMTP_URL: mail.url,
       VALHALLA_ALERT_EMAIL_TO: 'ops@example.com',

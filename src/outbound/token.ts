@@ -101,7 +101,7 @@ export class TokenProvider {
    */
   async get(validForMs: number = this.#requestTimeoutMs): Promise<CurrentToken> {
     const cached = this.#cached;
-    if (cached && this.#fit(cached, validForMs).fits) return { kind: 'ok', ...cached, refreshed: false };
+    if (cached && this.#judge(cached, validForMs).fits) return { kind: 'ok', ...cached, refreshed: false };
     this.#refreshing ??= this.#refresh().finally(() => {
       this.#refreshing = null;
     });
@@ -110,7 +110,7 @@ export class TokenProvider {
 
   /** Whether `held` may still carry a batch that starts now (checked again once the batch may start). */
   fitsRequest(held: HeldToken): TokenFit {
-    return this.#fit(held, this.#requestTimeoutMs);
+    return this.#judge(held, this.#requestTimeoutMs);
   }
 
   /** Forget `token` (the partner refused it); a newer token fetched meanwhile is kept. */
@@ -118,7 +118,7 @@ export class TokenProvider {
     if (this.#cached?.token === token) this.#cached = null;
   }
 
-  #fit(held: HeldToken, validForMs: number): TokenFit {
+  #judge(held: HeldToken, validForMs: number): TokenFit {
     return tokenFit(held, this.#clock.now(), validForMs + this.#marginMs, this.requestMs);
   }
 
