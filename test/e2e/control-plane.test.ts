@@ -48,8 +48,10 @@ describe('the control plane under uploads, with valhalla run', () => {
       VALHALLA_METRICS_PORT: 'off',
       VALHALLA_LOG_LEVEL: 'warn',
       VALHALLA_API_TOKENS: operator.entry,
-      // A 4 s heartbeat limit: the 30 s that one upload once held the supervisor's loop would be missed.
-      VALHALLA_POLICY_FILE: policyFileWith(cwd, { heartbeatIntervalSeconds: 2, heartbeatGraceSeconds: 2 }),
+      // An 8 s heartbeat limit (3 s + 5 s grace): the 30 s that one upload once held the supervisor's
+      // loop would be missed. Not shorter: a worker starting on a loaded machine can take over 4 s to
+      // beat for the first time.
+      VALHALLA_POLICY_FILE: policyFileWith(cwd, { heartbeatIntervalSeconds: 3, heartbeatGraceSeconds: 5 }),
     });
     expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
     const run = spawnNode(BIN, ['run'], { cwd, env, children, guardMs: 300_000 });
@@ -118,14 +120,14 @@ describe('the control plane under uploads, with valhalla run', () => {
       expect(stored.statusCode).toBe(200);
       expect(await stored.body.json()).toMatchObject({ read: 4_000, accepted: 4_000, rejected: 0 });
 
-      // The supervisor stopped for 6 s (its heartbeat limit is 4 s): on waking it reads the worker's
+      // The supervisor stopped for 12 s (its heartbeat limit is 8 s): on waking it reads the worker's
       // queued heartbeats before it judges them.
       const beforeStall = (await api<{ heartbeat: { at: string } | null }>('GET', '/api/status', as)).body;
       process.kill(supervisor, 'SIGSTOP');
-      const stalledUntil = Date.now() + 6_000;
+      const stalledUntil = Date.now() + 12_000;
       while (Date.now() < stalledUntil) await new Promise((r) => setTimeout(r, 100));
       process.kill(supervisor, 'SIGCONT');
-      // Two more heartbeats recorded after the stall (every 2 s), by the same worker.
+      // Heartbeats recorded after the stall (every 3 s), by the same worker.
       await until(async () => {
         const status = (await api<{ heartbeat: { at: string } | null }>('GET', '/api/status', as)).body;
         return status.heartbeat !== null && Date.parse(status.heartbeat.at) > stalledUntil + 2_000;

@@ -32,6 +32,7 @@ import { tempDir } from '../support/tmp.js';
 
 const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
 const HEARTBEAT_S = 3;
+const SUPERVISOR_GRACE_S = 20;
 const DAILY_CAP = 120;
 
 const withPostgres = await postgresAvailable();
@@ -128,10 +129,12 @@ async function install(partner: SandboxPartner, databaseUrl: string, leads: numb
   const env = (dataDir: string, url = databaseUrl) =>
     phase4Env(dataDir, partner, {
       VALHALLA_DATABASE_URL: url,
-      // A 3 s heartbeat, a 2 s request timeout, a daily cap of 120 leads.
+      // A 3 s heartbeat (the lease), a 2 s request timeout, a daily cap of 120 leads. The grace is
+      // the supervisor's, not the lease's: 20 s, so that a worker starved of CPU on a loaded machine
+      // is not taken for a frozen one (a missed heartbeat rolls Phase 4 back and ends the test's run).
       VALHALLA_POLICY_FILE: policyFileWith(cwd, {
         heartbeatIntervalSeconds: HEARTBEAT_S,
-        heartbeatGraceSeconds: HEARTBEAT_S,
+        heartbeatGraceSeconds: SUPERVISOR_GRACE_S,
         apiTimeoutSeconds: 2,
         dailyLeads: DAILY_CAP,
       }),

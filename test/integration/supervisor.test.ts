@@ -348,8 +348,9 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
     const dir = tempDir();
     const policy = {
       ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')),
-      heartbeatIntervalSeconds: 1,
-      heartbeatGraceSeconds: 1,
+      // A 5 s limit: room for a worker starting on a loaded machine to beat and take the lock.
+      heartbeatIntervalSeconds: 2,
+      heartbeatGraceSeconds: 3,
     };
     writeFileSync(join(dir, 'policy.json'), JSON.stringify(policy));
     const databaseUrl = backend.databaseUrl();
@@ -399,8 +400,16 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
       await until(() => starts === 1, 'the first worker');
       const first = [...children][0]!;
       if (backend.name === 'sqlite') {
-        // Let it take the lock (300 ms), then freeze it there.
-        await new Promise((r) => setTimeout(r, 600));
+        // Let it take the lock (it says so), then freeze it there.
+        let said = '';
+        first.stdout!.on('data', (chunk: Buffer) => {
+          said += chunk;
+        });
+        await until(
+          () => said.includes('holding the write lock'),
+          'the first worker holding the lock',
+          20_000,
+        );
       } else {
         await holdPostgresWriteLock(databaseUrl, first);
       }
