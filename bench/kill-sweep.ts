@@ -148,8 +148,9 @@ async function main() {
       {
         VALHALLA_CYCLE_INTERVAL_S: '1',
         VALHALLA_MAX_LEADS_PER_CYCLE: String(LEADS_PER_CYCLE),
-        VALHALLA_SERVER_PORT: 'off',
-        VALHALLA_METRICS_PORT: 'off',
+        // Phase 4 runs with its monitoring on (the release manifest refuses it off): any free ports.
+        VALHALLA_SERVER_PORT: '0',
+        VALHALLA_METRICS_PORT: '0',
         VALHALLA_LOG_LEVEL: 'warn',
       },
       (line) => console.log(line),

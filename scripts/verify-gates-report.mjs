@@ -12,7 +12,15 @@
 //   4. The verdict is recomputed, not read: every item of the nine gates (the list below, the
 //      policy's §1) must be present and green, and the CEO's activation recorded after the sign-offs.
 //   5. With the policy file as the second argument: the report's policy hash is that file's
-//      (SHA-256 of its canonical JSON), so the signatures are over the policy the auditor holds.
+//      (SHA-256 of its canonical JSON without the three limits the manifest carries itself:
+//      leadsPerCycle, actionsPerCycle, rateLimitPerSecond), so the signatures are over the policy
+//      the auditor holds.
+//   6. The release manifest: its hash is the SHA-256 of its canonical JSON; its installation id is
+//      the one the chain's `system.initialized` (or `installation.identified`) entry in the bundle
+//      names, and that entry's hash is its contents'; every valid document names that installation
+//      and approves the same manifest in everything but the limits; every amendment is the CFO's;
+//      the approved limits are recomputed (the latest amendment newer than the sign-offs, else the
+//      sign-offs' lower value of each) and the running limits are within them; monitoring is on.
 // Usage: node verify-gates-report.mjs gates-report.json [policy.json]
 // Exit 0 when everything checks out and every gate is green; 1 otherwise (each problem printed).
 import { createHash, createPublicKey, verify } from 'node:crypto';
@@ -57,6 +65,89 @@ const ITEMS = [
   '9.stability',
 ];
 
+/** The policy's limits that the release manifest carries itself (left out of the policy hash). */
+const MANIFEST_LIMITS = ['leadsPerCycle', 'actionsPerCycle', 'rateLimitPerSecond'];
+const LIMITS_BY_SETTING = {
+  leadsPerCycle: 'VALHALLA_MAX_LEADS_PER_CYCLE',
+  actionsPerCycle: 'VALHALLA_MAX_ACTIONS_PER_CYCLE',
+  rateLimitPerSecond: 'VALHALLA_RATE_LIMIT',
+};
+const WARNING_LEVELS = ['trace', 'debug', 'info', 'warn'];
+
+/** Two manifests that agree in everything but the limits (the installation included). */
+function sameExceptLimits(a, b) {
+  if (!a || !b) return false;
+  const { limits: _a, ...restA } = a;
+  const { limits: _b, ...restB } = b;
+  return canonical(restA) === canonical(restB);
+}
+
+/** The manifest's own checks (item 6 above); uses the documents that verified. */
+function checkManifest() {
+  const status = bundle.report.manifest;
+  const manifest = status?.document;
+  if (!manifest) {
+    problems.push('the report holds no release manifest');
+    return;
+  }
+  const hash = createHash('sha256').update(canonical(manifest)).digest('hex');
+  if (hash !== status.hash)
+    problems.push(`the release manifest's contents do not match its hash ${status.hash}`);
+  if (manifest.policyHash !== bundle.report.policyHash)
+    problems.push(
+      `the release manifest names policy ${manifest.policyHash}, the report ${bundle.report.policyHash}`,
+    );
+  const installation = bundle.installation;
+  if (!installation) {
+    problems.push('the bundle holds no entry of the installation (system.initialized)');
+  } else {
+    if (entryHash(installation) !== installation.hash)
+      problems.push(`the installation entry ${installation.seq}: contents do not match its hash`);
+    const id = JSON.parse(installation.details).installationId;
+    if (id !== manifest.installationId)
+      problems.push(
+        `the release manifest is for installation ${manifest.installationId}, the chain's is ${id}`,
+      );
+  }
+  for (const doc of goodDocuments) {
+    if (doc.kind === 'amendment' && doc.role !== 'cfo')
+      problems.push(`an amendment by the ${doc.role}, not the CFO`);
+  }
+  // The approved limits, recomputed from the documents that verify (in the order recorded).
+  const latestSignoffs = new Map();
+  let lastSignoff = -1;
+  let lastAmendment = null;
+  goodDocuments.forEach((doc, index) => {
+    if (doc.kind === 'signoff') {
+      latestSignoffs.set(doc.role, doc);
+      lastSignoff = index;
+    }
+    if (doc.kind === 'amendment' && doc.role === 'cfo') lastAmendment = { doc, index };
+  });
+  let approved = null;
+  if (lastAmendment && lastAmendment.index > lastSignoff) approved = lastAmendment.doc.manifest.limits;
+  else if (latestSignoffs.size > 0) {
+    approved = {};
+    for (const limit of MANIFEST_LIMITS)
+      approved[limit] = Math.min(...[...latestSignoffs.values()].map((d) => d.manifest.limits[limit]));
+  }
+  if (canonical(approved) !== canonical(status.approvedLimits ?? null))
+    problems.push(
+      `the report says the approved limits are ${canonical(status.approvedLimits)}, the documents ${canonical(approved)}`,
+    );
+  if (approved) {
+    for (const limit of MANIFEST_LIMITS) {
+      if (manifest.limits[limit] > approved[limit])
+        problems.push(
+          `${LIMITS_BY_SETTING[limit]} ${manifest.limits[limit]} is above the approved ${approved[limit]}`,
+        );
+    }
+  }
+  const m = manifest.monitoring;
+  if (!m.dashboard || !m.metrics || !m.slack || !m.email || !WARNING_LEVELS.includes(m.logLevel))
+    problems.push(`monitoring is not fully on in the release manifest: ${canonical(m)}`);
+}
+
 const [file, policyFile] = process.argv.slice(2);
 if (!file) {
   console.error('usage: node verify-gates-report.mjs gates-report.json');
@@ -99,11 +190,15 @@ for (const s of bundle.signatures) {
     keyId === s.keyId &&
     signer.role === s.role &&
     signer.name === s.name;
-  const samePolicy = doc !== null && doc.policyHash === bundle.report.policyHash;
-  const verdict = ok && fieldsMatch && samePolicy && signer.revokedAt === null;
+  const samePolicy =
+    doc !== null &&
+    doc.policyHash === bundle.report.policyHash &&
+    doc.manifest?.policyHash === doc.policyHash;
+  const sameRelease = doc !== null && sameExceptLimits(doc.manifest, bundle.report.manifest?.document);
+  const verdict = ok && fieldsMatch && samePolicy && sameRelease && signer.revokedAt === null;
   if (verdict !== s.valid) {
     problems.push(
-      `${label}: the report says ${s.valid ? 'valid' : 'invalid'}, the check says ${verdict ? 'valid' : `invalid (${!ok ? 'bad signature' : !fieldsMatch ? 'fields or key do not match' : !samePolicy ? 'another policy hash' : 'key revoked'})`}`,
+      `${label}: the report says ${s.valid ? 'valid' : 'invalid'}, the check says ${verdict ? 'valid' : `invalid (${!ok ? 'bad signature' : !fieldsMatch ? 'fields or key do not match' : !samePolicy ? 'another policy hash' : !sameRelease ? 'another installation or release manifest' : 'key revoked'})`}`,
     );
   }
   if (verdict) goodDocuments.push(doc);
@@ -167,12 +262,13 @@ if (bundle.report.activation.state !== 'ok')
   problems.push(`no activation: ${bundle.report.activation.detail}`);
 if (!bundle.chain.verified) problems.push('the audit chain did not verify when the report was made');
 if (policyFile) {
-  const hash = createHash('sha256')
-    .update(canonical(JSON.parse(readFileSync(policyFile, 'utf8'))))
-    .digest('hex');
+  const numbers = JSON.parse(readFileSync(policyFile, 'utf8'));
+  for (const limit of MANIFEST_LIMITS) delete numbers[limit];
+  const hash = createHash('sha256').update(canonical(numbers)).digest('hex');
   if (hash !== bundle.report.policyHash)
     problems.push(`the report is for policy ${bundle.report.policyHash}, not ${policyFile} (${hash})`);
 }
+checkManifest();
 const cleared = problems.length === 0;
 if (bundle.report.cleared !== cleared)
   problems.push(

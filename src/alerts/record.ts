@@ -28,6 +28,7 @@ export type AlertEvent =
   | 'failures_hourly'
   | 'throttle_storm'
   | 'partner_tls_refused'
+  | 'phase4_refused'
   | 'test';
 
 export const ALERT_SEVERITY: Readonly<Record<AlertEvent, AlertSeverity>> = {
@@ -37,6 +38,7 @@ export const ALERT_SEVERITY: Readonly<Record<AlertEvent, AlertSeverity>> = {
   failures_hourly: 'critical',
   throttle_storm: 'critical',
   partner_tls_refused: 'critical',
+  phase4_refused: 'critical',
   memory_restart: 'warning',
   worker_crashed: 'warning',
   dashboard_unavailable: 'warning',

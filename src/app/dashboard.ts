@@ -232,7 +232,7 @@ export function createDashboard(app: App): Dashboard {
       const result = await recordSignature(
         { db: store.db, dialect: store.dialect, audit: app.audit },
         parsed,
-        { actor, now: clock.now(), policyHash: config.policyHash },
+        { actor, now: clock.now(), manifest: await app.releaseManifest() },
       );
       return result.ok ? { ok: true, id: result.id } : result;
     },

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -24,7 +24,14 @@ import {
   type PartnerPort,
 } from '../engine/index.js';
 import { createPrivateWriteStream, ensurePrivateDir, PRIVATE_DIR_MODE } from '../files/index.js';
-import { buildGatesBundle, createGateClearance, evaluateGates, type GatesReport } from '../gates/index.js';
+import {
+  buildGatesBundle,
+  buildManifest,
+  createGateClearance,
+  evaluateGates,
+  type GatesReport,
+  type ReleaseManifest,
+} from '../gates/index.js';
 import {
   changeMode,
   createGuard,
@@ -54,18 +61,21 @@ import {
   type AlertDelivery,
   alertDeliveries,
   archiveSyntheticLeads,
+  claimInstallationId,
   countAuditEntries,
   countLeadsByState,
   databaseNow,
   ERASED_MARKER,
   getRuntimeValue,
   heartbeatsBetween,
+  INITIALIZED_KEY,
   type InstallationProbe,
   ingestTotals,
   latestHeartbeat,
   listLeads,
   openStore,
   probeInstallation,
+  readInstallationId,
   readLease,
   recentAlerts,
   recentCycles,
@@ -188,6 +198,8 @@ export interface App {
   gatesReport(): Promise<GatesReport>;
   /** The same with the signed documents, keys and evidence entries, for `valhalla gates report`. */
   gatesBundle(): ReturnType<typeof buildGatesBundle>;
+  /** The release manifest Phase 4 would run with here; null when the store has no installation id. */
+  releaseManifest(): Promise<ReleaseManifest | null>;
   /**
    * The main job's start in Phase 3: with real data off and nothing ever ingested, generate and
    * ingest `count` synthetic leads (seed 1) from `<data dir>/synthetic-leads.csv`; null otherwise.
@@ -315,10 +327,16 @@ export async function initialize(
   const initializedAt = await getRuntimeValue(app.store.db, 'initialized_at');
   if (initializedAt === undefined) {
     await app.store.db.transaction().execute(async (trx) => {
+      const { id: installationId } = await claimInstallationId(trx, randomUUID(), app.clock.now());
       await app.audit.append(trx, {
         actor: app.config.operator,
         action: 'system.initialized',
-        details: { phase: app.config.phase, policyHash: app.config.policyHash, database: app.store.dialect },
+        details: {
+          phase: app.config.phase,
+          policyHash: app.config.policyHash,
+          database: app.store.dialect,
+          installationId,
+        },
       });
       await setRuntimeValue(trx, 'initialized_at', new Date(app.clock.now()).toISOString(), app.clock.now());
     });
@@ -345,6 +363,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       pseudonymizer = createPseudonymizer(config.pseudonymSecret);
       await checkSecretFingerprint(store, pseudonymizer, clock);
     }
+    await identifyInstallation(store, audit, clock, config.operator);
   } catch (error) {
     await store.close();
     throw error;
@@ -571,6 +590,10 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     gates,
     gatesReport: () => evaluateGates({ store, config, audit, clock }),
     gatesBundle: () => buildGatesBundle({ store, config, audit, clock }),
+    async releaseManifest() {
+      const id = await readInstallationId(store.db);
+      return id === undefined ? null : buildManifest(config, id);
+    },
     alerts,
     alertChannels,
     dispatchAlerts: () => dispatcher().dispatchDue(),
@@ -736,6 +759,30 @@ function dryRunCount(summary: string | null): number {
   if (summary === null) return 0;
   const parsed = JSON.parse(summary) as { dryRunRecorded?: unknown };
   return typeof parsed.dryRunRecorded === 'number' ? parsed.dryRunRecorded : 0;
+}
+
+/**
+ * An installation made by a release before installation ids gets its id the first time this release
+ * opens it (audited `installation.identified`); a new one gets it from `valhalla init`. A store never
+ * initialised has none: the signed documents name one, so nothing can be signed for it.
+ */
+async function identifyInstallation(
+  store: Store,
+  audit: AuditLog,
+  clock: Clock,
+  actor: string,
+): Promise<void> {
+  if ((await readInstallationId(store.db)) !== undefined) return;
+  if ((await getRuntimeValue(store.db, INITIALIZED_KEY)) === undefined) return;
+  await store.db.transaction().execute(async (trx) => {
+    const { id, claimed } = await claimInstallationId(trx, randomUUID(), clock.now());
+    if (!claimed) return;
+    await audit.append(trx, {
+      actor,
+      action: 'installation.identified',
+      details: { installationId: id, why: 'installed by a release without installation ids' },
+    });
+  });
 }
 
 /** The secret keys every dedup key: a different secret would let every stored lead be ingested again. */

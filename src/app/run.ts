@@ -241,13 +241,31 @@ export async function runSupervisor(
   options: SupervisorRunOptions,
 ): Promise<RunResult | { code: number }> {
   const { config, audit, alerts, clock, logger, store } = app;
+  // A policy file edited since the last run is recorded (and alerted) before anything else: a start
+  // refused for the signatures it voided says why.
+  const policy = await app.checkPolicy('config');
+  if (policy.changed) {
+    options.print(
+      `policy changed since the last run: sign-offs void${config.phase === 4 ? ', rolled back' : ''}`,
+    );
+  }
   if (config.phase === 4) {
     const clearance = await (options.gates ?? app.gates).check();
     if (!clearance.cleared) {
-      await audit.record({
-        actor: config.operator,
-        action: 'run.refused',
-        details: { phase: 4, reason: clearance.reason },
+      await store.db.transaction().execute(async (trx) => {
+        await audit.append(trx, {
+          actor: config.operator,
+          action: 'run.refused',
+          details: { phase: 4, reason: clearance.reason },
+        });
+        await alerts.raise(trx, {
+          event: 'phase4_refused',
+          message: `Phase 4 refused to start: ${clearance.reason}`,
+        });
+      });
+      // Nothing runs from here: the alert goes now, not with a dispatcher that will not start.
+      await app.dispatchAlerts().catch((error: unknown) => {
+        logger.warn({ err: error }, 'the alert of the refused start could not be sent now');
       });
       return { code: 3, reason: clearance.reason };
     }

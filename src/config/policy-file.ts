@@ -153,9 +153,21 @@ export const policySchema = z
 
 export type PolicyDocument = Readonly<z.infer<typeof policySchema>>;
 
-/** SHA-256 over the canonical JSON of the validated policy: what every sign-off signs. */
+/**
+ * The policy's three limits that the release manifest carries apart (the running values, from the
+ * environment or this file): lowering one needs no signature and raising one a CFO amendment, so
+ * they are left out of the policy hash, and editing them here is judged like editing `.env`.
+ */
+export const MANIFEST_LIMIT_FIELDS = ['leadsPerCycle', 'actionsPerCycle', 'rateLimitPerSecond'] as const;
+
+/**
+ * SHA-256 over the canonical JSON of the validated policy, without the limits the release manifest
+ * carries itself: what every signed document's manifest names as its policy.
+ */
 export function policyHash(policy: PolicyDocument): string {
-  return createHash('sha256').update(canonicalJson(policy)).digest('hex');
+  const numbers: Record<string, unknown> = { ...policy };
+  for (const field of MANIFEST_LIMIT_FIELDS) delete numbers[field];
+  return createHash('sha256').update(canonicalJson(numbers)).digest('hex');
 }
 
 /** Read and validate the policy file; every problem is reported at once with its field. */

@@ -3,7 +3,13 @@ import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
 import { HARD_CAPS } from '../policy/index.js';
-import { latestHeartbeat, type SignatureRow, type SignerRole, type Store } from '../store/index.js';
+import {
+  latestHeartbeat,
+  readInstallationId,
+  type SignatureRow,
+  type SignerRole,
+  type Store,
+} from '../store/index.js';
 import {
   EVIDENCE_ACTIONS,
   type EvidenceCheck,
@@ -12,7 +18,17 @@ import {
   ROLE_TITLES,
   SIGNOFF_ROLES,
 } from './catalogue.js';
-import { validSignatures } from './signing.js';
+import {
+  buildManifest,
+  describeDifference,
+  limitsAbove,
+  type ManifestLimits,
+  manifestDifferences,
+  manifestHash,
+  monitoringRefusals,
+  type ReleaseManifest,
+} from './manifest.js';
+import { approvedLimits, documentManifest, LEGACY_SIGNATURE_FORMAT, validSignatures } from './signing.js';
 
 const DAY_MS = 86_400_000;
 /** How recent each kind of evidence must be: a test alert this week, a drill/run/stability this month. */
@@ -53,9 +69,22 @@ export interface GateStatus {
   items: ItemStatus[];
 }
 
+/** The release manifest Phase 4 would run with here, and what keeps it from running. */
+export interface ManifestStatus {
+  /** SHA-256 of the running manifest's canonical JSON; null without an installation id. */
+  hash: string | null;
+  document: ReleaseManifest | null;
+  /** The limits the valid documents approve, and by what (sign-offs or a CFO amendment). */
+  approvedLimits: ManifestLimits | null;
+  approvedBy: string | null;
+  /** Each reason Phase 4 may not run this manifest: differences, limits above approval, monitoring off. */
+  problems: string[];
+}
+
 export interface GatesReport {
   at: string;
   policyHash: string;
+  manifest: ManifestStatus;
   gates: GateStatus[];
   activation: { state: ItemState; detail: string; signer: string | null; date: string | null };
   /** Every item of every gate ok and the CEO's activation recorded: Phase 4 may start. */
@@ -96,7 +125,9 @@ export async function evaluateGates(
 ): Promise<GatesReport> {
   const { store, config, audit, clock } = deps;
   const now = clock.now();
-  const signatures = await validSignatures(store.db, config.policyHash);
+  const installationId = await readInstallationId(store.db);
+  const running = installationId === undefined ? null : buildManifest(config, installationId);
+  const signatures = await validSignatures(store.db, running);
   const latest = async (action: string): Promise<EvidenceEntry | null> => {
     const entry = await audit.latest(action);
     return entry
@@ -320,7 +351,9 @@ export async function evaluateGates(
     }
   }
 
-  const missing: string[] = [];
+  const manifest = manifestStatus(running, signatures);
+  // First: a Phase 4 start refused for the manifest names each difference and its fix.
+  const missing: string[] = manifest.problems.map((p) => `release manifest: ${p}`);
   const gates: GateStatus[] = GATES.map((gate) => {
     const items = gate.items.map((item: GateItem): ItemStatus => {
       const base = {
@@ -351,6 +384,7 @@ export async function evaluateGates(
   return {
     at: iso(now),
     policyHash: config.policyHash,
+    manifest,
     gates,
     activation: {
       state: activation.state,
@@ -364,6 +398,59 @@ export async function evaluateGates(
 }
 
 type Signatures = Awaited<ReturnType<typeof validSignatures>>;
+
+/** The manifest's own checks: signed as it runs, limits within approval, monitoring on. */
+function manifestStatus(running: ReleaseManifest | null, signatures: Signatures): ManifestStatus {
+  if (running === null) {
+    return {
+      hash: null,
+      document: null,
+      approvedLimits: null,
+      approvedBy: null,
+      problems: ['this store has no installation id (it was never initialised): run `valhalla init`'],
+    };
+  }
+  const problems: string[] = [];
+  // The latest sign-off or activation for this installation: what the running one is compared with.
+  const signed = [...signatures.valid, ...signatures.invalid.map((i) => i.row)]
+    .filter((row) => row.kind === 'signoff' || row.kind === 'activation')
+    .sort((a, b) => Number(a.id) - Number(b.id))
+    .map((row) => {
+      try {
+        const doc = JSON.parse(row.document) as { format?: string; manifest?: ReleaseManifest };
+        return doc.format === LEGACY_SIGNATURE_FORMAT ? undefined : documentManifest(row);
+      } catch {
+        return undefined;
+      }
+    })
+    .filter((m): m is ReleaseManifest => m?.installationId === running.installationId)
+    .at(-1);
+  if (signed) {
+    const differences = manifestDifferences(signed, running, { limits: false });
+    if (differences.length > 0) {
+      problems.push(
+        `the running configuration differs from the signed one: ${differences.map(describeDifference).join('; ')}. Fix: set the signed values again, or have the sign-offs, attestations and activation signed again over the running manifest (valhalla gates manifest)`,
+      );
+    }
+  }
+  const approved = approvedLimits(signatures.valid);
+  if (approved) {
+    const above = limitsAbove(running.limits, approved.limits);
+    if (above.length > 0) {
+      problems.push(
+        `limits above those approved by ${approved.by}: ${above.join('; ')}. Fix: lower them, or have the CFO sign an amendment with the new values (valhalla amend)`,
+      );
+    }
+  }
+  problems.push(...monitoringRefusals(running));
+  return {
+    hash: manifestHash(running),
+    document: running,
+    approvedLimits: approved?.limits ?? null,
+    approvedBy: approved?.by ?? null,
+    problems,
+  };
+}
 
 /** The CEO's activation, valid only if it came after every one of the five sign-offs that count now. */
 function validActivation(signatures: Signatures): SignatureRow | undefined {

@@ -19,15 +19,33 @@ export {
   type ItemState,
   type ItemStatus,
   LIVE_FLOW_MAX_MS,
+  type ManifestStatus,
 } from './evaluate.js';
+export {
+  buildManifest,
+  caFingerprints,
+  describeDifference,
+  limitsAbove,
+  MANIFEST_FORMAT,
+  type ManifestDifference,
+  type ManifestLimits,
+  manifestDifferences,
+  manifestHash,
+  manifestSchema,
+  monitoringRefusals,
+  phase4Limits,
+  type ReleaseManifest,
+} from './manifest.js';
 export { buildGatesBundle, type GatesBundle } from './report.js';
 export {
   addSigner,
+  approvedLimits,
   createKeyPair,
   documentBytes,
   fieldsRefusal,
   isSigningError,
   keyIdOf,
+  LEGACY_SIGNATURE_FORMAT,
   listSigners,
   normalizePublicKey,
   parseSignedDocument,

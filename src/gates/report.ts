@@ -1,6 +1,7 @@
 import type { AuditEntry } from '../audit/index.js';
 import { EVIDENCE_ACTIONS, ROLE_TITLES } from './catalogue.js';
 import { evaluateGates, type GatesDeps, type GatesReport } from './evaluate.js';
+import type { ManifestLimits } from './manifest.js';
 import { listSigners, validSignatures } from './signing.js';
 
 export interface GatesBundle {
@@ -23,6 +24,8 @@ export interface GatesBundle {
   }[];
   /** The latest entry of each kind of evidence, exactly as in the chain (its hash re-computable). */
   evidence: AuditEntry[];
+  /** The chain's entry that names the installation (`system.initialized`, or `installation.identified`). */
+  installation: AuditEntry | null;
   chain: { entries: number; headHash: string; verified: boolean };
 }
 
@@ -35,9 +38,14 @@ export async function buildGatesBundle(deps: GatesDeps): Promise<{ bundle: Gates
   const report = await evaluateGates(deps);
   const [signers, signatures, chain] = await Promise.all([
     listSigners(deps.store.db),
-    validSignatures(deps.store.db, deps.config.policyHash),
+    validSignatures(deps.store.db, report.manifest.document),
     deps.audit.verify(),
   ]);
+  // An installation from before installation ids got its id later, in an entry of its own.
+  const installation =
+    (await deps.audit.latest('installation.identified')) ??
+    (await deps.audit.latest('system.initialized')) ??
+    null;
   const evidence: AuditEntry[] = [];
   for (const action of Object.values(EVIDENCE_ACTIONS)) {
     const entry = await deps.audit.latest(action);
@@ -70,6 +78,7 @@ export async function buildGatesBundle(deps: GatesDeps): Promise<{ bundle: Gates
       reason,
     })),
     evidence,
+    installation,
     chain: { entries: chain.entries, headHash: chain.headHash, verified: chain.ok },
   };
   return { bundle, markdown: renderMarkdown(bundle) };
@@ -83,6 +92,10 @@ function renderMarkdown(bundle: GatesBundle): string {
     '',
     `- Generated: ${report.at}`,
     `- Policy hash: \`${report.policyHash}\``,
+    report.manifest.document === null
+      ? '- Release manifest: none (no installation id)'
+      : `- Release manifest: \`${report.manifest.hash}\` (installation \`${report.manifest.document.installationId}\`); limits ${describeLimits(report.manifest.document.limits)}${report.manifest.approvedLimits === null ? '' : `, approved up to ${describeLimits(report.manifest.approvedLimits)} by ${report.manifest.approvedBy}`}`,
+    ...report.manifest.problems.map((p) => `- Release manifest refused: ${cell(p)}`),
     `- Verdict: **${report.cleared ? 'CLEARED: every gate green, activated by the CEO' : `NOT CLEARED: ${report.missing.length} item(s) missing`}**`,
     `- Audit chain: ${bundle.chain.entries} entries, head \`${bundle.chain.headHash}\`, ${bundle.chain.verified ? 'verifies' : 'BROKEN'}`,
     '',
@@ -126,4 +139,8 @@ function renderMarkdown(bundle: GatesBundle): string {
     lines.push(`| ${e.seq} | ${e.action} | ${new Date(e.at).toISOString()} | \`${e.hash}\` |`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+function describeLimits(l: ManifestLimits): string {
+  return `${l.leadsPerCycle} leads/cycle, ${l.actionsPerCycle} actions/cycle, ${l.rateLimitPerSecond} requests/s`;
 }

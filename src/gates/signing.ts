@@ -30,15 +30,31 @@ import {
   type SignerRole,
 } from '../store/index.js';
 import { findItem, SIGNOFF_ROLES } from './catalogue.js';
+import {
+  describeDifference,
+  type ManifestLimits,
+  manifestDifferences,
+  manifestHash,
+  manifestSchema,
+  type ReleaseManifest,
+} from './manifest.js';
 
 /**
  * Ed25519 signatures over the go-live documents: sign-offs (policy §6), attestations of gate items,
  * the CEO's activation and the CFO's amendments. A document is signed over the canonical JSON of its
  * fields, so it can travel as pretty-printed JSON from a stakeholder's machine and still verify; the
  * database keeps the exact bytes signed, and every read re-verifies them (DESIGN.md §3, invariant 1).
+ *
+ * Each document carries the release manifest it approves (manifest.ts): the installation, the
+ * policy, the partner, the limits, the dedup rule and the monitoring. A document signed for another
+ * installation, or over a manifest that differs from the running one in anything but the limits, is
+ * refused or void; the limits are judged apart (approvedLimits): lower is always allowed, higher
+ * needs a CFO amendment.
  */
 
-export const SIGNATURE_FORMAT = 'valhalla-signature/1';
+export const SIGNATURE_FORMAT = 'valhalla-signature/2';
+/** The format before release manifests: such a document names no installation and no manifest. */
+export const LEGACY_SIGNATURE_FORMAT = 'valhalla-signature/1';
 
 export type SigningErrorCode = 'INVALID_KEY' | 'KEY_MISMATCH' | 'INVALID_DOCUMENT';
 
@@ -69,7 +85,10 @@ export interface SignedFields {
   /** The gate and item an attestation is about; null for the other kinds. */
   gate: number | null;
   item: string | null;
+  /** The policy file's hash (also in the manifest; the two must agree). */
   policyHash: string;
+  /** The release manifest approved: for an amendment, with the new limits. */
+  manifest: ReleaseManifest;
   keyId: string;
 }
 
@@ -183,17 +202,35 @@ const fieldsShape = {
   gate: z.number().int().min(1).max(9).nullable(),
   item: z.string().min(1).max(100).nullable(),
   policyHash: z.string().regex(HEX64, 'must be 64 lowercase hex digits (SHA-256)'),
+  manifest: manifestSchema,
   keyId: z.string().regex(HEX64, 'must be 64 lowercase hex digits (SHA-256 of the public key)'),
 };
 
-const unsignedSchema = z.strictObject(fieldsShape);
-const signedSchema = z.strictObject({
-  ...fieldsShape,
-  signature: z
-    .string()
-    .regex(/^[A-Za-z0-9+/]+={0,2}$/, 'must be base64')
-    .refine((s) => Buffer.from(s, 'base64').length === 64, 'must be a 64-byte Ed25519 signature'),
-});
+const samePolicy = (doc: { policyHash: string; manifest: { policyHash: string } }) =>
+  doc.policyHash === doc.manifest.policyHash;
+const samePolicyIssue = { message: "must be the manifest's policy hash", path: ['policyHash'] };
+
+const unsignedSchema = z.strictObject(fieldsShape).refine(samePolicy, samePolicyIssue);
+const signedSchema = z
+  .strictObject({
+    ...fieldsShape,
+    signature: z
+      .string()
+      .regex(/^[A-Za-z0-9+/]+={0,2}$/, 'must be base64')
+      .refine((s) => Buffer.from(s, 'base64').length === 64, 'must be a 64-byte Ed25519 signature'),
+  })
+  .refine(samePolicy, samePolicyIssue);
+
+/** A document (or a stored one) in the format before release manifests. */
+function isLegacy(value: unknown): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { format?: unknown }).format === LEGACY_SIGNATURE_FORMAT
+  );
+}
+const LEGACY_REASON =
+  'a document of the format before release manifests (valhalla-signature/1) names no installation and no manifest: sign again with this release';
 
 function describeIssues(error: z.ZodError): string {
   return error.issues
@@ -258,7 +295,9 @@ function verifyBytes(text: string, signatureBase64: string, publicKey: KeyObject
 
 /** Parse a signed document (a file written by `valhalla signoff --out`); errors name the field. */
 export function parseSignedDocument(text: string): SignedDocument {
-  const parsed = signedSchema.safeParse(parseJsonObject(text, 'the signed document'));
+  const value = parseJsonObject(text, 'the signed document');
+  if (isLegacy(value)) throw new SigningError('INVALID_DOCUMENT', LEGACY_REASON);
+  const parsed = signedSchema.safeParse(value);
   if (!parsed.success) {
     throw new SigningError('INVALID_DOCUMENT', `invalid signed document: ${describeIssues(parsed.error)}`);
   }
@@ -454,7 +493,7 @@ const AUDITED_FIELD_MAX = 200;
 export async function recordSignature(
   deps: SigningDeps,
   doc: SignedDocument,
-  context: { actor: string; now: number; policyHash: string },
+  context: { actor: string; now: number; manifest: ReleaseManifest | null },
 ): Promise<SigningOutcome<{ id: number }>> {
   return locked(deps, async (trx) => {
     const parsed = signedSchema.safeParse(doc);
@@ -484,8 +523,11 @@ export async function recordSignature(
       return { ok: false as const, reason };
     };
 
+    if (isLegacy(doc)) return refuse(LEGACY_REASON);
     if (!parsed.success) return refuse(`malformed document: ${describeIssues(parsed.error)}`);
     const signed = parsed.data;
+    const running = context.manifest;
+    if (running === null) return refuse(NO_INSTALLATION_REASON);
     const signer = await findSigner(trx, signed.keyId);
     if (!signer) return refuse(`the key ${signed.keyId} is not a registered signer's`);
     if (signer.revoked_at !== null) return refuse(revokedReason(signer));
@@ -502,15 +544,27 @@ export async function recordSignature(
         `the key is registered to ${JSON.stringify(signer.name)}, the document names ${JSON.stringify(signed.name)}`,
       );
     }
-    if (signed.policyHash !== context.policyHash) {
+    const elsewhere = installationProblem(signed.manifest, running);
+    if (elsewhere !== null) return refuse(elsewhere);
+    if (signed.policyHash !== running.policyHash) {
       return refuse(
-        `signed against policy ${signed.policyHash.slice(0, 12)}…, the current policy is ${context.policyHash.slice(0, 12)}…: sign the current policy`,
+        `signed against policy ${signed.policyHash.slice(0, 12)}…, the current policy is ${running.policyHash.slice(0, 12)}…: sign the current policy`,
+      );
+    }
+    // An amendment changes the limits and nothing else; every other document approves the running
+    // manifest as it is, limits included.
+    const differences = manifestDifferences(signed.manifest, running, {
+      limits: signed.kind !== 'amendment',
+    });
+    if (differences.length > 0) {
+      return refuse(
+        `signed over another release manifest than the running one: ${differences.map(describeDifference).join('; ')}; sign the running manifest (valhalla gates manifest shows it)`,
       );
     }
     const problem = fieldsRefusal(signed, context.now);
     if (problem !== null) return refuse(problem);
 
-    const { valid } = await validSignatures(trx, context.policyHash);
+    const { valid } = await validSignatures(trx, running);
     if (signed.kind === 'activation') {
       const signedOff = new Set(valid.filter((r) => r.kind === 'signoff').map((r) => r.role));
       const missing = SIGNOFF_ROLES.filter((role) => !signedOff.has(role));
@@ -530,7 +584,8 @@ export async function recordSignature(
         r.role === signed.role &&
         r.gate === signed.gate &&
         r.item === signed.item &&
-        r.policy_hash === signed.policyHash,
+        r.policy_hash === signed.policyHash &&
+        manifestHash(documentManifest(r)) === manifestHash(signed.manifest),
     );
     if (duplicate) {
       return refuse(
@@ -543,7 +598,14 @@ export async function recordSignature(
       actor: context.actor,
       action: 'signature.recorded',
       subject,
-      details: { ...summary, documentSha256: createHash('sha256').update(document).digest('hex') },
+      details: {
+        ...summary,
+        installationId: signed.manifest.installationId,
+        manifestSha256: manifestHash(signed.manifest),
+        // An amendment's whole point: the limits it approves, in the chain.
+        ...(signed.kind === 'amendment' ? { limits: signed.manifest.limits } : {}),
+        documentSha256: createHash('sha256').update(document).digest('hex'),
+      },
     });
     const id = await insertSignature(trx, {
       kind: signed.kind,
@@ -560,6 +622,20 @@ export async function recordSignature(
     });
     return { ok: true, id };
   });
+}
+
+const NO_INSTALLATION_REASON =
+  'this store has no installation id (it was never initialised): run `valhalla init`, then sign over its manifest';
+
+function installationProblem(signed: ReleaseManifest, running: ReleaseManifest): string | null {
+  return signed.installationId === running.installationId
+    ? null
+    : `signed for installation ${signed.installationId}, and this is installation ${running.installationId}: a document approves one installation only`;
+}
+
+/** The manifest a stored (valid) row's document carries. */
+export function documentManifest(row: SignatureRow): ReleaseManifest {
+  return (JSON.parse(row.document) as { manifest: ReleaseManifest }).manifest;
 }
 
 function revokedReason(signer: Signer): string {
@@ -585,13 +661,14 @@ const COLUMN_FIELDS = [
  */
 export async function validSignatures(
   db: Kysely<Database>,
-  policyHash: string,
+  running: ReleaseManifest | null,
 ): Promise<{ valid: SignatureRow[]; invalid: { row: SignatureRow; reason: string }[] }> {
   const [signers, rows, changes] = await Promise.all([
     allSigners(db),
     allSignatures(db),
     auditDetailsOf(db, 'policy.changed'),
   ]);
+  const policyHash = running?.policyHash ?? '';
   // A policy the installation moved away from (a `policy.changed` from its hash) voids what was
   // signed over it before; if the policy returns to that hash, those signatures stay void.
   let abandonedAt: number | null = null;
@@ -604,7 +681,7 @@ export async function validSignatures(
   const invalid: { row: SignatureRow; reason: string }[] = [];
   for (const row of rows) {
     const reason =
-      rowProblem(row, byKey.get(row.key_id), policyHash) ??
+      rowProblem(row, byKey.get(row.key_id), running) ??
       (abandonedAt !== null && Number(row.recorded_at) <= abandonedAt
         ? `void: signed before the policy moved away from this hash (${new Date(abandonedAt).toISOString()}); sign again`
         : null);
@@ -614,7 +691,13 @@ export async function validSignatures(
   return { valid, invalid };
 }
 
-function rowProblem(row: SignatureRow, signer: Signer | undefined, policyHash: string): string | null {
+function rowProblem(
+  row: SignatureRow,
+  signer: Signer | undefined,
+  running: ReleaseManifest | null,
+): string | null {
+  if (running === null) return NO_INSTALLATION_REASON;
+  const policyHash = running.policyHash;
   if (!signer) return `signed with the key ${row.key_id}, which is not registered`;
   if (signer.revoked_at !== null) return `void: ${revokedReason(signer)}`;
   if (row.role !== signer.role)
@@ -627,7 +710,9 @@ function rowProblem(row: SignatureRow, signer: Signer | undefined, policyHash: s
   }
   let stored: z.infer<typeof unsignedSchema>;
   try {
-    const parsed = unsignedSchema.safeParse(JSON.parse(row.document));
+    const value: unknown = JSON.parse(row.document);
+    if (isLegacy(value)) return `void: ${LEGACY_REASON}`;
+    const parsed = unsignedSchema.safeParse(value);
     if (!parsed.success) return `the stored document is malformed: ${describeIssues(parsed.error)}`;
     stored = parsed.data;
   } catch (error) {
@@ -642,7 +727,44 @@ function rowProblem(row: SignatureRow, signer: Signer | undefined, policyHash: s
   if (!verifyBytes(row.document, row.signature, createPublicKey(signer.public_key))) {
     return 'the signature does not verify over the stored document (the document or the signature was altered)';
   }
+  const elsewhere = installationProblem(stored.manifest, running);
+  if (elsewhere !== null) return `void: ${elsewhere}`;
+  // The limits are judged apart (approvedLimits): a lowering needs no signature.
+  const differences = manifestDifferences(stored.manifest, running, { limits: false });
+  if (differences.length > 0) {
+    return `void: signed over another release manifest (${differences.map(describeDifference).join('; ')}); sign again or set the signed values again`;
+  }
   // The kind's rules again (a row written around recordSignature must not pass); the date was
   // checked against the day it was recorded.
   return kindRefusal(stored);
+}
+
+/**
+ * The limits the valid documents approve, and by what: the latest CFO amendment when it is newer than
+ * the set of sign-offs that counts (the latest of each of the five roles), else that set's lower
+ * value of each limit. Null when neither exists.
+ */
+export function approvedLimits(
+  valid: readonly SignatureRow[],
+): { limits: ManifestLimits; by: string } | null {
+  const latestSignoffs = new Map<string, SignatureRow>();
+  for (const row of valid) if (row.kind === 'signoff') latestSignoffs.set(row.role, row);
+  const signoffs = [...latestSignoffs.values()];
+  const amendment = valid.filter((r) => r.kind === 'amendment').at(-1);
+  const lastSignoff = Math.max(0, ...signoffs.map((r) => Number(r.id)));
+  if (amendment && Number(amendment.id) > lastSignoff) {
+    return {
+      limits: documentManifest(amendment).limits,
+      by: `the CFO's amendment #${amendment.id} (${amendment.name})`,
+    };
+  }
+  if (signoffs.length === 0) return null;
+  const limits = signoffs
+    .map((r) => documentManifest(r).limits)
+    .reduce((a, b) => ({
+      leadsPerCycle: Math.min(a.leadsPerCycle, b.leadsPerCycle),
+      actionsPerCycle: Math.min(a.actionsPerCycle, b.actionsPerCycle),
+      rateLimitPerSecond: Math.min(a.rateLimitPerSecond, b.rateLimitPerSecond),
+    }));
+  return { limits, by: `the sign-offs (${signoffs.length} of ${SIGNOFF_ROLES.length})` };
 }

@@ -44,7 +44,14 @@ export {
   recordRowOutcomes,
   rejectedRowsOf,
 } from './ingest-runs.js';
-export { INITIALIZED_KEY, type InstallationProbe, probeInstallation } from './installation.js';
+export {
+  claimInstallationId,
+  INITIALIZED_KEY,
+  INSTALLATION_ID_KEY,
+  type InstallationProbe,
+  probeInstallation,
+  readInstallationId,
+} from './installation.js';
 export {
   ARCHIVABLE_STATES,
   type ArchivableState,

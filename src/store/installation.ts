@@ -1,8 +1,11 @@
 import { existsSync } from 'node:fs';
 import SqliteDatabase from 'better-sqlite3';
+import type { Kysely } from 'kysely';
 import pg from 'pg';
 import { StoreError } from './errors.js';
 import type { StoreTarget } from './open.js';
+import { getRuntimeValue } from './runtime-state.js';
+import type { Database } from './schema.js';
 
 /** The runtime key `valhalla init` writes once, with its `system.initialized` audit entry. */
 export const INITIALIZED_KEY = 'initialized_at';
@@ -82,4 +85,30 @@ async function probePostgres(url: string, schema: string | undefined): Promise<I
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** The runtime key holding the installation's id (a UUID; `valhalla init` makes it, with its audit entry). */
+export const INSTALLATION_ID_KEY = 'installation_id';
+
+/** The installation's id, or undefined when this store has none yet. */
+export async function readInstallationId(db: Kysely<Database>): Promise<string | undefined> {
+  return getRuntimeValue(db, INSTALLATION_ID_KEY);
+}
+
+/**
+ * Record `id` as the installation's id unless one is recorded already (two processes upgrading an
+ * older store at once agree on the first); returns the id in force and whether it is `id`.
+ */
+export async function claimInstallationId(
+  trx: Kysely<Database>,
+  id: string,
+  now: number,
+): Promise<{ id: string; claimed: boolean }> {
+  await trx
+    .insertInto('runtime_state')
+    .values({ key: INSTALLATION_ID_KEY, value: id, updated_at: now })
+    .onConflict((oc) => oc.column('key').doNothing())
+    .execute();
+  const inForce = (await getRuntimeValue(trx, INSTALLATION_ID_KEY)) ?? id;
+  return { id: inForce, claimed: inForce === id };
 }

@@ -5,7 +5,14 @@ import type { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
-import { type CliResult, runBinary, runInProcess, testEnv } from '../support/cli.js';
+import {
+  type CliResult,
+  phase4Env,
+  runBinary,
+  runInProcess,
+  testEnv,
+  UNCALLED_PARTNER,
+} from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const NOW = new Date().toISOString();
@@ -357,6 +364,121 @@ describe('config show', () => {
     expect(JSON.parse(asJson.stdout).policyHash).toBe(expected);
     expect(asJson.stdout).not.toContain(env.VALHALLA_PSEUDONYM_SECRET);
     expect(asJson.stdout).not.toContain('Db-Pa55word');
+  });
+});
+
+describe('the release manifest', () => {
+  it('config show and gates manifest print the same manifest and hash; a signer elsewhere signs over the written file; the installation refuses it once its partner moved', async () => {
+    const cwd = tempDir();
+    const env = phase4Env(join(cwd, 'data'), UNCALLED_PARTNER, { VALHALLA_RATE_LIMIT: '4' });
+    expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
+    const manifest = await runInProcess(['gates', 'manifest', '--json'], { cwd, env });
+    expect(manifest.code, manifest.stderr).toBe(0);
+    const status = JSON.parse(manifest.stdout) as {
+      hash: string;
+      document: { installationId: string; limits: { rateLimitPerSecond: number }; partner: { url: string } };
+      problems: string[];
+    };
+    expect(status.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(status.document.limits.rateLimitPerSecond).toBe(4);
+    expect(status.document.partner.url).toBe(`${UNCALLED_PARTNER.url}/`);
+    // Monitoring is not fully on here (no Slack, no e-mail): named.
+    expect(status.problems).toContain('VALHALLA_SLACK_WEBHOOK_URL is not set: Phase 4 needs Slack alerts');
+    const shown = await runInProcess(['config', 'show'], { cwd, env });
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(
+      `Release manifest: ${status.hash} (installation ${status.document.installationId}), what every signed document approves:`,
+    );
+    expect(
+      JSON.parse((await runInProcess(['config', 'show', '--json'], { cwd, env })).stdout).releaseManifest,
+    ).toEqual({
+      hash: status.hash,
+      document: status.document,
+    });
+    // The installation id is in the chain, from init.
+    const chain = await runInProcess(['audit', 'export', '--out', 'audit.jsonl'], { cwd, env });
+    expect(chain.code, chain.stderr).toBe(0);
+    const initialized = readFileSync(join(cwd, 'audit.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { action: string; details: string | Record<string, unknown> })
+      .find((e) => e.action === 'system.initialized')!;
+    const details =
+      typeof initialized.details === 'string' ? JSON.parse(initialized.details) : initialized.details;
+    expect(details.installationId).toBe(status.document.installationId);
+
+    // The CFO, on a machine with no installation, signs over the manifest file the operator sent.
+    expect((await runInProcess(['gates', 'manifest', '--out', 'manifest.json'], { cwd, env })).code).toBe(0);
+    expect(statSync(join(cwd, 'manifest.json')).mode & 0o777).toBe(0o600);
+    const elsewhere = tempDir();
+    const bare = { PATH: process.env.PATH ?? '' };
+    expect((await runInProcess(['keys', 'create', '--out', 'cfo'], { cwd: elsewhere, env: bare })).code).toBe(
+      0,
+    );
+    const signed = await runInProcess(
+      [
+        'signoff',
+        '--role',
+        'cfo',
+        '--name',
+        'Frida Finance',
+        '--key',
+        'cfo.key',
+        '--manifest',
+        join(cwd, 'manifest.json'),
+        '--out',
+        'cfo-signoff.json',
+      ],
+      { cwd: elsewhere, env: bare },
+    );
+    expect(signed.code, signed.stderr).toBe(0);
+    const doc = join(elsewhere, 'cfo-signoff.json');
+    expect(JSON.parse(readFileSync(doc, 'utf8')).manifest).toEqual(status.document);
+    const add = [
+      'signers',
+      'add',
+      '--role',
+      'cfo',
+      '--name',
+      'Frida Finance',
+      '--key',
+      join(elsewhere, 'cfo.pub'),
+    ];
+    expect((await runInProcess(add, { cwd, env })).code).toBe(0);
+    // The partner moved on the installation before the document arrived: refused, naming it.
+    const moved = { ...env, VALHALLA_PARTNER_URL: 'https://other-partner.example.test' };
+    const refused = await runInProcess(['signoff', 'submit', doc], { cwd, env: moved });
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain(
+      'sign-off refused: signed over another release manifest than the running one: partner.url (VALHALLA_PARTNER_URL): signed "https://partner.example.test/", running "https://other-partner.example.test/"',
+    );
+    const recorded = await runInProcess(['signoff', 'submit', doc], { cwd, env });
+    expect(recorded.code, recorded.stderr).toBe(0);
+    expect(recorded.stdout).toMatch(
+      new RegExp(
+        `^recorded sign-off #\\d+ by Frida Finance \\(cfo\\) over release manifest ${status.hash.slice(0, 12)}…`,
+      ),
+    );
+    // A manifest file that is not one: a usage error naming the field.
+    writeFileSync(join(elsewhere, 'bad.json'), JSON.stringify({ ...status.document, dedupKey: 'phone' }));
+    const bad = await runInProcess(
+      [
+        'signoff',
+        '--role',
+        'cfo',
+        '--name',
+        'Frida Finance',
+        '--key',
+        'cfo.key',
+        '--manifest',
+        'bad.json',
+        '--out',
+        'x.json',
+      ],
+      { cwd: elsewhere, env: bare },
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/bad\.json is not a release manifest: dedupKey: /);
   });
 });
 

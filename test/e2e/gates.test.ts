@@ -9,6 +9,7 @@
  * refuse naming it, and `run` refuse with exit 3.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
@@ -17,6 +18,7 @@ import { initialize, openApp } from '../../src/app/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
 import { GATES } from '../../src/gates/index.js';
+import { canonicalJson } from '../../src/policy/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import { BIN, type CliResult, phase4Env, REPO_ROOT, runBinary, runInProcess } from '../support/cli.js';
@@ -65,7 +67,10 @@ beforeAll(async () => {
     VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl,
     VALHALLA_SMTP_URL: smtp.url,
     VALHALLA_ALERT_EMAIL_TO: 'ops@example.com',
-    VALHALLA_METRICS_PORT: 'off',
+    // Phase 4 runs with its monitoring on: metrics on any free port.
+    VALHALLA_METRICS_PORT: '0',
+    // Below the hard maximum of 5, so that a raise (and the CFO's amendment for it) can be shown.
+    VALHALLA_RATE_LIMIT: '3',
     VALHALLA_LOG_LEVEL: 'warn',
     VALHALLA_CYCLE_INTERVAL_S: '1',
     VALHALLA_API_TOKENS: dashboardToken.entry,
@@ -404,6 +409,76 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(noSlack.stdout).toContain('5.slack: no slack channel configured');
   });
 
+  it("limits: a raise by the environment is refused naming it; the CFO's amendment approves it alone; a lowering needs nothing; the report with the amendment verifies offline and an edited amendment is caught", async () => {
+    const raised = { VALHALLA_RATE_LIMIT: '5' };
+    const refused = await cli(['gates', 'verify'], raised);
+    expect(refused.code).toBe(3);
+    expect(refused.stdout).toContain(
+      'missing: release manifest: limits above those approved by the sign-offs (5 of 5): VALHALLA_RATE_LIMIT 5 requests/s, approved 3. Fix: lower them, or have the CFO sign an amendment with the new values (valhalla amend)',
+    );
+    const run = await runBinary(['run', '--once'], { cwd, env: { ...env, ...raised }, timeoutMs: 60_000 });
+    expect(run.code).toBe(3);
+    expect(run.stderr).toContain('VALHALLA_RATE_LIMIT 5 requests/s, approved 3');
+    // Lower than signed: nothing to sign.
+    ok(await cli(['gates', 'verify'], { VALHALLA_RATE_LIMIT: '2' }), 'gates verify (rate lowered)');
+    // Only the CFO amends.
+    const byCeo = await cli(
+      ['amend', '--name', nameOf('ceo'), '--key', join(cwd, 'ceo.key'), '--rate', '5'],
+      raised,
+    );
+    expect(byCeo.code).toBe(3);
+    expect(byCeo.stderr).toContain('amendment refused');
+    const aboveCap = await cli(
+      ['amend', '--name', nameOf('cfo'), '--key', join(cwd, 'cfo.key'), '--rate', '6'],
+      raised,
+    );
+    expect(aboveCap.code).toBe(3);
+    expect(aboveCap.stderr).toMatch(/amendment refused: above the hard maximum: rateLimitPerSecond/);
+    const amend = await cli(
+      [
+        'amend',
+        '--name',
+        nameOf('cfo'),
+        '--key',
+        join(cwd, 'cfo.key'),
+        '--rate',
+        '5',
+        '--comments',
+        'rate approved',
+      ],
+      raised,
+    );
+    ok(amend, 'amend');
+    expect(amend.stdout).toMatch(
+      /^recorded amendment #\d+ by Fran Finance \(cfo\) over release manifest [0-9a-f]{12}…, approving 25 leads\/cycle, 5 actions\/cycle, 5 requests\/s \(audited\)/,
+    );
+    const verify = await cli(['gates', 'verify'], raised);
+    ok(verify, 'gates verify (amended)');
+    const status = await cli(['gates', 'status'], raised);
+    expect(status.stdout).toMatch(
+      /^Approved by the CFO's amendment #\d+ \(Fran Finance\): up to 25 leads\/cycle, 5 actions\/cycle, 5 requests\/s$/m,
+    );
+
+    ok(
+      await cli(['gates', 'report', '--out', join(cwd, 'report-amended')], raised),
+      'gates report (amended)',
+    );
+    const file = join(cwd, 'report-amended', 'gates-report.json');
+    const checked = offlineCheck(file, DEFAULT_POLICY_FILE);
+    expect(checked.status, checked.stdout).toBe(0);
+    const bundle = JSON.parse(readFileSync(file, 'utf8')) as {
+      signatures: { document: string; kind: string }[];
+    };
+    const amendment = bundle.signatures.find((d) => d.kind === 'amendment')!;
+    amendment.document = amendment.document.replace('"rateLimitPerSecond":5', '"rateLimitPerSecond":4');
+    writeFileSync(join(cwd, 'report-amended', 'edited.json'), JSON.stringify(bundle));
+    const edited = offlineCheck(join(cwd, 'report-amended', 'edited.json'));
+    expect(edited.status).toBe(1);
+    expect(edited.stdout).toMatch(
+      /PROBLEM: amendment by Fran Finance \(cfo\): the report says valid, the check says invalid \(bad signature\)/,
+    );
+  });
+
   it('the offline verifier catches a tampered report; a changed policy voids every signature', async () => {
     const file = join(cwd, 'report', 'gates-report.json');
     const bundle = JSON.parse(readFileSync(file, 'utf8')) as {
@@ -450,6 +525,42 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(flipped.stdout).toContain('PROBLEM: no activation');
     expect(flipped.stdout).toContain('the report says CLEARED; the check says not cleared');
 
+    // The release manifest edited in the report (another partner): its hash no longer matches; with
+    // the hash recomputed too, no signed document approves it.
+    const original = JSON.parse(readFileSync(file, 'utf8')) as {
+      report: { manifest: { hash: string; document: { partner: { url: string }; installationId: string } } };
+      installation: { details: string };
+    };
+    const edited = structuredClone(original);
+    edited.report.manifest.document.partner.url = 'https://elsewhere.example.test/';
+    writeFileSync(join(cwd, 'report', 'manifest-edited.json'), JSON.stringify(edited));
+    expect(offlineCheck(join(cwd, 'report', 'manifest-edited.json')).stdout).toContain(
+      "PROBLEM: the release manifest's contents do not match its hash",
+    );
+    edited.report.manifest.hash = createHash('sha256')
+      .update(canonicalJson(edited.report.manifest.document))
+      .digest('hex');
+    writeFileSync(join(cwd, 'report', 'manifest-rehashed.json'), JSON.stringify(edited));
+    const rehashed = offlineCheck(join(cwd, 'report', 'manifest-rehashed.json'));
+    expect(rehashed.status).toBe(1);
+    expect(rehashed.stdout).toMatch(
+      /PROBLEM: signoff by .* the report says valid, the check says invalid \(another installation or release manifest\)/,
+    );
+    // The installation entry edited (another installation's id): its hash catches it.
+    const moved = structuredClone(original);
+    const details = JSON.parse(moved.installation.details) as Record<string, unknown>;
+    moved.installation.details = JSON.stringify({
+      ...details,
+      installationId: '00000000-0000-4000-8000-000000000bad',
+    });
+    writeFileSync(join(cwd, 'report', 'installation-edited.json'), JSON.stringify(moved));
+    const movedCheck = offlineCheck(join(cwd, 'report', 'installation-edited.json'));
+    expect(movedCheck.status).toBe(1);
+    expect(movedCheck.stdout).toMatch(/PROBLEM: the installation entry \d+: contents do not match its hash/);
+    expect(movedCheck.stdout).toContain(
+      `the release manifest is for installation ${original.report.manifest.document.installationId}, the chain's is 00000000-0000-4000-8000-000000000bad`,
+    );
+
     const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), alertDedupMinutes: 10 };
     const changed = join(cwd, 'policy-changed.json');
     writeFileSync(changed, JSON.stringify(policy));
@@ -466,3 +577,12 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(run.code).toBe(3);
   });
 });
+
+/** scripts/verify-gates-report.mjs, with Node.js alone. */
+function offlineCheck(file: string, policyFile?: string) {
+  return spawnSync(
+    process.execPath,
+    [join(REPO_ROOT, 'scripts', 'verify-gates-report.mjs'), file, ...(policyFile ? [policyFile] : [])],
+    { encoding: 'utf8' },
+  );
+}

@@ -254,7 +254,7 @@ describe('valhalla run in Phase 4', () => {
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(3);
       expect(result.stderr).toContain('Phase 4 refused');
       expect(result.stderr).toMatch(
-        /the go-live gates are not all green \(\d+ missing\): gate 1 1\.legal_signoff/,
+        /the go-live gates are not all green \(\d+ missing\): release manifest: VALHALLA_SLACK_WEBHOOK_URL is not set: Phase 4 needs Slack alerts; .*gate 1 1\.legal_signoff/,
       );
       expect(cycleLines(result)).toHaveLength(0);
     }
@@ -268,6 +268,14 @@ describe('valhalla run in Phase 4', () => {
       phase: 4,
       reason: expect.stringContaining('gates'),
     });
+    // A refused start is a critical alert too, naming why (the second, within the alerts'
+    // de-duplication window, is counted against the first, not sent again).
+    const alerted = query<{ severity: string; message: string }>(
+      dbFile,
+      `select severity, message from alerts where event = 'phase4_refused' order by id`,
+    );
+    expect(alerted.map((a) => a.severity)).toEqual(['critical']);
+    expect(alerted[0]!.message).toMatch(/^Phase 4 refused to start: the go-live gates are not all green/);
     expect(query(dbFile, `select id from leads where state <> 'pending'`)).toHaveLength(0);
     expect(query(dbFile, 'select id from cycles')).toHaveLength(0);
     expect(query(dbFile, 'select id from deliveries')).toHaveLength(0);

@@ -19,9 +19,10 @@ import {
   type SignedFields,
   signDocument,
 } from '../../src/gates/index.js';
-import type { SignerRole } from '../../src/store/index.js';
+import { claimInstallationId, type SignerRole } from '../../src/store/index.js';
 import { backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env } from '../support/cli.js';
+import { TEST_INSTALLATION } from '../support/manifest.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -54,6 +55,8 @@ describe.each(list)('gate evaluation on $name', (backend) => {
     });
     const app = await openApp({ config, clock });
     apps.push(app);
+    // What `valhalla init` gives an installation: an id for its documents to name.
+    await claimInstallationId(app.store.db, TEST_INSTALLATION, clock.now());
     return { app, clock, databaseUrl };
   }
   const keys = Object.fromEntries(ROLES.map((r) => [r, createKeyPair()])) as Record<
@@ -88,6 +91,7 @@ describe.each(list)('gate evaluation on $name', (backend) => {
         gate: null,
         item: null,
         policyHash: app.config.policyHash,
+        manifest: (await app.releaseManifest())!,
         keyId: key.keyId,
       },
       key.privateKeyPem,
@@ -96,7 +100,7 @@ describe.each(list)('gate evaluation on $name', (backend) => {
     return recordSignature(deps(app), doc, {
       actor: 't',
       now: clock.now(),
-      policyHash: app.config.policyHash,
+      manifest: await app.releaseManifest(),
     });
   }
   const missingCount = async (app: App) => {

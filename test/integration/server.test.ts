@@ -34,6 +34,7 @@ import {
   startServer,
 } from '../../src/server/index.js';
 import {
+  claimInstallationId,
   createCycle,
   createDelivery,
   finishCycle,
@@ -52,6 +53,7 @@ import {
 } from '../support/api.js';
 import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
+import { TEST_INSTALLATION } from '../support/manifest.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -727,13 +729,16 @@ describe.each(list)('admin API on $name', (backend) => {
     const signer = { role: 'cfo' as const, name: 'Frida Finance', publicKeyPem: key.publicKeyPem };
     expect((await addSigner(deps, signer, { actor: 'test', now: NOW })).ok).toBe(true);
     const fields = { kind: 'signoff', role: 'cfo', name: 'Frida Finance', date: '2026-11-20' } as const;
-    const { policyHash } = w.app.config;
+    // An installation made by `valhalla init` has an id; this one is opened directly.
+    await claimInstallationId(w.app.store.db, TEST_INSTALLATION, NOW);
+    const manifest = (await w.app.releaseManifest())!;
     const unsigned = {
       ...fields,
       comments: 'approved',
       gate: null,
       item: null,
-      policyHash,
+      policyHash: manifest.policyHash,
+      manifest,
       keyId: key.keyId,
     };
     const document = signDocument(unsigned, key.privateKeyPem);

@@ -24,6 +24,7 @@ import {
 import { openStore, type SignerRole, type Store } from '../../src/store/index.js';
 import { backends, dropTestSchemas } from '../support/backends.js';
 import { runInProcess, testEnv } from '../support/cli.js';
+import { testManifest } from '../support/manifest.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -47,6 +48,7 @@ const KEYS = Object.fromEntries(ROLES.map((role) => [role, createKeyPair()])) as
 >;
 
 function fields(role: SignerRole, overrides: Partial<SignedFields> = {}): SignedFields {
+  const policyHash = overrides.policyHash ?? POLICY;
   return {
     kind: 'signoff',
     role,
@@ -55,9 +57,10 @@ function fields(role: SignerRole, overrides: Partial<SignedFields> = {}): Signed
     comments: `approved by the ${role}`,
     gate: null,
     item: null,
-    policyHash: POLICY,
+    policyHash,
     keyId: KEYS[role].keyId,
     ...overrides,
+    manifest: overrides.manifest ?? testManifest({ policyHash }),
   };
 }
 
@@ -83,7 +86,11 @@ describe.each(list)('signers and signatures on $name', (backend) => {
   });
 
   const record = (doc: SignedDocument, policyHash = POLICY) =>
-    recordSignature(deps, doc, { actor: 'test-operator', now: clock.now(), policyHash });
+    recordSignature(deps, doc, {
+      actor: 'test-operator',
+      now: clock.now(),
+      manifest: testManifest({ policyHash }),
+    });
 
   async function registerAll(): Promise<void> {
     for (const role of ROLES) {
@@ -128,7 +135,7 @@ describe.each(list)('signers and signatures on $name', (backend) => {
     const activation = await record(signed('ceo', { kind: 'activation', comments: 'go' }));
     expect(activation.ok).toBe(true);
 
-    const { valid, invalid } = await validSignatures(store.db, POLICY);
+    const { valid, invalid } = await validSignatures(store.db, testManifest({ policyHash: POLICY }));
     expect(invalid).toEqual([]);
     expect(valid.map((r) => `${r.kind}:${r.role}`)).toEqual([
       ...ROLES.map((role) => `signoff:${role}`),
@@ -303,7 +310,7 @@ describe.each(list)('signers and signatures on $name', (backend) => {
       reason: expect.stringMatching(/^a valid sign-off like this one is already recorded \(#\d+\)$/),
     });
     expect(await signatureCount()).toBe(3);
-    const { valid } = await validSignatures(store.db, POLICY);
+    const { valid } = await validSignatures(store.db, testManifest({ policyHash: POLICY }));
     expect(valid.map((r) => r.item)).toEqual(['3.gdpr_checklist', '3.retention_policy', null]);
     expect(valid[0]!.gate).toBe(3);
   });
@@ -320,7 +327,7 @@ describe.each(list)('signers and signatures on $name', (backend) => {
     );
     expect(revoked).toMatchObject({ ok: true, voided: 1, signer: { revoked_at: START + 60_000 } });
 
-    const { valid, invalid } = await validSignatures(store.db, POLICY);
+    const { valid, invalid } = await validSignatures(store.db, testManifest({ policyHash: POLICY }));
     expect(valid.map((r) => r.role)).toEqual(['ceo']);
     expect(invalid).toHaveLength(1);
     expect(invalid[0]!.row.role).toBe('cfo');
@@ -372,7 +379,7 @@ describe.each(list)('signers and signatures on $name', (backend) => {
   it('a changed policy voids every signature, and says so', async () => {
     await registerAll();
     expect((await record(signed('cfo'))).ok).toBe(true);
-    const { valid, invalid } = await validSignatures(store.db, OTHER_POLICY);
+    const { valid, invalid } = await validSignatures(store.db, testManifest({ policyHash: OTHER_POLICY }));
     expect(valid).toEqual([]);
     expect(invalid.map((i) => i.reason)).toEqual([
       'void: signed against policy aaaaaaaaaaaa…, and the policy has changed since (current bbbbbbbbbbbb…)',
@@ -509,7 +516,11 @@ describe.each(list)('signers and signatures on $name', (backend) => {
         )
         .execute(store.db),
     ).rejects.toThrow(/a revocation is final/);
-    expect((await validSignatures(store.db, POLICY)).valid.filter((r) => r.role === 'cfo')).toEqual([]);
+    expect(
+      (await validSignatures(store.db, testManifest({ policyHash: POLICY }))).valid.filter(
+        (r) => r.role === 'cfo',
+      ),
+    ).toEqual([]);
   });
 
   it.each(tampering)(
@@ -519,7 +530,7 @@ describe.each(list)('signers and signatures on $name', (backend) => {
       const result = await record(signed('cfo'));
       expect((await record(signed('ceo'))).ok).toBe(true);
       if (!result.ok) throw new Error(result.reason);
-      expect((await validSignatures(store.db, POLICY)).invalid).toEqual([]);
+      expect((await validSignatures(store.db, testManifest({ policyHash: POLICY }))).invalid).toEqual([]);
       if (what.includes('revocation')) {
         // A revocation is the one change the triggers let through (it only voids).
         await sql.raw(statement(result.id)).execute(store.db);
@@ -532,7 +543,7 @@ describe.each(list)('signers and signatures on $name', (backend) => {
         // read time must still see it.
         await withoutTriggers(statement(result.id));
       }
-      const { valid, invalid } = await validSignatures(store.db, POLICY);
+      const { valid, invalid } = await validSignatures(store.db, testManifest({ policyHash: POLICY }));
       expect(valid.map((r) => r.role)).toEqual(['ceo']);
       expect(invalid).toHaveLength(1);
       expect(invalid[0]!.row.id).toBe(result.id);
@@ -860,7 +871,7 @@ describe.each(list)('the signing CLI on $name', (backend) => {
     const opened = await openApp({ config: loadConfig({ env, cwd: dir }) });
     try {
       expect(doc.policyHash).toBe(opened.config.policyHash);
-      const { valid, invalid } = await validSignatures(opened.store.db, opened.config.policyHash);
+      const { valid, invalid } = await validSignatures(opened.store.db, await opened.releaseManifest());
       expect(valid.map((r) => `${r.kind}:${r.role}`).sort()).toEqual(
         [
           'activation:ceo',

@@ -405,7 +405,19 @@ describe('loadConfig: the policy hash', () => {
     expect(numberPaths.length).toBeGreaterThanOrEqual(28);
   });
 
-  it.each(numberPaths.map((p) => [p.join('.'), p] as const))('changes when %s changes', (label, path) => {
+  // The three limits the release manifest carries itself (a lowering needs no signature, a raise a
+  // CFO amendment): moving one of them leaves the policy hash as it is.
+  const manifestLimits = ['leadsPerCycle', 'actionsPerCycle', 'rateLimitPerSecond'];
+  it.each(manifestLimits)('does not change when %s changes (the release manifest carries it)', (label) => {
+    const file = validNudge([label]);
+    expect(file, `no valid value near ${label}`).not.toBeNull();
+    expect(loadPolicyFile(file!)[label as 'leadsPerCycle']).not.toBe(SHIPPED_POLICY[label]);
+    expect(hashOf(file!)).toBe(shippedHash);
+  });
+
+  it.each(
+    numberPaths.filter((p) => !manifestLimits.includes(p.join('.'))).map((p) => [p.join('.'), p] as const),
+  )('changes when %s changes', (label, path) => {
     const file = validNudge(path);
     if (label === 'rampStages.0.fromHour') {
       // The schema pins the first stage to hour 0: no other valid value to hash.

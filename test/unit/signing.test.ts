@@ -13,6 +13,7 @@ import {
   signDocument,
   verifyDocument,
 } from '../../src/gates/index.js';
+import { TEST_INSTALLATION, testManifest } from '../support/manifest.js';
 
 const POLICY = 'a'.repeat(64);
 const NOW = Date.parse('2026-01-15T12:00:00Z');
@@ -26,9 +27,10 @@ function fields(keyId: string, overrides: Partial<SignedFields> = {}): SignedFie
     comments: 'Approved the financial limits and ROI.',
     gate: null,
     item: null,
-    policyHash: POLICY,
+    policyHash: overrides.policyHash ?? POLICY,
     keyId,
     ...overrides,
+    manifest: overrides.manifest ?? testManifest({ policyHash: overrides.policyHash ?? POLICY }),
   };
 }
 
@@ -89,7 +91,7 @@ describe('sign and verify', () => {
   const doc = signDocument(fields(pair.keyId), pair.privateKeyPem);
 
   it('round-trips: the document verifies with its key, and survives pretty JSON and parsing', () => {
-    expect(doc.format).toBe('valhalla-signature/1');
+    expect(doc.format).toBe('valhalla-signature/2');
     expect(Buffer.from(doc.signature, 'base64')).toHaveLength(64);
     expect(verifyDocument(doc, pair.publicKeyPem)).toBe(true);
     const parsed = parseSignedDocument(JSON.stringify(doc, null, 2));
@@ -98,8 +100,10 @@ describe('sign and verify', () => {
     // Key order does not matter: the signed bytes are canonical.
     const reversed = Object.fromEntries(Object.entries(doc).reverse());
     expect(verifyDocument(parseSignedDocument(JSON.stringify(reversed)), pair.publicKeyPem)).toBe(true);
+    // The manifest is signed in its canonical form too (keys sorted at every level).
+    const manifest = `{"dedupKey":"email","format":"valhalla-manifest/1","installationId":"${TEST_INSTALLATION}","limits":{"actionsPerCycle":5,"leadsPerCycle":25,"rateLimitPerSecond":5},"memoryPerProcessMb":512,"monitoring":{"dashboard":true,"email":true,"logLevel":"info","metrics":true,"slack":true},"partner":{"caFingerprints":null,"clientId":"valhalla","tokenUrl":"https://partner.example/oauth/token","url":"https://partner.example/"},"policyHash":"${POLICY}"}`;
     expect(documentBytes(doc)).toBe(
-      `{"comments":"Approved the financial limits and ROI.","date":"2026-01-15","format":"valhalla-signature/1","gate":null,"item":null,"keyId":"${pair.keyId}","kind":"signoff","name":"Frida Finance","policyHash":"${POLICY}","role":"cfo"}`,
+      `{"comments":"Approved the financial limits and ROI.","date":"2026-01-15","format":"valhalla-signature/2","gate":null,"item":null,"keyId":"${pair.keyId}","kind":"signoff","manifest":${manifest},"name":"Frida Finance","policyHash":"${POLICY}","role":"cfo"}`,
     );
   });
 
@@ -120,7 +124,8 @@ describe('sign and verify', () => {
     ['item', { item: '6.roi' }],
     ['policyHash', { policyHash: 'b'.repeat(64) }],
     ['keyId', { keyId: 'c'.repeat(64) }],
-    ['format', { format: 'valhalla-signature/2' as 'valhalla-signature/1' }],
+    ['manifest', { manifest: testManifest({ limits: { rateLimitPerSecond: 4 } }) }],
+    ['format', { format: 'valhalla-signature/1' as 'valhalla-signature/2' }],
     ['signature', { signature: Buffer.alloc(64, 1).toString('base64') }],
   ];
   it('covers every field of the document', () => {
@@ -162,6 +167,26 @@ describe('parseSignedDocument', () => {
     ['a bad policy hash', text({ policyHash: 'abc' }), /^invalid signed document: policyHash: must be 64/],
     ['a bad key id', text({ keyId: 'XYZ' }), /^invalid signed document: keyId: must be 64/],
     ['another format', text({ format: 'other/1' }), /^invalid signed document: format: /],
+    [
+      'the format before release manifests',
+      text({ format: 'valhalla-signature/1', manifest: undefined }),
+      /^a document of the format before release manifests \(valhalla-signature\/1\) names no installation and no manifest: sign again/,
+    ],
+    [
+      "a policy hash that is not the manifest's",
+      text({ policyHash: 'b'.repeat(64) }),
+      /^invalid signed document: policyHash: must be the manifest's policy hash$/,
+    ],
+    [
+      'a manifest with a limit above the hard maximum',
+      text({ manifest: testManifest({ limits: { rateLimitPerSecond: 6 } }) }),
+      /^invalid signed document: manifest\.limits\.rateLimitPerSecond: /,
+    ],
+    [
+      'a manifest without an installation id',
+      text({ manifest: { ...testManifest(), installationId: 'prod' } }),
+      /^invalid signed document: manifest\.installationId: must be an installation id/,
+    ],
     [
       'a short signature',
       text({ signature: 'AAAA' }),

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PRIVATE_DIR_MODE, writePrivateFile } from '../../files/index.js';
+import type { ManifestStatus } from '../../gates/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 import { addConformanceCommand } from './conformance.js';
@@ -20,6 +21,7 @@ export function registerGates(program: Command, ctx: Context): void {
         const report = await app.gatesReport();
         if (opts.json) return writeJson(ctx.io.stdout, report);
         writeLine(ctx.io.stdout, `Policy hash ${report.policyHash}`);
+        writeManifest(ctx, report.manifest);
         writeLine(
           ctx.io.stdout,
           formatTable(
@@ -34,6 +36,33 @@ export function registerGates(program: Command, ctx: Context): void {
             ? 'CLEARED: every gate green, activated by the CEO'
             : `NOT CLEARED: ${report.missing.length} item(s) missing (valhalla gates verify lists them)`,
         );
+      });
+    });
+
+  gates
+    .command('manifest')
+    .description(
+      'the release manifest Phase 4 would run with here (what every signed document approves), its hash and what keeps it from running',
+    )
+    .option('--json', 'print as JSON')
+    .option(
+      '--out <file>',
+      'write the manifest (JSON, mode 0600) for a signer on another machine (--manifest)',
+    )
+    .action(async (opts: { json?: boolean; out?: string }) => {
+      await ctx.withApp(async (app) => {
+        const { manifest } = await app.gatesReport();
+        if (manifest.document === null) {
+          throw new CliExit(EXIT.refused, manifest.problems.join('; '));
+        }
+        if (opts.out !== undefined) {
+          writePrivateFile(resolve(ctx.io.cwd, opts.out), `${JSON.stringify(manifest.document, null, 2)}\n`);
+          writeLine(ctx.io.stdout, `wrote release manifest ${manifest.hash} to ${opts.out}`);
+          return;
+        }
+        if (opts.json) return writeJson(ctx.io.stdout, manifest);
+        writeManifest(ctx, manifest);
+        writeLine(ctx.io.stdout, JSON.stringify(manifest.document, null, 2));
       });
     });
 
@@ -90,4 +119,25 @@ export function registerGates(program: Command, ctx: Context): void {
     });
 
   addConformanceCommand(gates, ctx);
+}
+
+/** The manifest's hash, the approved limits and each problem, for `gates status` and `gates manifest`. */
+function writeManifest(ctx: Context, manifest: ManifestStatus): void {
+  if (manifest.document === null) {
+    writeLine(ctx.io.stdout, `Release manifest: none (${manifest.problems.join('; ')})`);
+    return;
+  }
+  const l = manifest.document.limits;
+  writeLine(
+    ctx.io.stdout,
+    `Release manifest ${manifest.hash} (installation ${manifest.document.installationId}); limits ${l.leadsPerCycle} leads/cycle, ${l.actionsPerCycle} actions/cycle, ${l.rateLimitPerSecond} requests/s`,
+  );
+  if (manifest.approvedLimits !== null) {
+    const a = manifest.approvedLimits;
+    writeLine(
+      ctx.io.stdout,
+      `Approved by ${manifest.approvedBy}: up to ${a.leadsPerCycle} leads/cycle, ${a.actionsPerCycle} actions/cycle, ${a.rateLimitPerSecond} requests/s`,
+    );
+  }
+  for (const problem of manifest.problems) writeLine(ctx.io.stdout, `  refused: ${problem}`);
 }

@@ -12,8 +12,12 @@ import {
   isSigningError,
   keyIdOf,
   listSigners,
+  type ManifestLimits,
+  manifestHash,
+  manifestSchema,
   parseSignedDocument,
   publicKeyOf,
+  type ReleaseManifest,
   recordSignature,
   revokeSigner,
   type SignedDocument,
@@ -81,9 +85,42 @@ interface SignOptions {
   comments: string;
   date?: string;
   out?: string;
+  manifest?: string;
 }
 
-/** Sign with the private key file, over the current policy hash. */
+/**
+ * The release manifest a document approves: the file `--manifest` names (written by `valhalla gates
+ * manifest --out` on the installation, for a signer on another machine), else this installation's.
+ */
+async function manifestToSign(ctx: Context, file: string | undefined): Promise<ReleaseManifest> {
+  if (file !== undefined) {
+    let value: unknown;
+    try {
+      value = JSON.parse(readInput(ctx, file, 'release manifest'));
+    } catch (error) {
+      if (error instanceof CliExit) throw error;
+      throw new CliExit(EXIT.usage, `the release manifest ${file} is not JSON: ${(error as Error).message}`);
+    }
+    // `gates manifest --json` prints the manifest (`document`) with its hash and status: take it from there.
+    const inner = (value as { document?: unknown } | null)?.document;
+    const parsed = manifestSchema.safeParse(typeof inner === 'object' && inner !== null ? inner : value);
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(manifest)'}: ${i.message}`);
+      throw new CliExit(EXIT.usage, `${file} is not a release manifest: ${problems.join('; ')}`);
+    }
+    return parsed.data as ReleaseManifest;
+  }
+  const manifest = await ctx.withApp((app) => app.releaseManifest());
+  if (manifest === null) {
+    throw new CliExit(
+      EXIT.refused,
+      'this installation has no id (its store was never initialised): run `valhalla init` first',
+    );
+  }
+  return manifest;
+}
+
+/** Sign with the private key file, over the release manifest. */
 function signWithKeyFile(
   ctx: Context,
   fields: Omit<SignedFields, 'keyId' | 'policyHash' | 'date'>,
@@ -94,7 +131,7 @@ function signWithKeyFile(
   const complete: SignedFields = {
     ...fields,
     date: opts.date ?? new Date(now).toISOString().slice(0, 10),
-    policyHash: ctx.config().policyHash,
+    policyHash: fields.manifest.policyHash,
     keyId: usable(() => keyIdOf(publicKeyOf(privateKeyPem))),
   };
   // Written to a file, a document recordSignature would refuse anyway is refused now; recorded
@@ -130,13 +167,17 @@ async function submit(ctx: Context, doc: SignedDocument): Promise<void> {
     const result = await recordSignature(signingDeps(app), doc, {
       actor: app.config.operator,
       now: app.clock.now(),
-      policyHash: app.config.policyHash,
+      manifest: await app.releaseManifest(),
     });
     const what = KIND_WORDS[doc.kind];
     if (!result.ok) throw new CliExit(EXIT.refused, `${what} refused: ${result.reason}`);
+    const limits =
+      doc.kind === 'amendment'
+        ? `, approving ${doc.manifest.limits.leadsPerCycle} leads/cycle, ${doc.manifest.limits.actionsPerCycle} actions/cycle, ${doc.manifest.limits.rateLimitPerSecond} requests/s`
+        : '';
     writeLine(
       ctx.io.stdout,
-      `recorded ${what} #${result.id} by ${doc.name} (${doc.role})${doc.item ? ` for item ${doc.item}` : ''} against policy ${doc.policyHash.slice(0, 12)}… (audited)`,
+      `recorded ${what} #${result.id} by ${doc.name} (${doc.role})${doc.item ? ` for item ${doc.item}` : ''} over release manifest ${manifestHash(doc.manifest).slice(0, 12)}…${limits} (audited)`,
     );
   });
 }
@@ -262,15 +303,25 @@ export function registerSigning(program: Command, ctx: Context): void {
     .option('--comments <text>', 'comments (signed)', '')
     .option('--date <YYYY-MM-DD>', 'the date signed (UTC; default today)', day)
     .option('--out <file>', 'write the signed document here and record nothing')
+    .option('--manifest <file>', MANIFEST_OPTION)
     .action(async (opts: Partial<SignOptions> & { comments: string }) => {
       const missing = (['role', 'name', 'key'] as const).filter((k) => opts[k] === undefined);
       if (missing.length > 0) {
         throw new CliExit(EXIT.usage, `signoff needs ${missing.map((k) => `--${k}`).join(', ')}`);
       }
       const o = opts as SignOptions;
+      const manifest = await manifestToSign(ctx, o.manifest);
       const doc = signWithKeyFile(
         ctx,
-        { kind: 'signoff', role: o.role, name: o.name, comments: o.comments, gate: null, item: null },
+        {
+          kind: 'signoff',
+          role: o.role,
+          name: o.name,
+          comments: o.comments,
+          gate: null,
+          item: null,
+          manifest,
+        },
         o,
         systemClock.now(),
       );
@@ -278,7 +329,9 @@ export function registerSigning(program: Command, ctx: Context): void {
     });
   signoff
     .command('submit')
-    .description('record a signed document written with --out (a sign-off, attestation or activation)')
+    .description(
+      'record a signed document written with --out (a sign-off, attestation, activation or amendment)',
+    )
     .argument('<file>', 'the signed document (JSON)')
     .action(async (file: string) => {
       const doc = usable(() => parseSignedDocument(readInput(ctx, file, 'signed document')));
@@ -295,9 +348,11 @@ export function registerSigning(program: Command, ctx: Context): void {
     .option('--comments <text>', 'comments (signed)', '')
     .option('--date <YYYY-MM-DD>', 'the date signed (UTC; default today)', day)
     .option('--out <file>', 'write the signed document here and record nothing')
+    .option('--manifest <file>', MANIFEST_OPTION)
     .action(async (opts: SignOptions & { item: string }) => {
       const item = findItem(opts.item);
       if (!item) throw new CliExit(EXIT.usage, `no gate item ${opts.item} (see valhalla gates status)`);
+      const manifest = await manifestToSign(ctx, opts.manifest);
       const doc = signWithKeyFile(
         ctx,
         {
@@ -307,6 +362,7 @@ export function registerSigning(program: Command, ctx: Context): void {
           comments: opts.comments,
           gate: item.gate,
           item: item.id,
+          manifest,
         },
         opts,
         systemClock.now(),
@@ -321,13 +377,94 @@ export function registerSigning(program: Command, ctx: Context): void {
     .requiredOption('--key <file>', "the CEO's private key (.key)")
     .option('--comments <text>', 'comments (signed)', '')
     .option('--date <YYYY-MM-DD>', 'the date signed (UTC; default today)', day)
-    .action(async (opts: Omit<SignOptions, 'role' | 'out'>) => {
+    .action(async (opts: Omit<SignOptions, 'role' | 'out' | 'manifest'>) => {
+      const manifest = await manifestToSign(ctx, undefined);
       const doc = signWithKeyFile(
         ctx,
-        { kind: 'activation', role: 'ceo', name: opts.name, comments: opts.comments, gate: null, item: null },
+        {
+          kind: 'activation',
+          role: 'ceo',
+          name: opts.name,
+          comments: opts.comments,
+          gate: null,
+          item: null,
+          manifest,
+        },
         { ...opts, role: 'ceo' },
         systemClock.now(),
       );
       await submit(ctx, doc);
     });
+
+  program
+    .command('amend')
+    .description(
+      "the CFO's amendment raising limits (policy: rate limits adjusted with CFO approval): the other sign-offs carry over",
+    )
+    .requiredOption('--name <name>', "the CFO's name, as registered")
+    .requiredOption('--key <file>', "the CFO's private key (.key)")
+    .option('--leads-per-cycle <n>', 'the new leads/cycle', wholeNumber)
+    .option('--actions-per-cycle <n>', 'the new actions/cycle', wholeNumber)
+    .option('--rate <n>', 'the new requests/s', positiveNumber)
+    .option('--comments <text>', 'comments (signed)', '')
+    .option('--date <YYYY-MM-DD>', 'the date signed (UTC; default today)', day)
+    .option('--out <file>', 'write the signed document here and record nothing')
+    .option('--manifest <file>', MANIFEST_OPTION)
+    .action(
+      async (
+        opts: Omit<SignOptions, 'role'> & { leadsPerCycle?: number; actionsPerCycle?: number; rate?: number },
+      ) => {
+        const changes: Partial<ManifestLimits> = {
+          ...(opts.leadsPerCycle !== undefined ? { leadsPerCycle: opts.leadsPerCycle } : {}),
+          ...(opts.actionsPerCycle !== undefined ? { actionsPerCycle: opts.actionsPerCycle } : {}),
+          ...(opts.rate !== undefined ? { rateLimitPerSecond: opts.rate } : {}),
+        };
+        if (Object.keys(changes).length === 0) {
+          throw new CliExit(
+            EXIT.usage,
+            'amend needs at least one of --leads-per-cycle, --actions-per-cycle, --rate',
+          );
+        }
+        const base = await manifestToSign(ctx, opts.manifest);
+        const manifest = { ...base, limits: { ...base.limits, ...changes } };
+        const caps = manifestSchema.shape.limits.safeParse(manifest.limits);
+        if (!caps.success) {
+          const problems = caps.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+          throw new CliExit(
+            EXIT.refused,
+            `amendment refused: above the hard maximum: ${problems.join('; ')}`,
+          );
+        }
+        const doc = signWithKeyFile(
+          ctx,
+          {
+            kind: 'amendment',
+            role: 'cfo',
+            name: opts.name,
+            comments: opts.comments,
+            gate: null,
+            item: null,
+            manifest,
+          },
+          { ...opts, role: 'cfo' },
+          systemClock.now(),
+        );
+        await recordOrWrite(ctx, doc, opts.out);
+      },
+    );
+}
+
+const MANIFEST_OPTION =
+  'sign over this release manifest (written by `valhalla gates manifest --out` on the installation) instead of reading the installation here';
+
+function wholeNumber(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`not a whole number: ${value}`);
+  return Number(value);
+}
+
+function positiveNumber(value: string): number {
+  if (!/^\d+(\.\d+)?$/.test(value) || !(Number(value) > 0)) {
+    throw new InvalidArgumentError(`not a number above 0: ${value}`);
+  }
+  return Number(value);
 }
