@@ -202,13 +202,18 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     );
     expect(rollback).toHaveLength(1);
     expect(rollback[0]!.actor).toBe('api:alice');
-    // The button says whether the running worker took it, and how fast (its own record in mode_acks).
+    // The button says whether the running worker took it, and how fast (its own record in mode_acks,
+    // which the worker writes when it takes the change: waited for, not assumed written by now).
+    await until(
+      () => query(dbFile, 'select pid from mode_acks where acked_at >= ?', rollback[0]!.at).length >= 1,
+      "the worker's acknowledgement",
+    );
     const [ack] = query<{ pid: number }>(dbFile, 'select pid from mode_acks order by acked_at desc limit 1');
     await expect
-      .poll(() => page.locator('#action-result').textContent(), { timeout: 10_000 })
+      .poll(() => page.locator('#action-result').textContent(), { timeout: 30_000 })
       .toMatch(
         new RegExp(
-          `^Roll back: change, live → rolled_back\\. acknowledged by the running service: worker pid ${ack?.pid} \\(.+\\) took it \\d+ ms after the change`,
+          `^Roll back: change, live → rolled_back\\. acknowledged by the running service: worker pid ${ack!.pid} \\(.+\\) took it \\d+ ms after the change`,
         ),
       );
     // Requests already in flight finish; give the hold a moment, then nothing more reaches the partner
