@@ -29,6 +29,8 @@ export type AlertEvent =
   | 'throttle_storm'
   | 'partner_tls_refused'
   | 'phase4_refused'
+  | 'limits_changed'
+  | 'limits_refused'
   | 'test';
 
 export const ALERT_SEVERITY: Readonly<Record<AlertEvent, AlertSeverity>> = {
@@ -39,6 +41,8 @@ export const ALERT_SEVERITY: Readonly<Record<AlertEvent, AlertSeverity>> = {
   throttle_storm: 'critical',
   partner_tls_refused: 'critical',
   phase4_refused: 'critical',
+  limits_refused: 'warning',
+  limits_changed: 'warning',
   memory_restart: 'warning',
   worker_crashed: 'warning',
   dashboard_unavailable: 'warning',

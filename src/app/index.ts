@@ -30,6 +30,7 @@ import {
   createGateClearance,
   evaluateGates,
   type GatesReport,
+  limitsAbove,
   type ReleaseManifest,
 } from '../gates/index.js';
 import {
@@ -55,7 +56,13 @@ import {
   REASON_WITHHELD,
   refuseContactData,
 } from '../pii/index.js';
-import { type LeadState, type ModeChange, type ModeCommand, rampPosition } from '../policy/index.js';
+import {
+  canonicalJson,
+  type LeadState,
+  type ModeChange,
+  type ModeCommand,
+  rampPosition,
+} from '../policy/index.js';
 import {
   type Alert,
   type AlertDelivery,
@@ -240,8 +247,22 @@ export interface App {
   checkPolicy(
     source: 'config' | 'disk',
   ): Promise<{ changed: boolean; from: string | null; to: string | null }>;
+  /** The limits in force in this process now: the configuration's, or lower ones taken while running. */
+  limitsInForce(): Config['limits'];
+  /**
+   * Read the limits again from `load` (the environment, `.env` and the policy file as they are now):
+   * a lowering (or a return up to the approved limits) is taken from the next cycle, audited
+   * (`limits.changed`) and alerted; a raise above the approved limits is refused (`limits.refused`,
+   * alerted once per wanted value) and the limits in force are kept.
+   */
+  reloadLimits(load: () => Config): Promise<LimitsReload>;
   close(): Promise<void>;
 }
+
+export type LimitsReload =
+  | { kind: 'unchanged' }
+  | { kind: 'applied'; from: Config['limits']; to: Config['limits']; message: string }
+  | { kind: 'refused'; message: string };
 
 export interface RunState {
   mode: Mode;
@@ -408,6 +429,66 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     channels = created;
     return created;
   };
+  let limitsInForce: Config['limits'] = config.limits;
+  let lastRefusal: string | null = null;
+  const describeLimits = (l: Config['limits']) =>
+    `${l.leadsPerCycle} leads/cycle, ${l.actionsPerCycle} actions/cycle, ${l.rateLimitPerSecond} requests/s`;
+  async function reloadLimits(load: () => Config): Promise<LimitsReload> {
+    let next: Config['limits'];
+    try {
+      next = load().limits;
+    } catch (error) {
+      const message = `the configuration on disk can no longer be read (${(error as Error).message.split('\n')[0]}): the limits in force are kept`;
+      if (lastRefusal === message) return { kind: 'unchanged' };
+      lastRefusal = message;
+      return { kind: 'refused', message };
+    }
+    const from = limitsInForce;
+    if (canonicalJson(next) === canonicalJson(from)) {
+      lastRefusal = null;
+      return { kind: 'unchanged' };
+    }
+    // What may run: the limits approved by the valid documents, else those the gates cleared at start.
+    const approved =
+      (await evaluateGates({ store, config, audit, clock })).manifest.approvedLimits ?? config.limits;
+    const above = limitsAbove(next, approved);
+    if (above.length > 0) {
+      const key = canonicalJson(next);
+      if (lastRefusal === key) return { kind: 'unchanged' };
+      lastRefusal = key;
+      const message = `limits on disk above those approved (${above.join('; ')}): kept ${describeLimits(from)}; a raise needs the CFO's amendment (valhalla amend), then it is taken at the next cycle`;
+      await store.db.transaction().execute(async (trx) => {
+        await audit.append(trx, {
+          actor: config.operator,
+          action: 'limits.refused',
+          details: { inForce: from, wanted: next, approved, above },
+        });
+        await alerts.raise(trx, { event: 'limits_refused', dedupKey: `limits:${key}`, message });
+      });
+      return { kind: 'refused', message };
+    }
+    lastRefusal = null;
+    const shape = limiterShape(next.rateLimitPerSecond, config.policy.rateWindowMs);
+    partnerClient?.setRateLimit(next.rateLimitPerSecond);
+    ledPartnerClient?.setRateLimit(next.rateLimitPerSecond);
+    runnerLeadership?.reshapeStarts(shape);
+    limitsInForce = next;
+    const message = `limits in force from the next cycle: ${describeLimits(next)} (were ${describeLimits(from)})`;
+    await store.db.transaction().execute(async (trx) => {
+      await audit.append(trx, {
+        actor: config.operator,
+        action: 'limits.changed',
+        details: { from, to: next, approved, source: 'the configuration on disk' },
+      });
+      await alerts.raise(trx, {
+        event: 'limits_changed',
+        dedupKey: `limits:${canonicalJson(next)}`,
+        message,
+      });
+    });
+    return { kind: 'applied', from, to: next, message };
+  }
+
   async function checkPolicy(source: 'config' | 'disk') {
     let to: string | null = config.policyHash;
     let problem: string | null = null;
@@ -552,6 +633,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         clock,
         pseudonymizer: p,
         gates: engineOptions.gates ?? gates,
+        limits: () => limitsInForce,
       });
       return createEngine({
         config,
@@ -566,6 +648,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
         alerts,
         monitor: requestMonitor,
         leadership: engineOptions.leadership ?? null,
+        limits: () => limitsInForce,
       });
     },
     leadership() {
@@ -607,6 +690,8 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     },
     requestMonitor,
     checkPolicy,
+    limitsInForce: () => limitsInForce,
+    reloadLimits,
     async changeMode(command, request) {
       const actor = request.actor ?? config.operator;
       // The reason is kept for good in the audit chain. A stop (pause, rollback) is never held up by

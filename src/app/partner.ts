@@ -2,7 +2,11 @@ import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { PartnerPort } from '../engine/index.js';
 
-export type PartnerClient = PartnerPort & { close(): Promise<void> };
+export type PartnerClient = PartnerPort & {
+  /** The rate limit from the next request start on (lowered while the service runs). */
+  setRateLimit(perSecond: number): void;
+  close(): Promise<void>;
+};
 type Client = import('../outbound/index.js').PartnerClient;
 
 /**
@@ -27,6 +31,7 @@ export function createPartnerClientFromConfig(
     );
   }
   let client: Promise<Client> | null = null;
+  let rate = limits.rateLimitPerSecond;
   const get = (): Promise<Client> => {
     client ??= import('../outbound/index.js').then(({ createPartnerClient }) =>
       createPartnerClient({
@@ -36,7 +41,7 @@ export function createPartnerClientFromConfig(
         clientSecret,
         ...(partner.caPem ? { caPem: partner.caPem } : {}),
         allowPlainHttpLoopback: false,
-        rateLimitPerSecond: limits.rateLimitPerSecond,
+        rateLimitPerSecond: rate,
         rateWindowMs: policy.rateWindowMs,
         maxConcurrent: policy.maxConcurrentRequests,
         timeoutMs: policy.apiTimeoutSeconds * 1000,
@@ -51,6 +56,11 @@ export function createPartnerClientFromConfig(
     health: async (signal) => (await get()).health(signal),
     ensureToken: async (validForMs, signal) => (await get()).ensureToken(validForMs, signal),
     sendBatch: async (batch, signal, holdNew) => (await get()).sendBatch(batch, signal, holdNew),
+    setRateLimit(perSecond) {
+      rate = perSecond;
+      // Registered now, so it runs before any request that asks for the client after this.
+      void client?.then((c) => c.setRateLimit(perSecond));
+    },
     close: async () => {
       if (client) await (await client).close();
     },

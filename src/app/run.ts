@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { createAlertDispatcher } from '../alerts/index.js';
 import { systemSleep } from '../clock/index.js';
+import type { Config } from '../config/index.js';
 import { PACKAGE_ROOT } from '../config/index.js';
 import { type CycleReport, describeCycle, isTransient, NotLeader, runCycles } from '../engine/index.js';
 import { changeMode, type GateClearance } from '../guard/index.js';
@@ -43,6 +44,8 @@ export interface WorkerRunOptions {
   print: (line: string) => void;
   /** A cycle stuck after its term ended (default: exit 1, for the supervisor to restart the worker). */
   exitStuck?: () => void;
+  /** Phase 4: the configuration as it is on disk now, read before each cycle for its limits. */
+  reloadConfig?: () => Config;
 }
 
 /** The result of a run: 0 done, 3 refused (Phase 4 without the gates). */
@@ -107,7 +110,7 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
     startedAt,
     state: () => state,
     send: options.send,
-    service: () => ({ mode: watch.mode(), policyHash: config.policyHash, limits: config.limits }),
+    service: () => ({ mode: watch.mode(), policyHash: config.policyHash, limits: app.limitsInForce() }),
   });
   // Several runners may share the database: this one cycles only while it holds the lease.
   const leadership = app.leadership();
@@ -162,6 +165,12 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
             // Phase 4: gates that turn red under a running service (a revoked key, failed evidence) stop
             // every request at the guard; say so once, and once more when they are green again.
             if (config.phase === 4) {
+              // Limits edited on disk: a lowering is taken from this cycle on, a raise beyond the
+              // approved limits refused (each said once).
+              if (options.reloadConfig) {
+                const reload = await app.reloadLimits(options.reloadConfig);
+                if (reload.kind !== 'unchanged') options.print(reload.message);
+              }
               const clearance = await gates.check();
               await app.store.db.transaction().execute((trx) =>
                 app.alerts.condition(trx, 'gates', !clearance.cleared, {

@@ -12,6 +12,8 @@ export interface GlobalOptions {
 export interface Context {
   readonly io: CliIo;
   config(): Config;
+  /** The configuration read again now (environment, `.env`, policy file), not the one loaded first. */
+  freshConfig(): Config;
   /**
    * Open the app (database and all) for the length of `work`, and close it after. The installation
    * must exist (made by `valhalla init`): where there is none, this fails naming where it looked and
@@ -22,16 +24,20 @@ export interface Context {
 
 export function createContext(io: CliIo, globals: () => GlobalOptions = () => ({})): Context {
   let config: Config | undefined;
-  const getConfig = () => {
+  const load = () => {
     const { dataDir } = globals();
     // --data-dir is VALHALLA_DATA_DIR given on the command line: it wins over the environment and .env.
     const env = dataDir === undefined ? io.env : { ...io.env, VALHALLA_DATA_DIR: resolve(io.cwd, dataDir) };
-    config ??= loadConfig({ env, cwd: io.cwd });
+    return loadConfig({ env, cwd: io.cwd });
+  };
+  const getConfig = () => {
+    config ??= load();
     return config;
   };
   return {
     io,
     config: getConfig,
+    freshConfig: load,
     async withApp(work) {
       const config = getConfig();
       const probe = await findInstallation(config);

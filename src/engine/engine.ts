@@ -78,6 +78,8 @@ export interface EngineDeps {
    * and checks this runner still holds it (src/engine/leadership.ts). Absent: one runner, unfenced.
    */
   leadership?: Pick<Leadership, 'holds'> | null | undefined;
+  /** The limits in force now (lowered while the service runs); default the configuration's. */
+  limits?: () => Config['limits'];
 }
 
 /** What one cycle did: the same data goes to the terminal, the cycles table and the audit chain. */
@@ -296,7 +298,9 @@ export function createEngine(deps: EngineDeps): Engine {
     }
 
     const cutoff = freshnessCutoff(policy.maxLeadAgeDays, startedAt);
-    let rampCeiling = config.limits.leadsPerCycle;
+    // The limits in force at this cycle's start: a lowering while the service runs applies from here.
+    const limits = deps.limits?.() ?? config.limits;
+    let rampCeiling = limits.leadsPerCycle;
     let leadsLeftToday = Number.POSITIVE_INFINITY;
     let budgetLeft = Number.POSITIVE_INFINITY;
     if (live) {
@@ -304,7 +308,7 @@ export function createEngine(deps: EngineDeps): Engine {
         policy.rampStages,
         await goLiveAt(startedAt),
         startedAt,
-        config.limits.leadsPerCycle,
+        limits.leadsPerCycle,
       );
       report.rampStage = ramp.stage;
       rampCeiling = ramp.ceiling;
@@ -323,14 +327,14 @@ export function createEngine(deps: EngineDeps): Engine {
       budgetLeft = policy.budgetExposure - today.exposure;
     }
     const { ceiling, limitedBy } = cycleCeiling({
-      leadsPerCycle: config.limits.leadsPerCycle,
+      leadsPerCycle: limits.leadsPerCycle,
       rampCeiling,
       leadsLeftToday,
     });
     report.ceiling = ceiling;
     report.limitedBy = limitedBy;
     // In Phase 3 VALHALLA_MAX_ACTIONS_PER_CYCLE is 0 real actions; the dry run shows the policy file's would-be actions.
-    const actionsPerCycle = live ? config.limits.actionsPerCycle : policy.actionsPerCycle;
+    const actionsPerCycle = live ? limits.actionsPerCycle : policy.actionsPerCycle;
     const context: CycleContext = {
       cycleId: 0,
       ceiling,

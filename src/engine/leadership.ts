@@ -80,6 +80,8 @@ export interface Leadership {
   resign(): Promise<void>;
   /** Every request start to the partner passes this: the shared sliding log, in this term only. */
   readonly startLimiter: StartLimiter;
+  /** The shared start log's shape from the next start on (the rate limit lowered while running). */
+  reshapeStarts(shape: { limit: number; windowMs: number }): void;
 }
 
 /** Thrown by a fenced step when this runner no longer holds the lease: nothing was changed. */
@@ -146,6 +148,8 @@ function hasCode(error: unknown, code: string): boolean {
 
 export function createLeadership(options: LeadershipOptions): Leadership {
   const { store, audit, clock, sleep, logger, leaseMs } = options;
+  // A copy: the rate limit may be lowered while the runner leads (reshapeStarts).
+  const starts = { ...options.starts };
   const monotonic = options.monotonicNow ?? (() => performance.now());
   const now = () => clock.now();
   const me: RunnerIdentity = {
@@ -346,7 +350,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
           decision = await store.db.transaction().execute(async (trx) => {
             const epoch = await fence(trx);
             if (epoch === null) return null;
-            return grantStart(trx, store.dialect, me, epoch, options.starts, now);
+            return grantStart(trx, store.dialect, me, epoch, starts, now);
           });
         } catch (cause) {
           throw new OutboundError(
@@ -386,5 +390,9 @@ export function createLeadership(options: LeadershipOptions): Leadership {
     holds: async (trx) => (await fence(trx)) !== null,
     resign,
     startLimiter,
+    reshapeStarts(shape) {
+      starts.limit = shape.limit;
+      starts.windowMs = shape.windowMs;
+    },
   };
 }

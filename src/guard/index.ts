@@ -71,6 +71,8 @@ export function createGuard(deps: {
   clock: Clock;
   pseudonymizer: Pseudonymizer;
   gates: GateClearance;
+  /** The limits in force now (lowered while the service runs); default the configuration's. */
+  limits?: () => Config['limits'];
 }): Guard {
   const { config, audit, clock, pseudonymizer, gates } = deps;
   let answer: { cleared: boolean; reason: string; at: number } | null = null;
@@ -119,7 +121,7 @@ export function createGuard(deps: {
     // sent, and lowering a limit must not strand it half-delivered: it is held to the hard maximum.
     const batchLimit =
       request.attempt === 1
-        ? Math.min(HARD_CAPS.leadsPerCycle, config.limits.leadsPerCycle, request.ceiling)
+        ? Math.min(HARD_CAPS.leadsPerCycle, (deps.limits?.() ?? config.limits).leadsPerCycle, request.ceiling)
         : HARD_CAPS.leadsPerCycle;
     if (request.leads.length > batchLimit) {
       return {

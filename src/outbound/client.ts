@@ -103,6 +103,11 @@ export interface PartnerClient {
    * aborted while it waits for a token, a slot or a rate permit, it throws `CANCELLED` with nothing sent.
    */
   sendBatch(batch: PartnerBatch, signal?: AbortSignal, holdNew?: AbortSignal): Promise<SendOutcome>;
+  /**
+   * The rate limit from the next request start on (a limit lowered while the service runs). Throws
+   * `INVALID_OPTIONS` above the hard cap, as the constructor does.
+   */
+  setRateLimit(perSecond: number): void;
   /** Refuse new requests, let those in flight finish (each within its deadline), release sockets. Safe twice. */
   close(): Promise<void>;
 }
@@ -141,6 +146,8 @@ class HttpPartnerClient implements PartnerClient {
   readonly #timeoutMs: number;
   readonly #clock: Clock;
   readonly #limiter: SlidingWindowLimiter;
+  readonly #rateWindowMs: number;
+  readonly #rateMarginMs: number;
   readonly #gate: ConcurrencyGate;
   readonly #transport: Transport;
   readonly #tokens: TokenProvider;
@@ -154,6 +161,8 @@ class HttpPartnerClient implements PartnerClient {
     this.#timeoutMs = options.timeoutMs;
     this.#clock = options.clock;
     const monotonicNow = options.monotonicNow ?? (() => performance.now());
+    this.#rateWindowMs = options.rateWindowMs;
+    this.#rateMarginMs = settings.rateMarginMs;
     this.#limiter = new SlidingWindowLimiter({
       ...limiterShape(options.rateLimitPerSecond, options.rateWindowMs),
       marginMs: settings.rateMarginMs,
@@ -292,6 +301,18 @@ class HttpPartnerClient implements PartnerClient {
       const fit = this.#tokens.fitsRequest(token);
       if (turn >= 2 && !fit.fits) return agedWhileWaiting(token, fit, exchange);
     }
+  }
+
+  setRateLimit(perSecond: number): void {
+    const shape = limiterShape(perSecond, this.#rateWindowMs);
+    const inOneSecond = maxStartsInAnySecond(shape.limit, shape.windowMs, this.#rateMarginMs);
+    if (inOneSecond > HARD_CAPS.rateLimitPerSecond || perSecond > HARD_CAPS.rateLimitPerSecond) {
+      throw new OutboundError(
+        'INVALID_OPTIONS',
+        `rateLimitPerSecond must be ≤ ${HARD_CAPS.rateLimitPerSecond}, got ${perSecond}`,
+      );
+    }
+    this.#limiter.reshape(shape);
   }
 
   close(): Promise<void> {

@@ -85,8 +85,8 @@ const defaultSleep: LimiterSleep = (ms, signal) => delay(ms, undefined, { signal
  * One instance is shared by every request a partner client makes.
  */
 export class SlidingWindowLimiter {
-  readonly limit: number;
-  readonly windowMs: number;
+  #limit: number;
+  #windowMs: number;
   readonly marginMs: number;
   readonly #now: () => number;
   readonly #sleep: LimiterSleep;
@@ -100,20 +100,12 @@ export class SlidingWindowLimiter {
 
   constructor(options: SlidingWindowLimiterOptions) {
     const { limit, windowMs, marginMs = DEFAULT_RATE_MARGIN_MS } = options;
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new OutboundError(
-        'INVALID_OPTIONS',
-        `rate limit must be a whole number ≥ 1 per window, got ${limit}`,
-      );
-    }
-    if (!Number.isFinite(windowMs) || windowMs <= 0) {
-      throw new OutboundError('INVALID_OPTIONS', `rate window must be > 0 ms, got ${windowMs}`);
-    }
+    checkShape(limit, windowMs);
     if (!Number.isFinite(marginMs) || marginMs < 0) {
       throw new OutboundError('INVALID_OPTIONS', `rate margin must be ≥ 0 ms, got ${marginMs}`);
     }
-    this.limit = limit;
-    this.windowMs = windowMs;
+    this.#limit = limit;
+    this.#windowMs = windowMs;
     this.marginMs = marginMs;
     this.#now = options.now ?? (() => performance.now());
     this.#sleep = options.sleep ?? defaultSleep;
@@ -187,6 +179,27 @@ export class SlidingWindowLimiter {
     }
   }
 
+  /** Starts allowed in any window of `windowMs`. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  get windowMs(): number {
+    return this.#windowMs;
+  }
+
+  /**
+   * A new shape for the starts from now on (a limit lowered while the service runs). The log of
+   * earlier starts is kept and judged by the new shape: a lower limit or a longer window only makes
+   * the next grant wait longer.
+   */
+  reshape(shape: { limit: number; windowMs: number }): void {
+    checkShape(shape.limit, shape.windowMs);
+    this.#limit = shape.limit;
+    this.#windowMs = shape.windowMs;
+    this.#wake?.abort();
+  }
+
   /** 0 when a start is allowed now; otherwise how long until one is (Infinity: until a permit settles). */
   #msUntilFree(): number {
     const now = this.#now();
@@ -245,6 +258,18 @@ export class SlidingWindowLimiter {
  * than the operator allowed. A rate below 1 stretches the window instead (0.5 → 1 per 2 windows),
  * which is the only way to send anything at all.
  */
+function checkShape(limit: number, windowMs: number): void {
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new OutboundError(
+      'INVALID_OPTIONS',
+      `rate limit must be a whole number ≥ 1 per window, got ${limit}`,
+    );
+  }
+  if (!Number.isFinite(windowMs) || windowMs <= 0) {
+    throw new OutboundError('INVALID_OPTIONS', `rate window must be > 0 ms, got ${windowMs}`);
+  }
+}
+
 export function limiterShape(ratePerWindow: number, windowMs: number): { limit: number; windowMs: number } {
   if (!Number.isFinite(ratePerWindow) || ratePerWindow <= 0) {
     throw new OutboundError('INVALID_OPTIONS', `rate limit must be > 0, got ${ratePerWindow}`);

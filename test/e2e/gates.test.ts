@@ -8,9 +8,9 @@
  * to the sandbox partner. Taking away any one signed item or piece of evidence makes `gates verify`
  * refuse naming it, and `run` refuse with exit 3.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +23,7 @@ import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/inde
 import { createApiToken } from '../../src/server/index.js';
 import { BIN, type CliResult, phase4Env, REPO_ROOT, runBinary, runInProcess } from '../support/cli.js';
 import { seedPhase3Run } from '../support/phase3-run.js';
+import { spawnNode } from '../support/processes.js';
 import {
   type MailServer,
   type SlackReceiver,
@@ -477,6 +478,72 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(edited.stdout).toMatch(
       /PROBLEM: amendment by Fran Finance \(cfo\): the report says valid, the check says invalid \(bad signature\)/,
     );
+  });
+
+  it('limits edited in .env while valhalla run runs: a lowering is taken at the next cycle with no restart (audited, alerted, in the running service’s status); a raise above the approved is refused and kept out', async () => {
+    // The limits come from .env here (the environment would win over it).
+    const { VALHALLA_RATE_LIMIT: _fromEnvironment, ...withoutRate } = env;
+    const dotenv = join(cwd, '.env');
+    writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=3\n');
+    const children = new Set<ChildProcess>();
+    const run = spawnNode(BIN, ['run'], { cwd, env: withoutRate, children, guardMs: 300_000 });
+    const waitFor = async (what: string, test: () => boolean) => {
+      const deadline = Date.now() + 120_000;
+      while (!test()) {
+        if (Date.now() > deadline || run.child.exitCode !== null)
+          throw new Error(`no ${what}:\n${run.out()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    try {
+      await waitFor('first cycle', () => /cycle \d+ /.test(run.out()));
+      writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=2\nVALHALLA_MAX_LEADS_PER_CYCLE=10\n');
+      await waitFor('lowering', () => run.out().includes('limits in force from the next cycle'));
+      expect(run.out()).toContain(
+        'limits in force from the next cycle: 10 leads/cycle, 5 actions/cycle, 2 requests/s (were 25 leads/cycle, 5 actions/cycle, 3 requests/s)',
+      );
+      // The running service reports them in its heartbeat (what `status` and the dashboard show):
+      // this run's worker, the one its supervisor started (the seeded history has heartbeats too).
+      const workerPid = () =>
+        query<{ details: string }>(dbFile, "select details from audit_log where action = 'worker.started'")
+          .map((e) => (JSON.parse(e.details) as { pid: number }).pid)
+          .at(-1);
+      await waitFor('a heartbeat with the lowered limits', () =>
+        query<{ limits: string | null }>(
+          dbFile,
+          'select limits from heartbeats where pid = ?',
+          workerPid(),
+        ).some(
+          (h) =>
+            h.limits !== null && (JSON.parse(h.limits) as { leadsPerCycle: number }).leadsPerCycle === 10,
+        ),
+      );
+      const changed = query<{ details: string }>(
+        dbFile,
+        "select details from audit_log where action = 'limits.changed'",
+      );
+      expect(changed.map((c) => JSON.parse(c.details) as Record<string, unknown>)).toEqual([
+        expect.objectContaining({
+          from: { leadsPerCycle: 25, actionsPerCycle: 5, rateLimitPerSecond: 3 },
+          to: { leadsPerCycle: 10, actionsPerCycle: 5, rateLimitPerSecond: 2 },
+        }),
+      ]);
+      expect(query(dbFile, "select id from alerts where event = 'limits_changed'")).toHaveLength(1);
+      // Above what the sign-offs and the amendment approve (25 leads/cycle): refused, once, kept out.
+      writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=2\nVALHALLA_MAX_LEADS_PER_CYCLE=30\n');
+      await waitFor('refusal', () => run.out().includes('limits on disk above those approved'));
+      expect(run.out()).toContain(
+        'limits on disk above those approved (VALHALLA_MAX_LEADS_PER_CYCLE 30 leads/cycle, approved 25): kept 10 leads/cycle, 5 actions/cycle, 2 requests/s',
+      );
+      expect(query(dbFile, "select seq from audit_log where action = 'limits.refused'")).toHaveLength(1);
+      expect(query(dbFile, "select id from alerts where event = 'limits_refused'")).toHaveLength(1);
+      expect(query(dbFile, "select seq from audit_log where action = 'limits.changed'")).toHaveLength(1);
+      run.child.kill('SIGTERM');
+      expect((await run.exited).code).toBe(0);
+    } finally {
+      for (const child of children) child.kill('SIGKILL');
+      rmSync(dotenv, { force: true });
+    }
   });
 
   it('the offline verifier catches a tampered report; a changed policy voids every signature', async () => {

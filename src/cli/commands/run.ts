@@ -107,6 +107,8 @@ export function registerRun(program: Command, ctx: Context): void {
             stop: signals.stop,
             abortRequests: signals.abortRequests,
             maxCycles: opts.cycles,
+            // A limit lowered in `.env` (or the policy file) is taken at the next cycle, no restart.
+            reloadConfig: () => ctx.freshConfig(),
             send: process.send ? sendToSupervisor : undefined,
             print: (line) => writeLine(ctx.io.stdout, line),
           });
