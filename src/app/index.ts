@@ -73,6 +73,7 @@ import {
   setRuntimeValue,
 } from '../store/index.js';
 import { AppError } from './errors.js';
+import { fillIdentityKeysIfPending } from './identity-keys.js';
 import { ingestDepsOf } from './ingest-deps.js';
 
 /**
@@ -344,6 +345,17 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     if (config.pseudonymSecret !== null) {
       pseudonymizer = createPseudonymizer(config.pseudonymSecret);
       await checkSecretFingerprint(store, pseudonymizer, clock);
+    }
+    if (pseudonymizer !== null) {
+      await fillIdentityKeysIfPending({
+        store,
+        audit,
+        clock,
+        logger,
+        pseudonymizer,
+        operator: config.operator,
+        rule: config.dedupKey,
+      });
     }
   } catch (error) {
     await store.close();

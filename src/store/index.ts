@@ -36,6 +36,14 @@ export {
   RESTRICTED_TABLES,
 } from './grants.js';
 export {
+  fillIdentityKeysPage,
+  finishIdentityKeysFill,
+  IDENTITY_KEYS_FILL,
+  type IdentityFillPage,
+  type IdentityKeysOf,
+  type SharedIdentity,
+} from './identity-keys.js';
+export {
   addIngestCounts,
   createIngestRun,
   finishIngestRun,

@@ -13,7 +13,7 @@ import { type Kysely, type Migration, sql } from 'kysely';
  * as it keeps `dedup_key`, so an erased person stays out under either identity.
  *
  * The hashes need the installation's secret, which a migration does not have: leads already stored
- * get them at the first start that has it (`fillIdentityKeys`, src/store/identity-keys.ts). The
+ * get them at the first start that has it (src/app/identity-keys.ts, src/store/identity-keys.ts). The
  * marker `identity_keys.fill` = `pending` says that is still to do; a database without leads needs
  * nothing and gets no marker.
  */
