@@ -72,6 +72,7 @@ import {
   type Store,
   setRuntimeValue,
 } from '../store/index.js';
+import { checkDedupRule } from './dedup-rule.js';
 import { AppError } from './errors.js';
 import { fillIdentityKeysIfPending } from './identity-keys.js';
 import { ingestDepsOf } from './ingest-deps.js';
@@ -319,7 +320,13 @@ export async function initialize(
       await app.audit.append(trx, {
         actor: app.config.operator,
         action: 'system.initialized',
-        details: { phase: app.config.phase, policyHash: app.config.policyHash, database: app.store.dialect },
+        details: {
+          phase: app.config.phase,
+          policyHash: app.config.policyHash,
+          database: app.store.dialect,
+          // Recorded as the store opened (checkDedupRule): every later command must run with it.
+          dedupRule: app.config.dedupKey,
+        },
       });
       await setRuntimeValue(trx, 'initialized_at', new Date(app.clock.now()).toISOString(), app.clock.now());
     });
@@ -346,6 +353,9 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       pseudonymizer = createPseudonymizer(config.pseudonymSecret);
       await checkSecretFingerprint(store, pseudonymizer, clock);
     }
+    // The dedup rule is the installation's: a command run with another is refused here, before it
+    // does anything (every command, `run` and the admin API's uploads open the app this way).
+    await checkDedupRule({ store, audit, clock, logger, config });
     if (pseudonymizer !== null) {
       await fillIdentityKeysIfPending({
         store,

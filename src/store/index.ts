@@ -140,7 +140,7 @@ export {
   startsBetween,
   tryTakeLease,
 } from './runners.js';
-export { getRuntimeValue, setRuntimeValue } from './runtime-state.js';
+export { getRuntimeValue, insertRuntimeValueIfAbsent, setRuntimeValue } from './runtime-state.js';
 export type {
   Alert,
   AlertDelivery,
