@@ -1,6 +1,8 @@
 export type AppErrorCode =
   | 'NOT_INITIALIZED'
   | 'SECRET_CHANGED'
+  /** The command runs with another dedup rule than the one the installation recorded (refused). */
+  | 'DEDUP_RULE_CHANGED'
   | 'AUDIT_CHAIN_BROKEN'
   /** Too many uploads wait for the upload thread already. */
   | 'UPLOADS_BUSY';

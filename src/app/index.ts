@@ -89,7 +89,9 @@ import {
   type Store,
   setRuntimeValue,
 } from '../store/index.js';
+import { checkDedupRule } from './dedup-rule.js';
 import { AppError } from './errors.js';
+import { fillIdentityKeysIfPending } from './identity-keys.js';
 import { ingestDepsOf } from './ingest-deps.js';
 
 /**
@@ -357,6 +359,8 @@ export async function initialize(
           policyHash: app.config.policyHash,
           database: app.store.dialect,
           installationId,
+          // Recorded as the store opened (checkDedupRule): every later command must run with it.
+          dedupRule: app.config.dedupKey,
         },
       });
       await setRuntimeValue(trx, 'initialized_at', new Date(app.clock.now()).toISOString(), app.clock.now());
@@ -385,6 +389,20 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       await checkSecretFingerprint(store, pseudonymizer, clock);
     }
     await identifyInstallation(store, audit, clock, config.operator);
+    // The dedup rule is the installation's: a command run with another is refused here, before it
+    // does anything (every command, `run` and the admin API's uploads open the app this way).
+    await checkDedupRule({ store, audit, clock, logger, config });
+    if (pseudonymizer !== null) {
+      await fillIdentityKeysIfPending({
+        store,
+        audit,
+        clock,
+        logger,
+        pseudonymizer,
+        operator: config.operator,
+        rule: config.dedupKey,
+      });
+    }
   } catch (error) {
     await store.close();
     throw error;

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { isAppError } from '../app/index.js';
+import { type AppErrorCode, isAppError } from '../app/index.js';
 import { isConfigError } from '../config/index.js';
 import { isPrivateFileError } from '../files/index.js';
 import { isIngestFileError } from '../ingest/index.js';
@@ -90,6 +90,15 @@ export async function runCli(args: string[], io: CliIo): Promise<ExitCode> {
   }
 }
 
+/** The exit code of each app error: a refusal by the installation's own rules is 3, like the policy's. */
+const APP_ERROR_EXIT: Readonly<Record<AppErrorCode, ExitCode>> = {
+  NOT_INITIALIZED: EXIT.failure,
+  SECRET_CHANGED: EXIT.failure,
+  DEDUP_RULE_CHANGED: EXIT.refused,
+  AUDIT_CHAIN_BROKEN: EXIT.failure,
+  UPLOADS_BUSY: EXIT.failure,
+};
+
 function exitCodeFor(error: unknown, io: CliIo): ExitCode {
   if (error instanceof CommanderError) {
     // commander has already printed the message or the help. `--help` and `help` exit 0; the help
@@ -104,7 +113,11 @@ function exitCodeFor(error: unknown, io: CliIo): ExitCode {
     writeLine(io.stderr, `valhalla: ${error.message}`);
     return EXIT.refused;
   }
-  if (isIngestFileError(error) || isStoreError(error) || isAppError(error) || isPrivateFileError(error)) {
+  if (isAppError(error)) {
+    writeLine(io.stderr, `valhalla: ${error.message}`);
+    return APP_ERROR_EXIT[error.code];
+  }
+  if (isIngestFileError(error) || isStoreError(error) || isPrivateFileError(error)) {
     writeLine(io.stderr, `valhalla: ${error.message}`);
     return EXIT.failure;
   }

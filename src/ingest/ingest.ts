@@ -17,13 +17,15 @@ import {
 import {
   addIngestCounts,
   createIngestRun,
-  findLeadOrigins,
+  findLeadsByIdentityKeys,
   finishIngestRun,
-  insertLeadsSkippingDuplicates,
+  insertNewLeads,
+  type LeadIdentity,
   type NewLead,
   recordRowOutcomes,
   type Store,
 } from '../store/index.js';
+import { describeDuplicate, identityKeysOf, indexByKey, matchesOf } from './duplicates.js';
 import { IngestFileError } from './errors.js';
 import { type FieldProblem, validateLead } from './lead-schema.js';
 import { openSource, type SourceFormat, type SourceRow } from './source.js';
@@ -251,6 +253,7 @@ function counts(summary: IngestSummary) {
 type PreparedRow =
   | { kind: 'lead'; line: number; lead: NewLead; pseudonym: string }
   | { kind: 'rejected'; line: number; problems: FieldProblem[] };
+type PreparedLead = Extract<PreparedRow, { kind: 'lead' }>;
 
 /** Validate one chunk of rows, check the reject bound, then commit it in transactions of `transactionRows`. */
 async function commitChunk(
@@ -301,65 +304,68 @@ async function commitRows(
   summary: IngestSummary,
   rejects: RejectsFile,
 ): Promise<void> {
-  const leads = prepared.filter((p): p is Extract<PreparedRow, { kind: 'lead' }> => p.kind === 'lead');
+  const leads = prepared.filter((p): p is PreparedLead => p.kind === 'lead');
+  let outcomes: RowOutcome[] = [];
   await deps.store.db.transaction().execute(async (trx) => {
-    const inserted = await insertLeadsSkippingDuplicates(
+    // A row is stored unless its e-mail or its external id matches a stored lead, or a row before it
+    // in this file: the unique indexes decide (insertNewLeads). Rows are told apart by their line.
+    const inserted = await insertNewLeads(
       trx,
       leads.map((p) => p.lead),
     );
-    const claimed = new Set<string>();
-    const duplicates: Extract<PreparedRow, { kind: 'lead' }>[] = [];
+    const insertedByLine = new Map(inserted.map((row) => [row.source_line, row.id]));
+    const duplicates: PreparedLead[] = [];
     const accepted: { lead: number; pseudonym: string; line: number; state: string }[] = [];
     for (const p of leads) {
-      const id = inserted.get(p.lead.dedup_key);
-      if (id !== undefined && !claimed.has(p.lead.dedup_key)) {
-        claimed.add(p.lead.dedup_key);
+      const id = insertedByLine.get(p.line);
+      if (id !== undefined)
         accepted.push({ lead: id, pseudonym: p.pseudonym, line: p.line, state: p.lead.state });
-      } else {
-        duplicates.push(p);
-      }
+      else duplicates.push(p);
     }
-    const origins =
+    // One batched look-up for the chunk's duplicates: which stored lead each identity matched.
+    const matched =
       duplicates.length > 0
-        ? await findLeadOrigins(
-            trx,
-            duplicates.map((d) => d.lead.dedup_key),
-          )
-        : new Map();
-    const outcomes = [
-      ...duplicates.map((d) => {
-        const origin = origins.get(d.lead.dedup_key);
-        const reason =
-          origin === undefined
-            ? 'duplicate of a stored lead'
-            : origin.run_id === runId
-              ? `duplicate of line ${origin.source_line} of this file (lead ${origin.id})`
-              : `duplicate of lead ${origin.id}, stored by ingest run ${origin.run_id}`;
+        ? await findLeadsByIdentityKeys(trx, [
+            ...new Set(duplicates.flatMap((d) => identityKeysOf(d.lead).map((k) => k.key))),
+          ])
+        : [];
+    const holders = indexByKey(matched);
+    outcomes = [
+      ...duplicates.map((d): RowOutcome => {
+        const matches = matchesOf(d.lead, deps.dedupKey, holders);
+        const { reason, field, leadId } = describeDuplicate(runId, matches);
         return {
           run_id: runId,
           line: d.line,
-          outcome: 'duplicate' as const,
-          field: null,
+          outcome: 'duplicate',
+          field,
           reason,
-          lead_id: origin?.id ?? null,
+          lead_id: leadId,
+          problems: [{ field: field ?? 'row', message: reason }],
+          matched: matches.map((m) => m.identity),
         };
       }),
-      ...prepared.flatMap((p) =>
+      ...prepared.flatMap((p): RowOutcome[] =>
         p.kind === 'rejected'
           ? [
               {
                 run_id: runId,
                 line: p.line,
-                outcome: 'rejected' as const,
+                outcome: 'rejected',
                 field: p.problems[0]?.field ?? null,
                 reason: describeProblems(p.problems),
                 lead_id: null,
+                problems: p.problems,
+                matched: [],
               },
             ]
           : [],
       ),
     ].sort((a, b) => a.line - b.line);
-    await recordRowOutcomes(trx, outcomes);
+    await recordRowOutcomes(
+      trx,
+      outcomes.map(({ problems: _problems, matched: _matched, ...row }) => row),
+    );
 
     const chunkCounts = {
       read: rows.length,
@@ -379,7 +385,7 @@ async function commitRows(
         accepted: accepted,
         duplicates: outcomes
           .filter((o) => o.outcome === 'duplicate')
-          .map((o) => ({ line: o.line, of: o.lead_id })),
+          .map((o) => ({ line: o.line, of: o.lead_id, by: o.matched })),
         rejected: outcomes
           .filter((o) => o.outcome === 'rejected')
           .map((o) => ({ line: o.line, field: o.field, reason: o.reason })),
@@ -394,7 +400,21 @@ async function commitRows(
     for (const a of accepted) summary.states[a.state as keyof IngestSummary['states']]++;
   });
   // The rejects file is a convenience copy; the store's ingest_outcomes is the record.
-  for (const p of prepared) if (p.kind === 'rejected') rejects.write(p.line, p.problems);
+  for (const o of outcomes) rejects.write(o.line, o.problems);
+}
+
+/** A row that did not become a lead, as ingest_outcomes records it, with what the rejects file and audit say. */
+interface RowOutcome {
+  run_id: number;
+  line: number;
+  outcome: 'duplicate' | 'rejected';
+  field: string | null;
+  reason: string;
+  lead_id: number | null;
+  /** The rejects file's `problems`: the field problems, or the duplicate's reason under the identity it matched. */
+  problems: FieldProblem[];
+  /** A duplicate's identities that matched a stored lead, its primary one first. */
+  matched: LeadIdentity[];
 }
 
 function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number): PreparedRow {
@@ -417,10 +437,13 @@ function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number
       ],
     };
   }
-  const dedupKey =
-    deps.dedupKey === 'external_id'
-      ? deps.pseudonymizer.dedupKey('external_id', lead.externalId ?? '')
-      : deps.pseudonymizer.dedupKey('email', lead.email);
+  // Both identities are keyed: either one matching a stored lead makes the row a duplicate. The rule
+  // picks the primary one, the lead's dedup key (its pseudonym and lead key derive from it).
+  const emailKey = deps.pseudonymizer.dedupKey('email', lead.email);
+  const externalIdKey =
+    lead.externalId === null ? null : deps.pseudonymizer.dedupKey('external_id', lead.externalId);
+  // With the external id rule a row without one was rejected above (requireExternalId).
+  const dedupKey = deps.dedupKey === 'email' ? emailKey : (externalIdKey ?? emailKey);
   const { state, reason } = initialLeadState(lead, deps.rules, now);
   return {
     kind: 'lead',
@@ -428,6 +451,8 @@ function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now: number
     pseudonym: deps.pseudonymizer.pseudonym(dedupKey),
     lead: {
       dedup_key: dedupKey,
+      email_key: emailKey,
+      external_id_key: externalIdKey,
       external_id: lead.externalId,
       name: lead.name,
       email: lead.email,
@@ -457,7 +482,10 @@ const REJECTS_REFUSED: Partial<Record<string, string>> = {
   SYMLINK: 'the rejects file is a symbolic link: refused (a link is never followed)',
 };
 
-/** The rejects file: one JSON line per rejected row (line, field, reason; never the row's values). */
+/**
+ * The rejects file: one JSON line per row not stored, rejected or duplicate (line, field, reason;
+ * never the row's values). A duplicate's field is the identity that matched.
+ */
 class RejectsFile {
   #stream: WriteStream | null = null;
   /** The first error opening or writing the file: it fails the run (it would otherwise be unhandled). */

@@ -36,6 +36,14 @@ export {
   RESTRICTED_TABLES,
 } from './grants.js';
 export {
+  fillIdentityKeysPage,
+  finishIdentityKeysFill,
+  IDENTITY_KEYS_FILL,
+  type IdentityFillPage,
+  type IdentityKeysOf,
+  type SharedIdentity,
+} from './identity-keys.js';
+export {
   addIngestCounts,
   createIngestRun,
   finishIngestRun,
@@ -64,13 +72,17 @@ export {
   eraseFromBatchSummaries,
   eraseLeadData,
   exportedLeadsPerMinute,
-  findLeadOrigins,
+  findLeadsByIdentityKeys,
   findLeadsForErasure,
   INCOMPLETE_STATES,
   type IncompleteState,
+  type InsertedLead,
   insertLeadsSkippingDuplicates,
+  insertNewLeads,
   LEAD_PII_FIELDS,
+  type LeadIdentity,
   type LeadPiiField,
+  type LeadWithKeys,
   listLeads,
   liveBatchesOfLead,
   lockLeadsForWrite,
@@ -135,7 +147,7 @@ export {
   startsBetween,
   tryTakeLease,
 } from './runners.js';
-export { getRuntimeValue, setRuntimeValue } from './runtime-state.js';
+export { getRuntimeValue, insertRuntimeValueIfAbsent, setRuntimeValue } from './runtime-state.js';
 export type {
   Alert,
   AlertDelivery,

@@ -8,42 +8,79 @@ type Executor = Kysely<Database> | Transaction<Database>;
 /** Columns per row of a multi-row insert; keeps each statement under both backends' parameter limits. */
 const INSERT_ROWS_PER_STATEMENT = 250;
 
+/** Which identity of a lead a key stands for: its normalised e-mail or its external id. */
+export type LeadIdentity = 'email' | 'external_id';
+
+/** A lead `insertNewLeads` stored: its id, primary dedup key and source line. */
+export interface InsertedLead {
+  id: number;
+  dedup_key: string;
+  source_line: number;
+}
+
 /**
- * Insert leads, skipping any whose dedup key is already stored (or repeated in `rows`):
- * the database's unique key is what makes a lead impossible to store twice.
- * Returns the id of each row that was inserted, by dedup key.
+ * Insert leads, skipping any that matches a stored lead (or an earlier row of `rows`) on any of its
+ * unique identities: its dedup key, its e-mail key or its external id key (0013). The database's
+ * unique indexes decide, so a lead cannot be stored twice, not even by two ingests at once.
+ * Returns the rows inserted, in no particular order.
+ */
+export async function insertNewLeads(db: Executor, rows: NewLead[]): Promise<InsertedLead[]> {
+  const inserted: InsertedLead[] = [];
+  for (let i = 0; i < rows.length; i += INSERT_ROWS_PER_STATEMENT) {
+    const result = await db
+      .insertInto('leads')
+      .values(rows.slice(i, i + INSERT_ROWS_PER_STATEMENT))
+      // No conflict target: a conflict on any unique index skips the row.
+      .onConflict((oc) => oc.doNothing())
+      .returning(['id', 'dedup_key', 'source_line'])
+      .execute();
+    inserted.push(...result);
+  }
+  return inserted;
+}
+
+/**
+ * Insert leads as `insertNewLeads` does; returns the id of each row that was inserted, by dedup key.
  */
 export async function insertLeadsSkippingDuplicates(
   db: Executor,
   rows: NewLead[],
 ): Promise<Map<string, number>> {
   const inserted = new Map<string, number>();
-  for (let i = 0; i < rows.length; i += INSERT_ROWS_PER_STATEMENT) {
-    const result = await db
-      .insertInto('leads')
-      .values(rows.slice(i, i + INSERT_ROWS_PER_STATEMENT))
-      .onConflict((oc) => oc.column('dedup_key').doNothing())
-      .returning(['id', 'dedup_key'])
-      .execute();
-    for (const row of result) inserted.set(row.dedup_key, row.id);
-  }
+  for (const row of await insertNewLeads(db, rows)) inserted.set(row.dedup_key, row.id);
   return inserted;
 }
 
-/** The stored leads with these dedup keys: where each came from, for a duplicate's reason. */
-export async function findLeadOrigins(
-  db: Executor,
-  dedupKeys: string[],
-): Promise<Map<string, { id: number; run_id: number; source_line: number }>> {
-  const found = new Map<string, { id: number; run_id: number; source_line: number }>();
-  for (let i = 0; i < dedupKeys.length; i += INSERT_ROWS_PER_STATEMENT) {
+/** A stored lead an identity key matched: where it came from, and the keys it holds. */
+export interface LeadWithKeys {
+  id: number;
+  run_id: number;
+  source_line: number;
+  dedup_key: string;
+  email_key: string | null;
+  external_id_key: string | null;
+}
+
+/**
+ * The stored leads holding any of these keys as their dedup key, e-mail key or external id key: the
+ * leads a duplicate matched, for its reason. One statement per 250 keys (the indexes answer each).
+ */
+export async function findLeadsByIdentityKeys(db: Executor, keys: string[]): Promise<LeadWithKeys[]> {
+  const found: LeadWithKeys[] = [];
+  for (let i = 0; i < keys.length; i += INSERT_ROWS_PER_STATEMENT) {
+    const slice = keys.slice(i, i + INSERT_ROWS_PER_STATEMENT);
     const rows = await db
       .selectFrom('leads')
-      .select(['id', 'dedup_key', 'run_id', 'source_line'])
-      .where('dedup_key', 'in', dedupKeys.slice(i, i + INSERT_ROWS_PER_STATEMENT))
+      .select(['id', 'run_id', 'source_line', 'dedup_key', 'email_key', 'external_id_key'])
+      .where((eb) =>
+        eb.or([
+          eb('email_key', 'in', slice),
+          eb('external_id_key', 'in', slice),
+          eb('dedup_key', 'in', slice),
+        ]),
+      )
       .execute();
-    for (const row of rows)
-      found.set(row.dedup_key, { id: row.id, run_id: row.run_id, source_line: row.source_line });
+    found.push(...rows);
   }
   return found;
 }
@@ -125,9 +162,10 @@ export async function lockLeadsForWrite(trx: Transaction<Database>, dialect: Dia
 }
 
 /**
- * The leads of one person, for erasure: by id, or by e-mail (its dedup key, which also finds a lead
- * already erased, or the stored normalised e-mail, which finds leads whose dedup key is their external
- * id). Locked for update on PostgreSQL.
+ * The leads of one person, for erasure: by id, or by e-mail (its keyed hash as the dedup key or the
+ * e-mail key, which also finds a lead already erased, whatever its dedup rule; or the stored normalised
+ * e-mail, which finds a lead stored before 0013 that shares its e-mail with an earlier one). Locked for
+ * update on PostgreSQL.
  */
 export async function findLeadsForErasure(
   trx: Transaction<Database>,
@@ -139,7 +177,11 @@ export async function findLeadsForErasure(
     'id' in match
       ? query.where('id', '=', match.id)
       : query.where((eb) =>
-          eb.or([eb('dedup_key', '=', match.emailDedupKey), eb('email', '=', match.email)]),
+          eb.or([
+            eb('dedup_key', '=', match.emailDedupKey),
+            eb('email_key', '=', match.emailDedupKey),
+            eb('email', '=', match.email),
+          ]),
         );
   if (dialect === 'postgres') query = query.forUpdate();
   return query.execute();

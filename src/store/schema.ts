@@ -26,6 +26,14 @@ export interface LeadsTable {
   erased_at: ColumnType<number | null, number | null | undefined, number | null>;
   /** 1: a synthetic lead (its external id has the reserved prefix); never sent live (0011). */
   synthetic: ColumnType<number, number | undefined, number>;
+  /**
+   * The keyed hash of the normalised e-mail, unique (0013): a lead is a duplicate when this OR its
+   * `external_id_key` matches a stored lead. Null only in leads stored before 0013 and not yet
+   * filled, or that share the e-mail with an earlier lead stored before the rule (see identity-keys.ts).
+   */
+  email_key: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The keyed hash of the external id, unique; null when the lead has none (0013). */
+  external_id_key: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface IngestRunsTable {

@@ -708,11 +708,13 @@ describe('erasure on SQLite files', () => {
     raw.pragma('secure_delete = OFF');
     const people = Array.from({ length: 200 }, (_, n) => ({ tag: `zz${n}x` }));
     await ingest(w, people);
-    // As a release before 0010 left it: neither 0010 nor what came after (0011's and 0012's tables,
-    // columns and index).
+    // As a release before 0010 left it: neither 0010 nor what came after (0011's to 0013's tables,
+    // columns and indexes).
     raw.prepare("delete from valhalla_migration where name >= '0010-zeroed-pages'").run();
     raw.exec('drop table mode_acks');
     raw.exec('drop index requests_delivery');
+    raw.exec('drop index leads_email_key');
+    raw.exec('drop index leads_external_id_key');
     for (const [table, column] of [
       ['heartbeats', 'mode'],
       ['heartbeats', 'policy_hash'],
@@ -721,6 +723,8 @@ describe('erasure on SQLite files', () => {
       ['deliveries', 'failed_answers'],
       ['deliveries', 'unanswered'],
       ['deliveries', 'partner_may_have'],
+      ['leads', 'email_key'],
+      ['leads', 'external_id_key'],
     ]) {
       raw.exec(`alter table ${table} drop column ${column}`);
     }

@@ -28,6 +28,7 @@ import {
   LEAD_FIELDS,
   validateLead,
 } from '../../src/ingest/index.js';
+import { createPseudonymizer } from '../../src/pii/index.js';
 import { getIngestRun } from '../../src/store/index.js';
 import { generateLeads, writeGeneratedLeads } from '../../src/synthetic/index.js';
 import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
@@ -108,7 +109,8 @@ interface RejectLine {
 /**
  * Invariant 8 for one completed run: every data row of the file is read, and ends in exactly one
  * place (a lead of this run, a duplicate or a rejection), the run's counts agree with the summary
- * and the store, and the rejects file lists exactly the rejected lines.
+ * and the store, and the rejects file lists exactly the rejected and duplicate lines (a duplicate
+ * under the identity that matched, with its reason).
  */
 async function expectAccounted(app: App, summary: IngestSummary, dataRows: number) {
   expect(summary.read).toBe(dataRows);
@@ -155,23 +157,28 @@ async function expectAccounted(app: App, summary: IngestSummary, dataRows: numbe
   expect(new Set(lines).size).toBe(summary.read);
 
   let rejects: RejectLine[] = [];
-  if (summary.rejected === 0) {
+  let duplicateLines: RejectLine[] = [];
+  if (summary.rejected + summary.duplicate === 0) {
     expect(summary.rejectsFile).toBeNull();
   } else {
     expect(summary.rejectsFile).not.toBeNull();
-    rejects = readFileSync(summary.rejectsFile!, 'utf8')
+    const lines = readFileSync(summary.rejectsFile!, 'utf8')
       .trimEnd()
       .split('\n')
       .map((l) => JSON.parse(l) as RejectLine);
-    expect(rejects.map((r) => r.line)).toEqual(rejected.map((r) => r.line));
-    for (const r of rejects) {
+    expect(lines.map((r) => r.line)).toEqual(outcomes.map((o) => o.line));
+    for (const r of lines) {
       expect(r.run).toBe(summary.runId);
       expect(r.problems.length).toBeGreaterThan(0);
-      const outcome = rejected.find((o) => o.line === r.line)!;
+      const outcome = outcomes.find((o) => o.line === r.line)!;
       expect(outcome.field).toBe(r.problems[0]!.field);
+      if (outcome.outcome === 'duplicate')
+        expect(r.problems).toEqual([{ field: outcome.field, message: outcome.reason }]);
     }
+    rejects = lines.filter((r) => rejected.some((o) => o.line === r.line));
+    duplicateLines = lines.filter((r) => duplicates.some((o) => o.line === r.line));
   }
-  return { run: run!, leads, outcomes, duplicates, rejected, rejects };
+  return { run: run!, leads, outcomes, duplicates, rejected, rejects, duplicateLines };
 }
 
 const stateByLine = (leads: { source_line: number; state: string }[]) =>
@@ -240,9 +247,9 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
       expect(duplicates).toEqual([
         expect.objectContaining({
           line: 5,
-          field: null,
+          field: 'email',
           lead_id: first.id,
-          reason: `duplicate of line 2 of this file (lead ${first.id})`,
+          reason: `duplicate: e-mail matches line 2 of this file (lead ${first.id})`,
         }),
       ]);
       expect(rejected.map((r) => [r.line, r.field])).toEqual([
@@ -282,7 +289,8 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
         expect.objectContaining({
           line: 3,
           lead_id: original.id,
-          reason: `duplicate of lead ${original.id}, stored by ingest run ${first.runId}`,
+          field: 'email',
+          reason: `duplicate: e-mail matches lead ${original.id}, stored by ingest run ${first.runId}`,
         }),
       ]);
       expect(leads.map((l) => l.email)).toEqual(['person3@example.com']);
@@ -331,8 +339,8 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
       const { duplicates, leads } = await expectAccounted(app, summary, 10);
       const id = (line: number) => leads.find((l) => l.source_line === line)!.id;
       expect(duplicates.map((d) => [d.line, d.reason])).toEqual([
-        [9, `duplicate of line 2 of this file (lead ${id(2)})`],
-        [10, `duplicate of line 7 of this file (lead ${id(7)})`],
+        [9, `duplicate: e-mail matches line 2 of this file (lead ${id(2)})`],
+        [10, `duplicate: e-mail matches line 7 of this file (lead ${id(7)})`],
       ]);
       const audit = await app.store.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
       const actions = audit.map((a) => a.action);
@@ -404,35 +412,55 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
       }
     });
 
-    it('dedups by external_id when VALHALLA_DEDUP_KEY=external_id, and rejects rows without one', async () => {
+    it('keys leads by external_id when VALHALLA_DEDUP_KEY=external_id, rejects rows without one, and still dedups by e-mail', async () => {
       const { app, file } = await setup(backend, { VALHALLA_DEDUP_KEY: 'external_id' });
       const summary = await app.ingest({
         path: file(
           'by-id.csv',
           csv(
             csvRow(1), // 2: accepted
-            csvRow(2, { email: 'person1@example.com' }), // 3: accepted: same e-mail, another id
-            csvRow(3, { external_id: 'EXT-1' }), // 4: duplicate of line 2, another e-mail
-            csvRow(4, { external_id: '' }), // 5: rejected: no id
-            csvRow(5, { external_id: '  EXT-2 ' }), // 6: duplicate of line 3 (trimmed)
-            csvRow(6, { external_id: 'ext-1' }), // 7: accepted: ids are case-sensitive
+            csvRow(2), // 3: accepted
+            csvRow(3, { email: 'person1@example.com' }), // 4: duplicate of line 2: same e-mail, another id
+            csvRow(4, { external_id: 'EXT-1' }), // 5: duplicate of line 2: same id, another e-mail
+            csvRow(5, { external_id: '' }), // 6: rejected: no id
+            csvRow(6, { external_id: '  EXT-2 ' }), // 7: duplicate of line 3 (trimmed)
+            csvRow(7, { external_id: 'ext-1' }), // 8: accepted: ids are case-sensitive
+            csvRow(8, { external_id: 'EXT-2', email: 'PERSON1@example.com' }), // 9: both, two leads
+            csvRow(9, { external_id: 'EXT-1', email: 'person1@example.com' }), // 10: both, one lead
           ),
         ),
       });
-      const { leads, duplicates, rejected } = await expectAccounted(app, summary, 6);
-      expect(summary).toMatchObject({ accepted: 3, duplicate: 2, rejected: 1 });
+      const { leads, duplicates, rejected } = await expectAccounted(app, summary, 9);
+      expect(summary).toMatchObject({ accepted: 3, duplicate: 5, rejected: 1 });
       expect(leads.map((l) => [l.source_line, l.external_id, l.email])).toEqual([
         [2, 'EXT-1', 'person1@example.com'],
-        [3, 'EXT-2', 'person1@example.com'],
-        [7, 'ext-1', 'person6@example.com'],
+        [3, 'EXT-2', 'person2@example.com'],
+        [8, 'ext-1', 'person7@example.com'],
       ]);
-      expect(duplicates.map((d) => [d.line, d.lead_id])).toEqual([
-        [4, leads[0]!.id],
-        [6, leads[1]!.id],
+      const [one, two] = leads.map((l) => l.id);
+      // The rule's identity comes first in a reason naming both.
+      expect(duplicates.map((d) => [d.line, d.field, d.lead_id, d.reason])).toEqual([
+        [4, 'email', one, `duplicate: e-mail matches line 2 of this file (lead ${one})`],
+        [5, 'external_id', one, `duplicate: external id matches line 2 of this file (lead ${one})`],
+        [7, 'external_id', two, `duplicate: external id matches line 3 of this file (lead ${two})`],
+        [
+          9,
+          'external_id',
+          two,
+          `duplicate: external id matches line 3 of this file (lead ${two}); e-mail matches line 2 of this file (lead ${one})`,
+        ],
+        [10, 'external_id', one, `duplicate: external id and e-mail match line 2 of this file (lead ${one})`],
       ]);
       expect(rejected.map((r) => [r.line, r.field, r.reason])).toEqual([
-        [5, 'external_id', 'external_id: is required when VALHALLA_DEDUP_KEY=external_id'],
+        [6, 'external_id', 'external_id: is required when VALHALLA_DEDUP_KEY=external_id'],
       ]);
+      // The primary key (and so the pseudonym) is the external id's; the e-mail's is kept beside it.
+      const keys = createPseudonymizer(app.config.pseudonymSecret!);
+      expect(leads[0]).toMatchObject({
+        dedup_key: keys.dedupKey('external_id', 'EXT-1'),
+        external_id_key: keys.dedupKey('external_id', 'EXT-1'),
+        email_key: keys.dedupKey('email', 'person1@example.com'),
+      });
     });
   });
 
@@ -628,7 +656,7 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
       });
       expect(result.code).toBe(0);
       const rejectsPath = join(dir, 'out', 'rejected.jsonl');
-      expect(result.stdout).toContain(`rejected rows (line, field, reason): ${rejectsPath}\n`);
+      expect(result.stdout).toContain(`rejected and duplicate rows (line, field, reason): ${rejectsPath}\n`);
       const lines = readFileSync(rejectsPath, 'utf8')
         .trimEnd()
         .split('\n')
@@ -777,7 +805,7 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
       const second = await runInProcess(['ingest', '-'], { env, cwd: dir, stdin: jsonText });
       expect(second.code).toBe(0);
       expect(second.stdout).toMatch(
-        /^ingest run \d+ \(\(standard input\), jsonl\): read 2, accepted 1 \(pending 1, below threshold 0, expired 0\), duplicate 1, rejected 0\n$/,
+        /^ingest run \d+ \(\(standard input\), jsonl\): read 2, accepted 1 \(pending 1, below threshold 0, expired 0\), duplicate 1, rejected 0\nrejected and duplicate rows \(line, field, reason\): .*ingest-run-\d+\.jsonl\n$/,
       );
 
       const app = await open();
@@ -1040,7 +1068,12 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
 
     // Which duplicates repeat an identity that only ever appeared in spoiled (invalid) rows: those
     // are the first valid occurrence of that lead, so they are accepted, not duplicates.
+    // A lead is one person under either identity: its e-mail or its external id.
     const seen = new Set<string>();
+    const identities = (lead: { email: string; externalId: string | null }) => [
+      `email:${lead.email}`,
+      ...(lead.externalId === null ? [] : [`external_id:${lead.externalId}`]),
+    ];
     const expectedByLine = new Map<number, string>();
     let promoted = 0;
     let line = 1;
@@ -1050,11 +1083,11 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest on %s', (_name,
       if (!result.ok) {
         expect(row.kind).toBe('invalid');
         expectedByLine.set(line, 'rejected');
-      } else if (seen.has(result.lead.email)) {
+      } else if (identities(result.lead).some((identity) => seen.has(identity))) {
         expect(row.kind).toBe('duplicate');
         expectedByLine.set(line, 'duplicate');
       } else {
-        seen.add(result.lead.email);
+        for (const identity of identities(result.lead)) seen.add(identity);
         if (row.kind === 'duplicate') promoted++;
         expectedByLine.set(
           line,

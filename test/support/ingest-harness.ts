@@ -150,15 +150,16 @@ export async function openIngestHarness() {
     await expectClean(built, result);
   }
 
+  /** The rejects file: every row not stored, rejected (by its field) or duplicate (by the identity that matched). */
   function expectRejectsFile(summary: IngestSummary, records: ExpectedRecord[]): void {
-    const rejected = records.filter((r) => r.outcome === 'rejected');
-    if (rejected.length === 0) {
+    const notStored = records.filter((r) => r.outcome !== 'accepted');
+    if (notStored.length === 0) {
       expect(summary.rejectsFile).toBeNull();
       return;
     }
     const lines = readFileSync(summary.rejectsFile!, 'utf8').trimEnd().split('\n');
     const entries = lines.map((l) => JSON.parse(l) as { run: number; line: number; problems: unknown[] });
-    expect(entries.map((e) => e.line)).toEqual(rejected.map((r) => r.line));
+    expect(entries.map((e) => e.line)).toEqual(notStored.map((r) => r.line));
     for (const [i, entry] of entries.entries()) {
       expect(Object.keys(entry).sort()).toEqual(['line', 'problems', 'run']);
       expect(entry.run).toBe(summary.runId);
@@ -168,7 +169,13 @@ export async function openIngestHarness() {
         expect([...LEAD_FIELDS, 'row']).toContain(problem.field);
         expect(typeof problem.message).toBe('string');
       }
-      expect((entry.problems[0] as { field: string }).field).toBe(rejected[i]!.field);
+      const record = notStored[i]!;
+      const first = entry.problems[0] as { field: string; message: string };
+      if (record.outcome === 'rejected') expect(first.field).toBe(record.field);
+      else {
+        expect(['email', 'external_id']).toContain(first.field);
+        expect(first.message).toMatch(/^duplicate: (e-mail|external id) /);
+      }
     }
   }
 
@@ -226,7 +233,9 @@ export async function openIngestHarness() {
 
   /**
    * The same file ingested again: nothing is stored twice. Every row accepted the first time, or a
-   * duplicate then, is now a duplicate of the lead stored by the first run; rejects stay rejects.
+   * duplicate then, is now a duplicate of a lead stored by the first run: the one holding its e-mail,
+   * else its external id (a row that was a duplicate by its external id may share its e-mail with a
+   * row accepted after it); rejects stay rejects.
    */
   async function expectReingested(
     built: BuiltFile,
@@ -251,6 +260,15 @@ export async function openIngestHarness() {
       .where('run_id', '=', first.summary!.runId)
       .execute();
     const leadOfLine = new Map(firstLeads.map((l) => [l.source_line, l.id]));
+    const acceptedLineOf = new Map<string, number>();
+    for (const r of built.records) {
+      if (r.outcome !== 'accepted') continue;
+      for (const identity of r.identities ?? []) acceptedLineOf.set(identity, r.line);
+    }
+    const storedLeadOf = (r: ExpectedRecord) =>
+      leadOfLine.get(
+        (r.identities ?? []).map((identity) => acceptedLineOf.get(identity)).find((l) => l !== undefined)!,
+      );
     const outcomes = await db
       .selectFrom('ingest_outcomes')
       .selectAll()
@@ -261,7 +279,7 @@ export async function openIngestHarness() {
       built.records.map((r) => [
         r.line,
         r.outcome === 'rejected' ? 'rejected' : 'duplicate',
-        r.outcome === 'rejected' ? r.field : leadOfLine.get(r.outcome === 'accepted' ? r.line : r.of!),
+        r.outcome === 'rejected' ? r.field : storedLeadOf(r),
       ]),
     );
     expect(await db.selectFrom('leads').select('id').where('run_id', '=', s.runId).execute()).toEqual([]);

@@ -46,6 +46,16 @@ function materialiseEmail(cell: EmailCell | Cell, token: string): Cell {
   return { value: `${cell.pad}${styled}${cell.pad}`, valid: true, stored: email };
 }
 
+/**
+ * A valid external id made unique to the property run, as the e-mails are (the runs share one
+ * database, and a lead is a duplicate when its external id matches one stored by an earlier run).
+ */
+function materialiseExternalId(cell: Cell, token: string): Cell {
+  if (!cell.valid || typeof cell.stored !== 'string') return cell;
+  const id = `${token}.${cell.stored}`;
+  return { value: id, valid: true, stored: id };
+}
+
 type Piece = { line: number; end: number; judged: Judged | { raw: string[] } };
 type Judged =
   | { values: Partial<Record<LeadField, Json | undefined>>; lead: ExpectedLead; pii: string[] }
@@ -58,7 +68,11 @@ type Judged =
 
 /** A row's values for the fields the file has, and its verdict: the lead it must become, or its defect. */
 function judge(row: LeadRow, present: ReadonlySet<LeadField>, token: string): Judged {
-  const cells: Record<LeadField, Cell> = { ...row.cells, email: materialiseEmail(row.email, token) };
+  const cells: Record<LeadField, Cell> = {
+    ...row.cells,
+    email: materialiseEmail(row.email, token),
+    external_id: materialiseExternalId(row.cells.external_id, token),
+  };
   const values: Partial<Record<LeadField, Json | undefined>> = {};
   let defect: { field: LeadField | 'row'; badValue: unknown } | null = row.wrongCount
     ? { field: 'row', badValue: undefined }
@@ -234,10 +248,15 @@ function finish(format: Format, text: string, pieces: Piece[]): BuiltFile {
     for (const v of judged.pii) addNeedles(needles, v, csv);
     if ('field' in judged)
       return { line, outcome: 'rejected', field: judged.field, badValue: judged.badValue as Json };
-    const first = firstLineOf.get(judged.lead.email);
-    if (first !== undefined) return { line, outcome: 'duplicate', of: first };
-    firstLineOf.set(judged.lead.email, line);
-    return { line, outcome: 'accepted', lead: judged.lead };
+    // One person under either identity: the e-mail (the default rule's, so named first) or the external id.
+    const identities = [
+      `email:${judged.lead.email}`,
+      ...(judged.lead.external_id === null ? [] : [`external_id:${judged.lead.external_id}`]),
+    ];
+    const first = identities.map((identity) => firstLineOf.get(identity)).find((l) => l !== undefined);
+    if (first !== undefined) return { line, outcome: 'duplicate', of: first, identities };
+    for (const identity of identities) firstLineOf.set(identity, line);
+    return { line, outcome: 'accepted', lead: judged.lead, identities };
   });
   const byteEnds = pieces.map((p) => Buffer.byteLength(text.slice(0, Math.min(p.end, text.length))));
   return { format, text, records, needles, byteEnds };

@@ -24,6 +24,8 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     dry_run_at: null,
     erased_at: null,
     synthetic: 0,
+    email_key: null,
+    external_id_key: null,
     ...overrides,
   };
 }

@@ -22,7 +22,7 @@ export function registerIngest(program: Command, ctx: Context): void {
     )
     .option(
       '--rejects <file>',
-      'where to write the rejected rows (default: <data dir>/rejects/ingest-run-<id>.jsonl)',
+      'where to write the rejected and duplicate rows (default: <data dir>/rejects/ingest-run-<id>.jsonl)',
     )
     .option('--force', 'overwrite the --rejects file if it exists (a symbolic link is always refused)')
     .option('--no-progress', 'no progress bar, even on a terminal')
@@ -75,7 +75,7 @@ export function registerIngest(program: Command, ctx: Context): void {
               `duplicate ${summary.duplicate}, rejected ${summary.rejected}`,
           );
           if (summary.rejectsFile)
-            writeLine(io.stdout, `rejected rows (line, field, reason): ${summary.rejectsFile}`);
+            writeLine(io.stdout, `rejected and duplicate rows (line, field, reason): ${summary.rejectsFile}`);
           // Column names come from the file: quoted, every control character escaped.
           if (summary.ignoredColumns.length > 0)
             writeLine(

@@ -23,6 +23,8 @@ export function registerInit(program: Command, ctx: Context): void {
               : config.pseudonymSecretFile,
           createdSecret,
           policyHash: config.policyHash,
+          // Recorded in the database: every later command must run with it (exit 3 otherwise).
+          dedupRule: config.dedupKey,
         };
         if (opts.json) return writeJson(ctx.io.stdout, result);
         writeLine(ctx.io.stdout, `Initialised Valhalla in ${result.dataDir}`);
@@ -32,6 +34,10 @@ export function registerInit(program: Command, ctx: Context): void {
           `  pseudonym secret: ${result.pseudonymSecret}${createdSecret ? ' (created; back it up: dedup keys depend on it)' : ''}`,
         );
         writeLine(ctx.io.stdout, `  policy hash:      ${result.policyHash}`);
+        writeLine(
+          ctx.io.stdout,
+          `  dedup rule:       ${result.dedupRule} (recorded: every command on this installation must run with it)`,
+        );
       } finally {
         await app.close();
       }

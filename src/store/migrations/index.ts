@@ -12,6 +12,7 @@ import { runners } from './0009-runners.js';
 import { ZEROED_PAGES_MIGRATION, zeroedPages } from './0010-zeroed-pages.js';
 import { operatorSafety } from './0011-operator-safety.js';
 import { deliveryOutcomes } from './0012-delivery-outcomes.js';
+import { identityKeys } from './0013-identity-keys.js';
 
 export { ZEROED_PAGES_MIGRATION };
 
@@ -30,5 +31,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     [ZEROED_PAGES_MIGRATION]: zeroedPages(),
     '0011-operator-safety': operatorSafety(dialect),
     '0012-delivery-outcomes': deliveryOutcomes(),
+    '0013-identity-keys': identityKeys(),
   };
 }
