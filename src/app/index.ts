@@ -481,7 +481,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
           action: 'limits.refused',
           details: { inForce: from, wanted: next, approved, above },
         });
-        await alerts.raise(trx, { event: 'limits_refused', dedupKey: `limits:${key}`, message });
+        await alerts.raise(trx, { event: 'limits_refused', dedupKey: `limits.refused:${key}`, message });
       });
       return { kind: 'refused', message };
     }
@@ -500,7 +500,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       });
       await alerts.raise(trx, {
         event: 'limits_changed',
-        dedupKey: `limits:${canonicalJson(next)}`,
+        dedupKey: `limits.changed:${canonicalJson(next)}`,
         message,
       });
     });

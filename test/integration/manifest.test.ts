@@ -344,6 +344,72 @@ describe.each(list)('the release manifest on $name', (backend) => {
     });
   });
 
+  it('limits read again while running: a lowering is taken (audited, alerted); a raise above the approved is refused once and kept out; an unreadable configuration keeps them', async () => {
+    const { app, clock } = await install({ VALHALLA_RATE_LIMIT: '3' });
+    await signAll(app, clock);
+    const dir = tempDir();
+    const configWith = (changes: Record<string, string>) => () =>
+      loadConfig({
+        cwd: dir,
+        env: phase4Env(dir, PARTNER, { VALHALLA_DATABASE_URL: 'unused.db', ...MONITORED, ...changes }),
+      });
+    expect(app.limitsInForce()).toEqual({ leadsPerCycle: 25, actionsPerCycle: 5, rateLimitPerSecond: 3 });
+    expect(await app.reloadLimits(configWith({ VALHALLA_RATE_LIMIT: '3' }))).toEqual({ kind: 'unchanged' });
+
+    const lowered = await app.reloadLimits(
+      configWith({ VALHALLA_RATE_LIMIT: '2', VALHALLA_MAX_LEADS_PER_CYCLE: '10' }),
+    );
+    expect(lowered).toMatchObject({
+      kind: 'applied',
+      to: { leadsPerCycle: 10, actionsPerCycle: 5, rateLimitPerSecond: 2 },
+    });
+    expect(app.limitsInForce()).toEqual({ leadsPerCycle: 10, actionsPerCycle: 5, rateLimitPerSecond: 2 });
+    // Back up to what the sign-offs approve: allowed, no signature.
+    expect(await app.reloadLimits(configWith({ VALHALLA_RATE_LIMIT: '3' }))).toMatchObject({
+      kind: 'applied',
+    });
+    // Above it: refused, said once however many cycles read it, the limits in force kept.
+    const raise = configWith({ VALHALLA_RATE_LIMIT: '5' });
+    const refused = await app.reloadLimits(raise);
+    expect(refused).toEqual({
+      kind: 'refused',
+      message:
+        "limits on disk above those approved (VALHALLA_RATE_LIMIT 5 requests/s, approved 3): kept 25 leads/cycle, 5 actions/cycle, 3 requests/s; a raise needs the CFO's amendment (valhalla amend), then it is taken at the next cycle",
+    });
+    expect(await app.reloadLimits(raise)).toEqual({ kind: 'unchanged' });
+    expect(app.limitsInForce().rateLimitPerSecond).toBe(3);
+    // The CFO amends: the same raise is taken at the next read.
+    const running = (await app.releaseManifest())!;
+    const amendment = { ...running, limits: { ...running.limits, rateLimitPerSecond: 5 } };
+    expect(await sign(app, clock, 'cfo', 'amendment', amendment)).toMatchObject({ ok: true });
+    expect(await app.reloadLimits(raise)).toMatchObject({ kind: 'applied' });
+    expect(app.limitsInForce().rateLimitPerSecond).toBe(5);
+    // A configuration that no longer loads: kept, and said.
+    const broken = await app.reloadLimits(configWith({ VALHALLA_RATE_LIMIT: 'fast' }));
+    expect(broken.kind).toBe('refused');
+    expect(app.limitsInForce().rateLimitPerSecond).toBe(5);
+
+    const actions = await app.store.db
+      .selectFrom('audit_log')
+      .select(['action', 'details'])
+      .where('action', 'in', ['limits.changed', 'limits.refused'])
+      .orderBy('seq')
+      .execute();
+    expect(actions.map((a) => a.action)).toEqual([
+      'limits.changed',
+      'limits.changed',
+      'limits.refused',
+      'limits.changed',
+    ]);
+    const alerts = await app.store.db.selectFrom('alerts').select(['event', 'severity']).execute();
+    expect(alerts.filter((a) => a.event.startsWith('limits_'))).toEqual([
+      { event: 'limits_changed', severity: 'warning' },
+      { event: 'limits_changed', severity: 'warning' },
+      { event: 'limits_refused', severity: 'warning' },
+      { event: 'limits_changed', severity: 'warning' },
+    ]);
+  });
+
   it('a sign-off must approve the running limits as they are; the sign-offs together approve the lower of each', async () => {
     const { app, clock } = await install({ VALHALLA_RATE_LIMIT: '3' });
     const running = (await app.releaseManifest())!;

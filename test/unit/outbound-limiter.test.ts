@@ -165,6 +165,52 @@ describe('SlidingWindowLimiter', () => {
     expect(limiter.granted).toBe(20);
   });
 
+  it('reshaped to a lower limit while running: the next starts keep the new limit, earlier starts still count', async () => {
+    const vt = new VirtualTime();
+    const limiter = vt.limiter({ limit: 5, windowMs: 1000, marginMs: 0, startFull: false });
+    const first = await Promise.all(Array.from({ length: 5 }, () => limiter.acquire()));
+    for (const permit of first) {
+      permit.markAnswered();
+      permit.release();
+    }
+    // Five started at 0 under the old shape; from now on, two per second.
+    limiter.reshape({ limit: 2, windowMs: 1000 });
+    expect([limiter.limit, limiter.windowMs]).toEqual([2, 1000]);
+    const { grants } = await simulate(
+      limiter,
+      vt,
+      Array.from({ length: 5 }, () => ({ asksAt: 0, answerDelay: 0, duration: 0 })),
+    );
+    expect(grants).toEqual([1000, 1000, 2000, 2000, 3000]);
+    expect(mostInAnyWindow(grants, 1000)).toBe(2);
+    // A longer window (a rate under 1/s) is taken the same way.
+    limiter.reshape(limiterShape(0.5, 1000));
+    const { grants: slower } = await simulate(limiter, vt, [
+      { asksAt: 0, answerDelay: 0, duration: 0 },
+      { asksAt: 0, answerDelay: 0, duration: 0 },
+    ]);
+    expect(slower).toEqual([5000, 7000]);
+  });
+
+  it('refuses a shape that is no limit, as the constructor does', () => {
+    const limiter = new SlidingWindowLimiter({ limit: 5, windowMs: 1000 });
+    for (const shape of [
+      { limit: 0, windowMs: 1000 },
+      { limit: 1.5, windowMs: 1000 },
+      { limit: 2, windowMs: 0 },
+    ]) {
+      let error: unknown = null;
+      try {
+        limiter.reshape(shape);
+      } catch (e) {
+        error = e;
+      }
+      expect(isOutboundError(error) && error.code, JSON.stringify(shape)).toBe('INVALID_OPTIONS');
+    }
+    expect([limiter.limit, limiter.windowMs]).toEqual([5, 1000]);
+    limiter.close();
+  });
+
   it('counts a permit from the moment the answer began (a slow answer delays the next)', async () => {
     const vt = new VirtualTime();
     const limiter = vt.limiter({
