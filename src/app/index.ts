@@ -311,6 +311,11 @@ export interface OpenAppOptions {
   config: Config;
   clock?: Clock;
   logger?: Logger;
+  /**
+   * For a stop (pause, rollback): never held up by this process's settings. Another dedup rule than
+   * the installation's is logged, not refused (a stop touches no lead).
+   */
+  stopOnly?: boolean;
 }
 
 /**
@@ -391,7 +396,11 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     await identifyInstallation(store, audit, clock, config.operator);
     // The dedup rule is the installation's: a command run with another is refused here, before it
     // does anything (every command, `run` and the admin API's uploads open the app this way).
-    await checkDedupRule({ store, audit, clock, logger, config });
+    await checkDedupRule({ store, audit, clock, logger, config }).catch((error: unknown) => {
+      if (!(options.stopOnly && error instanceof AppError && error.code === 'DEDUP_RULE_CHANGED'))
+        throw error;
+      logger.warn({ err: error }, 'another dedup rule than the installation’s: noted, the stop goes ahead');
+    });
     if (pseudonymizer !== null) {
       await fillIdentityKeysIfPending({
         store,

@@ -19,7 +19,7 @@ export interface Context {
    * must exist (made by `valhalla init`): where there is none, this fails naming where it looked and
    * creates nothing.
    */
-  withApp<T>(work: (app: App) => Promise<T>): Promise<T>;
+  withApp<T>(work: (app: App) => Promise<T>, options?: { stopOnly?: boolean }): Promise<T>;
 }
 
 export function createContext(io: CliIo, globals: () => GlobalOptions = () => ({})): Context {
@@ -38,7 +38,7 @@ export function createContext(io: CliIo, globals: () => GlobalOptions = () => ({
     io,
     config: getConfig,
     freshConfig: load,
-    async withApp(work) {
+    async withApp(work, options = {}) {
       const config = getConfig();
       const probe = await findInstallation(config);
       if (!probe.found) {
@@ -47,7 +47,7 @@ export function createContext(io: CliIo, globals: () => GlobalOptions = () => ({
           noInstallation(config, io, globals().dataDir !== undefined, probe.why),
         );
       }
-      const app = await openApp({ config });
+      const app = await openApp({ config, ...(options.stopOnly ? { stopOnly: true } : {}) });
       try {
         return await work(app);
       } finally {

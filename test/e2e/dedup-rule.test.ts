@@ -70,6 +70,16 @@ describe.each(list)('on $name: the dedup rule recorded at init', (backend: Backe
     expect(serviceFromEnvironment.code).toBe(3);
     // `init` again cannot change it either.
     expect((await run(['init'])).code).toBe(3);
+    // A stop is never held up by it: a pause goes ahead (a resume, which lets leads go again, does not).
+    const paused = await run(['pause', '--reason', 'stop first, settings later'], {
+      VALHALLA_DEDUP_KEY: 'external_id',
+    });
+    expect(paused.stderr).not.toContain('refused');
+    expect(paused.stdout).toMatch(/pause/);
+    expect([0, 4]).toContain(paused.code);
+    const resumed = await run(['resume', '--reason', 'done'], { VALHALLA_DEDUP_KEY: 'external_id' });
+    expect(resumed.code).toBe(3);
+    expect(resumed.stderr).toContain('valhalla: refused: this installation deduplicates by email');
 
     // Nothing was done: no ingest run, no lead, no cycle. With the recorded rule, the same file goes in.
     rmSync(join(cwd, '.env'));

@@ -22,67 +22,73 @@ async function applyMode(
   reason: string,
   opts: { wait: number; json?: boolean },
 ): Promise<void> {
-  await ctx.withApp(async (app: App) => {
-    const change = await app.changeMode(command, { reason });
-    if (change.kind === 'refused') throw new CliExit(EXIT.refused, `${command} refused: ${change.reason}`);
-    // The change (or the one already in force) and whether the running service took it.
-    const ack = await app.awaitModeAck({
-      ...(change.kind === 'change' && change.changeSeq !== undefined ? { changeSeq: change.changeSeq } : {}),
-      waitMs: opts.wait * 1000,
-    });
-    const out = ctx.io.stdout;
-    if (opts.json) writeJson(out, { change, acknowledgement: ack });
-    else if (change.kind === 'unchanged') {
-      writeLine(out, `mode unchanged (${change.mode}): ${change.reason}`);
-      writeLine(out, describeModeAck(ack));
-    } else {
-      writeLine(
-        out,
-        `mode ${change.from} → ${change.to} by ${app.config.operator} (audited): ${change.reasonWithheld ? REASON_WITHHELD : reason}`,
-      );
-      writeLine(out, describeModeAck(ack));
-      if (change.to === 'rolled_back' && ack.kind === 'acknowledged') {
+  await ctx.withApp(
+    async (app: App) => {
+      const change = await app.changeMode(command, { reason });
+      if (change.kind === 'refused') throw new CliExit(EXIT.refused, `${command} refused: ${change.reason}`);
+      // The change (or the one already in force) and whether the running service took it.
+      const ack = await app.awaitModeAck({
+        ...(change.kind === 'change' && change.changeSeq !== undefined
+          ? { changeSeq: change.changeSeq }
+          : {}),
+        waitMs: opts.wait * 1000,
+      });
+      const out = ctx.io.stdout;
+      if (opts.json) writeJson(out, { change, acknowledgement: ack });
+      else if (change.kind === 'unchanged') {
+        writeLine(out, `mode unchanged (${change.mode}): ${change.reason}`);
+        writeLine(out, describeModeAck(ack));
+      } else {
         writeLine(
           out,
-          'outbound stopped: the running worker starts no new request; one already in flight finishes and is recorded; the queue is kept and the worker continues as a dry run',
+          `mode ${change.from} → ${change.to} by ${app.config.operator} (audited): ${change.reasonWithheld ? REASON_WITHHELD : reason}`,
+        );
+        writeLine(out, describeModeAck(ack));
+        if (change.to === 'rolled_back' && ack.kind === 'acknowledged') {
+          writeLine(
+            out,
+            'outbound stopped: the running worker starts no new request; one already in flight finishes and is recorded; the queue is kept and the worker continues as a dry run',
+          );
+        }
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const sent =
+        change.kind === 'change'
+          ? await Promise.race([
+              app.dispatchAlerts(),
+              new Promise<null>((resolve) => {
+                timer = setTimeout(() => resolve(null), ALERT_SEND_BUDGET_MS);
+              }),
+            ]).finally(() => clearTimeout(timer))
+          : null;
+      if (!opts.json && sent && sent.sent + sent.retrying + sent.failed > 0) {
+        writeLine(out, `alerts: ${sent.sent} sent, ${sent.retrying} to retry, ${sent.failed} failed`);
+      }
+      // The reason was not kept (it looked like contact data): said on standard error, and in --json's
+      // `change.reasonWithheld`. Not an exit code of its own: a stop was made, and its exit code must
+      // say what an automation needs first, whether the running service confirmed it (never 3, refused).
+      const withheld =
+        change.kind === 'change' && change.reasonWithheld
+          ? `${change.reasonWithheld}; the ${command} itself was made`
+          : null;
+      if (withheld && !opts.json) writeLine(ctx.io.stderr, `note: ${withheld}`);
+      // A rollback's exit code says whether the running service confirmed it (README: Modes).
+      if (command === 'rollback' && ack.kind === 'no_worker') {
+        throw new CliExit(
+          EXIT.unconfirmed,
+          'rollback recorded, not confirmed: no worker of this installation is running',
         );
       }
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const sent =
-      change.kind === 'change'
-        ? await Promise.race([
-            app.dispatchAlerts(),
-            new Promise<null>((resolve) => {
-              timer = setTimeout(() => resolve(null), ALERT_SEND_BUDGET_MS);
-            }),
-          ]).finally(() => clearTimeout(timer))
-        : null;
-    if (!opts.json && sent && sent.sent + sent.retrying + sent.failed > 0) {
-      writeLine(out, `alerts: ${sent.sent} sent, ${sent.retrying} to retry, ${sent.failed} failed`);
-    }
-    // The reason was not kept (it looked like contact data): said on standard error, and in --json's
-    // `change.reasonWithheld`. Not an exit code of its own: a stop was made, and its exit code must
-    // say what an automation needs first, whether the running service confirmed it (never 3, refused).
-    const withheld =
-      change.kind === 'change' && change.reasonWithheld
-        ? `${change.reasonWithheld}; the ${command} itself was made`
-        : null;
-    if (withheld && !opts.json) writeLine(ctx.io.stderr, `note: ${withheld}`);
-    // A rollback's exit code says whether the running service confirmed it (README: Modes).
-    if (command === 'rollback' && ack.kind === 'no_worker') {
-      throw new CliExit(
-        EXIT.unconfirmed,
-        'rollback recorded, not confirmed: no worker of this installation is running',
-      );
-    }
-    if (command === 'rollback' && ack.kind === 'not_acknowledged') {
-      throw new CliExit(
-        EXIT.failure,
-        'rollback recorded, NOT confirmed by the running worker: it may still be sending; check the service',
-      );
-    }
-  });
+      if (command === 'rollback' && ack.kind === 'not_acknowledged') {
+        throw new CliExit(
+          EXIT.failure,
+          'rollback recorded, NOT confirmed by the running worker: it may still be sending; check the service',
+        );
+      }
+      // A stop is never held up by this process's settings (a dedup rule set for another command).
+    },
+    { stopOnly: command === 'pause' || command === 'rollback' },
+  );
 }
 
 /** `--wait S`: how long a mode command waits for the running workers' acknowledgement. */
