@@ -113,23 +113,23 @@ function checkManifest() {
     if (doc.kind === 'amendment' && doc.role !== 'cfo')
       problems.push(`an amendment by the ${doc.role}, not the CFO`);
   }
-  // The approved limits, recomputed from the documents that verify (in the order recorded).
-  const latestSignoffs = new Map();
-  let lastSignoff = -1;
-  let lastAmendment = null;
+  // The approved limits, recomputed from the documents that verify (in the order recorded): the
+  // latest CFO amendment lowered by the sign-offs after it; without one, the latest sign-off of each
+  // role, the lower of each limit.
+  let lastAmendment = -1;
   goodDocuments.forEach((doc, index) => {
-    if (doc.kind === 'signoff') {
-      latestSignoffs.set(doc.role, doc);
-      lastSignoff = index;
-    }
-    if (doc.kind === 'amendment' && doc.role === 'cfo') lastAmendment = { doc, index };
+    if (doc.kind === 'amendment' && doc.role === 'cfo') lastAmendment = index;
   });
+  const latestSignoffs = new Map();
+  goodDocuments.forEach((doc, index) => {
+    if (doc.kind === 'signoff' && index > lastAmendment) latestSignoffs.set(doc.role, doc);
+  });
+  const limitSets = [...latestSignoffs.values()].map((d) => d.manifest.limits);
+  if (lastAmendment >= 0) limitSets.unshift(goodDocuments[lastAmendment].manifest.limits);
   let approved = null;
-  if (lastAmendment && lastAmendment.index > lastSignoff) approved = lastAmendment.doc.manifest.limits;
-  else if (latestSignoffs.size > 0) {
+  if (limitSets.length > 0) {
     approved = {};
-    for (const limit of MANIFEST_LIMITS)
-      approved[limit] = Math.min(...[...latestSignoffs.values()].map((d) => d.manifest.limits[limit]));
+    for (const limit of MANIFEST_LIMITS) approved[limit] = Math.min(...limitSets.map((l) => l[limit]));
   }
   if (canonical(approved) !== canonical(status.approvedLimits ?? null))
     problems.push(

@@ -25,6 +25,7 @@ import {
 } from '../engine/index.js';
 import { createPrivateWriteStream, ensurePrivateDir, PRIVATE_DIR_MODE } from '../files/index.js';
 import {
+  approvedLimits,
   buildGatesBundle,
   buildManifest,
   createGateClearance,
@@ -32,6 +33,7 @@ import {
   type GatesReport,
   limitsAbove,
   type ReleaseManifest,
+  validSignatures,
 } from '../gates/index.js';
 import {
   changeMode,
@@ -461,9 +463,9 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
   const describeLimits = (l: Config['limits']) =>
     `${l.leadsPerCycle} leads/cycle, ${l.actionsPerCycle} actions/cycle, ${l.rateLimitPerSecond} requests/s`;
   async function reloadLimits(load: () => Config): Promise<LimitsReload> {
-    let next: Config['limits'];
+    let wanted: Config['limits'];
     try {
-      next = load().limits;
+      wanted = load().limits;
     } catch (error) {
       const message = `the configuration on disk can no longer be read (${(error as Error).message.split('\n')[0]}): the limits in force are kept`;
       if (lastRefusal === message) return { kind: 'unchanged' };
@@ -471,49 +473,65 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       return { kind: 'refused', message };
     }
     const from = limitsInForce;
-    if (canonicalJson(next) === canonicalJson(from)) {
+    if (canonicalJson(wanted) === canonicalJson(from)) {
       lastRefusal = null;
       return { kind: 'unchanged' };
     }
-    // What may run: the limits approved by the valid documents, else those the gates cleared at start.
-    const approved =
-      (await evaluateGates({ store, config, audit, clock })).manifest.approvedLimits ?? config.limits;
-    const above = limitsAbove(next, approved);
-    if (above.length > 0) {
-      const key = canonicalJson(next);
-      if (lastRefusal === key) return { kind: 'unchanged' };
-      lastRefusal = key;
-      const message = `limits on disk above those approved (${above.join('; ')}): kept ${describeLimits(from)}; a raise needs the CFO's amendment (valhalla amend), then it is taken at the next cycle`;
-      await store.db.transaction().execute(async (trx) => {
+    const key = canonicalJson(wanted);
+    // What may run: the limits the valid documents approve, else those the gates cleared at start.
+    const id = await readInstallationId(store.db);
+    const valid = id === undefined ? [] : (await validSignatures(store.db, buildManifest(config, id))).valid;
+    const approved = approvedLimits(valid)?.limits ?? config.limits;
+    // Each limit on its own: a lowering is taken even when another limit's raise is refused.
+    const fields = ['leadsPerCycle', 'actionsPerCycle', 'rateLimitPerSecond'] as const;
+    const taken = { ...from };
+    for (const field of fields) if (wanted[field] <= approved[field]) taken[field] = wanted[field];
+    const above = limitsAbove(wanted, approved);
+    const changed = canonicalJson(taken) !== canonicalJson(from);
+    // A raise already refused is said once, not every cycle while the file stays as it is (an
+    // amendment recorded meanwhile lets it in at the next read).
+    const repeat = above.length > 0 && lastRefusal === key;
+    if (repeat && !changed) return { kind: 'unchanged' };
+    const changedMessage = `limits in force from the next cycle: ${describeLimits(taken)} (were ${describeLimits(from)})`;
+    const refusedMessage = `limits on disk above those approved (${above.join('; ')}): kept ${describeLimits(taken)}; a raise needs the CFO's amendment (valhalla amend), then it is taken at the next cycle`;
+    // Recorded first: a change that cannot be audited is not made.
+    await store.db.transaction().execute(async (trx) => {
+      if (changed) {
+        await audit.append(trx, {
+          actor: config.operator,
+          action: 'limits.changed',
+          details: { from, to: taken, approved, source: 'the configuration on disk' },
+        });
+        await alerts.raise(trx, {
+          event: 'limits_changed',
+          dedupKey: `limits.changed:${canonicalJson(taken)}`,
+          message: changedMessage,
+        });
+      }
+      if (above.length > 0 && !repeat) {
         await audit.append(trx, {
           actor: config.operator,
           action: 'limits.refused',
-          details: { inForce: from, wanted: next, approved, above },
+          details: { inForce: taken, wanted, approved, above },
         });
-        await alerts.raise(trx, { event: 'limits_refused', dedupKey: `limits.refused:${key}`, message });
-      });
-      return { kind: 'refused', message };
-    }
-    lastRefusal = null;
-    const shape = limiterShape(next.rateLimitPerSecond, config.policy.rateWindowMs);
-    partnerClient?.setRateLimit(next.rateLimitPerSecond);
-    ledPartnerClient?.setRateLimit(next.rateLimitPerSecond);
-    runnerLeadership?.reshapeStarts(shape);
-    limitsInForce = next;
-    const message = `limits in force from the next cycle: ${describeLimits(next)} (were ${describeLimits(from)})`;
-    await store.db.transaction().execute(async (trx) => {
-      await audit.append(trx, {
-        actor: config.operator,
-        action: 'limits.changed',
-        details: { from, to: next, approved, source: 'the configuration on disk' },
-      });
-      await alerts.raise(trx, {
-        event: 'limits_changed',
-        dedupKey: `limits.changed:${canonicalJson(next)}`,
-        message,
-      });
+        await alerts.raise(trx, {
+          event: 'limits_refused',
+          dedupKey: `limits.refused:${key}`,
+          message: refusedMessage,
+        });
+      }
     });
-    return { kind: 'applied', from, to: next, message };
+    lastRefusal = above.length > 0 ? key : null;
+    if (changed) {
+      partnerClient?.setRateLimit(taken.rateLimitPerSecond);
+      ledPartnerClient?.setRateLimit(taken.rateLimitPerSecond);
+      runnerLeadership?.reshapeStarts(limiterShape(taken.rateLimitPerSecond, config.policy.rateWindowMs));
+      limitsInForce = taken;
+    }
+    if (above.length > 0) {
+      return { kind: 'refused', message: changed ? `${changedMessage}; ${refusedMessage}` : refusedMessage };
+    }
+    return { kind: 'applied', from, to: taken, message: changedMessage };
   }
 
   async function checkPolicy(source: 'config' | 'disk') {
@@ -582,7 +600,14 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
 
   const dispatcher = () => createAlertDispatcher({ store, clock, logger, channels: alertChannels() });
   // The gates module's answer, from the evidence and the signatures; there is no bypass.
-  const gates = createGateClearance({ store, config, audit, clock });
+  // The gates judge the limits this process runs with now (a worker's may have changed since start).
+  const gates = createGateClearance({
+    store,
+    config,
+    audit,
+    clock,
+    ...(config.phase === 4 ? { limits: () => limitsInForce } : {}),
+  });
 
   let uploads: UploadIngester | null = null;
   let closed = false;

@@ -59,7 +59,10 @@ export function createPartnerClientFromConfig(
     setRateLimit(perSecond) {
       rate = perSecond;
       // Registered now, so it runs before any request that asks for the client after this.
-      void client?.then((c) => c.setRateLimit(perSecond));
+      void client
+        ?.then((c) => c.setRateLimit(perSecond))
+        // The value was checked before (the hard cap); a client that failed to build is reported on use.
+        .catch(() => undefined);
     },
     close: async () => {
       if (client) await (await client).close();

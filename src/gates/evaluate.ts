@@ -98,6 +98,11 @@ export interface GatesDeps {
   config: Config;
   audit: AuditLog;
   clock: Clock;
+  /**
+   * The limits in force in this process (a running worker's, lowered or raised since its start);
+   * default the configuration's. Judged against the approved limits like the configuration's.
+   */
+  limits?: () => ManifestLimits;
 }
 
 interface EvidenceEntry {
@@ -112,6 +117,8 @@ export const GATE_ACTIONS = [
   'signer.revoked',
   'signature.recorded',
   'policy.changed',
+  // The limits in force changed in a running worker: judged again at once.
+  'limits.changed',
   ...Object.values(EVIDENCE_ACTIONS),
 ];
 
@@ -126,7 +133,8 @@ export async function evaluateGates(
   const { store, config, audit, clock } = deps;
   const now = clock.now();
   const installationId = await readInstallationId(store.db);
-  const running = installationId === undefined ? null : buildManifest(config, installationId);
+  const running =
+    installationId === undefined ? null : buildManifest(config, installationId, deps.limits?.());
   const signatures = await validSignatures(store.db, running);
   const latest = async (action: string): Promise<EvidenceEntry | null> => {
     const entry = await audit.latest(action);

@@ -103,12 +103,17 @@ export function caFingerprints(pem: string): string[] {
 }
 
 /** The manifest of what Phase 4 would run with under `config`, in installation `installationId`. */
-export function buildManifest(config: Config, installationId: string): ReleaseManifest {
+export function buildManifest(
+  config: Config,
+  installationId: string,
+  /** The limits in force when they are not the configuration's (a running worker's). */
+  limits?: ManifestLimits,
+): ReleaseManifest {
   return {
     format: MANIFEST_FORMAT,
     installationId,
     policyHash: config.policyHash,
-    limits: phase4Limits(config),
+    limits: limits ?? phase4Limits(config),
     partner: {
       // Through the one masking rule: a password or a secret query parameter is never signed,
       // stored in a document or printed; what it points at is.

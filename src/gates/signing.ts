@@ -740,31 +740,45 @@ function rowProblem(
 }
 
 /**
- * The limits the valid documents approve, and by what: the latest CFO amendment when it is newer than
- * the set of sign-offs that counts (the latest of each of the five roles), else that set's lower
- * value of each limit. Null when neither exists.
+ * The limits the valid documents approve, and by what. With a CFO amendment: its limits, lowered by
+ * any sign-off recorded after it (each signs the limits running when it was made). Without one: the
+ * lower of each limit across the latest sign-off of each role. Null when neither exists.
  */
 export function approvedLimits(
   valid: readonly SignatureRow[],
 ): { limits: ManifestLimits; by: string } | null {
-  const latestSignoffs = new Map<string, SignatureRow>();
-  for (const row of valid) if (row.kind === 'signoff') latestSignoffs.set(row.role, row);
-  const signoffs = [...latestSignoffs.values()];
   const amendment = valid.filter((r) => r.kind === 'amendment').at(-1);
-  const lastSignoff = Math.max(0, ...signoffs.map((r) => Number(r.id)));
-  if (amendment && Number(amendment.id) > lastSignoff) {
+  const after = amendment ? Number(amendment.id) : 0;
+  const latestSignoffs = new Map<string, SignatureRow>();
+  for (const row of valid) {
+    if (row.kind === 'signoff' && Number(row.id) > after) latestSignoffs.set(row.role, row);
+  }
+  const signoffs = [...latestSignoffs.values()];
+  const lower = (rows: readonly SignatureRow[], from: ManifestLimits | null) =>
+    rows
+      .map((r) => documentManifest(r).limits)
+      .reduce<ManifestLimits | null>(
+        (a, b) =>
+          a === null
+            ? b
+            : {
+                leadsPerCycle: Math.min(a.leadsPerCycle, b.leadsPerCycle),
+                actionsPerCycle: Math.min(a.actionsPerCycle, b.actionsPerCycle),
+                rateLimitPerSecond: Math.min(a.rateLimitPerSecond, b.rateLimitPerSecond),
+              },
+        from,
+      );
+  if (amendment) {
+    const limits = lower(signoffs, documentManifest(amendment).limits)!;
+    const by = `the CFO's amendment #${amendment.id} (${amendment.name})`;
     return {
-      limits: documentManifest(amendment).limits,
-      by: `the CFO's amendment #${amendment.id} (${amendment.name})`,
+      limits,
+      by: signoffs.length === 0 ? by : `${by} and the ${signoffs.length} sign-off(s) after it`,
     };
   }
   if (signoffs.length === 0) return null;
-  const limits = signoffs
-    .map((r) => documentManifest(r).limits)
-    .reduce((a, b) => ({
-      leadsPerCycle: Math.min(a.leadsPerCycle, b.leadsPerCycle),
-      actionsPerCycle: Math.min(a.actionsPerCycle, b.actionsPerCycle),
-      rateLimitPerSecond: Math.min(a.rateLimitPerSecond, b.rateLimitPerSecond),
-    }));
-  return { limits, by: `the sign-offs (${signoffs.length} of ${SIGNOFF_ROLES.length})` };
+  return {
+    limits: lower(signoffs, null)!,
+    by: `the sign-offs (${signoffs.length} of ${SIGNOFF_ROLES.length})`,
+  };
 }

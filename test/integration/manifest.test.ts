@@ -410,7 +410,62 @@ describe.each(list)('the release manifest on $name', (backend) => {
     ]);
   });
 
-  it('a sign-off must approve the running limits as they are; the sign-offs together approve the lower of each', async () => {
+  it('approval: the sign-offs together approve the lower of each limit; an amendment is lowered only by sign-offs after it; a running worker above approval is stopped by its gates', async () => {
+    const { app, clock, databaseUrl } = await install({ VALHALLA_RATE_LIMIT: '3' });
+    for (const role of ['ceo', 'cfo', 'general_counsel'] as const) {
+      expect(await sign(app, clock, role)).toMatchObject({ ok: true });
+    }
+    // Two roles sign while the installation runs with a lower rate and fewer leads.
+    const lower = await open(databaseUrl, clock, {
+      VALHALLA_RATE_LIMIT: '2',
+      VALHALLA_MAX_LEADS_PER_CYCLE: '20',
+    });
+    for (const role of ['risk_officer', 'head_of_operations'] as const) {
+      expect(await sign(lower, clock, role)).toMatchObject({ ok: true });
+    }
+    const both = (await app.gatesReport()).manifest;
+    expect(both.approvedLimits).toEqual({ leadsPerCycle: 20, actionsPerCycle: 5, rateLimitPerSecond: 2 });
+    expect(both.approvedBy).toBe('the sign-offs (5 of 5)');
+    // The CFO amends to 25 leads and 5/s; a later sign-off at the running 25/4 lowers the rate only.
+    const at5 = await open(databaseUrl, clock, { VALHALLA_RATE_LIMIT: '5' });
+    expect(await sign(at5, clock, 'cfo', 'amendment')).toMatchObject({ ok: true });
+    expect((await at5.gatesReport()).manifest.approvedLimits).toEqual({
+      leadsPerCycle: 25,
+      actionsPerCycle: 5,
+      rateLimitPerSecond: 5,
+    });
+    // A worker that took 5/s from its disk while it was approved...
+    expect(await app.reloadLimits(() => at5.config)).toMatchObject({ kind: 'applied' });
+    expect(app.limitsInForce().rateLimitPerSecond).toBe(5);
+    expect((await app.gates.check()).reason).not.toContain('limits above');
+    const at4 = await open(databaseUrl, clock, { VALHALLA_RATE_LIMIT: '4' });
+    expect(await sign(at4, clock, 'ceo')).toMatchObject({ ok: true });
+    const after = (await at4.gatesReport()).manifest;
+    expect(after.approvedLimits).toEqual({ leadsPerCycle: 25, actionsPerCycle: 5, rateLimitPerSecond: 4 });
+    expect(after.approvedBy).toMatch(
+      /^the CFO's amendment #\d+ \(Name cfo\) and the 1 sign-off\(s\) after it$/,
+    );
+    // ...is stopped by its own gates once the approval falls under what it runs (its limits in force).
+    const clearance = await app.gates.check();
+    expect(clearance.cleared).toBe(false);
+    expect(clearance.reason).toContain('VALHALLA_RATE_LIMIT 5 requests/s, approved 4');
+    // One edit lowering the leads and raising the rate: the lowering is taken, the raise refused.
+    const mixed = await app.reloadLimits(() => lower.config);
+    expect(mixed).toMatchObject({ kind: 'applied' });
+    expect(app.limitsInForce()).toEqual({ leadsPerCycle: 20, actionsPerCycle: 5, rateLimitPerSecond: 2 });
+    const raiseAndLower = await open(databaseUrl, clock, {
+      VALHALLA_RATE_LIMIT: '5',
+      VALHALLA_MAX_LEADS_PER_CYCLE: '10',
+    });
+    const split = await app.reloadLimits(() => raiseAndLower.config);
+    expect(split.kind).toBe('refused');
+    expect(app.limitsInForce()).toEqual({ leadsPerCycle: 10, actionsPerCycle: 5, rateLimitPerSecond: 2 });
+    const said = split.kind === 'refused' ? split.message : '';
+    expect(said).toContain('limits in force from the next cycle: 10 leads/cycle');
+    expect(said).toContain('VALHALLA_RATE_LIMIT 5 requests/s, approved 4');
+  });
+
+  it('a sign-off must approve the running limits as they are', async () => {
     const { app, clock } = await install({ VALHALLA_RATE_LIMIT: '3' });
     const running = (await app.releaseManifest())!;
     const higher = { ...running, limits: { ...running.limits, rateLimitPerSecond: 5 } };
