@@ -308,6 +308,16 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
   );
 
   checkPhaseCombination(phase, { realDataIngest, dryRun, outboundDisabled }, raw, issues);
+  // Node.js adds NODE_EXTRA_CA_CERTS to the CAs it trusts: the partner could then be vouched for by a
+  // CA the release manifest does not name. Phase 4 names its partner's CAs in VALHALLA_PARTNER_CA_FILE.
+  if (phase === 4 && (env.NODE_EXTRA_CA_CERTS ?? '') !== '') {
+    issues.push({
+      setting: 'NODE_EXTRA_CA_CERTS',
+      value: env.NODE_EXTRA_CA_CERTS,
+      problem:
+        'Phase 4 trusts for its partner only the CAs the release manifest names: unset it, and put the partner’s CA in VALHALLA_PARTNER_CA_FILE',
+    });
+  }
 
   const databaseUrl = withDefault(
     'VALHALLA_DATABASE_URL',

@@ -49,11 +49,22 @@ export function readPartnerSettings(
     } else {
       try {
         caPem = readFileSync(caFile, 'utf8');
+        // Only CERTIFICATE blocks: the release manifest names each by its fingerprint, and a block
+        // of another kind (TRUSTED CERTIFICATE, X509 CERTIFICATE) would be trusted unnamed.
+        const others = [...caPem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----/g)]
+          .map((m) => m[1])
+          .filter((kind) => kind !== 'CERTIFICATE');
         if (!caPem.includes('-----BEGIN CERTIFICATE-----')) {
           issues.push({
             setting: 'VALHALLA_PARTNER_CA_FILE',
             value: caFile,
             problem: 'not a PEM certificate bundle',
+          });
+        } else if (others.length > 0) {
+          issues.push({
+            setting: 'VALHALLA_PARTNER_CA_FILE',
+            value: caFile,
+            problem: `holds PEM blocks other than CERTIFICATE (${[...new Set(others)].join(', ')}): keep only the partner's CA certificates`,
           });
         }
       } catch (cause) {

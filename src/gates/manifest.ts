@@ -1,6 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
-import { type Config, maskSecrets } from '../config/index.js';
+import { type Config, isSecretParameterName, MASK, maskSecrets } from '../config/index.js';
 import { canonicalJson, HARD_CAPS } from '../policy/index.js';
 
 /**
@@ -117,8 +117,8 @@ export function buildManifest(
     partner: {
       // Through the one masking rule: a password or a secret query parameter is never signed,
       // stored in a document or printed; what it points at is.
-      url: endpoint(config.partner.url),
-      tokenUrl: endpoint(config.partner.tokenUrl),
+      url: manifestEndpoint(config.partner.url),
+      tokenUrl: manifestEndpoint(config.partner.tokenUrl),
       clientId: config.partner.clientId,
       caFingerprints: config.partner.caPem === null ? null : caFingerprints(config.partner.caPem),
     },
@@ -134,16 +134,25 @@ export function buildManifest(
   };
 }
 
-/** A URL as the manifest holds it: in its normal form (`https://a` is `https://a/`), secrets masked. */
-function endpoint(url: string | null): string | null {
+/**
+ * A URL as the manifest holds it: in its normal form (`https://a` is `https://a/`), with a password
+ * and the value of any parameter named like a secret masked, taken apart by the URL parser (so that
+ * two URLs that differ in their host, port or path never look the same).
+ */
+export function manifestEndpoint(url: string | null): string | null {
   if (url === null) return null;
-  let normal = url;
+  let parsed: URL;
   try {
-    normal = new URL(url).toString();
+    parsed = new URL(url);
   } catch {
-    // Not a URL the configuration would have let through; kept as written.
+    // Not a URL the configuration would have let through: masked as text.
+    return maskSecrets(url);
   }
-  return maskSecrets(normal);
+  if (parsed.password !== '') parsed.password = MASK;
+  for (const name of [...new Set(parsed.searchParams.keys())]) {
+    if (isSecretParameterName(name)) parsed.searchParams.set(name, MASK);
+  }
+  return parsed.toString();
 }
 
 /** SHA-256 (hex) of the manifest's canonical JSON: the hash `gates status` and `config show` print. */

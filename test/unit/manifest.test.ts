@@ -1,0 +1,103 @@
+import { X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isConfigError, loadConfig } from '../../src/config/index.js';
+import { buildManifest, caFingerprints, manifestDifferences } from '../../src/gates/index.js';
+import { manifestEndpoint } from '../../src/gates/manifest.js';
+import { createSelfSignedCertificate } from '../../src/sandbox/certificate.js';
+import { phase4Env, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
+import { TEST_INSTALLATION } from '../support/manifest.js';
+import { tempDir } from '../support/tmp.js';
+
+function configError(work: () => unknown): { setting: string; problem: string }[] {
+  try {
+    work();
+  } catch (error) {
+    if (isConfigError(error)) return error.issues.map((i) => ({ setting: i.setting, problem: i.problem }));
+    throw error;
+  }
+  throw new Error('expected a configuration error');
+}
+
+describe('the manifest’s partner endpoints', () => {
+  it('two URLs that differ in port or path never look the same, whatever their query holds', () => {
+    const a = manifestEndpoint('https://p.example:8443/v1?c=ops@x');
+    const b = manifestEndpoint('https://p.example:9443/other?c=ops@x');
+    expect(a).toBe('https://p.example:8443/v1?c=ops@x');
+    expect(b).toBe('https://p.example:9443/other?c=ops@x');
+    expect(a).not.toBe(b);
+  });
+
+  it('masks a password and a secret parameter, keeps the rest, in the URL’s normal form', () => {
+    expect(manifestEndpoint('HTTPS://Partner.Example/oauth/token?client_id=v&client_secret=s3cr3t')).toBe(
+      'https://partner.example/oauth/token?client_id=v&client_secret=***',
+    );
+    expect(manifestEndpoint('https://user:pa55@partner.example')).toBe('https://user:***@partner.example/');
+    expect(manifestEndpoint(null)).toBeNull();
+  });
+});
+
+describe('the manifest’s CA', () => {
+  it('names each certificate of VALHALLA_PARTNER_CA_FILE by its SHA-256 fingerprint; another CA file is a difference', async () => {
+    const dir = tempDir();
+    const one = await createSelfSignedCertificate(Date.now());
+    const two = await createSelfSignedCertificate(Date.now());
+    writeFileSync(join(dir, 'ca.pem'), `${one.cert}\n${two.cert}`);
+    const expected = [one.cert, two.cert].map((pem) =>
+      new X509Certificate(pem).fingerprint256.replaceAll(':', '').toLowerCase(),
+    );
+    expect(caFingerprints(`${one.cert}\n${two.cert}`)).toEqual(expected);
+    const config = loadConfig({
+      cwd: dir,
+      env: phase4Env(dir, { ...UNCALLED_PARTNER, caFile: join(dir, 'ca.pem') }),
+    });
+    const signed = buildManifest(config, TEST_INSTALLATION);
+    expect(signed.partner.caFingerprints).toEqual(expected);
+    writeFileSync(join(dir, 'other.pem'), one.cert);
+    const other = loadConfig({
+      cwd: dir,
+      env: phase4Env(dir, { ...UNCALLED_PARTNER, caFile: join(dir, 'other.pem') }),
+    });
+    expect(manifestDifferences(signed, buildManifest(other, TEST_INSTALLATION), { limits: false })).toEqual([
+      {
+        field: 'partner.caFingerprints',
+        setting: 'VALHALLA_PARTNER_CA_FILE',
+        signed: expected,
+        running: [expected[0]],
+      },
+    ]);
+  });
+
+  it('refuses a CA file holding blocks other than CERTIFICATE (they would be trusted unnamed)', async () => {
+    const dir = tempDir();
+    const { cert } = await createSelfSignedCertificate(Date.now());
+    const trusted = cert.replaceAll('CERTIFICATE', 'TRUSTED CERTIFICATE');
+    writeFileSync(join(dir, 'ca.pem'), `${cert}\n${trusted}`);
+    const issues = configError(() =>
+      loadConfig({ cwd: dir, env: phase4Env(dir, { ...UNCALLED_PARTNER, caFile: join(dir, 'ca.pem') }) }),
+    );
+    expect(issues).toEqual([
+      {
+        setting: 'VALHALLA_PARTNER_CA_FILE',
+        problem:
+          "holds PEM blocks other than CERTIFICATE (TRUSTED CERTIFICATE): keep only the partner's CA certificates",
+      },
+    ]);
+  });
+
+  it('refuses NODE_EXTRA_CA_CERTS in Phase 4 (a CA the manifest does not name), not in Phase 3', () => {
+    const dir = tempDir();
+    const issues = configError(() =>
+      loadConfig({
+        cwd: dir,
+        env: { ...phase4Env(dir, UNCALLED_PARTNER), NODE_EXTRA_CA_CERTS: '/etc/extra.pem' },
+      }),
+    );
+    expect(issues.map((i) => i.setting)).toEqual(['NODE_EXTRA_CA_CERTS']);
+    expect(issues[0]!.problem).toContain('unset it, and put the partner’s CA in VALHALLA_PARTNER_CA_FILE');
+    expect(() =>
+      loadConfig({ cwd: dir, env: { ...testEnv(dir), NODE_EXTRA_CA_CERTS: '/etc/extra.pem' } }),
+    ).not.toThrow();
+  });
+});
