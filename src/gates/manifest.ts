@@ -36,9 +36,15 @@ export interface ReleaseManifest {
   };
   dedupKey: 'email' | 'external_id';
   memoryPerProcessMb: number;
+  /** Seconds between two cycles' starts (VALHALLA_CYCLE_INTERVAL_S): how often the limits apply. */
+  cycleIntervalSeconds: number;
   monitoring: {
     slack: boolean;
+    /** SHA-256 of the Slack webhook URL (the URL is the credential): another channel is a difference. */
+    slackWebhookSha256: string | null;
     email: boolean;
+    /** The ops list alerts go to. */
+    emailTo: string[];
     dashboard: boolean;
     metrics: boolean;
     logLevel: Config['logLevel'];
@@ -68,9 +74,12 @@ export const manifestSchema = z.strictObject({
   }),
   dedupKey: z.enum(['email', 'external_id']),
   memoryPerProcessMb: z.number().int().positive(),
+  cycleIntervalSeconds: z.number().int().positive(),
   monitoring: z.strictObject({
     slack: z.boolean(),
+    slackWebhookSha256: z.string().regex(HEX64).nullable(),
     email: z.boolean(),
+    emailTo: z.array(z.string().max(320)).max(100),
     dashboard: z.boolean(),
     metrics: z.boolean(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
@@ -124,9 +133,15 @@ export function buildManifest(
     },
     dedupKey: config.dedupKey,
     memoryPerProcessMb: config.policy.memoryPerProcessMb,
+    cycleIntervalSeconds: config.cycleIntervalSeconds,
     monitoring: {
       slack: config.alerts.slackWebhookUrl !== null,
+      slackWebhookSha256:
+        config.alerts.slackWebhookUrl === null
+          ? null
+          : createHash('sha256').update(config.alerts.slackWebhookUrl).digest('hex'),
       email: config.alerts.smtpUrl !== null && config.alerts.emailTo.length > 0,
+      emailTo: [...config.alerts.emailTo].sort(),
       dashboard: config.server.port !== null,
       metrics: config.metrics.port !== null,
       logLevel: config.logLevel,
@@ -173,8 +188,11 @@ const FIELD_SETTINGS: Readonly<Record<string, string>> = {
   'partner.caFingerprints': 'VALHALLA_PARTNER_CA_FILE',
   dedupKey: 'VALHALLA_DEDUP_KEY',
   memoryPerProcessMb: 'VALHALLA_POLICY_FILE (memoryPerProcessMb)',
+  cycleIntervalSeconds: 'VALHALLA_CYCLE_INTERVAL_S',
   'monitoring.slack': 'VALHALLA_SLACK_WEBHOOK_URL',
+  'monitoring.slackWebhookSha256': 'VALHALLA_SLACK_WEBHOOK_URL',
   'monitoring.email': 'VALHALLA_SMTP_URL and VALHALLA_ALERT_EMAIL_TO',
+  'monitoring.emailTo': 'VALHALLA_ALERT_EMAIL_TO',
   'monitoring.dashboard': 'VALHALLA_SERVER_PORT',
   'monitoring.metrics': 'VALHALLA_METRICS_PORT',
   'monitoring.logLevel': 'VALHALLA_LOG_LEVEL',

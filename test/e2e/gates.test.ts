@@ -447,7 +447,8 @@ describe('the go-live gates, from nothing to Phase 4', () => {
         '--comments',
         'rate approved',
       ],
-      raised,
+      // Run with the leads lowered for a while: the amendment keeps the approved 25, not the running 10.
+      { ...raised, VALHALLA_MAX_LEADS_PER_CYCLE: '10' },
     );
     ok(amend, 'amend');
     expect(amend.stdout).toMatch(

@@ -223,6 +223,21 @@ describe.each(list)('the release manifest on $name', (backend) => {
       'partner.clientId (VALHALLA_PARTNER_CLIENT_ID)',
     ],
     ['the log level', { VALHALLA_LOG_LEVEL: 'warn' }, 'monitoring.logLevel (VALHALLA_LOG_LEVEL)'],
+    [
+      'the cycle interval',
+      { VALHALLA_CYCLE_INTERVAL_S: '1' },
+      'cycleIntervalSeconds (VALHALLA_CYCLE_INTERVAL_S)',
+    ],
+    [
+      'the Slack webhook',
+      { VALHALLA_SLACK_WEBHOOK_URL: 'https://hooks.slack.example.test/services/T0/B0/unread' },
+      'monitoring.slackWebhookSha256 (VALHALLA_SLACK_WEBHOOK_URL)',
+    ],
+    [
+      'the ops list',
+      { VALHALLA_ALERT_EMAIL_TO: 'nobody@example.org' },
+      'monitoring.emailTo (VALHALLA_ALERT_EMAIL_TO)',
+    ],
   ])('%s changed after the sign-offs voids them, named', async (_what, change, named) => {
     const { app, clock, databaseUrl } = await install();
     await signAll(app, clock);

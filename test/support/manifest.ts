@@ -23,7 +23,16 @@ export function testManifest(
     },
     dedupKey: 'email',
     memoryPerProcessMb: 512,
-    monitoring: { slack: true, email: true, dashboard: true, metrics: true, logLevel: 'info' },
+    cycleIntervalSeconds: 300,
+    monitoring: {
+      slack: true,
+      slackWebhookSha256: 'b'.repeat(64),
+      email: true,
+      emailTo: ['ops@example.org'],
+      dashboard: true,
+      metrics: true,
+      logLevel: 'info',
+    },
     ...rest,
     limits: { leadsPerCycle: 25, actionsPerCycle: 5, rateLimitPerSecond: 5, ...limits },
   };

@@ -101,7 +101,7 @@ describe('sign and verify', () => {
     const reversed = Object.fromEntries(Object.entries(doc).reverse());
     expect(verifyDocument(parseSignedDocument(JSON.stringify(reversed)), pair.publicKeyPem)).toBe(true);
     // The manifest is signed in its canonical form too (keys sorted at every level).
-    const manifest = `{"dedupKey":"email","format":"valhalla-manifest/1","installationId":"${TEST_INSTALLATION}","limits":{"actionsPerCycle":5,"leadsPerCycle":25,"rateLimitPerSecond":5},"memoryPerProcessMb":512,"monitoring":{"dashboard":true,"email":true,"logLevel":"info","metrics":true,"slack":true},"partner":{"caFingerprints":null,"clientId":"valhalla","tokenUrl":"https://partner.example/oauth/token","url":"https://partner.example/"},"policyHash":"${POLICY}"}`;
+    const manifest = `{"cycleIntervalSeconds":300,"dedupKey":"email","format":"valhalla-manifest/1","installationId":"${TEST_INSTALLATION}","limits":{"actionsPerCycle":5,"leadsPerCycle":25,"rateLimitPerSecond":5},"memoryPerProcessMb":512,"monitoring":{"dashboard":true,"email":true,"emailTo":["ops@example.org"],"logLevel":"info","metrics":true,"slack":true,"slackWebhookSha256":"${'b'.repeat(64)}"},"partner":{"caFingerprints":null,"clientId":"valhalla","tokenUrl":"https://partner.example/oauth/token","url":"https://partner.example/"},"policyHash":"${POLICY}"}`;
     expect(documentBytes(doc)).toBe(
       `{"comments":"Approved the financial limits and ROI.","date":"2026-01-15","format":"valhalla-signature/2","gate":null,"item":null,"keyId":"${pair.keyId}","kind":"signoff","manifest":${manifest},"name":"Frida Finance","policyHash":"${POLICY}","role":"cfo"}`,
     );

@@ -426,7 +426,13 @@ export function registerSigning(program: Command, ctx: Context): void {
           );
         }
         const base = await manifestToSign(ctx, opts.manifest);
-        const manifest = { ...base, limits: { ...base.limits, ...changes } };
+        // The limits not named stay as approved now (not as running: a limit lowered for a while
+        // must not lower the approval with it); from a manifest file, as the file has them.
+        const approved =
+          opts.manifest === undefined
+            ? await ctx.withApp(async (app) => (await app.gatesReport()).manifest.approvedLimits)
+            : null;
+        const manifest = { ...base, limits: { ...(approved ?? base.limits), ...changes } };
         const caps = manifestSchema.shape.limits.safeParse(manifest.limits);
         if (!caps.success) {
           const problems = caps.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
