@@ -22,6 +22,7 @@ import {
   insertNewLeads,
   type LeadIdentity,
   type NewLead,
+  type RowOutcomeRecord,
   recordRowOutcomes,
   type Store,
 } from '../store/index.js';
@@ -404,13 +405,7 @@ async function commitRows(
 }
 
 /** A row that did not become a lead, as ingest_outcomes records it, with what the rejects file and audit say. */
-interface RowOutcome {
-  run_id: number;
-  line: number;
-  outcome: 'duplicate' | 'rejected';
-  field: string | null;
-  reason: string;
-  lead_id: number | null;
+interface RowOutcome extends RowOutcomeRecord {
   /** The rejects file's `problems`: the field problems, or the duplicate's reason under the identity it matched. */
   problems: FieldProblem[];
   /** A duplicate's identities that matched a stored lead, its primary one first. */

@@ -49,6 +49,7 @@ export {
   finishIngestRun,
   getIngestRun,
   ingestTotals,
+  type RowOutcomeRecord,
   recordRowOutcomes,
   rejectedRowsOf,
 } from './ingest-runs.js';

@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { Database, IngestRun } from './schema.js';
+import type { Database, IngestOutcomesTable, IngestRun } from './schema.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -55,17 +55,10 @@ export async function finishIngestRun(
     .execute();
 }
 
-export async function recordRowOutcomes(
-  db: Executor,
-  outcomes: {
-    run_id: number;
-    line: number;
-    outcome: 'duplicate' | 'rejected';
-    field: string | null;
-    reason: string;
-    lead_id: number | null;
-  }[],
-): Promise<void> {
+/** One row that did not become a lead, as `ingest_outcomes` records it. */
+export type RowOutcomeRecord = Omit<IngestOutcomesTable, 'id'>;
+
+export async function recordRowOutcomes(db: Executor, outcomes: RowOutcomeRecord[]): Promise<void> {
   for (let i = 0; i < outcomes.length; i += 1_000) {
     await db
       .insertInto('ingest_outcomes')

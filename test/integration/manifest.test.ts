@@ -94,6 +94,31 @@ describe.each(list)('the release manifest on $name', (backend) => {
 
   const deps = (app: App) => ({ db: app.store.db, dialect: app.store.dialect, audit: app.audit });
 
+  /** The CFO's sign-off row written around recordSignature, as the database's owner (or an older release) could. */
+  async function storeByHand(
+    app: App,
+    row: { policyHash: string; document: string; signature: string },
+    clock: ManualClock,
+    by: string,
+  ) {
+    await app.store.db
+      .insertInto('signatures')
+      .values({
+        kind: 'signoff',
+        role: 'cfo',
+        name: 'Name cfo',
+        gate: null,
+        item: null,
+        policy_hash: row.policyHash,
+        key_id: keys.cfo.keyId,
+        document: row.document,
+        signature: row.signature,
+        recorded_at: clock.now(),
+        recorded_by: by,
+      })
+      .execute();
+  }
+
   /** A document signed over `manifest` (the app's running one unless given), then submitted to `app`. */
   async function sign(
     app: App,
@@ -280,22 +305,12 @@ describe.each(list)('the release manifest on $name', (backend) => {
       keys.cfo.privateKeyPem,
     );
     const { signature, ...fields } = doc;
-    await app.store.db
-      .insertInto('signatures')
-      .values({
-        kind: 'signoff',
-        role: 'cfo',
-        name: 'Name cfo',
-        gate: null,
-        item: null,
-        policy_hash: elsewhere.policyHash,
-        key_id: keys.cfo.keyId,
-        document: documentBytes(fields),
-        signature,
-        recorded_at: clock.now(),
-        recorded_by: 'mallory',
-      })
-      .execute();
+    await storeByHand(
+      app,
+      { policyHash: elsewhere.policyHash, document: documentBytes(fields), signature },
+      clock,
+      'mallory',
+    );
     const { invalid } = await validSignatures(app.store.db, await app.releaseManifest());
     expect(invalid.map((i) => i.reason)).toEqual([
       `void: signed for installation 00000000-0000-4000-8000-00000000beef, and this is installation ${TEST_INSTALLATION}: a document approves one installation only`,
@@ -525,22 +540,12 @@ describe.each(list)('the release manifest on $name', (backend) => {
       policyHash: app.config.policyHash,
       role: 'cfo',
     });
-    await app.store.db
-      .insertInto('signatures')
-      .values({
-        kind: 'signoff',
-        role: 'cfo',
-        name: 'Name cfo',
-        gate: null,
-        item: null,
-        policy_hash: app.config.policyHash,
-        key_id: keys.cfo.keyId,
-        document: legacy,
-        signature: Buffer.alloc(64).toString('base64'),
-        recorded_at: clock.now(),
-        recorded_by: 'an older release',
-      })
-      .execute();
+    await storeByHand(
+      app,
+      { policyHash: app.config.policyHash, document: legacy, signature: Buffer.alloc(64).toString('base64') },
+      clock,
+      'an older release',
+    );
     const cfo = signoffState(await app.gatesReport(), 'cfo');
     expect(cfo.state).toBe('invalid');
     expect(cfo.detail).toContain('valhalla-signature/1) names no installation and no manifest: sign again');
