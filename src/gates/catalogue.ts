@@ -260,6 +260,8 @@ export const EVIDENCE_ACTIONS = {
   dashboardCheck: 'dashboard.checked',
   drill: 'drill.rollback',
   conformance: 'gates.conformance',
+  /** The conformance run against the configured partner (the release manifest's), not the sandbox. */
+  partnerConformance: 'gates.partner_conformance',
   stability: 'stability.verified',
 } as const;
 

@@ -1,8 +1,8 @@
 import type { AuditLog, AuditVerification } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
-import type { Config } from '../config/index.js';
+import { type Config, maskSecrets } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
-import { HARD_CAPS } from '../policy/index.js';
+import { canonicalJson, HARD_CAPS } from '../policy/index.js';
 import {
   latestHeartbeat,
   readInstallationId,
@@ -142,15 +142,17 @@ export async function evaluateGates(
       ? { at: entry.at, seq: entry.seq, details: JSON.parse(entry.details) as Record<string, unknown> }
       : null;
   };
-  const [alertsTest, dashboardCheck, drill, conformance, stability, chain, beat] = await Promise.all([
-    latest(EVIDENCE_ACTIONS.alertsTest),
-    latest(EVIDENCE_ACTIONS.dashboardCheck),
-    latest(EVIDENCE_ACTIONS.drill),
-    latest(EVIDENCE_ACTIONS.conformance),
-    latest(EVIDENCE_ACTIONS.stability),
-    options.chain ?? audit.verify(),
-    latestHeartbeat(store.db),
-  ]);
+  const [alertsTest, dashboardCheck, drill, conformance, stability, partnerRun, chain, beat] =
+    await Promise.all([
+      latest(EVIDENCE_ACTIONS.alertsTest),
+      latest(EVIDENCE_ACTIONS.dashboardCheck),
+      latest(EVIDENCE_ACTIONS.drill),
+      latest(EVIDENCE_ACTIONS.conformance),
+      latest(EVIDENCE_ACTIONS.stability),
+      latest(EVIDENCE_ACTIONS.partnerConformance),
+      options.chain ?? audit.verify(),
+      latestHeartbeat(store.db),
+    ]);
   // Go-live evidence is judged as of the CEO's activation (it was fresh when Phase 4 was approved,
   // and does not expire under a running Phase 4); before an activation, as of now. A newer record
   // still replaces it: a drill that fails after go-live turns its items red.
@@ -360,6 +362,13 @@ export async function evaluateGates(
   }
 
   const manifest = manifestStatus(running, signatures);
+  // Phase 4 needs a passing conformance run against the manifest's own partner (not only the sandbox).
+  if (running !== null) {
+    const problem = partnerRunProblem(running, partnerRun, (entry) =>
+      fresh(entry, EVIDENCE_MAX_AGE_DAYS.conformance),
+    );
+    if (problem !== null) manifest.problems.push(problem);
+  }
   // First: a Phase 4 start refused for the manifest names each difference and its fix.
   const missing: string[] = manifest.problems.map((p) => `release manifest: ${p}`);
   const gates: GateStatus[] = GATES.map((gate) => {
@@ -406,6 +415,52 @@ export async function evaluateGates(
 }
 
 type Signatures = Awaited<ReturnType<typeof validSignatures>>;
+
+/** Why the latest configured-partner conformance run does not stand for the manifest's partner, or null. */
+function partnerRunProblem(
+  running: ReleaseManifest,
+  entry: EvidenceEntry | null,
+  isFresh: (entry: EvidenceEntry | null) => boolean,
+): string | null {
+  const fix = 'run `valhalla gates conformance --partner configured`';
+  if (entry === null) return `no conformance run against the configured partner: ${fix}`;
+  if (!isFresh(entry)) {
+    return `the last conformance run against the configured partner is older than ${EVIDENCE_MAX_AGE_DAYS.conformance} days: ${fix}`;
+  }
+  const d = entry.details as {
+    passed?: boolean;
+    partner?: { url?: string | null; tokenUrl?: string | null; caFingerprints?: string[] | null };
+    scenarios?: { name: string; passed: boolean }[];
+  };
+  const ranAgainst = {
+    url: endpointOf(d.partner?.url ?? null),
+    tokenUrl: endpointOf(d.partner?.tokenUrl ?? null),
+    caFingerprints: d.partner?.caFingerprints ?? null,
+  };
+  const partner = {
+    url: running.partner.url,
+    tokenUrl: running.partner.tokenUrl,
+    caFingerprints: running.partner.caFingerprints,
+  };
+  if (canonicalJson(ranAgainst) !== canonicalJson(partner)) {
+    return `the last conformance run against a configured partner ran against ${ranAgainst.url ?? 'none'} (CA ${ranAgainst.caFingerprints === null ? 'the system’s' : ranAgainst.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}), not the manifest's ${partner.url ?? 'none'} (CA ${partner.caFingerprints === null ? 'the system’s' : partner.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}): ${fix}`;
+  }
+  if (d.passed !== true) {
+    const failed = (d.scenarios ?? []).filter((s) => !s.passed).map((s) => s.name);
+    return `the last conformance run against the configured partner failed (${failed.join(', ') || 'not passed'}): ${fix}`;
+  }
+  return null;
+}
+
+/** A URL in the manifest's form (normal form, secrets masked), to compare a run's with the manifest's. */
+function endpointOf(url: string | null): string | null {
+  if (url === null) return null;
+  try {
+    return maskSecrets(new URL(url).toString());
+  } catch {
+    return maskSecrets(url);
+  }
+}
 
 /** The manifest's own checks: signed as it runs, limits within approval, monitoring on. */
 function manifestStatus(running: ReleaseManifest | null, signatures: Signatures): ManifestStatus {

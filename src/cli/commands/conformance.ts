@@ -1,5 +1,6 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { recordConformance, runConformance } from '../../app/conformance.js';
+import { recordPartnerConformance, runPartnerConformance } from '../../app/partner-conformance.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 
@@ -11,7 +12,16 @@ export function addConformanceCommand(gates: Command, ctx: Context): void {
       'the partner conformance suite against an in-process sandbox partner, from private databases; recorded as gate 2 and 3 evidence',
     )
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { json?: boolean }) => {
+    .addOption(
+      new Option(
+        '--partner <which>',
+        'sandbox: the full suite against the in-process sandbox (faults included); configured: the scenarios safe against the partner this installation is configured for (its own sandbox), which Phase 4 needs',
+      )
+        .choices(['sandbox', 'configured'])
+        .default('sandbox'),
+    )
+    .action(async (opts: { json?: boolean; partner: 'sandbox' | 'configured' }) => {
+      if (opts.partner === 'configured') return configuredPartner(ctx, opts.json === true);
       await ctx.withApp(async (app) => {
         const result = await runConformance({ config: app.config });
         await recordConformance(app.audit, result, app.config.operator);
@@ -42,4 +52,32 @@ export function addConformanceCommand(gates: Command, ctx: Context): void {
         }
       });
     });
+}
+
+/** `gates conformance --partner configured`: the manifest's partner, the safe scenarios, recorded. */
+async function configuredPartner(ctx: Context, json: boolean): Promise<void> {
+  await ctx.withApp(async (app) => {
+    const result = await runPartnerConformance({ config: app.config, clock: app.clock });
+    await recordPartnerConformance(app.audit, result, app.config.operator);
+    if (json) writeJson(ctx.io.stdout, result);
+    else {
+      writeLine(
+        ctx.io.stdout,
+        `conformance ${result.passed ? 'PASSED' : 'FAILED'} in ${(result.durationMs / 1000).toFixed(1)} s against the configured partner ${result.partner.url ?? '(none)'}`,
+      );
+      writeLine(
+        ctx.io.stdout,
+        formatTable(
+          ['SCENARIO', 'OK', 'DETAIL'],
+          result.scenarios.map((s) => [s.name, s.passed ? 'ok' : 'FAILED', s.detail]),
+        ),
+      );
+      writeLine(
+        ctx.io.stdout,
+        'recorded in the audit chain as gates.partner_conformance (Phase 4 needs a passing run against the release manifest’s partner)',
+      );
+    }
+    if (!result.passed)
+      throw new CliExit(EXIT.failure, 'the conformance run against the configured partner failed');
+  });
 }
