@@ -138,6 +138,7 @@ export async function clearedInstallation(
     await dashboardCheck(at, dashboardToken.token);
     await mustPass(['drill', 'rollback'], at);
     await mustPass(['gates', 'conformance'], at);
+    await mustPass(['gates', 'conformance', '--partner', 'configured'], at);
     await mustPass(['stability', 'verify', '--hours', '72', '--record'], at);
     log(`  evidence (alerts, dashboard, rollback drill, conformance, stability) in ${seconds(started)}`);
 

@@ -3,7 +3,7 @@ import type { AuditLog } from '../audit/index.js';
 import { type Clock, systemClock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { PartnerLead } from '../engine/index.js';
-import { caFingerprints, EVIDENCE_ACTIONS } from '../gates/index.js';
+import { caFingerprints, EVIDENCE_ACTIONS, manifestEndpoint } from '../gates/index.js';
 import { createPartnerClientFromConfig } from './partner.js';
 
 /**
@@ -74,8 +74,9 @@ export async function runPartnerConformance(options: {
   const began = Date.now();
   const partner = {
     kind: 'configured' as const,
-    url: config.partner.url,
-    tokenUrl: config.partner.tokenUrl,
+    // As the release manifest names them: a secret in a URL never reaches the audit chain.
+    url: manifestEndpoint(config.partner.url),
+    tokenUrl: manifestEndpoint(config.partner.tokenUrl),
     caFingerprints: config.partner.caPem === null ? null : caFingerprints(config.partner.caPem),
   };
   const scenarios: PartnerConformanceResult['scenarios'] = [];

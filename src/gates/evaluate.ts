@@ -1,6 +1,6 @@
 import type { AuditLog, AuditVerification } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
-import { type Config, maskSecrets } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
 import { canonicalJson, HARD_CAPS } from '../policy/index.js';
 import {
@@ -24,6 +24,7 @@ import {
   limitsAbove,
   type ManifestLimits,
   manifestDifferences,
+  manifestEndpoint,
   manifestHash,
   monitoringRefusals,
   type ReleaseManifest,
@@ -433,8 +434,8 @@ function partnerRunProblem(
     scenarios?: { name: string; passed: boolean }[];
   };
   const ranAgainst = {
-    url: endpointOf(d.partner?.url ?? null),
-    tokenUrl: endpointOf(d.partner?.tokenUrl ?? null),
+    url: manifestEndpoint(d.partner?.url ?? null),
+    tokenUrl: manifestEndpoint(d.partner?.tokenUrl ?? null),
     caFingerprints: d.partner?.caFingerprints ?? null,
   };
   const partner = {
@@ -450,16 +451,6 @@ function partnerRunProblem(
     return `the last conformance run against the configured partner failed (${failed.join(', ') || 'not passed'}): ${fix}`;
   }
   return null;
-}
-
-/** A URL in the manifest's form (normal form, secrets masked), to compare a run's with the manifest's. */
-function endpointOf(url: string | null): string | null {
-  if (url === null) return null;
-  try {
-    return maskSecrets(new URL(url).toString());
-  } catch {
-    return maskSecrets(url);
-  }
 }
 
 /** The manifest's own checks: signed as it runs, limits within approval, monitoring on. */

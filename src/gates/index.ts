@@ -30,6 +30,7 @@ export {
   type ManifestDifference,
   type ManifestLimits,
   manifestDifferences,
+  manifestEndpoint,
   manifestHash,
   manifestSchema,
   monitoringRefusals,

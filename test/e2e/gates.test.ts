@@ -167,6 +167,9 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(verify.stdout).toContain(
       "activation: the CEO's activation by the CEO / Executive Leadership missing",
     );
+    expect(verify.stdout).toContain(
+      'missing: release manifest: no conformance run against the configured partner: run `valhalla gates conformance --partner configured`',
+    );
     const run = await runBinary(['run', '--once'], { cwd, env, timeoutMs: 60_000 });
     expect(run.code).toBe(3);
     expect(run.stderr).toMatch(/Phase 4 refused: the go-live gates are not all green/);
@@ -180,6 +183,16 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     expect(smtp.messages.length).toBeGreaterThan(0);
     ok(await cli(['drill', 'rollback']), 'drill rollback');
     ok(await cli(['gates', 'conformance']), 'gates conformance');
+    // And against the partner this installation is configured for (here the same sandbox, as a
+    // partner's own sandbox would be): the release manifest's partner needs a passing run of its own.
+    const partnerRun = await cli(['gates', 'conformance', '--partner', 'configured']);
+    ok(partnerRun, 'gates conformance --partner configured');
+    expect(partnerRun.stdout).toMatch(
+      /^conformance PASSED in [\d.]+ s against the configured partner https:\/\/127\.0\.0\.1:\d+\//,
+    );
+    for (const scenario of ['health', 'token', 'endpoint', 'idempotent_replay', 'error_handling']) {
+      expect(partnerRun.stdout).toMatch(new RegExp(`^${scenario}\\s+ok\\s`, 'm'));
+    }
     ok(await cli(['stability', 'verify', '--hours', '72', '--record']), 'stability verify');
     const status = JSON.parse((await cli(['gates', 'status', '--json'])).stdout) as {
       gates: { items: { id: string; kind: string; state: string; detail: string }[] }[];
@@ -376,6 +389,22 @@ describe('the go-live gates, from nothing to Phase 4', () => {
         'stability',
         { passed: false, hours: 72, checks: [{ name: 'memory', passed: false }] },
         ['9.stability'],
+      ],
+      // A passing run, but against another partner than the manifest's.
+      [
+        'gates.partner_conformance',
+        'partner-conformance',
+        {
+          passed: true,
+          partner: {
+            kind: 'configured',
+            url: 'https://elsewhere.example.test/',
+            tokenUrl: 'https://elsewhere.example.test/oauth/token',
+            caFingerprints: null,
+          },
+          scenarios: [],
+        },
+        ['release manifest'],
       ],
     ];
     for (const [action, name, details, items] of failing) {
