@@ -4,6 +4,7 @@
  * says it exported. Read from the SQLite file directly, with no process of the product running.
  */
 import SqliteDatabase from 'better-sqlite3';
+import { PARTNER_CONFORMANCE_KEY_PREFIX } from '../src/app/partner-conformance.js';
 import type { LeadState } from '../src/policy/index.js';
 import type { SandboxRecords, SandboxStats } from '../src/sandbox/index.js';
 
@@ -89,7 +90,13 @@ export function compareWithPartner(
     if (link.released === 0) liveOf.set(link.lead_id, [...(liveOf.get(link.lead_id) ?? []), link]);
   }
   const byId = new Map(facts.leads.map((l) => [l.id, l]));
-  const held = partner.records.leadBatches;
+  // The go-live evidence's synthetic leads (`gates conformance --partner configured`, sent to this
+  // same partner) are not the installation's: left out of the reconciliation.
+  const held = Object.fromEntries(
+    Object.entries(partner.records.leadBatches).filter(
+      ([key]) => !key.startsWith(PARTNER_CONFORMANCE_KEY_PREFIX),
+    ),
+  );
 
   let lost = 0;
   const twice = new Set<string>();

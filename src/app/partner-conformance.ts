@@ -37,12 +37,15 @@ export interface PartnerConformanceResult {
   scenarios: { name: PartnerScenarioName; passed: boolean; detail: string }[];
 }
 
+/** How the run's synthetic leads' and batches' keys begin: the partner's records tell them apart by it. */
+export const PARTNER_CONFORMANCE_KEY_PREFIX = 'conformance-';
+
 /** The evidence action: kept apart from the sandbox run's, so neither hides the other. */
 export const PARTNER_CONFORMANCE_ACTION = EVIDENCE_ACTIONS.partnerConformance;
 
 function syntheticLead(run: string, n: number, overrides: Partial<PartnerLead> = {}): PartnerLead {
   return {
-    idempotency_key: `conformance-${run}-${n}`,
+    idempotency_key: `${PARTNER_CONFORMANCE_KEY_PREFIX}${run}-${n}`,
     external_id: `SYNTHETIC-conformance-${run}-${n}`,
     name: `Conformance Check ${n}`,
     email: `conformance.${run}.${n}@conformance.invalid`,
@@ -118,7 +121,7 @@ export async function runPartnerConformance(options: {
         ];
       });
       const batch = {
-        batchKey: `conformance-${run}-batch`,
+        batchKey: `${PARTNER_CONFORMANCE_KEY_PREFIX}${run}-batch`,
         leads: [syntheticLead(run, 1), syntheticLead(run, 2)],
       };
       await attempt('endpoint', async () => {
@@ -140,7 +143,7 @@ export async function runPartnerConformance(options: {
       });
       await attempt('error_handling', async () => {
         const invalid = {
-          batchKey: `conformance-${run}-invalid`,
+          batchKey: `${PARTNER_CONFORMANCE_KEY_PREFIX}${run}-invalid`,
           leads: [syntheticLead(run, 3, { email: 'not-an-address', score: 1000 })],
         };
         const outcome = await client!.sendBatch(invalid);
