@@ -13,7 +13,13 @@ import {
 } from '../alerts/index.js';
 import { type AuditLog, createAuditLog } from '../audit/index.js';
 import { type Clock, type Sleep, systemClock, systemSleep } from '../clock/index.js';
-import { type Config, loadConfig, loadPolicyFile, policyHash } from '../config/index.js';
+import {
+  type Config,
+  loadConfig,
+  loadPolicyFile,
+  MANIFEST_LIMIT_FIELDS,
+  policyHash,
+} from '../config/index.js';
 import {
   createEngine,
   createLeadership,
@@ -29,6 +35,7 @@ import {
   buildGatesBundle,
   buildManifest,
   createGateClearance,
+  describeLimits,
   evaluateGates,
   type GatesReport,
   limitsAbove,
@@ -460,8 +467,6 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
   };
   let limitsInForce: Config['limits'] = config.limits;
   let lastRefusal: string | null = null;
-  const describeLimits = (l: Config['limits']) =>
-    `${l.leadsPerCycle} leads/cycle, ${l.actionsPerCycle} actions/cycle, ${l.rateLimitPerSecond} requests/s`;
   async function reloadLimits(load: () => Config): Promise<LimitsReload> {
     let wanted: Config['limits'];
     try {
@@ -483,9 +488,9 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     const valid = id === undefined ? [] : (await validSignatures(store.db, buildManifest(config, id))).valid;
     const approved = approvedLimits(valid)?.limits ?? config.limits;
     // Each limit on its own: a lowering is taken even when another limit's raise is refused.
-    const fields = ['leadsPerCycle', 'actionsPerCycle', 'rateLimitPerSecond'] as const;
     const taken = { ...from };
-    for (const field of fields) if (wanted[field] <= approved[field]) taken[field] = wanted[field];
+    for (const field of MANIFEST_LIMIT_FIELDS)
+      if (wanted[field] <= approved[field]) taken[field] = wanted[field];
     const above = limitsAbove(wanted, approved);
     const changed = canonicalJson(taken) !== canonicalJson(from);
     // A raise already refused is said once, not every cycle while the file stays as it is (an

@@ -22,7 +22,13 @@ export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
 export { describeTokenEntry, isSecretParameterName, looksLikeApiToken, MASK, maskSecrets } from './mask.js';
 export type { AlertSettings, MetricsSettings } from './monitoring.js';
 export type { PartnerSettings } from './partner.js';
-export { loadPolicyFile, type PolicyDocument, policyHash, policySchema } from './policy-file.js';
+export {
+  loadPolicyFile,
+  MANIFEST_LIMIT_FIELDS,
+  type PolicyDocument,
+  policyHash,
+  policySchema,
+} from './policy-file.js';
 export { API_ROLES, type ApiRole, type ApiTokenEntry, type ServerSettings } from './server.js';
 
 /** The folder the product is installed in: the nearest one above this module with a package.json. */

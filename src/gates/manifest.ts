@@ -272,6 +272,11 @@ export function limitsAbove(running: ManifestLimits, approved: ManifestLimits): 
     });
 }
 
+/** `25 leads/cycle, 5 actions/cycle, 5 requests/s`: the limits in words, wherever they are printed. */
+export function describeLimits(l: ManifestLimits): string {
+  return `${l.leadsPerCycle} leads/cycle, ${l.actionsPerCycle} actions/cycle, ${l.rateLimitPerSecond} requests/s`;
+}
+
 /** Each limit's lower of the two: what a set of sign-offs approves together. */
 export function lowerLimits(a: ManifestLimits, b: ManifestLimits): ManifestLimits {
   return {

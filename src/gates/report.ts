@@ -1,7 +1,7 @@
 import type { AuditEntry } from '../audit/index.js';
 import { EVIDENCE_ACTIONS, ROLE_TITLES } from './catalogue.js';
 import { evaluateGates, type GatesDeps, type GatesReport } from './evaluate.js';
-import type { ManifestLimits } from './manifest.js';
+import { describeLimits } from './manifest.js';
 import { listSigners, validSignatures } from './signing.js';
 
 export interface GatesBundle {
@@ -139,8 +139,4 @@ function renderMarkdown(bundle: GatesBundle): string {
     lines.push(`| ${e.seq} | ${e.action} | ${new Date(e.at).toISOString()} | \`${e.hash}\` |`);
   }
   return `${lines.join('\n')}\n`;
-}
-
-function describeLimits(l: ManifestLimits): string {
-  return `${l.leadsPerCycle} leads/cycle, ${l.actionsPerCycle} actions/cycle, ${l.rateLimitPerSecond} requests/s`;
 }

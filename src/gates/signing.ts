@@ -32,6 +32,7 @@ import {
 import { findItem, SIGNOFF_ROLES } from './catalogue.js';
 import {
   describeDifference,
+  lowerLimits,
   type ManifestLimits,
   manifestDifferences,
   manifestHash,
@@ -757,17 +758,7 @@ export function approvedLimits(
   const lower = (rows: readonly SignatureRow[], from: ManifestLimits | null) =>
     rows
       .map((r) => documentManifest(r).limits)
-      .reduce<ManifestLimits | null>(
-        (a, b) =>
-          a === null
-            ? b
-            : {
-                leadsPerCycle: Math.min(a.leadsPerCycle, b.leadsPerCycle),
-                actionsPerCycle: Math.min(a.actionsPerCycle, b.actionsPerCycle),
-                rateLimitPerSecond: Math.min(a.rateLimitPerSecond, b.rateLimitPerSecond),
-              },
-        from,
-      );
+      .reduce<ManifestLimits | null>((a, b) => (a === null ? b : lowerLimits(a, b)), from);
   if (amendment) {
     const limits = lower(signoffs, documentManifest(amendment).limits)!;
     const by = `the CFO's amendment #${amendment.id} (${amendment.name})`;

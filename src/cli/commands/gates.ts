@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PRIVATE_DIR_MODE, writePrivateFile } from '../../files/index.js';
-import type { ManifestStatus } from '../../gates/index.js';
+import { describeLimits, type ManifestStatus } from '../../gates/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 import { addConformanceCommand } from './conformance.js';
@@ -127,16 +127,14 @@ function writeManifest(ctx: Context, manifest: ManifestStatus): void {
     writeLine(ctx.io.stdout, `Release manifest: none (${manifest.problems.join('; ')})`);
     return;
   }
-  const l = manifest.document.limits;
   writeLine(
     ctx.io.stdout,
-    `Release manifest ${manifest.hash} (installation ${manifest.document.installationId}); limits ${l.leadsPerCycle} leads/cycle, ${l.actionsPerCycle} actions/cycle, ${l.rateLimitPerSecond} requests/s`,
+    `Release manifest ${manifest.hash} (installation ${manifest.document.installationId}); limits ${describeLimits(manifest.document.limits)}`,
   );
   if (manifest.approvedLimits !== null) {
-    const a = manifest.approvedLimits;
     writeLine(
       ctx.io.stdout,
-      `Approved by ${manifest.approvedBy}: up to ${a.leadsPerCycle} leads/cycle, ${a.actionsPerCycle} actions/cycle, ${a.rateLimitPerSecond} requests/s`,
+      `Approved by ${manifest.approvedBy}: up to ${describeLimits(manifest.approvedLimits)}`,
     );
   }
   for (const problem of manifest.problems) writeLine(ctx.io.stdout, `  refused: ${problem}`);

@@ -7,6 +7,7 @@ import { isPrivateFileError, writePrivateFile } from '../../files/index.js';
 import {
   addSigner,
   createKeyPair,
+  describeLimits,
   fieldsRefusal,
   findItem,
   isSigningError,
@@ -171,10 +172,7 @@ async function submit(ctx: Context, doc: SignedDocument): Promise<void> {
     });
     const what = KIND_WORDS[doc.kind];
     if (!result.ok) throw new CliExit(EXIT.refused, `${what} refused: ${result.reason}`);
-    const limits =
-      doc.kind === 'amendment'
-        ? `, approving ${doc.manifest.limits.leadsPerCycle} leads/cycle, ${doc.manifest.limits.actionsPerCycle} actions/cycle, ${doc.manifest.limits.rateLimitPerSecond} requests/s`
-        : '';
+    const limits = doc.kind === 'amendment' ? `, approving ${describeLimits(doc.manifest.limits)}` : '';
     writeLine(
       ctx.io.stdout,
       `recorded ${what} #${result.id} by ${doc.name} (${doc.role})${doc.item ? ` for item ${doc.item}` : ''} over release manifest ${manifestHash(doc.manifest).slice(0, 12)}…${limits} (audited)`,
