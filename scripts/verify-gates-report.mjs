@@ -20,7 +20,9 @@
 //      names, and that entry's hash is its contents'; every valid document names that installation
 //      and approves the same manifest in everything but the limits; every amendment is the CFO's;
 //      the approved limits are recomputed (the latest amendment newer than the sign-offs, else the
-//      sign-offs' lower value of each) and the running limits are within them; monitoring is on.
+//      sign-offs' lower value of each) and the running limits are within them; monitoring is on;
+//      the latest conformance run against a configured partner passed, against the manifest's
+//      partner (URL, token URL and CA fingerprints).
 // Usage: node verify-gates-report.mjs gates-report.json [policy.json]
 // Exit 0 when everything checks out and every gate is green; 1 otherwise (each problem printed).
 import { createHash, createPublicKey, verify } from 'node:crypto';
@@ -146,6 +148,29 @@ function checkManifest() {
   const m = manifest.monitoring;
   if (!m.dashboard || !m.metrics || !m.slack || !m.email || !WARNING_LEVELS.includes(m.logLevel))
     problems.push(`monitoring is not fully on in the release manifest: ${canonical(m)}`);
+  // Phase 4 needs a passing conformance run against the manifest's own partner (URL, token URL, CA).
+  const partnerRun = evidenceOf('gates.partner_conformance');
+  const manifestPartner = {
+    url: manifest.partner.url,
+    tokenUrl: manifest.partner.tokenUrl,
+    caFingerprints: manifest.partner.caFingerprints,
+  };
+  if (partnerRun === undefined) {
+    problems.push('no conformance run against the configured partner is in the bundle');
+  } else {
+    const ran = partnerRun.partner ?? {};
+    const ranAgainst = {
+      url: ran.url ?? null,
+      tokenUrl: ran.tokenUrl ?? null,
+      caFingerprints: ran.caFingerprints ?? null,
+    };
+    if (canonical(ranAgainst) !== canonical(manifestPartner))
+      problems.push(
+        `the conformance run against a configured partner ran against ${canonical(ranAgainst)}, not the manifest's partner ${canonical(manifestPartner)}`,
+      );
+    else if (partnerRun.passed !== true)
+      problems.push("the conformance run against the manifest's partner did not pass");
+  }
 }
 
 const [file, policyFile] = process.argv.slice(2);

@@ -469,8 +469,9 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
   let lastRefusal: string | null = null;
   async function reloadLimits(load: () => Config): Promise<LimitsReload> {
     let wanted: Config['limits'];
+    let sources: Config['sources'];
     try {
-      wanted = load().limits;
+      ({ limits: wanted, sources } = load());
     } catch (error) {
       const message = `the configuration on disk can no longer be read (${(error as Error).message.split('\n')[0]}): the limits in force are kept`;
       if (lastRefusal === message) return { kind: 'unchanged' };
@@ -491,7 +492,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
     const taken = { ...from };
     for (const field of MANIFEST_LIMIT_FIELDS)
       if (wanted[field] <= approved[field]) taken[field] = wanted[field];
-    const above = limitsAbove(wanted, approved);
+    const above = limitsAbove(wanted, approved, sources);
     const changed = canonicalJson(taken) !== canonicalJson(from);
     // A raise already refused is said once, not every cycle while the file stays as it is (an
     // amendment recorded meanwhile lets it in at the next read).

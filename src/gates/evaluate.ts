@@ -362,7 +362,7 @@ export async function evaluateGates(
     }
   }
 
-  const manifest = manifestStatus(running, signatures);
+  const manifest = manifestStatus(running, signatures, config.sources);
   // Phase 4 needs a passing conformance run against the manifest's own partner (not only the sandbox).
   if (running !== null) {
     const problem = partnerRunProblem(running, partnerRun, (entry) =>
@@ -454,7 +454,11 @@ function partnerRunProblem(
 }
 
 /** The manifest's own checks: signed as it runs, limits within approval, monitoring on. */
-function manifestStatus(running: ReleaseManifest | null, signatures: Signatures): ManifestStatus {
+function manifestStatus(
+  running: ReleaseManifest | null,
+  signatures: Signatures,
+  sources: Config['sources'],
+): ManifestStatus {
   if (running === null) {
     return {
       hash: null,
@@ -489,7 +493,7 @@ function manifestStatus(running: ReleaseManifest | null, signatures: Signatures)
   }
   const approved = approvedLimits(signatures.valid);
   if (approved) {
-    const above = limitsAbove(running.limits, approved.limits);
+    const above = limitsAbove(running.limits, approved.limits, sources);
     if (above.length > 0) {
       problems.push(
         `limits above those approved by ${approved.by}: ${above.join('; ')}. Fix: lower them, or have the CFO sign an amendment with the new values (valhalla amend)`,

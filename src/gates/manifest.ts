@@ -1,6 +1,12 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
-import { type Config, isSecretParameterName, MASK, maskSecrets } from '../config/index.js';
+import {
+  type Config,
+  isSecretParameterName,
+  MASK,
+  maskSecrets,
+  type SettingSource,
+} from '../config/index.js';
 import { canonicalJson, HARD_CAPS } from '../policy/index.js';
 
 /**
@@ -262,13 +268,24 @@ const LIMIT_WORDS: Readonly<Record<keyof ManifestLimits, { setting: string; unit
   rateLimitPerSecond: { setting: 'VALHALLA_RATE_LIMIT', unit: 'requests/s' },
 };
 
-/** Each limit above what was approved, worded with its setting: `VALHALLA_RATE_LIMIT 5 requests/s, approved 3`. */
-export function limitsAbove(running: ManifestLimits, approved: ManifestLimits): string[] {
+/**
+ * Each limit above what was approved, worded with its setting and, when it is not the environment,
+ * where it was set (what the operator must edit to lower it): `VALHALLA_RATE_LIMIT 5 requests/s (in
+ * .env), approved 3`; `VALHALLA_RATE_LIMIT 5 requests/s (the policy file's rateLimitPerSecond), approved 3`.
+ */
+export function limitsAbove(
+  running: ManifestLimits,
+  approved: ManifestLimits,
+  sources: Readonly<Record<string, SettingSource>> = {},
+): string[] {
   return (Object.keys(LIMIT_WORDS) as (keyof ManifestLimits)[])
     .filter((key) => running[key] > approved[key])
     .map((key) => {
       const { setting, unit } = LIMIT_WORDS[key];
-      return `${setting} ${running[key]} ${unit}, approved ${approved[key]}`;
+      const source = sources[setting];
+      const where =
+        source === '.env' ? ' (in .env)' : source === 'policy file' ? ` (the policy file's ${key})` : '';
+      return `${setting} ${running[key]} ${unit}${where}, approved ${approved[key]}`;
     });
 }
 

@@ -8,7 +8,7 @@
  * to the sandbox partner. Taking away any one signed item or piece of evidence makes `gates verify`
  * refuse naming it, and `run` refuse with exit 3.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { canonicalJson } from '../../src/policy/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import { BIN, type CliResult, phase4Env, REPO_ROOT, runBinary, runInProcess } from '../support/cli.js';
+import { ATTESTED, nameOf, SIGNERS, withServe } from '../support/go-live.js';
 import { seedPhase3Run } from '../support/phase3-run.js';
 import { spawnNode } from '../support/processes.js';
 import {
@@ -34,15 +35,6 @@ import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 
 const HOUR = 3_600_000;
-const SIGNERS = [
-  { role: 'ceo', name: 'Casey Chief' },
-  { role: 'cfo', name: 'Fran Finance' },
-  { role: 'general_counsel', name: 'Gale Counsel' },
-  { role: 'risk_officer', name: 'Rory Risk' },
-  { role: 'head_of_operations', name: 'Hollis Ops' },
-] as const;
-const nameOf = (role: string) => SIGNERS.find((s) => s.role === role)!.name;
-const ATTESTED = GATES.flatMap((g) => g.items).filter((i) => i.check.kind === 'attested');
 const dashboardToken = createApiToken('ops-check', 'viewer');
 
 let cwd: string;
@@ -95,28 +87,7 @@ afterAll(async () => {
 
 /** `valhalla serve` (the real binary) on a free port, then `valhalla dashboard check` against it. */
 async function checkDashboardAgainstServe(): Promise<void> {
-  const serve = spawn(process.execPath, [BIN, 'serve'], {
-    cwd,
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  serve.stdout.on('data', (c: Buffer) => {
-    out += c;
-  });
-  serve.stderr.on('data', (c: Buffer) => {
-    out += c;
-  });
-  const closed = new Promise((resolve) => serve.once('close', resolve));
-  try {
-    const deadline = Date.now() + 30_000;
-    const urlIn = () => /dashboard: (http:\/\/[^\s/]+)\//.exec(out)?.[1];
-    while (urlIn() === undefined) {
-      if (Date.now() > deadline || serve.exitCode !== null)
-        throw new Error(`valhalla serve did not start: ${out}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const url = urlIn()!;
+  await withServe(cwd, env, async (url) => {
     const tokenFile = join(cwd, 'dashboard.token');
     writeFileSync(tokenFile, `${dashboardToken.token}\n`, { mode: 0o600 });
     // A wrong token: the check fails, and says so as evidence.
@@ -128,10 +99,7 @@ async function checkDashboardAgainstServe(): Promise<void> {
     const check = await cli(['dashboard', 'check', '--url', url, '--token-file', tokenFile]);
     ok(check, 'dashboard check');
     expect(check.stdout).toMatch(/ok {3}live lead flow: an audit entry reached the event stream in \d+ ms/);
-  } finally {
-    serve.kill('SIGTERM');
-    await closed;
-  }
+  });
 }
 
 /** A copy of the database (VACUUM INTO) changed by `change`, and the environment that points at it. */
@@ -225,7 +193,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     const early = await cli(['activate', '--name', nameOf('ceo'), '--key', join(cwd, 'ceo.key')]);
     expect(early.code).toBe(3);
     for (const item of ATTESTED) {
-      const role = item.check.kind === 'attested' ? item.check.role : 'ceo';
+      const { role } = item;
       ok(
         await cli([
           'attest',
@@ -563,7 +531,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
       writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=2\nVALHALLA_MAX_LEADS_PER_CYCLE=30\n');
       await waitFor('refusal', () => run.out().includes('limits on disk above those approved'));
       expect(run.out()).toContain(
-        'limits on disk above those approved (VALHALLA_MAX_LEADS_PER_CYCLE 30 leads/cycle, approved 25): kept 10 leads/cycle, 5 actions/cycle, 2 requests/s',
+        'limits on disk above those approved (VALHALLA_MAX_LEADS_PER_CYCLE 30 leads/cycle (in .env), approved 25): kept 10 leads/cycle, 5 actions/cycle, 2 requests/s',
       );
       expect(query(dbFile, "select seq from audit_log where action = 'limits.refused'")).toHaveLength(1);
       expect(query(dbFile, "select id from alerts where event = 'limits_refused'")).toHaveLength(1);

@@ -97,8 +97,13 @@ export async function seedPhase3Run(
     format: 'csv',
     operator: 'test',
   });
+  // Keyed as ingest keys them (the installation's secret; the dedup rule email): a lead arriving
+  // later under either identity is a duplicate of these.
+  const keys = app.pseudonymizer();
   const leads: NewLead[] = Array.from({ length: cycles * LEADS_PER_CYCLE }, (_, i) => ({
-    dedup_key: `sim-${i}`,
+    dedup_key: keys.dedupKey('email', `lead${i}@example.com`),
+    email_key: keys.dedupKey('email', `lead${i}@example.com`),
+    external_id_key: keys.dedupKey('external_id', `ext-${i}`),
     external_id: `ext-${i}`,
     name: `Lead ${i}`,
     email: `lead${i}@example.com`,

@@ -3,10 +3,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isConfigError, loadConfig } from '../../src/config/index.js';
-import { buildManifest, caFingerprints, manifestDifferences } from '../../src/gates/index.js';
+import { buildManifest, caFingerprints, limitsAbove, manifestDifferences } from '../../src/gates/index.js';
 import { manifestEndpoint } from '../../src/gates/manifest.js';
 import { createSelfSignedCertificate } from '../../src/sandbox/certificate.js';
-import { phase4Env, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
+import { phase4Env, policyFileWith, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { TEST_INSTALLATION } from '../support/manifest.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -99,5 +99,31 @@ describe('the manifest’s CA', () => {
     expect(() =>
       loadConfig({ cwd: dir, env: { ...testEnv(dir), NODE_EXTRA_CA_CERTS: '/etc/extra.pem' } }),
     ).not.toThrow();
+  });
+});
+
+describe('limits above the approved ones, in words', () => {
+  it('names each raised limit by its setting and where it was set (environment, .env, the policy file)', () => {
+    const dir = tempDir();
+    const policy = policyFileWith(dir, { rateLimitPerSecond: 4 });
+    writeFileSync(join(dir, '.env'), 'VALHALLA_MAX_LEADS_PER_CYCLE=40\n');
+    const config = loadConfig({
+      cwd: dir,
+      env: {
+        ...phase4Env(dir, UNCALLED_PARTNER),
+        VALHALLA_POLICY_FILE: policy,
+        VALHALLA_MAX_ACTIONS_PER_CYCLE: '6',
+      },
+    });
+    const approved = { leadsPerCycle: 25, actionsPerCycle: 5, rateLimitPerSecond: 3 };
+    expect(limitsAbove(config.limits, approved, config.sources)).toEqual([
+      'VALHALLA_MAX_LEADS_PER_CYCLE 40 leads/cycle (in .env), approved 25',
+      'VALHALLA_MAX_ACTIONS_PER_CYCLE 6 actions/cycle, approved 5',
+      "VALHALLA_RATE_LIMIT 4 requests/s (the policy file's rateLimitPerSecond), approved 3",
+    ]);
+    // Within the approved ones: nothing to name.
+    expect(
+      limitsAbove(config.limits, { leadsPerCycle: 40, actionsPerCycle: 6, rateLimitPerSecond: 4 }),
+    ).toEqual([]);
   });
 });

@@ -1,0 +1,119 @@
+/**
+ * Going live the way operators and stakeholders do, through the CLI: the evidence commands, five
+ * signers with their own Ed25519 keys, the attestations, the five sign-offs and the CEO's activation.
+ * Each step must succeed; a failing one throws with what the command printed.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GATES } from '../../src/gates/index.js';
+import { BIN, type CliResult } from './cli.js';
+import { spawnNode } from './processes.js';
+
+export const SIGNERS = [
+  { role: 'ceo', name: 'Casey Chief' },
+  { role: 'cfo', name: 'Fran Finance' },
+  { role: 'general_counsel', name: 'Gale Counsel' },
+  { role: 'risk_officer', name: 'Rory Risk' },
+  { role: 'head_of_operations', name: 'Hollis Ops' },
+] as const;
+export const nameOf = (role: string) => SIGNERS.find((s) => s.role === role)!.name;
+/** The items a stakeholder attests, with the role that signs each. */
+export const ATTESTED = GATES.flatMap((g) => g.items).flatMap((i) =>
+  i.check.kind === 'attested' ? [{ id: i.id, role: i.check.role as string }] : [],
+);
+
+type Cli = (args: string[], extra?: Record<string, string>) => Promise<CliResult>;
+
+function must(result: CliResult, what: string): CliResult {
+  if (result.code !== 0) throw new Error(`${what} exited ${result.code}:\n${result.stderr}${result.stdout}`);
+  return result;
+}
+
+/**
+ * `valhalla serve` (the real binary) on a free port for as long as `work` runs, given the dashboard's
+ * URL; then stopped with SIGTERM.
+ */
+export async function withServe<T>(
+  cwd: string,
+  env: Record<string, string>,
+  work: (url: string) => Promise<T>,
+): Promise<T> {
+  const children = new Set<ChildProcess>();
+  const serve = spawnNode(BIN, ['serve'], { cwd, env, children, guardMs: 120_000 });
+  try {
+    const deadline = Date.now() + 30_000;
+    const urlIn = () => /dashboard: (http:\/\/[^\s/]+)\//.exec(serve.out())?.[1];
+    while (urlIn() === undefined) {
+      if (Date.now() > deadline || serve.child.exitCode !== null)
+        throw new Error(`valhalla serve did not start: ${serve.out()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return await work(urlIn()!);
+  } finally {
+    serve.child.kill('SIGTERM');
+    await serve.exited;
+  }
+}
+
+/**
+ * The evidence gates 2, 3, 5, 7 and 9 verify: a test alert on both channels, a dashboard check of
+ * `valhalla serve` with a viewer token, a rollback drill, the sandbox conformance run, the run
+ * against the configured partner, and 72 hours of stability (already in the database).
+ */
+export async function recordEvidence(
+  cli: Cli,
+  cwd: string,
+  env: Record<string, string>,
+  dashboardToken: string,
+): Promise<void> {
+  must(await cli(['alerts', 'test']), 'alerts test');
+  const tokenFile = join(cwd, 'dashboard.token');
+  writeFileSync(tokenFile, `${dashboardToken}\n`, { mode: 0o600 });
+  await withServe(cwd, env, async (url) =>
+    must(await cli(['dashboard', 'check', '--url', url, '--token-file', tokenFile]), 'dashboard check'),
+  );
+  must(await cli(['drill', 'rollback']), 'drill rollback');
+  must(await cli(['gates', 'conformance']), 'gates conformance');
+  must(
+    await cli(['gates', 'conformance', '--partner', 'configured']),
+    'gates conformance --partner configured',
+  );
+  must(await cli(['stability', 'verify', '--hours', '72', '--record']), 'stability verify');
+}
+
+/** Keys (`<cwd>/<role>.key`), the five signers, every attestation, the five sign-offs, the CEO's activation. */
+export async function signEverything(cli: Cli, cwd: string): Promise<void> {
+  for (const s of SIGNERS) {
+    must(await cli(['keys', 'create', '--out', join(cwd, s.role)]), `keys create ${s.role}`);
+    must(
+      await cli(['signers', 'add', '--role', s.role, '--name', s.name, '--key', join(cwd, `${s.role}.pub`)]),
+      `signers add ${s.role}`,
+    );
+  }
+  for (const item of ATTESTED) {
+    must(
+      await cli([
+        'attest',
+        '--item',
+        item.id,
+        '--role',
+        item.role,
+        '--name',
+        nameOf(item.role),
+        '--key',
+        join(cwd, `${item.role}.key`),
+        '--comments',
+        'reviewed',
+      ]),
+      `attest ${item.id}`,
+    );
+  }
+  for (const s of SIGNERS) {
+    must(
+      await cli(['signoff', '--role', s.role, '--name', s.name, '--key', join(cwd, `${s.role}.key`)]),
+      `signoff ${s.role}`,
+    );
+  }
+  must(await cli(['activate', '--name', nameOf('ceo'), '--key', join(cwd, 'ceo.key')]), 'activate');
+}
