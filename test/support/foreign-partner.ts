@@ -1,7 +1,6 @@
 /**
- * A partner API written for the tests from the partner contract alone (as the README and
- * docs/manifest.md state it),
- * sharing no code with the built-in sandbox: plain `node:https`, its own certificate and CA, its own
+ * A partner API written for the tests from the partner contract alone (as docs/manifest.md states
+ * it, "What the configured partner must answer"), sharing no code with the built-in sandbox: plain `node:https`, its own certificate and CA, its own
  * paths (`/partner/v2/api/leads`, `/partner/v2/health`, a token endpoint at `/oauth2/token`), its
  * own tokens and its own idempotency records. What a partner's own sandbox would be to an operator:
  * a Phase 4 installation goes live against it, and its records say what it received.
