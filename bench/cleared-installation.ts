@@ -1,47 +1,21 @@
-/**
- * A Phase 4 installation that the real binary (`node bin/valhalla.js run`) starts on, cleared the way
- * operators clear one: 72 hours of Phase 3 behind it (written as the worker, the supervisor and the
- * engine write them), the evidence commands (`alerts test` to a local Slack receiver and SMTP server,
- * `dashboard check` against `valhalla serve`, `drill rollback`, `gates conformance`, `stability verify`),
- * five signers with their own Ed25519 keys, the attestations, the five sign-offs and the CEO's activation.
- * Then `gates verify` passes, and the ramp's clock is set a week back so every cycle runs at the
- * configured ceiling (stage 1 would wait for an operator to confirm each cycle).
- *
- * The Phase 3 history's leads are dated 15 days back: the first live cycle expires them, so the
- * benchmark's own leads are the only ones sent.
- */
-import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { SMTPServer } from 'smtp-server';
 import { initialize, openApp } from '../src/app/index.js';
-import { BIN } from '../src/app/run.js';
-import { runCli } from '../src/cli/main.js';
 import { ManualClock } from '../src/clock/index.js';
 import { loadConfig } from '../src/config/index.js';
-import { GATES } from '../src/gates/index.js';
 import { writeGoLiveAt } from '../src/guard/index.js';
 import type { SandboxPartner } from '../src/sandbox/index.js';
 import { createApiToken } from '../src/server/index.js';
-import { phase4Settings } from '../test/support/cli.js';
+import { type CliResult, phase4Settings, runInProcess } from '../test/support/cli.js';
+import { recordEvidence, signEverything } from '../test/support/go-live.js';
 import { seedPhase3Run } from '../test/support/phase3-run.js';
 
 const S = 1_000;
 const MIN = 60 * S;
 const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const SIGNERS = [
-  { role: 'ceo', name: 'Casey Chief' },
-  { role: 'cfo', name: 'Fran Finance' },
-  { role: 'general_counsel', name: 'Gale Counsel' },
-  { role: 'risk_officer', name: 'Rory Risk' },
-  { role: 'head_of_operations', name: 'Hollis Ops' },
-] as const;
 
 export interface Installation {
   cwd: string;
@@ -52,33 +26,11 @@ export interface Installation {
   close(): Promise<void>;
 }
 
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { CliResult };
 
 /** `valhalla <args>` inside this process: the binary's code path, without a process start. */
-export async function cli(
-  args: string[],
-  at: { cwd: string; env: Record<string, string> },
-): Promise<CliResult> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c: Buffer) => err.push(c));
-  const code = await runCli(args, { stdout, stderr, stdin: Readable.from([]), env: at.env, cwd: at.cwd });
-  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-}
-
-async function mustPass(args: string[], at: { cwd: string; env: Record<string, string> }): Promise<void> {
-  const result = await cli(args, at);
-  if (result.code !== 0) {
-    throw new Error(`valhalla ${args.join(' ')} exited ${result.code}:\n${result.stdout}${result.stderr}`);
-  }
-}
+export const cli = (args: string[], at: { cwd: string; env: Record<string, string> }): Promise<CliResult> =>
+  runInProcess(args, at);
 
 /**
  * Initialise a Phase 4 installation in `cwd` sending to `partner`, with `settings` (cycle interval,
@@ -134,16 +86,11 @@ export async function clearedInstallation(
     log(`  Phase 3 history (72 h) written in ${seconds(started)}`);
 
     started = Date.now();
-    await mustPass(['alerts', 'test'], at);
-    await dashboardCheck(at, dashboardToken.token);
-    await mustPass(['drill', 'rollback'], at);
-    await mustPass(['gates', 'conformance'], at);
-    await mustPass(['gates', 'conformance', '--partner', 'configured'], at);
-    await mustPass(['stability', 'verify', '--hours', '72', '--record'], at);
+    await recordEvidence((args) => cli(args, at), cwd, env, dashboardToken.token);
     log(`  evidence (alerts, dashboard, rollback drill, conformance, stability) in ${seconds(started)}`);
 
     started = Date.now();
-    await signEverything(at);
+    await signEverything((args) => cli(args, at), cwd);
     const verify = await cli(['gates', 'verify'], at);
     if (verify.code !== 0) throw new Error(`gates verify exited ${verify.code}:\n${verify.stdout}`);
     log(`  signers, attestations, sign-offs and the CEO's activation in ${seconds(started)}: gates verify 0`);
@@ -159,88 +106,6 @@ export async function clearedInstallation(
   } catch (error) {
     await close();
     throw error;
-  }
-}
-
-async function signEverything(at: { cwd: string; env: Record<string, string> }): Promise<void> {
-  const key = (role: string) => join(at.cwd, `${role}.key`);
-  const nameOf = (role: string) => SIGNERS.find((s) => s.role === role)?.name ?? role;
-  for (const s of SIGNERS) {
-    await mustPass(['keys', 'create', '--out', join(at.cwd, s.role)], at);
-    await mustPass(
-      ['signers', 'add', '--role', s.role, '--name', s.name, '--key', `${join(at.cwd, s.role)}.pub`],
-      at,
-    );
-  }
-  for (const item of GATES.flatMap((g) => g.items)) {
-    if (item.check.kind !== 'attested') continue;
-    const role = item.check.role;
-    await mustPass(
-      [
-        'attest',
-        '--item',
-        item.id,
-        '--role',
-        role,
-        '--name',
-        nameOf(role),
-        '--key',
-        key(role),
-        '--comments',
-        'reviewed',
-      ],
-      at,
-    );
-  }
-  for (const s of SIGNERS) {
-    await mustPass(
-      ['signoff', '--role', s.role, '--name', s.name, '--key', key(s.role), '--comments', 'approved'],
-      at,
-    );
-  }
-  await mustPass(['activate', '--name', nameOf('ceo'), '--key', key('ceo'), '--comments', 'go'], at);
-}
-
-/** `valhalla serve` (the real binary) on a free port, and `valhalla dashboard check` against it. */
-async function dashboardCheck(
-  at: { cwd: string; env: Record<string, string> },
-  token: string,
-): Promise<void> {
-  const serve = spawn(process.execPath, [BIN, 'serve'], {
-    cwd: at.cwd,
-    env: { ...at.env, VALHALLA_SERVER_PORT: '0', VALHALLA_METRICS_PORT: 'off' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  serve.stdout.on('data', (c: Buffer) => {
-    out += c;
-  });
-  serve.stderr.on('data', (c: Buffer) => {
-    out += c;
-  });
-  const closed = new Promise((resolve) => serve.once('close', resolve));
-  // Stopped below; killed if the benchmark itself ends first.
-  const killServe = () => serve.kill('SIGKILL');
-  process.once('exit', killServe);
-  try {
-    const urlIn = () => /dashboard: (http:\/\/[^\s/]+)\//.exec(out)?.[1];
-    for (let i = 0; i < 1_200 && urlIn() === undefined; i++) {
-      if (serve.exitCode !== null) break;
-      await sleep(50);
-    }
-    const url = urlIn();
-    if (url === undefined) throw new Error(`valhalla serve did not start:\n${out}`);
-    const tokenFile = join(at.cwd, 'dashboard.token');
-    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-    await mustPass(['dashboard', 'check', '--url', url, '--token-file', tokenFile], at);
-  } finally {
-    if (serve.exitCode === null && serve.signalCode === null) {
-      serve.kill('SIGTERM');
-      const guard = setTimeout(() => serve.kill('SIGKILL'), 30_000);
-      await closed;
-      clearTimeout(guard);
-    }
-    process.off('exit', killServe);
   }
 }
 

@@ -6,8 +6,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { BIN } from '../../src/app/run.js';
 import { GATES } from '../../src/gates/index.js';
-import { BIN, type CliResult } from './cli.js';
+import type { CliResult } from './cli.js';
 import { spawnNode } from './processes.js';
 
 export const SIGNERS = [
