@@ -1,4 +1,12 @@
 export {
+  AUDIT_ACTIONS,
+  type AuditAction,
+  type GuardVerdict,
+  guardAction,
+  isAuditAction,
+  modeAction,
+} from './actions.js';
+export {
   type AuditEntry,
   type ChainBreak,
   ChainVerifier,

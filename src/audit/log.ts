@@ -3,12 +3,13 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Clock } from '../clock/index.js';
 import { canonicalJson } from '../policy/index.js';
 import type { Database, Store } from '../store/index.js';
+import type { AuditAction } from './actions.js';
 import { type AuditEntry, ChainVerifier, entryHash, GENESIS_HASH } from './chain.js';
 
 /** What a caller records: no raw PII, ever: subjects are pseudonyms or ids. */
 export interface AuditInput {
   actor: string;
-  action: string;
+  action: AuditAction;
   subject?: string | null;
   details?: Record<string, unknown>;
 }
@@ -31,9 +32,9 @@ export interface AuditLog {
   record(entries: AuditInput | AuditInput[]): Promise<AuditEntry[]>;
   verify(options?: { expectHead?: string }): Promise<AuditVerification>;
   /** The latest entry with this action (evidence lookups: the last drill, test alert, run), or undefined. */
-  latest(action: string): Promise<AuditEntry | undefined>;
+  latest(action: AuditAction): Promise<AuditEntry | undefined>;
   /** The highest sequence number among entries with these actions (0: none). */
-  latestSeq(actions: readonly string[]): Promise<number>;
+  latestSeq(actions: readonly AuditAction[]): Promise<number>;
   /** Write every entry as one JSON line, in sequence order. */
   export(out: Writable): Promise<{ entries: number; headHash: string }>;
 }

@@ -1123,7 +1123,7 @@ export function createEngine(deps: EngineDeps): Engine {
     leadIds: number[],
     audited: { lead: number; pseudonym: string }[],
     why: {
-      action: string;
+      action: import('../audit/index.js').AuditAction;
       attempt: number;
       status: number | null;
       reason: string;

@@ -1,3 +1,4 @@
+import type { AuditAction } from '../audit/index.js';
 import type { SignerRole } from '../store/index.js';
 
 /**
@@ -263,7 +264,7 @@ export const EVIDENCE_ACTIONS = {
   /** The conformance run against the configured partner (the release manifest's), not the sandbox. */
   partnerConformance: 'gates.partner_conformance',
   stability: 'stability.verified',
-} as const;
+} as const satisfies Record<string, AuditAction>;
 
 /** The roles of the policy's §6, in its order. */
 export const SIGNOFF_ROLES: readonly SignerRole[] = [

@@ -1,4 +1,4 @@
-import type { AuditLog, AuditVerification } from '../audit/index.js';
+import type { AuditAction, AuditLog, AuditVerification } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
@@ -113,7 +113,7 @@ interface EvidenceEntry {
 }
 
 /** The audit actions that change what the gates say: any new one makes a cached answer stale. */
-export const GATE_ACTIONS = [
+export const GATE_ACTIONS: readonly AuditAction[] = [
   'signer.added',
   'signer.revoked',
   'signature.recorded',
@@ -137,7 +137,7 @@ export async function evaluateGates(
   const running =
     installationId === undefined ? null : buildManifest(config, installationId, deps.limits?.());
   const signatures = await validSignatures(store.db, running);
-  const latest = async (action: string): Promise<EvidenceEntry | null> => {
+  const latest = async (action: AuditAction): Promise<EvidenceEntry | null> => {
     const entry = await audit.latest(action);
     return entry
       ? { at: entry.at, seq: entry.seq, details: JSON.parse(entry.details) as Record<string, unknown> }

@@ -13,6 +13,7 @@ export {
   createGateClearance,
   EVIDENCE_MAX_AGE_DAYS,
   evaluateGates,
+  GATE_ACTIONS,
   type GateStatus,
   type GatesDeps,
   type GatesReport,

@@ -9,7 +9,7 @@ import {
 } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import { z } from 'zod';
-import type { AuditLog } from '../audit/index.js';
+import type { AuditAction, AuditLog } from '../audit/index.js';
 import { refuseContactData } from '../pii/index.js';
 import { canonicalJson } from '../policy/index.js';
 import {
@@ -667,7 +667,7 @@ export async function validSignatures(
   const [signers, rows, changes] = await Promise.all([
     allSigners(db),
     allSignatures(db),
-    auditDetailsOf(db, 'policy.changed'),
+    auditDetailsOf(db, 'policy.changed' satisfies AuditAction),
   ]);
   const policyHash = running?.policyHash ?? '';
   // A policy the installation moved away from (a `policy.changed` from its hash) voids what was

@@ -1,4 +1,4 @@
-import type { AuditEntry, AuditLog } from '../audit/index.js';
+import type { AuditAction, AuditEntry, AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import {
@@ -101,7 +101,7 @@ export async function verifyStability(
     heartbeatsBetween(store.db, from, until + 1),
     supervisionEvents(store, from, until),
     requestsBetween(store.db, from, until),
-    countAuditActionBetween(store.db, 'guard.dry_run', from, until),
+    countAuditActionBetween(store.db, 'guard.dry_run' satisfies AuditAction, from, until),
     dryRunScoresBetween(store.db, from, from + compareMs),
     dryRunScoresBetween(store.db, until - compareMs, until + 1),
   ]);
@@ -190,7 +190,7 @@ export async function verifyStability(
     });
   }
   memoryProblems.sort((a, b) => a.at - b.at);
-  const count = (action: string) => memoryEvents.filter((e) => e.action === action).length;
+  const count = (action: AuditAction) => memoryEvents.filter((e) => e.action === action).length;
   const memory = check(
     'memory',
     `RSS ${rssSlope === null ? '—' : `${rssSlope >= 0 ? '+' : ''}${rssSlope.toFixed(2)}`} MB/h (limit < ${RSS_SLOPE_LIMIT_MB_PER_HOUR}), ${count('worker.memory_restart')} memory restart(s), ${count('worker.crashed')} crash(es)`,
@@ -278,7 +278,12 @@ async function provenance(
   heartbeats: { at: number; pid: number; runner: string; worker_started_at: number }[],
   window: { from: number; until: number },
 ): Promise<StabilityCheck> {
-  const [init] = await auditEntriesBetween(store.db, ['system.initialized'], 0, Number.MAX_SAFE_INTEGER);
+  const [init] = await auditEntriesBetween(
+    store.db,
+    ['system.initialized'] satisfies AuditAction[],
+    0,
+    Number.MAX_SAFE_INTEGER,
+  );
   if (init === undefined) {
     return check(
       'this installation',
@@ -308,7 +313,12 @@ async function provenance(
     });
   }
   const starts = (
-    await auditEntriesBetween(store.db, ['worker.started'], init.at, window.until + START_ENTRY_AFTER_MS)
+    await auditEntriesBetween(
+      store.db,
+      ['worker.started'] satisfies AuditAction[],
+      init.at,
+      window.until + START_ENTRY_AFTER_MS,
+    )
   )
     .filter((e) => e.seq > init.seq)
     .map((e) => ({ at: e.at, pid: parseDetails(e.details).pid }));
@@ -392,7 +402,7 @@ interface Event {
   summary: string;
 }
 
-const EVENT_ACTIONS = [
+const EVENT_ACTIONS: readonly AuditAction[] = [
   'worker.daily_restart',
   'worker.crashed',
   'worker.memory_restart',

@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import type { AuditLog } from '../audit/index.js';
+import { type AuditLog, guardAction } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
@@ -186,7 +186,7 @@ export function createGuard(deps: {
       const verdict = decision.allowed ? 'allowed' : decision.code === 'DRY_RUN' ? 'dry_run' : 'refused';
       await audit.append(trx, {
         actor: 'guard',
-        action: `guard.${verdict}`,
+        action: guardAction(verdict),
         subject: `batch:${request.batchKey}`,
         details: {
           cycle: request.cycleId,

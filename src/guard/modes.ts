@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { AlertRecorder } from '../alerts/index.js';
-import type { AuditLog } from '../audit/index.js';
+import { type AuditLog, modeAction } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import { MODES, type Mode, type ModeChange, type ModeCommand, planModeChange } from '../policy/index.js';
 import type { Database } from '../store/index.js';
@@ -101,7 +101,7 @@ export async function changeMode(
   const now = deps.clock.now();
   const [entry] = await deps.audit.append(trx, {
     actor: request.actor,
-    action: `mode.${request.command}`,
+    action: modeAction(request.command),
     details: { from: plan.from, to: plan.to, reason: request.reason, ...(request.evidence ?? {}) },
   });
   await writeMode(trx, plan.to, now);

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initialize, openApp } from '../../src/app/index.js';
+import type { AuditAction } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
 import { GATES } from '../../src/gates/index.js';
@@ -311,7 +312,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
   });
 
   it('without any one piece of evidence (its latest record failing), gates verify names it and run refuses', async () => {
-    const failing: [string, string, Record<string, unknown>, string[]][] = [
+    const failing: [AuditAction, string, Record<string, unknown>, string[]][] = [
       [
         'alerts.test',
         'alerts',

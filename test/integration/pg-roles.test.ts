@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, openApp } from '../../src/app/index.js';
+import type { AuditAction } from '../../src/audit/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import {
   applyGrants,
@@ -188,8 +189,8 @@ describe.skipIf(!available)('PostgreSQL owner and app roles', () => {
     const ingested = await app.ingest({ path: leadFile('roles', 3) });
     expect(ingested).toMatchObject({ accepted: 3, rejected: 1 });
     await app.audit.record([
-      { actor: 'pg-roles-test', action: 'test.first', details: { n: 1 } },
-      { actor: 'pg-roles-test', action: 'test.second', details: { n: 2 } },
+      { actor: 'pg-roles-test', action: 'test.first' as AuditAction, details: { n: 1 } },
+      { actor: 'pg-roles-test', action: 'test.second' as AuditAction, details: { n: 2 } },
     ]);
     // A Phase 3 cycle: dry-run records, cycles, the runtime state, all written by the app role.
     await app.engine().runCycle();
@@ -287,7 +288,7 @@ describe.skipIf(!available)('PostgreSQL owner and app roles', () => {
             // One entry, or two in one transaction: both take the chain's head under the same lock.
             const entries = Array.from({ length: 1 + (round % 2) }, (_, i) => ({
               actor: `writer-${a}-${w}`,
-              action: 'test.concurrent',
+              action: 'test.concurrent' as AuditAction,
               details: { round, i },
             }));
             await app.audit.record(entries);
@@ -362,7 +363,7 @@ describe.skipIf(!available)('PostgreSQL owner and app roles', () => {
       `applied ${LATEST_MIGRATION}\ngrants applied to "${APP}" on schema ${schema}\n`,
     );
     const app = await openAppAs(APP, schema);
-    await app.audit.record({ actor: 'pg-roles-test', action: 'test.after-upgrade' });
+    await app.audit.record({ actor: 'pg-roles-test', action: 'test.after-upgrade' as AuditAction });
     expect(await app.audit.verify()).toMatchObject({ ok: true });
     // The tables the latest migration added are granted too.
     const ungranted = await asSuperuser(

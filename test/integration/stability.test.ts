@@ -10,6 +10,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, initialize } from '../../src/app/index.js';
+import type { AuditAction } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { type StabilityResult, verifyStability } from '../../src/gates/stability.js';
@@ -98,7 +99,7 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
   });
 
   /** Append an audit entry at `at`, inside the case's transaction. */
-  const auditAt = async (trx: Trx, at: number, action: string, details: Record<string, unknown>) => {
+  const auditAt = async (trx: Trx, at: number, action: AuditAction, details: Record<string, unknown>) => {
     w.clock.set(at);
     await w.app.audit.append(trx, { actor: 'supervisor', action, details });
   };
