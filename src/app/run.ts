@@ -19,6 +19,7 @@ import {
   startHeartbeat,
   startMetricsServer,
   type WorkerHandle,
+  type WorkerState,
   watchMode,
   workerRunnerId,
 } from '../monitor/index.js';
@@ -94,7 +95,7 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
     );
   }
   const startedAt = app.clock.now();
-  let state: { state: string; cycleId: number | null } = { state: 'starting', cycleId: null };
+  let state: { state: WorkerState; cycleId: number | null } = { state: 'starting', cycleId: null };
   // Every worker watches the mode and acknowledges each change it takes (a mode command reports it);
   // only Phase 4 has requests to hold.
   const watch: ModeWatch = watchMode(app.store, app.logger, {

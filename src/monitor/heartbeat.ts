@@ -5,6 +5,7 @@ import type { Logger } from '../log/index.js';
 import { recordHeartbeat, type Store, WORKER_STOPPED } from '../store/index.js';
 import type { RequestMonitor } from './request-monitor.js';
 import type { HeartbeatMessage } from './supervisor.js';
+import type { WorkerState } from './worker-state.js';
 
 export interface HeartbeatOptions {
   store: Store;
@@ -16,7 +17,7 @@ export interface HeartbeatOptions {
   /** When this worker started (the watchdog and `rearm` tell workers apart by it). */
   startedAt: number;
   /** What the worker is doing now. */
-  state: () => { state: string; cycleId: number | null };
+  state: () => { state: WorkerState; cycleId: number | null };
   /** To the supervisor over IPC, when there is one. */
   send?: ((message: HeartbeatMessage) => void) | undefined;
   /**
@@ -62,7 +63,9 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
 
   async function beat(final = false) {
     const memory = process.memoryUsage();
-    const { state, cycleId } = final ? { state: WORKER_STOPPED, cycleId: null } : options.state();
+    const { state, cycleId }: { state: WorkerState; cycleId: number | null } = final
+      ? { state: WORKER_STOPPED, cycleId: null }
+      : options.state();
     const service = options.service?.();
     const at = clock.now();
     // IPC first: the supervisor's watchdog must not wait on a slow database.

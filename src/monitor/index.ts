@@ -19,3 +19,4 @@ export {
   type SupervisorOptions,
   type WorkerHandle,
 } from './supervisor.js';
+export { isWorkerState, WORKER_STATES, type WorkerState } from './worker-state.js';

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Clock } from '../clock/index.js';
 import type { Logger } from '../log/index.js';
 import { nextDailyRestart } from '../policy/index.js';
+import type { WorkerState } from './worker-state.js';
 
 /** What the worker tells the supervisor over IPC. */
 export interface HeartbeatMessage {
@@ -9,7 +10,7 @@ export interface HeartbeatMessage {
   at: number;
   rssBytes: number;
   heapUsedBytes: number;
-  state: string;
+  state: WorkerState;
   cycleId: number | null;
 }
 
