@@ -1,8 +1,17 @@
 import type { Writable } from 'node:stream';
-import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock/index.js';
 import { canonicalJson } from '../policy/index.js';
-import type { Database, Store } from '../store/index.js';
+import {
+  auditAfter,
+  auditHead,
+  type Database,
+  insertAuditEntries,
+  latestAuditEntryOf,
+  latestAuditSeqOf,
+  lockAuditChain,
+  type Store,
+} from '../store/index.js';
 import type { AuditAction } from './actions.js';
 import { type AuditEntry, ChainVerifier, entryHash, GENESIS_HASH } from './chain.js';
 
@@ -15,12 +24,6 @@ export interface AuditInput {
 }
 
 type Executor = Kysely<Database> | Transaction<Database>;
-
-/**
- * An arbitrary constant: the PostgreSQL advisory lock that serialises appends across runners. Taken
- * with the schema's hash as its second key: installations in other schemas of the database do not wait on it.
- */
-const AUDIT_LOCK_KEY = 0x7661_6c68;
 
 export interface AuditLog {
   /**
@@ -54,20 +57,9 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
   async function append(trx: Transaction<Database>, input: AuditInput | AuditInput[]): Promise<AuditEntry[]> {
     const inputs = Array.isArray(input) ? input : [input];
     if (inputs.length === 0) return [];
-    if (store.dialect === 'postgres')
-      await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY}::int4, hashtext(current_schema()))`.execute(
-        trx,
-      );
-    // SQLite: take the write lock before reading the head. A transaction that reads first fails at
-    // once (SQLITE_BUSY_SNAPSHOT, no busy wait) when another process appended in between; a write
-    // first waits its turn instead. The update touches no row, so the append-only trigger never fires.
-    else await sql`update audit_log set seq = seq where 0`.execute(trx);
-    const last = await trx
-      .selectFrom('audit_log')
-      .select(['seq', 'hash'])
-      .orderBy('seq', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+    // Locked before the head is read: concurrent appends (other runners too) link one after another.
+    await lockAuditChain(trx, store.dialect);
+    const last = await auditHead(trx);
     let seq = last?.seq ?? 0;
     let prevHash = last?.hash ?? GENESIS_HASH;
     const at = clock.now();
@@ -86,25 +78,14 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
       prevHash = entry.hash;
       return entry;
     });
-    for (let i = 0; i < entries.length; i += 500) {
-      await trx
-        .insertInto('audit_log')
-        .values(entries.slice(i, i + 500))
-        .execute();
-    }
+    await insertAuditEntries(trx, entries);
     return entries;
   }
 
   async function* pages(db: Executor): AsyncGenerator<AuditEntry[]> {
     let after = 0;
     for (;;) {
-      const rows = await db
-        .selectFrom('audit_log')
-        .selectAll()
-        .where('seq', '>', after)
-        .orderBy('seq')
-        .limit(PAGE)
-        .execute();
+      const rows = await auditAfter(db, after, PAGE);
       if (rows.length === 0) return;
       yield rows;
       after = rows[rows.length - 1]!.seq;
@@ -114,22 +95,8 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
   return {
     append,
     record: (input) => store.db.transaction().execute((trx) => append(trx, input)),
-    latest: (action) =>
-      store.db
-        .selectFrom('audit_log')
-        .selectAll()
-        .where('action', '=', action)
-        .orderBy('seq', 'desc')
-        .limit(1)
-        .executeTakeFirst(),
-    async latestSeq(actions) {
-      const row = await store.db
-        .selectFrom('audit_log')
-        .select((eb) => eb.fn.max('seq').as('seq'))
-        .where('action', 'in', [...actions])
-        .executeTakeFirst();
-      return Number(row?.seq ?? 0);
-    },
+    latest: (action) => latestAuditEntryOf(store.db, action),
+    latestSeq: (actions) => latestAuditSeqOf(store.db, actions),
     async verify(options = {}) {
       const verifier = new ChainVerifier();
       outer: for await (const rows of pages(store.db)) {

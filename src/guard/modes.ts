@@ -7,7 +7,7 @@ import type { Database } from '../store/index.js';
 
 export type { Mode };
 
-import { getRuntimeValue, setRuntimeValue } from '../store/index.js';
+import { getRuntimeValue, getRuntimeValues, lockRuntimeValue, setRuntimeValue } from '../store/index.js';
 
 const MODE_KEY = 'mode';
 const GO_LIVE_KEY = 'go_live_at';
@@ -52,15 +52,10 @@ export async function readModeChangedAt(db: Executor): Promise<number | null> {
 export async function readModeChange(
   db: Executor,
 ): Promise<{ mode: Mode; changeSeq: number | null; changedAt: number | null }> {
-  const rows = await db
-    .selectFrom('runtime_state')
-    .select(['key', 'value'])
-    .where('key', 'in', [MODE_KEY, MODE_CHANGE_SEQ_KEY, MODE_CHANGED_AT_KEY])
-    .execute();
-  const value = (key: string) => rows.find((r) => r.key === key)?.value;
-  const raw = value(MODE_KEY);
-  const seq = value(MODE_CHANGE_SEQ_KEY);
-  const at = value(MODE_CHANGED_AT_KEY);
+  const values = await getRuntimeValues(db, [MODE_KEY, MODE_CHANGE_SEQ_KEY, MODE_CHANGED_AT_KEY]);
+  const raw = values.get(MODE_KEY);
+  const seq = values.get(MODE_CHANGE_SEQ_KEY);
+  const at = values.get(MODE_CHANGED_AT_KEY);
   return {
     mode:
       raw === undefined ? 'live' : (MODES as readonly string[]).includes(raw) ? (raw as Mode) : 'rolled_back',
@@ -87,14 +82,8 @@ export async function changeMode(
   deps: { audit: AuditLog; alerts: AlertRecorder; clock: Clock },
   request: ModeChangeRequest,
 ): Promise<ModeChange & { changeSeq?: number }> {
-  // Write before reading: on SQLite this takes the write lock (a transaction that reads first fails
-  // when another process wrote meanwhile); on PostgreSQL it locks the mode's row, so two changes at
-  // once are applied one after the other, the second seeing the first.
-  await trx
-    .updateTable('runtime_state')
-    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
-    .where('key', '=', MODE_KEY)
-    .execute();
+  // Write before reading: two changes at once are applied one after the other, the second seeing the first.
+  await lockRuntimeValue(trx, MODE_KEY);
   const current = await readMode(trx);
   const plan = planModeChange(current, request.command);
   if (plan.kind !== 'change') return plan;

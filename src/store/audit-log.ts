@@ -1,7 +1,76 @@
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Dialect } from './dialect.js';
 import type { AuditRow, Database } from './schema.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
+
+// ---- audit_log appends (src/audit hashes and links the entries; these read the head and write them) ----
+
+/**
+ * An arbitrary constant: the PostgreSQL advisory lock that serialises appends across runners. Taken
+ * with the schema's hash as its second key: installations in other schemas of the database do not wait on it.
+ */
+const AUDIT_LOCK_KEY = 0x7661_6c68;
+
+/**
+ * Hold the chain for an append until the transaction ends, before its head is read: appends from other
+ * transactions, pools and processes wait their turn, so each links to the head it read.
+ */
+export async function lockAuditChain(trx: Transaction<Database>, dialect: Dialect): Promise<void> {
+  if (dialect === 'postgres')
+    await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY}::int4, hashtext(current_schema()))`.execute(trx);
+  // SQLite: take the write lock before reading the head. A transaction that reads first fails at
+  // once (SQLITE_BUSY_SNAPSHOT, no busy wait) when another process appended in between; a write
+  // first waits its turn instead. The update touches no row, so the append-only trigger never fires.
+  else await sql`update audit_log set seq = seq where 0`.execute(trx);
+}
+
+/** The newest entry's sequence number and hash (the chain's head), or undefined for an empty chain. */
+export function auditHead(db: Executor): Promise<Pick<AuditRow, 'seq' | 'hash'> | undefined> {
+  return db
+    .selectFrom('audit_log')
+    .select(['seq', 'hash'])
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+}
+
+/** Rows per insert statement: well under SQLite's bound-parameter limit with eight columns each. */
+const INSERT_CHUNK = 500;
+
+/** Write entries already numbered and hashed, in order. */
+export async function insertAuditEntries(
+  trx: Transaction<Database>,
+  entries: readonly AuditRow[],
+): Promise<void> {
+  for (let i = 0; i < entries.length; i += INSERT_CHUNK) {
+    await trx
+      .insertInto('audit_log')
+      .values(entries.slice(i, i + INSERT_CHUNK))
+      .execute();
+  }
+}
+
+/** The latest entry with this action, or undefined. */
+export function latestAuditEntryOf(db: Executor, action: string): Promise<AuditRow | undefined> {
+  return db
+    .selectFrom('audit_log')
+    .selectAll()
+    .where('action', '=', action)
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+}
+
+/** The highest sequence number among entries with these actions (0: none). */
+export async function latestAuditSeqOf(db: Executor, actions: readonly string[]): Promise<number> {
+  const row = await db
+    .selectFrom('audit_log')
+    .select((eb) => eb.fn.max('seq').as('seq'))
+    .where('action', 'in', [...actions])
+    .executeTakeFirst();
+  return Number(row?.seq ?? 0);
+}
 
 // ---- audit_log reads (the chain itself is appended and verified by src/audit) ----
 

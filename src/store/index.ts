@@ -15,10 +15,15 @@ export {
   auditDetailsOf,
   auditEntriesBetween,
   auditEntriesNotAfter,
+  auditHead,
   auditPage,
   countAuditActionBetween,
   countAuditEntries,
+  insertAuditEntries,
+  latestAuditEntryOf,
   latestAuditSeq,
+  latestAuditSeqOf,
+  lockAuditChain,
 } from './audit-log.js';
 export { isConnectionLoss } from './connection-loss.js';
 export type { Dialect } from './dialect.js';
@@ -149,6 +154,7 @@ export {
   tryTakeLease,
 } from './runners.js';
 export { getRuntimeValue, insertRuntimeValueIfAbsent, setRuntimeValue } from './runtime-state.js';
+export { getRuntimeValues, lockRuntimeValue } from './runtime-values.js';
 export type {
   Alert,
   AlertDelivery,
