@@ -79,6 +79,11 @@ describe('audit actions', () => {
     expect(unused).toEqual([]);
   });
 
+  it('docs/audit.md names every action', () => {
+    const page = readFileSync(join(REPO_ROOT, 'docs', 'audit.md'), 'utf8');
+    expect(AUDIT_ACTIONS.filter((action) => !page.includes(`\`${action}\``))).toEqual([]);
+  });
+
   it('the typed helpers name known actions', () => {
     expect(modeAction('rollback')).toBe('mode.rollback');
     expect(guardAction('dry_run')).toBe('guard.dry_run');

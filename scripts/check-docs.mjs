@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+// Checks that the documentation stands alone and that docs/policy.md points at things that exist:
+//
+// - every relative link in README.md and docs/*.md resolves to a file inside the repository (and,
+//   for a link to a Markdown heading, to that heading);
+// - every repository path quoted in docs/policy.md (`src/…`, `test/…`, a migration file) exists;
+// - every test it quotes as `test file` › "fragment of the title" holds that fragment (a table whose
+//   header says "Proved by (`file` unless named)" quotes its own file's titles as bare "fragments").
+//
+// Usage: node scripts/check-docs.mjs [repository root]. Prints each problem; exit 1 if any, else 0.
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(process.argv[2] ?? join(dirname(fileURLToPath(import.meta.url)), '..'));
+const problems = [];
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
+function slug(heading) {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[`*_]/g, '')
+    .replace(/[^\p{L}\p{N}\s-]/gu, '')
+    .replace(/\s/g, '-');
+}
+
+function anchors(file) {
+  const seen = new Map();
+  const result = new Set();
+  let fenced = false;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line.startsWith('```')) fenced = !fenced;
+    const heading = !fenced && /^#{1,6}\s+(.*)$/.exec(line);
+    if (!heading) continue;
+    const base = slug(heading[1]);
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    result.add(n === 0 ? base : `${base}-${n}`);
+  }
+  return result;
+}
+
+function checkLinks(file) {
+  const text = readFileSync(file, 'utf8').replace(/```[\s\S]*?```/g, '');
+  for (const [, target] of text.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)) {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto: …
+    const [path, anchor] = target.split('#');
+    const where = path === '' ? file : resolve(dirname(file), decodeURI(path));
+    const name = relative(root, file);
+    if (where !== root && !where.startsWith(root + sep)) {
+      problems.push(`${name}: link ${target} leaves the repository`);
+      continue;
+    }
+    if (!existsSync(where)) {
+      problems.push(`${name}: link ${target}: no such file`);
+      continue;
+    }
+    if (anchor && where.endsWith('.md') && statSync(where).isFile() && !anchors(where).has(anchor))
+      problems.push(`${name}: link ${target}: no such heading`);
+  }
+}
+
+const docs = join(root, 'docs');
+for (const file of [
+  join(root, 'README.md'),
+  ...readdirSync(docs)
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => join(docs, f)),
+])
+  checkLinks(file);
+
+const POLICY = join(docs, 'policy.md');
+const policy = readFileSync(POLICY, 'utf8');
+const PATH = /`((?:src|test|deploy|config|docs|scripts|bench|web|bin)\/[^`\s]*)`/g;
+for (const [, path] of policy.matchAll(PATH))
+  if (!existsSync(join(root, path))) problems.push(`docs/policy.md: ${path}: no such file`);
+for (const [, file] of policy.matchAll(/`(\d{4}-[a-z0-9-]+\.ts)`/g))
+  if (!existsSync(join(root, 'src/store/migrations', file)))
+    problems.push(`docs/policy.md: ${file}: no such migration in src/store/migrations`);
+
+const sources = new Map();
+function holds(file, fragment) {
+  if (!sources.has(file))
+    sources.set(file, existsSync(join(root, file)) ? readFileSync(join(root, file), 'utf8') : null);
+  const text = sources.get(file);
+  // "…" marks a fragment cut short: each piece must be there.
+  return text !== null && fragment.split('…').every((piece) => text.includes(piece.trim()));
+}
+
+let tableFile = null;
+policy.split('\n').forEach((line, index) => {
+  const inTable = line.startsWith('|');
+  if (!inTable) tableFile = null;
+  const header = /Proved by \(`(test\/[^`]+)` unless named\)/.exec(line);
+  if (header) {
+    tableFile = header[1];
+    return;
+  }
+  for (const cell of inTable ? line.split('|') : [line]) {
+    let file = null;
+    for (const token of cell.matchAll(/`(test\/[^`]+\.ts)`|(›\s*)?"([^"]+)"/g)) {
+      if (token[1]) {
+        file = token[1];
+        continue;
+      }
+      const [, , arrow, fragment] = token;
+      // A bare quotation is a title only in a table with a default file, before any named one.
+      const of = arrow ? (file ?? tableFile) : file === null ? tableFile : null;
+      if (of === null) continue;
+      if (!holds(of, fragment)) problems.push(`docs/policy.md:${index + 1}: ${of} has no test "${fragment}"`);
+    }
+  }
+});
+
+for (const problem of problems) console.log(problem);
+process.exit(problems.length > 0 ? 1 : 0);
