@@ -113,5 +113,46 @@ policy.split('\n').forEach((line, index) => {
   }
 });
 
+// "Where the names live": each row's names are defined at the top level of its module, and every
+// name the page quotes on its own that is so defined somewhere in src has a row.
+const INDEX_HEADING = '## Where the names live';
+const indexAt = policy.indexOf(INDEX_HEADING);
+if (indexAt === -1) problems.push(`docs/policy.md: no "${INDEX_HEADING}" section`);
+else {
+  const files = [];
+  const walk = (dir) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith('.ts')) files.push(relative(root, path).split(sep).join('/'));
+    }
+  };
+  walk(join(root, 'src'));
+  const texts = new Map(files.map((file) => [file, readFileSync(join(root, file), 'utf8')]));
+  const definition = (name) =>
+    new RegExp(
+      `^(?:export\\s+)?(?:declare\\s+)?(?:async\\s+)?(?:function\\*?|const|let|class|interface|type|enum)\\s+${name}\\b(?!\\s*[,}])`,
+      'm',
+    );
+  const listed = new Set();
+  for (const row of policy.slice(indexAt).matchAll(/^\|\s*`(src\/[^`]+)`\s*\|(.*)\|\s*$/gm)) {
+    const [, file, cell] = row;
+    for (const [, name] of cell.matchAll(/`([A-Za-z_][A-Za-z0-9_]*)`/g)) {
+      listed.add(name);
+      if (!texts.has(file)) problems.push(`docs/policy.md: ${file}: no such module`);
+      else if (!definition(name).test(texts.get(file)))
+        problems.push(`docs/policy.md: ${name} is not defined in ${file}`);
+    }
+  }
+  const quoted = new Set(
+    [...policy.slice(0, indexAt).matchAll(/`([A-Za-z_][A-Za-z0-9_]*)`/g)].map((m) => m[1]),
+  );
+  for (const name of quoted) {
+    if (!/[A-Z]/.test(name) || listed.has(name)) continue;
+    const where = [...texts].find(([, text]) => definition(name).test(text));
+    if (where) problems.push(`docs/policy.md: ${name} (${where[0]}) is missing from "${INDEX_HEADING}"`);
+  }
+}
+
 for (const problem of problems) console.log(problem);
 process.exit(problems.length > 0 ? 1 : 0);
