@@ -29,6 +29,7 @@ import {
 } from '../support/ledger-check.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { holdsWithin } from '../support/world.js';
 
 const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'fault-worker.js');
 /** Leads per cycle: a batch is at most this big. */
@@ -288,7 +289,10 @@ describe('kill -9 at every state transition of a delivery, then run to completio
   it('while the request is in flight at the partner: cut unanswered, resent under its key, accepted once', async () => {
     const s = await site(7, { latencyMs: 600 });
     const { child, exited } = startWorker(s, {});
-    const arrived = await waitFor(() => s.sandbox.stats().batches.received > 0, 15_000);
+    const arrived = await holdsWithin(() => s.sandbox.stats().batches.received > 0, {
+      timeoutMs: 15_000,
+      everyMs: 0,
+    });
     expect(arrived, 'no batch reached the partner').toBe(true);
     child.kill('SIGKILL');
     const exit = await exited;
@@ -421,12 +425,3 @@ describe('kill -9 at every state transition of a delivery, then run to completio
     log('accepted, answer lost', describeLedger(summary));
   });
 });
-
-async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  return check();
-}
