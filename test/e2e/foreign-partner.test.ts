@@ -40,9 +40,8 @@ import {
 } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
-import { until, whileRunning } from '../support/world.js';
+import { HOUR, until, whileRunning } from '../support/world.js';
 
-const HOUR = 3_600_000;
 const dashboardToken = createApiToken('ops-check', 'viewer');
 
 let cwd: string;

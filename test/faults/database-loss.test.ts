@@ -26,8 +26,8 @@ import {
   postgresBackend,
   withPgAdmin,
 } from '../support/backends.js';
-import { holdsWithin } from '../support/world.js';
-import { closeWorlds, many, SECOND, world } from './world.js';
+import { holdsWithin, SECOND } from '../support/world.js';
+import { closeWorlds, many, world } from './world.js';
 
 afterEach(closeWorlds);
 afterAll(dropTestSchemas);

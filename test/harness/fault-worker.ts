@@ -32,6 +32,7 @@ import { type Sleep, systemSleep } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { type PartnerPort, runCycles } from '../../src/engine/index.js';
 import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
+import { CLEARED } from '../support/world.js';
 
 const KILL_POINTS = [
   'queued',
@@ -148,7 +149,7 @@ async function workLeft(): Promise<boolean> {
 const stop = new AbortController();
 process.once('SIGTERM', () => stop.abort());
 const engine = app.engine({
-  gates: { check: async () => ({ cleared: true, reason: 'test harness' }) },
+  gates: CLEARED,
   partner,
   sleep: engineSleep,
 });

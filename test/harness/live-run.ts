@@ -12,10 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { openApp } from '../../src/app/index.js';
 import { runSupervisor, runWorker } from '../../src/app/run.js';
 import { loadConfig } from '../../src/config/index.js';
-import { type GateClearance, readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
+import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
 import { startServer } from '../../src/server/index.js';
+import { CLEARED } from '../support/world.js';
 
-const gates: GateClearance = { check: async () => ({ cleared: true, reason: 'test harness' }) };
+const gates = CLEARED;
 const app = await openApp({ config: loadConfig({ env: process.env, cwd: process.cwd() }) });
 const stop = new AbortController();
 const abortRequests = new AbortController();

@@ -12,6 +12,7 @@ import { systemSleep } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { runCycles } from '../../src/engine/index.js';
 import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
+import { CLEARED } from '../support/world.js';
 
 const cycles = process.argv[2] ? Number(process.argv[2]) : undefined;
 // The harness's own VALHALLA_TEST_* settings are not the product's: loadConfig refuses unknown
@@ -26,7 +27,7 @@ if ((await readGoLiveAt(app.store.db)) === null) {
 }
 const stop = new AbortController();
 process.once('SIGTERM', () => stop.abort());
-const engine = app.engine({ gates: { check: async () => ({ cleared: true, reason: 'test harness' }) } });
+const engine = app.engine({ gates: CLEARED });
 await runCycles({
   engine,
   clock: app.clock,

@@ -28,7 +28,7 @@ import { startSandboxPartner } from '../../src/sandbox/index.js';
 import { type Backend, backends, dropTestSchemas, PG_URL } from '../support/backends.js';
 import { phase4Env, REPO_ROOT } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
-import { until } from '../support/world.js';
+import { CLEARED, until } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -368,7 +368,7 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
     const running = runSupervisor(app, {
       stop: stop.signal,
       workerArgs: [],
-      gates: { check: async () => ({ cleared: true, reason: 'test' }) },
+      gates: CLEARED,
       spawnWorker: (execArgv) => {
         // SQLite: the first worker takes the write lock itself (the harness speaks SQLite only).
         const lockItself = ++starts === 1 && backend.name === 'sqlite';
@@ -463,7 +463,7 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
     const running = runSupervisor(app, {
       stop: stop.signal,
       workerArgs: [],
-      gates: { check: async () => ({ cleared: true, reason: 'test' }) },
+      gates: CLEARED,
       spawnWorker: (execArgv) => {
         const child = fork(LIVE_RUN, ['worker'], {
           execArgv,
