@@ -23,6 +23,7 @@ import {
 } from '../../src/sandbox/index.js';
 import {
   BIN,
+  harnessScript,
   phase4Env,
   policyFileWith,
   REPO_ROOT,
@@ -37,7 +38,7 @@ import { tempDir } from '../support/tmp.js';
 import { until } from '../support/world.js';
 
 const RULES = join(REPO_ROOT, 'deploy', 'prometheus', 'valhalla-rules.yml');
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const PROMTOOL = findPromtool();
 const MB = 1024 * 1024;
 /** The rules' warning line, as a share of the supervisor's restart RSS (valhalla-rules.yml). */

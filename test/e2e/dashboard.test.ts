@@ -12,13 +12,13 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
-import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { harnessScript, phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 import { until } from '../support/world.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'dashboard');
 const available = existsSync(CHROMIUM);
 if (!available) {

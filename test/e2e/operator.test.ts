@@ -13,14 +13,14 @@ import { loadConfig } from '../../src/config/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import { apiClient } from '../support/api.js';
-import { BIN, phase4Env, phase4Settings, REPO_ROOT, runBinary, testEnv } from '../support/cli.js';
+import { BIN, harnessScript, phase4Env, phase4Settings, runBinary, testEnv } from '../support/cli.js';
 import { seedPhase3Run } from '../support/phase3-run.js';
 import { type Spawned, spawnNode } from '../support/processes.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 import { until } from '../support/world.js';
 
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const children = new Set<ChildProcess>();
 const partners: SandboxPartner[] = [];
 afterEach(async () => {
@@ -440,7 +440,7 @@ describe('ramp stage 1: a confirmation is a review', () => {
     writeFileSync(join(cwd, 'leads.csv'), `${rows.join('\n')}\n`);
     expect((await cli(['ingest', 'leads.csv'])).code).toBe(0);
     // The Phase 4 test worker (gates given), live from now: ramp stage 1, one lead a cycle, each confirmed.
-    const worker = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
+    const worker = harnessScript('live-worker');
     const cycles = async (n: number) => {
       const w = spawnNode(worker, [String(n)], {
         cwd,

@@ -12,9 +12,9 @@ import { leadKey } from '../../src/engine/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import {
   BIN,
+  harnessScript,
   phase4Env,
   policyFileWith,
-  REPO_ROOT,
   recentLeadsCsv,
   runInProcess,
   testEnv,
@@ -25,7 +25,7 @@ import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 import { until } from '../support/world.js';
 
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const children = new Set<ChildProcess>();
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -6,8 +6,8 @@
  * lost, nothing sent that was never queued, the audit chain intact, and the rate limit held across
  * restarts. test/faults/kill-points.test.ts kills at each named state transition instead.
  *
- * The worker is test/harness/live-worker.ts, built to dist/ by `npm run build` (which `npm test` runs
- * first): the real app, engine, guard, partner client and store, with the gate clearance given.
+ * The worker is test/harness/live-worker.ts, built to dist-test/ by `npm run build:test` (which `npm test`
+ * runs first): the real app, engine, guard, partner client and store, with the gate clearance given.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -20,11 +20,11 @@ import {
   seededRandom,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
-import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { harnessScript, phase4Env, runInProcess } from '../support/cli.js';
 import { expectLedgerConsistent, readLedgerFacts, withSqliteFile } from '../support/ledger-check.js';
 import { tempDir } from '../support/tmp.js';
 
-const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
+const WORKER = harnessScript('live-worker');
 const LEADS = 150;
 const ROUNDS = 12;
 /** The bound on each wait for a round's moment: met at once on a quiet machine, room on a busy one. */
@@ -191,7 +191,7 @@ describe('kill -9 (SIGKILL) of a live worker, again and again', () => {
   let dbFile: string;
 
   beforeAll(async () => {
-    expect(existsSync(WORKER), `${WORKER} is missing: run \`npm run build\` first`).toBe(true);
+    expect(existsSync(WORKER), `${WORKER} is missing: run \`npm run build:test\` first`).toBe(true);
     cwd = tempDir('valhalla-crash-');
     partner = await startSandboxPartner({
       certDir: join(cwd, 'cert'),

@@ -8,7 +8,7 @@
  * every lead exported once or quarantined with a reason, none sent twice or unqueued, the audit chain
  * verifies, at most 5 requests in any second at the partner, restarts included.
  *
- * The worker is built to dist/ by `npm run build` (`npx tsc -p tsconfig.build.json`).
+ * The worker is built to dist-test/ by `npm run build:test` (`npx tsc -p tsconfig.test-build.json`).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ import {
   type SandboxPartner,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
-import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { harnessScript, phase4Env, runInProcess } from '../support/cli.js';
 import {
   describeLedger,
   expectLedgerConsistent,
@@ -31,7 +31,7 @@ import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 import { holdsWithin } from '../support/world.js';
 
-const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'fault-worker.js');
+const WORKER = harnessScript('fault-worker');
 /** Leads per cycle: a batch is at most this big. */
 const CEILING = 3;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -24,14 +24,14 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { openStore } from '../../src/store/index.js';
 import { dropTestSchemas, PG_URL, postgresAvailable, postgresBackend } from '../support/backends.js';
-import { phase4Env, policyFileWith, REPO_ROOT, recentLeadsCsv, runInProcess } from '../support/cli.js';
+import { harnessScript, phase4Env, policyFileWith, recentLeadsCsv, runInProcess } from '../support/cli.js';
 import { expectLedgerConsistent, readLedgerFacts } from '../support/ledger-check.js';
 import { type Spawned, spawnNode } from '../support/processes.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import { tempDir } from '../support/tmp.js';
 import { until } from '../support/world.js';
 
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const HEARTBEAT_S = 3;
 const SUPERVISOR_GRACE_S = 20;
 const DAILY_CAP = 120;

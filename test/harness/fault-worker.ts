@@ -23,7 +23,7 @@
  * Just before dying it writes one line `{"killedAt":…}` to stdout (synchronously). Without a kill
  * point and with VALHALLA_TEST_UNTIL_DONE=1 it stops as soon as no lead or batch is left to send.
  *
- *   node dist/test/harness/fault-worker.js [max cycles]
+ *   node dist-test/test/harness/fault-worker.js [max cycles]
  */
 import { writeSync } from 'node:fs';
 import { openApp } from '../../src/app/index.js';

@@ -4,8 +4,8 @@
  * given (the gates module does not clear anything yet), and the go-live time is set far enough
  * back that the ramp is at its last stage. Not part of the product.
  *
- *   node dist/test/harness/live-run.js            the supervisor (forks this file with `worker`)
- *   node dist/test/harness/live-run.js worker     the worker
+ *   node dist-test/test/harness/live-run.js            the supervisor (forks this file with `worker`)
+ *   node dist-test/test/harness/live-run.js worker     the worker
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

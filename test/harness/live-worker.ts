@@ -5,7 +5,7 @@
  * enough back that the ramp is at its last stage unless VALHALLA_TEST_GO_LIVE_AT says otherwise.
  * Not part of the product: `valhalla run` in Phase 4 refuses without the gates.
  *
- *   node dist/test/harness/live-worker.js [cycles]
+ *   node dist-test/test/harness/live-worker.js [cycles]
  */
 import { openApp } from '../../src/app/index.js';
 import { systemSleep } from '../../src/clock/index.js';

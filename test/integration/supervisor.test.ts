@@ -26,15 +26,15 @@ import {
 } from '../../src/monitor/index.js';
 import { startSandboxPartner } from '../../src/sandbox/index.js';
 import { type Backend, backends, dropTestSchemas, PG_URL } from '../support/backends.js';
-import { phase4Env, REPO_ROOT } from '../support/cli.js';
+import { harnessScript, phase4Env } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 import { CLEARED, until } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
 
-const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'sup-worker.js');
-const LIVE_RUN = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const WORKER = harnessScript('sup-worker');
+const LIVE_RUN = harnessScript('live-run');
 const logger = createLogger({ level: 'silent', file: null });
 const children = new Set<ChildProcess>();
 const supervisors: Supervisor[] = [];
