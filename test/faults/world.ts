@@ -32,9 +32,7 @@ import {
   readLedgerFacts,
 } from '../support/ledger-check.js';
 import { tempDir } from '../support/tmp.js';
-import { CLEARED, HOUR } from '../support/world.js';
-
-export const NOW = Date.parse('2026-11-20T12:00:00Z');
+import { CLEARED, HOUR, NOW } from '../support/world.js';
 
 const certDir = tempDir('valhalla-faults-cert-');
 const CLIENT = { clientId: 'faults-client', clientSecret: 'faults-secret-0123456789' };

@@ -46,12 +46,10 @@ import {
   startSmtpServer,
 } from '../support/receivers.js';
 import { tempDir } from '../support/tmp.js';
-import { MINUTE } from '../support/world.js';
+import { MINUTE, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 /** The webhook's path is its credential: it must never appear in an error, a log line or the CLI's output. */
 const WEBHOOK_TOKEN = 'xoxWebhookT0kenDoNotLeak42';
 const WEBHOOK_PATH = `/services/T0VALHALLA/B0ALERTS/${WEBHOOK_TOKEN}`;

@@ -38,12 +38,10 @@ import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../suppo
 import { testEnv } from '../support/cli.js';
 import { workerBeat } from '../support/heartbeat.js';
 import { tempDir } from '../support/tmp.js';
-import { CLEARED, DAY, HOUR, SECOND } from '../support/world.js';
+import { CLEARED, DAY, HOUR, NOW, SECOND } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 
 // One certificate for the file: every sandbox (TLS 1.1 included) serves it, every client pins it.
 const certDir = tempDir('valhalla-engine-cert-');

@@ -36,12 +36,10 @@ import {
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { queueInLiveBatch } from '../support/outbox.js';
 import { tempDir } from '../support/tmp.js';
-import { CLEARED, HOUR } from '../support/world.js';
+import { CLEARED, HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -25,12 +25,10 @@ import { phase4Env } from '../support/cli.js';
 import { workerBeat } from '../support/heartbeat.js';
 import { type SlackReceiver, startSlackReceiver } from '../support/receivers.js';
 import { tempDir } from '../support/tmp.js';
-import { CLEARED, HOUR } from '../support/world.js';
+import { CLEARED, HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 const certDir = tempDir('valhalla-monitoring-cert-');
 
 const cleanups: (() => Promise<void>)[] = [];

@@ -55,12 +55,10 @@ import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../suppo
 import { testEnv } from '../support/cli.js';
 import { TEST_INSTALLATION } from '../support/manifest.js';
 import { tempDir } from '../support/tmp.js';
-import { HOUR, MINUTE, until } from '../support/world.js';
+import { HOUR, MINUTE, NOW, until } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 /** How long an event may take to reach the stream here: generous, the stream polls every 250 ms. */
 const EVENT_WAIT_MS = 2_000;
 

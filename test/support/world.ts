@@ -4,6 +4,9 @@
  */
 import type { GateClearance } from '../../src/guard/index.js';
 
+/** Where the suites' virtual clocks (ManualClock) start: one fixed instant, so dates in assertions are stable. */
+export const NOW = Date.parse('2026-11-20T12:00:00Z');
+
 export const SECOND = 1_000;
 export const MINUTE = 60 * SECOND;
 export const HOUR = 60 * MINUTE;
