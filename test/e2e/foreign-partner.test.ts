@@ -40,7 +40,7 @@ import {
 } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
-import { HOUR, until, whileRunning } from '../support/world.js';
+import { HOUR, until, untilOutput, whileRunning } from '../support/world.js';
 
 const dashboardToken = createApiToken('ops-check', 'viewer');
 
@@ -367,12 +367,9 @@ describe('signed means running, against a partner the product did not write', ()
     const signatures = signatureCount();
     const workersBefore = auditCount('worker.started');
     try {
-      await until(() => /cycle \d+ /.test(run.out()), { what: 'first cycle', ...whileRunning(run) });
+      await untilOutput(run, /cycle \d+ /, 'first cycle');
       writePolicy({ rateLimitPerSecond: 2 });
-      await until(() => run.out().includes('2 requests/s (were'), {
-        what: 'the policy file’s lowering',
-        ...whileRunning(run),
-      });
+      await untilOutput(run, '2 requests/s (were', 'the policy file’s lowering');
       expect(run.out()).toContain(
         'limits in force from the next cycle: 25 leads/cycle, 5 actions/cycle, 2 requests/s (were 25 leads/cycle, 5 actions/cycle, 3 requests/s)',
       );
@@ -381,10 +378,7 @@ describe('signed means running, against a partner the product did not write', ()
 
       // A raise in the policy file (within 5/s) is refused and kept out…
       writePolicy({ rateLimitPerSecond: 5 });
-      await until(() => run.out().includes('limits on disk above those approved'), {
-        what: 'refusal',
-        ...whileRunning(run),
-      });
+      await untilOutput(run, 'limits on disk above those approved', 'refusal');
       expect(run.out()).toContain(
         "limits on disk above those approved (VALHALLA_RATE_LIMIT 5 requests/s (the policy file's rateLimitPerSecond), approved 3): kept 25 leads/cycle, 5 actions/cycle, 2 requests/s",
       );
@@ -401,10 +395,7 @@ describe('signed means running, against a partner the product did not write', ()
         'partner allows 5/s',
       ]);
       ok(amend, 'amend');
-      await until(() => run.out().includes('5 requests/s (were'), {
-        what: 'the amended rate',
-        ...whileRunning(run),
-      });
+      await untilOutput(run, '5 requests/s (were', 'the amended rate');
       expect(run.out()).toContain(
         'limits in force from the next cycle: 25 leads/cycle, 5 actions/cycle, 5 requests/s (were 25 leads/cycle, 5 actions/cycle, 2 requests/s)',
       );
@@ -419,10 +410,7 @@ describe('signed means running, against a partner the product did not write', ()
 
       // A lowering in .env (which wins over the policy file): taken at the next cycle.
       writeFileSync(join(cwd, '.env'), 'VALHALLA_RATE_LIMIT=1\n');
-      await until(() => run.out().includes('1 requests/s (were'), {
-        what: 'the .env lowering',
-        ...whileRunning(run),
-      });
+      await untilOutput(run, '1 requests/s (were', 'the .env lowering');
       expect(run.out()).toContain(
         'limits in force from the next cycle: 25 leads/cycle, 5 actions/cycle, 1 requests/s (were 25 leads/cycle, 5 actions/cycle, 5 requests/s)',
       );
@@ -477,7 +465,7 @@ describe('signed means running, against a partner the product did not write', ()
     const policyChanges = auditCount('policy.changed');
     const rollbacks = auditCount('mode.rollback');
     try {
-      await until(() => /cycle \d+ /.test(run.out()), { what: 'first cycle', ...whileRunning(run) });
+      await untilOutput(run, /cycle \d+ /, 'first cycle');
       writePolicy({ alertDedupMinutes: 10 });
       await until(() => auditCount('policy.changed') > policyChanges, {
         what: 'policy.changed',

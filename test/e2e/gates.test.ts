@@ -33,7 +33,7 @@ import {
 } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
-import { HOUR, until, whileRunning } from '../support/world.js';
+import { HOUR, until, untilOutput, whileRunning } from '../support/world.js';
 
 const dashboardToken = createApiToken('ops-check', 'viewer');
 
@@ -486,12 +486,9 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     const children = new Set<ChildProcess>();
     const run = spawnNode(BIN, ['run'], { cwd, env: withoutRate, children, guardMs: 300_000 });
     try {
-      await until(() => /cycle \d+ /.test(run.out()), { what: 'first cycle', ...whileRunning(run) });
+      await untilOutput(run, /cycle \d+ /, 'first cycle');
       writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=2\nVALHALLA_MAX_LEADS_PER_CYCLE=10\n');
-      await until(() => run.out().includes('limits in force from the next cycle'), {
-        what: 'lowering',
-        ...whileRunning(run),
-      });
+      await untilOutput(run, 'limits in force from the next cycle', 'lowering');
       expect(run.out()).toContain(
         'limits in force from the next cycle: 10 leads/cycle, 5 actions/cycle, 2 requests/s (were 25 leads/cycle, 5 actions/cycle, 3 requests/s)',
       );
@@ -526,10 +523,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
       expect(query(dbFile, "select id from alerts where event = 'limits_changed'")).toHaveLength(1);
       // Above what the sign-offs and the amendment approve (25 leads/cycle): refused, once, kept out.
       writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=2\nVALHALLA_MAX_LEADS_PER_CYCLE=30\n');
-      await until(() => run.out().includes('limits on disk above those approved'), {
-        what: 'refusal',
-        ...whileRunning(run),
-      });
+      await untilOutput(run, 'limits on disk above those approved', 'refusal');
       expect(run.out()).toContain(
         'limits on disk above those approved (VALHALLA_MAX_LEADS_PER_CYCLE 30 leads/cycle (in .env), approved 25): kept 10 leads/cycle, 5 actions/cycle, 2 requests/s',
       );

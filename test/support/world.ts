@@ -1,10 +1,10 @@
 /**
- * What every suite shares: time in milliseconds, waiting for a condition, and the gate clearance
- * given. No state: importing it starts nothing.
+ * What every suite shares: where the virtual clocks start, time in milliseconds, waiting for a
+ * condition, and the gate clearance given. No state: importing it starts nothing.
  */
 import type { GateClearance } from '../../src/guard/index.js';
 
-/** Where the suites' virtual clocks (ManualClock) start: one fixed instant, so dates in assertions are stable. */
+/** Where the suites' virtual clocks (ManualClock) start: one fixed instant, so dates in assertions hold. */
 export const NOW = Date.parse('2026-11-20T12:00:00Z');
 
 export const SECOND = 1_000;
@@ -46,7 +46,8 @@ const pause = (ms: number) =>
   new Promise<void>((resolve) => (ms > 0 ? setTimeout(resolve, ms) : setImmediate(resolve)));
 
 /**
- * Wait until `condition` returns a truthy value (it may be async), and return that value; fail naming `what` when `timeoutMs` has passed or `giveUp` gives a reason.
+ * Wait until `condition` returns a truthy value (it may be async), and return that value; fail naming
+ * `what` when `timeoutMs` has passed or `giveUp` gives a reason.
  */
 export async function until<T>(
   condition: () => T | NotYet | Promise<T | NotYet>,
@@ -83,11 +84,14 @@ export async function holdsWithin(
   return condition();
 }
 
-/** For `until` on a child process: its output on a failure, and no waiting on once it has exited. */
-export function whileRunning(run: {
+/** A child process as the waits see it (test/support/processes.ts's Spawned is one). */
+export interface RunningProcess {
   child: { exitCode: number | null; signalCode: NodeJS.Signals | null };
   out(): string;
-}): Pick<UntilOptions, 'detail' | 'giveUp'> {
+}
+
+/** For `until` on a child process: its output on a failure, and no waiting on once it has exited. */
+export function whileRunning(run: RunningProcess): Pick<UntilOptions, 'detail' | 'giveUp'> {
   return {
     detail: () => run.out(),
     giveUp: () =>
@@ -95,4 +99,10 @@ export function whileRunning(run: {
         ? `the process ended (${run.child.exitCode ?? run.child.signalCode})`
         : false,
   };
+}
+
+/** Wait until a running process's output includes `text` (or matches it), as `until` does. */
+export function untilOutput(run: RunningProcess, text: string | RegExp, what: string): Promise<true> {
+  const shown = () => (typeof text === 'string' ? run.out().includes(text) : text.test(run.out()));
+  return until(() => shown() || undefined, { what, ...whileRunning(run) });
 }
