@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The test harness is built apart from the shipped dist/ (into dist-test/), and here when stale.
+    globalSetup: ['test/support/test-build.ts'],
     // better-sqlite3 is a native module: separate processes are the safe pool for it.
     pool: 'forks',
     maxWorkers: 2,

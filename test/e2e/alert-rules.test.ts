@@ -23,6 +23,7 @@ import {
 } from '../../src/sandbox/index.js';
 import {
   BIN,
+  harnessScript,
   phase4Env,
   policyFileWith,
   REPO_ROOT,
@@ -34,9 +35,10 @@ import { type Spawned, spawnNode } from '../support/processes.js';
 import { findPromtool, promtool } from '../support/promtool.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { until } from '../support/world.js';
 
 const RULES = join(REPO_ROOT, 'deploy', 'prometheus', 'valhalla-rules.yml');
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const PROMTOOL = findPromtool();
 const MB = 1024 * 1024;
 /** The rules' warning line, as a share of the supervisor's restart RSS (valhalla-rules.yml). */
@@ -183,23 +185,6 @@ async function expectFiring(state: StateName, scrape: Scrape | null): Promise<vo
   );
 }
 
-// ---------------------------------------------------------------------------------------------
-// Real runs
-
-async function until<T>(
-  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
-  what: string,
-  timeoutMs = 120_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 interface Run {
   spawned: Spawned;
   url: string;
@@ -224,10 +209,9 @@ async function startRun(options: {
     guardMs: 180_000,
   });
   options.onSpawn?.(spawned.child.pid!);
-  const url = await until(
-    () => /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(spawned.out())?.[1],
-    'the metrics URL',
-  ).catch((error: Error) => {
+  const url = await until(() => /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(spawned.out())?.[1], {
+    what: 'the metrics URL',
+  }).catch((error: Error) => {
     throw new Error(`${error.message}; output: ${spawned.out().slice(-2000)}`);
   });
   return {
@@ -299,22 +283,27 @@ const beats = (dbFile: string) => query<{ n: number }>(dbFile, 'select count(*) 
 
 /** The first scrape that answers (on a loaded machine one may time out). */
 function answering(url: string): Promise<Scrape> {
-  return until(async () => {
-    const s = await scrape(url);
-    return s.up === 1 && s;
-  }, 'a scrape that answers');
+  return until(
+    async () => {
+      const s = await scrape(url);
+      return s.up === 1 && s;
+    },
+    { what: 'a scrape that answers' },
+  );
 }
 
 /** Once the worker has beaten and run its first cycle: a run at rest. */
 async function settled(run: Run): Promise<Scrape> {
-  await until(
-    () => beats(run.dbFile) > 0 && /cycle 1 \[/.test(run.spawned.out()),
-    'the first beat and cycle',
+  await until(() => beats(run.dbFile) > 0 && /cycle 1 \[/.test(run.spawned.out()), {
+    what: 'the first beat and cycle',
+  });
+  return until(
+    async () => {
+      const s = await scrape(run.url);
+      return sampleValue(s, 'valhalla_worker_rss_bytes') !== undefined && s;
+    },
+    { what: "the worker's RSS in the scrape" },
   );
-  return until(async () => {
-    const s = await scrape(run.url);
-    return sampleValue(s, 'valhalla_worker_rss_bytes') !== undefined && s;
-  }, "the worker's RSS in the scrape");
 }
 
 /**
@@ -407,10 +396,13 @@ describe.skipIf(PROMTOOL === null)('the Prometheus alert rules against a real va
       expect(sampleValue(first, 'valhalla_heartbeat_limit_seconds')).toBe(4);
       // Before any heartbeat, the age is already there (counted from the supervisor's start).
       expect(sampleValue(first, 'valhalla_heartbeat_age_seconds')).toBeGreaterThanOrEqual(0);
-      const stale = await until(async () => {
-        const s = await scrape(run.url);
-        return (sampleValue(s, 'valhalla_heartbeat_age_seconds') ?? 0) > 4 && s;
-      }, 'a heartbeat age past the limit');
+      const stale = await until(
+        async () => {
+          const s = await scrape(run.url);
+          return (sampleValue(s, 'valhalla_heartbeat_age_seconds') ?? 0) > 4 && s;
+        },
+        { what: 'a heartbeat age past the limit' },
+      );
       await expectFiring('workersNeverBeat', stale);
       // No worker ever beat: this is the state of a worker that never beats, not a late beat.
       expect(beats(run.dbFile)).toBe(0);
@@ -460,10 +452,13 @@ describe.skipIf(PROMTOOL === null)('the Prometheus alert rules against a real va
   it('Phase 4, one failed request among a few: the raw rate above the tolerance, no rollback yet: ValhallaErrorRateAboveTolerance', async () => {
     // The first batch is answered 503 and retried: 1 failure among fewer than the rule's 10 requests.
     const { run } = await phase4(2, { faults: { failNext: 1 } });
-    const s = await until(async () => {
-      const now = await scrape(run.url);
-      return sampleValue(now, 'valhalla_leads', 'state="exported"') === 2 && now;
-    }, 'both leads exported');
+    const s = await until(
+      async () => {
+        const now = await scrape(run.url);
+        return sampleValue(now, 'valhalla_leads', 'state="exported"') === 2 && now;
+      },
+      { what: 'both leads exported' },
+    );
     expect(sampleValue(s, 'valhalla_error_rate_window_failures')).toBe(1);
     expect(sampleValue(s, 'valhalla_error_rate')).toBeGreaterThan(
       sampleValue(s, 'valhalla_error_rate_tolerance')!,
@@ -476,10 +471,13 @@ describe.skipIf(PROMTOOL === null)('the Prometheus alert rules against a real va
 
   it('Phase 4, the partner down: the error-rate rule rolls back: ValhallaErrorRateRollback, ValhallaErrorRateAboveTolerance, ValhallaRolledBack', async () => {
     const { run, partner } = await phase4(3, { faults: { down: true } });
-    const s = await until(async () => {
-      const now = await scrape(run.url);
-      return sampleValue(now, 'valhalla_mode', 'mode="rolled_back"') === 1 && now;
-    }, 'the rollback');
+    const s = await until(
+      async () => {
+        const now = await scrape(run.url);
+        return sampleValue(now, 'valhalla_mode', 'mode="rolled_back"') === 1 && now;
+      },
+      { what: 'the rollback' },
+    );
     expect(sampleValue(s, 'valhalla_error_rate_rollback')).toBe(1);
     expect(partner.stats().batches.accepted).toBe(0);
     expect(query(run.dbFile, "select actor from audit_log where action = 'mode.rollback'")).toHaveLength(1);
@@ -490,10 +488,13 @@ describe.skipIf(PROMTOOL === null)('the Prometheus alert rules against a real va
   it("Phase 4, the day's lead cap and budget used up (a policy of 10 leads, 47,500 exposure): ValhallaDailyCapNearlyUsed, ValhallaDailyBudgetNearlyUsed", async () => {
     // 12 leads of exposure 4,500: 10 go out (10/10 leads, 45,000/47,500 = 95% of the budget), 2 wait.
     const { run } = await phase4(12, { policy: { dailyLeads: 10, budgetExposure: 47_500 } });
-    const s = await until(async () => {
-      const now = await scrape(run.url);
-      return sampleValue(now, 'valhalla_leads', 'state="exported"') === 10 && now;
-    }, 'the day cap reached');
+    const s = await until(
+      async () => {
+        const now = await scrape(run.url);
+        return sampleValue(now, 'valhalla_leads', 'state="exported"') === 10 && now;
+      },
+      { what: 'the day cap reached' },
+    );
     expect(sampleValue(s, 'valhalla_cap_usage', 'cap="day"')).toBe(10);
     expect(sampleValue(s, 'valhalla_cap_usage', 'cap="budget"')).toBe(45_000);
     expect(sampleValue(s, 'valhalla_cap_limit', 'cap="budget"')).toBe(47_500);

@@ -17,6 +17,7 @@ import { apiClient } from '../support/api.js';
 import { BIN, policyFileWith, runInProcess, testEnv } from '../support/cli.js';
 import { spawnNode } from '../support/processes.js';
 import { tempDir } from '../support/tmp.js';
+import { until } from '../support/world.js';
 
 const children = new Set<ChildProcess>();
 afterAll(() => {
@@ -27,16 +28,6 @@ afterAll(() => {
 });
 
 const SERVICE_CAP_BYTES = 512 * 1024 * 1024;
-
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('the control plane under uploads, with valhalla run', () => {
   it('bad 10 MB uploads stop with one 422 and one audit entry; a pause is answered mid-upload; the service stays under 512 MB; a supervisor stall is not a missed heartbeat', async () => {
@@ -55,11 +46,10 @@ describe('the control plane under uploads, with valhalla run', () => {
     });
     expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
     const run = spawnNode(BIN, ['run'], { cwd, env, children, guardMs: 300_000 });
-    const base = await until(
-      async () => /dashboard: (http:\/\/[^\s/]+)\//.exec(run.out())?.[1],
-      'the dashboard',
-    );
-    await until(async () => /cycle 1 /.test(run.out()), 'the first cycle');
+    const base = await until(async () => /dashboard: (http:\/\/[^\s/]+)\//.exec(run.out())?.[1], {
+      what: 'the dashboard',
+    });
+    await until(async () => /cycle 1 /.test(run.out()), { what: 'the first cycle' });
     const supervisor = run.child.pid!;
     const api = apiClient(base);
     const as = { token: operator.token };
@@ -105,10 +95,13 @@ describe('the control plane under uploads, with valhalla run', () => {
         body,
       });
       body.write(leads.subarray(0, half));
-      await until(async () => {
-        const status = await api<{ leads: { total: number } }>('GET', '/api/status', as);
-        return status.body.leads.total >= 1_000;
-      }, 'the first half stored');
+      await until(
+        async () => {
+          const status = await api<{ leads: { total: number } }>('GET', '/api/status', as);
+          return status.body.leads.total >= 1_000;
+        },
+        { what: 'the first half stored' },
+      );
       expect((await api('GET', '/healthz')).status).toBe(200);
       const paused = await api<{ kind: string; to: string }>('POST', '/api/mode/pause', {
         ...as,
@@ -128,10 +121,13 @@ describe('the control plane under uploads, with valhalla run', () => {
       while (Date.now() < stalledUntil) await new Promise((r) => setTimeout(r, 100));
       process.kill(supervisor, 'SIGCONT');
       // Heartbeats recorded after the stall (every 3 s), by the same worker.
-      await until(async () => {
-        const status = (await api<{ heartbeat: { at: string } | null }>('GET', '/api/status', as)).body;
-        return status.heartbeat !== null && Date.parse(status.heartbeat.at) > stalledUntil + 2_000;
-      }, 'heartbeats after the stall');
+      await until(
+        async () => {
+          const status = (await api<{ heartbeat: { at: string } | null }>('GET', '/api/status', as)).body;
+          return status.heartbeat !== null && Date.parse(status.heartbeat.at) > stalledUntil + 2_000;
+        },
+        { what: 'heartbeats after the stall' },
+      );
       expect(beforeStall.heartbeat).not.toBeNull();
 
       const entries = (

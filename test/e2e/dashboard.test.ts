@@ -12,12 +12,13 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
-import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { harnessScript, phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { until } from '../support/world.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'dashboard');
 const available = existsSync(CHROMIUM);
 if (!available) {
@@ -38,17 +39,8 @@ let run: ChildProcess | null = null;
 let output = '';
 let baseUrl: string;
 let browser: Browser;
-
-async function until<T>(probe: () => T | undefined | false, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; output:\n${output.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** The run's latest output, shown when a wait fails. */
+const showingOutput = { detail: () => `output:\n${output.slice(-2000)}` };
 
 async function signIn(page: Page, token: string): Promise<void> {
   await page.goto(`${baseUrl}/`);
@@ -97,7 +89,10 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     run.stderr?.on('data', (c: Buffer) => {
       output += c;
     });
-    baseUrl = await until(() => /dashboard: (http:\/\/[^\s/]+)\//.exec(output)?.[1], 'the dashboard URL');
+    baseUrl = await until(() => /dashboard: (http:\/\/[^\s/]+)\//.exec(output)?.[1], {
+      what: 'the dashboard URL',
+      ...showingOutput,
+    });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [
@@ -156,7 +151,10 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     expect(await page.locator('#leader').getAttribute('data-ok')).toBe('true');
 
     // Cycles run against the sandbox: the exported count and the flow list change on screen.
-    await until(() => partner.stats().batches.accepted >= 1, 'a first accepted batch');
+    await until(() => partner.stats().batches.accepted >= 1, {
+      what: 'a first accepted batch',
+      ...showingOutput,
+    });
     await expect.poll(() => countOf(page, 'exported'), { timeout: 10_000 }).not.toBeNaN();
     const before = await countOf(page, 'exported');
     await expect.poll(() => countOf(page, 'exported'), { timeout: 20_000 }).toBeGreaterThan(before);
@@ -206,7 +204,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     // which the worker writes when it takes the change: waited for, not assumed written by now).
     await until(
       () => query(dbFile, 'select pid from mode_acks where acked_at >= ?', rollback[0]!.at).length >= 1,
-      "the worker's acknowledgement",
+      { what: "the worker's acknowledgement", ...showingOutput },
     );
     const [ack] = query<{ pid: number }>(dbFile, 'select pid from mode_acks order by acked_at desc limit 1');
     await expect
@@ -222,14 +220,14 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
       () =>
         query(dbFile, "select id from cycles where kind = 'dry_run' and started_at > ?", rollback[0]!.at)
           .length >= 1,
-      'a dry-run cycle after the rollback',
+      { what: 'a dry-run cycle after the rollback', ...showingOutput },
     );
     const received = partner.stats().batches.received;
     await until(
       () =>
         query(dbFile, "select id from cycles where kind = 'dry_run' and started_at > ?", rollback[0]!.at)
           .length >= 4,
-      'three more dry-run cycles',
+      { what: 'three more dry-run cycles', ...showingOutput },
     );
     expect(partner.stats().batches.received).toBe(received);
     // The guard allowed nothing after the rollback (chain order, not clock time): every request the

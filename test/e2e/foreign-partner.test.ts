@@ -40,8 +40,8 @@ import {
 } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR, until, untilOutput, whileRunning } from '../support/world.js';
 
-const HOUR = 3_600_000;
 const dashboardToken = createApiToken('ops-check', 'viewer');
 
 let cwd: string;
@@ -96,17 +96,6 @@ async function expectRefusedStart(extra: Record<string, string>, ...naming: stri
   expect(auditCount('run.refused')).toBe(refusedBefore + 1);
   expect(leadPosts(partner) + leadPosts(elsewhere)).toBe(postsBefore);
   return run.stderr;
-}
-
-/** Wait (at most 2 minutes) until `test` holds, failing with the service's output if it exits first. */
-function waiter(run: ReturnType<typeof spawnNode>) {
-  return async (what: string, test: () => boolean) => {
-    const deadline = Date.now() + 120_000;
-    while (!test()) {
-      if (Date.now() > deadline || run.child.exitCode !== null) throw new Error(`no ${what}:\n${run.out()}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
 }
 
 /** The installation's policy file with `changes` to the shipped policy (its rate 3 unless changed). */
@@ -374,14 +363,13 @@ describe('signed means running, against a partner the product did not write', ()
   it('while the service runs: a rate lowered in the policy file voids nothing and is taken at the next cycle; a raise there waits for the CFO’s amendment alone; a lowering in .env is taken with no restart', async () => {
     const children = new Set<ChildProcess>();
     const run = spawnNode(BIN, ['run'], { cwd, env, children, guardMs: 300_000 });
-    const waitFor = waiter(run);
     const policyChanges = auditCount('policy.changed');
     const signatures = signatureCount();
     const workersBefore = auditCount('worker.started');
     try {
-      await waitFor('first cycle', () => /cycle \d+ /.test(run.out()));
+      await untilOutput(run, /cycle \d+ /, 'first cycle');
       writePolicy({ rateLimitPerSecond: 2 });
-      await waitFor('the policy file’s lowering', () => run.out().includes('2 requests/s (were'));
+      await untilOutput(run, '2 requests/s (were', 'the policy file’s lowering');
       expect(run.out()).toContain(
         'limits in force from the next cycle: 25 leads/cycle, 5 actions/cycle, 2 requests/s (were 25 leads/cycle, 5 actions/cycle, 3 requests/s)',
       );
@@ -390,7 +378,7 @@ describe('signed means running, against a partner the product did not write', ()
 
       // A raise in the policy file (within 5/s) is refused and kept out…
       writePolicy({ rateLimitPerSecond: 5 });
-      await waitFor('refusal', () => run.out().includes('limits on disk above those approved'));
+      await untilOutput(run, 'limits on disk above those approved', 'refusal');
       expect(run.out()).toContain(
         "limits on disk above those approved (VALHALLA_RATE_LIMIT 5 requests/s (the policy file's rateLimitPerSecond), approved 3): kept 25 leads/cycle, 5 actions/cycle, 2 requests/s",
       );
@@ -407,7 +395,7 @@ describe('signed means running, against a partner the product did not write', ()
         'partner allows 5/s',
       ]);
       ok(amend, 'amend');
-      await waitFor('the amended rate', () => run.out().includes('5 requests/s (were'));
+      await untilOutput(run, '5 requests/s (were', 'the amended rate');
       expect(run.out()).toContain(
         'limits in force from the next cycle: 25 leads/cycle, 5 actions/cycle, 5 requests/s (were 25 leads/cycle, 5 actions/cycle, 2 requests/s)',
       );
@@ -422,7 +410,7 @@ describe('signed means running, against a partner the product did not write', ()
 
       // A lowering in .env (which wins over the policy file): taken at the next cycle.
       writeFileSync(join(cwd, '.env'), 'VALHALLA_RATE_LIMIT=1\n');
-      await waitFor('the .env lowering', () => run.out().includes('1 requests/s (were'));
+      await untilOutput(run, '1 requests/s (were', 'the .env lowering');
       expect(run.out()).toContain(
         'limits in force from the next cycle: 25 leads/cycle, 5 actions/cycle, 1 requests/s (were 25 leads/cycle, 5 actions/cycle, 5 requests/s)',
       );
@@ -474,14 +462,19 @@ describe('signed means running, against a partner the product did not write', ()
   it('any other change to the policy file while the service runs: every sign-off void, audited, alerted, rolled back', async () => {
     const children = new Set<ChildProcess>();
     const run = spawnNode(BIN, ['run'], { cwd, env, children, guardMs: 300_000 });
-    const waitFor = waiter(run);
     const policyChanges = auditCount('policy.changed');
     const rollbacks = auditCount('mode.rollback');
     try {
-      await waitFor('first cycle', () => /cycle \d+ /.test(run.out()));
+      await untilOutput(run, /cycle \d+ /, 'first cycle');
       writePolicy({ alertDedupMinutes: 10 });
-      await waitFor('policy.changed', () => auditCount('policy.changed') > policyChanges);
-      await waitFor('the rollback', () => auditCount('mode.rollback') > rollbacks);
+      await until(() => auditCount('policy.changed') > policyChanges, {
+        what: 'policy.changed',
+        ...whileRunning(run),
+      });
+      await until(() => auditCount('mode.rollback') > rollbacks, {
+        what: 'the rollback',
+        ...whileRunning(run),
+      });
       expect(query(dbFile, "select value from runtime_state where key = 'mode'")).toEqual([
         { value: 'rolled_back' },
       ]);

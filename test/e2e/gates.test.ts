@@ -34,8 +34,8 @@ import {
 } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR, until, untilOutput, whileRunning } from '../support/world.js';
 
-const HOUR = 3_600_000;
 const dashboardToken = createApiToken('ops-check', 'viewer');
 
 let cwd: string;
@@ -486,18 +486,10 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=3\n');
     const children = new Set<ChildProcess>();
     const run = spawnNode(BIN, ['run'], { cwd, env: withoutRate, children, guardMs: 300_000 });
-    const waitFor = async (what: string, test: () => boolean) => {
-      const deadline = Date.now() + 120_000;
-      while (!test()) {
-        if (Date.now() > deadline || run.child.exitCode !== null)
-          throw new Error(`no ${what}:\n${run.out()}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
     try {
-      await waitFor('first cycle', () => /cycle \d+ /.test(run.out()));
+      await untilOutput(run, /cycle \d+ /, 'first cycle');
       writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=2\nVALHALLA_MAX_LEADS_PER_CYCLE=10\n');
-      await waitFor('lowering', () => run.out().includes('limits in force from the next cycle'));
+      await untilOutput(run, 'limits in force from the next cycle', 'lowering');
       expect(run.out()).toContain(
         'limits in force from the next cycle: 10 leads/cycle, 5 actions/cycle, 2 requests/s (were 25 leads/cycle, 5 actions/cycle, 3 requests/s)',
       );
@@ -507,15 +499,17 @@ describe('the go-live gates, from nothing to Phase 4', () => {
         query<{ details: string }>(dbFile, "select details from audit_log where action = 'worker.started'")
           .map((e) => (JSON.parse(e.details) as { pid: number }).pid)
           .at(-1);
-      await waitFor('a heartbeat with the lowered limits', () =>
-        query<{ limits: string | null }>(
-          dbFile,
-          'select limits from heartbeats where pid = ?',
-          workerPid(),
-        ).some(
-          (h) =>
-            h.limits !== null && (JSON.parse(h.limits) as { leadsPerCycle: number }).leadsPerCycle === 10,
-        ),
+      await until(
+        () =>
+          query<{ limits: string | null }>(
+            dbFile,
+            'select limits from heartbeats where pid = ?',
+            workerPid(),
+          ).some(
+            (h) =>
+              h.limits !== null && (JSON.parse(h.limits) as { leadsPerCycle: number }).leadsPerCycle === 10,
+          ),
+        { what: 'a heartbeat with the lowered limits', ...whileRunning(run) },
       );
       const changed = query<{ details: string }>(
         dbFile,
@@ -530,7 +524,7 @@ describe('the go-live gates, from nothing to Phase 4', () => {
       expect(query(dbFile, "select id from alerts where event = 'limits_changed'")).toHaveLength(1);
       // Above what the sign-offs and the amendment approve (25 leads/cycle): refused, once, kept out.
       writeFileSync(dotenv, 'VALHALLA_RATE_LIMIT=2\nVALHALLA_MAX_LEADS_PER_CYCLE=30\n');
-      await waitFor('refusal', () => run.out().includes('limits on disk above those approved'));
+      await untilOutput(run, 'limits on disk above those approved', 'refusal');
       expect(run.out()).toContain(
         'limits on disk above those approved (VALHALLA_MAX_LEADS_PER_CYCLE 30 leads/cycle (in .env), approved 25): kept 10 leads/cycle, 5 actions/cycle, 2 requests/s',
       );

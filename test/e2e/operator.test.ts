@@ -13,13 +13,14 @@ import { loadConfig } from '../../src/config/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import { apiClient } from '../support/api.js';
-import { BIN, phase4Env, phase4Settings, REPO_ROOT, runBinary, testEnv } from '../support/cli.js';
+import { BIN, harnessScript, phase4Env, phase4Settings, runBinary, testEnv } from '../support/cli.js';
 import { seedPhase3Run } from '../support/phase3-run.js';
 import { type Spawned, spawnNode } from '../support/processes.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { until } from '../support/world.js';
 
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const children = new Set<ChildProcess>();
 const partners: SandboxPartner[] = [];
 afterEach(async () => {
@@ -50,16 +51,6 @@ function phase4Dotenv(partner: SandboxPartner, extra: Record<string, string> = {
   return `${Object.entries(settings)
     .map(([k, v]) => `${k}=${v}`)
     .join('\n')}\n`;
-}
-
-/** Wait for a condition, looking every 50 ms, at most `looks` times. */
-async function until<T>(probe: () => T | undefined | false | null, what: string, looks = 1_200): Promise<T> {
-  for (let i = 0; i < looks; i++) {
-    const value = probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 interface Installation {
@@ -94,7 +85,7 @@ async function startService(inst: Installation): Promise<{ run: Spawned; workerP
         inst.dbFile,
         "select pid from heartbeats where state != 'stopped' order by id desc limit 1",
       )[0],
-    `the worker's first heartbeat (${run.out()})`,
+    { what: `the worker's first heartbeat (${run.out()})` },
   );
   return { run, workerPid: beat.pid };
 }
@@ -193,7 +184,7 @@ describe('mode changes are acknowledged by the running service', () => {
       () =>
         query<{ state: string }>(inst.dbFile, 'select state from heartbeats order by id desc limit 1')[0]
           ?.state === 'idle' || query(inst.dbFile, 'select id from cycles').length > 0,
-      'the first cycle',
+      { what: 'the first cycle' },
     );
     process.kill(workerPid, 'SIGSTOP');
     try {
@@ -208,10 +199,9 @@ describe('mode changes are acknowledged by the running service', () => {
       process.kill(workerPid, 'SIGCONT');
     }
     // Once it runs again it takes the change, and says so.
-    await until(
-      () => query(inst.dbFile, 'select pid from mode_acks where pid = ?', workerPid).length > 0,
-      'the acknowledgement after SIGCONT',
-    );
+    await until(() => query(inst.dbFile, 'select pid from mode_acks where pid = ?', workerPid).length > 0, {
+      what: 'the acknowledgement after SIGCONT',
+    });
   });
 });
 
@@ -232,10 +222,9 @@ describe('status tells the running service’s truth', () => {
     expect((await cli(['init'])).code).toBe(0);
     // The real supervisor and worker in Phase 4 (the harness gives the gate clearance).
     const run = spawnNode(HARNESS, [], { cwd, env, children, guardMs: 180_000 });
-    const baseUrl = await until(
-      () => /dashboard: (http:\/\/[^\s/]+)\//.exec(run.out())?.[1],
-      `the dashboard URL (${run.out()})`,
-    );
+    const baseUrl = await until(() => /dashboard: (http:\/\/[^\s/]+)\//.exec(run.out())?.[1], {
+      what: `the dashboard URL (${run.out()})`,
+    });
     const dbFile = join(cwd, 'data', 'valhalla.db');
     const workerPid = (
       await until(
@@ -244,7 +233,7 @@ describe('status tells the running service’s truth', () => {
             dbFile,
             'select pid from heartbeats where phase = 4 order by id desc limit 1',
           )[0],
-        "the Phase 4 worker's heartbeat",
+        { what: "the Phase 4 worker's heartbeat" },
       )
     ).pid;
 
@@ -359,19 +348,17 @@ describe('synthetic leads can never leave', () => {
     )[0]!.n;
     expect(pendingSynthetic).toBeGreaterThan(0);
     const run = spawnNode(HARNESS, [], { cwd, env: phase4, children, guardMs: 180_000 });
-    await until(
-      () => query(dbFile, "select id from leads where state = 'exported'").length === 10,
-      `the ten real leads exported (${run.out()})`,
-    );
+    await until(() => query(dbFile, "select id from leads where state = 'exported'").length === 10, {
+      what: `the ten real leads exported (${run.out()})`,
+    });
     expect(run.out()).toContain(
       `Phase 4 start: ${pendingSynthetic} synthetic lead(s) were pending: archived, never sent live`,
     );
     // A few more live cycles: nothing else goes.
     const cyclesNow = query(dbFile, "select id from cycles where kind = 'live'").length;
-    await until(
-      () => query(dbFile, "select id from cycles where kind = 'live'").length >= cyclesNow + 3,
-      'three more live cycles',
-    );
+    await until(() => query(dbFile, "select id from cycles where kind = 'live'").length >= cyclesNow + 3, {
+      what: 'three more live cycles',
+    });
     run.child.kill('SIGTERM');
     await run.exited;
 
@@ -453,7 +440,7 @@ describe('ramp stage 1: a confirmation is a review', () => {
     writeFileSync(join(cwd, 'leads.csv'), `${rows.join('\n')}\n`);
     expect((await cli(['ingest', 'leads.csv'])).code).toBe(0);
     // The Phase 4 test worker (gates given), live from now: ramp stage 1, one lead a cycle, each confirmed.
-    const worker = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
+    const worker = harnessScript('live-worker');
     const cycles = async (n: number) => {
       const w = spawnNode(worker, [String(n)], {
         cwd,

@@ -2,7 +2,7 @@
  * `valhalla run` through the built binary (a separate process, so a socket it opened would reach the
  * sandbox), and the operator commands `quarantine list|release|drop` and `cycle confirm` in-process.
  * The quarantine is made the real way: the Phase 4 test worker (test/harness/live-worker.ts, built by
- * `npm run build`) sends to a sandbox partner that refuses every batch with HTTP 422.
+ * `npm run build:test`) sends to a sandbox partner that refuses every batch with HTTP 422.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/inde
 import {
   BIN,
   type CliResult,
-  REPO_ROOT,
+  harnessScript,
   runBinary,
   runInProcess,
   phase4Env as sharedPhase4Env,
@@ -21,7 +21,7 @@ import {
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 
-const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
+const WORKER = harnessScript('live-worker');
 const CYCLE_LINE = /^cycle \d+ \[(dry_run|live|idle)\] /;
 
 const children = new Set<ChildProcess>();
@@ -292,7 +292,7 @@ describe('quarantine list|release|drop and cycle confirm', () => {
   let liveCycle: number;
 
   beforeAll(async () => {
-    expect(existsSync(WORKER), `${WORKER} is missing: run \`npm run build\` first`).toBe(true);
+    expect(existsSync(WORKER), `${WORKER} is missing: run \`npm run build:test\` first`).toBe(true);
     cwd = tempDir();
     partner = await sandbox({ certDir: join(cwd, 'cert'), faults: { permanentStatus: 422 } });
     env = phase4Env(join(cwd, 'data'), partner);

@@ -12,9 +12,9 @@ import { leadKey } from '../../src/engine/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import {
   BIN,
+  harnessScript,
   phase4Env,
   policyFileWith,
-  REPO_ROOT,
   recentLeadsCsv,
   runInProcess,
   testEnv,
@@ -23,8 +23,9 @@ import { type Spawned, spawnNode } from '../support/processes.js';
 import { type SlackReceiver, startSlackReceiver } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { until } from '../support/world.js';
 
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const children = new Set<ChildProcess>();
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -55,16 +56,6 @@ function leadFile(path: string, count: number): void {
 
 function start(script: string, args: string[], cwd: string, env: Record<string, string>): Spawned {
   return spawnNode(script, args, { cwd, env, children });
-}
-
-async function until<T>(probe: () => T | undefined | false, what: string, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function slack(): Promise<SlackReceiver> {
@@ -99,11 +90,12 @@ describe('valhalla run supervises its worker', () => {
     expect((await runInProcess(['ingest', 'leads.csv'], { cwd, env })).code).toBe(0);
 
     const run = start(BIN, ['run'], cwd, env);
-    const url = await until(
-      () => /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(run.out())?.[1],
-      'the metrics URL',
-    );
-    const [first] = await until(() => workerPids(dbFile).length > 0 && workerPids(dbFile), 'a heartbeat');
+    const url = await until(() => /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(run.out())?.[1], {
+      what: 'the metrics URL',
+    });
+    const [first] = await until(() => workerPids(dbFile).length > 0 && workerPids(dbFile), {
+      what: 'a heartbeat',
+    });
     const scrape = await (await fetch(url)).text();
     expect(scrape).toMatch(/^valhalla_phase 3$/m);
     expect(scrape).toMatch(/^valhalla_heartbeat_age_seconds \d/m);
@@ -112,18 +104,21 @@ describe('valhalla run supervises its worker', () => {
     process.kill(first!, 'SIGSTOP');
     const missed = await until(
       () => audited(dbFile, 'worker.heartbeat_missed').find((e) => e.details.pid === first),
-      'worker.heartbeat_missed',
+      { what: 'worker.heartbeat_missed' },
     );
     expect(missed).toMatchObject({ actor: 'supervisor', details: { pid: first } });
     expect(missed.details.ageMs as number).toBeGreaterThan(8_000);
     // A new worker beats; the frozen one is gone.
-    const second = await until(() => workerPids(dbFile).find((p) => p !== first), 'a new worker');
+    const second = await until(() => workerPids(dbFile).find((p) => p !== first), { what: 'a new worker' });
     expect(second).not.toBe(first);
     expect(() => process.kill(first!, 0)).toThrow();
     // Phase 3: nothing to roll back.
     expect(audited(dbFile, 'mode.rollback')).toHaveLength(0);
     // The alert (critical) and, once the new worker beats, its recovery reached Slack.
-    await until(() => receiver.requests.length >= 2, 'the alert and its recovery', 120_000).catch((error) => {
+    await until(() => receiver.requests.length >= 2, {
+      what: 'the alert and its recovery',
+      timeoutMs: 120_000,
+    }).catch((error) => {
       const deliveries = query(dbFile, 'select * from alert_deliveries');
       const log = existsSync(join(cwd, 'data', 'valhalla.log'))
         ? readFileSync(join(cwd, 'data', 'valhalla.log'), 'utf8').slice(-3000)
@@ -175,10 +170,10 @@ describe('valhalla run supervises its worker', () => {
     expect((await runInProcess(['ingest', 'leads.csv'], { cwd, env })).code).toBe(0);
 
     const run = start(HARNESS, [], cwd, env);
-    await until(() => partner.stats().batches.accepted >= 2, 'two accepted batches');
+    await until(() => partner.stats().batches.accepted >= 2, { what: 'two accepted batches' });
     const [first] = workerPids(dbFile);
     process.kill(first!, 'SIGSTOP');
-    const rollback = await until(() => audited(dbFile, 'mode.rollback')[0], 'the rollback');
+    const rollback = await until(() => audited(dbFile, 'mode.rollback')[0], { what: 'the rollback' });
     expect(rollback).toMatchObject({ actor: 'supervisor', details: { from: 'live', to: 'rolled_back' } });
     expect(rollback.details.reason).toMatch(/heartbeat missed/);
     // The supervisor's own limit (3 s + 5 s), past which it acted.
@@ -187,11 +182,10 @@ describe('valhalla run supervises its worker', () => {
     expect(missedLive.details.ageMs as number).toBeGreaterThan(8_000);
     const received = partner.stats().batches.received;
     // The replacement worker runs cycles as a dry run: nothing more reaches the partner.
-    await until(() => workerPids(dbFile).some((p) => p !== first), 'the new worker');
-    await until(
-      () => query(dbFile, "select id from cycles where kind = 'dry_run'").length >= 2,
-      'dry-run cycles after the rollback',
-    );
+    await until(() => workerPids(dbFile).some((p) => p !== first), { what: 'the new worker' });
+    await until(() => query(dbFile, "select id from cycles where kind = 'dry_run'").length >= 2, {
+      what: 'dry-run cycles after the rollback',
+    });
     expect(partner.stats().batches.received).toBe(received);
     // … and those dry runs record what would have been sent (the leads still waiting).
     const rolledBackAt = query<{ at: number }>(
@@ -202,12 +196,11 @@ describe('valhalla run supervises its worker', () => {
       () =>
         query(dbFile, "select id from deliveries where kind = 'dry_run' and created_at > ?", rolledBackAt)
           .length >= 2,
-      'dry-run records after the rollback',
+      { what: 'dry-run records after the rollback' },
     );
-    await until(
-      () => receiver.requests.some((r) => r.body.includes('ROLLED BACK by supervisor')),
-      'the rollback alert',
-    );
+    await until(() => receiver.requests.some((r) => r.body.includes('ROLLED BACK by supervisor')), {
+      what: 'the rollback alert',
+    });
     run.child.kill('SIGTERM');
     expect((await run.exited).code).toBe(0);
     // Nothing lost or sent twice. Every lead the partner holds is exported, or (frozen after the
@@ -238,12 +231,14 @@ describe('valhalla run supervises its worker', () => {
     leadFile(join(cwd, 'leads.csv'), 5);
     expect((await runInProcess(['ingest', 'leads.csv'], { cwd, env })).code).toBe(0);
     const run = start(BIN, ['run'], cwd, env);
-    const restart = await until(() => audited(dbFile, 'worker.memory_restart')[0], 'a memory restart');
+    const restart = await until(() => audited(dbFile, 'worker.memory_restart')[0], {
+      what: 'a memory restart',
+    });
     expect(restart.actor).toBe('supervisor');
     // Restarted at 70% of the policy's limit (the supervisor's own memory fits in the rest).
     expect(restart.details.limitBytes).toBe(Math.floor(40 * 1024 * 1024 * 0.7));
     expect(restart.details.rssBytes as number).toBeGreaterThan(40 * 1024 * 1024 * 0.7);
-    await until(() => audited(dbFile, 'worker.started').length >= 2, 'the restarted worker');
+    await until(() => audited(dbFile, 'worker.started').length >= 2, { what: 'the restarted worker' });
     const alerts = query<{ event: string; severity: string }>(
       dbFile,
       "select event, severity from alerts where event = 'memory_restart'",

@@ -17,7 +17,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readGoLiveAt } from '../../src/guard/index.js';
 import { utcDay } from '../../src/store/index.js';
-import { closeWorlds, DAY, HOUR, MINUTE, many, NOW, SECOND, type World, world } from './world.js';
+import { DAY, HOUR, MINUTE, NOW, SECOND } from '../support/world.js';
+import { closeWorlds, many, type World, world } from './world.js';
 
 afterEach(closeWorlds);
 

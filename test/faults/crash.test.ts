@@ -6,8 +6,8 @@
  * lost, nothing sent that was never queued, the audit chain intact, and the rate limit held across
  * restarts. test/faults/kill-points.test.ts kills at each named state transition instead.
  *
- * The worker is test/harness/live-worker.ts, built to dist/ by `npm run build` (which `npm test` runs
- * first): the real app, engine, guard, partner client and store, with the gate clearance given.
+ * The worker is test/harness/live-worker.ts, built to dist-test/ by `npm run build:test` (which `npm test`
+ * runs first): the real app, engine, guard, partner client and store, with the gate clearance given.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -20,11 +20,12 @@ import {
   seededRandom,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
-import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { harnessScript, phase4Env, runInProcess } from '../support/cli.js';
 import { expectLedgerConsistent, readLedgerFacts, withSqliteFile } from '../support/ledger-check.js';
 import { tempDir } from '../support/tmp.js';
+import { holdsWithin } from '../support/world.js';
 
-const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-worker.js');
+const WORKER = harnessScript('live-worker');
 const LEADS = 150;
 const ROUNDS = 12;
 /** The bound on each wait for a round's moment: met at once on a quiet machine, room on a busy one. */
@@ -42,17 +43,6 @@ const FINAL_RUNS = 3;
 const prng = seededRandom;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Poll until `check` holds or `timeoutMs` passes; true when it held. */
-async function waitUntil(check: () => boolean, timeoutMs: number, pollMs = 2): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    // 0: check again on every turn of the event loop (the sandbox's answers are on this loop too).
-    await (pollMs === 0 ? new Promise<void>((resolve) => setImmediate(resolve)) : sleep(pollMs));
-  }
-  return check();
-}
 
 interface Exit {
   code: number | null;
@@ -191,7 +181,7 @@ describe('kill -9 (SIGKILL) of a live worker, again and again', () => {
   let dbFile: string;
 
   beforeAll(async () => {
-    expect(existsSync(WORKER), `${WORKER} is missing: run \`npm run build\` first`).toBe(true);
+    expect(existsSync(WORKER), `${WORKER} is missing: run \`npm run build:test\` first`).toBe(true);
     cwd = tempDir('valhalla-crash-');
     partner = await startSandboxPartner({
       certDir: join(cwd, 'cert'),
@@ -233,26 +223,34 @@ describe('kill -9 (SIGKILL) of a live worker, again and again', () => {
       const { child, exited } = startWorker(workerEnv, cwd, [], 90_000);
       let triggered = true;
       if (kind === 'sending') {
-        triggered = await waitUntil(() => sandbox.stats().requests.total > before.requests.total, WAIT_MS);
+        triggered = await holdsWithin(() => sandbox.stats().requests.total > before.requests.total, {
+          timeoutMs: WAIT_MS,
+          everyMs: 2,
+        });
       } else if (kind === 'burst') {
         const full = before.requests.total + RATE_LIMIT;
-        triggered = await waitUntil(() => sandbox.stats().requests.total >= full, WAIT_MS, 0);
+        triggered = await holdsWithin(() => sandbox.stats().requests.total >= full, {
+          timeoutMs: WAIT_MS,
+          everyMs: 0,
+        });
       } else if (kind === 'mid-batch') {
-        triggered = await waitUntil(
-          () => sandbox.stats().batches.received > before.batches.received,
-          WAIT_MS,
-        );
+        triggered = await holdsWithin(() => sandbox.stats().batches.received > before.batches.received, {
+          timeoutMs: WAIT_MS,
+          everyMs: 2,
+        });
       } else if (kind === 'after-accept') {
-        triggered = await waitUntil(
-          () => sandbox.stats().batches.received > before.batches.received,
-          WAIT_MS,
-          0,
-        );
+        triggered = await holdsWithin(() => sandbox.stats().batches.received > before.batches.received, {
+          timeoutMs: WAIT_MS,
+          everyMs: 0,
+        });
         if (triggered) {
           child.kill('SIGSTOP');
           const answered = (s: SandboxStats) => s.batches.accepted + s.batches.replayed;
           const atStop = answered(before);
-          triggered = await waitUntil(() => answered(sandbox.stats()) > atStop, WAIT_MS);
+          triggered = await holdsWithin(() => answered(sandbox.stats()) > atStop, {
+            timeoutMs: WAIT_MS,
+            everyMs: 2,
+          });
         }
       }
       if (delayMs > 0) await sleep(delayMs);

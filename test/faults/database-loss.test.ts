@@ -26,7 +26,8 @@ import {
   postgresBackend,
   withPgAdmin,
 } from '../support/backends.js';
-import { closeWorlds, many, SECOND, world } from './world.js';
+import { holdsWithin, SECOND } from '../support/world.js';
+import { closeWorlds, many, world } from './world.js';
 
 afterEach(closeWorlds);
 afterAll(dropTestSchemas);
@@ -153,15 +154,6 @@ describe.runIf(withPostgres)('PostgreSQL: the app’s connections are terminated
   const UNCAUGHT =
     'a terminated PostgreSQL connection surfaced as an uncaught exception (an unhandled pg client "error" event)';
 
-  async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (await check()) return true;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    return check();
-  }
-
   it('idle connections terminated while the batch is in flight: the pool reconnects, the outcome commits, accepted once', async () => {
     const { backend, appName } = privateBackend();
     const w = await world({ backend, env: { VALHALLA_MAX_LEADS_PER_CYCLE: '2' } });
@@ -172,7 +164,10 @@ describe.runIf(withPostgres)('PostgreSQL: the app’s connections are terminated
       terminated = await admin(async (client) => {
         const n = await terminate(client, appName);
         // Wait for the backends to be gone, and the pool to have seen its idle clients end.
-        await until(async () => (await backendsOf(client, appName)) === 0, 5_000);
+        await holdsWithin(async () => (await backendsOf(client, appName)) === 0, {
+          timeoutMs: 5_000,
+          everyMs: 10,
+        });
         return n;
       });
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -208,7 +203,10 @@ describe.runIf(withPostgres)('PostgreSQL: the app’s connections are terminated
         await locker.query(`lock table ${dbSchema}.deliveries in access exclusive mode`);
         killer = admin(async (client) => {
           try {
-            const waiting = await until(async () => (await backendsOf(client, appName, true)) > 0, 10_000);
+            const waiting = await holdsWithin(async () => (await backendsOf(client, appName, true)) > 0, {
+              timeoutMs: 10_000,
+              everyMs: 10,
+            });
             if (!waiting) throw new Error('the outcome transaction never waited on the lock');
             return await terminate(client, appName);
           } finally {

@@ -8,7 +8,7 @@
  * every lead exported once or quarantined with a reason, none sent twice or unqueued, the audit chain
  * verifies, at most 5 requests in any second at the partner, restarts included.
  *
- * The worker is built to dist/ by `npm run build` (`npx tsc -p tsconfig.build.json`).
+ * The worker is built to dist-test/ by `npm run build:test` (`npx tsc -p tsconfig.test-build.json`).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ import {
   type SandboxPartner,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
-import { phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { harnessScript, phase4Env, runInProcess } from '../support/cli.js';
 import {
   describeLedger,
   expectLedgerConsistent,
@@ -29,8 +29,9 @@ import {
 } from '../support/ledger-check.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { holdsWithin } from '../support/world.js';
 
-const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'fault-worker.js');
+const WORKER = harnessScript('fault-worker');
 /** Leads per cycle: a batch is at most this big. */
 const CEILING = 3;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -288,7 +289,10 @@ describe('kill -9 at every state transition of a delivery, then run to completio
   it('while the request is in flight at the partner: cut unanswered, resent under its key, accepted once', async () => {
     const s = await site(7, { latencyMs: 600 });
     const { child, exited } = startWorker(s, {});
-    const arrived = await waitFor(() => s.sandbox.stats().batches.received > 0, 15_000);
+    const arrived = await holdsWithin(() => s.sandbox.stats().batches.received > 0, {
+      timeoutMs: 15_000,
+      everyMs: 0,
+    });
     expect(arrived, 'no batch reached the partner').toBe(true);
     child.kill('SIGKILL');
     const exit = await exited;
@@ -421,12 +425,3 @@ describe('kill -9 at every state transition of a delivery, then run to completio
     log('accepted, answer lost', describeLedger(summary));
   });
 });
-
-async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  return check();
-}

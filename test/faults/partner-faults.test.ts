@@ -22,7 +22,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock/index.js';
 import { readMode } from '../../src/guard/index.js';
-import { closeWorlds, HOUR, keyOf, many, NOW, SECOND, type World, world } from './world.js';
+import { HOUR, NOW, SECOND } from '../support/world.js';
+import { closeWorlds, keyOf, many, type World, world } from './world.js';
 
 afterEach(closeWorlds);
 

@@ -16,7 +16,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readMode } from '../../src/guard/index.js';
 import { THROTTLE_STORM_MS } from '../../src/policy/index.js';
 import { workerBeat } from '../support/heartbeat.js';
-import { CLEARED, closeWorlds, many, SECOND, world } from './world.js';
+import { CLEARED, SECOND } from '../support/world.js';
+import { closeWorlds, many, world } from './world.js';
 
 afterEach(closeWorlds);
 

@@ -24,13 +24,14 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { openStore } from '../../src/store/index.js';
 import { dropTestSchemas, PG_URL, postgresAvailable, postgresBackend } from '../support/backends.js';
-import { phase4Env, policyFileWith, REPO_ROOT, recentLeadsCsv, runInProcess } from '../support/cli.js';
+import { harnessScript, phase4Env, policyFileWith, recentLeadsCsv, runInProcess } from '../support/cli.js';
 import { expectLedgerConsistent, readLedgerFacts } from '../support/ledger-check.js';
 import { type Spawned, spawnNode } from '../support/processes.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import { tempDir } from '../support/tmp.js';
+import { until } from '../support/world.js';
 
-const HARNESS = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const HARNESS = harnessScript('live-run');
 const HEARTBEAT_S = 3;
 const SUPERVISOR_GRACE_S = 20;
 const DAILY_CAP = 120;
@@ -57,20 +58,6 @@ function startRunner(name: string, cwd: string, env: Record<string, string>): Ru
     guardMs: 400_000,
   });
   return { name, ...runner };
-}
-
-async function until<T>(
-  probe: () => Promise<T | undefined | false | null>,
-  what: string,
-  timeoutMs = 180_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** `promise`, or a timeout naming `what`. */
@@ -242,13 +229,16 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     const db = await inspect(schema);
 
     const runners = ['r1', 'r2', 'r3'].map((name) => startRunner(name, cwd, env(join(cwd, name))));
-    const first = await until(async () => (await db.lease())?.holder, 'a leader');
+    const first = await until(async () => (await db.lease())?.holder, {
+      what: 'a leader',
+      timeoutMs: 180_000,
+    });
     const leader = runners.find((r) => first.startsWith(`${r.name}#`))!;
     // Mid-cycle: the leader has sent a batch, and its next one is in flight (the partner answers in 500 ms).
-    await until(
-      async () => partner.stats().batches.accepted >= 1 && (await db.sending()) > 0,
-      'a batch in flight',
-    ).catch(async (error) => {
+    await until(async () => partner.stats().batches.accepted >= 1 && (await db.sending()) > 0, {
+      what: 'a batch in flight',
+      timeoutMs: 180_000,
+    }).catch(async (error) => {
       throw new Error(
         `${(error as Error).message}; exported ${await db.exported()}, partner ${JSON.stringify(partner.stats().batches)}, rollbacks ${JSON.stringify(await db.audit('mode.rollback'))}\n${runners.map((r) => `--- ${r.name}\n${r.out()}`).join('\n')}`,
       );
@@ -259,11 +249,10 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     await leader.exited;
 
     // The others carry on until the day's cap: 120 leads exported, nothing left on its way.
-    await until(
-      async () => (await db.exported()) >= DAILY_CAP && (await db.unfinished()) === 0,
-      `${DAILY_CAP} leads exported`,
-      180_000,
-    ).catch((error) => {
+    await until(async () => (await db.exported()) >= DAILY_CAP && (await db.unfinished()) === 0, {
+      what: `${DAILY_CAP} leads exported`,
+      timeoutMs: 180_000,
+    }).catch((error) => {
       throw new Error(
         `${(error as Error).message}\n${runners.map((r) => `--- ${r.name}\n${r.out()}`).join('\n')}`,
       );
@@ -318,11 +307,10 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     expect(await db.sending()).toBe(1);
 
     proxy.restore();
-    await until(
-      async () => (await db.exported()) === 60 && (await db.unfinished()) === 0,
-      'all 60 exported',
-      180_000,
-    ).catch((error) => {
+    await until(async () => (await db.exported()) === 60 && (await db.unfinished()) === 0, {
+      what: 'all 60 exported',
+      timeoutMs: 180_000,
+    }).catch((error) => {
       throw new Error(`${(error as Error).message}\n${runner.out()}`);
     });
     runner.child.kill('SIGTERM');
@@ -353,7 +341,10 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     const runners = ['r1', 'r2'].map((name, i) =>
       startRunner(name, cwd, env(join(cwd, name), urlVia(proxies[i]!.port))),
     );
-    const first = await until(async () => (await db.lease())?.holder, 'a leader');
+    const first = await until(async () => (await db.lease())?.holder, {
+      what: 'a leader',
+      timeoutMs: 180_000,
+    });
     const index = runners.findIndex((r) => first.startsWith(`${r.name}#`));
     let cutAt = 0;
     const cut = partner.midBatch(() => {
@@ -367,7 +358,7 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
         (await db.audit('runner.lead')).find(
           (e) => (e.details.previous as { holder?: string } | null)?.holder === first,
         ),
-      'the takeover',
+      { what: 'the takeover', timeoutMs: 180_000 },
     );
     expect(takeover.details.how).toBe('expired');
     const at = takeover.details.at as number;
@@ -378,10 +369,10 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
     const quietUntil = takeover.details.quietUntil as number;
     expect(quietUntil).toBe(at + 7_000);
 
-    await until(
-      async () => (await db.exported()) === 60 && (await db.unfinished()) === 0,
-      'all 60 exported',
-    ).catch((error) => {
+    await until(async () => (await db.exported()) === 60 && (await db.unfinished()) === 0, {
+      what: 'all 60 exported',
+      timeoutMs: 180_000,
+    }).catch((error) => {
       throw new Error(
         `${(error as Error).message}\n${runners.map((r) => `--- ${r.name}\n${r.out()}`).join('\n')}`,
       );
@@ -393,10 +384,10 @@ describe.skipIf(!withPostgres)('several runners on one PostgreSQL database', () 
 
     proxies[index]!.restore();
     const deposed = runners[index]!;
-    await until(
-      async () => /standing by: r\d#/.test(deposed.out().split('outbound stopped').at(-1) ?? ''),
-      'the old leader standing by',
-    );
+    await until(async () => /standing by: r\d#/.test(deposed.out().split('outbound stopped').at(-1) ?? ''), {
+      what: 'the old leader standing by',
+      timeoutMs: 180_000,
+    });
     for (const r of runners) r.child.kill('SIGTERM');
     for (const r of runners) expect((await r.exited).code).toBe(0);
 

@@ -15,7 +15,7 @@ import { createPartnerClientFromConfig } from '../../src/app/partner.js';
 import { type Clock, ManualClock, type Sleep } from '../../src/clock/index.js';
 import { type Config, DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
 import type { CycleReport, Engine, PartnerPort, SendOutcome } from '../../src/engine/index.js';
-import { type GateClearance, writeGoLiveAt } from '../../src/guard/index.js';
+import { writeGoLiveAt } from '../../src/guard/index.js';
 import type { PartnerBatch } from '../../src/outbound/index.js';
 import {
   type SandboxPartner,
@@ -32,16 +32,10 @@ import {
   readLedgerFacts,
 } from '../support/ledger-check.js';
 import { tempDir } from '../support/tmp.js';
-
-export const NOW = Date.parse('2026-11-20T12:00:00Z');
-export const SECOND = 1000;
-export const MINUTE = 60 * SECOND;
-export const HOUR = 60 * MINUTE;
-export const DAY = 24 * HOUR;
+import { CLEARED, HOUR, NOW } from '../support/world.js';
 
 const certDir = tempDir('valhalla-faults-cert-');
 const CLIENT = { clientId: 'faults-client', clientSecret: 'faults-secret-0123456789' };
-export const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
 
 const cleanups: (() => Promise<void>)[] = [];
 /** Close every app, client and sandbox opened since the last call (apps first, servers last). */

@@ -23,7 +23,7 @@
  * Just before dying it writes one line `{"killedAt":…}` to stdout (synchronously). Without a kill
  * point and with VALHALLA_TEST_UNTIL_DONE=1 it stops as soon as no lead or batch is left to send.
  *
- *   node dist/test/harness/fault-worker.js [max cycles]
+ *   node dist-test/test/harness/fault-worker.js [max cycles]
  */
 import { writeSync } from 'node:fs';
 import { openApp } from '../../src/app/index.js';
@@ -32,6 +32,7 @@ import { type Sleep, systemSleep } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { type PartnerPort, runCycles } from '../../src/engine/index.js';
 import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
+import { CLEARED } from '../support/world.js';
 
 const KILL_POINTS = [
   'queued',
@@ -148,7 +149,7 @@ async function workLeft(): Promise<boolean> {
 const stop = new AbortController();
 process.once('SIGTERM', () => stop.abort());
 const engine = app.engine({
-  gates: { check: async () => ({ cleared: true, reason: 'test harness' }) },
+  gates: CLEARED,
   partner,
   sleep: engineSleep,
 });

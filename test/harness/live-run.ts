@@ -4,18 +4,19 @@
  * given (the gates module does not clear anything yet), and the go-live time is set far enough
  * back that the ramp is at its last stage. Not part of the product.
  *
- *   node dist/test/harness/live-run.js            the supervisor (forks this file with `worker`)
- *   node dist/test/harness/live-run.js worker     the worker
+ *   node dist-test/test/harness/live-run.js            the supervisor (forks this file with `worker`)
+ *   node dist-test/test/harness/live-run.js worker     the worker
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { openApp } from '../../src/app/index.js';
 import { runSupervisor, runWorker } from '../../src/app/run.js';
 import { loadConfig } from '../../src/config/index.js';
-import { type GateClearance, readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
+import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
 import { startServer } from '../../src/server/index.js';
+import { CLEARED } from '../support/world.js';
 
-const gates: GateClearance = { check: async () => ({ cleared: true, reason: 'test harness' }) };
+const gates = CLEARED;
 const app = await openApp({ config: loadConfig({ env: process.env, cwd: process.cwd() }) });
 const stop = new AbortController();
 const abortRequests = new AbortController();

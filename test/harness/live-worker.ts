@@ -5,13 +5,14 @@
  * enough back that the ramp is at its last stage unless VALHALLA_TEST_GO_LIVE_AT says otherwise.
  * Not part of the product: `valhalla run` in Phase 4 refuses without the gates.
  *
- *   node dist/test/harness/live-worker.js [cycles]
+ *   node dist-test/test/harness/live-worker.js [cycles]
  */
 import { openApp } from '../../src/app/index.js';
 import { systemSleep } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { runCycles } from '../../src/engine/index.js';
 import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
+import { CLEARED } from '../support/world.js';
 
 const cycles = process.argv[2] ? Number(process.argv[2]) : undefined;
 // The harness's own VALHALLA_TEST_* settings are not the product's: loadConfig refuses unknown
@@ -26,7 +27,7 @@ if ((await readGoLiveAt(app.store.db)) === null) {
 }
 const stop = new AbortController();
 process.once('SIGTERM', () => stop.abort());
-const engine = app.engine({ gates: { check: async () => ({ cleared: true, reason: 'test harness' }) } });
+const engine = app.engine({ gates: CLEARED });
 await runCycles({
   engine,
   clock: app.clock,

@@ -2,11 +2,11 @@
  * A stand-in worker for the supervisor's tests: it speaks the worker's IPC protocol (heartbeats with
  * its RSS) and then behaves as told, so each supervision rule can be met on purpose:
  *
- *   node dist/test/harness/sup-worker.js <beatMs> steady            beat until SIGTERM
- *   node dist/test/harness/sup-worker.js <beatMs> grow <mb>         allocate and touch <mb> MB, keep beating
- *   node dist/test/harness/sup-worker.js <beatMs> crash <afterMs>   exit 1 after <afterMs>
- *   node dist/test/harness/sup-worker.js <beatMs> finish <beats>    exit 0 after <beats> beats
- *   node dist/test/harness/sup-worker.js <beatMs> lock <sqlite file> take the database's write lock
+ *   node dist-test/test/harness/sup-worker.js <beatMs> steady            beat until SIGTERM
+ *   node dist-test/test/harness/sup-worker.js <beatMs> grow <mb>         allocate and touch <mb> MB, keep beating
+ *   node dist-test/test/harness/sup-worker.js <beatMs> crash <afterMs>   exit 1 after <afterMs>
+ *   node dist-test/test/harness/sup-worker.js <beatMs> finish <beats>    exit 0 after <beats> beats
+ *   node dist-test/test/harness/sup-worker.js <beatMs> lock <sqlite file> take the database's write lock
  *                                                                   after 300 ms and hold it, beating
  *
  * Not part of the product: the real worker is `valhalla worker`.

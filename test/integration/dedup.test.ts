@@ -20,6 +20,7 @@ import { getRuntimeValue } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -27,8 +28,6 @@ const opened: App[] = [];
 afterEach(async () => {
   for (const app of opened.splice(0).reverse()) await app.close();
 });
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 const HEADER = 'external_id,name,email,phone,company,score,source_timestamp,value';
 const SECRET = 'test-secret-0123456789abcdef0123456789abcdef';
 const keys = createPseudonymizer(SECRET);

@@ -22,7 +22,6 @@ import {
 import {
   type ActionRequest,
   createGuard,
-  type GateClearance,
   readMode,
   writeGoLiveAt,
   writeMode,
@@ -39,19 +38,14 @@ import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../suppo
 import { testEnv } from '../support/cli.js';
 import { workerBeat } from '../support/heartbeat.js';
 import { tempDir } from '../support/tmp.js';
+import { CLEARED, DAY, HOUR, NOW, SECOND } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
 
-const NOW = Date.parse('2026-11-20T12:00:00Z');
-const SECOND = 1000;
-const HOUR = 3_600_000;
-const DAY = 24 * HOUR;
-
 // One certificate for the file: every sandbox (TLS 1.1 included) serves it, every client pins it.
 const certDir = tempDir('valhalla-engine-cert-');
 const CLIENT = { clientId: 'engine-test-client', clientSecret: 'engine-test-secret-0123456789' };
-const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
 
 let fileCount = 0;
 const cleanups: (() => Promise<void>)[] = [];

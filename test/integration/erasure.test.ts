@@ -20,7 +20,7 @@ import { archiveCompleted } from '../../src/app/retention.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { leadKey, type PartnerPort, type SendOutcome } from '../../src/engine/index.js';
-import { type GateClearance, writeGoLiveAt } from '../../src/guard/index.js';
+import { writeGoLiveAt } from '../../src/guard/index.js';
 import type { PartnerLead } from '../../src/outbound/types.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
 import type { Lead } from '../../src/store/index.js';
@@ -36,13 +36,10 @@ import {
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { queueInLiveBatch } from '../support/outbox.js';
 import { tempDir } from '../support/tmp.js';
+import { CLEARED, HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
-const HOUR = 3_600_000;
-const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

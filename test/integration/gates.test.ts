@@ -24,10 +24,10 @@ import { backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env } from '../support/cli.js';
 import { TEST_INSTALLATION } from '../support/manifest.js';
 import { tempDir } from '../support/tmp.js';
+import { NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 const ROLES: SignerRole[] = ['ceo', 'cfo', 'general_counsel', 'risk_officer', 'head_of_operations'];
 const PARTNER = {
   url: 'https://127.0.0.1:9',

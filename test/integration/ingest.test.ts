@@ -34,11 +34,10 @@ import { generateLeads, writeGeneratedLeads } from '../../src/synthetic/index.js
 import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
 import { BIN, runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { DAY, HOUR } from '../support/world.js';
 
 const NOW_ISO = '2026-11-20T12:00:00Z';
 const NOW = Date.parse(NOW_ISO);
-const HOUR = 3_600_000;
-const DAY = 24 * HOUR;
 const HEADER = LEAD_FIELDS.join(',');
 const ago = (ms: number, from = NOW) => new Date(from - ms).toISOString();
 

@@ -26,12 +26,10 @@ import {
 } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
-const HOUR = 3_600_000;
 const MB = 1024 * 1024;
 
 const LIVE_ENV = {

@@ -13,7 +13,7 @@ import { createPartnerClientFromConfig } from '../../src/app/partner.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
 import type { PartnerPort } from '../../src/engine/index.js';
-import { type GateClearance, readMode, writeGoLiveAt } from '../../src/guard/index.js';
+import { readMode, writeGoLiveAt } from '../../src/guard/index.js';
 import { createPartnerClient, isOutboundError } from '../../src/outbound/index.js';
 import {
   type SandboxPartner,
@@ -25,14 +25,11 @@ import { phase4Env } from '../support/cli.js';
 import { workerBeat } from '../support/heartbeat.js';
 import { type SlackReceiver, startSlackReceiver } from '../support/receivers.js';
 import { tempDir } from '../support/tmp.js';
+import { CLEARED, HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
-const HOUR = 3_600_000;
 const certDir = tempDir('valhalla-monitoring-cert-');
-const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -23,8 +23,8 @@ import {
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
 import { tempDir } from '../support/tmp.js';
+import { NOW } from '../support/world.js';
 
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 // The mutable CommonJS object (an ESM namespace is read-only): one test weakens its process-wide defaults.
 const tls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
 

@@ -16,37 +16,36 @@ import { openStore } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { BIN, type CliResult, runBinary, runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { DAY } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const DAY_MS = 86_400_000;
 const NOW = Date.now();
 const iso = (msAgo: number) => new Date(NOW - msAgo).toISOString();
 
 /** Hand-made CSV: valid leads, duplicates (case and spacing), and every kind of bad row. */
 const HAND_CSV = [
   'external_id,name,email,phone,company,score,source_timestamp,value',
-  `H-1,Ingrid Valkyrie,ingrid.valkyrie@fjord-mail.example,+47 912 34 567,Valkyrie Shipping,88,${iso(DAY_MS)},1200`,
-  `H-2,Bjorn Ironside,bjorn.ironside@raid.example,(555) 201-3344,Ironside AS,64,${iso(2 * DAY_MS)},`,
-  `H-3,Astrid Longhair,astrid.longhair@kaupang.example,555.867.5309,,35,${iso(3 * DAY_MS)},500`,
-  `H-4,Sigurd Ring,sigurd.ring@uppsala.example,+46 70 123 45 67,Ring & Co,71,${iso(20 * DAY_MS)},900`,
+  `H-1,Ingrid Valkyrie,ingrid.valkyrie@fjord-mail.example,+47 912 34 567,Valkyrie Shipping,88,${iso(DAY)},1200`,
+  `H-2,Bjorn Ironside,bjorn.ironside@raid.example,(555) 201-3344,Ironside AS,64,${iso(2 * DAY)},`,
+  `H-3,Astrid Longhair,astrid.longhair@kaupang.example,555.867.5309,,35,${iso(3 * DAY)},500`,
+  `H-4,Sigurd Ring,sigurd.ring@uppsala.example,+46 70 123 45 67,Ring & Co,71,${iso(20 * DAY)},900`,
   // Duplicates of H-1 and H-2: the e-mail differs only in case and surrounding spaces.
-  `H-5,Ingrid Valkyrie,  INGRID.VALKYRIE@FJORD-MAIL.EXAMPLE ,+47 912 34 567,Valkyrie Shipping,88,${iso(DAY_MS)},1200`,
-  `H-6,Bjorn Ironside,Bjorn.Ironside@Raid.Example,(555) 201-3344,Ironside AS,64,${iso(2 * DAY_MS)},`,
+  `H-5,Ingrid Valkyrie,  INGRID.VALKYRIE@FJORD-MAIL.EXAMPLE ,+47 912 34 567,Valkyrie Shipping,88,${iso(DAY)},1200`,
+  `H-6,Bjorn Ironside,Bjorn.Ironside@Raid.Example,(555) 201-3344,Ironside AS,64,${iso(2 * DAY)},`,
   // Bad e-mail, bad phone, future timestamp, bad score.
-  `H-7,Freydis Eiriksdottir,freydis.eiriksdottir-at-vinland.example,+1 709 555 0142,Vinland Trade,77,${iso(DAY_MS)},`,
-  `H-8,Leif Eriksson,leif.eriksson@vinland.example,call 709-555-0199 after six,Greenland Co,80,${iso(DAY_MS)},`,
-  `H-9,Harald Hardrada,harald.hardrada@stamford.example,+44 20 7946 0958,Hardrada Ltd,90,${iso(-3 * DAY_MS)},`,
-  `H-10,Gudrun Osvifsdottir,gudrun.osvifsdottir@laxdaela.example,+354 555 1234,,high,${iso(DAY_MS)},`,
+  `H-7,Freydis Eiriksdottir,freydis.eiriksdottir-at-vinland.example,+1 709 555 0142,Vinland Trade,77,${iso(DAY)},`,
+  `H-8,Leif Eriksson,leif.eriksson@vinland.example,call 709-555-0199 after six,Greenland Co,80,${iso(DAY)},`,
+  `H-9,Harald Hardrada,harald.hardrada@stamford.example,+44 20 7946 0958,Hardrada Ltd,90,${iso(-3 * DAY)},`,
+  `H-10,Gudrun Osvifsdottir,gudrun.osvifsdottir@laxdaela.example,+354 555 1234,,high,${iso(DAY)},`,
   // Broken quoting: text after a closing quote, and a quote inside an unquoted field.
-  `H-11,"Olaf Tryggvason"x,olaf.tryggvason@nidaros.example,+47 22 33 44 55,Nidaros,70,${iso(DAY_MS)},`,
-  `H-12,Rag"nar Lodbrok,ragnar.lodbrok@kattegat.example,+45 3312 3456,Kattegat,75,${iso(DAY_MS)},`,
+  `H-11,"Olaf Tryggvason"x,olaf.tryggvason@nidaros.example,+47 22 33 44 55,Nidaros,70,${iso(DAY)},`,
+  `H-12,Rag"nar Lodbrok,ragnar.lodbrok@kattegat.example,+45 3312 3456,Kattegat,75,${iso(DAY)},`,
   // Too few fields for the header.
   'H-13,Erik the Red,erik.thered@brattahlid.example,+299 32 1234',
-  `H-14,Ivar Boneless,ivar.boneless@york.example,+44 1904 555 123,York Holdings,95,${iso(4 * DAY_MS)},2500`,
+  `H-14,Ivar Boneless,ivar.boneless@york.example,+44 1904 555 123,York Holdings,95,${iso(4 * DAY)},2500`,
   // Last: a quote that is never closed swallows the rest of the file.
-  `H-15,"Ubbe Unclosed,ubbe.unclosed@wessex.example,+44 1962 555 321,Wessex,60,${iso(DAY_MS)},`,
+  `H-15,"Ubbe Unclosed,ubbe.unclosed@wessex.example,+44 1962 555 321,Wessex,60,${iso(DAY)},`,
   '',
 ].join('\n');
 
@@ -59,7 +58,7 @@ const HAND_JSONL = [
     phone: '+49 4621 555 1212',
     company: 'Hedeby Handel',
     score: 82,
-    source_timestamp: iso(DAY_MS),
+    source_timestamp: iso(DAY),
     value: 3000,
   }),
   JSON.stringify({
@@ -68,7 +67,7 @@ const HAND_JSONL = [
     email: 'sigrid.storrada@sveariket.example',
     phone: '+46 8 555 123 45',
     score: 55,
-    source_timestamp: NOW - 2 * DAY_MS,
+    source_timestamp: NOW - 2 * DAY,
   }),
   JSON.stringify({
     external_id: 'J-3',
@@ -76,7 +75,7 @@ const HAND_JSONL = [
     email: ' TORVALD.STRANDBERG@HEDEBY.EXAMPLE',
     phone: '+49 4621 555 1212',
     score: 82,
-    source_timestamp: iso(DAY_MS),
+    source_timestamp: iso(DAY),
   }),
   // Duplicate of a lead from the hand-made CSV (another file, another run).
   JSON.stringify({
@@ -85,7 +84,7 @@ const HAND_JSONL = [
     email: 'ivar.boneless@york.example',
     phone: '+44 1904 555 123',
     score: 95,
-    source_timestamp: iso(4 * DAY_MS),
+    source_timestamp: iso(4 * DAY),
   }),
   '{"external_id":"J-5","name":"Halfdan Broken","email":"halfdan.broken@jsonfail.example","phone":"+47 55 12 34 56",',
   '"gunnhild.string@onlyastring.example"',
@@ -96,7 +95,7 @@ const HAND_JSONL = [
     email: 'knut.badmail@',
     phone: '+45 3345 6789',
     score: 60,
-    source_timestamp: iso(DAY_MS),
+    source_timestamp: iso(DAY),
   }),
   JSON.stringify({
     external_id: 'J-9',
@@ -104,7 +103,7 @@ const HAND_JSONL = [
     email: 'estrid.badphone@denmark.example',
     phone: 'ring 4533 4567 89',
     score: 60,
-    source_timestamp: iso(DAY_MS),
+    source_timestamp: iso(DAY),
   }),
   JSON.stringify({
     external_id: 'J-10',
@@ -112,7 +111,7 @@ const HAND_JSONL = [
     email: 'gorm.future@jelling.example',
     phone: '+45 7512 3499',
     score: 60,
-    source_timestamp: iso(-2 * DAY_MS),
+    source_timestamp: iso(-2 * DAY),
   }),
   JSON.stringify({
     external_id: 'J-11',
@@ -120,7 +119,7 @@ const HAND_JSONL = [
     email: 4_712_345_678,
     phone: 4_712_345_679,
     score: 60,
-    source_timestamp: iso(DAY_MS),
+    source_timestamp: iso(DAY),
   }),
   '',
 ].join('\n');
@@ -132,14 +131,14 @@ const STDIN_JSONL = [
     email: 'aslaug.sigurdsdottir@spangereid.example',
     phone: '+47 38 55 66 77',
     score: 91,
-    source_timestamp: iso(DAY_MS),
+    source_timestamp: iso(DAY),
   }),
   JSON.stringify({
     name: 'Ingrid Valkyrie',
     email: 'ingrid.valkyrie@fjord-mail.example',
     phone: '+47 912 34 567',
     score: 88,
-    source_timestamp: iso(DAY_MS),
+    source_timestamp: iso(DAY),
   }),
   '{"name":"Rollo Broken","email":"rollo.broken@normandy.example" "phone":"+33 2 35 55 12 34"}',
   JSON.stringify({
@@ -147,7 +146,7 @@ const STDIN_JSONL = [
     email: 'rollo.normandy@rouen.example',
     phone: '+33 2 35 98 76 54',
     score: 100,
-    source_timestamp: iso(-DAY_MS),
+    source_timestamp: iso(-DAY),
   }),
   '',
 ].join('\n');
@@ -155,9 +154,9 @@ const STDIN_JSONL = [
 /** Fed on standard input to the binary: CSV this time. */
 const STDIN_CSV = [
   'name,email,phone,score,source_timestamp',
-  `Kalf Arnason,kalf.arnason@egge.example,+47 74 55 12 12,58,${iso(DAY_MS)}`,
-  `Bjorn Ironside,BJORN.IRONSIDE@RAID.EXAMPLE,(555) 201-3344,64,${iso(2 * DAY_MS)}`,
-  `Thora Bad,thora.bad@@hlader.example,+47 73 55 00 11,58,${iso(DAY_MS)}`,
+  `Kalf Arnason,kalf.arnason@egge.example,+47 74 55 12 12,58,${iso(DAY)}`,
+  `Bjorn Ironside,BJORN.IRONSIDE@RAID.EXAMPLE,(555) 201-3344,64,${iso(2 * DAY)}`,
+  `Thora Bad,thora.bad@@hlader.example,+47 73 55 00 11,58,${iso(DAY)}`,
   '',
 ].join('\n');
 

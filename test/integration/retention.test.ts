@@ -12,20 +12,18 @@ import { type ArchiveResult, archiveCompleted, retentionCutoff } from '../../src
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import type { PartnerPort, SendOutcome } from '../../src/engine/index.js';
-import { type GateClearance, writeGoLiveAt } from '../../src/guard/index.js';
+import { writeGoLiveAt } from '../../src/guard/index.js';
 import type { Lead } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { queueInLiveBatch } from '../support/outbox.js';
 import { tempDir } from '../support/tmp.js';
+import { CLEARED, DAY, HOUR } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
 
 const T0 = Date.parse('2026-09-01T12:00:00Z');
-const HOUR = 3_600_000;
-const DAY = 24 * HOUR;
-const CLEARED: GateClearance = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

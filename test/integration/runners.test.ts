@@ -33,6 +33,7 @@ import {
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, policyFileWith, recentLeadsCsv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { CLEARED } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -330,15 +331,14 @@ describe.each(list)('several runners on $name', (backend) => {
         return { kind: 'accepted', status: 200, body: null, bodyIssue: null, ms: 1 };
       },
     });
-    const gates = { check: async () => ({ cleared: true, reason: 'test: gates given' }) };
     const [leaderA, leaderB] = [a.leadership(), b.leadership()];
     cleanups.push(() => leaderA.resign());
     cleanups.push(() => leaderB.resign());
     expect(await leaderA.acquire(AbortSignal.timeout(5_000))).not.toBeNull();
     const standby = new AbortController();
     expect(await leaderB.acquire(standby.signal, () => standby.abort())).toBeNull();
-    const engineA = a.engine({ gates, partner: partner('a'), leadership: leaderA });
-    const engineB = b.engine({ gates, partner: partner('b'), leadership: leaderB });
+    const engineA = a.engine({ gates: CLEARED, partner: partner('a'), leadership: leaderA });
+    const engineB = b.engine({ gates: CLEARED, partner: partner('b'), leadership: leaderB });
 
     // Both cycle at once, twice: only the leader's cycles do anything.
     for (let round = 0; round < 2; round++) {

@@ -3,9 +3,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LEAD_STATES, type LeadState } from '../../src/policy/index.js';
 import { createIngestRun, type NewLead, openStore, selectEligible } from '../../src/store/index.js';
 import { backends, dropTestSchemas } from '../support/backends.js';
+import { DAY, NOW } from '../support/world.js';
 
-const NOW = Date.parse('2026-11-20T12:00:00Z');
-const DAY = 86_400_000;
 const list = await backends();
 afterAll(dropTestSchemas);
 

@@ -55,13 +55,10 @@ import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../suppo
 import { testEnv } from '../support/cli.js';
 import { TEST_INSTALLATION } from '../support/manifest.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR, MINUTE, NOW, until } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
-const MINUTE = 60_000;
-const HOUR = 60 * MINUTE;
 /** How long an event may take to reach the stream here: generous, the stream polls every 250 ms. */
 const EVENT_WAIT_MS = 2_000;
 
@@ -212,14 +209,6 @@ const leadIds = async (w: World, query = '') =>
 
 const isAction = (action: string) => (e: ServerEvent) =>
   e.event === 'audit' && (e.data as AuditEntryView).action === action;
-
-/** Wait (bounded: 60 s) until the async `test` holds. */
-async function until(test: () => Promise<boolean>, what: string): Promise<void> {
-  for (const deadline = Date.now() + 60_000; !(await test()); ) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function expectError(response: ApiResponse<unknown>, status: number, code: string): void {
   expect({ status: response.status, body: response.body }).toEqual({
@@ -463,7 +452,7 @@ describe.each(list)('admin API on $name', (backend) => {
     body.write(csv.subarray(0, half));
     // Rows of the first half are stored while the second half has not been sent: the upload is read as
     // it arrives, and the server's loop is free meanwhile.
-    await until(async () => (await status(w)).leads.total >= 1_000, 'the first half stored');
+    await until(async () => (await status(w)).leads.total >= 1_000, { what: 'the first half stored' });
     expect(await w.api('GET', '/healthz')).toMatchObject({ status: 200, body: { ok: true } });
     const paused = await w.post<ModeChange>('/api/mode/pause', { reason: 'pause during an upload' });
     expect(paused.body).toMatchObject({ kind: 'change', to: 'paused' });

@@ -20,19 +20,16 @@ import { type Backend, backends, dropTestSchemas } from '../support/backends.js'
 import { runInProcess, testEnv } from '../support/cli.js';
 import { seedPhase3Run, type Trx } from '../support/phase3-run.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR, MINUTE, SECOND } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-
-const S = 1000;
-const MIN = 60 * S;
-const HOUR = 60 * MIN;
 const MB = 1024 * 1024;
 /** The end of the verified window in the direct cases: the real time when the file started. */
-const ANCHOR = Math.floor(Date.now() / S) * S;
+const ANCHOR = Math.floor(Date.now() / SECOND) * SECOND;
 /** The run covers the window with margins: the CLI's window (ending at its own now) falls inside it. */
-const START = ANCHOR - 72 * HOUR - 10 * MIN;
-const END = ANCHOR + 10 * MIN;
+const START = ANCHOR - 72 * HOUR - 10 * MINUTE;
+const END = ANCHOR + 10 * MINUTE;
 const LEADS_PER_CYCLE = 3;
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -161,7 +158,7 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
       await trx
         .deleteFrom('heartbeats')
         .where('at', '>', gapFrom)
-        .where('at', '<', gapFrom + 5 * MIN)
+        .where('at', '<', gapFrom + 5 * MINUTE)
         .execute();
     });
     expect(failedChecks(result)).toEqual(['uninterrupted']);
@@ -169,7 +166,7 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
     // The last beat before the hole: on the 30 s grid at or before gapFrom.
     const lastBefore = Date.parse(check.at!);
     expect(gapFrom - lastBefore).toBeGreaterThanOrEqual(0);
-    expect(gapFrom - lastBefore).toBeLessThan(30 * S);
+    expect(gapFrom - lastBefore).toBeLessThan(30 * SECOND);
     expect(check.detail).toMatch(/^a heartbeat gap of 3\d\d s \(limit 60 s\), from /);
     expect(check.detail).toContain(`from ${check.at}`);
     expect(result.largestGapSeconds).toBeGreaterThanOrEqual(300);
@@ -181,7 +178,7 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
       await trx
         .deleteFrom('heartbeats')
         .where('at', '>', restart)
-        .where('at', '<', restart + 6 * MIN)
+        .where('at', '<', restart + 6 * MINUTE)
         .execute();
     });
     expect(failedChecks(result)).toEqual(['uninterrupted']);
@@ -335,9 +332,9 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
         action: 'worker.started',
         details: { pid: 6666 },
       });
-      for (let at = from; at < from + HOUR; at += 30 * S) {
+      for (let at = from; at < from + HOUR; at += 30 * SECOND) {
         await recordHeartbeat(trx, {
-          at: at + 5 * S,
+          at: at + 5 * SECOND,
           runner: 'sim-host:6666',
           pid: 6666,
           worker_started_at: from,
@@ -351,7 +348,7 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
     });
     expect(failedChecks(result)).toEqual(['orphaned processes']);
     const check = checkNamed(result, 'orphaned processes');
-    expect(check.at).toBe(iso(from + 5 * S));
+    expect(check.at).toBe(iso(from + 5 * SECOND));
     expect(check.detail).toMatch(/^sim-host:500\d@\d+ and sim-host:6666@\d+ both heartbeating from /);
   });
 
@@ -427,7 +424,7 @@ describe.each(list)('72-hour stability ($name)', (backend) => {
     expect(wasRecorded).toBe(true);
     expect(printed.passed).toBe(true);
     expect(printed.hours).toBe(72);
-    expect(Date.now() - Date.parse(printed.until)).toBeLessThan(5 * MIN);
+    expect(Date.now() - Date.parse(printed.until)).toBeLessThan(5 * MINUTE);
     const recorded = await latestVerified();
     expect(recorded?.actor).toBe('test-operator');
     expect(recorded?.details).toEqual(printed);

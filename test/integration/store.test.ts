@@ -13,6 +13,7 @@ import {
 } from '../../src/store/index.js';
 import { migrations } from '../../src/store/migrations/index.js';
 import { backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
+import { NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -38,7 +39,6 @@ const TABLES = [
   'signers',
   'valhalla_migration',
 ];
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 
 /** The tables of the store's own database (SQLite file, or the PostgreSQL schema it was opened on). */
 async function tableNames(store: Store): Promise<string[]> {

@@ -26,14 +26,15 @@ import {
 } from '../../src/monitor/index.js';
 import { startSandboxPartner } from '../../src/sandbox/index.js';
 import { type Backend, backends, dropTestSchemas, PG_URL } from '../support/backends.js';
-import { phase4Env, REPO_ROOT } from '../support/cli.js';
+import { harnessScript, phase4Env } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { CLEARED, until } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
 
-const WORKER = join(REPO_ROOT, 'dist', 'test', 'harness', 'sup-worker.js');
-const LIVE_RUN = join(REPO_ROOT, 'dist', 'test', 'harness', 'live-run.js');
+const WORKER = harnessScript('sup-worker');
+const LIVE_RUN = harnessScript('live-run');
 const logger = createLogger({ level: 'silent', file: null });
 const children = new Set<ChildProcess>();
 const supervisors: Supervisor[] = [];
@@ -85,24 +86,6 @@ function supervise(
   return { supervisor, events };
 }
 
-/** Wait (bounded) until the async `test` holds. */
-async function waitFor(test: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await test())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Wait (bounded) until `test` holds. */
-async function until(test: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!test()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const kinds = (events: SupervisorEvent[]) => events.map((e) => e.kind);
 
 /**
@@ -134,25 +117,24 @@ describe('the supervisor, with real worker processes', () => {
       { heartbeatGraceMs: 400 },
     );
     supervisor.start();
-    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    await until(() => kinds(events).includes('first_heartbeat'), { what: 'the first heartbeat' });
     const frozen = supervisor.worker()?.pid;
     expect(frozen).toBeGreaterThan(0);
     process.kill(frozen!, 'SIGSTOP');
     // The frozen worker's miss (on a busy machine a worker slow to start may have missed before).
     const missedByFrozen = () => events.findIndex((e) => e.kind === 'heartbeat_missed' && e.pid === frozen);
-    await until(() => missedByFrozen() >= 0, 'the missed heartbeat');
+    await until(() => missedByFrozen() >= 0, { what: 'the missed heartbeat' });
     const missed = events[missedByFrozen()];
     expect(missed).toMatchObject({ kind: 'heartbeat_missed', pid: frozen, limitMs: 500 });
     expect(missed && 'ageMs' in missed && missed.ageMs).toBeGreaterThan(500);
     // The frozen process is gone and a fresh one beats.
-    await until(
-      () => events.slice(missedByFrozen()).some((e) => e.kind === 'first_heartbeat'),
-      'a new worker',
-      30_000,
-    );
+    await until(() => events.slice(missedByFrozen()).some((e) => e.kind === 'first_heartbeat'), {
+      what: 'a new worker',
+      timeoutMs: 30_000,
+    });
     const fresh = supervisor.worker()?.pid;
     expect(fresh).not.toBe(frozen);
-    await until(() => procRss(frozen!) === null, 'the frozen worker to be gone');
+    await until(() => procRss(frozen!) === null, { what: 'the frozen worker to be gone' });
   });
 
   it("the supervisor's own stall is not the worker's missed heartbeat: the healthy worker is kept", async () => {
@@ -162,7 +144,7 @@ describe('the supervisor, with real worker processes', () => {
       { heartbeatGraceMs: 1_400 },
     );
     supervisor.start();
-    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    await until(() => kinds(events).includes('first_heartbeat'), { what: 'the first heartbeat' });
     const pid = supervisor.worker()?.pid;
     // This process is the supervisor's: block its event loop for four times the 1.5 s limit, as a
     // long synchronous task would (a 10 MB body parsed on it, once). The worker beats on meanwhile;
@@ -173,17 +155,20 @@ describe('the supervisor, with real worker processes', () => {
     }
     // Three beats read after the stall, from the same worker (or it was replaced, which fails below).
     const beats = new Set<number>();
-    await until(() => {
-      const worker = supervisor.worker();
-      if (worker === null || worker.pid !== pid) return true;
-      if (worker.heartbeatAt !== null && worker.heartbeatAt > stalledUntil) beats.add(worker.heartbeatAt);
-      return beats.size >= 3;
-    }, 'heartbeats after the stall');
+    await until(
+      () => {
+        const worker = supervisor.worker();
+        if (worker === null || worker.pid !== pid) return true;
+        if (worker.heartbeatAt !== null && worker.heartbeatAt > stalledUntil) beats.add(worker.heartbeatAt);
+        return beats.size >= 3;
+      },
+      { what: 'heartbeats after the stall' },
+    );
     expect(supervisor.worker()?.pid).toBe(pid);
     expect(kinds(events)).toEqual(['started', 'first_heartbeat']);
     // A worker that really stops beating is still caught.
     process.kill(pid!, 'SIGSTOP');
-    await until(() => kinds(events).includes('heartbeat_missed'), 'the missed heartbeat');
+    await until(() => kinds(events).includes('heartbeat_missed'), { what: 'the missed heartbeat' });
   });
 
   it('a worker over its memory limit is restarted (its RSS read by the supervisor)', async () => {
@@ -194,11 +179,11 @@ describe('the supervisor, with real worker processes', () => {
       },
     );
     supervisor.start();
-    await until(() => kinds(events).includes('memory_exceeded'), 'the memory restart');
+    await until(() => kinds(events).includes('memory_exceeded'), { what: 'the memory restart' });
     const event = events.find((e) => e.kind === 'memory_exceeded');
     expect(event).toMatchObject({ limitBytes: 100 * 1024 * 1024 });
     expect(event && 'rssBytes' in event && event.rssBytes).toBeGreaterThan(100 * 1024 * 1024);
-    await until(() => events.filter((e) => e.kind === 'started').length >= 2, 'the restart');
+    await until(() => events.filter((e) => e.kind === 'started').length >= 2, { what: 'the restart' });
     expect(kinds(events)).not.toContain('crashed');
   });
 
@@ -235,7 +220,7 @@ describe('the supervisor, with real worker processes', () => {
       { clock },
     );
     supervisor.start();
-    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    await until(() => kinds(events).includes('first_heartbeat'), { what: 'the first heartbeat' });
     const first = supervisor.worker()?.pid;
     clock.set('2026-11-26T01:59:59Z');
     await supervisor.tick();
@@ -245,7 +230,9 @@ describe('the supervisor, with real worker processes', () => {
     expect(events.filter((e) => e.kind === 'daily_restart')).toEqual([
       { kind: 'daily_restart', pid: first, at: '2026-11-26T02:00:00.000Z' },
     ]);
-    await until(() => events.filter((e) => e.kind === 'started').length === 2, 'the restarted worker');
+    await until(() => events.filter((e) => e.kind === 'started').length === 2, {
+      what: 'the restarted worker',
+    });
     expect(supervisor.worker()?.pid).not.toBe(first);
     // Not again the same day; again the next day.
     clock.set('2026-11-26T23:00:00Z');
@@ -261,7 +248,7 @@ describe('the supervisor, with real worker processes', () => {
   it('stop() ends the worker with SIGTERM and is safe twice', async () => {
     const { supervisor, events } = supervise(spawnWith(() => ['50', 'steady']));
     supervisor.start();
-    await until(() => kinds(events).includes('first_heartbeat'), 'the first heartbeat');
+    await until(() => kinds(events).includes('first_heartbeat'), { what: 'the first heartbeat' });
     const pid = supervisor.worker()?.pid;
     await supervisor.stop();
     await supervisor.stop();
@@ -381,7 +368,7 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
     const running = runSupervisor(app, {
       stop: stop.signal,
       workerArgs: [],
-      gates: { check: async () => ({ cleared: true, reason: 'test' }) },
+      gates: CLEARED,
       spawnWorker: (execArgv) => {
         // SQLite: the first worker takes the write lock itself (the harness speaks SQLite only).
         const lockItself = ++starts === 1 && backend.name === 'sqlite';
@@ -397,7 +384,7 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
       print: () => undefined,
     });
     try {
-      await until(() => starts === 1, 'the first worker');
+      await until(() => starts === 1, { what: 'the first worker' });
       const first = [...children][0]!;
       if (backend.name === 'sqlite') {
         // Let it take the lock (it says so), then freeze it there.
@@ -405,16 +392,15 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
         first.stdout!.on('data', (chunk: Buffer) => {
           said += chunk;
         });
-        await until(
-          () => said.includes('holding the write lock'),
-          'the first worker holding the lock',
-          20_000,
-        );
+        await until(() => said.includes('holding the write lock'), {
+          what: 'the first worker holding the lock',
+          timeoutMs: 20_000,
+        });
       } else {
         await holdPostgresWriteLock(databaseUrl, first);
       }
       first.kill('SIGSTOP');
-      await until(() => starts === 2, 'the replacement worker', 20_000);
+      await until(() => starts === 2, { what: 'the replacement worker', timeoutMs: 20_000 });
       let actions: { action: string; actor: string }[] = [];
       for (let i = 0; i < 100 && actions.length < 4; i++) {
         actions = await app.store.db
@@ -477,7 +463,7 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
     const running = runSupervisor(app, {
       stop: stop.signal,
       workerArgs: [],
-      gates: { check: async () => ({ cleared: true, reason: 'test' }) },
+      gates: CLEARED,
       spawnWorker: (execArgv) => {
         const child = fork(LIVE_RUN, ['worker'], {
           execArgv,
@@ -495,21 +481,24 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
     const audited = (action: string) =>
       app.store.db.selectFrom('audit_log').select('details').where('action', '=', action).execute();
     try {
-      await waitFor(
-        async () => partner.stats().batches.accepted >= 2,
-        `two batches from the first worker: ${output}`,
-      ).catch((e) => {
+      await until(async () => partner.stats().batches.accepted >= 2, {
+        what: `two batches from the first worker: ${output}`,
+      }).catch((e) => {
         throw new Error(`${(e as Error).message}\n${output}`);
       });
       clock.set('2026-11-26T02:00:01Z');
-      await waitFor(async () => (await audited('worker.daily_restart')).length === 1, 'the daily restart');
-      await waitFor(async () => (await audited('worker.started')).length === 2, 'the next worker').catch(
-        (e) => {
-          throw new Error(`${(e as Error).message}\n${output.slice(-1500)}`);
-        },
-      );
+      await until(async () => (await audited('worker.daily_restart')).length === 1, {
+        what: 'the daily restart',
+      });
+      await until(async () => (await audited('worker.started')).length === 2, {
+        what: 'the next worker',
+      }).catch((e) => {
+        throw new Error(`${(e as Error).message}\n${output.slice(-1500)}`);
+      });
       const before = partner.stats().batches.accepted;
-      await waitFor(async () => partner.stats().batches.accepted >= before + 2, 'the next worker sending');
+      await until(async () => partner.stats().batches.accepted >= before + 2, {
+        what: 'the next worker sending',
+      });
     } finally {
       stop.abort();
       await running;

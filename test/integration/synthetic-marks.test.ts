@@ -16,6 +16,7 @@ import { markStoredSyntheticLeads } from '../../src/store/migrations/0011-operat
 import { backends, dropTestSchemas } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -23,8 +24,6 @@ const opened: App[] = [];
 afterEach(async () => {
   for (const app of opened.splice(0)) await app.close();
 });
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 
 describe.each(list)('synthetic leads stored before the mark, on $name', (backend) => {
   it('the prefix, the generator’s former ids and the start-up file are marked; every other id is not', async () => {

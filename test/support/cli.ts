@@ -9,6 +9,15 @@ import { DEFAULT_POLICY_FILE } from '../../src/config/index.js';
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO_ROOT, 'bin', 'valhalla.js');
 
+/**
+ * A script of the test harness (test/harness: Phase 4 workers with the gates given, a stand-in worker),
+ * run as a real process. Not part of the product: it is built apart from dist/, into dist-test/
+ * (tsconfig.test-build.json; `npm test` builds it, and so does the suites' global setup when stale).
+ */
+export function harnessScript(name: 'fault-worker' | 'live-run' | 'live-worker' | 'sup-worker'): string {
+  return join(REPO_ROOT, 'dist-test', 'test', 'harness', `${name}.js`);
+}
+
 export interface CliResult {
   code: number;
   stdout: string;

@@ -10,6 +10,7 @@ import { BIN } from '../../src/app/run.js';
 import { GATES } from '../../src/gates/index.js';
 import type { CliResult } from './cli.js';
 import { spawnNode } from './processes.js';
+import { until, whileRunning } from './world.js';
 
 export const SIGNERS = [
   { role: 'ceo', name: 'Casey Chief' },
@@ -43,14 +44,12 @@ export async function withServe<T>(
   const children = new Set<ChildProcess>();
   const serve = spawnNode(BIN, ['serve'], { cwd, env, children, guardMs: 120_000 });
   try {
-    const deadline = Date.now() + 30_000;
-    const urlIn = () => /dashboard: (http:\/\/[^\s/]+)\//.exec(serve.out())?.[1];
-    while (urlIn() === undefined) {
-      if (Date.now() > deadline || serve.child.exitCode !== null)
-        throw new Error(`valhalla serve did not start: ${serve.out()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    return await work(urlIn()!);
+    const url = await until(() => /dashboard: (http:\/\/[^\s/]+)\//.exec(serve.out())?.[1], {
+      what: 'valhalla serve to start',
+      timeoutMs: 30_000,
+      ...whileRunning(serve),
+    });
+    return await work(url);
   } finally {
     serve.child.kill('SIGTERM');
     await serve.exited;

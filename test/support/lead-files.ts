@@ -26,8 +26,8 @@ import {
   NOW_ISO,
   poolEmail,
 } from './lead-fuzz.js';
+import { DAY } from './world.js';
 
-const DAY = 86_400_000;
 /** The policy's defaults (config/policy.json): below this score, or older than this, a lead is not pending. */
 const MIN_SCORE = 40;
 const MAX_AGE_DAYS = 14;

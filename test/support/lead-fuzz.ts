@@ -33,11 +33,10 @@ import {
   RECORD_LIMIT,
   UNICODE_SAMPLES,
 } from './lead-samples.js';
+import { DAY, MINUTE } from './world.js';
 
 export { EXTRA_COLUMNS, NOW, NOW_ISO, RECORD_LIMIT } from './lead-samples.js';
 
-const MINUTE = 60_000;
-const DAY = 24 * 60 * MINUTE;
 const FC_SEED = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
 const FC_RUNS_FACTOR = Number(process.env.FC_RUNS_FACTOR ?? 1);
 /**

@@ -3,6 +3,7 @@
  * is still a valid name or company, values that make a field invalid, and lines that are not leads.
  */
 import type { LEAD_FIELDS } from '../../src/ingest/index.js';
+import { DAY } from './world.js';
 
 type LeadField = (typeof LEAD_FIELDS)[number];
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -12,7 +13,6 @@ export const NOW_ISO = '2026-11-20T12:00:00Z';
 export const NOW = Date.parse(NOW_ISO);
 /** The readers' record limit (src/ingest/source.ts), in UTF-16 code units. */
 export const RECORD_LIMIT = 64 * 1024;
-const DAY = 86_400_000;
 
 /** Valid text: scripts, directions, emoji, combining marks, look-alikes. */
 export const UNICODE_SAMPLES = [

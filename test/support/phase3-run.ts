@@ -17,10 +17,8 @@ import {
   type NewLead,
   recordHeartbeat,
 } from '../../src/store/index.js';
+import { HOUR, MINUTE, SECOND } from './world.js';
 
-const S = 1000;
-const MIN = 60 * S;
-const HOUR = 60 * MIN;
 const MB = 1024 * 1024;
 const LEADS_PER_CYCLE = 3;
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -58,18 +56,18 @@ function simulatedRun(dailyRestartUtc: string, START: number, END: number): Even
       const last = events.findLast((e) => e.kind === 'beat')!;
       events.push({ at: restart, kind: 'restart', pid, scheduled: restart });
       pid += 1;
-      startedAt = last.at + 70 * S;
+      startedAt = last.at + 70 * SECOND;
       events.push({ at: startedAt, kind: 'start', pid });
-      at = last.at + 75 * S;
+      at = last.at + 75 * SECOND;
       restart = nextDailyRestart(dailyRestartUtc, restart);
       continue;
     }
     // A healthy worker: ~120 MB, a few MB of GC noise, no trend.
     events.push({ at, kind: 'beat', pid, startedAt, rss: Math.round((118 + next() * 5) * MB) });
-    at += 30 * S;
+    at += 30 * SECOND;
   }
   let n = 0;
-  for (let at = START + 7 * S; at <= END; at += 5 * MIN) events.push({ at, kind: 'cycle', n: n++ });
+  for (let at = START + 7 * SECOND; at <= END; at += 5 * MINUTE) events.push({ at, kind: 'cycle', n: n++ });
   return events.sort((a, b) => a.at - b.at);
 }
 

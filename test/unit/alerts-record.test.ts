@@ -16,9 +16,9 @@ import {
 import { ManualClock } from '../../src/clock/index.js';
 import { type Alert, alertDeliveries, openStore, recentAlerts, type Store } from '../../src/store/index.js';
 import { sqliteBackend } from '../support/backends.js';
+import { MINUTE } from '../support/world.js';
 
 const START = Date.parse('2026-11-20T12:00:00Z');
-const MINUTE = 60_000;
 const WINDOW = 15 * MINUTE;
 
 let store: Store;

@@ -9,8 +9,8 @@ import {
   generateLeads,
   writeGeneratedLeads,
 } from '../../src/synthetic/index.js';
+import { NOW } from '../support/world.js';
 
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 const RULES = { minLeadScore: 40, maxLeadAgeDays: 14 };
 
 function take(count: number, seed: number, now = NOW): GeneratedRow[] {

@@ -5,8 +5,8 @@ import {
   type Validation,
   validateLead,
 } from '../../src/ingest/lead-schema.js';
+import { NOW } from '../support/world.js';
 
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 const opts = { now: NOW, requireExternalId: false };
 
 /** A valid CSV-style row (every value a string), with overrides. */

@@ -8,8 +8,7 @@ import {
   type PartnerClientOptions,
 } from '../../src/outbound/index.js';
 import { isLoopbackHost } from '../../src/policy/index.js';
-
-const NOW = Date.parse('2026-11-20T12:00:00Z');
+import { NOW } from '../support/world.js';
 
 describe('partner URLs', () => {
   it.each(['localhost', '127.0.0.1', '127.5.6.7', '127.255.255.255', '[::1]'])('%s is loopback', (host) => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock/index.js';
 import { type TokenGrant, TokenProvider, tokenFit, tokenLifeNeededMs } from '../../src/outbound/token.js';
+import { NOW } from '../support/world.js';
 
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 /** The hard maximum request timeout and the default margin: a request asks 40 s of a token. */
 const TIMEOUT_MS = 30_000;
 const MARGIN_MS = 10_000;

@@ -9,8 +9,8 @@ import {
   takeWithinLimits,
   utcDayStart,
 } from '../../src/policy/index.js';
+import { HOUR } from '../support/world.js';
 
-const HOUR = 3_600_000;
 const policy = loadPolicyFile(DEFAULT_POLICY_FILE);
 const lead = fc.record({
   score: fc.integer({ min: 0, max: 100 }),

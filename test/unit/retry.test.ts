@@ -11,8 +11,8 @@ import {
   TLS_VERSION_REFUSAL_CODES,
   TLS_VERSION_REFUSAL_REASON,
 } from '../../src/policy/index.js';
+import { NOW } from '../support/world.js';
 
-const NOW = Date.parse('2026-11-20T12:00:00Z');
 const POLICY_BACKOFF = [1, 2, 4, 8];
 
 describe('classifyStatus', () => {

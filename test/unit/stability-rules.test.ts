@@ -18,15 +18,13 @@ import {
   SCORE_BINS,
   slope,
 } from '../../src/policy/stability.js';
+import { HOUR, MINUTE, SECOND } from '../support/world.js';
 
-const S = 1000;
-const MIN = 60 * S;
-const HOUR = 60 * MIN;
 const MB = 1024 * 1024;
-const RULES = { ...DEFAULT_GAP_RULES, edgeMs: 45 * S };
+const RULES = { ...DEFAULT_GAP_RULES, edgeMs: 45 * SECOND };
 
 /** Beat times every `step` ms in [from, to]. */
-function beatsEvery(from: number, to: number, step = 30 * S): number[] {
+function beatsEvery(from: number, to: number, step = 30 * SECOND): number[] {
   const out: number[] = [];
   for (let t = from; t <= to; t += step) out.push(t);
   return out;
@@ -130,7 +128,7 @@ describe('slopes', () => {
   it('finds a leak that daily restarts hide from one line through three days', () => {
     // Three workers of 24 h each, RSS 100 MB at start, +5 MB/h: a sawtooth.
     const beats = [0, 1, 2].flatMap((day) =>
-      beatsEvery(day * 24 * HOUR, (day + 1) * 24 * HOUR - 30 * S, 5 * MIN).map((at) => ({
+      beatsEvery(day * 24 * HOUR, (day + 1) * 24 * HOUR - 30 * SECOND, 5 * MINUTE).map((at) => ({
         at,
         process: `host:${100 + day}@${day * 24 * HOUR}`,
         rssBytes: (100 + ((at - day * 24 * HOUR) / HOUR) * 5) * MB,
@@ -144,10 +142,10 @@ describe('slopes', () => {
 
   it("a short worker's warm-up weighs little against full days", () => {
     const day = (p: string, from: number, hours: number, warm: number) =>
-      beatsEvery(from, from + hours * HOUR, MIN).map((at) => ({
+      beatsEvery(from, from + hours * HOUR, MINUTE).map((at) => ({
         at,
         process: p,
-        rssBytes: (at - from < 10 * MIN ? 100 : 100 + warm) * MB,
+        rssBytes: (at - from < 10 * MINUTE ? 100 : 100 + warm) * MB,
       }));
     // A 1-hour worker that grew 20 MB in its first 10 minutes, and two flat 24-hour workers.
     const beats = [...day('a', 0, 24, 0), ...day('b', 24 * HOUR, 1, 20), ...day('c', 25 * HOUR, 24, 0)];
@@ -160,32 +158,32 @@ describe('heartbeat gaps', () => {
   const until = from + 72 * HOUR;
 
   it('beats every 30 s over the window: no violation, largest gap 30 s', () => {
-    const result = analyseGaps(beatsEvery(from + 10 * S, until), { from, until }, [], RULES);
+    const result = analyseGaps(beatsEvery(from + 10 * SECOND, until), { from, until }, [], RULES);
     expect(result.violations).toEqual([]);
-    expect(result.largest?.ms).toBe(30 * S);
+    expect(result.largest?.ms).toBe(30 * SECOND);
   });
 
   it('a 5-minute gap is named with its start and end', () => {
     const gapFrom = from + 30 * HOUR;
-    const beats = [...beatsEvery(from, gapFrom), ...beatsEvery(gapFrom + 5 * MIN, until)];
+    const beats = [...beatsEvery(from, gapFrom), ...beatsEvery(gapFrom + 5 * MINUTE, until)];
     const result = analyseGaps(beats, { from, until }, [], RULES);
     expect(result.violations).toHaveLength(1);
-    expect(result.violations[0]).toMatchObject({ kind: 'gap', from: gapFrom, to: gapFrom + 5 * MIN });
+    expect(result.violations[0]).toMatchObject({ kind: 'gap', from: gapFrom, to: gapFrom + 5 * MINUTE });
     expect(result.violations[0]!.reason).toBe('a heartbeat gap of 300 s (limit 60 s)');
-    expect(result.largest).toMatchObject({ from: gapFrom, ms: 5 * MIN });
+    expect(result.largest).toMatchObject({ from: gapFrom, ms: 5 * MINUTE });
   });
 
   it('61 s is a gap, 60 s is not', () => {
     const at = from + HOUR;
     const just = analyseGaps(
-      [...beatsEvery(from, at), ...beatsEvery(at + 60 * S, until)],
+      [...beatsEvery(from, at), ...beatsEvery(at + 60 * SECOND, until)],
       { from, until },
       [],
       RULES,
     );
     expect(just.violations).toEqual([]);
     const over = analyseGaps(
-      [...beatsEvery(from, at), ...beatsEvery(at + 61 * S, until)],
+      [...beatsEvery(from, at), ...beatsEvery(at + 61 * SECOND, until)],
       { from, until },
       [],
       RULES,
@@ -196,39 +194,51 @@ describe('heartbeat gaps', () => {
   it('a gap around a recorded daily restart is explained, up to 5 minutes', () => {
     const restart = from + 26 * HOUR;
     const beats = (gapMs: number) => [
-      ...beatsEvery(from + 20 * S, restart - 10 * S),
-      ...beatsEvery(restart - 10 * S + gapMs, until),
+      ...beatsEvery(from + 20 * SECOND, restart - 10 * SECOND),
+      ...beatsEvery(restart - 10 * SECOND + gapMs, until),
     ];
-    const short = analyseGaps(beats(75 * S), { from, until }, [restart], RULES);
+    const short = analyseGaps(beats(75 * SECOND), { from, until }, [restart], RULES);
     expect(short.violations).toEqual([]);
-    expect(short.restartGaps).toEqual([{ from: restart - 10 * S, to: restart + 65 * S, ms: 75 * S }]);
-    expect(short.largest?.ms).toBe(30 * S);
-    // The same gap with no restart recorded is an interruption.
-    expect(analyseGaps(beats(75 * S), { from, until }, [], RULES).violations.map((v) => v.kind)).toEqual([
-      'gap',
+    expect(short.restartGaps).toEqual([
+      { from: restart - 10 * SECOND, to: restart + 65 * SECOND, ms: 75 * SECOND },
     ]);
+    expect(short.largest?.ms).toBe(30 * SECOND);
+    // The same gap with no restart recorded is an interruption.
+    expect(analyseGaps(beats(75 * SECOND), { from, until }, [], RULES).violations.map((v) => v.kind)).toEqual(
+      ['gap'],
+    );
     // A restart recorded elsewhere does not explain it.
     expect(
-      analyseGaps(beats(75 * S), { from, until }, [restart + HOUR], RULES).violations.map((v) => v.kind),
+      analyseGaps(beats(75 * SECOND), { from, until }, [restart + HOUR], RULES).violations.map((v) => v.kind),
     ).toEqual(['gap']);
-    const long = analyseGaps(beats(MAX_RESTART_GAP_MS + S), { from, until }, [restart], RULES);
+    const long = analyseGaps(beats(MAX_RESTART_GAP_MS + SECOND), { from, until }, [restart], RULES);
     expect(long.violations).toHaveLength(1);
-    expect(long.violations[0]).toMatchObject({ kind: 'restart_too_long', from: restart - 10 * S });
+    expect(long.violations[0]).toMatchObject({ kind: 'restart_too_long', from: restart - 10 * SECOND });
   });
 
   it('the old worker beating just after the scheduled restart still counts as that restart', () => {
     const restart = from + 26 * HOUR;
-    const beats = [...beatsEvery(from, restart + 20 * S, 10 * S), ...beatsEvery(restart + 100 * S, until)];
+    const beats = [
+      ...beatsEvery(from, restart + 20 * SECOND, 10 * SECOND),
+      ...beatsEvery(restart + 100 * SECOND, until),
+    ];
     expect(analyseGaps(beats, { from, until }, [restart], RULES).violations).toEqual([]);
   });
 
   it('the window must be covered at both ends, within interval + grace', () => {
-    const late = analyseGaps(beatsEvery(from + 50 * S, until - 50 * S, 10 * S), { from, until }, [], RULES);
+    const late = analyseGaps(
+      beatsEvery(from + 50 * SECOND, until - 50 * SECOND, 10 * SECOND),
+      { from, until },
+      [],
+      RULES,
+    );
     expect(late.violations.map((v) => [v.kind, v.from, v.to])).toEqual([
-      ['start', from, from + 50 * S],
-      ['end', until - 50 * S, until],
+      ['start', from, from + 50 * SECOND],
+      ['end', until - 50 * SECOND, until],
     ]);
-    expect(analyseGaps(beatsEvery(from + 45 * S, until), { from, until }, [], RULES).violations).toEqual([]);
+    expect(analyseGaps(beatsEvery(from + 45 * SECOND, until), { from, until }, [], RULES).violations).toEqual(
+      [],
+    );
   });
 
   it('no heartbeat at all is one violation over the whole window', () => {
@@ -244,13 +254,13 @@ describe('overlapping processes', () => {
   it('one worker after another does not overlap; two at once do, from the second one’s first beat', () => {
     const seq = [
       ...beatsEvery(0, HOUR).map((at) => ({ at, process: 'h:1@0' })),
-      ...beatsEvery(HOUR + 75 * S, 2 * HOUR).map((at) => ({ at, process: 'h:2@1' })),
+      ...beatsEvery(HOUR + 75 * SECOND, 2 * HOUR).map((at) => ({ at, process: 'h:2@1' })),
     ];
     expect(overlappingProcesses(seq)).toEqual([]);
-    const orphan = beatsEvery(30 * MIN, 3 * HOUR).map((at) => ({ at, process: 'h:9@2' }));
+    const orphan = beatsEvery(30 * MINUTE, 3 * HOUR).map((at) => ({ at, process: 'h:9@2' }));
     expect(overlappingProcesses([...seq, ...orphan])).toEqual([
-      { first: 'h:1@0', second: 'h:9@2', from: 30 * MIN, to: HOUR },
-      { first: 'h:9@2', second: 'h:2@1', from: HOUR + 75 * S, to: 2 * HOUR - 15 * S },
+      { first: 'h:1@0', second: 'h:9@2', from: 30 * MINUTE, to: HOUR },
+      { first: 'h:9@2', second: 'h:2@1', from: HOUR + 75 * SECOND, to: 2 * HOUR - 15 * SECOND },
     ]);
   });
 });
