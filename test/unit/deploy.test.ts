@@ -229,6 +229,23 @@ describe('deploy files', () => {
       expect(finalStage.at(-1)).toBe('CMD ["node","bin/valhalla.js","run"]');
     });
 
+    it('copies what `npm run build` compiles (tsconfig.build.json and the dashboard), and no test or benchmark code', () => {
+      const copied = instructions
+        .filter((l) => l.startsWith('COPY ') && !l.includes('--from='))
+        .flatMap((l) => l.split(/\s+/).slice(1, -1));
+      const build = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'tsconfig.build.json'), 'utf8')) as {
+        include: string[];
+      };
+      for (const folder of build.include) expect(copied, folder).toContain(folder);
+      const scripts = (
+        JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {
+          scripts: Record<string, string>;
+        }
+      ).scripts;
+      if (scripts.build!.includes('web/')) expect(copied).toContain('web');
+      expect(copied.filter((c) => c.startsWith('test') || c.startsWith('bench'))).toEqual([]);
+    });
+
     it('copies only paths that exist in the repository', () => {
       const copies = instructions.filter((l) => l.startsWith('COPY ') && !l.includes('--from='));
       expect(copies.length).toBeGreaterThan(3);
