@@ -17,7 +17,8 @@ import {
   recentCycles,
   rejectedRowsOf,
 } from '../store/index.js';
-import type { App, RunState, StatusReport } from './index.js';
+import type { RunState, StatusReport } from '../views/index.js';
+import type { App } from './types.js';
 
 /** What the dashboard's header, counts and gauges show: one read of everything that moves. */
 export interface DashboardStatus {

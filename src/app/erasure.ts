@@ -16,7 +16,7 @@ import {
   lockLeadsForWrite,
 } from '../store/index.js';
 import { AppError } from './errors.js';
-import type { App } from './index.js';
+import type { App } from './types.js';
 
 /** A lead named by its id, or a person by their e-mail (normalised as ingest does). */
 export type LeadIdentifier = { id: number } | { email: string };

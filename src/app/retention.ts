@@ -10,7 +10,7 @@ import {
   nextArchivable,
 } from '../store/index.js';
 import { flushErasedPages } from './erasure.js';
-import type { App } from './index.js';
+import type { App } from './types.js';
 
 const DAY_MS = 24 * 3_600_000;
 /**

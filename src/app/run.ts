@@ -24,7 +24,7 @@ import {
 } from '../monitor/index.js';
 import { isOutboundError } from '../outbound/index.js';
 import { workerRestartRssBytes } from '../policy/index.js';
-import type { App } from './index.js';
+import type { App } from './types.js';
 
 /** Synthetic leads loaded into an empty store in Phase 3 with real data off. */
 export const SYNTHETIC_LEADS = 5_000;

@@ -1,0 +1,4 @@
+export { listMaskedLeads, type MaskedLead } from './leads.js';
+export { type RunState, readRunState } from './run-state.js';
+export { readServiceView, type ServiceLimits, type ServiceView } from './service-view.js';
+export { readStatus, type StatusReport } from './status.js';
