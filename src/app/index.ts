@@ -21,11 +21,6 @@ export {
   type LeadFlow,
   type UploadResult,
 } from './dashboard.js';
-export {
-  checkDashboard,
-  type DashboardCheck,
-  type DashboardCheckResult,
-} from './dashboard-check.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 export { configFromProcess, findInstallation, initialize } from './installation.js';
 export {
@@ -35,4 +30,5 @@ export {
   type WorkerAck,
 } from './mode-ack.js';
 export { openApp } from './open.js';
+export { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 export type { App, OpenAppOptions } from './types.js';

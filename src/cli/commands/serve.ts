@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { checkDashboard } from '../../app/index.js';
 import { API_ROLES, type ApiRole } from '../../config/index.js';
 import { createMetrics } from '../../monitor/index.js';
+import { checkDashboard } from '../../rehearsal/index.js';
 import { createApiToken, startServer } from '../../server/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';

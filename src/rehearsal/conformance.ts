@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+// The app wires the object graph a scenario runs on, as for the rollback drill.
+import { type App, createPartnerClientFromConfig, openApp } from '../app/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { type Clock, ManualClock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
@@ -20,10 +22,7 @@ import {
   type SandboxPartnerOptions,
   startSandboxPartner,
 } from '../sandbox/index.js';
-// The app wires the object graph a scenario runs on, as for the rollback drill. The app imports
-// gates/index.ts, so that file must not re-export this one (the CLI imports it directly).
-import { type App, openApp } from './index.js';
-import { createPartnerClientFromConfig } from './partner.js';
+import { type LeadOutcome, leadOutcomes, liveDeliveryAttempts, recordedRequests } from '../store/index.js';
 import { privateGates, privatePhase4Config } from './private-install.js';
 
 /** The partner's conformance suite (gate 2) and the dedup self-test (gate 3), in the order they run. */
@@ -156,15 +155,7 @@ interface Rig {
   health: { ok: boolean; status: number | null; error: string | null }[];
   ingest(rows: ConformanceLeadRow[]): Promise<IngestSummary>;
   cycle(): Promise<CycleReport>;
-  leads(): Promise<StoredLead[]>;
-}
-
-interface StoredLead {
-  id: number;
-  dedup_key: string;
-  external_id: string | null;
-  state: string;
-  state_reason: string | null;
+  leads(): Promise<LeadOutcome[]>;
 }
 
 interface ConformanceLeadRow {
@@ -253,12 +244,7 @@ async function withRig<T>(
         return app.ingest({ path: file });
       },
       cycle: () => engine.runCycle(),
-      leads: () =>
-        app.store.db
-          .selectFrom('leads')
-          .select(['id', 'dedup_key', 'external_id', 'state', 'state_reason'])
-          .orderBy('id')
-          .execute(),
+      leads: () => leadOutcomes(app.store.db),
     });
   } finally {
     // In reverse order: the client before the app, the app before the partner it talks to.
@@ -476,11 +462,7 @@ const retries: ConformanceScenario = (setup) =>
     const stats = rig.sandbox.stats();
     const records = rig.sandbox.records();
     const leads = await rig.leads();
-    const deliveries = await rig.app.store.db
-      .selectFrom('deliveries')
-      .select(['batch_key', 'attempts', 'state'])
-      .where('kind', '=', 'live')
-      .execute();
+    const deliveries = await liveDeliveryAttempts(rig.app.store.db);
     const quarantined = leads.filter((l) => l.state === 'quarantined').length;
     return [
       check(
@@ -533,7 +515,7 @@ const totalFailure: ConformanceScenario = (setup) =>
       rig.clock.advance(60_000);
       rolledBack = (await readMode(rig.app.store.db)) === 'rolled_back';
     }
-    const recorded = await rig.app.store.db.selectFrom('requests').select(['endpoint', 'class']).execute();
+    const recorded = await recordedRequests(rig.app.store.db);
     if (rolledBack) requestsAtRollback = rig.sandbox.stats().requests.total;
     const rollbackEntry = await rig.app.audit.latest('mode.rollback');
     const rollbackReason = rollbackEntry
