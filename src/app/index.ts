@@ -2,14 +2,7 @@
 // commands, the server and the runner use of it. Use cases live in their own modules.
 
 export type { LimitsReload } from '../control/index.js';
-export type { MaskedLead, RunState, ServiceLimits, ServiceView, StatusReport } from '../views/index.js';
-export {
-  type CycleReview,
-  confirmReviewedCycle,
-  type ReviewedBatch,
-  type ReviewedLead,
-  reviewCycle,
-} from './cycle-review.js';
+// The views the commands, the server and the tests read through an app.
 export {
   type AuditEntryView,
   alertView,
@@ -19,8 +12,20 @@ export {
   FLOW_OUTCOMES,
   type FlowOutcome,
   type LeadFlow,
+  type MaskedLead,
+  type RunState,
+  type ServiceLimits,
+  type ServiceView,
+  type StatusReport,
   type UploadResult,
-} from './dashboard.js';
+} from '../views/index.js';
+export {
+  type CycleReview,
+  confirmReviewedCycle,
+  type ReviewedBatch,
+  type ReviewedLead,
+  reviewCycle,
+} from './cycle-review.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 export { configFromProcess, findInstallation, initialize } from './installation.js';
 export {
