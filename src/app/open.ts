@@ -22,7 +22,7 @@ import { buildGatesBundle, buildManifest, createGateClearance, evaluateGates } f
 import { createGuard } from '../guard/index.js';
 import { type IngestDeps, ingestFile } from '../ingest/index.js';
 import { createLogger } from '../log/index.js';
-import { createRequestMonitor } from '../monitor/index.js';
+import { createMetrics, createRequestMonitor } from '../monitor/index.js';
 import { DEFAULT_RATE_MARGIN_MS, limiterShape } from '../outbound/index.js';
 import { createPseudonymizer, type Pseudonymizer } from '../pii/index.js';
 import { alertDeliveries, openStore, readInstallationId, recentAlerts } from '../store/index.js';
@@ -239,6 +239,7 @@ export async function openApp(options: OpenAppOptions): Promise<App> {
       );
     },
     requestMonitor,
+    metrics: (worker) => createMetrics({ store, config, clock, ...(worker ? { worker } : {}) }),
     checkPolicy: (source) => checkPolicyChange({ store, audit, alerts, clock, config }, source),
     limitsInForce: limits.current,
     reloadLimits: limits.reload,

@@ -6,7 +6,6 @@ import { PACKAGE_ROOT } from '../config/index.js';
 import { changeMode, type GateClearance } from '../guard/index.js';
 import type { Logger } from '../log/index.js';
 import {
-  createMetrics,
   createSupervisor,
   type MetricsExposition,
   type Supervisor,
@@ -216,14 +215,9 @@ export async function runSupervisor(
   });
   const running = supervisor;
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | null = null;
-  const metrics = createMetrics({
-    store,
-    config,
-    clock,
-    worker: () => {
-      const w = running.worker();
-      return { pid: w?.pid ?? null, rssBytes: w?.rssBytes ?? null, heartbeatSince: running.heartbeatSince() };
-    },
+  const metrics = app.metrics(() => {
+    const w = running.worker();
+    return { pid: w?.pid ?? null, rssBytes: w?.rssBytes ?? null, heartbeatSince: running.heartbeatSince() };
   });
   if (config.metrics.port !== null) {
     try {

@@ -8,7 +8,7 @@ import type { buildGatesBundle, GatesReport, ReleaseManifest } from '../gates/in
 import type { GateClearance } from '../guard/index.js';
 import type { IngestOptions, IngestSummary } from '../ingest/index.js';
 import type { Logger } from '../log/index.js';
-import type { RequestMonitor } from '../monitor/index.js';
+import type { Metrics, RequestMonitor, WorkerProbe } from '../monitor/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
 import type { LeadState, ModeCommand } from '../policy/index.js';
 import type { Alert, AlertDelivery, Store } from '../store/index.js';
@@ -75,6 +75,8 @@ export interface App {
   sendTestAlert(): ReturnType<typeof sendTestAlert>;
   recentAlerts(limit: number): Promise<(Alert & { deliveries: AlertDelivery[] })[]>;
   readonly requestMonitor: RequestMonitor;
+  /** The installation's Prometheus metrics (a new registry each call); `worker` is the supervisor's view of its worker. */
+  metrics(worker?: WorkerProbe): Metrics;
   /**
    * pause / resume / rollback / rearm, audited and alerted. `rearm` also needs Phase 4, the gates
    * cleared, and no worker left running from before the rollback (it must have been restarted).
