@@ -4,8 +4,8 @@
  * says it exported. Read from the SQLite file directly, with no process of the product running.
  */
 import SqliteDatabase from 'better-sqlite3';
-import { PARTNER_CONFORMANCE_KEY_PREFIX } from '../src/app/partner-conformance.js';
 import type { LeadState } from '../src/policy/index.js';
+import { PARTNER_CONFORMANCE_KEY_PREFIX } from '../src/rehearsal/partner-conformance.js';
 import type { SandboxRecords, SandboxStats } from '../src/sandbox/index.js';
 
 const NOT_FINAL: readonly LeadState[] = ['pending', 'in_flight'];

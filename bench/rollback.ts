@@ -17,8 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Agent, request } from 'undici';
-import { runRollbackDrill } from '../src/app/drill.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../src/config/index.js';
+import { runRollbackDrill } from '../src/rehearsal/drill.js';
 import { startSandboxPartner } from '../src/sandbox/index.js';
 import { arg } from './support.js';
 

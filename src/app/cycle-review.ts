@@ -1,7 +1,7 @@
 import { OperatorError } from '../engine/index.js';
 import { maskEmail, maskName } from '../pii/index.js';
 import { deliveryLeads, lastLiveCycle, liveDeliveriesOfCycle } from '../store/index.js';
-import type { App } from './index.js';
+import type { App } from './types.js';
 
 /** One lead of the batch under review, as anyone but the partner may see it: masked. */
 export interface ReviewedLead {

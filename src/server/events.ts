@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import type { App, AuditEntryView, Dashboard } from '../app/index.js';
+import type { App } from '../app/index.js';
+import type { AuditEntryView, Dashboard } from '../views/index.js';
 
 /** How often the chain is read for new entries: well inside the dashboard's 1 s from event to screen. */
 export const EVENT_POLL_MS = 250;

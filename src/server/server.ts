@@ -12,10 +12,11 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import { type App, createDashboard, type Dashboard } from '../app/index.js';
+import type { App } from '../app/index.js';
 import { type ApiRole, PACKAGE_ROOT } from '../config/index.js';
 import type { MetricsExposition } from '../monitor/index.js';
 import { checkHostHeader } from '../policy/index.js';
+import { createDashboard, type Dashboard } from '../views/index.js';
 import {
   AUTH_FAILURE_LIMITS,
   createFailureLimiter,

@@ -134,6 +134,7 @@ export {
   utcDay,
   waitingLeadCount,
 } from './outbox.js';
+export { type LeadOutcome, leadOutcomes, liveDeliveryAttempts, recordedRequests } from './rehearsals.js';
 export {
   databaseNow,
   grantStart,

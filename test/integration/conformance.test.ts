@@ -10,6 +10,8 @@
  * the result in and reads the gates from, on each.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { openApp } from '../../src/app/index.js';
+import { loadConfig } from '../../src/config/index.js';
 import {
   CONFORMANCE_SCENARIOS,
   type ConformanceResult,
@@ -18,9 +20,7 @@ import {
   conformanceScenarios,
   runScenario,
   type ScenarioSetup,
-} from '../../src/app/conformance.js';
-import { openApp } from '../../src/app/index.js';
-import { loadConfig } from '../../src/config/index.js';
+} from '../../src/rehearsal/conformance.js';
 import {
   type SandboxPartner,
   type SandboxPartnerOptions,

@@ -14,15 +14,20 @@ import SqliteDatabase from 'better-sqlite3';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type ErasureResult, eraseLead, normaliseEmail, parseLeadIdentifier } from '../../src/app/erasure.js';
 import { type App, initialize, openApp } from '../../src/app/index.js';
-import { archiveCompleted } from '../../src/app/retention.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { leadKey, type PartnerPort, type SendOutcome } from '../../src/engine/index.js';
 import { writeGoLiveAt } from '../../src/guard/index.js';
 import type { PartnerLead } from '../../src/outbound/types.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
+import {
+  type ErasureResult,
+  eraseLead,
+  normaliseEmail,
+  parseLeadIdentifier,
+} from '../../src/privacy/erasure.js';
+import { archiveCompleted } from '../../src/privacy/retention.js';
 import type { Lead } from '../../src/store/index.js';
 import {
   type Backend,

@@ -7,8 +7,8 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type App, openApp } from '../../src/app/index.js';
-import { recordPartnerConformance, runPartnerConformance } from '../../src/app/partner-conformance.js';
 import { loadConfig } from '../../src/config/index.js';
+import { recordPartnerConformance, runPartnerConformance } from '../../src/rehearsal/partner-conformance.js';
 import {
   type SandboxFaultsPatch,
   type SandboxPartner,

@@ -6,13 +6,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { eraseLead } from '../../src/app/erasure.js';
 import { type App, initialize } from '../../src/app/index.js';
-import { type ArchiveResult, archiveCompleted, retentionCutoff } from '../../src/app/retention.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import type { PartnerPort, SendOutcome } from '../../src/engine/index.js';
 import { writeGoLiveAt } from '../../src/guard/index.js';
+import { eraseLead } from '../../src/privacy/erasure.js';
+import { type ArchiveResult, archiveCompleted, retentionCutoff } from '../../src/privacy/retention.js';
 import type { Lead } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';

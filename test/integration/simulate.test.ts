@@ -5,14 +5,14 @@
  * aim: a 72 h simulation within 60 s on this machine), never asserted.
  *
  * The simulation runs from private databases the product always makes SQLite files
- * (src/app/private-install.ts), whatever the installation's backend; the installation's own database
+ * (src/rehearsal/private-install.ts), whatever the installation's backend; the installation's own database
  * is never opened. The CLI test checks that on an installation of each backend.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { mostStartsInAnyWindow, type SimulationResult, simulate } from '../../src/app/simulate.js';
 import { loadConfig } from '../../src/config/index.js';
+import { mostStartsInAnyWindow, type SimulationResult, simulate } from '../../src/rehearsal/simulate.js';
 import { type Backend, backends, databaseExists, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';

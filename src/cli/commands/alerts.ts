@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { alertView } from '../../app/index.js';
+import { alertView } from '../../views/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';

@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import { type Command, InvalidArgumentError } from 'commander';
-import { type ArchiveReport, archiveCompleted, retentionCutoff } from '../../app/retention.js';
+import { type ArchiveReport, archiveCompleted, retentionCutoff } from '../../privacy/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
 

@@ -1,6 +1,5 @@
 import { type Command, Option } from 'commander';
-import { recordConformance, runConformance } from '../../app/conformance.js';
-import { recordPartnerConformance, runPartnerConformance } from '../../app/partner-conformance.js';
+import { rehearseConformance, rehearsePartnerConformance } from '../../rehearsal/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 
@@ -23,8 +22,7 @@ export function addConformanceCommand(gates: Command, ctx: Context): void {
     .action(async (opts: { json?: boolean; partner: 'sandbox' | 'configured' }) => {
       if (opts.partner === 'configured') return configuredPartner(ctx, opts.json === true);
       await ctx.withApp(async (app) => {
-        const result = await runConformance({ config: app.config });
-        await recordConformance(app.audit, result, app.config.operator);
+        const result = await rehearseConformance(app);
         if (opts.json) writeJson(ctx.io.stdout, result);
         else {
           const failed = result.scenarios.filter((s) => !s.passed).map((s) => s.name);
@@ -57,8 +55,7 @@ export function addConformanceCommand(gates: Command, ctx: Context): void {
 /** `gates conformance --partner configured`: the manifest's partner, the safe scenarios, recorded. */
 async function configuredPartner(ctx: Context, json: boolean): Promise<void> {
   await ctx.withApp(async (app) => {
-    const result = await runPartnerConformance({ config: app.config, clock: app.clock });
-    await recordPartnerConformance(app.audit, result, app.config.operator);
+    const result = await rehearsePartnerConformance(app);
     if (json) writeJson(ctx.io.stdout, result);
     else {
       writeLine(

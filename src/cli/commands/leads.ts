@@ -2,11 +2,11 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } from '../../app/erasure.js';
 import { createPrivateWriteStream, PRIVATE_DIR_MODE } from '../../files/index.js';
 import type { SourceFormat } from '../../ingest/index.js';
 import { refuseContactData } from '../../pii/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
+import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } from '../../privacy/index.js';
 import type { Context } from '../context.js';
 import { CliExit, type CliIo, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 

@@ -1,8 +1,8 @@
 import { type Command, Option } from 'commander';
-import { runRollbackDrill } from '../../app/drill.js';
 import { type App, describeModeAck, MODE_ACK_WAIT_MS } from '../../app/index.js';
 import { REASON_WITHHELD } from '../../pii/index.js';
 import type { ModeCommand } from '../../policy/index.js';
+import { rehearseRollbackDrill } from '../../rehearsal/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';
@@ -141,12 +141,7 @@ export function registerMode(program: Command, ctx: Context): void {
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }) => {
       await ctx.withApp(async (app) => {
-        const result = await runRollbackDrill({ config: app.config });
-        await app.audit.record({
-          actor: app.config.operator,
-          action: 'drill.rollback',
-          details: { ...result },
-        });
+        const result = await rehearseRollbackDrill(app);
         if (opts.json) writeJson(ctx.io.stdout, result);
         else {
           writeLine(

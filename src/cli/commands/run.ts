@@ -109,6 +109,8 @@ export function registerRun(program: Command, ctx: Context): void {
             maxCycles: opts.cycles,
             // A limit lowered in `.env` (or the policy file) is taken at the next cycle, no restart.
             reloadConfig: () => ctx.freshConfig(),
+            // A cycle stuck after its term ended: exit for the supervisor to start a fresh worker.
+            exitStuck: () => process.exit(1),
             send: process.send ? sendToSupervisor : undefined,
             print: (line) => writeLine(ctx.io.stdout, line),
           });

@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { checkDashboard } from '../../app/index.js';
 import { API_ROLES, type ApiRole } from '../../config/index.js';
-import { createMetrics } from '../../monitor/index.js';
+import { checkDashboard } from '../../rehearsal/index.js';
 import { createApiToken, startServer } from '../../server/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
@@ -32,7 +31,7 @@ export function registerServe(program: Command, ctx: Context): void {
       await ctx.withApp(async (app) => {
         const signals = shutdownSignals(ctx, 'closing the dashboard, ', false);
         try {
-          const metrics = createMetrics({ store: app.store, config: app.config, clock: app.clock });
+          const metrics = app.metrics();
           const server = await startServer({ app, metrics, port }).catch((error: unknown) => {
             throw new CliExit(EXIT.failure, (error as Error).message);
           });

@@ -1,8 +1,13 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { FAULT_PROFILE_NAMES, type FaultProfile, simulate } from '../../app/simulate.js';
-import { formatSimulation, simulationHtml } from '../../app/simulate-report.js';
 import { writePrivateFile } from '../../files/index.js';
+import {
+  FAULT_PROFILE_NAMES,
+  type FaultProfile,
+  formatSimulation,
+  simulate,
+  simulationHtml,
+} from '../../rehearsal/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
 import { wholeNumber } from './leads.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { recordStability, verifyStability } from '../../gates/stability.js';
+import { checkStability } from '../../rehearsal/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
 
@@ -32,12 +32,8 @@ export function registerStability(program: Command, ctx: Context): void {
         );
       }
       await ctx.withApp(async (app) => {
-        const result = await verifyStability(
-          { store: app.store, clock: app.clock, config: app.config },
-          { hours },
-        );
         // Trying it records nothing: only an explicit --record writes gate 9 evidence.
-        if (opts.record) await recordStability(app.audit, result, app.config.operator);
+        const result = await checkStability(app, { hours, record: opts.record === true });
         if (opts.json) writeJson(ctx.io.stdout, { ...result, recorded: opts.record === true });
         else {
           writeLine(

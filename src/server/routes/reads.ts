@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { type App, alertView, type Dashboard } from '../../app/index.js';
+import type { App } from '../../app/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
 import type { DeliveryState } from '../../store/index.js';
+import { alertView, type Dashboard } from '../../views/index.js';
 import type { createEventHub } from '../events.js';
 import { ApiError, anyObject, cursorParam, limitParam } from '../http.js';
 

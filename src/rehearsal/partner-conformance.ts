@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { createPartnerClientFromConfig } from '../app/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { type Clock, systemClock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { PartnerLead } from '../engine/index.js';
 import { caFingerprints, EVIDENCE_ACTIONS, manifestEndpoint } from '../gates/index.js';
-import { createPartnerClientFromConfig } from './partner.js';
 
 /**
  * The conformance run against the partner this installation is configured for (`gates conformance

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import type { App } from '../app/index.js';
+import { AppError } from '../app/index.js';
 import { leadKey } from '../engine/index.js';
 import { createPseudonymizer, type Pseudonymizer, refuseContactData } from '../pii/index.js';
 import type { LeadState } from '../policy/index.js';
@@ -15,8 +17,6 @@ import {
   liveBatchesOfLead,
   lockLeadsForWrite,
 } from '../store/index.js';
-import { AppError } from './errors.js';
-import type { App } from './index.js';
 
 /** A lead named by its id, or a person by their e-mail (normalised as ingest does). */
 export type LeadIdentifier = { id: number } | { email: string };

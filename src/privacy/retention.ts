@@ -1,3 +1,4 @@
+import type { App } from '../app/index.js';
 import {
   ARCHIVABLE_STATES,
   type ArchivableState,
@@ -10,7 +11,6 @@ import {
   nextArchivable,
 } from '../store/index.js';
 import { flushErasedPages } from './erasure.js';
-import type { App } from './index.js';
 
 const DAY_MS = 24 * 3_600_000;
 /**

@@ -1,6 +1,16 @@
-import type { AuditVerification } from '../audit/index.js';
-import { isSigningError, listSigners, parseSignedDocument, recordSignature } from '../gates/index.js';
+import type { AuditLog, AuditVerification } from '../audit/index.js';
+import type { Clock } from '../clock/index.js';
+import type { Config } from '../config/index.js';
+import {
+  isSigningError,
+  listSigners,
+  parseSignedDocument,
+  type ReleaseManifest,
+  recordSignature,
+} from '../gates/index.js';
+import type { GateClearance } from '../guard/index.js';
 import type { IngestSummary, SourceFormat } from '../ingest/index.js';
+import type { Logger } from '../log/index.js';
 import { cycleCeiling, HARD_CAPS } from '../policy/index.js';
 import {
   type Alert,
@@ -16,8 +26,31 @@ import {
   listDeliveries,
   recentCycles,
   rejectedRowsOf,
+  type Store,
 } from '../store/index.js';
-import type { App, RunState, StatusReport } from './index.js';
+import type { RunState } from './run-state.js';
+import type { StatusReport } from './status.js';
+
+/** What the dashboard reads through: the app (src/app) gives it, whole. */
+export interface DashboardSource {
+  readonly store: Store;
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly audit: AuditLog;
+  readonly logger: Logger;
+  readonly gates: Pick<GateClearance, 'check'>;
+  status(): Promise<StatusReport>;
+  runState(): Promise<RunState>;
+  releaseManifest(): Promise<ReleaseManifest | null>;
+  /** An upload, ingested off the server's event loop (the app's upload thread). */
+  ingestUpload(upload: {
+    body: AsyncIterable<Buffer | string>;
+    format: SourceFormat;
+    jsonArray: boolean;
+    sourceName: string;
+    operator: string;
+  }): Promise<IngestSummary>;
+}
 
 /** What the dashboard's header, counts and gauges show: one read of everything that moves. */
 export interface DashboardStatus {
@@ -119,7 +152,7 @@ export interface Dashboard {
   }): Promise<UploadResult>;
 }
 
-export function createDashboard(app: App): Dashboard {
+export function createDashboard(app: DashboardSource): Dashboard {
   const { store, config, clock } = app;
   const iso = (at: number) => new Date(at).toISOString();
   return {

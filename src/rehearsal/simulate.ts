@@ -2,6 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import {
+  type App,
+  createPartnerClientFromConfig,
+  initialize,
+  openApp,
+  type PartnerClient,
+} from '../app/index.js';
 import { ManualClock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import { type CycleReport, leadKey, OperatorError } from '../engine/index.js';
@@ -18,8 +25,6 @@ import {
   waitingLeadCount,
 } from '../store/index.js';
 import { writeGeneratedLeads } from '../synthetic/index.js';
-import { type App, initialize, openApp } from './index.js';
-import { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 import { privateGates, privatePhase3Config, privatePhase4Config } from './private-install.js';
 
 const HOUR = 3_600_000;

@@ -1,14 +1,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openApp } from '../app/index.js';
 import { systemSleep } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import { leadKey, runCycles } from '../engine/index.js';
 import { readMode, writeGoLiveAt } from '../guard/index.js';
 import { watchMode } from '../monitor/index.js';
 import { startSandboxPartner } from '../sandbox/index.js';
-import { deliveriesInState } from '../store/index.js';
-import { openApp } from './index.js';
+import { deliveriesInState, leadOutcomes } from '../store/index.js';
 import { privateGates, privatePhase4Config } from './private-install.js';
 
 const DRILL_GATES = privateGates('rollback drill');
@@ -136,7 +136,7 @@ export async function runRollbackDrill(options: DrillOptions): Promise<DrillResu
       const records = sandbox.records();
       const sentKeys = new Set(Object.keys(records.leadBatches));
       const twice = Object.values(records.leadBatches).filter((batches) => batches.length > 1).length;
-      const leads = await app.store.db.selectFrom('leads').select(['id', 'state', 'dedup_key']).execute();
+      const leads = await leadOutcomes(app.store.db);
       const exportedKeys = new Set(leads.filter((l) => l.state === 'exported').map((l) => leadKey(l)));
       const sending = await deliveriesInState(app.store.db, 'sending');
       const keptInQueue = leads.filter((l) => l.state === 'pending' || l.state === 'in_flight').length;

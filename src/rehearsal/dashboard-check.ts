@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import type { App } from '../app/index.js';
 import { EVIDENCE_ACTIONS, LIVE_FLOW_MAX_MS } from '../gates/index.js';
-import type { App } from './index.js';
 
 /** How long the whole check may take before it counts as failed (a dashboard that hangs). */
 const CHECK_TIMEOUT_MS = 10_000;

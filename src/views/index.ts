@@ -1,0 +1,16 @@
+export {
+  type AuditEntryView,
+  alertView,
+  createDashboard,
+  type Dashboard,
+  type DashboardSource,
+  type DashboardStatus,
+  FLOW_OUTCOMES,
+  type FlowOutcome,
+  type LeadFlow,
+  type UploadResult,
+} from './dashboard.js';
+export { listMaskedLeads, type MaskedLead } from './leads.js';
+export { type RunState, readRunState } from './run-state.js';
+export { readServiceView, type ServiceLimits, type ServiceView } from './service-view.js';
+export { readStatus, type StatusReport } from './status.js';
