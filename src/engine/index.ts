@@ -1,15 +1,4 @@
-export {
-  type CycleReport,
-  claimBound,
-  createEngine,
-  type Engine,
-  type EngineDeps,
-  emptyCycleReport,
-  leadKey,
-  MAX_LEADS_PER_REQUEST,
-  payloadSha256,
-  toPartnerLead,
-} from './engine.js';
+export { type CycleOptions, createEngine, type Engine, type EngineDeps } from './engine.js';
 export {
   ClockSkew,
   createLeadership,
@@ -29,4 +18,6 @@ export {
   type QuarantineResult,
 } from './operator.js';
 export type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
+export { leadKey, MAX_LEADS_PER_REQUEST, payloadSha256, toPartnerLead } from './payload.js';
+export { type CycleReport, claimBound, emptyCycleReport } from './report.js';
 export { describeCycle, type RunOptions, runCycles } from './runner.js';

@@ -15,7 +15,7 @@ import {
   setDeliveryState,
   setLeadsState,
 } from '../store/index.js';
-import { payloadSha256 } from './engine.js';
+import { payloadSha256 } from './payload.js';
 
 /** Operator actions on the queue, each audited in the transaction that makes it. */
 export interface OperatorActions {

@@ -1,6 +1,7 @@
 import type { Clock, Sleep } from '../clock/index.js';
 import type { Logger } from '../log/index.js';
-import type { CycleReport, Engine } from './engine.js';
+import type { Engine } from './engine.js';
+import type { CycleReport } from './report.js';
 
 export interface RunOptions {
   engine: Engine;
