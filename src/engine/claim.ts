@@ -2,10 +2,76 @@ import { randomUUID } from 'node:crypto';
 import type { Transaction } from 'kysely';
 import { maskEmail } from '../pii/index.js';
 import { exposure } from '../policy/index.js';
-import { createDelivery, type Database, type Lead } from '../store/index.js';
+import {
+  backendRules,
+  createCycle,
+  createDelivery,
+  type Database,
+  expireStalePending,
+  type Lead,
+} from '../store/index.js';
 import type { EngineContext } from './context.js';
 import { leadKey, payloadSha256 } from './payload.js';
-import type { CycleContext, CycleReport } from './report.js';
+import { type CyclePlan, selectBatches } from './plan.js';
+import type { Authorized, CycleContext, CycleReport } from './report.js';
+import { afterAction } from './send.js';
+
+/**
+ * The cycle's first commit, under the lease's lock: expire stale leads, record the cycle, claim (or
+ * dry-run) its batches and authorise its first request. Throws ClaimConflict (nothing claimed) when
+ * another runner took one of the leads first.
+ */
+export async function openCycle(
+  ctx: EngineContext,
+  cycle: {
+    plan: CyclePlan;
+    batches: Lead[][];
+    context: CycleContext;
+    report: CycleReport;
+    stop: AbortSignal | undefined;
+  },
+): Promise<Authorized | null> {
+  const { config, store, audit, policy, mustLead, leadership } = ctx;
+  const { plan, context, report, stop } = cycle;
+  const { live, cutoff, startedAt } = plan.selection;
+  let batches = cycle.batches;
+  return store.db.transaction().execute(async (trx) => {
+    // The lease's row lock: no other runner claims or authorises until this commits.
+    await mustLead(trx, 'claim');
+    // Several runners (or concurrent connections): choose again under the lock.
+    if (batches.length > 0 && (leadership !== null || backendRules(store.dialect).claimsMayRace)) {
+      batches = (await selectBatches(ctx, trx, plan.selection, { planned: batches.length })).batches;
+    }
+    const expiredIds = await expireStalePending(
+      trx,
+      cutoff,
+      startedAt,
+      `older than ${policy.maxLeadAgeDays} days while pending`,
+    );
+    if (expiredIds.length > 0) {
+      await audit.append(trx, {
+        actor: 'engine',
+        action: 'leads.expired',
+        details: { count: expiredIds.length, leads: expiredIds },
+      });
+    }
+    report.expired = expiredIds.length;
+    context.cycleId = await createCycle(trx, {
+      startedAt,
+      phase: config.phase,
+      kind: report.kind,
+      rampStage: report.rampStage,
+      ceiling: plan.ceiling,
+      limitedBy: plan.limitedBy,
+    });
+    report.cycleId = context.cycleId;
+    for (const batch of batches) {
+      if (live) await claimBatch(ctx, trx, context.cycleId, batch, report);
+      else await dryRun(ctx, trx, context, batch, report);
+    }
+    return afterAction(ctx, trx, context, report, stop, true);
+  });
+}
 
 export async function claimBatch(
   ctx: EngineContext,

@@ -1,48 +1,22 @@
 import { readMode } from '../guard/index.js';
-import { isOutboundError } from '../outbound/index.js';
-import {
-  cycleCeiling,
-  freshnessCutoff,
-  packBatches,
-  rampPosition,
-  takeWithinLimits,
-} from '../policy/index.js';
-import {
-  ClaimConflict,
-  createCycle,
-  dailyUsage,
-  dueDeliveries,
-  expireStalePending,
-  finishCycle,
-  lastLiveCycle,
-  selectEligible,
-  waitingLeadCount,
-} from '../store/index.js';
-import { claimBatch, dryRun } from './claim.js';
+import { ClaimConflict, createCycle, finishCycle } from '../store/index.js';
+import { openCycle } from './claim.js';
 import type { EngineContext } from './context.js';
 import type { CycleOptions } from './engine.js';
-import { recordOutcome } from './outcome.js';
 import { checkPartner } from './partner-check.js';
 import { readPartnerHold } from './partner-hold.js';
-import type { SendOutcome } from './partner-port.js';
-import { MAX_LEADS_PER_REQUEST, toPartnerLead } from './payload.js';
-import { claimable, goLiveAt } from './plan.js';
-import {
-  type Authorized,
-  type CycleContext,
-  type CycleReport,
-  claimBound,
-  emptyCycleReport,
-} from './report.js';
-import { afterAction, finish, holdBack, waitForRetry } from './send.js';
+import { planCycle } from './plan.js';
+import { type Authorized, type CycleContext, type CycleReport, emptyCycleReport } from './report.js';
+import { finish, sendAuthorized } from './send.js';
 
 /**
+ * One cycle: plan it, check the partner, claim (or dry-run) its batches, send them, close it.
  * A cycle costs one commit to open (expire, record the cycle, claim new batches, authorise the first
  * request) and one per request (its outcome, the next request's authorisation, or the cycle's end):
  * with synchronous=FULL each commit is an fsync, the cycle's main cost.
  */
 export async function runCycle(ctx: EngineContext, options: CycleOptions = {}): Promise<CycleReport> {
-  const { config, store, audit, clock, logger, guard, partner, policy, mustLead, leadership } = ctx;
+  const { config, store, clock, logger, guard } = ctx;
   const { abortRequests } = options;
   const startedAt = clock.now();
   const mode = await readMode(store.db);
@@ -72,85 +46,19 @@ export async function runCycle(ctx: EngineContext, options: CycleOptions = {}): 
     }
   }
 
-  const cutoff = freshnessCutoff(policy.maxLeadAgeDays, startedAt);
-  // The limits in force at this cycle's start: a lowering while the service runs applies from here.
-  const limits = ctx.limits?.() ?? config.limits;
-  let rampCeiling = limits.leadsPerCycle;
-  let leadsLeftToday = Number.POSITIVE_INFINITY;
-  let budgetLeft = Number.POSITIVE_INFINITY;
-  if (live) {
-    const ramp = rampPosition(
-      policy.rampStages,
-      await goLiveAt(ctx, startedAt),
-      startedAt,
-      limits.leadsPerCycle,
-    );
-    report.rampStage = ramp.stage;
-    rampCeiling = ramp.ceiling;
-    if (ramp.confirmEachCycle) {
-      const last = await lastLiveCycle(store.db);
-      if (last && last.confirmed_at === null) {
-        return idle(
-          ctx,
-          report,
-          startedAt,
-          `ramp stage ${ramp.stage}: waiting for an operator to confirm cycle ${last.id} (valhalla cycle confirm)`,
-        );
-      }
-    }
-    const today = await dailyUsage(store.db, startedAt);
-    leadsLeftToday = policy.dailyLeads - today.leads;
-    budgetLeft = policy.budgetExposure - today.exposure;
-  }
-  const { ceiling, limitedBy } = cycleCeiling({
-    leadsPerCycle: limits.leadsPerCycle,
-    rampCeiling,
-    leadsLeftToday,
-  });
-  report.ceiling = ceiling;
-  report.limitedBy = limitedBy;
-  // In Phase 3 VALHALLA_MAX_ACTIONS_PER_CYCLE is 0 real actions; the dry run shows the policy file's would-be actions.
-  const actionsPerCycle = live ? limits.actionsPerCycle : policy.actionsPerCycle;
+  const plan = await planCycle(ctx, { live, startedAt, stopped: stop?.aborted === true, report });
+  if (plan.kind === 'idle') return idle(ctx, report, startedAt, plan.reason);
   const context: CycleContext = {
     cycleId: 0,
-    ceiling,
-    actionsPerCycle,
+    ceiling: plan.ceiling,
+    actionsPerCycle: plan.actionsPerCycle,
     actions: 0,
     healthPassedAt: null,
     retried: new Set(),
   };
-  // Retries already due go first; new batches get only the actions left, so nothing is claimed that cannot be sent.
-  const dueNow = live ? (await dueDeliveries(store.db, startedAt, actionsPerCycle)).length : 0;
-  const room = Math.max(0, actionsPerCycle - dueNow);
-  // Leads claimed earlier and still waiting to go out (queued, or backing off) may be sent in this
-  // cycle too: they count against its ceiling, so a cycle never sends more leads than its ceiling
-  // (ramp stage 1: one lead per confirmed cycle, not one new lead plus a retried one).
-  const outstanding = live ? await waitingLeadCount(store.db) : 0;
-  const claimLimit = stop?.aborted
-    ? 0
-    : Math.max(0, Math.min(ceiling - outstanding, room * MAX_LEADS_PER_REQUEST));
-  const candidates = await selectEligible(store.db, {
-    minScore: policy.minLeadScore,
-    freshSince: cutoff,
-    limit: claimLimit === 0 ? 0 : claimLimit + 50,
-    notDryRun: !live,
-    realOnly: live,
-  });
-  const within = takeWithinLimits(candidates, claimLimit, budgetLeft);
-  let batches = packBatches(within.taken, MAX_LEADS_PER_REQUEST, room);
-  report.boundBy = claimBound({
-    ceiling,
-    limitedBy,
-    outstanding,
-    room,
-    claimLimit,
-    taken: within.taken.length,
-    packed: batches.reduce((n, b) => n + b.length, 0),
-    skippedForBudget: within.skippedForBudget,
-    stopped: stop?.aborted === true,
-  });
+  let batches = plan.batches;
   // A health check must pass before any batch goes out (and before new leads are claimed for one).
-  if (live && (dueNow > 0 || batches.length > 0) && !stop?.aborted) {
+  if (live && (plan.dueNow > 0 || batches.length > 0) && !stop?.aborted) {
     if (!(await checkPartner(ctx, context, report, cutChecks))) batches = [];
     // SIGTERM during the health check: claim nothing new.
     if (stop?.aborted) batches = [];
@@ -160,50 +68,7 @@ export async function runCycle(ctx: EngineContext, options: CycleOptions = {}): 
   // The gates' answer for the guard, asked outside the transaction (it reads the database).
   if (live) await guard.prepare();
   try {
-    next = await store.db.transaction().execute(async (trx) => {
-      // The lease's row lock: no other runner claims or authorises until this commits.
-      await mustLead(trx, 'claim');
-      // Several runners (or PostgreSQL's concurrent connections): choose again under the lock.
-      if (batches.length > 0 && (leadership !== null || store.dialect === 'postgres')) {
-        batches = await claimable(ctx, trx, {
-          live,
-          cutoff,
-          claimLimit,
-          budgetLeft,
-          room,
-          startedAt,
-          planned: batches.length,
-        });
-      }
-      const expiredIds = await expireStalePending(
-        trx,
-        cutoff,
-        startedAt,
-        `older than ${policy.maxLeadAgeDays} days while pending`,
-      );
-      if (expiredIds.length > 0) {
-        await audit.append(trx, {
-          actor: 'engine',
-          action: 'leads.expired',
-          details: { count: expiredIds.length, leads: expiredIds },
-        });
-      }
-      report.expired = expiredIds.length;
-      context.cycleId = await createCycle(trx, {
-        startedAt,
-        phase: config.phase,
-        kind: report.kind,
-        rampStage: report.rampStage,
-        ceiling,
-        limitedBy,
-      });
-      report.cycleId = context.cycleId;
-      for (const batch of batches) {
-        if (live) await claimBatch(ctx, trx, context.cycleId, batch, report);
-        else await dryRun(ctx, trx, context, batch, report);
-      }
-      return afterAction(ctx, trx, context, report, stop, true);
-    });
+    next = await openCycle(ctx, { plan, batches, context, report, stop });
   } catch (error) {
     if (!(error instanceof ClaimConflict)) throw error;
     logger.warn({ lost: error.lost }, 'leads claimed by another runner meanwhile; cycle rolled back');
@@ -215,66 +80,14 @@ export async function runCycle(ctx: EngineContext, options: CycleOptions = {}): 
       'leads were claimed by another runner meanwhile: nothing claimed this cycle',
     );
   }
-
-  while (next !== null && partner) {
-    const current: Authorized = next;
-    let outcome: SendOutcome | null;
-    try {
-      outcome = await partner.sendBatch(
-        { batchKey: current.delivery.batch_key, leads: current.leads.map(toPartnerLead) },
-        abortRequests,
-        holdNew,
-      );
-    } catch (error) {
-      // The client throws only when it sent nothing (cancelled while waiting for a token or the
-      // rate limiter, or closed). Held back by a mode change: the batch returns to its queue as it
-      // was, this attempt uncounted. At shutdown it is parked. Anything else is a bug.
-      if (holdNew?.aborted && !abortRequests?.aborted && isOutboundError(error, 'CANCELLED')) {
-        await holdBack(ctx, current, report);
-        break;
-      }
-      // The shared start log did not grant the start (the database gone, the lease lost): nothing
-      // was sent. Back to its queue uncounted while this runner still leads (the database may not
-      // answer: then recovery finds it `sending` and resends it under its key); the term ends.
-      if (isOutboundError(error, 'START_NOT_GRANTED')) {
-        await holdBack(ctx, current, report).catch(() => undefined);
-        throw error;
-      }
-      if (!abortRequests?.aborted) throw error;
-      outcome = null;
-    }
-    if (outcome === null || (abortRequests?.aborted && outcome.kind !== 'accepted')) {
-      // Cut by shutdown, not failed by the partner: the batch stays `sending`, uses no retry, and
-      // the next start resends it under the same key (the partner may have it already).
-      await audit.record({
-        actor: 'engine',
-        action: 'batch.parked',
-        subject: `batch:${current.delivery.batch_key}`,
-        details: {
-          delivery: current.delivery.id,
-          attempt: current.attempt,
-          reason: 'request cut at shutdown',
-        },
-      });
-      break;
-    }
-    await guard.prepare();
-    next = await store.db.transaction().execute(async (trx) => {
-      // The lease's row first (then the audit lock, in that order everywhere): a runner that no
-      // longer leads records nothing; the batch stays `sending` for the leader's recovery, which
-      // resends it under its own key (the partner replays it).
-      await mustLead(trx, 'the outcome');
-      await recordOutcome(ctx, trx, context, current, outcome, report);
-      return afterAction(ctx, trx, context, report, stop, true);
-    });
-    if (next === null && !context.finished) next = await waitForRetry(ctx, context, report, stop, cutChecks);
-  }
+  await sendAuthorized(ctx, next, { context, report, stop, abortRequests, holdNew, cutChecks });
   if (!context.finished) {
     await store.db.transaction().execute(async (trx) => finish(ctx, trx, context, report));
   }
   return report;
 }
 
+/** A cycle that did nothing, recorded with its reason. */
 export async function idle(
   ctx: EngineContext,
   report: CycleReport,

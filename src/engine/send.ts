@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
+import { isOutboundError } from '../outbound/index.js';
 import {
   type Database,
   deliveryLeads,
@@ -8,10 +9,11 @@ import {
   setDeliveryState,
 } from '../store/index.js';
 import type { EngineContext } from './context.js';
-import { refuseDelivery } from './outcome.js';
+import { recordOutcome, refuseDelivery } from './outcome.js';
 import { checkPartner } from './partner-check.js';
 import { readPartnerHold } from './partner-hold.js';
-import { payloadSha256 } from './payload.js';
+import type { SendOutcome } from './partner-port.js';
+import { payloadSha256, toPartnerLead } from './payload.js';
 import { type Authorized, type CycleContext, type CycleReport, HALTING } from './report.js';
 
 /** A retry that falls due within this long is waited for inside the cycle; a later one waits for the next cycle. */
@@ -185,5 +187,86 @@ export async function authorizeNext(
     }
     await refuseDelivery(ctx, trx, delivery, leads, decision.ineligibleLeadIds ?? [], decision.reason);
     report.refused += leads.length;
+  }
+}
+
+/** The signals a cycle sends under (see CycleOptions) and its running state. */
+export interface Sending {
+  context: CycleContext;
+  report: CycleReport;
+  /** Claim nothing more, start no request (SIGTERM, or the mode left `live`). */
+  stop: AbortSignal | undefined;
+  /** Cut a request in flight (the shutdown's deadline). */
+  abortRequests: AbortSignal | undefined;
+  /** The mode left `live`: start no new request. */
+  holdNew: AbortSignal | undefined;
+  /** Cut a health check or token request (the shutdown's deadline, or the mode left `live`). */
+  cutChecks: AbortSignal | undefined;
+}
+
+/**
+ * Send the authorised batch, record its outcome and authorise the next in the same commit, waiting
+ * for retries that fall due within the cycle, until nothing more may be sent this cycle.
+ */
+export async function sendAuthorized(
+  ctx: EngineContext,
+  first: Authorized | null,
+  sending: Sending,
+): Promise<void> {
+  const { store, audit, guard, partner, mustLead } = ctx;
+  const { context, report, stop, abortRequests, holdNew, cutChecks } = sending;
+  let next = first;
+  while (next !== null && partner) {
+    const current: Authorized = next;
+    let outcome: SendOutcome | null;
+    try {
+      outcome = await partner.sendBatch(
+        { batchKey: current.delivery.batch_key, leads: current.leads.map(toPartnerLead) },
+        abortRequests,
+        holdNew,
+      );
+    } catch (error) {
+      // The client throws only when it sent nothing (cancelled while waiting for a token or the
+      // rate limiter, or closed). Held back by a mode change: the batch returns to its queue as it
+      // was, this attempt uncounted. At shutdown it is parked. Anything else is a bug.
+      if (holdNew?.aborted && !abortRequests?.aborted && isOutboundError(error, 'CANCELLED')) {
+        await holdBack(ctx, current, report);
+        break;
+      }
+      // The shared start log did not grant the start (the database gone, the lease lost): nothing
+      // was sent. Back to its queue uncounted while this runner still leads (the database may not
+      // answer: then recovery finds it `sending` and resends it under its key); the term ends.
+      if (isOutboundError(error, 'START_NOT_GRANTED')) {
+        await holdBack(ctx, current, report).catch(() => undefined);
+        throw error;
+      }
+      if (!abortRequests?.aborted) throw error;
+      outcome = null;
+    }
+    if (outcome === null || (abortRequests?.aborted && outcome.kind !== 'accepted')) {
+      // Cut by shutdown, not failed by the partner: the batch stays `sending`, uses no retry, and
+      // the next start resends it under the same key (the partner may have it already).
+      await audit.record({
+        actor: 'engine',
+        action: 'batch.parked',
+        subject: `batch:${current.delivery.batch_key}`,
+        details: {
+          delivery: current.delivery.id,
+          attempt: current.attempt,
+          reason: 'request cut at shutdown',
+        },
+      });
+      break;
+    }
+    await guard.prepare();
+    next = await store.db.transaction().execute(async (trx) => {
+      // The lease's row first (then the audit lock, in that order everywhere): a runner that no
+      // longer leads records nothing; the batch stays `sending` for the leader's recovery, which
+      // resends it under its own key (the partner replays it).
+      await mustLead(trx, 'the outcome');
+      await recordOutcome(ctx, trx, context, current, outcome, report);
+      return afterAction(ctx, trx, context, report, stop, true);
+    });
+    if (next === null && !context.finished) next = await waitForRetry(ctx, context, report, stop, cutChecks);
   }
 }

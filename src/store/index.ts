@@ -20,6 +20,7 @@ export {
   countAuditEntries,
   latestAuditSeq,
 } from './audit-log.js';
+export { type BackendRules, backendRules } from './backend.js';
 export { isConnectionLoss } from './connection-loss.js';
 export type { Dialect } from './dialect.js';
 export { type ErasedDataRemnants, flushErasedData } from './erased-pages.js';
