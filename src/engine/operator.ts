@@ -5,6 +5,7 @@ import { maskEmail, maskName, type Pseudonymizer, refuseContactData } from '../p
 import {
   confirmCycle,
   type Database,
+  type Delivery,
   deliveryLeads,
   type Lead,
   lastLiveCycle,
@@ -12,9 +13,9 @@ import {
   releaseFromDeliveries,
   replayableDeliveries,
   type Store,
-  setDeliveryState,
   setLeadsState,
 } from '../store/index.js';
+import { planMove, recordMove } from './lifecycle.js';
 import { payloadSha256 } from './payload.js';
 
 /** Operator actions on the queue, each audited in the transaction that makes it. */
@@ -100,8 +101,8 @@ export function createOperatorActions(deps: {
           ...(replays.length > 0
             ? {
                 replayed: replays.map((r) => ({
-                  batch: r.batchKey,
-                  delivery: r.deliveryId,
+                  batch: r.delivery.batch_key,
+                  delivery: r.delivery.id,
                   leads: r.leadIds,
                 })),
               }
@@ -109,13 +110,7 @@ export function createOperatorActions(deps: {
         },
       });
       for (const replay of replays) {
-        await setDeliveryState(trx, replay.deliveryId, {
-          state: 'retry_wait',
-          now,
-          nextAttemptAt: now,
-          resetOutcomeCounts: true,
-          lastOutcome: 'released',
-        });
+        await recordMove(trx, replay.delivery.id, planMove(replay.delivery, { kind: 'released' }), now);
         await setLeadsState(trx, replay.leadIds, { state: 'in_flight', reason: null, now });
       }
       const rest = changed.filter((id) => !replayed.has(id));
@@ -135,7 +130,7 @@ export function createOperatorActions(deps: {
    */
   async function replayPlan(trx: Transaction<Database>, released: number[]) {
     const asked = new Set(released);
-    const plan: { deliveryId: number; batchKey: string; leadIds: number[] }[] = [];
+    const plan: { delivery: Delivery; leadIds: number[] }[] = [];
     for (const { delivery, leadIds } of await replayableDeliveries(trx, released)) {
       const leads = await deliveryLeads(trx, delivery.id);
       const gone = leads.filter((l) => l.state !== 'quarantined');
@@ -158,7 +153,7 @@ export function createOperatorActions(deps: {
           `batch ${delivery.batch_key} may be held by the partner, but its leads changed since it was sent: it cannot be asked again under its key with other content. Check the batch with the partner, then drop these leads (valhalla quarantine drop)`,
         );
       }
-      plan.push({ deliveryId: delivery.id, batchKey: delivery.batch_key, leadIds });
+      plan.push({ delivery, leadIds });
     }
     return plan;
   }

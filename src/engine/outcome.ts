@@ -1,15 +1,15 @@
 import type { Transaction } from 'kysely';
 import type { PermanentOutcome, RetryableOutcome } from '../outbound/index.js';
-import { decideOutcome, freshnessCutoff, THROTTLE_DEFAULT_WAIT_MS } from '../policy/index.js';
+import { type DeliveryMove, freshnessCutoff, THROTTLE_DEFAULT_WAIT_MS } from '../policy/index.js';
 import {
   type Database,
   type Delivery,
   type Lead,
   releaseFromDeliveries,
-  setDeliveryState,
   setLeadsState,
 } from '../store/index.js';
 import type { EngineContext } from './context.js';
+import { planMove, recordMove } from './lifecycle.js';
 import { holdPartner, refuseOldTls } from './partner-check.js';
 import { endThrottling } from './partner-hold.js';
 import type { SendOutcome } from './partner-port.js';
@@ -29,31 +29,28 @@ export async function recordOutcome(
   const ids = leads.map((l) => l.id);
   const subject = `batch:${delivery.batch_key}`;
   const status = outcome.status ?? null;
-  const verdict = decideOutcome(
-    { ...outcome, tlsVersionRefused: tlsVersionRefused(outcome) },
+  const move = planMove(
+    delivery,
     {
-      failedAnswers: delivery.failed_answers,
-      unanswered: delivery.unanswered,
-      lastOutcome: delivery.last_outcome,
+      kind: 'answered',
+      outcome: { ...outcome, tlsVersionRefused: tlsVersionRefused(outcome) },
+      rules: { maxRetries: policy.maxRetries, backoffSeconds: policy.backoffSeconds },
     },
-    { maxRetries: policy.maxRetries, backoffSeconds: policy.backoffSeconds },
+    'sending',
   );
-  if (verdict.kind === 'tls_refused') {
+  const verdict = move.verdict;
+  if (move.notSent === 'tls_refused') {
     // Nothing was sent: not a failure of the partner's service but one it cannot be spoken to with.
-    await refuseOldTls(ctx, trx, report, verdict.reason, 'leads');
-    await setDeliveryState(trx, delivery.id, {
-      state: 'retry_wait',
-      now,
-      nextAttemptAt: now,
-      attemptsDelta: -1,
-    });
+    await refuseOldTls(ctx, trx, report, move.reason, 'leads');
+    await recordMove(trx, delivery.id, move, now);
     return;
   }
-  if ((outcome.kind === 'retryable' || outcome.kind === 'permanent') && outcome.stage === 'token') {
+  if (move.notSent === 'token_failed' && (outcome.kind === 'retryable' || outcome.kind === 'permanent')) {
     // No token, so the leads request never went out: nothing is known or spent about this key.
-    await tokenFailedBeforeSend(ctx, trx, report, delivery, outcome, now);
+    await tokenFailedBeforeSend(ctx, trx, report, delivery, outcome, move, now);
     return;
   }
+  if (verdict === undefined) throw new Error(`delivery ${delivery.id}: an answer without a verdict`);
   // Recorded first: a rollback it triggers commits with this outcome, before any next request.
   const decision = await monitor.afterRequest(trx, {
     endpoint: 'leads',
@@ -74,14 +71,7 @@ export async function recordOutcome(
       subject,
       details: { delivery: delivery.id, attempt, status: outcome.status, leads: pseudonyms(leads) },
     });
-    await setDeliveryState(trx, delivery.id, {
-      state: 'accepted',
-      now,
-      nextAttemptAt: null,
-      lastStatus: outcome.status ?? null,
-      lastOutcome: 'accepted',
-      partnerMayHave: false,
-    });
+    await recordMove(trx, delivery.id, move, now);
     await setLeadsState(trx, ids, { state: 'exported', reason: null, now, exported: true });
     report.accepted += leads.length;
     report.acceptedBatches += 1;
@@ -105,16 +95,7 @@ export async function recordOutcome(
         retryInMs: verdict.delayMs,
       },
     });
-    await setDeliveryState(trx, delivery.id, {
-      state: 'retry_wait',
-      now,
-      nextAttemptAt: now + verdict.delayMs,
-      lastStatus: status,
-      lastOutcome: verdict.counts === 'throttled' ? 'throttled' : outcome.kind,
-      ...(verdict.counts === 'failed_answer' ? { failedAnswersDelta: 1 } : {}),
-      // Nobody answered: the partner may hold the batch from now on, whatever comes next.
-      ...(verdict.counts === 'unanswered' ? { unansweredDelta: 1, partnerMayHave: true } : {}),
-    });
+    await recordMove(trx, delivery.id, move, now);
     if (!context.retried.has(delivery.id)) {
       context.retried.add(delivery.id);
       report.retrying += leads.length;
@@ -122,14 +103,10 @@ export async function recordOutcome(
     }
     return;
   }
-  await quarantineBatch(ctx, trx, delivery, ids, pseudonyms(leads), {
+  await quarantineBatch(ctx, trx, delivery, move, ids, pseudonyms(leads), {
     action: 'batch.quarantined',
     attempt,
     status,
-    reason: verdict.reason,
-    lastOutcome: verdict.cause === 'unanswered_spent' ? 'unanswered' : outcome.kind,
-    partnerMayHave: verdict.partnerMayHaveIt,
-    ...(verdict.counts === 'failed_answer' ? { failedAnswersDelta: 1 } : { unansweredDelta: 1 }),
   });
   report.quarantined += leads.length;
   report.quarantinedBatches += 1;
@@ -147,9 +124,10 @@ export async function tokenFailedBeforeSend(
   report: CycleReport,
   delivery: Delivery,
   outcome: RetryableOutcome | PermanentOutcome,
+  move: DeliveryMove,
   now: number,
 ) {
-  const { audit, monitor, policy } = ctx;
+  const { audit, monitor } = ctx;
   const status = outcome.status ?? null;
   const decision = await monitor.afterRequest(trx, {
     endpoint: 'token',
@@ -169,73 +147,51 @@ export async function tokenFailedBeforeSend(
       delivery: delivery.id,
       status,
       message: outcome.message,
-      reason: 'no token for the batch: nothing was sent, the attempt is not counted',
+      reason: move.reason,
     },
   });
-  await setDeliveryState(trx, delivery.id, {
-    state: 'retry_wait',
-    now,
-    nextAttemptAt: now + (policy.backoffSeconds[0] ?? 1) * 1000,
-    attemptsDelta: -1,
-  });
+  await recordMove(trx, delivery.id, move, now);
   report.healthFailed = true;
 }
 
-/** The guard refused a queued batch for its leads: stale ones expire, the rest go back to pending. */
-/** Quarantine a batch and its leads, with its audit entry and an ops alert (no PII), in one commit. */
+/**
+ * Quarantine a batch and its leads as the lifecycle's `move` says, with its audit entry and an ops
+ * alert (no PII), in one commit.
+ */
 export async function quarantineBatch(
   ctx: EngineContext,
   trx: Transaction<Database>,
   delivery: Delivery,
+  move: DeliveryMove,
   leadIds: number[],
   audited: { lead: number; pseudonym: string }[],
-  why: {
-    action: string;
-    attempt: number;
-    status: number | null;
-    reason: string;
-    lastOutcome: string;
-    /** The last request of this key got no answer: a release replays the key first. */
-    partnerMayHave?: boolean;
-    failedAnswersDelta?: number;
-    unansweredDelta?: number;
-  },
+  entry: { action: string; attempt: number; status: number | null },
 ) {
   const { audit, clock, alerts } = ctx;
   const now = clock.now();
   await audit.append(trx, {
     actor: 'engine',
-    action: why.action,
+    action: entry.action,
     subject: `batch:${delivery.batch_key}`,
     details: {
       delivery: delivery.id,
-      attempt: why.attempt,
-      status: why.status,
-      reason: why.reason,
-      partnerMayHave: why.partnerMayHave === true || delivery.partner_may_have === 1,
+      attempt: entry.attempt,
+      status: entry.status,
+      reason: move.reason,
+      partnerMayHave: move.partnerMayHave === true,
       leads: audited,
     },
   });
-  await setDeliveryState(trx, delivery.id, {
-    state: 'quarantined',
-    now,
-    nextAttemptAt: null,
-    lastStatus: why.status,
-    lastOutcome: why.lastOutcome,
-    // Never cleared here: only an accepted answer says the partner does not hold it unrecorded.
-    partnerMayHave: why.partnerMayHave === true || delivery.partner_may_have === 1,
-    ...(why.failedAnswersDelta ? { failedAnswersDelta: why.failedAnswersDelta } : {}),
-    ...(why.unansweredDelta ? { unansweredDelta: why.unansweredDelta } : {}),
-  });
-  await setLeadsState(trx, leadIds, { state: 'quarantined', reason: why.reason, now });
+  await recordMove(trx, delivery.id, move, now);
+  await setLeadsState(trx, leadIds, { state: 'quarantined', reason: move.reason, now });
   await alerts.raise(trx, {
     event: 'quarantine',
-    message: `batch of ${leadIds.length} lead(s) quarantined: ${why.reason}`,
+    message: `batch of ${leadIds.length} lead(s) quarantined: ${move.reason}`,
     details: {
       delivery: delivery.id,
       batchKey: delivery.batch_key,
       leads: leadIds.length,
-      status: why.status,
+      status: entry.status,
     },
   });
 }
@@ -257,23 +213,16 @@ export async function refuseDelivery(
   const { audit, clock, policy, pseudonyms } = ctx;
   const now = clock.now();
   const inFlight = leads.filter((l) => l.state === 'in_flight');
-  if (delivery.attempts > 0) {
-    const why = `refused before a retry (${reason}); already attempted under batch ${delivery.batch_key}: check with the partner before releasing`;
+  const move = planMove(delivery, { kind: 'refused', reason });
+  if (move.to === 'quarantined') {
     await quarantineBatch(
       ctx,
       trx,
       delivery,
+      move,
       inFlight.map((l) => l.id),
       pseudonyms(leads),
-      {
-        action: 'batch.quarantined',
-        attempt: delivery.attempts,
-        status: null,
-        reason: why,
-        lastOutcome: 'refused',
-        // Its last request went unanswered: the partner may hold it.
-        partnerMayHave: delivery.partner_may_have === 1 || delivery.unanswered > 0,
-      },
+      { action: 'batch.quarantined', attempt: delivery.attempts, status: null },
     );
     return;
   }
@@ -286,12 +235,7 @@ export async function refuseDelivery(
     subject: `batch:${delivery.batch_key}`,
     details: { delivery: delivery.id, reason, expired: stale, returnedToPending: back },
   });
-  await setDeliveryState(trx, delivery.id, {
-    state: 'refused',
-    now,
-    nextAttemptAt: null,
-    lastOutcome: 'refused',
-  });
+  await recordMove(trx, delivery.id, move, now);
   await setLeadsState(trx, stale, {
     state: 'expired',
     reason: `older than ${policy.maxLeadAgeDays} days before it could be sent`,

@@ -1,6 +1,6 @@
-import { decideInterrupted } from '../policy/index.js';
-import { deliveriesInState, deliveryLeads, setDeliveryState } from '../store/index.js';
+import { deliveriesInState, deliveryLeads } from '../store/index.js';
 import type { EngineContext } from './context.js';
+import { planMove, recordMove } from './lifecycle.js';
 import { quarantineBatch } from './outcome.js';
 
 /**
@@ -16,14 +16,10 @@ export async function recover(ctx: EngineContext) {
   let quarantined = 0;
   for (const delivery of caught) {
     const now = clock.now();
-    const decision = decideInterrupted({
-      failedAnswers: delivery.failed_answers,
-      unanswered: delivery.unanswered,
-      lastOutcome: delivery.last_outcome,
-    });
+    const move = planMove(delivery, { kind: 'interrupted' });
     await store.db.transaction().execute(async (trx) => {
       await mustLead(trx, 'recovery');
-      if (decision.kind === 'resend') {
+      if (move.to === 'retry_wait') {
         await audit.append(trx, {
           actor: 'engine',
           action: 'recovery.resend',
@@ -32,18 +28,10 @@ export async function recover(ctx: EngineContext) {
             delivery: delivery.id,
             attempts: delivery.attempts,
             unanswered: delivery.unanswered + 1,
-            reason: 'interrupted mid-request; the partner is asked again under the same key (no retry spent)',
+            reason: move.reason,
           },
         });
-        await setDeliveryState(trx, delivery.id, {
-          state: 'retry_wait',
-          now,
-          nextAttemptAt: now,
-          unansweredDelta: 1,
-          partnerMayHave: true,
-          lastStatus: null,
-          lastOutcome: 'interrupted',
-        });
+        await recordMove(trx, delivery.id, move, now);
         return;
       }
       const leads = await deliveryLeads(trx, delivery.id);
@@ -51,20 +39,13 @@ export async function recover(ctx: EngineContext) {
         ctx,
         trx,
         delivery,
+        move,
         leads.map((l) => l.id),
         pseudonyms(leads),
-        {
-          action: 'recovery.quarantined',
-          attempt: delivery.attempts,
-          status: null,
-          reason: `${decision.reason}: check batch ${delivery.batch_key} with the partner; a release replays this key`,
-          lastOutcome: 'interrupted',
-          partnerMayHave: true,
-          unansweredDelta: 1,
-        },
+        { action: 'recovery.quarantined', attempt: delivery.attempts, status: null },
       );
     });
-    if (decision.kind === 'quarantine') quarantined++;
+    if (move.to === 'quarantined') quarantined++;
     else resumed++;
   }
   if (caught.length > 0) logger.warn({ resumed, quarantined }, 'batches interrupted mid-request');

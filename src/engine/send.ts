@@ -1,14 +1,8 @@
 import type { Kysely, Transaction } from 'kysely';
 import { isOutboundError } from '../outbound/index.js';
-import {
-  type Database,
-  deliveryLeads,
-  dueDeliveries,
-  finishCycle,
-  nextRetryAt,
-  setDeliveryState,
-} from '../store/index.js';
+import { type Database, deliveryLeads, dueDeliveries, finishCycle, nextRetryAt } from '../store/index.js';
 import type { EngineContext } from './context.js';
+import { dueState, planMove, recordMove } from './lifecycle.js';
 import { recordOutcome, refuseDelivery } from './outcome.js';
 import { checkPartner } from './partner-check.js';
 import { readPartnerHold } from './partner-hold.js';
@@ -38,11 +32,8 @@ export async function holdBack(ctx: EngineContext, held: Authorized, report: Cyc
         reason: 'outbound stopped before the request started: nothing sent, the attempt is not counted',
       },
     });
-    await setDeliveryState(trx, held.delivery.id, {
-      state: held.delivery.state,
-      now: clock.now(),
-      attemptsDelta: -1,
-    });
+    const move = planMove(held.delivery, { kind: 'held_back', from: dueState(held.delivery) }, 'sending');
+    await recordMove(trx, held.delivery.id, move, clock.now());
   });
 }
 
@@ -172,7 +163,7 @@ export async function authorizeNext(
       trx,
     );
     if (decision.allowed) {
-      await setDeliveryState(trx, delivery.id, { state: 'sending', now: clock.now(), attemptsDelta: 1 });
+      await recordMove(trx, delivery.id, planMove(delivery, { kind: 'authorized' }), clock.now());
       context.actions++;
       return { delivery, leads, attempt };
     }

@@ -73,10 +73,10 @@ export type DeliveryEvent =
   | { kind: 'authorized' }
   /** Authorised, but the request never started (the mode left `live`): back where it was, uncounted. */
   | { kind: 'held_back'; from: DueState }
-  /** The request came back (or failed before the partner could answer it). */
-  | { kind: 'answered'; outcome: AnsweredOutcome }
+  /** The request came back (or failed before the partner could answer it), judged under the retry rules. */
+  | { kind: 'answered'; outcome: AnsweredOutcome; rules: OutcomeRules }
   /** Recovery after a crash: the batch was found mid-request. */
-  | { kind: 'interrupted' }
+  | { kind: 'interrupted'; maxUnansweredPerKey?: number }
   /** The guard refused the batch for itself (its leads, its size, its content). */
   | { kind: 'refused'; reason: string }
   /** An operator released a quarantined batch the partner may have: its key is replayed. */
@@ -118,12 +118,8 @@ export type DeliveryTransition =
   /** The event cannot happen in this state: the caller has a bug (nothing is recorded). */
   | { kind: 'invalid'; reason: string };
 
-/** The next state of `delivery` after `event`, under `rules`. */
-export function planDeliveryTransition(
-  delivery: DeliveryFacts,
-  event: DeliveryEvent,
-  rules: OutcomeRules,
-): DeliveryTransition {
+/** The next state of `delivery` after `event`. */
+export function planDeliveryTransition(delivery: DeliveryFacts, event: DeliveryEvent): DeliveryTransition {
   const { state } = delivery;
   const invalid = (): DeliveryTransition => ({
     kind: 'invalid',
@@ -143,7 +139,7 @@ export function planDeliveryTransition(
       };
     case 'answered':
       if (state !== 'sending') return invalid();
-      return answeredMove(delivery, event.outcome, rules);
+      return answeredMove(delivery, event.outcome, event.rules);
     case 'interrupted': {
       if (state !== 'sending') return invalid();
       const decision = decideInterrupted(
@@ -152,7 +148,7 @@ export function planDeliveryTransition(
           unanswered: delivery.unanswered,
           lastOutcome: delivery.lastOutcome,
         },
-        rules.maxUnansweredPerKey,
+        event.maxUnansweredPerKey,
       );
       if (decision.kind === 'resend') {
         return {

@@ -37,7 +37,7 @@ function facts(state: DeliveryState, more: Partial<DeliveryFacts> = {}): Deliver
 const EVENTS: Record<DeliveryEventKind, DeliveryEvent> = {
   authorized: { kind: 'authorized' },
   held_back: { kind: 'held_back', from: 'retry_wait' },
-  answered: { kind: 'answered', outcome: { kind: 'accepted', status: 200 } },
+  answered: { kind: 'answered', outcome: { kind: 'accepted', status: 200 }, rules },
   interrupted: { kind: 'interrupted' },
   refused: { kind: 'refused', reason: 'lead 7 is older than 14 days' },
   released: { kind: 'released' },
@@ -119,7 +119,7 @@ describe('the delivery lifecycle: every state × every event', () => {
     for (const state of DELIVERY_STATES) {
       const expected = table[kind][state];
       it(`${kind} from ${state} → ${expected}`, () => {
-        const t = planDeliveryTransition(facts(state), EVENTS[kind], rules);
+        const t = planDeliveryTransition(facts(state), EVENTS[kind]);
         if (expected === '—') {
           expect(t.kind).toBe('invalid');
           expect(t.reason).toContain(state);
@@ -133,7 +133,7 @@ describe('the delivery lifecycle: every state × every event', () => {
   it('final states take no event at all', () => {
     for (const state of ['accepted', 'refused', 'dry_run'] as const) {
       for (const kind of DELIVERY_EVENT_KINDS) {
-        expect(planDeliveryTransition(facts(state), EVENTS[kind], rules).kind).toBe('invalid');
+        expect(planDeliveryTransition(facts(state), EVENTS[kind]).kind).toBe('invalid');
       }
     }
   });
@@ -141,14 +141,12 @@ describe('the delivery lifecycle: every state × every event', () => {
 
 describe('authorising and holding back', () => {
   it('an authorised request counts an attempt; one held back before it started uncounts it', () => {
-    expect(move(planDeliveryTransition(facts('queued'), { kind: 'authorized' }, rules))).toMatchObject({
+    expect(move(planDeliveryTransition(facts('queued'), { kind: 'authorized' }))).toMatchObject({
       to: 'sending',
       attemptsDelta: 1,
     });
     for (const from of ['queued', 'retry_wait'] as const) {
-      expect(
-        move(planDeliveryTransition(facts('sending'), { kind: 'held_back', from }, rules)),
-      ).toMatchObject({
+      expect(move(planDeliveryTransition(facts('sending'), { kind: 'held_back', from }))).toMatchObject({
         to: from,
         attemptsDelta: -1,
       });
@@ -158,7 +156,7 @@ describe('authorising and holding back', () => {
 
 describe('an answer (README "Delivery outcomes")', () => {
   const answer = (outcome: AnsweredOutcome, more: Partial<DeliveryFacts> = {}) =>
-    move(planDeliveryTransition(facts('sending', more), { kind: 'answered', outcome }, rules));
+    move(planDeliveryTransition(facts('sending', more), { kind: 'answered', outcome, rules }));
 
   it('accepted: exported, the partner holds it recorded', () => {
     expect(answer({ kind: 'accepted', status: 201 }, { partnerMayHave: true })).toMatchObject({
@@ -248,7 +246,15 @@ describe('an answer (README "Delivery outcomes")', () => {
 
 describe('recovery, refusal and release', () => {
   it('a batch caught mid-request is asked again under its key, until the bound', () => {
-    expect(move(planDeliveryTransition(facts('sending'), { kind: 'interrupted' }, rules))).toMatchObject({
+    expect(
+      move(
+        planDeliveryTransition(facts('sending', { unanswered: 2 }), {
+          kind: 'interrupted',
+          maxUnansweredPerKey: 3,
+        }),
+      ).to,
+    ).toBe('quarantined');
+    expect(move(planDeliveryTransition(facts('sending'), { kind: 'interrupted' }))).toMatchObject({
       to: 'retry_wait',
       delayMs: 0,
       unansweredDelta: 1,
@@ -256,11 +262,9 @@ describe('recovery, refusal and release', () => {
       lastOutcome: 'interrupted',
     });
     const spent = move(
-      planDeliveryTransition(
-        facts('sending', { unanswered: MAX_UNANSWERED_PER_KEY - 1 }),
-        { kind: 'interrupted' },
-        rules,
-      ),
+      planDeliveryTransition(facts('sending', { unanswered: MAX_UNANSWERED_PER_KEY - 1 }), {
+        kind: 'interrupted',
+      }),
     );
     expect(spent).toMatchObject({ to: 'quarantined', partnerMayHave: true });
     expect(spent.reason).toContain('a release replays this key');
@@ -268,26 +272,25 @@ describe('recovery, refusal and release', () => {
 
   it('refused: never attempted goes back (refused); attempted before is quarantined for a check', () => {
     const event = { kind: 'refused', reason: 'too large' } as const;
-    expect(move(planDeliveryTransition(facts('queued'), event, rules))).toMatchObject({
+    expect(move(planDeliveryTransition(facts('queued'), event))).toMatchObject({
       to: 'refused',
       reason: 'too large',
       lastOutcome: 'refused',
     });
-    const attempted = move(planDeliveryTransition(facts('retry_wait', { unanswered: 1 }), event, rules));
+    const attempted = move(planDeliveryTransition(facts('retry_wait', { unanswered: 1 }), event));
     expect(attempted).toMatchObject({ to: 'quarantined', partnerMayHave: true });
     expect(attempted.reason).toContain('already attempted under batch b-1');
   });
 
   it('a release replays the key of a batch the partner may have, with fresh counts', () => {
-    expect(move(planDeliveryTransition(facts('quarantined'), { kind: 'released' }, rules))).toMatchObject({
+    expect(move(planDeliveryTransition(facts('quarantined'), { kind: 'released' }))).toMatchObject({
       to: 'retry_wait',
       delayMs: 0,
       resetOutcomeCounts: true,
       lastOutcome: 'released',
     });
     expect(
-      planDeliveryTransition(facts('quarantined', { partnerMayHave: false }), { kind: 'released' }, rules)
-        .kind,
+      planDeliveryTransition(facts('quarantined', { partnerMayHave: false }), { kind: 'released' }).kind,
     ).toBe('invalid');
   });
 });
