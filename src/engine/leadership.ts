@@ -7,6 +7,7 @@ import type { Clock, Sleep } from '../clock/index.js';
 import type { Logger } from '../log/index.js';
 import { OutboundError, type RatePermit, type StartLimiter } from '../outbound/index.js';
 import {
+  backendRules,
   type Database,
   databaseNow,
   grantStart,
@@ -206,7 +207,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
         .execute((trx) => renewLease(trx, store.dialect, me, current.epoch, leaseMs, now));
       if (term !== current) return;
       if (at === null) endTerm('the lease was taken over');
-      else if (store.dialect === 'postgres' && Math.abs(at - clock.now()) > MAX_CLOCK_SKEW_MS) {
+      else if (backendRules(store.dialect).remoteClock && Math.abs(at - clock.now()) > MAX_CLOCK_SKEW_MS) {
         endTerm(new ClockSkew(at - clock.now()).message);
       }
       // The database set the lease's expiry after `startedAt`: it lasts at least until then + leaseMs.
@@ -255,7 +256,8 @@ export function createLeadership(options: LeadershipOptions): Leadership {
           if (!taken.acquired) return taken;
           // Several hosts: the caps' day and the lease's timing must agree with the database's clock.
           const skew = taken.now - clock.now();
-          if (store.dialect === 'postgres' && Math.abs(skew) > MAX_CLOCK_SKEW_MS) throw new ClockSkew(skew);
+          if (backendRules(store.dialect).remoteClock && Math.abs(skew) > MAX_CLOCK_SKEW_MS)
+            throw new ClockSkew(skew);
           if (taken.how !== 'own') {
             await audit.append(trx, {
               actor: 'runner',

@@ -7,8 +7,8 @@ import {
   type Database,
   type Delivery,
   deliveryLeads,
-  type Lead,
   lastLiveCycle,
+  leadsWithIds,
   quarantinedLeads,
   releaseFromDeliveries,
   replayableDeliveries,
@@ -81,10 +81,7 @@ export function createOperatorActions(deps: {
     const contactData = refuseContactData(reason, 'the reason');
     if (contactData !== null) throw new OperatorError('CONTACT_DATA_IN_REASON', contactData);
     return store.db.transaction().execute(async (trx) => {
-      const rows: Lead[] =
-        leadIds.length === 0
-          ? []
-          : await trx.selectFrom('leads').selectAll().where('id', 'in', leadIds).execute();
+      const rows = await leadsWithIds(trx, leadIds);
       const quarantined = rows.filter((r) => r.state === 'quarantined');
       const changed = quarantined.map((r) => r.id);
       const skipped = leadIds.filter((id) => !changed.includes(id));

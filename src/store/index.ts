@@ -117,6 +117,7 @@ export {
   expireStalePending,
   finishCycle,
   lastLiveCycle,
+  leadsWithIds,
   listDeliveries,
   liveDeliveriesOfCycle,
   nextRetryAt,
