@@ -6,7 +6,13 @@ import type { CycleOptions } from './engine.js';
 import { checkPartner } from './partner-check.js';
 import { readPartnerHold } from './partner-hold.js';
 import { planCycle } from './plan.js';
-import { type Authorized, type CycleContext, type CycleReport, emptyCycleReport } from './report.js';
+import {
+  type Authorized,
+  type CycleContext,
+  type CycleReport,
+  emptyCycleReport,
+  idleReport,
+} from './report.js';
 import { finish, sendAuthorized } from './send.js';
 
 /**
@@ -95,19 +101,18 @@ export async function idle(
   reason: string,
 ): Promise<CycleReport> {
   const { config, store, clock } = ctx;
-  report.kind = 'idle';
-  report.idleReason = reason;
-  report.cycleId = await store.db.transaction().execute(async (trx) => {
+  const idled = idleReport(report, reason);
+  idled.cycleId = await store.db.transaction().execute(async (trx) => {
     const id = await createCycle(trx, {
       startedAt,
       phase: config.phase,
       kind: 'idle',
-      rampStage: report.rampStage,
+      rampStage: idled.rampStage,
       ceiling: 0,
       limitedBy: 'idle',
     });
-    await finishCycle(trx, id, { finishedAt: clock.now(), claimed: 0, actions: 0, summary: report });
+    await finishCycle(trx, id, { finishedAt: clock.now(), claimed: 0, actions: 0, summary: idled });
     return id;
   });
-  return report;
+  return idled;
 }

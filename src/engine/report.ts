@@ -1,12 +1,20 @@
 import type { CycleKind, Delivery, Lead } from '../store/index.js';
 import type { HealthResult, SendOutcome, TokenOutcome } from './partner-port.js';
 
-/** What one cycle did: the same data goes to the terminal, the cycles table and the audit chain. */
-export interface CycleReport {
+/**
+ * What one cycle did: the same data goes to the terminal, the cycles table and the audit chain. A
+ * live cycle sends, a dry run only records what it would have sent, an idle one did nothing and
+ * says why; every kind carries the same figures (those it did not use stay 0).
+ */
+export type CycleReport = LiveCycleReport | DryRunCycleReport | IdleCycleReport;
+export type LiveCycleReport = { kind: 'live'; idleReason: null } & CycleFigures;
+export type DryRunCycleReport = { kind: 'dry_run'; idleReason: null } & CycleFigures;
+/** `idleReason`: why the cycle did nothing. */
+export type IdleCycleReport = { kind: 'idle'; idleReason: string } & CycleFigures;
+
+/** A cycle's figures, whatever its kind. */
+export interface CycleFigures {
   cycleId: number | null;
-  kind: CycleKind;
-  /** Why the cycle did nothing, when it did nothing. */
-  idleReason: string | null;
   rampStage: number | null;
   ceiling: number;
   /** The smallest of the policy's ceilings: leads per cycle, the ramp stage or the daily cap. */
@@ -36,8 +44,8 @@ export interface CycleReport {
   halted: string | null;
 }
 
-/** A cycle's report before it has done anything. */
-export function emptyCycleReport(kind: CycleKind): CycleReport {
+/** A cycle's report before it has done anything (a cycle becomes idle only with its reason: `idleReport`). */
+export function emptyCycleReport(kind: Exclude<CycleKind, 'idle'>): CycleReport {
   return {
     cycleId: null,
     kind,
@@ -87,6 +95,12 @@ export function claimBound(facts: {
   if (facts.taken < facts.claimLimit) return facts.skippedForBudget > 0 ? 'daily_budget' : 'queue';
   if (facts.claimLimit < facts.ceiling - facts.outstanding) return 'actions_per_cycle';
   return facts.limitedBy;
+}
+
+/** The report of a cycle that did nothing, for `reason`, with the figures it had so far. */
+export function idleReport(report: CycleReport, reason: string): IdleCycleReport {
+  // Spread first: the summary's fields keep their order (kind and idleReason near the start).
+  return { ...report, kind: 'idle', idleReason: reason };
 }
 
 /** Guard refusals that stop the cycle's sending (as opposed to refusing one batch). */
