@@ -1,8 +1,9 @@
+/** A database error that passes (the store's rule, re-exported for the runner's callers). */
+export { isTransient } from '../store/index.js';
 export { type CycleOptions, createEngine, type Engine, type EngineDeps } from './engine.js';
 export {
   ClockSkew,
   createLeadership,
-  isTransient,
   type Leadership,
   type LeadershipOptions,
   MAX_CLOCK_SKEW_MS,

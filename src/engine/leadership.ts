@@ -12,7 +12,7 @@ import {
   databaseNow,
   grantStart,
   holds,
-  isConnectionLoss,
+  isTransient,
   type LeaseAttempt,
   type LeaseRow,
   type LeaseTake,
@@ -130,17 +130,6 @@ function pidSpace(): string {
   } catch {
     return `unshared:${randomBytes(8).toString('hex')}`;
   }
-}
-
-/** A database error that passes: the connection lost, a deadlock, a serialisation or lock conflict. */
-export function isTransient(error: unknown): boolean {
-  if (isConnectionLoss(error)) return true;
-  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (code === '40P01' || code === '40001' || code === '55P03') return true;
-    if (code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT') return true;
-  }
-  return false;
 }
 
 function hasCode(error: unknown, code: string): boolean {

@@ -187,3 +187,4 @@ export {
   type NewSignature,
   type NewSigner,
 } from './signers.js';
+export { isTransient } from './transient.js';
