@@ -12,6 +12,7 @@ import {
   databaseNow,
   grantStart,
   holds,
+  isConcurrentInsert,
   isTransient,
   type LeaseAttempt,
   type LeaseRow,
@@ -130,10 +131,6 @@ function pidSpace(): string {
   } catch {
     return `unshared:${randomBytes(8).toString('hex')}`;
   }
-}
-
-function hasCode(error: unknown, code: string): boolean {
-  return error instanceof Error && (error as { code?: unknown }).code === code;
 }
 
 export function createLeadership(options: LeadershipOptions): Leadership {
@@ -276,7 +273,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
         // Stand by through what passes (the database gone, a lock conflict, a clock to be fixed);
         // anything else is a bug or a broken installation (a missing grant): the worker fails with it.
         // 23505: two runners inserted the very first lease at once; the other one leads.
-        if (!(error instanceof ClockSkew) && !isTransient(error) && !hasCode(error, '23505')) throw error;
+        if (!(error instanceof ClockSkew) && !isTransient(error) && !isConcurrentInsert(error)) throw error;
         logger.error({ err: error }, `lease not taken (${(error as Error).message}); standing by`);
         await sleep(every, signal);
         continue;

@@ -187,4 +187,4 @@ export {
   type NewSignature,
   type NewSigner,
 } from './signers.js';
-export { isTransient } from './transient.js';
+export { isConcurrentInsert, isTransient } from './transient.js';

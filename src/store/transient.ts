@@ -13,3 +13,11 @@ export function isTransient(error: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * Two transactions inserted the same key at once and this one lost (PostgreSQL's unique violation,
+ * 23505). SQLite has one writer at a time, so it never reports such a race.
+ */
+export function isConcurrentInsert(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === '23505';
+}
