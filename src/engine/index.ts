@@ -1,19 +1,9 @@
-export {
-  type CycleReport,
-  claimBound,
-  createEngine,
-  type Engine,
-  type EngineDeps,
-  emptyCycleReport,
-  leadKey,
-  MAX_LEADS_PER_REQUEST,
-  payloadSha256,
-  toPartnerLead,
-} from './engine.js';
+/** A database error that passes (the store's rule, re-exported for the runner's callers). */
+export { isTransient } from '../store/index.js';
+export { type CycleOptions, createEngine, type Engine, type EngineDeps } from './engine.js';
 export {
   ClockSkew,
   createLeadership,
-  isTransient,
   type Leadership,
   type LeadershipOptions,
   MAX_CLOCK_SKEW_MS,
@@ -29,4 +19,6 @@ export {
   type QuarantineResult,
 } from './operator.js';
 export type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
+export { leadKey, MAX_LEADS_PER_REQUEST, payloadSha256, toPartnerLead } from './payload.js';
+export { type CycleReport, claimBound, emptyCycleReport } from './report.js';
 export { describeCycle, type RunOptions, runCycles } from './runner.js';

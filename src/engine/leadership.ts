@@ -7,11 +7,13 @@ import type { Clock, Sleep } from '../clock/index.js';
 import type { Logger } from '../log/index.js';
 import { OutboundError, type RatePermit, type StartLimiter } from '../outbound/index.js';
 import {
+  backendRules,
   type Database,
   databaseNow,
   grantStart,
   holds,
-  isConnectionLoss,
+  isConcurrentInsert,
+  isTransient,
   type LeaseAttempt,
   type LeaseRow,
   type LeaseTake,
@@ -131,21 +133,6 @@ function pidSpace(): string {
   }
 }
 
-/** A database error that passes: the connection lost, a deadlock, a serialisation or lock conflict. */
-export function isTransient(error: unknown): boolean {
-  if (isConnectionLoss(error)) return true;
-  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (code === '40P01' || code === '40001' || code === '55P03') return true;
-    if (code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT') return true;
-  }
-  return false;
-}
-
-function hasCode(error: unknown, code: string): boolean {
-  return error instanceof Error && (error as { code?: unknown }).code === code;
-}
-
 export function createLeadership(options: LeadershipOptions): Leadership {
   const { store, audit, clock, sleep, logger, leaseMs } = options;
   // A copy: the rate limit may be lowered while the runner leads (reshapeStarts).
@@ -206,7 +193,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
         .execute((trx) => renewLease(trx, store.dialect, me, current.epoch, leaseMs, now));
       if (term !== current) return;
       if (at === null) endTerm('the lease was taken over');
-      else if (store.dialect === 'postgres' && Math.abs(at - clock.now()) > MAX_CLOCK_SKEW_MS) {
+      else if (backendRules(store.dialect).remoteClock && Math.abs(at - clock.now()) > MAX_CLOCK_SKEW_MS) {
         endTerm(new ClockSkew(at - clock.now()).message);
       }
       // The database set the lease's expiry after `startedAt`: it lasts at least until then + leaseMs.
@@ -255,7 +242,8 @@ export function createLeadership(options: LeadershipOptions): Leadership {
           if (!taken.acquired) return taken;
           // Several hosts: the caps' day and the lease's timing must agree with the database's clock.
           const skew = taken.now - clock.now();
-          if (store.dialect === 'postgres' && Math.abs(skew) > MAX_CLOCK_SKEW_MS) throw new ClockSkew(skew);
+          if (backendRules(store.dialect).remoteClock && Math.abs(skew) > MAX_CLOCK_SKEW_MS)
+            throw new ClockSkew(skew);
           if (taken.how !== 'own') {
             await audit.append(trx, {
               actor: 'runner',
@@ -285,7 +273,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
         // Stand by through what passes (the database gone, a lock conflict, a clock to be fixed);
         // anything else is a bug or a broken installation (a missing grant): the worker fails with it.
         // 23505: two runners inserted the very first lease at once; the other one leads.
-        if (!(error instanceof ClockSkew) && !isTransient(error) && !hasCode(error, '23505')) throw error;
+        if (!(error instanceof ClockSkew) && !isTransient(error) && !isConcurrentInsert(error)) throw error;
         logger.error({ err: error }, `lease not taken (${(error as Error).message}); standing by`);
         await sleep(every, signal);
         continue;

@@ -5,17 +5,18 @@ import { maskEmail, maskName, type Pseudonymizer, refuseContactData } from '../p
 import {
   confirmCycle,
   type Database,
+  type Delivery,
   deliveryLeads,
-  type Lead,
   lastLiveCycle,
+  leadsWithIds,
   quarantinedLeads,
   releaseFromDeliveries,
   replayableDeliveries,
   type Store,
-  setDeliveryState,
   setLeadsState,
 } from '../store/index.js';
-import { payloadSha256 } from './engine.js';
+import { planMove, recordMove } from './lifecycle.js';
+import { payloadSha256 } from './payload.js';
 
 /** Operator actions on the queue, each audited in the transaction that makes it. */
 export interface OperatorActions {
@@ -80,10 +81,7 @@ export function createOperatorActions(deps: {
     const contactData = refuseContactData(reason, 'the reason');
     if (contactData !== null) throw new OperatorError('CONTACT_DATA_IN_REASON', contactData);
     return store.db.transaction().execute(async (trx) => {
-      const rows: Lead[] =
-        leadIds.length === 0
-          ? []
-          : await trx.selectFrom('leads').selectAll().where('id', 'in', leadIds).execute();
+      const rows = await leadsWithIds(trx, leadIds);
       const quarantined = rows.filter((r) => r.state === 'quarantined');
       const changed = quarantined.map((r) => r.id);
       const skipped = leadIds.filter((id) => !changed.includes(id));
@@ -100,8 +98,8 @@ export function createOperatorActions(deps: {
           ...(replays.length > 0
             ? {
                 replayed: replays.map((r) => ({
-                  batch: r.batchKey,
-                  delivery: r.deliveryId,
+                  batch: r.delivery.batch_key,
+                  delivery: r.delivery.id,
                   leads: r.leadIds,
                 })),
               }
@@ -109,13 +107,7 @@ export function createOperatorActions(deps: {
         },
       });
       for (const replay of replays) {
-        await setDeliveryState(trx, replay.deliveryId, {
-          state: 'retry_wait',
-          now,
-          nextAttemptAt: now,
-          resetOutcomeCounts: true,
-          lastOutcome: 'released',
-        });
+        await recordMove(trx, replay.delivery.id, planMove(replay.delivery, { kind: 'released' }), now);
         await setLeadsState(trx, replay.leadIds, { state: 'in_flight', reason: null, now });
       }
       const rest = changed.filter((id) => !replayed.has(id));
@@ -135,7 +127,7 @@ export function createOperatorActions(deps: {
    */
   async function replayPlan(trx: Transaction<Database>, released: number[]) {
     const asked = new Set(released);
-    const plan: { deliveryId: number; batchKey: string; leadIds: number[] }[] = [];
+    const plan: { delivery: Delivery; leadIds: number[] }[] = [];
     for (const { delivery, leadIds } of await replayableDeliveries(trx, released)) {
       const leads = await deliveryLeads(trx, delivery.id);
       const gone = leads.filter((l) => l.state !== 'quarantined');
@@ -158,7 +150,7 @@ export function createOperatorActions(deps: {
           `batch ${delivery.batch_key} may be held by the partner, but its leads changed since it was sent: it cannot be asked again under its key with other content. Check the batch with the partner, then drop these leads (valhalla quarantine drop)`,
         );
       }
-      plan.push({ deliveryId: delivery.id, batchKey: delivery.batch_key, leadIds });
+      plan.push({ delivery, leadIds });
     }
     return plan;
   }

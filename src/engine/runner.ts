@@ -1,6 +1,8 @@
 import type { Clock, Sleep } from '../clock/index.js';
 import type { Logger } from '../log/index.js';
-import type { CycleReport, Engine } from './engine.js';
+import { assertNever } from '../policy/index.js';
+import type { Engine } from './engine.js';
+import type { CycleReport } from './report.js';
 
 export interface RunOptions {
   engine: Engine;
@@ -59,19 +61,29 @@ export async function runCycles(options: RunOptions): Promise<{ cycles: number }
 /** One line per cycle for the terminal: what it did, in leads and batches, with no lead data. */
 export function describeCycle(report: CycleReport): string {
   const head = `cycle ${report.cycleId ?? '-'} [${report.kind}]`;
-  if (report.kind === 'idle') return `${head} ${report.idleReason}`;
   const inBatches = (leads: number, batches: number) =>
     `${leads} lead(s) in ${batches} batch${batches === 1 ? '' : 'es'}`;
+  let work: string[];
+  switch (report.kind) {
+    case 'idle':
+      return `${head} ${report.idleReason}`;
+    case 'dry_run':
+      work = [`dry-run recorded ${report.dryRunRecorded} lead(s), nothing sent`];
+      break;
+    case 'live':
+      work = [
+        `claimed ${inBatches(report.claimed, report.claimedBatches)}`,
+        `actions ${report.actions}, accepted ${inBatches(report.accepted, report.acceptedBatches)}, retry scheduled for ${inBatches(report.retrying, report.retryingBatches)}, quarantined ${inBatches(report.quarantined, report.quarantinedBatches)}`,
+      ];
+      break;
+    default:
+      return assertNever(report, 'cycle kind');
+  }
   const bound = report.boundBy === report.limitedBy ? '' : `; bound by ${words(report.boundBy)}`;
   const parts = [
     report.rampStage === null ? null : `ramp stage ${report.rampStage}`,
     `ceiling ${report.ceiling} (${words(report.limitedBy)}${bound})`,
-    report.kind === 'dry_run'
-      ? `dry-run recorded ${report.dryRunRecorded} lead(s), nothing sent`
-      : `claimed ${inBatches(report.claimed, report.claimedBatches)}`,
-    report.kind === 'live'
-      ? `actions ${report.actions}, accepted ${inBatches(report.accepted, report.acceptedBatches)}, retry scheduled for ${inBatches(report.retrying, report.retryingBatches)}, quarantined ${inBatches(report.quarantined, report.quarantinedBatches)}`
-      : null,
+    ...work,
     report.refused > 0 ? `refused ${report.refused}` : null,
     report.expired > 0 ? `expired ${report.expired}` : null,
     report.healthFailed ? 'partner health check FAILED: nothing sent' : null,

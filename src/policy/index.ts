@@ -10,6 +10,22 @@ export {
   utcDayStart,
 } from './ceiling.js';
 export {
+  type AnsweredOutcome,
+  assertNever,
+  CYCLE_KINDS,
+  type CycleKind,
+  DELIVERY_EVENT_KINDS,
+  DELIVERY_STATES,
+  type DeliveryEvent,
+  type DeliveryEventKind,
+  type DeliveryFacts,
+  type DeliveryMove,
+  type DeliveryState,
+  type DeliveryTransition,
+  type DueState,
+  planDeliveryTransition,
+} from './delivery-lifecycle.js';
+export {
   answered,
   decideInterrupted,
   decideOutcome,

@@ -25,6 +25,7 @@ export {
   latestAuditSeqOf,
   lockAuditChain,
 } from './audit-log.js';
+export { type BackendRules, backendRules } from './backend.js';
 export { isConnectionLoss } from './connection-loss.js';
 export type { Dialect } from './dialect.js';
 export { type ErasedDataRemnants, flushErasedData } from './erased-pages.js';
@@ -121,6 +122,7 @@ export {
   expireStalePending,
   finishCycle,
   lastLiveCycle,
+  leadsWithIds,
   listDeliveries,
   liveDeliveriesOfCycle,
   nextRetryAt,
@@ -192,3 +194,4 @@ export {
   type NewSignature,
   type NewSigner,
 } from './signers.js';
+export { isConcurrentInsert, isTransient } from './transient.js';

@@ -366,6 +366,12 @@ export async function dryRunScoresBetween(db: Executor, from: number, to: number
 
 // ---- quarantine ----
 
+/** The leads with these ids (those that exist), for an operator's action on them. */
+export async function leadsWithIds(db: Executor, ids: number[]): Promise<Lead[]> {
+  if (ids.length === 0) return [];
+  return db.selectFrom('leads').selectAll().where('id', 'in', ids).execute();
+}
+
 export async function quarantinedLeads(db: Executor, limit: number, beforeId?: number): Promise<Lead[]> {
   let query = db
     .selectFrom('leads')

@@ -1,0 +1,34 @@
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../policy/index.js';
+import type { Lead } from '../store/index.js';
+import type { PartnerLead } from './partner-port.js';
+
+/** The partner takes at most this many leads in one request. */
+export const MAX_LEADS_PER_REQUEST = 100;
+
+/** A lead's own idempotency key: derived from its dedup key, so it can never change or be minted twice. */
+export function leadKey(lead: Pick<Lead, 'dedup_key'>): string {
+  return `lk_${lead.dedup_key.slice(0, 32)}`;
+}
+
+export function toPartnerLead(lead: Lead): PartnerLead {
+  return {
+    idempotency_key: leadKey(lead),
+    external_id: lead.external_id,
+    name: lead.name,
+    email: lead.email,
+    phone: lead.phone,
+    company: lead.company,
+    score: lead.score,
+    source_timestamp: new Date(lead.source_ts).toISOString(),
+    value: lead.value,
+  };
+}
+
+/** The hash of what a batch key stands for: its leads as sent, in id order (the order they are sent in). */
+export function payloadSha256(batchKey: string, leads: Lead[]): string {
+  const inSendOrder = [...leads].sort((a, b) => a.id - b.id);
+  return createHash('sha256')
+    .update(canonicalJson({ batch: batchKey, leads: inSendOrder.map(toPartnerLead) }))
+    .digest('hex');
+}
