@@ -1,18 +1,15 @@
-import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock/index.js';
 import type { AlertSettings } from '../config/index.js';
 import {
   type AlertKind,
   type AlertSeverity,
   countAlertRepeat,
-  type Database,
+  type Executor,
   getRuntimeValue,
   insertAlert,
   recentAlertWithKey,
   setRuntimeValue,
 } from '../store/index.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 /** What an alert is about. Each has a fixed severity; see ALERT_SEVERITY. */
 export type AlertEvent =

@@ -36,4 +36,13 @@ export {
 } from './mode-ack.js';
 export { openApp } from './open.js';
 export { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
+export {
+  BIN,
+  type RunResult,
+  runSupervisor,
+  runWorker,
+  type SupervisorRunOptions,
+  SYNTHETIC_LEADS,
+  type WorkerRunOptions,
+} from './run.js';
 export type { App, OpenAppOptions } from './types.js';

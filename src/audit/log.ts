@@ -1,11 +1,10 @@
 import type { Writable } from 'node:stream';
-import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock/index.js';
 import { canonicalJson } from '../policy/index.js';
+import type { Executor, StoreTransaction } from '../store/index.js';
 import {
   auditAfter,
   auditHead,
-  type Database,
   insertAuditEntries,
   latestAuditEntryOf,
   latestAuditSeqOf,
@@ -23,14 +22,12 @@ export interface AuditInput {
   details?: Record<string, unknown>;
 }
 
-type Executor = Kysely<Database> | Transaction<Database>;
-
 export interface AuditLog {
   /**
    * Append inside the caller's transaction, so the entry commits with (and before) its effect.
    * On SQLite, append (or write) before the transaction's first read, so it holds the write lock.
    */
-  append(trx: Transaction<Database>, entries: AuditInput | AuditInput[]): Promise<AuditEntry[]>;
+  append(trx: StoreTransaction, entries: AuditInput | AuditInput[]): Promise<AuditEntry[]>;
   /** Append in a transaction of its own. */
   record(entries: AuditInput | AuditInput[]): Promise<AuditEntry[]>;
   verify(options?: { expectHead?: string }): Promise<AuditVerification>;
@@ -54,7 +51,7 @@ export interface AuditVerification {
 const PAGE = 5_000;
 
 export function createAuditLog(store: Store, clock: Clock): AuditLog {
-  async function append(trx: Transaction<Database>, input: AuditInput | AuditInput[]): Promise<AuditEntry[]> {
+  async function append(trx: StoreTransaction, input: AuditInput | AuditInput[]): Promise<AuditEntry[]> {
     const inputs = Array.isArray(input) ? input : [input];
     if (inputs.length === 0) return [];
     // Locked before the head is read: concurrent appends (other runners too) link one after another.

@@ -1,15 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Transaction } from 'kysely';
 import { maskEmail } from '../pii/index.js';
 import { exposure } from '../policy/index.js';
-import {
-  backendRules,
-  createCycle,
-  createDelivery,
-  type Database,
-  expireStalePending,
-  type Lead,
-} from '../store/index.js';
+import type { StoreTransaction } from '../store/index.js';
+import { backendRules, createCycle, createDelivery, expireStalePending, type Lead } from '../store/index.js';
 import type { EngineContext } from './context.js';
 import { leadKey, payloadSha256 } from './payload.js';
 import { type CyclePlan, selectBatches } from './plan.js';
@@ -75,7 +68,7 @@ export async function openCycle(
 
 export async function claimBatch(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   cycleId: number,
   batch: Lead[],
   report: CycleReport,
@@ -102,7 +95,7 @@ export async function claimBatch(
 
 export async function dryRun(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   context: CycleContext,
   batch: Lead[],
   report: CycleReport,

@@ -1,4 +1,3 @@
-import type { Transaction } from 'kysely';
 import type { AlertRecorder } from '../alerts/index.js';
 import type { AuditLog } from '../audit/index.js';
 import type { Clock, Sleep } from '../clock/index.js';
@@ -7,7 +6,7 @@ import type { Guard } from '../guard/index.js';
 import type { Logger } from '../log/index.js';
 import type { RequestMonitor } from '../monitor/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
-import type { Database, Lead, Store } from '../store/index.js';
+import type { Lead, Store, StoreTransaction } from '../store/index.js';
 import { type Leadership, NotLeader } from './leadership.js';
 import type { PartnerPort } from './partner-port.js';
 
@@ -41,16 +40,16 @@ export interface EngineContext extends EngineDeps {
   /** A token must outlive a whole attempt: the request's timeout plus margin. */
   tokenValidForMs: number;
   /** Inside a transaction: this runner still leads (always, with one runner). Locks the lease. */
-  leads(trx: Transaction<Database>): Promise<boolean>;
+  leads(trx: StoreTransaction): Promise<boolean>;
   /** Inside a transaction: throws NotLeader unless this runner still leads. */
-  mustLead(trx: Transaction<Database>, what: string): Promise<void>;
+  mustLead(trx: StoreTransaction, what: string): Promise<void>;
   /** The leads as the audit chain names them: id and keyed pseudonym, no PII. */
   pseudonyms(leads: Lead[]): { lead: number; pseudonym: string }[];
 }
 
 export function createEngineContext(deps: EngineDeps): EngineContext {
   const leadership = deps.leadership ?? null;
-  const leads = (trx: Transaction<Database>) => (leadership ? leadership.holds(trx) : Promise.resolve(true));
+  const leads = (trx: StoreTransaction) => (leadership ? leadership.holds(trx) : Promise.resolve(true));
   return {
     ...deps,
     leadership,

@@ -2,7 +2,6 @@ import { readMode } from '../guard/index.js';
 import { ClaimConflict, createCycle, finishCycle } from '../store/index.js';
 import { openCycle } from './claim.js';
 import type { EngineContext } from './context.js';
-import type { CycleOptions } from './engine.js';
 import { checkPartner } from './partner-check.js';
 import { readPartnerHold } from './partner-hold.js';
 import { planCycle } from './plan.js';
@@ -21,6 +20,12 @@ import { finish, sendAuthorized } from './send.js';
  * request) and one per request (its outcome, the next request's authorisation, or the cycle's end):
  * with synchronous=FULL each commit is an fsync, the cycle's main cost.
  */
+export interface CycleOptions {
+  stop?: AbortSignal;
+  abortRequests?: AbortSignal;
+  holdNew?: AbortSignal;
+}
+
 export async function runCycle(ctx: EngineContext, options: CycleOptions = {}): Promise<CycleReport> {
   const { config, store, clock, logger, guard } = ctx;
   const { abortRequests } = options;

@@ -1,5 +1,5 @@
 import { createEngineContext, type EngineDeps } from './context.js';
-import { runCycle } from './cycle.js';
+import { type CycleOptions, runCycle } from './cycle.js';
 import { recover } from './recover.js';
 import type { CycleReport } from './report.js';
 
@@ -14,12 +14,6 @@ export interface Engine {
    * `holdNew` (the mode left `live`): start no new request; one already sent finishes and is recorded.
    */
   runCycle(options?: CycleOptions): Promise<CycleReport>;
-}
-
-export interface CycleOptions {
-  stop?: AbortSignal;
-  abortRequests?: AbortSignal;
-  holdNew?: AbortSignal;
 }
 
 /**

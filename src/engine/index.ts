@@ -1,6 +1,7 @@
 /** A database error that passes (the store's rule, re-exported for the runner's callers). */
 export { isTransient } from '../store/index.js';
-export { type CycleOptions, createEngine, type Engine, type EngineDeps } from './engine.js';
+export type { CycleOptions } from './cycle.js';
+export { createEngine, type Engine, type EngineDeps } from './engine.js';
 export {
   ClockSkew,
   createLeadership,

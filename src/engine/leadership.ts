@@ -1,14 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { Transaction } from 'kysely';
 import type { AuditLog } from '../audit/index.js';
 import type { Clock, Sleep } from '../clock/index.js';
 import type { Logger } from '../log/index.js';
 import { OutboundError, type RatePermit, type StartLimiter } from '../outbound/index.js';
+import type { StoreTransaction } from '../store/index.js';
 import {
   backendRules,
-  type Database,
   databaseNow,
   grantStart,
   holds,
@@ -77,7 +76,7 @@ export interface Leadership {
    */
   acquire(signal: AbortSignal, onStandby?: (current: LeaseRow) => void): Promise<Term | null>;
   /** Inside a transaction: lock the lease and tell whether this runner's term still holds it. */
-  holds(trx: Transaction<Database>): Promise<boolean>;
+  holds(trx: StoreTransaction): Promise<boolean>;
   /** End the term: stop renewing and release the lease so that a standby need not wait. Safe twice. */
   resign(): Promise<void>;
   /** Every request start to the partner passes this: the shared sliding log, in this term only. */
@@ -304,7 +303,7 @@ export function createLeadership(options: LeadershipOptions): Leadership {
   }
 
   /** Inside a transaction: the epoch of this runner's term if it still holds the lease (row locked), else null. */
-  async function fence(trx: Transaction<Database>): Promise<number | null> {
+  async function fence(trx: StoreTransaction): Promise<number | null> {
     const current = term;
     if (!current || current.lost.aborted || monotonic() >= current.deadline) return null;
     const lease = await lockLease(trx, store.dialect);

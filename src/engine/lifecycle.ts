@@ -1,4 +1,3 @@
-import type { Transaction } from 'kysely';
 import {
   type DeliveryEvent,
   type DeliveryMove,
@@ -6,7 +5,8 @@ import {
   type DueState,
   planDeliveryTransition,
 } from '../policy/index.js';
-import { type Database, type Delivery, setDeliveryState } from '../store/index.js';
+import type { StoreTransaction } from '../store/index.js';
+import { type Delivery, setDeliveryState } from '../store/index.js';
 
 /**
  * The lifecycle's next step for `delivery` (src/policy/delivery-lifecycle.ts). `state` is the state it
@@ -36,7 +36,7 @@ export function planMove(
 
 /** Record a move in the outbox at `now` (its delay counts from then). */
 export async function recordMove(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   deliveryId: number,
   move: DeliveryMove,
   now: number,

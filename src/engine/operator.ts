@@ -1,10 +1,9 @@
-import type { Transaction } from 'kysely';
 import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import { maskEmail, maskName, type Pseudonymizer, refuseContactData } from '../pii/index.js';
+import type { StoreTransaction } from '../store/index.js';
 import {
   confirmCycle,
-  type Database,
   type Delivery,
   deliveryLeads,
   lastLiveCycle,
@@ -125,7 +124,7 @@ export function createOperatorActions(deps: {
    * The batches among `released` the partner may hold: each is replayed whole under its key, so every
    * one of its leads must be released together, and its content must be what the key was sent with.
    */
-  async function replayPlan(trx: Transaction<Database>, released: number[]) {
+  async function replayPlan(trx: StoreTransaction, released: number[]) {
     const asked = new Set(released);
     const plan: { delivery: Delivery; leadIds: number[] }[] = [];
     for (const { delivery, leadIds } of await replayableDeliveries(trx, released)) {

@@ -1,14 +1,8 @@
-import type { Transaction } from 'kysely';
 import type { AuditAction } from '../audit/index.js';
 import type { PermanentOutcome, RetryableOutcome } from '../outbound/index.js';
 import { type DeliveryMove, freshnessCutoff, THROTTLE_DEFAULT_WAIT_MS } from '../policy/index.js';
-import {
-  type Database,
-  type Delivery,
-  type Lead,
-  releaseFromDeliveries,
-  setLeadsState,
-} from '../store/index.js';
+import type { StoreTransaction } from '../store/index.js';
+import { type Delivery, type Lead, releaseFromDeliveries, setLeadsState } from '../store/index.js';
 import type { EngineContext } from './context.js';
 import { planMove, recordMove } from './lifecycle.js';
 import { holdPartner, refuseOldTls } from './partner-check.js';
@@ -18,7 +12,7 @@ import { type Authorized, type CycleContext, type CycleReport, tlsVersionRefused
 
 export async function recordOutcome(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   context: CycleContext,
   sent: Authorized,
   outcome: SendOutcome,
@@ -121,7 +115,7 @@ export async function recordOutcome(
  */
 export async function tokenFailedBeforeSend(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   report: CycleReport,
   delivery: Delivery,
   outcome: RetryableOutcome | PermanentOutcome,
@@ -161,7 +155,7 @@ export async function tokenFailedBeforeSend(
  */
 export async function quarantineBatch(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   delivery: Delivery,
   move: DeliveryMove,
   leadIds: number[],
@@ -205,7 +199,7 @@ export async function quarantineBatch(
  */
 export async function refuseDelivery(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   delivery: Delivery,
   leads: Lead[],
   ineligible: number[],

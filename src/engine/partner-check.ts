@@ -1,4 +1,3 @@
-import type { Transaction } from 'kysely';
 import { changeMode } from '../guard/index.js';
 import {
   MAX_PARTNER_WAIT_MS,
@@ -6,7 +5,7 @@ import {
   THROTTLE_STORM_MS,
   throttleDecision,
 } from '../policy/index.js';
-import type { Database } from '../store/index.js';
+import type { StoreTransaction } from '../store/index.js';
 import type { EngineContext } from './context.js';
 import { endThrottling, readPartnerHold, writePartnerHold } from './partner-hold.js';
 import { type CycleContext, type CycleReport, tlsVersionRefused } from './report.js';
@@ -112,7 +111,7 @@ export async function checkPartner(
  */
 export async function holdPartner(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   report: CycleReport,
   waitMs: number,
   throttled: boolean,
@@ -154,7 +153,7 @@ export async function holdPartner(
  */
 export async function refuseOldTls(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   report: CycleReport,
   reason: string,
   endpoint: 'health' | 'token' | 'leads',

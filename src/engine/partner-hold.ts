@@ -1,6 +1,6 @@
-import type { Kysely, Transaction } from 'kysely';
 import type { ThrottleState } from '../policy/index.js';
-import { type Database, getRuntimeValue, setRuntimeValue } from '../store/index.js';
+import type { Executor, StoreTransaction } from '../store/index.js';
+import { getRuntimeValue, setRuntimeValue } from '../store/index.js';
 
 /**
  * The partner-wide wait: a 429 (or a 503 with Retry-After) holds EVERY request to the partner (health
@@ -9,8 +9,6 @@ import { type Database, getRuntimeValue, setRuntimeValue } from '../store/index.
 const HOLD_UNTIL_KEY = 'partner_hold_until';
 /** When the partner started throttling us (the first 429 after any other answer); empty when it is not. */
 const THROTTLED_SINCE_KEY = 'partner_throttled_since';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 export async function readPartnerHold(db: Executor): Promise<ThrottleState> {
   const [until, since] = await Promise.all([
@@ -23,7 +21,7 @@ export async function readPartnerHold(db: Executor): Promise<ThrottleState> {
   };
 }
 
-export async function writePartnerHold(trx: Transaction<Database>, state: ThrottleState, now: number) {
+export async function writePartnerHold(trx: StoreTransaction, state: ThrottleState, now: number) {
   await setRuntimeValue(trx, HOLD_UNTIL_KEY, String(state.holdUntil), now);
   await setRuntimeValue(
     trx,
@@ -34,7 +32,7 @@ export async function writePartnerHold(trx: Transaction<Database>, state: Thrott
 }
 
 /** The partner answered something other than a 429: a throttling run, if any, is over. */
-export async function endThrottling(trx: Transaction<Database>, now: number) {
+export async function endThrottling(trx: StoreTransaction, now: number) {
   if ((await getRuntimeValue(trx, THROTTLED_SINCE_KEY)) ?? '') {
     await setRuntimeValue(trx, THROTTLED_SINCE_KEY, '', now);
   }

@@ -1,6 +1,6 @@
-import type { HealthResult, PartnerBatch, SendOutcome, TokenOutcome } from '../outbound/types.js';
+import type { HealthResult, PartnerBatch, SendOutcome, TokenOutcome } from '../outbound/index.js';
 
-export type { HealthResult, PartnerLead, SendOutcome, TokenOutcome } from '../outbound/types.js';
+export type { HealthResult, PartnerLead, SendOutcome, TokenOutcome } from '../outbound/index.js';
 
 /** What the engine needs of the partner client (src/outbound implements it; tests may pass their own). */
 export interface PartnerPort {

@@ -1,4 +1,3 @@
-import type { Kysely, Transaction } from 'kysely';
 import { readGoLiveAt, writeGoLiveAt } from '../guard/index.js';
 import {
   cycleCeiling,
@@ -7,9 +6,9 @@ import {
   rampPosition,
   takeWithinLimits,
 } from '../policy/index.js';
+import type { Executor } from '../store/index.js';
 import {
   backendRules,
-  type Database,
   dailyUsage,
   dueDeliveries,
   type Lead,
@@ -156,7 +155,7 @@ export async function planCycle(
  */
 export async function selectBatches(
   ctx: EngineContext,
-  db: Kysely<Database> | Transaction<Database>,
+  db: Executor,
   selection: Selection,
   claiming?: { planned: number },
 ): Promise<{ batches: Lead[][]; taken: number; skippedForBudget: number }> {

@@ -1,6 +1,6 @@
-import type { Kysely, Transaction } from 'kysely';
 import { isOutboundError } from '../outbound/index.js';
-import { type Database, deliveryLeads, dueDeliveries, finishCycle, nextRetryAt } from '../store/index.js';
+import type { Executor, StoreTransaction } from '../store/index.js';
+import { deliveryLeads, dueDeliveries, finishCycle, nextRetryAt } from '../store/index.js';
 import type { EngineContext } from './context.js';
 import { dueState, planMove, recordMove } from './lifecycle.js';
 import { recordOutcome, refuseDelivery } from './outcome.js';
@@ -43,7 +43,7 @@ export async function holdBack(ctx: EngineContext, held: Authorized, report: Cyc
  */
 export async function afterAction(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   context: CycleContext,
   report: CycleReport,
   stop: AbortSignal | undefined,
@@ -75,7 +75,7 @@ export async function afterAction(
 
 export async function finish(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   context: CycleContext,
   report: CycleReport,
 ) {
@@ -95,10 +95,7 @@ export function healthFresh(ctx: EngineContext, context: CycleContext): boolean 
   return context.healthPassedAt !== null && clock.now() - context.healthPassedAt <= HEALTH_RECHECK_MS;
 }
 
-export async function retryWithinCycle(
-  ctx: EngineContext,
-  db: Kysely<Database> | Transaction<Database>,
-): Promise<number | null> {
+export async function retryWithinCycle(ctx: EngineContext, db: Executor): Promise<number | null> {
   const { clock } = ctx;
   const retryAt = await nextRetryAt(db);
   if (retryAt === null) return null;
@@ -129,7 +126,7 @@ export async function waitForRetry(
 /** The guard's decision and, when it allows, the batch's move to `sending`, in the caller's commit. */
 export async function authorizeNext(
   ctx: EngineContext,
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   context: CycleContext,
   report: CycleReport,
 ): Promise<Authorized | null> {

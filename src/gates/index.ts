@@ -67,3 +67,13 @@ export {
   validSignatures,
   verifyDocument,
 } from './signing.js';
+export {
+  recordStability,
+  STABILITY_VERIFIED,
+  type StabilityBin,
+  type StabilityCheck,
+  type StabilityCheckName,
+  type StabilityDeps,
+  type StabilityResult,
+  verifyStability,
+} from './stability.js';

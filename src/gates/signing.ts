@@ -7,17 +7,16 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
 import { z } from 'zod';
 import type { AuditAction, AuditLog } from '../audit/index.js';
 import { refuseContactData } from '../pii/index.js';
 import { canonicalJson } from '../policy/index.js';
+import type { StoreDb, StoreTransaction } from '../store/index.js';
 import {
   allSignatures,
   allSigners,
   auditDetailsOf,
   countSignaturesByKey,
-  type Database,
   type Dialect,
   findSigner,
   insertSignature,
@@ -368,7 +367,7 @@ function kindRefusal(fields: SignedFields): string | null {
 
 export interface SigningDeps {
   /** The database, or a transaction to join (on SQLite, one that has not read yet). */
-  db: Kysely<Database>;
+  db: StoreDb;
   dialect: Dialect;
   audit: AuditLog;
 }
@@ -377,19 +376,19 @@ export interface SigningDeps {
  * Run `work` in a transaction (or the caller's) that holds the write lock from its start: the
  * checks it reads stay true until it commits, and the audit append never meets a stale snapshot.
  */
-async function locked<T>(deps: SigningDeps, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
-  const run = async (trx: Transaction<Database>) => {
+async function locked<T>(deps: SigningDeps, work: (trx: StoreTransaction) => Promise<T>): Promise<T> {
+  const run = async (trx: StoreTransaction) => {
     await lockSigning(trx, deps.dialect);
     return work(trx);
   };
-  if (deps.db.isTransaction) return run(deps.db as Transaction<Database>);
+  if (deps.db.isTransaction) return run(deps.db as StoreTransaction);
   return deps.db.transaction().execute(run);
 }
 
 export type SigningOutcome<T> = ({ ok: true } & T) | { ok: false; reason: string };
 
 /** Every signer, revoked ones included, oldest first. */
-export function listSigners(db: Kysely<Database>): Promise<Signer[]> {
+export function listSigners(db: StoreDb): Promise<Signer[]> {
   return allSigners(db);
 }
 
@@ -661,7 +660,7 @@ const COLUMN_FIELDS = [
  * over the stored bytes.
  */
 export async function validSignatures(
-  db: Kysely<Database>,
+  db: StoreDb,
   running: ReleaseManifest | null,
 ): Promise<{ valid: SignatureRow[]; invalid: { row: SignatureRow; reason: string }[] }> {
   const [signers, rows, changes] = await Promise.all([

@@ -14,7 +14,7 @@ import {
   RSS_SLOPE_LIMIT_MB_PER_HOUR,
   rssSlopeMbPerHour,
   SCORE_BINS,
-} from '../policy/stability.js';
+} from '../policy/index.js';
 import {
   auditEntriesBetween,
   auditEntriesNotAfter,

@@ -1,10 +1,10 @@
-import type { Transaction } from 'kysely';
 import { type AuditLog, guardAction } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
 import { freshnessCutoff, HARD_CAPS } from '../policy/index.js';
-import { type Database, dailyUsage, type Lead } from '../store/index.js';
+import type { StoreTransaction } from '../store/index.js';
+import { dailyUsage, type Lead } from '../store/index.js';
 import { readMode } from './modes.js';
 
 /** Whether the go-live gates are all verified and signed against the current policy hash. */
@@ -50,7 +50,7 @@ export interface Guard {
    * Re-check everything right before a request, inside the caller's transaction: the decision is in
    * the audit chain when that transaction commits, which the caller does before any request.
    */
-  authorize(request: ActionRequest, trx: Transaction<Database>): Promise<GuardDecision>;
+  authorize(request: ActionRequest, trx: StoreTransaction): Promise<GuardDecision>;
   /**
    * Ask the gates now, outside any transaction (the answer is read from the database, and a query on
    * another connection inside the caller's transaction could wait on it forever). `authorize` uses
@@ -77,7 +77,7 @@ export function createGuard(deps: {
   const { config, audit, clock, pseudonymizer, gates } = deps;
   let answer: { cleared: boolean; reason: string; at: number } | null = null;
 
-  async function decide(request: ActionRequest, trx: Transaction<Database>): Promise<GuardDecision> {
+  async function decide(request: ActionRequest, trx: StoreTransaction): Promise<GuardDecision> {
     if (config.phase !== 4 || config.dryRun || config.outboundDisabled) {
       return {
         allowed: false,

@@ -1,9 +1,8 @@
-import type { Kysely, Transaction } from 'kysely';
 import type { AlertRecorder } from '../alerts/index.js';
 import { type AuditLog, modeAction } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import { MODES, type Mode, type ModeChange, type ModeCommand, planModeChange } from '../policy/index.js';
-import type { Database } from '../store/index.js';
+import type { Executor, StoreTransaction } from '../store/index.js';
 
 export type { Mode };
 
@@ -11,8 +10,6 @@ import { getRuntimeValue, getRuntimeValues, lockRuntimeValue, setRuntimeValue } 
 
 const MODE_KEY = 'mode';
 const GO_LIVE_KEY = 'go_live_at';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 /** The mode in force; `live` until an operator or a monitor moves it down. */
 export async function readMode(db: Executor): Promise<Mode> {
@@ -78,7 +75,7 @@ export interface ModeChangeRequest {
  * with the change, before the change has any effect (DESIGN.md §3.6).
  */
 export async function changeMode(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   deps: { audit: AuditLog; alerts: AlertRecorder; clock: Clock },
   request: ModeChangeRequest,
 ): Promise<ModeChange & { changeSeq?: number }> {

@@ -1,15 +1,14 @@
-import type { Kysely, Transaction } from 'kysely';
 import type { AlertRecorder } from '../alerts/index.js';
 import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import { changeMode, ERROR_WINDOW_SINCE_KEY } from '../guard/index.js';
-import type { SendOutcome } from '../outbound/types.js';
+import type { SendOutcome } from '../outbound/index.js';
 import { type ErrorRateDecision, type ErrorRateRule, errorRateDecision } from '../policy/index.js';
+import type { Executor, StoreTransaction } from '../store/index.js';
 import {
   countedRequestsSince,
   countFailuresSince,
-  type Database,
   getRuntimeValue,
   type RequestClass,
   recordRequest,
@@ -46,7 +45,7 @@ export type MonitoredRequest =
 
 /** The error-rate decision over the window ending `now` (the monitor's, the metrics' and status's). */
 export async function currentErrorRate(
-  db: Kysely<Database> | Transaction<Database>,
+  db: Executor,
   rule: ErrorRateRule,
   now: number,
 ): Promise<ErrorRateDecision> {
@@ -64,11 +63,11 @@ export interface RequestMonitor {
    * check or token request counts as a failed request (a partner that is down fails its health check
    * before any batch); a passing one is not counted: the batch request after it is.
    */
-  afterRequest(trx: Transaction<Database>, request: MonitoredRequest): Promise<ErrorRateDecision>;
+  afterRequest(trx: StoreTransaction, request: MonitoredRequest): Promise<ErrorRateDecision>;
   /** The decision over the current window, without recording anything (metrics, status). */
-  current(db: Kysely<Database> | Transaction<Database>): Promise<ErrorRateDecision>;
+  current(db: Executor): Promise<ErrorRateDecision>;
   /** Re-check the hourly failure count (called on each heartbeat, so the recovery is sent without traffic). */
-  checkHourlyFailures(trx: Transaction<Database>): Promise<void>;
+  checkHourlyFailures(trx: StoreTransaction): Promise<void>;
 }
 
 export function createRequestMonitor(deps: {
@@ -81,9 +80,9 @@ export function createRequestMonitor(deps: {
   const rule = errorRateRule(config);
   const threshold = config.policy.alertFailuresPerHour;
 
-  const current = (db: Kysely<Database> | Transaction<Database>) => currentErrorRate(db, rule, clock.now());
+  const current = (db: Executor) => currentErrorRate(db, rule, clock.now());
 
-  async function checkHourlyFailures(trx: Transaction<Database>) {
+  async function checkHourlyFailures(trx: StoreTransaction) {
     const failures = await countFailuresSince(trx, clock.now() - HOUR_MS);
     await alerts.condition(trx, 'failures_hourly', failures >= threshold, {
       event: 'failures_hourly',

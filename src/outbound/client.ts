@@ -1,13 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
-import { HARD_CAPS } from '../policy/caps.js';
 import {
   classifyNetworkError,
   classifyStatus,
+  HARD_CAPS,
   isTlsVersionRefusal,
   parseRetryAfter,
-} from '../policy/retry.js';
+} from '../policy/index.js';
 import { ConcurrencyGate } from './concurrency.js';
 import { type PartnerEndpoints, partnerEndpoints } from './endpoints.js';
 import { OutboundError } from './errors.js';

@@ -77,4 +77,5 @@ export {
   TLS_VERSION_REFUSAL_CODES,
   TLS_VERSION_REFUSAL_REASON,
 } from './retry.js';
+export * from './stability.js';
 export { isSyntheticExternalId, SYNTHETIC_ID_PREFIX } from './synthetic.js';

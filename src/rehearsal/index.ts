@@ -1,8 +1,7 @@
 // Rehearsals: runs against private installations and sandbox partners whose results are gate
 // evidence. Each records its own evidence in the installation's audit chain; the CLI only prints.
 import type { App } from '../app/index.js';
-import { EVIDENCE_ACTIONS } from '../gates/index.js';
-import { recordStability, type StabilityResult, verifyStability } from '../gates/stability.js';
+import { EVIDENCE_ACTIONS, recordStability, type StabilityResult, verifyStability } from '../gates/index.js';
 import { type ConformanceResult, recordConformance, runConformance } from './conformance.js';
 import { type DrillResult, runRollbackDrill } from './drill.js';
 import {

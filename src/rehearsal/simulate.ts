@@ -12,7 +12,7 @@ import {
 import { ManualClock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import { type CycleReport, leadKey, OperatorError } from '../engine/index.js';
-import { type StabilityResult, verifyStability } from '../gates/stability.js';
+import { type StabilityResult, verifyStability } from '../gates/index.js';
 import { readMode, writeGoLiveAt } from '../guard/index.js';
 import { type LeadState, nextDailyRestart } from '../policy/index.js';
 import { type SandboxFaultsPatch, type SandboxPartner, startSandboxPartner } from '../sandbox/index.js';

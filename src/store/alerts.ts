@@ -1,7 +1,6 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
+import type { Executor } from './executor.js';
 import type { Alert, AlertDelivery, AlertKind, AlertSeverity, Database } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 export interface NewAlert {
   at: number;

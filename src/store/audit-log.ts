@@ -1,8 +1,7 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Dialect } from './dialect.js';
+import type { Executor } from './executor.js';
 import type { AuditRow, Database } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 // ---- audit_log appends (src/audit hashes and links the entries; these read the head and write them) ----
 

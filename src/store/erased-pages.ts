@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Store } from './open.js';
+import type { Store } from './executor.js';
 
 /** The tables that hold a lead's personal data: the lead rows, and the batch summaries that name them. */
 const TABLES_WITH_LEAD_DATA = ['leads', 'deliveries'] as const;

@@ -1,5 +1,5 @@
 import { sql, type Transaction } from 'kysely';
-import type { Store } from './open.js';
+import type { Store } from './executor.js';
 import type { Database } from './schema.js';
 
 /**

@@ -30,6 +30,7 @@ export { isConnectionLoss } from './connection-loss.js';
 export type { Dialect } from './dialect.js';
 export { type ErasedDataRemnants, flushErasedData } from './erased-pages.js';
 export { isStoreError, StoreError, type StoreErrorCode } from './errors.js';
+export type { Executor, Store, StoreDb, StoreTransaction } from './executor.js';
 export {
   type AppliedGrants,
   applyGrants,
@@ -107,7 +108,7 @@ export {
   requestsBetween,
   requestTotals,
 } from './monitoring.js';
-export { openStore, type Store, type StoreTarget } from './open.js';
+export { openStore, type StoreTarget } from './open.js';
 export {
   batchLeadsPerMinute,
   ClaimConflict,

@@ -1,7 +1,5 @@
-import type { Kysely, Transaction } from 'kysely';
-import type { Database, IngestOutcomesTable, IngestRun } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
+import type { Executor } from './executor.js';
+import type { IngestOutcomesTable, IngestRun } from './schema.js';
 
 export async function createIngestRun(
   db: Executor,

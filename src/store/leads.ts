@@ -1,9 +1,8 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { LeadState } from '../policy/index.js';
 import type { Dialect } from './dialect.js';
+import type { Executor } from './executor.js';
 import type { Database, DeliveryState, Lead, NewLead } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 /** Columns per row of a multi-row insert; keeps each statement under both backends' parameter limits. */
 const INSERT_ROWS_PER_STATEMENT = 250;

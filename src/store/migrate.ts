@@ -1,7 +1,7 @@
 import { sql, type Transaction } from 'kysely';
 import { StoreError } from './errors.js';
+import type { Store } from './executor.js';
 import { migrations, ZEROED_PAGES_MIGRATION } from './migrations/index.js';
-import type { Store } from './open.js';
 import type { Database } from './schema.js';
 
 /** The table that records applied migrations (the columns Kysely's migrator used: existing databases keep working). */

@@ -1,7 +1,6 @@
-import type { Insertable, Kysely, Transaction } from 'kysely';
-import type { Database, Heartbeat, ModeAck, ModeAcksTable } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
+import type { Insertable } from 'kysely';
+import type { Executor } from './executor.js';
+import type { Heartbeat, ModeAck, ModeAcksTable } from './schema.js';
 
 /** A worker's acknowledgement of a mode change; a second one for the same change and worker is ignored. */
 export async function recordModeAck(db: Executor, ack: Insertable<ModeAcksTable>): Promise<void> {

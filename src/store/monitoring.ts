@@ -1,7 +1,6 @@
-import type { Insertable, Kysely, Transaction } from 'kysely';
-import type { Database, Heartbeat, HeartbeatsTable, RequestClass, RequestOutcome } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
+import type { Insertable } from 'kysely';
+import type { Executor } from './executor.js';
+import type { Heartbeat, HeartbeatsTable, RequestClass, RequestOutcome } from './schema.js';
 
 // ---- requests: one row per outbound request to the leads endpoint ----
 

@@ -9,8 +9,8 @@ import {
   PRIVATE_DIR_MODE,
   tightenExistingFile,
 } from '../files/index.js';
-import type { Dialect } from './dialect.js';
 import { StoreError } from './errors.js';
+import type { Store } from './executor.js';
 import { migrateToLatest } from './migrate.js';
 import type { Database } from './schema.js';
 
@@ -21,17 +21,6 @@ export type StoreTarget =
       url: string /** A schema to use instead of public (tests: one per run). */;
       schema?: string;
     };
-
-export interface Store {
-  readonly db: Kysely<Database>;
-  readonly dialect: Dialect;
-  /** The raw better-sqlite3 handle on SQLite (bulk paths only), null on PostgreSQL. */
-  readonly sqlite: SqliteDatabase.Database | null;
-  /** Files whose modes were tightened on opening (SQLite: the database, its WAL and SHM). */
-  readonly tightened: readonly string[];
-  /** Release the database; safe to call twice. */
-  close(): Promise<void>;
-}
 
 /** Open the database named by the configuration and bring its schema up to date. */
 export async function openStore(target: StoreTarget, options: { migrate?: boolean } = {}): Promise<Store> {

@@ -1,7 +1,6 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
+import type { Executor } from './executor.js';
 import type { CycleKind, Database, Delivery, DeliveryState, Lead } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 // ---- leads for a cycle ----
 

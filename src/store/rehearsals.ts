@@ -1,8 +1,6 @@
-import type { Kysely, Transaction } from 'kysely';
 import type { LeadState } from '../policy/index.js';
-import type { Database, DeliveryState, RequestClass, RequestsTable } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
+import type { Executor } from './executor.js';
+import type { DeliveryState, RequestClass, RequestsTable } from './schema.js';
 
 /**
  * What a rehearsal (the conformance run, the rollback drill) reads back from its private store to

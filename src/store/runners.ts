@@ -1,8 +1,7 @@
-import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
+import { type Selectable, sql, type Transaction } from 'kysely';
 import type { Dialect } from './dialect.js';
+import type { Executor } from './executor.js';
 import type { Database } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 /** The one lease of leadership: its holder runs cycles and talks to the partner (migration 0009). */
 export const LEADER_LEASE = 'leader';

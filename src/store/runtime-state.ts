@@ -1,7 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
-import type { Database } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
+import type { Executor } from './executor.js';
 
 export async function getRuntimeValue(db: Executor, key: string): Promise<string | undefined> {
   const row = await db.selectFrom('runtime_state').select('value').where('key', '=', key).executeTakeFirst();

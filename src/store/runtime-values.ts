@@ -1,7 +1,6 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Transaction } from 'kysely';
+import type { Executor } from './executor.js';
 import type { Database } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 /** The values under these keys, read together (one consistent read); a key without a value is absent. */
 export async function getRuntimeValues(db: Executor, keys: readonly string[]): Promise<Map<string, string>> {

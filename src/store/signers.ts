@@ -1,8 +1,7 @@
-import { type Insertable, type Kysely, sql, type Transaction } from 'kysely';
+import { type Insertable, sql, type Transaction } from 'kysely';
 import type { Dialect } from './dialect.js';
+import type { Executor } from './executor.js';
 import type { Database, SignatureRow, SignaturesTable, Signer, SignersTable } from './schema.js';
-
-type Executor = Kysely<Database> | Transaction<Database>;
 
 export type NewSigner = Insertable<SignersTable>;
 export type NewSignature = Insertable<SignaturesTable>;

@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { runSupervisor, runWorker } from '../../app/run.js';
+import { runSupervisor, runWorker } from '../../app/index.js';
 import type { HeartbeatMessage } from '../../monitor/index.js';
 import { startServer } from '../../server/index.js';
 import type { Context } from '../context.js';
