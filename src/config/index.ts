@@ -1,7 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { HARD_CAPS } from '../policy/index.js';
@@ -14,14 +13,23 @@ import {
   readMetricsSettings,
 } from './monitoring.js';
 import { type PartnerSettings, readPartnerSettings } from './partner.js';
+import { DEFAULT_POLICY_FILE } from './paths.js';
 import { deepFreeze, loadPolicyFile, type PolicyDocument, policyHash } from './policy-file.js';
 import { describeRetention, retentionDaysSchema } from './retention.js';
 import { readServerSettings, type ServerSettings } from './server.js';
+import {
+  KNOWN_VARIABLES,
+  nearestKnownVariable,
+  SECRET_VARIABLES,
+  type SettingSource,
+  type VariableName,
+} from './variables.js';
 
 export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
 export { describeTokenEntry, isSecretParameterName, looksLikeApiToken, MASK, maskSecrets } from './mask.js';
 export type { AlertSettings, MetricsSettings } from './monitoring.js';
 export type { PartnerSettings } from './partner.js';
+export { DEFAULT_POLICY_FILE, PACKAGE_ROOT } from './paths.js';
 export {
   loadPolicyFile,
   MANIFEST_LIMIT_FIELDS,
@@ -30,72 +38,14 @@ export {
   policySchema,
 } from './policy-file.js';
 export { API_ROLES, type ApiRole, type ApiTokenEntry, type ServerSettings } from './server.js';
-
-/** The folder the product is installed in: the nearest one above this module with a package.json. */
-export const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
-
-/** The policy file shipped with the product, used when VALHALLA_POLICY_FILE is not set. */
-export const DEFAULT_POLICY_FILE = join(PACKAGE_ROOT, 'config', 'policy.json');
-
-function findPackageRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    if (dirname(dir) === dir) return from;
-  }
-}
+export { KNOWN_VARIABLES, type SettingSource, type VariableName } from './variables.js';
 
 export type Phase = 3 | 4;
 export type DedupKeyKind = 'email' | 'external_id';
 export type DatabaseTarget =
   | { kind: 'sqlite'; path: string }
   | { kind: 'postgres'; url: string; schema?: string };
-export type SettingSource = 'environment' | '.env' | 'policy file' | 'default';
 
-/** Every VALHALLA_* variable the product reads; any other VALHALLA_* name is refused as a likely typo. */
-export const KNOWN_VARIABLES = [
-  'VALHALLA_PHASE',
-  'VALHALLA_REAL_DATA_INGEST',
-  'VALHALLA_DRY_RUN',
-  'VALHALLA_DISABLE_OUTBOUND',
-  'VALHALLA_MAX_LEADS_PER_CYCLE',
-  'VALHALLA_MAX_ACTIONS_PER_CYCLE',
-  'VALHALLA_RATE_LIMIT',
-  'VALHALLA_DATABASE_URL',
-  'VALHALLA_DATA_DIR',
-  'VALHALLA_POLICY_FILE',
-  'VALHALLA_PSEUDONYM_SECRET',
-  'VALHALLA_PSEUDONYM_SECRET_FILE',
-  'VALHALLA_DEDUP_KEY',
-  'VALHALLA_LOG_LEVEL',
-  'VALHALLA_LOG_FILE',
-  'VALHALLA_OPERATOR',
-  'VALHALLA_ENV_FILE',
-  'VALHALLA_PARTNER_URL',
-  'VALHALLA_PARTNER_TOKEN_URL',
-  'VALHALLA_PARTNER_CLIENT_ID',
-  'VALHALLA_PARTNER_CLIENT_SECRET',
-  'VALHALLA_PARTNER_CA_FILE',
-  'VALHALLA_CYCLE_INTERVAL_S',
-  'VALHALLA_SLACK_WEBHOOK_URL',
-  'VALHALLA_SMTP_URL',
-  'VALHALLA_ALERT_EMAIL_TO',
-  'VALHALLA_ALERT_EMAIL_FROM',
-  'VALHALLA_METRICS_PORT',
-  'VALHALLA_SERVER_PORT',
-  'VALHALLA_SERVER_HOST',
-  'VALHALLA_PUBLIC_HOST',
-  'VALHALLA_API_TOKENS',
-  'VALHALLA_RETENTION_DAYS',
-  'VALHALLA_RUNNER_NAME',
-] as const;
-export type VariableName = (typeof KNOWN_VARIABLES)[number];
-
-const SECRET_VARIABLES: ReadonlySet<string> = new Set([
-  'VALHALLA_PSEUDONYM_SECRET',
-  'VALHALLA_PARTNER_CLIENT_SECRET',
-  'VALHALLA_SLACK_WEBHOOK_URL',
-  'VALHALLA_SMTP_URL',
-]);
 const MIN_SECRET_LENGTH = 32;
 
 export interface Config {
@@ -523,32 +473,6 @@ function readSecret(
     });
     return null;
   }
-}
-
-/** The known variable a typo most likely meant (at most 3 edits away), or null. */
-function nearestKnownVariable(name: string): string | null {
-  let best: { name: string; distance: number } | null = null;
-  for (const known of KNOWN_VARIABLES) {
-    const distance = editDistance(name, known);
-    if (distance <= 3 && (best === null || distance < best.distance)) best = { name: known, distance };
-  }
-  return best?.name ?? null;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(
-        previous[j]! + 1,
-        current[j - 1]! + 1,
-        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }
 
 const RUNNER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
