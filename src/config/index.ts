@@ -1,10 +1,12 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { hostname, userInfo } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
-import { z } from 'zod';
-import { HARD_CAPS } from '../policy/index.js';
+import type { z } from 'zod';
+import { type DatabaseTarget, databaseTarget } from './database.js';
+import { envSchemas } from './env-schemas.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
+import { RUNNER_NAME, safeRunnerName, safeUserName } from './identity.js';
 import { maskSecrets } from './mask.js';
 import {
   type AlertSettings,
@@ -14,8 +16,10 @@ import {
 } from './monitoring.js';
 import { type PartnerSettings, readPartnerSettings } from './partner.js';
 import { DEFAULT_POLICY_FILE } from './paths.js';
+import { checkPhaseCombination, type Phase } from './phase.js';
 import { deepFreeze, loadPolicyFile, type PolicyDocument, policyHash } from './policy-file.js';
-import { describeRetention, retentionDaysSchema } from './retention.js';
+import { readSecret } from './pseudonym-secret.js';
+import { describeRetention } from './retention.js';
 import { readServerSettings, type ServerSettings } from './server.js';
 import {
   KNOWN_VARIABLES,
@@ -25,11 +29,13 @@ import {
   type VariableName,
 } from './variables.js';
 
+export type { DatabaseTarget } from './database.js';
 export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
 export { describeTokenEntry, isSecretParameterName, looksLikeApiToken, MASK, maskSecrets } from './mask.js';
 export type { AlertSettings, MetricsSettings } from './monitoring.js';
 export type { PartnerSettings } from './partner.js';
 export { DEFAULT_POLICY_FILE, PACKAGE_ROOT } from './paths.js';
+export type { Phase } from './phase.js';
 export {
   loadPolicyFile,
   MANIFEST_LIMIT_FIELDS,
@@ -40,13 +46,7 @@ export {
 export { API_ROLES, type ApiRole, type ApiTokenEntry, type ServerSettings } from './server.js';
 export { KNOWN_VARIABLES, type SettingSource, type VariableName } from './variables.js';
 
-export type Phase = 3 | 4;
 export type DedupKeyKind = 'email' | 'external_id';
-export type DatabaseTarget =
-  | { kind: 'sqlite'; path: string }
-  | { kind: 'postgres'; url: string; schema?: string };
-
-const MIN_SECRET_LENGTH = 32;
 
 export interface Config {
   readonly phase: Phase;
@@ -92,51 +92,6 @@ export interface LoadConfigOptions {
   env: Readonly<Record<string, string | undefined>>;
   cwd: string;
 }
-
-const flag = (variable: string) =>
-  z.enum(['0', '1'], { error: `${variable} must be 0 or 1` }).transform((v) => v === '1');
-
-const wholeNumber = (min: number, hardMax: number, what: string) =>
-  z
-    .string()
-    .regex(/^\s*\d+\s*$/, { error: `not a whole number from ${min} to ${hardMax} (${what})` })
-    .transform(Number)
-    .pipe(
-      z
-        .number()
-        .min(min, { error: `below the minimum ${min}` })
-        .max(hardMax, { error: `above the hard maximum ${hardMax} ${what} (refused, not clamped)` }),
-    );
-
-const positiveNumber = (hardMax: number, what: string) =>
-  z
-    .string()
-    .regex(/^\s*\d+(\.\d+)?\s*$/, { error: `not a number above 0 and at most ${hardMax} (${what})` })
-    .transform(Number)
-    .pipe(
-      z
-        .number()
-        .positive({ error: 'must be above 0' })
-        .max(hardMax, { error: `above the hard maximum ${hardMax} ${what} (refused, not clamped)` }),
-    );
-
-const envSchemas = {
-  VALHALLA_PHASE: z
-    .enum(['3', '4'], { error: 'must be 3 (DRY-RUN) or 4 (LIVE)' })
-    .transform((v) => Number(v) as Phase),
-  VALHALLA_REAL_DATA_INGEST: flag('VALHALLA_REAL_DATA_INGEST'),
-  VALHALLA_DRY_RUN: flag('VALHALLA_DRY_RUN'),
-  VALHALLA_DISABLE_OUTBOUND: flag('VALHALLA_DISABLE_OUTBOUND'),
-  VALHALLA_MAX_LEADS_PER_CYCLE: wholeNumber(1, HARD_CAPS.leadsPerCycle, 'leads per cycle'),
-  VALHALLA_MAX_ACTIONS_PER_CYCLE: wholeNumber(0, HARD_CAPS.actionsPerCycle, 'actions per cycle'),
-  VALHALLA_RATE_LIMIT: positiveNumber(HARD_CAPS.rateLimitPerSecond, 'requests per second'),
-  VALHALLA_DEDUP_KEY: z.enum(['email', 'external_id'], { error: 'must be email or external_id' }),
-  VALHALLA_CYCLE_INTERVAL_S: wholeNumber(1, 86_400, 'seconds between cycles'),
-  VALHALLA_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], {
-    error: 'must be one of trace, debug, info, warn, error, fatal, silent',
-  }),
-  VALHALLA_RETENTION_DAYS: retentionDaysSchema,
-} as const;
 
 /**
  * Read the environment (and an optional `.env`) plus the policy file, validate everything, and
@@ -339,156 +294,6 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
     sources,
     raw,
   });
-}
-
-/** The policy's §2 and §5: the phase and its three switches must agree. */
-function checkPhaseCombination(
-  phase: Phase,
-  flags: { realDataIngest: boolean; dryRun: boolean; outboundDisabled: boolean },
-  raw: Partial<Record<VariableName, string>>,
-  issues: ConfigIssue[],
-): void {
-  const shown = (name: VariableName, value: boolean) => raw[name] ?? `${value ? 1 : 0} (default)`;
-  if (phase === 3) {
-    if (!flags.dryRun) {
-      issues.push({
-        setting: 'VALHALLA_DRY_RUN',
-        value: shown('VALHALLA_DRY_RUN', flags.dryRun),
-        problem: 'Phase 3 requires VALHALLA_DRY_RUN=1 (DRY-RUN is disabled in Phase 4 only)',
-      });
-    }
-    if (!flags.outboundDisabled) {
-      issues.push({
-        setting: 'VALHALLA_DISABLE_OUTBOUND',
-        value: shown('VALHALLA_DISABLE_OUTBOUND', flags.outboundDisabled),
-        problem: 'Phase 3 requires VALHALLA_DISABLE_OUTBOUND=1 (outbound is enabled in Phase 4 only)',
-      });
-    }
-    return;
-  }
-  if (flags.dryRun) {
-    issues.push({
-      setting: 'VALHALLA_DRY_RUN',
-      value: shown('VALHALLA_DRY_RUN', flags.dryRun),
-      problem: 'Phase 4 requires VALHALLA_DRY_RUN=0',
-    });
-  }
-  if (flags.outboundDisabled) {
-    issues.push({
-      setting: 'VALHALLA_DISABLE_OUTBOUND',
-      value: shown('VALHALLA_DISABLE_OUTBOUND', flags.outboundDisabled),
-      problem: 'Phase 4 requires VALHALLA_DISABLE_OUTBOUND=0',
-    });
-  }
-  if (!flags.realDataIngest) {
-    issues.push({
-      setting: 'VALHALLA_REAL_DATA_INGEST',
-      value: shown('VALHALLA_REAL_DATA_INGEST', flags.realDataIngest),
-      problem: 'Phase 4 requires VALHALLA_REAL_DATA_INGEST=1 (real data must be enabled)',
-    });
-  }
-}
-
-function databaseTarget(url: string, cwd: string, issues: ConfigIssue[]): DatabaseTarget {
-  if (/^postgres(ql)?:\/\//i.test(url)) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      issues.push({
-        setting: 'VALHALLA_DATABASE_URL',
-        value: maskSecrets(url),
-        problem: 'not a valid postgres:// URL',
-      });
-      return { kind: 'postgres', url };
-    }
-    // `?schema=name` puts every table in that schema (created if missing) instead of public.
-    const schema = parsed.searchParams.get('schema');
-    if (schema === null) return { kind: 'postgres', url };
-    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
-      issues.push({
-        setting: 'VALHALLA_DATABASE_URL',
-        value: maskSecrets(url),
-        problem: 'schema= must be a lower-case SQL identifier',
-      });
-    }
-    parsed.searchParams.delete('schema');
-    return { kind: 'postgres', url: parsed.toString(), schema };
-  }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    issues.push({
-      setting: 'VALHALLA_DATABASE_URL',
-      value: maskSecrets(url),
-      problem: 'must be a file path (SQLite) or a postgres:// URL',
-    });
-  }
-  return { kind: 'sqlite', path: url === ':memory:' ? url : isAbsolute(url) ? url : resolve(cwd, url) };
-}
-
-function readSecret(
-  raw: Partial<Record<VariableName, string>>,
-  file: string,
-  issues: ConfigIssue[],
-): string | null {
-  if (raw.VALHALLA_PSEUDONYM_SECRET !== undefined) {
-    const secret = raw.VALHALLA_PSEUDONYM_SECRET.trim();
-    if (secret.length < MIN_SECRET_LENGTH) {
-      issues.push({
-        setting: 'VALHALLA_PSEUDONYM_SECRET',
-        value: '(secret)',
-        problem: `too short: at least ${MIN_SECRET_LENGTH} characters`,
-      });
-    }
-    return secret;
-  }
-  if (!existsSync(file)) {
-    if (raw.VALHALLA_PSEUDONYM_SECRET_FILE !== undefined) {
-      issues.push({ setting: 'VALHALLA_PSEUDONYM_SECRET_FILE', value: file, problem: 'no such file' });
-    }
-    return null;
-  }
-  try {
-    const mode = statSync(file).mode;
-    if ((mode & 0o077) !== 0) {
-      issues.push({
-        setting: 'VALHALLA_PSEUDONYM_SECRET_FILE',
-        value: file,
-        problem: `readable by group or others (mode ${(mode & 0o777).toString(8)}); run chmod 600 on it`,
-      });
-    }
-    const secret = readFileSync(file, 'utf8').trim();
-    if (secret.length < MIN_SECRET_LENGTH) {
-      issues.push({
-        setting: 'VALHALLA_PSEUDONYM_SECRET_FILE',
-        value: file,
-        problem: `the secret in it is too short: at least ${MIN_SECRET_LENGTH} characters`,
-      });
-    }
-    return secret;
-  } catch (cause) {
-    issues.push({
-      setting: 'VALHALLA_PSEUDONYM_SECRET_FILE',
-      value: file,
-      problem: `cannot read: ${(cause as Error).message}`,
-    });
-    return null;
-  }
-}
-
-const RUNNER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
-
-/** A host name as a runner name: what the rule allows, cut to its length. */
-function safeRunnerName(host: string): string {
-  const name = host.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
-  return name === '' ? 'runner' : name;
-}
-
-function safeUserName(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return 'unknown';
-  }
 }
 
 /** The configuration as an operator may see it: values with their source, secrets masked. */
