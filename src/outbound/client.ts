@@ -10,6 +10,7 @@ import {
   isTlsVersionRefusal,
   parseRetryAfter,
 } from '../policy/index.js';
+import { checkBatch } from './batch.js';
 import { ConcurrencyGate } from './concurrency.js';
 import { type PartnerEndpoints, partnerEndpoints } from './endpoints.js';
 import { OutboundError } from './errors.js';
@@ -28,9 +29,6 @@ import type {
   SendOutcome,
   TokenOutcome,
 } from './types.js';
-
-/** Leads in one batch: a batch never holds more than a cycle may (policy §4, hard max 100). */
-const MAX_LEADS_PER_BATCH = HARD_CAPS.leadsPerCycle;
 
 /** The partner client: the only code that talks to the partner's HTTP API. */
 export interface PartnerClient {
@@ -425,26 +423,6 @@ function parseJson(body: Buffer | null): unknown {
     return JSON.parse(body.toString('utf8'));
   } catch {
     return undefined;
-  }
-}
-
-const HEADER_SAFE = /^[\x21-\x7e]{1,255}$/;
-
-function checkBatch(batch: PartnerBatch): void {
-  if (typeof batch.batchKey !== 'string' || !HEADER_SAFE.test(batch.batchKey)) {
-    throw new OutboundError(
-      'INVALID_BATCH',
-      'batchKey must be 1–255 visible ASCII characters; nothing was sent',
-    );
-  }
-  if (!Array.isArray(batch.leads) || batch.leads.length === 0) {
-    throw new OutboundError('INVALID_BATCH', 'a batch needs at least one lead; nothing was sent');
-  }
-  if (batch.leads.length > MAX_LEADS_PER_BATCH) {
-    throw new OutboundError(
-      'INVALID_BATCH',
-      `a batch holds at most ${MAX_LEADS_PER_BATCH} leads, got ${batch.leads.length}; nothing was sent`,
-    );
   }
 }
 
