@@ -1,7 +1,6 @@
 // The partner client: the one delivery path to the partner's HTTP API. Health checks, tokens and
 // batches, each request through the same gate, rate limit and deadline; no retry inside.
 import type { IncomingHttpHeaders } from 'node:http';
-import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
 import {
   classifyNetworkError,
@@ -16,12 +15,12 @@ import { type PartnerEndpoints, partnerEndpoints } from './endpoints.js';
 import { OutboundError } from './errors.js';
 import { limiterShape, maxStartsInAnySecond, SlidingWindowLimiter } from './limiter.js';
 import { checkOptions, type PartnerClientOptions } from './options.js';
+import { acceptance, agedWhileWaiting, networkMessage, parseJson, tokenSchema } from './outcomes.js';
 import { settleOrAbort } from './tls-agent.js';
-import { type HeldToken, type TokenFit, type TokenGrant, TokenProvider } from './token.js';
-import { type Exchange, type ExchangeRequest, type NotStarted, Transport } from './transport.js';
+import { type HeldToken, type TokenGrant, TokenProvider } from './token.js';
+import { type Exchange, type ExchangeRequest, Transport } from './transport.js';
 import type {
   HealthResult,
-  PartnerAcceptance,
   PartnerBatch,
   PermanentOutcome,
   RequestStage,
@@ -59,28 +58,6 @@ export interface PartnerClient {
   /** Refuse new requests, let those in flight finish (each within its deadline), release sockets. Safe twice. */
   close(): Promise<void>;
 }
-
-const acceptanceSchema = z.object({
-  accepted: z.number().int().nonnegative().optional(),
-  duplicates: z.number().int().nonnegative().optional(),
-  replayed: z.boolean().optional(),
-  results: z
-    .array(z.object({ idempotency_key: z.string(), status: z.enum(['accepted', 'duplicate']) }))
-    .optional(),
-});
-
-const tokenSchema = z.object({
-  // RFC 6750 b64token: nothing that could break out of the Authorization header.
-  access_token: z
-    .string()
-    .max(8192)
-    .regex(/^[A-Za-z0-9\-._~+/]+=*$/),
-  token_type: z.string().regex(/^bearer$/i),
-  expires_in: z
-    .number()
-    .positive()
-    .max(366 * 86_400),
-});
 
 /** Create a partner client; throws `INSECURE_URL`, `INVALID_URL` or `INVALID_OPTIONS` for bad options. */
 export function createPartnerClient(options: PartnerClientOptions): PartnerClient {
@@ -360,69 +337,6 @@ class HttpPartnerClient implements PartnerClient {
   ): RetryableOutcome {
     const retryAfterMs = parseRetryAfter(headers['retry-after'], this.#clock.now());
     return { kind: 'retryable', status, retryAfterMs, message, stage, ms };
-  }
-}
-
-/**
- * A network failure in words: what failed, its code, and the retry table's reading of it. No request
- * data: of the URL, the host alone.
- */
-function networkMessage(
-  what: string,
-  exchange: Extract<Exchange, { kind: 'failure' }>,
-  url: URL,
-  timeoutMs: number,
-): string {
-  if (exchange.timedOut) return `${what} timed out: no complete answer within ${timeoutMs} ms (aborted)`;
-  if (exchange.cancelled) return `${what} cancelled by the caller while in flight; delivery unknown`;
-  if (isTlsVersionRefusal(exchange.code)) {
-    // Refused in the handshake, before a byte of the request: nothing was sent.
-    return `the partner at ${url.host} does not offer TLS 1.2 or newer (${exchange.code}): refused; nothing was sent`;
-  }
-  return `${what} failed: ${exchange.code} (${classifyNetworkError(exchange.code).reason})`;
-}
-
-/** The batch waited for its turn twice and its token had aged past the rule both times: not sent. */
-function agedWhileWaiting(
-  token: HeldToken,
-  fit: Extract<TokenFit, { fits: false }>,
-  notStarted: NotStarted,
-): RetryableOutcome {
-  const round = Math.round;
-  const { leftMs, neededMs } = fit;
-  return {
-    kind: 'retryable',
-    retryAfterMs: null,
-    message:
-      `the token had ${round(Math.max(0, leftMs))} ms of its ${token.lifetimeMs} ms left once the batch ` +
-      `could start (after waiting ${round(notStarted.waitedMs)} ms for a connection slot and a rate permit), ` +
-      `under the ${round(neededMs)} ms it needs; a fresh token aged the same way: the batch was not sent`,
-    stage: 'token',
-    ms: notStarted.waitedMs,
-  };
-}
-
-function acceptance(exchange: Extract<Exchange, { kind: 'response' }>): {
-  body: PartnerAcceptance | null;
-  bodyIssue: string | null;
-} {
-  if (exchange.bodyTooLarge) {
-    return { body: null, bodyIssue: 'response body over the size cap: discarded unread' };
-  }
-  if (exchange.body === null || exchange.body.length === 0) return { body: null, bodyIssue: null };
-  const json = parseJson(exchange.body);
-  if (json === undefined) return { body: null, bodyIssue: 'response body is not JSON' };
-  const parsed = acceptanceSchema.safeParse(json);
-  if (!parsed.success) return { body: null, bodyIssue: 'response body is not the contract shape' };
-  return { body: parsed.data as PartnerAcceptance, bodyIssue: null };
-}
-
-function parseJson(body: Buffer | null): unknown {
-  if (body === null) return undefined;
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
   }
 }
 
