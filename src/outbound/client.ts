@@ -1,5 +1,6 @@
+// The partner client: the one delivery path to the partner's HTTP API. Health checks, tokens and
+// batches, each request through the same gate, rate limit and deadline; no retry inside.
 import type { IncomingHttpHeaders } from 'node:http';
-import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
 import {
   classifyNetworkError,
@@ -8,23 +9,18 @@ import {
   isTlsVersionRefusal,
   parseRetryAfter,
 } from '../policy/index.js';
+import { checkBatch } from './batch.js';
 import { ConcurrencyGate } from './concurrency.js';
 import { type PartnerEndpoints, partnerEndpoints } from './endpoints.js';
 import { OutboundError } from './errors.js';
-import {
-  DEFAULT_RATE_MARGIN_MS,
-  type LimiterSleep,
-  limiterShape,
-  maxStartsInAnySecond,
-  SlidingWindowLimiter,
-  type StartLimiter,
-} from './limiter.js';
+import { limiterShape, maxStartsInAnySecond, SlidingWindowLimiter } from './limiter.js';
+import { checkOptions, type PartnerClientOptions } from './options.js';
+import { acceptance, agedWhileWaiting, networkMessage, parseJson, tokenSchema } from './outcomes.js';
 import { settleOrAbort } from './tls-agent.js';
-import { type HeldToken, type TokenFit, type TokenGrant, TokenProvider } from './token.js';
-import { type Exchange, type ExchangeRequest, type NotStarted, Transport } from './transport.js';
+import { type HeldToken, type TokenGrant, TokenProvider } from './token.js';
+import { type Exchange, type ExchangeRequest, Transport } from './transport.js';
 import type {
   HealthResult,
-  PartnerAcceptance,
   PartnerBatch,
   PermanentOutcome,
   RequestStage,
@@ -32,55 +28,6 @@ import type {
   SendOutcome,
   TokenOutcome,
 } from './types.js';
-
-export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
-export const DEFAULT_TOKEN_REFRESH_MARGIN_MS = 10_000;
-/** Leads in one batch: a batch never holds more than a cycle may (policy §4, hard max 100). */
-const MAX_LEADS_PER_BATCH = HARD_CAPS.leadsPerCycle;
-
-export interface PartnerClientOptions {
-  /** `https://…` (a path prefix is kept): `POST {base}/api/leads`, `GET {base}/health`. */
-  baseUrl: string;
-  /** OAuth2 client-credentials token endpoint. */
-  tokenUrl: string;
-  clientId: string;
-  clientSecret: string;
-  /** PEM bundle of the CA(s) to trust for the partner, instead of the system store. */
-  caPem?: string | null | undefined;
-  /** Allow `http://` to 127.0.0.0/8, ::1 or localhost (Phase 3 sandbox, tests). Any other http:// is refused. */
-  allowPlainHttpLoopback: boolean;
-  /**
-   * Request starts allowed in any window of `rateWindowMs` (the policy's window is 1,000 ms, so this is
-   * requests per second; hard max 5). Fractional: see `limiterShape` (2.5 → 2 per window).
-   */
-  rateLimitPerSecond: number;
-  rateWindowMs: number;
-  /** Added to the window when deciding a start (default 5 ms): clock granularity, closed windows. */
-  rateMarginMs?: number;
-  /** Requests in flight at once (hard max 5). */
-  maxConcurrent: number;
-  /** Overall deadline of one request, connect to last body byte (hard max 30,000 ms). */
-  timeoutMs: number;
-  /** Largest response body read (default 1 MiB); a bigger one is discarded and reported. */
-  maxResponseBytes?: number;
-  /** Wall clock: token expiry and `Retry-After` dates. */
-  clock: Clock;
-  /** Monotonic clock for the rate limiter and latencies (default `performance.now`). */
-  monotonicNow?: () => number;
-  /**
-   * How the rate limiter waits (default a real timer). With a virtual `monotonicNow` (a simulation),
-   * a virtual sleep that moves that clock.
-   */
-  limiterSleep?: LimiterSleep;
-  /**
-   * Added to the life a token must have left (default 10 s): clock skew with the partner. A batch's
-   * token must cover `timeoutMs` plus this; when the partner's tokens live shorter than that, the
-   * first half of a token's life is used instead (see `tokenLifeNeededMs`).
-   */
-  tokenRefreshMarginMs?: number;
-  /** Every start must also pass this (several runners: the shared start log in the database). */
-  startLimiter?: StartLimiter | undefined;
-}
 
 /** The partner client: the only code that talks to the partner's HTTP API. */
 export interface PartnerClient {
@@ -111,28 +58,6 @@ export interface PartnerClient {
   /** Refuse new requests, let those in flight finish (each within its deadline), release sockets. Safe twice. */
   close(): Promise<void>;
 }
-
-const acceptanceSchema = z.object({
-  accepted: z.number().int().nonnegative().optional(),
-  duplicates: z.number().int().nonnegative().optional(),
-  replayed: z.boolean().optional(),
-  results: z
-    .array(z.object({ idempotency_key: z.string(), status: z.enum(['accepted', 'duplicate']) }))
-    .optional(),
-});
-
-const tokenSchema = z.object({
-  // RFC 6750 b64token: nothing that could break out of the Authorization header.
-  access_token: z
-    .string()
-    .max(8192)
-    .regex(/^[A-Za-z0-9\-._~+/]+=*$/),
-  token_type: z.string().regex(/^bearer$/i),
-  expires_in: z
-    .number()
-    .positive()
-    .max(366 * 86_400),
-});
 
 /** Create a partner client; throws `INSECURE_URL`, `INVALID_URL` or `INVALID_OPTIONS` for bad options. */
 export function createPartnerClient(options: PartnerClientOptions): PartnerClient {
@@ -415,89 +340,6 @@ class HttpPartnerClient implements PartnerClient {
   }
 }
 
-/**
- * A network failure in words: what failed, its code, and the retry table's reading of it. No request
- * data: of the URL, the host alone.
- */
-function networkMessage(
-  what: string,
-  exchange: Extract<Exchange, { kind: 'failure' }>,
-  url: URL,
-  timeoutMs: number,
-): string {
-  if (exchange.timedOut) return `${what} timed out: no complete answer within ${timeoutMs} ms (aborted)`;
-  if (exchange.cancelled) return `${what} cancelled by the caller while in flight; delivery unknown`;
-  if (isTlsVersionRefusal(exchange.code)) {
-    // Refused in the handshake, before a byte of the request: nothing was sent.
-    return `the partner at ${url.host} does not offer TLS 1.2 or newer (${exchange.code}): refused; nothing was sent`;
-  }
-  return `${what} failed: ${exchange.code} (${classifyNetworkError(exchange.code).reason})`;
-}
-
-/** The batch waited for its turn twice and its token had aged past the rule both times: not sent. */
-function agedWhileWaiting(
-  token: HeldToken,
-  fit: Extract<TokenFit, { fits: false }>,
-  notStarted: NotStarted,
-): RetryableOutcome {
-  const round = Math.round;
-  const { leftMs, neededMs } = fit;
-  return {
-    kind: 'retryable',
-    retryAfterMs: null,
-    message:
-      `the token had ${round(Math.max(0, leftMs))} ms of its ${token.lifetimeMs} ms left once the batch ` +
-      `could start (after waiting ${round(notStarted.waitedMs)} ms for a connection slot and a rate permit), ` +
-      `under the ${round(neededMs)} ms it needs; a fresh token aged the same way: the batch was not sent`,
-    stage: 'token',
-    ms: notStarted.waitedMs,
-  };
-}
-
-function acceptance(exchange: Extract<Exchange, { kind: 'response' }>): {
-  body: PartnerAcceptance | null;
-  bodyIssue: string | null;
-} {
-  if (exchange.bodyTooLarge) {
-    return { body: null, bodyIssue: 'response body over the size cap: discarded unread' };
-  }
-  if (exchange.body === null || exchange.body.length === 0) return { body: null, bodyIssue: null };
-  const json = parseJson(exchange.body);
-  if (json === undefined) return { body: null, bodyIssue: 'response body is not JSON' };
-  const parsed = acceptanceSchema.safeParse(json);
-  if (!parsed.success) return { body: null, bodyIssue: 'response body is not the contract shape' };
-  return { body: parsed.data as PartnerAcceptance, bodyIssue: null };
-}
-
-function parseJson(body: Buffer | null): unknown {
-  if (body === null) return undefined;
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-const HEADER_SAFE = /^[\x21-\x7e]{1,255}$/;
-
-function checkBatch(batch: PartnerBatch): void {
-  if (typeof batch.batchKey !== 'string' || !HEADER_SAFE.test(batch.batchKey)) {
-    throw new OutboundError(
-      'INVALID_BATCH',
-      'batchKey must be 1–255 visible ASCII characters; nothing was sent',
-    );
-  }
-  if (!Array.isArray(batch.leads) || batch.leads.length === 0) {
-    throw new OutboundError('INVALID_BATCH', 'a batch needs at least one lead; nothing was sent');
-  }
-  if (batch.leads.length > MAX_LEADS_PER_BATCH) {
-    throw new OutboundError(
-      'INVALID_BATCH',
-      `a batch holds at most ${MAX_LEADS_PER_BATCH} leads, got ${batch.leads.length}; nothing was sent`,
-    );
-  }
-}
-
 /** Settle with `promise`, or reject with CANCELLED as soon as `signal` aborts (the work itself goes on). */
 function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   return signal ? settleOrAbort(promise, signal, () => cancelled(signal)) : promise;
@@ -507,75 +349,4 @@ function cancelled(signal: AbortSignal): OutboundError {
   return new OutboundError('CANCELLED', 'cancelled while waiting for a token; the batch was not sent', {
     cause: signal.reason,
   });
-}
-
-interface CheckedSettings {
-  rateMarginMs: number;
-  maxResponseBytes: number;
-  tokenRefreshMarginMs: number;
-}
-
-/** Refuse options above the policy's hard caps here too: the client holds the invariants by itself. */
-function checkOptions(options: PartnerClientOptions): CheckedSettings {
-  const problems: string[] = [];
-  const {
-    rateLimitPerSecond,
-    rateWindowMs,
-    maxConcurrent,
-    timeoutMs,
-    rateMarginMs = DEFAULT_RATE_MARGIN_MS,
-    maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES,
-    tokenRefreshMarginMs = DEFAULT_TOKEN_REFRESH_MARGIN_MS,
-  } = options;
-  if (typeof options.clientId !== 'string' || options.clientId === '') problems.push('clientId is required');
-  if (typeof options.clientSecret !== 'string' || options.clientSecret === '') {
-    problems.push('clientSecret is required');
-  }
-  if (!(rateLimitPerSecond > 0) || rateLimitPerSecond > HARD_CAPS.rateLimitPerSecond) {
-    problems.push(
-      `rateLimitPerSecond must be > 0 and ≤ ${HARD_CAPS.rateLimitPerSecond}, got ${rateLimitPerSecond}`,
-    );
-  }
-  if (!Number.isFinite(rateWindowMs) || rateWindowMs <= 0) {
-    problems.push(`rateWindowMs must be > 0, got ${rateWindowMs}`);
-  }
-  if (!Number.isFinite(rateMarginMs) || rateMarginMs < 0 || rateMarginMs > 1000) {
-    problems.push(`rateMarginMs must be from 0 to 1000, got ${rateMarginMs}`);
-  }
-  if (problems.length === 0) {
-    const shape = limiterShape(rateLimitPerSecond, rateWindowMs);
-    const perSecond = maxStartsInAnySecond(shape.limit, shape.windowMs, rateMarginMs);
-    if (perSecond > HARD_CAPS.rateLimitPerSecond) {
-      problems.push(
-        `${shape.limit} start(s) per ${shape.windowMs} ms (+${rateMarginMs} ms margin) allows ${perSecond} in one second, above the hard cap of ${HARD_CAPS.rateLimitPerSecond}`,
-      );
-    }
-  }
-  if (
-    !Number.isInteger(maxConcurrent) ||
-    maxConcurrent < 1 ||
-    maxConcurrent > HARD_CAPS.maxConcurrentRequests
-  ) {
-    problems.push(
-      `maxConcurrent must be a whole number from 1 to ${HARD_CAPS.maxConcurrentRequests}, got ${maxConcurrent}`,
-    );
-  }
-  const maxTimeoutMs = HARD_CAPS.apiTimeoutSeconds * 1000;
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > maxTimeoutMs) {
-    problems.push(`timeoutMs must be a whole number from 1 to ${maxTimeoutMs}, got ${timeoutMs}`);
-  }
-  if (!Number.isInteger(maxResponseBytes) || maxResponseBytes < 1 || maxResponseBytes > 64 * 1024 * 1024) {
-    problems.push(`maxResponseBytes must be a whole number from 1 to 64 MiB, got ${maxResponseBytes}`);
-  }
-  if (!Number.isFinite(tokenRefreshMarginMs) || tokenRefreshMarginMs < 0) {
-    problems.push(`tokenRefreshMarginMs must be ≥ 0, got ${tokenRefreshMarginMs}`);
-  }
-  if (typeof options.clock?.now !== 'function') problems.push('clock is required');
-  if (problems.length > 0) {
-    throw new OutboundError(
-      'INVALID_OPTIONS',
-      `partner client options refused:\n  - ${problems.join('\n  - ')}`,
-    );
-  }
-  return { rateMarginMs, maxResponseBytes, tokenRefreshMarginMs };
 }

@@ -1,10 +1,4 @@
-export {
-  createPartnerClient,
-  DEFAULT_MAX_RESPONSE_BYTES,
-  DEFAULT_TOKEN_REFRESH_MARGIN_MS,
-  type PartnerClient,
-  type PartnerClientOptions,
-} from './client.js';
+export { createPartnerClient, type PartnerClient } from './client.js';
 export { ConcurrencyGate } from './concurrency.js';
 export { checkPartnerUrl } from './endpoints.js';
 export { isOutboundError, OutboundError, type OutboundErrorCode } from './errors.js';
@@ -18,6 +12,11 @@ export {
   type SlidingWindowLimiterOptions,
   type StartLimiter,
 } from './limiter.js';
+export {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  DEFAULT_TOKEN_REFRESH_MARGIN_MS,
+  type PartnerClientOptions,
+} from './options.js';
 export { settleOrAbort, tlsAgent } from './tls-agent.js';
 export type {
   AcceptedOutcome,
