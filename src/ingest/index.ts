@@ -9,4 +9,5 @@ export {
   UPLOAD_REJECT_BOUND,
 } from './ingest.js';
 export { LEAD_FIELDS, type NormalisedLead, validateLead } from './lead-schema.js';
-export { openSource, type SourceFormat, type SourceRow } from './source.js';
+export { openSource, type SourceFormat } from './source.js';
+export type { SourceRow } from './source-row.js';

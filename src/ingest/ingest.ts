@@ -29,7 +29,8 @@ import {
 import { describeDuplicate, identityKeysOf, indexByKey, matchesOf } from './duplicates.js';
 import { IngestFileError } from './errors.js';
 import { type FieldProblem, validateLead } from './lead-schema.js';
-import { openSource, type SourceFormat, type SourceRow } from './source.js';
+import { openSource, type SourceFormat } from './source.js';
+import type { SourceRow } from './source-row.js';
 
 export interface IngestDeps {
   store: Store;
