@@ -1,12 +1,8 @@
 export { IngestFileError, type IngestFileErrorCode, isIngestFileError } from './errors.js';
-export {
-  describeProblems,
-  type IngestDeps,
-  type IngestOptions,
-  type IngestSummary,
-  ingestFile,
-  type RejectBound,
-  UPLOAD_REJECT_BOUND,
-} from './ingest.js';
+export { type IngestOptions, ingestFile } from './ingest.js';
 export { LEAD_FIELDS, type NormalisedLead, validateLead } from './lead-schema.js';
-export { openSource, type SourceFormat, type SourceRow } from './source.js';
+export { describeProblems } from './prepare.js';
+export { type RejectBound, UPLOAD_REJECT_BOUND } from './reject-bound.js';
+export type { IngestDeps, IngestSummary } from './run.js';
+export { openSource, type SourceFormat } from './source.js';
+export type { SourceRow } from './source-row.js';
