@@ -11,7 +11,7 @@ type Value = Json | undefined;
 
 export const NOW_ISO = '2026-11-20T12:00:00Z';
 export const NOW = Date.parse(NOW_ISO);
-/** The readers' record limit (src/ingest/source.ts), in UTF-16 code units. */
+/** The readers' record limit (src/ingest/source-row.ts), in UTF-16 code units. */
 export const RECORD_LIMIT = 64 * 1024;
 
 /** Valid text: scripts, directions, emoji, combining marks, look-alikes. */
