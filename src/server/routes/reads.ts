@@ -1,20 +1,11 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { App } from '../../app/index.js';
-import { LEAD_STATES, type LeadState } from '../../policy/index.js';
+import { DELIVERY_STATES, LEAD_STATES, type LeadState } from '../../policy/index.js';
 import type { DeliveryState } from '../../store/index.js';
 import { alertView, type Dashboard } from '../../views/index.js';
 import type { createEventHub } from '../events.js';
 import { ApiError, anyObject, cursorParam, limitParam } from '../http.js';
 
-const DELIVERY_STATES: readonly DeliveryState[] = [
-  'queued',
-  'sending',
-  'retry_wait',
-  'accepted',
-  'quarantined',
-  'refused',
-  'dry_run',
-];
 const viewer = { role: 'viewer' } as const;
 const query = (properties: Record<string, unknown>) =>
   ({ type: 'object', additionalProperties: false, properties }) as const;
