@@ -4,14 +4,20 @@ import type { Clock, Sleep } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { LimitsReload, OperatorModeChange, PolicyCheck } from '../control/index.js';
 import type { Engine, Leadership, OperatorActions, PartnerPort } from '../engine/index.js';
-import type { buildGatesBundle, GatesReport, ReleaseManifest } from '../gates/index.js';
+import type {
+  buildGatesBundle,
+  GatesReport,
+  ReleaseManifest,
+  SignedDocument,
+  SigningOutcome,
+} from '../gates/index.js';
 import type { GateClearance } from '../guard/index.js';
 import type { IngestOptions, IngestSummary } from '../ingest/index.js';
 import type { Logger } from '../log/index.js';
 import type { Metrics, RequestMonitor, WorkerProbe } from '../monitor/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
 import type { LeadState, ModeCommand } from '../policy/index.js';
-import type { Alert, AlertDelivery, Store } from '../store/index.js';
+import type { Alert, AlertDelivery, Signer, SignerRole, Store } from '../store/index.js';
 import type { MaskedLead, RunState, StatusReport } from '../views/index.js';
 import type { ModeAcknowledgement } from './mode-ack.js';
 import type { UploadIngest } from './upload-ingest.js';
@@ -56,6 +62,24 @@ export interface App {
   gatesBundle(): ReturnType<typeof buildGatesBundle>;
   /** The release manifest Phase 4 would run with here; null when the store has no installation id. */
   releaseManifest(): Promise<ReleaseManifest | null>;
+  /** Every registered signer, revoked ones included. */
+  listSigners(): Promise<Signer[]>;
+  /** Register a public key for a role, audited under the configured operator. */
+  addSigner(signer: {
+    role: SignerRole;
+    name: string;
+    publicKeyPem: string;
+  }): Promise<SigningOutcome<{ signer: Signer }>>;
+  /** Revoke a signer's key, audited: every signature made with it becomes void. */
+  revokeSigner(revocation: {
+    keyId: string;
+    reason: string;
+  }): Promise<SigningOutcome<{ signer: Signer; voided: number }>>;
+  /**
+   * Validate and record a signed document (sign-off, attestation, activation, amendment) against
+   * this installation's release manifest; a refusal is audited too.
+   */
+  recordSignature(doc: SignedDocument): Promise<SigningOutcome<{ id: number }>>;
   /**
    * The main job's start in Phase 3: with real data off and nothing ever ingested, generate and
    * ingest `count` synthetic leads (seed 1) from `<data dir>/synthetic-leads.csv`; null otherwise.

@@ -1,4 +1,5 @@
-import { SIMULATED_STABILITY_CHECKS, type SimulationResult } from './simulate.js';
+import { SIMULATED_STABILITY_CHECKS } from './simulate-phase3.js';
+import type { SimulationResult } from './simulate-result.js';
 
 const number = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 2 });
 

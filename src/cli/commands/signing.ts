@@ -1,29 +1,23 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import type { App } from '../../app/index.js';
 import { systemClock } from '../../clock/index.js';
 import { isPrivateFileError, writePrivateFile } from '../../files/index.js';
 import {
-  addSigner,
   createKeyPair,
   describeLimits,
   fieldsRefusal,
   findItem,
   isSigningError,
   keyIdOf,
-  listSigners,
   type ManifestLimits,
   manifestHash,
   manifestSchema,
   parseSignedDocument,
   publicKeyOf,
   type ReleaseManifest,
-  recordSignature,
-  revokeSigner,
   type SignedDocument,
   type SignedFields,
-  type SigningDeps,
   signDocument,
 } from '../../gates/index.js';
 import type { SignatureKind, SignerRole } from '../../store/index.js';
@@ -73,10 +67,6 @@ function usable<T>(work: () => T): T {
     if (isSigningError(error)) throw new CliExit(EXIT.usage, error.message);
     throw error;
   }
-}
-
-function signingDeps(app: App): SigningDeps {
-  return { db: app.store.db, dialect: app.store.dialect, audit: app.audit };
 }
 
 interface SignOptions {
@@ -165,11 +155,7 @@ async function recordOrWrite(ctx: Context, doc: SignedDocument, out: string | un
 
 async function submit(ctx: Context, doc: SignedDocument): Promise<void> {
   await ctx.withApp(async (app) => {
-    const result = await recordSignature(signingDeps(app), doc, {
-      actor: app.config.operator,
-      now: app.clock.now(),
-      manifest: await app.releaseManifest(),
-    });
+    const result = await app.recordSignature(doc);
     const what = KIND_WORDS[doc.kind];
     if (!result.ok) throw new CliExit(EXIT.refused, `${what} refused: ${result.reason}`);
     const limits = doc.kind === 'amendment' ? `, approving ${describeLimits(doc.manifest.limits)}` : '';
@@ -217,11 +203,7 @@ export function registerSigning(program: Command, ctx: Context): void {
       const publicKeyPem = readInput(ctx, opts.key, 'public key');
       usable(() => keyIdOf(publicKeyPem));
       await ctx.withApp(async (app) => {
-        const result = await addSigner(
-          signingDeps(app),
-          { role: opts.role, name: opts.name, publicKeyPem },
-          { actor: app.config.operator, now: app.clock.now() },
-        );
+        const result = await app.addSigner({ role: opts.role, name: opts.name, publicKeyPem });
         if (!result.ok) throw new CliExit(EXIT.refused, `signer not added: ${result.reason}`);
         writeLine(
           ctx.io.stdout,
@@ -235,7 +217,7 @@ export function registerSigning(program: Command, ctx: Context): void {
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }) => {
       await ctx.withApp(async (app) => {
-        const rows = await listSigners(app.store.db);
+        const rows = await app.listSigners();
         const iso = (at: number | null) => (at === null ? null : new Date(at).toISOString());
         if (opts.json) {
           return writeJson(ctx.io.stdout, {
@@ -275,11 +257,7 @@ export function registerSigning(program: Command, ctx: Context): void {
     .requiredOption('--reason <text>', 'why (audited)')
     .action(async (opts: { keyId: string; reason: string }) => {
       await ctx.withApp(async (app) => {
-        const result = await revokeSigner(
-          signingDeps(app),
-          { keyId: opts.keyId, reason: opts.reason },
-          { actor: app.config.operator, now: app.clock.now() },
-        );
+        const result = await app.revokeSigner({ keyId: opts.keyId, reason: opts.reason });
         if (!result.ok) throw new CliExit(EXIT.refused, `not revoked: ${result.reason}`);
         writeLine(
           ctx.io.stdout,

@@ -1,0 +1,18 @@
+// The app's evidence part: the gates report and bundle, and the release manifest the signatures
+// approve.
+import { buildGatesBundle, buildManifest, evaluateGates } from '../gates/index.js';
+import { readInstallationId } from '../store/index.js';
+import type { AppParts } from './parts.js';
+import type { App } from './types.js';
+
+export function evidencePart(parts: AppParts): Pick<App, 'gatesReport' | 'gatesBundle' | 'releaseManifest'> {
+  const { store, config, audit, clock } = parts;
+  return {
+    gatesReport: () => evaluateGates({ store, config, audit, clock }),
+    gatesBundle: () => buildGatesBundle({ store, config, audit, clock }),
+    async releaseManifest() {
+      const id = await readInstallationId(store.db);
+      return id === undefined ? null : buildManifest(config, id);
+    },
+  };
+}
