@@ -27,6 +27,8 @@ export {
 } from './audit-log.js';
 export { type BackendRules, backendRules } from './backend.js';
 export { isConnectionLoss } from './connection-loss.js';
+export { confirmCycle, createCycle, finishCycle, lastLiveCycle, recentCycles } from './cycles.js';
+export { dailyUsage, utcDay } from './daily-usage.js';
 export type { Dialect } from './dialect.js';
 export { type ErasedDataRemnants, flushErasedData } from './erased-pages.js';
 export { isStoreError, StoreError, type StoreErrorCode } from './errors.js';
@@ -112,29 +114,22 @@ export { openStore, type StoreTarget } from './open.js';
 export {
   batchLeadsPerMinute,
   ClaimConflict,
-  confirmCycle,
-  createCycle,
   createDelivery,
-  dailyUsage,
   deliveriesInState,
   deliveryLeads,
   dryRunScoresBetween,
   dueDeliveries,
   expireStalePending,
-  finishCycle,
-  lastLiveCycle,
   leadsWithIds,
   listDeliveries,
   liveDeliveriesOfCycle,
   nextRetryAt,
   quarantinedLeads,
-  recentCycles,
   releaseFromDeliveries,
   replayableDeliveries,
   selectEligible,
   setDeliveryState,
   setLeadsState,
-  utcDay,
   waitingLeadCount,
 } from './outbox.js';
 export { type LeadOutcome, leadOutcomes, liveDeliveryAttempts, recordedRequests } from './rehearsals.js';

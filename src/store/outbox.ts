@@ -1,6 +1,7 @@
 import { sql, type Transaction } from 'kysely';
+import { addDailyUsage } from './daily-usage.js';
 import type { Executor } from './executor.js';
-import type { CycleKind, Database, Delivery, DeliveryState, Lead } from './schema.js';
+import type { Database, Delivery, DeliveryState, Lead } from './schema.js';
 
 // ---- leads for a cycle ----
 
@@ -53,105 +54,6 @@ export async function selectEligible(
   if (options.realOnly) query = query.where('synthetic', '=', 0);
   if (options.skipLocked) query = query.forUpdate().skipLocked();
   return query.execute();
-}
-
-/** The UTC day (YYYY-MM-DD) of an instant: the daily cap's window. */
-export function utcDay(at: number): string {
-  return new Date(at).toISOString().slice(0, 10);
-}
-
-/** Leads claimed into live batches on the UTC day of `at`, and their exposure (attempts count, not just successes). */
-export async function dailyUsage(db: Executor, at: number): Promise<{ leads: number; exposure: number }> {
-  const row = await db
-    .selectFrom('daily_usage')
-    .select(['leads', 'exposure'])
-    .where('day', '=', utcDay(at))
-    .executeTakeFirst();
-  return { leads: Number(row?.leads ?? 0), exposure: Number(row?.exposure ?? 0) };
-}
-
-async function addDailyUsage(db: Executor, at: number, leads: number, exposure: number): Promise<void> {
-  await db
-    .insertInto('daily_usage')
-    .values({ day: utcDay(at), leads, exposure })
-    .onConflict((oc) =>
-      oc.column('day').doUpdateSet((eb) => ({
-        leads: eb('daily_usage.leads', '+', leads),
-        exposure: eb('daily_usage.exposure', '+', exposure),
-      })),
-    )
-    .execute();
-}
-
-// ---- cycles ----
-
-export async function createCycle(
-  db: Executor,
-  cycle: {
-    startedAt: number;
-    phase: 3 | 4;
-    kind: CycleKind;
-    rampStage: number | null;
-    ceiling: number;
-    limitedBy: string;
-  },
-): Promise<number> {
-  const row = await db
-    .insertInto('cycles')
-    .values({
-      started_at: cycle.startedAt,
-      phase: cycle.phase,
-      kind: cycle.kind,
-      ramp_stage: cycle.rampStage,
-      ceiling: cycle.ceiling,
-      limited_by: cycle.limitedBy,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
-}
-
-export async function finishCycle(
-  db: Executor,
-  id: number,
-  end: { finishedAt: number; claimed: number; actions: number; summary: unknown },
-): Promise<void> {
-  await db
-    .updateTable('cycles')
-    .set({
-      finished_at: end.finishedAt,
-      claimed: end.claimed,
-      actions: end.actions,
-      summary: JSON.stringify(end.summary),
-    })
-    .where('id', '=', id)
-    .execute();
-}
-
-/** The latest live cycle that sent or claimed anything, for stage 1's operator confirmation. */
-export async function lastLiveCycle(db: Executor) {
-  return db
-    .selectFrom('cycles')
-    .selectAll()
-    .where('kind', '=', 'live')
-    .where('claimed', '>', 0)
-    .orderBy('id', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-}
-
-export async function confirmCycle(db: Executor, id: number, by: string, at: number): Promise<boolean> {
-  const result = await db
-    .updateTable('cycles')
-    .set({ confirmed_at: at, confirmed_by: by })
-    .where('id', '=', id)
-    .where('confirmed_at', 'is', null)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
-}
-
-export async function recentCycles(db: Executor, limit: number) {
-  return db.selectFrom('cycles').selectAll().orderBy('id', 'desc').limit(limit).execute();
 }
 
 // ---- deliveries (the outbox) ----
