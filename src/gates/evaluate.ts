@@ -18,6 +18,7 @@ import {
   ROLE_TITLES,
   SIGNOFF_ROLES,
 } from './catalogue.js';
+import { LEGACY_SIGNATURE_FORMAT } from './document.js';
 import {
   buildManifest,
   describeDifference,
@@ -29,7 +30,7 @@ import {
   monitoringRefusals,
   type ReleaseManifest,
 } from './manifest.js';
-import { approvedLimits, documentManifest, LEGACY_SIGNATURE_FORMAT, validSignatures } from './signing.js';
+import { approvedLimits, documentManifest, validSignatures } from './signatures.js';
 
 const DAY_MS = 86_400_000;
 /** How recent each kind of evidence must be: a test alert this week, a drill/run/stability this month. */

@@ -10,6 +10,17 @@ export {
   SIGNOFF_ROLES,
 } from './catalogue.js';
 export {
+  documentBytes,
+  fieldsRefusal,
+  LEGACY_SIGNATURE_FORMAT,
+  parseSignedDocument,
+  SIGNATURE_FORMAT,
+  type SignedDocument,
+  type SignedFields,
+  signDocument,
+  verifyDocument,
+} from './document.js';
+export {
   createGateClearance,
   EVIDENCE_MAX_AGE_DAYS,
   evaluateGates,
@@ -22,6 +33,15 @@ export {
   LIVE_FLOW_MAX_MS,
   type ManifestStatus,
 } from './evaluate.js';
+export {
+  createKeyPair,
+  isSigningError,
+  keyIdOf,
+  normalizePublicKey,
+  publicKeyOf,
+  SigningError,
+  type SigningErrorCode,
+} from './keys.js';
 export {
   buildManifest,
   caFingerprints,
@@ -41,32 +61,14 @@ export {
   type ReleaseManifest,
 } from './manifest.js';
 export { buildGatesBundle, type GatesBundle } from './report.js';
+export { approvedLimits, recordSignature, validSignatures } from './signatures.js';
 export {
   addSigner,
-  approvedLimits,
-  createKeyPair,
-  documentBytes,
-  fieldsRefusal,
-  isSigningError,
-  keyIdOf,
-  LEGACY_SIGNATURE_FORMAT,
   listSigners,
-  normalizePublicKey,
-  parseSignedDocument,
-  publicKeyOf,
-  recordSignature,
   revokeSigner,
-  SIGNATURE_FORMAT,
-  type SignedDocument,
-  type SignedFields,
   type SigningDeps,
-  SigningError,
-  type SigningErrorCode,
   type SigningOutcome,
-  signDocument,
-  validSignatures,
-  verifyDocument,
-} from './signing.js';
+} from './signers.js';
 export {
   recordStability,
   STABILITY_VERIFIED,
