@@ -9,6 +9,7 @@ export {
   ROLE_TITLES,
   SIGNOFF_ROLES,
 } from './catalogue.js';
+export { createGateClearance } from './clearance.js';
 export {
   documentBytes,
   fieldsRefusal,
@@ -21,17 +22,11 @@ export {
   verifyDocument,
 } from './document.js';
 export {
-  createGateClearance,
   EVIDENCE_MAX_AGE_DAYS,
   evaluateGates,
   GATE_ACTIONS,
-  type GateStatus,
   type GatesDeps,
-  type GatesReport,
-  type ItemState,
-  type ItemStatus,
   LIVE_FLOW_MAX_MS,
-  type ManifestStatus,
 } from './evaluate.js';
 export {
   createKeyPair,
@@ -79,3 +74,4 @@ export {
   type StabilityResult,
   verifyStability,
 } from './stability.js';
+export type { GateStatus, GatesReport, ItemState, ItemStatus, ManifestStatus } from './status.js';
