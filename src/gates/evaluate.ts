@@ -1,35 +1,19 @@
+/**
+ * The policy's `verify_phase4_gates`: every gate judged item by item, the verified items from the
+ * latest evidence (how recent each must be: EVIDENCE_MAX_AGE_DAYS), the attested ones and the
+ * sign-offs from the signatures valid now; and the conformance run the manifest's partner needs.
+ */
 import type { AuditAction, AuditLog, AuditVerification } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
-import type { GateClearance } from '../guard/index.js';
 import { canonicalJson, HARD_CAPS } from '../policy/index.js';
-import {
-  latestHeartbeat,
-  readInstallationId,
-  type SignatureRow,
-  type SignerRole,
-  type Store,
-} from '../store/index.js';
-import {
-  EVIDENCE_ACTIONS,
-  type EvidenceCheck,
-  GATES,
-  type GateItem,
-  ROLE_TITLES,
-  SIGNOFF_ROLES,
-} from './catalogue.js';
-import {
-  buildManifest,
-  describeDifference,
-  limitsAbove,
-  type ManifestLimits,
-  manifestDifferences,
-  manifestEndpoint,
-  manifestHash,
-  monitoringRefusals,
-  type ReleaseManifest,
-} from './manifest.js';
-import { approvedLimits, documentManifest, LEGACY_SIGNATURE_FORMAT, validSignatures } from './signing.js';
+import { latestHeartbeat, readInstallationId, type SignerRole, type Store } from '../store/index.js';
+import { EVIDENCE_ACTIONS, type EvidenceCheck, GATES, type GateItem } from './catalogue.js';
+import { buildManifest, type ManifestLimits, manifestEndpoint, type ReleaseManifest } from './manifest.js';
+import { manifestStatus } from './manifest-status.js';
+import { activationInvalid, roleOfSignoff, signatureItem, validActivation } from './signature-items.js';
+import { validSignatures } from './signatures.js';
+import type { GateStatus, GatesReport, ItemStatus } from './status.js';
 
 const DAY_MS = 86_400_000;
 /** How recent each kind of evidence must be: a test alert this week, a drill/run/stability this month. */
@@ -45,54 +29,6 @@ export const EVIDENCE_MAX_AGE_DAYS = {
 export const LIVE_FLOW_MAX_MS = 1_000;
 /** V8's heap limit is the old space (--max-old-space-size) plus the young generation (~48 MB). */
 const YOUNG_GENERATION_ALLOWANCE = 64 * 1024 * 1024;
-
-export type ItemState = 'ok' | 'missing' | 'invalid';
-
-export interface ItemStatus {
-  gate: number;
-  id: string;
-  text: string;
-  kind: 'verified' | 'attested';
-  /** The role that signs it (attested items and sign-offs). */
-  role: SignerRole | null;
-  state: ItemState;
-  /** The evidence, or what is missing or wrong. */
-  detail: string;
-  signer: string | null;
-  /** When the evidence was recorded or the document signed (ISO date or time). */
-  date: string | null;
-}
-
-export interface GateStatus {
-  gate: number;
-  title: string;
-  ok: boolean;
-  items: ItemStatus[];
-}
-
-/** The release manifest Phase 4 would run with here, and what keeps it from running. */
-export interface ManifestStatus {
-  /** SHA-256 of the running manifest's canonical JSON; null without an installation id. */
-  hash: string | null;
-  document: ReleaseManifest | null;
-  /** The limits the valid documents approve, and by what (sign-offs or a CFO amendment). */
-  approvedLimits: ManifestLimits | null;
-  approvedBy: string | null;
-  /** Each reason Phase 4 may not run this manifest: differences, limits above approval, monitoring off. */
-  problems: string[];
-}
-
-export interface GatesReport {
-  at: string;
-  policyHash: string;
-  manifest: ManifestStatus;
-  gates: GateStatus[];
-  activation: { state: ItemState; detail: string; signer: string | null; date: string | null };
-  /** Every item of every gate ok and the CEO's activation recorded: Phase 4 may start. */
-  cleared: boolean;
-  /** One line per thing missing or invalid. */
-  missing: string[];
-}
 
 export interface GatesDeps {
   store: Store;
@@ -415,8 +351,6 @@ export async function evaluateGates(
   };
 }
 
-type Signatures = Awaited<ReturnType<typeof validSignatures>>;
-
 /** Why the latest configured-partner conformance run does not stand for the manifest's partner, or null. */
 function partnerRunProblem(
   running: ReleaseManifest,
@@ -451,163 +385,4 @@ function partnerRunProblem(
     return `the last conformance run against the configured partner failed (${failed.join(', ') || 'not passed'}): ${fix}`;
   }
   return null;
-}
-
-/** The manifest's own checks: signed as it runs, limits within approval, monitoring on. */
-function manifestStatus(
-  running: ReleaseManifest | null,
-  signatures: Signatures,
-  sources: Config['sources'],
-): ManifestStatus {
-  if (running === null) {
-    return {
-      hash: null,
-      document: null,
-      approvedLimits: null,
-      approvedBy: null,
-      problems: ['this store has no installation id (it was never initialised): run `valhalla init`'],
-    };
-  }
-  const problems: string[] = [];
-  // The latest sign-off or activation for this installation: what the running one is compared with.
-  const signed = [...signatures.valid, ...signatures.invalid.map((i) => i.row)]
-    .filter((row) => row.kind === 'signoff' || row.kind === 'activation')
-    .sort((a, b) => Number(a.id) - Number(b.id))
-    .map((row) => {
-      try {
-        const doc = JSON.parse(row.document) as { format?: string; manifest?: ReleaseManifest };
-        return doc.format === LEGACY_SIGNATURE_FORMAT ? undefined : documentManifest(row);
-      } catch {
-        return undefined;
-      }
-    })
-    .filter((m): m is ReleaseManifest => m?.installationId === running.installationId)
-    .at(-1);
-  if (signed) {
-    const differences = manifestDifferences(signed, running, { limits: false });
-    if (differences.length > 0) {
-      problems.push(
-        `the running configuration differs from the signed one: ${differences.map(describeDifference).join('; ')}. Fix: set the signed values again, or have the sign-offs, attestations and activation signed again over the running manifest (valhalla gates manifest)`,
-      );
-    }
-  }
-  const approved = approvedLimits(signatures.valid);
-  if (approved) {
-    const above = limitsAbove(running.limits, approved.limits, sources);
-    if (above.length > 0) {
-      problems.push(
-        `limits above those approved by ${approved.by}: ${above.join('; ')}. Fix: lower them, or have the CFO sign an amendment with the new values (valhalla amend)`,
-      );
-    }
-  }
-  problems.push(...monitoringRefusals(running));
-  return {
-    hash: manifestHash(running),
-    document: running,
-    approvedLimits: approved?.limits ?? null,
-    approvedBy: approved?.by ?? null,
-    problems,
-  };
-}
-
-/** The CEO's activation, valid only if it came after every one of the five sign-offs that count now. */
-function validActivation(signatures: Signatures): SignatureRow | undefined {
-  const signoffs = signatures.valid.filter((r) => r.kind === 'signoff');
-  const roles = new Set(signoffs.map((r) => r.role));
-  if (SIGNOFF_ROLES.some((role) => !roles.has(role))) return undefined;
-  const lastSignoff = Math.max(...signoffs.map((r) => Number(r.id)));
-  return signatures.valid.filter((r) => r.kind === 'activation' && Number(r.id) > lastSignoff).at(-1);
-}
-
-function activationInvalid(signatures: Signatures, valid: SignatureRow | undefined) {
-  if (valid) return [];
-  const superseded = signatures.valid
-    .filter((r) => r.kind === 'activation')
-    .map((row) => ({
-      row,
-      reason: 'made before the sign-offs that count now (or some are missing): the CEO must activate again',
-    }));
-  return [...signatures.invalid.filter((i) => i.row.kind === 'activation'), ...superseded];
-}
-
-function roleOfSignoff(evidence: EvidenceCheck): SignerRole | null {
-  return evidence.startsWith('signoff:') ? (evidence.slice('signoff:'.length) as SignerRole) : null;
-}
-
-/** A sign-off, attestation or activation item from the signatures valid now. */
-function signatureItem(
-  signatures: Signatures,
-  kind: 'signoff' | 'attestation' | 'activation',
-  role: SignerRole,
-  item: string | null,
-): Pick<ItemStatus, 'state' | 'detail' | 'date'> & { signer: string | null } {
-  const matches = (row: SignatureRow) =>
-    row.kind === kind && row.role === role && (item === null || row.item === item);
-  const valid = signatures.valid.filter(matches).at(-1);
-  const what =
-    kind === 'signoff' ? 'sign-off' : kind === 'activation' ? "the CEO's activation" : 'attestation';
-  if (valid) {
-    const date = (JSON.parse(valid.document) as { date?: string }).date ?? null;
-    return {
-      state: 'ok',
-      detail: `${what} signed by ${valid.name} (${ROLE_TITLES[role]})`,
-      date,
-      signer: valid.name,
-    };
-  }
-  const invalid = signatures.invalid.filter((i) => matches(i.row)).at(-1);
-  if (invalid) {
-    return {
-      state: 'invalid',
-      detail: `${what} by ${invalid.row.name} is not valid: ${invalid.reason}`,
-      date: null,
-      signer: invalid.row.name,
-    };
-  }
-  return {
-    state: 'missing',
-    detail: `${what} by the ${ROLE_TITLES[role]} missing`,
-    date: null,
-    signer: null,
-  };
-}
-
-/**
- * The gate clearance the guard and `valhalla run` ask: the evaluation above, reused for at most
- * `cacheMs` and only while no signature, revocation, policy change or evidence has been recorded
- * since (one indexed query per ask).
- */
-export function createGateClearance(
-  deps: GatesDeps,
-  cacheMs = 30_000,
-): GateClearance & { report(): Promise<GatesReport> } {
-  let cached: { at: number; version: number; report: GatesReport } | null = null;
-  // The whole chain is walked once per process; it is append-only at the database level, and
-  // `valhalla gates verify|status|report` walk it every time.
-  let chain: AuditVerification | null = null;
-  const report = async () => {
-    const now = deps.clock.now();
-    // A signature, a revocation, a policy change or new evidence makes the cached answer stale at once.
-    const version = await deps.audit.latestSeq(GATE_ACTIONS);
-    if (cached && cached.version === version && now - cached.at < cacheMs && now >= cached.at) {
-      return cached.report;
-    }
-    chain ??= await deps.audit.verify();
-    const fresh = await evaluateGates(deps, { chain });
-    cached = { at: now, version, report: fresh };
-    return fresh;
-  };
-  return {
-    report,
-    async check() {
-      const r = await report();
-      if (r.cleared)
-        return { cleared: true, reason: 'all nine gates verified and signed; activated by the CEO' };
-      const shown = r.missing.slice(0, 5).join('; ');
-      return {
-        cleared: false,
-        reason: `the go-live gates are not all green (${r.missing.length} missing): ${shown}${r.missing.length > 5 ? '; …' : ''}`,
-      };
-    },
-  };
 }

@@ -9,19 +9,34 @@ export {
   ROLE_TITLES,
   SIGNOFF_ROLES,
 } from './catalogue.js';
+export { createGateClearance } from './clearance.js';
 export {
-  createGateClearance,
+  documentBytes,
+  fieldsRefusal,
+  LEGACY_SIGNATURE_FORMAT,
+  parseSignedDocument,
+  SIGNATURE_FORMAT,
+  type SignedDocument,
+  type SignedFields,
+  signDocument,
+  verifyDocument,
+} from './document.js';
+export {
   EVIDENCE_MAX_AGE_DAYS,
   evaluateGates,
   GATE_ACTIONS,
-  type GateStatus,
   type GatesDeps,
-  type GatesReport,
-  type ItemState,
-  type ItemStatus,
   LIVE_FLOW_MAX_MS,
-  type ManifestStatus,
 } from './evaluate.js';
+export {
+  createKeyPair,
+  isSigningError,
+  keyIdOf,
+  normalizePublicKey,
+  publicKeyOf,
+  SigningError,
+  type SigningErrorCode,
+} from './keys.js';
 export {
   buildManifest,
   caFingerprints,
@@ -41,32 +56,14 @@ export {
   type ReleaseManifest,
 } from './manifest.js';
 export { buildGatesBundle, type GatesBundle } from './report.js';
+export { approvedLimits, recordSignature, validSignatures } from './signatures.js';
 export {
   addSigner,
-  approvedLimits,
-  createKeyPair,
-  documentBytes,
-  fieldsRefusal,
-  isSigningError,
-  keyIdOf,
-  LEGACY_SIGNATURE_FORMAT,
   listSigners,
-  normalizePublicKey,
-  parseSignedDocument,
-  publicKeyOf,
-  recordSignature,
   revokeSigner,
-  SIGNATURE_FORMAT,
-  type SignedDocument,
-  type SignedFields,
   type SigningDeps,
-  SigningError,
-  type SigningErrorCode,
   type SigningOutcome,
-  signDocument,
-  validSignatures,
-  verifyDocument,
-} from './signing.js';
+} from './signers.js';
 export {
   recordStability,
   STABILITY_VERIFIED,
@@ -77,3 +74,4 @@ export {
   type StabilityResult,
   verifyStability,
 } from './stability.js';
+export type { GateStatus, GatesReport, ItemState, ItemStatus, ManifestStatus } from './status.js';

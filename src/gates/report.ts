@@ -1,8 +1,10 @@
 import type { AuditEntry } from '../audit/index.js';
 import { EVIDENCE_ACTIONS, ROLE_TITLES } from './catalogue.js';
-import { evaluateGates, type GatesDeps, type GatesReport } from './evaluate.js';
+import { evaluateGates, type GatesDeps } from './evaluate.js';
 import { describeLimits } from './manifest.js';
-import { listSigners, validSignatures } from './signing.js';
+import { validSignatures } from './signatures.js';
+import { listSigners } from './signers.js';
+import type { GatesReport } from './status.js';
 
 export interface GatesBundle {
   format: 'valhalla-gates-report/1';
