@@ -2,7 +2,6 @@
  * The upload thread (see upload-ingest.ts): runs `ingestFile` on bodies the server hands it chunk by
  * chunk, with a database connection of its own. Loaded by `new Worker`, never imported.
  */
-import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createAuditLog } from '../audit/index.js';
@@ -10,7 +9,7 @@ import { type Clock, systemClock } from '../clock/index.js';
 import { ingestFile, isIngestFileError, UPLOAD_REJECT_BOUND } from '../ingest/index.js';
 import { createLogger } from '../log/index.js';
 import { createPseudonymizer } from '../pii/index.js';
-import { openStore, type Store } from '../store/index.js';
+import { deferCommitSync, openStore, type Store, syncCommits } from '../store/index.js';
 import { ingestDepsOf } from './ingest-deps.js';
 import type { FromIngestThread, IngestThreadData, ToIngestThread } from './upload-ingest.js';
 
@@ -60,11 +59,10 @@ async function ingest(message: Extract<ToIngestThread, { type: 'start' }>): Prom
   try {
     // The server's app migrated the schema and checked the secret before it served anything.
     store ??= openStore(config.database, { migrate: false }).then((opened) => {
-      // SQLite: the upload's transactions commit without an fsync each (WAL stays consistent after a
-      // power cut; only its newest commits can be lost), and the log is synced once before the answer
-      // (syncWal). Synced at every commit, each transaction held the one write lock through a disk
-      // flush, and a pause waited behind it: up to 430 ms on a busy disk (bench/control-plane).
-      opened.sqlite?.pragma('synchronous = NORMAL');
+      // The upload's transactions commit without an fsync each, and the log is synced once before the
+      // answer (syncCommits). Synced at every commit, each transaction held the one write lock through
+      // a disk flush, and a pause waited behind it: up to 430 ms on a busy disk (bench/control-plane).
+      deferCommitSync(opened);
       return opened;
     });
     const opening = store;
@@ -94,12 +92,12 @@ async function ingest(message: Extract<ToIngestThread, { type: 'start' }>): Prom
       transactionRows: UPLOAD_TRANSACTION_ROWS,
       beforeTransaction: letControlWritesGoFirst,
     });
-    syncWal();
+    syncCommits(config.database);
     send({ type: 'done', id, summary });
   } catch (error) {
     try {
       // Chunks committed before a failure stay (as after any file-level error): on disk before the answer.
-      syncWal();
+      syncCommits(config.database);
     } catch (syncError) {
       logger.error({ err: syncError }, 'upload ingest: syncing the write-ahead log failed');
     }
@@ -115,25 +113,6 @@ async function ingest(message: Extract<ToIngestThread, { type: 'start' }>): Prom
   } finally {
     input = null;
     stream.destroy();
-  }
-}
-
-/**
- * Make the upload's commits durable before the client is told (the answer is sent after this): the
- * write-ahead log holds them in order, so one fsync of it covers every commit of the run. Any later
- * commit with synchronous=FULL (the worker's, a pause) syncs them too.
- */
-function syncWal(): void {
-  if (config.database.kind !== 'sqlite' || config.database.path === ':memory:') return;
-  let fd: number | null = null;
-  try {
-    fd = openSync(`${config.database.path}-wal`, 'r+');
-    fsyncSync(fd);
-  } catch (error) {
-    // No log file (checkpointed and removed): nothing is waiting in it.
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  } finally {
-    if (fd !== null) closeSync(fd);
   }
 }
 

@@ -3,11 +3,13 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../support/cli.js';
 
-/** Folders already behind the store boundary: every query and dialect difference is in src/store. */
-const CLEAN = ['audit', 'gates', 'guard', 'monitor'];
+/** Every folder of src but the store: every query, pragma and dialect difference is in src/store. */
+const CLEAN = readdirSync(join(REPO_ROOT, 'src'), { withFileTypes: true })
+  .filter((entry) => entry.isDirectory() && entry.name !== 'store')
+  .map((entry) => entry.name);
 
-/** A query built or written here, or a branch on the database's dialect. */
-const SQL = /\b(selectFrom|insertInto|updateTable|deleteFrom)\(|\bsql`|\bdialect [!=]== /;
+/** A query built or written here, the raw SQLite handle used, or a branch on the database's dialect. */
+const SQL = /\b(selectFrom|insertInto|updateTable|deleteFrom)\(|\bsql`|\.sqlite\??\.|\bdialect [!=]== /;
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

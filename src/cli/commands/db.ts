@@ -42,7 +42,7 @@ export function registerDb(program: Command, ctx: Context): void {
         for (const name of applied) writeLine(io.stdout, `applied ${name}`);
         if (grants) {
           writeLine(io.stdout, `grants applied to "${grants.appRole}" on schema ${grants.schema}`);
-        } else if (applied.length > 0 && store.dialect === 'postgres') {
+        } else if (applied.length > 0 && ctx.config().database.kind === 'postgres') {
           // A table a migration added has no grants yet: the runners would be refused on it.
           writeLine(
             io.stderr,

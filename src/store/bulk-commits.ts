@@ -1,0 +1,33 @@
+// Bulk writes off the service's event loop (the admin API's uploads): commits without an fsync each,
+// then one sync of the write-ahead log before the caller is answered. SQLite only; PostgreSQL's
+// commits are unchanged.
+import { closeSync, fsyncSync, openSync } from 'node:fs';
+import type { Store } from './executor.js';
+import type { StoreTarget } from './open.js';
+
+/**
+ * SQLite: this connection's commits no longer wait for a disk flush each (synchronous=NORMAL: the
+ * write-ahead log stays consistent after a power cut, only its newest commits can be lost until
+ * `syncCommits`). Synced at every commit, each transaction held the one write lock through a flush.
+ */
+export function deferCommitSync(store: Store): void {
+  store.sqlite?.pragma('synchronous = NORMAL');
+}
+
+/**
+ * Make every commit since `deferCommitSync` durable: the write-ahead log holds them in order, so one
+ * fsync of it covers them all. Any later commit with synchronous=FULL (the worker's) syncs them too.
+ */
+export function syncCommits(target: StoreTarget): void {
+  if (target.kind !== 'sqlite' || target.path === ':memory:') return;
+  let fd: number | null = null;
+  try {
+    fd = openSync(`${target.path}-wal`, 'r+');
+    fsyncSync(fd);
+  } catch (error) {
+    // No log file (checkpointed and removed): nothing is waiting in it.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
