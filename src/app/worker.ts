@@ -152,8 +152,6 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
           beforeCycle: async () => {
             const changed = await app.checkPolicy('disk');
             if (changed.changed) options.print('the policy file changed: sign-offs void, outbound stopped');
-            // Phase 4: gates that turn red under a running service (a revoked key, failed evidence) stop
-            // every request at the guard; say so once, and once more when they are green again.
             if (config.phase === 4) {
               // Limits edited on disk: a lowering is taken from this cycle on, a raise beyond the
               // approved limits refused (each said once).
@@ -161,6 +159,8 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
                 const reload = await app.reloadLimits(options.reloadConfig);
                 if (reload.kind !== 'unchanged') options.print(reload.message);
               }
+              // Gates that turn red under a running service (a revoked key, failed evidence) stop every
+              // request at the guard; say so once, and once more when they are green again.
               const clearance = await gates.check();
               await app.store.db.transaction().execute((trx) =>
                 app.alerts.condition(trx, 'gates', !clearance.cleared, {

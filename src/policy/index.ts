@@ -77,5 +77,31 @@ export {
   TLS_VERSION_REFUSAL_CODES,
   TLS_VERSION_REFUSAL_REASON,
 } from './retry.js';
-export * from './stability.js';
+export {
+  analyseGaps,
+  type BeatSample,
+  binScores,
+  COMPARE_HOURS,
+  DEFAULT_GAP_RULES,
+  type Gap,
+  type GapAnalysis,
+  type GapRules,
+  type GapViolation,
+  MAX_HEARTBEAT_GAP_MS,
+  MAX_RESTART_GAP_MS,
+  MIN_LEADS_PER_SIDE,
+  overlappingProcesses,
+  type Point,
+  type ProcessOverlap,
+  PSI_EPSILON,
+  PSI_LIMIT,
+  pooledSlope,
+  psi,
+  RESTART_STOP_TOLERANCE_MS,
+  RSS_SLOPE_LIMIT_MB_PER_HOUR,
+  rssSlopeMbPerHour,
+  SCORE_BINS,
+  type ScoreBin,
+  slope,
+} from './stability.js';
 export { isSyntheticExternalId, SYNTHETIC_ID_PREFIX } from './synthetic.js';

@@ -15,9 +15,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initialize } from '../../src/app/index.js';
-import { ManualClock } from '../../src/clock/index.js';
-import { loadConfig } from '../../src/config/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import {
   BIN,
@@ -29,8 +26,13 @@ import {
   runInProcess,
 } from '../support/cli.js';
 import { type ForeignPartner, startForeignPartner } from '../support/foreign-partner.js';
-import { nameOf, recordEvidence, signEverything } from '../support/go-live.js';
-import { seedPhase3Run } from '../support/phase3-run.js';
+import {
+  initializeWithPhase3History,
+  monitoringSettings,
+  nameOf,
+  recordEvidence,
+  signEverything,
+} from '../support/go-live.js';
 import { spawnNode } from '../support/processes.js';
 import {
   type MailServer,
@@ -117,22 +119,9 @@ beforeAll(async () => {
   policyFile = policyFileWith(cwd, { rateLimitPerSecond: 3 });
   env = phase4Env(data, partner, {
     VALHALLA_POLICY_FILE: policyFile,
-    VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl,
-    VALHALLA_SMTP_URL: smtp.url,
-    VALHALLA_ALERT_EMAIL_TO: 'ops@example.com',
-    VALHALLA_METRICS_PORT: '0',
-    VALHALLA_LOG_LEVEL: 'warn',
-    VALHALLA_CYCLE_INTERVAL_S: '1',
-    VALHALLA_API_TOKENS: dashboardToken.entry,
+    ...monitoringSettings(slack, smtp, dashboardToken.entry),
   });
-  // Initialised 73 hours ago (a virtual clock), then 72 hours of Phase 3 ending now.
-  const clock = new ManualClock(Date.now() - 73 * HOUR);
-  const { app } = await initialize(loadConfig({ cwd, env }), { clock });
-  await seedPhase3Run(app, clock, {
-    start: Date.now() - 72 * HOUR - 10 * 60_000,
-    end: Date.now() + 5 * 60_000,
-  });
-  await app.close();
+  await initializeWithPhase3History(cwd, env);
 });
 
 afterAll(async () => {

@@ -14,17 +14,22 @@ import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initialize, openApp } from '../../src/app/index.js';
+import { openApp } from '../../src/app/index.js';
 import type { AuditAction } from '../../src/audit/index.js';
-import { ManualClock } from '../../src/clock/index.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
 import { GATES } from '../../src/gates/index.js';
 import { canonicalJson } from '../../src/policy/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import { BIN, type CliResult, phase4Env, REPO_ROOT, runBinary, runInProcess } from '../support/cli.js';
-import { ATTESTED, nameOf, SIGNERS, withServe } from '../support/go-live.js';
-import { seedPhase3Run } from '../support/phase3-run.js';
+import {
+  ATTESTED,
+  initializeWithPhase3History,
+  monitoringSettings,
+  nameOf,
+  SIGNERS,
+  withServe,
+} from '../support/go-live.js';
 import { spawnNode } from '../support/processes.js';
 import {
   type MailServer,
@@ -34,7 +39,7 @@ import {
 } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
-import { HOUR, until, untilOutput, whileRunning } from '../support/world.js';
+import { until, untilOutput, whileRunning } from '../support/world.js';
 
 const dashboardToken = createApiToken('ops-check', 'viewer');
 
@@ -58,26 +63,11 @@ beforeAll(async () => {
   slack = await startSlackReceiver('/services/T0/B0/gates-test');
   smtp = await startSmtpServer();
   env = phase4Env(data, partner, {
-    VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl,
-    VALHALLA_SMTP_URL: smtp.url,
-    VALHALLA_ALERT_EMAIL_TO: 'ops@example.com',
-    // Phase 4 runs with its monitoring on: metrics on any free port.
-    VALHALLA_METRICS_PORT: '0',
+    ...monitoringSettings(slack, smtp, dashboardToken.entry),
     // Below the hard maximum of 5, so that a raise (and the CFO's amendment for it) can be shown.
     VALHALLA_RATE_LIMIT: '3',
-    VALHALLA_LOG_LEVEL: 'warn',
-    VALHALLA_CYCLE_INTERVAL_S: '1',
-    VALHALLA_API_TOKENS: dashboardToken.entry,
   });
-  // The installation, initialised 73 hours ago (a virtual clock), then 72 hours of Phase 3 on it,
-  // ending now: gate 9 counts only what an installation wrote after its initialisation.
-  const clock = new ManualClock(Date.now() - 73 * HOUR);
-  const { app } = await initialize(loadConfig({ cwd, env }), { clock });
-  await seedPhase3Run(app, clock, {
-    start: Date.now() - 72 * HOUR - 10 * 60_000,
-    end: Date.now() + 5 * 60_000,
-  });
-  await app.close();
+  await initializeWithPhase3History(cwd, env);
 });
 
 afterAll(async () => {

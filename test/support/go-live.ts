@@ -6,11 +6,15 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { initialize } from '../../src/app/index.js';
 import { BIN } from '../../src/app/run.js';
+import { ManualClock } from '../../src/clock/index.js';
+import { loadConfig } from '../../src/config/index.js';
 import { GATES } from '../../src/gates/index.js';
 import type { CliResult } from './cli.js';
+import { seedPhase3Run } from './phase3-run.js';
 import { spawnNode } from './processes.js';
-import { until, whileRunning } from './world.js';
+import { HOUR, MINUTE, until, whileRunning } from './world.js';
 
 export const SIGNERS = [
   { role: 'ceo', name: 'Casey Chief' },
@@ -24,6 +28,44 @@ export const nameOf = (role: string) => SIGNERS.find((s) => s.role === role)!.na
 export const ATTESTED = GATES.flatMap((g) => g.items).flatMap((i) =>
   i.check.kind === 'attested' ? [{ id: i.id, role: i.check.role as string }] : [],
 );
+
+/**
+ * What a Phase 4 installation must have on before it may start (the release manifest refuses it
+ * off): both alert channels, metrics on any free port, a log level that keeps warnings, one-second
+ * cycles for the tests, and the dashboard's token entry.
+ */
+export function monitoringSettings(
+  slack: { webhookUrl: string },
+  smtp: { url: string },
+  dashboardTokenEntry: string,
+): Record<string, string> {
+  return {
+    VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl,
+    VALHALLA_SMTP_URL: smtp.url,
+    VALHALLA_ALERT_EMAIL_TO: 'ops@example.com',
+    VALHALLA_METRICS_PORT: '0',
+    VALHALLA_LOG_LEVEL: 'warn',
+    VALHALLA_CYCLE_INTERVAL_S: '1',
+    VALHALLA_API_TOKENS: dashboardTokenEntry,
+  };
+}
+
+/**
+ * The installation in `cwd`, initialised 73 hours ago (a virtual clock), then 72 hours of Phase 3 on
+ * it ending now: gate 9 counts only what an installation wrote after its initialisation.
+ */
+export async function initializeWithPhase3History(cwd: string, env: Record<string, string>): Promise<void> {
+  const clock = new ManualClock(Date.now() - 73 * HOUR);
+  const { app } = await initialize(loadConfig({ cwd, env }), { clock });
+  try {
+    await seedPhase3Run(app, clock, {
+      start: Date.now() - 72 * HOUR - 10 * MINUTE,
+      end: Date.now() + 5 * MINUTE,
+    });
+  } finally {
+    await app.close();
+  }
+}
 
 type Cli = (args: string[], extra?: Record<string, string>) => Promise<CliResult>;
 
