@@ -20,8 +20,10 @@ import {
   type RequestClass,
   type RequestOutcome,
   type RequestRow,
+  readConsistently,
   requestTotals,
   type Store,
+  type StoreTransaction,
 } from '../store/index.js';
 import { currentErrorRate, errorRateRule } from './request-monitor.js';
 
@@ -292,10 +294,20 @@ async function readSnapshot(
   deps: { store: Store; config: Config; clock: Clock; worker?: WorkerProbe },
   rule: ErrorRateRule,
 ): Promise<Snapshot> {
-  const { store, config, clock } = deps;
-  const db = store.db;
+  const { store, clock } = deps;
   const now = clock.now();
+  // One snapshot for every figure of a scrape: a rollback committed between two reads would show the
+  // mode rolled back beside the error rate from before the request that caused it.
+  return readConsistently(store, (db) => snapshotAt(db, deps, rule, now));
+}
 
+async function snapshotAt(
+  db: StoreTransaction,
+  deps: { config: Config; worker?: WorkerProbe },
+  rule: ErrorRateRule,
+  now: number,
+): Promise<Snapshot> {
+  const { config } = deps;
   const leads = await countLeadsByState(db);
   const requests = sumRequestTotals(await requestTotals(db));
   const errorRate = await currentErrorRate(db, rule, now);

@@ -28,6 +28,7 @@ export {
 export { type BackendRules, backendRules } from './backend.js';
 export { deferCommitSync, syncCommits } from './bulk-commits.js';
 export { isConnectionLoss } from './connection-loss.js';
+export { readConsistently } from './consistent-read.js';
 export { confirmCycle, createCycle, finishCycle, lastLiveCycle, recentCycles } from './cycles.js';
 export { dailyUsage, utcDay } from './daily-usage.js';
 export type { Dialect } from './dialect.js';

@@ -3,7 +3,14 @@ import type { Config } from '../config/index.js';
 import { type Mode, readGoLiveAt, readMode } from '../guard/index.js';
 import type { RequestMonitor } from '../monitor/index.js';
 import { rampPosition } from '../policy/index.js';
-import { databaseNow, latestHeartbeat, readLease, recentCycles, type Store } from '../store/index.js';
+import {
+  databaseNow,
+  latestHeartbeat,
+  readConsistently,
+  readLease,
+  recentCycles,
+  type Store,
+} from '../store/index.js';
 import { readServiceView, type ServiceView } from './service-view.js';
 
 export interface RunState {
@@ -55,14 +62,19 @@ export async function readRunState(deps: {
   requestMonitor: RequestMonitor;
 }): Promise<RunState> {
   const { store, clock, config, requestMonitor } = deps;
-  const [mode, goLiveAt, cycles, beat, errorRate, lease, dbNow, service] = await Promise.all([
-    readMode(store.db),
-    readGoLiveAt(store.db),
-    recentCycles(store.db, 5),
-    latestHeartbeat(store.db),
-    requestMonitor.current(store.db),
-    readLease(store.db),
-    databaseNow(store.db, store.dialect, () => clock.now()),
+  // One snapshot: the mode and the error rate that rolled it back are read at the same moment.
+  const [[mode, goLiveAt, cycles, beat, errorRate, lease, dbNow], service] = await Promise.all([
+    readConsistently(store, (db) =>
+      Promise.all([
+        readMode(db),
+        readGoLiveAt(db),
+        recentCycles(db, 5),
+        latestHeartbeat(db),
+        requestMonitor.current(db),
+        readLease(db),
+        databaseNow(db, store.dialect, () => clock.now()),
+      ]),
+    ),
     readServiceView({ store, clock, config }),
   ]);
   // The ramp is the running service's: its phase when one runs, else this process's.

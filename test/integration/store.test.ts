@@ -3,13 +3,16 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { LEAD_STATES } from '../../src/policy/index.js';
 import {
   createIngestRun,
+  getRuntimeValue,
   insertLeadsSkippingDuplicates,
   isStoreError,
   migrateToLatest,
   type NewLead,
   openStore,
+  readConsistently,
   type Store,
   type StoreTarget,
+  setRuntimeValue,
 } from '../../src/store/index.js';
 import { migrations } from '../../src/store/migrations/index.js';
 import { backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
@@ -357,6 +360,26 @@ describe.each(list)('store on $name', (backend) => {
       ...states.map((state) => lead(runId, `state-${state}`, { state })),
     ];
     expect((await insertLeadsSkippingDuplicates(store.db, rows)).size).toBe(rows.length);
+  });
+
+  it('readConsistently: every read inside sees one snapshot, whatever another process commits meanwhile', async () => {
+    const target = backend.target();
+    const reader = await open(target);
+    const writer = await open(target);
+    await setRuntimeValue(writer.db, 'mode_probe', 'live', NOW);
+    await setRuntimeValue(writer.db, 'rate_probe', '0', NOW);
+    const seen = await readConsistently(reader, async (trx) => {
+      const first = await getRuntimeValue(trx, 'rate_probe');
+      // Another connection commits between the two reads (a rollback and the request behind it).
+      await writer.db.transaction().execute(async (w) => {
+        await setRuntimeValue(w, 'rate_probe', '1', NOW + 1);
+        await setRuntimeValue(w, 'mode_probe', 'rolled_back', NOW + 1);
+      });
+      return { first, mode: await getRuntimeValue(trx, 'mode_probe') };
+    });
+    expect(seen).toEqual({ first: '0', mode: 'live' });
+    // Outside it, the commit is there.
+    expect(await getRuntimeValue(reader.db, 'mode_probe')).toBe('rolled_back');
   });
 });
 
