@@ -26,6 +26,15 @@ export {
   type ReviewedLead,
   reviewCycle,
 } from './cycle-review.js';
+export {
+  type AppliedGrants,
+  applyDatabaseGrants,
+  DatabaseAdminError,
+  type DatabaseAdminErrorCode,
+  grantsScript,
+  isDatabaseAdminError,
+  migrateDatabase,
+} from './database-admin.js';
 export { AppError, type AppErrorCode, isAppError } from './errors.js';
 export { configFromProcess, findInstallation, initialize } from './installation.js';
 export {

@@ -55,6 +55,7 @@ export {
   phase4Limits,
   type ReleaseManifest,
 } from './manifest.js';
+export { amendedManifest, type Refusable, readManifestText, signFields } from './offline-signing.js';
 export { buildGatesBundle, type GatesBundle } from './report.js';
 export { approvedLimits, recordSignature, validSignatures } from './signatures.js';
 export {

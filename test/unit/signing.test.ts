@@ -1,6 +1,7 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  amendedManifest,
   createKeyPair,
   documentBytes,
   fieldsRefusal,
@@ -8,9 +9,11 @@ import {
   keyIdOf,
   parseSignedDocument,
   publicKeyOf,
+  readManifestText,
   type SignedDocument,
   type SignedFields,
   signDocument,
+  signFields,
   verifyDocument,
 } from '../../src/gates/index.js';
 import { TEST_INSTALLATION, testManifest } from '../support/manifest.js';
@@ -240,5 +243,52 @@ describe('fieldsRefusal', () => {
     ],
   ] as [Partial<SignedFields>, string][])('refuses %o', (change, reason) => {
     expect(fieldsRefusal(fields(keyId, change), NOW)).toBe(reason);
+  });
+});
+
+describe('signing without an installation (a signer on another machine)', () => {
+  const manifest = testManifest({ policyHash: POLICY });
+
+  it('reads a release manifest from a file, alone or as `gates manifest --json` prints it', () => {
+    expect(readManifestText(JSON.stringify(manifest), 'm.json')).toEqual({ ok: true, value: manifest });
+    expect(readManifestText(JSON.stringify({ document: manifest, hash: 'x' }), 'm.json')).toEqual({
+      ok: true,
+      value: manifest,
+    });
+    expect(readManifestText('{"format":', 'm.json')).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/^the release manifest m\.json is not JSON: /),
+    });
+    const { dedupKey: _, ...noDedup } = manifest;
+    expect(readManifestText(JSON.stringify(noDedup), 'm.json')).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/^m\.json is not a release manifest: dedupKey: /),
+    });
+  });
+
+  it('an amendment raises the named limits over the approved ones, and never above a hard maximum', () => {
+    const approved = { ...manifest.limits, rateLimitPerSecond: 2 };
+    const amended = amendedManifest(manifest, approved, { leadsPerCycle: 30 });
+    expect(amended).toEqual({ ok: true, value: { ...manifest, limits: { ...approved, leadsPerCycle: 30 } } });
+    expect(amendedManifest(manifest, null, { rateLimitPerSecond: 6 })).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/^above the hard maximum: rateLimitPerSecond: /),
+    });
+  });
+
+  it('signs with the private key; a document recordSignature would refuse is refused only when asked', () => {
+    const pair = createKeyPair();
+    const base = { ...fields(pair.keyId), manifest } as SignedFields;
+    const { keyId: _k, policyHash: _p, date: _d, ...unsigned } = base;
+    const signed = signFields(unsigned, pair.privateKeyPem, { now: NOW, checkNow: true });
+    if (!signed.ok) throw new Error(signed.problem);
+    expect(signed.value).toMatchObject({ keyId: pair.keyId, policyHash: POLICY, date: '2026-01-15' });
+    expect(verifyDocument(signed.value, pair.publicKeyPem)).toBe(true);
+    const old = { now: NOW, date: '2025-01-01' };
+    expect(signFields(unsigned, pair.privateKeyPem, { ...old, checkNow: true })).toMatchObject({ ok: false });
+    expect(signFields(unsigned, pair.privateKeyPem, { ...old, checkNow: false })).toMatchObject({ ok: true });
+    expect(
+      isSigningError(errorOf(() => signFields(unsigned, 'not a key', { now: NOW, checkNow: false }))),
+    ).toBe(true);
   });
 });

@@ -1,21 +1,18 @@
-import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import {
-  type AppliedGrants,
-  applyGrants,
-  grantStatements,
-  isGrantsError,
-  migrateToLatest,
-  openStore,
-  type Store,
-} from '../../store/index.js';
+  applyDatabaseGrants,
+  type DatabaseAdminError,
+  grantsScript,
+  isDatabaseAdminError,
+  migrateDatabase,
+} from '../../app/index.js';
 import type { Context } from '../context.js';
-import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
+import { CliExit, EXIT, type ExitCode, writeJson, writeLine } from '../output.js';
 
 /**
  * Database administration, run as the schema's OWNER role (docs/production.md): migrations, and the
- * grants of the APP role the runners connect as. These open the store without the app (no pseudonym
- * check, nothing audited) and never migrate implicitly.
+ * grants of the APP role the runners connect as (src/app/database-admin.ts: without the app, nothing
+ * audited, never an implicit migration).
  */
 export function registerDb(program: Command, ctx: Context): void {
   const db = program
@@ -28,28 +25,22 @@ export function registerDb(program: Command, ctx: Context): void {
     .option('--json', 'print as JSON')
     .action(async (opts: { appRole?: string; json?: boolean }) => {
       const { io } = ctx;
-      // A bad role name or SQLite is refused before anything is migrated.
-      if (opts.appRole !== undefined) {
-        const appRole = opts.appRole;
-        guarded(() => grantStatements({ schema: 'public', appRole }));
-        if (ctx.config().database.kind !== 'postgres') throw sqliteHasNoRoles();
+      const target = ctx.config().database;
+      const { applied, grants } = await admin(() =>
+        migrateDatabase(target, opts.appRole === undefined ? {} : { appRole: opts.appRole }),
+      );
+      if (opts.json) return writeJson(io.stdout, { applied, grants });
+      if (applied.length === 0) writeLine(io.stdout, 'nothing to apply: the schema is current');
+      for (const name of applied) writeLine(io.stdout, `applied ${name}`);
+      if (grants) {
+        writeLine(io.stdout, `grants applied to "${grants.appRole}" on schema ${grants.schema}`);
+      } else if (applied.length > 0 && target.kind === 'postgres') {
+        // A table a migration added has no grants yet: the runners would be refused on it.
+        writeLine(
+          io.stderr,
+          'now re-apply the runners role grants: valhalla db grants --app-role NAME --apply',
+        );
       }
-      await withStore(ctx, async (store) => {
-        const applied = await migrateToLatest(store);
-        const grants = opts.appRole ? await grantsOrExit(store, ctx, opts.appRole) : null;
-        if (opts.json) return writeJson(io.stdout, { applied, grants });
-        if (applied.length === 0) writeLine(io.stdout, 'nothing to apply: the schema is current');
-        for (const name of applied) writeLine(io.stdout, `applied ${name}`);
-        if (grants) {
-          writeLine(io.stdout, `grants applied to "${grants.appRole}" on schema ${grants.schema}`);
-        } else if (applied.length > 0 && ctx.config().database.kind === 'postgres') {
-          // A table a migration added has no grants yet: the runners would be refused on it.
-          writeLine(
-            io.stderr,
-            'now re-apply the runners role grants: valhalla db grants --app-role NAME --apply',
-          );
-        }
-      });
     });
 
   db.command('grants')
@@ -65,10 +56,8 @@ export function registerDb(program: Command, ctx: Context): void {
     .action(async (opts: { appRole: string; apply?: boolean; json?: boolean }) => {
       const { io } = ctx;
       const target = ctx.config().database;
-      if (target.kind !== 'postgres') throw sqliteHasNoRoles();
       if (!opts.apply) {
-        const schema = target.schema ?? 'public';
-        const statements = guarded(() => grantStatements({ schema, appRole: opts.appRole }));
+        const { schema, statements } = await admin(async () => grantsScript(target, opts.appRole));
         if (opts.json) return writeJson(io.stdout, { schema, appRole: opts.appRole, statements });
         writeLine(
           io.stdout,
@@ -83,62 +72,28 @@ export function registerDb(program: Command, ctx: Context): void {
         writeLine(io.stdout, 'commit;');
         return;
       }
-      await withStore(ctx, async (store) => {
-        const applied = await grantsOrExit(store, ctx, opts.appRole);
-        if (opts.json) return writeJson(io.stdout, applied);
-        for (const statement of applied.statements) writeLine(io.stdout, `${statement};`);
-        writeLine(
-          io.stdout,
-          `grants applied as "${applied.appliedBy}": "${applied.appRole}" may read and write schema ${applied.schema}'s tables; on audit_log only SELECT and INSERT`,
-        );
-      });
+      const applied = await admin(() => applyDatabaseGrants(target, opts.appRole));
+      if (opts.json) return writeJson(io.stdout, applied);
+      for (const statement of applied.statements) writeLine(io.stdout, `${statement};`);
+      writeLine(
+        io.stdout,
+        `grants applied as "${applied.appliedBy}": "${applied.appRole}" may read and write schema ${applied.schema}'s tables; on audit_log only SELECT and INSERT`,
+      );
     });
 }
 
-async function withStore<T>(ctx: Context, work: (store: Store) => Promise<T>): Promise<T> {
-  const target = ctx.config().database;
-  // SQLite: no file, no installation; only `valhalla init` makes one (PostgreSQL: the owner may
-  // migrate a schema before the first `init`, docs/production.md).
-  if (target.kind === 'sqlite' && !existsSync(target.path)) {
-    throw new CliExit(
-      EXIT.failure,
-      `no database at ${target.path}; nothing was created: point at the installation with --data-dir DIR or VALHALLA_DATA_DIR, or create one with \`valhalla init\``,
-    );
-  }
-  const store = await openStore(target, { migrate: false });
-  try {
-    return await work(store);
-  } finally {
-    await store.close();
-  }
-}
+const ADMIN_EXIT: Readonly<Record<DatabaseAdminError['code'], ExitCode>> = {
+  NO_DATABASE: EXIT.failure,
+  NO_ROLES: EXIT.refused,
+  INVALID_NAME: EXIT.usage,
+  GRANTS_REFUSED: EXIT.refused,
+};
 
-async function grantsOrExit(store: Store, ctx: Context, appRole: string): Promise<AppliedGrants> {
-  const target = ctx.config().database;
-  const schema = target.kind === 'postgres' ? target.schema : undefined;
+async function admin<T>(work: () => Promise<T>): Promise<T> {
   try {
-    return await applyGrants(store, { appRole, ...(schema ? { schema } : {}) });
+    return await work();
   } catch (error) {
-    throw asCliExit(error);
+    if (isDatabaseAdminError(error)) throw new CliExit(ADMIN_EXIT[error.code], error.message);
+    throw error;
   }
-}
-
-function sqliteHasNoRoles(): CliExit {
-  return new CliExit(
-    EXIT.refused,
-    'roles and grants are PostgreSQL features: the SQLite database is protected by its file permissions',
-  );
-}
-
-function guarded<T>(work: () => T): T {
-  try {
-    return work();
-  } catch (error) {
-    throw asCliExit(error);
-  }
-}
-
-function asCliExit(error: unknown): unknown {
-  if (!isGrantsError(error)) return error;
-  return new CliExit(error.code === 'INVALID_NAME' ? EXIT.usage : EXIT.refused, error.message);
 }

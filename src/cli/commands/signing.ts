@@ -4,21 +4,20 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { systemClock } from '../../clock/index.js';
 import { isPrivateFileError, writePrivateFile } from '../../files/index.js';
 import {
+  amendedManifest,
   createKeyPair,
   describeLimits,
-  fieldsRefusal,
   findItem,
   isSigningError,
   keyIdOf,
   type ManifestLimits,
   manifestHash,
-  manifestSchema,
   parseSignedDocument,
-  publicKeyOf,
   type ReleaseManifest,
+  readManifestText,
   type SignedDocument,
   type SignedFields,
-  signDocument,
+  signFields,
 } from '../../gates/index.js';
 import type { SignatureKind, SignerRole } from '../../store/index.js';
 import type { Context } from '../context.js';
@@ -85,21 +84,9 @@ interface SignOptions {
  */
 async function manifestToSign(ctx: Context, file: string | undefined): Promise<ReleaseManifest> {
   if (file !== undefined) {
-    let value: unknown;
-    try {
-      value = JSON.parse(readInput(ctx, file, 'release manifest'));
-    } catch (error) {
-      if (error instanceof CliExit) throw error;
-      throw new CliExit(EXIT.usage, `the release manifest ${file} is not JSON: ${(error as Error).message}`);
-    }
-    // `gates manifest --json` prints the manifest (`document`) with its hash and status: take it from there.
-    const inner = (value as { document?: unknown } | null)?.document;
-    const parsed = manifestSchema.safeParse(typeof inner === 'object' && inner !== null ? inner : value);
-    if (!parsed.success) {
-      const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(manifest)'}: ${i.message}`);
-      throw new CliExit(EXIT.usage, `${file} is not a release manifest: ${problems.join('; ')}`);
-    }
-    return parsed.data as ReleaseManifest;
+    const read = readManifestText(readInput(ctx, file, 'release manifest'), file);
+    if (!read.ok) throw new CliExit(EXIT.usage, read.problem);
+    return read.value;
   }
   const manifest = await ctx.withApp((app) => app.releaseManifest());
   if (manifest === null) {
@@ -119,17 +106,17 @@ function signWithKeyFile(
   now: number,
 ): SignedDocument {
   const privateKeyPem = readInput(ctx, opts.key, 'private key');
-  const complete: SignedFields = {
-    ...fields,
-    date: opts.date ?? new Date(now).toISOString().slice(0, 10),
-    policyHash: fields.manifest.policyHash,
-    keyId: usable(() => keyIdOf(publicKeyOf(privateKeyPem))),
-  };
   // Written to a file, a document recordSignature would refuse anyway is refused now; recorded
   // directly, recordSignature refuses it (and audits the refusal).
-  const problem = opts.out === undefined ? null : fieldsRefusal(complete, now);
-  if (problem !== null) throw new CliExit(EXIT.refused, `${KIND_WORDS[fields.kind]} refused: ${problem}`);
-  return usable(() => signDocument(complete, privateKeyPem));
+  const signed = usable(() =>
+    signFields(fields, privateKeyPem, {
+      ...(opts.date !== undefined ? { date: opts.date } : {}),
+      now,
+      checkNow: opts.out !== undefined,
+    }),
+  );
+  if (!signed.ok) throw new CliExit(EXIT.refused, `${KIND_WORDS[fields.kind]} refused: ${signed.problem}`);
+  return signed.value;
 }
 
 async function recordOrWrite(ctx: Context, doc: SignedDocument, out: string | undefined): Promise<void> {
@@ -408,15 +395,9 @@ export function registerSigning(program: Command, ctx: Context): void {
           opts.manifest === undefined
             ? await ctx.withApp(async (app) => (await app.gatesReport()).manifest.approvedLimits)
             : null;
-        const manifest = { ...base, limits: { ...(approved ?? base.limits), ...changes } };
-        const caps = manifestSchema.shape.limits.safeParse(manifest.limits);
-        if (!caps.success) {
-          const problems = caps.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-          throw new CliExit(
-            EXIT.refused,
-            `amendment refused: above the hard maximum: ${problems.join('; ')}`,
-          );
-        }
+        const amended = amendedManifest(base, approved, changes);
+        if (!amended.ok) throw new CliExit(EXIT.refused, `amendment refused: ${amended.problem}`);
+        const manifest = amended.value;
         const doc = signWithKeyFile(
           ctx,
           {
