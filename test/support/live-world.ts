@@ -63,6 +63,7 @@ export async function startSandbox(options: SandboxPartnerOptions = {}): Promise
 
 export interface World {
   dir: string;
+  /** The configuration the app opened with (loaded again by `restart(policy)`). */
   config: Config;
   /** The app's clock (the engine's, the client's token expiry and Retry-After dates). */
   clock: ManualClock;
