@@ -1,7 +1,7 @@
 /**
  * Clock jumps (the wall clock stepped forward by hours or days, backward by minutes: NTP, a VM
  * resumed, an operator's mistake) under the real engine, guard, store and partner client against the
- * sandbox partner (test/faults/world.ts, a ManualClock). What must hold:
+ * sandbox partner (test/support/live-world.ts, a ManualClock). What must hold:
  *
  * - the daily cap is per UTC day of the wall clock: it resets after midnight and is never exceeded
  *   within a day, also when the clock steps back into a day already used up;
@@ -17,8 +17,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readGoLiveAt } from '../../src/guard/index.js';
 import { utcDay } from '../../src/store/index.js';
+import { closeWorlds, many, type World, world } from '../support/live-world.js';
 import { DAY, HOUR, MINUTE, NOW, SECOND } from '../support/world.js';
-import { closeWorlds, many, type World, world } from './world.js';
 
 afterEach(closeWorlds);
 
@@ -35,7 +35,7 @@ describe('clock jumps', () => {
       env: { VALHALLA_MAX_LEADS_PER_CYCLE: '3' },
       policy: { dailyLeads: 5 },
     });
-    await w.ingest(many('m', 20));
+    await w.ingestAll(many('m', 20));
     const steps: [string | number, object][] = [
       [start, { ceiling: 3, claimed: 3, accepted: 3 }],
       [start + 10 * SECOND, { ceiling: 2, limitedBy: 'daily_cap', claimed: 2, accepted: 2 }],
@@ -75,7 +75,7 @@ describe('clock jumps', () => {
 
   it('ramp stage follows go-live time: backward jumps never raise the ceiling or skip stage 1’s confirmation; forward jumps reach each stage on time', async () => {
     const w = await world({ goLiveAgoMs: null, env: { VALHALLA_MAX_LEADS_PER_CYCLE: '12' } });
-    await w.ingest(many('g', 60));
+    await w.ingestAll(many('g', 60));
     const confirm = () => w.app.operatorActions().confirmCycle();
     const at = async (time: number, expected: object) => {
       w.clock.set(time);
@@ -119,7 +119,7 @@ describe('clock jumps', () => {
 
   it('lead age: eligible up to exactly 14 days, expired a second later; a backward jump revives nothing; a lead going stale during a backoff quarantines its attempted batch', async () => {
     const w = await world({ env: { VALHALLA_MAX_LEADS_PER_CYCLE: '5' } });
-    await w.ingest([
+    await w.ingestAll([
       { tag: 'over', score: 90, ageMs: 14 * DAY - 59 * SECOND },
       { tag: 'edge', score: 80, ageMs: 14 * DAY - 60 * SECOND },
       { tag: 'fresh', score: 70, ageMs: 14 * DAY - 120 * SECOND },
@@ -137,7 +137,7 @@ describe('clock jumps', () => {
     expect((await w.leads()).get('over')).toMatchObject({ state: 'expired' });
 
     // Sent at 14 days minus 3 s; the partner fails it; the backoff outlasts the lead's 14 days.
-    await w.ingest([
+    await w.ingestAll([
       { tag: 'late', score: 95, ageMs: 14 * DAY - 3 * SECOND },
       { tag: 'buddy', score: 60, ageMs: HOUR },
     ]);
@@ -155,7 +155,7 @@ describe('clock jumps', () => {
 
   it('token expiry after a forward jump: refreshed before the next request; a backward jump keeps a valid token', async () => {
     const w = await world({ sandboxClock: 'app', env: { VALHALLA_MAX_LEADS_PER_CYCLE: '2' } });
-    await w.ingest(many('t', 6));
+    await w.ingestAll(many('t', 6));
     expect(await w.cycle()).toMatchObject({ accepted: 2 });
     expect(w.sandbox.stats().tokens.issued).toBe(1);
     w.clock.advance(2 * HOUR); // the 1 h token has expired at both ends
@@ -170,7 +170,7 @@ describe('clock jumps', () => {
 
   it('the rate limiter is monotonic: wall-clock jumps of a day either way, between and inside cycles, neither stall it nor let more than 5 requests into any real second', async () => {
     const w = await world({ env: { VALHALLA_MAX_LEADS_PER_CYCLE: '1' } });
-    await w.ingest(many('r', 6));
+    await w.ingestAll(many('r', 6));
     // Between the guard's decision and the request, the clock steps back an hour (then forward again).
     w.beforeSend = () => w.clock.advance(-HOUR);
     w.afterSend = () => w.clock.advance(HOUR);

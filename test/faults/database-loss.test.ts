@@ -26,8 +26,8 @@ import {
   postgresBackend,
   withPgAdmin,
 } from '../support/backends.js';
+import { closeWorlds, many, world } from '../support/live-world.js';
 import { holdsWithin, SECOND } from '../support/world.js';
-import { closeWorlds, many, world } from './world.js';
 
 afterEach(closeWorlds);
 afterAll(dropTestSchemas);
@@ -37,7 +37,7 @@ const withPostgres = await postgresAvailable();
 describe('SQLite: the database fails mid-cycle', () => {
   it('unwritable while the batch request is in flight: the outcome cannot commit, the cycle fails, nothing more is sent; after recovery the batch is resent under its key and replayed', async () => {
     const w = await world({ env: { VALHALLA_MAX_LEADS_PER_CYCLE: '2' } });
-    await w.ingest(many('s', 3));
+    await w.ingestAll(many('s', 3));
     // The batch is committed `sending` when the request is handed to the client: then the disk goes.
     w.beforeSend = (_batch, nth) => {
       if (nth === 1) w.app.store.sqlite!.pragma('query_only = ON');
@@ -67,7 +67,7 @@ describe('SQLite: the database fails mid-cycle', () => {
 
   it('lost during a retry backoff: the retry is never authorised or sent; after a restart it goes out under the same key, once', async () => {
     const w = await world({ sandbox: { faults: { failNext: 1 } } });
-    await w.ingest(many('l', 2));
+    await w.ingestAll(many('l', 2));
     w.onSleep = () => {
       w.app.store.sqlite!.close();
     };
@@ -87,7 +87,7 @@ describe('SQLite: the database fails mid-cycle', () => {
 
   it('unwritable before the cycle: nothing is claimed and no batch request is sent', async () => {
     const w = await world();
-    await w.ingest(many('u', 2));
+    await w.ingestAll(many('u', 2));
     w.app.store.sqlite!.pragma('query_only = ON');
     await expect(w.cycle()).rejects.toThrow(/readonly|read-only/i);
     expect(w.sandbox.stats().batches.received).toBe(0);
@@ -157,7 +157,7 @@ describe.runIf(withPostgres)('PostgreSQL: the app’s connections are terminated
   it('idle connections terminated while the batch is in flight: the pool reconnects, the outcome commits, accepted once', async () => {
     const { backend, appName } = privateBackend();
     const w = await world({ backend, env: { VALHALLA_MAX_LEADS_PER_CYCLE: '2' } });
-    await w.ingest(many('p', 3));
+    await w.ingestAll(many('p', 3));
     let terminated = 0;
     w.beforeSend = async (_batch, nth) => {
       if (nth !== 1) return;
@@ -188,7 +188,7 @@ describe.runIf(withPostgres)('PostgreSQL: the app’s connections are terminated
   it('the connection terminated inside the outcome’s transaction: the cycle fails, the batch stays sending; the restart resends it under its key and the partner replays it', async () => {
     const { backend, appName } = privateBackend();
     const w = await world({ backend, env: { VALHALLA_MAX_LEADS_PER_CYCLE: '2' } });
-    await w.ingest(many('q', 3));
+    await w.ingestAll(many('q', 3));
     const dbSchema = w.config.database.kind === 'postgres' ? w.config.database.schema : undefined;
     expect(dbSchema).toBeDefined();
     const locker = new pg.Client({ connectionString: PG_URL });

@@ -1,6 +1,6 @@
 /**
  * Partner faults of every class, each its own bounded scenario through the real engine, guard, store
- * and partner client against the HTTPS sandbox partner (test/faults/world.ts: a ManualClock, so
+ * and partner client against the HTTPS sandbox partner (test/support/live-world.ts: a ManualClock, so
  * backoff waits take no real time). What the policy says must happen (README "The cycle", "Monitoring,
  * alerts and rollback"):
  *
@@ -22,8 +22,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock/index.js';
 import { readMode } from '../../src/guard/index.js';
+import { closeWorlds, keyOf, many, type World, world } from '../support/live-world.js';
 import { HOUR, NOW, SECOND } from '../support/world.js';
-import { closeWorlds, keyOf, many, type World, world } from './world.js';
 
 afterEach(closeWorlds);
 
@@ -39,7 +39,7 @@ async function quarantineAlerts(w: World) {
 describe('partner faults, class by class (real engine, real client, sandbox partner)', () => {
   it('5xx, transient: 503 twice, resent after 1 s and 2 s under the same key, accepted once; no rollback', async () => {
     const w = await world({ sandbox: { faults: { failNext: 2 } } });
-    await w.ingest(many('a', 3));
+    await w.ingestAll(many('a', 3));
     const report = await w.cycle();
     expect(report).toMatchObject({ claimed: 3, actions: 3, accepted: 3, quarantined: 0, halted: null });
     expect(w.sleeps).toEqual([1_000, 2_000]);
@@ -59,7 +59,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
 
   it('5xx, persistent: rolled back at the 3rd failed request; the batch waits in the queue, no 4th request, nothing lost', async () => {
     const w = await world({ sandbox: { faults: { failNext: 100 } } });
-    await w.ingest(many('b', 2));
+    await w.ingestAll(many('b', 2));
     const report = await w.cycle();
     expect(report).toMatchObject({ actions: 3, accepted: 0, quarantined: 0 });
     expect(report.halted).toMatch(/rolled back/);
@@ -86,7 +86,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
     w.beforeSend = (_batch, nth) => {
       w.sandbox.setFaults({ rateLimit: null, failNext: 0, ...(faults[nth - 1] ?? {}) });
     };
-    await w.ingest(many('c', 2));
+    await w.ingestAll(many('c', 2));
     const report = await w.cycle();
     expect(report).toMatchObject({
       actions: 5,
@@ -112,7 +112,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
     w.beforeSend = (_batch, nth) => {
       w.sandbox.setFaults({ hang: nth === 1 });
     };
-    await w.ingest(many('t', 2));
+    await w.ingestAll(many('t', 2));
     const report = await w.cycle();
     expect(report).toMatchObject({ actions: 2, accepted: 2 });
     expect(w.sleeps).toEqual([1_000]);
@@ -128,7 +128,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
     w.beforeSend = (_batch, nth) => {
       w.sandbox.setFaults({ down: nth === 1 });
     };
-    await w.ingest(many('r', 2));
+    await w.ingestAll(many('r', 2));
     const report = await w.cycle();
     expect(report).toMatchObject({ actions: 2, accepted: 2 });
     expect(w.sleeps).toEqual([1_000]);
@@ -146,7 +146,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
       const retryAfter = [7, httpDate(5 * SECOND), httpDate(-HOUR)][nth - 1];
       w.sandbox.setFaults({ rateLimit: retryAfter === undefined ? null : { retryAfter } });
     };
-    await w.ingest(many('l', 2));
+    await w.ingestAll(many('l', 2));
     const report = await w.cycle();
     expect(report).toMatchObject({ actions: 4, accepted: 2, halted: null });
     expect(w.sleeps).toEqual([7_000, 5_000, 4_000]);
@@ -169,7 +169,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
       // Batch 1: refused once, then accepted with a fresh token. Batch 2: refused twice.
       w.sandbox.setFaults({ reject401: nth !== 2 });
     };
-    await w.ingest(many('u', 4));
+    await w.ingestAll(many('u', 4));
     const first = await w.cycle();
     expect(first).toMatchObject({ actions: 2, accepted: 2 });
     expect(w.sleeps).toEqual([]); // a 401 is resent at once, no backoff
@@ -200,7 +200,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
       w.beforeSend = (_batch, nth) => {
         w.sandbox.setFaults({ permanentStatus: nth === 1 ? status : null });
       };
-      await w.ingest(many('p', 4));
+      await w.ingestAll(many('p', 4));
       expect(await w.cycle()).toMatchObject({ actions: 1, quarantined: 2, retrying: 0 });
       expect(w.sleeps).toEqual([]);
       expect(await w.audit('batch.retry_scheduled')).toHaveLength(0);
@@ -227,7 +227,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
     };
     // During the first backoff, 200 s pass (a stalled host): the token has expired on both sides.
     w.onSleep = () => advance(200 * SECOND);
-    await w.ingest(many('k', 6));
+    await w.ingestAll(many('k', 6));
     const first = await w.cycle();
     expect(first).toMatchObject({ actions: 2, accepted: 2 });
     expect(w.sandbox.stats().tokens.issued).toBe(2);
@@ -258,7 +258,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
 
   it('health check failing (503, then a hang cut at 1 s): nothing claimed or sent, the leads stay pending; on recovery they go out once', async () => {
     const w = await world({ policy: { apiTimeoutSeconds: 1 }, sandbox: { faults: { errorRate: 1 } } });
-    await w.ingest(many('h', 2));
+    await w.ingestAll(many('h', 2));
     const failed = await w.cycle();
     expect(failed).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
     w.sandbox.setFaults({ errorRate: 0, hang: true });
@@ -280,7 +280,7 @@ describe('partner faults, class by class (real engine, real client, sandbox part
 
   it('health check failing three times in a row: rolled back, nothing ever claimed or sent', async () => {
     const w = await world({ sandbox: { faults: { errorRate: 1 } } });
-    await w.ingest(many('d', 2));
+    await w.ingestAll(many('d', 2));
     for (let i = 0; i < 3; i++) {
       expect(await w.cycle()).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
       w.clock.advance(10 * SECOND);

@@ -1,6 +1,6 @@
 /**
  * A partner under pressure (README "Delivery outcomes"), through the real engine, guard, store and
- * partner client against the HTTPS sandbox partner (test/faults/world.ts: a ManualClock, so waits
+ * partner client against the HTTPS sandbox partner (test/support/live-world.ts: a ManualClock, so waits
  * take no real time):
  *
  * - a 429 storm: every leads request answered 429 with Retry-After 2 s. The wait holds every request
@@ -16,8 +16,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readMode } from '../../src/guard/index.js';
 import { THROTTLE_STORM_MS } from '../../src/policy/index.js';
 import { workerBeat } from '../support/heartbeat.js';
+import { closeWorlds, many, world } from '../support/live-world.js';
 import { CLEARED, SECOND } from '../support/world.js';
-import { closeWorlds, many, world } from './world.js';
 
 afterEach(closeWorlds);
 
@@ -27,7 +27,7 @@ describe('a partner under pressure (real engine, real client, sandbox partner)',
       sandbox: { faults: { rateLimit: { retryAfter: 2, every: 1 } } },
       env: { VALHALLA_MAX_LEADS_PER_CYCLE: '100' },
     });
-    await w.ingest(many('s', 300));
+    await w.ingestAll(many('s', 300));
     // Every request start at the partner (health checks and batches), on the app's clock, and the
     // time each 429 asked every request to wait until.
     const starts: { at: number; what: string }[] = [];
@@ -103,7 +103,7 @@ describe('a partner under pressure (real engine, real client, sandbox partner)',
       sandbox: { faults: { errorRate: 0.15, seed: 4242 } },
       env: { VALHALLA_MAX_LEADS_PER_CYCLE: '2' },
     });
-    await w.ingest(many('r', 400));
+    await w.ingestAll(many('r', 400));
     let cycles = 0;
     while ((await readMode(w.app.store.db)) === 'live' && cycles < 400) {
       await w.cycle();
@@ -143,7 +143,7 @@ describe('a partner under pressure (real engine, real client, sandbox partner)',
 
   it('no answer is asked again: requests that time out spend no retry; the key is resent until the partner answers', async () => {
     const w = await world({ policy: { apiTimeoutSeconds: 1 } });
-    await w.ingest(many('t', 2));
+    await w.ingestAll(many('t', 2));
     // The first five requests of the batch hang (the client's timeout fires); the 6th is answered.
     w.beforeSend = (_batch, nth) => {
       w.sandbox.setFaults({ hang: nth <= 5 });
@@ -171,7 +171,7 @@ describe('a partner under pressure (real engine, real client, sandbox partner)',
 
   it('no token for a batch (the token endpoint failed): the leads request never went out, so no retry is spent and nothing is learnt about the key', async () => {
     const w = await world();
-    await w.ingest(many('k', 2));
+    await w.ingestAll(many('k', 2));
     // The first batch request: the partner is made unreachable for it, and the client's answer is the
     // token endpoint's 503 (what sendBatch returns when it cannot get a token: stage `token`).
     w.beforeSend = (_batch, nth) => {

@@ -1,24 +1,14 @@
 /**
- * The cycle engine end to end: the real app, guard, store (SQLite and PostgreSQL), the REAL partner
- * client built from the configuration, against the REAL sandbox partner over HTTPS. Only two things
- * are given: the gate clearance (the gates module does not exist yet) and time (a ManualClock, whose
- * sleep makes backoff waits instant). The client's rate limiter runs on real time (≤ 5 starts/s), so
- * every test keeps its request count small.
+ * The cycle engine end to end, in the shared live world (test/support/live-world.ts): the real app,
+ * guard, store (SQLite and PostgreSQL), the REAL partner client the app builds from the
+ * configuration, against the REAL sandbox partner over HTTPS. Only two things are given: the gate
+ * clearance and time (a ManualClock, whose sleep makes backoff waits instant). The client's rate
+ * limiter runs on real time (≤ 5 starts/s), so every test keeps its request count small.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type App, openApp } from '../../src/app/index.js';
-import { ManualClock, type Sleep } from '../../src/clock/index.js';
-import { type Config, DEFAULT_POLICY_FILE, isConfigError, loadConfig } from '../../src/config/index.js';
-import {
-  type CycleReport,
-  describeCycle,
-  type Engine,
-  leadKey,
-  payloadSha256,
-  toPartnerLead,
-} from '../../src/engine/index.js';
+import { ManualClock } from '../../src/clock/index.js';
+import { isConfigError, loadConfig } from '../../src/config/index.js';
+import { describeCycle, leadKey, payloadSha256, toPartnerLead } from '../../src/engine/index.js';
 import {
   type ActionRequest,
   createGuard,
@@ -28,167 +18,34 @@ import {
 } from '../../src/guard/index.js';
 import { createPartnerClient } from '../../src/outbound/index.js';
 import { createPseudonymizer, maskEmail } from '../../src/pii/index.js';
-import {
-  type SandboxPartner,
-  type SandboxPartnerOptions,
-  startSandboxPartner,
-} from '../../src/sandbox/index.js';
 import { deliveryLeads, type Lead, utcDay } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
 import { workerBeat } from '../support/heartbeat.js';
+import {
+  closeLater,
+  closeWorlds,
+  emailOf,
+  keyOf,
+  type LeadSpec,
+  many,
+  nameOf,
+  startSandbox,
+  type World,
+  type WorldOptions,
+  world,
+} from '../support/live-world.js';
 import { tempDir } from '../support/tmp.js';
 import { CLEARED, DAY, HOUR, NOW, SECOND } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
+// Apps (and their partner clients) first, then the servers they talked to.
+afterEach(closeWorlds);
 
-// One certificate for the file: every sandbox (TLS 1.1 included) serves it, every client pins it.
-const certDir = tempDir('valhalla-engine-cert-');
-const CLIENT = { clientId: 'engine-test-client', clientSecret: 'engine-test-secret-0123456789' };
-
-let fileCount = 0;
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  // Apps (and their partner clients) first, then the servers they talked to.
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function startSandbox(options: SandboxPartnerOptions = {}): Promise<SandboxPartner> {
-  const sandbox = await startSandboxPartner({ certDir, ...CLIENT, ...options });
-  cleanups.push(() => sandbox.close());
-  return sandbox;
-}
-
-interface World {
-  dir: string;
-  config: Config;
-  clock: ManualClock;
-  sandbox: SandboxPartner;
-  app: App;
-  engine: Engine;
-  /** Every wait the engine asked for, in order (ms). */
-  sleeps: number[];
-  /** Called before each wait: lets a test change the partner while the engine backs off. */
-  onSleep: ((ms: number, nth: number) => void | Promise<void>) | null;
-  cycle(): Promise<CycleReport>;
-  /**
-   * A new process on the same database (a restart): a new app, engine and partner client; with
-   * `policy`, the policy file changed in between.
-   */
-  restart(policy?: Record<string, unknown>): Promise<void>;
-}
-
-interface WorldOptions {
-  phase?: 3 | 4;
-  sandbox?: SandboxPartnerOptions;
-  env?: Record<string, string>;
-  /** Fields of the shipped policy file to replace (written to a copy, VALHALLA_POLICY_FILE). */
-  policy?: Record<string, unknown>;
-  /** Go-live this long before NOW (the ramp's clock); default 30 h: the last stage, no ramp limit. */
-  goLiveAgoMs?: number;
-}
-
-async function world(backend: Backend, options: WorldOptions = {}): Promise<World> {
-  const dir = tempDir();
-  const sandbox = await startSandbox(options.sandbox);
-  const phase = options.phase ?? 4;
-  const extra: Record<string, string> = {
-    VALHALLA_PARTNER_URL: sandbox.url,
-    VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
-    VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
-    VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
-    VALHALLA_PARTNER_CA_FILE: sandbox.caFile ?? '',
-    VALHALLA_DATABASE_URL: backend.databaseUrl(),
-    VALHALLA_LOG_LEVEL: 'warn',
-    ...(phase === 4
-      ? {
-          VALHALLA_PHASE: '4',
-          VALHALLA_DRY_RUN: '0',
-          VALHALLA_DISABLE_OUTBOUND: '0',
-          VALHALLA_REAL_DATA_INGEST: '1',
-        }
-      : { VALHALLA_PHASE: '3' }),
-    ...options.env,
-  };
-  const configure = (changes: Record<string, unknown> | undefined) => {
-    if (changes) {
-      const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), ...changes };
-      const file = join(dir, `policy-${++fileCount}.json`);
-      writeFileSync(file, JSON.stringify(policy, null, 2));
-      extra.VALHALLA_POLICY_FILE = file;
-    }
-    return loadConfig({ cwd: dir, env: testEnv(dir, extra) });
-  };
-  const config = configure(options.policy);
-  const clock = new ManualClock(NOW);
-  const w = {
-    dir,
-    config,
-    clock,
-    sandbox,
-    sleeps: [] as number[],
-    onSleep: null,
-  } as unknown as World;
-  const sleep: Sleep = async (ms, signal) => {
-    w.sleeps.push(ms);
-    await w.onSleep?.(ms, w.sleeps.length);
-    await clock.sleep(ms, signal);
-  };
-  const open = async () => {
-    w.app = await openApp({ config: w.config, clock });
-    const app = w.app;
-    cleanups.push(() => app.close());
-    // The real partner client, built by the app from the configuration: `partner` is not passed.
-    w.engine = app.engine({ gates: CLEARED, sleep });
-  };
-  await open();
-  w.cycle = () => w.engine.runCycle();
-  w.restart = async (policy) => {
-    await w.app.close();
-    if (policy) w.config = configure(policy);
-    await open();
-  };
-  if (phase === 4) await writeGoLiveAt(w.app.store.db, NOW - (options.goLiveAgoMs ?? 30 * HOUR));
-  return w;
-}
-
-interface LeadSpec {
-  tag: string;
-  score: number;
-  /** Age of the source timestamp at the time of ingest (default 1 h). */
-  ageMs?: number;
-  value?: number;
-}
-
-const emailOf = (tag: string) => `${tag}.person@leads.example.test`;
-const nameOf = (tag: string) => `Person ${tag.toUpperCase()}`;
-async function ingest(w: World, specs: LeadSpec[]) {
-  const file = join(w.dir, `leads-${++fileCount}.jsonl`);
-  const lines = specs.map((s, i) =>
-    JSON.stringify({
-      name: nameOf(s.tag),
-      email: emailOf(s.tag),
-      phone: `+44 20 7946 ${String(1000 + i)}`,
-      company: 'Example Ltd',
-      score: s.score,
-      source_timestamp: new Date(w.clock.now() - (s.ageMs ?? HOUR)).toISOString(),
-      value: s.value ?? 100,
-    }),
-  );
-  writeFileSync(file, `${lines.join('\n')}\n`);
-  return w.app.ingest({ path: file });
-}
-
-/** `n` fresh leads `prefix1..prefixN` with distinct scores from `top` down. */
-function many(prefix: string, n: number, top = 95): LeadSpec[] {
-  return Array.from({ length: n }, (_, i) => ({ tag: `${prefix}${i + 1}`, score: top - (i % 50) }));
-}
-
-async function leads(w: World): Promise<Map<string, Lead>> {
-  const rows = await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute();
-  return new Map(rows.map((r) => [r.email.split('.')[0]!, r]));
-}
+/** A live world whose engine builds its own partner client from the configuration (none passed). */
+const engineWorld = (backend: Backend, options: Omit<WorldOptions, 'backend' | 'partner'> = {}) =>
+  world({ ...options, backend, partner: 'app' });
 
 function lead(all: Map<string, Lead>, tag: string): Lead {
   const found = all.get(tag);
@@ -196,36 +53,10 @@ function lead(all: Map<string, Lead>, tag: string): Lead {
   return found;
 }
 
-async function liveDeliveries(w: World) {
-  return w.app.store.db
-    .selectFrom('deliveries')
-    .selectAll()
-    .where('kind', '=', 'live')
-    .orderBy('id')
-    .execute();
-}
-
-interface Entry {
-  seq: number;
-  actor: string;
-  action: string;
-  subject: string | null;
-  details: Record<string, unknown>;
-}
-
-async function audit(w: World, action?: string): Promise<Entry[]> {
-  const rows = await w.app.store.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
-  return rows
-    .map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> }))
-    .filter((r) => action === undefined || r.action === action);
-}
-
 async function auditText(w: World): Promise<string> {
   const rows = await w.app.store.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
   return JSON.stringify(rows);
 }
-
-const keyOf = (subject: string | null) => (subject ?? '').replace(/^batch:/, '');
 
 /** The lead keys of a delivery, as the engine stored them. */
 async function leadKeysOf(w: World, deliveryId: number): Promise<string[]> {
@@ -243,10 +74,10 @@ function expectNoPii(text: string, tags: string[]) {
 
 describe.each(list)('cycle engine on $name', (backend) => {
   it('Phase 3: dry runs record a hash and masked audit entries, keep leads pending, send nothing', async () => {
-    const w = await world(backend, { phase: 3 });
+    const w = await engineWorld(backend, { phase: 3 });
     expect(w.config.phase).toBe(3);
     const specs = many('d', 30);
-    await ingest(w, specs);
+    await w.ingest(specs);
 
     const first = await w.cycle();
     expect(first).toMatchObject({ kind: 'dry_run', ceiling: 25, dryRunRecorded: 25, actions: 0, claimed: 0 });
@@ -279,7 +110,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
     }
 
     // Leads: all still pending, each dry-run exactly once.
-    const all = [...(await leads(w)).values()];
+    const all = [...(await w.leads()).values()];
     expect(all).toHaveLength(30);
     expect(all.every((l) => l.state === 'pending' && l.exported_at === null && l.dry_run_at !== null)).toBe(
       true,
@@ -291,7 +122,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
 
     // Audit: batch.dry_run with pseudonyms and scores only (not even masked e-mails: the chain cannot
     // be edited by an erasure); the batch summary keeps the masked e-mails. The guard said dry_run.
-    const dry = await audit(w, 'batch.dry_run');
+    const dry = await w.audit('batch.dry_run');
     expect(dry).toHaveLength(2);
     const audited = dry.flatMap((e) => e.details.leads as Record<string, unknown>[]);
     expect(audited).toHaveLength(30);
@@ -303,8 +134,8 @@ describe.each(list)('cycle engine on $name', (backend) => {
     for (const s of specs) expect(byEmail.has(maskEmail(emailOf(s.tag)))).toBe(true);
     expect(new Set(audited.map((l) => l.pseudonym))).toEqual(new Set(summarised.map((l) => l.pseudonym)));
     expect(dry[0]!.details.payloadSha256).toBe(deliveries[0]!.payload_sha256);
-    expect(await audit(w, 'guard.dry_run')).toHaveLength(2);
-    expect(await audit(w, 'guard.allowed')).toHaveLength(0);
+    expect(await w.audit('guard.dry_run')).toHaveLength(2);
+    expect(await w.audit('guard.allowed')).toHaveLength(0);
     expectNoPii(
       await auditText(w),
       specs.map((s) => s.tag),
@@ -318,7 +149,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
   });
 
   it('Phase 4: exports each lead once, one batch key each, audited guard-first; eligibility and dedup hold', async () => {
-    const w = await world(backend);
+    const w = await engineWorld(backend);
     const good = many('g', 27, 68); // scores 68 … 42
     const specs: LeadSpec[] = [
       ...good,
@@ -327,9 +158,9 @@ describe.each(list)('cycle engine on $name', (backend) => {
       { tag: 'aging', score: 99, ageMs: 14 * DAY - 30 * SECOND }, // fresh at ingest, stale by the cycle
       { tag: 'low', score: 39 }, // below_threshold at ingest
     ];
-    const summary = await ingest(w, specs);
+    const summary = await w.ingest(specs);
     expect(summary.states).toEqual({ pending: 30, below_threshold: 1, expired: 0 });
-    const before = await leads(w);
+    const before = await w.leads();
     await w.app.store.db
       .updateTable('leads')
       .set({ score: 39 })
@@ -359,7 +190,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
     // Nothing to send: not even a health check.
     expect(w.sandbox.stats().requests.total).toBe(statsAfterTwo.requests.total);
 
-    const after = await leads(w);
+    const after = await w.leads();
     const exported = [...after.values()].filter((l) => l.state === 'exported');
     expect(exported).toHaveLength(28);
     expect(exported.every((l) => l.exported_at !== null)).toBe(true);
@@ -370,7 +201,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
     expect(lead(after, 'low')).toMatchObject({ state: 'below_threshold', exported_at: null });
 
     // The partner's view: each exported lead's key exactly once, under the batch key we stored.
-    const deliveries = await liveDeliveries(w);
+    const deliveries = await w.deliveries();
     expect(deliveries.map((d) => [d.state, d.attempts, d.lead_count])).toEqual([
       ['accepted', 1, 25],
       ['accepted', 1, 3],
@@ -399,7 +230,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
 
     // Audit: verifies; for each batch, queued → guard.allowed → accepted, in that order.
     expect((await w.app.audit.verify()).ok).toBe(true);
-    const entries = await audit(w);
+    const entries = await w.audit();
     for (const d of deliveries) {
       const seqOf = (action: string) =>
         entries.filter((e) => e.action === action && keyOf(e.subject) === d.batch_key).map((e) => e.seq);
@@ -418,7 +249,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
     );
 
     // Dedup: the same people again are duplicates, and nothing more is sent.
-    const again = await ingest(w, specs);
+    const again = await w.ingest(specs);
     expect(again).toMatchObject({ accepted: 0, duplicate: specs.length });
     const fourth = await w.cycle();
     expect(fourth.claimed).toBe(0);
@@ -434,8 +265,8 @@ describe.each(list)('cycle engine on $name', (backend) => {
   });
 
   it('caps: the ramp sends 1 (confirmed each cycle), then 5, 10 and 25 leads per cycle', async () => {
-    const w = await world(backend, { goLiveAgoMs: 0 });
-    await ingest(w, many('r', 45));
+    const w = await engineWorld(backend, { goLiveAgoMs: 0 });
+    await w.ingest(many('r', 45));
     const ops = w.app.operatorActions();
 
     const c1 = await w.cycle();
@@ -447,7 +278,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
     expect(c2.idleReason).toMatch(new RegExp(`confirm cycle ${c1.cycleId}`));
     expect(w.sandbox.stats().requests.total).toBe(requests); // idle: not even a health check
     expect(await ops.confirmCycle()).toEqual({ confirmed: c1.cycleId });
-    const confirmed = await audit(w, 'cycle.confirmed');
+    const confirmed = await w.audit('cycle.confirmed');
     expect(confirmed).toHaveLength(1);
     expect(confirmed[0]).toMatchObject({ actor: 'test-operator', subject: `cycle:${c1.cycleId}` });
     const c3 = await w.cycle();
@@ -480,13 +311,13 @@ describe.each(list)('cycle engine on $name', (backend) => {
   });
 
   it('caps: the daily cap stops claiming for the rest of the UTC day', async () => {
-    const w = await world(backend, {
+    const w = await engineWorld(backend, {
       env: { VALHALLA_MAX_LEADS_PER_CYCLE: '20' },
       policy: { dailyLeads: 30 },
     });
     expect(w.config.limits.leadsPerCycle).toBe(20);
     expect(w.config.policy.dailyLeads).toBe(30);
-    await ingest(w, many('c', 45));
+    await w.ingest(many('c', 45));
 
     const c1 = await w.cycle();
     expect(c1).toMatchObject({ ceiling: 20, limitedBy: 'leads_per_cycle', claimed: 20, accepted: 20 });
@@ -498,7 +329,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
     expect(w.sandbox.stats().requests.total).toBe(requests);
     const usage = await w.app.store.db.selectFrom('daily_usage').selectAll().execute();
     expect(usage.map((u) => [u.day, Number(u.leads)])).toEqual([[utcDay(NOW), 30]]);
-    expect([...(await leads(w)).values()].filter((l) => l.state === 'pending')).toHaveLength(15);
+    expect([...(await w.leads()).values()].filter((l) => l.state === 'pending')).toHaveLength(15);
 
     // The next UTC day has its own allowance.
     w.clock.advance(DAY);
@@ -508,17 +339,17 @@ describe.each(list)('cycle engine on $name', (backend) => {
   });
 
   it('caps: at most actions/cycle requests per cycle, retries included; a retry due later goes first next cycle', async () => {
-    const w = await world(backend, {
+    const w = await engineWorld(backend, {
       env: { VALHALLA_MAX_ACTIONS_PER_CYCLE: '2', VALHALLA_MAX_LEADS_PER_CYCLE: '4' },
       // Two failures, not three: a third in a row would roll back (the error-rate rule, tested elsewhere).
       sandbox: { faults: { failNext: 2 } },
     });
-    await ingest(w, many('a', 2));
+    await w.ingest(many('a', 2));
 
     const c1 = await w.cycle();
     // Two failed answers for one batch: its 2 leads are retried, counted once (not leads × attempts).
     expect(c1).toMatchObject({ claimed: 2, actions: 2, accepted: 0, retrying: 2, retryingBatches: 1 });
-    const [a] = await liveDeliveries(w);
+    const [a] = await w.deliveries();
     expect(a).toMatchObject({
       state: 'retry_wait',
       attempts: 2,
@@ -526,7 +357,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
     });
     expect(w.sandbox.stats().batches.received).toBe(2);
 
-    await ingest(w, many('b', 3));
+    await w.ingest(many('b', 3));
     w.clock.advance(2 * SECOND);
     const c2 = await w.cycle();
     // One action is left for new leads, and 2 of the 4 leads/cycle (A's 2 count): B takes 2 of the
@@ -536,13 +367,13 @@ describe.each(list)('cycle engine on $name', (backend) => {
     const c3 = await w.cycle();
     expect(c3).toMatchObject({ claimed: 1, actions: 1, accepted: 1 });
 
-    const deliveries = await liveDeliveries(w);
+    const deliveries = await w.deliveries();
     expect(deliveries.map((d) => [d.state, d.attempts, d.lead_count])).toEqual([
       ['accepted', 3, 2],
       ['accepted', 1, 2],
       ['accepted', 1, 1],
     ]);
-    const allowed = await audit(w, 'guard.allowed');
+    const allowed = await w.audit('guard.allowed');
     const perCycle = new Map<number, string[]>();
     for (const e of allowed) {
       const cycle = e.details.cycle as number;
@@ -559,7 +390,7 @@ describe.each(list)('cycle engine on $name', (backend) => {
     // Every request the partner saw was one of these actions.
     expect(w.sandbox.stats().batches.received).toBe(5);
     expect(w.sandbox.stats().leads).toEqual({ accepted: 5, duplicates: 0 });
-    expect(await audit(w, 'guard.refused')).toHaveLength(0);
+    expect(await w.audit('guard.refused')).toHaveLength(0);
   });
 });
 
@@ -567,9 +398,9 @@ describe('failure classes against sandbox faults (SQLite)', () => {
   const backend = sqliteBackend;
 
   it('the guard refuses every unsafe action, audited; without the gates (the production default) nothing is sent', async () => {
-    const w = await world(backend);
-    await ingest(w, many('gd', 3));
-    const rows = [...(await leads(w)).values()].map((l) => ({ ...l, state: 'in_flight' as const }));
+    const w = await engineWorld(backend);
+    await w.ingest(many('gd', 3));
+    const rows = [...(await w.leads()).values()].map((l) => ({ ...l, state: 'in_flight' as const }));
     const first = rows[0]!;
     const guard = createGuard({
       config: w.config,
@@ -661,7 +492,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(await decide({})).toMatchObject({ code: 'DAILY_CAP' });
     await writeMode(w.app.store.db, 'paused', w.clock.now());
     expect(await decide({})).toMatchObject({ code: 'MODE_NOT_LIVE' });
-    const decisions = (await audit(w)).filter((e) => e.actor === 'guard');
+    const decisions = (await w.audit()).filter((e) => e.actor === 'guard');
     expect(decisions.map((e) => [e.action, e.details.code ?? null])).toEqual([
       ['guard.refused', 'GATES_NOT_CLEARED'],
       ['guard.allowed', null],
@@ -691,18 +522,18 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(report).toMatchObject({ kind: 'live', actions: 0, accepted: 0 });
     expect(w.sandbox.stats().batches.received).toBe(0);
     // (the batch was claimed before the guard refused it: it waits, queued, with its key)
-    expect(await liveDeliveries(w)).toMatchObject([{ state: 'queued', attempts: 0, lead_count: 3 }]);
-    const refused = (await audit(w, 'guard.refused')).at(-1)!;
+    expect(await w.deliveries()).toMatchObject([{ state: 'queued', attempts: 0, lead_count: 3 }]);
+    const refused = (await w.audit('guard.refused')).at(-1)!;
     expect(refused.details.code).toBe('GATES_NOT_CLEARED');
     expect(refused.details.reason).toMatch(/the go-live gates are not all green \(\d+ missing\)/);
   });
 
   it('caps: the budget (Σ score × value) limits claims, and the guard re-checks it after a restart with a lower budget', async () => {
-    const w = await world(backend, {
+    const w = await engineWorld(backend, {
       policy: { budgetExposure: 20_000 },
       sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
     });
-    await ingest(w, [
+    await w.ingest([
       { tag: 'b1', score: 90, value: 100 }, // exposure 9,000
       { tag: 'b2', score: 80, value: 100 }, // 8,000 (17,000)
       { tag: 'b3', score: 70, value: 100 }, // 7,000: would make 24,000, skipped
@@ -720,8 +551,8 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(describeCycle(c1)).toMatch(
       /ceiling \d+ \(leads per cycle; bound by the day's budget\), claimed 3 lead\(s\) in 1 batch,/,
     );
-    const [a] = await liveDeliveries(w);
-    const held = await leads(w);
+    const [a] = await w.deliveries();
+    const held = await w.leads();
     expect(['b1', 'b2', 'b3', 'b4'].map((t) => lead(held, t).state)).toEqual([
       'in_flight',
       'in_flight',
@@ -738,15 +569,17 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ claimed: 0, actions: 0, accepted: 0 });
     expect(w.sandbox.stats().batches.received).toBe(1);
-    const refused = await audit(w, 'guard.refused');
+    const refused = await w.audit('guard.refused');
     expect(refused.map((e) => [keyOf(e.subject), e.details.code])).toEqual([[a!.batch_key, 'BUDGET_CAP']]);
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
-    expect(lead(await leads(w), 'b1').state).toBe('in_flight'); // kept, not lost
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
+    expect(lead(await w.leads(), 'b1').state).toBe('in_flight'); // kept, not lost
   });
 
   it('lowering leads/cycle while a batch waits for its retry does not strand it: the retry goes out, new claims follow the new limit', async () => {
-    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
-    await ingest(w, many('q', 18));
+    const w = await engineWorld(backend, {
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await w.ingest(many('q', 18));
     expect(await w.cycle()).toMatchObject({ claimed: 18, retrying: 18 });
     w.sandbox.setFaults({ rateLimit: null });
     await w.restart({ leadsPerCycle: 10 });
@@ -754,15 +587,17 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ ceiling: 10, actions: 1, accepted: 18 });
     expect(w.sandbox.stats().leads).toEqual({ accepted: 18, duplicates: 0 });
-    await ingest(w, many('r', 15));
+    await w.ingest(many('r', 15));
     expect(await w.cycle()).toMatchObject({ claimed: 10, accepted: 10 });
   });
 
   it('after a rollback the cycle is a dry run again: recorded, nothing sent, the waiting batch kept', async () => {
-    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
-    await ingest(w, many('m', 1));
+    const w = await engineWorld(backend, {
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await w.ingest(many('m', 1));
     expect(await w.cycle()).toMatchObject({ kind: 'live', claimed: 1, retrying: 1 });
-    await ingest(w, many('o', 2));
+    await w.ingest(many('o', 2));
     await writeMode(w.app.store.db, 'rolled_back', w.clock.now());
     w.sandbox.setFaults({ rateLimit: null });
     w.clock.advance(61 * SECOND);
@@ -770,29 +605,29 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ kind: 'dry_run', dryRunRecorded: 2, actions: 0, claimed: 0 });
     expect(w.sandbox.stats().requests.total).toBe(requests);
-    expect(await audit(w, 'batch.dry_run')).toHaveLength(1);
-    const after = await leads(w);
+    expect(await w.audit('batch.dry_run')).toHaveLength(1);
+    const after = await w.leads();
     expect(lead(after, 'm1').state).toBe('in_flight');
     expect(['o1', 'o2'].map((t) => lead(after, t).state)).toEqual(['pending', 'pending']);
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
   });
 
   it('503 twice then recovery: backoff 1 s, 2 s, same key; 429 with Retry-After 7 s waits 7 s', async () => {
-    const w = await world(backend, { sandbox: { faults: { failNext: 2 } } });
-    await ingest(w, many('f', 3));
+    const w = await engineWorld(backend, { sandbox: { faults: { failNext: 2 } } });
+    await w.ingest(many('f', 3));
     const t0 = w.clock.now();
     const c1 = await w.cycle();
     expect(c1).toMatchObject({ claimed: 3, actions: 3, accepted: 3, quarantined: 0 });
     expect(w.clock.now() - t0).toBe(3 * SECOND);
     expect(w.sleeps).toEqual([1000, 2000]);
-    const [d] = await liveDeliveries(w);
+    const [d] = await w.deliveries();
     expect(d).toMatchObject({ state: 'accepted', attempts: 3 });
-    const retries = await audit(w, 'batch.retry_scheduled');
+    const retries = await w.audit('batch.retry_scheduled');
     expect(retries.map((e) => [e.details.retryInMs, e.details.status, e.details.outcome])).toEqual([
       [1000, 503, 'retryable'],
       [2000, 503, 'retryable'],
     ]);
-    const allowed = await audit(w, 'guard.allowed');
+    const allowed = await w.audit('guard.allowed');
     expect(allowed.map((e) => [keyOf(e.subject), e.details.attempt])).toEqual([
       [d!.batch_key, 1],
       [d!.batch_key, 2],
@@ -802,7 +637,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(w.sandbox.stats().batches).toMatchObject({ received: 3, failedByFault: 2, accepted: 1 });
 
     // 429 with Retry-After: 7 s (longer than the 1 s backoff) is honoured; then the partner lets it through.
-    await ingest(w, many('h', 1));
+    await w.ingest(many('h', 1));
     w.sandbox.setFaults({ rateLimit: { retryAfter: 7, every: 1 } });
     w.onSleep = () => {
       w.sandbox.setFaults({ rateLimit: null });
@@ -812,9 +647,9 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(c2).toMatchObject({ claimed: 1, actions: 2, accepted: 1 });
     expect(w.clock.now() - t1).toBeGreaterThanOrEqual(7 * SECOND);
     expect(w.sleeps.slice(2)).toEqual([7000]);
-    const rateLimited = (await audit(w, 'batch.retry_scheduled')).slice(2);
+    const rateLimited = (await w.audit('batch.retry_scheduled')).slice(2);
     expect(rateLimited.map((e) => [e.details.retryInMs, e.details.status])).toEqual([[7000, 429]]);
-    const second = (await liveDeliveries(w))[1]!;
+    const second = (await w.deliveries())[1]!;
     expect(second).toMatchObject({ state: 'accepted', attempts: 2 });
     expect(w.sandbox.records().batches.map((b) => b.batchKey)).toEqual([d!.batch_key, second.batch_key]);
   });
@@ -823,55 +658,55 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     // The sandbox keeps its own time: moving it past the token's lifetime expires the token on the
     // partner's side only, which the client learns from a 401.
     const partnerClock = new ManualClock(NOW);
-    const w = await world(backend, { sandbox: { clock: partnerClock } });
-    await ingest(w, many('t', 1));
+    const w = await engineWorld(backend, { sandbox: { clock: partnerClock } });
+    await w.ingest(many('t', 1));
     expect((await w.cycle()).accepted).toBe(1);
     expect(w.sandbox.stats().tokens.issued).toBe(1);
 
     partnerClock.advance(2 * HOUR);
-    await ingest(w, many('u', 1));
+    await w.ingest(many('u', 1));
     const t0 = w.clock.now();
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ claimed: 1, actions: 2, accepted: 1, quarantined: 0 });
     expect(w.clock.now()).toBe(t0); // resent at once: no wait
-    const authRetry = await audit(w, 'batch.retry_scheduled');
+    const authRetry = await w.audit('batch.retry_scheduled');
     expect(authRetry.map((e) => [e.details.outcome, e.details.status, e.details.retryInMs])).toEqual([
       ['auth', 401, 0],
     ]);
     expect(w.sandbox.stats().tokens.issued).toBe(2);
     expect(w.sandbox.stats().requests.byStatus['401']).toBe(1);
-    const second = (await liveDeliveries(w))[1]!;
+    const second = (await w.deliveries())[1]!;
     expect(second).toMatchObject({ state: 'accepted', attempts: 2 });
     expect(w.sandbox.records().batches.at(-1)!.batchKey).toBe(second.batch_key);
 
     // Now every batch is refused 401: refreshed once, refused again → quarantined, no third try.
     w.sandbox.setFaults({ reject401: true });
-    await ingest(w, many('v', 1));
+    await w.ingest(many('v', 1));
     const received = w.sandbox.stats().batches.received;
     const c3 = await w.cycle();
     expect(c3).toMatchObject({ claimed: 1, actions: 2, accepted: 0, quarantined: 1 });
     expect(w.sandbox.stats().batches.received - received).toBe(2);
     expect(w.sandbox.stats().tokens.issued).toBe(3);
-    const third = (await liveDeliveries(w))[2]!;
+    const third = (await w.deliveries())[2]!;
     expect(third).toMatchObject({ state: 'quarantined', attempts: 2, last_status: 401 });
-    const v1 = lead(await leads(w), 'v1');
+    const v1 = lead(await w.leads(), 'v1');
     expect(v1.state).toBe('quarantined');
     expect(v1.state_reason).toMatch(/HTTP 401/);
   });
 
   it('actions/cycle 1: a 401 resend due at once waits for the next cycle, and goes first there', async () => {
     const partnerClock = new ManualClock(NOW);
-    const w = await world(backend, {
+    const w = await engineWorld(backend, {
       env: { VALHALLA_MAX_ACTIONS_PER_CYCLE: '1' },
       sandbox: { clock: partnerClock },
     });
-    await ingest(w, many('i', 1));
+    await w.ingest(many('i', 1));
     expect(await w.cycle()).toMatchObject({ actions: 1, accepted: 1 });
     partnerClock.advance(2 * HOUR); // the client's token is now expired at the partner
-    await ingest(w, many('j', 1));
+    await w.ingest(many('j', 1));
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ claimed: 1, actions: 1, retrying: 1, accepted: 0 });
-    const j = (await liveDeliveries(w))[1]!;
+    const j = (await w.deliveries())[1]!;
     expect(j).toMatchObject({
       state: 'retry_wait',
       attempts: 1,
@@ -880,23 +715,23 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     });
     expect(w.sandbox.stats().batches.received).toBe(2);
 
-    await ingest(w, many('l', 1));
+    await w.ingest(many('l', 1));
     const c3 = await w.cycle();
     expect(c3).toMatchObject({ claimed: 0, actions: 1, accepted: 1 });
-    expect((await liveDeliveries(w))[1]).toMatchObject({ state: 'accepted', attempts: 2 });
+    expect((await w.deliveries())[1]).toMatchObject({ state: 'accepted', attempts: 2 });
     const c4 = await w.cycle();
     expect(c4).toMatchObject({ claimed: 1, actions: 1, accepted: 1 });
     const cycles = await w.app.store.db.selectFrom('cycles').selectAll().orderBy('id').execute();
     expect(cycles.map((c) => c.actions)).toEqual([1, 1, 1, 1]);
     expect(w.sandbox.stats().batches.received).toBe(4);
     // The engine never even asked the guard for an action beyond its cap.
-    expect(await audit(w, 'guard.refused')).toHaveLength(0);
+    expect(await w.audit('guard.refused')).toHaveLength(0);
   });
 
   it('100% batch failure: rolled back at the 3rd failed request (1 s, 2 s apart), the batch kept; after a re-arm the last retry (4 s) fails and quarantines with a PII-free alert', async () => {
-    const w = await world(backend, { sandbox: { faults: { failNext: 4 } } });
+    const w = await engineWorld(backend, { sandbox: { faults: { failNext: 4 } } });
     const specs = many('q', 2);
-    await ingest(w, specs);
+    await w.ingest(specs);
     const t0 = w.clock.now();
     const c1 = await w.cycle();
     // Three failed requests in a row: the error-rate rule rolls back; the batch waits, not quarantined.
@@ -905,18 +740,18 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(w.sleeps).toEqual([1000, 2000]);
     expect(w.clock.now() - t0).toBe(3 * SECOND);
     expect(
-      (await audit(w, 'batch.retry_scheduled')).map((e) => [e.details.attempt, e.details.retryInMs]),
+      (await w.audit('batch.retry_scheduled')).map((e) => [e.details.attempt, e.details.retryInMs]),
     ).toEqual([
       [1, 1000],
       [2, 2000],
       [3, 4000],
     ]);
-    const rollback = await audit(w, 'mode.rollback');
+    const rollback = await w.audit('mode.rollback');
     expect(rollback).toHaveLength(1);
     expect(rollback[0]).toMatchObject({ actor: 'monitor' });
     expect(rollback[0]!.details).toMatchObject({ from: 'live', to: 'rolled_back', consecutiveFailures: 3 });
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 3 });
-    expect([...(await leads(w)).values()].every((l) => l.state === 'in_flight')).toBe(true);
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'retry_wait', attempts: 3 });
+    expect([...(await w.leads()).values()].every((l) => l.state === 'in_flight')).toBe(true);
     // Rolled back: the next cycle is a dry run and sends nothing.
     w.clock.advance(5 * SECOND);
     expect(await w.cycle()).toMatchObject({ kind: 'dry_run', actions: 0 });
@@ -928,15 +763,15 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(rearmed).toMatchObject({ kind: 'change', from: 'rolled_back', to: 'live' });
     const c1b = await w.cycle();
     expect(c1b).toMatchObject({ claimed: 0, actions: 1, accepted: 0, quarantined: 2, halted: null });
-    const [d] = await liveDeliveries(w);
+    const [d] = await w.deliveries();
     expect(d).toMatchObject({ state: 'quarantined', attempts: 4, last_status: 503, next_attempt_at: null });
-    const all = [...(await leads(w)).values()];
+    const all = [...(await w.leads()).values()];
     for (const l of all) {
       expect(l.state).toBe('quarantined');
       expect(l.state_reason).toMatch(/retries spent: 4 failed answers from the partner/);
     }
     expect(d).toMatchObject({ failed_answers: 4, unanswered: 0, partner_may_have: 0 });
-    const quarantined = await audit(w, 'batch.quarantined');
+    const quarantined = await w.audit('batch.quarantined');
     expect(quarantined).toHaveLength(1);
     const alerts = await w.app.store.db.selectFrom('alerts').selectAll().orderBy('id').execute();
     expect(alerts.map((a) => [a.event, a.severity])).toEqual([
@@ -954,7 +789,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
 
     // errorRate 1 also fails /health: the cycle claims nothing and sends nothing.
     w.sandbox.setFaults({ errorRate: 1 });
-    await ingest(w, many('e', 1));
+    await w.ingest(many('e', 1));
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
     // A failed health check counts as a failed request (one of them: no rollback yet).
@@ -966,21 +801,21 @@ describe('failure classes against sandbox faults (SQLite)', () => {
         .execute(),
     ).toEqual([{ endpoint: 'health', class: 'failure' }]);
     expect(w.sandbox.stats().batches.received).toBe(4);
-    expect(lead(await leads(w), 'e1').state).toBe('pending');
-    const failed = await audit(w, 'partner.health_failed');
+    expect(lead(await w.leads(), 'e1').state).toBe('pending');
+    const failed = await w.audit('partner.health_failed');
     expect(failed.map((e) => e.details.status)).toEqual([503]);
   });
 
   it('422 quarantines at once; release sends the lead in a NEW batch, drop archives it; both audited', async () => {
-    const w = await world(backend, { sandbox: { faults: { permanentStatus: 422 } } });
-    await ingest(w, many('p', 2));
+    const w = await engineWorld(backend, { sandbox: { faults: { permanentStatus: 422 } } });
+    await w.ingest(many('p', 2));
     const c1 = await w.cycle();
     expect(c1).toMatchObject({ claimed: 2, actions: 1, quarantined: 2, retrying: 0 });
     expect(w.sleeps).toEqual([]);
-    expect(await audit(w, 'batch.retry_scheduled')).toHaveLength(0);
-    const [old] = await liveDeliveries(w);
+    expect(await w.audit('batch.retry_scheduled')).toHaveLength(0);
+    const [old] = await w.deliveries();
     expect(old).toMatchObject({ state: 'quarantined', attempts: 1, last_status: 422 });
-    const before = await leads(w);
+    const before = await w.leads();
     const p1 = lead(before, 'p1');
     const p2 = lead(before, 'p2');
     expect(p1.state_reason).toMatch(/refused by the partner \(HTTP 422\)/);
@@ -994,14 +829,14 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       skipped: [],
     });
     expect(await ops.drop([p2.id, p1.id], 'not wanted')).toEqual({ changed: [p2.id], skipped: [p1.id] });
-    const released = await audit(w, 'quarantine.released');
-    const dropped = await audit(w, 'quarantine.dropped');
+    const released = await w.audit('quarantine.released');
+    const dropped = await w.audit('quarantine.dropped');
     expect(released).toHaveLength(1);
     expect(dropped).toHaveLength(1);
     expect(released[0]).toMatchObject({ actor: 'test-operator' });
     expect((released[0]!.details.leads as { lead: number }[]).map((l) => l.lead)).toEqual([p1.id]);
     expect((dropped[0]!.details.leads as { lead: number }[]).map((l) => l.lead)).toEqual([p2.id]);
-    const mid = await leads(w);
+    const mid = await w.leads();
     expect(lead(mid, 'p1')).toMatchObject({ state: 'pending', state_reason: null });
     expect(lead(mid, 'p2').state).toBe('archived');
     expect(lead(mid, 'p2').state_reason).toMatch(/dropped from quarantine by test-operator: not wanted/);
@@ -1009,34 +844,34 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     w.sandbox.setFaults({ permanentStatus: null });
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ claimed: 1, actions: 1, accepted: 1 });
-    const fresh = (await liveDeliveries(w))[1]!;
+    const fresh = (await w.deliveries())[1]!;
     expect(fresh.batch_key).not.toBe(old!.batch_key);
     expect(fresh).toMatchObject({ state: 'accepted', attempts: 1 });
     expect(await leadKeysOf(w, fresh.id)).toEqual([leadKey(p1)]);
     expect((await leadKeysOf(w, old!.id)).sort()).toEqual([leadKey(p1), leadKey(p2)].sort());
-    const lastAllowed = (await audit(w, 'guard.allowed')).at(-1)!;
+    const lastAllowed = (await w.audit('guard.allowed')).at(-1)!;
     expect(lastAllowed.details.attempt).toBe(1); // retries start again at 0
     expect(w.sandbox.records().leadBatches).toEqual({ [leadKey(p1)]: [fresh.batch_key] });
     expect((await w.cycle()).claimed).toBe(0);
-    const after = await leads(w);
+    const after = await w.leads();
     expect(lead(after, 'p1').state).toBe('exported');
     expect(lead(after, 'p2')).toMatchObject({ state: 'archived', exported_at: null });
   });
 
   it('partner down: the health check fails, nothing is sent or lost; on return the same batch key is resent', async () => {
-    const w = await world(backend, {
+    const w = await engineWorld(backend, {
       env: { VALHALLA_MAX_LEADS_PER_CYCLE: '1' },
       // Retry-After 60 s: longer than a cycle waits, so the retry is left for a later cycle.
       sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
     });
-    await ingest(w, [
+    await w.ingest([
       { tag: 'n1', score: 90 },
       { tag: 'n2', score: 80 },
     ]);
     const c1 = await w.cycle();
     expect(c1).toMatchObject({ claimed: 1, actions: 1, retrying: 1, accepted: 0 });
     expect(w.sleeps).toEqual([]);
-    const [a] = await liveDeliveries(w);
+    const [a] = await w.deliveries();
     expect(a).toMatchObject({
       state: 'retry_wait',
       attempts: 1,
@@ -1050,28 +885,28 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     expect(c2).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
     expect(w.sandbox.stats().batches.received).toBe(received);
     expect(w.sandbox.stats().requests.dropped).toBe(1); // the health check, and nothing else
-    const held = await leads(w);
+    const held = await w.leads();
     expect(lead(held, 'n1').state).toBe('in_flight');
     expect(lead(held, 'n2').state).toBe('pending');
-    expect((await liveDeliveries(w)).map((d) => [d.batch_key, d.state, d.attempts])).toEqual([
+    expect((await w.deliveries()).map((d) => [d.batch_key, d.state, d.attempts])).toEqual([
       [a!.batch_key, 'retry_wait', 1],
     ]);
-    expect((await audit(w, 'partner.health_failed')).length).toBe(1);
+    expect((await w.audit('partner.health_failed')).length).toBe(1);
 
     w.sandbox.setFaults({ down: false });
     const c3 = await w.cycle();
     // A's lead fills this cycle's ceiling of 1: n2 waits for the next cycle.
     expect(c3).toMatchObject({ healthFailed: false, claimed: 0, actions: 1, accepted: 1 });
     expect(w.sandbox.records().batches[0]!.batchKey).toBe(a!.batch_key);
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'accepted', attempts: 2 });
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'accepted', attempts: 2 });
     const c4 = await w.cycle();
     expect(c4).toMatchObject({ claimed: 1, accepted: 1 });
-    const done = await leads(w);
+    const done = await w.leads();
     expect([lead(done, 'n1').state, lead(done, 'n2').state]).toEqual(['exported', 'exported']);
   });
 
   it('a hung request is cut by the client timeout (apiTimeoutSeconds 1) and retried with the same key', async () => {
-    const w = await world(backend, {
+    const w = await engineWorld(backend, {
       policy: { apiTimeoutSeconds: 1 },
       sandbox: { faults: { failNext: 1 } },
     });
@@ -1080,49 +915,49 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     w.onSleep = (_ms, nth) => {
       w.sandbox.setFaults({ hang: nth === 1 });
     };
-    await ingest(w, many('k', 1));
+    await w.ingest(many('k', 1));
     const started = performance.now();
     const c1 = await w.cycle();
     const elapsed = performance.now() - started;
     expect(c1).toMatchObject({ actions: 3, accepted: 1 });
     expect(w.sandbox.stats().requests.hung).toBe(1);
     expect(elapsed).toBeGreaterThanOrEqual(900); // the 1 s timeout, in real time
-    const retries = await audit(w, 'batch.retry_scheduled');
+    const retries = await w.audit('batch.retry_scheduled');
     expect(retries.map((e) => e.details.retryInMs)).toEqual([1000, 2000]);
     expect(retries[1]!.details.message).toMatch(/timed out/);
-    const [d] = await liveDeliveries(w);
+    const [d] = await w.deliveries();
     expect(d).toMatchObject({ state: 'accepted', attempts: 3 });
-    const allowed = await audit(w, 'guard.allowed');
+    const allowed = await w.audit('guard.allowed');
     expect(new Set(allowed.map((e) => e.subject))).toEqual(new Set([`batch:${d!.batch_key}`]));
   });
 
   it('a TLS 1.1-only partner is refused as what it is: nothing sent or claimed, not counted as an outage, outbound paused with a critical alert', async () => {
-    const w = await world(backend, { sandbox: { tlsMaxVersion: 'TLSv1.1' } });
-    await ingest(w, many('s', 2));
+    const w = await engineWorld(backend, { sandbox: { tlsMaxVersion: 'TLSv1.1' } });
+    await w.ingest(many('s', 2));
     const c1 = await w.cycle();
     expect(c1).toMatchObject({ healthFailed: true, claimed: 0, actions: 0 });
     expect(c1.halted).toMatch(/does not offer TLS 1\.2 or newer.*outbound paused/);
     expect(w.sandbox.stats().requests.total).toBe(0); // no request got past the handshake
-    const [refused] = await audit(w, 'partner.tls_refused');
+    const [refused] = await w.audit('partner.tls_refused');
     expect(refused!.details).toMatchObject({ endpoint: 'health' });
     expect(String(refused!.details.reason)).toMatch(
       /does not offer TLS 1\.2 or newer \(ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION\)/,
     );
     // Not an outage: nothing for the error rate, no rollback; the mode is paused, the queue kept.
     expect(await w.app.store.db.selectFrom('requests').selectAll().execute()).toEqual([]);
-    expect(await audit(w, 'mode.rollback')).toEqual([]);
-    expect(await audit(w, 'partner.health_failed')).toEqual([]);
+    expect(await w.audit('mode.rollback')).toEqual([]);
+    expect(await w.audit('partner.health_failed')).toEqual([]);
     expect(await readMode(w.app.store.db)).toBe('paused');
     const alerts = await w.app.store.db.selectFrom('alerts').selectAll().execute();
     expect(alerts.filter((a) => a.event === 'partner_tls_refused').map((a) => a.severity)).toEqual([
       'critical',
     ]);
-    expect([...(await leads(w)).values()].every((l) => l.state === 'pending')).toBe(true);
-    expect(await liveDeliveries(w)).toHaveLength(0);
+    expect([...(await w.leads()).values()].every((l) => l.state === 'pending')).toBe(true);
+    expect(await w.deliveries()).toHaveLength(0);
     // Paused: the next cycles do not try again (one audit entry, one alert), until an operator resumes.
     w.clock.advance(10 * SECOND);
     expect(await w.cycle()).toMatchObject({ kind: 'idle' });
-    expect(await audit(w, 'partner.tls_refused')).toHaveLength(1);
+    expect(await w.audit('partner.tls_refused')).toHaveLength(1);
   });
 
   it('a plain http:// partner URL is refused by loadConfig in Phase 4', async () => {
@@ -1159,10 +994,12 @@ describe('failure classes against sandbox faults (SQLite)', () => {
   });
 
   it('crash after authorization: recover() resends the same batch key; the partner replays, no lead accepted twice', async () => {
-    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
-    await ingest(w, many('x', 2));
+    const w = await engineWorld(backend, {
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await w.ingest(many('x', 2));
     expect(await w.cycle()).toMatchObject({ claimed: 2, retrying: 2 });
-    const [a] = await liveDeliveries(w);
+    const [a] = await w.deliveries();
     expect(a).toMatchObject({ state: 'retry_wait', attempts: 1 });
 
     // The crash: attempt 2 was authorised (delivery `sending`, as authorizeNext commits it), its
@@ -1187,14 +1024,14 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       timeoutMs: 5000,
       clock: w.clock,
     });
-    cleanups.push(() => client.close());
+    closeLater(() => client.close());
     const lost = await client.sendBatch({ batchKey: a!.batch_key, leads: carried.map(toPartnerLead) });
     expect(lost).toMatchObject({ kind: 'accepted', body: { replayed: false, accepted: 2 } });
 
     await w.restart();
     expect(await w.engine.recover()).toEqual({ resumed: 1, quarantined: 0 });
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', last_outcome: 'interrupted' });
-    expect(await audit(w, 'recovery.resend')).toHaveLength(1);
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'retry_wait', last_outcome: 'interrupted' });
+    expect(await w.audit('recovery.resend')).toHaveLength(1);
     w.clock.advance(61 * SECOND); // the first 429's wait holds every request to the partner
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ claimed: 0, actions: 1, accepted: 2 });
@@ -1204,8 +1041,8 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     const records = w.sandbox.records();
     expect(records.batches.map((b) => b.batchKey)).toEqual([a!.batch_key]);
     for (const l of carried) expect(records.leadBatches[leadKey(l)]).toEqual([a!.batch_key]);
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'accepted', attempts: 3 });
-    const allowed = await audit(w, 'guard.allowed');
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'accepted', attempts: 3 });
+    const allowed = await w.audit('guard.allowed');
     expect(allowed.map((e) => [keyOf(e.subject), e.details.attempt])).toEqual([
       [a!.batch_key, 1],
       [a!.batch_key, 3],
@@ -1214,10 +1051,12 @@ describe('failure classes against sandbox faults (SQLite)', () => {
   });
 
   it('crash during the 4th attempt, after 3 failed answers: recover() asks the partner again under the same key (an unanswered request spends no retry); exported once', async () => {
-    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
-    await ingest(w, many('z', 2));
+    const w = await engineWorld(backend, {
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await w.ingest(many('z', 2));
     expect(await w.cycle()).toMatchObject({ claimed: 2, retrying: 2, retryingBatches: 1 });
-    const [a] = await liveDeliveries(w);
+    const [a] = await w.deliveries();
     // Three failed answers spent the retries; attempt 4 was authorised and the process died before
     // its outcome was recorded (the partner may have accepted it).
     await w.app.store.db
@@ -1228,7 +1067,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     w.sandbox.setFaults({ rateLimit: null });
     await w.restart();
     expect(await w.engine.recover()).toEqual({ resumed: 1, quarantined: 0 });
-    expect((await liveDeliveries(w))[0]).toMatchObject({
+    expect((await w.deliveries())[0]).toMatchObject({
       state: 'retry_wait',
       attempts: 4,
       failed_answers: 3,
@@ -1237,18 +1076,20 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     });
     w.clock.advance(61 * SECOND); // the 429's partner-wide wait
     expect(await w.cycle()).toMatchObject({ actions: 1, accepted: 2, quarantined: 0 });
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'accepted', attempts: 5 });
-    const carried = [...(await leads(w)).values()];
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'accepted', attempts: 5 });
+    const carried = [...(await w.leads()).values()];
     expect(carried.map((l) => l.state)).toEqual(['exported', 'exported']);
     for (const l of carried) expect(w.sandbox.records().leadBatches[leadKey(l)]).toEqual([a!.batch_key]);
-    expect(await audit(w, 'recovery.quarantined')).toEqual([]);
+    expect(await w.audit('recovery.quarantined')).toEqual([]);
   });
 
   it('a request nobody answered keeps the batch one the partner may have: quarantined later after failed answers, a release replays its original key', async () => {
-    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
-    await ingest(w, many('v', 2));
+    const w = await engineWorld(backend, {
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await w.ingest(many('v', 2));
     expect(await w.cycle()).toMatchObject({ claimed: 2 });
-    const [a] = await liveDeliveries(w);
+    const [a] = await w.deliveries();
     // Earlier: one request timed out (the partner may have accepted it), three were answered 503.
     await w.app.store.db
       .updateTable('deliveries')
@@ -1258,27 +1099,29 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     w.sandbox.setFaults({ rateLimit: null, failNext: 1 });
     w.clock.advance(61 * SECOND);
     expect(await w.cycle()).toMatchObject({ actions: 1, quarantined: 2 });
-    expect((await liveDeliveries(w))[0]).toMatchObject({
+    expect((await w.deliveries())[0]).toMatchObject({
       state: 'quarantined',
       failed_answers: 4,
       partner_may_have: 1,
     });
-    const held = [...(await leads(w)).values()];
+    const held = [...(await w.leads()).values()];
     await w.app.operatorActions().release(
       held.map((l) => l.id),
       'checked with the partner: ask again',
     );
     expect(await w.cycle()).toMatchObject({ claimed: 0, actions: 1, accepted: 2 });
-    const deliveries = await liveDeliveries(w);
+    const deliveries = await w.deliveries();
     expect(deliveries).toHaveLength(1);
     for (const l of held) expect(w.sandbox.records().leadBatches[leadKey(l)]).toEqual([a!.batch_key]);
   });
 
   it('a key nobody answers is bounded apart: after 10 unanswered requests it is quarantined as one the partner may have, and a release replays that key', async () => {
-    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
-    await ingest(w, many('u', 3));
+    const w = await engineWorld(backend, {
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await w.ingest(many('u', 3));
     expect(await w.cycle()).toMatchObject({ claimed: 3 });
-    const [a] = await liveDeliveries(w);
+    const [a] = await w.deliveries();
     // Nine requests of this key went unanswered already; the 10th is interrupted by a crash.
     await w.app.store.db
       .updateTable('deliveries')
@@ -1288,12 +1131,12 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     w.sandbox.setFaults({ rateLimit: null });
     await w.restart();
     expect(await w.engine.recover()).toEqual({ resumed: 0, quarantined: 1 });
-    expect((await liveDeliveries(w))[0]).toMatchObject({
+    expect((await w.deliveries())[0]).toMatchObject({
       state: 'quarantined',
       partner_may_have: 1,
       unanswered: 10,
     });
-    const held = [...(await leads(w)).values()];
+    const held = [...(await w.leads()).values()];
     for (const l of held) {
       expect(l.state).toBe('quarantined');
       expect(l.state_reason).toMatch(/no answer from the partner after 10 requests.*the partner may have it/);
@@ -1311,39 +1154,41 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       code: 'WHOLE_BATCH',
       message: expect.stringContaining(`missing: ${held[1]!.id}, ${held[2]!.id}`),
     });
-    expect(lead(await leads(w), 'u1').state).toBe('quarantined');
+    expect(lead(await w.leads(), 'u1').state).toBe('quarantined');
     // Released together: asked again under the ORIGINAL key; the partner accepts it once.
     await ops.release(
       held.map((l) => l.id),
       'checked with the partner: ask again',
     );
-    const [released] = await audit(w, 'quarantine.released');
+    const [released] = await w.audit('quarantine.released');
     expect(released!.details.replayed).toEqual([
       { batch: a!.batch_key, delivery: a!.id, leads: held.map((l) => l.id) },
     ]);
-    expect((await liveDeliveries(w))[0]).toMatchObject({
+    expect((await w.deliveries())[0]).toMatchObject({
       state: 'retry_wait',
       failed_answers: 0,
       unanswered: 0,
     });
     w.clock.advance(61 * SECOND);
     expect(await w.cycle()).toMatchObject({ claimed: 0, actions: 1, accepted: 3 });
-    const deliveries = await liveDeliveries(w);
+    const deliveries = await w.deliveries();
     expect(deliveries).toHaveLength(1);
     expect(deliveries[0]).toMatchObject({ state: 'accepted', batch_key: a!.batch_key });
     for (const l of held) expect(w.sandbox.records().leadBatches[leadKey(l)]).toEqual([a!.batch_key]);
   });
 
   it('a batch already attempted is never re-keyed: changed or ineligible on retry, its leads are quarantined for an operator', async () => {
-    const w = await world(backend, { sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } } });
-    await ingest(w, [
+    const w = await engineWorld(backend, {
+      sandbox: { faults: { rateLimit: { retryAfter: 60, every: 1 } } },
+    });
+    await w.ingest([
       { tag: 'ok', score: 90 },
       { tag: 'fell', score: 80 },
       { tag: 'old', score: 70, ageMs: 14 * DAY - 30 * SECOND },
     ]);
     expect(await w.cycle()).toMatchObject({ claimed: 3, retrying: 3 });
-    const [a] = await liveDeliveries(w);
-    const before = await leads(w);
+    const [a] = await w.deliveries();
+    const before = await w.leads();
     await w.app.store.db
       .updateTable('leads')
       .set({ score: 30 })
@@ -1355,11 +1200,11 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ refused: 3, actions: 0, accepted: 0 });
     expect(w.sandbox.stats().batches.received).toBe(1); // only the first, rate-limited attempt
-    const [quarantined] = await audit(w, 'batch.quarantined');
+    const [quarantined] = await w.audit('batch.quarantined');
     expect(quarantined).toMatchObject({ subject: `batch:${a!.batch_key}` });
     expect(String(quarantined!.details.reason)).toContain('already attempted');
-    expect((await liveDeliveries(w))[0]!.state).toBe('quarantined');
-    const mid = await leads(w);
+    expect((await w.deliveries())[0]!.state).toBe('quarantined');
+    const mid = await w.leads();
     for (const tag of ['ok', 'fell', 'old']) {
       expect(lead(mid, tag).state).toBe('quarantined');
       expect(lead(mid, tag).state_reason).toContain('check with the partner before releasing');
@@ -1374,7 +1219,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
     await w.app.operatorActions().release([lead(mid, 'ok').id], 'checked with the partner: not received');
     const c4 = await w.cycle();
     expect(c4).toMatchObject({ claimed: 1, accepted: 1 });
-    const deliveries = await liveDeliveries(w);
+    const deliveries = await w.deliveries();
     expect(w.sandbox.records().leadBatches).toEqual({
       [leadKey(lead(mid, 'ok'))]: [deliveries[1]!.batch_key],
     });
@@ -1382,17 +1227,17 @@ describe('failure classes against sandbox faults (SQLite)', () => {
   });
 
   it('pausing during a backoff wait stops the cycle: no further request, the batch stays queued', async () => {
-    const w = await world(backend, { sandbox: { faults: { failNext: 1 } } });
-    await ingest(w, many('z', 1));
+    const w = await engineWorld(backend, { sandbox: { faults: { failNext: 1 } } });
+    await w.ingest(many('z', 1));
     w.onSleep = () => writeMode(w.app.store.db, 'paused', w.clock.now());
     const c1 = await w.cycle();
     expect(c1).toMatchObject({ actions: 1, retrying: 1, accepted: 0 });
     expect(w.sandbox.stats().batches.received).toBe(1);
-    expect((await liveDeliveries(w))[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'retry_wait', attempts: 1 });
     const c2 = await w.cycle();
     expect(c2).toMatchObject({ kind: 'idle' });
     expect(c2.idleReason).toMatch(/paused/);
     expect(w.sandbox.stats().batches.received).toBe(1);
-    expect(lead(await leads(w), 'z1').state).toBe('in_flight');
+    expect(lead(await w.leads(), 'z1').state).toBe('in_flight');
   });
 });

@@ -1,117 +1,77 @@
 /**
- * Monitoring end to end on SQLite and PostgreSQL: the real app, engine, partner client and sandbox
- * partner over HTTPS, the real alert channel (a local Slack receiver), a ManualClock for policy time.
- * The error-rate rollback (partner down → within 3 requests; 1 failure in 20 → none), the modes
- * and their rules (pause, resume, rollback, rearm), a rollback that lands between an authorisation
- * and the request's start, and the hourly failure alert with its recovery.
+ * Monitoring end to end on SQLite and PostgreSQL, in the shared live world
+ * (test/support/live-world.ts): the real app, engine, partner client and sandbox partner over HTTPS,
+ * the real alert channel (a local Slack receiver), a ManualClock for policy time. The error-rate
+ * rollback (partner down → within 3 requests; 1 failure in 20 → none), the modes and their rules
+ * (pause, resume, rollback, rearm), a rollback that lands between an authorisation and the request's
+ * start, and the hourly failure alert with its recovery.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type App, openApp } from '../../src/app/index.js';
 import { createPartnerClientFromConfig } from '../../src/app/partner.js';
-import { ManualClock } from '../../src/clock/index.js';
-import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
+import { DEFAULT_POLICY_FILE } from '../../src/config/index.js';
 import type { PartnerPort } from '../../src/engine/index.js';
-import { readMode, writeGoLiveAt } from '../../src/guard/index.js';
+import { readMode } from '../../src/guard/index.js';
 import { createPartnerClient, isOutboundError } from '../../src/outbound/index.js';
-import {
-  type SandboxPartner,
-  type SandboxPartnerOptions,
-  startSandboxPartner,
-} from '../../src/sandbox/index.js';
+import type { SandboxPartnerOptions } from '../../src/sandbox/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
-import { phase4Env } from '../support/cli.js';
 import { workerBeat } from '../support/heartbeat.js';
+import {
+  closeLater,
+  closeWorlds,
+  emailOf,
+  type LeadSpec,
+  many,
+  nameOf,
+  type World,
+  world,
+} from '../support/live-world.js';
 import { type SlackReceiver, startSlackReceiver } from '../support/receivers.js';
 import { tempDir } from '../support/tmp.js';
 import { CLEARED, HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
-const certDir = tempDir('valhalla-monitoring-cert-');
+afterEach(closeWorlds);
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-interface World {
-  dir: string;
-  app: App;
-  clock: ManualClock;
-  sandbox: SandboxPartner;
-  slack: SlackReceiver;
-  ingest(count: number, prefix?: string): Promise<void>;
-  audit(action: string): Promise<{ actor: string; details: Record<string, unknown> }[]>;
-  requests(): Promise<{ endpoint: string; class: string }[]>;
-}
-
-async function world(
+/** A live world whose engine builds its own partner client, and whose alerts go to a Slack receiver. */
+async function monitored(
   backend: Backend,
   options: { sandbox?: SandboxPartnerOptions; env?: Record<string, string> } = {},
-): Promise<World> {
-  const dir = tempDir();
-  const sandbox = await startSandboxPartner({ certDir, ...options.sandbox });
-  cleanups.push(() => sandbox.close());
+): Promise<World & { slack: SlackReceiver }> {
   const slack = await startSlackReceiver('/services/T0/B0/monitoring-test');
-  cleanups.push(() => slack.close());
-  const config = loadConfig({
-    cwd: dir,
-    env: phase4Env(dir, sandbox, {
-      VALHALLA_DATABASE_URL: backend.databaseUrl(),
-      VALHALLA_LOG_LEVEL: 'warn',
-      VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl,
-      ...options.env,
-    }),
+  closeLater(() => slack.close());
+  const w = await world({
+    backend,
+    partner: 'app',
+    ...(options.sandbox ? { sandbox: options.sandbox } : {}),
+    env: { VALHALLA_SLACK_WEBHOOK_URL: slack.webhookUrl, ...options.env },
   });
-  const clock = new ManualClock(NOW);
-  const app = await openApp({ config, clock });
-  cleanups.push(() => app.close());
-  await writeGoLiveAt(app.store.db, NOW - 30 * HOUR);
-  let files = 0;
-  return {
-    dir,
-    app,
-    clock,
-    sandbox,
-    slack,
-    async ingest(count, prefix = 'm') {
-      const file = join(dir, `leads-${++files}.jsonl`);
-      const lines = Array.from({ length: count }, (_, i) =>
-        JSON.stringify({
-          name: `Person ${prefix}${i}`,
-          email: `${prefix}${i}.person@leads.example.test`,
-          phone: `+44 20 7946 ${1000 + i}`,
-          score: 90 - (i % 40),
-          source_timestamp: new Date(clock.now() - HOUR).toISOString(),
-          value: 100,
-        }),
-      );
-      writeFileSync(file, `${lines.join('\n')}\n`);
-      await app.ingest({ path: file });
-    },
-    async audit(action) {
-      const rows = await app.store.db
-        .selectFrom('audit_log')
-        .select(['actor', 'details'])
-        .where('action', '=', action)
-        .orderBy('seq')
-        .execute();
-      return rows.map((r) => ({ actor: r.actor, details: JSON.parse(r.details) as Record<string, unknown> }));
-    },
-    requests: () => app.store.db.selectFrom('requests').select(['endpoint', 'class']).orderBy('id').execute(),
-  };
+  return Object.assign(w, { slack });
+}
+
+/** The partner requests the monitor counted, in order. */
+const requests = (w: World) =>
+  w.app.store.db.selectFrom('requests').select(['endpoint', 'class']).orderBy('id').execute();
+
+/** No e-mail, name or phone number of `specs` in `body`. */
+function expectNoLeadData(body: string, specs: LeadSpec[]) {
+  for (const { tag } of specs) {
+    expect(body).not.toContain(emailOf(tag));
+    expect(body).not.toContain(nameOf(tag));
+  }
+  expect(body).not.toMatch(/7946/);
 }
 
 describe.each(list)('monitoring on $name', (backend) => {
   it('partner down (100% failure): rolled back at the 3rd failed request, nothing lost, alert sent without PII', async () => {
-    const w = await world(backend, { sandbox: { faults: { down: true } } });
-    await w.ingest(3);
-    const engine = w.app.engine({ gates: CLEARED, sleep: w.clock.sleep });
+    const w = await monitored(backend, { sandbox: { faults: { down: true } } });
+    const specs = many('m', 3);
+    await w.ingest(specs);
     const reports = [];
     for (let i = 0; i < 4; i++) {
-      reports.push(await engine.runCycle());
+      reports.push(await w.engine.runCycle());
       w.clock.advance(60_000);
     }
     // Three cycles each fail their health check (3 failed requests): the third rolls back.
@@ -123,7 +83,7 @@ describe.each(list)('monitoring on $name', (backend) => {
     expect(reports[2]!.halted).toMatch(/rolled back: 3 requests in a row failed/);
     expect(reports[3]!.kind).toBe('dry_run');
     expect(await readMode(w.app.store.db)).toBe('rolled_back');
-    expect(await w.requests()).toEqual([
+    expect(await requests(w)).toEqual([
       { endpoint: 'health', class: 'failure' },
       { endpoint: 'health', class: 'failure' },
       { endpoint: 'health', class: 'failure' },
@@ -145,47 +105,38 @@ describe.each(list)('monitoring on $name', (backend) => {
     const body = w.slack.requests[0]!.body;
     expect(body).toContain('ROLLED BACK by monitor');
     expect(body).toContain('3 requests in a row failed');
-    for (let i = 0; i < 3; i++) {
-      expect(body).not.toContain(`m${i}.person@leads.example.test`);
-      expect(body).not.toContain(`Person m${i}`);
-    }
-    expect(body).not.toMatch(/7946/);
+    expectNoLeadData(body, specs);
   });
 
   it('a quarantine alert, as sent to Slack, names the batch and the reason and carries no lead data', async () => {
-    const w = await world(backend, { sandbox: { faults: { permanentStatus: 422 } } });
-    await w.ingest(2, 'q');
-    const engine = w.app.engine({ gates: CLEARED, sleep: w.clock.sleep });
-    expect(await engine.runCycle()).toMatchObject({ quarantined: 2 });
+    const w = await monitored(backend, { sandbox: { faults: { permanentStatus: 422 } } });
+    const specs = many('q', 2);
+    await w.ingest(specs);
+    expect(await w.engine.runCycle()).toMatchObject({ quarantined: 2 });
     expect(await w.app.dispatchAlerts()).toMatchObject({ sent: 1, failed: 0 });
     const body = w.slack.requests.at(-1)!.body;
     expect(body).toContain('quarantine');
     expect(body).toContain('HTTP 422');
     const [delivery] = await w.app.store.db.selectFrom('deliveries').select('batch_key').execute();
     expect(body).toContain(delivery!.batch_key);
-    for (let i = 0; i < 2; i++) {
-      expect(body).not.toContain(`q${i}.person@leads.example.test`);
-      expect(body).not.toContain(`Person q${i}`);
-    }
-    expect(body).not.toMatch(/7946/);
+    expectNoLeadData(body, specs);
   });
 
   it('one failed request in 20 does not roll back', async () => {
     // One lead per cycle: 20 batches; the first request is answered 503 and retried a second later.
-    const w = await world(backend, {
+    const w = await monitored(backend, {
       sandbox: { faults: { failNext: 1 } },
       env: { VALHALLA_MAX_LEADS_PER_CYCLE: '1' },
     });
-    await w.ingest(20);
-    const engine = w.app.engine({ gates: CLEARED, sleep: w.clock.sleep });
+    await w.ingest(many('m', 20));
     for (let i = 0; i < 20; i++) {
-      const report = await engine.runCycle();
+      const report = await w.engine.runCycle();
       expect(report.halted, `cycle ${i + 1}`).toBeNull();
       w.clock.advance(60_000);
     }
-    const requests = await w.requests();
-    expect(requests).toHaveLength(21);
-    expect(requests.filter((r) => r.class === 'failure')).toHaveLength(1);
+    const counted = await requests(w);
+    expect(counted).toHaveLength(21);
+    expect(counted.filter((r) => r.class === 'failure')).toHaveLength(1);
     expect(await readMode(w.app.store.db)).toBe('live');
     const decision = await w.app.requestMonitor.current(w.app.store.db);
     expect(decision).toMatchObject({ requests: 21, failures: 1, rollback: false });
@@ -194,22 +145,21 @@ describe.each(list)('monitoring on $name', (backend) => {
   });
 
   it('pause keeps the queue and sends nothing; resume; rollback; rearm only after a restart with the gates', async () => {
-    const w = await world(backend);
-    await w.ingest(2);
-    const engine = w.app.engine({ gates: CLEARED, sleep: w.clock.sleep });
+    const w = await monitored(backend);
+    await w.ingest(many('m', 2));
 
     expect(await w.app.changeMode('pause', { reason: 'checking the dashboard' })).toMatchObject({
       kind: 'change',
       to: 'paused',
     });
-    const paused = await engine.runCycle();
+    const paused = await w.engine.runCycle();
     expect(paused).toMatchObject({ kind: 'idle', claimed: 0 });
     expect(paused.idleReason).toContain('paused');
     expect(w.sandbox.stats().requests.total).toBe(0);
     expect(await w.app.changeMode('pause', { reason: 'again' })).toMatchObject({ kind: 'unchanged' });
 
     expect(await w.app.changeMode('resume', { reason: 'all good' })).toMatchObject({ to: 'live' });
-    expect(await engine.runCycle()).toMatchObject({ kind: 'live', accepted: 2 });
+    expect(await w.engine.runCycle()).toMatchObject({ kind: 'live', accepted: 2 });
 
     expect(await w.app.changeMode('rollback', { reason: 'drill by hand' })).toMatchObject({
       from: 'live',
@@ -271,8 +221,8 @@ describe.each(list)('monitoring on $name', (backend) => {
   });
 
   it('a rollback between the authorisation and the request start: the batch is held, uncounted, and sent later under its key', async () => {
-    const w = await world(backend);
-    await w.ingest(2);
+    const w = await monitored(backend);
+    await w.ingest(many('m', 2));
     const real = createPartnerClient({
       baseUrl: w.sandbox.url,
       tokenUrl: w.sandbox.tokenUrl,
@@ -286,7 +236,7 @@ describe.each(list)('monitoring on $name', (backend) => {
       maxConcurrent: 5,
       allowPlainHttpLoopback: false,
     });
-    cleanups.push(() => real.close());
+    closeLater(() => real.close());
     const hold = new AbortController();
     // What the mode watch does when another process rolls back: abort `holdNew`. Here it happens
     // after the guard allowed the batch and before the client starts the request.
@@ -307,7 +257,7 @@ describe.each(list)('monitoring on $name', (backend) => {
     const [delivery] = await w.app.store.db.selectFrom('deliveries').selectAll().execute();
     expect(delivery).toMatchObject({ state: 'queued', attempts: 0 });
     expect(await w.audit('batch.held')).toHaveLength(1);
-    expect(await w.requests()).toEqual([]);
+    expect(await requests(w)).toEqual([]);
 
     // Re-armed: the same batch goes out, under its own key, as its first attempt.
     await workerBeat(w.app.store.db, { at: w.clock.now() + 1, startedAt: w.clock.now() + 1 });
@@ -325,7 +275,7 @@ describe.each(list)('monitoring on $name', (backend) => {
     const file = join(dir, 'policy.json');
     const shipped = JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')) as Record<string, unknown>;
     writeFileSync(file, JSON.stringify(shipped));
-    const w = await world(backend, { env: { VALHALLA_POLICY_FILE: file } });
+    const w = await monitored(backend, { env: { VALHALLA_POLICY_FILE: file } });
     expect(await w.app.checkPolicy('config')).toMatchObject({ changed: false, from: null });
     expect(await w.app.checkPolicy('disk')).toMatchObject({ changed: false });
     expect(await w.audit('policy.changed')).toHaveLength(0);
@@ -358,20 +308,19 @@ describe.each(list)('monitoring on $name', (backend) => {
   });
 
   it('rolled back: the worker keeps recording dry runs (its mode watch holding new requests does not stop them)', async () => {
-    const w = await world(backend);
-    await w.ingest(4);
+    const w = await monitored(backend);
+    await w.ingest(many('m', 4));
     await w.app.changeMode('rollback', { reason: 'test' });
     // What the worker passes once its mode watch has seen the rollback: an aborted hold.
-    const engine = w.app.engine({ gates: CLEARED, sleep: w.clock.sleep });
-    const report = await engine.runCycle({ holdNew: AbortSignal.abort() });
+    const report = await w.engine.runCycle({ holdNew: AbortSignal.abort() });
     expect(report).toMatchObject({ kind: 'dry_run', dryRunRecorded: 4, actions: 0 });
     expect(w.sandbox.stats().requests.total).toBe(0);
   });
 
   it("the app's partner client passes the hold on: a held request never reaches the partner", async () => {
-    const w = await world(backend);
+    const w = await monitored(backend);
     const client = createPartnerClientFromConfig(w.app.config, w.clock);
-    cleanups.push(() => client.close());
+    closeLater(() => client.close());
     const batch = {
       batchKey: 'held-batch-key-0001',
       leads: [
@@ -397,7 +346,7 @@ describe.each(list)('monitoring on $name', (backend) => {
   });
 
   it('5 failed requests within an hour raise one critical alert (e-mail threshold); it recovers when the hour has passed', async () => {
-    const w = await world(backend);
+    const w = await monitored(backend);
     const monitor = w.app.requestMonitor;
     const db = w.app.store.db;
     let batches = 0;

@@ -1,12 +1,16 @@
 /**
- * One Phase 4 installation in this process for the fault suite: the real app, engine, guard, store
- * (SQLite or PostgreSQL) and the real partner client built from the configuration, against a real
- * HTTPS sandbox partner. Given: the gate clearance, and time (a ManualClock whose sleep makes backoff
- * waits instant; the client's rate limiter still runs on real, monotonic time).
+ * One installation in this process (Phase 4 by default, or Phase 3), shared by the cycle engine's
+ * integration suite and the fault suite: the real app, engine, guard, store (SQLite or PostgreSQL)
+ * and the real partner client built from the configuration, against a real HTTPS sandbox partner.
+ * Given: the gate clearance, and time (a ManualClock whose sleep makes backoff waits instant; the
+ * client's rate limiter still runs on real, monotonic time).
  *
- * The partner client is wrapped, never replaced: the wrapper forwards every call and lets a scenario
- * change the sandbox's faults at an exact moment (before or after the n-th batch request), which the
- * sandbox's own fault switches cannot do alone (`down` and `hang` would also fail the health check).
+ * By default the partner client is wrapped, never replaced: the wrapper forwards every call and lets
+ * a scenario change the sandbox's faults at an exact moment (before or after the n-th batch request),
+ * which the sandbox's own fault switches cannot do alone (`down` and `hang` would also fail the
+ * health check). With `partner: 'app'` the engine gets no client at all and builds its own from the
+ * configuration, as the service does (the hooks `beforeSend`, `afterSend` and `beforeHealth` then
+ * never run).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +20,7 @@ import { type Clock, ManualClock, type Sleep } from '../../src/clock/index.js';
 import { type Config, DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
 import type { CycleReport, Engine, PartnerPort, SendOutcome } from '../../src/engine/index.js';
 import { writeGoLiveAt } from '../../src/guard/index.js';
+import type { IngestSummary } from '../../src/ingest/index.js';
 import type { PartnerBatch } from '../../src/outbound/index.js';
 import {
   type SandboxPartner,
@@ -23,19 +28,20 @@ import {
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
 import type { Delivery, Lead } from '../../src/store/index.js';
-import { type Backend, sqliteBackend } from '../support/backends.js';
-import { testEnv } from '../support/cli.js';
+import { type Backend, sqliteBackend } from './backends.js';
+import { testEnv } from './cli.js';
 import {
   expectLedgerConsistent,
   type LedgerExpectations,
   type LedgerSummary,
   readLedgerFacts,
-} from '../support/ledger-check.js';
-import { tempDir } from '../support/tmp.js';
-import { CLEARED, HOUR, NOW } from '../support/world.js';
+} from './ledger-check.js';
+import { tempDir } from './tmp.js';
+import { CLEARED, HOUR, NOW } from './world.js';
 
-const certDir = tempDir('valhalla-faults-cert-');
-const CLIENT = { clientId: 'faults-client', clientSecret: 'faults-secret-0123456789' };
+// One certificate for the process: every sandbox (TLS 1.1 included) serves it, every client pins it.
+const certDir = tempDir('valhalla-world-cert-');
+const CLIENT = { clientId: 'world-client', clientSecret: 'world-secret-0123456789' };
 
 const cleanups: (() => Promise<void>)[] = [];
 /** Close every app, client and sandbox opened since the last call (apps first, servers last). */
@@ -43,8 +49,21 @@ export async function closeWorlds(): Promise<void> {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
 }
 
+/** Close `close` with the next `closeWorlds()` (before anything opened earlier). */
+export function closeLater(close: () => Promise<void>): void {
+  cleanups.push(close);
+}
+
+/** A sandbox partner on the shared certificate and client, closed by the next `closeWorlds()`. */
+export async function startSandbox(options: SandboxPartnerOptions = {}): Promise<SandboxPartner> {
+  const sandbox = await startSandboxPartner({ certDir, ...CLIENT, ...options });
+  cleanups.push(() => sandbox.close());
+  return sandbox;
+}
+
 export interface World {
   dir: string;
+  /** The configuration the app opened with (loaded again by `restart(policy)`). */
   config: Config;
   /** The app's clock (the engine's, the client's token expiry and Retry-After dates). */
   clock: ManualClock;
@@ -62,10 +81,18 @@ export interface World {
   /** Before each health check the engine makes. */
   beforeHealth: ((nth: number) => void | Promise<void>) | null;
   cycle(): Promise<CycleReport>;
-  /** A new process on the same database: a new app, engine and partner client. */
-  restart(): Promise<void>;
-  ingest(specs: LeadSpec[]): Promise<void>;
+  /**
+   * A new process on the same database: a new app, engine and partner client; with `policy`, these
+   * fields of the shipped policy file replaced (a new copy) and the configuration loaded again.
+   */
+  restart(policy?: Record<string, unknown>): Promise<void>;
+  /** Ingest one lead per spec (`emailOf(tag)`, `nameOf(tag)`): the app's summary, rejects included. */
+  ingest(specs: LeadSpec[]): Promise<IngestSummary>;
+  /** `ingest`, and an error unless every lead was accepted. */
+  ingestAll(specs: LeadSpec[]): Promise<IngestSummary>;
+  /** Every lead by its tag (the e-mail's local part up to the first dot). */
   leads(): Promise<Map<string, Lead>>;
+  /** The live deliveries, in order. */
   deliveries(): Promise<Delivery[]>;
   audit(action?: string): Promise<AuditEntry[]>;
   /** The ledger check (test/support/ledger-check.ts) and the audit chain. */
@@ -74,6 +101,7 @@ export interface World {
 
 export interface AuditEntry {
   seq: number;
+  actor: string;
   action: string;
   subject: string | null;
   details: Record<string, unknown>;
@@ -81,6 +109,13 @@ export interface AuditEntry {
 
 export interface WorldOptions {
   backend?: Backend;
+  /** Phase 4 (default: live, outbound on, real data) or Phase 3 (`VALHALLA_PHASE=3` alone, no go-live). */
+  phase?: 3 | 4;
+  /**
+   * The engine's partner client: `wrapped` (default), the client built from the configuration behind
+   * the hooks; `app`, none passed to `app.engine(...)`, so the app builds its own.
+   */
+  partner?: 'wrapped' | 'app';
   env?: Record<string, string>;
   /** Fields of the shipped policy file to replace (written to a copy, VALHALLA_POLICY_FILE). */
   policy?: Record<string, unknown>;
@@ -91,10 +126,14 @@ export interface WorldOptions {
    * then carry virtual times); or one the test moves on its own (clock skew).
    */
   sandboxClock?: Clock | 'app';
-  /** Go-live this long before NOW (default 30 h: the last ramp stage); null: not live yet. */
+  /** Go-live this long before the start (default 30 h: the last ramp stage); null: not live yet (Phase 4). */
   goLiveAgoMs?: number | null;
   start?: number;
 }
+
+/** The e-mail and name of the lead tagged `tag` (never printed: the PII checks look for them). */
+export const emailOf = (tag: string) => `${tag}.person@leads.example.test`;
+export const nameOf = (tag: string) => `Person ${tag.toUpperCase()}`;
 
 export interface LeadSpec {
   tag: string;
@@ -107,22 +146,24 @@ export interface LeadSpec {
 let fileCount = 0;
 
 export async function world(options: WorldOptions = {}): Promise<World> {
-  const dir = tempDir('valhalla-faults-');
+  const dir = tempDir('valhalla-world-');
   const backend = options.backend ?? sqliteBackend;
+  const phase = options.phase ?? 4;
   const clock = new ManualClock(options.start ?? NOW);
   const sandboxClock = options.sandboxClock === 'app' ? clock : options.sandboxClock;
-  const sandbox = await startSandboxPartner({
-    certDir,
-    ...CLIENT,
+  const sandbox = await startSandbox({
     ...(sandboxClock ? { clock: sandboxClock } : {}),
     ...options.sandbox,
   });
-  cleanups.push(() => sandbox.close());
   const env: Record<string, string> = {
-    VALHALLA_PHASE: '4',
-    VALHALLA_DRY_RUN: '0',
-    VALHALLA_DISABLE_OUTBOUND: '0',
-    VALHALLA_REAL_DATA_INGEST: '1',
+    ...(phase === 4
+      ? {
+          VALHALLA_PHASE: '4',
+          VALHALLA_DRY_RUN: '0',
+          VALHALLA_DISABLE_OUTBOUND: '0',
+          VALHALLA_REAL_DATA_INGEST: '1',
+        }
+      : { VALHALLA_PHASE: '3' }),
     VALHALLA_PARTNER_URL: sandbox.url,
     VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
     VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
@@ -132,13 +173,16 @@ export async function world(options: WorldOptions = {}): Promise<World> {
     VALHALLA_LOG_LEVEL: 'warn',
     ...options.env,
   };
-  if (options.policy) {
-    const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), ...options.policy };
-    const file = join(dir, `policy-${++fileCount}.json`);
-    writeFileSync(file, JSON.stringify(policy, null, 2));
-    env.VALHALLA_POLICY_FILE = file;
-  }
-  const config = loadConfig({ cwd: dir, env: testEnv(dir, env) });
+  const configure = (changes: Record<string, unknown> | undefined): Config => {
+    if (changes) {
+      const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), ...changes };
+      const file = join(dir, `policy-${++fileCount}.json`);
+      writeFileSync(file, JSON.stringify(policy, null, 2));
+      env.VALHALLA_POLICY_FILE = file;
+    }
+    return loadConfig({ cwd: dir, env: testEnv(dir, env) });
+  };
+  const config = configure(options.policy);
   const counts = { sends: 0, health: 0 };
   const w = { dir, config, clock, sandbox, sleeps: [] as number[] } as unknown as World;
   w.onSleep = null;
@@ -151,8 +195,20 @@ export async function world(options: WorldOptions = {}): Promise<World> {
     await clock.sleep(ms, signal);
   };
   const open = async () => {
-    const app = await openApp({ config, clock });
-    const client = createPartnerClientFromConfig(config, clock);
+    const app = await openApp({ config: w.config, clock });
+    w.app = app;
+    if (options.partner === 'app') {
+      cleanups.push(() => app.close());
+      // The partner client the app builds from the configuration: `partner` is not passed.
+      w.engine = app.engine({ gates: CLEARED, sleep });
+      w.restart = async (policy) => {
+        await app.close();
+        if (policy) w.config = configure(policy);
+        await open();
+      };
+      return;
+    }
+    const client = createPartnerClientFromConfig(w.config, clock);
     cleanups.push(async () => {
       await client.close();
       await app.close();
@@ -173,11 +229,11 @@ export async function world(options: WorldOptions = {}): Promise<World> {
           : outcome;
       },
     };
-    w.app = app;
     w.engine = app.engine({ gates: CLEARED, partner, sleep });
-    w.restart = async () => {
+    w.restart = async (policy) => {
       await client.close();
       await app.close();
+      if (policy) w.config = configure(policy);
       await open();
     };
   };
@@ -187,8 +243,8 @@ export async function world(options: WorldOptions = {}): Promise<World> {
     const file = join(dir, `leads-${++fileCount}.jsonl`);
     const lines = specs.map((s, i) =>
       JSON.stringify({
-        name: `Person ${s.tag.toUpperCase()}`,
-        email: `${s.tag}.person@faults.example.test`,
+        name: nameOf(s.tag),
+        email: emailOf(s.tag),
         phone: `+44 20 7946 ${String(1000 + i)}`,
         company: 'Example Ltd',
         score: s.score ?? 80,
@@ -197,10 +253,14 @@ export async function world(options: WorldOptions = {}): Promise<World> {
       }),
     );
     writeFileSync(file, `${lines.join('\n')}\n`);
-    const summary = await w.app.ingest({ path: file });
+    return w.app.ingest({ path: file });
+  };
+  w.ingestAll = async (specs) => {
+    const summary = await w.ingest(specs);
     if (summary.accepted !== specs.length) {
       throw new Error(`ingest accepted ${summary.accepted} of ${specs.length}: ${JSON.stringify(summary)}`);
     }
+    return summary;
   };
   w.leads = async () => {
     const rows = await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute();
@@ -225,7 +285,7 @@ export async function world(options: WorldOptions = {}): Promise<World> {
     if (!verified.ok) throw new Error(`the audit chain does not verify: ${JSON.stringify(verified)}`);
     return summary;
   };
-  if (options.goLiveAgoMs !== null) {
+  if (phase === 4 && options.goLiveAgoMs !== null) {
     await writeGoLiveAt(w.app.store.db, clock.now() - (options.goLiveAgoMs ?? 30 * HOUR));
   }
   return w;
@@ -236,4 +296,5 @@ export function many(prefix: string, n: number, top = 95): LeadSpec[] {
   return Array.from({ length: n }, (_, i) => ({ tag: `${prefix}${i + 1}`, score: top - (i % 50) }));
 }
 
+/** The batch key of an audit entry's subject (`batch:<key>`). */
 export const keyOf = (subject: string | null) => (subject ?? '').replace(/^batch:/, '');
