@@ -130,6 +130,9 @@ describe.skipIf(!available)('the dashboard in Chromium against a Phase 3 dry run
       const onScreen = await page.evaluate<{ badges: string[]; live: string[] }>(LIVE_ON_SCREEN);
       expect(onScreen.badges).toContain('DRY-RUN');
       expect(onScreen.live, 'what says "live" on a Phase 3 page').toEqual([]);
+      await page
+        .locator('.panel-chart')
+        .screenshot({ path: join(ARTIFACTS, `phase3-${viewport.name}-chart.png`) });
       await page.screenshot({ path: join(ARTIFACTS, `phase3-${viewport.name}.png`), fullPage: true });
       // Nothing reached the partner.
       expect(partner.stats().batches.received).toBe(0);

@@ -265,6 +265,8 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     await expectChartFitsData(page, firstFlowAt()!);
     await expectGateItemsInView(page);
     await expectNoSidewaysScroll(page);
+    await page.locator('.panel-gates').screenshot({ path: join(ARTIFACTS, 'phone-gates.png') });
+    await page.locator('.panel-chart').screenshot({ path: join(ARTIFACTS, 'phone-chart.png') });
     await page.screenshot({ path: join(ARTIFACTS, 'phone.png'), fullPage: true });
     await context.close();
   });
