@@ -3,31 +3,36 @@
  * Phase 4 `valhalla run` (supervisor, worker, dashboard server) exporting to the sandbox partner:
  * sign in with a token, watch the counts and the live flow move while cycles run, press the red
  * Roll back button, see the mode change, and the partner receive nothing more. Also: a viewer cannot
- * roll back, the page works by keyboard and at phone width. Screenshots go to test-artifacts/.
+ * roll back, the page works by keyboard and at phone width, the chart's axis spans the data it has and
+ * its legend shows numbers, a gate's items show their state and evidence in view at 1280 and 375 px,
+ * and the sign-in page says how to get a token. Screenshots go to test-artifacts/.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
 import { harnessScript, phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
+import {
+  chromiumAvailable,
+  expectChartFitsData,
+  expectGateItemsInView,
+  expectNoSidewaysScroll,
+  expectSignInHelp,
+  launchChromium,
+  openPage,
+  signIn as signInAt,
+  VIEWPORTS,
+} from '../support/dashboard-page.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 import { until } from '../support/world.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const HARNESS = harnessScript('live-run');
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'dashboard');
-const available = existsSync(CHROMIUM);
-if (!available) {
-  if (process.env.CI === 'true')
-    throw new Error(`CI=true but ${CHROMIUM} is missing: apt-get install -y chromium`);
-  console.warn(
-    `[skip] dashboard browser tests skipped: ${CHROMIUM} not installed (apt-get install -y chromium)`,
-  );
-}
+const available = chromiumAvailable('dashboard browser tests');
 
 const operator = createApiToken('alice', 'operator');
 const viewer = createApiToken('victor', 'viewer');
@@ -42,12 +47,14 @@ let browser: Browser;
 /** The run's latest output, shown when a wait fails. */
 const showingOutput = { detail: () => `output:\n${output.slice(-2000)}` };
 
-async function signIn(page: Page, token: string): Promise<void> {
-  await page.goto(`${baseUrl}/`);
-  await page.locator('#token').fill(token);
-  await page.locator('#sign-in').click();
-  await page.locator('#whoami').waitFor({ state: 'visible', timeout: 10_000 });
-}
+const signIn = (page: Page, token: string) => signInAt(page, baseUrl, token);
+
+/** When the first lead of the chart's lines was counted: the first export or dry run. */
+const firstFlowAt = () =>
+  query<{ at: number | null }>(
+    dbFile,
+    "select min(at) as at from (select min(exported_at) as at from leads union all select min(created_at) from deliveries where kind = 'dry_run')",
+  )[0]?.at ?? null;
 
 const dialogOpen = (page: Page) => page.evaluate<boolean>("document.querySelector('#rollback-dialog').open");
 
@@ -93,18 +100,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
       what: 'the dashboard URL',
       ...showingOutput,
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -132,8 +128,10 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     expect(await page.locator('#whoami').textContent()).toContain('victor');
     expect(await page.locator('#rollback').isDisabled()).toBe(true);
     expect(await page.locator('#pause').isDisabled()).toBe(true);
-    // The nine gates, each with its state.
+    // The nine gates, each with its state; every item's state and evidence in view, not cut by the panel.
     await expect.poll(() => page.locator('#gates [data-gate]').count(), { timeout: 10_000 }).toBe(9);
+    await expectGateItemsInView(page);
+    await page.locator('.panel-gates').screenshot({ path: join(ARTIFACTS, 'desktop-gates.png') });
     await context.close();
   });
 
@@ -161,7 +159,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     await expect
       .poll(() => page.locator('#flow li[data-action]').count(), { timeout: 10_000 })
       .toBeGreaterThan(0);
-    expect(await page.locator('#live-indicator').textContent()).toContain('live');
+    expect(await page.locator('#live-indicator').textContent()).toBe('connected');
     await expect
       .poll(() => page.locator('#flow-chart canvas').count(), { timeout: 10_000 })
       .toBeGreaterThan(0);
@@ -169,6 +167,10 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     await expect
       .poll(() => page.locator('#flow-chart-summary').textContent(), { timeout: 20_000 })
       .toMatch(/exported [1-9]/);
+    // Its axis spans the minutes that hold data (not 24 h with everything at the right edge), its
+    // legend shows each line's total.
+    await expectChartFitsData(page, firstFlowAt()!);
+    await page.locator('.panel-chart').screenshot({ path: join(ARTIFACTS, 'desktop-chart.png') });
     // PII never on screen: the leads are masked everywhere.
     const text = (await page.locator('body').textContent()) ?? '';
     expect(text).not.toMatch(/grace\.\d+@example\.org|Grace Hopper|555 010/);
@@ -247,7 +249,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     await context.close();
   });
 
-  it('at phone width the page fits the screen (no sideways scrolling) and the controls are there', async () => {
+  it('at phone width the page fits the screen (no sideways scrolling), the controls are there, the chart fits its data and the gate items show their state and evidence', async () => {
     const context = await browser.newContext({ viewport: { width: 375, height: 800 }, isMobile: true });
     const page = await context.newPage();
     await signIn(page, operator.token);
@@ -260,7 +262,22 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     );
     expect(widths.scroll).toBeLessThanOrEqual(widths.client);
     expect(await page.locator('#rollback').isVisible()).toBe(true);
+    await expectChartFitsData(page, firstFlowAt()!);
+    await expectGateItemsInView(page);
+    await expectNoSidewaysScroll(page);
+    await page.locator('.panel-gates').screenshot({ path: join(ARTIFACTS, 'phone-gates.png') });
+    await page.locator('.panel-chart').screenshot({ path: join(ARTIFACTS, 'phone-chart.png') });
     await page.screenshot({ path: join(ARTIFACTS, 'phone.png'), fullPage: true });
     await context.close();
   });
+
+  for (const viewport of VIEWPORTS) {
+    it(`at ${viewport.width} px the sign-in page says how to get a token`, async () => {
+      const page = await openPage(browser, viewport);
+      await expectSignInHelp(page, baseUrl);
+      await expectNoSidewaysScroll(page);
+      await page.screenshot({ path: join(ARTIFACTS, `${viewport.name}-sign-in.png`), fullPage: true });
+      await page.context().close();
+    });
+  }
 });

@@ -7,7 +7,7 @@ import { AuditList } from './panels/audit-list';
 import { renderCaps, renderErrorRate } from './panels/caps';
 import { setupControls, showConfirmCycle } from './panels/controls';
 import { renderGates } from './panels/gates';
-import { HeartbeatClock, renderHeader, renderMode } from './panels/header';
+import { forgetPhase, HeartbeatClock, renderHeader, renderMode, streamStateText } from './panels/header';
 import { renderLeadCounts } from './panels/leads';
 import { QuarantinePanel } from './panels/quarantine';
 import type { ReasonDialog } from './panels/reason-dialog';
@@ -113,6 +113,7 @@ export class Dashboard {
     this.#abort.abort();
     this.#stream.stop();
     this.#heartbeat.stop();
+    forgetPhase();
     for (const interval of this.#intervals) window.clearInterval(interval);
     for (const timer of this.#timers.values()) window.clearTimeout(timer);
     this.#chart.destroy();
@@ -246,9 +247,9 @@ export class Dashboard {
 
   #showStreamState(state: StreamState): void {
     const indicator = byId('live-indicator');
-    indicator.textContent = state;
+    indicator.textContent = streamStateText(state);
     indicator.dataset.state = state;
-    indicator.title = state === 'live' ? 'Live updates connected' : 'Live updates lost; reconnecting…';
+    indicator.title = state === 'live' ? 'Updates connected' : 'Updates lost; reconnecting…';
   }
 
   #showFailures(): void {

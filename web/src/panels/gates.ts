@@ -1,19 +1,26 @@
 import { byId, formatDateTime, h, truncate } from '../dom';
 import type { Gate, GateItem, Gates } from '../types';
 
-const ITEM_COLUMNS = ['id', 'text', 'kind', 'state', 'detail', 'signer', 'date'] as const;
+/**
+ * An item's columns, state first after the id: in a narrow panel (any phone, a half-width panel on a
+ * desktop) the table stacks each item into a block (styles.css), each cell labelled by its column.
+ */
+const ITEM_COLUMNS = ['id', 'state', 'text', 'evidence', 'kind', 'signer', 'date'] as const;
+type ItemColumn = (typeof ITEM_COLUMNS)[number];
+
+const cell = (column: ItemColumn, text: string) => h('td', { class: column, 'data-label': column }, text);
 
 function itemRow(item: GateItem): HTMLTableRowElement {
   return h(
     'tr',
     { 'data-item': item.id, 'data-state': item.state },
-    h('td', {}, item.id),
-    h('td', {}, item.text),
-    h('td', {}, item.kind === 'attested' && item.role ? `attested (${item.role})` : item.kind),
-    h('td', { class: 'state' }, item.state),
-    h('td', {}, truncate(item.detail ?? '', 300)),
-    h('td', {}, item.signer ?? '—'),
-    h('td', {}, item.date ? formatDateTime(item.date) : '—'),
+    cell('id', item.id),
+    cell('state', item.state),
+    cell('text', item.text),
+    cell('evidence', truncate(item.detail ?? '', 300) || '—'),
+    cell('kind', item.kind === 'attested' && item.role ? `attested (${item.role})` : item.kind),
+    cell('signer', item.signer ?? '—'),
+    cell('date', item.date ? formatDateTime(item.date) : '—'),
   );
 }
 
@@ -37,7 +44,7 @@ function gateElement(gate: Gate, open: boolean): HTMLLIElement {
         h('span', { class: 'badge' }, gate.ok ? 'ok' : 'not ok'),
         ` Gate ${gate.gate}: ${gate.title} (${okItems}/${gate.items.length})`,
       ),
-      h('div', { class: 'table-wrap' }, table),
+      h('div', { class: 'table-wrap items-wrap' }, table),
     ),
   );
 }

@@ -8,22 +8,55 @@ const MODE_LABELS: Record<Mode, string> = {
     'Rolled back: outbound stopped; the queue is kept. Live again only after a restart and re-arm.',
 };
 
+/** The running service's phase, once a status read said it; the stream carries only the mode. */
+let knownPhase: 3 | 4 | null = null;
+
+/**
+ * What the mode badge says. Phase 3 never sends, so its `live` mode is shown as DRY-RUN; until the
+ * phase is known a `live` mode is not claimed either.
+ */
+export function modeBadge(mode: Mode, phase: 3 | 4 | null): { text: string; state: string; title: string } {
+  if (mode !== 'live' || phase === 4) return { text: mode, state: mode, title: MODE_LABELS[mode] ?? '' };
+  if (phase === 3) {
+    return {
+      text: 'DRY-RUN',
+      state: 'dry_run',
+      title: 'Phase 3: cycles run as dry runs; nothing is sent to the partner.',
+    };
+  }
+  return { text: '…', state: 'unknown', title: 'Waiting for the phase' };
+}
+
 export function renderMode(mode: Mode): void {
-  const element = setText('mode', mode);
-  element.dataset.mode = mode;
-  element.title = MODE_LABELS[mode] ?? '';
+  const badge = modeBadge(mode, knownPhase);
+  const element = setText('mode', badge.text);
+  element.dataset.mode = badge.state;
+  element.title = badge.title;
+}
+
+/** Forget the phase (signed out: the next session reads it again). */
+export function forgetPhase(): void {
+  knownPhase = null;
+}
+
+/** The stream's state in words: `live` would read as live sending, which Phase 3 never does. */
+export function streamStateText(state: 'live' | 'reconnecting'): string {
+  return state === 'live' ? 'connected' : 'reconnecting';
 }
 
 /** The phase, mode, ramp and gate summary at the top of the dashboard. */
 export function renderHeader(status: Status): void {
   const phase = setText('phase', status.phase === 4 ? '4 LIVE' : '3 DRY-RUN');
   phase.dataset.phase = String(status.phase);
+  knownPhase = status.phase;
   renderMode(status.mode);
 
   const ramp = status.ramp;
   const rampText =
     ramp === null
-      ? 'not live'
+      ? status.phase === 3
+        ? 'none (dry-run)'
+        : 'not live'
       : `stage ${ramp.stage} · ceiling ${ramp.ceiling}/cycle${ramp.confirmEachCycle ? ' · confirm each cycle' : ''}`;
   const rampElement = setText('ramp', rampText);
   rampElement.title =
