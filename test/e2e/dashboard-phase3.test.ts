@@ -5,7 +5,6 @@
  * "connected"), the chart's axis spans the dry runs it has and its legend shows their totals, and
  * every gate item's state and evidence are in view. Screenshots go to test-artifacts/.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
@@ -15,12 +14,14 @@ import { createApiToken } from '../../src/server/index.js';
 import { BIN, REPO_ROOT, runBinary, testEnv } from '../support/cli.js';
 import {
   chromiumAvailable,
+  type DashboardRun,
   expectChartFitsData,
   expectGateItemsInView,
   expectNoSidewaysScroll,
   launchChromium,
   openPage,
   signIn,
+  startDashboardRun,
   VIEWPORTS,
 } from '../support/dashboard-page.js';
 import { query } from '../support/sqlite.js';
@@ -34,11 +35,11 @@ const viewer = createApiToken('victor', 'viewer');
 
 let dbFile: string;
 let partner: SandboxPartner;
-let run: ChildProcess | null = null;
-let output = '';
+let run: DashboardRun | null = null;
 let baseUrl: string;
 let browser: Browser;
-const showingOutput = { detail: () => `output:\n${output.slice(-2000)}` };
+/** The run's latest output, shown when a wait fails. */
+const showingOutput = { detail: () => run?.showingOutput.detail() ?? 'no run' };
 
 /** The visible text of the page's badges and pills, and every badge or line that says "live" on screen. */
 const LIVE_ON_SCREEN = `(() => {
@@ -72,21 +73,9 @@ describe.skipIf(!available)('the dashboard in Chromium against a Phase 3 dry run
     const init = await runBinary(['init'], { cwd, env });
     expect(init.code, init.stderr).toBe(0);
     // On an empty store the run loads synthetic leads and dry-runs them.
-    run = spawn(process.execPath, [BIN, 'run'], {
-      cwd,
-      env: { PATH: process.env.PATH, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    run.stdout?.on('data', (c: Buffer) => {
-      output += c;
-    });
-    run.stderr?.on('data', (c: Buffer) => {
-      output += c;
-    });
-    baseUrl = await until(() => /dashboard: (http:\/\/[^\s/]+)\//.exec(output)?.[1], {
-      what: 'the dashboard URL',
-      ...showingOutput,
-    });
+    const started = await startDashboardRun(BIN, ['run'], { cwd, env });
+    run = started;
+    baseUrl = started.baseUrl;
     await until(() => query(dbFile, "select id from deliveries where kind = 'dry_run'").length >= 2, {
       what: 'two dry runs',
       ...showingOutput,
@@ -96,13 +85,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a Phase 3 dry run
 
   afterAll(async () => {
     await browser?.close();
-    if (run && run.exitCode === null) {
-      const exited = new Promise((resolve) => run?.once('close', resolve));
-      run.kill('SIGTERM');
-      const timer = setTimeout(() => run?.kill('SIGKILL'), 30_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await run?.stop();
     await partner?.close();
   });
 

@@ -7,7 +7,6 @@
  * its legend shows numbers, a gate's items show their state and evidence in view at 1280 and 375 px,
  * and the sign-in page says how to get a token. Screenshots go to test-artifacts/.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -17,6 +16,7 @@ import { createApiToken } from '../../src/server/index.js';
 import { harnessScript, phase4Env, REPO_ROOT, runInProcess } from '../support/cli.js';
 import {
   chromiumAvailable,
+  type DashboardRun,
   expectChartFitsData,
   expectGateItemsInView,
   expectNoSidewaysScroll,
@@ -24,6 +24,7 @@ import {
   launchChromium,
   openPage,
   signIn as signInAt,
+  startDashboardRun,
   VIEWPORTS,
 } from '../support/dashboard-page.js';
 import { query } from '../support/sqlite.js';
@@ -40,12 +41,11 @@ const viewer = createApiToken('victor', 'viewer');
 let cwd: string;
 let dbFile: string;
 let partner: SandboxPartner;
-let run: ChildProcess | null = null;
-let output = '';
+let run: DashboardRun | null = null;
 let baseUrl: string;
 let browser: Browser;
 /** The run's latest output, shown when a wait fails. */
-const showingOutput = { detail: () => `output:\n${output.slice(-2000)}` };
+const showingOutput = { detail: () => run?.showingOutput.detail() ?? 'no run' };
 
 const signIn = (page: Page, token: string) => signInAt(page, baseUrl, token);
 
@@ -85,33 +85,15 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     writeFileSync(join(cwd, 'leads.csv'), `${rows.join('\n')}\n`);
     expect((await runInProcess(['ingest', 'leads.csv'], { cwd, env })).code).toBe(0);
 
-    run = spawn(process.execPath, [HARNESS], {
-      cwd,
-      env: { PATH: process.env.PATH, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    run.stdout?.on('data', (c: Buffer) => {
-      output += c;
-    });
-    run.stderr?.on('data', (c: Buffer) => {
-      output += c;
-    });
-    baseUrl = await until(() => /dashboard: (http:\/\/[^\s/]+)\//.exec(output)?.[1], {
-      what: 'the dashboard URL',
-      ...showingOutput,
-    });
+    const started = await startDashboardRun(HARNESS, [], { cwd, env });
+    run = started;
+    baseUrl = started.baseUrl;
     browser = await launchChromium();
   });
 
   afterAll(async () => {
     await browser?.close();
-    if (run && run.exitCode === null) {
-      const exited = new Promise((resolve) => run?.once('close', resolve));
-      run.kill('SIGTERM');
-      const timer = setTimeout(() => run?.kill('SIGKILL'), 30_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await run?.stop();
     await partner?.close();
   });
 

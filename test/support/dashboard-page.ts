@@ -3,9 +3,11 @@
  * and the checks read from the page. The checks are strings evaluated in Chromium: the tests are
  * compiled without the DOM's types.
  */
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { expect } from 'vitest';
+import { until } from './world.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -40,6 +42,56 @@ export function launchChromium(): Promise<Browser> {
       '--disable-sync',
     ],
   });
+}
+
+/** A `valhalla run` (or a harness standing in for it) serving the dashboard, as the tests drive it. */
+export interface DashboardRun {
+  /** The dashboard's address, as the run printed it. */
+  baseUrl: string;
+  /** Everything the run printed so far. */
+  output(): string;
+  /** For `until`: the run's latest output, shown when a wait fails. */
+  showingOutput: { detail: () => string };
+  /** SIGTERM, then SIGKILL after 30 s; resolves when the run has exited. */
+  stop(): Promise<void>;
+}
+
+/** Start `script args` in `cwd` with only `env` (and PATH), and wait for the dashboard's address. */
+export async function startDashboardRun(
+  script: string,
+  args: string[],
+  options: { cwd: string; env: Record<string, string> },
+): Promise<DashboardRun> {
+  const run = spawn(process.execPath, [script, ...args], {
+    cwd: options.cwd,
+    env: { PATH: process.env.PATH, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const collect = (c: Buffer) => {
+    output += c;
+  };
+  run.stdout?.on('data', collect);
+  run.stderr?.on('data', collect);
+  const showingOutput = { detail: () => `output:\n${output.slice(-2000)}` };
+  const stop = async () => {
+    if (run.exitCode !== null || run.signalCode !== null) return;
+    const exited = new Promise((resolve) => run.once('close', resolve));
+    run.kill('SIGTERM');
+    const timer = setTimeout(() => run.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  try {
+    const baseUrl = await until(() => /dashboard: (http:\/\/[^\s/]+)\//.exec(output)?.[1], {
+      what: 'the dashboard URL',
+      ...showingOutput,
+    });
+    return { baseUrl, output: () => output, showingOutput, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
 
 export async function openPage(browser: Browser, viewport: Viewport): Promise<Page> {
