@@ -11,7 +11,7 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
-import { BIN, REPO_ROOT, runBinary, testEnv } from '../support/cli.js';
+import { BIN, phase3Env, REPO_ROOT, runBinary } from '../support/cli.js';
 import {
   chromiumAvailable,
   type DashboardRun,
@@ -58,13 +58,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a Phase 3 dry run
     partner = await startSandboxPartner({ plainHttp: true });
     const cwd = tempDir();
     dbFile = join(cwd, 'data', 'valhalla.db');
-    const env = testEnv(join(cwd, 'data'), {
-      VALHALLA_PHASE: '3',
-      VALHALLA_REAL_DATA_INGEST: '0',
-      VALHALLA_PARTNER_URL: partner.url,
-      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+    const env = phase3Env(join(cwd, 'data'), partner, {
       VALHALLA_CYCLE_INTERVAL_S: '1',
       VALHALLA_METRICS_PORT: 'off',
       VALHALLA_LOG_LEVEL: 'warn',

@@ -136,6 +136,23 @@ export function phase4Env(
   return testEnv(dataDir, phase4Settings(partner, extra));
 }
 
+/** A Phase 3 installation (dry runs, synthetic data) pointed at `partner`, with its own data folder. */
+export function phase3Env(
+  dataDir: string,
+  partner: PartnerEndpoint,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return testEnv(dataDir, {
+    VALHALLA_PHASE: '3',
+    VALHALLA_REAL_DATA_INGEST: '0',
+    VALHALLA_PARTNER_URL: partner.url,
+    VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
+    VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
+    VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+    ...extra,
+  });
+}
+
 /** The shipped policy with `changes` (a shorter heartbeat, a lower cap…), written to `dir`/policy.json. */
 export function policyFileWith(dir: string, changes: Record<string, unknown>): string {
   const policy = { ...JSON.parse(readFileSync(DEFAULT_POLICY_FILE, 'utf8')), ...changes };
