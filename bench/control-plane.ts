@@ -1,6 +1,6 @@
 /**
  * bench/control-plane: the control plane's answer times and the service's memory while 10 MB uploads
- * are ingested (DESIGN.md invariant 14: pause, rollback and health within 100 ms, the whole service
+ * are ingested (pause, rollback and health within 100 ms, the whole service
  * within 512 MB, whatever is uploaded).
  *
  * A real `valhalla run` (the built binary: supervisor, worker, dashboard server) on a fresh SQLite

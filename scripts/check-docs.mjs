@@ -4,6 +4,7 @@
 // - every relative link in README.md and docs/*.md resolves to a file inside the repository (and,
 //   for a link to a Markdown heading, to that heading);
 // - every repository path quoted in docs/policy.md (`src/…`, `test/…`, a migration file) exists;
+// - nothing in the repository refers a reader to the team's own notes (DESIGN.md, ../shared);
 // - every test it quotes as `test file` › "fragment of the title" holds that fragment (a table whose
 //   header says "Proved by (`file` unless named)" quotes its own file's titles as bare "fragments").
 //
@@ -152,6 +153,37 @@ else {
     const where = [...texts].find(([, text]) => definition(name).test(text));
     if (where) problems.push(`docs/policy.md: ${name} (${where[0]}) is missing from "${INDEX_HEADING}"`);
   }
+}
+
+// The team's design notes are not shipped: nothing the repository holds refers a reader to them.
+const OUTSIDE = /DESIGN\.md|\.\.\/shared\b/;
+function walk(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return walk(path);
+    return /\.(ts|mjs|cjs|js|md|css|html|json|yml|yaml)$/.test(entry.name) ? [path] : [];
+  });
+}
+for (const top of ['src', 'test', 'bench', 'scripts', 'docs', 'web', 'deploy', 'config', 'bin']) {
+  const dir = join(root, top);
+  if (!existsSync(dir)) continue;
+  for (const file of walk(dir)) {
+    if (file === fileURLToPath(import.meta.url)) continue;
+    const lines = readFileSync(file, 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      if (OUTSIDE.test(line))
+        problems.push(`${relative(root, file)}:${i + 1}: refers to notes outside the repository`);
+    });
+  }
+}
+for (const file of ['README.md', 'Dockerfile', 'package.json']) {
+  const path = join(root, file);
+  if (!existsSync(path)) continue;
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (OUTSIDE.test(line)) problems.push(`${file}:${i + 1}: refers to notes outside the repository`);
+    });
 }
 
 for (const problem of problems) console.log(problem);

@@ -17,7 +17,7 @@ export interface WorkerAck {
 }
 
 /**
- * Did the running service take a mode change? (DESIGN.md §3.12)
+ * Did the running service take a mode change?
  * - `acknowledged`: every worker that looks alive (a heartbeat within the policy's interval + grace,
  *   not stopped) acknowledged it;
  * - `no_worker`: none looks alive: the change is recorded, and a worker that starts takes it;

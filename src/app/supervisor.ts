@@ -41,7 +41,7 @@ export interface SupervisorRunOptions {
 export const BIN = join(PACKAGE_ROOT, 'bin', 'valhalla.js');
 
 /**
- * `valhalla run` (DESIGN.md §8): a small supervisor of one worker process with a heap limit. It
+ * `valhalla run`: a small supervisor of one worker process with a heap limit. It
  * watches the heartbeat and the worker's memory, restarts it after a crash, past its memory limit
  * and daily, rolls back when a heartbeat is missed in Phase 4, sends the alerts, serves /metrics.
  */

@@ -89,7 +89,7 @@ export interface App {
   archiveSyntheticLeads(): Promise<number>;
   /** The mode, the ramp stage and the latest cycles, for `status`. */
   runState(): Promise<RunState>;
-  /** Alerts are recorded with their event and sent by the dispatcher (DESIGN.md: only `alerts` talks to Slack/SMTP). */
+  /** Alerts are recorded with their event and sent by the dispatcher (only `alerts` talks to Slack and SMTP). */
   readonly alerts: AlertRecorder;
   /** The configured alert channels (created on first use). */
   alertChannels(): readonly AlertChannel[];
@@ -111,7 +111,7 @@ export interface App {
   ): Promise<OperatorModeChange>;
   /**
    * Whether the running workers took a mode change (the latest by default), waiting at most `waitMs`
-   * for their acknowledgement: what every mode command reports (DESIGN.md §3.12).
+   * for their acknowledgement: what every mode command reports.
    */
   awaitModeAck(request?: { changeSeq?: number; waitMs?: number }): Promise<ModeAcknowledgement>;
   /**

@@ -13,7 +13,7 @@ import { AppError } from './errors.js';
 
 /**
  * Uploads to the admin API are read, validated and stored in a worker thread of their own, never on
- * the event loop that answers pause, rollback and /healthz (DESIGN.md invariant 14). Measured before:
+ * the event loop that answers pause, rollback and /healthz. Measured before:
  * a 10 MB upload parsed and stored on that loop held a pause for 92 s and /healthz for 32 s, and the
  * supervisor (whose loop it also was) took its own stall for a missed heartbeat. Here the server's
  * loop only hands the body on, one chunk per request of the thread (the thread pulls; nothing piles

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { isLoopbackHost } from '../policy/index.js';
 import type { ConfigIssue } from './errors.js';
 
-/** Where and how the partner is reached (DESIGN.md §7). */
+/** Where and how the partner is reached. */
 export interface PartnerSettings {
   /** The partner's base URL (`POST {url}/api/leads`, `GET {url}/health`), or null when not configured. */
   readonly url: string | null;
@@ -17,7 +17,7 @@ export interface PartnerSettings {
 
 /**
  * Read the partner settings. Phase 4 needs all four of URL, token URL, client id and secret, and
- * refuses plain `http://` (DESIGN.md §3.5); Phase 3 allows `http://` only to a loopback sandbox.
+ * refuses plain `http://`; Phase 3 allows `http://` only to a loopback sandbox.
  */
 export function readPartnerSettings(
   raw: Readonly<Record<string, string | undefined>>,

@@ -27,7 +27,7 @@ import {
 } from '../store/index.js';
 
 /**
- * Several runners on one database (DESIGN.md §8): one leads, the others stand by.
+ * Several runners on one database: one leads, the others stand by.
  *
  * The lease lasts one heartbeat interval; the leader renews it every third of that and standbys try
  * to take it every third, so a standby leads within two heartbeats of the leader dying or being cut

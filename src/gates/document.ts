@@ -14,7 +14,7 @@ import { manifestSchema, type ReleaseManifest } from './manifest.js';
  * Ed25519 signatures over the go-live documents: sign-offs (policy §6), attestations of gate items,
  * the CEO's activation and the CFO's amendments. A document is signed over the canonical JSON of its
  * fields, so it can travel as pretty-printed JSON from a stakeholder's machine and still verify; the
- * database keeps the exact bytes signed, and every read re-verifies them (DESIGN.md §3, invariant 1).
+ * database keeps the exact bytes signed, and every read re-verifies them.
  *
  * Each document carries the release manifest it approves (manifest.ts): the installation, the
  * policy, the partner, the limits, the dedup rule and the monitoring. A document signed for another

@@ -86,7 +86,7 @@ export function createGuard(deps: {
       };
     }
     const mode = await readMode(trx);
-    // After a rollback the product is back in DRY-RUN (DESIGN.md §6.1: the dry run continues): recorded, not sent.
+    // After a rollback the product is back in DRY-RUN (the dry run continues): recorded, not sent.
     if (mode === 'rolled_back') {
       return { allowed: false, code: 'DRY_RUN', reason: 'mode is rolled_back: DRY-RUN, recorded, not sent' };
     }

@@ -72,7 +72,7 @@ export interface ModeChangeRequest {
 
 /**
  * Apply a mode command in the caller's transaction: the audit entry and the alert are committed
- * with the change, before the change has any effect (DESIGN.md §3.6).
+ * with the change, before the change has any effect.
  */
 export async function changeMode(
   trx: StoreTransaction,

@@ -3,7 +3,7 @@ import type { LeadIdentity, LeadWithKeys, NewLead } from '../store/index.js';
 
 /**
  * What a duplicate matched, and how its outcome says so. A lead is the same lead when its normalised
- * e-mail OR its external id matches a stored lead (DESIGN.md §2), whatever the dedup rule; the
+ * e-mail OR its external id matches a stored lead, whatever the dedup rule; the
  * database decides (unique keys), these only name what it found, by identity and lead id, never by value.
  */
 

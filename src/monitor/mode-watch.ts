@@ -30,7 +30,7 @@ export interface ModeAcknowledger {
  *
  * With an acknowledger, each change seen is acknowledged in `mode_acks` once it has been applied
  * (the signal aborted or renewed): the command that made it can then tell the operator that the
- * running service took it, and how long that took (DESIGN.md §3.12).
+ * running service took it, and how long that took.
  */
 export function watchMode(
   store: Store,

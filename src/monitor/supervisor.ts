@@ -132,7 +132,7 @@ interface Running {
 }
 
 /**
- * The supervisor of `valhalla run` (DESIGN.md §8): starts the worker, watches its heartbeat and its
+ * The supervisor of `valhalla run`: starts the worker, watches its heartbeat and its
  * memory, restarts it daily, after a crash (with backoff) and when it grows past its limit. What
  * each event means for the product (audit, alert, rollback) is the caller's `onEvent`.
  */

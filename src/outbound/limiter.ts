@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { OutboundError } from './errors.js';
 
 /**
- * The policy's rule: never more than N requests in ANY window of W ms (DESIGN.md §3.4), and it is the
+ * The policy's rule: never more than N requests in ANY window of W ms, and it is the
  * partner who counts them, on arrival. Measured (FACTS.md): bottleneck starts up to ~10 ms early,
  * p-queue counts fixed windows (bursts straddle the edge), a token bucket bursts by design; a sliding
  * log of start times holds the rule at our end. But arrival lags the start by a variable delay: on

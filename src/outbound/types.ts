@@ -1,4 +1,4 @@
-/** One lead as the partner receives it (DESIGN.md §7): the only place lead PII leaves the product. */
+/** One lead as the partner receives it: the only place lead PII leaves the product. */
 export interface PartnerLead {
   idempotency_key: string;
   external_id: string | null;

@@ -1,4 +1,4 @@
-/** Every state a lead can be in (DESIGN.md §5). */
+/** Every state a lead can be in. */
 export const LEAD_STATES = [
   'pending',
   'in_flight',

@@ -1,4 +1,4 @@
-/** The persisted operational state (DESIGN.md "mode"). */
+/** The persisted operational state: the mode. */
 export type Mode = 'live' | 'paused' | 'rolled_back';
 export const MODES: readonly Mode[] = ['live', 'paused', 'rolled_back'];
 

@@ -2,7 +2,7 @@
  * What is retried, and how long to wait: ONE table shared by every caller (the partner client
  * classifies with it, the engine schedules with it). Pure: no I/O, no clock of its own.
  *
- * A retry is only ever safe because every batch carries a stable idempotency key (DESIGN.md §3.2):
+ * A retry is only ever safe because every batch carries a stable idempotency key:
  * the partner answers a resend of a batch it already holds with `replayed: true`. So a failure whose
  * delivery is *unknown* (reset mid-request, timeout) is retryable, and anything we do not recognise is
  * permanent: the batch is quarantined and an operator looks, rather than the product guessing.

@@ -1,5 +1,5 @@
 /**
- * The control plane is never behind the data plane (DESIGN.md invariant 14), with the real binary:
+ * The control plane is never behind the data plane, with the real binary:
  * `valhalla run` (supervisor, worker, dashboard server) takes 10 MB uploads of bad rows (one
  * character each; a JSON array of `{}`) with one 422 and one audit entry each, answers a pause in the
  * middle of an upload being stored, keeps the whole service under 512 MB, and its supervisor, stopped

@@ -39,7 +39,7 @@ import {
 } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
-import { until, untilOutput, whileRunning } from '../support/world.js';
+import { DAY, until, untilOutput, whileRunning } from '../support/world.js';
 
 const dashboardToken = createApiToken('ops-check', 'viewer');
 
@@ -526,6 +526,91 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     } finally {
       for (const child of children) child.kill('SIGKILL');
       rmSync(dotenv, { force: true });
+    }
+  });
+
+  it('gates that turn red while valhalla run runs (a signer revoked): the next cycle sends nothing, a gate_voided alert says why once, and once more when green again', async () => {
+    // Past the ramp (go-live a week ago): every cycle sends, without an operator's confirmation.
+    const copy = variant('red-while-running', (db) =>
+      db
+        .prepare("update runtime_state set value = ? where key = 'go_live_at'")
+        .run(String(Date.now() - 7 * DAY)),
+    );
+    const copyFile = copy.VALHALLA_DATABASE_URL!;
+    const runEnv = { ...env, ...copy };
+    const children = new Set<ChildProcess>();
+    const run = spawnNode(BIN, ['run'], { cwd, env: runEnv, children, guardMs: 300_000 });
+    try {
+      await untilOutput(run, /cycle \d+ \[live\]/, 'a live cycle');
+      const cfo = query<{ key_id: string }>(copyFile, "select key_id from signers where role = 'cfo'")[0]!;
+      const revoked = await cli(['signers', 'revoke', '--key-id', cfo.key_id, '--reason', 'key lost'], copy);
+      ok(revoked, 'signers revoke');
+      const voided = () =>
+        query<{ message: string }>(
+          copyFile,
+          "select message from alerts where event = 'gate_voided' order by id",
+        );
+      await until(() => voided().length > 0, { what: 'the gate_voided alert', ...whileRunning(run) });
+      expect(voided()[0]!.message).toMatch(/^the go-live gates are no longer green, nothing is sent: /);
+      // From then on no batch reaches the partner, cycle after cycle, and the alert is not repeated.
+      const received = partner.stats().batches.received;
+      const cyclesBefore = (run.out().match(/cycle \d+ /g) ?? []).length;
+      await until(() => (run.out().match(/cycle \d+ /g) ?? []).length >= cyclesBefore + 3, {
+        what: 'three more cycles',
+        ...whileRunning(run),
+      });
+      expect(partner.stats().batches.received).toBe(received);
+      expect(voided()).toHaveLength(1);
+      // …although leads wait that the same cycles would have sent.
+      expect(
+        query<{ n: number }>(copyFile, "select count(*) as n from leads where state = 'pending'")[0]!.n,
+      ).toBeGreaterThan(0);
+
+      // A new key for the CFO, the CFO's items signed again with it and the CEO's activation again:
+      // green at the next cycle.
+      const signAgain = (args: string[], what: string) => cli(args, copy).then((r) => ok(r, what));
+      await signAgain(['keys', 'create', '--out', join(cwd, 'cfo-2')], 'keys create');
+      await signAgain(
+        ['signers', 'add', '--role', 'cfo', '--name', nameOf('cfo'), '--key', join(cwd, 'cfo-2.pub')],
+        'signers add',
+      );
+      for (const item of ATTESTED.filter((i) => i.role === 'cfo')) {
+        await signAgain(
+          [
+            'attest',
+            '--item',
+            item.id,
+            '--role',
+            'cfo',
+            '--name',
+            nameOf('cfo'),
+            '--key',
+            join(cwd, 'cfo-2.key'),
+            '--comments',
+            'reviewed',
+          ],
+          `attest ${item.id}`,
+        );
+      }
+      await signAgain(
+        ['signoff', '--role', 'cfo', '--name', nameOf('cfo'), '--key', join(cwd, 'cfo-2.key')],
+        'signoff',
+      );
+      // The activation came before the sign-offs that count now: the CEO activates again.
+      await signAgain(['activate', '--name', nameOf('ceo'), '--key', join(cwd, 'ceo.key')], 'activate');
+      const verify = await cli(['gates', 'verify'], copy);
+      expect(verify.code, verify.stdout).toBe(0);
+      await until(() => voided().length === 2, { what: 'the gates green again', ...whileRunning(run) });
+      expect(voided()[1]!.message).toBe('the go-live gates are green again: outbound may resume');
+      // …and the next cycles send again.
+      await until(() => partner.stats().batches.received > received, {
+        what: 'a batch after the gates are green again',
+        ...whileRunning(run),
+      });
+      run.child.kill('SIGTERM');
+      expect((await run.exited).code).toBe(0);
+    } finally {
+      for (const child of children) child.kill('SIGKILL');
     }
   });
 

@@ -1,5 +1,5 @@
 /**
- * Crash safety (DESIGN.md §3 invariants 2 and 8, §6): a Phase 4 worker is killed with SIGKILL again
+ * Crash safety: a Phase 4 worker is killed with SIGKILL again
  * and again — during start-up and recovery, while it sends, and while a batch request is in flight at
  * the partner — and then run to completion. Checked against the partner's own ledger (a real HTTPS
  * sandbox in this process) and the database (test/support/ledger-check.ts): no lead sent twice or

@@ -1,6 +1,6 @@
 /**
- * Database loss in the middle of a cycle (DESIGN.md §3 invariants 2 and 8; README "Delivery
- * guarantee": the guard's decision and the batch's move to `sending` commit before the request).
+ * Database loss in the middle of a cycle (README "Delivery guarantee": the guard's decision and the
+ * batch's move to `sending` commit before the request).
  * The database can fail between that commit and the outcome's, or before the next authorisation: the
  * cycle must fail closed (no further request once nothing can be recorded), and after recovery the
  * batch caught `sending` is resent under its own key only (the partner replays it): nothing lost,

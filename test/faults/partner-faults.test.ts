@@ -13,7 +13,7 @@
  * - the error-rate rule counts every failure but a 429, and rolls back when the last 3 counted
  *   requests failed; the batch waits in the queue, nothing is lost.
  *
- * Per-lead refusals: the partner contract (DESIGN.md §7, src/sandbox/contract.ts) has per-lead
+ * Per-lead refusals: the partner contract (src/sandbox/contract.ts) has per-lead
  * results `accepted` and `duplicate` only; a batch is accepted or refused as a whole, so there is no
  * partial refusal to inject.
  *

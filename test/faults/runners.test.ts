@@ -1,5 +1,5 @@
 /**
- * Several runners on one PostgreSQL database, as real processes (DESIGN.md §8): each runner is
+ * Several runners on one PostgreSQL database, as real processes: each runner is
  * `valhalla run` (test/harness/live-run.ts: the real supervisor and worker, gates given) in Phase 4,
  * sending to one sandbox partner over HTTPS.
  *

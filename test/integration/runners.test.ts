@@ -1,5 +1,5 @@
 /**
- * Several runners on one database (DESIGN.md §8), in one process: each runner is its own store
+ * Several runners on one database, in one process: each runner is its own store
  * connection and its own Leadership, on a real SQLite file or a real PostgreSQL schema.
  *
  * - one leads, the others stand by and see who leads; fencing: only the lease's holder passes `holds`;

@@ -1,6 +1,6 @@
 /**
- * The delivery guarantee checked against the partner's own record (DESIGN.md §3 invariants 2 and 8,
- * README "Delivery guarantee"): the sandbox's ledger (`records()`, `stats()`) and the database must
+ * The delivery guarantee checked against the partner's own record (README "Delivery guarantee"): the
+ * sandbox's ledger (`records()`, `stats()`) and the database must
  * tell the same story. Shared by the crash and fault suites (test/faults).
  *
  * The sandbox's ledger semantics: a batch key's first successful request is recorded (`batches`)

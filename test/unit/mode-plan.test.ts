@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { crashBackoffMs } from '../../src/monitor/index.js';
 import { MODES, type ModeCommand, nextDailyRestart, planModeChange } from '../../src/policy/index.js';
 
-describe('mode changes (DESIGN.md "mode": only down at run time)', () => {
+describe('mode changes (only down at run time)', () => {
   const table: Record<ModeCommand, Record<(typeof MODES)[number], string>> = {
     pause: { live: 'change:paused', paused: 'unchanged', rolled_back: 'refused' },
     resume: { live: 'unchanged', paused: 'change:live', rolled_back: 'refused' },

@@ -24,7 +24,7 @@ export function registerIngestRoutes(server: FastifyInstance, deps: { dashboard:
   // A scope of its own: here every body stays a stream (application/json included), handed to the
   // upload thread as it arrives; the other routes keep the server's parsers and its small limit.
   // Nothing of an upload is parsed or held whole on this process's event loop, which must answer
-  // pause, rollback and /healthz within 100 ms whatever is uploaded (DESIGN.md invariant 14).
+  // pause, rollback and /healthz within 100 ms whatever is uploaded.
   void server.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser(Object.keys(STREAM_TYPES), (request, payload, done) => {

@@ -86,7 +86,7 @@ export function outbox(dialect: Dialect): Migration {
         .addColumn('released', 'integer', (c) => c.notNull().defaultTo(0).check(sql`released in (0, 1)`))
         .addPrimaryKeyConstraint('delivery_leads_pk', ['delivery_id', 'lead_id'])
         .execute();
-      // One live delivery per lead (DESIGN.md §3.2): only an operator's release of a quarantined
+      // One live delivery per lead: only an operator's release of a quarantined
       // delivery lets the lead into another one.
       await sql`create unique index delivery_leads_one_live on delivery_leads (lead_id) where live = 1 and released = 0`.execute(
         db,

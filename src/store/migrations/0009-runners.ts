@@ -2,7 +2,7 @@ import { type Kysely, type Migration, sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
 
 /**
- * Several runners on one database (DESIGN.md §8).
+ * Several runners on one database.
  *
  * - `runner_lease`: one row per lease (`leader`). The runner named in it leads until `expires_at`;
  *   each takeover raises `epoch`. `pid_space` tells whether another runner can see the holder's

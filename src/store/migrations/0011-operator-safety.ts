@@ -2,7 +2,7 @@ import { type Kysely, type Migration, sql } from 'kysely';
 import type { Dialect } from '../dialect.js';
 
 /**
- * What an operator's command needs to know about the running service (DESIGN.md §3.12).
+ * What an operator's command needs to know about the running service.
  *
  * - `mode_acks`: a running worker's acknowledgement of a mode change, one row per change and worker:
  *   the change is named by its audit entry (`change_seq`, also kept in runtime_state as

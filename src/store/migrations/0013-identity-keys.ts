@@ -1,8 +1,8 @@
 import { type Kysely, type Migration, sql } from 'kysely';
 
 /**
- * A lead is the same lead when its normalised e-mail OR its external id matches a stored one
- * (DESIGN.md §2), whatever the installation's dedup rule. `dedup_key` stays the lead's primary key
+ * A lead is the same lead when its normalised e-mail OR its external id matches a stored one,
+ * whatever the installation's dedup rule. `dedup_key` stays the lead's primary key
  * (the identity the rule names: what its pseudonym and lead key derive from); beside it:
  *
  * - `email_key`: the keyed hash (HMAC) of the normalised e-mail;
