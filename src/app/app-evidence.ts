@@ -5,10 +5,21 @@ import { readInstallationId } from '../store/index.js';
 import type { AppParts } from './parts.js';
 import type { App } from './types.js';
 
-export function evidencePart(parts: AppParts): Pick<App, 'gatesReport' | 'gatesBundle' | 'releaseManifest'> {
+export function evidencePart(
+  parts: AppParts,
+): Pick<App, 'gatesReport' | 'verifyGates' | 'gatesBundle' | 'releaseManifest'> {
   const { store, config, audit, clock } = parts;
   return {
     gatesReport: () => evaluateGates({ store, config, audit, clock }),
+    async verifyGates() {
+      const report = await evaluateGates({ store, config, audit, clock });
+      await audit.record({
+        actor: config.operator,
+        action: 'gates.verified',
+        details: { cleared: report.cleared, missing: report.missing, policyHash: report.policyHash },
+      });
+      return report;
+    },
     gatesBundle: () => buildGatesBundle({ store, config, audit, clock }),
     async releaseManifest() {
       const id = await readInstallationId(store.db);

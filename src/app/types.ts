@@ -58,6 +58,8 @@ export interface App {
   readonly gates: GateClearance & { report(): Promise<GatesReport> };
   /** Every gate, item by item, with its evidence or signer: `valhalla gates status|verify|report`. */
   gatesReport(): Promise<GatesReport>;
+  /** `gates verify`: the report, and the verification recorded in the audit chain (the policy's verify_phase4_gates). */
+  verifyGates(): Promise<GatesReport>;
   /** The same with the signed documents, keys and evidence entries, for `valhalla gates report`. */
   gatesBundle(): ReturnType<typeof buildGatesBundle>;
   /** The release manifest Phase 4 would run with here; null when the store has no installation id. */

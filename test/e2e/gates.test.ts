@@ -112,6 +112,15 @@ describe('the go-live gates, from nothing to Phase 4', () => {
   it('without evidence or signatures, gates verify lists everything missing and run refuses (exit 3)', async () => {
     const verify = await cli(['gates', 'verify']);
     expect(verify.code).toBe(3);
+    // The verification is on the record, with its verdict.
+    const verified = query<{ details: string }>(
+      dbFile,
+      "select details from audit_log where action = 'gates.verified'",
+    );
+    expect(verified).toHaveLength(1);
+    const details = JSON.parse(verified[0]!.details) as { cleared: boolean; missing: string[] };
+    expect(details.cleared).toBe(false);
+    expect(details.missing.length).toBeGreaterThan(0);
     expect((await cli(['status'])).stdout).toMatch(/Gates: not cleared, \d+ item\(s\) missing/);
     for (const item of GATES.flatMap((g) => g.items)) {
       if (

@@ -73,12 +73,7 @@ export function registerGates(program: Command, ctx: Context): void {
     )
     .action(async () => {
       await ctx.withApp(async (app) => {
-        const report = await app.gatesReport();
-        await app.audit.record({
-          actor: app.config.operator,
-          action: 'gates.verified',
-          details: { cleared: report.cleared, missing: report.missing, policyHash: report.policyHash },
-        });
+        const report = await app.verifyGates();
         if (report.cleared) {
           writeLine(
             ctx.io.stdout,
