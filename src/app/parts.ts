@@ -68,7 +68,7 @@ export interface AppParts {
   ahead<T>(commit: () => Promise<T>): Promise<T>;
 }
 
-/** Open the store, check the installation and build the parts; a failed check closes the store. */
+/** Open the store, check the installation and build the parts; a failed check releases what was opened. */
 export async function openParts(options: OpenAppOptions): Promise<AppParts> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
@@ -78,7 +78,13 @@ export async function openParts(options: OpenAppOptions): Promise<AppParts> {
   // The data folder holds PII (the database, rejects files): 0700, tightened if an older release or a
   // loose umask left it open; the database's own files are tightened as the store opens.
   const tightened = existsSync(config.dataDir) ? [ensurePrivateDir(config.dataDir)] : [];
-  const store = await openStore(config.database);
+  // A store that cannot open, or an installation check that fails: what was acquired so far (the
+  // logger, the store) is released in reverse order, and the opening error is the one thrown.
+  const store = await openStore(config.database).catch(async (error: unknown) => {
+    await releasers.releaseAll().catch(() => undefined);
+    throw error;
+  });
+  releasers.add(() => store.close());
   for (const note of [...tightened, ...store.tightened]) {
     if (note !== null) logger.warn({ note }, 'a file or folder open to other users was made private');
   }
@@ -89,10 +95,9 @@ export async function openParts(options: OpenAppOptions): Promise<AppParts> {
     const stopOnly = options.stopOnly === true;
     await checkInstallation({ store, audit, clock, logger, config, pseudonymizer, stopOnly });
   } catch (error) {
-    await store.close();
+    await releasers.releaseAll().catch(() => undefined);
     throw error;
   }
-  releasers.add(() => store.close());
 
   const requirePseudonymizer = (): Pseudonymizer => {
     if (pseudonymizer) return pseudonymizer;
