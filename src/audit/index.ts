@@ -1,3 +1,4 @@
+// The audit chain's vocabulary is the policy's (src/policy/audit-actions.ts): re-exported here for its writers.
 export {
   AUDIT_ACTIONS,
   type AuditAction,
@@ -5,7 +6,7 @@ export {
   guardAction,
   isAuditAction,
   modeAction,
-} from './actions.js';
+} from '../policy/index.js';
 export {
   type AuditEntry,
   type ChainBreak,

@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { Clock } from '../clock/index.js';
+import type { AuditAction } from '../policy/index.js';
 import { canonicalJson } from '../policy/index.js';
 import type { Executor, StoreTransaction } from '../store/index.js';
 import {
@@ -11,7 +12,6 @@ import {
   lockAuditChain,
   type Store,
 } from '../store/index.js';
-import type { AuditAction } from './actions.js';
 import { type AuditEntry, ChainVerifier, entryHash, GENESIS_HASH } from './chain.js';
 
 /** What a caller records: no raw PII, ever: subjects are pseudonyms or ids. */

@@ -395,7 +395,7 @@ const mb = (bytes: number) => Math.round(bytes / (1024 * 1024));
 interface Event {
   seq: number;
   at: number;
-  action: string;
+  action: AuditAction;
   /** A daily restart's scheduled time (details.scheduled). */
   scheduled: number | null;
   /** `(pid …, code …)` from the details, for the report; empty when there are none. */

@@ -1,3 +1,11 @@
+export {
+  AUDIT_ACTIONS,
+  type AuditAction,
+  type GuardVerdict,
+  guardAction,
+  isAuditAction,
+  modeAction,
+} from './audit-actions.js';
 export { canonicalJson } from './canonical-json.js';
 export { HARD_CAPS, type HardCaps } from './caps.js';
 export {

@@ -2,7 +2,7 @@
 // totals, and the reconciliation of the database against the sandbox partner's own ledger.
 import type { App } from '../app/index.js';
 import { leadKey } from '../engine/index.js';
-import type { LeadState } from '../policy/index.js';
+import type { AuditAction, LeadState } from '../policy/index.js';
 import type { SandboxPartner } from '../sandbox/index.js';
 import { auditEntriesBetween, dailyUsage, listLeads, utcDay, waitingLeadCount } from '../store/index.js';
 import { DAY, HOUR } from './simulate-options.js';
@@ -53,7 +53,7 @@ export async function summarise(
         usage.exposure <= config.policy.budgetExposure,
     });
   }
-  const modeChanges = async (action: string) =>
+  const modeChanges = async (action: AuditAction) =>
     (await auditEntriesBetween(store.db, [action], start, end + DAY)).map((e) => ({
       at: new Date(Number(e.at)).toISOString(),
       hour: hourOf(Number(e.at)),

@@ -1,4 +1,5 @@
 import { sql, type Transaction } from 'kysely';
+import type { AuditAction } from '../policy/index.js';
 import type { Dialect } from './dialect.js';
 import type { Executor } from './executor.js';
 import type { AuditRow, Database } from './schema.js';
@@ -51,7 +52,7 @@ export async function insertAuditEntries(
 }
 
 /** The latest entry with this action, or undefined. */
-export function latestAuditEntryOf(db: Executor, action: string): Promise<AuditRow | undefined> {
+export function latestAuditEntryOf(db: Executor, action: AuditAction): Promise<AuditRow | undefined> {
   return db
     .selectFrom('audit_log')
     .selectAll()
@@ -62,7 +63,7 @@ export function latestAuditEntryOf(db: Executor, action: string): Promise<AuditR
 }
 
 /** The highest sequence number among entries with these actions (0: none). */
-export async function latestAuditSeqOf(db: Executor, actions: readonly string[]): Promise<number> {
+export async function latestAuditSeqOf(db: Executor, actions: readonly AuditAction[]): Promise<number> {
   const row = await db
     .selectFrom('audit_log')
     .select((eb) => eb.fn.max('seq').as('seq'))
@@ -85,7 +86,7 @@ export async function countAuditEntries(db: Executor): Promise<number> {
 /** How many entries with this action were appended in [from, until]. */
 export async function countAuditActionBetween(
   db: Executor,
-  action: string,
+  action: AuditAction,
   from: number,
   until: number,
 ): Promise<number> {
@@ -99,14 +100,17 @@ export async function countAuditActionBetween(
   return Number(row.n);
 }
 
-/** The entries with one of these actions appended in [from, until], in chain order. */
-export function auditEntriesBetween(
+/**
+ * The entries with one of these actions appended in [from, until], in chain order; each entry's
+ * action is one of those asked for.
+ */
+export async function auditEntriesBetween<A extends AuditAction>(
   db: Executor,
-  actions: readonly string[],
+  actions: readonly A[],
   from: number,
   until: number,
-): Promise<Pick<AuditRow, 'seq' | 'at' | 'action' | 'details'>[]> {
-  return db
+): Promise<(Pick<AuditRow, 'seq' | 'at' | 'details'> & { action: A })[]> {
+  const rows = await db
     .selectFrom('audit_log')
     .select(['seq', 'at', 'action', 'details'])
     .where('action', 'in', actions)
@@ -114,10 +118,15 @@ export function auditEntriesBetween(
     .where('at', '<=', until)
     .orderBy('seq')
     .execute();
+  // The filter above: only the actions asked for come back.
+  return rows as (Pick<AuditRow, 'seq' | 'at' | 'details'> & { action: A })[];
 }
 
 /** When each entry with this action was appended, and its details (JSON text); in no set order. */
-export function auditDetailsOf(db: Executor, action: string): Promise<Pick<AuditRow, 'at' | 'details'>[]> {
+export function auditDetailsOf(
+  db: Executor,
+  action: AuditAction,
+): Promise<Pick<AuditRow, 'at' | 'details'>[]> {
   return db.selectFrom('audit_log').select(['at', 'details']).where('action', '=', action).execute();
 }
 

@@ -6,7 +6,7 @@ import { EVIDENCE_ACTIONS, GATE_ACTIONS } from '../../src/gates/index.js';
 import { REPO_ROOT } from '../support/cli.js';
 
 const SRC = join(REPO_ROOT, 'src');
-const ACTIONS_FILE = join(SRC, 'audit', 'actions.ts');
+const ACTIONS_FILE = join(SRC, 'policy', 'audit-actions.ts');
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

@@ -1,4 +1,4 @@
-import type { ModeCommand } from '../policy/index.js';
+import type { ModeCommand } from './mode.js';
 
 /**
  * Every action the audit chain holds, by area. The gates find their evidence by these names, so a
