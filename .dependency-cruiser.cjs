@@ -22,6 +22,14 @@ module.exports = {
       from: { path: '^src/([^/]+)/' },
       to: { path: '^src/([^/]+)/(?!index\\.ts$)[^/]+', pathNot: '^src/$1/' },
     },
+    {
+      name: 'app-only-from-the-top',
+      severity: 'error',
+      comment:
+        'The app composes the domain modules: only the commands (cli), the admin API (server) and the rehearsals, which build private installations, use it.',
+      from: { path: '^src/', pathNot: '^src/(app|cli|server|rehearsal)/' },
+      to: { path: '^src/app/' },
+    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

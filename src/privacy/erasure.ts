@@ -1,8 +1,6 @@
 import { z } from 'zod';
-import type { App } from '../app/index.js';
-import { AppError } from '../app/index.js';
 import { leadKey } from '../engine/index.js';
-import { createPseudonymizer, type Pseudonymizer, refuseContactData } from '../pii/index.js';
+import { refuseContactData } from '../pii/index.js';
 import type { LeadState } from '../policy/index.js';
 import {
   type DeliveryState,
@@ -17,6 +15,7 @@ import {
   liveBatchesOfLead,
   lockLeadsForWrite,
 } from '../store/index.js';
+import type { PrivacyDeps } from './deps.js';
 
 /** A lead named by its id, or a person by their e-mail (normalised as ingest does). */
 export type LeadIdentifier = { id: number } | { email: string };
@@ -118,14 +117,14 @@ export function parseLeadIdentifier(text: string): LeadIdentifier | null {
  * being sent is refused: the outbox sends what the lead row holds, and must never send the marker in
  * place of a person, nor have its batch change under its idempotency key. Erasing again is a no-op.
  */
-export async function eraseLead(app: App, request: ErasureRequest): Promise<ErasureResult> {
+export async function eraseLead(app: PrivacyDeps, request: ErasureRequest): Promise<ErasureResult> {
   const reason = request.reason.trim();
   if (reason === '') return { kind: 'refused', message: 'a reason is required (audited)', inFlight: [] };
   // The reason goes into the audit chain, which nothing can edit: an erasure must not be the way a
   // person's e-mail or phone number gets in there for good.
   const contactData = refuseContactData(reason, 'the reason');
   if (contactData !== null) return { kind: 'refused', message: contactData, inFlight: [] };
-  const pseudonymizer = pseudonymizerOf(app);
+  const pseudonymizer = app.pseudonymizer();
   const actor = request.actor ?? app.config.operator;
   const { store, audit, clock } = app;
   const match =
@@ -277,22 +276,11 @@ function partnerNotice(lead: Lead, batches: Awaited<ReturnType<typeof liveBatche
   };
 }
 
-function pseudonymizerOf(app: App): Pseudonymizer {
-  if (app.config.pseudonymSecret === null) {
-    throw new AppError(
-      'NOT_INITIALIZED',
-      `no pseudonym secret: run \`valhalla init\` (creates ${app.config.pseudonymSecretFile}) or set VALHALLA_PSEUDONYM_SECRET`,
-    );
-  }
-  // openApp has already checked this secret against the database's fingerprint.
-  return createPseudonymizer(app.config.pseudonymSecret);
-}
-
 /**
  * After an erasure or an archive commits: flush what the store can, and say where old copies of the
  * erased data may remain (null: nowhere in the database's files).
  */
-export async function flushErasedPages(app: App): Promise<string | null> {
+export async function flushErasedPages(app: PrivacyDeps): Promise<string | null> {
   const remnants = await flushErasedData(app.store);
   switch (remnants.kind) {
     case 'none':

@@ -1,4 +1,5 @@
 // Privacy: a person's erasure (`leads erase`) and the retention of completed leads (`archive`).
+export type { PrivacyDeps } from './deps.js';
 export {
   type ErasedLead,
   type ErasureRequest,

@@ -1,4 +1,3 @@
-import type { App } from '../app/index.js';
 import {
   ARCHIVABLE_STATES,
   type ArchivableState,
@@ -10,6 +9,7 @@ import {
   lockLeadsForWrite,
   nextArchivable,
 } from '../store/index.js';
+import type { PrivacyDeps } from './deps.js';
 import { flushErasedPages } from './erasure.js';
 
 const DAY_MS = 24 * 3_600_000;
@@ -50,7 +50,7 @@ export interface ArchiveReport {
 export type ArchiveResult = ({ kind: 'done' } & ArchiveReport) | { kind: 'refused'; message: string };
 
 /** The cutoff VALHALLA_RETENTION_DAYS gives now, or null when no retention window is set. */
-export function retentionCutoff(app: App): { before: number; retentionDays: number } | null {
+export function retentionCutoff(app: PrivacyDeps): { before: number; retentionDays: number } | null {
   const days = app.config.retentionDays;
   return days === null ? null : { before: app.clock.now() - days * DAY_MS, retentionDays: days };
 }
@@ -62,7 +62,7 @@ export function retentionCutoff(app: App): { before: number; retentionDays: numb
  * quarantined leads are not complete and are never touched: they are counted in the report. Done in
  * chunks, each committed with its `leads.archived` audit entry (counts, cutoff, lead ids; no PII).
  */
-export async function archiveCompleted(app: App, options: ArchiveOptions): Promise<ArchiveResult> {
+export async function archiveCompleted(app: PrivacyDeps, options: ArchiveOptions): Promise<ArchiveResult> {
   const { store, audit, clock } = app;
   const now = clock.now();
   if (!Number.isFinite(options.before) || options.before > now) {

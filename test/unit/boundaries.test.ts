@@ -33,7 +33,7 @@ const TSCONFIG = JSON.stringify({
 });
 
 describe('the layering rules', () => {
-  it('hold for the product: no cycle, SQL only in the store, other folders only through their index', () => {
+  it('hold for the product: no cycle, SQL only in the store, other folders only through their index, the app used only from the top', () => {
     const { status, out } = cruise(REPO_ROOT);
     expect(out).toContain('no dependency violations found');
     expect(status).toBe(0);
@@ -49,12 +49,16 @@ describe('the layering rules', () => {
       'src/engine/plan.ts': "import { cycle } from './cycle.js';\nexport const plan = () => cycle;\n",
       'src/app/index.ts':
         "import { plan } from '../engine/plan.js';\nimport { cycle } from '../engine/index.js';\nexport const app = [plan, cycle];\n",
+      'src/privacy/index.ts': "import { app } from '../app/index.js';\nexport const erase = () => app;\n",
+      'src/cli/main.ts': "import { app } from '../app/index.js';\nexport const main = () => app;\n",
     });
     const { status, out } = cruise(dir);
     expect(status).not.toBe(0);
     expect(out).toMatch(/error sql-only-in-store: src\/engine\/cycle\.ts → \S*node_modules\/kysely\//);
     expect(out).toContain('error no-deep-cross-folder-import: src/app/index.ts → src/engine/plan.ts');
     expect(out).toMatch(/error no-cycle: src\/engine\/(cycle|plan)\.ts/);
+    expect(out).toContain('error app-only-from-the-top: src/privacy/index.ts → src/app/index.ts');
+    expect(out).not.toContain('src/cli/main.ts → src/app/index.ts');
     // Through the folder's index, and the query builder inside the store: allowed.
     expect(out).not.toContain('src/app/index.ts → src/engine/index.ts');
     expect(out).not.toContain('src/store/index.ts →');
