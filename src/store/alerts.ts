@@ -1,6 +1,5 @@
-import type { Kysely } from 'kysely';
-import type { Executor } from './executor.js';
-import type { Alert, AlertDelivery, AlertKind, AlertSeverity, Database } from './schema.js';
+import type { Executor, StoreDb } from './executor.js';
+import type { Alert, AlertDelivery, AlertKind, AlertSeverity } from './schema.js';
 
 export interface NewAlert {
   at: number;
@@ -93,7 +92,7 @@ export async function alertDeliveries(db: Executor, alertId: number): Promise<Al
  * lease ran out), so two dispatchers never hold the same delivery.
  */
 export async function leaseDueAlertDeliveries(
-  db: Kysely<Database>,
+  db: StoreDb,
   now: number,
   leaseMs: number,
   limit: number,

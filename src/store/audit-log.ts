@@ -1,8 +1,8 @@
-import { sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import type { AuditAction } from '../policy/index.js';
 import type { Dialect } from './dialect.js';
-import type { Executor } from './executor.js';
-import type { AuditRow, Database } from './schema.js';
+import type { Executor, StoreTransaction } from './executor.js';
+import type { AuditRow } from './schema.js';
 
 // ---- audit_log appends (src/audit hashes and links the entries; these read the head and write them) ----
 
@@ -16,7 +16,7 @@ const AUDIT_LOCK_KEY = 0x7661_6c68;
  * Hold the chain for an append until the transaction ends, before its head is read: appends from other
  * transactions, pools and processes wait their turn, so each links to the head it read.
  */
-export async function lockAuditChain(trx: Transaction<Database>, dialect: Dialect): Promise<void> {
+export async function lockAuditChain(trx: StoreTransaction, dialect: Dialect): Promise<void> {
   if (dialect === 'postgres')
     await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY}::int4, hashtext(current_schema()))`.execute(trx);
   // SQLite: take the write lock before reading the head. A transaction that reads first fails at
@@ -39,10 +39,7 @@ export function auditHead(db: Executor): Promise<Pick<AuditRow, 'seq' | 'hash'> 
 const INSERT_CHUNK = 500;
 
 /** Write entries already numbered and hashed, in order. */
-export async function insertAuditEntries(
-  trx: Transaction<Database>,
-  entries: readonly AuditRow[],
-): Promise<void> {
+export async function insertAuditEntries(trx: StoreTransaction, entries: readonly AuditRow[]): Promise<void> {
   for (let i = 0; i < entries.length; i += INSERT_CHUNK) {
     await trx
       .insertInto('audit_log')

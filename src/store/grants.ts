@@ -1,6 +1,5 @@
-import { sql, type Transaction } from 'kysely';
-import type { Store } from './executor.js';
-import type { Database } from './schema.js';
+import { sql } from 'kysely';
+import type { Store, StoreTransaction } from './executor.js';
 
 /**
  * Role separation on PostgreSQL (docs/production.md). The OWNER role owns the schema, its tables and
@@ -179,11 +178,7 @@ export async function applyGrants(
  * elsewhere than these grants: membership of the owner or of pg_write_all_data, a grant to PUBLIC,
  * superuser, or CREATEROLE (on PostgreSQL 15 and older it can grant itself any role's membership).
  */
-async function appRoleProblems(
-  trx: Transaction<Database>,
-  schema: string,
-  appRole: string,
-): Promise<string[]> {
+async function appRoleProblems(trx: StoreTransaction, schema: string, appRole: string): Promise<string[]> {
   const table = `"${schema}"."audit_log"`;
   const { rows } = await sql<{
     superuser: boolean;

@@ -1,7 +1,8 @@
-import { sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import type { Dialect } from './dialect.js';
+import type { StoreTransaction } from './executor.js';
 import type { LeadIdentity } from './leads.js';
-import type { Database } from './schema.js';
+import { compareAndSetRuntimeValue } from './runtime-state.js';
 
 /**
  * The runtime_state key that says the leads stored before migration 0013 still need their identity
@@ -50,7 +51,7 @@ export interface IdentityFillPage {
  *   in `shared`, to be reported; neither lead is changed otherwise.
  */
 export async function fillIdentityKeysPage(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   dialect: Dialect,
   options: { afterId: number; limit: number; keysOf: IdentityKeysOf },
 ): Promise<IdentityFillPage> {
@@ -142,18 +143,12 @@ export async function fillIdentityKeysPage(
  * Hold off every other writer of `leads` until `trx` ends: SQLite takes its one write lock; PostgreSQL
  * locks the table against inserts and updates (reads go on), so a key found free stays free.
  */
-async function lockLeadsTable(trx: Transaction<Database>, dialect: Dialect): Promise<void> {
+async function lockLeadsTable(trx: StoreTransaction, dialect: Dialect): Promise<void> {
   if (dialect === 'sqlite') await sql`update leads set id = id where 0`.execute(trx);
   else await sql`lock table leads in share row exclusive mode`.execute(trx);
 }
 
 /** Mark the fill done (in `trx`, with its audit entry); false when another process marked it first. */
-export async function finishIdentityKeysFill(trx: Transaction<Database>, now: number): Promise<boolean> {
-  const result = await trx
-    .updateTable('runtime_state')
-    .set({ value: 'done', updated_at: now })
-    .where('key', '=', IDENTITY_KEYS_FILL)
-    .where('value', '=', 'pending')
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
+export function finishIdentityKeysFill(trx: StoreTransaction, now: number): Promise<boolean> {
+  return compareAndSetRuntimeValue(trx, IDENTITY_KEYS_FILL, 'pending', 'done', now);
 }

@@ -154,8 +154,13 @@ export {
   startsBetween,
   tryTakeLease,
 } from './runners.js';
-export { getRuntimeValue, insertRuntimeValueIfAbsent, setRuntimeValue } from './runtime-state.js';
-export { getRuntimeValues, lockRuntimeValue } from './runtime-values.js';
+export {
+  getRuntimeValue,
+  getRuntimeValues,
+  insertRuntimeValueIfAbsent,
+  lockRuntimeValue,
+  setRuntimeValue,
+} from './runtime-state.js';
 export type {
   Alert,
   AlertDelivery,

@@ -1,11 +1,10 @@
 import { existsSync } from 'node:fs';
 import SqliteDatabase from 'better-sqlite3';
-import type { Kysely } from 'kysely';
 import pg from 'pg';
 import { StoreError } from './errors.js';
+import type { StoreDb } from './executor.js';
 import type { StoreTarget } from './open.js';
-import { getRuntimeValue } from './runtime-state.js';
-import type { Database } from './schema.js';
+import { getRuntimeValue, insertRuntimeValueIfAbsent } from './runtime-state.js';
 
 /** The runtime key `valhalla init` writes once, with its `system.initialized` audit entry. */
 export const INITIALIZED_KEY = 'initialized_at';
@@ -91,7 +90,7 @@ async function probePostgres(url: string, schema: string | undefined): Promise<I
 export const INSTALLATION_ID_KEY = 'installation_id';
 
 /** The installation's id, or undefined when this store has none yet. */
-export async function readInstallationId(db: Kysely<Database>): Promise<string | undefined> {
+export async function readInstallationId(db: StoreDb): Promise<string | undefined> {
   return getRuntimeValue(db, INSTALLATION_ID_KEY);
 }
 
@@ -100,15 +99,11 @@ export async function readInstallationId(db: Kysely<Database>): Promise<string |
  * older store at once agree on the first); returns the id in force and whether it is `id`.
  */
 export async function claimInstallationId(
-  trx: Kysely<Database>,
+  trx: StoreDb,
   id: string,
   now: number,
 ): Promise<{ id: string; claimed: boolean }> {
-  await trx
-    .insertInto('runtime_state')
-    .values({ key: INSTALLATION_ID_KEY, value: id, updated_at: now })
-    .onConflict((oc) => oc.column('key').doNothing())
-    .execute();
+  await insertRuntimeValueIfAbsent(trx, INSTALLATION_ID_KEY, id, now);
   const inForce = (await getRuntimeValue(trx, INSTALLATION_ID_KEY)) ?? id;
   return { id: inForce, claimed: inForce === id };
 }

@@ -1,8 +1,8 @@
-import { sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import type { LeadState } from '../policy/index.js';
 import type { Dialect } from './dialect.js';
-import type { Executor } from './executor.js';
-import type { Database, DeliveryState, Lead, NewLead } from './schema.js';
+import type { Executor, StoreTransaction } from './executor.js';
+import type { DeliveryState, Lead, NewLead } from './schema.js';
 
 /** Columns per row of a multi-row insert; keeps each statement under both backends' parameter limits. */
 const INSERT_ROWS_PER_STATEMENT = 250;
@@ -156,7 +156,7 @@ function erasedColumns(now: number) {
  * Take the write lock first thing in `trx` on SQLite (a write that touches no row), so what the
  * transaction then reads stays true until it commits. PostgreSQL locks the rows it reads instead.
  */
-export async function lockLeadsForWrite(trx: Transaction<Database>, dialect: Dialect): Promise<void> {
+export async function lockLeadsForWrite(trx: StoreTransaction, dialect: Dialect): Promise<void> {
   if (dialect === 'sqlite') await sql`update leads set id = id where 0`.execute(trx);
 }
 
@@ -167,7 +167,7 @@ export async function lockLeadsForWrite(trx: Transaction<Database>, dialect: Dia
  * update on PostgreSQL.
  */
 export async function findLeadsForErasure(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   dialect: Dialect,
   match: { id: number } | { email: string; emailDedupKey: string },
 ): Promise<Lead[]> {
@@ -188,7 +188,7 @@ export async function findLeadsForErasure(
 
 /** Erase one lead's personal data, and set its state (and reason) when given; false if it was not there. */
 export async function eraseLeadData(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   id: number,
   change: { now: number; state?: Lead['state']; reason?: string | null },
 ): Promise<boolean> {
@@ -259,10 +259,7 @@ export async function liveBatchesOfLead(
  * A dry run keeps a masked summary of its leads with the batch (pseudonym, masked e-mail, score):
  * replace these leads' masked e-mails with the marker. Returns how many batches changed.
  */
-export async function eraseFromBatchSummaries(
-  trx: Transaction<Database>,
-  leadIds: number[],
-): Promise<number> {
+export async function eraseFromBatchSummaries(trx: StoreTransaction, leadIds: number[]): Promise<number> {
   const erased = new Set(leadIds);
   let changed = 0;
   for (let i = 0; i < leadIds.length; i += INSERT_ROWS_PER_STATEMENT) {
@@ -361,7 +358,7 @@ export async function nextArchivable(
  * ids archived. Leads already `archived` keep their reason (why they were dropped).
  */
 export async function archiveLeads(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   ids: number[],
   from: ArchivableState,
   change: { now: number; cutoff: number; reason: string },

@@ -1,8 +1,7 @@
-import { sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import { StoreError } from './errors.js';
-import type { Store } from './executor.js';
+import type { Store, StoreTransaction } from './executor.js';
 import { migrations, ZEROED_PAGES_MIGRATION } from './migrations/index.js';
-import type { Database } from './schema.js';
 
 /** The table that records applied migrations (the columns Kysely's migrator used: existing databases keep working). */
 const MIGRATION_TABLE = 'valhalla_migration';
@@ -138,7 +137,7 @@ function isPermissionDenied(error: unknown): boolean {
 }
 
 /** Whether the table exists in the schema `create table` would put it in (the first of the search path). */
-async function postgresTableExists(trx: Transaction<Database>, table: string): Promise<boolean> {
+async function postgresTableExists(trx: StoreTransaction, table: string): Promise<boolean> {
   const { rows } = await sql<{ found: boolean }>`select exists (
     select 1 from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where n.nspname = current_schema() and c.relname = ${table}
@@ -151,7 +150,7 @@ async function postgresTableExists(trx: Transaction<Database>, table: string): P
  * and write them, never alter them) refuses a schema with pending migrations with what to do, rather
  * than failing half-way on the first DDL statement.
  */
-async function refuseUnlessOwner(trx: Transaction<Database>, pending: string[]): Promise<void> {
+async function refuseUnlessOwner(trx: StoreTransaction, pending: string[]): Promise<void> {
   const { rows } = await sql<{ role: string; owner: string; owns: boolean }>`
     select current_user as role, pg_catalog.pg_get_userbyid(c.relowner) as owner,
       pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') as owns

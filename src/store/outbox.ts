@@ -1,7 +1,7 @@
-import { sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import { addDailyUsage } from './daily-usage.js';
-import type { Executor } from './executor.js';
-import type { Database, Delivery, DeliveryState, Lead } from './schema.js';
+import type { Executor, StoreTransaction } from './executor.js';
+import type { Delivery, DeliveryState, Lead } from './schema.js';
 
 // ---- leads for a cycle ----
 
@@ -63,7 +63,7 @@ export async function selectEligible(
  * and the leads' new state (live: in_flight; dry run: marked, still pending).
  */
 export async function createDelivery(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   delivery: {
     batchKey: string;
     cycleId: number;

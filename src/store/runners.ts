@@ -1,6 +1,6 @@
-import { type Selectable, sql, type Transaction } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import type { Dialect } from './dialect.js';
-import type { Executor } from './executor.js';
+import type { Executor, StoreTransaction } from './executor.js';
 import type { Database } from './schema.js';
 
 /** The one lease of leadership: its holder runs cycles and talks to the partner (migration 0009). */
@@ -65,7 +65,7 @@ export async function databaseNow(db: Executor, dialect: Dialect, local: () => n
  * makes every fenced transaction (claims, authorisations, request starts, takeovers) wait for the
  * one before it; on SQLite the write lock taken first does the same.
  */
-export async function lockLease(trx: Transaction<Database>, dialect: Dialect): Promise<LeaseRow | null> {
+export async function lockLease(trx: StoreTransaction, dialect: Dialect): Promise<LeaseRow | null> {
   if (dialect === 'sqlite') {
     // Take the write lock now, not at the first write: a read under a shared lock could go stale.
     await trx.updateTable('runner_lease').set({ name: LEADER_LEASE }).where(sql<boolean>`0`).execute();
@@ -97,7 +97,7 @@ function toLease(row: Selectable<Database['runner_lease']>): LeaseRow {
  * way in.
  */
 export async function tryTakeLease(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   dialect: Dialect,
   me: RunnerIdentity,
   ttlMs: number,
@@ -145,7 +145,7 @@ export async function tryTakeLease(
  * else the database's time of the renewal.
  */
 export async function renewLease(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   dialect: Dialect,
   me: RunnerIdentity,
   epoch: number,
@@ -169,7 +169,7 @@ export async function renewLease(
  * next runner recovers nothing before then.
  */
 export async function releaseLease(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   dialect: Dialect,
   me: RunnerIdentity,
   epoch: number,
@@ -230,7 +230,7 @@ export type StartDecision = { granted: true; id: number; at: number } | { grante
  * had certainly seen it (`settled_at`), or as "now" while unsettled and not past its deadline.
  */
 export async function grantStart(
-  trx: Transaction<Database>,
+  trx: StoreTransaction,
   dialect: Dialect,
   me: RunnerIdentity,
   epoch: number,

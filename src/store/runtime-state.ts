@@ -1,4 +1,6 @@
-import type { Executor } from './executor.js';
+import type { Executor, StoreTransaction } from './executor.js';
+
+// The runtime_state table's one repository: values under keys, written and read only here.
 
 export async function getRuntimeValue(db: Executor, key: string): Promise<string | undefined> {
   const row = await db.selectFrom('runtime_state').select('value').where('key', '=', key).executeTakeFirst();
@@ -27,4 +29,48 @@ export async function insertRuntimeValueIfAbsent(
     .returning('key')
     .execute();
   return inserted.length === 1;
+}
+
+/** The values under these keys, read together (one consistent read); a key without a value is absent. */
+export async function getRuntimeValues(db: Executor, keys: readonly string[]): Promise<Map<string, string>> {
+  const rows = await db
+    .selectFrom('runtime_state')
+    .select(['key', 'value'])
+    .where('key', 'in', [...keys])
+    .execute();
+  return new Map(rows.map((row) => [row.key, row.value]));
+}
+
+/**
+ * Write the row under `key` unchanged, before reading it: on SQLite this takes the write lock (a
+ * transaction that reads first fails when another process wrote meanwhile); on PostgreSQL it locks
+ * the row, so two transactions that change it are applied one after the other, the second seeing the
+ * first. A key without a row locks nothing on PostgreSQL.
+ */
+export async function lockRuntimeValue(trx: StoreTransaction, key: string): Promise<void> {
+  await trx
+    .updateTable('runtime_state')
+    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+    .where('key', '=', key)
+    .execute();
+}
+
+/**
+ * Set `key` to `value` only when it holds `expected` now (in the caller's transaction); true when
+ * this call changed it, false when another process changed it first.
+ */
+export async function compareAndSetRuntimeValue(
+  trx: StoreTransaction,
+  key: string,
+  expected: string,
+  value: string,
+  now: number,
+): Promise<boolean> {
+  const result = await trx
+    .updateTable('runtime_state')
+    .set({ value, updated_at: now })
+    .where('key', '=', key)
+    .where('value', '=', expected)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
 }

@@ -1,7 +1,7 @@
-import { type Insertable, sql, type Transaction } from 'kysely';
+import { type Insertable, sql } from 'kysely';
 import type { Dialect } from './dialect.js';
-import type { Executor } from './executor.js';
-import type { Database, SignatureRow, SignaturesTable, Signer, SignersTable } from './schema.js';
+import type { Executor, StoreTransaction } from './executor.js';
+import type { SignatureRow, SignaturesTable, Signer, SignersTable } from './schema.js';
 
 export type NewSigner = Insertable<SignersTable>;
 export type NewSignature = Insertable<SignaturesTable>;
@@ -15,7 +15,7 @@ const SIGNING_LOCK_KEY = 0x7661_6c67;
  * Take the signing write lock in `trx`, first thing in it: the checks it then reads stay true until
  * it commits, and the audit append never meets a stale snapshot.
  */
-export async function lockSigning(trx: Transaction<Database>, dialect: Dialect): Promise<void> {
+export async function lockSigning(trx: StoreTransaction, dialect: Dialect): Promise<void> {
   if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${SIGNING_LOCK_KEY})`.execute(trx);
   // SQLite: a write first takes the write lock (it touches no row).
   else await sql`update signers set id = id where 0`.execute(trx);
