@@ -13,7 +13,7 @@ import {
   startMetricsServer,
   type WorkerHandle,
 } from '../monitor/index.js';
-import { workerRestartRssBytes } from '../policy/index.js';
+import { workerHeapFlags, workerRestartRssBytes } from '../policy/index.js';
 import type { App } from './types.js';
 import type { RunResult } from './worker.js';
 
@@ -79,8 +79,10 @@ export async function runSupervisor(
       return { code: 3, reason: clearance.reason };
     }
   }
+  // The policy's memory per process (docs/memory.md): the worker's whole V8 heap is capped at it, and
+  // its RSS restarted at 70% of it; the service manager caps the processes together at it.
   const heapMb = config.policy.memoryPerProcessMb;
-  const execArgv = [`--max-old-space-size=${heapMb}`];
+  const execArgv = workerHeapFlags(heapMb);
   const spawnChild =
     options.spawnWorker ??
     ((argv: string[]) =>
@@ -90,6 +92,11 @@ export async function runSupervisor(
         cwd: process.cwd(),
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       }));
+  // The synthetic leads of an empty Phase 3 store are loaded by a process of its own that ends
+  // after, so that no worker keeps their generator in memory (the supervisor waits for it).
+  if (!options.spawnWorker && config.phase === 3 && !config.realDataIngest) {
+    await prepareInChild(execArgv, options);
+  }
   const spawnWorker = (): WorkerHandle => {
     const child = spawnChild(execArgv);
     child.stdout?.pipe(options.stdout, { end: false });
@@ -275,6 +282,24 @@ export async function runSupervisor(
     await dashboard?.close();
     await metricsServer?.close();
   }
+}
+
+/** `valhalla worker --prepare-only` as a child process: resolves when it ends (it says what it did). */
+function prepareInChild(execArgv: string[], options: SupervisorRunOptions): Promise<void> {
+  return new Promise((resolve) => {
+    const child = fork(BIN, ['worker', '--prepare-only'], {
+      execArgv,
+      env: process.env,
+      cwd: process.cwd(),
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    child.stdout?.pipe(options.stdout, { end: false });
+    child.stderr?.pipe(options.stderr, { end: false });
+    // A failure is not fatal here: the first worker loads the leads itself then (and says why).
+    child.on('error', () => resolve());
+    child.on('exit', () => resolve());
+    options.stop.addEventListener('abort', () => child.kill('SIGTERM'), { once: true });
+  });
 }
 
 function mb(bytes: number): number {

@@ -167,7 +167,6 @@ describe('exit codes', () => {
 const paths = await commandPaths();
 
 describe('--help', () => {
-
   it('knows every command', () => {
     expect(paths.map((p) => p.join(' '))).toEqual(
       expect.arrayContaining([

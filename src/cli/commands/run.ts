@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { runSupervisor } from '../../app/index.js';
+import { workerRestartRssBytes } from '../../policy/index.js';
 import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeLine } from '../output.js';
@@ -24,7 +25,7 @@ export function registerRun(program: Command, ctx: Context): void {
           if (config.phase === 3 || (await app.gates.check()).cleared) {
             writeLine(
               io.stdout,
-              `valhalla run: Phase ${config.phase} (${config.phase === 3 ? 'DRY-RUN: nothing is sent' : 'LIVE'}), a cycle every ${config.cycleIntervalSeconds} s; worker heap limit ${config.policy.memoryPerProcessMb} MB, heartbeat every ${config.policy.heartbeatIntervalSeconds} s`,
+              `valhalla run: Phase ${config.phase} (${config.phase === 3 ? 'DRY-RUN: nothing is sent' : 'LIVE'}), a cycle every ${config.cycleIntervalSeconds} s; memory per process ${config.policy.memoryPerProcessMb} MB (worker heap capped at it, restarted past ${Math.round(workerRestartRssBytes(config.policy.memoryPerProcessMb) / 1048576)} MB RSS), heartbeat every ${config.policy.heartbeatIntervalSeconds} s`,
             );
           }
           const result = await runSupervisor(app, {

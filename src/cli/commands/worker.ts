@@ -1,5 +1,5 @@
-import type { Command } from 'commander';
-import { runWorker } from '../../app/index.js';
+import { type Command, Option } from 'commander';
+import { prepareSyntheticLeads, runWorker } from '../../app/index.js';
 import type { HeartbeatMessage } from '../../monitor/index.js';
 import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
@@ -21,8 +21,19 @@ export function registerWorker(program: Command, ctx: Context): void {
     .command('worker', { hidden: true })
     .description('the worker process that `valhalla run` supervises (not for direct use)')
     .option('--cycles <n>', 'run this many cycles and exit', wholeNumber(1, 1_000_000))
-    .action(async (opts: { cycles?: number }) => {
+    .addOption(
+      new Option(
+        '--prepare-only',
+        'load the synthetic leads of an empty Phase 3 store, then exit',
+      ).hideHelp(),
+    )
+    .action(async (opts: { cycles?: number; prepareOnly?: boolean }) => {
       await ctx.withApp(async (app) => {
+        if (opts.prepareOnly) {
+          await prepareSyntheticLeads(app, (line) => writeLine(ctx.io.stdout, line));
+          if (process.connected) process.disconnect();
+          return;
+        }
         const signals = shutdownSignals(ctx, '', true);
         try {
           const result = await runWorker(app, {
