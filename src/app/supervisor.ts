@@ -1,10 +1,11 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { createAlertDispatcher } from '../alerts/index.js';
 import { PACKAGE_ROOT } from '../config/index.js';
 import { changeMode, type GateClearance } from '../guard/index.js';
-import type { Logger } from '../log/index.js';
+import { type Logger, terminalLine } from '../log/index.js';
 import {
   createSupervisor,
   type MetricsExposition,
@@ -100,7 +101,7 @@ export async function runSupervisor(
   const spawnWorker = (): WorkerHandle => {
     const child = spawnChild(execArgv);
     child.stdout?.pipe(options.stdout, { end: false });
-    child.stderr?.pipe(options.stderr, { end: false });
+    if (child.stderr) forwardStderr(child.stderr, options.stderr);
     return childHandle(child, logger);
   };
 
@@ -294,11 +295,35 @@ function prepareInChild(execArgv: string[], options: SupervisorRunOptions): Prom
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     child.stdout?.pipe(options.stdout, { end: false });
-    child.stderr?.pipe(options.stderr, { end: false });
+    if (child.stderr) forwardStderr(child.stderr, options.stderr);
     // A failure is not fatal here: the first worker loads the leads itself then (and says why).
     child.on('error', () => resolve());
     child.on('exit', () => resolve());
     options.stop.addEventListener('abort', () => child.kill('SIGTERM'), { once: true });
+  });
+}
+
+/**
+ * A child's standard error to ours. The child's is a pipe, so its log writes JSON there; when ours is
+ * a person's terminal, its records are shown as the supervisor's own are (warnings and errors, one
+ * line each, no JSON), and its other lines as they are.
+ */
+export function forwardStderr(from: Readable, to: Writable & { isTTY?: boolean }): void {
+  if (to.isTTY !== true) {
+    from.pipe(to, { end: false });
+    return;
+  }
+  createInterface({ input: from, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => {
+    if (!line.startsWith('{')) {
+      to.write(`${line}\n`);
+      return;
+    }
+    try {
+      const shown = terminalLine(line);
+      if (shown !== null) to.write(shown);
+    } catch {
+      to.write(`${line}\n`);
+    }
   });
 }
 

@@ -36,7 +36,8 @@ const RECORD_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'service', 'm
  * (key=value, ...)`. Nested values are written as JSON.
  */
 export function terminalLine(json: string): string | null {
-  const record = JSON.parse(json) as Record<string, unknown> & { level: number; msg?: string };
+  const record = JSON.parse(json) as Record<string, unknown> & { level?: unknown; msg?: string };
+  if (typeof record.level !== 'number') return `${json.trimEnd()}\n`;
   if (record.level < WARN_LEVEL) return null;
   const fields = Object.entries(record)
     .filter(([key]) => !RECORD_FIELDS.has(key))

@@ -20,3 +20,32 @@ describe('the log on a terminal', () => {
     expect(line).toBe('valhalla: warning: bad header \\x1b]0;title\\x07\n');
   });
 });
+
+describe("the worker's standard error on the supervisor's terminal", () => {
+  const forward = async (tty: boolean, lines: string[]) => {
+    const { forwardStderr } = await import('../../src/app/supervisor.js');
+    const { PassThrough } = await import('node:stream');
+    const from = new PassThrough();
+    const to = Object.assign(new PassThrough(), { isTTY: tty });
+    const out: string[] = [];
+    to.on('data', (c: Buffer) => out.push(c.toString('utf8')));
+    forwardStderr(from, to);
+    const ended = new Promise((resolve) => from.on('end', resolve));
+    from.end(lines.map((l) => `${l}\n`).join(''));
+    await ended;
+    await new Promise((resolve) => setImmediate(resolve));
+    return out.join('');
+  };
+  const info = record({ level: 30, msg: 'cycle 1 [dry_run] ...' });
+  const warning = record({ level: 40, msg: 'slow' });
+
+  it('a terminal gets lines: no info record, warnings as lines, plain lines as they are', async () => {
+    expect(await forward(true, [info, warning, 'SIGINT: finishing'])).toBe(
+      'valhalla: warning: slow\nSIGINT: finishing\n',
+    );
+  });
+
+  it('a pipe or a file gets the JSON as written', async () => {
+    expect(await forward(false, [info, warning])).toBe(`${info}\n${warning}\n`);
+  });
+});
