@@ -7,7 +7,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BUILT = [join(ROOT, 'dist', 'bundle', 'valhalla.js'), join(ROOT, 'dist', 'web', 'index.html')];
+// The bundle, the dashboard, and the compiled modules the upload's ingest thread runs.
+const BUILT = [
+  join(ROOT, 'dist', 'bundle', 'valhalla.js'),
+  join(ROOT, 'dist', 'web', 'index.html'),
+  join(ROOT, 'dist', 'src', 'app', 'ingest-thread.js'),
+];
 const SOURCES = [
   join(ROOT, 'src'),
   join(ROOT, 'web'),
