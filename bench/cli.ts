@@ -23,12 +23,15 @@ interface Sample {
   peakRssMb: number;
 }
 
-/** One run of `node <args>` in `cwd`: wall time and peak RSS (GNU time's %e and %M). */
+/** One run of `node <args>` in `cwd`: wall time and peak RSS (wall time measured here, peak RSS from GNU time's %M). */
 function once(args: string[], cwd: string, env: NodeJS.ProcessEnv): Sample {
-  const result = spawnSync(TIME, ['-f', '%e %M', process.execPath, ...args], { cwd, env, encoding: 'utf8' });
+  // The wall time from here (GNU time's own is in hundredths); the peak RSS from GNU time (%M, KB).
+  const started = performance.now();
+  const result = spawnSync(TIME, ['-f', '%M', process.execPath, ...args], { cwd, env, encoding: 'utf8' });
+  const wallMs = performance.now() - started;
   if (result.status !== 0) throw new Error(`node ${args.join(' ')} failed: ${result.stderr}`);
-  const [wall, rss] = (result.stderr.trim().split('\n').at(-1) ?? '').split(' ').map(Number);
-  return { wallMs: (wall ?? Number.NaN) * 1000, peakRssMb: (rss ?? Number.NaN) / 1024 };
+  const rss = Number(result.stderr.trim().split('\n').at(-1));
+  return { wallMs, peakRssMb: rss / 1024 };
 }
 
 function median(args: string[], cwd: string, env: NodeJS.ProcessEnv): Sample {
