@@ -1,4 +1,13 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/main.js';
+// The built CLI is one bundle (dist/bundle, made by `npm run build`): a command that starts reads a
+// handful of files, not the hundreds of modules it is written in.
+import { existsSync } from 'node:fs';
 
-await main();
+const bundle = new URL('../dist/bundle/valhalla.js', import.meta.url);
+if (!existsSync(bundle)) {
+  process.stderr.write('valhalla: not built yet: run `npm run build` in the Valhalla folder first\n');
+  process.exitCode = 1;
+} else {
+  const { main } = await import(bundle.href);
+  await main();
+}

@@ -47,6 +47,7 @@ export { openApp } from './open.js';
 export { createPartnerClientFromConfig, type PartnerClient } from './partner.js';
 export {
   BIN,
+  prepareSyntheticLeads,
   type RunResult,
   runSupervisor,
   runWorker,

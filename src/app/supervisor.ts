@@ -1,10 +1,11 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { createAlertDispatcher } from '../alerts/index.js';
 import { PACKAGE_ROOT } from '../config/index.js';
 import { changeMode, type GateClearance } from '../guard/index.js';
-import type { Logger } from '../log/index.js';
+import { type Logger, terminalLine } from '../log/index.js';
 import {
   createSupervisor,
   type MetricsExposition,
@@ -13,7 +14,7 @@ import {
   startMetricsServer,
   type WorkerHandle,
 } from '../monitor/index.js';
-import { workerRestartRssBytes } from '../policy/index.js';
+import { workerHeapFlags, workerRestartRssBytes } from '../policy/index.js';
 import type { App } from './types.js';
 import type { RunResult } from './worker.js';
 
@@ -79,8 +80,10 @@ export async function runSupervisor(
       return { code: 3, reason: clearance.reason };
     }
   }
+  // The policy's memory per process (docs/memory.md): the worker's whole V8 heap is capped at it, and
+  // its RSS restarted at 70% of it; the service manager caps the processes together at it.
   const heapMb = config.policy.memoryPerProcessMb;
-  const execArgv = [`--max-old-space-size=${heapMb}`];
+  const execArgv = workerHeapFlags(heapMb);
   const spawnChild =
     options.spawnWorker ??
     ((argv: string[]) =>
@@ -90,10 +93,15 @@ export async function runSupervisor(
         cwd: process.cwd(),
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       }));
+  // The synthetic leads of an empty Phase 3 store are loaded by a process of its own that ends
+  // after, so that no worker keeps their generator in memory (the supervisor waits for it).
+  if (!options.spawnWorker && config.phase === 3 && !config.realDataIngest) {
+    await prepareInChild(execArgv, options);
+  }
   const spawnWorker = (): WorkerHandle => {
     const child = spawnChild(execArgv);
     child.stdout?.pipe(options.stdout, { end: false });
-    child.stderr?.pipe(options.stderr, { end: false });
+    if (child.stderr) forwardStderr(child.stderr, options.stderr);
     return childHandle(child, logger);
   };
 
@@ -275,6 +283,48 @@ export async function runSupervisor(
     await dashboard?.close();
     await metricsServer?.close();
   }
+}
+
+/** `valhalla worker --prepare-only` as a child process: resolves when it ends (it says what it did). */
+function prepareInChild(execArgv: string[], options: SupervisorRunOptions): Promise<void> {
+  return new Promise((resolve) => {
+    const child = fork(BIN, ['worker', '--prepare-only'], {
+      execArgv,
+      env: process.env,
+      cwd: process.cwd(),
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    child.stdout?.pipe(options.stdout, { end: false });
+    if (child.stderr) forwardStderr(child.stderr, options.stderr);
+    // A failure is not fatal here: the first worker loads the leads itself then (and says why).
+    child.on('error', () => resolve());
+    child.on('exit', () => resolve());
+    options.stop.addEventListener('abort', () => child.kill('SIGTERM'), { once: true });
+  });
+}
+
+/**
+ * A child's standard error to ours. The child's is a pipe, so its log writes JSON there; when ours is
+ * a person's terminal, its records are shown as the supervisor's own are (warnings and errors, one
+ * line each, no JSON), and its other lines as they are.
+ */
+export function forwardStderr(from: Readable, to: Writable & { isTTY?: boolean }): void {
+  if (to.isTTY !== true) {
+    from.pipe(to, { end: false });
+    return;
+  }
+  createInterface({ input: from, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => {
+    if (!line.startsWith('{')) {
+      to.write(`${line}\n`);
+      return;
+    }
+    try {
+      const shown = terminalLine(line);
+      if (shown !== null) to.write(shown);
+    } catch {
+      to.write(`${line}\n`);
+    }
+  });
 }
 
 function mb(bytes: number): number {

@@ -37,6 +37,21 @@ export interface WorkerRunOptions {
   reloadConfig?: () => Config;
 }
 
+/**
+ * An empty store in Phase 3 with real data off gets the synthetic leads. `valhalla run` does this in
+ * a process of its own before the first worker (`valhalla worker --prepare-only`): the generator
+ * (faker) is large, and a worker that loaded it would keep it for the day. A worker that finds the
+ * store loaded already skips it at the cost of one count.
+ */
+export async function prepareSyntheticLeads(app: App, print: (line: string) => void): Promise<void> {
+  const loaded = await app.loadSyntheticLeadsIfEmpty(SYNTHETIC_LEADS);
+  if (loaded) {
+    print(
+      `empty store, VALHALLA_REAL_DATA_INGEST=0: loaded ${loaded.read} synthetic leads (accepted ${loaded.accepted}, duplicate ${loaded.duplicate}, rejected ${loaded.rejected})`,
+    );
+  }
+}
+
 /** The result of a run: 0 done, 3 refused (Phase 4 without the gates). */
 export interface RunResult {
   code: 0 | 3;
@@ -76,12 +91,7 @@ export async function runWorker(app: App, options: WorkerRunOptions): Promise<Ru
       );
     }
   }
-  const loaded = await app.loadSyntheticLeadsIfEmpty(SYNTHETIC_LEADS);
-  if (loaded) {
-    options.print(
-      `empty store, VALHALLA_REAL_DATA_INGEST=0: loaded ${loaded.read} synthetic leads (accepted ${loaded.accepted}, duplicate ${loaded.duplicate}, rejected ${loaded.rejected})`,
-    );
-  }
+  await prepareSyntheticLeads(app, options.print);
   const startedAt = app.clock.now();
   let state: { state: WorkerState; cycleId: number | null } = { state: 'starting', cycleId: null };
   // Every worker watches the mode and acknowledges each change it takes (a mode command reports it);

@@ -40,18 +40,9 @@ export async function runCycles(options: RunOptions): Promise<{ cycles: number }
     });
     cycles++;
     options.onCycle?.(report);
-    logger.info(
-      {
-        cycle: report.cycleId,
-        kind: report.kind,
-        boundBy: report.boundBy,
-        claimed: report.claimed,
-        claimedBatches: report.claimedBatches,
-        dryRunRecorded: report.dryRunRecorded,
-        actions: report.actions,
-      },
-      'cycle finished',
-    );
+    // One record per cycle: its message is the cycle's terminal line, its fields every figure of the
+    // same report, so the line and the record cannot disagree.
+    logger.info({ event: 'cycle', ...report }, describeCycle(report));
     if (options.maxCycles !== undefined && cycles >= options.maxCycles) break;
     await sleep(Math.max(0, options.intervalMs - (clock.now() - started)), signal);
   }

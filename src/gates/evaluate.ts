@@ -6,7 +6,7 @@
 import type { AuditAction, AuditLog, AuditVerification } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
-import { canonicalJson, HARD_CAPS } from '../policy/index.js';
+import { canonicalJson, HARD_CAPS, heapLimitWithinPolicy, workerRestartRssBytes } from '../policy/index.js';
 import { latestHeartbeat, readInstallationId, type SignerRole, type Store } from '../store/index.js';
 import { EVIDENCE_ACTIONS, type EvidenceCheck, GATES, type GateItem } from './catalogue.js';
 import { buildManifest, type ManifestLimits, manifestEndpoint, type ReleaseManifest } from './manifest.js';
@@ -27,8 +27,6 @@ export const EVIDENCE_MAX_AGE_DAYS = {
 };
 /** Gate 5's "real-time lead flow": an event on the dashboard's live stream within this. */
 export const LIVE_FLOW_MAX_MS = 1_000;
-/** V8's heap limit is the old space (--max-old-space-size) plus the young generation (~48 MB). */
-const YOUNG_GENERATION_ALLOWANCE = 64 * 1024 * 1024;
 
 export interface GatesDeps {
   store: Store;
@@ -141,16 +139,23 @@ export async function evaluateGates(
           `${config.limits.rateLimitPerSecond} requests/s in any ${p.rateWindowMs} ms window`,
         );
       case 'limit:memory': {
-        const limit = p.memoryPerProcessMb * 1024 * 1024 + YOUNG_GENERATION_ALLOWANCE;
+        // The policy's memory per process (docs/memory.md): the worker's whole V8 heap (old space and
+        // young generation, V8's heap_size_limit) within the number, nothing on top.
         const recent = beat !== undefined && now - beat.at <= EVIDENCE_MAX_AGE_DAYS.heartbeat * DAY_MS;
-        const inForce = recent && beat.heap_limit_bytes !== null && beat.heap_limit_bytes <= limit;
+        const heapMb = (bytes: number) => Math.round(bytes / 1048576);
+        const inForce =
+          recent &&
+          beat.heap_limit_bytes !== null &&
+          heapLimitWithinPolicy(beat.heap_limit_bytes, p.memoryPerProcessMb);
         return result(
           p.memoryPerProcessMb <= HARD_CAPS.memoryPerProcessMb && inForce,
           !recent
             ? 'no worker heartbeat in the last day: run `valhalla run` (its worker reports its heap limit)'
             : inForce
-              ? `worker heap limit ${Math.round((beat.heap_limit_bytes ?? 0) / 1048576)} MB (policy ${p.memoryPerProcessMb} MB) reported by pid ${beat.pid}`
-              : `the worker's heap limit (${beat.heap_limit_bytes === null ? 'not reported' : `${Math.round(beat.heap_limit_bytes / 1048576)} MB`}) is not the policy's ${p.memoryPerProcessMb} MB`,
+              ? `worker heap limit ${heapMb(beat.heap_limit_bytes ?? 0)} MB, within the policy's ${p.memoryPerProcessMb} MB per process (reported by pid ${beat.pid}); RSS: worker restarted past ${heapMb(workerRestartRssBytes(p.memoryPerProcessMb))} MB`
+              : beat.heap_limit_bytes === null
+                ? `the worker did not report its heap limit; the policy's ${p.memoryPerProcessMb} MB per process is not shown in force`
+                : `the worker's heap limit ${heapMb(beat.heap_limit_bytes)} MB is over the policy's ${p.memoryPerProcessMb} MB per process (pid ${beat.pid})`,
           recent ? beat.at : undefined,
         );
       }

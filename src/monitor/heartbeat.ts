@@ -58,7 +58,8 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
   const runner = workerRunnerId();
   let inFlight: Promise<void> | null = null;
 
-  // V8's heap limit in this process: what --max-old-space-size set (gate 4 checks it is in force).
+  // V8's whole heap limit in this process (old space and young generation, as the supervisor's
+  // --max-old-space-size and --max-semi-space-size set it): gate 4 checks it is within the policy.
   const heapLimit = getHeapStatistics().heap_size_limit;
 
   async function beat(final = false) {

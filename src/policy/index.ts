@@ -60,7 +60,13 @@ export {
 export { checkHostHeader, type HostDecision } from './host-header.js';
 export { LEAD_STATES, type LeadState } from './lead-state.js';
 export { isLoopbackHost } from './loopback.js';
-export { WORKER_RSS_SHARE, workerRestartRssBytes } from './memory.js';
+export {
+  heapLimitWithinPolicy,
+  WORKER_RSS_SHARE,
+  WORKER_SEMI_SPACE_MB,
+  workerHeapFlags,
+  workerRestartRssBytes,
+} from './memory.js';
 export {
   MODES,
   type Mode,

@@ -14,3 +14,28 @@ export const WORKER_RSS_SHARE = 0.7;
 export function workerRestartRssBytes(memoryPerProcessMb: number): number {
   return Math.floor(memoryPerProcessMb * 1024 * 1024 * WORKER_RSS_SHARE);
 }
+
+/**
+ * V8's semi-space for the worker, in MB (`--max-semi-space-size`). Its young generation is three of
+ * them (two semi-spaces and the new large-object space): 24 MB. Set explicitly so that the heap limit
+ * is known, not V8's choice from the old space (48 MB by default at these sizes).
+ */
+export const WORKER_SEMI_SPACE_MB = 8;
+
+/**
+ * The worker's V8 flags for the policy's memory per process: the whole heap (old space plus young
+ * generation: V8's `heap_size_limit`) is exactly the policy's number, never more. With 512: old space
+ * 488 MB + young generation 24 MB = 512 MB. (`--max-old-space-size=512` alone gives a 560 MB heap.)
+ */
+export function workerHeapFlags(memoryPerProcessMb: number): string[] {
+  const oldSpaceMb = memoryPerProcessMb - 3 * WORKER_SEMI_SPACE_MB;
+  return [`--max-old-space-size=${oldSpaceMb}`, `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`];
+}
+
+/**
+ * Whether a heap limit a worker reported (V8's `heap_size_limit`, bytes) keeps the policy's memory per
+ * process: the whole heap within the number, with no allowance on top.
+ */
+export function heapLimitWithinPolicy(heapLimitBytes: number, memoryPerProcessMb: number): boolean {
+  return heapLimitBytes <= memoryPerProcessMb * 1024 * 1024;
+}

@@ -29,7 +29,7 @@ async function installed(
 }
 
 /** Every command path of the program: ['init'], ['leads', 'list'], ... */
-function commandPaths(): string[][] {
+async function commandPaths(): Promise<string[][]> {
   const io = {
     stdout: new PassThrough(),
     stderr: new PassThrough(),
@@ -44,7 +44,7 @@ function commandPaths(): string[][] {
       walk(sub, [...path, sub.name()]);
     }
   };
-  walk(buildProgram(io), []);
+  walk(await buildProgram(io), []);
   return paths;
 }
 
@@ -164,9 +164,9 @@ describe('exit codes', () => {
   });
 });
 
-describe('--help', () => {
-  const paths = commandPaths();
+const paths = await commandPaths();
 
+describe('--help', () => {
   it('knows every command', () => {
     expect(paths.map((p) => p.join(' '))).toEqual(
       expect.arrayContaining([

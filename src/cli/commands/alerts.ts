@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { alertView } from '../../views/index.js';
+import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
-import { wholeNumber } from './leads.js';
 
 const MESSAGE_COLUMN_CHARS = 80;
 

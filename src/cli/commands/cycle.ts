@@ -2,9 +2,9 @@ import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { type CycleReview, confirmReviewedCycle, reviewCycle } from '../../app/index.js';
 import { OperatorError } from '../../engine/index.js';
+import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
-import { wholeNumber } from './leads.js';
 
 /** The batch under review, as the operator checks it before confirming: masked leads, scores, the partner's answer. */
 function printReview(out: Writable, review: Extract<CycleReview, { kind: 'awaiting' }>): void {

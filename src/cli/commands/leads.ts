@@ -7,17 +7,9 @@ import type { SourceFormat } from '../../ingest/index.js';
 import { refuseContactData } from '../../pii/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
 import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } from '../../privacy/index.js';
+import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
 import { CliExit, type CliIo, EXIT, formatTable, writeJson, writeLine } from '../output.js';
-
-export function wholeNumber(min: number, max: number) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`not a whole number: ${value}`);
-    const n = Number(value);
-    if (n < min || n > max) throw new InvalidArgumentError(`must be from ${min} to ${max}`);
-    return n;
-  };
-}
 
 function instant(value: string): number {
   const ms = Date.parse(value);

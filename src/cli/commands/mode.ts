@@ -3,9 +3,9 @@ import { type App, describeModeAck, MODE_ACK_WAIT_MS } from '../../app/index.js'
 import { REASON_WITHHELD } from '../../pii/index.js';
 import type { ModeCommand } from '../../policy/index.js';
 import { rehearseRollbackDrill } from '../../rehearsal/index.js';
+import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
-import { wholeNumber } from './leads.js';
 
 interface ModeOptions {
   reason: string;

@@ -1,8 +1,8 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { OperatorError } from '../../engine/index.js';
+import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
-import { wholeNumber } from './leads.js';
 
 function leadIds(value: string, previous: number[] = []): number[] {
   if (!/^\d+(,\d+)*$/.test(value))

@@ -6,7 +6,7 @@ import { checkDashboard } from '../../rehearsal/index.js';
 import { createApiToken, startServer } from '../../server/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
-import { shutdownSignals } from './run.js';
+import { shutdownSignals } from '../signals.js';
 
 const TOKEN_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
 

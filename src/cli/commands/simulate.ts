@@ -8,9 +8,9 @@ import {
   simulate,
   simulationHtml,
 } from '../../rehearsal/index.js';
+import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
-import { wholeNumber } from './leads.js';
 
 export function registerSimulate(program: Command, ctx: Context): void {
   program

@@ -1,0 +1,23 @@
+import { type AppErrorCode, isAppError } from '../app/index.js';
+import { isConfigError } from '../config/index.js';
+import { isPrivateFileError } from '../files/index.js';
+import { isIngestFileError } from '../ingest/index.js';
+import { isStoreError } from '../store/index.js';
+import { EXIT, type ExitCode } from './output.js';
+
+/** The exit code of each app error: a refusal by the installation's own rules is 3, like the policy's. */
+const APP_ERROR_EXIT: Readonly<Record<AppErrorCode, ExitCode>> = {
+  NOT_INITIALIZED: EXIT.failure,
+  SECRET_CHANGED: EXIT.failure,
+  DEDUP_RULE_CHANGED: EXIT.refused,
+  AUDIT_CHAIN_BROKEN: EXIT.failure,
+  UPLOADS_BUSY: EXIT.failure,
+};
+
+/** The exit code of an error the product knows (its message is safe to print), or null. */
+export function errorExitCode(error: unknown): ExitCode | null {
+  if (isConfigError(error)) return EXIT.refused;
+  if (isAppError(error)) return APP_ERROR_EXIT[error.code];
+  if (isIngestFileError(error) || isStoreError(error) || isPrivateFileError(error)) return EXIT.failure;
+  return null;
+}
