@@ -1,5 +1,6 @@
 import { readGoLiveAt, writeGoLiveAt } from '../guard/index.js';
 import {
+  type CeilingLimit,
   cycleCeiling,
   freshnessCutoff,
   packBatches,
@@ -56,7 +57,7 @@ export interface Selection {
 export interface CyclePlan {
   cutoff: number;
   ceiling: number;
-  limitedBy: string;
+  limitedBy: CeilingLimit;
   actionsPerCycle: number;
   /** Retries already due at the cycle's start (they go first). */
   dueNow: number;

@@ -1,3 +1,4 @@
+import type { CeilingLimit } from '../policy/index.js';
 import type { CycleKind, Delivery, Lead } from '../store/index.js';
 import type { HealthResult, SendOutcome, TokenOutcome } from './partner-port.js';
 
@@ -12,18 +13,34 @@ export type DryRunCycleReport = { kind: 'dry_run'; idleReason: null } & CycleFig
 /** `idleReason`: why the cycle did nothing. */
 export type IdleCycleReport = { kind: 'idle'; idleReason: string } & CycleFigures;
 
-/** A cycle's figures, whatever its kind. */
+/**
+ * What bound the leads claimed this cycle: the ceiling's own limit, or before it the actions left
+ * this cycle, leads already waiting in batches, the day's budget, the queue, or a stop.
+ */
+export type ClaimBound =
+  | CeilingLimit
+  | 'actions_per_cycle'
+  | 'waiting_batches'
+  | 'daily_budget'
+  | 'queue'
+  | 'stopping';
+
+/**
+ * A cycle's figures, whatever its kind: one shape, as the cycles table, the `cycle.summary` audit
+ * entry and the cycle line carry them. An idle cycle keeps what it had counted before its reason
+ * (expired leads, a failed health check, a halt); the counts a kind does not use stay 0.
+ */
 export interface CycleFigures {
   cycleId: number | null;
   rampStage: number | null;
   ceiling: number;
   /** The smallest of the policy's ceilings: leads per cycle, the ramp stage or the daily cap. */
-  limitedBy: string;
+  limitedBy: CeilingLimit;
   /**
    * What bound the leads claimed this cycle: the ceiling's limit, the day's budget, the actions per
    * cycle, leads already waiting in batches, or the queue (no more eligible leads).
    */
-  boundBy: string;
+  boundBy: ClaimBound;
   expired: number;
   /** Leads claimed into new batches this cycle, and those batches. */
   claimed: number;
@@ -78,7 +95,7 @@ export function emptyCycleReport(kind: Exclude<CycleKind, 'idle'>): CycleReport 
  */
 export function claimBound(facts: {
   ceiling: number;
-  limitedBy: string;
+  limitedBy: CeilingLimit;
   outstanding: number;
   room: number;
   claimLimit: number;
@@ -86,7 +103,7 @@ export function claimBound(facts: {
   packed: number;
   skippedForBudget: number;
   stopped: boolean;
-}): string {
+}): ClaimBound {
   if (facts.stopped) return 'stopping';
   if (facts.ceiling === 0) return facts.limitedBy;
   if (facts.room === 0) return 'actions_per_cycle';

@@ -5,7 +5,7 @@ const base: CycleReport = { ...emptyCycleReport('live'), cycleId: 7, rampStage: 
 
 const facts = {
   ceiling: 100,
-  limitedBy: 'leads_per_cycle',
+  limitedBy: 'leads_per_cycle' as const,
   outstanding: 0,
   room: 5,
   claimLimit: 100,
