@@ -98,6 +98,7 @@ export {
   liveBatchesOfLead,
   lockLeadsForWrite,
   nextArchivable,
+  scanLeadsByState,
 } from './leads.js';
 export { migrateToLatest } from './migrate.js';
 export { modeAcksFor, recordModeAck, runningWorkers, WORKER_STOPPED } from './mode-acks.js';
