@@ -26,7 +26,7 @@ export {
   lockAuditChain,
 } from './audit-log.js';
 export { type BackendRules, backendRules } from './backend.js';
-export { deferCommitSync, syncCommits } from './bulk-commits.js';
+export { deferCommitSync, syncCommits, widenPageCache } from './bulk-commits.js';
 export { isConnectionLoss } from './connection-loss.js';
 export { confirmCycle, createCycle, finishCycle, lastLiveCycle, recentCycles } from './cycles.js';
 export { dailyUsage, utcDay } from './daily-usage.js';
@@ -90,6 +90,7 @@ export {
   type InsertedLead,
   insertLeadsSkippingDuplicates,
   insertNewLeads,
+  insertNewLeadsInBulk,
   LEAD_PII_FIELDS,
   type LeadIdentity,
   type LeadPiiField,
