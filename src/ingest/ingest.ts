@@ -12,7 +12,7 @@ import { openSource, type SourceFormat } from './source.js';
 import type { SourceRow } from './source-row.js';
 
 /** The SQLite page cache while an ingest runs: the unique indexes' pages a transaction touches stay in memory. */
-const INGEST_PAGE_CACHE_MIB = 48;
+const INGEST_PAGE_CACHE_MIB = 24;
 /** Rows read between two progress reports. */
 const PROGRESS_ROWS = 1_000;
 
