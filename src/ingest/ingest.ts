@@ -11,8 +11,12 @@ import { ACTOR, type IngestDeps, type IngestSummary } from './run.js';
 import { openSource, type SourceFormat } from './source.js';
 import type { SourceRow } from './source-row.js';
 
-/** The SQLite page cache while an ingest runs: the unique indexes' pages a transaction touches stay in memory. */
-const INGEST_PAGE_CACHE_MIB = 24;
+/**
+ * The SQLite page cache while an ingest runs (2 MB by default). Measured at 1,000,000 leads: 8 MB and
+ * 64 MB ingest at the same speed within noise (the random pages of the unique indexes outnumber any
+ * cache here), and 64 MB costs 57 MB more peak RSS.
+ */
+const INGEST_PAGE_CACHE_MIB = 8;
 /** Rows read between two progress reports. */
 const PROGRESS_ROWS = 1_000;
 
