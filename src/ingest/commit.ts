@@ -3,7 +3,7 @@ import type { AuditInput } from '../audit/index.js';
 import {
   addIngestCounts,
   findLeadsByIdentityKeys,
-  insertNewLeads,
+  insertNewLeadsInBulk,
   type LeadIdentity,
   type RowOutcomeRecord,
   recordRowOutcomes,
@@ -15,6 +15,9 @@ import { checkRejectBound, type RejectBound } from './reject-bound.js';
 import type { RejectsFile } from './rejects-file.js';
 import { ACTOR, type IngestDeps, type IngestSummary } from './run.js';
 import type { SourceRow } from './source-row.js';
+
+/** What each entry of an `ingest.rows` entry's `accepted` holds, in order. */
+const ACCEPTED_COLUMNS = ['lead', 'line', 'pseudonym', 'state'] as const;
 
 /** Validate one chunk of rows, check the reject bound, then commit it in transactions of `transactionRows`. */
 export async function commitChunk(
@@ -51,7 +54,8 @@ async function commitRows(
   await deps.store.db.transaction().execute(async (trx) => {
     // A row is stored unless its e-mail or its external id matches a stored lead, or a row before it
     // in this file: the unique indexes decide (insertNewLeads). Rows are told apart by their line.
-    const inserted = await insertNewLeads(
+    const inserted = await insertNewLeadsInBulk(
+      deps.store,
       trx,
       leads.map((p) => p.lead),
     );
@@ -124,7 +128,9 @@ async function commitRows(
         run: runId,
         lines: [rows[0]?.line ?? 0, rows[rows.length - 1]?.line ?? 0],
         ...chunkCounts,
-        accepted: accepted,
+        // One compact row per accepted lead (ACCEPTED_COLUMNS): a chunk of 10,000 is ~0.4 MB, not 0.8.
+        acceptedColumns: ACCEPTED_COLUMNS,
+        accepted: accepted.map((a) => [a.lead, a.line, a.pseudonym, a.state]),
         duplicates: outcomes
           .filter((o) => o.outcome === 'duplicate')
           .map((o) => ({ line: o.line, of: o.lead_id, by: o.matched })),

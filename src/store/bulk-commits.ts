@@ -31,3 +31,18 @@ export function syncCommits(target: StoreTarget): void {
     if (fd !== null) closeSync(fd);
   }
 }
+
+/**
+ * SQLite: a larger page cache on this connection for a bulk write, until the returned function puts the
+ * old size back. A chunk's leads land on random pages of the identity keys' unique indexes; with the
+ * default 2 MB cache those pages are read and spilled again and again within one transaction.
+ */
+export function widenPageCache(store: Store, mebibytes: number): () => void {
+  const raw = store.sqlite;
+  if (raw === null) return () => undefined;
+  const before = raw.pragma('cache_size', { simple: true }) as number;
+  raw.pragma(`cache_size = ${-Math.round(mebibytes * 1024)}`);
+  return () => {
+    raw.pragma(`cache_size = ${before}`);
+  };
+}

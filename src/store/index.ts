@@ -26,7 +26,7 @@ export {
   lockAuditChain,
 } from './audit-log.js';
 export { type BackendRules, backendRules } from './backend.js';
-export { deferCommitSync, syncCommits } from './bulk-commits.js';
+export { deferCommitSync, syncCommits, widenPageCache } from './bulk-commits.js';
 export { isConnectionLoss } from './connection-loss.js';
 export { readConsistently } from './consistent-read.js';
 export { confirmCycle, createCycle, finishCycle, lastLiveCycle, recentCycles } from './cycles.js';
@@ -91,6 +91,7 @@ export {
   type InsertedLead,
   insertLeadsSkippingDuplicates,
   insertNewLeads,
+  insertNewLeadsInBulk,
   LEAD_PII_FIELDS,
   type LeadIdentity,
   type LeadPiiField,
@@ -99,6 +100,7 @@ export {
   liveBatchesOfLead,
   lockLeadsForWrite,
   nextArchivable,
+  scanLeadsByState,
 } from './leads.js';
 export { migrateToLatest } from './migrate.js';
 export { modeAcksFor, recordModeAck, runningWorkers, WORKER_STOPPED } from './mode-acks.js';

@@ -63,6 +63,15 @@ export interface IngestOutcomesTable {
   lead_id: number | null;
 }
 
+/**
+ * Leads by state, kept by triggers on `leads` in the transaction that changes them (0014). A state's
+ * count is the sum of its rows (PostgreSQL appends a row per statement and folds them now and then).
+ */
+export interface LeadStateCountsTable {
+  state: LeadState;
+  n: ColumnType<number, number, number>;
+}
+
 export interface AuditLogTable {
   seq: number;
   at: number;
@@ -308,6 +317,7 @@ export interface Database {
   signers: SignersTable;
   signatures: SignaturesTable;
   leads: LeadsTable;
+  lead_state_counts: LeadStateCountsTable;
   ingest_runs: IngestRunsTable;
   ingest_outcomes: IngestOutcomesTable;
   audit_log: AuditLogTable;

@@ -328,6 +328,18 @@ describe.each(list)(
       const db = app.store.db;
       await sql`delete from runtime_state where key in ('dedup.rule', 'identity_keys.fill')`.execute(db);
       await sql`delete from valhalla_migration where name = '0013-identity-keys'`.execute(db);
+      // Nor the kept counts by state (0014), which came after it.
+      await sql`delete from valhalla_migration where name = '0014-lead-state-counts'`.execute(db);
+      if (app.store.dialect === 'sqlite') {
+        for (const change of ['insert', 'update', 'delete']) {
+          await sql.raw(`drop trigger lead_state_counts_${change}`).execute(db);
+        }
+      } else {
+        await sql`drop function valhalla_lead_state_counts_insert, valhalla_lead_state_counts_update, valhalla_lead_state_counts_delete, valhalla_fold_lead_state_counts cascade`.execute(
+          db,
+        );
+      }
+      await sql`drop table lead_state_counts`.execute(db);
       if (app.store.dialect === 'sqlite') {
         await sql`drop index leads_email_key`.execute(db);
         await sql`drop index leads_external_id_key`.execute(db);

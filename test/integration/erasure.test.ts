@@ -710,9 +710,11 @@ describe('erasure on SQLite files', () => {
     raw.pragma('secure_delete = OFF');
     const people = Array.from({ length: 200 }, (_, n) => ({ tag: `zz${n}x` }));
     await ingest(w, people);
-    // As a release before 0010 left it: neither 0010 nor what came after (0011's to 0013's tables,
-    // columns and indexes).
+    // As a release before 0010 left it: neither 0010 nor what came after (0011's to 0014's tables,
+    // columns, indexes and triggers).
     raw.prepare("delete from valhalla_migration where name >= '0010-zeroed-pages'").run();
+    for (const change of ['insert', 'update', 'delete']) raw.exec(`drop trigger lead_state_counts_${change}`);
+    raw.exec('drop table lead_state_counts');
     raw.exec('drop table mode_acks');
     raw.exec('drop index requests_delivery');
     raw.exec('drop index leads_email_key');

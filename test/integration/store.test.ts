@@ -32,6 +32,7 @@ const TABLES = [
   'heartbeats',
   'ingest_outcomes',
   'ingest_runs',
+  'lead_state_counts',
   'leads',
   'mode_acks',
   'rate_starts',

@@ -13,6 +13,7 @@ import { ZEROED_PAGES_MIGRATION, zeroedPages } from './0010-zeroed-pages.js';
 import { operatorSafety } from './0011-operator-safety.js';
 import { deliveryOutcomes } from './0012-delivery-outcomes.js';
 import { identityKeys } from './0013-identity-keys.js';
+import { leadStateCounts } from './0014-lead-state-counts.js';
 
 export { ZEROED_PAGES_MIGRATION };
 
@@ -32,5 +33,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0011-operator-safety': operatorSafety(dialect),
     '0012-delivery-outcomes': deliveryOutcomes(),
     '0013-identity-keys': identityKeys(),
+    '0014-lead-state-counts': leadStateCounts(dialect),
   };
 }
