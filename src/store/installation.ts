@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import SqliteDatabase from 'better-sqlite3';
-import pg from 'pg';
 import { StoreError } from './errors.js';
 import type { StoreDb } from './executor.js';
 import type { StoreTarget } from './open.js';
@@ -53,6 +52,7 @@ function probeSqlite(path: string): InstallationProbe {
 
 async function probePostgres(url: string, schema: string | undefined): Promise<InstallationProbe> {
   const where = schema === undefined ? 'the default schema' : `schema ${schema}`;
+  const { default: pg } = await import('pg');
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   client.on('error', () => undefined);
   try {

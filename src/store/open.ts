@@ -2,7 +2,7 @@ import { closeSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   isPrivateFileError,
   openPrivateFile,
@@ -106,6 +106,8 @@ async function openPostgres(url: string, schema: string | undefined): Promise<St
   if (schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
     throw new StoreError('DATABASE_UNAVAILABLE', `invalid schema name ${JSON.stringify(schema)}`);
   }
+  // Loaded here, not at start: a command on the embedded SQLite never pays for the driver.
+  const { default: pg } = await import('pg');
   // bigint columns hold epoch milliseconds and counts, all far below 2^53: read them as numbers.
   const types = {
     getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
