@@ -6,6 +6,8 @@ export type { LimitsReload } from '../control/index.js';
 export {
   type AuditEntryView,
   alertView,
+  type CycleReview,
+  confirmReviewedCycle,
   createDashboard,
   type Dashboard,
   type DashboardStatus,
@@ -13,19 +15,15 @@ export {
   type FlowOutcome,
   type LeadFlow,
   type MaskedLead,
+  type ReviewedBatch,
+  type ReviewedLead,
   type RunState,
+  reviewCycle,
   type ServiceLimits,
   type ServiceView,
   type StatusReport,
   type UploadResult,
 } from '../views/index.js';
-export {
-  type CycleReview,
-  confirmReviewedCycle,
-  type ReviewedBatch,
-  type ReviewedLead,
-  reviewCycle,
-} from './cycle-review.js';
 export {
   type AppliedGrants,
   applyDatabaseGrants,

@@ -1,4 +1,12 @@
 export {
+  type CycleReview,
+  type CycleReviewDeps,
+  confirmReviewedCycle,
+  type ReviewedBatch,
+  type ReviewedLead,
+  reviewCycle,
+} from './cycle-review.js';
+export {
   type AuditEntryView,
   alertView,
   createDashboard,

@@ -1,7 +1,15 @@
-import { OperatorError } from '../engine/index.js';
-import { maskEmail, maskName } from '../pii/index.js';
-import { deliveryLeads, lastLiveCycle, liveDeliveriesOfCycle } from '../store/index.js';
-import type { App } from './types.js';
+import { type OperatorActions, OperatorError } from '../engine/index.js';
+import { maskEmail, maskName, type Pseudonymizer } from '../pii/index.js';
+import { deliveryLeads, lastLiveCycle, liveDeliveriesOfCycle, type Store } from '../store/index.js';
+import type { RunState } from './run-state.js';
+
+/** What the review reads and the confirmation does, of an open installation (an opened app is one). */
+export interface CycleReviewDeps {
+  readonly store: Store;
+  runState(): Promise<RunState>;
+  pseudonymizer(): Pseudonymizer;
+  operatorActions(actor?: string): OperatorActions;
+}
 
 /** One lead of the batch under review, as anyone but the partner may see it: masked. */
 export interface ReviewedLead {
@@ -45,7 +53,7 @@ export type CycleReview =
     }
   | { kind: 'nothing'; waitingFor: string };
 
-export async function reviewCycle(app: App): Promise<CycleReview> {
+export async function reviewCycle(app: CycleReviewDeps): Promise<CycleReview> {
   const { store } = app;
   const [last, run] = await Promise.all([lastLiveCycle(store.db), app.runState()]);
   const ramp = run.ramp;
@@ -107,7 +115,7 @@ export async function reviewCycle(app: App): Promise<CycleReview> {
  * finished (the partner's answer is in). A stale or wrong number is refused, naming the right one.
  */
 export async function confirmReviewedCycle(
-  app: App,
+  app: CycleReviewDeps,
   cycleId: number,
   actor?: string,
 ): Promise<{ confirmed: number; review: CycleReview }> {
