@@ -17,7 +17,7 @@ import { apiClient } from '../support/api.js';
 import { BIN, policyFileWith, runInProcess, testEnv } from '../support/cli.js';
 import { spawnNode } from '../support/processes.js';
 import { tempDir } from '../support/tmp.js';
-import { until } from '../support/world.js';
+import { HOUR, until } from '../support/world.js';
 
 const children = new Set<ChildProcess>();
 afterAll(() => {
@@ -74,7 +74,7 @@ describe('the control plane under uploads, with valhalla run', () => {
 
       // An upload of valid leads held open halfway: stored as it arrives, and the pause is answered
       // while the rest has not even been sent.
-      const at = new Date(Date.now() - 3_600_000).toISOString();
+      const at = new Date(Date.now() - HOUR).toISOString();
       const rows = Array.from(
         { length: 4_000 },
         (_, i) =>

@@ -29,7 +29,7 @@ import {
 } from '../support/dashboard-page.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
-import { until } from '../support/world.js';
+import { HOUR, until } from '../support/world.js';
 
 const HARNESS = harnessScript('live-run');
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'dashboard');
@@ -79,7 +79,7 @@ describe.skipIf(!available)('the dashboard in Chromium against a live run', () =
     const rows = ['name,email,phone,company,score,source_timestamp,value'];
     for (let i = 0; i < 120; i++) {
       rows.push(
-        `Grace Hopper ${i},grace.${i}@example.org,+1 555 010 ${String(i).padStart(4, '0')},Navy Labs,${90 - (i % 40)},${new Date(now - 3_600_000).toISOString()},50`,
+        `Grace Hopper ${i},grace.${i}@example.org,+1 555 010 ${String(i).padStart(4, '0')},Navy Labs,${90 - (i % 40)},${new Date(now - HOUR).toISOString()},50`,
       );
     }
     writeFileSync(join(cwd, 'leads.csv'), `${rows.join('\n')}\n`);

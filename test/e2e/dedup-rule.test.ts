@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { runBinary, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -32,7 +33,7 @@ describe.each(list)('on $name: the dedup rule recorded at init', (backend: Backe
     expect(init.stdout).toContain(
       '  dedup rule:       email (recorded: every command on this installation must run with it)\n',
     );
-    const at = new Date(Date.now() - 3_600_000).toISOString();
+    const at = new Date(Date.now() - HOUR).toISOString();
     writeFileSync(
       join(cwd, 'leads.csv'),
       `external_id,name,email,score,source_timestamp,value\nCRM-1,Ada,ada@example.org,80,${at},10\nCRM-2,Bo,bo@example.org,80,${at},10\n`,

@@ -18,7 +18,7 @@ import { seedPhase3Run } from '../support/phase3-run.js';
 import { type Spawned, spawnNode } from '../support/processes.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
-import { until } from '../support/world.js';
+import { HOUR, until } from '../support/world.js';
 
 const HARNESS = harnessScript('live-run');
 const children = new Set<ChildProcess>();
@@ -320,7 +320,7 @@ describe('synthetic leads can never leave', () => {
     const rows = ['external_id,name,email,score,source_timestamp,value'];
     for (let i = 0; i < 10; i++) {
       rows.push(
-        `R-${i},Real Person ${i},real.${i}@example.org,${95 - i},${new Date(now - 3_600_000).toISOString()},20`,
+        `R-${i},Real Person ${i},real.${i}@example.org,${95 - i},${new Date(now - HOUR).toISOString()},20`,
       );
     }
     writeFileSync(join(cwd, 'real.csv'), `${rows.join('\n')}\n`);
@@ -398,11 +398,11 @@ describe('gate 9 evidence is this installation’s own', () => {
     expect(query(inst.dbFile, "select seq from audit_log where action = 'stability.verified'")).toEqual([]);
 
     // 72 h of a healthy-looking Phase 3, written into the installation after its `init`, dated before it.
-    const clock = new ManualClock(Date.now() - 73 * 3_600_000);
+    const clock = new ManualClock(Date.now() - 73 * HOUR);
     const app = await openApp({ config: loadConfig({ cwd: inst.cwd, env: inst.env }), clock });
     try {
       await seedPhase3Run(app, clock, {
-        start: Date.now() - 72 * 3_600_000 - 600_000,
+        start: Date.now() - 72 * HOUR - 600_000,
         end: Date.now() + 300_000,
       });
     } finally {
@@ -434,7 +434,7 @@ describe('ramp stage 1: a confirmation is a review', () => {
     const rows = ['external_id,name,email,score,source_timestamp,value'];
     for (let i = 0; i < 3; i++) {
       rows.push(
-        `S1-${i},Stage One ${i},stage.one.${i}@example.org,${90 - i},${new Date(Date.now() - 3_600_000).toISOString()},10`,
+        `S1-${i},Stage One ${i},stage.one.${i}@example.org,${90 - i},${new Date(Date.now() - HOUR).toISOString()},10`,
       );
     }
     writeFileSync(join(cwd, 'leads.csv'), `${rows.join('\n')}\n`);

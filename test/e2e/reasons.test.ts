@@ -13,6 +13,7 @@ import { type CliResult, runBinary, testEnv } from '../support/cli.js';
 import { type SlackReceiver, startSlackReceiver } from '../support/receivers.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR } from '../support/world.js';
 
 let receiver: SlackReceiver | null = null;
 afterEach(async () => {
@@ -28,7 +29,7 @@ async function installation() {
   const run = (args: string[], stdin?: string): Promise<CliResult> =>
     runBinary(args, { cwd, env, ...(stdin === undefined ? {} : { stdin }) });
   expect((await run(['init'])).code).toBe(0);
-  const at = new Date(Date.now() - 3_600_000).toISOString();
+  const at = new Date(Date.now() - HOUR).toISOString();
   const rows = ['ada', 'bo', 'cy'].map(
     (who, i) =>
       `CRM-${who},${who.toUpperCase()} Person,${who}@reasons.example.test,+44 20 7946 10${i}0,${who} Ltd,80,${at},100`,

@@ -20,6 +20,7 @@ import {
 } from '../support/cli.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR } from '../support/world.js';
 
 const WORKER = harnessScript('live-worker');
 const CYCLE_LINE = /^cycle \d+ \[(dry_run|live|idle)\] /;
@@ -50,7 +51,7 @@ function leadFile(path: string, count: number, prefix: string): void {
   const rows = ['external_id,name,email,phone,company,score,source_timestamp,value'];
   const now = Date.now();
   for (let i = 0; i < count; i++) {
-    const ts = new Date(now - 3_600_000 - i * 60_000).toISOString();
+    const ts = new Date(now - HOUR - i * 60_000).toISOString();
     rows.push(
       `${prefix}-${i},Ada Lovelace ${i},ada.${prefix}.${i}@example.org,,Engines Ltd,${90 - i},${ts},250`,
     );

@@ -45,7 +45,7 @@ afterAll(async () => {
 });
 
 beforeAll(() => {
-  expect(existsSync(WORKER), `${WORKER} is missing: run \`npx tsc -p tsconfig.build.json\` first`).toBe(true);
+  expect(existsSync(WORKER), `${WORKER} is missing: run \`npm run build:test\` first`).toBe(true);
 });
 
 interface Site {

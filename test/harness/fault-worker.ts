@@ -32,7 +32,7 @@ import { type Sleep, systemSleep } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { type PartnerPort, runCycles } from '../../src/engine/index.js';
 import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
-import { CLEARED } from '../support/world.js';
+import { CLEARED, DAY } from '../support/world.js';
 
 const KILL_POINTS = [
   'queued',
@@ -65,7 +65,7 @@ const killAfterMs = Number(VALHALLA_TEST_KILL_AFTER_MS ?? 500);
 
 const app = await openApp({ config: loadConfig({ env: productEnv, cwd: process.cwd() }) });
 if ((await readGoLiveAt(app.store.db)) === null) {
-  await writeGoLiveAt(app.store.db, app.clock.now() - 7 * 86_400_000);
+  await writeGoLiveAt(app.store.db, app.clock.now() - 7 * DAY);
 }
 const db = app.store.db;
 

@@ -14,7 +14,7 @@ import { runSupervisor, runWorker } from '../../src/app/run.js';
 import { loadConfig } from '../../src/config/index.js';
 import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
 import { startServer } from '../../src/server/index.js';
-import { CLEARED } from '../support/world.js';
+import { CLEARED, DAY } from '../support/world.js';
 
 const gates = CLEARED;
 const app = await openApp({ config: loadConfig({ env: process.env, cwd: process.cwd() }) });
@@ -27,7 +27,7 @@ process.once('SIGTERM', () => {
 const print = (line: string) => process.stdout.write(`${line}\n`);
 if (process.argv[2] === 'worker') {
   if ((await readGoLiveAt(app.store.db)) === null) {
-    await writeGoLiveAt(app.store.db, app.clock.now() - 7 * 86_400_000);
+    await writeGoLiveAt(app.store.db, app.clock.now() - 7 * DAY);
   }
   process.once('disconnect', () => stop.abort());
   await runWorker(app, {

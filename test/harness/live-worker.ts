@@ -12,7 +12,7 @@ import { systemSleep } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { runCycles } from '../../src/engine/index.js';
 import { readGoLiveAt, writeGoLiveAt } from '../../src/guard/index.js';
-import { CLEARED } from '../support/world.js';
+import { CLEARED, DAY } from '../support/world.js';
 
 const cycles = process.argv[2] ? Number(process.argv[2]) : undefined;
 // The harness's own VALHALLA_TEST_* settings are not the product's: loadConfig refuses unknown
@@ -20,9 +20,7 @@ const cycles = process.argv[2] ? Number(process.argv[2]) : undefined;
 const { VALHALLA_TEST_INTERVAL_MS, VALHALLA_TEST_GO_LIVE_AT, ...productEnv } = process.env;
 const app = await openApp({ config: loadConfig({ env: productEnv, cwd: process.cwd() }) });
 if ((await readGoLiveAt(app.store.db)) === null) {
-  const goLiveAt = VALHALLA_TEST_GO_LIVE_AT
-    ? Number(VALHALLA_TEST_GO_LIVE_AT)
-    : app.clock.now() - 7 * 86_400_000;
+  const goLiveAt = VALHALLA_TEST_GO_LIVE_AT ? Number(VALHALLA_TEST_GO_LIVE_AT) : app.clock.now() - 7 * DAY;
   await writeGoLiveAt(app.store.db, goLiveAt);
 }
 const stop = new AbortController();

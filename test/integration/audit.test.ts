@@ -24,6 +24,7 @@ import {
 import { backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
 import { REPO_ROOT, runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR } from '../support/world.js';
 
 /** The chain takes any action name: these tests write names outside the product's vocabulary on purpose. */
 const named = (action: string) => action as AuditAction;
@@ -404,7 +405,7 @@ describe('audit chain on sqlite: another process appending', () => {
 });
 
 describe('valhalla audit verify (CLI, SQLite file)', () => {
-  const sourceTime = new Date(Date.now() - 3_600_000).toISOString();
+  const sourceTime = new Date(Date.now() - HOUR).toISOString();
 
   /** init + ingest a small CSV; returns what a test needs to run the CLI and reach the file. */
   async function initializedWithLeads(): Promise<{

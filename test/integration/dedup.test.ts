@@ -20,7 +20,7 @@ import { getRuntimeValue } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
-import { NOW } from '../support/world.js';
+import { HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -50,7 +50,7 @@ async function installation(backend: Backend, rule: DedupKeyKind = 'email'): Pro
   });
   const { app } = await initialize(loadConfig({ env, cwd: dir }), { clock: new ManualClock(NOW) });
   opened.push(app);
-  const at = new Date(NOW - 3_600_000).toISOString();
+  const at = new Date(NOW - HOUR).toISOString();
   const self: Installation = {
     dir,
     env,

@@ -24,7 +24,7 @@ import { backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env } from '../support/cli.js';
 import { TEST_INSTALLATION } from '../support/manifest.js';
 import { tempDir } from '../support/tmp.js';
-import { NOW } from '../support/world.js';
+import { DAY, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -166,7 +166,7 @@ describe.each(list)('gate evaluation on $name', (backend) => {
       details: { passed: true, durationMs: 4_000, checks: [] },
     });
     expect((await item('7.tested')).state).toBe('ok');
-    clock.advance(31 * 86_400_000);
+    clock.advance(31 * DAY);
     const stale = await item('7.tested');
     expect(stale.state).toBe('missing');
     expect(stale.detail).toMatch(/the last rollback drill \(.*\) is older than 30 days/);

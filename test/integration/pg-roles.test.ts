@@ -23,6 +23,7 @@ import { migrations } from '../../src/store/migrations/index.js';
 import { PG_URL, postgresAvailable, withPgAdmin } from '../support/backends.js';
 import { REPO_ROOT, runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR } from '../support/world.js';
 
 const available = await postgresAvailable();
 
@@ -106,7 +107,7 @@ function leadFile(tag: string, count: number): string {
       phone: `+44 20 7946 ${String(1000 + i)}`,
       company: 'Example Ltd',
       score: 90 - i,
-      source_timestamp: new Date(now - 3_600_000).toISOString(),
+      source_timestamp: new Date(now - HOUR).toISOString(),
       value: 100,
     }),
   );

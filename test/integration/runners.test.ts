@@ -33,7 +33,7 @@ import {
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, policyFileWith, recentLeadsCsv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
-import { CLEARED } from '../support/world.js';
+import { CLEARED, DAY, HOUR } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -254,7 +254,7 @@ describe.each(list)('several runners on $name', (backend) => {
 
   it("a runner whose clock is an hour off the database does not lead on PostgreSQL (the caps' day would be wrong); on SQLite the database has no clock of its own", async () => {
     const db = await database(backend);
-    const off = await db.runner('skewed', { clock: { now: () => Date.now() - 3_600_000 } });
+    const off = await db.runner('skewed', { clock: { now: () => Date.now() - HOUR } });
     const term = await off.leadership.acquire(AbortSignal.timeout(1_500));
     if (backend.name === 'postgres') {
       expect(term).toBeNull();
@@ -317,7 +317,7 @@ describe.each(list)('several runners on $name', (backend) => {
       return app;
     };
     const [a, b] = [await open(), await open()];
-    await writeGoLiveAt(a.store.db, Date.now() - 7 * 86_400_000);
+    await writeGoLiveAt(a.store.db, Date.now() - 7 * DAY);
     const file = join(dir, 'leads.csv');
     recentLeadsCsv(file, 60, { name: 'Mary Jackson', email: 'mary', top: 95, spread: 50, value: 10 });
     expect(await a.ingest({ path: file })).toMatchObject({ accepted: 60 });

@@ -16,7 +16,7 @@ import {
 } from '../../src/store/index.js';
 import { migrations } from '../../src/store/migrations/index.js';
 import { backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
-import { NOW } from '../support/world.js';
+import { HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -74,7 +74,7 @@ function lead(runId: number, dedupKey: string, overrides: Partial<NewLead> = {})
     phone: null,
     company: null,
     score: 50,
-    source_ts: NOW - 3_600_000,
+    source_ts: NOW - HOUR,
     value: null,
     state: 'pending',
     state_reason: null,

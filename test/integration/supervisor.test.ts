@@ -28,7 +28,7 @@ import { startSandboxPartner } from '../../src/sandbox/index.js';
 import { type Backend, backends, dropTestSchemas, PG_URL } from '../support/backends.js';
 import { harnessScript, phase4Env } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
-import { CLEARED, until } from '../support/world.js';
+import { CLEARED, HOUR, until } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -448,7 +448,7 @@ describe.each(list)('the supervisor wired to the database, on $name', (backend: 
           email: `daily.${i}@example.org`,
           score: 90 - i,
           // Before both the virtual clock (ingest) and the real one (the workers).
-          source_timestamp: new Date(clock.now() - 3_600_000).toISOString(),
+          source_timestamp: new Date(clock.now() - HOUR).toISOString(),
           value: 10,
         }),
       ).join('\n'),

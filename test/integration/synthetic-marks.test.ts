@@ -16,7 +16,7 @@ import { markStoredSyntheticLeads } from '../../src/store/migrations/0011-operat
 import { backends, dropTestSchemas } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
-import { NOW } from '../support/world.js';
+import { HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -43,7 +43,7 @@ describe.each(list)('synthetic leads stored before the mark, on $name', (backend
       'ext-1-5': false,
       'CRM-88': false,
     } as const;
-    const at = new Date(NOW - 3_600_000).toISOString();
+    const at = new Date(NOW - HOUR).toISOString();
     const rows = Object.keys(ids).map(
       (id, i) => `${id},Person ${i},p${i}@marks.example.test,,Co,80,${at},10`,
     );

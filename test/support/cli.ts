@@ -5,6 +5,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '../../src/cli/main.js';
 import { DEFAULT_POLICY_FILE } from '../../src/config/index.js';
+import { HOUR } from './world.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO_ROOT, 'bin', 'valhalla.js');
@@ -170,7 +171,7 @@ export function recentLeadsCsv(
   count: number,
   lead: { name: string; email: string; top: number; spread: number; value: number },
 ): void {
-  const at = new Date(Date.now() - 3_600_000).toISOString();
+  const at = new Date(Date.now() - HOUR).toISOString();
   const rows = ['name,email,score,source_timestamp,value'];
   for (let i = 0; i < count; i++) {
     rows.push(

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import type { PartnerEndpoint } from './cli.js';
+import { DAY } from './world.js';
 
 const BASE_PATH = '/partner/v2/';
 const TOKEN_PATH = '/oauth2/token';
@@ -62,8 +63,8 @@ export async function startForeignPartner(options: {
     keyType: 'ec',
     curve: 'P-256',
     algorithm: 'sha256',
-    notBeforeDate: new Date(now - 86_400_000),
-    notAfterDate: new Date(now + 30 * 86_400_000),
+    notBeforeDate: new Date(now - DAY),
+    notAfterDate: new Date(now + 30 * DAY),
     extensions: [
       { name: 'basicConstraints', cA: false, critical: true },
       { name: 'keyUsage', digitalSignature: true, critical: true },

@@ -11,6 +11,7 @@ import {
   THROTTLE_STORM_MS,
   throttleDecision,
 } from '../../src/policy/index.js';
+import { HOUR } from '../support/world.js';
 
 const rules = { maxRetries: 3, backoffSeconds: [1, 2, 4] };
 const fresh: KeyHistory = { failedAnswers: 0, unanswered: 0, lastOutcome: null };
@@ -234,8 +235,8 @@ describe('a throttling storm', () => {
   it('two 429s far apart are two runs, not one storm', () => {
     const first = throttleDecision({ throttledSince: null, holdUntil: 0 }, 0, 2000);
     // Hours later (the run long over: no 429 for a whole storm's length after its wait), another 429.
-    const later = throttleDecision(first.state, 3_600_000, 2000);
+    const later = throttleDecision(first.state, HOUR, 2000);
     expect(later.storm).toBe(false);
-    expect(later.state.throttledSince).toBe(3_600_000);
+    expect(later.state.throttledSince).toBe(HOUR);
   });
 });

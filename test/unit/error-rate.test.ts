@@ -5,6 +5,7 @@ import { errorRateRule, requestClass } from '../../src/monitor/index.js';
 import type { SendOutcome } from '../../src/outbound/index.js';
 import { errorRateDecision, wilsonLowerBound } from '../../src/policy/index.js';
 import { tempDir } from '../support/tmp.js';
+import { HOUR } from '../support/world.js';
 
 const config = loadConfig({
   cwd: tempDir(),
@@ -16,7 +17,7 @@ const seq = (pattern: string) => [...pattern].map((c) => ({ failed: c === 'x' })
 
 describe('the error-rate rule (shipped policy)', () => {
   it('takes its numbers from the policy file', () => {
-    expect(rule).toEqual({ tolerance: 0.1, minRequests: 10, consecutiveFailures: 3, windowMs: 3_600_000 });
+    expect(rule).toEqual({ tolerance: 0.1, minRequests: 10, consecutiveFailures: 3, windowMs: HOUR });
   });
 
   it('partner down: rolls back on the 3rd failed request, not before', () => {

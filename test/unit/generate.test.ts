@@ -9,7 +9,7 @@ import {
   generateLeads,
   writeGeneratedLeads,
 } from '../../src/synthetic/index.js';
-import { NOW } from '../support/world.js';
+import { DAY, NOW } from '../support/world.js';
 
 const RULES = { minLeadScore: 40, maxLeadAgeDays: 14 };
 
@@ -46,14 +46,14 @@ describe('generateLeads', () => {
     expect(a).not.toEqual(b);
     const differing = a.filter((row, i) => row.fields.email !== b[i]!.fields.email).length;
     expect(differing).toBeGreaterThan(190);
-    const later = take(200, 1, NOW + 86_400_000);
+    const later = take(200, 1, NOW + DAY);
     expect(later.map((r) => r.fields.name)).toEqual(a.map((r) => r.fields.name));
     const shifted = later.map(
       (r, i) =>
         Date.parse(String(r.fields.source_timestamp)) - Date.parse(String(a[i]!.fields.source_timestamp)),
     );
     // Same seed, now one day later: every timestamp moves by a day, except invalid ones that are not dates.
-    expect(shifted.filter((d) => d === 86_400_000).length).toBeGreaterThan(190);
+    expect(shifted.filter((d) => d === DAY).length).toBeGreaterThan(190);
   });
 
   it('makes each kind of row in the shares of DEFAULT_SHARES (20,000 rows)', () => {

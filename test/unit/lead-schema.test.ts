@@ -5,7 +5,7 @@ import {
   type Validation,
   validateLead,
 } from '../../src/ingest/lead-schema.js';
-import { NOW } from '../support/world.js';
+import { HOUR, NOW } from '../support/world.js';
 
 const opts = { now: NOW, requireExternalId: false };
 
@@ -81,7 +81,7 @@ describe('validateLead: normalisation', () => {
   });
 
   it('accepts JSON values: numbers for score, value and epoch-millisecond timestamps; absent optional fields', () => {
-    const ts = NOW - 3_600_000;
+    const ts = NOW - HOUR;
     const result = validateLead(
       { name: 'Jo', email: 'jo@example.org', score: 0, source_timestamp: ts },
       opts,

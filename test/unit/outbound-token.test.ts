@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock/index.js';
 import { type TokenGrant, TokenProvider, tokenFit, tokenLifeNeededMs } from '../../src/outbound/token.js';
-import { NOW } from '../support/world.js';
+import { HOUR, NOW } from '../support/world.js';
 
 /** The hard maximum request timeout and the default margin: a request asks 40 s of a token. */
 const TIMEOUT_MS = 30_000;
@@ -65,8 +65,8 @@ describe('tokenLifeNeededMs: the least life a token must have left to be used', 
   const request = TIMEOUT_MS + MARGIN_MS;
   it.each([
     // [lifetime, asked, need, why]
-    [3_600_000, request, request, 'a long-lived token covers the request and the margin'],
-    [3_600_000, CYCLE_ASK_MS + MARGIN_MS, CYCLE_ASK_MS + MARGIN_MS, 'and what a caller asks ahead'],
+    [HOUR, request, request, 'a long-lived token covers the request and the margin'],
+    [HOUR, CYCLE_ASK_MS + MARGIN_MS, CYCLE_ASK_MS + MARGIN_MS, 'and what a caller asks ahead'],
     [request, request, request, 'a lifetime exactly a request still covers it'],
     [60_000, CYCLE_ASK_MS + MARGIN_MS, request, 'asked more than any token lives: one request'],
     [request - 1, request, (request - 1) / 2, 'shorter than a request: the first half of its life'],
@@ -111,11 +111,11 @@ describe('TokenProvider', () => {
 
   it('a caller asking ahead gets a token that covers what it asks when tokens live that long', async () => {
     const { tokens, clock, calls } = provider([
-      { grant: granted('t1', 3_600_000) },
-      { grant: granted('t2', 3_600_000) },
+      { grant: granted('t1', HOUR) },
+      { grant: granted('t2', HOUR) },
     ]);
     await tokens.get(CYCLE_ASK_MS);
-    clock.advance(3_600_000 - CYCLE_ASK_MS - MARGIN_MS); // 80 s left: covers 70 s + 10 s
+    clock.advance(HOUR - CYCLE_ASK_MS - MARGIN_MS); // 80 s left: covers 70 s + 10 s
     expect(await tokens.get(CYCLE_ASK_MS)).toMatchObject({ token: 't1', refreshed: false });
     clock.advance(1);
     expect(await tokens.get(CYCLE_ASK_MS)).toMatchObject({ token: 't2', refreshed: true });
