@@ -18,6 +18,9 @@ import { workerHeapFlags, workerRestartRssBytes } from '../policy/index.js';
 import type { App } from './types.js';
 import type { RunResult } from './worker.js';
 
+/** The longest the synthetic leads' loader may run before the supervisor goes on without it. */
+const PREPARE_LIMIT_MS = 300_000;
+
 /** How often the supervisor sends the alerts that are due. */
 const ALERT_DISPATCH_MS = 1_000;
 
@@ -96,7 +99,11 @@ export async function runSupervisor(
   // The synthetic leads of an empty Phase 3 store are loaded by a process of its own that ends
   // after, so that no worker keeps their generator in memory (the supervisor waits for it).
   if (!options.spawnWorker && config.phase === 3 && !config.realDataIngest) {
-    await prepareInChild(execArgv, options);
+    // The loader is held to a worker's first-heartbeat limit to say it started: one that hangs as it
+    // starts never holds the service (the first worker loads the leads itself then).
+    const startLimitMs =
+      (config.policy.heartbeatIntervalSeconds + config.policy.heartbeatGraceSeconds) * 1000;
+    await prepareInChild(execArgv, options, startLimitMs);
   }
   const spawnWorker = (): WorkerHandle => {
     const child = spawnChild(execArgv);
@@ -285,8 +292,16 @@ export async function runSupervisor(
   }
 }
 
-/** `valhalla worker --prepare-only` as a child process: resolves when it ends (it says what it did). */
-function prepareInChild(execArgv: string[], options: SupervisorRunOptions): Promise<void> {
+/**
+ * `valhalla worker --prepare-only` as a child process: resolves when it ends (it says what it did).
+ * It must say it started (one IPC message) within `startLimitMs`, else it is killed and the supervisor
+ * goes on without it.
+ */
+function prepareInChild(
+  execArgv: string[],
+  options: SupervisorRunOptions,
+  startLimitMs: number,
+): Promise<void> {
   return new Promise((resolve) => {
     const child = fork(BIN, ['worker', '--prepare-only'], {
       execArgv,
@@ -296,9 +311,32 @@ function prepareInChild(execArgv: string[], options: SupervisorRunOptions): Prom
     });
     child.stdout?.pipe(options.stdout, { end: false });
     if (child.stderr) forwardStderr(child.stderr, options.stderr);
+    let started = false;
+    child.once('message', () => {
+      started = true;
+    });
+    const unstarted = setTimeout(() => {
+      if (started) return;
+      options.print(
+        `the synthetic leads' loader (pid ${child.pid}) did not start within ${startLimitMs / 1000} s: stopped; the first worker loads them`,
+      );
+      child.kill('SIGKILL');
+    }, startLimitMs);
+    // Started but never done (5,000 leads take seconds): the same, after a bound far above that.
+    const unfinished = setTimeout(() => {
+      options.print(
+        `the synthetic leads' loader (pid ${child.pid}) did not finish within ${PREPARE_LIMIT_MS / 1000} s: stopped; the first worker loads them`,
+      );
+      child.kill('SIGKILL');
+    }, PREPARE_LIMIT_MS);
+    const done = () => {
+      clearTimeout(unstarted);
+      clearTimeout(unfinished);
+      resolve();
+    };
     // A failure is not fatal here: the first worker loads the leads itself then (and says why).
-    child.on('error', () => resolve());
-    child.on('exit', () => resolve());
+    child.on('error', done);
+    child.on('exit', done);
     options.stop.addEventListener('abort', () => child.kill('SIGTERM'), { once: true });
   });
 }

@@ -28,6 +28,8 @@ export function registerWorker(program: Command, ctx: Context): void {
       ).hideHelp(),
     )
     .action(async (opts: { cycles?: number; prepareOnly?: boolean }) => {
+      // The supervisor holds the loader to a start limit: say at once that it runs.
+      if (opts.prepareOnly && process.connected && process.send) process.send({ type: 'preparing' });
       await ctx.withApp(async (app) => {
         if (opts.prepareOnly) {
           await prepareSyntheticLeads(app, (line) => writeLine(ctx.io.stdout, line));
