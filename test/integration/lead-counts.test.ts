@@ -12,7 +12,6 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type App, initialize } from '../../src/app/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
-import type { PartnerPort, SendOutcome } from '../../src/engine/index.js';
 import { writeGoLiveAt } from '../../src/guard/index.js';
 import { eraseLead } from '../../src/privacy/erasure.js';
 import { archiveCompleted } from '../../src/privacy/retention.js';
@@ -21,7 +20,7 @@ import { type Backend, backends, dropTestSchemas } from '../support/backends.js'
 import { phase4Env, UNCALLED_PARTNER } from '../support/cli.js';
 import { queueInLiveBatch } from '../support/outbox.js';
 import { tempDir } from '../support/tmp.js';
-import { CLEARED, DAY, HOUR } from '../support/world.js';
+import { answeringPartner, CLEARED, DAY, HOUR } from '../support/world.js';
 
 const list = await backends();
 afterAll(dropTestSchemas);
@@ -72,16 +71,9 @@ async function ingest(
 }
 
 async function cycle(w: World, outcome: 'accept' | 'refuse') {
-  const answer: SendOutcome =
-    outcome === 'accept'
-      ? { kind: 'accepted', status: 200, body: null, bodyIssue: null, ms: 1 }
-      : { kind: 'permanent', status: 422, message: 'unprocessable', stage: 'batch', ms: 1 };
-  const partner: PartnerPort = {
-    health: async () => ({ ok: true, status: 200, ms: 1 }),
-    ensureToken: async () => ({ kind: 'ok', expiresAtMs: Number.MAX_SAFE_INTEGER, refreshed: false }),
-    sendBatch: async () => answer,
-  };
-  return w.app.engine({ gates: CLEARED, partner, sleep: w.clock.sleep }).runCycle();
+  return w.app
+    .engine({ gates: CLEARED, partner: answeringPartner(outcome), sleep: w.clock.sleep })
+    .runCycle();
 }
 
 /** The kept counts equal a scan of the rows, and `status` reports them; returns them. */

@@ -2,6 +2,7 @@
  * What every suite shares: where the virtual clocks start, time in milliseconds, waiting for a
  * condition, and the gate clearance given. No state: importing it starts nothing.
  */
+import type { PartnerPort, SendOutcome } from '../../src/engine/index.js';
 import type { GateClearance } from '../../src/guard/index.js';
 
 /** Where the suites' virtual clocks (ManualClock) start: one fixed instant, so dates in assertions hold. */
@@ -105,4 +106,20 @@ export function whileRunning(run: RunningProcess): Pick<UntilOptions, 'detail' |
 export function untilOutput(run: RunningProcess, text: string | RegExp, what: string): Promise<true> {
   const shown = () => (typeof text === 'string' ? run.out().includes(text) : text.test(run.out()));
   return until(() => shown() || undefined, { what, ...whileRunning(run) });
+}
+
+/**
+ * A partner stub that answers every batch the same: `accept` (200) or `refuse` (422, a permanent
+ * refusal); its health check and token always pass. For tests whose point is not the partner.
+ */
+export function answeringPartner(outcome: 'accept' | 'refuse'): PartnerPort {
+  const answer: SendOutcome =
+    outcome === 'accept'
+      ? { kind: 'accepted', status: 200, body: null, bodyIssue: null, ms: 1 }
+      : { kind: 'permanent', status: 422, message: 'unprocessable', stage: 'batch', ms: 1 };
+  return {
+    health: async () => ({ ok: true, status: 200, ms: 1 }),
+    ensureToken: async () => ({ kind: 'ok', expiresAtMs: Number.MAX_SAFE_INTEGER, refreshed: false }),
+    sendBatch: async () => answer,
+  };
 }
