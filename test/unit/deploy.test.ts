@@ -229,7 +229,7 @@ describe('deploy files', () => {
       expect(finalStage.at(-1)).toBe('CMD ["node","bin/valhalla.js","run"]');
     });
 
-    it('copies what `npm run build` compiles (tsconfig.build.json and the dashboard), and no test or benchmark code', () => {
+    it('copies what `npm run build` compiles (tsconfig.build.json, the dashboard, the configurations it names), and no test or benchmark code', () => {
       const copied = instructions
         .filter((l) => l.startsWith('COPY ') && !l.includes('--from='))
         .flatMap((l) => l.split(/\s+/).slice(1, -1));
@@ -243,6 +243,11 @@ describe('deploy files', () => {
         }
       ).scripts;
       if (scripts.build!.includes('web/')) expect(copied).toContain('web');
+      // Every configuration the build names (the dashboard's, the CLI bundle's) is in the image's build.
+      for (const [, config] of scripts.build!.matchAll(/--config (\S+)/g)) {
+        const top = config!.split('/')[0]!;
+        expect(copied, config).toContain(top);
+      }
       expect(copied.filter((c) => c.startsWith('test') || c.startsWith('bench'))).toEqual([]);
     });
 
