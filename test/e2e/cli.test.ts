@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -6,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
 import { DEFAULT_POLICY_FILE, loadConfig } from '../../src/config/index.js';
 import {
+  BIN,
   type CliResult,
   phase4Env,
   runBinary,
@@ -64,7 +66,29 @@ describe('exit codes', () => {
     const result = await runInProcess(['status'], { cwd, env });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('Phase 3 (DRY-RUN)');
+    // Phase 3 sends nothing, whatever the mode says: status never reads "live" there.
+    expect(result.stdout).toContain('Mode: DRY-RUN (Phase 3: nothing is sent)');
+    expect(result.stdout).not.toMatch(/Mode: live/);
     expect(result.stderr).toBe('');
+  });
+
+  it('0 when the reader is gone (`valhalla … | head -1`): no stack trace', async () => {
+    for (const args of [['--help'], ['status']]) {
+      const child = spawn(process.execPath, [BIN, ...args], {
+        cwd,
+        env: { PATH: process.env.PATH ?? '', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      // The reader goes before the command writes its first line: every write meets a closed pipe.
+      child.stdout.destroy();
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk;
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(stderr, args.join(' ')).not.toMatch(/EPIPE|\n\s+at /);
+      expect(code, `${args.join(' ')}: ${stderr}`).toBe(0);
+    }
   });
 
   it('1 when ingesting a file that does not exist, naming it', async () => {

@@ -68,7 +68,11 @@ export function registerStatus(program: Command, ctx: Context): void {
           `Ingest: ${i.runs} runs, ${i.read} rows read: ${i.accepted} accepted, ${i.duplicate} duplicate, ${i.rejected} rejected`,
         );
         writeLine(io.stdout, `Audit chain: ${report.auditEntries} entries`);
-        writeLine(io.stdout, `Mode: ${run.mode}`);
+        // Phase 3 sends nothing whatever its mode: a mode of `live` there reads as what it is.
+        writeLine(
+          io.stdout,
+          `Mode: ${phase === 3 && run.mode === 'live' ? 'DRY-RUN (Phase 3: nothing is sent)' : run.mode}`,
+        );
         writeLine(
           io.stdout,
           gates.cleared
