@@ -129,11 +129,17 @@ function lineChart(
   return `<figure><figcaption>${escapeHtml(title)}</figcaption><svg class="chart" viewBox="0 0 ${w} ${h}" role="img" aria-label="${escapeHtml(title)}">${ticks.join('')}<text x="4" y="${top + 10}">${number(maxY)}</text><text x="4" y="${h - bottom}">0</text>${paths.join('')}${marks.join('')}</svg><ul class="legend">${legend}</ul></figure>`;
 }
 
-/** A table that scrolls inside the page's width on a narrow screen, never the page itself. */
+/**
+ * A table; on a narrow screen each row becomes a block of labelled lines (each cell carries its
+ * column's name), so no column is cut or hidden behind a sideways scroll.
+ */
 function table(head: string[], rows: (string | number)[][]): string {
   const text = (c: string | number) => escapeHtml(typeof c === 'number' ? number(c) : c);
   return `<div class="table-wrap"><table><thead><tr>${head.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr></thead><tbody>${rows
-    .map((r) => `<tr>${r.map((c) => `<td>${text(c)}</td>`).join('')}</tr>`)
+    .map(
+      (r) =>
+        `<tr>${r.map((c, i) => `<td data-label="${escapeHtml(head[i] ?? '')}">${text(c)}</td>`).join('')}</tr>`,
+    )
     .join('')}</tbody></table></div>`;
 }
 
@@ -222,6 +228,7 @@ export function simulationHtml(r: SimulationResult): string {
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:960px;padding:0 12px;color:#111827;overflow-wrap:anywhere}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}
 .table-wrap{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0}
+@media (max-width:600px){.table-wrap table,.table-wrap tbody,.table-wrap tr,.table-wrap td{display:block;width:100%}.table-wrap thead{display:none}.table-wrap tr{margin:0 0 8px;border:1px solid #e5e7eb}.table-wrap td{border:0;border-bottom:1px solid #f3f4f6;display:flex;gap:8px;overflow-wrap:anywhere}.table-wrap td::before{content:attr(data-label);flex:0 0 45%;color:#4b5563}}
 td,th{border:1px solid #e5e7eb;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:normal}th{background:#f3f4f6}
 .figures th{font-weight:400}.figures td{font-variant-numeric:tabular-nums}
 figure{margin:12px 0}figcaption{font-weight:600;margin-bottom:4px}svg.chart{display:block;width:100%;height:auto;font-size:11px}

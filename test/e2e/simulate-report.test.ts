@@ -174,6 +174,14 @@ describe.skipIf(!available)("the simulation's HTML report in Chromium", () => {
       );
       expect(widths.client).toBeLessThanOrEqual(viewport.width);
       expect.soft(widths.scroll, 'the page is wider than the screen').toBeLessThanOrEqual(widths.client);
+      // Nor is any table: one that scrolls sideways inside its box hides its last columns.
+      const scrolled = await page.evaluate<string[]>(
+        `[...document.querySelectorAll('table')].filter((t) => {
+          const box = t.parentElement;
+          return t.scrollWidth > box.clientWidth + 0.5 || box.scrollWidth > box.clientWidth + 0.5;
+        }).map((t) => [...t.querySelectorAll('th')].map((th) => th.textContent).join(','))`,
+      );
+      expect.soft(scrolled, 'tables wider than their box').toEqual([]);
 
       const tables = await page.evaluate<{ head: string[]; rows: string[][] }[]>(TABLES);
       const stability = tables.find((t) => t.head[0] === 'check');

@@ -173,13 +173,16 @@ export async function gateItemCells(page: Page): Promise<ItemCell[]> {
   })()`);
 }
 
-/** Every gate's state and evidence cells are drawn whole inside the panel and the screen. */
+/** Every gate's state and evidence cells are drawn whole inside the panel and the screen, each with its text. */
 export async function expectGateItemsInView(page: Page): Promise<void> {
   await expect.poll(() => page.locator('#gates [data-gate]').count(), { timeout: 10_000 }).toBe(9);
   const cells = await gateItemCells(page);
   expect(cells.length).toBeGreaterThan(9);
   expect(new Set(cells.map((c) => c.column)).size, 'a state and an evidence column').toBe(2);
-  const hidden = cells.filter((c) => !(c.inPanel && c.inViewport && c.onTop && c.width > 0 && c.height > 0));
+  // Drawn, and saying something: an empty evidence reads "—", never a blank box.
+  const hidden = cells.filter(
+    (c) => !(c.inPanel && c.inViewport && c.onTop && c.width > 0 && c.height > 0 && c.text.trim() !== ''),
+  );
   expect(
     hidden.map((c) => `${c.item} ${c.column}: ${JSON.stringify(c)}`),
     'state and evidence cells out of view',
