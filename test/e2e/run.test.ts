@@ -13,6 +13,7 @@ import {
   BIN,
   type CliResult,
   harnessScript,
+  phase3Env,
   runBinary,
   runInProcess,
   phase4Env as sharedPhase4Env,
@@ -109,15 +110,7 @@ describe('valhalla run in Phase 3 (DRY-RUN), with a sandbox configured as the pa
     // Plain HTTP to a loopback sandbox is allowed in Phase 3: the point is that nothing reaches it.
     partner = await sandbox({ plainHttp: true });
     cwd = tempDir();
-    env = testEnv(join(cwd, 'data'), {
-      VALHALLA_PHASE: '3',
-      VALHALLA_REAL_DATA_INGEST: '0',
-      VALHALLA_PARTNER_URL: partner.url,
-      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
-      VALHALLA_CYCLE_INTERVAL_S: '1',
-    });
+    env = phase3Env(join(cwd, 'data'), partner, { VALHALLA_CYCLE_INTERVAL_S: '1' });
     dbFile = join(cwd, 'data', 'valhalla.db');
     const init = await runBinary(['init'], { cwd, env });
     expect(init.code, init.stderr).toBe(0);
