@@ -95,5 +95,18 @@ for (const [name, s] of rows) {
     `${name.padEnd(34)} ${s.wallMs.toFixed(0).padStart(6)} ms (${(s.wallMs / base.wallMs).toFixed(1)}× node)  peak ${s.peakRssMb.toFixed(0).padStart(4)} MB (${(s.peakRssMb / base.peakRssMb).toFixed(1)}× node)`,
   );
 }
+// The targets: --help within 150 ms, status within 300 ms at 1,000,000 leads (wall, on this machine).
+const TARGETS: [string, number][] = [
+  ['valhalla --help', 150],
+  [rows[4]![0], 300],
+];
+let missed = 0;
+for (const [name, limitMs] of TARGETS) {
+  const sample = rows.find(([n]) => n === name)![1];
+  const ok = sample.wallMs <= limitMs;
+  if (!ok) missed += 1;
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${sample.wallMs.toFixed(0)} ms (target ≤ ${limitMs} ms)`);
+}
 rmSync(small.cwd, { recursive: true, force: true });
 rmSync(large.cwd, { recursive: true, force: true });
+if (missed > 0) process.exitCode = 1;

@@ -116,6 +116,10 @@ try {
   console.log(
     `supervisor + worker            ${service.total.toFixed(0).padStart(4)} MB RSS (${(service.total / baseline.total).toFixed(1)}× bare; supervisor ${sup.toFixed(0)} MB, worker ${workers.map((w) => w.toFixed(0)).join(' + ')} MB)`,
   );
+  // The target: the idle service (supervisor, dashboard and worker together) within 200 MB RSS.
+  const ok = service.total <= 200;
+  console.log(`${ok ? 'PASS' : 'FAIL'} idle service ${service.total.toFixed(0)} MB RSS (target ≤ 200 MB)`);
+  if (!ok) process.exitCode = 1;
 } finally {
   run.kill('SIGTERM');
   await exited(run);
