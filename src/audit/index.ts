@@ -1,12 +1,3 @@
-// The audit chain's vocabulary is the policy's (src/policy/audit-actions.ts): re-exported here for its writers.
-export {
-  AUDIT_ACTIONS,
-  type AuditAction,
-  type GuardVerdict,
-  guardAction,
-  isAuditAction,
-  modeAction,
-} from '../policy/index.js';
 export {
   type AuditEntry,
   type ChainBreak,

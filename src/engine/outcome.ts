@@ -1,6 +1,10 @@
-import type { AuditAction } from '../audit/index.js';
 import type { PermanentOutcome, RetryableOutcome } from '../outbound/index.js';
-import { type DeliveryMove, freshnessCutoff, THROTTLE_DEFAULT_WAIT_MS } from '../policy/index.js';
+import {
+  type AuditAction,
+  type DeliveryMove,
+  freshnessCutoff,
+  THROTTLE_DEFAULT_WAIT_MS,
+} from '../policy/index.js';
 import type { StoreTransaction } from '../store/index.js';
 import { type Delivery, type Lead, releaseFromDeliveries, setLeadsState } from '../store/index.js';
 import type { EngineContext } from './context.js';

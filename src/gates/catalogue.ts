@@ -1,4 +1,4 @@
-import type { AuditAction } from '../audit/index.js';
+import type { AuditAction } from '../policy/index.js';
 import type { SignerRole } from '../store/index.js';
 
 /**

@@ -3,10 +3,16 @@
  * latest evidence (how recent each must be: EVIDENCE_MAX_AGE_DAYS), the attested ones and the
  * sign-offs from the signatures valid now; and the conformance run the manifest's partner needs.
  */
-import type { AuditAction, AuditLog, AuditVerification } from '../audit/index.js';
+import type { AuditLog, AuditVerification } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
-import { canonicalJson, HARD_CAPS, heapLimitWithinPolicy, workerRestartRssBytes } from '../policy/index.js';
+import {
+  type AuditAction,
+  canonicalJson,
+  HARD_CAPS,
+  heapLimitWithinPolicy,
+  workerRestartRssBytes,
+} from '../policy/index.js';
 import { latestHeartbeat, readInstallationId, type SignerRole, type Store } from '../store/index.js';
 import { EVIDENCE_ACTIONS, type EvidenceCheck, GATES, type GateItem } from './catalogue.js';
 import { buildManifest, type ManifestLimits, manifestEndpoint, type ReleaseManifest } from './manifest.js';

@@ -5,7 +5,7 @@
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import type { z } from 'zod';
-import type { AuditAction } from '../audit/index.js';
+import type { AuditAction } from '../policy/index.js';
 import type { StoreDb } from '../store/index.js';
 import {
   allSignatures,

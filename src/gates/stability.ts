@@ -1,7 +1,8 @@
-import type { AuditAction, AuditEntry, AuditLog } from '../audit/index.js';
+import type { AuditEntry, AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import {
+  type AuditAction,
   analyseGaps,
   type BeatSample,
   binScores,

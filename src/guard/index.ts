@@ -1,8 +1,8 @@
-import { type AuditLog, guardAction } from '../audit/index.js';
+import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
-import { freshnessCutoff, HARD_CAPS } from '../policy/index.js';
+import { freshnessCutoff, guardAction, HARD_CAPS } from '../policy/index.js';
 import type { StoreTransaction } from '../store/index.js';
 import { dailyUsage, type Lead } from '../store/index.js';
 import { readMode } from './modes.js';

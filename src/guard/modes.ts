@@ -1,7 +1,14 @@
 import type { AlertRecorder } from '../alerts/index.js';
-import { type AuditLog, modeAction } from '../audit/index.js';
+import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
-import { MODES, type Mode, type ModeChange, type ModeCommand, planModeChange } from '../policy/index.js';
+import {
+  MODES,
+  type Mode,
+  type ModeChange,
+  type ModeCommand,
+  modeAction,
+  planModeChange,
+} from '../policy/index.js';
 import type { Executor, StoreTransaction } from '../store/index.js';
 
 export type { Mode };

@@ -6,7 +6,6 @@ import SqliteDatabase from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  type AuditAction,
   type AuditEntry,
   type AuditLog,
   createAuditLog,
@@ -14,6 +13,7 @@ import {
   GENESIS_HASH,
 } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock/index.js';
+import type { AuditAction } from '../../src/policy/index.js';
 import {
   getRuntimeValue,
   openStore,

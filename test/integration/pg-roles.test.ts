@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, openApp } from '../../src/app/index.js';
-import type { AuditAction } from '../../src/audit/index.js';
 import { loadConfig } from '../../src/config/index.js';
+import type { AuditAction } from '../../src/policy/index.js';
 import {
   applyGrants,
   grantStatements,

@@ -10,11 +10,10 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, initialize } from '../../src/app/index.js';
-import type { AuditAction } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { type StabilityResult, verifyStability } from '../../src/gates/stability.js';
-import { nextDailyRestart } from '../../src/policy/index.js';
+import { type AuditAction, nextDailyRestart } from '../../src/policy/index.js';
 import { recordHeartbeat, recordRequest } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { runInProcess, testEnv } from '../support/cli.js';

@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AUDIT_ACTIONS, guardAction, isAuditAction, modeAction } from '../../src/audit/index.js';
 import { EVIDENCE_ACTIONS, GATE_ACTIONS } from '../../src/gates/index.js';
+import { AUDIT_ACTIONS, guardAction, isAuditAction, modeAction } from '../../src/policy/index.js';
 import { REPO_ROOT } from '../support/cli.js';
 
 const SRC = join(REPO_ROOT, 'src');
