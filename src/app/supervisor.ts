@@ -15,6 +15,7 @@ import {
   type WorkerHandle,
 } from '../monitor/index.js';
 import { workerHeapFlags, workerRestartRssBytes } from '../policy/index.js';
+import { syntheticLeadsWanted } from './synthetic.js';
 import type { App } from './types.js';
 import type { RunResult } from './worker.js';
 
@@ -98,7 +99,8 @@ export async function runSupervisor(
       }));
   // The synthetic leads of an empty Phase 3 store are loaded by a process of its own that ends
   // after, so that no worker keeps their generator in memory (the supervisor waits for it).
-  if (!options.spawnWorker && config.phase === 3 && !config.realDataIngest) {
+  // Only an empty store's first start forks the loader; a store with leads starts its worker at once.
+  if (!options.spawnWorker && (await syntheticLeadsWanted({ store, config }))) {
     // The loader is held to a worker's first-heartbeat limit to say it started: one that hangs as it
     // starts never holds the service (the first worker loads the leads itself then).
     const startLimitMs =

@@ -7,6 +7,13 @@ import { createPrivateWriteStream, ensurePrivateDir } from '../files/index.js';
 import { type IngestDeps, type IngestSummary, ingestFile } from '../ingest/index.js';
 import { archiveSyntheticLeads as archiveSyntheticRows, ingestTotals, type Store } from '../store/index.js';
 
+/** Whether a start loads the synthetic leads: Phase 3, real data off, and nothing ever ingested. */
+export async function syntheticLeadsWanted(deps: { store: Store; config: Config }): Promise<boolean> {
+  const { store, config } = deps;
+  if (config.realDataIngest || config.phase !== 3) return false;
+  return (await ingestTotals(store.db)).read === 0;
+}
+
 /**
  * The main job's start in Phase 3: with real data off and nothing ever ingested, generate and
  * ingest `count` synthetic leads (seed 1) from `<data dir>/synthetic-leads.csv`; null otherwise.
@@ -15,10 +22,8 @@ export async function loadSyntheticLeadsIfEmpty(
   deps: { store: Store; clock: Clock; config: Config; ingestDeps: () => IngestDeps },
   count: number,
 ): Promise<IngestSummary | null> {
-  const { store, clock, config } = deps;
-  if (config.realDataIngest || config.phase !== 3) return null;
-  const totals = await ingestTotals(store.db);
-  if (totals.read > 0) return null;
+  const { clock, config } = deps;
+  if (!(await syntheticLeadsWanted(deps))) return null;
   // Loaded here only: faker is large, and only this path and `leads generate` need it.
   const { writeGeneratedLeads } = await import('../synthetic/index.js');
   const file = join(config.dataDir, 'synthetic-leads.csv');
