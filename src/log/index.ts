@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenExistingFile } from '../files/index.js';
+import { escapeText } from '../text/index.js';
 
 export type { Logger } from 'pino';
 
@@ -45,12 +46,8 @@ export function terminalLine(json: string): string | null {
   const word = LEVEL_WORDS[record.level] ?? 'error';
   const text = `valhalla: ${word}: ${record.msg ?? ''}${fields.length > 0 ? ` (${fields.join(', ')})` : ''}`;
   // A message can quote input (a file's header, a partner's answer): no terminal control gets through.
-  return `${text.replace(TERMINAL_CONTROLS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)}\n`;
+  return `${escapeText(text, { newlines: true })}\n`;
 }
-
-// Built from a string, as the CLI's own escaping is (a control character in a regex literal is a lint error).
-const CONTROLS = '\\u0000-\\u001f\\u007f-\\u009f';
-const TERMINAL_CONTROLS = new RegExp(`[${CONTROLS}]`, 'g');
 
 export function createLogger(options: LoggerOptions): Logger {
   // A log names pseudonyms, ids and errors: owner-only like every file the product writes. A file

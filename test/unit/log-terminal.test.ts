@@ -18,6 +18,9 @@ describe('the log on a terminal', () => {
   it('writes control characters from input out, so they cannot act on the terminal', () => {
     const line = terminalLine(record({ level: 40, msg: 'bad header \u001b]0;title\u0007' })) ?? '';
     expect(line).toBe('valhalla: warning: bad header \\x1b]0;title\\x07\n');
+    // The same rule as the CLI's lines: bidirectional overrides and line breaks are written out too.
+    const reordered = terminalLine(record({ level: 40, msg: 'reason \u202eevil\nsecond line' })) ?? '';
+    expect(reordered).toBe('valhalla: warning: reason \\u202eevil\\x0asecond line\n');
   });
 });
 
