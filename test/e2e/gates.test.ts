@@ -386,13 +386,14 @@ describe('the go-live gates, from nothing to Phase 4', () => {
       expect(run.code, name).toBe(3);
       expect(run.stderr).toContain(`${items[0]}:`);
     }
-    // The worker's heap limit: the latest heartbeat reports no 512 MB cap.
+    // The worker's heap limit: the latest heartbeat reports what `--max-old-space-size=512` alone
+    // gives (the old space at 512 MB, the young generation on top): over the policy's 512 MB.
     const heap = variant('heap', (db) =>
       db
         .prepare(
           "insert into heartbeats (at, runner, pid, worker_started_at, phase, rss_bytes, heap_used_bytes, heap_limit_bytes, state, cycle_id) values (?, 'h:1', 1, ?, 4, 1, 1, ?, 'idle', null)",
         )
-        .run(Date.now(), Date.now(), 4 * 1024 ** 3),
+        .run(Date.now(), Date.now(), 560 * 1024 ** 2),
     );
     const verify = await cli(['gates', 'verify'], heap);
     expect(verify.code).toBe(3);
