@@ -16,7 +16,7 @@ import { type DedupKeyKind, loadConfig } from '../../src/config/index.js';
 import type { IngestSummary } from '../../src/ingest/index.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
 import { eraseLead } from '../../src/privacy/erasure.js';
-import { getRuntimeValue } from '../../src/store/index.js';
+import { countLeadsByState, getRuntimeValue, scanLeadsByState } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
@@ -221,6 +221,8 @@ describe.each(list)('a lead is one person under either identity, on $name', (bac
     expect(stored.length).toBe(a.accepted + b.accepted + c.accepted);
     expect(a.duplicate + b.duplicate + c.duplicate + stored.length).toBe(3 * people.length);
     expect(stored.length).toBeGreaterThanOrEqual(people.length);
+    // Three writers at once: the counts the database keeps by state still equal the rows.
+    expect(await countLeadsByState(site.app.store.db)).toEqual(await scanLeadsByState(site.app.store.db));
   });
 
   it.each(['email', 'external_id'] as const)(
@@ -351,6 +353,8 @@ describe.each(list)(
       // The first command after the upgrade: its rule (the default) is the installation's now.
       const upgraded = await site.reopen();
       const udb = upgraded.store.db;
+      // 0014 applied to a store with leads: its counts start from them.
+      expect(await countLeadsByState(udb)).toEqual(await scanLeadsByState(udb));
       expect(await getRuntimeValue(udb, 'dedup.rule')).toBe('email');
       expect(await getRuntimeValue(udb, 'identity_keys.fill')).toBe('done');
       const added = await udb
