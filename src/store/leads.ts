@@ -62,6 +62,18 @@ const NEW_LEAD_COLUMNS = [
   'synthetic',
 ] as const satisfies readonly (keyof NewLead)[];
 
+/**
+ * Every column a new lead can carry is in the list (the multi-row insert of PostgreSQL writes them
+ * all): a column added to the table and not here fails to compile. Left out on purpose: the id, and
+ * the marks a lead gets later (its dry run, its erasure).
+ */
+type MissingColumns = Exclude<
+  keyof NewLead,
+  (typeof NEW_LEAD_COLUMNS)[number] | 'id' | 'dry_run_at' | 'erased_at'
+>;
+const everyColumn: [MissingColumns] extends [never] ? true : MissingColumns = true;
+void everyColumn;
+
 const PREPARED_INSERT = `insert into leads (${NEW_LEAD_COLUMNS.join(', ')})
   values (${NEW_LEAD_COLUMNS.map(() => '?').join(', ')}) on conflict do nothing`;
 

@@ -91,7 +91,10 @@ const POSTGRES = [
          select state, -count(*) as n from old_leads group by state
        ) as change
        group by state having sum(n) <> 0;
-     perform valhalla_fold_lead_state_counts();
+     -- An update that moved no lead between states recorded nothing: nothing to fold either.
+     if found then
+       perform valhalla_fold_lead_state_counts();
+     end if;
      return null;
    end $$`,
   `create function valhalla_lead_state_counts_delete() returns trigger language plpgsql as $$
