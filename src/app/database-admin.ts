@@ -92,9 +92,13 @@ async function withOwnerStore<T>(target: DatabaseTarget, work: (store: Store) =>
   }
 }
 
-function grantsOn(store: Store, target: DatabaseTarget, appRole: string): Promise<AppliedGrants> {
+async function grantsOn(store: Store, target: DatabaseTarget, appRole: string): Promise<AppliedGrants> {
   const schema = target.kind === 'postgres' ? target.schema : undefined;
-  return translatedAsync(() => applyGrants(store, { appRole, ...(schema ? { schema } : {}) }));
+  try {
+    return await applyGrants(store, { appRole, ...(schema ? { schema } : {}) });
+  } catch (error) {
+    throw asAdminError(error);
+  }
 }
 
 function noRoles(): DatabaseAdminError {
@@ -111,14 +115,6 @@ function asAdminError(error: unknown): unknown {
 function translated<T>(work: () => T): T {
   try {
     return work();
-  } catch (error) {
-    throw asAdminError(error);
-  }
-}
-
-async function translatedAsync<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
   } catch (error) {
     throw asAdminError(error);
   }

@@ -1,13 +1,7 @@
 import type { Command } from 'commander';
-import {
-  applyDatabaseGrants,
-  type DatabaseAdminError,
-  grantsScript,
-  isDatabaseAdminError,
-  migrateDatabase,
-} from '../../app/index.js';
+import { applyDatabaseGrants, grantsScript, migrateDatabase } from '../../app/index.js';
 import type { Context } from '../context.js';
-import { CliExit, EXIT, type ExitCode, writeJson, writeLine } from '../output.js';
+import { writeJson, writeLine } from '../output.js';
 
 /**
  * Database administration, run as the schema's OWNER role (docs/production.md): migrations, and the
@@ -26,8 +20,9 @@ export function registerDb(program: Command, ctx: Context): void {
     .action(async (opts: { appRole?: string; json?: boolean }) => {
       const { io } = ctx;
       const target = ctx.config().database;
-      const { applied, grants } = await admin(() =>
-        migrateDatabase(target, opts.appRole === undefined ? {} : { appRole: opts.appRole }),
+      const { applied, grants } = await migrateDatabase(
+        target,
+        opts.appRole === undefined ? {} : { appRole: opts.appRole },
       );
       if (opts.json) return writeJson(io.stdout, { applied, grants });
       if (applied.length === 0) writeLine(io.stdout, 'nothing to apply: the schema is current');
@@ -57,7 +52,7 @@ export function registerDb(program: Command, ctx: Context): void {
       const { io } = ctx;
       const target = ctx.config().database;
       if (!opts.apply) {
-        const { schema, statements } = await admin(async () => grantsScript(target, opts.appRole));
+        const { schema, statements } = grantsScript(target, opts.appRole);
         if (opts.json) return writeJson(io.stdout, { schema, appRole: opts.appRole, statements });
         writeLine(
           io.stdout,
@@ -72,7 +67,7 @@ export function registerDb(program: Command, ctx: Context): void {
         writeLine(io.stdout, 'commit;');
         return;
       }
-      const applied = await admin(() => applyDatabaseGrants(target, opts.appRole));
+      const applied = await applyDatabaseGrants(target, opts.appRole);
       if (opts.json) return writeJson(io.stdout, applied);
       for (const statement of applied.statements) writeLine(io.stdout, `${statement};`);
       writeLine(
@@ -80,20 +75,4 @@ export function registerDb(program: Command, ctx: Context): void {
         `grants applied as "${applied.appliedBy}": "${applied.appRole}" may read and write schema ${applied.schema}'s tables; on audit_log only SELECT and INSERT`,
       );
     });
-}
-
-const ADMIN_EXIT: Readonly<Record<DatabaseAdminError['code'], ExitCode>> = {
-  NO_DATABASE: EXIT.failure,
-  NO_ROLES: EXIT.refused,
-  INVALID_NAME: EXIT.usage,
-  GRANTS_REFUSED: EXIT.refused,
-};
-
-async function admin<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    if (isDatabaseAdminError(error)) throw new CliExit(ADMIN_EXIT[error.code], error.message);
-    throw error;
-  }
 }
