@@ -42,7 +42,7 @@ export interface FlowWindow {
  * to the current one (at least MIN_BUCKETS minutes), so a service that started an hour ago does not
  * show as a spike at the right edge of 24 empty hours. With no data at all, the last MIN_BUCKETS minutes.
  */
-export function flowWindow(flow: Flow): FlowWindow {
+function flowWindow(flow: Flow): FlowWindow {
   const count = Math.max(0, Math.floor(flow.buckets));
   // Only the outcomes the server counts: a missing one drawn as a flat zero would read as "none happened".
   const outcomes = FLOW_OUTCOMES.filter((outcome) => Array.isArray(flow.series[outcome]));

@@ -7,7 +7,7 @@ import { AuditList } from './panels/audit-list';
 import { renderCaps, renderErrorRate } from './panels/caps';
 import { setupControls, showConfirmCycle } from './panels/controls';
 import { renderGates } from './panels/gates';
-import { forgetPhase, HeartbeatClock, renderHeader, renderMode, streamStateText } from './panels/header';
+import { HeartbeatClock, renderHeader, renderMode, streamStateText } from './panels/header';
 import { renderLeadCounts } from './panels/leads';
 import { QuarantinePanel } from './panels/quarantine';
 import type { ReasonDialog } from './panels/reason-dialog';
@@ -55,6 +55,8 @@ export class Dashboard {
   readonly #failures = new Map<Task, string>();
   readonly #shown = new Map<Task, string>();
   #mode: Mode | null = null;
+  /** The running service's phase, once a status read said it; the stream carries only the mode. */
+  #phase: 3 | 4 | null = null;
   #stopped = false;
 
   constructor(private readonly deps: DashboardDeps) {
@@ -113,7 +115,6 @@ export class Dashboard {
     this.#abort.abort();
     this.#stream.stop();
     this.#heartbeat.stop();
-    forgetPhase();
     for (const interval of this.#intervals) window.clearInterval(interval);
     for (const timer of this.#timers.values()) window.clearTimeout(timer);
     this.#chart.destroy();
@@ -164,6 +165,7 @@ export class Dashboard {
         const status = await api.get<Status>('/api/status');
         if (this.#stopped) return;
         this.#mode = status.mode;
+        this.#phase = status.phase;
         renderHeader(status);
         renderLeadCounts(status.leads);
         renderCaps(status.caps);
@@ -234,7 +236,7 @@ export class Dashboard {
   #onStatus(status: StatusEvent): void {
     if (status.leads && typeof status.leads === 'object') renderLeadCounts(status.leads);
     if (status.mode) {
-      renderMode(status.mode);
+      renderMode(status.mode, this.#phase);
       // A new mode changes more than the stream carries (ramp, error rate, alerts).
       if (this.#mode !== null && status.mode !== this.#mode) {
         this.soon('status', 0);

@@ -8,14 +8,11 @@ const MODE_LABELS: Record<Mode, string> = {
     'Rolled back: outbound stopped; the queue is kept. Live again only after a restart and re-arm.',
 };
 
-/** The running service's phase, once a status read said it; the stream carries only the mode. */
-let knownPhase: 3 | 4 | null = null;
-
 /**
  * What the mode badge says. Phase 3 never sends, so its `live` mode is shown as DRY-RUN; until the
  * phase is known a `live` mode is not claimed either.
  */
-export function modeBadge(mode: Mode, phase: 3 | 4 | null): { text: string; state: string; title: string } {
+function modeBadge(mode: Mode, phase: 3 | 4 | null): { text: string; state: string; title: string } {
   if (mode !== 'live' || phase === 4) return { text: mode, state: mode, title: MODE_LABELS[mode] ?? '' };
   if (phase === 3) {
     return {
@@ -27,16 +24,12 @@ export function modeBadge(mode: Mode, phase: 3 | 4 | null): { text: string; stat
   return { text: '…', state: 'unknown', title: 'Waiting for the phase' };
 }
 
-export function renderMode(mode: Mode): void {
-  const badge = modeBadge(mode, knownPhase);
+/** The mode badge; `phase` is the running service's, null until a status read said it. */
+export function renderMode(mode: Mode, phase: 3 | 4 | null): void {
+  const badge = modeBadge(mode, phase);
   const element = setText('mode', badge.text);
   element.dataset.mode = badge.state;
   element.title = badge.title;
-}
-
-/** Forget the phase (signed out: the next session reads it again). */
-export function forgetPhase(): void {
-  knownPhase = null;
 }
 
 /** The stream's state in words: `live` would read as live sending, which Phase 3 never does. */
@@ -48,8 +41,7 @@ export function streamStateText(state: 'live' | 'reconnecting'): string {
 export function renderHeader(status: Status): void {
   const phase = setText('phase', status.phase === 4 ? '4 LIVE' : '3 DRY-RUN');
   phase.dataset.phase = String(status.phase);
-  knownPhase = status.phase;
-  renderMode(status.mode);
+  renderMode(status.mode, status.phase);
 
   const ramp = status.ramp;
   const rampText =
