@@ -9,10 +9,11 @@ export function evidencePart(
   parts: AppParts,
 ): Pick<App, 'gatesReport' | 'verifyGates' | 'gatesBundle' | 'releaseManifest'> {
   const { store, config, audit, clock } = parts;
+  const gatesReport = () => evaluateGates({ store, config, audit, clock });
   return {
-    gatesReport: () => evaluateGates({ store, config, audit, clock }),
+    gatesReport,
     async verifyGates() {
-      const report = await evaluateGates({ store, config, audit, clock });
+      const report = await gatesReport();
       await audit.record({
         actor: config.operator,
         action: 'gates.verified',

@@ -25,9 +25,7 @@ export {
   type UploadResult,
 } from '../views/index.js';
 export {
-  type AppliedGrants,
   applyDatabaseGrants,
-  DatabaseAdminError,
   type DatabaseAdminErrorCode,
   grantsScript,
   isDatabaseAdminError,

@@ -50,12 +50,11 @@ export {
   manifestDifferences,
   manifestEndpoint,
   manifestHash,
-  manifestSchema,
   monitoringRefusals,
   phase4Limits,
   type ReleaseManifest,
 } from './manifest.js';
-export { amendedManifest, type Refusable, readManifestText, signFields } from './offline-signing.js';
+export { amendedManifest, readManifestText, signFields } from './offline-signing.js';
 export { buildGatesBundle, type GatesBundle } from './report.js';
 export { approvedLimits, recordSignature, validSignatures } from './signatures.js';
 export {

@@ -63,7 +63,6 @@ export { isLoopbackHost } from './loopback.js';
 export {
   heapLimitWithinPolicy,
   WORKER_RSS_SHARE,
-  WORKER_SEMI_SPACE_MB,
   workerHeapFlags,
   workerRestartRssBytes,
 } from './memory.js';

@@ -129,12 +129,14 @@ function lineChart(
   return `<figure><figcaption>${escapeHtml(title)}</figcaption><svg class="chart" viewBox="0 0 ${w} ${h}" role="img" aria-label="${escapeHtml(title)}">${ticks.join('')}<text x="4" y="${top + 10}">${number(maxY)}</text><text x="4" y="${h - bottom}">0</text>${paths.join('')}${marks.join('')}</svg><ul class="legend">${legend}</ul></figure>`;
 }
 
+/** A table cell's text: a number as the report writes numbers, any text escaped. */
+const text = (c: string | number) => escapeHtml(typeof c === 'number' ? number(c) : c);
+
 /**
  * A table; on a narrow screen each row becomes a block of labelled lines (each cell carries its
  * column's name), so no column is cut or hidden behind a sideways scroll.
  */
 function table(head: string[], rows: (string | number)[][]): string {
-  const text = (c: string | number) => escapeHtml(typeof c === 'number' ? number(c) : c);
   return `<div class="table-wrap"><table><thead><tr>${head.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr></thead><tbody>${rows
     .map(
       (r) =>
@@ -145,7 +147,6 @@ function table(head: string[], rows: (string | number)[][]): string {
 
 /** A single row of figures as name/value lines: it fits a phone, where five columns side by side do not. */
 function figures(pairs: [string, string | number][]): string {
-  const text = (c: string | number) => escapeHtml(typeof c === 'number' ? number(c) : c);
   return `<table class="figures"><tbody>${pairs
     .map(([name, value]) => `<tr><th scope="row">${escapeHtml(name)}</th><td>${text(value)}</td></tr>`)
     .join('')}</tbody></table>`;

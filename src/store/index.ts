@@ -90,7 +90,6 @@ export {
   type IncompleteState,
   type InsertedLead,
   insertLeadsSkippingDuplicates,
-  insertNewLeads,
   insertNewLeadsInBulk,
   LEAD_PII_FIELDS,
   type LeadIdentity,
