@@ -97,16 +97,6 @@ export async function runSupervisor(
         cwd: process.cwd(),
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       }));
-  // The synthetic leads of an empty Phase 3 store are loaded by a process of its own that ends
-  // after, so that no worker keeps their generator in memory (the supervisor waits for it).
-  // Only an empty store's first start forks the loader; a store with leads starts its worker at once.
-  if (!options.spawnWorker && (await syntheticLeadsWanted({ store, config }))) {
-    // The loader is held to a worker's first-heartbeat limit to say it started: one that hangs as it
-    // starts never holds the service (the first worker loads the leads itself then).
-    const startLimitMs =
-      (config.policy.heartbeatIntervalSeconds + config.policy.heartbeatGraceSeconds) * 1000;
-    await prepareInChild(execArgv, options, startLimitMs);
-  }
   const spawnWorker = (): WorkerHandle => {
     const child = spawnChild(execArgv);
     child.stdout?.pipe(options.stdout, { end: false });
@@ -279,6 +269,19 @@ export async function runSupervisor(
     }
   }
   dispatcher.start(ALERT_DISPATCH_MS);
+  // The synthetic leads of an empty Phase 3 store are loaded by a process of its own that ends
+  // after, so that no worker keeps their generator in memory. The first worker waits for it; the
+  // control plane does not: /metrics, the dashboard and the alerts already run.
+  // Only an empty store's first start forks the loader; a store with leads starts its worker at once.
+  // Unanswerable (the database away): no loader; the first worker loads the leads itself then.
+  const loadSynthetic = await syntheticLeadsWanted({ store, config }).catch(() => false);
+  if (!options.spawnWorker && loadSynthetic) {
+    // The loader is held to a worker's first-heartbeat limit to say it started: one that hangs as it
+    // starts never holds the service (the first worker loads the leads itself then).
+    const startLimitMs =
+      (config.policy.heartbeatIntervalSeconds + config.policy.heartbeatGraceSeconds) * 1000;
+    await prepareInChild(execArgv, options, startLimitMs);
+  }
   const onStop = () => void running.stop();
   options.stop.addEventListener('abort', onStop, { once: true });
   running.start();

@@ -393,10 +393,6 @@ describe.skipIf(PROMTOOL === null)('the Prometheus alert rules against a real va
     });
     try {
       const first = await answering(run.url);
-      // The synthetic leads' loader hung too: held to the same start limit, it did not hold the service.
-      expect(run.spawned.out()).toMatch(
-        /the synthetic leads' loader \(pid \d+\) did not start within 4 s: stopped/,
-      );
       expect(sampleValue(first, 'valhalla_heartbeat_limit_seconds')).toBe(4);
       // Before any heartbeat, the age is already there (counted from the supervisor's start).
       expect(sampleValue(first, 'valhalla_heartbeat_age_seconds')).toBeGreaterThanOrEqual(0);

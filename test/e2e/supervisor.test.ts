@@ -5,7 +5,7 @@
  * files with a 3 s heartbeat keep each test to seconds; every child is killed in afterAll.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { leadKey } from '../../src/engine/index.js';
@@ -149,6 +149,45 @@ describe('valhalla run supervises its worker', () => {
       new RegExp(`Heartbeat: \\d+ s ago \\(.+\\), worker pid ${second}, \\d+ MB RSS`),
     );
     expect(status.stdout).toContain('Error rate: 0/0 requests failed in the window; no rollback');
+  });
+
+  it("an empty Phase 3 store: /metrics answers while the synthetic leads' loader runs; a loader that hangs as it starts is stopped at the heartbeat limit and the first worker loads the leads", async () => {
+    const cwd = tempDir();
+    // A preload that hangs `valhalla worker --prepare-only` (the loader) at its first line, and no other process.
+    const hang = join(cwd, 'hang-loader.cjs');
+    writeFileSync(
+      hang,
+      "if (process.argv.includes('--prepare-only')) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);\n",
+    );
+    const env = testEnv(join(cwd, 'data'), {
+      VALHALLA_POLICY_FILE: policyFile(cwd),
+      VALHALLA_CYCLE_INTERVAL_S: '1',
+      VALHALLA_METRICS_PORT: '0',
+      VALHALLA_LOG_LEVEL: 'warn',
+    });
+    const dbFile = join(cwd, 'data', 'valhalla.db');
+    expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
+
+    const run = start(BIN, ['run'], cwd, { ...env, NODE_OPTIONS: `--require ${hang}` });
+    const url = await until(() => /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(run.out())?.[1], {
+      what: 'the metrics URL',
+    });
+    // The control plane answers while the loader hangs (it is stopped only at the limit, 3 s + 5 s).
+    const during = await (await fetch(url)).text();
+    expect(during).toMatch(/^valhalla_phase 3$/m);
+    const stopped = await until(
+      () => /the synthetic leads' loader \(pid \d+\) did not start within 8 s: stopped/.exec(run.out()),
+      { what: "the loader's stop" },
+    );
+    // /metrics was served before the loader was given up on, not after.
+    expect(run.out().indexOf('metrics: http')).toBeLessThan(stopped.index);
+    // The first worker loads the synthetic leads itself.
+    await until(
+      async () => /^valhalla_leads\{state="pending"\} [1-9]\d*$/m.test(await (await fetch(url)).text()),
+      { what: 'the synthetic leads loaded by the first worker' },
+    );
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
   });
 
   it('Phase 4: a frozen worker means a rollback (audited by the supervisor, alerted); the new worker only dry-runs', async () => {
