@@ -5,7 +5,10 @@
  * - raw, no index: csv-parse + an HMAC-SHA-256 key (64 hex) per row + a prepared better-sqlite3 INSERT
  *   of the row into a plain table, WAL, synchronous=FULL, transactions of 1,000 rows;
  * - raw, one unique index: the same with a UNIQUE index on the HMAC key (`ON CONFLICT DO NOTHING`):
- *   the cost of deduplicating in the database;
+ *   the cost of deduplicating in the database on one identity;
+ * - raw, two unique indexes: a second HMAC key (of the external id) with its own UNIQUE index: what
+ *   deduplicating on both identities (a lead is the same lead when its e-mail OR its external id
+ *   matches) costs in the plainest layout;
  * - `valhalla ingest` (parse, validate, normalise, two keyed identities and a pseudonym, dedup on
  *   both identities in the database, per-row outcomes, the audit chain, the kept counts by state).
  *
@@ -28,7 +31,7 @@ const NOW = Date.parse('2026-11-20T12:00:00Z');
 const SECRET = 'bench-secret-0123456789abcdef0123456789abcdef';
 const self = fileURLToPath(import.meta.url);
 
-type Side = 'ours' | 'raw-no-index' | 'raw-unique-index';
+type Side = 'ours' | 'raw-no-index' | 'raw-unique-index' | 'raw-two-unique-indexes';
 
 interface SideResult {
   rows: number;
@@ -107,28 +110,34 @@ async function runOurs(file: string, dir: string): Promise<SideResult> {
 }
 
 /** The raw reference: what parsing, keying and storing the rows costs with nothing else around it. */
-async function runRaw(file: string, dir: string, uniqueIndex: boolean): Promise<SideResult> {
-  const path = join(dir, uniqueIndex ? 'raw-unique-index.db' : 'raw-no-index.db');
+async function runRaw(file: string, dir: string, uniqueIndexes: 0 | 1 | 2): Promise<SideResult> {
+  const path = join(dir, `raw-${uniqueIndexes}-unique-indexes.db`);
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
-  db.exec(`create table leads (id integer primary key, key text not null, external_id text, name text not null,
-    email text not null, phone text, company text, score integer not null, source_ts integer not null,
-    value real, source_line integer not null)`);
-  if (uniqueIndex) db.exec('create unique index leads_key on leads (key)');
+  db.exec(`create table leads (id integer primary key, key text not null, external_id_key text, external_id text,
+    name text not null, email text not null, phone text, company text, score integer not null,
+    source_ts integer not null, value real, source_line integer not null)`);
+  if (uniqueIndexes >= 1) db.exec('create unique index leads_key on leads (key)');
+  if (uniqueIndexes === 2) db.exec('create unique index leads_external_id_key on leads (external_id_key)');
   const insert = db.prepare(
-    `insert into leads (key, external_id, name, email, phone, company, score, source_ts, value, source_line)
-     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing`,
+    `insert into leads (key, external_id_key, external_id, name, email, phone, company, score, source_ts, value, source_line)
+     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing`,
   );
   const insertMany = db.transaction((rows: string[][], firstLine: number) => {
     let accepted = 0;
     rows.forEach((r, i) => {
       const email = (r[2] ?? '').trim().toLowerCase();
       const key = createHmac('sha256', SECRET).update(email).digest('hex');
+      const externalIdKey =
+        uniqueIndexes === 2 && r[0]
+          ? createHmac('sha256', SECRET).update(`external_id:${r[0]}`).digest('hex')
+          : null;
       const score = Number(r[5]);
       const ts = Date.parse(r[6] ?? '');
       accepted += insert.run(
         key,
+        externalIdKey,
         r[0] || null,
         r[1] ?? '',
         email,
@@ -185,8 +194,8 @@ async function main(): Promise<void> {
   if (sideArg) {
     const side = sideArg.slice('--side='.length) as Side;
     const [file, dir] = process.argv.slice(3);
-    const result =
-      side === 'ours' ? await runOurs(file!, dir!) : await runRaw(file!, dir!, side === 'raw-unique-index');
+    const indexes = { 'raw-no-index': 0, 'raw-unique-index': 1, 'raw-two-unique-indexes': 2 } as const;
+    const result = side === 'ours' ? await runOurs(file!, dir!) : await runRaw(file!, dir!, indexes[side]);
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
@@ -204,6 +213,7 @@ async function main(): Promise<void> {
     );
     const rawPlain = child('raw-no-index', file, dir);
     const rawIndexed = child('raw-unique-index', file, dir);
+    const rawTwo = child('raw-two-unique-indexes', file, dir);
     const ours = child('ours', file, dir);
     const rate = (r: SideResult) => r.rows / r.seconds;
     const line = (label: string, r: SideResult) =>
@@ -212,9 +222,11 @@ async function main(): Promise<void> {
       );
     line('raw, no index (csv-parse + HMAC + INSERT):', rawPlain);
     line('raw, one unique index on the HMAC key:', rawIndexed);
+    line('raw, two unique indexes (e-mail, external id):', rawTwo);
     line(`valhalla ingest (accepted ${ours.accepted} of ${ours.rows}):`, ours);
     console.log(
       `ratio valhalla / raw with one unique index: ${(rate(ours) / rate(rawIndexed)).toFixed(2)} (aim ≥ 1.0); ` +
+        `valhalla / raw with two unique indexes (both identities, as valhalla dedups): ${(rate(ours) / rate(rawTwo)).toFixed(2)}; ` +
         `valhalla / raw with no index: ${(rate(ours) / rate(rawPlain)).toFixed(2)}`,
     );
     console.log(

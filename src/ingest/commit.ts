@@ -1,4 +1,5 @@
 /** Committing a chunk of rows: each row's outcome (accepted, duplicate, rejected), its counts and its audit entry. */
+import { createHash } from 'node:crypto';
 import type { AuditInput } from '../audit/index.js';
 import {
   addIngestCounts,
@@ -16,8 +17,8 @@ import type { RejectsFile } from './rejects-file.js';
 import { ACTOR, type IngestDeps, type IngestSummary } from './run.js';
 import type { SourceRow } from './source-row.js';
 
-/** What each entry of an `ingest.rows` entry's `accepted` holds, in order. */
-const ACCEPTED_COLUMNS = ['lead', 'line', 'pseudonym', 'state'] as const;
+/** The letter of each state a lead can be stored in, in `acceptedLeads.states`. */
+const STATE_LETTERS: Readonly<Record<string, string>> = { pending: 'p', below_threshold: 'b', expired: 'e' };
 
 /** Validate one chunk of rows, check the reject bound, then commit it in transactions of `transactionRows`. */
 export async function commitChunk(
@@ -128,9 +129,7 @@ async function commitRows(
         run: runId,
         lines: [rows[0]?.line ?? 0, rows[rows.length - 1]?.line ?? 0],
         ...chunkCounts,
-        // One compact row per accepted lead (ACCEPTED_COLUMNS): a chunk of 10,000 is ~0.4 MB, not 0.8.
-        acceptedColumns: ACCEPTED_COLUMNS,
-        accepted: accepted.map((a) => [a.lead, a.line, a.pseudonym, a.state]),
+        acceptedLeads: acceptedLeadsEntry(accepted),
         duplicates: outcomes
           .filter((o) => o.outcome === 'duplicate')
           .map((o) => ({ line: o.line, of: o.lead_id, by: o.matched })),
@@ -149,6 +148,34 @@ async function commitRows(
   });
   // The rejects file is a convenience copy; the store's ingest_outcomes is the record.
   for (const o of outcomes) rejects.write(o.line, o.problems);
+}
+
+/**
+ * The accepted leads of a transaction as its `ingest.rows` entry names them, a few bytes a lead instead
+ * of a row each (a row each made the chain a fifth of the database):
+ *
+ * - `runs`: `[first lead, first line, count]` for each run of leads whose ids and lines both step by one
+ *   (a transaction's leads get consecutive ids; a duplicate or rejected line starts a new run);
+ * - `states`: each lead's state when stored, a letter each in lead order (`p` pending, `b` below
+ *   threshold, `e` expired);
+ * - `sha256`: the SHA-256 of `lead,line,pseudonym,state` lines (each ending in a line feed), one per lead
+ *   in lead order, so the entry also binds each lead's pseudonym: anyone holding the leads table can
+ *   recompute it from the leads' ids, lines and dedup keys (`L-` and the first 20 hex digits).
+ */
+export function acceptedLeadsEntry(
+  accepted: readonly { lead: number; line: number; pseudonym: string; state: string }[],
+): { runs: [number, number, number][]; states: string; sha256: string } {
+  const runs: [number, number, number][] = [];
+  const hash = createHash('sha256');
+  let states = '';
+  for (const a of accepted) {
+    const last = runs.at(-1);
+    if (last !== undefined && a.lead === last[0] + last[2] && a.line === last[1] + last[2]) last[2]++;
+    else runs.push([a.lead, a.line, 1]);
+    states += STATE_LETTERS[a.state] ?? '?';
+    hash.update(`${a.lead},${a.line},${a.pseudonym},${a.state}\n`);
+  }
+  return { runs, states, sha256: hash.digest('hex') };
 }
 
 /** A row that did not become a lead, as ingest_outcomes records it, with what the rejects file and audit say. */

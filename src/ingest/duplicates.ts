@@ -28,24 +28,17 @@ export function identityKeysOf(
   ];
 }
 
-/** Stored leads by each key they hold. */
-export type KeyHolders = Record<'email_key' | 'external_id_key' | 'dedup_key', Map<string, LeadWithKeys>>;
+/** Stored leads by each identity key they hold. */
+export type KeyHolders = Map<string, LeadWithKeys>;
 
 export function indexByKey(leads: readonly LeadWithKeys[]): KeyHolders {
-  const holders: KeyHolders = { email_key: new Map(), external_id_key: new Map(), dedup_key: new Map() };
-  for (const lead of leads) {
-    if (lead.email_key !== null) holders.email_key.set(lead.email_key, lead);
-    if (lead.external_id_key !== null) holders.external_id_key.set(lead.external_id_key, lead);
-    holders.dedup_key.set(lead.dedup_key, lead);
-  }
-  return holders;
+  return new Map(leads.map((lead) => [lead.key, lead]));
 }
 
 /**
- * The stored leads a duplicate's identities matched, the rule's identity first. A lead stored before
- * migration 0013 may hold a key as its dedup key only (its own key column left to an earlier lead
- * with the same identity): looked up there too. The keys are domain-separated hashes, so a dedup key
- * only ever equals a key of the identity it was made from.
+ * The stored leads a duplicate's identities matched, the rule's identity first. The keys are
+ * domain-separated hashes, so an e-mail key only ever matches an e-mail key, and an external id key
+ * an external id key.
  */
 export function matchesOf(
   lead: Pick<NewLead, 'email_key' | 'external_id_key'>,
@@ -56,8 +49,7 @@ export function matchesOf(
     a.identity === rule ? -1 : b.identity === rule ? 1 : 0,
   );
   return ordered.flatMap(({ identity, key }) => {
-    const column = identity === 'email' ? 'email_key' : 'external_id_key';
-    const holder = holders[column].get(key) ?? holders.dedup_key.get(key);
+    const holder = holders.get(key);
     return holder === undefined ? [] : [{ identity, lead: holder }];
   });
 }

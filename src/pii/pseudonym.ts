@@ -2,7 +2,10 @@ import { createHmac } from 'node:crypto';
 
 /** Keyed hashing of lead identities: stable for dedup, meaningless without the secret. */
 export interface Pseudonymizer {
-  /** The database dedup key for an identity, e.g. `('email', 'jane@example.com')`: 64 hex characters. */
+  /**
+   * The key of an identity, e.g. `('email', 'jane@example.com')`: the first 16 bytes (32 hex digits) of
+   * its keyed hash. A lead's dedup key is the key of the identity the rule names.
+   */
   dedupKey(kind: 'email' | 'external_id', normalisedValue: string): string;
   /** The pseudonym the audit chain and the logs use for a lead with this dedup key. */
   pseudonym(dedupKey: string): string;
@@ -10,10 +13,19 @@ export interface Pseudonymizer {
   readonly fingerprint: string;
 }
 
+/**
+ * Bytes of an identity's keyed hash kept as its key: 128 bits, as many as a lead key (`lk_` and 32 hex
+ * digits) always carried. Two different people's keys meet with odds of about n²/2¹²⁹ for n leads.
+ */
+export const IDENTITY_KEY_BYTES = 16;
+
 export function createPseudonymizer(secret: string): Pseudonymizer {
   return {
     dedupKey(kind, normalisedValue) {
-      return createHmac('sha256', secret).update(`${kind}:${normalisedValue}`).digest('hex');
+      return createHmac('sha256', secret)
+        .update(`${kind}:${normalisedValue}`)
+        .digest()
+        .toString('hex', 0, IDENTITY_KEY_BYTES);
     },
     pseudonym(dedupKey) {
       return `L-${dedupKey.slice(0, 20)}`;

@@ -46,3 +46,27 @@ export function widenPageCache(store: Store, mebibytes: number): () => void {
     raw.pragma(`cache_size = ${before}`);
   };
 }
+
+/**
+ * SQLite: fold the write-ahead log into the database every `pages` pages on this connection (1,000 by
+ * default) until the returned function folds what is left, without waiting for anyone, and puts the old
+ * interval back. A bulk write re-dirties the same random index pages transaction after transaction: a
+ * longer log copies each into the database once per fold, not once per transaction. The fold never
+ * holds the write lock (another process's pause or rollback commits meanwhile); the log file grows to
+ * about `pages` × 4 KiB on disk while it runs.
+ */
+export function foldLogLess(store: Store, pages: number): () => void {
+  const raw = store.sqlite;
+  if (raw === null) return () => undefined;
+  const before = raw.pragma('wal_autocheckpoint', { simple: true }) as number;
+  raw.pragma(`wal_autocheckpoint = ${pages}`);
+  return () => {
+    try {
+      // Best effort: a fold that cannot run now is done by the next commit's automatic one.
+      raw.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // The connection failed with the write it served; the error that matters is that one.
+    }
+    raw.pragma(`wal_autocheckpoint = ${before}`);
+  };
+}

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Dialect } from './dialect.js';
 import type { StoreTransaction } from './executor.js';
 import type { LeadIdentity } from './leads.js';
+import { identityBytes, identityHex, keyHex, leadFromRow } from './leads.js';
 import { compareAndSetRuntimeValue } from './runtime-state.js';
 
 /**
@@ -38,17 +39,18 @@ export interface IdentityFillPage {
 }
 
 /**
- * Give one page of leads (ids after `afterId`, in id order) the identity keys they lack, in `trx`,
- * which this takes the leads' write lock for first (another process filling, or ingesting, waits).
+ * Give one page of leads (ids after `afterId`, in id order) the identities they lack in
+ * `lead_identities`, in `trx`, which this takes the write lock for first (another process filling, or
+ * ingesting, waits).
  *
- * - A lead that holds its data gets the keyed hashes of its e-mail and external id.
+ * - A lead that holds its data gets the keys of its e-mail and of its external id.
  * - An erased lead holds neither any more, only its `dedup_key`, and which identity that was is not
- *   recorded (the rule could differ from one ingest to the next before it was fixed). It is stored as
- *   both keys: the hashes are domain-separated (`email:…` and `external_id:…` are hashed apart), so
- *   it can only ever match the identity it was made from, and the erased person stays out under it.
- * - A key an earlier lead holds already is left empty (the unique index allows one holder): both
- *   leads were stored before the rule was fixed, and the earlier one keeps later ones out. Returned
- *   in `shared`, to be reported; neither lead is changed otherwise.
+ *   recorded (the rule could differ from one ingest to the next before it was fixed). Its dedup key is
+ *   its identity: the keys are domain-separated (`email:…` and `external_id:…` are hashed apart), so it
+ *   can only ever match the identity it was made from, and the erased person stays out under it.
+ * - A key an earlier lead holds already is left to that lead (the primary key allows one holder): both
+ *   leads were stored before the rule was fixed, and the earlier one keeps later ones out. Returned in
+ *   `shared`, to be reported; neither lead is changed otherwise.
  */
 export async function fillIdentityKeysPage(
   trx: StoreTransaction,
@@ -56,87 +58,65 @@ export async function fillIdentityKeysPage(
   options: { afterId: number; limit: number; keysOf: IdentityKeysOf },
 ): Promise<IdentityFillPage> {
   await lockLeadsTable(trx, dialect);
-  const rows = await trx
-    .selectFrom('leads')
-    .select(['id', 'dedup_key', 'email', 'external_id', 'erased_at', 'email_key', 'external_id_key'])
-    .where('id', '>', options.afterId)
-    .orderBy('id')
-    .limit(options.limit)
-    .execute();
+  const rows = (
+    await trx
+      .selectFrom('leads')
+      .select(['id', 'dedup_key', 'email', 'external_id', 'erased_at'])
+      .where('id', '>', options.afterId)
+      .orderBy('id')
+      .limit(options.limit)
+      .execute()
+  ).map(leadFromRow);
   const lastId = rows.at(-1)?.id ?? null;
   const keyedBy = { email: 0, external_id: 0, unknown: 0 };
-  const wanted = rows.map((row) => {
+  const wanted = rows.map((row): { id: number; keys: { identity: LeadIdentity; key: string }[] } => {
     if (row.erased_at !== null) {
       keyedBy.unknown++;
-      return { row, emailKey: row.dedup_key, externalIdKey: row.dedup_key };
+      return { id: row.id, keys: [{ identity: 'email', key: row.dedup_key }] };
     }
     const keys = options.keysOf(row);
     if (row.dedup_key === keys.emailKey) keyedBy.email++;
     else if (row.dedup_key === keys.externalIdKey) keyedBy.external_id++;
     else keyedBy.unknown++;
-    return { row, ...keys };
+    return {
+      id: row.id,
+      keys: [
+        { identity: 'email', key: keys.emailKey },
+        ...(keys.externalIdKey === null
+          ? []
+          : [{ identity: 'external_id' as const, key: keys.externalIdKey }]),
+      ],
+    };
   });
-  const emailKeys = wanted.filter((w) => w.row.email_key === null).map((w) => w.emailKey);
-  const externalIdKeys = wanted
-    .filter((w) => w.row.external_id_key === null && w.externalIdKey !== null)
-    .map((w) => w.externalIdKey as string);
-  const emailHolders = new Map<string, number>();
-  const externalIdHolders = new Map<string, number>();
-  if (emailKeys.length > 0 || externalIdKeys.length > 0) {
-    const holders = await trx
-      .selectFrom('leads')
-      .select(['id', 'email_key', 'external_id_key'])
-      .where((eb) =>
-        eb.or([
-          ...(emailKeys.length > 0 ? [eb('email_key', 'in', emailKeys)] : []),
-          ...(externalIdKeys.length > 0 ? [eb('external_id_key', 'in', externalIdKeys)] : []),
-        ]),
-      )
+  const allKeys = wanted.flatMap((w) => w.keys.map((k) => k.key));
+  const holders = new Map<string, number>();
+  if (allKeys.length > 0) {
+    const held = await trx
+      .selectFrom('lead_identities')
+      .select(['key', 'lead_id'])
+      .where('key', 'in', allKeys.map(identityBytes))
       .execute();
-    for (const h of holders) {
-      if (h.email_key !== null) emailHolders.set(h.email_key, h.id);
-      if (h.external_id_key !== null) externalIdHolders.set(h.external_id_key, h.id);
-    }
+    for (const h of held) holders.set(keyHex(h.key), h.lead_id);
   }
 
-  const changes: { id: number; emailKey: string | null; externalIdKey: string | null }[] = [];
+  const added: { key: Buffer; lead_id: number }[] = [];
+  const filledLeads = new Set<number>();
   const shared: SharedIdentity[] = [];
-  const take = (
-    holders: Map<string, number>,
-    key: string | null,
-    lead: number,
-    identity: LeadIdentity,
-  ): string | null => {
-    if (key === null) return null;
-    const holder = holders.get(key);
-    if (holder === undefined) {
-      holders.set(key, lead);
-      return key;
-    }
-    if (holder !== lead) shared.push({ lead, identity, of: holder });
-    return null;
-  };
   for (const w of wanted) {
-    const emailKey = w.row.email_key ?? take(emailHolders, w.emailKey, w.row.id, 'email');
-    const externalIdKey =
-      w.row.external_id_key ?? take(externalIdHolders, w.externalIdKey, w.row.id, 'external_id');
-    if (emailKey !== w.row.email_key || externalIdKey !== w.row.external_id_key) {
-      changes.push({ id: w.row.id, emailKey, externalIdKey });
+    for (const { identity, key } of w.keys) {
+      const holder = holders.get(identityHex(key));
+      if (holder === undefined) {
+        holders.set(identityHex(key), w.id);
+        added.push({ key: identityBytes(key), lead_id: w.id });
+        filledLeads.add(w.id);
+      } else if (holder !== w.id) {
+        shared.push({ lead: w.id, identity, of: holder });
+      }
     }
   }
-  if (changes.length > 0) {
-    // One statement for the page: a round trip per lead would make a large upgrade's first start slow.
-    const caseOf = (value: (c: (typeof changes)[number]) => string | null) =>
-      sql.join(
-        changes.map((c) => sql`when ${c.id} then ${value(c)}`),
-        sql` `,
-      );
-    await sql`update leads
-      set email_key = case id ${caseOf((c) => c.emailKey)} else email_key end,
-          external_id_key = case id ${caseOf((c) => c.externalIdKey)} else external_id_key end
-      where id in (${sql.join(changes.map((c) => c.id))})`.execute(trx);
-  }
-  return { lastId, filled: changes.length, shared, keyedBy };
+  // One statement for the page: a round trip per lead would make a large upgrade's first start slow.
+  if (added.length > 0) await trx.insertInto('lead_identities').values(added).execute();
+  return { lastId, filled: filledLeads.size, shared, keyedBy };
 }
 
 /**

@@ -18,23 +18,110 @@ export interface InsertedLead {
   source_line: number;
 }
 
+/** A key as the tables hold it (bytes) from the 32 hex digits the rest of the product passes. */
+export function keyBytes(hex: string): Buffer {
+  // Buffer.from would drop what is not hex without a word: two bad keys would become the same key.
+  if (!KEY_HEX.test(hex))
+    throw new TypeError(`an identity key is 32 lowercase hex digits, not ${hex.length} characters`);
+  return Buffer.from(hex, 'hex');
+}
+
+const KEY_HEX = /^[0-9a-f]{32}$/;
+
 /**
- * Insert leads, skipping any that matches a stored lead (or an earlier row of `rows`) on any of its
- * unique identities: its dedup key, its e-mail key or its external id key (0013). The database's
- * unique indexes decide, so a lead cannot be stored twice, not even by two ingests at once.
- * Returns the rows inserted, in no particular order.
+ * Bytes of an identity key `lead_identities` keeps: the first 12 of the 16 (96 bits). Two different
+ * people's identities meet with odds of about n²/2⁹⁷ for n identities (under 10⁻¹³ at 100 million); if
+ * they ever did, the later lead would be kept out as a duplicate of the earlier, never sent twice.
  */
-export async function insertNewLeads(db: Executor, rows: NewLead[]): Promise<InsertedLead[]> {
+const IDENTITY_BYTES = 12;
+
+/** An identity key (32 hex digits) as `lead_identities` holds it: its first 12 bytes. */
+export function identityBytes(hex: string): Buffer {
+  return keyBytes(hex).subarray(0, IDENTITY_BYTES);
+}
+
+/** What `lead_identities` holds of an identity key, in hex: the 24 digits two keys are told apart by. */
+export function identityHex(hex: string): string {
+  return hex.slice(0, IDENTITY_BYTES * 2);
+}
+
+/** A key as the rest of the product reads it: hex digits. */
+export function keyHex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+/** A stored lead as the product reads it: its dedup key in hex. */
+export function leadFromRow<T extends { dedup_key: Uint8Array }>(
+  row: T,
+): Omit<T, 'dedup_key'> & { dedup_key: string } {
+  return { ...row, dedup_key: keyHex(row.dedup_key) };
+}
+
+/** The identity keys a new lead holds: its e-mail's, and its external id's when it has one. */
+function identityKeysOfRow(row: NewLead): string[] {
+  return row.external_id_key === null ? [row.email_key] : [row.email_key, row.external_id_key];
+}
+
+/**
+ * Take the write locks a lead insert needs before it reads which identities are held, so what it found
+ * free stays free until it commits: SQLite's one write lock; on PostgreSQL a lock on `lead_identities`
+ * that holds off every other writer of it (reads go on), so two ingests at once take turns.
+ */
+async function lockIdentities(trx: StoreTransaction, dialect: Dialect): Promise<void> {
+  if (dialect === 'sqlite') await sql`update leads set id = id where 0`.execute(trx);
+  else await sql`lock table lead_identities in share row exclusive mode`.execute(trx);
+}
+
+/**
+ * Insert leads, skipping any that matches a stored lead (or an earlier row of `rows`) on either of its
+ * identities: its e-mail or its external id (0013, 0015). The keys are `lead_identities`' primary key,
+ * read under a lock that holds off every other writer, so a lead cannot be stored twice, not even by two
+ * ingests at once. Returns the rows inserted, in `rows`' order.
+ */
+export async function insertNewLeads(
+  store: Store,
+  rows: NewLead[],
+  trx?: StoreTransaction,
+): Promise<InsertedLead[]> {
+  if (trx === undefined) return store.db.transaction().execute((t) => insertNewLeads(store, rows, t));
+  await lockIdentities(trx, store.dialect);
   const inserted: InsertedLead[] = [];
+  const taken = new Set<string>();
   for (let i = 0; i < rows.length; i += INSERT_ROWS_PER_STATEMENT) {
-    const result = await db
-      .insertInto('leads')
-      .values(rows.slice(i, i + INSERT_ROWS_PER_STATEMENT))
-      // No conflict target: a conflict on any unique index skips the row.
-      .onConflict((oc) => oc.doNothing())
-      .returning(['id', 'dedup_key', 'source_line'])
+    const slice = rows.slice(i, i + INSERT_ROWS_PER_STATEMENT);
+    const held = await trx
+      .selectFrom('lead_identities')
+      .select('key')
+      .where('key', 'in', slice.flatMap(identityKeysOfRow).map(identityBytes))
       .execute();
-    inserted.push(...result);
+    for (const h of held) taken.add(keyHex(h.key));
+    const fresh: NewLead[] = [];
+    for (const row of slice) {
+      const keys = identityKeysOfRow(row).map(identityHex);
+      if (keys.some((k) => taken.has(k))) continue;
+      for (const k of keys) taken.add(k);
+      fresh.push(row);
+    }
+    if (fresh.length === 0) continue;
+    const stored = await trx
+      .insertInto('leads')
+      .values(
+        fresh.map(({ email_key: _e, external_id_key: _x, ...lead }) => ({
+          ...lead,
+          dedup_key: keyBytes(lead.dedup_key),
+        })),
+      )
+      .returning(['id', 'dedup_key'])
+      .execute();
+    const idByKey = new Map(stored.map((r) => [keyHex(r.dedup_key), r.id]));
+    const identities: { key: Buffer; lead_id: number }[] = [];
+    for (const row of fresh) {
+      const id = idByKey.get(row.dedup_key);
+      if (id === undefined) throw new Error(`the insert of line ${row.source_line} returned no id`);
+      inserted.push({ id, dedup_key: row.dedup_key, source_line: row.source_line });
+      for (const k of identityKeysOfRow(row)) identities.push({ key: identityBytes(k), lead_id: id });
+    }
+    await trx.insertInto('lead_identities').values(identities).execute();
   }
   return inserted;
 }
@@ -42,8 +129,6 @@ export async function insertNewLeads(db: Executor, rows: NewLead[]): Promise<Ins
 /** The columns a new lead is inserted with, in the prepared statement's order. */
 const NEW_LEAD_COLUMNS = [
   'dedup_key',
-  'email_key',
-  'external_id_key',
   'external_id',
   'name',
   'email',
@@ -63,28 +148,45 @@ const NEW_LEAD_COLUMNS = [
 ] as const satisfies readonly (keyof NewLead)[];
 
 /**
- * Every column a new lead can carry is in the list (the multi-row insert of PostgreSQL writes them
- * all): a column added to the table and not here fails to compile. Left out on purpose: the id, and
- * the marks a lead gets later (its dry run, its erasure).
+ * Every column a new lead can carry is in the list: a column added to the table and not here fails to
+ * compile. Left out on purpose: the id, the marks a lead gets later (its dry run, its erasure), and the
+ * identity keys (rows of `lead_identities`).
  */
 type MissingColumns = Exclude<
   keyof NewLead,
-  (typeof NEW_LEAD_COLUMNS)[number] | 'id' | 'dry_run_at' | 'erased_at'
+  (typeof NEW_LEAD_COLUMNS)[number] | 'id' | 'dry_run_at' | 'erased_at' | 'email_key' | 'external_id_key'
 >;
 const everyColumn: [MissingColumns] extends [never] ? true : MissingColumns = true;
 void everyColumn;
 
-const PREPARED_INSERT = `insert into leads (${NEW_LEAD_COLUMNS.join(', ')})
-  values (${NEW_LEAD_COLUMNS.map(() => '?').join(', ')}) on conflict do nothing`;
+/** The prepared statements of a SQLite connection's lead inserts, made once: an ingest runs them a million times. */
+interface PreparedInserts {
+  held: SqliteDatabase.Statement;
+  lead: SqliteDatabase.Statement;
+  identity: SqliteDatabase.Statement;
+}
+const preparedInserts = new WeakMap<SqliteDatabase.Database, PreparedInserts>();
 
-/** The prepared insert of a SQLite connection, made once: an ingest runs it a million times. */
-const preparedInserts = new WeakMap<SqliteDatabase.Database, SqliteDatabase.Statement>();
+function preparedFor(raw: SqliteDatabase.Database): PreparedInserts {
+  let prepared = preparedInserts.get(raw);
+  if (prepared === undefined) {
+    prepared = {
+      held: raw.prepare('select 1 from lead_identities where key = ?').pluck(),
+      lead: raw.prepare(
+        `insert into leads (${NEW_LEAD_COLUMNS.join(', ')}) values (${NEW_LEAD_COLUMNS.map(() => '?').join(', ')})`,
+      ),
+      identity: raw.prepare('insert into lead_identities (key, lead_id) values (?, ?)'),
+    };
+    preparedInserts.set(raw, prepared);
+  }
+  return prepared;
+}
 
 /**
- * `insertNewLeads` for a bulk writer: on SQLite one prepared statement run per row on the store's
- * connection (inside `trx`, which holds that connection: SQLite has one), skipping the query
- * builder's compilation of a 5,000-parameter statement per 250 rows; on PostgreSQL the multi-row
- * inserts of `insertNewLeads`. The unique indexes decide the same way.
+ * `insertNewLeads` for a bulk writer: on SQLite prepared statements run per row on the store's
+ * connection (inside `trx`, which holds that connection: SQLite has one, and the write lock is taken
+ * first), skipping the query builder's compilation per statement; on PostgreSQL `insertNewLeads`.
+ * The same rule decides: a lead whose e-mail or external id key is held is not stored.
  */
 export async function insertNewLeadsInBulk(
   store: Store,
@@ -92,24 +194,22 @@ export async function insertNewLeadsInBulk(
   rows: NewLead[],
 ): Promise<InsertedLead[]> {
   const raw = store.sqlite;
-  if (raw === null) return insertNewLeads(trx, rows);
-  let statement = preparedInserts.get(raw);
-  if (statement === undefined) {
-    statement = raw.prepare(PREPARED_INSERT);
-    preparedInserts.set(raw, statement);
-  }
+  if (raw === null) return insertNewLeads(store, rows, trx);
+  await lockIdentities(trx, store.dialect);
+  const prepared = preparedFor(raw);
   const inserted: InsertedLead[] = [];
   const values: unknown[] = new Array(NEW_LEAD_COLUMNS.length);
   for (const row of rows) {
+    const emailKey = identityBytes(row.email_key);
+    const externalIdKey = row.external_id_key === null ? null : identityBytes(row.external_id_key);
+    if (prepared.held.get(emailKey) !== undefined) continue;
+    if (externalIdKey !== null && prepared.held.get(externalIdKey) !== undefined) continue;
     for (let i = 0; i < NEW_LEAD_COLUMNS.length; i++) values[i] = row[NEW_LEAD_COLUMNS[i]!] ?? null;
-    const result = statement.run(values);
-    if (result.changes === 1) {
-      inserted.push({
-        id: Number(result.lastInsertRowid),
-        dedup_key: row.dedup_key,
-        source_line: row.source_line,
-      });
-    }
+    values[0] = keyBytes(row.dedup_key);
+    const id = Number(prepared.lead.run(values).lastInsertRowid);
+    prepared.identity.run(emailKey, id);
+    if (externalIdKey !== null) prepared.identity.run(externalIdKey, id);
+    inserted.push({ id, dedup_key: row.dedup_key, source_line: row.source_line });
   }
   return inserted;
 }
@@ -118,44 +218,41 @@ export async function insertNewLeadsInBulk(
  * Insert leads as `insertNewLeads` does; returns the id of each row that was inserted, by dedup key.
  */
 export async function insertLeadsSkippingDuplicates(
-  db: Executor,
+  store: Store,
   rows: NewLead[],
 ): Promise<Map<string, number>> {
   const inserted = new Map<string, number>();
-  for (const row of await insertNewLeads(db, rows)) inserted.set(row.dedup_key, row.id);
+  for (const row of await insertNewLeads(store, rows)) inserted.set(row.dedup_key, row.id);
   return inserted;
 }
 
-/** A stored lead an identity key matched: where it came from, and the keys it holds. */
+/** A stored lead an identity key matched: the key, and where the lead came from. */
 export interface LeadWithKeys {
+  key: string;
   id: number;
   run_id: number;
   source_line: number;
-  dedup_key: string;
-  email_key: string | null;
-  external_id_key: string | null;
 }
 
 /**
- * The stored leads holding any of these keys as their dedup key, e-mail key or external id key: the
- * leads a duplicate matched, for its reason. One statement per 250 keys (the indexes answer each).
+ * The stored leads holding any of these identity keys: the leads a duplicate matched, for its reason.
+ * One statement per 250 keys (the primary key answers each).
  */
 export async function findLeadsByIdentityKeys(db: Executor, keys: string[]): Promise<LeadWithKeys[]> {
   const found: LeadWithKeys[] = [];
   for (let i = 0; i < keys.length; i += INSERT_ROWS_PER_STATEMENT) {
     const slice = keys.slice(i, i + INSERT_ROWS_PER_STATEMENT);
+    const asked = new Map(slice.map((key) => [identityHex(key), key]));
     const rows = await db
-      .selectFrom('leads')
-      .select(['id', 'run_id', 'source_line', 'dedup_key', 'email_key', 'external_id_key'])
-      .where((eb) =>
-        eb.or([
-          eb('email_key', 'in', slice),
-          eb('external_id_key', 'in', slice),
-          eb('dedup_key', 'in', slice),
-        ]),
-      )
+      .selectFrom('lead_identities')
+      .innerJoin('leads', 'leads.id', 'lead_identities.lead_id')
+      .select(['lead_identities.key', 'leads.id', 'leads.run_id', 'leads.source_line'])
+      .where('lead_identities.key', 'in', slice.map(identityBytes))
       .execute();
-    found.push(...rows);
+    for (const r of rows) {
+      const key = asked.get(keyHex(r.key));
+      if (key !== undefined) found.push({ ...r, key });
+    }
   }
   return found;
 }
@@ -191,7 +288,7 @@ export async function listLeads(
   let query = db.selectFrom('leads').selectAll().orderBy('id', 'desc').limit(options.limit);
   if (options.state) query = query.where('state', '=', options.state);
   if (options.beforeId !== undefined) query = query.where('id', '<', options.beforeId);
-  return query.execute();
+  return (await query.execute()).map(leadFromRow);
 }
 
 /** Leads exported per minute in [from, to): minute index (epoch / 60 s) → count. */
@@ -251,10 +348,10 @@ export async function lockLeadsForWrite(trx: StoreTransaction, dialect: Dialect)
 }
 
 /**
- * The leads of one person, for erasure: by id, or by e-mail (its keyed hash as the dedup key or the
- * e-mail key, which also finds a lead already erased, whatever its dedup rule; or the stored normalised
- * e-mail, which finds a lead stored before 0013 that shares its e-mail with an earlier one). Locked for
- * update on PostgreSQL.
+ * The leads of one person, for erasure: by id, or by e-mail (its e-mail key in `lead_identities`, which
+ * also finds a lead already erased, whatever its dedup rule; its dedup key, for a lead stored before 0013
+ * whose identities are not filled yet; or the stored normalised e-mail, which finds a lead stored before
+ * 0013 that shares its e-mail with an earlier one). Locked for update on PostgreSQL.
  */
 export async function findLeadsForErasure(
   trx: StoreTransaction,
@@ -267,13 +364,20 @@ export async function findLeadsForErasure(
       ? query.where('id', '=', match.id)
       : query.where((eb) =>
           eb.or([
-            eb('dedup_key', '=', match.emailDedupKey),
-            eb('email_key', '=', match.emailDedupKey),
+            eb(
+              'id',
+              'in',
+              eb
+                .selectFrom('lead_identities')
+                .select('lead_id')
+                .where('key', '=', identityBytes(match.emailDedupKey)),
+            ),
+            eb('dedup_key', '=', keyBytes(match.emailDedupKey)),
             eb('email', '=', match.email),
           ]),
         );
   if (dialect === 'postgres') query = query.forUpdate();
-  return query.execute();
+  return (await query.execute()).map(leadFromRow);
 }
 
 /** Erase one lead's personal data, and set its state (and reason) when given; false if it was not there. */

@@ -30,6 +30,10 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
     rewriteFromLiveRows(store);
   }
   let current = '(migration table)';
+  // SQLite: a migration that rebuilds a table (0015) drops the old one while rows of other tables still
+  // point at it. Foreign keys cannot be switched off inside a transaction: off around it, and every
+  // foreign key checked before it commits.
+  store.sqlite?.pragma('foreign_keys = OFF');
   try {
     return await store.db.transaction().execute(async (trx) => {
       if (store.dialect === 'postgres') {
@@ -79,6 +83,7 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
           trx,
         );
       }
+      if (store.dialect === 'sqlite' && pending.length > 0) await refuseBrokenForeignKeys(trx);
       return pending;
     });
   } catch (error) {
@@ -95,6 +100,24 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
     throw new StoreError('MIGRATION_FAILED', `migration ${current} failed: ${(error as Error).message}`, {
       cause: error,
     });
+  } finally {
+    store.sqlite?.pragma('foreign_keys = ON');
+  }
+}
+
+/** SQLite, with enforcement off: any row whose foreign key points at nothing fails the migrations. */
+async function refuseBrokenForeignKeys(trx: StoreTransaction): Promise<void> {
+  const { rows } = await sql<{
+    table: string;
+    rowid: number;
+    parent: string;
+  }>`pragma foreign_key_check`.execute(trx);
+  if (rows.length > 0) {
+    const first = rows[0]!;
+    throw new StoreError(
+      'MIGRATION_FAILED',
+      `the migrations left ${rows.length} row(s) pointing at nothing (first: ${first.table} row ${first.rowid} -> ${first.parent}); nothing was changed`,
+    );
   }
 }
 
@@ -107,7 +130,14 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
 function rewriteFromLiveRows(store: Store): void {
   if (store.sqlite === null) return;
   try {
-    store.sqlite.exec('VACUUM');
+    // VACUUM builds the new file in a temporary database first: in memory (the connection's temp_store),
+    // that would be the whole database in RAM. On disk for this once, as SQLite does by default.
+    store.sqlite.pragma('temp_store = FILE');
+    try {
+      store.sqlite.exec('VACUUM');
+    } finally {
+      store.sqlite.pragma('temp_store = MEMORY');
+    }
     store.sqlite.pragma('wal_checkpoint(TRUNCATE)');
   } catch (cause) {
     throw new StoreError(

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { addDailyUsage } from './daily-usage.js';
 import type { Executor, StoreTransaction } from './executor.js';
+import { leadFromRow } from './leads.js';
 import type { Delivery, DeliveryState, Lead } from './schema.js';
 
 // ---- leads for a cycle ----
@@ -53,7 +54,7 @@ export async function selectEligible(
   if (options.notDryRun) query = query.where('dry_run_at', 'is', null);
   if (options.realOnly) query = query.where('synthetic', '=', 0);
   if (options.skipLocked) query = query.forUpdate().skipLocked();
-  return query.execute();
+  return (await query.execute()).map(leadFromRow);
 }
 
 // ---- deliveries (the outbox) ----
@@ -180,7 +181,7 @@ export async function deliveryLeads(
   db: Executor,
   deliveryId: number,
 ): Promise<(Lead & { lead_key: string })[]> {
-  return db
+  const rows = await db
     .selectFrom('delivery_leads as dl')
     .innerJoin('leads as l', 'l.id', 'dl.lead_id')
     .selectAll('l')
@@ -188,6 +189,7 @@ export async function deliveryLeads(
     .where('dl.delivery_id', '=', deliveryId)
     .orderBy('l.id')
     .execute();
+  return rows.map(leadFromRow);
 }
 
 export async function setDeliveryState(
@@ -270,7 +272,7 @@ export async function dryRunScoresBetween(db: Executor, from: number, to: number
 /** The leads with these ids (those that exist), for an operator's action on them. */
 export async function leadsWithIds(db: Executor, ids: number[]): Promise<Lead[]> {
   if (ids.length === 0) return [];
-  return db.selectFrom('leads').selectAll().where('id', 'in', ids).execute();
+  return (await db.selectFrom('leads').selectAll().where('id', 'in', ids).execute()).map(leadFromRow);
 }
 
 export async function quarantinedLeads(db: Executor, limit: number, beforeId?: number): Promise<Lead[]> {
@@ -281,7 +283,7 @@ export async function quarantinedLeads(db: Executor, limit: number, beforeId?: n
     .orderBy('id', 'desc')
     .limit(limit);
   if (beforeId !== undefined) query = query.where('id', '<', beforeId);
-  return query.execute();
+  return (await query.execute()).map(leadFromRow);
 }
 
 /** Let a quarantined lead into a new delivery: its old one no longer holds it. */

@@ -1,5 +1,6 @@
 import type { LeadState } from '../policy/index.js';
 import type { Executor } from './executor.js';
+import { leadFromRow } from './leads.js';
 import type { DeliveryState, RequestClass, RequestsTable } from './schema.js';
 
 /**
@@ -16,11 +17,12 @@ export interface LeadOutcome {
 
 /** Every lead with where it ended, in id order. */
 export async function leadOutcomes(db: Executor): Promise<LeadOutcome[]> {
-  return db
+  const rows = await db
     .selectFrom('leads')
     .select(['id', 'dedup_key', 'external_id', 'state', 'state_reason'])
     .orderBy('id')
     .execute();
+  return rows.map(leadFromRow);
 }
 
 /** Every live delivery's batch key, attempts and state. */

@@ -4,7 +4,12 @@ import type { LeadState } from '../policy/index.js';
 /** Times are milliseconds since the Unix epoch, stored as integers on both backends. */
 export interface LeadsTable {
   id: Generated<number>;
-  dedup_key: string;
+  /**
+   * The first 16 bytes of the key of the identity the dedup rule names (0015): what the lead's
+   * pseudonym and lead key derive from. Read and written as 32 hex digits outside the store
+   * (`Lead.dedup_key`); bytes in the table.
+   */
+  dedup_key: Uint8Array;
   external_id: string | null;
   name: string;
   email: string;
@@ -26,14 +31,16 @@ export interface LeadsTable {
   erased_at: ColumnType<number | null, number | null | undefined, number | null>;
   /** 1: a synthetic lead (its external id has the reserved prefix); never sent live (0011). */
   synthetic: ColumnType<number, number | undefined, number>;
-  /**
-   * The keyed hash of the normalised e-mail, unique (0013): a lead is a duplicate when this OR its
-   * `external_id_key` matches a stored lead. Null only in leads stored before 0013 and not yet
-   * filled, or that share the e-mail with an earlier lead stored before the rule (see identity-keys.ts).
-   */
-  email_key: ColumnType<string | null, string | null | undefined, string | null>;
-  /** The keyed hash of the external id, unique; null when the lead has none (0013). */
-  external_id_key: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/**
+ * One identity a lead holds (0015): the key of its normalised e-mail, or of its external id. The key is
+ * the primary key: a second lead under either identity is refused by the database. Kept when the lead
+ * is erased, so the person stays out.
+ */
+export interface LeadIdentitiesTable {
+  key: Uint8Array;
+  lead_id: number;
 }
 
 export interface IngestRunsTable {
@@ -318,14 +325,26 @@ export interface Database {
   signatures: SignaturesTable;
   leads: LeadsTable;
   lead_state_counts: LeadStateCountsTable;
+  lead_identities: LeadIdentitiesTable;
   ingest_runs: IngestRunsTable;
   ingest_outcomes: IngestOutcomesTable;
   audit_log: AuditLogTable;
   runtime_state: RuntimeStateTable;
 }
 
-export type Lead = Selectable<LeadsTable>;
-export type NewLead = Insertable<LeadsTable>;
+/** A lead as stored: its dedup key as bytes. */
+export type LeadRow = Selectable<LeadsTable>;
+/** A lead as the rest of the product reads it: its dedup key as 32 hex digits. */
+export type Lead = Omit<LeadRow, 'dedup_key'> & { dedup_key: string };
+/**
+ * A lead to insert, with the keys of its identities (32 hex digits each): its e-mail's, and its
+ * external id's when it has one. The dedup key is one of the two.
+ */
+export type NewLead = Omit<Insertable<LeadsTable>, 'dedup_key'> & {
+  dedup_key: string;
+  email_key: string;
+  external_id_key: string | null;
+};
 export type IngestRun = Selectable<IngestRunsTable>;
 export type AuditRow = Selectable<AuditLogTable>;
 export type Cycle = Selectable<CyclesTable>;

@@ -367,7 +367,7 @@ describe('synthetic leads can never leave', () => {
     expect(received).toHaveLength(10);
     const sent = query<{ dedup_key: string; synthetic: number; external_id: string }>(
       dbFile,
-      'select dedup_key, synthetic, external_id from leads',
+      'select lower(hex(dedup_key)) as dedup_key, synthetic, external_id from leads',
     ).filter((l) => received.includes(`lk_${l.dedup_key.slice(0, 32)}`));
     expect(sent).toHaveLength(10);
     expect(sent.every((l) => l.synthetic === 0 && l.external_id.startsWith('R-'))).toBe(true);

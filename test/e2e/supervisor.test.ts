@@ -165,7 +165,6 @@ describe('valhalla run supervises its worker', () => {
       VALHALLA_METRICS_PORT: '0',
       VALHALLA_LOG_LEVEL: 'warn',
     });
-    const dbFile = join(cwd, 'data', 'valhalla.db');
     expect((await runInProcess(['init'], { cwd, env })).code).toBe(0);
 
     const run = start(BIN, ['run'], cwd, { ...env, NODE_OPTIONS: `--require ${hang}` });
@@ -247,7 +246,10 @@ describe('valhalla run supervises its worker', () => {
     // resent under the same key after a re-arm; every exported lead is at the partner.
     const records = partner.records().leadBatches;
     expect(Object.values(records).filter((b) => b.length > 1)).toEqual([]);
-    const leads = query<{ dedup_key: string; state: string }>(dbFile, 'select dedup_key, state from leads');
+    const leads = query<{ dedup_key: string; state: string }>(
+      dbFile,
+      'select lower(hex(dedup_key)) as dedup_key, state from leads',
+    );
     const stateOf = new Map(leads.map((l) => [leadKey(l), l.state]));
     for (const key of Object.keys(records))
       expect(['exported', 'in_flight'], key).toContain(stateOf.get(key));

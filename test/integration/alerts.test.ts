@@ -212,9 +212,11 @@ describe.each(list)('alerts on $name', (backend) => {
     });
     const keys = people.map((person) => p.dedupKey('email', person.email));
     const ids = await insertLeadsSkippingDuplicates(
-      w.store.db,
+      w.store,
       people.map((person, i) => ({
         dedup_key: keys[i]!,
+        email_key: keys[i]!,
+        external_id_key: null,
         external_id: null,
         name: person.name,
         email: person.email,

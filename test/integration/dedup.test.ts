@@ -6,6 +6,7 @@
  * the upgrade), and an installation from before migration 0013 gets its leads' identity keys at that
  * start. The real app, ingest and store on SQLite and PostgreSQL.
  */
+import { createHmac } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -17,6 +18,7 @@ import type { IngestSummary } from '../../src/ingest/index.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
 import { eraseLead } from '../../src/privacy/erasure.js';
 import { countLeadsByState, getRuntimeValue, scanLeadsByState } from '../../src/store/index.js';
+import { identityHex, keyBytes, keyHex, leadFromRow } from '../../src/store/leads.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
@@ -83,11 +85,28 @@ async function outcomesOf(app: App, runId: number) {
 }
 
 async function leadByExternalId(app: App, externalId: string) {
-  return app.store.db
-    .selectFrom('leads')
-    .selectAll()
-    .where('external_id', '=', externalId)
-    .executeTakeFirstOrThrow();
+  return leadFromRow(
+    await app.store.db
+      .selectFrom('leads')
+      .selectAll()
+      .where('external_id', '=', externalId)
+      .executeTakeFirstOrThrow(),
+  );
+}
+
+/** The identity keys a lead holds in `lead_identities` (what the table keeps of each, in hex), sorted. */
+/** What `lead_identities` holds of these keys, sorted as `identitiesOf` returns them. */
+function held(...keys: string[]): string[] {
+  return keys.map(identityHex).sort();
+}
+
+async function identitiesOf(app: App, leadId: number): Promise<string[]> {
+  const rows = await app.store.db
+    .selectFrom('lead_identities')
+    .select('key')
+    .where('lead_id', '=', leadId)
+    .execute();
+  return rows.map((r) => keyHex(r.key)).sort();
 }
 
 describe.each(list)('a lead is one person under either identity, on $name', (backend: Backend) => {
@@ -143,23 +162,36 @@ describe.each(list)('a lead is one person under either identity, on $name', (bac
           reason: `duplicate: external id matches line 5 of this file (lead ${forty.id})`,
         },
       ]);
-      const stored = await site.app.store.db
-        .selectFrom('leads')
-        .select(['external_id', 'email', 'dedup_key', 'email_key', 'external_id_key'])
-        .orderBy('id')
-        .execute();
+      const stored = (
+        await site.app.store.db
+          .selectFrom('leads')
+          .select(['id', 'external_id', 'email', 'dedup_key'])
+          .orderBy('id')
+          .execute()
+      ).map(leadFromRow);
       expect(stored.map((l) => [l.external_id, l.email])).toEqual([
         ['EXT-1', 'person1@example.com'],
         ['EXT-2', 'person2@example.com'],
         ['EXT-30', 'person30@example.com'],
         ['EXT-40', 'person40@example.com'],
       ]);
-      // Both identities keyed; the rule's is the primary key.
+      // Both identities keyed, and nothing else; the rule's is the primary key.
       for (const l of stored) {
-        expect(l.email_key).toBe(keys.dedupKey('email', l.email));
-        expect(l.external_id_key).toBe(keys.dedupKey('external_id', l.external_id!));
-        expect(l.dedup_key).toBe(rule === 'email' ? l.email_key : l.external_id_key);
+        const emailKey = keys.dedupKey('email', l.email);
+        const externalIdKey = keys.dedupKey('external_id', l.external_id!);
+        expect(await identitiesOf(site.app, l.id)).toEqual(held(emailKey, externalIdKey));
+        expect(l.dedup_key).toBe(rule === 'email' ? emailKey : externalIdKey);
       }
+      expect(
+        Number(
+          (
+            await site.app.store.db
+              .selectFrom('lead_identities')
+              .select((eb) => eb.fn.countAll<number>().as('n'))
+              .executeTakeFirstOrThrow()
+          ).n,
+        ),
+      ).toBe(2 * stored.length);
 
       // The rejects file names the identity and the lead, never the value.
       const rejects = readFileSync(second.rejectsFile!, 'utf8');
@@ -231,21 +263,26 @@ describe.each(list)('a lead is one person under either identity, on $name', (bac
       const site = await installation(backend, rule);
       const first = await site.ingest('first.csv', [['CRM-7', 'seven@example.com']]);
       const lead = await leadByExternalId(site.app, 'CRM-7');
+      const identities = await identitiesOf(site.app, lead.id);
+      expect(identities).toEqual(
+        held(keys.dedupKey('email', 'seven@example.com'), keys.dedupKey('external_id', 'CRM-7')),
+      );
       const erased = await eraseLead(site.app, { target: { email: 'seven@example.com' }, reason: 'DSR-7' });
       expect(erased.kind).toBe('erased');
-      const after = await site.app.store.db
-        .selectFrom('leads')
-        .selectAll()
-        .where('id', '=', lead.id)
-        .executeTakeFirstOrThrow();
+      const after = leadFromRow(
+        await site.app.store.db
+          .selectFrom('leads')
+          .selectAll()
+          .where('id', '=', lead.id)
+          .executeTakeFirstOrThrow(),
+      );
       // The data goes; the keyed hashes stay (meaningless without the secret): they keep the person out.
       expect(after).toMatchObject({
         email: '(erased)',
         external_id: null,
         dedup_key: lead.dedup_key,
-        email_key: lead.email_key,
-        external_id_key: lead.external_id_key,
       });
+      expect(await identitiesOf(site.app, lead.id)).toEqual(identities);
 
       const again = await site.ingest('again.csv', [
         ['CRM-70', 'Seven@example.com'],
@@ -318,16 +355,42 @@ describe.each(list)(
         .values({
           ...copy,
           external_id: 'X-4',
-          dedup_key: keys.dedupKey('external_id', 'X-4'),
-          email_key: null,
-          external_id_key: null,
+          dedup_key: keyBytes(keys.dedupKey('external_id', 'X-4')),
           source_line: 9_999,
         })
         .returning('id')
         .executeTakeFirstOrThrow();
 
-      // As the release before 0013 left it: no keys, no recorded rule, 0013 not applied.
+      // As the release before 0013 left it: no identities, each lead's dedup key the whole keyed hash
+      // of its identity (64 hex digits, text, unique), no recorded rule, 0013 to 0015 not applied.
       const db = app.store.db;
+      const wholeKeys = new Map<string, string>();
+      for (const [externalId, email] of [
+        ['X-1', 'ada@example.com'],
+        ['X-2', 'bo@example.com'],
+        ['X-3', 'cy@example.com'],
+        ['X-4', 'ada@example.com'],
+        ...bulk,
+      ]) {
+        for (const identity of [`email:${email}`, `external_id:${externalId}`]) {
+          const whole = createHmac('sha256', SECRET).update(identity).digest('hex');
+          wholeKeys.set(whole.slice(0, 32), whole);
+        }
+      }
+      await sql`drop table lead_identities`.execute(db);
+      if (app.store.dialect === 'postgres') {
+        await sql`alter table leads alter column dedup_key type text using encode(dedup_key, 'hex')`.execute(
+          db,
+        );
+        await sql`alter table leads add constraint leads_dedup_key_key unique (dedup_key)`.execute(db);
+      }
+      const oldLeads = await db.selectFrom('leads').select(['id', 'dedup_key']).execute();
+      for (const { id, dedup_key } of oldLeads) {
+        const short = typeof dedup_key === 'string' ? dedup_key : keyHex(dedup_key);
+        const whole = wholeKeys.get(short);
+        if (whole === undefined) throw new Error(`lead ${id}: no identity of the test has the key ${short}`);
+        await sql`update leads set dedup_key = ${whole} where id = ${id}`.execute(db);
+      }
       await sql`delete from runtime_state where key in ('dedup.rule', 'identity_keys.fill')`.execute(db);
       await sql`delete from valhalla_migration where name = '0013-identity-keys'`.execute(db);
       // Nor the kept counts by state (0014), which came after it.
@@ -342,12 +405,7 @@ describe.each(list)(
         );
       }
       await sql`drop table lead_state_counts`.execute(db);
-      if (app.store.dialect === 'sqlite') {
-        await sql`drop index leads_email_key`.execute(db);
-        await sql`drop index leads_external_id_key`.execute(db);
-      }
-      await sql`alter table leads drop column email_key`.execute(db);
-      await sql`alter table leads drop column external_id_key`.execute(db);
+      await sql`delete from valhalla_migration where name = '0015-lead-identities'`.execute(db);
       const entriesBefore = await db.selectFrom('audit_log').select('seq').execute();
 
       // The first command after the upgrade: its rule (the default) is the installation's now.
@@ -382,32 +440,38 @@ describe.each(list)(
         '1 of the leads stored before this release were keyed by external_id, not by the recorded dedup rule email',
       );
 
-      const keysOf = async (id: number) =>
-        udb
-          .selectFrom('leads')
-          .select(['dedup_key', 'email_key', 'external_id_key'])
-          .where('id', '=', id)
-          .executeTakeFirstOrThrow();
+      const keysOf = async (id: number) => ({
+        dedup_key: keyHex(
+          (await udb.selectFrom('leads').select('dedup_key').where('id', '=', id).executeTakeFirstOrThrow())
+            .dedup_key,
+        ),
+        identities: await identitiesOf(upgraded, id),
+      });
       expect(await keysOf(ada.id)).toEqual({
         dedup_key: keys.dedupKey('email', 'ada@example.com'),
-        email_key: keys.dedupKey('email', 'ada@example.com'),
-        external_id_key: keys.dedupKey('external_id', 'X-1'),
+        identities: held(keys.dedupKey('email', 'ada@example.com'), keys.dedupKey('external_id', 'X-1')),
       });
-      // Erased before: only its dedup key was left, stored as both keys (domain-separated hashes: it
-      // can only ever match the identity it was made from).
-      expect(await keysOf(cy.id)).toEqual({
-        dedup_key: cy.dedup_key,
-        email_key: cy.dedup_key,
-        external_id_key: cy.dedup_key,
-      });
+      // Erased before: only its dedup key was left, its one identity (domain-separated hashes: it can
+      // only ever match the identity it was made from).
+      expect(await keysOf(cy.id)).toEqual({ dedup_key: cy.dedup_key, identities: held(cy.dedup_key) });
       // Stored twice before: the earlier lead keeps the e-mail's key.
       expect(await keysOf(dee.id)).toEqual({
         dedup_key: keys.dedupKey('external_id', 'X-4'),
-        email_key: null,
-        external_id_key: keys.dedupKey('external_id', 'X-4'),
+        identities: held(keys.dedupKey('external_id', 'X-4')),
       });
-      const withoutKeys = await udb.selectFrom('leads').select('id').where('email_key', 'is', null).execute();
-      expect(withoutKeys.map((l) => l.id)).toEqual([dee.id]);
+      // Every other lead holds both of its identities.
+      const heldBy = await udb
+        .selectFrom('lead_identities')
+        .select(['lead_id', (eb) => eb.fn.countAll<number>().as('n')])
+        .groupBy('lead_id')
+        .execute();
+      expect(heldBy).toHaveLength(1_104);
+      expect(
+        heldBy
+          .filter((h) => Number(h.n) !== 2)
+          .map((h) => Number(h.lead_id))
+          .sort((a, b) => a - b),
+      ).toEqual([cy.id, dee.id]);
 
       const after = await site.ingest(
         'new.csv',

@@ -29,6 +29,7 @@ import {
 } from '../../src/privacy/erasure.js';
 import { archiveCompleted } from '../../src/privacy/retention.js';
 import type { Lead } from '../../src/store/index.js';
+import { keyBytes, leadFromRow } from '../../src/store/leads.js';
 import {
   type Backend,
   backends,
@@ -39,6 +40,7 @@ import {
   withPgAdmin,
 } from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
+import { testKey } from '../support/keys.js';
 import { queueInLiveBatch } from '../support/outbox.js';
 import { tempDir } from '../support/tmp.js';
 import { CLEARED, HOUR, NOW } from '../support/world.js';
@@ -120,9 +122,9 @@ async function ingest(w: World, people: Person[]) {
 }
 
 async function leadRow(w: World, tag: string): Promise<Lead & { erased_at: number | null }> {
-  const rows = (await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute()) as (Lead & {
-    erased_at: number | null;
-  })[];
+  const rows = (await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute()).map(
+    leadFromRow,
+  );
   const found = rows.find((r) => r.dedup_key === dedupKeyOf(w, tag));
   if (!found) throw new Error(`no lead ${tag}`);
   return found;
@@ -491,7 +493,12 @@ describe.each(list)('erasure on $name', (backend) => {
     await expect(
       db
         .insertInto('leads')
-        .values({ ...copy, dedup_key: `${copy.dedup_key}-copy`, email: emailOf('kai'), erased_at: NOW })
+        .values({
+          ...copy,
+          dedup_key: keyBytes(testKey(`${copy.dedup_key}-copy`)),
+          email: emailOf('kai'),
+          erased_at: NOW,
+        })
         .execute(),
     ).rejects.toThrow(/holds no personal data/);
   });
@@ -699,26 +706,40 @@ describe('erasure on SQLite files', () => {
   );
 
   // A database written by a release before every connection zeroed what it frees: its page splits
-  // left copies in unused space that erasing the row cannot reach. The first start of this release
-  // rewrites it (the 0010 migration); the control, a database marked as rewritten already, keeps them.
+  // left copies in unused space that erasing the row cannot reach (the control: erased in place, no
+  // upgrade). The first start of this release rewrites it (the 0010 migration). A database marked as
+  // rewritten already is clean too now: 0015 rebuilds the leads table on a connection that zeroes
+  // what it frees, so the old table's pages are zeroed as it is dropped.
   it.each([
     { rewritten: true, name: 'the first start of this release rewrites it: nothing left' },
-    { rewritten: false, name: 'control, marked as rewritten already: copies are left' },
+    { rewritten: false, name: 'marked as rewritten already: the rebuild of 0015 leaves nothing either' },
+    { rewritten: 'control' as const, name: 'control, erased in place without the upgrade: copies are left' },
   ])('SQLite written by an older release: $name', async ({ rewritten }) => {
     const w = await world(sqliteBackend);
     const raw = w.app.store.sqlite!;
     raw.pragma('secure_delete = OFF');
     const people = Array.from({ length: 200 }, (_, n) => ({ tag: `zz${n}x` }));
     await ingest(w, people);
-    // As a release before 0010 left it: neither 0010 nor what came after (0011's to 0014's tables,
-    // columns, indexes and triggers).
+    const erased = people.filter((_, n) => n % 3 === 0);
+    if (rewritten === 'control') {
+      raw.pragma('secure_delete = ON');
+      for (const p of erased)
+        expectErased(await eraseLead(w.app, { target: { email: emailOf(p.tag) }, reason: 'DSR-1' }));
+      const bytes = databaseFiles(w);
+      expect(erased.filter((p) => bytes.includes(p.tag)).length).toBeGreaterThan(0);
+      expect(bytes).toContain(emailOf('zz1x'));
+      return;
+    }
+    // As a release before 0010 left it: neither 0010 nor what came after (0011's to 0015's tables,
+    // columns, indexes and triggers; before 0015 a dedup key was 64 hex digits of text, of which
+    // only the first 32 are kept).
     raw.prepare("delete from valhalla_migration where name >= '0010-zeroed-pages'").run();
+    raw.exec('drop table lead_identities');
+    raw.exec('update leads set dedup_key = lower(hex(dedup_key)) || lower(hex(dedup_key))');
     for (const change of ['insert', 'update', 'delete']) raw.exec(`drop trigger lead_state_counts_${change}`);
     raw.exec('drop table lead_state_counts');
     raw.exec('drop table mode_acks');
     raw.exec('drop index requests_delivery');
-    raw.exec('drop index leads_email_key');
-    raw.exec('drop index leads_external_id_key');
     for (const [table, column] of [
       ['heartbeats', 'mode'],
       ['heartbeats', 'policy_hash'],
@@ -727,8 +748,6 @@ describe('erasure on SQLite files', () => {
       ['deliveries', 'failed_answers'],
       ['deliveries', 'unanswered'],
       ['deliveries', 'partner_may_have'],
-      ['leads', 'email_key'],
-      ['leads', 'external_id_key'],
     ]) {
       raw.exec(`alter table ${table} drop column ${column}`);
     }
@@ -743,13 +762,11 @@ describe('erasure on SQLite files', () => {
 
     const app = await openApp({ config: loadConfig({ cwd: w.dir, env: w.env }), clock: w.clock });
     cleanups.push(() => app.close());
-    const erased = people.filter((_, n) => n % 3 === 0);
     for (const p of erased)
       expectErased(await eraseLead(app, { target: { email: emailOf(p.tag) }, reason: 'DSR-1' }));
     const bytes = databaseFiles(w);
     const left = erased.filter((p) => bytes.includes(p.tag));
-    if (rewritten) expect(left.map((p) => p.tag)).toEqual([]);
-    else expect(left.length).toBeGreaterThan(0);
+    expect(left.map((p) => p.tag)).toEqual([]);
     expect(bytes).toContain(emailOf('zz1x'));
   });
 });

@@ -1,10 +1,12 @@
 /**
- * Every row's outcome is in the audit chain: an `ingest.rows` entry per committed transaction lists
- * its accepted leads (lead, line, pseudonym, state, as `acceptedColumns` names them), its duplicates
- * and its rejected rows. Changing or removing one row's outcome in an entry (someone with administrator
- * rights, the append-only triggers out of the way) breaks the chain at that entry: `audit verify` finds it.
- * The real app and store on SQLite and PostgreSQL.
+ * Every row's outcome is in the audit chain: an `ingest.rows` entry per committed transaction names
+ * its accepted leads (`acceptedLeads`: runs of (lead, line), a state letter each, and the SHA-256 of
+ * their `lead,line,pseudonym,state` lines), its duplicates and its rejected rows. Changing or removing
+ * one row's outcome in an entry (someone with administrator rights, the append-only triggers out of
+ * the way) breaks the chain at that entry: `audit verify` finds it. The real app and store on SQLite
+ * and PostgreSQL.
  */
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -12,6 +14,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type App, initialize } from '../../src/app/index.js';
 import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
+import { leadFromRow } from '../../src/store/leads.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
@@ -26,8 +29,10 @@ afterEach(async () => {
 });
 
 interface RowsDetails {
-  acceptedColumns: string[];
-  accepted: [number, number, string, string][];
+  read: number;
+  accepted: number;
+  duplicate: number;
+  acceptedLeads: { runs: [number, number, number][]; states: string; sha256: string };
   duplicates: { line: number; of: number; by: string[] }[];
   rejected: { line: number; field: string; reason: string }[];
 }
@@ -47,9 +52,11 @@ async function ingested(backend: Backend): Promise<{ app: App; seq: number; deta
       `Alan Turing,alan@example.test,30,${at}`,
       `Ada Again,ADA@example.test,70,${at}`,
       `Bad Row,not-an-email,50,${at}`,
+      `Grace Hopper,grace@example.test,60,${at}`,
+      `Old Lead,old@example.test,90,2026-01-01T00:00:00Z`,
     ].join('\n')}\n`,
   );
-  expect(await app.ingest({ path: file })).toMatchObject({ read: 4, accepted: 2, duplicate: 1, rejected: 1 });
+  expect(await app.ingest({ path: file })).toMatchObject({ read: 6, accepted: 4, duplicate: 1, rejected: 1 });
   const entry = await app.store.db
     .selectFrom('audit_log')
     .select(['seq', 'details'])
@@ -69,19 +76,37 @@ async function overwriteDetails(app: App, seq: number, details: RowsDetails): Pr
   await sql`update audit_log set details = ${JSON.stringify(details)} where seq = ${seq}`.execute(db);
 }
 
+/** Each state's letter in `acceptedLeads.states`. */
+const STATE_LETTERS: Record<string, string> = { pending: 'p', below_threshold: 'b', expired: 'e' };
+
 describe.each(list)('ingest outcomes in the audit chain on $name', (backend) => {
-  it('lists every row: accepted (lead, line, pseudonym, state), duplicate and rejected', async () => {
+  it('names every row: each accepted lead (lead, line, state, and its pseudonym by the hash), duplicate and rejected', async () => {
     const { app, details } = await ingested(backend);
-    expect(details.acceptedColumns).toEqual(['lead', 'line', 'pseudonym', 'state']);
-    const leads = await app.store.db
-      .selectFrom('leads')
-      .select(['id', 'source_line', 'state'])
-      .orderBy('id')
-      .execute();
-    expect(details.accepted.map(([lead, line, , state]) => [lead, line, state])).toEqual(
-      leads.map((l) => [Number(l.id), Number(l.source_line), l.state]),
+    const leads = (
+      await app.store.db
+        .selectFrom('leads')
+        .select(['id', 'source_line', 'state', 'dedup_key'])
+        .orderBy('id')
+        .execute()
+    ).map(leadFromRow);
+    expect(leads).toHaveLength(4);
+    const { runs, states, sha256 } = details.acceptedLeads;
+    // A duplicate and a rejected line split the leads into two runs.
+    expect(runs).toHaveLength(2);
+    const pairs = runs.flatMap(([lead, line, count]) =>
+      Array.from({ length: count }, (_, i) => [lead + i, line + i]),
     );
-    expect(details.accepted.every(([, , pseudonym]) => /^L-[0-9a-f]+$/.test(pseudonym))).toBe(true);
+    expect(pairs).toEqual(leads.map((l) => [Number(l.id), Number(l.source_line)]));
+    expect(states).toBe('pbpe');
+    expect(states).toBe(leads.map((l) => STATE_LETTERS[l.state]).join(''));
+    // The hash binds each lead's pseudonym, which its stored dedup key gives back.
+    const lines = leads.map((l) => `${l.id},${l.source_line},L-${l.dedup_key.slice(0, 20)},${l.state}\n`);
+    expect(sha256).toBe(createHash('sha256').update(lines.join('')).digest('hex'));
+    // A few bytes a lead, no row each, and never a value.
+    // The counts (the rejected rows' array takes the name of their count).
+    expect(details).toMatchObject({ read: 6, accepted: 4, duplicate: 1 });
+    expect(details).not.toHaveProperty('acceptedColumns');
+    expect(JSON.stringify(details)).not.toMatch(/Lovelace|Turing|Hopper|example\.test|L-[0-9a-f]/);
     expect(details.duplicates.map((d) => [d.line, d.by])).toEqual([[4, ['email']]]);
     expect(details.rejected.map((r) => [r.line, r.field])).toEqual([[5, 'email']]);
     expect((await app.audit.verify()).ok).toBe(true);
@@ -89,10 +114,39 @@ describe.each(list)('ingest outcomes in the audit chain on $name', (backend) => 
 
   const edits: [string, (d: RowsDetails) => RowsDetails][] = [
     [
-      'an accepted lead’s state changed',
-      (d) => ({ ...d, accepted: d.accepted.map((a, i) => (i === 1 ? [a[0], a[1], a[2], 'pending'] : a)) }),
+      'an accepted lead’s state letter changed',
+      // Alan's below_threshold (b) written as pending (p).
+      (d) => ({
+        ...d,
+        acceptedLeads: { ...d.acceptedLeads, states: d.acceptedLeads.states.replace('b', 'p') },
+      }),
     ],
-    ['an accepted lead removed', (d) => ({ ...d, accepted: d.accepted.slice(1) })],
+    [
+      'a run of accepted leads dropped',
+      (d) => ({ ...d, acceptedLeads: { ...d.acceptedLeads, runs: d.acceptedLeads.runs.slice(0, 1) } }),
+    ],
+    [
+      'a run of accepted leads shortened',
+      (d) => ({
+        ...d,
+        acceptedLeads: {
+          ...d.acceptedLeads,
+          runs: d.acceptedLeads.runs.map(([lead, line, count], i) =>
+            i === 1 ? [lead, line, count - 1] : [lead, line, count],
+          ),
+        },
+      }),
+    ],
+    [
+      'the accepted leads’ sha256 changed',
+      (d) => ({
+        ...d,
+        acceptedLeads: {
+          ...d.acceptedLeads,
+          sha256: `${d.acceptedLeads.sha256[0] === '0' ? '1' : '0'}${d.acceptedLeads.sha256.slice(1)}`,
+        },
+      }),
+    ],
     ['a duplicate removed', (d) => ({ ...d, duplicates: [] })],
     ['a rejected row removed', (d) => ({ ...d, rejected: [] })],
     [

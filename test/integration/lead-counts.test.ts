@@ -16,6 +16,7 @@ import { writeGoLiveAt } from '../../src/guard/index.js';
 import { eraseLead } from '../../src/privacy/erasure.js';
 import { archiveCompleted } from '../../src/privacy/retention.js';
 import { countLeadsByState, scanLeadsByState } from '../../src/store/index.js';
+import { leadFromRow } from '../../src/store/leads.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, UNCALLED_PARTNER } from '../support/cli.js';
 import { queueInLiveBatch } from '../support/outbox.js';
@@ -131,11 +132,13 @@ describe.each(list)('kept lead counts on $name', (backend) => {
 
     // In flight (a queued live batch), then an erasure of a pending lead.
     await ingest(w, [{ tag: 'pend1' }, { tag: 'fly1' }, { tag: 'gone1' }]);
-    const fly = await w.app.store.db
-      .selectFrom('leads')
-      .selectAll()
-      .where('id', '=', await idOf(w, 'fly1'))
-      .executeTakeFirstOrThrow();
+    const fly = leadFromRow(
+      await w.app.store.db
+        .selectFrom('leads')
+        .selectAll()
+        .where('id', '=', await idOf(w, 'fly1'))
+        .executeTakeFirstOrThrow(),
+    );
     await queueInLiveBatch(w.app.store, fly, 'waiting-batch', T0);
     await expectKeptEqualsScan(w);
     const erased = await eraseLead(w.app, { target: { id: await idOf(w, 'gone1') }, reason: 'DSR-1' });

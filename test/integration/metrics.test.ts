@@ -24,7 +24,9 @@ import {
   type Store,
   setRuntimeValue,
 } from '../../src/store/index.js';
+import { keyHex } from '../../src/store/leads.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
+import { testKey } from '../support/keys.js';
 import { tempDir } from '../support/tmp.js';
 import { HOUR, NOW } from '../support/world.js';
 
@@ -158,9 +160,12 @@ describe.each(list)('metrics on $name', (backend: Backend) => {
     const rows: NewLead[] = states.map((state, i) => {
       const person = PEOPLE[i % PEOPLE.length]!;
       const email = `${i}.${person.email}`;
+      const externalId = `crm-${person.name.replace(' ', '-')}-${i}`;
       return {
-        dedup_key: email,
-        external_id: `crm-${person.name.replace(' ', '-')}-${i}`,
+        dedup_key: testKey(email),
+        email_key: testKey(email),
+        external_id_key: testKey(externalId),
+        external_id: externalId,
         name: person.name,
         email,
         phone: person.phone,
@@ -177,7 +182,7 @@ describe.each(list)('metrics on $name', (backend: Backend) => {
         source_line: i + 1,
       };
     });
-    const inserted = await insertLeadsSkippingDuplicates(store.db, rows);
+    const inserted = await insertLeadsSkippingDuplicates(store, rows);
     return rows.map((r) => inserted.get(r.dedup_key)!);
   }
 
@@ -519,7 +524,14 @@ describe.each(list)('metrics on $name', (backend: Backend) => {
 
     const leads = await store.db.selectFrom('leads').selectAll().execute();
     expect(leads).toHaveLength(6);
-    const secrets = leads.flatMap((l) => [l.name, l.email, l.phone, l.company, l.dedup_key, l.external_id]);
+    const secrets = leads.flatMap((l) => [
+      l.name,
+      l.email,
+      l.phone,
+      l.company,
+      keyHex(l.dedup_key),
+      l.external_id,
+    ]);
     for (const secret of secrets) {
       expect(secret).toBeTruthy();
       expect(s.text).not.toContain(secret!);

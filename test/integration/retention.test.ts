@@ -13,6 +13,7 @@ import { writeGoLiveAt } from '../../src/guard/index.js';
 import { eraseLead } from '../../src/privacy/erasure.js';
 import { type ArchiveResult, archiveCompleted, retentionCutoff } from '../../src/privacy/retention.js';
 import type { Lead } from '../../src/store/index.js';
+import { leadFromRow } from '../../src/store/leads.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { queueInLiveBatch } from '../support/outbox.js';
@@ -81,16 +82,16 @@ async function cycle(w: World, outcome: 'accept' | 'refuse') {
 }
 
 async function rows(w: World): Promise<Map<string, Row>> {
-  const all = (await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute()) as Row[];
+  const all: Row[] = (await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute()).map(
+    leadFromRow,
+  );
   return new Map(all.map((r) => [r.erased_at === null ? r.email.split('@')[0]! : `#${r.id}`, r]));
 }
 
 async function byId(w: World, id: number): Promise<Row> {
-  return (await w.app.store.db
-    .selectFrom('leads')
-    .selectAll()
-    .where('id', '=', id)
-    .executeTakeFirstOrThrow()) as Row;
+  return leadFromRow(
+    await w.app.store.db.selectFrom('leads').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
+  );
 }
 
 async function archivedEntries(w: World) {

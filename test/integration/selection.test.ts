@@ -1,8 +1,15 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LEAD_STATES, type LeadState } from '../../src/policy/index.js';
-import { createIngestRun, type NewLead, openStore, selectEligible } from '../../src/store/index.js';
+import {
+  createIngestRun,
+  insertLeadsSkippingDuplicates,
+  type NewLead,
+  openStore,
+  selectEligible,
+} from '../../src/store/index.js';
 import { backends, dropTestSchemas } from '../support/backends.js';
+import { testKey } from '../support/keys.js';
 import { DAY, NOW } from '../support/world.js';
 
 const list = await backends();
@@ -34,7 +41,9 @@ describe.each(list)('selecting eligible leads on $name', (backend) => {
               operator: 't',
             });
             const rows: NewLead[] = leads.map((l, i) => ({
-              dedup_key: `r${round}-${i}`,
+              dedup_key: testKey(`r${round}-${i}`),
+              email_key: testKey(`r${round}-${i}`),
+              external_id_key: null,
               external_id: null,
               name: 'N',
               email: `r${round}-${i}@example.test`,
@@ -52,9 +61,17 @@ describe.each(list)('selecting eligible leads on $name', (backend) => {
               source_line: i + 1,
               dry_run_at: l.dryRun ? NOW : null,
             }));
+            // The previous round's leads out of the way: their identities first (they point at them).
+            await store.db
+              .deleteFrom('lead_identities')
+              .where('lead_id', 'in', (eb) =>
+                eb.selectFrom('leads').select('id').where('exported_at', 'is', null),
+              )
+              .execute();
             await store.db.deleteFrom('leads').where('exported_at', 'is', null).execute();
             await store.db.updateTable('leads').set({ state: 'archived' }).execute();
-            if (rows.length > 0) await store.db.insertInto('leads').values(rows).execute();
+            if (rows.length > 0)
+              expect((await insertLeadsSkippingDuplicates(store, rows)).size).toBe(rows.length);
             const freshSince = NOW - 14 * DAY;
             const chosen = await selectEligible(store.db, { minScore: 40, freshSince, limit, notDryRun });
             const eligible = rows

@@ -431,7 +431,12 @@ describe.each(list)('admin API on $name', (backend) => {
     expect(mixed.body.error?.message).toMatch(/2500 of the 4000 rows read were rejected/);
     expect((await status(w)).leads.total).toBe(1_500);
     const rows = (await auditAll(w)).filter((e) => e.action === 'ingest.rows');
-    expect(rows.reduce((n, e) => n + (e.details as { accepted: unknown[] }).accepted.length, 0)).toBe(1_500);
+    // Every stored lead is named in an entry: its runs of (lead, line) and a state letter each.
+    const named = rows.map(
+      (e) => (e.details as { acceptedLeads: { runs: number[][]; states: string } }).acceptedLeads,
+    );
+    expect(named.reduce((n, a) => n + a.runs.reduce((m, [, , count]) => m + count!, 0), 0)).toBe(1_500);
+    expect(named.reduce((n, a) => n + a.states.length, 0)).toBe(1_500);
   });
 
   it('answers /healthz and a pause while an upload is being stored, the upload streamed (not held whole) and finished after', async () => {

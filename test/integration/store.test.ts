@@ -1,10 +1,15 @@
-import { sql } from 'kysely';
+import { createHmac } from 'node:crypto';
+import { type Kysely, sql } from 'kysely';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { leadKey } from '../../src/engine/index.js';
+import { createPseudonymizer } from '../../src/pii/index.js';
 import { LEAD_STATES } from '../../src/policy/index.js';
 import {
+  countLeadsByState,
   createIngestRun,
   getRuntimeValue,
   insertLeadsSkippingDuplicates,
+  insertNewLeadsInBulk,
   isStoreError,
   migrateToLatest,
   type NewLead,
@@ -12,10 +17,13 @@ import {
   readConsistently,
   type Store,
   type StoreTarget,
+  scanLeadsByState,
   setRuntimeValue,
 } from '../../src/store/index.js';
+import { identityBytes, identityHex, keyBytes, keyHex, leadFromRow } from '../../src/store/leads.js';
 import { migrations } from '../../src/store/migrations/index.js';
 import { backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
+import { testKey } from '../support/keys.js';
 import { HOUR, NOW } from '../support/world.js';
 
 const list = await backends();
@@ -32,6 +40,7 @@ const TABLES = [
   'heartbeats',
   'ingest_outcomes',
   'ingest_runs',
+  'lead_identities',
   'lead_state_counts',
   'leads',
   'mode_acks',
@@ -65,12 +74,40 @@ async function appliedMigrations(store: Store): Promise<string[]> {
   return rows.map((r) => r.name);
 }
 
-function lead(runId: number, dedupKey: string, overrides: Partial<NewLead> = {}): NewLead {
+/**
+ * Make `store` (opened without migrating, empty) a database as a release before the migration
+ * `before` left it: every migration before that one applied in one transaction and recorded, as the
+ * runner did.
+ */
+async function migratedBefore(store: Store, before: string): Promise<Store> {
+  const all = migrations(store.dialect);
+  await store.db.transaction().execute(async (trx) => {
+    await sql`create table valhalla_migration (name varchar(255) not null primary key, timestamp varchar(255) not null)`.execute(
+      trx,
+    );
+    for (const name of Object.keys(all)
+      .sort()
+      .filter((n) => n < before)) {
+      await all[name]!.up(trx);
+      await sql`insert into valhalla_migration (name, timestamp) values (${name}, ${new Date(NOW).toISOString()})`.execute(
+        trx,
+      );
+    }
+  });
+  return store;
+}
+
+const SECRET = 'test-secret-0123456789abcdef0123456789abcdef';
+
+/** A lead named `name`: its e-mail's key (`testKey(name)`) is its dedup key; no external id. */
+function lead(runId: number, name: string, overrides: Partial<NewLead> = {}): NewLead {
   return {
-    dedup_key: dedupKey,
+    dedup_key: testKey(name),
+    email_key: testKey(name),
+    external_id_key: null,
     external_id: null,
     name: 'Test Person',
-    email: `${dedupKey}@example.test`,
+    email: `${name}@example.test`,
     phone: null,
     company: null,
     score: 50,
@@ -87,6 +124,16 @@ function lead(runId: number, dedupKey: string, overrides: Partial<NewLead> = {})
   };
 }
 
+/** A new lead as the `leads` table takes it: without its identity keys, its dedup key as bytes. */
+function leadsRow({ email_key: _e, external_id_key: _x, ...row }: NewLead) {
+  return { ...row, dedup_key: keyBytes(row.dedup_key) };
+}
+
+/** The dedup keys of selected rows in hex, as the store functions return them. */
+function hexKeys<T extends { dedup_key: Uint8Array }>(rows: T[]) {
+  return rows.map(leadFromRow);
+}
+
 describe.each(list)('store on $name', (backend) => {
   const opened: Store[] = [];
   async function open(
@@ -100,6 +147,10 @@ describe.each(list)('store on $name', (backend) => {
   afterEach(async () => {
     for (const store of opened.splice(0).reverse()) await store.close();
   });
+
+  async function openMigratedBefore(target: StoreTarget, before: string): Promise<Store> {
+    return migratedBefore(await open(target, { migrate: false }), before);
+  }
 
   async function withRun(store: Store): Promise<number> {
     return createIngestRun(store.db, { startedAt: NOW, source: 'test.csv', format: 'csv', operator: 'test' });
@@ -117,7 +168,7 @@ describe.each(list)('store on $name', (backend) => {
     const first = await open(target, { migrate: false });
     expect(await migrateToLatest(first)).toEqual(Object.keys(migrations(first.dialect)));
     const runId = await withRun(first);
-    await insertLeadsSkippingDuplicates(first.db, [lead(runId, 'kept')]);
+    await insertLeadsSkippingDuplicates(first, [lead(runId, 'kept')]);
     const before = await sql<{
       name: string;
       timestamp: string;
@@ -132,7 +183,7 @@ describe.each(list)('store on $name', (backend) => {
     }>`select name, timestamp from valhalla_migration`.execute(second.db);
     expect(after.rows).toEqual(before.rows);
     const leads = await second.db.selectFrom('leads').select('dedup_key').execute();
-    expect(leads).toEqual([{ dedup_key: 'kept' }]);
+    expect(hexKeys(leads)).toEqual([{ dedup_key: testKey('kept') }]);
   });
 
   it('migrates a second database beside an existing one on its own', async () => {
@@ -169,46 +220,63 @@ describe.each(list)('store on $name', (backend) => {
     expect((refusal as Error).message).toContain('9999-from-the-future');
   });
 
-  it('the dedup key is unique in the database itself: a raw second INSERT fails', async () => {
+  it('an identity key is unique in the database itself: a raw second INSERT of it fails', async () => {
     const store = await open();
     const runId = await withRun(store);
-    const insert = (score: number) =>
-      sql`insert into leads (dedup_key, name, email, score, source_ts, state, ingested_at, updated_at, run_id, source_line)
-          values ('same-key', 'n', 'e@example.test', ${score}, ${NOW}, 'pending', ${NOW}, ${NOW}, ${runId}, 1)`.execute(
+    const ids = await insertLeadsSkippingDuplicates(store, [lead(runId, 'first'), lead(runId, 'second')]);
+    const insert = (leadId: number) =>
+      sql`insert into lead_identities (key, lead_id) values (${identityBytes(testKey('same-key'))}, ${leadId})`.execute(
         store.db,
       );
-    await insert(50);
-    await expect(insert(60)).rejects.toThrow(/unique|duplicate key/i);
-    expect(await store.db.selectFrom('leads').select(['dedup_key', 'score']).execute()).toEqual([
-      { dedup_key: 'same-key', score: 50 },
-    ]);
+    await insert(ids.get(testKey('first'))!);
+    await expect(insert(ids.get(testKey('second'))!)).rejects.toThrow(/unique|duplicate key/i);
+    // Nor can the key a lead holds be given to another.
+    await expect(
+      sql`insert into lead_identities (key, lead_id) values (${identityBytes(testKey('first'))}, ${ids.get(testKey('second'))!})`.execute(
+        store.db,
+      ),
+    ).rejects.toThrow(/unique|duplicate key/i);
+    const held = await store.db.selectFrom('lead_identities').select(['key', 'lead_id']).execute();
+    expect(
+      held
+        .map((h) => [keyHex(h.key), Number(h.lead_id)])
+        .sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
+    ).toEqual(
+      [
+        [identityHex(testKey('first')), ids.get(testKey('first'))],
+        [identityHex(testKey('second')), ids.get(testKey('second'))],
+        [identityHex(testKey('same-key')), ids.get(testKey('first'))],
+      ].sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
+    );
   });
 
   it('insertLeadsSkippingDuplicates returns only the inserted keys, duplicates within the batch included', async () => {
     const store = await open();
     const runId = await withRun(store);
-    const stored = await insertLeadsSkippingDuplicates(store.db, [lead(runId, 'b', { score: 41 })]);
-    expect([...stored.keys()]).toEqual(['b']);
+    const stored = await insertLeadsSkippingDuplicates(store, [lead(runId, 'b', { score: 41 })]);
+    expect([...stored.keys()]).toEqual([testKey('b')]);
 
-    const inserted = await insertLeadsSkippingDuplicates(store.db, [
+    const inserted = await insertLeadsSkippingDuplicates(store, [
       lead(runId, 'a', { score: 60, source_line: 2 }),
       lead(runId, 'b', { score: 99, source_line: 3 }),
       lead(runId, 'a', { score: 70, source_line: 4 }),
       lead(runId, 'c', { score: 80, source_line: 5 }),
     ]);
-    expect([...inserted.keys()].sort()).toEqual(['a', 'c']);
-    const rows = await store.db
-      .selectFrom('leads')
-      .select(['id', 'dedup_key', 'score', 'source_line'])
-      .orderBy('dedup_key')
-      .execute();
+    expect([...inserted.keys()].sort()).toEqual([testKey('a'), testKey('c')].sort());
+    const rows = hexKeys(
+      await store.db
+        .selectFrom('leads')
+        .select(['id', 'dedup_key', 'score', 'source_line'])
+        .orderBy('source_line')
+        .execute(),
+    );
     // The first row of a repeated key is the one stored; the stored lead b is untouched.
     expect(rows.map(({ dedup_key, score, source_line }) => ({ dedup_key, score, source_line }))).toEqual([
-      { dedup_key: 'a', score: 60, source_line: 2 },
-      { dedup_key: 'b', score: 41, source_line: 1 },
-      { dedup_key: 'c', score: 80, source_line: 5 },
+      { dedup_key: testKey('b'), score: 41, source_line: 1 },
+      { dedup_key: testKey('a'), score: 60, source_line: 2 },
+      { dedup_key: testKey('c'), score: 80, source_line: 5 },
     ]);
-    for (const row of rows.filter((r) => r.dedup_key !== 'b'))
+    for (const row of rows.filter((r) => r.dedup_key !== testKey('b')))
       expect(inserted.get(row.dedup_key)).toBe(row.id);
   });
 
@@ -217,9 +285,9 @@ describe.each(list)('store on $name', (backend) => {
     const runId = await withRun(store);
     const rows = Array.from({ length: 1_500 }, (_, i) => lead(runId, `k${i}`, { source_line: i + 1 }));
     rows[1_200] = lead(runId, 'k5', { source_line: 1_201, score: 90 });
-    const inserted = await insertLeadsSkippingDuplicates(store.db, rows);
+    const inserted = await insertLeadsSkippingDuplicates(store, rows);
     expect(inserted.size).toBe(1_499);
-    expect(inserted.has('k1200')).toBe(false);
+    expect(inserted.has(testKey('k1200'))).toBe(false);
     const count = await store.db
       .selectFrom('leads')
       .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -228,7 +296,7 @@ describe.each(list)('store on $name', (backend) => {
     const k5 = await store.db
       .selectFrom('leads')
       .select('score')
-      .where('dedup_key', '=', 'k5')
+      .where('dedup_key', '=', keyBytes(testKey('k5')))
       .executeTakeFirstOrThrow();
     expect(k5.score).toBe(50);
   });
@@ -236,7 +304,9 @@ describe.each(list)('store on $name', (backend) => {
   it('a score can change before export, and never after (database trigger)', async () => {
     const store = await open();
     const runId = await withRun(store);
-    const id = (await insertLeadsSkippingDuplicates(store.db, [lead(runId, 'x', { score: 50 })])).get('x')!;
+    const id = (await insertLeadsSkippingDuplicates(store, [lead(runId, 'x', { score: 50 })])).get(
+      testKey('x'),
+    )!;
     const setScore = (score: number) =>
       store.db.updateTable('leads').set({ score }).where('id', '=', id).execute();
     const score = async () =>
@@ -274,7 +344,7 @@ describe.each(list)('store on $name', (backend) => {
   it('an exported lead cannot be marked as not exported', async () => {
     const store = await open();
     const runId = await withRun(store);
-    const id = (await insertLeadsSkippingDuplicates(store.db, [lead(runId, 'y')])).get('y')!;
+    const id = (await insertLeadsSkippingDuplicates(store, [lead(runId, 'y')])).get(testKey('y'))!;
     await store.db.updateTable('leads').set({ exported_at: NOW }).where('id', '=', id).execute();
     await expect(
       store.db.updateTable('leads').set({ exported_at: null }).where('id', '=', id).execute(),
@@ -290,7 +360,10 @@ describe.each(list)('store on $name', (backend) => {
   it('an exported lead cannot be deleted, while a lead not yet exported can', async () => {
     const store = await open();
     const runId = await withRun(store);
-    const ids = await insertLeadsSkippingDuplicates(store.db, [lead(runId, 'sent'), lead(runId, 'unsent')]);
+    const inserted = await insertLeadsSkippingDuplicates(store, [lead(runId, 'sent'), lead(runId, 'unsent')]);
+    const ids = new Map(['sent', 'unsent'].map((name) => [name, inserted.get(testKey(name))!]));
+    // Their identities out of the way (they point at the leads): what refuses is the trigger alone.
+    await store.db.deleteFrom('lead_identities').execute();
     await store.db
       .updateTable('leads')
       .set({ state: 'exported', exported_at: NOW })
@@ -301,14 +374,14 @@ describe.each(list)('store on $name', (backend) => {
     );
     await store.db.deleteFrom('leads').where('id', '=', ids.get('unsent')!).execute();
     const left = await store.db.selectFrom('leads').select(['dedup_key', 'exported_at']).execute();
-    expect(left).toEqual([{ dedup_key: 'sent', exported_at: NOW }]);
+    expect(hexKeys(left)).toEqual([{ dedup_key: testKey('sent'), exported_at: NOW }]);
     if (store.dialect === 'postgres') {
       await expect(sql`truncate leads cascade`.execute(store.db)).rejects.toThrow(
         /exported lead cannot be deleted/,
       );
     } else {
-      // INSERT OR REPLACE deletes the row it collides with: the delete trigger must still refuse it.
-      const row = lead(runId, 'sent', { score: 99 });
+      // INSERT OR REPLACE deletes the row it collides with (its id): the delete trigger must still refuse it.
+      const row = { id: ids.get('sent')!, ...leadsRow(lead(runId, 'sent', { score: 99 })) };
       const columns = Object.keys(row);
       expect(() =>
         store
@@ -336,19 +409,19 @@ describe.each(list)('store on $name', (backend) => {
     await expect(
       store.db
         .insertInto('leads')
-        .values(lead(runId, 'bad', bad as Partial<NewLead>))
+        .values(leadsRow(lead(runId, 'bad', bad as Partial<NewLead>)))
         .execute(),
     ).rejects.toThrow(/check constraint/i);
-    const id = (await insertLeadsSkippingDuplicates(store.db, [lead(runId, 'good')])).get('good')!;
+    const id = (await insertLeadsSkippingDuplicates(store, [lead(runId, 'good')])).get(testKey('good'))!;
     await expect(
       store.db
         .updateTable('leads')
-        .set(bad as Partial<NewLead>)
+        .set(bad as Partial<Pick<NewLead, 'state' | 'score'>>)
         .where('id', '=', id)
         .execute(),
     ).rejects.toThrow(/check constraint/i);
     const row = await store.db.selectFrom('leads').select(['dedup_key', 'state', 'score']).execute();
-    expect(row).toEqual([{ dedup_key: 'good', state: 'pending', score: 50 }]);
+    expect(hexKeys(row)).toEqual([{ dedup_key: testKey('good'), state: 'pending', score: 50 }]);
   });
 
   it('CHECK constraints accept the bounds 0 and 100 and every lead state', async () => {
@@ -360,7 +433,261 @@ describe.each(list)('store on $name', (backend) => {
       lead(runId, 'hundred', { score: 100 }),
       ...states.map((state) => lead(runId, `state-${state}`, { state })),
     ];
-    expect((await insertLeadsSkippingDuplicates(store.db, rows)).size).toBe(rows.length);
+    expect((await insertLeadsSkippingDuplicates(store, rows)).size).toBe(rows.length);
+  });
+
+  it.each([
+    [
+      'insertLeadsSkippingDuplicates',
+      async (store: Store, rows: NewLead[]) => [...(await insertLeadsSkippingDuplicates(store, rows)).keys()],
+    ],
+    [
+      'insertNewLeadsInBulk',
+      async (store: Store, rows: NewLead[]) =>
+        (await store.db.transaction().execute((trx) => insertNewLeadsInBulk(store, trx, rows))).map(
+          (r) => r.dedup_key,
+        ),
+    ],
+  ])(
+    '%s skips a lead whose e-mail key OR external id key is held, stored or earlier in the batch',
+    async (_name, insert) => {
+      const store = await open();
+      const runId = await withRun(store);
+      const E = (name: string) => testKey(`email:${name}`);
+      const X = (id: string) => testKey(`external_id:${id}`);
+      const person = (line: number, email: string, externalId: string | null, byExternalId = false) =>
+        lead(runId, email, {
+          dedup_key: byExternalId && externalId !== null ? X(externalId) : E(email),
+          email_key: E(email),
+          external_id_key: externalId === null ? null : X(externalId),
+          external_id: externalId,
+          source_line: line,
+          // Ingest always sets it; the bulk insert binds every column, a default included.
+          synthetic: 0,
+        });
+      expect(await insert(store, [person(1, 'ada', '1')])).toEqual([E('ada')]);
+
+      const inserted = await insert(store, [
+        person(2, 'ada', '9'), // Ada's e-mail, a new id: skipped
+        person(3, 'ada2', '1'), // a new e-mail, Ada's id: skipped
+        person(4, 'eve', null), // new: stored
+        person(5, 'eve', '5'), // line 4's e-mail: skipped
+        person(6, 'fay', '6', true), // new (keyed by its id): stored
+        person(7, 'gus', '6'), // line 6's id: skipped
+        person(8, 'hal', '9'), // new: line 2's id was never stored, as line 2 was not
+      ]);
+      expect(inserted.sort()).toEqual([E('eve'), X('6'), E('hal')].sort());
+
+      const leads = hexKeys(
+        await store.db.selectFrom('leads').select(['id', 'dedup_key', 'source_line']).orderBy('id').execute(),
+      );
+      expect(leads.map((l) => [l.source_line, l.dedup_key])).toEqual([
+        [1, E('ada')],
+        [4, E('eve')],
+        [6, X('6')],
+        [8, E('hal')],
+      ]);
+      const idOfLine = new Map(leads.map((l) => [l.source_line, Number(l.id)]));
+      // Each stored lead holds its identities; a skipped lead holds none, not even its new one.
+      const held = await store.db.selectFrom('lead_identities').select(['key', 'lead_id']).execute();
+      const byKey = (rows: [string, number | undefined][]) => rows.sort((a, b) => a[0].localeCompare(b[0]));
+      /** What `lead_identities` keeps of each key (src/store/leads.ts). */
+      const asHeld = (rows: [string, number | undefined][]) =>
+        rows.map(([key, id]): [string, number | undefined] => [identityHex(key), id]);
+      expect(byKey(held.map((h) => [keyHex(h.key), Number(h.lead_id)]))).toEqual(
+        byKey(
+          asHeld([
+            [E('ada'), idOfLine.get(1)],
+            [X('1'), idOfLine.get(1)],
+            [E('eve'), idOfLine.get(4)],
+            [E('fay'), idOfLine.get(6)],
+            [X('6'), idOfLine.get(6)],
+            [E('hal'), idOfLine.get(8)],
+            [X('9'), idOfLine.get(8)],
+          ]),
+        ),
+      );
+      expect(await countLeadsByState(store.db)).toEqual(await scanLeadsByState(store.db));
+    },
+  );
+
+  it('keyBytes refuses a key that is not 32 lowercase hex digits, and a lead with one is not stored', async () => {
+    const good = testKey('good');
+    expect(keyHex(keyBytes(good))).toBe(good);
+    expect(keyBytes(good)).toHaveLength(16);
+    for (const bad of [
+      'k5',
+      '',
+      'ABCDEF0123456789ABCDEF0123456789', // upper case
+      good.slice(1), // 31 digits
+      `${good}0`, // 33
+      `${good}${good}`, // the 64 digits of a key before 0015
+      `${good.slice(0, 31)}g`,
+      ` ${good.slice(1)}`,
+    ]) {
+      expect(() => keyBytes(bad), bad).toThrow(/32 lowercase hex digits/);
+    }
+
+    const store = await open();
+    const runId = await withRun(store);
+    for (const bad of [
+      { dedup_key: 'k5' },
+      { email_key: 'k5' },
+      { external_id_key: `${good}${good}` },
+    ] satisfies Partial<NewLead>[]) {
+      await expect(
+        insertLeadsSkippingDuplicates(store, [lead(runId, 'fine'), lead(runId, 'bad', bad)]),
+        JSON.stringify(bad),
+      ).rejects.toThrow(/32 lowercase hex digits/);
+    }
+    // Nothing of the batch was stored: not the good lead before it, not an identity.
+    expect(await store.db.selectFrom('leads').select('id').execute()).toEqual([]);
+    expect(await store.db.selectFrom('lead_identities').select('key').execute()).toEqual([]);
+  });
+
+  it('a database migrated before 0015 keeps its leads, their pseudonyms, lead keys and identities', async () => {
+    const target = backend.target();
+    const old = await openMigratedBefore(target, '0015-lead-identities');
+    const runId = await withRun(old);
+    /** A key as releases before 0015 stored it: the whole keyed hash, 64 hex digits. */
+    const oldKey = (identity: string) => createHmac('sha256', SECRET).update(identity).digest('hex');
+    const base = lead(runId, 'unused');
+    const { email_key: _e, external_id_key: _x, dedup_key: _d, ...columns } = base;
+    const oldLeads = [
+      // Ada: both identities keyed (0013), her e-mail the dedup key.
+      {
+        ...columns,
+        name: 'Ada',
+        email: 'ada@example.test',
+        external_id: 'X-1',
+        dedup_key: oldKey('email:ada@example.test'),
+        email_key: oldKey('email:ada@example.test'),
+        external_id_key: oldKey('external_id:X-1'),
+        source_line: 2,
+      },
+      // Bo: no external id; exported.
+      {
+        ...columns,
+        name: 'Bo',
+        email: 'bo@example.test',
+        dedup_key: oldKey('email:bo@example.test'),
+        email_key: oldKey('email:bo@example.test'),
+        external_id_key: null,
+        state: 'exported' as const,
+        exported_at: NOW,
+        source_line: 3,
+      },
+      // Cy: erased, her keys kept.
+      {
+        ...columns,
+        name: '(erased)',
+        email: '(erased)',
+        dedup_key: oldKey('email:cy@example.test'),
+        email_key: oldKey('email:cy@example.test'),
+        external_id_key: oldKey('external_id:X-3'),
+        state: 'archived' as const,
+        erased_at: NOW,
+        source_line: 4,
+      },
+      // Dee: stored before 0013 and never filled (no secret since), keyed by her external id.
+      {
+        ...columns,
+        name: 'Dee',
+        email: 'dee@example.test',
+        external_id: 'X-4',
+        dedup_key: oldKey('external_id:X-4'),
+        email_key: null,
+        external_id_key: null,
+        source_line: 5,
+      },
+    ];
+    const untyped = old.db as unknown as Kysely<{ leads: Record<string, unknown> }>;
+    const ids: number[] = [];
+    for (const row of oldLeads) {
+      ids.push(
+        Number((await untyped.insertInto('leads').values(row).returning('id').executeTakeFirstOrThrow()).id),
+      );
+    }
+    await old.close();
+
+    const store = await open(target, { migrate: false });
+    expect(await migrateToLatest(store)).toEqual(['0015-lead-identities']);
+    const leads = (await store.db.selectFrom('leads').selectAll().orderBy('id').execute()).map(leadFromRow);
+    // Every lead, every column as it was; the dedup key its first 16 bytes.
+    expect(leads).toEqual(
+      oldLeads.map(({ email_key: _ek, external_id_key: _xk, ...row }, i) => ({
+        ...row,
+        id: ids[i],
+        dedup_key: row.dedup_key.slice(0, 32),
+        external_id: row.external_id ?? null,
+        dry_run_at: null,
+        erased_at: row.erased_at ?? null,
+        synthetic: 0,
+      })),
+    );
+    const pseudonyms = createPseudonymizer(SECRET);
+    for (const [i, l] of leads.entries()) {
+      // The pseudonym (the audit chain's, the logs') and the partner's lead key are the ones sent before.
+      expect(pseudonyms.pseudonym(l.dedup_key)).toBe(`L-${oldLeads[i]!.dedup_key.slice(0, 20)}`);
+      expect(leadKey(l)).toBe(`lk_${oldLeads[i]!.dedup_key.slice(0, 32)}`);
+    }
+    // And the key this release makes of the same identity is the stored one.
+    expect(leads[0]!.dedup_key).toBe(pseudonyms.dedupKey('email', 'ada@example.test'));
+
+    // The identities: each key that was held, its lead's; Dee's are filled at the next start with the secret.
+    const held = await store.db.selectFrom('lead_identities').select(['key', 'lead_id']).execute();
+    const byKey = (rows: [string, number | undefined][]) => rows.sort((a, b) => a[0].localeCompare(b[0]));
+    /** What `lead_identities` keeps of each key (src/store/leads.ts). */
+    const asHeld = (rows: [string, number | undefined][]) =>
+      rows.map(([key, id]): [string, number | undefined] => [identityHex(key), id]);
+    expect(byKey(held.map((h) => [keyHex(h.key), Number(h.lead_id)]))).toEqual(
+      byKey(
+        asHeld([
+          [pseudonyms.dedupKey('email', 'ada@example.test'), ids[0]],
+          [pseudonyms.dedupKey('external_id', 'X-1'), ids[0]],
+          [pseudonyms.dedupKey('email', 'bo@example.test'), ids[1]],
+          [pseudonyms.dedupKey('email', 'cy@example.test'), ids[2]],
+          [pseudonyms.dedupKey('external_id', 'X-3'), ids[2]],
+        ]),
+      ),
+    );
+
+    // They keep the people out: Ada's e-mail, erased Cy's id. A new person is stored after the old ids.
+    const newLead = (name: string, email: string, externalId: string) =>
+      lead(runId, name, {
+        dedup_key: pseudonyms.dedupKey('email', email),
+        email_key: pseudonyms.dedupKey('email', email),
+        external_id_key: pseudonyms.dedupKey('external_id', externalId),
+        external_id: externalId,
+      });
+    const inserted = await insertLeadsSkippingDuplicates(store, [
+      newLead('ada-again', 'ada@example.test', 'X-10'),
+      newLead('cy-again', 'cy.new@example.test', 'X-3'),
+      newLead('new', 'new@example.test', 'X-11'),
+    ]);
+    expect([...inserted.keys()]).toEqual([pseudonyms.dedupKey('email', 'new@example.test')]);
+    expect([...inserted.values()][0]).toBeGreaterThan(ids.at(-1)!);
+
+    // What guarded the leads still does (SQLite rebuilt the table): the counts by state, the exported
+    // lead's score and row, the erased lead's erasure.
+    expect(await countLeadsByState(store.db)).toEqual(await scanLeadsByState(store.db));
+    await expect(
+      store.db.updateTable('leads').set({ score: 1 }).where('id', '=', ids[1]!).execute(),
+    ).rejects.toThrow(/score cannot change/);
+    await expect(
+      store.db.updateTable('leads').set({ erased_at: null }).where('id', '=', ids[2]!).execute(),
+    ).rejects.toThrow(/stays erased/);
+    await expect(
+      store.db.updateTable('leads').set({ email: 'cy@example.test' }).where('id', '=', ids[2]!).execute(),
+    ).rejects.toThrow(/holds no personal data/);
+    await store.db.deleteFrom('lead_identities').where('lead_id', '=', ids[1]!).execute();
+    await expect(store.db.deleteFrom('leads').where('id', '=', ids[1]!).execute()).rejects.toThrow(
+      /exported lead cannot be deleted/,
+    );
+    if (store.dialect === 'sqlite') {
+      expect(store.sqlite!.pragma('foreign_key_check')).toEqual([]);
+      expect(store.sqlite!.pragma('foreign_keys', { simple: true })).toBe(1);
+    }
   });
 
   it('readConsistently: every read inside sees one snapshot, whatever another process commits meanwhile', async () => {

@@ -14,6 +14,7 @@ import { expect } from 'vitest';
 import type { LeadState } from '../../src/policy/index.js';
 import type { SandboxRecords, SandboxStats } from '../../src/sandbox/index.js';
 import type { Database, DeliveryState } from '../../src/store/index.js';
+import { leadFromRow } from '../../src/store/leads.js';
 
 /** What the database says about every lead and every live delivery. */
 export interface LedgerFacts {
@@ -60,7 +61,7 @@ export async function readLedgerFacts(db: Kysely<Database>): Promise<LedgerFacts
     .where('action', '=', 'recovery.resend')
     .executeTakeFirstOrThrow();
   return {
-    leads: leads.map((l) => ({ ...l, id: Number(l.id) })),
+    leads: leads.map((l) => ({ ...leadFromRow(l), id: Number(l.id) })),
     links: links.map((l) => ({
       ...l,
       delivery_id: Number(l.delivery_id),

@@ -28,6 +28,7 @@ import {
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
 import type { Delivery, Lead } from '../../src/store/index.js';
+import { leadFromRow } from '../../src/store/leads.js';
 import { type Backend, sqliteBackend } from './backends.js';
 import { testEnv } from './cli.js';
 import {
@@ -263,7 +264,9 @@ export async function world(options: WorldOptions = {}): Promise<World> {
     return summary;
   };
   w.leads = async () => {
-    const rows = await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute();
+    const rows = (await w.app.store.db.selectFrom('leads').selectAll().orderBy('id').execute()).map(
+      leadFromRow,
+    );
     return new Map(rows.map((r) => [r.email.split('.')[0]!, r]));
   };
   w.deliveries = () =>

@@ -118,7 +118,7 @@ export async function seedPhase3Run(
     run_id: runId,
     source_line: i + 1,
   }));
-  const ids = [...(await insertLeadsSkippingDuplicates(store.db, leads)).values()];
+  const ids = [...(await insertLeadsSkippingDuplicates(store, leads)).values()];
 
   // Written in chunks, each in one transaction: ~8,700 heartbeats and ~870 cycles stay quick.
   for (let i = 0; i < events.length; i += 1_000) {

@@ -5,7 +5,7 @@ import type { Lead } from '../../src/store/index.js';
 function lead(id: number, overrides: Partial<Lead> = {}): Lead {
   return {
     id,
-    dedup_key: `${id}`.padStart(64, 'a'),
+    dedup_key: `${id}`.padStart(32, 'a'),
     external_id: null,
     name: `Lead ${id}`,
     email: `lead${id}@example.test`,
@@ -24,8 +24,6 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     dry_run_at: null,
     erased_at: null,
     synthetic: 0,
-    email_key: null,
-    external_id_key: null,
     ...overrides,
   };
 }

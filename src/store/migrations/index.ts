@@ -14,6 +14,7 @@ import { operatorSafety } from './0011-operator-safety.js';
 import { deliveryOutcomes } from './0012-delivery-outcomes.js';
 import { identityKeys } from './0013-identity-keys.js';
 import { leadStateCounts } from './0014-lead-state-counts.js';
+import { leadIdentities } from './0015-lead-identities.js';
 
 export { ZEROED_PAGES_MIGRATION };
 
@@ -34,5 +35,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0012-delivery-outcomes': deliveryOutcomes(),
     '0013-identity-keys': identityKeys(),
     '0014-lead-state-counts': leadStateCounts(dialect),
+    '0015-lead-identities': leadIdentities(dialect),
   };
 }
