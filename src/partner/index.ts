@@ -1,0 +1,29 @@
+// Partner profiles: one validated JSON file that says how to speak to a partner, the request a batch
+// becomes under it. Pure: no network, no I/O beyond the file.
+export {
+  isPartnerProfileError,
+  PartnerProfileError,
+  type PartnerProfileErrorCode,
+  type PartnerProfileIssue,
+} from './errors.js';
+export { loadPartnerProfile, parsePartnerProfile, profileSha256 } from './load-profile.js';
+export {
+  type FieldMapping,
+  type LeadOutcome,
+  type MappingSource,
+  type PartnerProfile,
+  PROFILE_LEAD_FIELDS,
+  PROFILE_MAX_LEADS,
+  type ProfileAttribute,
+  type ProfileLeadField,
+  type ResultList,
+  type ValueType,
+} from './profile-schema.js';
+export {
+  type AttributeValue,
+  buildPartnerRequest,
+  type PartnerRequest,
+  type ProfileLead,
+  type RequestBuild,
+  type RequestProblem,
+} from './request.js';
