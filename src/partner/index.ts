@@ -1,5 +1,14 @@
 // Partner profiles: one validated JSON file that says how to speak to a partner, the request a batch
-// becomes under it. Pure: no network, no I/O beyond the file.
+// becomes under it, and how the partner's reply is read. Pure: no network, no I/O beyond the file.
+export {
+  type AnswerProblem,
+  cutReason,
+  type LeadAnswer,
+  type LeadAnswerOutcome,
+  MAX_REASON_CHARS,
+  type PartnerAnswer,
+  readPartnerAnswer,
+} from './answer.js';
 export {
   isPartnerProfileError,
   PartnerProfileError,
