@@ -102,8 +102,7 @@ export function readPartnerAnswer(
         continue;
       }
       const claim = outcomeOf(list, entry, where);
-      if (claim.problem !== null)
-        problems.push({ where: claim.problem.where, problem: claim.problem.problem });
+      if (claim.problem !== null) problems.push(claim.problem);
       for (const lead of leads) claims[lead]!.push({ where, outcome: claim.outcome, reason: claim.reason });
     }
   }
@@ -234,7 +233,7 @@ function outcomeOf(
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
 
 /** A partner's text made safe to show: no control characters, one line, at most `max` characters. */
-export function cutReason(text: string, max = MAX_REASON_CHARS): string {
+function cutReason(text: string, max = MAX_REASON_CHARS): string {
   const line = text.replace(CONTROL, ' ').replace(/\s+/g, ' ').trim();
   const chars = Array.from(line);
   return chars.length <= max ? line : `${chars.slice(0, max - 1).join('')}…`;

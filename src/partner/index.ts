@@ -2,7 +2,6 @@
 // becomes under it, and how the partner's reply is read. Pure: no network, no I/O beyond the file.
 export {
   type AnswerProblem,
-  cutReason,
   type LeadAnswer,
   type LeadAnswerOutcome,
   MAX_REASON_CHARS,
@@ -19,9 +18,7 @@ export { loadPartnerProfile, parsePartnerProfile, profileSha256 } from './load-p
 export {
   type FieldMapping,
   type LeadOutcome,
-  type MappingSource,
   type PartnerProfile,
-  PROFILE_LEAD_FIELDS,
   PROFILE_MAX_LEADS,
   type ProfileAttribute,
   type ProfileLeadField,

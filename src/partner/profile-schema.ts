@@ -244,6 +244,5 @@ export const partnerProfileSchema = z.strictObject({
 /** A profile as validated: defaults filled in (`required: false`, `ifNull: "null"`). */
 export type PartnerProfile = z.output<typeof partnerProfileSchema>;
 export type FieldMapping = PartnerProfile['fields'][number];
-export type MappingSource = FieldMapping['from'];
 export type ProfileAttribute = NonNullable<PartnerProfile['attributes']>[number];
 export type ResultList = NonNullable<PartnerProfile['answer']['results']>[number];
