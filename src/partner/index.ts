@@ -1,0 +1,35 @@
+// Partner profiles: one validated JSON file that says how to speak to a partner, the request a batch
+// becomes under it, and how the partner's reply is read. Pure: no network, no I/O beyond the file.
+export {
+  type AnswerProblem,
+  type LeadAnswer,
+  type LeadAnswerOutcome,
+  MAX_REASON_CHARS,
+  type PartnerAnswer,
+  readPartnerAnswer,
+} from './answer.js';
+export {
+  isPartnerProfileError,
+  PartnerProfileError,
+  type PartnerProfileErrorCode,
+  type PartnerProfileIssue,
+} from './errors.js';
+export { loadPartnerProfile, parsePartnerProfile, profileSha256 } from './load-profile.js';
+export {
+  type FieldMapping,
+  type LeadOutcome,
+  type PartnerProfile,
+  PROFILE_MAX_LEADS,
+  type ProfileAttribute,
+  type ProfileLeadField,
+  type ResultList,
+  type ValueType,
+} from './profile-schema.js';
+export {
+  type AttributeValue,
+  buildPartnerRequest,
+  type PartnerRequest,
+  type ProfileLead,
+  type RequestBuild,
+  type RequestProblem,
+} from './request.js';
