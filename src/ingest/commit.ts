@@ -133,7 +133,8 @@ async function commitRows(
         duplicates: outcomes
           .filter((o) => o.outcome === 'duplicate')
           .map((o) => ({ line: o.line, of: o.lead_id, by: o.matched })),
-        rejected: outcomes
+        // Beside the `rejected` count (chunkCounts), not in its place.
+        rejectedRows: outcomes
           .filter((o) => o.outcome === 'rejected')
           .map((o) => ({ line: o.line, field: o.field, reason: o.reason })),
       },

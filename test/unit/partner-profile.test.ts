@@ -28,7 +28,7 @@ const SOURCE = 'config/partners/test.json';
 function lead(id: number, overrides: Partial<Lead> = {}): Lead {
   return {
     id,
-    dedup_key: `d${id}`.padEnd(64, '0'),
+    dedup_key: `d${id}`.padEnd(32, '0'),
     external_id: `crm-${id}`,
     name: `Lead ${id}`,
     email: `lead${id}@example.test`,
@@ -47,8 +47,6 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     dry_run_at: null,
     erased_at: null,
     synthetic: 0,
-    email_key: null,
-    external_id_key: null,
     ...overrides,
   };
 }
