@@ -134,6 +134,21 @@ function hexKeys<T extends { dedup_key: Uint8Array }>(rows: T[]) {
   return rows.map(leadFromRow);
 }
 
+/** Every identity `lead_identities` holds, as [its 24 hex digits, its lead's id], in key order. */
+async function heldIdentities(store: Store): Promise<[string, number | undefined][]> {
+  const held = await store.db.selectFrom('lead_identities').select(['key', 'lead_id']).execute();
+  return byKey(held.map((h) => [keyHex(h.key), Number(h.lead_id)]));
+}
+
+/** Identity keys (32 hex digits) and their leads as `heldIdentities` reads them (src/store/leads.ts keeps 12 bytes). */
+function asHeld(rows: [string, number | undefined][]): [string, number | undefined][] {
+  return byKey(rows.map(([key, id]): [string, number | undefined] => [identityHex(key), id]));
+}
+
+function byKey(rows: [string, number | undefined][]): [string, number | undefined][] {
+  return rows.sort((a, b) => a[0].localeCompare(b[0]));
+}
+
 describe.each(list)('store on $name', (backend) => {
   const opened: Store[] = [];
   async function open(
@@ -489,23 +504,16 @@ describe.each(list)('store on $name', (backend) => {
       ]);
       const idOfLine = new Map(leads.map((l) => [l.source_line, Number(l.id)]));
       // Each stored lead holds its identities; a skipped lead holds none, not even its new one.
-      const held = await store.db.selectFrom('lead_identities').select(['key', 'lead_id']).execute();
-      const byKey = (rows: [string, number | undefined][]) => rows.sort((a, b) => a[0].localeCompare(b[0]));
-      /** What `lead_identities` keeps of each key (src/store/leads.ts). */
-      const asHeld = (rows: [string, number | undefined][]) =>
-        rows.map(([key, id]): [string, number | undefined] => [identityHex(key), id]);
-      expect(byKey(held.map((h) => [keyHex(h.key), Number(h.lead_id)]))).toEqual(
-        byKey(
-          asHeld([
-            [E('ada'), idOfLine.get(1)],
-            [X('1'), idOfLine.get(1)],
-            [E('eve'), idOfLine.get(4)],
-            [E('fay'), idOfLine.get(6)],
-            [X('6'), idOfLine.get(6)],
-            [E('hal'), idOfLine.get(8)],
-            [X('9'), idOfLine.get(8)],
-          ]),
-        ),
+      expect(await heldIdentities(store)).toEqual(
+        asHeld([
+          [E('ada'), idOfLine.get(1)],
+          [X('1'), idOfLine.get(1)],
+          [E('eve'), idOfLine.get(4)],
+          [E('fay'), idOfLine.get(6)],
+          [X('6'), idOfLine.get(6)],
+          [E('hal'), idOfLine.get(8)],
+          [X('9'), idOfLine.get(8)],
+        ]),
       );
       expect(await countLeadsByState(store.db)).toEqual(await scanLeadsByState(store.db));
     },
@@ -635,21 +643,14 @@ describe.each(list)('store on $name', (backend) => {
     expect(leads[0]!.dedup_key).toBe(pseudonyms.dedupKey('email', 'ada@example.test'));
 
     // The identities: each key that was held, its lead's; Dee's are filled at the next start with the secret.
-    const held = await store.db.selectFrom('lead_identities').select(['key', 'lead_id']).execute();
-    const byKey = (rows: [string, number | undefined][]) => rows.sort((a, b) => a[0].localeCompare(b[0]));
-    /** What `lead_identities` keeps of each key (src/store/leads.ts). */
-    const asHeld = (rows: [string, number | undefined][]) =>
-      rows.map(([key, id]): [string, number | undefined] => [identityHex(key), id]);
-    expect(byKey(held.map((h) => [keyHex(h.key), Number(h.lead_id)]))).toEqual(
-      byKey(
-        asHeld([
-          [pseudonyms.dedupKey('email', 'ada@example.test'), ids[0]],
-          [pseudonyms.dedupKey('external_id', 'X-1'), ids[0]],
-          [pseudonyms.dedupKey('email', 'bo@example.test'), ids[1]],
-          [pseudonyms.dedupKey('email', 'cy@example.test'), ids[2]],
-          [pseudonyms.dedupKey('external_id', 'X-3'), ids[2]],
-        ]),
-      ),
+    expect(await heldIdentities(store)).toEqual(
+      asHeld([
+        [pseudonyms.dedupKey('email', 'ada@example.test'), ids[0]],
+        [pseudonyms.dedupKey('external_id', 'X-1'), ids[0]],
+        [pseudonyms.dedupKey('email', 'bo@example.test'), ids[1]],
+        [pseudonyms.dedupKey('email', 'cy@example.test'), ids[2]],
+        [pseudonyms.dedupKey('external_id', 'X-3'), ids[2]],
+      ]),
     );
 
     // They keep the people out: Ada's e-mail, erased Cy's id. A new person is stored after the old ids.
