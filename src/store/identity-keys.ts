@@ -120,12 +120,18 @@ export async function fillIdentityKeysPage(
 }
 
 /**
- * Hold off every other writer of `leads` until `trx` ends: SQLite takes its one write lock; PostgreSQL
- * locks the table against inserts and updates (reads go on), so a key found free stays free.
+ * Hold off every other writer of `leads` and `lead_identities` until `trx` ends: SQLite takes its one
+ * write lock; PostgreSQL locks both tables against inserts and updates (reads go on), so a key found
+ * free stays free. `lead_identities` first, as an ingest takes it (src/store/leads.ts): the two wait for
+ * each other in one order, never in a circle.
  */
 async function lockLeadsTable(trx: StoreTransaction, dialect: Dialect): Promise<void> {
-  if (dialect === 'sqlite') await sql`update leads set id = id where 0`.execute(trx);
-  else await sql`lock table leads in share row exclusive mode`.execute(trx);
+  if (dialect === 'sqlite') {
+    await sql`update leads set id = id where 0`.execute(trx);
+    return;
+  }
+  await sql`lock table lead_identities in share row exclusive mode`.execute(trx);
+  await sql`lock table leads in share row exclusive mode`.execute(trx);
 }
 
 /** Mark the fill done (in `trx`, with its audit entry); false when another process marked it first. */
