@@ -32,7 +32,7 @@ const leadSchema = z.object({
 export type PartnerLead = z.output<typeof leadSchema>;
 
 export type BatchParse =
-  | { ok: true; leadKeys: string[] }
+  | { ok: true; leadKeys: string[]; emails: string[] }
   | { ok: false; status: 400 | 422; error: string; message: string };
 
 /**
@@ -64,6 +64,7 @@ export function parseBatch(body: Buffer): BatchParse {
     };
   }
   const leadKeys: string[] = [];
+  const emails: string[] = [];
   for (const [index, lead] of leads.entries()) {
     const parsed = leadSchema.safeParse(lead);
     if (!parsed.success) {
@@ -77,8 +78,9 @@ export function parseBatch(body: Buffer): BatchParse {
       };
     }
     leadKeys.push(parsed.data.idempotency_key);
+    emails.push(parsed.data.email);
   }
-  return { ok: true, leadKeys };
+  return { ok: true, leadKeys, emails };
 }
 
 /** A batch key from the `Idempotency-Key` header, or why it is unusable. */

@@ -10,6 +10,21 @@ export interface RateLimitFault {
   every: number;
 }
 
+/**
+ * Refuse chosen leads, so a test gets partial answers deterministically. A lead is refused when its
+ * e-mail contains `emailContains` (case-insensitive), its key is in `leadKeys`, or it is the `every`-th
+ * lead received since the fault was set (counted over batches). In CRM mode the lead gets a
+ * `VALIDATION_ERROR` and the others are answered as usual; today's contract has no per-lead refusal,
+ * so there the whole batch is answered 422 `invalid_lead` naming the first refused lead.
+ */
+export interface RefuseLeadsFault {
+  emailContains: string | null;
+  leadKeys: string[];
+  every: number | null;
+  /** The reason given (CRM mode: the error's `message`). */
+  reason: string;
+}
+
 /** The faults in force. All off by default: the sandbox then behaves like a healthy partner. */
 export interface SandboxFaults {
   /** Share (0..1) of `/api/leads` requests answered `errorStatus`; `/health` fails at the same rate. */
@@ -37,13 +52,17 @@ export interface SandboxFaults {
   failNext: number;
   /** Every authenticated batch is refused with this status (e.g. 422), a permanent refusal. */
   permanentStatus: number | null;
+  /** Chosen leads refused, one by one (CRM mode) or with their batch (today's contract). */
+  refuseLeads: RefuseLeadsFault | null;
 }
 
 /** A change of faults: the fields given replace the ones in force; `null` clears a nullable fault. */
 export type SandboxFaultsPatch = {
   [K in keyof SandboxFaults]?: K extends 'rateLimit'
     ? (Partial<RateLimitFault> & Pick<RateLimitFault, 'retryAfter'>) | null
-    : SandboxFaults[K];
+    : K extends 'refuseLeads'
+      ? Partial<RefuseLeadsFault> | null
+      : SandboxFaults[K];
 };
 
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
@@ -62,6 +81,7 @@ export function defaultFaults(): SandboxFaults {
     down: false,
     failNext: 0,
     permanentStatus: null,
+    refuseLeads: null,
   };
 }
 
@@ -98,6 +118,23 @@ const patchSchema = z.strictObject({
   down: z.boolean().optional(),
   failNext: z.number().int().min(0).optional(),
   permanentStatus: httpStatus.nullable().optional(),
+  refuseLeads: z
+    .strictObject({
+      emailContains: z.string().min(1).max(200).nullable().default(null),
+      leadKeys: z.array(z.string().min(1).max(200)).max(10_000).default([]),
+      every: z.number().int().min(1).nullable().default(null),
+      reason: z
+        .string()
+        .min(1)
+        .max(200)
+        .regex(/^[\x20-\x7e]+$/, { error: 'must be printable ASCII' })
+        .default('refused by the sandbox (fault)'),
+    })
+    .refine((f) => f.emailContains !== null || f.leadKeys.length > 0 || f.every !== null, {
+      error: 'names no lead to refuse: give emailContains, leadKeys or every',
+    })
+    .nullable()
+    .optional(),
 });
 
 /** Validate a change of faults (from code or JSON); throws `INVALID_FAULTS` naming the field. */
@@ -139,6 +176,7 @@ export class FaultState {
   #leadsDraw: () => number;
   #healthDraw: () => number;
   #rateLimitCount = 0;
+  #refuseCount = 0;
 
   constructor(initial: SandboxFaults) {
     this.#faults = initial;
@@ -162,6 +200,7 @@ export class FaultState {
       this.#healthDraw = seededRandom(next.seed ^ 0x9e3779b9);
     }
     if (patch.rateLimit !== undefined) this.#rateLimitCount = 0;
+    if (patch.refuseLeads !== undefined) this.#refuseCount = 0;
     return { ...next };
   }
 
@@ -203,5 +242,20 @@ export class FaultState {
   permanentRefusal(): FaultAnswer {
     const status = this.#faults.permanentStatus;
     return status === null ? NONE : { kind: 'status', status, reason: 'rejected' };
+  }
+
+  /**
+   * Whether the `refuseLeads` fault refuses this lead (each lead of an accepted-for-reading batch is
+   * asked once, in order, which drives the `every` count): the reason, or null.
+   */
+  refusesLead(leadKey: string, email: string | null): string | null {
+    const f = this.#faults.refuseLeads;
+    if (f === null) return null;
+    this.#refuseCount += 1;
+    const wanted = f.emailContains?.toLowerCase();
+    const byEmail = wanted !== undefined && email?.toLowerCase().includes(wanted) === true;
+    const byKey = f.leadKeys.includes(leadKey);
+    const byCount = f.every !== null && this.#refuseCount % f.every === 0;
+    return byEmail || byKey || byCount ? f.reason : null;
   }
 }

@@ -1,9 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock, Sleep } from '../clock/index.js';
 import { MAX_BODY_BYTES, parseBatch, readBatchKey } from './contract.js';
+import { CRM_HEALTH_PATH, CRM_LEADS_PATH, crmError, crmRequestError, parseCrmBatch } from './crm.js';
 import type { FaultAnswer, FaultState, SandboxFaults } from './faults.js';
 import type { Ledger } from './ledger.js';
-import type { TokenIssuer } from './tokens.js';
+import type { StaticBearer, TokenIssuer } from './tokens.js';
+
+/** The contract the sandbox plays: today's own, or a CRM's batch create of contacts. */
+export type SandboxProfile = 'valhalla' | 'crm-batch-contacts';
 
 /** What the request handler needs from the sandbox that owns it. */
 export interface RouteContext {
@@ -11,7 +15,12 @@ export interface RouteContext {
   /** The latency fault's wait: a real timer, or a virtual sleep (a simulation) that moves `clock`. */
   sleep: Sleep | null;
   ledger: Ledger;
+  /** The contract played, fixed at start. */
+  profile: SandboxProfile;
+  /** Today's contract: the OAuth2 token issuer. */
   tokens: TokenIssuer;
+  /** CRM mode: the static token a batch must present. */
+  bearer: StaticBearer;
   faults(): FaultState;
   setFaults(patch: unknown): SandboxFaults;
   reset(): void;
@@ -19,7 +28,7 @@ export interface RouteContext {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-const ADMIN_PATHS = new Set(['/stats', '/records', '/faults', '/reset']);
+const ADMIN_PATHS = new Set(['/stats', '/records', '/leads', '/faults', '/reset']);
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
 
 /** The request handler: admin endpoints first (never faulted, never counted), then the partner API. */
@@ -47,9 +56,12 @@ async function handlePartner(
   const arrivedAt = clock.now();
   ledger.requestArrived(path, arrivedAt);
   const counters = ledger.counters;
-  const isLeads = path === '/api/leads' && req.method === 'POST';
+  const crm = ctx.profile === 'crm-batch-contacts';
+  const leadsPath = crm ? CRM_LEADS_PATH : '/api/leads';
+  const healthPath = crm ? CRM_HEALTH_PATH : '/health';
+  const isLeads = path === leadsPath && req.method === 'POST';
   if (isLeads) counters.batches.received += 1;
-  if (path === '/health' && req.method === 'GET') counters.health.checks += 1;
+  if (path === healthPath && req.method === 'GET') counters.health.checks += 1;
 
   const faults = ctx.faults().current;
   if (faults.down) {
@@ -79,6 +91,17 @@ async function handlePartner(
     else if (!(await pause(faults.latencyMs, res))) return;
   }
 
+  if (crm) {
+    if (path === CRM_HEALTH_PATH) {
+      if (req.method !== 'GET') return methodNotAllowed(ctx, res, 'GET');
+      return health(ctx, res);
+    }
+    if (path === CRM_LEADS_PATH) {
+      if (req.method !== 'POST') return methodNotAllowed(ctx, res, 'POST');
+      return crmLeads(ctx, req, res, body, arrivedAt);
+    }
+    return answer(ctx, res, 404, crmRequestError(404, 'no such endpoint'));
+  }
   switch (path) {
     case '/health':
       if (req.method !== 'GET') return methodNotAllowed(ctx, res, 'GET');
@@ -171,7 +194,103 @@ function leads(
   }
   const replayed = ledger.replay(batchKey.key, batch.leadKeys);
   if (replayed !== undefined) return answer(ctx, res, 200, replayed);
+  // Today's contract has no per-lead refusal: a chosen lead refuses its whole batch, as an invalid lead does.
+  const faults = ctx.faults();
+  const reasons = batch.leadKeys.map((k, i) => faults.refusesLead(k, batch.emails[i] ?? null));
+  const first = reasons.findIndex((r) => r !== null);
+  if (first >= 0) {
+    counters.refused += 1;
+    for (const [i, leadKey] of batch.leadKeys.entries()) ledger.refusedWithBatch(leadKey, reasons[i] ?? null);
+    return answer(ctx, res, 422, { error: 'invalid_lead', message: `leads[${first}]: ${reasons[first]}` });
+  }
   answer(ctx, res, 200, ledger.accept(batchKey.key, batch.leadKeys, arrivedAt));
+}
+
+const CRM_CHALLENGE = { 'www-authenticate': 'Bearer realm="crm"' };
+
+/**
+ * CRM mode: `POST /crm/v3/objects/contacts/batch/create`. Faults first, then the static token, the
+ * body (what cannot be tied to one record refuses the batch with 400), a permanent refusal if one is
+ * set, and then each record on its own: refused (`VALIDATION_ERROR`, a bad e-mail, an unknown
+ * property, or the `refuseLeads` fault), a conflict (its lead key or e-mail held already: `CONFLICT`),
+ * or created. 200 when every record was created, 207 otherwise. No batch key: a resend is a conflict.
+ */
+function crmLeads(
+  ctx: RouteContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: Buffer,
+  arrivedAt: number,
+) {
+  const { ledger } = ctx;
+  const counters = ledger.counters.batches;
+  const fault = ctx.faults().beforeLeads();
+  if (fault.kind === 'status') {
+    counters.failedByFault += 1;
+    return answerFault(ctx, res, fault);
+  }
+  const valid = ctx.bearer.verify(req.headers.authorization);
+  ledger.staticTokenPresented(valid);
+  if (!valid) {
+    counters.refused += 1;
+    return answer(
+      ctx,
+      res,
+      401,
+      crmRequestError(401, 'Authentication credentials not found or not valid'),
+      CRM_CHALLENGE,
+    );
+  }
+  if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+    counters.refused += 1;
+    return answer(ctx, res, 415, crmRequestError(400, 'the body must be sent as application/json'));
+  }
+  const batch = parseCrmBatch(body);
+  if (!batch.ok) {
+    counters.refused += 1;
+    return answer(ctx, res, 400, crmRequestError(400, batch.message));
+  }
+  const refusal = ctx.faults().permanentRefusal();
+  if (refusal.kind === 'status') {
+    counters.failedByFault += 1;
+    return answerFault(ctx, res, refusal);
+  }
+  const startedAt = new Date(arrivedAt).toISOString();
+  const at = ctx.clock.now();
+  const completedAt = new Date(at).toISOString();
+  const results: unknown[] = [];
+  const errors: unknown[] = [];
+  const faults = ctx.faults();
+  for (const input of batch.inputs) {
+    const byFault = faults.refusesLead(input.leadKey, input.email);
+    const reason = input.problem ?? byFault;
+    const outcome = ledger.crmRecord(input.leadKey, input.email, reason, at);
+    if (outcome.outcome === 'refused') errors.push(crmError('VALIDATION_ERROR', reason!, input.leadKey));
+    else if (outcome.outcome === 'conflict') {
+      const what = outcome.on === 'lead key' ? 'this valhalla_lead_key' : 'this e-mail';
+      errors.push(
+        crmError(
+          'CONFLICT',
+          `A contact with ${what} already exists. Existing ID: ${outcome.existingId}`,
+          input.leadKey,
+        ),
+      );
+    } else {
+      results.push({
+        id: outcome.id,
+        properties: { valhalla_lead_key: input.leadKey },
+        createdAt: completedAt,
+        updatedAt: completedAt,
+        archived: false,
+      });
+    }
+  }
+  ledger.crmBatchAnswered();
+  const reply =
+    errors.length === 0
+      ? { status: 'COMPLETE', results, startedAt, completedAt }
+      : { status: 'COMPLETE', results, numErrors: errors.length, errors, startedAt, completedAt };
+  answer(ctx, res, errors.length === 0 ? 200 : 207, reply);
 }
 
 async function handleAdmin(
@@ -183,6 +302,7 @@ async function handleAdmin(
   const route = `${req.method} ${path}`;
   if (route === 'GET /stats') return sendJson(res, 200, ctx.ledger.snapshot());
   if (route === 'GET /records') return sendJson(res, 200, ctx.ledger.records());
+  if (route === 'GET /leads') return sendJson(res, 200, ctx.ledger.leads());
   if (route === 'GET /faults') return sendJson(res, 200, ctx.faults().current);
   if (route === 'POST /reset') {
     req.resume();
@@ -212,6 +332,11 @@ async function handleAdmin(
 const BEARER_CHALLENGE = { 'www-authenticate': 'Bearer error="invalid_token"' };
 
 function answerFault(ctx: RouteContext, res: ServerResponse, fault: FaultAnswer & { kind: 'status' }): void {
+  if (ctx.profile === 'crm-batch-contacts') {
+    const headers = fault.status === 401 ? { ...CRM_CHALLENGE, ...fault.headers } : fault.headers;
+    answer(ctx, res, fault.status, crmRequestError(fault.status, fault.reason), headers);
+    return;
+  }
   const headers = fault.status === 401 ? { ...BEARER_CHALLENGE, ...fault.headers } : fault.headers;
   answer(ctx, res, fault.status, { error: fault.reason }, headers);
 }

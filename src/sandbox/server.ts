@@ -9,6 +9,7 @@ import {
   loadOrCreateCertificate,
   type SandboxCertificate,
 } from './certificate.js';
+import { CRM_HEALTH_PATH, CRM_LEADS_PATH } from './crm.js';
 import { SandboxError } from './errors.js';
 import {
   defaultFaults,
@@ -17,11 +18,21 @@ import {
   type SandboxFaults,
   type SandboxFaultsPatch,
 } from './faults.js';
-import { Ledger, type SandboxRecords, type SandboxStats } from './ledger.js';
-import { createHandler } from './routes.js';
-import { TokenIssuer } from './tokens.js';
+import { Ledger, type SandboxLeadRecords, type SandboxRecords, type SandboxStats } from './ledger.js';
+import { createHandler, type SandboxProfile } from './routes.js';
+import { StaticBearer, TokenIssuer } from './tokens.js';
+
+/** The contracts the sandbox can play. */
+export const SANDBOX_PROFILES: readonly SandboxProfile[] = ['valhalla', 'crm-batch-contacts'];
 
 export interface SandboxPartnerOptions {
+  /**
+   * The contract played, fixed for the server's life: `valhalla` (today's: OAuth2, `POST /api/leads`,
+   * the default) or `crm-batch-contacts` (a CRM's batch create with a static bearer token).
+   */
+  profile?: SandboxProfile;
+  /** CRM mode: the static token batches must present. Default: random for each start (printed by the CLI). */
+  bearerToken?: string;
   /** Default 127.0.0.1. */
   host?: string;
   /** Default 0: a free port, read back from `url`. */
@@ -53,7 +64,15 @@ export interface SandboxPartnerOptions {
 export interface SandboxPartner {
   /** The partner base URL, e.g. `https://127.0.0.1:8443`. */
   readonly url: string;
+  /** The contract played. */
+  readonly profile: SandboxProfile;
+  /** Where batches go: `…/api/leads`, or the CRM's batch create. */
+  readonly leadsUrl: string;
+  readonly healthUrl: string;
+  /** The OAuth2 token endpoint (today's contract; CRM mode has none and answers it 404). */
   readonly tokenUrl: string;
+  /** CRM mode: the static bearer token; null for today's contract. */
+  readonly bearerToken: string | null;
   /** The certificate to trust as the clients' `ca`; null over plain HTTP. */
   readonly caPem: string | null;
   /** The cached certificate file (with `certDir`); null otherwise. */
@@ -63,6 +82,8 @@ export interface SandboxPartner {
   readonly port: number;
   stats(): SandboxStats;
   records(): SandboxRecords;
+  /** What became of each lead key (received, accepted, duplicates, refusals): both contracts. */
+  leads(): SandboxLeadRecords;
   faults(): SandboxFaults;
   /** Change faults at run time; throws `INVALID_FAULTS` (and changes nothing) on a bad value. */
   setFaults(patch: SandboxFaultsPatch): SandboxFaults;
@@ -86,6 +107,9 @@ export async function startSandboxPartner(options: SandboxPartnerOptions = {}): 
   const clock = options.clock ?? systemClock;
   const clientId = options.clientId ?? 'valhalla-sandbox';
   const clientSecret = options.clientSecret ?? randomBytes(18).toString('base64url');
+  const profile = options.profile ?? 'valhalla';
+  const crm = profile === 'crm-batch-contacts';
+  const bearerToken = crm ? (options.bearerToken ?? randomBytes(24).toString('base64url')) : null;
 
   const startFaults = new FaultState(defaultFaults());
   startFaults.apply(parseFaultsPatch(options.faults ?? {}));
@@ -103,7 +127,9 @@ export async function startSandboxPartner(options: SandboxPartnerOptions = {}): 
     clock,
     sleep: options.sleep ?? null,
     ledger,
+    profile,
     tokens,
+    bearer: new StaticBearer(bearerToken ?? randomBytes(24).toString('base64url')),
     faults: () => faultState,
     setFaults,
     reset,
@@ -140,7 +166,11 @@ export async function startSandboxPartner(options: SandboxPartnerOptions = {}): 
   let closing: Promise<void> | undefined;
   return {
     url,
+    profile,
+    leadsUrl: `${url}${crm ? CRM_LEADS_PATH : '/api/leads'}`,
+    healthUrl: `${url}${crm ? CRM_HEALTH_PATH : '/health'}`,
     tokenUrl: `${url}/oauth/token`,
+    bearerToken,
     caPem: certificate?.cert ?? null,
     caFile,
     clientId,
@@ -148,6 +178,7 @@ export async function startSandboxPartner(options: SandboxPartnerOptions = {}): 
     port: actualPort,
     stats: () => ledger.snapshot(),
     records: () => ledger.records(),
+    leads: () => ledger.leads(),
     faults: () => ({ ...faultState.current }),
     setFaults,
     reset,
@@ -183,6 +214,16 @@ function checkOptions(options: SandboxPartnerOptions, host: string, port: number
   }
   if (options.tlsMaxVersion !== undefined && !(options.tlsMaxVersion in TLS_VERSIONS)) {
     problems.push(`tlsMaxVersion ${options.tlsMaxVersion} is not TLSv1.1, TLSv1.2 or TLSv1.3`);
+  }
+  if (options.profile !== undefined && !SANDBOX_PROFILES.includes(options.profile)) {
+    problems.push(`profile ${String(options.profile)} is not ${SANDBOX_PROFILES.join(' or ')}`);
+  }
+  if (options.bearerToken !== undefined) {
+    if (options.profile !== 'crm-batch-contacts') {
+      problems.push('bearerToken is for the crm-batch-contacts profile only');
+    } else if (!/^[\x21-\x7e]{8,200}$/.test(options.bearerToken)) {
+      problems.push('bearerToken must be 8 to 200 printable characters without spaces');
+    }
   }
   if (options.clientId !== undefined && options.clientId === '') problems.push('clientId is empty');
   if (options.clientSecret !== undefined && options.clientSecret === '')

@@ -102,3 +102,17 @@ function sameText(a: string, b: string): boolean {
   const digest = (s: string) => createHash('sha256').update(s).digest();
   return timingSafeEqual(digest(a), digest(b));
 }
+
+/** A CRM private app's static token: `Authorization: Bearer <token>` must hold exactly it. */
+export class StaticBearer {
+  readonly #token: string;
+
+  constructor(token: string) {
+    this.#token = token;
+  }
+
+  verify(authorization: string | undefined): boolean {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    return match?.[1] !== undefined && sameText(match[1], this.#token);
+  }
+}

@@ -3,14 +3,18 @@ import { join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import {
   isSandboxError,
+  SANDBOX_PROFILES,
   type SandboxFaultsPatch,
   type SandboxPartnerOptions,
+  type SandboxProfile,
   startSandboxPartner,
 } from '../../sandbox/index.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeLine } from '../output.js';
 
 interface SandboxCliOptions {
+  profile: SandboxProfile;
+  bearerToken?: string;
   port: number;
   host: string;
   certDir?: string;
@@ -34,6 +38,12 @@ function wholeNumber(min: number, max: number) {
   };
 }
 
+function profileName(value: string): SandboxProfile {
+  const found = SANDBOX_PROFILES.find((p) => p === value);
+  if (found === undefined) throw new InvalidArgumentError(`not ${SANDBOX_PROFILES.join(' or ')}: ${value}`);
+  return found;
+}
+
 function share(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
@@ -47,6 +57,16 @@ export function registerSandbox(program: Command, ctx: Context): void {
     .command('sandbox-partner')
     .description(
       'run the sandbox partner (HTTPS partner API with OAuth2, idempotency and faults on demand) until SIGINT/SIGTERM',
+    )
+    .option(
+      '--profile <name>',
+      `the contract played: ${SANDBOX_PROFILES.join(' or ')} (a CRM's batch create, static bearer token)`,
+      profileName,
+      'valhalla' as SandboxProfile,
+    )
+    .option(
+      '--bearer-token <token>',
+      'crm-batch-contacts: the static bearer token (default: random, printed)',
     )
     .option('--port <port>', 'port to listen on (0: any free port)', wholeNumber(0, 65_535), 8443)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
@@ -72,7 +92,13 @@ export function registerSandbox(program: Command, ctx: Context): void {
         ...(opts.latencyMs !== undefined ? { latencyMs: opts.latencyMs } : {}),
         ...(opts.tokenTtl !== undefined ? { tokenTtlSeconds: opts.tokenTtl } : {}),
       };
+      if (opts.bearerToken !== undefined && opts.profile !== 'crm-batch-contacts') {
+        throw new CliExit(EXIT.usage, '--bearer-token is for --profile crm-batch-contacts only');
+      }
+      const crm = opts.profile === 'crm-batch-contacts';
       const options: SandboxPartnerOptions = {
+        profile: opts.profile,
+        ...(opts.bearerToken !== undefined ? { bearerToken: opts.bearerToken } : {}),
         host: opts.host,
         port: opts.port,
         faults,
@@ -98,26 +124,32 @@ export function registerSandbox(program: Command, ctx: Context): void {
 
       const started = {
         event: 'listening',
+        profile: partner.profile,
         url: partner.url,
-        tokenUrl: partner.tokenUrl,
-        healthUrl: `${partner.url}/health`,
+        leadsUrl: partner.leadsUrl,
+        ...(crm ? { bearerToken: partner.bearerToken } : { tokenUrl: partner.tokenUrl }),
+        healthUrl: partner.healthUrl,
         caFile: partner.caFile,
-        clientId: partner.clientId,
-        clientSecret: partner.clientSecret,
+        ...(crm ? {} : { clientId: partner.clientId, clientSecret: partner.clientSecret }),
         tls: opts.plainHttp ? 'none (plain HTTP)' : opts.tls11Only ? 'TLSv1.1 only' : 'TLSv1.2+',
         faults,
       };
       if (opts.json) writeLine(io.stdout, JSON.stringify(started));
       else {
         writeLine(io.stdout, `sandbox partner listening on ${started.url} (${started.tls})`);
-        writeLine(io.stdout, `  token URL:     ${started.tokenUrl}`);
+        writeLine(io.stdout, `  contract:      ${started.profile}`);
+        writeLine(io.stdout, `  leads URL:     ${started.leadsUrl}`);
+        if (!crm) writeLine(io.stdout, `  token URL:     ${partner.tokenUrl}`);
         writeLine(io.stdout, `  health URL:    ${started.healthUrl}`);
         if (started.caFile !== null) writeLine(io.stdout, `  CA file:       ${started.caFile}`);
-        writeLine(io.stdout, `  client id:     ${started.clientId}`);
-        writeLine(io.stdout, `  client secret: ${started.clientSecret}`);
+        if (crm) writeLine(io.stdout, `  bearer token:  ${partner.bearerToken}`);
+        else {
+          writeLine(io.stdout, `  client id:     ${partner.clientId}`);
+          writeLine(io.stdout, `  client secret: ${partner.clientSecret}`);
+        }
         writeLine(
           io.stdout,
-          `  admin:         GET ${started.url}/stats, GET /records, POST /faults, POST /reset (no auth)`,
+          `  admin:         GET ${started.url}/stats, GET /records, GET /leads, POST /faults, POST /reset (no auth)`,
         );
         writeLine(io.stdout, 'stop with Ctrl-C (SIGINT) or SIGTERM');
       }
