@@ -23,6 +23,12 @@ const INGEST_PAGE_CACHE_MIB = 8;
  * writes each random index page again each time.
  */
 const INGEST_LOG_FOLD_PAGES = 16_384;
+/**
+ * Bytes of source a chunk holds at most when no reject bound is set: 10,000 rows of up to 64 KB each
+ * (MAX_RECORD_BYTES) would be 640 MB of rows in memory at once; 8 MiB is about 70,000 ordinary rows, so
+ * only rows far larger than leads are ever cut short by it.
+ */
+const MAX_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Rows read between two progress reports. */
 const PROGRESS_ROWS = 1_000;
 
@@ -126,13 +132,19 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     const commit = (rows: SourceRow[]) =>
       commitChunk(deps, runId, rows, summary, rejects, bound, transactionRows, options.beforeTransaction);
     let chunk: SourceRow[] = [];
+    let chunkStart = source.bytesRead();
     let rowsRead = 0;
     for await (const row of source.rows) {
       chunk.push(row);
       rowsRead++;
-      if (chunk.length >= chunkSize) {
+      // A reject bound is checked a chunk at a time: its chunks stay whole (1,000 rows, at most 64 MB).
+      if (
+        chunk.length >= chunkSize ||
+        (bound === null && source.bytesRead() - chunkStart >= MAX_CHUNK_BYTES)
+      ) {
         await commit(chunk);
         chunk = [];
+        chunkStart = source.bytesRead();
       }
       // Progress every 1,000 rows read, whatever the chunk size.
       if (rowsRead % PROGRESS_ROWS === 0) {

@@ -1250,4 +1250,28 @@ describe('memory (SQLite)', () => {
     );
     // 220,000 rows ingested: about 25 s on a quiet machine, over a minute on a loaded one.
   }, 400_000);
+
+  it('rows far larger than leads: a chunk holds at most 8 MiB of the file, not 10,000 such rows', async () => {
+    const dir = tempDir();
+    const env = testEnv(join(dir, 'data'), { VALHALLA_DATABASE_URL: join(dir, 'wide.db') });
+    const { app } = await initialize(loadConfig({ env, cwd: dir }), { clock: new ManualClock(NOW_ISO) });
+    opened.push(app);
+    // 300 rows of about 40 KB each (a company name far past any real one): 12 MB, under 1,000 rows.
+    const wide = 'W'.repeat(40_000);
+    const path = join(dir, 'wide.csv');
+    writeFileSync(path, csv(...Array.from({ length: 300 }, (_, i) => csvRow(i, { company: `${wide}${i}` }))));
+    expect(statSync(path).size).toBeGreaterThan(10 * 1024 * 1024);
+    const summary = await app.ingest({ path });
+    expect(summary.read).toBe(300);
+    expect(summary.accepted + summary.rejected).toBe(300);
+    const entries = (await app.store.db.selectFrom('audit_log').select(['action', 'details']).execute())
+      .filter((e) => e.action === 'ingest.rows')
+      .map((e) => JSON.parse(e.details) as { read: number; lines: [number, number] });
+    // Cut by size: two chunks (each at most 8 MiB of the file, about 200 of these rows), where 300 rows
+    // would otherwise be one chunk and one transaction.
+    expect(entries.length).toBe(2);
+    expect(entries.map((e) => e.read).reduce((a, b) => a + b, 0)).toBe(300);
+    for (const e of entries) expect(e.read * 40_000).toBeLessThan(9 * 1024 * 1024);
+    expect(entries[1]!.lines[0]).toBe(entries[0]!.lines[1] + 1);
+  });
 });
