@@ -20,6 +20,7 @@ export const COMMAND_MODULES = {
   init: async () => (await import('./commands/init.js')).registerInit,
   leads: async () => (await import('./commands/leads.js')).registerLeads,
   mode: async () => (await import('./commands/mode.js')).registerMode,
+  partner: async () => (await import('./commands/partner.js')).registerPartner,
   quarantine: async () => (await import('./commands/quarantine.js')).registerQuarantine,
   run: async () => (await import('./commands/run.js')).registerRun,
   sandbox: async () => (await import('./commands/sandbox.js')).registerSandbox,
@@ -189,6 +190,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     options: true,
     description:
       'run the sandbox partner (HTTPS partner API with OAuth2, idempotency and faults on demand) until SIGINT/SIGTERM',
+  },
+  {
+    name: 'partner',
+    module: 'partner',
+    options: false,
+    description: 'partner profiles: check what a profile would send',
   },
   { name: 'alerts', module: 'alerts', options: false, description: 'ops alerts: Slack and e-mail (gate 5)' },
   {

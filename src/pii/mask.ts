@@ -31,3 +31,11 @@ export function maskCompany(company: string | null | undefined): string {
   // Never the whole name: a short one (`Li`, `Bob`) shows one character fewer than it has.
   return `${chars.slice(0, Math.min(3, chars.length - 1)).join('')}***`;
 }
+
+/** `CRM-0042-7781` → `***7781` (the last four characters only; a short one is `***`). */
+export function maskExternalId(externalId: string | null | undefined): string {
+  if (!externalId) return '';
+  const chars = Array.from(externalId.trim());
+  if (chars.length < 8) return '***';
+  return `***${chars.slice(-4).join('')}`;
+}

@@ -44,6 +44,8 @@ export const AUDIT_ACTIONS = [
   'partner.health_failed',
   'partner.token_failed',
   'partner.tls_refused',
+  // `valhalla partner preview --reveal`: an admin saw the values a profile would send.
+  'partner.preview_revealed',
   'phase4.go_live',
   // The mode: one action per mode command (`modeAction`), and a refused re-arm.
   'mode.pause',

@@ -1,4 +1,4 @@
-export { AUTH_FAILURE_LIMITS, createApiToken, type Principal } from './auth.js';
+export { AUTH_FAILURE_LIMITS, createApiToken, createTokenBook, type Principal, roleAtLeast } from './auth.js';
 export { EVENT_POLL_MS } from './events.js';
 export { ApiError, SESSION_COOKIE } from './http.js';
 export { INGEST_BODY_LIMIT_BYTES } from './routes/ingest.js';

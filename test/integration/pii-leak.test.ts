@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { openStore } from '../../src/store/index.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
-import { BIN, type CliResult, runBinary, runInProcess, testEnv } from '../support/cli.js';
+import { BIN, type CliResult, REPO_ROOT, runBinary, runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 import { DAY } from '../support/world.js';
 
@@ -383,6 +383,23 @@ describe.each(list)('PII never leaves the store unmasked (invariant 7), on $name
           binary: true,
           trace: true,
         })
+      ).code,
+    ).toBe(0);
+    // The partner preview, masked (the default), in either shipped profile and as JSON.
+    expect(
+      (await cli('partner preview', ['partner', 'preview', '--limit', '10'], { trace: true })).code,
+    ).toBe(0);
+    expect(
+      (
+        await cli('partner preview crm --json', [
+          'partner',
+          'preview',
+          '--profile',
+          join(REPO_ROOT, 'config', 'partners', 'crm-batch-contacts.json'),
+          '--limit',
+          '10',
+          '--json',
+        ])
       ).code,
     ).toBe(0);
     expect((await cli('status', ['status'])).code).toBe(0);

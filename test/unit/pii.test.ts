@@ -3,7 +3,14 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createLogger, type Logger, type LoggerOptions } from '../../src/log/index.js';
-import { createPseudonymizer, maskCompany, maskEmail, maskName, maskPhone } from '../../src/pii/index.js';
+import {
+  createPseudonymizer,
+  maskCompany,
+  maskEmail,
+  maskExternalId,
+  maskName,
+  maskPhone,
+} from '../../src/pii/index.js';
 import { tempDir } from '../support/tmp.js';
 
 describe('maskEmail', () => {
@@ -80,6 +87,27 @@ describe('maskName', () => {
           for (const part of parts) expect(masked).not.toContain(part);
         },
       ),
+    );
+  });
+});
+
+describe('maskExternalId', () => {
+  it.each([
+    ['CRM-0042-7781', '***7781'],
+    ['SYNTHETIC-1-14', '***1-14'],
+    ['ABC1234', '***'],
+    ['', ''],
+    [null, ''],
+    [undefined, ''],
+  ])('%j → %j', (externalId, masked) => {
+    expect(maskExternalId(externalId)).toBe(masked);
+  });
+
+  it('never shows a whole external id', () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[A-Za-z0-9-]{1,40}$/), (externalId) => {
+        expect(maskExternalId(externalId)).not.toContain(externalId);
+      }),
     );
   });
 });
