@@ -297,6 +297,27 @@ describe('valhalla partner preview', () => {
     expect((await runInProcess(['audit', 'verify'], { env, cwd })).code).toBe(0);
   });
 
+  it('--admin-token - reads the token from standard input (out of the shell history); a viewer’s is refused the same way', async () => {
+    const before = auditRows().length;
+    const refused = await runInProcess(['partner', 'preview', '--reveal', '--admin-token', '-'], {
+      env,
+      cwd,
+      stdin: `${viewer.token}\n`,
+    });
+    expect(refused.code).toBe(3);
+    expect(refused.stdout).toBe('');
+    expect(auditRows()).toHaveLength(before);
+    const run = await runInProcess(['partner', 'preview', '--reveal', '--admin-token', '-'], {
+      env,
+      cwd,
+      stdin: `${admin.token}\n`,
+    });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('"email": "ada.lovelace@example.test"');
+    expect(auditRows()).toHaveLength(before + 1);
+    expect(JSON.parse(auditRows().at(-1)!.details)).toMatchObject({ tokenName: 'ada-admin' });
+  });
+
   it('the built binary finds the shipped profile beside the package, from any working directory', async () => {
     const run = await runBinary(['partner', 'preview', '--limit', '1'], { env, cwd });
     expect(run.stderr).toBe('');

@@ -32,7 +32,10 @@ export function registerPartner(program: Command, ctx: Context): void {
       3,
     )
     .option('--reveal', 'show the values unmasked (needs --admin-token; audited as partner.preview_revealed)')
-    .option('--admin-token <token>', 'an API token whose role is admin (from `valhalla tokens create`)')
+    .option(
+      '--admin-token <token>',
+      'an API token whose role is admin (from `valhalla tokens create`), or - to read it from standard input (keeps it out of the shell history)',
+    )
     .option('--json', 'print as JSON')
     .action(
       async (opts: {
@@ -55,7 +58,10 @@ export function registerPartner(program: Command, ctx: Context): void {
           throw error;
         }
         let reveal: { tokenName: string } | undefined;
-        if (opts.reveal) reveal = await verifyAdmin(ctx, opts.adminToken);
+        if (opts.reveal) {
+          const token = opts.adminToken === '-' ? await firstLineOfStdin(ctx) : opts.adminToken;
+          reveal = await verifyAdmin(ctx, token);
+        }
         await ctx.withApp(async (app) => {
           const preview = await previewPartnerRequest(app, {
             profile,
@@ -68,6 +74,13 @@ export function registerPartner(program: Command, ctx: Context): void {
         });
       },
     );
+}
+
+/** `--admin-token -`: the token is the first line of standard input. */
+async function firstLineOfStdin(ctx: Context): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of ctx.io.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
 }
 
 /**
