@@ -2,7 +2,13 @@
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { createIngestRun, finishIngestRun, foldLogLess, widenPageCache } from '../store/index.js';
+import {
+  createIngestRun,
+  finishIngestRun,
+  foldLogLess,
+  journalInMemory,
+  widenPageCache,
+} from '../store/index.js';
 import { commitChunk } from './commit.js';
 import { IngestFileError } from './errors.js';
 import type { RejectBound } from './reject-bound.js';
@@ -128,6 +134,7 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
 
   const restoreCache = widenPageCache(store, INGEST_PAGE_CACHE_MIB);
   const restoreFolds = foldLogLess(store, INGEST_LOG_FOLD_PAGES);
+  const restoreJournals = journalInMemory(store);
   try {
     const commit = (rows: SourceRow[]) =>
       commitChunk(deps, runId, rows, summary, rejects, bound, transactionRows, options.beforeTransaction);
@@ -182,6 +189,7 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     logger.error({ runId, err: error, ...counts(summary) }, 'ingest failed');
     throw error;
   } finally {
+    restoreJournals();
     restoreFolds();
     restoreCache();
   }

@@ -70,3 +70,22 @@ export function foldLogLess(store: Store, pages: number): () => void {
     raw.pragma(`wal_autocheckpoint = ${before}`);
   };
 }
+
+/**
+ * SQLite: keep this connection's statement journals in memory until the returned function puts the
+ * default (files) back. A statement that can fail halfway (an ingest's insert fires triggers, checks
+ * foreign keys and writes two tables) journals the pages it changes; SQLite spills such journals to
+ * unnamed files in /var/tmp: copies of lead rows (a person's data) outside the database, and most of an
+ * ingest's writes (18,000 a transaction of 1,000 leads). An ingest's statements each change a few pages,
+ * so in memory they stay small. Not for every connection: one statement over a million rows (expiring
+ * stale leads, dropping a table with secure_delete) would journal hundreds of megabytes in memory.
+ */
+export function journalInMemory(store: Store): () => void {
+  const raw = store.sqlite;
+  if (raw === null) return () => undefined;
+  const before = raw.pragma('temp_store', { simple: true }) as number;
+  raw.pragma('temp_store = MEMORY');
+  return () => {
+    raw.pragma(`temp_store = ${before}`);
+  };
+}

@@ -26,7 +26,13 @@ export {
   lockAuditChain,
 } from './audit-log.js';
 export { type BackendRules, backendRules } from './backend.js';
-export { deferCommitSync, foldLogLess, syncCommits, widenPageCache } from './bulk-commits.js';
+export {
+  deferCommitSync,
+  foldLogLess,
+  journalInMemory,
+  syncCommits,
+  widenPageCache,
+} from './bulk-commits.js';
 export { isConnectionLoss } from './connection-loss.js';
 export { readConsistently } from './consistent-read.js';
 export { confirmCycle, createCycle, finishCycle, lastLiveCycle, recentCycles } from './cycles.js';

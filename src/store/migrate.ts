@@ -130,14 +130,7 @@ async function refuseBrokenForeignKeys(trx: StoreTransaction): Promise<void> {
 function rewriteFromLiveRows(store: Store): void {
   if (store.sqlite === null) return;
   try {
-    // VACUUM builds the new file in a temporary database first: in memory (the connection's temp_store),
-    // that would be the whole database in RAM. On disk for this once, as SQLite does by default.
-    store.sqlite.pragma('temp_store = FILE');
-    try {
-      store.sqlite.exec('VACUUM');
-    } finally {
-      store.sqlite.pragma('temp_store = MEMORY');
-    }
+    store.sqlite.exec('VACUUM');
     store.sqlite.pragma('wal_checkpoint(TRUNCATE)');
   } catch (cause) {
     throw new StoreError(

@@ -63,11 +63,6 @@ function openSqlite(path: string): Store {
   // unused page space after the row itself is erased. Set on every connection, not only erasure's:
   // ingest's page splits leave such copies too.
   raw.pragma('secure_delete = ON');
-  // A statement that can fail halfway (an insert that fires triggers, checks foreign keys and writes two
-  // tables) keeps a journal of the pages it changes; by default SQLite spills it to an unnamed file in
-  // /var/tmp: copies of lead rows (a person's data) written outside the database, and an ingest's
-  // biggest cost (18,000 writes per transaction of 1,000 leads). In memory, neither.
-  raw.pragma('temp_store = MEMORY');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
   let closed = false;
   return {

@@ -1251,6 +1251,28 @@ describe('memory (SQLite)', () => {
     // 220,000 rows ingested: about 25 s on a quiet machine, over a minute on a loaded one.
   }, 400_000);
 
+  it('while an ingest runs its statement journals stay in memory, its log folds every 64 MB, and both are put back after', async () => {
+    const dir = tempDir();
+    const env = testEnv(join(dir, 'data'), { VALHALLA_DATABASE_URL: join(dir, 'settings.db') });
+    const { app } = await initialize(loadConfig({ env, cwd: dir }), { clock: new ManualClock(NOW_ISO) });
+    opened.push(app);
+    const raw = app.store.sqlite!;
+    const settings = () => ({
+      temp_store: raw.pragma('temp_store', { simple: true }),
+      wal_autocheckpoint: raw.pragma('wal_autocheckpoint', { simple: true }),
+    });
+    const outside = settings();
+    expect(outside).toEqual({ temp_store: 0, wal_autocheckpoint: 1000 });
+    const during: ReturnType<typeof settings>[] = [];
+    const path = join(dir, 'settings.csv');
+    writeFileSync(path, csv(...Array.from({ length: 1_500 }, (_, i) => csvRow(i))));
+    const summary = await app.ingest({ path, onProgress: () => during.push(settings()) });
+    expect(summary.accepted).toBe(1_500);
+    expect(during.length).toBeGreaterThan(0);
+    for (const s of during) expect(s).toEqual({ temp_store: 2, wal_autocheckpoint: 16_384 });
+    expect(settings()).toEqual(outside);
+  });
+
   it('rows far larger than leads: a chunk holds at most 8 MiB of the file, not 10,000 such rows', async () => {
     const dir = tempDir();
     const env = testEnv(join(dir, 'data'), { VALHALLA_DATABASE_URL: join(dir, 'wide.db') });
