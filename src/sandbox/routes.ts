@@ -156,11 +156,7 @@ function leads(
 ) {
   const { ledger } = ctx;
   const counters = ledger.counters.batches;
-  const fault = ctx.faults().beforeLeads();
-  if (fault.kind === 'status') {
-    counters.failedByFault += 1;
-    return answerFault(ctx, res, fault);
-  }
+  if (answeredByFault(ctx, res)) return;
   const presented = ctx.tokens.verify(req.headers.authorization);
   ledger.tokenPresented(presented);
   if (!presented.ok) {
@@ -224,11 +220,7 @@ function crmLeads(
 ) {
   const { ledger } = ctx;
   const counters = ledger.counters.batches;
-  const fault = ctx.faults().beforeLeads();
-  if (fault.kind === 'status') {
-    counters.failedByFault += 1;
-    return answerFault(ctx, res, fault);
-  }
+  if (answeredByFault(ctx, res)) return;
   const valid = ctx.bearer.verify(req.headers.authorization);
   ledger.staticTokenPresented(valid);
   if (!valid) {
@@ -330,6 +322,15 @@ async function handleAdmin(
 }
 
 const BEARER_CHALLENGE = { 'www-authenticate': 'Bearer error="invalid_token"' };
+
+/** A batch's injected fault answers before the partner looks at the request: true when one did. */
+function answeredByFault(ctx: RouteContext, res: ServerResponse): boolean {
+  const fault = ctx.faults().beforeLeads();
+  if (fault.kind !== 'status') return false;
+  ctx.ledger.counters.batches.failedByFault += 1;
+  answerFault(ctx, res, fault);
+  return true;
+}
 
 function answerFault(ctx: RouteContext, res: ServerResponse, fault: FaultAnswer & { kind: 'status' }): void {
   if (ctx.profile === 'crm-batch-contacts') {
