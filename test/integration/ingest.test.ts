@@ -1273,7 +1273,7 @@ describe('memory (SQLite)', () => {
     expect(settings()).toEqual(outside);
   });
 
-  it('rows far larger than leads: a chunk holds at most 8 MiB of the file, not 10,000 such rows', async () => {
+  it('rows far larger than leads: a chunk holds at most 8 MiB of the file, not 1,000 such rows', async () => {
     const dir = tempDir();
     const env = testEnv(join(dir, 'data'), { VALHALLA_DATABASE_URL: join(dir, 'wide.db') });
     const { app } = await initialize(loadConfig({ env, cwd: dir }), { clock: new ManualClock(NOW_ISO) });
