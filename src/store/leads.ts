@@ -109,6 +109,8 @@ export async function insertNewLeads(
         fresh.map(({ email_key: _e, external_id_key: _x, ...lead }) => ({
           ...lead,
           dedup_key: keyBytes(lead.dedup_key),
+          // Written out: in a multi-row insert SQLite fills a column missing from one row with NULL, not its default.
+          synthetic: lead.synthetic ?? 0,
         })),
       )
       .returning(['id', 'dedup_key'])
@@ -159,6 +161,8 @@ type MissingColumns = Exclude<
 const everyColumn: [MissingColumns] extends [never] ? true : MissingColumns = true;
 void everyColumn;
 
+const SYNTHETIC_COLUMN = NEW_LEAD_COLUMNS.indexOf('synthetic');
+
 /** The prepared statements of a SQLite connection's lead inserts, made once: an ingest runs them a million times. */
 interface PreparedInserts {
   held: SqliteDatabase.Statement;
@@ -206,6 +210,8 @@ export async function insertNewLeadsInBulk(
     if (externalIdKey !== null && prepared.held.get(externalIdKey) !== undefined) continue;
     for (let i = 0; i < NEW_LEAD_COLUMNS.length; i++) values[i] = row[NEW_LEAD_COLUMNS[i]!] ?? null;
     values[0] = keyBytes(row.dedup_key);
+    // The one column with a default (0011): left out, it takes it, as the PostgreSQL path's insert does.
+    values[SYNTHETIC_COLUMN] = row.synthetic ?? 0;
     const id = Number(prepared.lead.run(values).lastInsertRowid);
     prepared.identity.run(emailKey, id);
     if (externalIdKey !== null) prepared.identity.run(externalIdKey, id);

@@ -451,6 +451,30 @@ describe.each(list)('store on $name', (backend) => {
     expect((await insertLeadsSkippingDuplicates(store, rows)).size).toBe(rows.length);
   });
 
+  it('both insert paths store a lead given without its synthetic mark as real (0), and a marked one as synthetic', async () => {
+    const store = await open();
+    const runId = await withRun(store);
+    await insertLeadsSkippingDuplicates(store, [
+      lead(runId, 'plain'),
+      lead(runId, 'marked', { synthetic: 1 }),
+    ]);
+    await store.db
+      .transaction()
+      .execute((trx) =>
+        insertNewLeadsInBulk(store, trx, [
+          lead(runId, 'bulk-plain'),
+          lead(runId, 'bulk-marked', { synthetic: 1 }),
+        ]),
+      );
+    const rows = await store.db.selectFrom('leads').select(['email', 'synthetic']).orderBy('id').execute();
+    expect(rows.map((r) => [r.email, Number(r.synthetic)])).toEqual([
+      ['plain@example.test', 0],
+      ['marked@example.test', 1],
+      ['bulk-plain@example.test', 0],
+      ['bulk-marked@example.test', 1],
+    ]);
+  });
+
   it.each([
     [
       'insertLeadsSkippingDuplicates',
