@@ -5,7 +5,7 @@
  * into the outcomes meant, and reconciled against the sandbox's own per-lead ledger.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
@@ -25,7 +25,7 @@ import {
   type SandboxPartnerOptions,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
-import { BIN, REPO_ROOT, runInProcess } from '../support/cli.js';
+import { BIN, runInProcess } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const PARTNERS = fileURLToPath(new URL('../../config/partners/', import.meta.url));
@@ -559,54 +559,52 @@ describe('valhalla sandbox-partner --profile', () => {
     expect(unknown.stderr).toContain('not valhalla or crm-batch-contacts: hubspot');
   });
 
-  it.skipIf(!existsSync(join(REPO_ROOT, 'dist', 'bundle', 'valhalla.js')))(
-    'plays the CRM from the built CLI: prints its leads URL and token, creates contacts, stops on SIGTERM',
-    async () => {
-      const cwd = tempDir('valhalla-sandbox-crm-bin-');
-      const child = spawn(
-        process.execPath,
-        [
-          BIN,
-          'sandbox-partner',
-          '--profile',
-          'crm-batch-contacts',
-          '--bearer-token',
-          TOKEN,
-          '--port',
-          '0',
-        ].concat(['--cert-dir', join(cwd, 'cert'), '--json']),
-        { cwd, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString('utf8');
+  // The built binary (npm test builds it first; run alone, `npm run build` before).
+  it('plays the CRM from the built CLI: prints its leads URL and token, creates contacts, stops on SIGTERM', async () => {
+    const cwd = tempDir('valhalla-sandbox-crm-bin-');
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'sandbox-partner',
+        '--profile',
+        'crm-batch-contacts',
+        '--bearer-token',
+        TOKEN,
+        '--port',
+        '0',
+      ].concat(['--cert-dir', join(cwd, 'cert'), '--json']),
+      { cwd, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      while (!out.includes('\n')) await new Promise((r) => setTimeout(r, 20));
+      const listening = JSON.parse(out.split('\n')[0]!) as Record<string, string>;
+      expect(listening).toMatchObject({
+        event: 'listening',
+        profile: 'crm-batch-contacts',
+        bearerToken: TOKEN,
+        leadsUrl: `${listening.url}/crm/v3/objects/contacts/batch/create`,
+        healthUrl: `${listening.url}/crm/v3/health`,
       });
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-      try {
-        while (!out.includes('\n')) await new Promise((r) => setTimeout(r, 20));
-        const listening = JSON.parse(out.split('\n')[0]!) as Record<string, string>;
-        expect(listening).toMatchObject({
-          event: 'listening',
-          profile: 'crm-batch-contacts',
-          bearerToken: TOKEN,
-          leadsUrl: `${listening.url}/crm/v3/objects/contacts/batch/create`,
-          healthUrl: `${listening.url}/crm/v3/health`,
-        });
-        expect(listening).not.toHaveProperty('clientSecret');
-        const view = { url: listening.url, caPem: readFileSync(listening.caFile!, 'utf8') } as SandboxPartner;
-        const batch = leads('cli', 2);
-        expect(outcomes((await send(view, batch)).answer)).toEqual(all(batch, 'accepted'));
-        child.kill('SIGTERM');
-        expect(await exited).toBe(0);
-        expect(JSON.parse(out.trim().split('\n').at(-1)!)).toMatchObject({
-          event: 'stopped',
-          leadsAccepted: 2,
-        });
-      } finally {
-        clearTimeout(killer);
-        child.kill('SIGKILL');
-      }
-    },
-  );
+      expect(listening).not.toHaveProperty('clientSecret');
+      const view = { url: listening.url, caPem: readFileSync(listening.caFile!, 'utf8') } as SandboxPartner;
+      const batch = leads('cli', 2);
+      expect(outcomes((await send(view, batch)).answer)).toEqual(all(batch, 'accepted'));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(JSON.parse(out.trim().split('\n').at(-1)!)).toMatchObject({
+        event: 'stopped',
+        leadsAccepted: 2,
+      });
+    } finally {
+      clearTimeout(killer);
+      child.kill('SIGKILL');
+    }
+  });
 });
