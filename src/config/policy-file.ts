@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { canonicalJson, HARD_CAPS } from '../policy/index.js';
+import { canonicalJson, deepFreeze, HARD_CAPS } from '../policy/index.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
 
 const atMost = (hardMax: number, what: string) =>
@@ -225,12 +225,4 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): string | undefine
     node = (node as Record<PropertyKey, unknown>)[key];
   }
   return node === undefined ? undefined : JSON.stringify(node);
-}
-
-export function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object') {
-    for (const child of Object.values(value)) deepFreeze(child);
-    Object.freeze(value);
-  }
-  return value;
 }

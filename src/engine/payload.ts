@@ -3,8 +3,7 @@ import { canonicalJson } from '../policy/index.js';
 import type { Lead } from '../store/index.js';
 import type { PartnerLead } from './partner-port.js';
 
-/** The partner takes at most this many leads in one request. */
-export const MAX_LEADS_PER_REQUEST = 100;
+export { MAX_LEADS_PER_REQUEST } from '../policy/index.js';
 
 /** A lead's own idempotency key: derived from its dedup key, so it can never change or be minted twice. */
 export function leadKey(lead: Pick<Lead, 'dedup_key'>): string {

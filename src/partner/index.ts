@@ -15,15 +15,14 @@ export {
   type PartnerProfileIssue,
 } from './errors.js';
 export { loadPartnerProfile, parsePartnerProfile, profileSha256 } from './load-profile.js';
-export {
-  type FieldMapping,
-  type LeadOutcome,
-  type PartnerProfile,
-  PROFILE_MAX_LEADS,
-  type ProfileAttribute,
-  type ProfileLeadField,
-  type ResultList,
-  type ValueType,
+export type {
+  FieldMapping,
+  LeadOutcome,
+  PartnerProfile,
+  ProfileAttribute,
+  ProfileLeadField,
+  ResultList,
+  ValueType,
 } from './profile-schema.js';
 export {
   type AttributeValue,

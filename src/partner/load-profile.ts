@@ -2,8 +2,8 @@
 // parts. Every refusal names the file, the path inside it and why; nothing is repaired or clamped.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { z } from 'zod';
-import { canonicalJson } from '../policy/index.js';
+import { z } from 'zod';
+import { canonicalJson, deepFreeze } from '../policy/index.js';
 import { PartnerProfileError, type PartnerProfileIssue } from './errors.js';
 import { crossCheckProfile } from './profile-checks.js';
 import { type PartnerProfile, partnerProfileSchema } from './profile-schema.js';
@@ -85,15 +85,9 @@ export function profileSha256(profile: PartnerProfile): string {
   return createHash('sha256').update(canonicalJson(profile)).digest('hex');
 }
 
-/** `['fields', 3, 'from']` → `fields[3].from`. */
+/** `['fields', 3, 'from']` → `fields[3].from` (zod's own notation); the empty path is the whole file. */
 export function formatPath(path: readonly PropertyKey[]): string {
-  if (path.length === 0) return WHOLE_FILE;
-  let text = '';
-  for (const segment of path) {
-    if (typeof segment === 'number') text += `[${segment}]`;
-    else text += text === '' ? String(segment) : `.${String(segment)}`;
-  }
-  return text;
+  return path.length === 0 ? WHOLE_FILE : z.core.toDotPath(path as PropertyKey[]);
 }
 
 function issueOf(issue: z.core.$ZodIssue): PartnerProfileIssue[] {
@@ -120,12 +114,4 @@ function jsonErrorWhere(text: string, cause: unknown): string {
   const line = before.split('\n').length;
   const column = offset - before.lastIndexOf('\n');
   return `${reason} at line ${line}, column ${column}`;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    for (const member of Object.values(value)) deepFreeze(member);
-    Object.freeze(value);
-  }
-  return value;
 }

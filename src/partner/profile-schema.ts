@@ -2,13 +2,7 @@
 // auth kind, its batch body, the mapping of a lead onto an item, and how its answer is read). Data
 // only: no code, no templates. Secrets never appear in it; they stay in the environment.
 import { z } from 'zod';
-
-/**
- * The most leads one request may carry, whatever a profile says: the product's hard cap
- * (`MAX_LEADS_PER_REQUEST` of the engine, 100; a unit test keeps the two equal). Held here rather than
- * imported so that the engine can use this folder one day without a cycle.
- */
-export const PROFILE_MAX_LEADS = 100;
+import { MAX_LEADS_PER_REQUEST } from '../policy/index.js';
 
 /** The lead's own fields a mapping may read (`source_ts` is epoch milliseconds). */
 export const PROFILE_LEAD_FIELDS = [
@@ -227,8 +221,8 @@ export const partnerProfileSchema = z.strictObject({
       .number({ error: 'must be a whole number' })
       .int({ error: 'must be a whole number' })
       .min(1, { error: 'must be at least 1' })
-      .max(PROFILE_MAX_LEADS, {
-        error: `above the product's hard cap of ${PROFILE_MAX_LEADS} leads per request (refused, not clamped)`,
+      .max(MAX_LEADS_PER_REQUEST, {
+        error: `above the product's hard cap of ${MAX_LEADS_PER_REQUEST} leads per request (refused, not clamped)`,
       }),
     envelope: jsonPath.nullable(),
     item: jsonPath.optional(),

@@ -20,3 +20,6 @@ export const HARD_CAPS = Object.freeze({
 });
 
 export type HardCaps = typeof HARD_CAPS;
+
+/** The most leads one request to the partner carries, whatever contract or profile it is written in. */
+export const MAX_LEADS_PER_REQUEST = 100;

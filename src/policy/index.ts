@@ -7,7 +7,7 @@ export {
   modeAction,
 } from './audit-actions.js';
 export { canonicalJson } from './canonical-json.js';
-export { HARD_CAPS, type HardCaps } from './caps.js';
+export { HARD_CAPS, type HardCaps, MAX_LEADS_PER_REQUEST } from './caps.js';
 export {
   type CeilingInputs,
   type CeilingLimit,
@@ -17,6 +17,7 @@ export {
   takeWithinLimits,
   utcDayStart,
 } from './ceiling.js';
+export { deepFreeze } from './deep-freeze.js';
 export {
   type AnsweredOutcome,
   assertNever,
