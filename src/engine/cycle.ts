@@ -1,4 +1,5 @@
-import { readMode } from '../guard/index.js';
+import type { Config } from '../config/index.js';
+import { type Mode, readMode } from '../guard/index.js';
 import { ClaimConflict, createCycle, finishCycle } from '../store/index.js';
 import { openCycle } from './claim.js';
 import type { EngineContext } from './context.js';
@@ -26,12 +27,20 @@ export interface CycleOptions {
   holdNew?: AbortSignal;
 }
 
+/**
+ * Whether a cycle started now sends: Phase 4, not forced to a dry run, outbound not disabled, and
+ * the mode live. Otherwise it dry-runs (records what it would send, sends nothing).
+ */
+export function cycleSendsLive(config: Config, mode: Mode): boolean {
+  return config.phase === 4 && !config.dryRun && !config.outboundDisabled && mode === 'live';
+}
+
 export async function runCycle(ctx: EngineContext, options: CycleOptions = {}): Promise<CycleReport> {
   const { config, store, clock, logger, guard } = ctx;
   const { abortRequests } = options;
   const startedAt = clock.now();
   const mode = await readMode(store.db);
-  const live = config.phase === 4 && !config.dryRun && !config.outboundDisabled && mode === 'live';
+  const live = cycleSendsLive(config, mode);
   // `holdNew` is about sending: a dry run (after a rollback too) goes on recording.
   const holdNew = live ? options.holdNew : undefined;
   // In a live cycle, stopping (SIGTERM) or the mode leaving `live` both mean: claim nothing more,

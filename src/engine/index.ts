@@ -1,6 +1,6 @@
 /** A database error that passes (the store's rule, re-exported for the runner's callers). */
 export { isTransient } from '../store/index.js';
-export type { CycleOptions } from './cycle.js';
+export { type CycleOptions, cycleSendsLive } from './cycle.js';
 export { createEngine, type Engine, type EngineDeps } from './engine.js';
 export {
   ClockSkew,
@@ -20,6 +20,7 @@ export {
   type QuarantineResult,
 } from './operator.js';
 export type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
-export { leadKey, MAX_LEADS_PER_REQUEST, payloadSha256, toPartnerLead } from './payload.js';
+export { leadKey, MAX_LEADS_PER_REQUEST, payloadSha256, toPartnerLead, toProfileLead } from './payload.js';
+export { eligibleFor } from './plan.js';
 export { type CycleReport, claimBound, emptyCycleReport } from './report.js';
 export { describeCycle, type RunOptions, runCycles } from './runner.js';

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { ProfileLead } from '../partner/index.js';
 import { canonicalJson } from '../policy/index.js';
 import type { Lead } from '../store/index.js';
 import type { PartnerLead } from './partner-port.js';
@@ -21,6 +22,23 @@ export function toPartnerLead(lead: Lead): PartnerLead {
     score: lead.score,
     source_timestamp: new Date(lead.source_ts).toISOString(),
     value: lead.value,
+  };
+}
+
+/** A lead as a partner profile maps it (src/partner): its fields, its lead key, its extra columns. */
+export function toProfileLead(lead: Lead): ProfileLead {
+  return {
+    lead_key: leadKey(lead),
+    external_id: lead.external_id,
+    name: lead.name,
+    email: lead.email,
+    phone: lead.phone,
+    company: lead.company,
+    score: lead.score,
+    source_ts: lead.source_ts,
+    value: lead.value,
+    // The store keeps no extra columns yet: every attribute a profile declares reads null.
+    attributes: {},
   };
 }
 

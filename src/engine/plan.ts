@@ -147,6 +147,19 @@ export async function planCycle(
 }
 
 /**
+ * Which pending leads a cycle may pick: score at or above the policy's minimum, not older than
+ * `cutoff`; a live cycle real leads only (a synthetic lead never leaves), a dry run those not dry-run
+ * before. `selectEligible` orders them best score first, then oldest, then lowest id.
+ */
+export function eligibleFor(
+  policy: { minLeadScore: number },
+  live: boolean,
+  cutoff: number,
+): { minScore: number; freshSince: number; notDryRun: boolean; realOnly: boolean } {
+  return { minScore: policy.minLeadScore, freshSince: cutoff, notDryRun: !live, realOnly: live };
+}
+
+/**
  * The batches to claim, best leads first, within the claim limit and the budget: the one choice,
  * made before the claim's transaction (to plan the cycle) and, where another runner or connection
  * may have claimed leads meanwhile, again inside it (`claiming`), under the lease's lock, against the
@@ -169,11 +182,8 @@ export async function selectBatches(
     budgetLeft = Math.min(budgetLeft, policy.budgetExposure - today.exposure);
   }
   const candidates = await selectEligible(db, {
-    minScore: policy.minLeadScore,
-    freshSince: selection.cutoff,
+    ...eligibleFor(policy, selection.live, selection.cutoff),
     limit: limit === 0 ? 0 : limit + 50,
-    notDryRun: !selection.live,
-    realOnly: selection.live,
     ...(claiming ? { skipLocked: backendRules(store.dialect).skipLockedClaims } : {}),
   });
   const within = takeWithinLimits(candidates, limit, budgetLeft);

@@ -58,10 +58,11 @@ export function partnerEndpoints(
 ): PartnerEndpoints {
   const base = checkPartnerUrl('partner base URL', baseUrl, allowPlainHttpLoopback);
   const token = checkPartnerUrl('partner token URL', tokenUrl, allowPlainHttpLoopback);
+  return { leads: urlBelow(base, 'api/leads'), health: urlBelow(base, 'health'), token };
+}
+
+/** A path below a base URL, the base's own path kept (`https://p.example/v2` + `/api/leads` → `…/v2/api/leads`). */
+export function urlBelow(base: URL, path: string): URL {
   const prefix = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
-  return {
-    leads: new URL(`${prefix}api/leads`, base.origin),
-    health: new URL(`${prefix}health`, base.origin),
-    token,
-  };
+  return new URL(`${prefix}${path.replace(/^\/+/, '')}`, base.origin);
 }

@@ -1,6 +1,6 @@
 export { createPartnerClient, type PartnerClient } from './client.js';
 export { ConcurrencyGate } from './concurrency.js';
-export { checkPartnerUrl } from './endpoints.js';
+export { checkPartnerUrl, urlBelow } from './endpoints.js';
 export { isOutboundError, OutboundError, type OutboundErrorCode } from './errors.js';
 export {
   DEFAULT_RATE_MARGIN_MS,

@@ -4,8 +4,9 @@
 import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
-import { leadKey } from '../engine/index.js';
+import { cycleSendsLive, eligibleFor, leadKey, toProfileLead } from '../engine/index.js';
 import { readMode } from '../guard/index.js';
+import { urlBelow } from '../outbound/index.js';
 import {
   buildPartnerRequest,
   type PartnerProfile,
@@ -116,17 +117,12 @@ export async function previewPartnerRequest(
   const now = clock.now();
 
   const pick = async (trx: StoreTransaction) => {
-    const mode = await readMode(trx);
-    const live = config.phase === 4 && !config.dryRun && !config.outboundDisabled && mode === 'live';
-    // The engine's choice (selectBatches): pending, score ≥ the policy's minimum, fresh; best score
-    // first, then oldest, then lowest id. A live cycle takes real leads only; a dry run those not
-    // dry-run before.
+    // The engine's own rules: whether the next cycle sends, and which leads it may pick.
+    const live = cycleSendsLive(config, await readMode(trx));
+    const cutoff = freshnessCutoff(config.policy.maxLeadAgeDays, now);
     const leads = await selectEligible(trx, {
-      minScore: config.policy.minLeadScore,
-      freshSince: freshnessCutoff(config.policy.maxLeadAgeDays, now),
+      ...eligibleFor(config.policy, live, cutoff),
       limit: options.limit,
-      notDryRun: !live,
-      realOnly: live,
     });
     return { live, leads };
   };
@@ -152,30 +148,12 @@ export async function previewPartnerRequest(
         });
 
   const masked = reveal === undefined;
-  const piiAttributes = new Set((profile.attributes ?? []).filter((a) => a.pii).map((a) => a.name));
   const asProfileLead = (lead: Lead): ProfileLead => {
-    const real: ProfileLead = {
-      lead_key: leadKey(lead),
-      external_id: lead.external_id,
-      name: lead.name,
-      email: lead.email,
-      phone: lead.phone,
-      company: lead.company,
-      score: lead.score,
-      source_ts: lead.source_ts,
-      value: lead.value,
-      // The store keeps no extra columns yet: every declared attribute reads null.
-      attributes: {},
-    };
+    const real = toProfileLead(lead);
     if (!masked) return real;
     // Masked before the request is built: the real values never enter the body. A null stays null,
-    // so required and ifNull act as they would on the real lead.
-    const attributes = Object.fromEntries(
-      Object.entries(real.attributes).map(([name, value]) => [
-        name,
-        piiAttributes.has(name) && typeof value === 'string' ? '***' : value,
-      ]),
-    );
+    // so required and ifNull act as they would on the real lead. (No lead carries attributes yet:
+    // a profile's personal ones get masked here when the store keeps them.)
     return {
       ...real,
       external_id: real.external_id === null ? null : maskExternalId(real.external_id),
@@ -183,7 +161,6 @@ export async function previewPartnerRequest(
       email: maskEmail(real.email),
       phone: real.phone === null ? null : maskPhone(real.phone),
       company: real.company === null ? null : maskCompany(real.company),
-      attributes,
     };
   };
 
@@ -222,7 +199,7 @@ export async function previewPartnerRequest(
       const { method, path, headers, body } = built.request;
       request = {
         method,
-        url: config.partner.url === null ? null : `${config.partner.url.replace(/\/+$/, '')}${path}`,
+        url: config.partner.url === null ? null : urlBelow(new URL(config.partner.url), path).href,
         path,
         headers: [
           { name: 'Content-Type', value: 'application/json' },

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { leadKey, toPartnerLead } from '../../src/engine/index.js';
+import { leadKey, toPartnerLead, toProfileLead } from '../../src/engine/index.js';
 import {
   buildPartnerRequest,
   isPartnerProfileError,
@@ -50,20 +50,9 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
   };
 }
 
+/** A stored lead as the engine hands it to a profile, with extra columns when a test gives them. */
 function profileLead(l: Lead, attributes: ProfileLead['attributes'] = {}): ProfileLead {
-  const { external_id, name, email, phone, company, score, source_ts, value } = l;
-  return {
-    lead_key: leadKey(l),
-    external_id,
-    name,
-    email,
-    phone,
-    company,
-    score,
-    source_ts,
-    value,
-    attributes,
-  };
+  return { ...toProfileLead(l), attributes };
 }
 
 /** A profile's JSON as a test edits it: any member, any depth (the profile under test says what is valid). */
