@@ -7,7 +7,9 @@ import type { Ledger } from './ledger.js';
 import type { StaticBearer, TokenIssuer } from './tokens.js';
 
 /** The contract the sandbox plays: today's own, or a CRM's batch create of contacts. */
-export type SandboxProfile = 'valhalla' | 'crm-batch-contacts';
+/** The contracts the sandbox can play. */
+export const SANDBOX_PROFILES = ['valhalla', 'crm-batch-contacts'] as const;
+export type SandboxProfile = (typeof SANDBOX_PROFILES)[number];
 
 /** What the request handler needs from the sandbox that owns it. */
 export interface RouteContext {

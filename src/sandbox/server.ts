@@ -19,11 +19,10 @@ import {
   type SandboxFaultsPatch,
 } from './faults.js';
 import { Ledger, type SandboxLeadRecords, type SandboxRecords, type SandboxStats } from './ledger.js';
-import { createHandler, type SandboxProfile } from './routes.js';
+import { createHandler, SANDBOX_PROFILES, type SandboxProfile } from './routes.js';
 import { StaticBearer, TokenIssuer } from './tokens.js';
 
-/** The contracts the sandbox can play. */
-export const SANDBOX_PROFILES: readonly SandboxProfile[] = ['valhalla', 'crm-batch-contacts'];
+export { SANDBOX_PROFILES };
 
 export interface SandboxPartnerOptions {
   /**
