@@ -495,6 +495,7 @@ describe.each(list)('erasure on $name', (backend) => {
         .insertInto('leads')
         .values({
           ...copy,
+          attributes: null,
           dedup_key: keyBytes(testKey(`${copy.dedup_key}-copy`)),
           email: emailOf('kai'),
           erased_at: NOW,

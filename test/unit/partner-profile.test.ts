@@ -46,6 +46,7 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     dry_run_at: null,
     erased_at: null,
     synthetic: 0,
+    attributes: null,
     ...overrides,
   };
 }
