@@ -41,9 +41,19 @@ export function describeConfig(config: Config): {
     VALHALLA_RUNNER_NAME: config.runnerName,
     VALHALLA_ENV_FILE: config.raw.VALHALLA_ENV_FILE ?? '.env',
     VALHALLA_PARTNER_URL: config.partner.url ?? '(not set)',
-    VALHALLA_PARTNER_TOKEN_URL: config.partner.tokenUrl ?? '(not set)',
+    VALHALLA_PARTNER_TOKEN_URL:
+      config.partner.profile.profile.auth.kind !== 'oauth2_client_credentials'
+        ? `(not used: the profile's auth is ${config.partner.profile.profile.auth.kind})`
+        : config.partner.tokenUrl === null
+          ? '(not set)'
+          : config.raw.VALHALLA_PARTNER_TOKEN_URL === undefined
+            ? `${config.partner.tokenUrl} (the profile's endpoints.token below the partner URL)`
+            : config.partner.tokenUrl,
     VALHALLA_PARTNER_CLIENT_ID: config.partner.clientId ?? '(not set)',
     VALHALLA_PARTNER_CLIENT_SECRET: config.partner.clientSecret === null ? '(not set)' : '******** (set)',
+    VALHALLA_PARTNER_PROFILE: `${config.partner.profile.profile.name} (${config.partner.profile.file}; sha256 ${config.partner.profile.sha256.slice(0, 12)}…)`,
+    VALHALLA_PARTNER_API_KEY: config.partner.apiKey === null ? '(not set)' : '******** (set)',
+    VALHALLA_PARTNER_BEARER_TOKEN: config.partner.bearerToken === null ? '(not set)' : '******** (set)',
     VALHALLA_PARTNER_CA_FILE: config.partner.caFile ?? '(system CAs)',
     VALHALLA_CYCLE_INTERVAL_S: String(config.cycleIntervalSeconds),
     VALHALLA_SLACK_WEBHOOK_URL: config.alerts.slackWebhookUrl === null ? '(not set)' : '******** (set)',

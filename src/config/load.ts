@@ -205,7 +205,8 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): Config {
   const server = readServerSettings(raw, issues);
   const retentionDays = withDefault('VALHALLA_RETENTION_DAYS', read('VALHALLA_RETENTION_DAYS'), null);
 
-  if (issues.length > 0 || policy === undefined) throw new ConfigError('CONFIG_INVALID', issues);
+  if (issues.length > 0 || policy === undefined || partner === null)
+    throw new ConfigError('CONFIG_INVALID', issues);
 
   return deepFreeze({
     phase,

@@ -1,43 +1,114 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import {
+  DEFAULT_PROFILE_NAME,
+  isPartnerProfileError,
+  loadPartnerProfile,
+  type PartnerProfile,
+  profileFileFor,
+  profileSha256,
+  shippedProfileNames,
+} from '../partner/index.js';
 import { isLoopbackHost } from '../policy/index.js';
 import type { ConfigIssue } from './errors.js';
 
+/** The partner profile in force: how requests are written and answers read (src/partner). */
+export interface ProfileSettings {
+  readonly profile: PartnerProfile;
+  /** The file it was read from (a shipped profile's file beside the package, or the operator's). */
+  readonly file: string;
+  /** SHA-256 of its canonical JSON: what the release manifest signs. */
+  readonly sha256: string;
+}
+
 /** Where and how the partner is reached. */
 export interface PartnerSettings {
-  /** The partner's base URL (`POST {url}/api/leads`, `GET {url}/health`), or null when not configured. */
+  /** The partner's base URL (the profile's paths are below it), or null when not configured. */
   readonly url: string | null;
+  /**
+   * The OAuth2 token endpoint: VALHALLA_PARTNER_TOKEN_URL, else the profile's token path below the
+   * base URL; null when the profile's auth is not OAuth2 or neither is set.
+   */
   readonly tokenUrl: string | null;
   readonly clientId: string | null;
   readonly clientSecret: string | null;
+  /** The API key (auth kind `api_key`), from VALHALLA_PARTNER_API_KEY. */
+  readonly apiKey: string | null;
+  /** The static bearer token (auth kind `bearer`), from VALHALLA_PARTNER_BEARER_TOKEN. */
+  readonly bearerToken: string | null;
+  /** The partner profile (VALHALLA_PARTNER_PROFILE; default the shipped `valhalla`, today's contract). */
+  readonly profile: ProfileSettings;
   readonly caFile: string | null;
   /** The CA bundle's PEM text, read at start. */
   readonly caPem: string | null;
 }
 
 /**
- * Read the partner settings. Phase 4 needs all four of URL, token URL, client id and secret, and
- * refuses plain `http://`; Phase 3 allows `http://` only to a loopback sandbox.
+ * Read the partner settings. The profile is read and checked first (refused with its file, the path
+ * inside it and why). Phase 4 needs the base URL and the credentials the profile's auth kind uses
+ * (OAuth2: a token URL, client id and secret; an API key; a bearer token), and refuses plain
+ * `http://`; Phase 3 allows `http://` only to a loopback sandbox. Null when the profile is refused.
  */
 export function readPartnerSettings(
   raw: Readonly<Record<string, string | undefined>>,
   phase: 3 | 4,
   cwd: string,
   issues: ConfigIssue[],
-): PartnerSettings {
+): PartnerSettings | null {
+  const profile = readProfile(raw.VALHALLA_PARTNER_PROFILE, cwd, issues);
   const url = checkUrl('VALHALLA_PARTNER_URL', raw.VALHALLA_PARTNER_URL, phase, issues);
-  const tokenUrl = checkUrl('VALHALLA_PARTNER_TOKEN_URL', raw.VALHALLA_PARTNER_TOKEN_URL, phase, issues);
+  const auth = profile?.profile.auth.kind ?? 'oauth2_client_credentials';
+  const tokenPath = profile?.profile.endpoints.token?.path;
+  const tokenUrl =
+    auth !== 'oauth2_client_credentials'
+      ? null
+      : raw.VALHALLA_PARTNER_TOKEN_URL !== undefined
+        ? checkUrl('VALHALLA_PARTNER_TOKEN_URL', raw.VALHALLA_PARTNER_TOKEN_URL, phase, issues)
+        : url !== null && tokenPath !== undefined
+          ? `${url}/${tokenPath.replace(/^\/+/, '')}`
+          : null;
   const clientId = raw.VALHALLA_PARTNER_CLIENT_ID ?? null;
   const clientSecret = raw.VALHALLA_PARTNER_CLIENT_SECRET ?? null;
+  const apiKey = raw.VALHALLA_PARTNER_API_KEY ?? null;
+  const bearerToken = raw.VALHALLA_PARTNER_BEARER_TOKEN ?? null;
+  for (const [name, value] of [
+    ['VALHALLA_PARTNER_API_KEY', apiKey],
+    ['VALHALLA_PARTNER_BEARER_TOKEN', bearerToken],
+  ] as const) {
+    // Both travel in a header: a line break would end it, a space would not fit a bearer token.
+    if (value !== null && !/^[\x21-\x7e]{1,4096}$/.test(value)) {
+      issues.push({
+        setting: name,
+        value: '(secret)',
+        problem: 'must be 1 to 4,096 printable ASCII characters without spaces',
+      });
+    }
+  }
   if (phase === 4) {
-    for (const [name, value] of [
+    const needed: [string, string | null | undefined][] = [
       ['VALHALLA_PARTNER_URL', raw.VALHALLA_PARTNER_URL],
-      ['VALHALLA_PARTNER_TOKEN_URL', raw.VALHALLA_PARTNER_TOKEN_URL],
-      ['VALHALLA_PARTNER_CLIENT_ID', clientId],
-      ['VALHALLA_PARTNER_CLIENT_SECRET', clientSecret],
-    ] as const) {
-      if (value === undefined || value === null)
-        issues.push({ setting: name, value: undefined, problem: 'required in Phase 4' });
+    ];
+    if (auth === 'oauth2_client_credentials') {
+      needed.push(
+        [
+          tokenPath === undefined
+            ? 'VALHALLA_PARTNER_TOKEN_URL'
+            : "VALHALLA_PARTNER_TOKEN_URL (or the profile's endpoints.token)",
+          tokenUrl ?? raw.VALHALLA_PARTNER_TOKEN_URL,
+        ],
+        ['VALHALLA_PARTNER_CLIENT_ID', clientId],
+        ['VALHALLA_PARTNER_CLIENT_SECRET', clientSecret],
+      );
+    } else if (auth === 'api_key') {
+      needed.push(['VALHALLA_PARTNER_API_KEY', apiKey]);
+    } else {
+      needed.push(['VALHALLA_PARTNER_BEARER_TOKEN', bearerToken]);
+    }
+    for (const [name, value] of needed) {
+      if (value === undefined || value === null) {
+        const why = name === 'VALHALLA_PARTNER_URL' ? '' : ` (the partner profile's auth is ${auth})`;
+        issues.push({ setting: name, value: undefined, problem: `required in Phase 4${why}` });
+      }
     }
   }
   let caFile: string | null = null;
@@ -76,7 +147,41 @@ export function readPartnerSettings(
       }
     }
   }
-  return { url, tokenUrl, clientId, clientSecret, caFile, caPem };
+  if (profile === null) return null;
+  return { url, tokenUrl, clientId, clientSecret, apiKey, bearerToken, profile, caFile, caPem };
+}
+
+/** The profile VALHALLA_PARTNER_PROFILE names (a shipped name or a file), read and checked; null if refused. */
+function readProfile(
+  setting: string | undefined,
+  cwd: string,
+  issues: ConfigIssue[],
+): ProfileSettings | null {
+  const named = setting ?? DEFAULT_PROFILE_NAME;
+  const file = profileFileFor(named, cwd);
+  if (file === null) {
+    issues.push({
+      setting: 'VALHALLA_PARTNER_PROFILE',
+      value: named,
+      problem: `no shipped profile has this name (shipped: ${shippedProfileNames().join(', ')}); give a profile file's path`,
+    });
+    return null;
+  }
+  try {
+    const profile = loadPartnerProfile(file);
+    return { profile, file, sha256: profileSha256(profile) };
+  } catch (error) {
+    if (!isPartnerProfileError(error)) throw error;
+    // One line per problem: the file, the path inside it and why.
+    for (const issue of error.issues) {
+      issues.push({
+        setting: 'VALHALLA_PARTNER_PROFILE',
+        value: file,
+        problem: `${issue.path}: ${issue.problem}`,
+      });
+    }
+    return null;
+  }
 }
 
 function checkUrl(

@@ -9,6 +9,7 @@ import {
   closeSync,
   constants,
   createWriteStream,
+  existsSync,
   fchmodSync,
   fstatSync,
   lstatSync,
@@ -18,6 +19,21 @@ import {
   type WriteStream,
   writeFileSync,
 } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The folder the product is installed in: the nearest one above this module with a package.json
+ * (the same from the sources, the built tree and the bundled command line).
+ */
+export const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return from;
+  }
+}
 
 export const PRIVATE_DIR_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;

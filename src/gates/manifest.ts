@@ -39,6 +39,12 @@ export interface ReleaseManifest {
     clientId: string | null;
     /** SHA-256 fingerprints of the certificates in VALHALLA_PARTNER_CA_FILE; null: the system's CAs. */
     caFingerprints: string[] | null;
+    /**
+     * The partner profile (VALHALLA_PARTNER_PROFILE): its name and the SHA-256 of its canonical JSON,
+     * so a signature covers the endpoints, the auth kind, the field mapping and the reading of answers.
+     * Absent only in a document signed before profiles existed (it then differs: re-sign).
+     */
+    profile?: { name: string; sha256: string };
   };
   dedupKey: 'email' | 'external_id';
   memoryPerProcessMb: number;
@@ -77,6 +83,7 @@ export const manifestSchema = z.strictObject({
     tokenUrl: z.string().max(2000).nullable(),
     clientId: z.string().max(500).nullable(),
     caFingerprints: z.array(z.string().regex(HEX64)).max(100).nullable(),
+    profile: z.strictObject({ name: z.string().max(64), sha256: z.string().regex(HEX64) }).optional(),
   }),
   dedupKey: z.enum(['email', 'external_id']),
   memoryPerProcessMb: z.number().int().positive(),
@@ -136,6 +143,7 @@ export function buildManifest(
       tokenUrl: manifestEndpoint(config.partner.tokenUrl),
       clientId: config.partner.clientId,
       caFingerprints: config.partner.caPem === null ? null : caFingerprints(config.partner.caPem),
+      profile: { name: config.partner.profile.profile.name, sha256: config.partner.profile.sha256 },
     },
     dedupKey: config.dedupKey,
     memoryPerProcessMb: config.policy.memoryPerProcessMb,
@@ -192,6 +200,8 @@ const FIELD_SETTINGS: Readonly<Record<string, string>> = {
   'partner.tokenUrl': 'VALHALLA_PARTNER_TOKEN_URL',
   'partner.clientId': 'VALHALLA_PARTNER_CLIENT_ID',
   'partner.caFingerprints': 'VALHALLA_PARTNER_CA_FILE',
+  'partner.profile.name': 'VALHALLA_PARTNER_PROFILE',
+  'partner.profile.sha256': 'VALHALLA_PARTNER_PROFILE (the profile file)',
   dedupKey: 'VALHALLA_DEDUP_KEY',
   memoryPerProcessMb: 'VALHALLA_POLICY_FILE (memoryPerProcessMb)',
   cycleIntervalSeconds: 'VALHALLA_CYCLE_INTERVAL_S',

@@ -32,3 +32,10 @@ export {
   type RequestBuild,
   type RequestProblem,
 } from './request.js';
+export {
+  DEFAULT_PROFILE_NAME,
+  profileFileFor,
+  SHIPPED_PROFILES_DIR,
+  shippedDefaultProfile,
+  shippedProfileNames,
+} from './shipped.js';

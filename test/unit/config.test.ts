@@ -638,7 +638,10 @@ describe('loadConfig: the partner', () => {
     const error = refuse(rest);
     expect(error.issues.map((i) => [i.setting, i.problem])).toEqual([
       ['VALHALLA_PARTNER_URL', 'required in Phase 4'],
-      ['VALHALLA_PARTNER_CLIENT_SECRET', 'required in Phase 4'],
+      [
+        'VALHALLA_PARTNER_CLIENT_SECRET',
+        "required in Phase 4 (the partner profile's auth is oauth2_client_credentials)",
+      ],
     ]);
   });
 
@@ -834,5 +837,105 @@ describe('loadConfig: the retention window (VALHALLA_RETENTION_DAYS)', () => {
   it('a misspelt name is refused as unknown, pointing at the right one', () => {
     const issue = issueFor(refuse({ VALHALLA_RETENTION_DAY: '30' }), 'VALHALLA_RETENTION_DAY');
     expect(issue.problem).toContain('did you mean VALHALLA_RETENTION_DAYS?');
+  });
+});
+
+describe('loadConfig: the partner profile', () => {
+  const crmLive: Env = {
+    ...LIVE,
+    VALHALLA_PARTNER_PROFILE: 'crm-batch-contacts',
+    VALHALLA_PARTNER_TOKEN_URL: undefined,
+    VALHALLA_PARTNER_CLIENT_ID: undefined,
+    VALHALLA_PARTNER_CLIENT_SECRET: undefined,
+  };
+
+  it('is the shipped valhalla profile by default, and a shipped one by its name', () => {
+    const byDefault = load({});
+    expect(byDefault.partner.profile.profile.name).toBe('valhalla');
+    expect(byDefault.partner.profile.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const crm = load({ VALHALLA_PARTNER_PROFILE: 'crm-batch-contacts' });
+    expect(crm.partner.profile.profile.name).toBe('crm-batch-contacts');
+    expect(crm.partner.profile.sha256).not.toBe(byDefault.partner.profile.sha256);
+    const shown = describeConfig(crm).variables.find((v) => v.name === 'VALHALLA_PARTNER_PROFILE');
+    expect(shown?.value).toContain('crm-batch-contacts');
+  });
+
+  it('reads a profile file relative to the working folder, whatever folder the command runs from', () => {
+    const cwd = tempDir();
+    const shipped = readFileSync(
+      join(DEFAULT_POLICY_FILE, '..', 'partners', 'crm-batch-contacts.json'),
+      'utf8',
+    );
+    writeFileSync(join(cwd, 'mine.json'), shipped.replace('"crm-batch-contacts"', '"mine"'));
+    const config = load({ VALHALLA_PARTNER_PROFILE: 'mine.json' }, cwd);
+    expect(config.partner.profile.profile.name).toBe('mine');
+    expect(config.partner.profile.file).toBe(join(cwd, 'mine.json'));
+  });
+
+  it('refuses a name no shipped profile has, listing the shipped ones', () => {
+    const issue = issueFor(refuse({ VALHALLA_PARTNER_PROFILE: 'hubspot' }), 'VALHALLA_PARTNER_PROFILE');
+    expect(issue.problem).toContain('no shipped profile has this name');
+    expect(issue.problem).toContain('crm-batch-contacts');
+    expect(issue.problem).toContain('valhalla');
+  });
+
+  it('refuses at start a profile that does not parse, maps a field that does not exist or lacks a part: the file, the path inside it and why', () => {
+    const cwd = tempDir();
+    writeFileSync(join(cwd, 'broken.json'), '{ "name": "x",\n  "description": }');
+    const notJson = refuse({ VALHALLA_PARTNER_PROFILE: 'broken.json' }, cwd);
+    expect(notJson.message).toContain(join(cwd, 'broken.json'));
+    expect(notJson.message).toMatch(/is not JSON: .* at line 2, column \d+/);
+
+    const shipped = JSON.parse(
+      readFileSync(join(DEFAULT_POLICY_FILE, '..', 'partners', 'valhalla.json'), 'utf8'),
+    ) as { fields: { from: string }[]; answer?: unknown };
+    shipped.fields[2]!.from = 'nickname';
+    delete shipped.answer;
+    writeFileSync(join(cwd, 'wrong.json'), JSON.stringify(shipped, null, 2));
+    const wrong = refuse({ VALHALLA_PARTNER_PROFILE: 'wrong.json' }, cwd);
+    const problems = wrong.issues.filter((i) => i.setting === 'VALHALLA_PARTNER_PROFILE');
+    expect(problems.every((i) => i.value === join(cwd, 'wrong.json'))).toBe(true);
+    expect(problems.map((i) => i.problem)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^answer: is missing/)]),
+    );
+    // The mapping's source is checked once the shape is whole: fixed the shape, the field is named.
+    (shipped as { answer?: unknown }).answer = JSON.parse(
+      readFileSync(join(DEFAULT_POLICY_FILE, '..', 'partners', 'valhalla.json'), 'utf8'),
+    ).answer;
+    writeFileSync(join(cwd, 'wrong.json'), JSON.stringify(shipped, null, 2));
+    const unknownField = issueFor(
+      refuse({ VALHALLA_PARTNER_PROFILE: 'wrong.json' }, cwd),
+      'VALHALLA_PARTNER_PROFILE',
+    );
+    expect(unknownField.problem).toMatch(/^fields\[2\]\.from: .*nickname/);
+    expect(refuse({ VALHALLA_PARTNER_PROFILE: 'missing.json' }, cwd).message).toContain(
+      'cannot be read (ENOENT)',
+    );
+  });
+
+  it("Phase 4 asks for the credentials of the profile's auth kind, and no others", () => {
+    const error = refuse(crmLive);
+    expect(error.issues.map((i) => [i.setting, i.problem])).toEqual([
+      ['VALHALLA_PARTNER_BEARER_TOKEN', "required in Phase 4 (the partner profile's auth is bearer)"],
+    ]);
+    const config = load({ ...crmLive, VALHALLA_PARTNER_BEARER_TOKEN: 'crm-private-app-token' });
+    expect(config.partner.bearerToken).toBe('crm-private-app-token');
+    expect(config.partner.tokenUrl).toBeNull();
+    const shown = describeConfig(config).variables;
+    expect(shown.find((v) => v.name === 'VALHALLA_PARTNER_BEARER_TOKEN')?.value).toBe('******** (set)');
+    expect(JSON.stringify(shown)).not.toContain('crm-private-app-token');
+    const spaced = refuse({ ...crmLive, VALHALLA_PARTNER_BEARER_TOKEN: 'two words' });
+    expect(issueFor(spaced, 'VALHALLA_PARTNER_BEARER_TOKEN').value).toBe('(secret)');
+    expect(spaced.message).not.toContain('two words');
+  });
+
+  it("takes the OAuth2 token URL from the profile's token path when VALHALLA_PARTNER_TOKEN_URL is not set", () => {
+    const config = load({
+      ...LIVE,
+      VALHALLA_PARTNER_URL: 'https://partner.example.test/v2/',
+      VALHALLA_PARTNER_TOKEN_URL: undefined,
+    });
+    expect(config.partner.tokenUrl).toBe('https://partner.example.test/v2/oauth/token');
+    expect(load(LIVE).partner.tokenUrl).toBe('https://partner.example.test/oauth/token');
   });
 });

@@ -1,10 +1,11 @@
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isConfigError, loadConfig } from '../../src/config/index.js';
 import { buildManifest, caFingerprints, limitsAbove, manifestDifferences } from '../../src/gates/index.js';
-import { manifestEndpoint } from '../../src/gates/manifest.js';
+import { manifestEndpoint, manifestSchema } from '../../src/gates/manifest.js';
+import { SHIPPED_PROFILES_DIR } from '../../src/partner/index.js';
 import { createSelfSignedCertificate } from '../../src/sandbox/certificate.js';
 import { phase4Env, policyFileWith, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { TEST_INSTALLATION } from '../support/manifest.js';
@@ -99,6 +100,38 @@ describe('the manifest’s CA', () => {
     expect(() =>
       loadConfig({ cwd: dir, env: { ...testEnv(dir), NODE_EXTRA_CA_CERTS: '/etc/extra.pem' } }),
     ).not.toThrow();
+  });
+});
+
+describe('the manifest’s partner profile', () => {
+  it('names the profile and its SHA-256; another profile, or an edit of the file, is a difference a signature no longer covers', () => {
+    const dir = tempDir();
+    const env = phase4Env(dir, { ...UNCALLED_PARTNER });
+    const signed = buildManifest(loadConfig({ cwd: dir, env }), TEST_INSTALLATION);
+    expect(signed.partner.profile?.name).toBe('valhalla');
+    expect(signed.partner.profile?.sha256).toMatch(/^[0-9a-f]{64}$/);
+
+    // The same contract copied to the operator's own file, one mapping's type changed.
+    const shipped = JSON.parse(readFileSync(join(SHIPPED_PROFILES_DIR, 'valhalla.json'), 'utf8'));
+    shipped.fields[6].type = 'number';
+    writeFileSync(join(dir, 'edited.json'), JSON.stringify(shipped));
+    const edited = loadConfig({ cwd: dir, env: { ...env, VALHALLA_PARTNER_PROFILE: 'edited.json' } });
+    const differences = manifestDifferences(signed, buildManifest(edited, TEST_INSTALLATION), {
+      limits: false,
+    });
+    expect(differences.map((d) => [d.field, d.setting])).toEqual([
+      ['partner.profile.sha256', 'VALHALLA_PARTNER_PROFILE (the profile file)'],
+    ]);
+
+    // A document signed before profiles existed still reads, and differs: it must be signed again.
+    const { profile: _profile, ...partner } = signed.partner;
+    const older = manifestSchema.parse({ ...signed, partner });
+    expect(
+      manifestDifferences(older, signed, { limits: false }).map((d) => [d.field, d.signed, d.running]),
+    ).toEqual([
+      ['partner.profile.name', null, 'valhalla'],
+      ['partner.profile.sha256', null, signed.partner.profile?.sha256],
+    ]);
   });
 });
 

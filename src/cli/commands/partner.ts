@@ -1,15 +1,11 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { type PartnerPreview, PREVIEW_MAX_LEADS, previewPartnerRequest } from '../../app/index.js';
-import { PACKAGE_ROOT } from '../../config/index.js';
 import { isPartnerProfileError, loadPartnerProfile, type PartnerProfile } from '../../partner/index.js';
 import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
 import { CliExit, EXIT, writeJson, writeLine } from '../output.js';
-
-/** The profile shipped with the product: today's contract, found beside the package, not the working folder. */
-export const DEFAULT_PROFILE_FILE = join(PACKAGE_ROOT, 'config', 'partners', 'valhalla.json');
 
 export function registerPartner(program: Command, ctx: Context): void {
   const partner = program.command('partner').description('partner profiles: check what a profile would send');
@@ -23,7 +19,7 @@ export function registerPartner(program: Command, ctx: Context): void {
     )
     .option(
       '--profile <file>',
-      'the partner profile (JSON) to preview (default: the shipped config/partners/valhalla.json)',
+      'the partner profile (JSON) to preview (default: the configured one, VALHALLA_PARTNER_PROFILE)',
     )
     .option(
       '--limit <n>',
@@ -49,13 +45,16 @@ export function registerPartner(program: Command, ctx: Context): void {
         if (opts.adminToken !== undefined && !opts.reveal) {
           throw new CliExit(EXIT.usage, '--admin-token is for --reveal only');
         }
-        const file = opts.profile === undefined ? DEFAULT_PROFILE_FILE : resolve(io.cwd, opts.profile);
-        let profile: PartnerProfile;
-        try {
-          profile = loadPartnerProfile(file);
-        } catch (error) {
-          if (isPartnerProfileError(error)) throw new CliExit(EXIT.usage, error.message);
-          throw error;
+        // A profile named here is read before anything else; otherwise the configured one is used.
+        let chosen: { profile: PartnerProfile; file: string } | null = null;
+        if (opts.profile !== undefined) {
+          const file = resolve(io.cwd, opts.profile);
+          try {
+            chosen = { profile: loadPartnerProfile(file), file };
+          } catch (error) {
+            if (isPartnerProfileError(error)) throw new CliExit(EXIT.usage, error.message);
+            throw error;
+          }
         }
         let reveal: { tokenName: string } | undefined;
         if (opts.reveal) {
@@ -63,6 +62,7 @@ export function registerPartner(program: Command, ctx: Context): void {
           reveal = await verifyAdmin(ctx, token);
         }
         await ctx.withApp(async (app) => {
+          const { profile, file } = chosen ?? app.config.partner.profile;
           const preview = await previewPartnerRequest(app, {
             profile,
             profileFile: file,

@@ -1,0 +1,45 @@
+// The profiles shipped with the product (config/partners/<name>.json beside the package), and how a
+// setting names one: a shipped profile by its name, any other by its file's path.
+import { readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../files/index.js';
+import { loadPartnerProfile } from './load-profile.js';
+import type { PartnerProfile } from './profile-schema.js';
+
+/** Where the shipped profiles are: beside the package, never the working folder. */
+export const SHIPPED_PROFILES_DIR = join(PACKAGE_ROOT, 'config', 'partners');
+
+/** The profile used when none is named: the product's own contract. */
+export const DEFAULT_PROFILE_NAME = 'valhalla';
+
+/** A name that can only mean a shipped profile: a slug, no folder, no `.json`. */
+const SHIPPED_NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+
+/** The shipped profiles' names, sorted. */
+export function shippedProfileNames(): string[] {
+  try {
+    return readdirSync(SHIPPED_PROFILES_DIR)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => f.slice(0, -'.json'.length))
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The file a setting names: a bare name (`crm-batch-contacts`) is a shipped profile; anything else
+ * is a path, relative to `cwd`. Null for a bare name no shipped profile has.
+ */
+export function profileFileFor(setting: string, cwd: string): string | null {
+  if (!SHIPPED_NAME.test(setting)) return resolve(cwd, setting);
+  return shippedProfileNames().includes(setting) ? join(SHIPPED_PROFILES_DIR, `${setting}.json`) : null;
+}
+
+let defaultProfile: PartnerProfile | null = null;
+
+/** The shipped default profile (`valhalla`), read once. Throws `PartnerProfileError` if it was damaged. */
+export function shippedDefaultProfile(): PartnerProfile {
+  defaultProfile ??= loadPartnerProfile(join(SHIPPED_PROFILES_DIR, `${DEFAULT_PROFILE_NAME}.json`));
+  return defaultProfile;
+}
