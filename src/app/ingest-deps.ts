@@ -9,15 +9,13 @@ import type { Pseudonymizer } from '../pii/index.js';
 import type { Store } from '../store/index.js';
 
 /**
- * The lead attributes the configured partner profile declares: the extra columns an ingest keeps
- * (typed, checked) and the classes (personal data or not) every view masks them by.
- *
- * None until the configuration carries the partner profile (`config.partner.profile`): then this
- * returns `config.partner.profile.attributes ?? []`. With none declared, an ingest keeps no extra
- * column (each is reported in `ignoredColumns`) and a view masks every attribute a lead holds.
+ * The lead attributes the configured partner profile declares (VALHALLA_PARTNER_PROFILE): the extra
+ * columns an ingest keeps (typed, checked) and the classes (personal data or not) every view masks
+ * them by. A profile that declares none keeps no extra column (each is reported in `ignoredColumns`),
+ * and a view then masks every attribute a lead holds.
  */
-export function declaredLeadAttributes(_config: Config): readonly ProfileAttribute[] {
-  return [];
+export function declaredLeadAttributes(config: Config): readonly ProfileAttribute[] {
+  return config.partner.profile.profile.attributes ?? [];
 }
 
 /**

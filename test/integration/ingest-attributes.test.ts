@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type App, initialize } from '../../src/app/index.js';
+import { type App, initialize, type MaskedLead, openApp } from '../../src/app/index.js';
 import { declaredLeadAttributes, ingestDepsOf } from '../../src/app/ingest-deps.js';
 import { createAuditLog } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock/index.js';
@@ -14,9 +14,11 @@ import { type IngestOptions, type IngestSummary, ingestFile, LEAD_FIELDS } from 
 import { createLogger } from '../../src/log/index.js';
 import { loadPartnerProfile, type ProfileAttribute } from '../../src/partner/index.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
+import { createApiToken, startServer } from '../../src/server/index.js';
 import { listLeads } from '../../src/store/index.js';
+import { apiClient } from '../support/api.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
-import { testEnv } from '../support/cli.js';
+import { runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const NOW_ISO = '2026-11-20T12:00:00Z';
@@ -30,7 +32,9 @@ const SECRET_TITLE = `Chief Secret Officer ${'x'.repeat(100)}`;
 const BACKENDS = await backends();
 afterAll(dropTestSchemas);
 const opened: App[] = [];
+const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   for (const app of opened.splice(0)) await app.close();
 });
 
@@ -205,3 +209,74 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))('ingest attributes on %
     expect(raw).toEqual([{ attributes: null }]);
   });
 });
+
+describe.each(BACKENDS.map((b) => [b.name, b] as const))(
+  'VALHALLA_PARTNER_PROFILE=crm-batch-contacts: every door keeps its attributes, every view masks the personal one (%s)',
+  (_name, backend) => {
+    const operator = createApiToken('otto', 'operator');
+    const title = (i: number) => `Jarl Door-${i} Secretsson`;
+    const file = (i: number) =>
+      `${[header('title', 'country', 'notes'), row(i, title(i), 'NO', 'call back')].join('\n')}\n`;
+
+    it('the CLI (valhalla ingest, leads show, leads list), the app, and the dashboard upload through its thread', async () => {
+      const dir = tempDir();
+      const env = testEnv(join(dir, 'data'), {
+        VALHALLA_DATABASE_URL: backend.databaseUrl(),
+        VALHALLA_PARTNER_PROFILE: 'crm-batch-contacts',
+        VALHALLA_API_TOKENS: operator.entry,
+        VALHALLA_LOG_LEVEL: 'warn',
+      });
+      expect((await runInProcess(['init'], { env, cwd: dir })).code).toBe(0);
+
+      // The CLI.
+      writeFileSync(join(dir, 'one.csv'), file(1));
+      const ingested = await runInProcess(['ingest', 'one.csv', '--json'], { env, cwd: dir });
+      expect(ingested.code, ingested.stderr).toBe(0);
+      expect(JSON.parse(ingested.stdout)).toMatchObject({ accepted: 1, ignoredColumns: ['notes'] });
+
+      // The app, then the dashboard's upload (the ingest thread, with the configuration it is handed).
+      const app = await openApp({ config: loadConfig({ cwd: dir, env }), clock: new ManualClock(NOW_ISO) });
+      opened.push(app);
+      writeFileSync(join(dir, 'two.csv'), file(2));
+      expect(await app.ingest({ path: join(dir, 'two.csv') })).toMatchObject({
+        accepted: 1,
+        ignoredColumns: ['notes'],
+      });
+      const server = await startServer({ app, port: 0, host: '127.0.0.1', webRoot: tempDir() });
+      cleanups.push(() => server.close());
+      const api = apiClient(server.url);
+      const uploaded = await api<{ accepted: number; ignoredColumns: string[] }>('POST', '/api/ingest', {
+        token: operator.token,
+        body: file(3),
+        type: 'text/csv',
+      });
+      expect(uploaded.status, uploaded.text).toBe(200);
+      expect(uploaded.body).toMatchObject({ accepted: 1, ignoredColumns: ['notes'] });
+
+      // Stored as given, by every door.
+      const stored = (await listLeads(app.store.db, { limit: 10 })).reverse();
+      expect(stored.map((l) => l.attributes)).toEqual(
+        [1, 2, 3].map((i) => ({ title: title(i), country: 'NO' })),
+      );
+
+      // Shown masked: the API's lead list, the CLI's list and show.
+      const listed = await api<{ leads: MaskedLead[] }>('GET', '/api/leads', { token: operator.token });
+      expect(listed.status).toBe(200);
+      expect(listed.body.leads.map((l) => l.attributes)).toEqual(
+        [1, 2, 3].map(() => ({ title: '***', country: 'NO' })),
+      );
+      const shown = await runInProcess(['leads', 'show', String(stored[0]!.id)], { env, cwd: dir });
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toMatch(/attribute title:\s+\*\*\*\n/);
+      expect(shown.stdout).toMatch(/attribute country:\s+NO\n/);
+      const list = await runInProcess(['leads', 'list'], { env, cwd: dir });
+      expect(list.stdout).toContain('title=*** country=NO');
+      for (const text of [listed.text, shown.stdout, shown.stderr, list.stdout, list.stderr]) {
+        expect(text).not.toContain('Secretsson');
+      }
+      const missing = await runInProcess(['leads', 'show', '999'], { env, cwd: dir });
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('no lead 999');
+    });
+  },
+);
