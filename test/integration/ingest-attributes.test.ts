@@ -15,7 +15,7 @@ import { createLogger } from '../../src/log/index.js';
 import { loadPartnerProfile, type ProfileAttribute } from '../../src/partner/index.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
 import { createApiToken, startServer } from '../../src/server/index.js';
-import { listLeads } from '../../src/store/index.js';
+import { createCycle, createDelivery, finishCycle, listLeads } from '../../src/store/index.js';
 import { apiClient } from '../support/api.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { runInProcess, testEnv } from '../support/cli.js';
@@ -277,6 +277,53 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))(
       const missing = await runInProcess(['leads', 'show', '999'], { env, cwd: dir });
       expect(missing.code).toBe(1);
       expect(missing.stderr).toContain('no lead 999');
+
+      // Ramp stage 1's review (the dashboard's confirmation, and `cycle confirm`): the batch's leads masked.
+      const db = app.store.db;
+      // The lead the app ingested at its own time: pending (the CLI's ran on the system clock).
+      const pending = stored.find((l) => l.state === 'pending')!;
+      const cycleId = await createCycle(db, {
+        startedAt: Date.parse(NOW_ISO),
+        phase: 4,
+        kind: 'live',
+        rampStage: 1,
+        ceiling: 1,
+        limitedBy: 'ramp stage 1',
+      });
+      await db.transaction().execute((trx) =>
+        createDelivery(
+          trx,
+          {
+            batchKey: 'batch-1',
+            cycleId,
+            kind: 'live',
+            payloadSha256: 'x'.repeat(64),
+            now: Date.parse(NOW_ISO),
+          },
+          [{ id: pending.id, leadKey: 'lk_1', exposure: 0 }],
+        ),
+      );
+      await finishCycle(db, cycleId, {
+        finishedAt: Date.parse(NOW_ISO) + 1,
+        claimed: 1,
+        actions: 1,
+        summary: {},
+      });
+      const review = await api<{ batches: { leads: { attributes: unknown }[] }[] }>(
+        'GET',
+        '/api/cycles/review',
+        {
+          token: operator.token,
+        },
+      );
+      expect(review.status, review.text).toBe(200);
+      expect(review.body.batches[0]?.leads.map((l) => l.attributes)).toEqual([
+        { title: '***', country: 'NO' },
+      ]);
+      const confirm = await runInProcess(['cycle', 'confirm'], { env, cwd: dir });
+      expect(confirm.stdout).toContain('title=*** country=NO');
+      for (const text of [review.text, confirm.stdout, confirm.stderr])
+        expect(text).not.toContain('Secretsson');
     });
   },
 );

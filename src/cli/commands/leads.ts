@@ -10,7 +10,7 @@ import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } 
 import { escapeText } from '../../text/index.js';
 import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
-import { CliExit, type CliIo, EXIT, formatTable, writeJson, writeLine } from '../output.js';
+import { CliExit, type CliIo, EXIT, formatAttributes, formatTable, writeJson, writeLine } from '../output.js';
 
 function instant(value: string): number {
   const ms = Date.parse(value);
@@ -120,7 +120,7 @@ export function registerLeads(program: Command, ctx: Context): void {
               r.score,
               r.erased ? `${r.state} (erased)` : r.state,
               r.sourceTimestamp,
-              attributesText(r.attributes),
+              formatAttributes(r.attributes),
             ]),
           ),
         );
@@ -248,13 +248,6 @@ export function registerLeads(program: Command, ctx: Context): void {
           throw new CliExit(EXIT.failure, `not all done: ${tally}`);
       });
     });
-}
-
-/** A lead's masked attributes on one line: `name=value` pairs, escaped (a value is text from a file). */
-function attributesText(attributes: Record<string, string | number | boolean | null>): string {
-  return Object.entries(attributes)
-    .map(([name, value]) => `${escapeText(name)}=${value === null ? '' : escapeText(String(value))}`)
-    .join(' ');
 }
 
 const NOT_AN_IDENTIFIER = 'the lead must be a lead id (a whole number) or an e-mail address';
