@@ -169,6 +169,15 @@ describe('a profile refused at load', () => {
     ]);
   });
 
+  it("on an attribute named as a lead's own field (a copy of it, shown unmasked if declared not personal)", () => {
+    for (const name of ['email', 'phone', 'source_timestamp', 'lead_key']) {
+      const named = refusal(edited(CRM, (j) => j.attributes.push({ name, type: 'string', pii: false })));
+      expect(named.issues, name).toEqual([
+        { path: 'attributes[2].name', problem: `"${name}" is a lead's own field, not an extra column` },
+      ]);
+    }
+  });
+
   it('on two mappings to the same place, or one inside another', () => {
     const twice = refusal(edited(VALHALLA, (j) => (j.fields[5].to = 'phone')));
     expect(twice.issues).toEqual([
