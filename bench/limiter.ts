@@ -15,7 +15,8 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { systemClock } from '../src/clock/index.js';
-import { createPartnerClient, isOutboundError, type PartnerLead } from '../src/outbound/index.js';
+import { createPartnerClient, isOutboundError } from '../src/outbound/index.js';
+import { buildPartnerRequest, type ProfileLead, shippedDefaultProfile } from '../src/partner/index.js';
 import { arg } from './support.js';
 
 const LIMIT = 5;
@@ -111,16 +112,17 @@ async function certificates(): Promise<{ caPem: string; key: string; cert: strin
   return { caPem: ca.cert, key: leaf.private, cert: leaf.cert };
 }
 
-const LEAD: PartnerLead = {
-  idempotency_key: 'bench-lead',
+const LEAD: ProfileLead = {
+  lead_key: 'bench-lead',
   external_id: 'bench-1',
   name: 'Bench Lead',
   email: 'bench@example.com',
   phone: null,
   company: null,
   score: 80,
-  source_timestamp: '2026-11-20T00:00:00.000Z',
+  source_ts: Date.parse('2026-11-20T00:00:00.000Z'),
   value: 100,
+  attributes: {},
 };
 
 /** One connection, no limiter: requests back to back for `seconds`. */
@@ -130,7 +132,10 @@ async function baseline(origin: string, caPem: string, seconds: number): Promise
     pipelining: 1,
     connect: { ca: caPem, minVersion: 'TLSv1.2' },
   });
-  const body = JSON.stringify({ leads: [LEAD] });
+  // The same body the client writes under the shipped profile (the product's own contract).
+  const built = buildPartnerRequest(shippedDefaultProfile(), [LEAD], 'bench-baseline');
+  if (!built.ok) throw new Error('the bench lead cannot be written');
+  const body = JSON.stringify(built.request.body);
   let done = 0;
   let started = performance.now();
   let deadline = started + seconds * 1000;

@@ -39,7 +39,15 @@ export function acceptingPartner(): { partner: PartnerPort; accepted(): number }
       ensureToken: async () => ({ kind: 'ok', expiresAtMs: Number.MAX_SAFE_INTEGER, refreshed: false }),
       sendBatch: async ({ leads }) => {
         accepted += leads.length;
-        return { kind: 'accepted', status: 200, body: { accepted: leads.length }, bodyIssue: null, ms: 0 };
+        return {
+          kind: 'accepted',
+          status: 200,
+          body: { accepted: leads.length },
+          bodyIssue: null,
+          leads: null,
+          answerProblems: [],
+          ms: 0,
+        };
       },
     },
     accepted: () => accepted,

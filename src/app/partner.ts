@@ -10,7 +10,8 @@ export type PartnerClient = PartnerPort & {
 type Client = import('../outbound/index.js').PartnerClient;
 
 /**
- * The partner client for Phase 4, from the configuration: HTTPS only, the policy's limits. The
+ * The partner client for Phase 4, from the configuration: the partner profile, its auth kind's
+ * credentials, HTTPS only, the policy's limits. The
  * client is built on first use, so a Phase 3 process never has one (and never opens a socket to the
  * partner).
  */
@@ -23,11 +24,30 @@ export function createPartnerClientFromConfig(
   startLimiter?: import('../outbound/index.js').StartLimiter,
 ): PartnerClient {
   const { partner, policy, limits } = config;
-  const { url, tokenUrl, clientId, clientSecret } = partner;
-  if (url === null || tokenUrl === null || clientId === null || clientSecret === null) {
-    // loadConfig refuses Phase 4 without these; this guards a Config built by hand.
+  const { url, tokenUrl, clientId, clientSecret, apiKey, bearerToken } = partner;
+  const { profile } = partner.profile;
+  const needed: [string, string | null][] =
+    profile.auth.kind === 'oauth2_client_credentials'
+      ? [
+          ['VALHALLA_PARTNER_URL', url],
+          ['VALHALLA_PARTNER_TOKEN_URL', tokenUrl],
+          ['VALHALLA_PARTNER_CLIENT_ID', clientId],
+          ['VALHALLA_PARTNER_CLIENT_SECRET', clientSecret],
+        ]
+      : profile.auth.kind === 'api_key'
+        ? [
+            ['VALHALLA_PARTNER_URL', url],
+            ['VALHALLA_PARTNER_API_KEY', apiKey],
+          ]
+        : [
+            ['VALHALLA_PARTNER_URL', url],
+            ['VALHALLA_PARTNER_BEARER_TOKEN', bearerToken],
+          ];
+  const missing = needed.filter(([, value]) => value === null).map(([name]) => name);
+  if (url === null || missing.length > 0) {
+    // loadConfig refuses Phase 4 without these; this guards a Config built by hand (and Phase 3).
     throw new Error(
-      'the partner is not configured (VALHALLA_PARTNER_URL, _TOKEN_URL, _CLIENT_ID, _CLIENT_SECRET)',
+      `the partner is not configured for profile ${profile.name} (${profile.auth.kind}): ${missing.join(', ')} not set`,
     );
   }
   let client: Promise<Client> | null = null;
@@ -36,9 +56,13 @@ export function createPartnerClientFromConfig(
     client ??= import('../outbound/index.js').then(({ createPartnerClient }) =>
       createPartnerClient({
         baseUrl: url,
+        // The client refuses (INVALID_OPTIONS) when the profile's auth kind lacks its credentials.
+        profile,
         tokenUrl,
         clientId,
         clientSecret,
+        apiKey,
+        bearerToken,
         ...(partner.caPem ? { caPem: partner.caPem } : {}),
         allowPlainHttpLoopback: false,
         rateLimitPerSecond: rate,

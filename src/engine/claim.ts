@@ -2,8 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { maskEmail } from '../pii/index.js';
 import { exposure } from '../policy/index.js';
 import type { StoreTransaction } from '../store/index.js';
-import { backendRules, createCycle, createDelivery, expireStalePending, type Lead } from '../store/index.js';
+import {
+  backendRules,
+  createCycle,
+  createDelivery,
+  expireStalePending,
+  type Lead,
+  setLeadsState,
+} from '../store/index.js';
 import type { EngineContext } from './context.js';
+import type { UnwritableLead } from './partner-answer.js';
 import { leadKey, payloadSha256 } from './payload.js';
 import { type CyclePlan, selectBatches } from './plan.js';
 import type { Authorized, CycleContext, CycleReport } from './report.js';
@@ -28,12 +36,13 @@ export async function openCycle(
   const { plan, context, report, stop } = cycle;
   const { live, cutoff, startedAt } = plan.selection;
   let batches = cycle.batches;
+  let unwritable = plan.unwritable;
   return store.db.transaction().execute(async (trx) => {
     // The lease's row lock: no other runner claims or authorises until this commits.
     await mustLead(trx, 'claim');
     // Several runners (or concurrent connections): choose again under the lock.
     if (batches.length > 0 && (leadership !== null || backendRules(store.dialect).claimsMayRace)) {
-      batches = (await selectBatches(ctx, trx, plan.selection, { planned: batches.length })).batches;
+      ({ batches, unwritable } = await selectBatches(ctx, trx, plan.selection, { planned: batches.length }));
     }
     const expiredIds = await expireStalePending(
       trx,
@@ -58,12 +67,58 @@ export async function openCycle(
       limitedBy: plan.limitedBy,
     });
     report.cycleId = context.cycleId;
+    await setAside(ctx, trx, context.cycleId, unwritable, report);
     for (const batch of batches) {
       if (live) await claimBatch(ctx, trx, context.cycleId, batch, report);
       else await dryRun(ctx, trx, context, batch, report);
     }
     return afterAction(ctx, trx, context, report, stop, true);
   });
+}
+
+/**
+ * Quarantine the picked leads the partner profile cannot write (a required value missing, an attribute
+ * of the wrong type), each with its reason (the mapping and the problem, never a value), audited by
+ * pseudonym and alerted. Only leads still pending change. In a dry run too: that is where a mapping
+ * is checked before go-live.
+ */
+async function setAside(
+  ctx: EngineContext,
+  trx: StoreTransaction,
+  cycleId: number,
+  unwritable: UnwritableLead[],
+  report: CycleReport,
+): Promise<void> {
+  const { audit, alerts, clock, pseudonyms } = ctx;
+  if (unwritable.length === 0) return;
+  const now = clock.now();
+  const changed = new Set<number>();
+  for (const { lead, reason } of unwritable) {
+    for (const id of await setLeadsState(trx, [lead.id], {
+      state: 'quarantined',
+      reason,
+      now,
+      from: 'pending',
+    })) {
+      changed.add(id);
+    }
+  }
+  const setAsideLeads = unwritable.filter((u) => changed.has(u.lead.id));
+  if (setAsideLeads.length === 0) return;
+  const profile = ctx.config.partner.profile.profile.name;
+  await audit.append(trx, {
+    actor: 'engine',
+    action: 'leads.set_aside',
+    details: { cycle: cycleId, profile, leads: pseudonyms(setAsideLeads.map((u) => u.lead)) },
+  });
+  const reasons = [...new Set(setAsideLeads.map((u) => u.reason))];
+  await alerts.raise(trx, {
+    event: 'quarantine',
+    message: `${setAsideLeads.length} lead(s) quarantined before sending: ${reasons.slice(0, 3).join('; ')}${reasons.length > 3 ? '; …' : ''}`,
+    details: { cycle: cycleId, leads: setAsideLeads.length, profile },
+  });
+  report.setAside += setAsideLeads.length;
+  report.quarantined += setAsideLeads.length;
 }
 
 export async function claimBatch(

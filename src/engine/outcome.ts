@@ -9,6 +9,7 @@ import type { StoreTransaction } from '../store/index.js';
 import { type Delivery, type Lead, releaseFromDeliveries, setLeadsState } from '../store/index.js';
 import type { EngineContext } from './context.js';
 import { planMove, recordMove } from './lifecycle.js';
+import { type LeadVerdict, leadVerdicts } from './partner-answer.js';
 import { holdPartner, refuseOldTls } from './partner-check.js';
 import { endThrottling } from './partner-hold.js';
 import type { SendOutcome } from './partner-port.js';
@@ -64,16 +65,7 @@ export async function recordOutcome(
     await holdPartner(ctx, trx, report, verdict.partnerWaitMs, verdict.counts === 'throttled', now);
   }
   if (verdict.kind === 'exported') {
-    await audit.append(trx, {
-      actor: 'engine',
-      action: 'batch.accepted',
-      subject,
-      details: { delivery: delivery.id, attempt, status: outcome.status, leads: pseudonyms(leads) },
-    });
-    await recordMove(trx, delivery.id, move, now);
-    await setLeadsState(trx, ids, { state: 'exported', reason: null, now, exported: true });
-    report.accepted += leads.length;
-    report.acceptedBatches += 1;
+    await recordAnswer(ctx, trx, sent, outcome, move, report);
     return;
   }
   const message = 'message' in outcome ? outcome.message : '';
@@ -109,6 +101,91 @@ export async function recordOutcome(
   });
   report.quarantined += leads.length;
   report.quarantinedBatches += 1;
+}
+
+/**
+ * An answered batch: each lead as the partner's answer says. Accepted leads are exported; a lead the
+ * partner already held is exported too, its reason saying so; a refused lead, and one the answer does
+ * not clearly answer (the partner may hold it), is quarantined with the partner's reason, masked, and
+ * alerted: never sent again as part of this batch. The chain names each lead's outcome by pseudonym,
+ * never the partner's text (the chain cannot be edited; a lead's reason can be erased).
+ */
+async function recordAnswer(
+  ctx: EngineContext,
+  trx: StoreTransaction,
+  sent: Authorized,
+  outcome: SendOutcome,
+  move: DeliveryMove,
+  report: CycleReport,
+) {
+  const { audit, alerts, clock, pseudonyms } = ctx;
+  const { delivery, leads, attempt } = sent;
+  const now = clock.now();
+  const verdicts =
+    outcome.kind === 'accepted'
+      ? leadVerdicts(leads, outcome)
+      : leads.map((lead) => ({ lead, outcome: 'accepted' as const, reason: null }));
+  const named = (kind: LeadVerdict['outcome']) =>
+    pseudonyms(verdicts.filter((v) => v.outcome === kind).map((v) => v.lead));
+  const duplicates = named('duplicate');
+  const refused = named('refused');
+  const unknown = named('unknown');
+  await audit.append(trx, {
+    actor: 'engine',
+    action: 'batch.accepted',
+    subject: `batch:${delivery.batch_key}`,
+    details: {
+      delivery: delivery.id,
+      attempt,
+      status: outcome.status ?? null,
+      leads: pseudonyms(leads),
+      ...(duplicates.length > 0 ? { duplicates } : {}),
+      ...(refused.length > 0 ? { refused } : {}),
+      ...(unknown.length > 0 ? { unknown } : {}),
+    },
+  });
+  await recordMove(trx, delivery.id, move, now);
+  const accepted = verdicts.filter((v) => v.outcome === 'accepted').map((v) => v.lead.id);
+  await setLeadsState(trx, accepted, { state: 'exported', reason: null, now, exported: true });
+  const notTaken: LeadVerdict[] = [];
+  for (const verdict of verdicts) {
+    const { lead, reason } = verdict;
+    if (verdict.outcome === 'duplicate') {
+      const why = `duplicate at partner${reason === null ? '' : `: ${reason}`}`;
+      await setLeadsState(trx, [lead.id], { state: 'exported', reason: why, now, exported: true });
+    } else if (verdict.outcome === 'refused' || verdict.outcome === 'unknown') {
+      notTaken.push(verdict);
+      await setLeadsState(trx, [lead.id], { state: 'quarantined', reason: quarantineReason(verdict), now });
+    }
+  }
+  if (notTaken.length > 0) {
+    const reasons = [...new Set(notTaken.map(quarantineReason))];
+    await alerts.raise(trx, {
+      event: 'quarantine',
+      message: `${notTaken.length} of ${leads.length} lead(s) in an accepted batch quarantined: ${refused.length} refused by the partner, ${unknown.length} not answered clearly (${reasons.slice(0, 3).join('; ')}${reasons.length > 3 ? '; …' : ''})`,
+      details: {
+        delivery: delivery.id,
+        batchKey: delivery.batch_key,
+        leads: notTaken.length,
+        refused: refused.length,
+        unknown: unknown.length,
+        status: outcome.status ?? null,
+      },
+    });
+  }
+  report.accepted += accepted.length + duplicates.length;
+  report.duplicates += duplicates.length;
+  report.refusedByPartner += refused.length;
+  report.quarantined += notTaken.length;
+  report.acceptedBatches += 1;
+}
+
+/** A lead's quarantine reason after an answer: the partner's (masked), or why the answer did not say. */
+function quarantineReason(verdict: LeadVerdict): string {
+  if (verdict.outcome === 'refused') {
+    return `refused by the partner: ${verdict.reason ?? 'it gave no reason'}`;
+  }
+  return `the partner's answer did not say what became of this lead (${verdict.reason ?? 'no result for it'}); it may hold it: check with the partner before releasing it`;
 }
 
 /**

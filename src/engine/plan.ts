@@ -18,7 +18,7 @@ import {
   waitingLeadCount,
 } from '../store/index.js';
 import type { EngineContext } from './context.js';
-import { MAX_LEADS_PER_REQUEST } from './payload.js';
+import { leadsPerRequest, type UnwritableLead, writableLeads } from './partner-answer.js';
 import { type CycleReport, claimBound } from './report.js';
 
 /** The ramp's clock: set (and audited) by the first live cycle, read by every later one. */
@@ -63,6 +63,8 @@ export interface CyclePlan {
   dueNow: number;
   selection: Selection;
   batches: Lead[][];
+  /** Picked leads the partner profile cannot write: the claim quarantines them, with the reason. */
+  unwritable: UnwritableLead[];
 }
 
 /**
@@ -120,7 +122,12 @@ export async function planCycle(
   // cycle too: they count against its ceiling, so a cycle never sends more leads than its ceiling
   // (ramp stage 1: one lead per confirmed cycle, not one new lead plus a retried one).
   const outstanding = live ? await waitingLeadCount(store.db) : 0;
-  const claimLimit = stopped ? 0 : Math.max(0, Math.min(ceiling - outstanding, room * MAX_LEADS_PER_REQUEST));
+  const claimLimit = stopped
+    ? 0
+    : Math.max(
+        0,
+        Math.min(ceiling - outstanding, room * leadsPerRequest(ctx.config.partner.profile.profile)),
+      );
   const selection: Selection = { live, cutoff, claimLimit, budgetLeft, room, startedAt };
   const chosen = await selectBatches(ctx, store.db, selection);
   report.boundBy = claimBound({
@@ -143,6 +150,7 @@ export async function planCycle(
     dueNow,
     selection,
     batches: chosen.batches,
+    unwritable: chosen.unwritable,
   };
 }
 
@@ -172,7 +180,7 @@ export async function selectBatches(
   db: Executor,
   selection: Selection,
   claiming?: { planned: number },
-): Promise<{ batches: Lead[][]; taken: number; skippedForBudget: number }> {
+): Promise<{ batches: Lead[][]; taken: number; skippedForBudget: number; unwritable: UnwritableLead[] }> {
   const { store, policy } = ctx;
   let limit = selection.claimLimit;
   let budgetLeft = selection.budgetLeft;
@@ -187,10 +195,14 @@ export async function selectBatches(
     ...(claiming ? { skipLocked: backendRules(store.dialect).skipLockedClaims } : {}),
   });
   const within = takeWithinLimits(candidates, limit, budgetLeft);
-  const batches = packBatches(within.taken, MAX_LEADS_PER_REQUEST, selection.room);
+  // A lead the profile cannot write never joins a batch: the claim quarantines it with the reason.
+  const profile = ctx.config.partner.profile.profile;
+  const { writable, unwritable } = writableLeads(profile, within.taken);
+  const batches = packBatches(writable, leadsPerRequest(profile), selection.room);
   return {
     batches: claiming ? batches.slice(0, claiming.planned) : batches,
     taken: within.taken.length,
     skippedForBudget: within.skippedForBudget,
+    unwritable,
   };
 }

@@ -47,9 +47,15 @@ export interface CycleFigures {
   claimedBatches: number;
   dryRunRecorded: number;
   actions: number;
-  /** Leads (and batches) accepted by the partner this cycle. */
+  /** Leads (and batches) accepted by the partner this cycle (a lead it already held counts: it is exported). */
   accepted: number;
   acceptedBatches: number;
+  /** Of `accepted`, the leads the partner answered were duplicates (it held them already). */
+  duplicates: number;
+  /** Leads the partner refused in a batch it answered (quarantined with its reason; in `quarantined` too). */
+  refusedByPartner: number;
+  /** Leads the partner profile cannot write (a required value missing): quarantined before any batch. */
+  setAside: number;
   /** Leads (and batches) given a retry this cycle, each batch counted once however many times it was. */
   retrying: number;
   retryingBatches: number;
@@ -78,6 +84,9 @@ export function emptyCycleReport(kind: Exclude<CycleKind, 'idle'>): CycleReport 
     actions: 0,
     accepted: 0,
     acceptedBatches: 0,
+    duplicates: 0,
+    refusedByPartner: 0,
+    setAside: 0,
     retrying: 0,
     retryingBatches: 0,
     quarantined: 0,

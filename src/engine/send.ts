@@ -7,7 +7,7 @@ import { recordOutcome, refuseDelivery } from './outcome.js';
 import { checkPartner } from './partner-check.js';
 import { readPartnerHold } from './partner-hold.js';
 import type { SendOutcome } from './partner-port.js';
-import { payloadSha256, toPartnerLead } from './payload.js';
+import { payloadSha256, toProfileLead } from './payload.js';
 import { type Authorized, type CycleContext, type CycleReport, HALTING } from './report.js';
 
 /** A retry that falls due within this long is waited for inside the cycle; a later one waits for the next cycle. */
@@ -209,7 +209,7 @@ export async function sendAuthorized(
     let outcome: SendOutcome | null;
     try {
       outcome = await partner.sendBatch(
-        { batchKey: current.delivery.batch_key, leads: current.leads.map(toPartnerLead) },
+        { batchKey: current.delivery.batch_key, leads: current.leads.map(toProfileLead) },
         abortRequests,
         holdNew,
       );

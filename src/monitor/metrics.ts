@@ -74,6 +74,8 @@ interface RequestSeries {
  */
 const REQUEST_SERIES: readonly RequestSeries[] = [
   { endpoint: 'leads', outcome: 'accepted', class: 'success' },
+  // Answered, but the partner refused (or did not clearly answer) some of its leads.
+  { endpoint: 'leads', outcome: 'accepted', class: 'failure' },
   { endpoint: 'leads', outcome: 'retryable', class: 'failure' },
   { endpoint: 'leads', outcome: 'retryable', class: 'excluded' },
   { endpoint: 'leads', outcome: 'auth', class: 'failure' },

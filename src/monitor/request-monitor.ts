@@ -16,9 +16,18 @@ import {
 
 const HOUR_MS = 3_600_000;
 
-/** How a request counts for the error rate: 429 is the partner throttling us, not failing. */
+/**
+ * How a request counts for the error rate: 429 is the partner throttling us, not failing. An answered
+ * batch counts as failed when the partner did not take every lead in it (one refused, or one its
+ * answer does not clearly answer): a lead it refuses is an export that failed, and sending on
+ * under a mapping or data it refuses would only send more personal data to be refused. A lead it
+ * already held (a duplicate) is taken.
+ */
 export function requestClass(outcome: SendOutcome): RequestClass {
-  if (outcome.kind === 'accepted') return 'success';
+  if (outcome.kind === 'accepted') {
+    const partly = outcome.leads?.some((l) => l.outcome === 'refused' || l.outcome === 'unknown') ?? false;
+    return partly ? 'failure' : 'success';
+  }
   if (outcome.kind === 'retryable' && outcome.status === 429) return 'excluded';
   return 'failure';
 }

@@ -3,6 +3,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Clock } from '../clock/index.js';
 import {
+  buildPartnerRequest,
+  type PartnerProfile,
+  readPartnerAnswer,
+  shippedDefaultProfile,
+} from '../partner/index.js';
+import {
   classifyNetworkError,
   classifyStatus,
   HARD_CAPS,
@@ -64,10 +70,15 @@ export function createPartnerClient(options: PartnerClientOptions): PartnerClien
   return new HttpPartnerClient(options);
 }
 
+/** How a request is authorised: an OAuth2 token fetched and refreshed, or a static header. */
+type Auth =
+  | { kind: 'oauth2'; token: URL; clientId: string; clientSecret: string }
+  | { kind: 'static'; header: string; value: string; what: string };
+
 class HttpPartnerClient implements PartnerClient {
   readonly #endpoints: PartnerEndpoints;
-  readonly #clientId: string;
-  readonly #clientSecret: string;
+  readonly #profile: PartnerProfile;
+  readonly #auth: Auth;
   readonly #timeoutMs: number;
   readonly #clock: Clock;
   readonly #limiter: SlidingWindowLimiter;
@@ -80,9 +91,31 @@ class HttpPartnerClient implements PartnerClient {
 
   constructor(options: PartnerClientOptions) {
     const settings = checkOptions(options);
-    this.#endpoints = partnerEndpoints(options.baseUrl, options.tokenUrl, options.allowPlainHttpLoopback);
-    this.#clientId = options.clientId;
-    this.#clientSecret = options.clientSecret;
+    this.#profile = options.profile ?? shippedDefaultProfile();
+    const { auth } = this.#profile;
+    this.#endpoints = partnerEndpoints(
+      options.baseUrl,
+      this.#profile,
+      auth.kind === 'oauth2_client_credentials' ? options.tokenUrl! : null,
+      options.allowPlainHttpLoopback,
+    );
+    // checkOptions made sure the credentials of the profile's auth kind are there.
+    this.#auth =
+      auth.kind === 'oauth2_client_credentials'
+        ? {
+            kind: 'oauth2',
+            token: this.#endpoints.token!,
+            clientId: options.clientId!,
+            clientSecret: options.clientSecret!,
+          }
+        : auth.kind === 'api_key'
+          ? { kind: 'static', header: auth.header, value: options.apiKey!, what: 'API key' }
+          : {
+              kind: 'static',
+              header: 'authorization',
+              value: `Bearer ${options.bearerToken!}`,
+              what: 'bearer token',
+            };
     this.#timeoutMs = options.timeoutMs;
     this.#clock = options.clock;
     const monotonicNow = options.monotonicNow ?? (() => performance.now());
@@ -143,6 +176,10 @@ class HttpPartnerClient implements PartnerClient {
     if (!Number.isFinite(validForMs) || validForMs < 0) {
       throw new OutboundError('INVALID_OPTIONS', `validForMs must be ≥ 0, got ${validForMs}`);
     }
+    // A static credential does not expire on our side: nothing to fetch (the partner may still refuse it).
+    if (this.#auth.kind === 'static') {
+      return { kind: 'ok', expiresAtMs: Number.MAX_SAFE_INTEGER, refreshed: false };
+    }
     const current = await abortable(this.#tokens.get(validForMs), signal);
     if (current.kind !== 'ok') return current;
     return { kind: 'ok', expiresAtMs: current.expiresAtMs, refreshed: current.refreshed };
@@ -153,31 +190,60 @@ class HttpPartnerClient implements PartnerClient {
     if (this.#transport.closed) {
       throw new OutboundError('CLIENT_CLOSED', 'the partner client is closed; nothing was sent');
     }
-    const body = JSON.stringify({ leads: batch.leads });
+    // Written as the profile says; a lead that cannot be written is the engine's to set aside
+    // before its batch is queued, so a problem here is a batch refused whole, with nothing sent.
+    const built = buildPartnerRequest(this.#profile, batch.leads, batch.batchKey);
+    if (!built.ok) {
+      const first = built.problems.slice(0, 3).map((p) => `${p.where}: ${p.problem}`);
+      throw new OutboundError(
+        'INVALID_BATCH',
+        `the batch cannot be written as profile ${this.#profile.name} says (${first.join('; ')}); nothing was sent`,
+      );
+    }
     const waiting = holdNew && signal ? AbortSignal.any([signal, holdNew]) : (holdNew ?? signal);
     const request: ExchangeRequest = {
-      method: 'POST',
+      method: built.request.method,
       url: this.#endpoints.leads,
       headers: {
-        'idempotency-key': batch.batchKey,
+        ...built.request.headers,
         'content-type': 'application/json',
         accept: 'application/json',
       },
-      body,
+      body: JSON.stringify(built.request.body),
       readBody: true,
       signal,
       holdNew,
     };
-    const sent = await this.#withToken(request, waiting);
+    const sent = await this.#withAuth(request, waiting);
     if (sent.kind !== 'sent') return sent;
     const { token, exchange } = sent;
     if (exchange.kind === 'failure') return this.#networkOutcome('batch', exchange);
     const { status, headers, ms } = exchange;
     const verdict = classifyStatus(status);
     switch (verdict.kind) {
-      case 'success':
-        return { kind: 'accepted', status, ...acceptance(exchange), ms };
+      case 'success': {
+        const answer = exchange.bodyTooLarge
+          ? readPartnerAnswer(this.#profile, status, null, batch.leads)
+          : readPartnerAnswer(this.#profile, status, exchange.body, batch.leads);
+        const perLead = answer.kind === 'per-lead';
+        return {
+          kind: 'accepted',
+          status,
+          ...acceptance(exchange),
+          leads: perLead ? answer.results : null,
+          answerProblems: perLead ? [...answer.unmatched, ...answer.problems] : [],
+          ms,
+        };
+      }
       case 'auth':
+        if (token === null) {
+          return {
+            kind: 'auth',
+            status: 401,
+            message: `partner refused the ${this.#auth.kind === 'static' ? this.#auth.what : 'credential'} (HTTP 401); a resend uses the same one: check it with the partner`,
+            ms,
+          };
+        }
         this.#tokens.invalidate(token.token);
         return {
           kind: 'auth',
@@ -211,10 +277,17 @@ class HttpPartnerClient implements PartnerClient {
    * gives its turn back and gets one fresh token; aged again, it is not sent (a retryable token
    * failure) rather than sent with a token that is running out.
    */
-  async #withToken(
+  async #withAuth(
     request: ExchangeRequest,
     waiting: AbortSignal | undefined,
-  ): Promise<{ kind: 'sent'; token: HeldToken; exchange: Exchange } | RetryableOutcome | PermanentOutcome> {
+  ): Promise<
+    { kind: 'sent'; token: HeldToken | null; exchange: Exchange } | RetryableOutcome | PermanentOutcome
+  > {
+    const auth = this.#auth;
+    if (auth.kind === 'static') {
+      const exchange = await this.#transport.exchange(request, () => ({ [auth.header]: auth.value }));
+      return { kind: 'sent', token: null, exchange };
+    }
     for (let turn = 1; ; turn++) {
       const token = await abortable(this.#tokens.get(), waiting);
       if (token.kind !== 'ok') return token;
@@ -254,15 +327,20 @@ class HttpPartnerClient implements PartnerClient {
     // The token's life is counted from the moment its request starts, after any wait for a slot or
     // a rate permit: the partner cannot have issued it before, and our wait is not its endpoint's.
     let requestedAtMs = this.#clock.now();
+    const auth = this.#auth;
+    if (auth.kind !== 'oauth2') throw new Error('a token was asked for under a static credential');
+    const scope =
+      this.#profile.auth.kind === 'oauth2_client_credentials' ? this.#profile.auth.scope : undefined;
     const exchange = await this.#transport.exchange(
       {
         method: 'POST',
-        url: this.#endpoints.token,
+        url: auth.token,
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body: new URLSearchParams({
           grant_type: 'client_credentials',
-          client_id: this.#clientId,
-          client_secret: this.#clientSecret,
+          client_id: auth.clientId,
+          client_secret: auth.clientSecret,
+          ...(scope === undefined ? {} : { scope }),
         }).toString(),
         readBody: true,
       },
@@ -318,7 +396,8 @@ class HttpPartnerClient implements PartnerClient {
     exchange: Extract<Exchange, { kind: 'failure' }>,
   ): RetryableOutcome | PermanentOutcome {
     const what = stage === 'token' ? 'token request' : 'batch request';
-    const url = stage === 'token' ? this.#endpoints.token : this.#endpoints.leads;
+    const url =
+      stage === 'token' && this.#endpoints.token !== null ? this.#endpoints.token : this.#endpoints.leads;
     const message = networkMessage(what, exchange, url, this.#timeoutMs);
     const verdict = classifyNetworkError(exchange.code);
     const common = { code: exchange.code, message, stage, ms: exchange.ms };

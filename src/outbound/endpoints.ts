@@ -1,14 +1,15 @@
+import type { PartnerProfile } from '../partner/index.js';
 import { isLoopbackHost } from '../policy/index.js';
 import { OutboundError } from './errors.js';
 
 /** The partner's endpoints, checked once at creation. */
 export interface PartnerEndpoints {
-  /** `POST` target for batches. */
+  /** `POST` target for batches (the profile's leads path). */
   readonly leads: URL;
-  /** `GET` target for the health check. */
+  /** `GET` target for the health check (the profile's health path). */
   readonly health: URL;
-  /** OAuth2 client-credentials token endpoint. */
-  readonly token: URL;
+  /** OAuth2 client-credentials token endpoint; null when the profile's auth is not OAuth2. */
+  readonly token: URL | null;
 }
 
 /**
@@ -50,15 +51,21 @@ export function checkPartnerUrl(what: string, raw: string, allowPlainHttpLoopbac
   return url;
 }
 
-/** The endpoints below a base URL (a path prefix such as `https://partner.example/v2` is kept). */
+/** The profile's endpoints below a base URL (a path prefix such as `https://partner.example/v2` is kept). */
 export function partnerEndpoints(
   baseUrl: string,
-  tokenUrl: string,
+  profile: PartnerProfile,
+  tokenUrl: string | null,
   allowPlainHttpLoopback: boolean,
 ): PartnerEndpoints {
   const base = checkPartnerUrl('partner base URL', baseUrl, allowPlainHttpLoopback);
-  const token = checkPartnerUrl('partner token URL', tokenUrl, allowPlainHttpLoopback);
-  return { leads: urlBelow(base, 'api/leads'), health: urlBelow(base, 'health'), token };
+  const token =
+    tokenUrl === null ? null : checkPartnerUrl('partner token URL', tokenUrl, allowPlainHttpLoopback);
+  return {
+    leads: urlBelow(base, profile.endpoints.leads.path),
+    health: urlBelow(base, profile.endpoints.health.path),
+    token,
+  };
 }
 
 /** A path below a base URL, the base's own path kept (`https://p.example/v2` + `/api/leads` → `…/v2/api/leads`). */

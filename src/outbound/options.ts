@@ -1,6 +1,7 @@
 // The partner client's options: what it is given, their defaults, and their check against the
 // policy's hard caps (the client refuses options above them by itself).
 import type { Clock } from '../clock/index.js';
+import { type PartnerProfile, shippedDefaultProfile } from '../partner/index.js';
 import { HARD_CAPS } from '../policy/index.js';
 import { OutboundError } from './errors.js';
 import {
@@ -15,12 +16,21 @@ export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 export const DEFAULT_TOKEN_REFRESH_MARGIN_MS = 10_000;
 
 export interface PartnerClientOptions {
-  /** `https://…` (a path prefix is kept): `POST {base}/api/leads`, `GET {base}/health`. */
+  /** `https://…` (a path prefix is kept): the profile's paths are below it. */
   baseUrl: string;
-  /** OAuth2 client-credentials token endpoint. */
-  tokenUrl: string;
-  clientId: string;
-  clientSecret: string;
+  /**
+   * How requests are written and answers read (src/partner): endpoints, auth kind, idempotency
+   * header, body, per-lead results. Default: the shipped `valhalla` profile (the product's own contract).
+   */
+  profile?: PartnerProfile | undefined;
+  /** OAuth2 client-credentials token endpoint (auth kind `oauth2_client_credentials`). */
+  tokenUrl?: string | null | undefined;
+  clientId?: string | null | undefined;
+  clientSecret?: string | null | undefined;
+  /** The API key sent in the profile's header (auth kind `api_key`). */
+  apiKey?: string | null | undefined;
+  /** The static token sent as `Authorization: Bearer …` (auth kind `bearer`). */
+  bearerToken?: string | null | undefined;
   /** PEM bundle of the CA(s) to trust for the partner, instead of the system store. */
   caPem?: string | null | undefined;
   /** Allow `http://` to 127.0.0.0/8, ::1 or localhost (Phase 3 sandbox, tests). Any other http:// is refused. */
@@ -76,9 +86,25 @@ export function checkOptions(options: PartnerClientOptions): CheckedSettings {
     maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES,
     tokenRefreshMarginMs = DEFAULT_TOKEN_REFRESH_MARGIN_MS,
   } = options;
-  if (typeof options.clientId !== 'string' || options.clientId === '') problems.push('clientId is required');
-  if (typeof options.clientSecret !== 'string' || options.clientSecret === '') {
-    problems.push('clientSecret is required');
+  const auth = (options.profile ?? shippedDefaultProfile()).auth;
+  const needs: (keyof PartnerClientOptions)[] =
+    auth.kind === 'oauth2_client_credentials'
+      ? ['tokenUrl', 'clientId', 'clientSecret']
+      : auth.kind === 'api_key'
+        ? ['apiKey']
+        : ['bearerToken'];
+  for (const name of needs) {
+    const value = options[name];
+    if (typeof value !== 'string' || value === '') {
+      problems.push(`${name} is required (the profile's auth is ${auth.kind})`);
+    }
+  }
+  for (const name of ['apiKey', 'bearerToken'] as const) {
+    const value = options[name];
+    // Either travels in a header: a line break would end it.
+    if (needs.includes(name) && typeof value === 'string' && !/^[\x21-\x7e]{1,4096}$/.test(value)) {
+      problems.push(`${name} must be 1 to 4,096 printable ASCII characters without spaces`);
+    }
   }
   if (!(rateLimitPerSecond > 0) || rateLimitPerSecond > HARD_CAPS.rateLimitPerSecond) {
     problems.push(

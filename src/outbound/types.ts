@@ -1,3 +1,5 @@
+import type { AnswerProblem, LeadAnswer, ProfileLead } from '../partner/index.js';
+
 /** One lead as the partner receives it: the only place lead PII leaves the product. */
 export interface PartnerLead {
   idempotency_key: string;
@@ -11,10 +13,13 @@ export interface PartnerLead {
   value: number | null;
 }
 
-/** One action's payload: a batch and its stable idempotency key (reused on every retry). */
+/**
+ * One action's payload: a batch and its stable idempotency key (reused on every retry). The leads
+ * are written as the client's partner profile says (src/partner `buildPartnerRequest`).
+ */
 export interface PartnerBatch {
   batchKey: string;
-  leads: readonly PartnerLead[];
+  leads: readonly ProfileLead[];
 }
 
 /** What the partner may say about an accepted batch (all optional in the contract). */
@@ -31,6 +36,15 @@ export type RequestStage = 'token' | 'batch';
 export interface AcceptedOutcome {
   kind: 'accepted';
   status: number;
+  /**
+   * What the partner said of each lead, read as the profile says (one entry per lead, in the order
+   * sent); null when the answer is the whole batch's (the profile reads no per-lead results, or this
+   * answer holds none and the profile says that means the batch). The client always sets it; a
+   * partner port written by hand may leave it out, which means the same as null.
+   */
+  leads?: LeadAnswer[] | null;
+  /** What the reply got wrong or could not tie to a lead (never lead values); empty or absent when none. */
+  answerProblems?: AnswerProblem[];
   /** The partner's per-batch report; null when absent, not JSON, not the contract's shape, or too big. */
   body: PartnerAcceptance | null;
   /** Why `body` is null although the partner sent one (e.g. over the size cap); null otherwise. */

@@ -177,20 +177,13 @@ const resultList = z.strictObject({
   reason: jsonPath.nullable(),
 });
 
-/** Statuses the retry table and the auth flow own: they never carry per-lead answers. */
-const NOT_PER_LEAD = new Set([401, 403, 407, 408, 429]);
-
 const answer = z.strictObject({
   httpStatuses: z
     .array(
-      z
-        .number()
-        .int()
-        .min(200, { error: 'must be a status from 200 to 499' })
-        .max(499, { error: 'must be a status from 200 to 499' })
-        .refine((s) => !NOT_PER_LEAD.has(s), {
-          error: 'is handled by the auth flow and the retry table (401, 403, 407, 408, 429): refused here',
-        }),
+      z.number().int().min(200, { error: 'must be a success status (200 to 299)' }).max(299, {
+        error:
+          'must be a success status (200 to 299): any other is the whole batch’s, read by the retry table',
+      }),
     )
     .min(1, { error: 'must name at least one status' }),
   /** Null: the partner answers for the whole batch only. */
@@ -209,9 +202,8 @@ export const partnerProfileSchema = z.strictObject({
   description: z.string().min(1, { error: 'must not be empty' }).max(500),
   endpoints: z.strictObject({
     leads: z.strictObject({ method: z.literal('POST', { error: 'must be "POST"' }), path: requestPath }),
-    health: z
-      .strictObject({ method: z.literal('GET', { error: 'must be "GET"' }), path: requestPath })
-      .nullable(),
+    // Required: no cycle sends before the partner's health check has passed.
+    health: z.strictObject({ method: z.literal('GET', { error: 'must be "GET"' }), path: requestPath }),
     token: z.strictObject({ path: requestPath }).optional(),
   }),
   auth,

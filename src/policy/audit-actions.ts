@@ -29,6 +29,8 @@ export const AUDIT_ACTIONS = [
   'guard.dry_run',
   'guard.refused',
   'batch.queued',
+  // Leads the partner profile cannot write: quarantined before any batch holds them.
+  'leads.set_aside',
   'batch.dry_run',
   'batch.accepted',
   'batch.refused',

@@ -164,7 +164,7 @@ export async function withRig<T>(
         sent.push({
           at,
           batchKey: batch.batchKey,
-          leadKeys: batch.leads.map((l) => l.idempotency_key),
+          leadKeys: batch.leads.map((l) => l.lead_key),
           people: batch.leads.map((l) => l.email.trim().toLowerCase()),
           outcome: outcome.kind,
           status: outcome.status ?? null,

@@ -3,8 +3,9 @@ import { createPartnerClientFromConfig } from '../app/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { type Clock, systemClock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
-import type { PartnerLead } from '../engine/index.js';
 import { caFingerprints, EVIDENCE_ACTIONS, manifestEndpoint } from '../gates/index.js';
+import type { SendOutcome } from '../outbound/index.js';
+import type { ProfileLead } from '../partner/index.js';
 
 /**
  * The conformance run against the partner this installation is configured for (`gates conformance
@@ -33,6 +34,8 @@ export interface PartnerConformanceResult {
     url: string | null;
     tokenUrl: string | null;
     caFingerprints: string[] | null;
+    /** The partner profile the requests were written and read with (VALHALLA_PARTNER_PROFILE). */
+    profile: { name: string; sha256: string };
   };
   scenarios: { name: PartnerScenarioName; passed: boolean; detail: string }[];
 }
@@ -43,19 +46,38 @@ export const PARTNER_CONFORMANCE_KEY_PREFIX = 'conformance-';
 /** The evidence action: kept apart from the sandbox run's, so neither hides the other. */
 export const PARTNER_CONFORMANCE_ACTION = EVIDENCE_ACTIONS.partnerConformance;
 
-function syntheticLead(run: string, n: number, overrides: Partial<PartnerLead> = {}): PartnerLead {
+function syntheticLead(run: string, n: number, overrides: Partial<ProfileLead> = {}): ProfileLead {
   return {
-    idempotency_key: `${PARTNER_CONFORMANCE_KEY_PREFIX}${run}-${n}`,
+    lead_key: `${PARTNER_CONFORMANCE_KEY_PREFIX}${run}-${n}`,
     external_id: `SYNTHETIC-conformance-${run}-${n}`,
     name: `Conformance Check ${n}`,
     email: `conformance.${run}.${n}@conformance.invalid`,
     phone: null,
     company: null,
     score: 80,
-    source_timestamp: new Date(Date.now() - 3_600_000).toISOString(),
+    source_ts: Date.now() - 3_600_000,
     value: null,
+    attributes: {},
     ...overrides,
   };
+}
+
+/** Per-lead outcomes of an accepted answer, when the profile reads them: `2 duplicate`, `1 refused`. */
+function perLead(outcome: SendOutcome): string {
+  if (outcome.kind !== 'accepted' || !outcome.leads) return '';
+  const counts = new Map<string, number>();
+  for (const lead of outcome.leads) counts.set(lead.outcome, (counts.get(lead.outcome) ?? 0) + 1);
+  return ` (per lead: ${[...counts].map(([k, n]) => `${n} ${k}`).join(', ')})`;
+}
+
+/** Every lead of an accepted per-lead answer came to `outcome`. */
+function everyLead(result: SendOutcome, outcome: 'duplicate' | 'refused', sent: number): boolean {
+  return (
+    result.kind === 'accepted' &&
+    !!result.leads &&
+    result.leads.length === sent &&
+    result.leads.every((l) => l.outcome === outcome)
+  );
 }
 
 /** `HTTP 200` / `no answer (ECONNREFUSED)`: an outcome in words, with no lead data. */
@@ -81,6 +103,7 @@ export async function runPartnerConformance(options: {
     url: manifestEndpoint(config.partner.url),
     tokenUrl: manifestEndpoint(config.partner.tokenUrl),
     caFingerprints: config.partner.caPem === null ? null : caFingerprints(config.partner.caPem),
+    profile: { name: config.partner.profile.profile.name, sha256: config.partner.profile.sha256 },
   };
   const scenarios: PartnerConformanceResult['scenarios'] = [];
   const record = (name: PartnerScenarioName, passed: boolean, detail: string) =>
@@ -111,6 +134,11 @@ export async function runPartnerConformance(options: {
         ];
       });
       await attempt('token', async () => {
+        const { auth } = config.partner.profile.profile;
+        if (auth.kind !== 'oauth2_client_credentials') {
+          // A static credential: nothing to fetch; the endpoint scenario shows whether it is taken.
+          return [true, `the profile's auth is ${auth.kind}: a static credential, no token endpoint to ask`];
+        }
         const token = await client!.ensureToken(requestMs);
         if (token.kind !== 'ok') return [false, `no token: ${said(token)}: ${token.message}`];
         const left = token.expiresAtMs - clock.now();
@@ -127,18 +155,23 @@ export async function runPartnerConformance(options: {
       await attempt('endpoint', async () => {
         const outcome = await client!.sendBatch(batch);
         const ok = outcome.kind === 'accepted';
-        return [ok, `POST a batch of ${batch.leads.length} synthetic leads: ${said(outcome)}`];
+        return [
+          ok,
+          `POST a batch of ${batch.leads.length} synthetic leads: ${said(outcome)}${perLead(outcome)}`,
+        ];
       });
       await attempt('idempotent_replay', async () => {
         const outcome = await client!.sendBatch(batch);
         if (outcome.kind !== 'accepted') return [false, `the same batch again, same key: ${said(outcome)}`];
         const body = outcome.body;
+        // The product's contract says so in its body; a profile's per-lead answer says each lead is a duplicate.
         const notTwice =
-          body !== null &&
-          (body.replayed === true || body.duplicates === batch.leads.length || body.accepted === 0);
+          everyLead(outcome, 'duplicate', batch.leads.length) ||
+          (body !== null &&
+            (body.replayed === true || body.duplicates === batch.leads.length || body.accepted === 0));
         return [
           notTwice,
-          `the same batch again under the same key: ${said(outcome)}; ${notTwice ? 'the partner says it is a replay, not new leads' : "the partner's answer does not say it is a replay"}`,
+          `the same batch again under the same key: ${said(outcome)}${perLead(outcome)}; ${notTwice ? 'the partner says it is a replay (or holds every lead), not new leads' : "the partner's answer does not say it is a replay"}`,
         ];
       });
       await attempt('error_handling', async () => {
@@ -147,10 +180,13 @@ export async function runPartnerConformance(options: {
           leads: [syntheticLead(run, 3, { email: 'not-an-address', score: 1000 })],
         };
         const outcome = await client!.sendBatch(invalid);
-        const refused = outcome.kind === 'permanent' && outcome.status !== undefined && outcome.status < 500;
+        // Refused whole (a 4xx), or answered with the lead refused by a per-lead answer.
+        const refused =
+          (outcome.kind === 'permanent' && outcome.status !== undefined && outcome.status < 500) ||
+          everyLead(outcome, 'refused', invalid.leads.length);
         return [
           refused,
-          `a batch the contract forbids (an e-mail that is none, score 1000): ${said(outcome)}${refused ? ': a permanent refusal, not retried' : ''}`,
+          `a batch the contract forbids (an e-mail that is none, score 1000): ${said(outcome)}${perLead(outcome)}${refused ? ': refused, not retried' : ''}`,
         ];
       });
     } finally {

@@ -233,10 +233,17 @@ export async function setDeliveryState(
 export async function setLeadsState(
   db: Executor,
   ids: number[],
-  change: { state: Lead['state']; reason: string | null; now: number; exported?: boolean },
-): Promise<void> {
-  if (ids.length === 0) return;
-  await db
+  change: {
+    state: Lead['state'];
+    reason: string | null;
+    now: number;
+    exported?: boolean;
+    /** Only the leads still in this state change (the others are left as they are). */
+    from?: Lead['state'];
+  },
+): Promise<number[]> {
+  if (ids.length === 0) return [];
+  const changed = await db
     .updateTable('leads')
     .set({
       state: change.state,
@@ -245,7 +252,10 @@ export async function setLeadsState(
       ...(change.exported ? { exported_at: change.now } : {}),
     })
     .where('id', 'in', ids)
+    .$if(change.from !== undefined, (q) => q.where('state', '=', change.from!))
+    .returning('id')
     .execute();
+  return changed.map((r) => r.id);
 }
 
 /** Deliveries a crash left mid-request: their requests may or may not have reached the partner. */

@@ -8,7 +8,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock/index.js';
 import { isConfigError, loadConfig } from '../../src/config/index.js';
-import { describeCycle, leadKey, payloadSha256, toPartnerLead } from '../../src/engine/index.js';
+import { describeCycle, leadKey, payloadSha256, toProfileLead } from '../../src/engine/index.js';
 import {
   type ActionRequest,
   createGuard,
@@ -1025,7 +1025,7 @@ describe('failure classes against sandbox faults (SQLite)', () => {
       clock: w.clock,
     });
     closeLater(() => client.close());
-    const lost = await client.sendBatch({ batchKey: a!.batch_key, leads: carried.map(toPartnerLead) });
+    const lost = await client.sendBatch({ batchKey: a!.batch_key, leads: carried.map(toProfileLead) });
     expect(lost).toMatchObject({ kind: 'accepted', body: { replayed: false, accepted: 2 } });
 
     await w.restart();

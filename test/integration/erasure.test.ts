@@ -19,7 +19,7 @@ import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { leadKey, type PartnerPort, type SendOutcome } from '../../src/engine/index.js';
 import { writeGoLiveAt } from '../../src/guard/index.js';
-import type { PartnerLead } from '../../src/outbound/types.js';
+import type { ProfileLead } from '../../src/partner/index.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
 import {
   type ErasureResult,
@@ -67,8 +67,8 @@ const phoneOf = (i: number) => `+44 20 7946 ${String(2000 + i)}`;
 const companyOf = (tag: string) => `${tag.toUpperCase()} Holdings`;
 
 /** A stub partner: healthy, a token always, and each batch answered by `answer` (accepted by default). */
-function stubPartner(answer?: (leads: readonly PartnerLead[]) => Promise<SendOutcome> | SendOutcome) {
-  const received: PartnerLead[][] = [];
+function stubPartner(answer?: (leads: readonly ProfileLead[]) => Promise<SendOutcome> | SendOutcome) {
+  const received: ProfileLead[][] = [];
   const port: PartnerPort = {
     health: async () => ({ ok: true, status: 200, ms: 1 }),
     ensureToken: async () => ({ kind: 'ok', expiresAtMs: Number.MAX_SAFE_INTEGER, refreshed: false }),
@@ -417,7 +417,7 @@ describe.each(list)('erasure on $name', (backend) => {
       ],
     });
     // The key the partner holds the lead under is the one it received.
-    expect(partner.received.flat().find((l) => l.email === emailOf('fia'))!.idempotency_key).toBe(
+    expect(partner.received.flat().find((l) => l.email === emailOf('fia'))!.lead_key).toBe(
       result.leads[0]!.partner.leadKey,
     );
     const after = await leadRow(w, 'fia');

@@ -325,15 +325,16 @@ describe.each(list)('monitoring on $name', (backend) => {
       batchKey: 'held-batch-key-0001',
       leads: [
         {
-          idempotency_key: 'lk_held',
+          lead_key: 'lk_held',
           external_id: null,
           name: 'Held Person',
           email: 'held.person@leads.example.test',
           phone: null,
           company: null,
           score: 80,
-          source_timestamp: new Date(NOW - HOUR).toISOString(),
+          source_ts: NOW - HOUR,
           value: 10,
+          attributes: {},
         },
       ],
     };

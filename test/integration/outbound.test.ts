@@ -17,6 +17,7 @@ import {
   type PartnerClientOptions,
   type PartnerLead,
 } from '../../src/outbound/index.js';
+import type { ProfileLead } from '../../src/partner/index.js';
 import {
   type SandboxPartner,
   type SandboxPartnerOptions,
@@ -227,17 +228,18 @@ function client(server: { base: string }, overrides: Partial<PartnerClientOption
 
 const PII = { name: 'Ada Lovelace', email: 'ada.lovelace@example.com', phone: '4915112345678' };
 
-function lead(n: number): PartnerLead {
+function lead(n: number): ProfileLead {
   return {
-    idempotency_key: `lead-key-${n}`,
+    lead_key: `lead-key-${n}`,
     external_id: `ext-${n}`,
     name: PII.name,
     email: PII.email,
     phone: PII.phone,
     company: 'Analytical Engines Ltd',
     score: 87,
-    source_timestamp: '2026-11-19T08:00:00.000Z',
+    source_ts: Date.parse('2026-11-19T08:00:00.000Z'),
     value: 1200,
+    attributes: {},
   };
 }
 
@@ -303,7 +305,19 @@ describe('partner client over TLS', () => {
     expect(new URLSearchParams(token!.body).get('client_secret')).toBe('s3cret-value');
     expect(leads!.headers.authorization).toMatch(/^Bearer token-\d+$/);
     expect(leads!.headers['idempotency-key']).toBe('batch-abc');
-    expect(JSON.parse(leads!.body)).toEqual({ leads: [lead(0), lead(1)] });
+    // The body as the product's contract has always written it (the shipped default profile), key order included.
+    const wire = (n: number) => ({
+      idempotency_key: `lead-key-${n}`,
+      external_id: `ext-${n}`,
+      name: PII.name,
+      email: PII.email,
+      phone: PII.phone,
+      company: 'Analytical Engines Ltd',
+      score: 87,
+      source_timestamp: '2026-11-19T08:00:00.000Z',
+      value: 1200,
+    });
+    expect(leads!.body).toBe(JSON.stringify({ leads: [wire(0), wire(1)] }));
     for (const s of server.seen) expect(['TLSv1.2', 'TLSv1.3']).toContain(s.protocol);
     // No state survives a restart: nothing starts within a window (200 ms) of the client's creation.
     expect(server.seen[0]!.at - createdAt).toBeGreaterThanOrEqual(200);

@@ -25,6 +25,7 @@ import type { PartnerBatch } from '../../src/outbound/index.js';
 import {
   type SandboxPartner,
   type SandboxPartnerOptions,
+  type SandboxProfile,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
 import type { Delivery, Lead } from '../../src/store/index.js';
@@ -43,6 +44,8 @@ import { CLEARED, HOUR, NOW } from './world.js';
 // One certificate for the process: every sandbox (TLS 1.1 included) serves it, every client pins it.
 const certDir = tempDir('valhalla-world-cert-');
 const CLIENT = { clientId: 'world-client', clientSecret: 'world-secret-0123456789' };
+/** The CRM sandbox's static token (profile `crm-batch-contacts`). */
+export const CRM_BEARER_TOKEN = 'world-crm-token-0123456789';
 
 const cleanups: (() => Promise<void>)[] = [];
 /** Close every app, client and sandbox opened since the last call (apps first, servers last). */
@@ -110,6 +113,12 @@ export interface AuditEntry {
 
 export interface WorldOptions {
   backend?: Backend;
+  /**
+   * The partner profile the installation speaks, and the sandbox plays: `valhalla` (the default, the
+   * product's own contract, OAuth2) or `crm-batch-contacts` (a CRM's batch create, a static bearer
+   * token, per-record answers).
+   */
+  profile?: SandboxProfile;
   /** Phase 4 (default: live, outbound on, real data) or Phase 3 (`VALHALLA_PHASE=3` alone, no go-live). */
   phase?: 3 | 4;
   /**
@@ -152,8 +161,11 @@ export async function world(options: WorldOptions = {}): Promise<World> {
   const phase = options.phase ?? 4;
   const clock = new ManualClock(options.start ?? NOW);
   const sandboxClock = options.sandboxClock === 'app' ? clock : options.sandboxClock;
+  const profile = options.profile ?? 'valhalla';
+  const crm = profile === 'crm-batch-contacts';
   const sandbox = await startSandbox({
     ...(sandboxClock ? { clock: sandboxClock } : {}),
+    ...(crm ? { profile, bearerToken: CRM_BEARER_TOKEN } : {}),
     ...options.sandbox,
   });
   const env: Record<string, string> = {
@@ -166,9 +178,13 @@ export async function world(options: WorldOptions = {}): Promise<World> {
         }
       : { VALHALLA_PHASE: '3' }),
     VALHALLA_PARTNER_URL: sandbox.url,
-    VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
-    VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
-    VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
+    ...(crm
+      ? { VALHALLA_PARTNER_PROFILE: profile, VALHALLA_PARTNER_BEARER_TOKEN: sandbox.bearerToken ?? '' }
+      : {
+          VALHALLA_PARTNER_TOKEN_URL: sandbox.tokenUrl,
+          VALHALLA_PARTNER_CLIENT_ID: sandbox.clientId,
+          VALHALLA_PARTNER_CLIENT_SECRET: sandbox.clientSecret,
+        }),
     VALHALLA_PARTNER_CA_FILE: sandbox.caFile ?? '',
     VALHALLA_DATABASE_URL: backend.databaseUrl(),
     VALHALLA_LOG_LEVEL: 'warn',

@@ -188,14 +188,15 @@ describe('ConcurrencyGate', () => {
 
 function lead() {
   return {
-    idempotency_key: 'lead-key',
+    lead_key: 'lead-key',
     external_id: null,
     name: 'Ada Example',
     email: 'ada@example.com',
     phone: null,
     company: null,
     score: 80,
-    source_timestamp: '2026-11-19T00:00:00Z',
+    source_ts: Date.parse('2026-11-19T00:00:00Z'),
     value: 100,
+    attributes: {},
   };
 }

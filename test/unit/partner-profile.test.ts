@@ -271,6 +271,15 @@ describe('a profile refused at load', () => {
     expect(byIndex.issues[0]?.path).toBe('answer.results[0].match');
     const auth = refusal(edited(CRM, (j) => j.answer.httpStatuses.push(429)));
     expect(auth.issues[0]?.path).toBe('answer.httpStatuses[3]');
+    // A 4xx or 5xx is the whole batch's answer, read by the retry table: never per-lead results.
+    const clientError = refusal(edited(CRM, (j) => j.answer.httpStatuses.push(400)));
+    expect(clientError.issues[0]).toMatchObject({
+      path: 'answer.httpStatuses[3]',
+      problem: expect.stringContaining('must be a success status (200 to 299)'),
+    });
+    // No health endpoint: no cycle could ever pass its health check.
+    const noHealth = refusal(edited(CRM, (j) => (j.endpoints.health = null)));
+    expect(noHealth.issues[0]?.path).toBe('endpoints.health');
   });
 });
 
