@@ -12,13 +12,14 @@ import { ManualClock } from '../../src/clock/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { type IngestOptions, type IngestSummary, ingestFile, LEAD_FIELDS } from '../../src/ingest/index.js';
 import { createLogger } from '../../src/log/index.js';
-import { loadPartnerProfile, type ProfileAttribute } from '../../src/partner/index.js';
+import { loadPartnerProfile, type ProfileAttribute, type ProfileLead } from '../../src/partner/index.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
 import { createApiToken, startServer } from '../../src/server/index.js';
 import { createCycle, createDelivery, finishCycle, listLeads } from '../../src/store/index.js';
 import { apiClient } from '../support/api.js';
 import { type Backend, backends, dropTestSchemas } from '../support/backends.js';
 import { runInProcess, testEnv } from '../support/cli.js';
+import { closeWorlds, world } from '../support/live-world.js';
 import { tempDir } from '../support/tmp.js';
 
 const NOW_ISO = '2026-11-20T12:00:00Z';
@@ -327,3 +328,30 @@ describe.each(BACKENDS.map((b) => [b.name, b] as const))(
     });
   },
 );
+
+describe('a live cycle under the crm-batch-contacts profile', () => {
+  afterEach(closeWorlds);
+
+  it("sends each lead's attributes as the profile maps them, and the partner takes them", async () => {
+    const w = await world({ profile: 'crm-batch-contacts' });
+    const sent: ProfileLead[] = [];
+    w.beforeSend = (batch) => {
+      sent.push(...batch.leads);
+    };
+    const at = new Date(w.clock.now() - 3_600_000).toISOString();
+    const text = [
+      'name,email,score,source_timestamp,title,country',
+      `Ada Live,ada.live@leads.example.test,90,${at},Head of Sales,DE`,
+      `Bo Live,bo.live@leads.example.test,80,${at},,`,
+    ].join('\n');
+    writeFileSync(join(w.dir, 'attributes.csv'), `${text}\n`);
+    expect(await w.app.ingest({ path: join(w.dir, 'attributes.csv') })).toMatchObject({ accepted: 2 });
+    await w.cycle();
+    expect(sent.map((l) => [l.email, l.attributes])).toEqual([
+      ['ada.live@leads.example.test', { title: 'Head of Sales', country: 'DE' }],
+      ['bo.live@leads.example.test', {}],
+    ]);
+    const leads = await w.leads();
+    expect([...leads.values()].map((l) => l.state)).toEqual(['exported', 'exported']);
+  });
+});
