@@ -37,8 +37,8 @@ export function toProfileLead(lead: Lead): ProfileLead {
     score: lead.score,
     source_ts: lead.source_ts,
     value: lead.value,
-    // The store keeps no extra columns yet: every attribute a profile declares reads null.
-    attributes: {},
+    // The extra columns kept at ingest; a lead with none reads null for every attribute declared.
+    attributes: lead.attributes ?? {},
   };
 }
 

@@ -24,6 +24,7 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     dry_run_at: null,
     erased_at: null,
     synthetic: 0,
+    attributes: null,
     ...overrides,
   };
 }
