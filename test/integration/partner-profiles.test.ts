@@ -312,6 +312,37 @@ describe.each(list)('partner profiles, live against the sandbox, on $name', (bac
     expect(w.sandbox.stats().batches.received).toBe(0);
   });
 
+  it('the profile switched while a batch waits for its retry, to one that takes fewer leads a request: the batch the partner may hold is quarantined whole, never re-keyed or half-sent', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'profile.json');
+    const profile = JSON.parse(readFileSync(join(SHIPPED_PROFILES_DIR, 'valhalla.json'), 'utf8'));
+    profile.name = 'valhalla-copy';
+    writeFileSync(file, JSON.stringify(profile));
+    const w = await world({
+      backend,
+      env: { VALHALLA_PARTNER_PROFILE: file, VALHALLA_MAX_ACTIONS_PER_CYCLE: '1' },
+      sandbox: { faults: { failNext: 1 } },
+    });
+    await w.ingestAll(tags('m', 4).map((tag) => ({ tag })));
+    expect(await w.cycle()).toMatchObject({ claimed: 4, retrying: 4 });
+    expect((await w.deliveries()).map((d) => [d.state, d.attempts])).toEqual([['retry_wait', 1]]);
+    // The operator edits the profile file: two leads a request.
+    profile.batch.maxLeads = 2;
+    writeFileSync(file, JSON.stringify(profile));
+    await w.restart({});
+    w.clock.advance(60 * SECOND);
+    expect(await w.cycle()).toMatchObject({ refused: 4, accepted: 0 });
+    expect((await w.deliveries()).map((d) => [d.state, d.attempts])).toEqual([['quarantined', 1]]);
+    for (const lead of (await w.leads()).values()) {
+      expect(lead.state).toBe('quarantined');
+      expect(lead.state_reason).toMatch(
+        /^refused before a retry \(profile valhalla-copy cannot write this batch \(batch: holds 4 leads, above the profile's maxLeads 2\)\); already attempted under batch \S+: check with the partner before releasing$/,
+      );
+    }
+    // Only the first, failed request reached the partner.
+    expect(w.sandbox.stats().batches.received).toBe(1);
+  });
+
   it('crm-batch-contacts: three partly refused requests in a row roll the installation back (the error rate counts them as failed)', async () => {
     const dir = tempDir();
     const crm = JSON.parse(readFileSync(join(SHIPPED_PROFILES_DIR, 'crm-batch-contacts.json'), 'utf8'));
