@@ -2,7 +2,13 @@
 // profile cannot write (set aside before a batch key is minted), and a per-lead answer turned into
 // each lead's outcome, the partner's reasons masked.
 import type { AcceptedOutcome } from '../outbound/index.js';
-import { buildPartnerRequest, type PartnerProfile, type ProfileLead } from '../partner/index.js';
+import {
+  buildPartnerRequest,
+  MAX_REASON_CHARS,
+  oneLine,
+  type PartnerProfile,
+  type ProfileLead,
+} from '../partner/index.js';
 import { findContactData } from '../pii/index.js';
 import { MAX_LEADS_PER_REQUEST } from '../policy/index.js';
 import type { Lead } from '../store/index.js';
@@ -120,7 +126,8 @@ export function maskPartnerReason(reason: string, lead: ProfileLead): string {
     // Longest first: a whole name before its parts.
     .sort((a, b) => b.length - a.length);
   for (const value of values) text = replaceAllInsensitive(text, value.trim(), MASK);
-  return text;
+  // Cut only now: what it echoed was whole when it was masked.
+  return oneLine(text, MAX_REASON_CHARS);
 }
 
 function replaceAllInsensitive(text: string, value: string, by: string): string {
@@ -130,5 +137,5 @@ function replaceAllInsensitive(text: string, value: string, by: string): string 
 
 /** The digits of a phone number with any separators between them. */
 function digitRun(digits: string): RegExp {
-  return new RegExp(digits.split('').join('[\\s().\\-/]*'), 'g');
+  return new RegExp(`\\+?${digits.split('').join('[\\s().\\-/]*')}`, 'g');
 }

@@ -12,8 +12,9 @@ export interface LeadAnswer {
   outcome: LeadAnswerOutcome;
   /**
    * The partner's reason (refused or duplicate, when it gives one), or why the outcome is unknown;
-   * null otherwise. Cut to `MAX_REASON_CHARS`, control characters removed. The partner's own text
-   * may echo lead data: mask it before it is logged.
+   * null otherwise. On one line, control characters removed, at most `MAX_ANSWER_REASON_CHARS`
+   * (long enough that lead data it echoes is whole, for masking). The partner's own text may echo
+   * lead data: mask it, then cut it to `MAX_REASON_CHARS` (`oneLine`), before it is stored or shown.
    */
   reason: string | null;
 }
@@ -37,8 +38,13 @@ export type PartnerAnswer =
       problems: AnswerProblem[];
     };
 
-/** Reasons longer than this are cut: they are shown to operators and stored, not parsed. */
+/** A reason as stored and shown (after masking) is at most this long: shown to operators, not parsed. */
 export const MAX_REASON_CHARS = 200;
+/**
+ * A reason as read from the answer is at most this long: cut only after it is masked, so that an
+ * e-mail address or phone number it echoes near the 200th character is masked whole, not half kept.
+ */
+export const MAX_ANSWER_REASON_CHARS = 2_000;
 
 const THE_BODY = '(the body)';
 
@@ -54,20 +60,22 @@ export function readPartnerAnswer(
 ): PartnerAnswer {
   const { answer } = profile;
   if (answer.results === null || !answer.httpStatuses.includes(status)) return { kind: 'batch' };
-  const allUnknown = (where: string, problem: string): PartnerAnswer => ({
-    kind: 'per-lead',
-    results: sentLeads.map((lead) => ({ leadKey: lead.lead_key, outcome: 'unknown', reason: problem })),
-    unmatched: [],
-    problems: [{ where, problem }],
-  });
+  // `withoutResults: "batch"`: where the reply does not answer a lead clearly, its status does (for the
+  // whole batch); otherwise such a lead is unknown.
+  const byStatus = answer.withoutResults === 'batch';
+  const allUnknown = (where: string, problem: string): PartnerAnswer =>
+    byStatus
+      ? { kind: 'batch' }
+      : {
+          kind: 'per-lead',
+          results: sentLeads.map((lead) => ({ leadKey: lead.lead_key, outcome: 'unknown', reason: problem })),
+          unmatched: [],
+          problems: [{ where, problem }],
+        };
 
   const json = parseBody(body);
   if (json === NOT_JSON) return allUnknown(THE_BODY, 'the reply is not JSON');
-  if (json === undefined) {
-    return answer.withoutResults === 'batch'
-      ? { kind: 'batch' }
-      : allUnknown(THE_BODY, 'the reply has no body');
-  }
+  if (json === undefined) return allUnknown(THE_BODY, 'the reply has no body');
   if (!isRecord(json)) return allUnknown(THE_BODY, 'the reply is not a JSON object');
 
   const lists: { list: ResultList; entries: unknown[] }[] = [];
@@ -79,9 +87,7 @@ export function readPartnerAnswer(
   }
   if (lists.length === 0) {
     const names = answer.results.map((l) => l.path).join(', ');
-    return answer.withoutResults === 'batch'
-      ? { kind: 'batch' }
-      : allUnknown(THE_BODY, `the reply holds none of its result lists (${names})`);
+    return allUnknown(THE_BODY, `the reply holds none of its result lists (${names})`);
   }
 
   const claims: Claim[][] = sentLeads.map(() => []);
@@ -107,7 +113,7 @@ export function readPartnerAnswer(
     }
   }
 
-  const results = sentLeads.map((lead, index): LeadAnswer => {
+  const answered = sentLeads.map((lead, index): LeadAnswer => {
     const said = claims[index]!;
     if (said.length === 1) {
       return { leadKey: lead.lead_key, outcome: said[0]!.outcome, reason: said[0]!.reason };
@@ -127,6 +133,13 @@ export function readPartnerAnswer(
       reason: `the reply answers this lead ${said.length} times (${places})`,
     };
   });
+  // Under `withoutResults: "batch"` the status answers for a lead the lists leave unclear: the
+  // problems are still reported.
+  const results = byStatus
+    ? answered.map(
+        (r): LeadAnswer => (r.outcome === 'unknown' ? { ...r, outcome: 'accepted', reason: null } : r),
+      )
+    : answered;
   return { kind: 'per-lead', results, unmatched, problems };
 }
 
@@ -205,7 +218,7 @@ function outcomeOf(
   const reason = () => {
     if (list.reason === null) return null;
     const text = readPath(entry, list.reason);
-    return typeof text === 'string' ? cutReason(text) : null;
+    return typeof text === 'string' ? oneLine(text, MAX_ANSWER_REASON_CHARS) : null;
   };
   if ('outcome' in status) {
     return {
@@ -220,7 +233,7 @@ function outcomeOf(
       return { outcome, reason: outcome === 'accepted' ? null : reason(), problem: null };
     }
   }
-  const shown = value === undefined ? 'no status' : `the status ${cutReason(JSON.stringify(value), 60)}`;
+  const shown = value === undefined ? 'no status' : `the status ${oneLine(JSON.stringify(value), 60)}`;
   return {
     outcome: 'unknown',
     reason: `the reply gives ${shown}, which the profile does not know`,
@@ -233,7 +246,7 @@ function outcomeOf(
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
 
 /** A partner's text made safe to show: no control characters, one line, at most `max` characters. */
-function cutReason(text: string, max = MAX_REASON_CHARS): string {
+export function oneLine(text: string, max = MAX_REASON_CHARS): string {
   const line = text.replace(CONTROL, ' ').replace(/\s+/g, ' ').trim();
   const chars = Array.from(line);
   return chars.length <= max ? line : `${chars.slice(0, max - 1).join('')}…`;

@@ -4,7 +4,9 @@ export {
   type AnswerProblem,
   type LeadAnswer,
   type LeadAnswerOutcome,
+  MAX_ANSWER_REASON_CHARS,
   MAX_REASON_CHARS,
+  oneLine,
   type PartnerAnswer,
   readPartnerAnswer,
 } from './answer.js';

@@ -8,7 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   loadPartnerProfile,
+  MAX_ANSWER_REASON_CHARS,
   MAX_REASON_CHARS,
+  oneLine,
   type PartnerAnswer,
   type ProfileLead,
   parsePartnerProfile,
@@ -18,6 +20,11 @@ import {
 const PARTNERS = fileURLToPath(new URL('../../config/partners/', import.meta.url));
 const valhalla = loadPartnerProfile(join(PARTNERS, 'valhalla.json'));
 const crm = loadPartnerProfile(join(PARTNERS, 'crm-batch-contacts.json'));
+/** The product's contract read strictly: a lead the reply leaves unclear is unknown, not the status's. */
+const strict = parsePartnerProfile(
+  JSON.stringify({ ...valhalla, answer: { ...valhalla.answer, withoutResults: 'unknown' } }),
+  'valhalla-strict.json',
+);
 
 function sent(n: number, overrides: Partial<ProfileLead> = {}): ProfileLead[] {
   return Array.from({ length: n }, (_, i) => ({
@@ -89,6 +96,27 @@ describe("the product's own contract", () => {
     expect(readPartnerAnswer(valhalla, 202, json({ results: [] }), leads)).toEqual({ kind: 'batch' });
   });
 
+  it("the shipped profile reads as it always did: the 200 answers for a lead its results leave unclear (problems still reported), a body that is not JSON or not an object is the whole batch's", () => {
+    const body = json({
+      results: [
+        { idempotency_key: 'lk_0', status: 'duplicate' },
+        { idempotency_key: 'lk_1', status: 'queued' },
+        { idempotency_key: 'lk_9', status: 'accepted' },
+      ],
+    });
+    const answer = perLead(readPartnerAnswer(valhalla, 200, body, leads));
+    expect(answer.results).toEqual([
+      { leadKey: 'lk_0', outcome: 'duplicate', reason: null },
+      { leadKey: 'lk_1', outcome: 'accepted', reason: null },
+      { leadKey: 'lk_2', outcome: 'accepted', reason: null },
+    ]);
+    expect(answer.problems.map((p) => p.where)).toEqual(['results[1].status']);
+    expect(answer.unmatched.map((p) => p.where)).toEqual(['results[2]']);
+    for (const text of ['OK', '[1, 2]', '{"results": 3}', '']) {
+      expect(readPartnerAnswer(valhalla, 200, text, leads), text).toEqual({ kind: 'batch' });
+    }
+  });
+
   it('never accepts a lead the results leave out, and reports a result for a lead not sent', () => {
     const body = json({
       results: [
@@ -97,7 +125,7 @@ describe("the product's own contract", () => {
         { status: 'accepted' },
       ],
     });
-    const answer = perLead(readPartnerAnswer(valhalla, 200, body, leads));
+    const answer = perLead(readPartnerAnswer(strict, 200, body, leads));
     expect(answer.results.map((r) => r.outcome)).toEqual(['accepted', 'unknown', 'unknown']);
     expect(answer.results[1]?.reason).toBe('the reply does not mention this lead');
     expect(answer.unmatched).toEqual([
@@ -115,7 +143,7 @@ describe("the product's own contract", () => {
         { idempotency_key: 'lk_2', status: 'accepted' },
       ],
     });
-    const answer = perLead(readPartnerAnswer(valhalla, 200, body, leads));
+    const answer = perLead(readPartnerAnswer(strict, 200, body, leads));
     expect(answer.results).toEqual([
       {
         leadKey: 'lk_0',
@@ -216,9 +244,13 @@ describe('the CRM batch create', () => {
     const long = `line one\nline\ttwo ${'x'.repeat(500)}`;
     const body = new TextEncoder().encode(json({ errors: [crmError('VALIDATION_ERROR', long, 'lk_0')] }));
     const reason = perLead(readPartnerAnswer(crm, 207, body, leads.slice(0, 1))).results[0]?.reason ?? '';
-    expect(Array.from(reason)).toHaveLength(MAX_REASON_CHARS);
-    expect(reason.startsWith('line one line two xxx')).toBe(true);
-    expect(reason.endsWith('…')).toBe(true);
+    // Read whole (to be masked), on one line; cut to MAX_REASON_CHARS only after masking.
+    expect(reason).toBe(`line one line two ${'x'.repeat(500)}`);
+    const huge = json({ errors: [crmError('VALIDATION_ERROR', 'y'.repeat(5_000), 'lk_0')] });
+    const kept = perLead(readPartnerAnswer(crm, 207, huge, leads.slice(0, 1))).results[0]?.reason ?? '';
+    expect(Array.from(kept)).toHaveLength(MAX_ANSWER_REASON_CHARS);
+    expect(kept.endsWith('…')).toBe(true);
+    expect(Array.from(oneLine(reason))).toHaveLength(MAX_REASON_CHARS);
   });
 });
 
@@ -268,9 +300,9 @@ describe('results matched by position, or by a value a lead may lack', () => {
   it('a lead without the matched value, or sharing it, is unknown with the reason', () => {
     const byExternalId = parsePartnerProfile(
       JSON.stringify({
-        ...JSON.parse(JSON.stringify(valhalla)),
+        ...JSON.parse(JSON.stringify(strict)),
         answer: {
-          ...JSON.parse(JSON.stringify(valhalla.answer)),
+          ...JSON.parse(JSON.stringify(strict.answer)),
           results: [
             {
               ...JSON.parse(JSON.stringify(valhalla.answer.results![0])),
