@@ -46,9 +46,12 @@ const jsonPath = z
 
 /** RFC 7230 `token`: what a header field name may be. */
 const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Headers the HTTP client owns (framing, connection, host, body type, auth, cookies). */
+/** Headers the HTTP client owns (framing, connection, host, body type and encoding, what it accepts, auth, cookies). */
 const RESERVED_HEADERS = new Set([
+  'accept',
+  'accept-encoding',
   'authorization',
+  'content-encoding',
   'connection',
   'content-length',
   'content-type',

@@ -214,7 +214,11 @@ export async function eraseLead(app: PrivacyDeps, request: ErasureRequest): Prom
         now,
         ...(state !== lead.state
           ? { state, reason: `erased (was ${lead.state}) by ${actor}: ${reason}` }
-          : {}),
+          : // A reason kept with the state may quote the partner's text (`duplicate at partner: …`,
+            // `refused by the partner: …`): it goes with the lead's data.
+            lead.state_reason !== null
+            ? { reason: `erased by ${actor}: ${reason}` }
+            : {}),
       });
       erased.push({
         id: lead.id,

@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { leadKey, payloadSha256, toProfileLead } from '../../src/engine/index.js';
 import { readMode } from '../../src/guard/index.js';
 import { SHIPPED_PROFILES_DIR } from '../../src/partner/index.js';
+import { eraseLead } from '../../src/privacy/erasure.js';
 import { createDelivery, type Lead } from '../../src/store/index.js';
 import { backends, dropTestSchemas } from '../support/backends.js';
 import { closeLater, closeWorlds, emailOf, nameOf, type World, world } from '../support/live-world.js';
@@ -107,6 +108,15 @@ describe.each(list)('partner profiles, live against the sandbox, on $name', (bac
       expect(record.duplicates, tag).toBe(tag === 'c2' ? 1 : 0);
     }
     expect(byTag(after, 'c2').state_reason).toMatch(/^duplicate at partner/);
+    // Erased, the lead's reason goes with its data: it quoted the partner's text.
+    const erased = await eraseLead(w.app, { target: { id: byTag(after, 'c2').id }, reason: 'DSR-2026-0001' });
+    expect(erased.kind).toBe('erased');
+    const [c2] = await w.app.store.db
+      .selectFrom('leads')
+      .select(['state', 'state_reason'])
+      .where('id', '=', byTag(after, 'c2').id)
+      .execute();
+    expect(c2).toEqual({ state: 'exported', state_reason: 'erased by test-operator: DSR-2026-0001' });
     expect(byTag(after, 'c1').state_reason).toBeNull();
     // c5's own e-mail is masked out of its reason; c7's reason holds another lead's e-mail: withheld.
     const c5 = byTag(after, 'c5').state_reason!;

@@ -225,6 +225,14 @@ describe('a profile refused at load', () => {
       path: 'auth.header',
       problem: 'is a header the HTTP client sets itself (refused)',
     });
+    // The client sets Accept itself: a batch key (or an API key) there would be overwritten or misread.
+    for (const header of ['Accept', 'accept-encoding', 'Content-Encoding']) {
+      const accept = refusal(edited(VALHALLA, (j) => (j.idempotency.header = header)));
+      expect(accept.issues[0]).toEqual({
+        path: 'idempotency.header',
+        problem: 'is a header the HTTP client sets itself (refused)',
+      });
+    }
     const unknownKind = refusal(edited(CRM, (j) => (j.auth = { kind: 'basic' })));
     expect(unknownKind.issues[0]?.path).toBe('auth.kind');
   });
