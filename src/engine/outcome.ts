@@ -130,6 +130,19 @@ async function recordAnswer(
   const duplicates = named('duplicate');
   const refused = named('refused');
   const unknown = named('unknown');
+  // What the answer got wrong (results for leads never sent, a status the profile does not know, a
+  // lead answered twice): where, never what (the partner's text may echo lead data).
+  const problems = outcome.kind === 'accepted' ? (outcome.answerProblems ?? []) : [];
+  if (problems.length > 0) {
+    ctx.logger.warn(
+      {
+        delivery: delivery.id,
+        answerProblems: problems.length,
+        where: problems.slice(0, 10).map((p) => p.where),
+      },
+      'the partner answer held results the profile could not tie to a lead or read',
+    );
+  }
   await audit.append(trx, {
     actor: 'engine',
     action: 'batch.accepted',
@@ -142,6 +155,7 @@ async function recordAnswer(
       ...(duplicates.length > 0 ? { duplicates } : {}),
       ...(refused.length > 0 ? { refused } : {}),
       ...(unknown.length > 0 ? { unknown } : {}),
+      ...(problems.length > 0 ? { answerProblems: problems.length } : {}),
     },
   });
   await recordMove(trx, delivery.id, move, now);

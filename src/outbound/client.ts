@@ -228,9 +228,14 @@ class HttpPartnerClient implements PartnerClient {
     const verdict = classifyStatus(status);
     switch (verdict.kind) {
       case 'success': {
-        const answer = exchange.bodyTooLarge
-          ? readPartnerAnswer(this.#profile, status, null, batch.leads)
-          : readPartnerAnswer(this.#profile, status, exchange.body, batch.leads);
+        const answer = readPartnerAnswer(
+          this.#profile,
+          status,
+          exchange.bodyTooLarge
+            ? { unread: 'the reply is over the size cap: discarded unread' }
+            : exchange.body,
+          batch.leads,
+        );
         const perLead = answer.kind === 'per-lead';
         return {
           kind: 'accepted',

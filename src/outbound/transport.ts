@@ -223,6 +223,8 @@ export class Transport {
 
 /** Read a body up to `cap` bytes; null (body discarded, connection dropped) when it is bigger. */
 async function readCapped(response: Dispatcher.ResponseData, cap: number): Promise<Buffer | null> {
+  // Destroying the body makes it emit an AbortError: expected here, never an uncaught exception.
+  response.body.on('error', () => undefined);
   const declared = Number(response.headers['content-length']);
   if (Number.isFinite(declared) && declared > cap) {
     response.body.destroy();

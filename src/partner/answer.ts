@@ -55,7 +55,8 @@ const THE_BODY = '(the body)';
 export function readPartnerAnswer(
   profile: PartnerProfile,
   status: number,
-  body: string | Uint8Array | null,
+  /** The reply's body, or `{ unread }` when it was not read (why: over the size cap, say). */
+  body: string | Uint8Array | null | { unread: string },
   sentLeads: readonly ProfileLead[],
 ): PartnerAnswer {
   const { answer } = profile;
@@ -73,6 +74,7 @@ export function readPartnerAnswer(
           problems: [{ where, problem }],
         };
 
+  if (body !== null && typeof body === 'object' && 'unread' in body) return allUnknown(THE_BODY, body.unread);
   const json = parseBody(body);
   if (json === NOT_JSON) return allUnknown(THE_BODY, 'the reply is not JSON');
   if (json === undefined) return allUnknown(THE_BODY, 'the reply has no body');

@@ -357,6 +357,30 @@ describe('partner client under a profile of the operator’s own', () => {
     });
   });
 
+  it('a per-record answer over the size cap leaves every lead unknown, saying so', async () => {
+    const server = await startServer();
+    server.handle((seen, res) => {
+      if (seen.path === '/v1/ping') return json(res, 200, { ok: true });
+      json(res, 207, { items: [], padding: 'p'.repeat(4096) });
+    });
+    const partner = client(server, {
+      profile: acme,
+      tokenUrl: null,
+      apiKey: 'acme-key-0123456789',
+      maxResponseBytes: 1024,
+    });
+    const outcome = await partner.sendBatch(batch('acme-batch-3', 2));
+    const why = 'the reply is over the size cap: discarded unread';
+    expect(outcome).toMatchObject({
+      kind: 'accepted',
+      status: 207,
+      leads: [
+        { leadKey: 'lead-key-0', outcome: 'unknown', reason: why },
+        { leadKey: 'lead-key-1', outcome: 'unknown', reason: why },
+      ],
+    });
+  });
+
   it('a refused API key is an auth outcome that says a resend uses the same key; missing credentials are refused at creation', async () => {
     const server = await startServer();
     server.handle((_seen, res) => json(res, 401, { error: 'bad key' }));

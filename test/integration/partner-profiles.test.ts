@@ -230,6 +230,7 @@ describe.each(list)('partner profiles, live against the sandbox, on $name', (bac
                 ? { ...l, outcome: 'unknown' as const, reason: 'the reply does not mention this lead' }
                 : l,
             ),
+            answerProblems: [{ where: 'results[3]', problem: 'matches no lead sent in this batch' }],
           }
         : outcome;
     expect(await w.cycle()).toMatchObject({ accepted: 2, quarantined: 1 });
@@ -239,6 +240,9 @@ describe.each(list)('partner profiles, live against the sandbox, on $name', (bac
       "the partner's answer did not say what became of this lead (the reply does not mention this lead); it may hold it: check with the partner before releasing it",
     ]);
     expect(states.slice(1).map(([state]) => state)).toEqual(['exported', 'exported']);
+    // The answer's problems are counted in the chain (where, never the partner's text).
+    const [accepted] = await w.audit('batch.accepted');
+    expect(accepted!.details.answerProblems).toBe(1);
   });
 
   it('a profile that cannot write a lead (a required value it lacks) sets it aside before any batch: quarantined with the mapping and why, nothing sent', async () => {

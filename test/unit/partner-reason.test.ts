@@ -26,7 +26,9 @@ describe('maskPartnerReason', () => {
     );
     expect(maskPartnerReason('phone +44 (20) 7946-0958 is +442079460958', lead)).toBe('phone *** is ***');
     // Written in another form its digits do not match: it still looks like a phone number, so withheld.
-    expect(maskPartnerReason('phone 020 7946 0958 is invalid', lead)).toMatch(/^\(the partner's text withheld/);
+    expect(maskPartnerReason('phone 020 7946 0958 is invalid', lead)).toMatch(
+      /^\(the partner's text withheld/,
+    );
     expect(maskPartnerReason('jane: title Chief Data Officer not allowed for CRM-0042-7781', lead)).toBe(
       '***: title *** not allowed for ***',
     );
