@@ -2,6 +2,7 @@
 // installation's metrics.
 import { createMetrics } from '../monitor/index.js';
 import { listMaskedLeads, readRunState, readStatus } from '../views/index.js';
+import { declaredLeadAttributes } from './ingest-deps.js';
 import type { AppParts } from './parts.js';
 import type { App } from './types.js';
 
@@ -13,7 +14,10 @@ export function viewsPart(
   return {
     status: () => readStatus(views),
     listLeads: (listOptions) =>
-      listMaskedLeads({ store, pseudonymizer: parts.requirePseudonymizer() }, listOptions),
+      listMaskedLeads(
+        { store, pseudonymizer: parts.requirePseudonymizer(), attributes: declaredLeadAttributes(config) },
+        listOptions,
+      ),
     runState: () => readRunState(views),
     requestMonitor,
     metrics: (worker) => createMetrics({ store, config, clock, ...(worker ? { worker } : {}) }),

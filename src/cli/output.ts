@@ -56,3 +56,12 @@ export function formatTable(columns: string[], rows: (string | number | null)[][
     )
     .join('\n');
 }
+
+/** A lead's (masked) attributes on one line: `name=value` pairs, escaped (a value is text from a file). */
+export function formatAttributes(
+  attributes: Readonly<Record<string, string | number | boolean | null>>,
+): string {
+  return Object.entries(attributes)
+    .map(([name, value]) => `${escapeText(name)}=${value === null ? '' : escapeText(String(value))}`)
+    .join(' ');
+}

@@ -81,9 +81,18 @@ const WITHHELD = "(the partner's text withheld: it looked like it held an e-mail
  * withheld when it still holds what looks like contact data (another lead's, a changed spelling).
  */
 export function maskPartnerReason(reason: string, lead: ProfileLead): string {
+  // The lead's own contact data first: what is left that still looks like contact data is someone
+  // else's (or the same written otherwise), and withholds the text.
+  let text = reason;
+  for (const value of [lead.email, lead.phone]) {
+    if (typeof value === 'string' && value.trim().length >= 2)
+      text = replaceAllInsensitive(text, value.trim(), MASK);
+  }
+  // A phone may come back in another format: its digits alone.
+  const digits = lead.phone?.replace(/\D/g, '') ?? '';
+  if (digits.length >= 7) text = text.replace(digitRun(digits), MASK);
+  if (findContactData(text) !== null) return WITHHELD;
   const values = [
-    lead.email,
-    lead.phone,
     lead.company,
     lead.external_id,
     lead.name,
@@ -93,12 +102,8 @@ export function maskPartnerReason(reason: string, lead: ProfileLead): string {
     .filter((v): v is string => typeof v === 'string' && v.trim().length >= 2)
     // Longest first: a whole name before its parts.
     .sort((a, b) => b.length - a.length);
-  let text = reason;
   for (const value of values) text = replaceAllInsensitive(text, value.trim(), MASK);
-  // A phone may come back in another format: its digits alone.
-  const digits = lead.phone?.replace(/\D/g, '') ?? '';
-  if (digits.length >= 7) text = text.replace(digitRun(digits), MASK);
-  return findContactData(text) === null ? text : WITHHELD;
+  return text;
 }
 
 function replaceAllInsensitive(text: string, value: string, by: string): string {

@@ -37,15 +37,23 @@ export function toProfileLead(lead: Lead): ProfileLead {
     score: lead.score,
     source_ts: lead.source_ts,
     value: lead.value,
-    // The store keeps no extra columns yet: every attribute a profile declares reads null.
-    attributes: {},
+    // The extra columns kept at ingest; a lead with none reads null for every attribute declared.
+    attributes: lead.attributes ?? {},
   };
 }
 
-/** The hash of what a batch key stands for: its leads as sent, in id order (the order they are sent in). */
+/**
+ * The hash of what a batch key stands for: its leads as sent, in id order (the order they are sent in),
+ * their attributes with them when they have any (a lead without keeps the hash it always had).
+ */
 export function payloadSha256(batchKey: string, leads: Lead[]): string {
   const inSendOrder = [...leads].sort((a, b) => a.id - b.id);
+  const hashed = inSendOrder.map((lead) =>
+    lead.attributes && Object.keys(lead.attributes).length > 0
+      ? { ...toPartnerLead(lead), attributes: lead.attributes }
+      : toPartnerLead(lead),
+  );
   return createHash('sha256')
-    .update(canonicalJson({ batch: batchKey, leads: inSendOrder.map(toPartnerLead) }))
+    .update(canonicalJson({ batch: batchKey, leads: hashed }))
     .digest('hex');
 }

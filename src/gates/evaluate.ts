@@ -375,7 +375,12 @@ function partnerRunProblem(
   }
   const d = entry.details as {
     passed?: boolean;
-    partner?: { url?: string | null; tokenUrl?: string | null; caFingerprints?: string[] | null };
+    partner?: {
+      url?: string | null;
+      tokenUrl?: string | null;
+      caFingerprints?: string[] | null;
+      profile?: { name: string; sha256: string };
+    };
     scenarios?: { name: string; passed: boolean }[];
   };
   const ranAgainst = {
@@ -388,6 +393,17 @@ function partnerRunProblem(
     tokenUrl: running.partner.tokenUrl,
     caFingerprints: running.partner.caFingerprints,
   };
+  // Spoken to under another profile (other paths, auth, mapping or answer reading): it does not count.
+  const ranWith = d.partner?.profile ?? null;
+  const profile = running.partner.profile ?? null;
+  if (
+    canonicalJson(ranAgainst) === canonicalJson(partner) &&
+    canonicalJson(ranWith) !== canonicalJson(profile)
+  ) {
+    const named = (p: { name: string; sha256: string } | null) =>
+      p === null ? 'none' : `${p.name} (sha256 ${p.sha256.slice(0, 12)}…)`;
+    return `the last conformance run against the configured partner spoke partner profile ${named(ranWith)}, not the manifest's ${named(profile)}: ${fix}`;
+  }
   if (canonicalJson(ranAgainst) !== canonicalJson(partner)) {
     return `the last conformance run against a configured partner ran against ${ranAgainst.url ?? 'none'} (CA ${ranAgainst.caFingerprints === null ? 'the system’s' : ranAgainst.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}), not the manifest's ${partner.url ?? 'none'} (CA ${partner.caFingerprints === null ? 'the system’s' : partner.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}): ${fix}`;
   }

@@ -3,10 +3,15 @@ import { IngestFileError } from './errors.js';
 import { LEAD_FIELDS, REQUIRED_FIELDS } from './lead-schema.js';
 import { MAX_RECORD_BYTES, type SourceRow } from './source-row.js';
 
+/**
+ * The rows of a CSV text: the lead's columns, and the `kept` ones (the declared attributes), by their
+ * header name (trimmed, lower-cased); every other column is named in `ignored`.
+ */
 export async function* csvRows(
   text: AsyncIterable<string>,
   name: string,
   ignored: string[],
+  kept: readonly string[] = [],
 ): AsyncGenerator<SourceRow> {
   let header: string[] | null = null;
   let columnIndex: Array<[string, number]> = [];
@@ -36,10 +41,11 @@ export async function* csvRows(
           `the header (line ${record.line}) repeats the column ${duplicates[0]}`,
         );
       }
-      columnIndex = LEAD_FIELDS.flatMap((f) =>
+      const read = new Set<string>([...LEAD_FIELDS, ...kept]);
+      columnIndex = [...read].flatMap((f) =>
         header!.includes(f) ? [[f, header!.indexOf(f)] as [string, number]] : [],
       );
-      ignored.push(...header.filter((h) => !(LEAD_FIELDS as readonly string[]).includes(h)));
+      ignored.push(...header.filter((h) => !read.has(h)));
       continue;
     }
     if ('broken' in record) {

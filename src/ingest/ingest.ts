@@ -97,6 +97,7 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     ...(options.format ? { format: options.format } : {}),
     ...(options.stdin ? { stdin: options.stdin } : {}),
     ...(options.jsonArray ? { jsonArray: true } : {}),
+    keptColumns: (deps.attributes ?? []).map((a) => a.name),
     onChunk: (chunk) => hash.update(chunk),
   });
   const sourceName =

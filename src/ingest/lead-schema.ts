@@ -27,7 +27,8 @@ export interface NormalisedLead {
 }
 
 export interface FieldProblem {
-  field: LeadField | 'row';
+  /** The lead's field, a declared attribute's name (attributes.ts), or the row as a whole. */
+  field: LeadField | 'row' | (string & {});
   /** Never contains the value itself: reasons are logged and audited, values may be PII. */
   message: string;
 }

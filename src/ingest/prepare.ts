@@ -1,6 +1,7 @@
 /** A row made ready to commit: a lead with its keys and starting state, or the problems that reject it. */
 import { initialLeadState, isSyntheticExternalId, SYNTHETIC_ID_PREFIX } from '../policy/index.js';
 import type { NewLead } from '../store/index.js';
+import { readAttributes } from './attributes.js';
 import { type FieldProblem, validateLead } from './lead-schema.js';
 import type { IngestDeps } from './run.js';
 import type { SourceRow } from './source-row.js';
@@ -14,7 +15,12 @@ export function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now:
   if ('unreadable' in row)
     return { kind: 'rejected', line: row.line, problems: [{ field: 'row', message: row.unreadable }] };
   const result = validateLead(row.fields, { now, requireExternalId: deps.dedupKey === 'external_id' });
-  if (!result.ok) return { kind: 'rejected', line: row.line, problems: result.problems };
+  // Read even when the lead's own fields failed: every problem of the row is reported at once.
+  const attributes = readAttributes(row.fields, deps.attributes ?? []);
+  if (!result.ok || !attributes.ok) {
+    const problems = [...(result.ok ? [] : result.problems), ...(attributes.ok ? [] : attributes.problems)];
+    return { kind: 'rejected', line: row.line, problems };
+  }
   const lead = result.lead;
   // Marked at birth by its external id (the reserved prefix, or the former generator's ids); the mark is stored with the lead.
   const synthetic = isSyntheticExternalId(lead.externalId);
@@ -62,6 +68,7 @@ export function prepareRow(deps: IngestDeps, runId: number, row: SourceRow, now:
       run_id: runId,
       source_line: row.line,
       synthetic: synthetic ? 1 : 0,
+      attributes: attributes.attributes,
     },
   };
 }

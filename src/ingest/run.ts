@@ -3,6 +3,7 @@ import type { AuditLog } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
 import type { DedupKeyKind } from '../config/index.js';
 import type { Logger } from '../log/index.js';
+import type { ProfileAttribute } from '../partner/index.js';
 import type { Pseudonymizer } from '../pii/index.js';
 import type { EligibilityRules } from '../policy/index.js';
 import type { Store } from '../store/index.js';
@@ -21,6 +22,11 @@ export interface IngestDeps {
   rejectsDir: string;
   /** VALHALLA_REAL_DATA_INGEST=1: real data only, a synthetic lead is rejected (README). */
   realDataOnly?: boolean;
+  /**
+   * The extra columns kept as the lead's attributes (the partner profile's `attributes`), typed and
+   * checked; a column none names is reported in `ignoredColumns`. None by default.
+   */
+  attributes?: readonly ProfileAttribute[];
 }
 
 export interface IngestSummary {

@@ -34,6 +34,8 @@ export interface SourceInput {
    * element: a whole-body `JSON.parse` of 10 MB of `{}` builds millions of objects at once.
    */
   jsonArray?: boolean;
+  /** CSV columns read besides the lead's own (the declared attributes), not reported as ignored. */
+  keptColumns?: readonly string[];
 }
 
 const FORMAT_BY_EXTENSION: Record<string, SourceFormat> = {
@@ -107,7 +109,7 @@ export async function openSource(input: SourceInput): Promise<OpenedSource> {
   const rows = input.jsonArray
     ? jsonArrayRows(text, name)
     : format === 'csv'
-      ? csvRows(text, name, ignored)
+      ? csvRows(text, name, ignored, input.keptColumns ?? [])
       : jsonlRows(text);
   return { name, format, size, rows, bytesRead: () => bytes, ignoredColumns: () => ignored };
 }

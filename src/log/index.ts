@@ -10,7 +10,7 @@ export type { Logger } from 'pino';
  * Lead fields that must never reach a log line. pino replaces them wherever they appear at the top
  * level or one level down (`{ lead: { email } }`); code logs pseudonyms and ids, never leads.
  */
-const PII_FIELDS = ['email', 'phone', 'name', 'company', 'record', 'row', 'raw'];
+const PII_FIELDS = ['email', 'phone', 'name', 'company', 'attributes', 'record', 'row', 'raw'];
 export const REDACT_PATHS = PII_FIELDS.flatMap((field) => [field, `*.${field}`]);
 
 export interface LoggerOptions {

@@ -145,13 +145,19 @@ class HttpPartnerClient implements PartnerClient {
   }
 
   async health(signal?: AbortSignal): Promise<HealthResult> {
-    const exchange = await this.#transport.exchange({
-      method: 'GET',
-      url: this.#endpoints.health,
-      headers: { accept: 'application/json' },
-      readBody: false,
-      signal,
-    });
+    // A static credential goes with the health check too (a partner may guard every path with it);
+    // an OAuth2 token is not fetched for it: the check must also tell a partner down from a token refused.
+    const auth = this.#auth;
+    const exchange = await this.#transport.exchange(
+      {
+        method: 'GET',
+        url: this.#endpoints.health,
+        headers: { accept: 'application/json' },
+        readBody: false,
+        signal,
+      },
+      auth.kind === 'static' ? () => ({ [auth.header]: auth.value }) : undefined,
+    );
     if (exchange.kind === 'failure') {
       const { code, ms } = exchange;
       const error = networkMessage('health check', exchange, this.#endpoints.health, this.#timeoutMs);

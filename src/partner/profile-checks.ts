@@ -85,12 +85,29 @@ function checkEndpoints(profile: PartnerProfile): ProfileProblem[] {
   return problems;
 }
 
+/**
+ * Names an attribute may not take: a lead's own columns in a lead file, and the names a mapping reads
+ * them by. Such an attribute would keep a copy of a lead field, and one declared not personal would
+ * show it unmasked.
+ */
+const LEAD_COLUMN_NAMES: ReadonlySet<string> = new Set([
+  ...PROFILE_LEAD_FIELDS,
+  'source_timestamp',
+  'lead_key',
+]);
+
 function checkFields(profile: PartnerProfile): ProfileProblem[] {
   const problems: ProfileProblem[] = [];
   const attributes = new Map<string, ProfileAttribute>();
   for (const [i, attribute] of (profile.attributes ?? []).entries()) {
     if (attributes.has(attribute.name)) {
       problems.push({ path: ['attributes', i, 'name'], message: `"${attribute.name}" is declared twice` });
+    }
+    if (LEAD_COLUMN_NAMES.has(attribute.name)) {
+      problems.push({
+        path: ['attributes', i, 'name'],
+        message: `"${attribute.name}" is a lead's own field, not an extra column`,
+      });
     }
     attributes.set(attribute.name, attribute);
     if (attribute.maxLength !== undefined && attribute.type !== 'string') {

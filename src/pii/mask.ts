@@ -39,3 +39,28 @@ export function maskExternalId(externalId: string | null | undefined): string {
   if (chars.length < 8) return '***';
   return `***${chars.slice(-4).join('')}`;
 }
+
+/** What a masked attribute shows: nothing of its value (an attribute may be a single word or a number). */
+export const MASKED_ATTRIBUTE = '***';
+
+type AttributeValue = string | number | boolean | null;
+
+/**
+ * A lead's attributes for display, in their stored order: an attribute declared as not personal data
+ * (`pii: false`) shows as it is; every other one is masked, personal data or of a class no longer known
+ * (stored under a profile that declared it, read under one that does not). A null stays null.
+ */
+export function maskAttributes(
+  attributes: Readonly<Record<string, AttributeValue>> | null,
+  declared: readonly { readonly name: string; readonly pii: boolean }[],
+): Record<string, AttributeValue> {
+  if (attributes === null) return {};
+  const notPersonal = new Set(declared.filter((a) => !a.pii).map((a) => a.name));
+  // fromEntries defines own members: a stored `__proto__` key stays a key, never the prototype.
+  return Object.fromEntries(
+    Object.entries(attributes).map(([name, value]) => [
+      name,
+      value === null || notPersonal.has(name) ? value : MASKED_ATTRIBUTE,
+    ]),
+  );
+}

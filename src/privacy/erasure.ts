@@ -66,7 +66,7 @@ export interface ErasedLead {
   stateBefore: LeadState;
   state: LeadState;
   /** The columns that held data and were overwritten now (none when already erased). */
-  fields: LeadPiiField[];
+  fields: (LeadPiiField | 'attributes')[];
   partner: PartnerNotice;
 }
 
@@ -184,7 +184,11 @@ export async function eraseLead(app: PrivacyDeps, request: ErasureRequest): Prom
       // archived; one in an end state keeps it (exported stays exported: it was).
       const state: LeadState =
         lead.state === 'pending' || lead.state === 'quarantined' ? 'archived' : lead.state;
-      const fields = LEAD_PII_FIELDS.filter((f) => lead[f] !== null && lead[f] !== ERASED_MARKER);
+      // Its attributes go with the rest, personal data or not: `eraseLeadData` sets the column null.
+      const fields: ErasedLead['fields'] = [
+        ...LEAD_PII_FIELDS.filter((f) => lead[f] !== null && lead[f] !== ERASED_MARKER),
+        ...(lead.attributes !== null ? (['attributes'] as const) : []),
+      ];
       await audit.append(trx, {
         actor,
         action: 'lead.erased',

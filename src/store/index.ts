@@ -182,6 +182,7 @@ export type {
   Heartbeat,
   IngestRun,
   Lead,
+  LeadAttributes,
   ModeAck,
   NewLead,
   RequestClass,

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import type { LeadState } from '../policy/index.js';
 import type { Dialect } from './dialect.js';
 import type { Executor, Store, StoreTransaction } from './executor.js';
-import type { DeliveryState, Lead, NewLead } from './schema.js';
+import type { DeliveryState, Lead, LeadAttributes, NewLead } from './schema.js';
 
 /** Columns per row of a multi-row insert; keeps each statement under both backends' parameter limits. */
 const INSERT_ROWS_PER_STATEMENT = 250;
@@ -50,11 +50,48 @@ export function keyHex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
-/** A stored lead as the product reads it: its dedup key in hex. */
-export function leadFromRow<T extends { dedup_key: Uint8Array }>(
+/** A row read from `leads` as the product reads it: see `leadFromRow`. */
+export type LeadFromRow<T extends { dedup_key: Uint8Array }> = Omit<T, 'dedup_key' | 'attributes'> & {
+  dedup_key: string;
+} & (T extends { attributes: string | null } ? { attributes: LeadAttributes | null } : unknown);
+
+/** A stored lead as the product reads it: its dedup key in hex, its attributes (when selected) parsed. */
+export function leadFromRow<T extends { dedup_key: Uint8Array; attributes?: string | null }>(
   row: T,
-): Omit<T, 'dedup_key'> & { dedup_key: string } {
-  return { ...row, dedup_key: keyHex(row.dedup_key) };
+): LeadFromRow<T> {
+  const read: Record<string, unknown> = { ...row, dedup_key: keyHex(row.dedup_key) };
+  if ('attributes' in row) read.attributes = parseAttributes(row.attributes ?? null);
+  return read as LeadFromRow<T>;
+}
+
+/** A lead's attributes as `leads.attributes` holds them: null when it has none (no JSON written). */
+export function attributesColumn(attributes: LeadAttributes | null | undefined): string | null {
+  return attributes === null || attributes === undefined ? null : JSON.stringify(attributes);
+}
+
+/**
+ * `leads.attributes` read back: a JSON object whose values are strings, finite numbers, booleans or
+ * null. Anything else (a hand edit, a broken write) reads as null, as a lead with no attributes: one
+ * bad row must not stop a list, a cycle or an erasure.
+ */
+export function parseAttributes(stored: string | null): LeadAttributes | null {
+  if (stored === null) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stored);
+  } catch {
+    return null;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return null;
+  for (const value of Object.values(parsed)) {
+    const plain =
+      value === null ||
+      typeof value === 'string' ||
+      typeof value === 'boolean' ||
+      (typeof value === 'number' && Number.isFinite(value));
+    if (!plain) return null;
+  }
+  return Object.freeze(parsed as LeadAttributes);
 }
 
 /** The identity keys a new lead holds: its e-mail's, and its external id's when it has one. */
@@ -111,6 +148,7 @@ export async function insertNewLeads(
           dedup_key: keyBytes(lead.dedup_key),
           // Written out: in a multi-row insert SQLite fills a column missing from one row with NULL, not its default.
           synthetic: lead.synthetic ?? 0,
+          attributes: attributesColumn(lead.attributes),
         })),
       )
       .returning(['id', 'dedup_key'])
@@ -147,6 +185,7 @@ const NEW_LEAD_COLUMNS = [
   'run_id',
   'source_line',
   'synthetic',
+  'attributes',
 ] as const satisfies readonly (keyof NewLead)[];
 
 /**
@@ -162,6 +201,7 @@ const everyColumn: [MissingColumns] extends [never] ? true : MissingColumns = tr
 void everyColumn;
 
 const SYNTHETIC_COLUMN = NEW_LEAD_COLUMNS.indexOf('synthetic');
+const ATTRIBUTES_COLUMN = NEW_LEAD_COLUMNS.indexOf('attributes');
 
 /** The prepared statements of a SQLite connection's lead inserts, made once: an ingest runs them a million times. */
 interface PreparedInserts {
@@ -212,6 +252,8 @@ export async function insertNewLeadsInBulk(
     values[0] = keyBytes(row.dedup_key);
     // The one column with a default (0011): left out, it takes it, as the PostgreSQL path's insert does.
     values[SYNTHETIC_COLUMN] = row.synthetic ?? 0;
+    // A lead without attributes writes NULL: no JSON made, none stored.
+    values[ATTRIBUTES_COLUMN] = attributesColumn(row.attributes);
     const id = Number(prepared.lead.run(values).lastInsertRowid);
     prepared.identity.run(emailKey, id);
     if (externalIdKey !== null) prepared.identity.run(externalIdKey, id);
@@ -318,7 +360,7 @@ export async function exportedLeadsPerMinute(
 /** What an erased lead holds in its required text columns; the nullable ones become null. */
 export const ERASED_MARKER = '(erased)';
 
-/** The columns that hold a person's data; erasure overwrites every one of them. */
+/** The columns that hold a person's data; erasure overwrites every one of them (and `attributes`). */
 export const LEAD_PII_FIELDS = ['name', 'email', 'phone', 'company', 'external_id'] as const;
 export type LeadPiiField = (typeof LEAD_PII_FIELDS)[number];
 
@@ -341,6 +383,8 @@ function erasedColumns(now: number) {
     phone: null,
     company: null,
     external_id: null,
+    // Every attribute, personal data or not: the lead keeps none of the person's extra columns.
+    attributes: null,
     erased_at: sql<number>`coalesce(erased_at, ${now})`,
   };
 }

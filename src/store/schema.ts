@@ -1,5 +1,9 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { AttributeValue } from '../partner/index.js';
 import type { LeadState } from '../policy/index.js';
+
+/** A lead's extra columns kept at ingest, by the name the partner profile declares (0016). */
+export type LeadAttributes = Readonly<Record<string, AttributeValue>>;
 
 /** Times are milliseconds since the Unix epoch, stored as integers on both backends. */
 export interface LeadsTable {
@@ -31,6 +35,11 @@ export interface LeadsTable {
   erased_at: ColumnType<number | null, number | null | undefined, number | null>;
   /** 1: a synthetic lead (its external id has the reserved prefix); never sent live (0011). */
   synthetic: ColumnType<number, number | undefined, number>;
+  /**
+   * The lead's attributes as a JSON object (0016), null when it has none; read as `Lead.attributes`.
+   * Set to null by an erasure, with the rest of the person's data.
+   */
+  attributes: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /**
@@ -334,16 +343,23 @@ export interface Database {
 
 /** A lead as stored: its dedup key as bytes. */
 export type LeadRow = Selectable<LeadsTable>;
-/** A lead as the rest of the product reads it: its dedup key as 32 hex digits. */
-export type Lead = Omit<LeadRow, 'dedup_key'> & { dedup_key: string };
+/**
+ * A lead as the rest of the product reads it: its dedup key as 32 hex digits, its attributes parsed
+ * (null when it has none, or when what is stored is not a JSON object of plain values).
+ */
+export type Lead = Omit<LeadRow, 'dedup_key' | 'attributes'> & {
+  dedup_key: string;
+  attributes: LeadAttributes | null;
+};
 /**
  * A lead to insert, with the keys of its identities (32 hex digits each): its e-mail's, and its
- * external id's when it has one. The dedup key is one of the two.
+ * external id's when it has one. The dedup key is one of the two. No attributes: stored as null.
  */
-export type NewLead = Omit<Insertable<LeadsTable>, 'dedup_key'> & {
+export type NewLead = Omit<Insertable<LeadsTable>, 'dedup_key' | 'attributes'> & {
   dedup_key: string;
   email_key: string;
   external_id_key: string | null;
+  attributes?: LeadAttributes | null;
 };
 export type IngestRun = Selectable<IngestRunsTable>;
 export type AuditRow = Selectable<AuditLogTable>;

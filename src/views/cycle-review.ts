@@ -1,11 +1,15 @@
+import type { Config } from '../config/index.js';
 import { type OperatorActions, OperatorError } from '../engine/index.js';
-import { maskEmail, maskName, type Pseudonymizer } from '../pii/index.js';
+import type { AttributeValue } from '../partner/index.js';
+import { maskAttributes, maskEmail, maskName, type Pseudonymizer } from '../pii/index.js';
 import { deliveryLeads, lastLiveCycle, liveDeliveriesOfCycle, type Store } from '../store/index.js';
 import type { RunState } from './run-state.js';
 
 /** What the review reads and the confirmation does, of an open installation (an opened app is one). */
 export interface CycleReviewDeps {
   readonly store: Store;
+  /** The partner profile in force: which of a lead's attributes are not personal data. */
+  readonly config: Config;
   runState(): Promise<RunState>;
   pseudonymizer(): Pseudonymizer;
   operatorActions(actor?: string): OperatorActions;
@@ -18,6 +22,8 @@ export interface ReviewedLead {
   name: string;
   email: string;
   score: number;
+  /** Its attributes: personal ones (and any the profile does not declare) masked; none once erased. */
+  attributes: Record<string, AttributeValue>;
   /** Where it ended: exported (accepted by the partner), quarantined (refused), in flight… */
   state: string;
   reason: string | null;
@@ -80,6 +86,7 @@ export async function reviewCycle(app: CycleReviewDeps): Promise<CycleReview> {
   }
   const batches = await liveDeliveriesOfCycle(store.db, last.id);
   const pseudonymizer = app.pseudonymizer();
+  const declared = app.config.partner.profile.profile.attributes ?? [];
   return {
     kind: 'awaiting',
     cycle: {
@@ -102,6 +109,7 @@ export async function reviewCycle(app: CycleReviewDeps): Promise<CycleReview> {
           name: l.erased_at === null ? maskName(l.name) : '(erased)',
           email: l.erased_at === null ? maskEmail(l.email) : '(erased)',
           score: l.score,
+          attributes: maskAttributes(l.erased_at === null ? l.attributes : null, declared),
           state: l.state,
           reason: l.state_reason,
         })),

@@ -1,4 +1,12 @@
-import { maskCompany, maskEmail, maskName, maskPhone, type Pseudonymizer } from '../pii/index.js';
+import type { AttributeValue, ProfileAttribute } from '../partner/index.js';
+import {
+  maskAttributes,
+  maskCompany,
+  maskEmail,
+  maskName,
+  maskPhone,
+  type Pseudonymizer,
+} from '../pii/index.js';
 import type { LeadState } from '../policy/index.js';
 import { ERASED_MARKER, listLeads, type Store } from '../store/index.js';
 
@@ -15,6 +23,11 @@ export interface MaskedLead {
   value: number | null;
   state: LeadState;
   reason: string | null;
+  /**
+   * The lead's attributes: as they are when the profile declares them not personal, masked otherwise
+   * (personal, or no longer declared); none when the lead has none or was erased.
+   */
+  attributes: Record<string, AttributeValue>;
   /** The person's data was erased (`leads erase`, `archive`): name and e-mail read `(erased)`. */
   erased: boolean;
   erasedAt: string | null;
@@ -22,10 +35,15 @@ export interface MaskedLead {
 
 /** A page of leads, newest first, masked; erased ones read `(erased)`. */
 export async function listMaskedLeads(
-  deps: { store: Store; pseudonymizer: Pseudonymizer },
+  deps: {
+    store: Store;
+    pseudonymizer: Pseudonymizer;
+    /** The attributes the partner profile declares: which are not personal data, and show as they are. */
+    attributes: readonly ProfileAttribute[];
+  },
   options: { state?: LeadState; limit: number; beforeId?: number },
 ): Promise<MaskedLead[]> {
-  const { store, pseudonymizer } = deps;
+  const { store, pseudonymizer, attributes } = deps;
   const rows = await listLeads(store.db, options);
   return rows.map((lead) => ({
     id: lead.id,
@@ -43,6 +61,7 @@ export async function listMaskedLeads(
     value: lead.value,
     state: lead.state,
     reason: lead.state_reason,
+    attributes: lead.erased_at === null ? maskAttributes(lead.attributes, attributes) : {},
     erased: lead.erased_at !== null,
     erasedAt: lead.erased_at === null ? null : new Date(lead.erased_at).toISOString(),
   }));

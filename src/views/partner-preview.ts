@@ -9,12 +9,14 @@ import { readMode } from '../guard/index.js';
 import { urlBelow } from '../outbound/index.js';
 import {
   buildPartnerRequest,
+  type FieldMapping,
   type PartnerProfile,
   type ProfileLead,
   profileSha256,
   type RequestProblem,
 } from '../partner/index.js';
 import {
+  maskAttributes,
   maskCompany,
   maskEmail,
   maskExternalId,
@@ -152,8 +154,8 @@ export async function previewPartnerRequest(
     const real = toProfileLead(lead);
     if (!masked) return real;
     // Masked before the request is built: the real values never enter the body. A null stays null,
-    // so required and ifNull act as they would on the real lead. (No lead carries attributes yet:
-    // a profile's personal ones get masked here when the store keeps them.)
+    // so required and ifNull act as they would on the real lead. An attribute the profile declares
+    // not personal shows as it is; a personal one (or one it does not declare) is masked.
     return {
       ...real,
       external_id: real.external_id === null ? null : maskExternalId(real.external_id),
@@ -161,8 +163,11 @@ export async function previewPartnerRequest(
       email: maskEmail(real.email),
       phone: real.phone === null ? null : maskPhone(real.phone),
       company: real.company === null ? null : maskCompany(real.company),
+      attributes: maskAttributes(lead.attributes, profile.attributes ?? []),
     };
   };
+  // A masked personal attribute is text whatever its declared type: the masked request writes it as such.
+  const writing = masked ? withPersonalAttributesAsText(profile) : profile;
 
   const pseudonymOf = new Map(picked.leads.map((l) => [l.id, pseudonymizer.pseudonym(l.dedup_key)]));
   const problems: PreviewProblem[] = [];
@@ -171,7 +176,7 @@ export async function previewPartnerRequest(
     const item = asProfileLead(lead);
     // Each lead alone first: a lead the profile cannot write is named and set aside, as the caller
     // of buildPartnerRequest must, and the others are still previewed.
-    const alone = buildPartnerRequest(profile, [item], PREVIEW_BATCH_KEY);
+    const alone = buildPartnerRequest(writing, [item], PREVIEW_BATCH_KEY);
     if (alone.ok) writable.push({ lead, item });
     else {
       for (const p of alone.problems) problems.push(leadProblem(lead, pseudonymOf.get(lead.id) ?? null, p));
@@ -191,7 +196,7 @@ export async function previewPartnerRequest(
   let request: PreviewRequest | null = null;
   if (inBody.length > 0) {
     const built = buildPartnerRequest(
-      profile,
+      writing,
       inBody.map((w) => w.item),
       PREVIEW_BATCH_KEY,
     );
@@ -233,6 +238,29 @@ export async function previewPartnerRequest(
 
 function leadProblem(lead: Lead, pseudonym: string | null, p: RequestProblem): PreviewProblem {
   return { leadId: lead.id, pseudonym, where: p.where, problem: p.problem };
+}
+
+/**
+ * The profile a masked preview writes with: each personal attribute declared as text without a length
+ * limit, and each mapping that reads one writing text, so the masked value (`***`) takes its place
+ * whatever the attribute's type. Everything else as the profile says; the profile's hash is the real one's.
+ */
+function withPersonalAttributesAsText(profile: PartnerProfile): PartnerProfile {
+  const personal = new Set((profile.attributes ?? []).filter((a) => a.pii).map((a) => a.name));
+  if (personal.size === 0) return profile;
+  const readsPersonal = (from: FieldMapping['from']) =>
+    typeof from === 'string' &&
+    from.startsWith('attributes.') &&
+    personal.has(from.slice('attributes.'.length));
+  return {
+    ...profile,
+    attributes: (profile.attributes ?? []).map((a) => {
+      if (!a.pii) return a;
+      const { maxLength: _unlimited, ...text } = a;
+      return { ...text, type: 'string' as const };
+    }),
+    fields: profile.fields.map((f) => (readsPersonal(f.from) ? { ...f, type: 'string' as const } : f)),
+  };
 }
 
 /** The auth header as the client would add it: where its value comes from, never the value. */

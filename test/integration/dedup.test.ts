@@ -354,6 +354,7 @@ describe.each(list)(
         .insertInto('leads')
         .values({
           ...copy,
+          attributes: null,
           external_id: 'X-4',
           dedup_key: keyBytes(keys.dedupKey('external_id', 'X-4')),
           source_line: 9_999,
@@ -406,6 +407,9 @@ describe.each(list)(
       }
       await sql`drop table lead_state_counts`.execute(db);
       await sql`delete from valhalla_migration where name = '0015-lead-identities'`.execute(db);
+      // Nor the leads' attributes (0016), which came after it.
+      await sql`delete from valhalla_migration where name = '0016-lead-attributes'`.execute(db);
+      await sql`alter table leads drop column attributes`.execute(db);
       const entriesBefore = await db.selectFrom('audit_log').select('seq').execute();
 
       // The first command after the upgrade: its rule (the default) is the installation's now.

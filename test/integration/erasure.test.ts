@@ -272,6 +272,66 @@ describe.each(list)('erasure on $name', (backend) => {
     expect((await w.app.audit.verify()).ok).toBe(true);
   });
 
+  it("erase clears the lead's attributes (every one, personal or not) in the erasure's own statement; nobody else's", async () => {
+    const w = await world(backend);
+    await ingest(w, [{ tag: 'ada' }, { tag: 'bo' }]);
+    const ada = await leadRow(w, 'ada');
+    const bo = await leadRow(w, 'bo');
+    const attributesOf = (tag: string) =>
+      JSON.stringify({ title: `Attribute-Title ${tag.toUpperCase()}dottir`, country: 'IS', seats: 7 });
+    for (const [lead, tag] of [
+      [ada, 'ada'],
+      [bo, 'bo'],
+    ] as const) {
+      await w.app.store.db
+        .updateTable('leads')
+        .set({ attributes: attributesOf(tag) })
+        .where('id', '=', lead.id)
+        .execute();
+    }
+    const result = expectErased(await eraseLead(w.app, { target: { id: ada.id }, reason: 'DSR-1002' }));
+    expect(result.leads[0]?.fields).toEqual([
+      'name',
+      'email',
+      'phone',
+      'company',
+      'external_id',
+      'attributes',
+    ]);
+    const raw = async (id: number) =>
+      (
+        await w.app.store.db
+          .selectFrom('leads')
+          .select('attributes')
+          .where('id', '=', id)
+          .executeTakeFirstOrThrow()
+      ).attributes;
+    expect(await raw(ada.id)).toBeNull();
+    expect(await raw(bo.id)).toBe(attributesOf('bo'));
+    const [entry] = await auditEntries(w, 'lead.erased');
+    expect(entry?.details).toMatchObject({
+      fields: ['name', 'email', 'phone', 'company', 'external_id', 'attributes'],
+    });
+    expect(await auditExport(w)).not.toContain('Attribute-Title');
+    const listed = await w.app.listLeads({ limit: 10 });
+    expect(listed.find((l) => l.id === ada.id)?.attributes).toEqual({});
+    // Bo's attributes: no profile declares them here, so every one is masked.
+    expect(listed.find((l) => l.id === bo.id)?.attributes).toEqual({
+      title: '***',
+      country: '***',
+      seats: '***',
+    });
+    if (backend.name === 'sqlite') {
+      // secure_delete: the old bytes are overwritten, not left in the page's free space.
+      const bytes = databaseFiles(w);
+      expect(bytes).not.toContain('ADAdottir');
+      expect(bytes).toContain('BOdottir');
+    }
+    // Erased again: nothing more to clear, nothing listed as erased now.
+    const again = expectErased(await eraseLead(w.app, { target: { id: ada.id }, reason: 'DSR-1002' }));
+    expect(again.leads[0]).toMatchObject({ alreadyErased: true, fields: [] });
+  });
+
   it('erase by e-mail: case and white space find the lead ingest stored; again finds it by its dedup key alone', async () => {
     const w = await world(backend);
     await ingest(w, [{ tag: 'dag', emailAs: `  ${emailOf('dag').replace('dag', 'DaG')}  ` }, { tag: 'eve' }]);
@@ -495,6 +555,7 @@ describe.each(list)('erasure on $name', (backend) => {
         .insertInto('leads')
         .values({
           ...copy,
+          attributes: null,
           dedup_key: keyBytes(testKey(`${copy.dedup_key}-copy`)),
           email: emailOf('kai'),
           erased_at: NOW,

@@ -17,7 +17,7 @@ import {
   type PartnerClientOptions,
   type PartnerLead,
 } from '../../src/outbound/index.js';
-import type { ProfileLead } from '../../src/partner/index.js';
+import { type ProfileLead, parsePartnerProfile } from '../../src/partner/index.js';
 import {
   type SandboxPartner,
   type SandboxPartnerOptions,
@@ -271,6 +271,109 @@ async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+describe('partner client under a profile of the operator’s own', () => {
+  /** A partner with its own paths, an API key in a header, records under `people`, answers per record. */
+  const acme = parsePartnerProfile(
+    JSON.stringify({
+      name: 'acme',
+      description: 'A partner with an API key, its own paths and per-record answers.',
+      endpoints: {
+        leads: { method: 'POST', path: '/v1/people/bulk' },
+        health: { method: 'GET', path: '/v1/ping' },
+      },
+      auth: { kind: 'api_key', header: 'X-Api-Key' },
+      idempotency: { header: 'X-Request-Id' },
+      batch: { maxLeads: 10, envelope: 'people' },
+      fields: [
+        { to: 'ref', from: 'lead_key', type: 'string', required: true },
+        { to: 'contact.mail', from: 'email', type: 'string', required: true },
+        { to: 'contact.fullName', from: 'name', type: 'string', required: true },
+        { to: 'rating', from: 'score', type: 'integer', required: true },
+        { to: 'source', from: { const: 'valhalla' }, type: 'string' },
+      ],
+      answer: {
+        httpStatuses: [200, 207],
+        results: [
+          {
+            path: 'items',
+            match: { by: 'field', path: 'ref', value: 'lead_key' },
+            status: { path: 'result', accepted: ['created'], duplicate: ['exists'], refused: ['rejected'] },
+            reason: 'message',
+          },
+        ],
+        withoutResults: 'unknown',
+      },
+    }),
+    'acme.json',
+  );
+
+  it('sends the API key in its header (no token request), to the profile’s paths, the body as mapped; reads each record’s answer', async () => {
+    const server = await startServer();
+    server.handle((seen, res) => {
+      if (seen.headers['x-api-key'] !== 'acme-key-0123456789') return json(res, 401, { error: 'bad key' });
+      if (seen.path === '/v1/ping') return json(res, 200, { ok: true });
+      if (seen.path !== '/v1/people/bulk') return json(res, 404, { error: 'not_found' });
+      const people = (JSON.parse(seen.body) as { people: { ref: string }[] }).people;
+      json(res, 207, {
+        items: people.map((p, i) =>
+          i === 0
+            ? { ref: p.ref, result: 'created' }
+            : i === 1
+              ? { ref: p.ref, result: 'exists', message: 'already known' }
+              : { ref: p.ref, result: 'rejected', message: 'rating out of range' },
+        ),
+      });
+    });
+    const partner = client(server, {
+      profile: acme,
+      tokenUrl: null,
+      clientId: null,
+      clientSecret: null,
+      apiKey: 'acme-key-0123456789',
+    });
+    expect(await partner.ensureToken(60_000)).toMatchObject({ kind: 'ok', refreshed: false });
+    expect(await partner.health()).toMatchObject({ ok: true, status: 200 });
+    const outcome = await partner.sendBatch(batch('acme-batch-1', 3));
+    expect(outcome).toMatchObject({
+      kind: 'accepted',
+      status: 207,
+      leads: [
+        { leadKey: 'lead-key-0', outcome: 'accepted', reason: null },
+        { leadKey: 'lead-key-1', outcome: 'duplicate', reason: 'already known' },
+        { leadKey: 'lead-key-2', outcome: 'refused', reason: 'rating out of range' },
+      ],
+      answerProblems: [],
+    });
+    expect(server.seen.map((s) => `${s.method} ${s.path}`)).toEqual(['GET /v1/ping', 'POST /v1/people/bulk']);
+    const post = server.seen[1]!;
+    expect(post.headers['x-request-id']).toBe('acme-batch-1');
+    expect(post.headers.authorization).toBeUndefined();
+    expect(JSON.parse(post.body).people[0]).toEqual({
+      ref: 'lead-key-0',
+      contact: { mail: PII.email, fullName: PII.name },
+      rating: 87,
+      source: 'valhalla',
+    });
+  });
+
+  it('a refused API key is an auth outcome that says a resend uses the same key; missing credentials are refused at creation', async () => {
+    const server = await startServer();
+    server.handle((_seen, res) => json(res, 401, { error: 'bad key' }));
+    const partner = client(server, { profile: acme, tokenUrl: null, apiKey: 'wrong-key-0000' });
+    expect(await partner.sendBatch(batch('acme-batch-2', 1))).toMatchObject({
+      kind: 'auth',
+      status: 401,
+      message: expect.stringContaining('partner refused the API key (HTTP 401); a resend uses the same one'),
+    });
+    expect(() => client(server, { profile: acme, tokenUrl: null })).toThrow(
+      "apiKey is required (the profile's auth is api_key)",
+    );
+    expect(() => client(server, { profile: acme, apiKey: 'two words' })).toThrow(
+      'apiKey must be 1 to 4,096 printable ASCII characters without spaces',
+    );
+  });
+});
 
 describe('partner client over TLS', () => {
   it('sends a batch over TLS ≥ 1.2 with the pinned CA: token, bearer, idempotency key, parsed result', async () => {

@@ -61,6 +61,7 @@ describe('conformance against the configured partner', () => {
       url: `${sandbox.url}/`,
       tokenUrl: sandbox.tokenUrl,
       caFingerprints: [expect.stringMatching(/^[0-9a-f]{64}$/)],
+      profile: { name: 'valhalla', sha256: app.config.partner.profile.sha256 },
     });
     // What the partner saw: one batch of two synthetic leads, replayed once, one batch refused.
     const stats = sandbox.stats();

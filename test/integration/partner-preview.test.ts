@@ -318,6 +318,61 @@ describe('valhalla partner preview', () => {
     expect(JSON.parse(auditRows().at(-1)!.details)).toMatchObject({ tokenName: 'ada-admin' });
   });
 
+  it('shows a personal attribute masked (whatever its type), a non-personal one as it is, and the values only on --reveal', async () => {
+    const crm = JSON.parse(readFileSync(join(PARTNERS, 'crm-batch-contacts.json'), 'utf8'));
+    crm.name = 'crm-with-birth-year';
+    crm.attributes.push({ name: 'birth_year', type: 'integer', pii: true });
+    crm.fields.push({ to: 'birth_year', from: 'attributes.birth_year', type: 'integer', ifNull: 'omit' });
+    writeFileSync(join(cwd, 'crm-birth-year.json'), JSON.stringify(crm));
+    const secrets = { title: 'Countess Title-Secret of Lovelace', birth_year: 1815 };
+    const db = new SqliteDatabase(dbPath);
+    try {
+      db.prepare('update leads set attributes = ? where id = ?').run(
+        JSON.stringify({ ...secrets, country: 'UK' }),
+        id.ada,
+      );
+    } finally {
+      db.close();
+    }
+    const ada = (body: { inputs: { properties: Record<string, unknown> }[] }, email: string) =>
+      body.inputs.find((i) => i.properties.email === email)?.properties;
+
+    const masked = await preview(['--profile', 'crm-birth-year.json', '--json']);
+    expect(masked.code).toBe(0);
+    expect(masked.stdout).not.toContain('Title-Secret');
+    expect(masked.stdout).not.toContain('1815');
+    const shown = JSON.parse(masked.stdout);
+    expect(shown.problems).toEqual([]);
+    expect(ada(shown.request.body, maskEmail('ada.lovelace@example.test'))).toMatchObject({
+      jobtitle: '***',
+      country: 'UK',
+      birth_year: '***',
+    });
+    const text = await preview(['--profile', 'crm-birth-year.json']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).not.toContain('Title-Secret');
+    expect(text.stdout).not.toContain('1815');
+
+    const before = auditRows().length;
+    const revealed = await preview([
+      '--profile',
+      'crm-birth-year.json',
+      '--json',
+      '--reveal',
+      '--admin-token',
+      admin.token,
+    ]);
+    expect(revealed.code).toBe(0);
+    const real = JSON.parse(revealed.stdout);
+    expect(ada(real.request.body, 'ada.lovelace@example.test')).toMatchObject({
+      jobtitle: secrets.title,
+      country: 'UK',
+      birth_year: 1815,
+    });
+    expect(auditRows()).toHaveLength(before + 1);
+    expect(auditRows().at(-1)!.details).not.toContain('Title-Secret');
+  });
+
   it('the built binary finds the shipped profile beside the package, from any working directory', async () => {
     const run = await runBinary(['partner', 'preview', '--limit', '1'], { env, cwd });
     expect(run.stderr).toBe('');

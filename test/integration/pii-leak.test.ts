@@ -272,6 +272,7 @@ describe.each(list)('PII never leaves the store unmasked (invariant 7), on $name
   });
   const outputs = new Map<string, string>();
   const runs: { label: string; result: CliResult }[] = [];
+  let attributedLeadId = 0;
   let needles: Needles;
   let inputText = '';
   const summaries: Record<
@@ -367,6 +368,29 @@ describe.each(list)('PII never leaves the store unmasked (invariant 7), on $name
     // The same file again: every row a duplicate of a stored lead, in text output this time.
     expect((await cli('ingest hand.csv again (text)', ['ingest', 'hand.csv'])).code).toBe(0);
 
+    // Attributes on every stored lead: the crm profile's title (personal), its country (not), and one
+    // no profile declares (its class unknown). The personal values are needles like the names.
+    const attributed = await openStore(loadConfig({ cwd, env }).database, { migrate: false });
+    try {
+      const leads = await attributed.db.selectFrom('leads').select('id').execute();
+      for (const { id } of leads) {
+        const title = `Jarl Title-${id} Secretsson`;
+        const legacy = `Skald Legacy-${id} Hiddensdottir`;
+        needles.names.add(title);
+        needles.names.add(legacy);
+        // Input too, as the files are: the check that the search would see a leak covers them.
+        inputText += `\n${title}\n${legacy}`;
+        await attributed.db
+          .updateTable('leads')
+          .set({ attributes: JSON.stringify({ title, country: 'NO', legacy }) })
+          .where('id', '=', id)
+          .execute();
+      }
+      attributedLeadId = Number(leads[0]?.id);
+    } finally {
+      await attributed.close();
+    }
+
     for (const state of ['', 'pending', 'below_threshold', 'expired']) {
       const filter = state ? ['--state', state] : [];
       expect((await cli(`leads list ${state}`, ['leads', 'list', '--limit', '1000', ...filter])).code).toBe(
@@ -377,6 +401,11 @@ describe.each(list)('PII never leaves the store unmasked (invariant 7), on $name
           .code,
       ).toBe(0);
     }
+    const shown = String(attributedLeadId);
+    expect((await cli('leads show', ['leads', 'show', shown])).code).toBe(0);
+    expect((await cli('leads show --json', ['leads', 'show', shown, '--json'], { trace: true })).code).toBe(
+      0,
+    );
     expect(
       (
         await cli('leads list (binary, trace)', ['leads', 'list', '--limit', '1000'], {
@@ -527,10 +556,19 @@ describe.each(list)('PII never leaves the store unmasked (invariant 7), on $name
     const rejects = [...outputs.keys()].filter((k) => k.startsWith('rejects '));
     expect(rejects.length).toBeGreaterThanOrEqual(5);
     const listed = JSON.parse(outputs.get('leads list --json : stdout')!) as {
-      leads: { email: string; phone: string; name: string }[];
+      leads: { email: string; phone: string; name: string; erased: boolean; attributes: unknown }[];
     };
+    const shown = JSON.parse(outputs.get('leads show --json: stdout')!) as { lead: { attributes: unknown } };
+    expect(shown.lead.attributes).toEqual({ title: '***', country: '***', legacy: '***' });
+    expect(outputs.get('leads show: stdout')).toMatch(/attribute title:\s+\*\*\*\n/);
+    // The crm profile's preview: its personal title masked, its country (not personal) as it is.
+    const preview = outputs.get('partner preview crm --json: stdout')!;
+    expect(preview).toContain('"jobtitle": "***"');
+    expect(preview).toContain('"country": "NO"');
     expect(listed.leads.length).toBeGreaterThan(200);
     for (const lead of listed.leads) {
+      // No profile configured: every attribute is of a class not known here, masked.
+      if (!lead.erased) expect(lead.attributes).toEqual({ title: '***', country: '***', legacy: '***' });
       expect(lead.email).toMatch(/^.\*\*\*@/);
       expect(lead.phone).toMatch(/^$|^\*\*\*-\*\*\*-\d{4}$/);
       expect(lead.name).toMatch(/^(\S\*\*\*)( \S\*\*\*)*$/);

@@ -151,6 +151,11 @@ describe.each(list)('archive on $name', (backend) => {
   it('completed leads before the cutoff are archived with their data erased; the rest untouched, counted, audited', async () => {
     const w = await world(backend);
     await everyState(w);
+    // Attributes on every lead: an archived lead keeps none of them, the others keep theirs.
+    await w.app.store.db
+      .updateTable('leads')
+      .set({ attributes: JSON.stringify({ title: 'Archivist', country: 'SE' }) })
+      .execute();
     const before = await rows(w);
     const cutoff = T0 + DAY;
 
@@ -177,6 +182,7 @@ describe.each(list)('archive on $name', (backend) => {
         phone: null,
         company: null,
         external_id: null,
+        attributes: null,
         erased_at: now,
         updated_at: now,
         dedup_key: was.dedup_key,
@@ -193,6 +199,7 @@ describe.each(list)('archive on $name', (backend) => {
     for (const tag of ['quar1', 'pend1', 'fly1', 'late1']) {
       const was = before.get(tag)!;
       expect(await byId(w, was.id)).toEqual(was);
+      expect(was.attributes).toEqual({ title: 'Archivist', country: 'SE' });
     }
 
     const [entry, ...more] = await archivedEntries(w);

@@ -45,7 +45,12 @@ describe('a SQLite connection of the store', () => {
     // wrote, but a hand edit could) a lead identity whose lead is gone.
     const raw = new Database(path);
     raw.pragma('foreign_keys = OFF');
-    raw.prepare("delete from valhalla_migration where name = '0015-lead-identities'").run();
+    raw
+      .prepare(
+        "delete from valhalla_migration where name in ('0015-lead-identities', '0016-lead-attributes')",
+      )
+      .run();
+    raw.exec('alter table leads drop column attributes');
     raw.exec('drop table lead_identities');
     raw.exec('alter table leads add column email_key text');
     raw.exec('alter table leads add column external_id_key text');

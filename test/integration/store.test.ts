@@ -11,6 +11,7 @@ import {
   insertLeadsSkippingDuplicates,
   insertNewLeadsInBulk,
   isStoreError,
+  listLeads,
   migrateToLatest,
   type NewLead,
   openStore,
@@ -20,7 +21,14 @@ import {
   scanLeadsByState,
   setRuntimeValue,
 } from '../../src/store/index.js';
-import { identityBytes, identityHex, keyBytes, keyHex, leadFromRow } from '../../src/store/leads.js';
+import {
+  attributesColumn,
+  identityBytes,
+  identityHex,
+  keyBytes,
+  keyHex,
+  leadFromRow,
+} from '../../src/store/leads.js';
 import { migrations } from '../../src/store/migrations/index.js';
 import { backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
 import { testKey } from '../support/keys.js';
@@ -126,7 +134,7 @@ function lead(runId: number, name: string, overrides: Partial<NewLead> = {}): Ne
 
 /** A new lead as the `leads` table takes it: without its identity keys, its dedup key as bytes. */
 function leadsRow({ email_key: _e, external_id_key: _x, ...row }: NewLead) {
-  return { ...row, dedup_key: keyBytes(row.dedup_key) };
+  return { ...row, dedup_key: keyBytes(row.dedup_key), attributes: attributesColumn(row.attributes) };
 }
 
 /** The dedup keys of selected rows in hex, as the store functions return them. */
@@ -643,7 +651,7 @@ describe.each(list)('store on $name', (backend) => {
     await old.close();
 
     const store = await open(target, { migrate: false });
-    expect(await migrateToLatest(store)).toEqual(['0015-lead-identities']);
+    expect(await migrateToLatest(store)).toEqual(['0015-lead-identities', '0016-lead-attributes']);
     const leads = (await store.db.selectFrom('leads').selectAll().orderBy('id').execute()).map(leadFromRow);
     // Every lead, every column as it was; the dedup key its first 16 bytes.
     expect(leads).toEqual(
@@ -655,6 +663,7 @@ describe.each(list)('store on $name', (backend) => {
         dry_run_at: null,
         erased_at: row.erased_at ?? null,
         synthetic: 0,
+        attributes: null,
       })),
     );
     const pseudonyms = createPseudonymizer(SECRET);
@@ -713,6 +722,84 @@ describe.each(list)('store on $name', (backend) => {
       expect(store.sqlite!.pragma('foreign_key_check')).toEqual([]);
       expect(store.sqlite!.pragma('foreign_keys', { simple: true })).toBe(1);
     }
+  });
+
+  it("both insert paths store a lead's attributes as JSON, and NULL for a lead without any; broken JSON reads as null", async () => {
+    const store = await open();
+    const runId = await withRun(store);
+    const attributes = { title: 'Head of Sales', country: 'DE', seats: 12, consent: true, note: null };
+    await insertLeadsSkippingDuplicates(store, [
+      lead(runId, 'with', { attributes }),
+      lead(runId, 'without'),
+      lead(runId, 'nulled', { attributes: null }),
+    ]);
+    await store.db
+      .transaction()
+      .execute((trx) =>
+        insertNewLeadsInBulk(store, trx, [
+          lead(runId, 'bulk-with', { attributes: { title: 'CTO' } }),
+          lead(runId, 'bulk-without'),
+        ]),
+      );
+    const raw = await store.db.selectFrom('leads').select(['email', 'attributes']).orderBy('id').execute();
+    expect(raw.map((r) => [r.email, r.attributes === null ? null : JSON.parse(r.attributes)])).toEqual([
+      ['with@example.test', attributes],
+      ['without@example.test', null],
+      ['nulled@example.test', null],
+      ['bulk-with@example.test', { title: 'CTO' }],
+      ['bulk-without@example.test', null],
+    ]);
+    expect((await listLeads(store.db, { limit: 10 })).map((l) => [l.email, l.attributes])).toEqual([
+      ['bulk-without@example.test', null],
+      ['bulk-with@example.test', { title: 'CTO' }],
+      ['nulled@example.test', null],
+      ['without@example.test', null],
+      ['with@example.test', attributes],
+    ]);
+
+    // What no release writes (a hand edit, a cut write): read as a lead without attributes, no crash.
+    for (const broken of ['{"title": "Head', '["a"]', '"text"', '{"nested": {"a": 1}}', '42']) {
+      await store.db
+        .updateTable('leads')
+        .set({ attributes: broken })
+        .where('email', '=', 'with@example.test')
+        .execute();
+      const read = (await listLeads(store.db, { limit: 10 })).find((l) => l.email === 'with@example.test');
+      expect(read?.attributes, broken).toBeNull();
+    }
+  });
+
+  it('0016 adds leads.attributes to a database with leads: each reads null, every other column as it was', async () => {
+    const target = backend.target();
+    const old = await openMigratedBefore(target, '0016-lead-attributes');
+    const runId = await withRun(old);
+    // Inserted as a release before 0016 did: without the column.
+    const untyped = old.db as unknown as Kysely<{ leads: Record<string, unknown> }>;
+    for (const row of [
+      lead(runId, 'kept', { phone: '4930123456', company: 'Example GmbH', value: 12.5, source_line: 2 }),
+      lead(runId, 'exported', { state: 'exported', exported_at: NOW, source_line: 3 }),
+    ]) {
+      const { attributes: _a, ...columns } = leadsRow(row);
+      await untyped.insertInto('leads').values(columns).execute();
+    }
+    const before = await old.db.selectFrom('leads').selectAll().orderBy('id').execute();
+    const countsBefore = await countLeadsByState(old.db);
+    await old.close();
+
+    const store = await open(target, { migrate: false });
+    expect(await migrateToLatest(store)).toEqual(['0016-lead-attributes']);
+    const after = await store.db.selectFrom('leads').selectAll().orderBy('id').execute();
+    expect(after).toEqual(before.map((row) => ({ ...row, attributes: null })));
+    expect(after.map((r) => Object.keys(r).length)).toEqual(before.map((r) => Object.keys(r).length + 1));
+    expect(await countLeadsByState(store.db)).toEqual(countsBefore);
+    // What guarded the leads still does: the exported lead's score.
+    await expect(
+      store.db.updateTable('leads').set({ score: 1 }).where('id', '=', after[1]!.id).execute(),
+    ).rejects.toThrow(/score cannot change/);
+    // And a lead stored now keeps its attributes.
+    await insertLeadsSkippingDuplicates(store, [lead(runId, 'new', { attributes: { country: 'FR' } })]);
+    const stored = await listLeads(store.db, { limit: 1 });
+    expect(stored[0]?.attributes).toEqual({ country: 'FR' });
   });
 
   it('readConsistently: every read inside sees one snapshot, whatever another process commits meanwhile', async () => {

@@ -46,6 +46,7 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     dry_run_at: null,
     erased_at: null,
     synthetic: 0,
+    attributes: null,
     ...overrides,
   };
 }
@@ -166,6 +167,15 @@ describe('a profile refused at load', () => {
     expect(attribute.issues).toEqual([
       { path: 'fields[6].from', problem: 'attribute "title" is not declared in attributes' },
     ]);
+  });
+
+  it("on an attribute named as a lead's own field (a copy of it, shown unmasked if declared not personal)", () => {
+    for (const name of ['email', 'phone', 'source_timestamp', 'lead_key']) {
+      const named = refusal(edited(CRM, (j) => j.attributes.push({ name, type: 'string', pii: false })));
+      expect(named.issues, name).toEqual([
+        { path: 'attributes[2].name', problem: `"${name}" is a lead's own field, not an extra column` },
+      ]);
+    }
   });
 
   it('on two mappings to the same place, or one inside another', () => {

@@ -24,6 +24,7 @@ function lead(id: number, overrides: Partial<Lead> = {}): Lead {
     dry_run_at: null,
     erased_at: null,
     synthetic: 0,
+    attributes: null,
     ...overrides,
   };
 }
@@ -39,6 +40,11 @@ describe('what a batch key stands for', () => {
     expect(payloadSha256('k', [lead(1), lead(2, { score: 99 })])).not.toBe(base);
     expect(payloadSha256('k', [lead(1), lead(2, { email: 'other@example.test' })])).not.toBe(base);
     expect(payloadSha256('k2', [lead(1), lead(2)])).not.toBe(base);
+    // An attribute sent is part of what the key stands for; no attributes (or none kept) hash as always.
+    const titled = payloadSha256('k', [lead(1), lead(2, { attributes: { title: 'CTO' } })]);
+    expect(titled).not.toBe(base);
+    expect(payloadSha256('k', [lead(1), lead(2, { attributes: { title: 'CEO' } })])).not.toBe(titled);
+    expect(payloadSha256('k', [lead(1), lead(2, { attributes: {} })])).toBe(base);
   });
 
   it('gives each lead its own key from its dedup key, the same every time', () => {

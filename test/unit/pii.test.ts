@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { createLogger, type Logger, type LoggerOptions } from '../../src/log/index.js';
 import {
   createPseudonymizer,
+  MASKED_ATTRIBUTE,
+  maskAttributes,
   maskCompany,
   maskEmail,
   maskExternalId,
@@ -135,6 +137,52 @@ describe('maskCompany', () => {
   });
 });
 
+describe('maskAttributes', () => {
+  const DECLARED = [
+    { name: 'title', pii: true },
+    { name: 'country', pii: false },
+    { name: 'seats', pii: false },
+    { name: 'consent', pii: true },
+  ];
+
+  it('shows an attribute declared not personal as it is, masks a personal one, keeps null', () => {
+    expect(
+      maskAttributes(
+        { title: 'Head of Sales', country: 'DE', seats: 12, consent: true, note: null },
+        DECLARED,
+      ),
+    ).toEqual({ title: MASKED_ATTRIBUTE, country: 'DE', seats: 12, consent: MASKED_ATTRIBUTE, note: null });
+  });
+
+  it('masks an attribute whose class is not known (no longer declared), whatever its type', () => {
+    expect(maskAttributes({ legacy: 'Ragnhild', age: 41, vip: false }, DECLARED)).toEqual({
+      legacy: MASKED_ATTRIBUTE,
+      age: MASKED_ATTRIBUTE,
+      vip: MASKED_ATTRIBUTE,
+    });
+    expect(maskAttributes({ country: 'DE' }, [])).toEqual({ country: MASKED_ATTRIBUTE });
+  });
+
+  it('a lead without attributes shows none; a stored __proto__ key stays a plain key', () => {
+    expect(maskAttributes(null, DECLARED)).toEqual({});
+    const masked = maskAttributes(JSON.parse('{"__proto__": "x", "country": "DE"}'), DECLARED);
+    expect(Object.getPrototypeOf(masked)).toBe(Object.prototype);
+    expect(Object.entries(masked)).toEqual([
+      ['__proto__', MASKED_ATTRIBUTE],
+      ['country', 'DE'],
+    ]);
+  });
+
+  it('never shows any part of a personal value', () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), (value) => {
+        const masked = maskAttributes({ title: value }, DECLARED);
+        expect(masked.title).toBe(MASKED_ATTRIBUTE);
+      }),
+    );
+  });
+});
+
 describe('createPseudonymizer', () => {
   const SECRET_A = 'pseudonym-secret-a-0123456789abcdef01234567';
   const SECRET_B = 'pseudonym-secret-b-0123456789abcdef01234567';
@@ -225,7 +273,12 @@ describe('the logger keeps PII out of log lines', () => {
         { lead: RAW, row: { ...RAW }, raw: 'ragnhild.logged@leak.example,+47 912 00 111' },
         'nested',
       );
+      logger.info({
+        attributes: { title: 'Ragnhild Title' },
+        lead: { attributes: { title: 'Ragnhild Title' } },
+      });
     });
+    expect(text).not.toContain('Ragnhild Title');
     expect(text).toContain('"runId":1');
     expect(text).toContain('[redacted]');
     for (const value of Object.values(RAW)) expect(text).not.toContain(value);

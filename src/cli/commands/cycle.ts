@@ -4,7 +4,7 @@ import { type CycleReview, confirmReviewedCycle, reviewCycle } from '../../app/i
 import { OperatorError } from '../../engine/index.js';
 import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
-import { CliExit, EXIT, formatTable, writeJson, writeLine } from '../output.js';
+import { CliExit, EXIT, formatAttributes, formatTable, writeJson, writeLine } from '../output.js';
 
 /** The batch under review, as the operator checks it before confirming: masked leads, scores, the partner's answer. */
 function printReview(out: Writable, review: Extract<CycleReview, { kind: 'awaiting' }>): void {
@@ -22,8 +22,17 @@ function printReview(out: Writable, review: Extract<CycleReview, { kind: 'awaiti
     writeLine(
       out,
       formatTable(
-        ['LEAD', 'PSEUDONYM', 'NAME', 'EMAIL', 'SCORE', 'STATE', 'REASON'],
-        batch.leads.map((l) => [l.id, l.pseudonym, l.name, l.email, l.score, l.state, l.reason]),
+        ['LEAD', 'PSEUDONYM', 'NAME', 'EMAIL', 'SCORE', 'STATE', 'REASON', 'ATTRIBUTES'],
+        batch.leads.map((l) => [
+          l.id,
+          l.pseudonym,
+          l.name,
+          l.email,
+          l.score,
+          l.state,
+          l.reason,
+          formatAttributes(l.attributes),
+        ]),
       )
         .split('\n')
         .map((line) => `  ${line}`)

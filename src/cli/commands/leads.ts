@@ -7,9 +7,10 @@ import type { SourceFormat } from '../../ingest/index.js';
 import { refuseContactData } from '../../pii/index.js';
 import { LEAD_STATES, type LeadState } from '../../policy/index.js';
 import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } from '../../privacy/index.js';
+import { escapeText } from '../../text/index.js';
 import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
-import { CliExit, type CliIo, EXIT, formatTable, writeJson, writeLine } from '../output.js';
+import { CliExit, type CliIo, EXIT, formatAttributes, formatTable, writeJson, writeLine } from '../output.js';
 
 function instant(value: string): number {
   const ms = Date.parse(value);
@@ -109,7 +110,7 @@ export function registerLeads(program: Command, ctx: Context): void {
         writeLine(
           io.stdout,
           formatTable(
-            ['ID', 'PSEUDONYM', 'NAME', 'EMAIL', 'PHONE', 'SCORE', 'STATE', 'SOURCE TIME'],
+            ['ID', 'PSEUDONYM', 'NAME', 'EMAIL', 'PHONE', 'SCORE', 'STATE', 'SOURCE TIME', 'ATTRIBUTES'],
             rows.map((r) => [
               r.id,
               r.pseudonym,
@@ -119,10 +120,46 @@ export function registerLeads(program: Command, ctx: Context): void {
               r.score,
               r.erased ? `${r.state} (erased)` : r.state,
               r.sourceTimestamp,
+              formatAttributes(r.attributes),
             ]),
           ),
         );
         if (nextBeforeId !== null) writeLine(io.stdout, `next page: --before-id ${nextBeforeId}`);
+      });
+    });
+
+  leads
+    .command('show')
+    .description(
+      'show one stored lead, masked (a personal attribute too; one the profile declares not personal as it is)',
+    )
+    .argument('<id>', 'the lead id', wholeNumber(1, Number.MAX_SAFE_INTEGER))
+    .option('--json', 'print as JSON')
+    .action(async (id: number, opts: { json?: boolean }) => {
+      const { io } = ctx;
+      await ctx.withApp(async (app) => {
+        // The page that starts at this id: the lead itself when it exists.
+        const [lead] = await app.listLeads({ limit: 1, beforeId: id + 1 });
+        if (lead === undefined || lead.id !== id) throw new CliExit(EXIT.failure, `no lead ${id}`);
+        if (opts.json) return writeJson(io.stdout, { lead });
+        const lines: [string, string | number | null][] = [
+          ['id', lead.id],
+          ['pseudonym', lead.pseudonym],
+          ['name', lead.name],
+          ['email', lead.email],
+          ['phone', lead.phone],
+          ['company', lead.company],
+          ['score', lead.score],
+          ['value', lead.value],
+          ['source time', lead.sourceTimestamp],
+          ['state', lead.erased ? `${lead.state} (erased at ${lead.erasedAt})` : lead.state],
+          ['reason', lead.reason === null ? null : escapeText(lead.reason)],
+          ...Object.entries(lead.attributes).map(([name, value]): [string, string | number | null] => [
+            `attribute ${escapeText(name)}`,
+            value === null ? null : escapeText(String(value)),
+          ]),
+        ];
+        for (const [label, value] of lines) writeLine(io.stdout, `${`${label}:`.padEnd(20)} ${value ?? '—'}`);
       });
     });
 

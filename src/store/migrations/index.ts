@@ -15,6 +15,7 @@ import { deliveryOutcomes } from './0012-delivery-outcomes.js';
 import { identityKeys } from './0013-identity-keys.js';
 import { leadStateCounts } from './0014-lead-state-counts.js';
 import { leadIdentities } from './0015-lead-identities.js';
+import { leadAttributes } from './0016-lead-attributes.js';
 
 export { ZEROED_PAGES_MIGRATION };
 
@@ -36,5 +37,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0013-identity-keys': identityKeys(),
     '0014-lead-state-counts': leadStateCounts(dialect),
     '0015-lead-identities': leadIdentities(dialect),
+    '0016-lead-attributes': leadAttributes(),
   };
 }

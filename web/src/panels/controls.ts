@@ -101,7 +101,15 @@ type CycleReview =
         state: string;
         partnerStatus: number | null;
         partnerAnswer: string | null;
-        leads: { id: number; name: string; email: string; score: number; state: string }[];
+        leads: {
+          id: number;
+          name: string;
+          email: string;
+          score: number;
+          state: string;
+          /** Masked by the server: a personal attribute reads `***`. */
+          attributes?: Record<string, string | number | boolean | null>;
+        }[];
       }[];
     }
   | { kind: 'nothing'; waitingFor: string };
@@ -110,7 +118,12 @@ function describeReview(review: Extract<CycleReview, { kind: 'awaiting' }>): str
   const batches = review.batches.map((b) => {
     const answer = b.partnerStatus === null ? 'no answer' : `HTTP ${b.partnerStatus}`;
     const leads = b.leads
-      .map((l) => `#${l.id} ${l.name} ${l.email} score ${l.score} → ${l.state}`)
+      .map((l) => {
+        const attributes = Object.entries(l.attributes ?? {})
+          .map(([name, value]) => `${name}=${value ?? ''}`)
+          .join(' ');
+        return `#${l.id} ${l.name} ${l.email} score ${l.score}${attributes ? ` (${attributes})` : ''} → ${l.state}`;
+      })
       .join('; ');
     return `batch ${b.batchKey.slice(0, 8)}…: ${b.state}, partner ${answer}${b.partnerAnswer ? ` (${b.partnerAnswer})` : ''}: ${leads}`;
   });
