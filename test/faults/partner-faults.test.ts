@@ -252,11 +252,39 @@ describe.each(PROFILES)(
       },
     );
 
-    // Tokens that expire exist only under OAuth2: a static bearer token has no expiry of ours, and the
-    // 401 it may meet is the case above.
-    it.runIf(oauth)(
-      'token expiry mid-run: a token that expires during a backoff or between cycles is refreshed before the request; a partner that expires it early answers 401, refreshed and resent',
-      async () => {
+    // Tokens that expire exist only under OAuth2. A static bearer token has no expiry of ours (the 401
+    // it may meet is the case above): under the CRM the same stretch of time proves nothing is fetched.
+    if (!oauth) {
+      it('a static bearer token across hours, a stalled backoff and a partner clock ahead: no token is ever fetched, no 401, the same credential taken', async () => {
+        const partnerClock = new ManualClock(NOW);
+        const w = await open({
+          sandboxClock: partnerClock,
+          sandbox: { faults: { tokenTtlSeconds: 120, failNext: 1 } },
+          env: { VALHALLA_MAX_LEADS_PER_CYCLE: '2' },
+        });
+        w.onSleep = () => {
+          w.clock.advance(200 * SECOND);
+          partnerClock.advance(200 * SECOND);
+        };
+        await w.ingestAll(many('k', 6));
+        expect(await w.cycle()).toMatchObject({ actions: 2, accepted: 2 });
+        w.onSleep = null;
+        w.clock.advance(2 * HOUR);
+        partnerClock.advance(3 * HOUR);
+        expect(await w.cycle()).toMatchObject({ actions: 1, accepted: 2 });
+        w.clock.advance(30 * SECOND);
+        expect(await w.cycle()).toMatchObject({ actions: 1, accepted: 2 });
+        const stats = w.sandbox.stats();
+        expect(stats.tokens.issued).toBe(0);
+        expect(stats.requests.byStatus['401']).toBeUndefined();
+        expect(stats.requests.byPath['/oauth/token']).toBeUndefined();
+        // The 503 was answered before the credential was looked at: 3 batches taken, each with it.
+        expect(stats.tokens.presented).toEqual({ valid: 3, expired: 0, unknown: 0 });
+        await checkLedger(w, { finalStates: ['exported'], leadCount: 6 });
+      });
+    }
+    if (oauth)
+      it('token expiry mid-run: a token that expires during a backoff or between cycles is refreshed before the request; a partner that expires it early answers 401, refreshed and resent', async () => {
         const partnerClock = new ManualClock(NOW);
         const w = await open({
           sandboxClock: partnerClock,
@@ -296,8 +324,7 @@ describe.each(PROFILES)(
           ['accepted', 2],
         ]);
         await checkLedger(w, { finalStates: ['exported'], leadCount: 6 });
-      },
-    );
+      });
 
     it('health check failing (503, then a hang cut at 1 s): nothing claimed or sent, the leads stay pending; on recovery they go out once', async () => {
       const w = await open({ policy: { apiTimeoutSeconds: 1 }, sandbox: { faults: { errorRate: 1 } } });
