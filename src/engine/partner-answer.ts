@@ -42,6 +42,23 @@ export function writableLeads(
   return { writable, unwritable };
 }
 
+/**
+ * Why the profile cannot write this batch as it stands (more leads than its `maxLeads`, a lead it
+ * cannot write), or null. The leads in the order they are sent (by id).
+ */
+export function batchUnwritable(
+  profile: PartnerProfile,
+  batchKey: string,
+  leads: readonly Lead[],
+): string | null {
+  const inSendOrder = [...leads].sort((a, b) => a.id - b.id).map(toProfileLead);
+  const built = buildPartnerRequest(profile, inSendOrder, batchKey);
+  if (built.ok) return null;
+  const shown = built.problems.slice(0, 3).map((p) => `${p.where}: ${p.problem}`);
+  const more = built.problems.length > 3 ? `; and ${built.problems.length - 3} more` : '';
+  return `profile ${profile.name} cannot write this batch (${shown.join('; ')}${more})`;
+}
+
 /** What one lead of an answered batch came to. */
 export interface LeadVerdict {
   lead: Lead;

@@ -4,6 +4,7 @@ import { deliveryLeads, dueDeliveries, finishCycle, nextRetryAt } from '../store
 import type { EngineContext } from './context.js';
 import { dueState, planMove, recordMove } from './lifecycle.js';
 import { recordOutcome, refuseDelivery } from './outcome.js';
+import { batchUnwritable } from './partner-answer.js';
 import { checkPartner } from './partner-check.js';
 import { readPartnerHold } from './partner-hold.js';
 import type { SendOutcome } from './partner-port.js';
@@ -142,6 +143,15 @@ export async function authorizeNext(
     // (its contact data, say) would change what the key stands for.
     if (payloadSha256(delivery.batch_key, leads) !== delivery.payload_sha256) {
       await refuseDelivery(ctx, trx, delivery, leads, [], 'the batch content changed since it was queued');
+      report.refused += leads.length;
+      continue;
+    }
+    // Queued under another profile (the installation switched since): a batch this one cannot write
+    // (too many leads for it, a value it requires) is never half-sent. Never attempted, it is dissolved
+    // and its leads picked again under this profile; attempted, its leads are quarantined as usual.
+    const unwritable = batchUnwritable(ctx.config.partner.profile.profile, delivery.batch_key, leads);
+    if (unwritable !== null) {
+      await refuseDelivery(ctx, trx, delivery, leads, [], unwritable);
       report.refused += leads.length;
       continue;
     }

@@ -163,15 +163,20 @@ describe("live in the CRM profile, from the operator's side", () => {
     );
     expect(states).toEqual(['exported', 'exported', 'quarantined', 'exported']);
 
-    const list = await runBinary(['quarantine', 'list'], { cwd, env });
-    expect(list.code, list.stderr).toBe(0);
-    expect(list.stdout).toContain('refused by the partner: Contact *** is not valid');
-    expect(list.stdout).not.toContain('grace.2@example.org');
+    const quarantined = await runBinary(['quarantine', 'list'], { cwd, env });
+    expect(quarantined.code, quarantined.stderr).toBe(0);
+    expect(quarantined.stdout).toContain('refused by the partner: Contact *** is not valid');
+    expect(quarantined.stdout).not.toContain('grace.2@example.org');
     const shown = await runBinary(['leads', 'show', String(stored[2]!.id)], { cwd, env });
     expect(shown.code, shown.stderr).toBe(0);
     // The job title is personal data in this profile: masked; the country is not.
     expect(shown.stdout).not.toContain('Rear Admiral');
     expect(shown.stdout).toContain('US');
+    const list = await runBinary(['leads', 'list'], { cwd, env });
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout.split('\n')[0]).toMatch(/\sATTRIBUTES$/);
+    expect(list.stdout).toContain('title=*** country=US');
+    expect(list.stdout).not.toContain('Rear Admiral');
   });
 });
 

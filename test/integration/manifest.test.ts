@@ -88,7 +88,16 @@ describe.each(list)('the release manifest on $name', (backend) => {
       action: 'gates.partner_conformance',
       details: {
         passed: true,
-        partner: { kind: 'configured', url: PARTNER.url, tokenUrl: PARTNER.tokenUrl, caFingerprints: null },
+        partner: {
+          kind: 'configured',
+          url: PARTNER.url,
+          tokenUrl: PARTNER.tokenUrl,
+          caFingerprints: null,
+          profile: {
+            name: app.config.partner.profile.profile.name,
+            sha256: app.config.partner.profile.sha256,
+          },
+        },
         scenarios: [],
       },
     });

@@ -341,8 +341,12 @@ describe.each(list)('metrics on $name', (backend: Backend) => {
     expect(
       s.value('valhalla_requests_total', { endpoint: 'token', outcome: 'accepted', class: 'success' }),
     ).toBe(1);
+    // Answered, but the partner did not take every lead: its own series, at 0 until the first.
+    expect(
+      s.value('valhalla_requests_total', { endpoint: 'leads', outcome: 'accepted', class: 'failure' }),
+    ).toBe(0);
     // Only the leads endpoint's series are there before their first request.
-    expect(s.samples.filter((x) => x.name === 'valhalla_requests_total')).toHaveLength(7);
+    expect(s.samples.filter((x) => x.name === 'valhalla_requests_total')).toHaveLength(8);
 
     expect(s.value('valhalla_error_rate_window_requests')).toBe(20);
     expect(s.value('valhalla_error_rate_window_failures')).toBe(1);
@@ -439,6 +443,7 @@ describe.each(list)('metrics on $name', (backend: Backend) => {
     expect(s.value('valhalla_leads', { state: 'exported' })).toBe(0);
     for (const series of [
       { outcome: 'accepted', class: 'success' },
+      { outcome: 'accepted', class: 'failure' },
       { outcome: 'retryable', class: 'failure' },
       { outcome: 'retryable', class: 'excluded' },
       { outcome: 'auth', class: 'failure' },

@@ -9,10 +9,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createPartnerClientFromConfig } from '../../src/app/partner.js';
-import { leadKey, toProfileLead } from '../../src/engine/index.js';
+import { loadConfig } from '../../src/config/index.js';
+import { leadKey, payloadSha256, toProfileLead } from '../../src/engine/index.js';
 import { readMode } from '../../src/guard/index.js';
 import { SHIPPED_PROFILES_DIR } from '../../src/partner/index.js';
-import type { Lead } from '../../src/store/index.js';
+import { createDelivery, type Lead } from '../../src/store/index.js';
 import { backends, dropTestSchemas } from '../support/backends.js';
 import { closeLater, closeWorlds, emailOf, nameOf, type World, world } from '../support/live-world.js';
 import { tempDir } from '../support/tmp.js';
@@ -256,6 +257,90 @@ describe.each(list)('partner profiles, live against the sandbox, on $name', (bac
     const [entry] = await w.audit('leads.set_aside');
     expect(entry!.details).toMatchObject({ profile: 'crm-needs-external-id' });
     expect(entry!.details.leads).toHaveLength(2);
+  });
+
+  it('the profile switched with a batch queued under the old one that the new one cannot write: never attempted, it is dissolved and its leads set aside under the new profile; nothing is sent', async () => {
+    const w = await world({ backend, partner: 'app' });
+    await w.ingestAll(tags('q', 2).map((tag) => ({ tag })));
+    // Claimed under the product's own contract, as a cycle does, and not sent yet.
+    const leads = [...(await w.leads()).values()];
+    const batchKey = 'queued-under-valhalla';
+    await w.app.store.db.transaction().execute(async (trx) => {
+      const cycle = await trx
+        .insertInto('cycles')
+        .values({ started_at: w.clock.now(), phase: 4, kind: 'live', ceiling: 2, limited_by: 'test' })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      await createDelivery(
+        trx,
+        {
+          batchKey,
+          cycleId: cycle.id,
+          kind: 'live',
+          payloadSha256: payloadSha256(batchKey, leads),
+          now: w.clock.now(),
+        },
+        leads.map((l) => ({ id: l.id, leadKey: leadKey(l), exposure: 0 })),
+      );
+    });
+    expect((await w.deliveries()).map((d) => [d.state, d.attempts])).toEqual([['queued', 0]]);
+
+    // The operator switches to a profile of its own that needs an external id (these leads have none).
+    const dir = tempDir();
+    const edited = JSON.parse(readFileSync(join(SHIPPED_PROFILES_DIR, 'valhalla.json'), 'utf8'));
+    edited.name = 'valhalla-external-id';
+    edited.fields[1].required = true;
+    writeFileSync(join(dir, 'profile.json'), JSON.stringify(edited));
+    w.config = loadConfig({
+      cwd: w.dir,
+      env: {
+        ...(w.config.raw as Record<string, string>),
+        VALHALLA_PARTNER_PROFILE: join(dir, 'profile.json'),
+      },
+    });
+    await w.restart();
+    w.clock.advance(60 * SECOND);
+    expect(await w.cycle()).toMatchObject({ refused: 2, accepted: 0 });
+    const [dissolved] = await w.audit('batch.refused');
+    expect(String(dissolved!.details.reason)).toBe(
+      'profile valhalla-external-id cannot write this batch (fields[1] → "external_id": external_id is required here and the lead has none; fields[1] → "external_id": external_id is required here and the lead has none)',
+    );
+    expect((await w.deliveries())[0]).toMatchObject({ state: 'refused', attempts: 0 });
+    w.clock.advance(60 * SECOND);
+    expect(await w.cycle()).toMatchObject({ setAside: 2, claimed: 0 });
+    for (const lead of (await w.leads()).values()) expect(lead.state).toBe('quarantined');
+    expect(w.sandbox.stats().batches.received).toBe(0);
+  });
+
+  it('the profile switched while a batch waits for its retry, to one that takes fewer leads a request: the batch the partner may hold is quarantined whole, never re-keyed or half-sent', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'profile.json');
+    const profile = JSON.parse(readFileSync(join(SHIPPED_PROFILES_DIR, 'valhalla.json'), 'utf8'));
+    profile.name = 'valhalla-copy';
+    writeFileSync(file, JSON.stringify(profile));
+    const w = await world({
+      backend,
+      env: { VALHALLA_PARTNER_PROFILE: file, VALHALLA_MAX_ACTIONS_PER_CYCLE: '1' },
+      sandbox: { faults: { failNext: 1 } },
+    });
+    await w.ingestAll(tags('m', 4).map((tag) => ({ tag })));
+    expect(await w.cycle()).toMatchObject({ claimed: 4, retrying: 4 });
+    expect((await w.deliveries()).map((d) => [d.state, d.attempts])).toEqual([['retry_wait', 1]]);
+    // The operator edits the profile file: two leads a request.
+    profile.batch.maxLeads = 2;
+    writeFileSync(file, JSON.stringify(profile));
+    await w.restart({});
+    w.clock.advance(60 * SECOND);
+    expect(await w.cycle()).toMatchObject({ refused: 4, accepted: 0 });
+    expect((await w.deliveries()).map((d) => [d.state, d.attempts])).toEqual([['quarantined', 1]]);
+    for (const lead of (await w.leads()).values()) {
+      expect(lead.state).toBe('quarantined');
+      expect(lead.state_reason).toMatch(
+        /^refused before a retry \(profile valhalla-copy cannot write this batch \(batch: holds 4 leads, above the profile's maxLeads 2\)\); already attempted under batch \S+: check with the partner before releasing$/,
+      );
+    }
+    // Only the first, failed request reached the partner.
+    expect(w.sandbox.stats().batches.received).toBe(1);
   });
 
   it('crm-batch-contacts: three partly refused requests in a row roll the installation back (the error rate counts them as failed)', async () => {

@@ -19,20 +19,18 @@ function printReview(out: Writable, review: Extract<CycleReview, { kind: 'awaiti
       out,
       `batch ${batch.batchKey}: ${batch.state} after ${batch.attempts} attempt(s); partner answered ${batch.partnerStatus === null ? 'nothing (no answer recorded)' : `HTTP ${batch.partnerStatus}`}${batch.partnerAnswer ? ` (${batch.partnerAnswer})` : ''}`,
     );
+    const withAttributes = batch.leads.some((l) => Object.keys(l.attributes).length > 0);
     writeLine(
       out,
       formatTable(
-        ['LEAD', 'PSEUDONYM', 'NAME', 'EMAIL', 'SCORE', 'STATE', 'REASON', 'ATTRIBUTES'],
-        batch.leads.map((l) => [
-          l.id,
-          l.pseudonym,
-          l.name,
-          l.email,
-          l.score,
-          l.state,
-          l.reason,
-          formatAttributes(l.attributes),
-        ]),
+        // The attributes column only when a lead of the batch has any (most installations keep none).
+        withAttributes
+          ? ['LEAD', 'PSEUDONYM', 'NAME', 'EMAIL', 'SCORE', 'STATE', 'REASON', 'ATTRIBUTES']
+          : ['LEAD', 'PSEUDONYM', 'NAME', 'EMAIL', 'SCORE', 'STATE', 'REASON'],
+        batch.leads.map((l) => {
+          const row = [l.id, l.pseudonym, l.name, l.email, l.score, l.state, l.reason];
+          return withAttributes ? [...row, formatAttributes(l.attributes)] : row;
+        }),
       )
         .split('\n')
         .map((line) => `  ${line}`)

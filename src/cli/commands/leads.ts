@@ -107,21 +107,26 @@ export function registerLeads(program: Command, ctx: Context): void {
         const nextBeforeId = rows.length === opts.limit ? (rows[rows.length - 1]?.id ?? null) : null;
         if (opts.json) return writeJson(io.stdout, { leads: rows, nextBeforeId });
         if (rows.length === 0) return writeLine(io.stdout, 'no leads');
+        // The attributes column only when a lead listed has any (most installations keep none).
+        const withAttributes = rows.some((r) => Object.keys(r.attributes).length > 0);
+        const header = ['ID', 'PSEUDONYM', 'NAME', 'EMAIL', 'PHONE', 'SCORE', 'STATE', 'SOURCE TIME'];
         writeLine(
           io.stdout,
           formatTable(
-            ['ID', 'PSEUDONYM', 'NAME', 'EMAIL', 'PHONE', 'SCORE', 'STATE', 'SOURCE TIME', 'ATTRIBUTES'],
-            rows.map((r) => [
-              r.id,
-              r.pseudonym,
-              r.name,
-              r.email,
-              r.phone,
-              r.score,
-              r.erased ? `${r.state} (erased)` : r.state,
-              r.sourceTimestamp,
-              formatAttributes(r.attributes),
-            ]),
+            withAttributes ? [...header, 'ATTRIBUTES'] : header,
+            rows.map((r) => {
+              const row = [
+                r.id,
+                r.pseudonym,
+                r.name,
+                r.email,
+                r.phone,
+                r.score,
+                r.erased ? `${r.state} (erased)` : r.state,
+                r.sourceTimestamp,
+              ];
+              return withAttributes ? [...row, formatAttributes(r.attributes)] : row;
+            }),
           ),
         );
         if (nextBeforeId !== null) writeLine(io.stdout, `next page: --before-id ${nextBeforeId}`);
