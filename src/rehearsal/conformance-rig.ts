@@ -13,10 +13,25 @@ import {
   type SandboxFaultsPatch,
   type SandboxPartner,
   type SandboxPartnerOptions,
+  type SandboxProfile,
   startSandboxPartner,
 } from '../sandbox/index.js';
 import { type LeadOutcome, leadOutcomes } from '../store/index.js';
-import { privateGates, privatePhase4Config } from './private-install.js';
+import { privateGates, privatePhase4Config, sandboxProfileFor } from './private-install.js';
+
+/** What a refused run says to do instead: the safe scenarios against the partner's own sandbox. */
+export const CONFORMANCE_INSTEAD =
+  "run `valhalla gates conformance --partner configured` against the partner's own sandbox instead";
+
+/** The installation's partner profile is not one the built-in sandbox can play. */
+export class ConformanceProfileError extends Error {
+  readonly code = 'CONFORMANCE_PROFILE_UNPLAYABLE';
+  override name = 'ConformanceProfileError';
+}
+
+export function isConformanceProfileError(error: unknown): error is ConformanceProfileError {
+  return error instanceof ConformanceProfileError;
+}
 
 /** The partner's conformance suite (gate 2) and the dedup self-test (gate 3), in the order they run. */
 export const CONFORMANCE_SCENARIOS = [
@@ -26,6 +41,7 @@ export const CONFORMANCE_SCENARIOS = [
   'retries',
   'total_failure',
   'dedup',
+  'partial_answer',
 ] as const;
 
 export type ConformanceScenarioName = (typeof CONFORMANCE_SCENARIOS)[number];
@@ -47,6 +63,11 @@ export interface ConformanceResult {
   startedAt: string;
   durationMs: number;
   partner: 'sandbox';
+  /**
+   * The partner profile the sandbox played and the private installations spoke: the installation's
+   * configured one (VALHALLA_PARTNER_PROFILE), by name and SHA-256.
+   */
+  profile: { name: string; sha256: string };
   scenarios: ConformanceScenarioResult[];
 }
 
@@ -90,6 +111,10 @@ export interface SentBatch {
 }
 
 export interface Rig {
+  /** The contract the sandbox plays: the installation's configured profile. */
+  profile: SandboxProfile;
+  /** Where batches go under it (`POST /api/leads`, the CRM's batch create). */
+  leadsPath: string;
   app: App;
   /** The engine's clock: its sleeps (the backoff) jump it at once; no real time passes. */
   clock: ManualClock;
@@ -128,8 +153,12 @@ export async function withRig<T>(
   const clock = new ManualClock(Date.now());
   const startPartner = setup.startPartner ?? startSandboxPartner;
   const releasers: (() => Promise<unknown>)[] = [];
+  const played = sandboxProfileFor(setup.config, CONFORMANCE_INSTEAD);
+  if (!played.ok) throw new ConformanceProfileError(played.message);
+  const { profile } = played;
   try {
     const sandbox = await startPartner({
+      profile,
       certDir: setup.certDir ?? join(dir, 'cert'),
       clock: options.partnerClock ?? clock,
       ...(options.faults ? { faults: options.faults } : {}),
@@ -177,6 +206,8 @@ export async function withRig<T>(
     const engine = app.engine({ gates: CONFORMANCE_GATES, partner: watched, sleep: clock.sleep });
     let files = 0;
     return await work({
+      profile,
+      leadsPath: config.partner.profile.profile.endpoints.leads.path,
       app,
       clock,
       sandbox,

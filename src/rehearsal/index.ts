@@ -14,6 +14,7 @@ export {
   CONFORMANCE_SCENARIOS,
   type ConformanceCheck,
   type ConformanceResult,
+  isConformanceProfileError,
   runConformance,
 } from './conformance.js';
 export {
@@ -31,6 +32,7 @@ export {
 export {
   FAULT_PROFILE_NAMES,
   type FaultProfile,
+  isSimulationRefused,
   type SimulationResult,
   simulate,
 } from './simulate.js';

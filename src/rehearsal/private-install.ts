@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { type Config, loadConfig } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
-import type { SandboxPartner } from '../sandbox/index.js';
+import { SANDBOX_PROFILES, type SandboxPartner, type SandboxProfile } from '../sandbox/index.js';
 
 /**
  * What every private installation has: its own folder and SQLite database, a fresh pseudonym secret,
@@ -46,13 +46,50 @@ export function privatePhase4Config(options: {
       VALHALLA_REAL_DATA_INGEST: '1',
       VALHALLA_MAX_LEADS_PER_CYCLE: String(options.leadsPerCycle ?? 5),
       VALHALLA_PARTNER_URL: partner.url,
-      VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
-      VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
-      VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+      ...partnerProfileEnv(installation, partner),
       VALHALLA_PARTNER_CA_FILE: partner.caFile ?? '',
       ...options.env,
     },
   });
+}
+
+/**
+ * The profile and credentials of the contract the sandbox plays. When it plays the installation's
+ * own profile, the installation's file is used (so what is rehearsed is what is signed, by SHA-256);
+ * otherwise the shipped profile of that name (the rollback drill always plays the product's own).
+ */
+function partnerProfileEnv(installation: Config, partner: SandboxPartner): Record<string, string> {
+  const own = installation.partner.profile;
+  const profile = own.profile.name === partner.profile ? own.file : partner.profile;
+  if (partner.bearerToken !== null) {
+    return { VALHALLA_PARTNER_PROFILE: profile, VALHALLA_PARTNER_BEARER_TOKEN: partner.bearerToken };
+  }
+  return {
+    VALHALLA_PARTNER_PROFILE: profile,
+    VALHALLA_PARTNER_TOKEN_URL: partner.tokenUrl,
+    VALHALLA_PARTNER_CLIENT_ID: partner.clientId,
+    VALHALLA_PARTNER_CLIENT_SECRET: partner.clientSecret,
+  };
+}
+
+/**
+ * The sandbox contract that plays the installation's configured profile, or a refusal saying why
+ * (the sandbox plays only the shipped contracts).
+ */
+export function sandboxProfileFor(
+  installation: Config,
+  /** What to do instead, for the refusal. */
+  instead: string,
+): { ok: true; profile: SandboxProfile } | { ok: false; message: string } {
+  const { profile, file } = installation.partner.profile;
+  const played = SANDBOX_PROFILES.find((p) => p === profile.name);
+  if (played !== undefined) return { ok: true, profile: played };
+  return {
+    ok: false,
+    message:
+      `the installation's partner profile "${profile.name}" (${file}) is not one the built-in sandbox partner can play ` +
+      `(it plays ${SANDBOX_PROFILES.join(' and ')}): ${instead}`,
+  };
 }
 
 /** The same for Phase 3 (dry runs only, no partner): the simulation's stability run. */

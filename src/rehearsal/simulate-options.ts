@@ -60,3 +60,30 @@ export async function ingestHour(app: App, options: SimulationOptions, hourIndex
   ]);
   return summary.accepted;
 }
+
+/** A simulation that cannot mean what it would report: refused before anything runs. */
+export class SimulationRefused extends Error {
+  readonly code = 'SIMULATION_REFUSED';
+  override name = 'SimulationRefused';
+}
+
+export function isSimulationRefused(error: unknown): error is SimulationRefused {
+  return error instanceof SimulationRefused;
+}
+
+/** What a simulation refused for its partner profile says to do instead. */
+export const SIMULATE_INSTEAD =
+  "the simulation rehearses only the contracts the sandbox plays; check this profile against the partner's own sandbox with `valhalla gates conformance --partner configured`";
+
+/**
+ * Why a fault profile cannot mean anything under the installation's partner profile, or null. Tokens
+ * that expire exist only under OAuth2: a static credential (a bearer token, an API key) never expires
+ * on our side, so `token-expiry` would report a healthy run as a token test.
+ */
+export function faultsRefusedFor(config: Config, faults: FaultProfile): string | null {
+  const { name, auth } = config.partner.profile.profile;
+  if (faults === 'token-expiry' && auth.kind !== 'oauth2_client_credentials') {
+    return `--faults token-expiry needs a partner whose tokens expire (OAuth2); the partner profile ${name} uses a static credential (${auth.kind}), which nothing refreshes`;
+  }
+  return null;
+}

@@ -7,7 +7,7 @@ const number = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits:
 export function formatSimulation(r: SimulationResult): string[] {
   const o = r.options;
   const lines = [
-    `Simulated ${o.hours} h from ${o.start} (virtual time, ${number(r.runMs / 1000)} s real): ${number(o.leadsPerHour)} leads/hour, partner: ${o.faults} (${r.faultsDescribed}), seed ${o.seed}`,
+    `Simulated ${o.hours} h from ${o.start} (virtual time, ${number(r.runMs / 1000)} s real): ${number(o.leadsPerHour)} leads/hour, partner: ${o.faults} (${r.faultsDescribed}), seed ${o.seed}; partner profile ${r.profile.name} (sha256 ${r.profile.sha256.slice(0, 12)}…)`,
     `Limits: ${r.limits.leadsPerCycle} leads/cycle, ${r.limits.actionsPerCycle} actions/cycle, ${r.limits.rateLimitPerSecond} requests/s, a cycle every ${r.limits.cycleIntervalSeconds} s, ${number(r.limits.dailyLeads)} leads/day, budget ${number(r.limits.budget)}/day`,
     `Most actions in a cycle: ${Math.max(0, ...r.cycles.map((c) => c.actions))} of ${r.limits.actionsPerCycle}`,
     '',
@@ -237,7 +237,7 @@ figure{margin:12px 0}figcaption{font-weight:600;margin-bottom:4px}svg.chart{disp
 .ok{color:#15803d;font-weight:600}.problem{color:#b91c1c;font-weight:600}.muted{color:#6b7280}
 </style></head><body>
 <h1>Valhalla simulation: what Phase 4 would do</h1>
-<p>${escapeHtml(`${o.hours} h of policy time from ${o.start}, ${number(o.leadsPerHour)} leads an hour, partner: ${o.faults} (${r.faultsDescribed}), seed ${o.seed}. The real engine under a virtual clock against the in-process sandbox partner; ${number(r.runMs / 1000)} s of real time.`)}</p>
+<p>${escapeHtml(`${o.hours} h of policy time from ${o.start}, ${number(o.leadsPerHour)} leads an hour, partner: ${o.faults} (${r.faultsDescribed}), seed ${o.seed}. The real engine under a virtual clock against the in-process sandbox partner playing the partner profile ${r.profile.name} (sha256 ${r.profile.sha256}); ${number(r.runMs / 1000)} s of real time.`)}</p>
 <p>${escapeHtml(`Limits: ${r.limits.leadsPerCycle} leads/cycle, ${r.limits.actionsPerCycle} actions/cycle, a cycle every ${r.limits.cycleIntervalSeconds} s, ${number(r.limits.dailyLeads)} leads/day, budget ${number(r.limits.budget)}/day.`)}</p>
 <h2>Against the partner's own record: <span class="${verdict}">${verdict === 'ok' ? 'OK' : 'PROBLEM'}</span></h2>
 ${figures([

@@ -27,6 +27,8 @@ export interface SimulatedCycle {
 export interface SimulationResult {
   options: { hours: number; leadsPerHour: number; faults: FaultProfile; seed: number; start: string };
   faultsDescribed: string;
+  /** The partner profile the sandbox played and the simulated installation spoke: the configured one. */
+  profile: { name: string; sha256: string };
   /** The limits the simulated Phase 4 ran with. */
   limits: {
     leadsPerCycle: number;
@@ -67,9 +69,14 @@ export interface SimulationResult {
     /** Leads in batches waiting to be sent again (queued or backing off): kept, not mid-request. */
     waitingInBatches: number;
   };
-  /** Checked against the sandbox partner's own ledger. */
+  /** Checked against the sandbox partner's own per-lead ledger (`sandbox.leads()`), in either profile. */
   reconciliation: {
+    /**
+     * Leads the partner received again after it held them: under another batch key (the product's
+     * contract), or as a conflict on the lead key or e-mail (a CRM, which has no batch key).
+     */
     sentTwice: number;
+    /** Lead keys the partner received that the database has neither exported, in flight nor quarantined. */
     unexpected: number;
     exportedNotAtPartner: number;
     /** The most requests that reached the partner in any 1 s (its own record; the policy: 5). */

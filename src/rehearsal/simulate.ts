@@ -3,7 +3,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FAULT_PROFILES, HOUR, type SimulationOptions } from './simulate-options.js';
+import { sandboxProfileFor } from './private-install.js';
+import {
+  FAULT_PROFILES,
+  faultsRefusedFor,
+  HOUR,
+  SIMULATE_INSTEAD,
+  type SimulationOptions,
+  SimulationRefused,
+} from './simulate-options.js';
 import { simulatePhase3 } from './simulate-phase3.js';
 import { simulatePhase4 } from './simulate-phase4.js';
 import type { SimulationResult } from './simulate-result.js';
@@ -12,7 +20,9 @@ export {
   FAULT_PROFILE_NAMES,
   FAULT_PROFILES,
   type FaultProfile,
+  isSimulationRefused,
   type SimulationOptions,
+  SimulationRefused,
 } from './simulate-options.js';
 export { SIMULATED_STABILITY_CHECKS } from './simulate-phase3.js';
 export { mostStartsInAnyWindow } from './simulate-reconcile.js';
@@ -21,11 +31,18 @@ export type { SimulatedCycle, SimulationResult } from './simulate-result.js';
 /**
  * `valhalla simulate`: the real engine (guard, outbox, partner client, error-rate monitor) under a
  * virtual clock, sending to an in-process sandbox partner over real HTTPS, from private databases in
- * a temporary folder: a Phase 3 run (for the stability verdict), then Phase 4 from go-live. Days of
+ * a temporary folder: a Phase 3 run (for the stability verdict), then Phase 4 from go-live. The
+ * sandbox plays the installation's configured partner profile (refused, `SimulationRefused`, when it
+ * cannot, or when the fault profile means nothing under it). Days of
  * policy time take seconds. The operator is simulated only where the policy needs one: each cycle of
  * ramp stage 1 is confirmed; a rollback is never re-armed.
  */
 export async function simulate(options: SimulationOptions): Promise<SimulationResult> {
+  const refused = faultsRefusedFor(options.config, options.faults);
+  if (refused !== null) throw new SimulationRefused(refused);
+  const played = sandboxProfileFor(options.config, SIMULATE_INSTEAD);
+  if (!played.ok) throw new SimulationRefused(played.message);
+  const { profile } = options.config.partner;
   const began = performance.now();
   const start = options.start ?? Date.now();
   const end = start + options.hours * HOUR;
@@ -43,6 +60,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
         start: new Date(start).toISOString(),
       },
       faultsDescribed: FAULT_PROFILES[options.faults].describe,
+      profile: { name: profile.profile.name, sha256: profile.sha256 },
       limits: used,
       ...phase4,
       stability,

@@ -20,7 +20,15 @@ import { GATES } from '../../src/gates/index.js';
 import { type AuditAction, canonicalJson } from '../../src/policy/index.js';
 import { type SandboxPartner, startSandboxPartner } from '../../src/sandbox/index.js';
 import { createApiToken } from '../../src/server/index.js';
-import { BIN, type CliResult, phase4Env, REPO_ROOT, runBinary, runInProcess } from '../support/cli.js';
+import {
+  BIN,
+  type CliResult,
+  phase4Env,
+  REPO_ROOT,
+  runBinary,
+  runInProcess,
+  testEnv,
+} from '../support/cli.js';
 import {
   ATTESTED,
   initializeWithPhase3History,
@@ -719,6 +727,76 @@ describe('the go-live gates, from nothing to Phase 4', () => {
       timeoutMs: 60_000,
     });
     expect(run.code).toBe(3);
+  });
+});
+
+describe('gates conformance in the CRM partner profile, through the built binary', () => {
+  it("runs against the sandbox playing the installation's profile (crm-batch-contacts), names it and its SHA-256, and verifies the conformance items", async () => {
+    const site = tempDir();
+    const crmEnv = testEnv(join(site, 'data'), { VALHALLA_PARTNER_PROFILE: 'crm-batch-contacts' });
+    ok(await runBinary(['init'], { cwd: site, env: crmEnv }), 'init');
+    const sha256 = loadConfig({ cwd: site, env: crmEnv }).partner.profile.sha256;
+    const run = await runBinary(['gates', 'conformance'], { cwd: site, env: crmEnv, timeoutMs: 120_000 });
+    ok(run, 'gates conformance (CRM profile)');
+    expect(run.stdout).toMatch(
+      new RegExp(
+        `^conformance PASSED in [\\d.]+ s against the sandbox partner playing the profile crm-batch-contacts \\(sha256 ${sha256.slice(0, 12)}…\\)$`,
+        'm',
+      ),
+    );
+    expect(run.stdout).toMatch(/^token_refresh\s+no token endpoint is asked\s+ok\s/m);
+    expect(run.stdout).toMatch(
+      /^partial_answer\s+the refused leads are quarantined with the partner's reason\s+ok\s+the partner answered HTTP 207/m,
+    );
+    const [entry] = query<{ details: string }>(
+      join(site, 'data', 'valhalla.db'),
+      "select details from audit_log where action = 'gates.conformance'",
+    );
+    expect(JSON.parse(entry!.details)).toMatchObject({
+      passed: true,
+      partner: 'sandbox',
+      profile: { name: 'crm-batch-contacts', sha256 },
+    });
+    const status = JSON.parse(
+      (await runBinary(['gates', 'status', '--json'], { cwd: site, env: crmEnv })).stdout,
+    ) as {
+      gates: { items: { id: string; state: string }[] }[];
+    };
+    const items = status.gates.flatMap((g) => g.items).filter((i) => /^2\.|^3\.dedup_tested$/.test(i.id));
+    for (const id of [
+      '2.endpoint',
+      '2.token_refresh',
+      '2.failure_handling',
+      '2.retries',
+      '2.total_failure',
+      '3.dedup_tested',
+    ]) {
+      expect(
+        items.find((i) => i.id === id),
+        id,
+      ).toMatchObject({ state: 'ok' });
+    }
+  });
+
+  it('a profile the sandbox cannot play is refused (exit 2), pointing to --partner configured; nothing recorded', async () => {
+    const site = tempDir();
+    const crm = JSON.parse(
+      readFileSync(join(REPO_ROOT, 'config', 'partners', 'crm-batch-contacts.json'), 'utf8'),
+    );
+    writeFileSync(join(site, 'acme.json'), JSON.stringify({ ...crm, name: 'acme-contacts' }));
+    const acmeEnv = testEnv(join(site, 'data'), { VALHALLA_PARTNER_PROFILE: 'acme.json' });
+    ok(await runBinary(['init'], { cwd: site, env: acmeEnv }), 'init');
+    const run = await runBinary(['gates', 'conformance'], { cwd: site, env: acmeEnv });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      `the installation's partner profile "acme-contacts" (${join(site, 'acme.json')}) is not one the built-in sandbox partner can play (it plays valhalla and crm-batch-contacts): run \`valhalla gates conformance --partner configured\``,
+    );
+    expect(
+      query(
+        join(site, 'data', 'valhalla.db'),
+        "select seq from audit_log where action = 'gates.conformance'",
+      ),
+    ).toEqual([]);
   });
 });
 

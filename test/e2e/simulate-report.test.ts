@@ -1,6 +1,7 @@
 /**
  * `valhalla simulate --html`'s report in a real headless Chromium (Debian's, driven by playwright-core),
- * at desktop and phone width: the page never scrolls sideways, its tables have no empty column, no
+ * for a run in each partner profile the sandbox plays (the report names the profile), at desktop and
+ * phone width: the page never scrolls sideways, its tables have no empty column, no
  * chart label is cut at the chart's edge, and every line of a chart can be seen (the ceiling is not
  * hidden under the claimed line) and is named in a legend. Screenshots go to test-artifacts/.
  */
@@ -28,8 +29,11 @@ const VIEWPORTS = [
   { name: 'phone', width: 375, height: 800, isMobile: true },
 ] as const;
 
+/** The partner profiles the simulation's sandbox plays: the report of a run in each. */
+const PROFILES = ['valhalla', 'crm-batch-contacts'] as const;
+
 let browser: Browser;
-let reportUrl: string;
+const reportUrls = new Map<(typeof PROFILES)[number], string>();
 
 // The checks run in Chromium as strings: this file is compiled without the DOM's types.
 
@@ -120,7 +124,7 @@ const LEGENDS = `[...document.querySelectorAll('figure')].map((f) => ({
     .map((li) => li.textContent.trim()),
 }))`;
 
-async function open(viewport: (typeof VIEWPORTS)[number]): Promise<Page> {
+async function open(viewport: (typeof VIEWPORTS)[number], reportUrl: string): Promise<Page> {
   const context = await browser.newContext({
     viewport: { width: viewport.width, height: viewport.height },
     isMobile: viewport.isMobile,
@@ -133,26 +137,31 @@ async function open(viewport: (typeof VIEWPORTS)[number]): Promise<Page> {
 describe.skipIf(!available)("the simulation's HTML report in Chromium", () => {
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    const cwd = tempDir();
-    const env = testEnv(join(cwd, 'data'), { VALHALLA_LOG_LEVEL: 'warn' });
-    // A day from go-live with more leads than the ramp lets through: claimed equals the ceiling in
-    // nearly every cycle, and the axis ends on a labelled hour.
-    const result = await runInProcess(
-      [
-        'simulate',
-        '--hours',
-        '24',
-        '--leads-per-hour',
-        '400',
-        '--start',
-        '2026-12-01T00:00:00Z',
-        '--html',
-        'report.html',
-      ],
-      { cwd, env },
-    );
-    expect(result.code, result.stderr).toBe(0);
-    reportUrl = pathToFileURL(join(cwd, 'report.html')).href;
+    for (const profile of PROFILES) {
+      const cwd = tempDir();
+      const env = testEnv(join(cwd, 'data'), {
+        VALHALLA_LOG_LEVEL: 'warn',
+        VALHALLA_PARTNER_PROFILE: profile,
+      });
+      // A day from go-live with more leads than the ramp lets through: claimed equals the ceiling in
+      // nearly every cycle, and the axis ends on a labelled hour.
+      const result = await runInProcess(
+        [
+          'simulate',
+          '--hours',
+          '24',
+          '--leads-per-hour',
+          '400',
+          '--start',
+          '2026-12-01T00:00:00Z',
+          '--html',
+          'report.html',
+        ],
+        { cwd, env },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      reportUrls.set(profile, pathToFileURL(join(cwd, 'report.html')).href);
+    }
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
@@ -163,68 +172,77 @@ describe.skipIf(!available)("the simulation's HTML report in Chromium", () => {
     await browser?.close();
   });
 
-  for (const viewport of VIEWPORTS) {
-    // Soft checks: a failing report shows every way it fails at once.
-    it(`at ${viewport.width} px: no sideways scrolling, no empty column, no cut label, every line seen and named`, async () => {
-      const page = await open(viewport);
-      await page.screenshot({ path: join(ARTIFACTS, `${viewport.name}.png`), fullPage: true });
+  for (const profile of PROFILES) {
+    for (const viewport of VIEWPORTS) {
+      // Soft checks: a failing report shows every way it fails at once.
+      it(`partner profile ${profile}, at ${viewport.width} px: the report names the profile; no sideways scrolling, no empty column, no cut label, every line seen and named`, async () => {
+        const page = await open(viewport, reportUrls.get(profile)!);
+        const suffix = profile === 'valhalla' ? '' : `-${profile}`;
+        await page.screenshot({ path: join(ARTIFACTS, `${viewport.name}${suffix}.png`), fullPage: true });
+        const text = await page.evaluate<string>('document.body.innerText');
+        expect(text).toMatch(
+          new RegExp(
+            `against the in-process sandbox partner playing the partner profile ${profile} \\(sha256 [0-9a-f]{64}\\)`,
+          ),
+        );
 
-      const widths = await page.evaluate<{ scroll: number; client: number }>(
-        '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })',
-      );
-      expect(widths.client).toBeLessThanOrEqual(viewport.width);
-      expect.soft(widths.scroll, 'the page is wider than the screen').toBeLessThanOrEqual(widths.client);
-      // Nor is any table: one that scrolls sideways inside its box hides its last columns.
-      const scrolled = await page.evaluate<string[]>(
-        `[...document.querySelectorAll('table')].filter((t) => {
+        const widths = await page.evaluate<{ scroll: number; client: number }>(
+          '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })',
+        );
+        expect(widths.client).toBeLessThanOrEqual(viewport.width);
+        expect.soft(widths.scroll, 'the page is wider than the screen').toBeLessThanOrEqual(widths.client);
+        // Nor is any table: one that scrolls sideways inside its box hides its last columns.
+        const scrolled = await page.evaluate<string[]>(
+          `[...document.querySelectorAll('table')].filter((t) => {
           const box = t.parentElement;
           return t.scrollWidth > box.clientWidth + 0.5 || box.scrollWidth > box.clientWidth + 0.5;
         }).map((t) => [...t.querySelectorAll('th')].map((th) => th.textContent).join(','))`,
-      );
-      expect.soft(scrolled, 'tables wider than their box').toEqual([]);
+        );
+        expect.soft(scrolled, 'tables wider than their box').toEqual([]);
 
-      const tables = await page.evaluate<{ head: string[]; rows: string[][] }[]>(TABLES);
-      const stability = tables.find((t) => t.head[0] === 'check');
-      expect(stability, 'the stability table').toBeDefined();
-      expect(stability!.rows.length).toBeGreaterThan(0);
-      for (const table of tables) {
-        const columns = Math.max(table.head.length, ...table.rows.map((r) => r.length));
-        for (const row of table.rows) {
-          // A header table has a cell per header; a name/value table has none and two cells a row.
-          if (table.head.length > 0)
-            expect.soft(row, `a row of the table [${table.head}]`).toHaveLength(table.head.length);
+        const tables = await page.evaluate<{ head: string[]; rows: string[][] }[]>(TABLES);
+        const stability = tables.find((t) => t.head[0] === 'check');
+        expect(stability, 'the stability table').toBeDefined();
+        expect(stability!.rows.length).toBeGreaterThan(0);
+        for (const table of tables) {
+          const columns = Math.max(table.head.length, ...table.rows.map((r) => r.length));
+          for (const row of table.rows) {
+            // A header table has a cell per header; a name/value table has none and two cells a row.
+            if (table.head.length > 0)
+              expect.soft(row, `a row of the table [${table.head}]`).toHaveLength(table.head.length);
+          }
+          for (let column = 0; column < columns; column++) {
+            const filled = table.rows.some((r) => (r[column] ?? '') !== '');
+            expect.soft(filled, `column ${column + 1} of the table [${table.head}] is empty`).toBe(true);
+          }
         }
-        for (let column = 0; column < columns; column++) {
-          const filled = table.rows.some((r) => (r[column] ?? '') !== '');
-          expect.soft(filled, `column ${column + 1} of the table [${table.head}] is empty`).toBe(true);
+
+        expect.soft(await page.evaluate<string[]>(CUT_LABELS), 'labels cut at the edge').toEqual([]);
+
+        const lines = await page.evaluate<{ chart: string; name: string; shown: number }[]>(LINE_VISIBILITY);
+        console.log(
+          `[simulate report] ${viewport.width} px, share of each line seen: ${lines.map((l) => `${l.name} ${l.shown.toFixed(2)}`).join(', ')}`,
+        );
+        const ceiling = lines.find((l) => l.name === 'ceiling');
+        expect(ceiling, 'the ceiling line').toBeDefined();
+        for (const line of lines) {
+          expect.soft(line.shown, `"${line.name}" in "${line.chart}" is hidden`).toBeGreaterThanOrEqual(0.4);
         }
-      }
 
-      expect.soft(await page.evaluate<string[]>(CUT_LABELS), 'labels cut at the edge').toEqual([]);
-
-      const lines = await page.evaluate<{ chart: string; name: string; shown: number }[]>(LINE_VISIBILITY);
-      console.log(
-        `[simulate report] ${viewport.width} px, share of each line seen: ${lines.map((l) => `${l.name} ${l.shown.toFixed(2)}`).join(', ')}`,
-      );
-      const ceiling = lines.find((l) => l.name === 'ceiling');
-      expect(ceiling, 'the ceiling line').toBeDefined();
-      for (const line of lines) {
-        expect.soft(line.shown, `"${line.name}" in "${line.chart}" is hidden`).toBeGreaterThanOrEqual(0.4);
-      }
-
-      for (const figure of await page.evaluate<{ chart: string; lines: string[]; legend: string[] }[]>(
-        LEGENDS,
-      )) {
-        expect(figure.lines.length).toBeGreaterThan(0);
-        // One entry a line, in the same order, each starting with the line's name.
-        expect
-          .soft(
-            figure.legend.map((entry, k) => entry.startsWith(figure.lines[k] ?? '\u0000')),
-            `the legend of "${figure.chart}": ${JSON.stringify(figure.legend)}`,
-          )
-          .toEqual(figure.lines.map(() => true));
-      }
-      await page.context().close();
-    });
+        for (const figure of await page.evaluate<{ chart: string; lines: string[]; legend: string[] }[]>(
+          LEGENDS,
+        )) {
+          expect(figure.lines.length).toBeGreaterThan(0);
+          // One entry a line, in the same order, each starting with the line's name.
+          expect
+            .soft(
+              figure.legend.map((entry, k) => entry.startsWith(figure.lines[k] ?? '\u0000')),
+              `the legend of "${figure.chart}": ${JSON.stringify(figure.legend)}`,
+            )
+            .toEqual(figure.lines.map(() => true));
+        }
+        await page.context().close();
+      });
+    }
   }
 });

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type SandboxFaultsPatch,
   type SandboxPartner,
+  type SandboxProfile,
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
 import { harnessScript, phase4Env, runInProcess } from '../support/cli.js';
@@ -30,6 +31,7 @@ import {
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 import { holdsWithin } from '../support/world.js';
+import { expectLeadLedgerConsistent } from './lead-ledger.js';
 
 const WORKER = harnessScript('fault-worker');
 /** Leads per cycle: a batch is at most this big. */
@@ -66,19 +68,32 @@ interface Exit {
   killed: Record<string, unknown> & { killedAt?: string };
 }
 
-/** A fresh installation (its own data folder and sandbox partner) with `leads` eligible leads. */
-async function site(leads: number, faults: SandboxFaultsPatch = {}): Promise<Site> {
+/** The CRM sandbox's static token (profile `crm-batch-contacts`). */
+const CRM_TOKEN = 'kill-crm-token-0123456789';
+
+/**
+ * A fresh installation (its own data folder and sandbox partner) with `leads` eligible leads; with
+ * `profile`, the installation speaks it and the sandbox plays it (the CRM's: a static bearer token).
+ */
+async function site(
+  leads: number,
+  faults: SandboxFaultsPatch = {},
+  profile: SandboxProfile = 'valhalla',
+): Promise<Site> {
   const cwd = tempDir('valhalla-kill-');
+  const crm = profile === 'crm-batch-contacts';
   const sandbox = await startSandboxPartner({
     certDir,
     clientId: 'kill-client',
     clientSecret: 'kill-secret-0123456789',
     faults: { seed: 11, ...faults },
+    ...(crm ? { profile, bearerToken: CRM_TOKEN } : {}),
   });
   sandboxes.push(sandbox);
   const env = phase4Env(join(cwd, 'data'), sandbox, {
     VALHALLA_MAX_LEADS_PER_CYCLE: String(CEILING),
     VALHALLA_LOG_LEVEL: 'warn',
+    ...(crm ? { VALHALLA_PARTNER_PROFILE: profile, VALHALLA_PARTNER_BEARER_TOKEN: CRM_TOKEN } : {}),
   });
   const init = await runInProcess(['init'], { cwd, env });
   expect(init.code, init.stderr).toBe(0);
@@ -156,8 +171,8 @@ async function killedAt(s: Site, killAt: string, harness: Record<string, string>
   return exit;
 }
 
-/** Restart until nothing is left to send (at most 3 workers), then check everything against the ledger. */
-async function finishAndCheck(s: Site, expectations: LedgerExpectations = {}) {
+/** Clear the faults and restart until nothing is left to send (at most 3 workers). */
+async function finishUntilDone(s: Site): Promise<void> {
   s.sandbox.setFaults({
     latencyMs: 0,
     failNext: 0,
@@ -172,6 +187,11 @@ async function finishAndCheck(s: Site, expectations: LedgerExpectations = {}) {
     expect(exit.code, `completion run ${run + 1}: ${exit.signal ?? ''} ${exit.stderr}`).toBe(0);
   }
   expect(workLeft(s), 'leads or batches still waiting after the completion runs').toBe(0);
+}
+
+/** Restart until nothing is left to send (at most 3 workers), then check everything against the ledger. */
+async function finishAndCheck(s: Site, expectations: LedgerExpectations = {}) {
+  await finishUntilDone(s);
   const facts = await withSqliteFile(s.dbFile, readLedgerFacts);
   const summary = expectLedgerConsistent(facts, s.sandbox, { leadCount: s.leads, ...expectations });
   const verify = await runInProcess(['audit', 'verify'], { cwd: s.cwd, env: s.env });
@@ -323,6 +343,37 @@ describe('kill -9 at every state transition of a delivery, then run to completio
     expect(summary.replays).toBe(1);
     expect(summary.exported).toBe(7);
     log('answered', describeLedger(summary));
+  });
+
+  it('CRM profile (no batch key): after the partner answered, before the outcome commits: the resend meets a CONFLICT per record, read as duplicates at the partner; each lead held once', async () => {
+    const s = await site(7, {}, 'crm-batch-contacts');
+    const exit = await killedAt(s, 'answered');
+    const key = String(exit.killed.batchKey);
+    expect(exit.killed.outcome).toBe('accepted');
+    expect(delivery(s, key)).toMatchObject({ state: 'sending', attempts: 1 });
+    const keys = leadKeysOf(s, key);
+    const created = s.sandbox.leads();
+    expect(keys.map((k) => created[k]?.acceptedAt !== null && created[k]?.received === 1)).toEqual(
+      keys.map(() => true),
+    );
+
+    await finishUntilDone(s);
+    const facts = await withSqliteFile(s.dbFile, readLedgerFacts);
+    const summary = expectLeadLedgerConsistent(facts, s.sandbox.leads(), {
+      finalStates: ['exported'],
+      leadCount: s.leads,
+    });
+    // The resend of the lost answer's batch: every record a CONFLICT on its lead key, nothing created twice.
+    expect(delivery(s, key)).toMatchObject({ state: 'accepted', attempts: 2 });
+    expect(summary).toMatchObject({ exported: 7, receivedAgain: keys.length, refusedAtPartner: 0 });
+    for (const lead of leadStatesOf(s, key)) {
+      expect(lead).toMatchObject({ state: 'exported' });
+      expect(lead.state_reason).toMatch(/^duplicate at partner: /);
+    }
+    expect(s.sandbox.stats().leads).toEqual({ accepted: 7, duplicates: keys.length });
+    const verify = await runInProcess(['audit', 'verify'], { cwd: s.cwd, env: s.env });
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    log('answered (CRM)', JSON.stringify(summary));
   });
 
   it('after `accepted` commits: the batch is never sent again; the rest follow in new batches', async () => {

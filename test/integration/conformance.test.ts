@@ -9,6 +9,8 @@
  * SQLite file; `ScenarioSetup.env` points it at the backend), and the installation the CLI records
  * the result in and reads the gates from, on each.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openApp } from '../../src/app/index.js';
 import { loadConfig } from '../../src/config/index.js';
@@ -27,7 +29,7 @@ import {
   startSandboxPartner,
 } from '../../src/sandbox/index.js';
 import { type Backend, backends, databaseExists, dropTestSchemas } from '../support/backends.js';
-import { policyFileWith, runInProcess, testEnv } from '../support/cli.js';
+import { policyFileWith, REPO_ROOT, runInProcess, testEnv } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -53,6 +55,7 @@ async function expectRanOn(setup: ScenarioSetup): Promise<void> {
   expect(await databaseExists(url!), url).toBe(true);
 }
 
+/** The checks of each scenario under the product's own contract (profile `valhalla`, OAuth2). */
 const EXPECTED_CHECKS: Record<ConformanceScenarioName, string[]> = {
   endpoint: [
     'health check passes',
@@ -87,7 +90,56 @@ const EXPECTED_CHECKS: Record<ConformanceScenarioName, string[]> = {
     'a lead already exported is not sent again by later cycles',
     'the partner never saw a lead key in two batches',
   ],
+  partial_answer: [
+    'a refused lead refuses its whole batch (the contract has no per-lead refusal)',
+    "every lead of the batch quarantined with the partner's reason",
+    'nothing resent, and the refusal counted as a failed request',
+  ],
 };
+
+/**
+ * The same under the CRM profile (`crm-batch-contacts`: a static bearer token, no batch idempotency
+ * header, per-record answers): what each scenario can prove there, said as such.
+ */
+const EXPECTED_CRM_CHECKS: Record<ConformanceScenarioName, string[]> = {
+  endpoint: [
+    'health check passes',
+    'a batch POST /crm/v3/objects/contacts/batch/create is accepted',
+    'the partner holds exactly the leads sent, each once under its lead key',
+  ],
+  token_refresh: [
+    'every cycle exports its batch',
+    'no 401 reaches a batch',
+    'the static credential is presented on every batch and taken',
+    'no token endpoint is asked',
+  ],
+  failure_handling: [
+    'a 401 under a static credential is not cured by a resend: the batch is quarantined with the reason and counted as failed',
+    'the next batch is taken once the partner takes the credential again',
+    "a permanent refusal quarantines the batch's leads with the reason",
+    'nothing is retried after a permanent refusal',
+  ],
+  retries: [
+    'the batch is retried after 1 s and 2 s',
+    'every attempt carries the same batch and the same lead keys',
+    'accepted, and the partner holds each lead once',
+    'nothing quarantined',
+  ],
+  total_failure: EXPECTED_CHECKS.total_failure,
+  dedup: [
+    'the same person ingested twice is stored once',
+    'a lead already exported is not sent again by later cycles',
+    'the partner never received a lead twice',
+  ],
+  partial_answer: [
+    "the refused leads are quarantined with the partner's reason",
+    'the other leads of the batch are exported, each held once by the partner',
+    'nothing resent, and the partly refused answer counted as a failed request',
+  ],
+};
+
+/** The CRM installation's settings: the shipped CRM profile (its credentials are the sandbox's own). */
+const CRM = { VALHALLA_PARTNER_PROFILE: 'crm-batch-contacts' };
 
 function checkOf(scenario: ConformanceScenarioResult, name: string) {
   const found = scenario.checks.find((c) => c.name === name);
@@ -166,6 +218,53 @@ describe.each(list)('conformance scenarios, the private installation on $name', 
   });
 });
 
+describe('conformance scenarios against the sandbox playing the CRM profile (static bearer token, per-record answers)', () => {
+  it('pass: every scenario, every check, each saying what it proves under a static credential', async () => {
+    const scenarios: ConformanceScenarioResult[] = [];
+    for (const name of CONFORMANCE_SCENARIOS) scenarios.push(await runScenario(name, installation(CRM)));
+    const failures = scenarios.flatMap((s) =>
+      s.checks.filter((c) => !c.ok).map((c) => `${s.name} / ${c.name}: ${c.detail}`),
+    );
+    expect(failures).toEqual([]);
+    for (const scenario of scenarios) {
+      expect(scenario.checks.map((c) => c.name)).toEqual(EXPECTED_CRM_CHECKS[scenario.name]);
+    }
+    const detail = (scenario: ConformanceScenarioName, n: number) =>
+      scenarios.find((s) => s.name === scenario)!.checks[n]!.detail;
+    // What ran, in the details: no token endpoint, the 401 resent once and then quarantined, a 207.
+    expect(detail('token_refresh', 3)).toBe('0 token(s) issued, 0 request(s) to a token endpoint');
+    expect(detail('failure_handling', 0)).toMatch(
+      /^with the credential refused by the partner: HTTP 401, HTTP 401 under the same batch key, the same credential; the lead is quarantined \(refused by the partner \(HTTP 401\)/,
+    );
+    expect(detail('partial_answer', 0)).toMatch(
+      /^the partner answered HTTP 207, refusing 2 of 4 lead\(s\); 2 quarantined \(reason: refused by the partner: /,
+    );
+    expect(JSON.stringify(scenarios)).not.toMatch(/@|Conformance Lead|Lovelace/i);
+  });
+
+  it('a scenario whose profile the sandbox cannot play fails with the reason', async () => {
+    const dir = tempDir();
+    const scenario = await runScenario(
+      'endpoint',
+      installation({ VALHALLA_PARTNER_PROFILE: otherProfile(dir) }),
+    );
+    expect(scenario.passed).toBe(false);
+    expect(scenario.checks[0]!.detail).toMatch(
+      /^ConformanceProfileError: the installation's partner profile "acme-contacts" \(.*acme\.json\) is not one the built-in sandbox partner can play/,
+    );
+  });
+});
+
+/** A partner profile of another name (the CRM's, renamed): one the sandbox does not play. */
+function otherProfile(dir: string): string {
+  const file = join(dir, 'acme.json');
+  const crm = JSON.parse(
+    readFileSync(join(REPO_ROOT, 'config', 'partners', 'crm-batch-contacts.json'), 'utf8'),
+  );
+  writeFileSync(file, JSON.stringify({ ...crm, name: 'acme-contacts' }));
+  return file;
+}
+
 describe('conformance suite', () => {
   it('a scenario that cannot run is a failed scenario with the reason, not an exception', async () => {
     const scenario = await runScenario('endpoint', {
@@ -242,7 +341,7 @@ describe.each(list)('valhalla gates conformance, the installation on $name', (ba
     const out = await runInProcess(['gates', 'conformance'], { env, cwd: dir });
     expect(out.code).toBe(1);
     expect(out.stdout).toMatch(
-      /^conformance FAILED in \d+\.\d s against the sandbox partner: failed endpoint\b/,
+      /^conformance FAILED in \d+\.\d s against the sandbox partner playing the profile valhalla \(sha256 [0-9a-f]{12}…\): failed endpoint\b/,
     );
     expect(out.stdout).toMatch(/^SCENARIO\s+CHECK\s+OK\s+DETAIL$/m);
     expect(out.stdout).toMatch(
@@ -250,5 +349,57 @@ describe.each(list)('valhalla gates conformance, the installation on $name', (ba
     );
     expect(out.stdout).toContain('recorded in the audit chain as gates.conformance');
     expect(out.stderr).toContain('valhalla: the conformance suite failed: see the checks above');
+  });
+});
+
+describe('valhalla gates conformance, the installation configured for the CRM profile', () => {
+  it('runs against the sandbox playing the CRM profile, names the profile (name and SHA-256) in the output and the evidence', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, CRM);
+    expect((await runInProcess(['init'], { env, cwd: dir })).code).toBe(0);
+    const json = await runInProcess(['gates', 'conformance', '--json'], { env, cwd: dir });
+    expect(json.stderr).toBe('');
+    expect(json.code).toBe(0);
+    const result = JSON.parse(json.stdout) as ConformanceResult;
+    const config = loadConfig({ cwd: dir, env });
+    expect(result.profile).toEqual({ name: 'crm-batch-contacts', sha256: config.partner.profile.sha256 });
+    expect(result.scenarios.map((s) => [s.name, s.passed])).toEqual(
+      CONFORMANCE_SCENARIOS.map((name) => [name, true]),
+    );
+    const app = await openApp({ config });
+    try {
+      const entry = await app.audit.latest('gates.conformance');
+      expect(JSON.parse(entry!.details)).toEqual(result);
+    } finally {
+      await app.close();
+    }
+    const table = await runInProcess(['gates', 'conformance'], { env, cwd: dir });
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(
+      new RegExp(
+        `^conformance PASSED in \\d+\\.\\d s against the sandbox partner playing the profile crm-batch-contacts \\(sha256 ${config.partner.profile.sha256.slice(0, 12)}…\\)$`,
+        'm',
+      ),
+    );
+    expect(table.stdout).toMatch(
+      /^endpoint\s+a batch POST \/crm\/v3\/objects\/contacts\/batch\/create is accepted\s+ok\s/m,
+    );
+  });
+
+  it('refuses a profile the sandbox cannot play (exit 2), pointing to --partner configured; nothing recorded', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, { VALHALLA_PARTNER_PROFILE: otherProfile(dir) });
+    expect((await runInProcess(['init'], { env, cwd: dir })).code).toBe(0);
+    const out = await runInProcess(['gates', 'conformance'], { env, cwd: dir });
+    expect(out.code).toBe(2);
+    expect(out.stdout).toBe('');
+    expect(out.stderr).toContain('the installation\'s partner profile "acme-contacts"');
+    expect(out.stderr).toContain('run `valhalla gates conformance --partner configured`');
+    const app = await openApp({ config: loadConfig({ cwd: dir, env }) });
+    try {
+      expect(await app.audit.latest('gates.conformance')).toBeUndefined();
+    } finally {
+      await app.close();
+    }
   });
 });

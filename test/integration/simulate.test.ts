@@ -8,13 +8,13 @@
  * (src/rehearsal/private-install.ts), whatever the installation's backend; the installation's own database
  * is never opened. The CLI test checks that on an installation of each backend.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { mostStartsInAnyWindow, type SimulationResult, simulate } from '../../src/rehearsal/simulate.js';
 import { type Backend, backends, databaseExists, dropTestSchemas } from '../support/backends.js';
-import { phase4Env, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
+import { phase4Env, REPO_ROOT, runInProcess, testEnv, UNCALLED_PARTNER } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 const list = await backends();
@@ -197,6 +197,67 @@ describe('valhalla simulate', () => {
     expect(mostStartsInAnyWindow([0, 1000], 1000)).toBe(1);
     expect(mostStartsInAnyWindow([0, 100, 200, 300, 400, 1100, 1150], 1000)).toBe(5);
     expect(mostStartsInAnyWindow([0, 500, 600, 700, 800, 900, 1400], 1000)).toBe(6);
+  });
+});
+
+describe('valhalla simulate with the installation configured for the CRM profile', () => {
+  it('24 h against the sandbox playing the CRM profile with a flaky partner: reconciled against its per-lead ledger, the profile named', async () => {
+    const { config } = installation({ VALHALLA_PARTNER_PROFILE: 'crm-batch-contacts' });
+    const result = await simulate({
+      config,
+      hours: 24,
+      leadsPerHour: 300,
+      faults: 'flaky',
+      seed: 2,
+      start: START,
+    });
+    console.log(`[simulate] 24 h flaky, CRM profile: ${result.runMs} ms real time`);
+    expect(result.profile).toEqual({ name: 'crm-batch-contacts', sha256: config.partner.profile.sha256 });
+    expect(result.totals.exported).toBeGreaterThan(0);
+    // 5% of requests answered 503 (before the CRM reads the body): retried, and counted.
+    expect(result.totals.failedRequests).toBeGreaterThan(0);
+    // A static bearer token: no token endpoint at all.
+    expect(result.totals.tokensIssued).toBe(0);
+    expect(result.reconciliation).toMatchObject({
+      sentTwice: 0,
+      unexpected: 0,
+      exportedNotAtPartner: 0,
+      replayMismatches: 0,
+      lost: 0,
+      ok: true,
+    });
+    // The CRM's own record of what it created each day is what the engine exported that day.
+    for (const day of result.days) expect(day.atPartner, day.day).toBe(day.exported);
+    expect(result.days.reduce((sum, d) => sum + d.atPartner, 0)).toBe(result.totals.exported);
+    expect(result.totals.exported).toBe(result.totals.leadsByState.exported);
+  });
+
+  it('the CLI names the profile; refuses --faults token-expiry under a static credential and a profile the sandbox cannot play (exit 2)', async () => {
+    const { cwd, env } = installation({ VALHALLA_PARTNER_PROFILE: 'crm-batch-contacts' });
+    const table = await runInProcess(['simulate', '--hours', '2', '--leads-per-hour', '20'], { cwd, env });
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/; partner profile crm-batch-contacts \(sha256 [0-9a-f]{12}…\)$/m);
+    expect(table.stdout).toContain("Against the partner's own record: OK");
+
+    const expiry = await runInProcess(['simulate', '--hours', '2', '--faults', 'token-expiry'], { cwd, env });
+    expect(expiry.code).toBe(2);
+    expect(expiry.stdout).toBe('');
+    expect(expiry.stderr).toContain(
+      '--faults token-expiry needs a partner whose tokens expire (OAuth2); the partner profile crm-batch-contacts uses a static credential (bearer)',
+    );
+
+    const file = join(cwd, 'acme.json');
+    const crm = JSON.parse(
+      readFileSync(join(REPO_ROOT, 'config', 'partners', 'crm-batch-contacts.json'), 'utf8'),
+    );
+    writeFileSync(file, JSON.stringify({ ...crm, name: 'acme-contacts' }));
+    const other = await runInProcess(['simulate', '--hours', '1'], {
+      cwd,
+      env: { ...env, VALHALLA_PARTNER_PROFILE: file },
+    });
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain('the installation\'s partner profile "acme-contacts"');
+    expect(other.stderr).toContain('the simulation rehearses only the contracts the sandbox plays');
   });
 });
 

@@ -5,6 +5,7 @@ import {
   FAULT_PROFILE_NAMES,
   type FaultProfile,
   formatSimulation,
+  isSimulationRefused,
   simulate,
   simulationHtml,
 } from '../../rehearsal/index.js';
@@ -16,7 +17,7 @@ export function registerSimulate(program: Command, ctx: Context): void {
   program
     .command('simulate')
     .description(
-      'rehearse go-live: the real engine under a virtual clock against an in-process sandbox partner, from private databases; days of policy time in seconds',
+      "rehearse go-live: the real engine under a virtual clock against an in-process sandbox partner playing the installation's partner profile, from private databases; days of policy time in seconds",
     )
     .option('--hours <n>', 'hours of policy time from go-live (1-168)', wholeNumber(1, 168), 72)
     .option(
@@ -57,14 +58,21 @@ export function registerSimulate(program: Command, ctx: Context): void {
         html?: string;
         force?: boolean;
       }) => {
-        const result = await simulate({
-          config: ctx.config(),
-          hours: opts.hours,
-          leadsPerHour: opts.leadsPerHour,
-          faults: opts.faults,
-          seed: opts.seed,
-          ...(opts.start === undefined ? {} : { start: opts.start }),
-        });
+        let result: Awaited<ReturnType<typeof simulate>>;
+        try {
+          result = await simulate({
+            config: ctx.config(),
+            hours: opts.hours,
+            leadsPerHour: opts.leadsPerHour,
+            faults: opts.faults,
+            seed: opts.seed,
+            ...(opts.start === undefined ? {} : { start: opts.start }),
+          });
+        } catch (error) {
+          // Refused before anything ran: a profile the sandbox cannot play, faults it cannot mean.
+          if (isSimulationRefused(error)) throw new CliExit(EXIT.usage, error.message);
+          throw error;
+        }
         if (opts.html) {
           const file = resolve(ctx.io.cwd, opts.html);
           try {
