@@ -292,6 +292,16 @@ export async function evaluateGates(
               `${evidenceAge('conformance run', conformance, EVIDENCE_MAX_AGE_DAYS.conformance)}: run \`valhalla gates conformance\``,
             );
           }
+          // Evidence for the profile the installation speaks: a run made under another one does not count.
+          const ranFor = (conformance.details.profile ?? null) as ProfileNamed | null;
+          const speaks = running?.partner.profile ?? null;
+          if (speaks !== null && canonicalJson(ranFor) !== canonicalJson(speaks)) {
+            return result(
+              false,
+              `the last conformance run was for partner profile ${profileWords(ranFor)}, not the configured ${profileWords(speaks)}: run \`valhalla gates conformance\``,
+              conformance.at,
+            );
+          }
           const scenarios = (conformance.details.scenarios ?? []) as { name: string; passed: boolean }[];
           const found = scenarios.find((s) => s.name === scenario);
           return result(
@@ -362,6 +372,13 @@ export async function evaluateGates(
   };
 }
 
+type ProfileNamed = { name: string; sha256: string };
+
+/** `crm-batch-contacts (sha256 3f2a…)`, or `none` for a run recorded before profiles were named. */
+function profileWords(profile: ProfileNamed | null): string {
+  return profile === null ? 'none' : `${profile.name} (sha256 ${profile.sha256.slice(0, 12)}…)`;
+}
+
 /** Why the latest configured-partner conformance run does not stand for the manifest's partner, or null. */
 function partnerRunProblem(
   running: ReleaseManifest,
@@ -400,9 +417,7 @@ function partnerRunProblem(
     canonicalJson(ranAgainst) === canonicalJson(partner) &&
     canonicalJson(ranWith) !== canonicalJson(profile)
   ) {
-    const named = (p: { name: string; sha256: string } | null) =>
-      p === null ? 'none' : `${p.name} (sha256 ${p.sha256.slice(0, 12)}…)`;
-    return `the last conformance run against the configured partner spoke partner profile ${named(ranWith)}, not the manifest's ${named(profile)}: ${fix}`;
+    return `the last conformance run against the configured partner spoke partner profile ${profileWords(ranWith)}, not the manifest's ${profileWords(profile)}: ${fix}`;
   }
   if (canonicalJson(ranAgainst) !== canonicalJson(partner)) {
     return `the last conformance run against a configured partner ran against ${ranAgainst.url ?? 'none'} (CA ${ranAgainst.caFingerprints === null ? 'the system’s' : ranAgainst.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}), not the manifest's ${partner.url ?? 'none'} (CA ${partner.caFingerprints === null ? 'the system’s' : partner.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}): ${fix}`;

@@ -17,21 +17,7 @@ import {
   startSandboxPartner,
 } from '../sandbox/index.js';
 import { type LeadOutcome, leadOutcomes } from '../store/index.js';
-import { privateGates, privatePhase4Config, sandboxProfileFor } from './private-install.js';
-
-/** What a refused run says to do instead: the safe scenarios against the partner's own sandbox. */
-export const CONFORMANCE_INSTEAD =
-  "run `valhalla gates conformance --partner configured` against the partner's own sandbox instead";
-
-/** The installation's partner profile is not one the built-in sandbox can play. */
-export class ConformanceProfileError extends Error {
-  readonly code = 'CONFORMANCE_PROFILE_UNPLAYABLE';
-  override name = 'ConformanceProfileError';
-}
-
-export function isConformanceProfileError(error: unknown): error is ConformanceProfileError {
-  return error instanceof ConformanceProfileError;
-}
+import { conformanceProfileFor, privateGates, privatePhase4Config } from './private-install.js';
 
 /** The partner's conformance suite (gate 2) and the dedup self-test (gate 3), in the order they run. */
 export const CONFORMANCE_SCENARIOS = [
@@ -64,10 +50,15 @@ export interface ConformanceResult {
   durationMs: number;
   partner: 'sandbox';
   /**
-   * The partner profile the sandbox played and the private installations spoke: the installation's
-   * configured one (VALHALLA_PARTNER_PROFILE), by name and SHA-256.
+   * The installation's configured profile (VALHALLA_PARTNER_PROFILE), by name and SHA-256: what the
+   * run is evidence for (the gates take it only for that profile).
    */
   profile: { name: string; sha256: string };
+  /**
+   * The contract the sandbox played, and whether in the configured profile's stead (a profile of the
+   * operator's own, which the sandbox cannot play: the shipped one of its auth family).
+   */
+  played: { profile: string; standIn: boolean };
   scenarios: ConformanceScenarioResult[];
 }
 
@@ -153,9 +144,7 @@ export async function withRig<T>(
   const clock = new ManualClock(Date.now());
   const startPartner = setup.startPartner ?? startSandboxPartner;
   const releasers: (() => Promise<unknown>)[] = [];
-  const played = sandboxProfileFor(setup.config, CONFORMANCE_INSTEAD);
-  if (!played.ok) throw new ConformanceProfileError(played.message);
-  const { profile } = played;
+  const profile = conformanceProfileFor(setup.config).played;
   try {
     const sandbox = await startPartner({
       profile,

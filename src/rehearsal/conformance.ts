@@ -4,45 +4,39 @@ import { join } from 'node:path';
 import type { AuditLog } from '../audit/index.js';
 import {
   CONFORMANCE_AUDIT_ACTION,
-  CONFORMANCE_INSTEAD,
   CONFORMANCE_SCENARIOS,
   type ConformanceCheck,
   type ConformanceOptions,
-  ConformanceProfileError,
   type ConformanceResult,
   type ConformanceScenarioName,
   type ConformanceScenarioResult,
   type ScenarioSetup,
 } from './conformance-rig.js';
 import { conformanceScenarios } from './conformance-scenarios.js';
-import { sandboxProfileFor } from './private-install.js';
+import { conformanceProfileFor } from './private-install.js';
 
 export {
   CONFORMANCE_AUDIT_ACTION,
   CONFORMANCE_SCENARIOS,
   type ConformanceCheck,
   type ConformanceOptions,
-  ConformanceProfileError,
   type ConformanceResult,
   type ConformanceScenario,
   type ConformanceScenarioName,
   type ConformanceScenarioResult,
-  isConformanceProfileError,
   type ScenarioSetup,
 } from './conformance-rig.js';
 export { conformanceScenarios } from './conformance-scenarios.js';
 
 /**
  * Run every scenario against the in-process sandbox partner playing the installation's configured
- * partner profile, each from a fresh private database (the real app, engine and partner client over
- * HTTPS), and say which checks held. A profile the sandbox cannot play is refused
- * (`ConformanceProfileError`) before anything runs. Nothing touches
+ * partner profile (or, for a profile of the operator's own, the shipped one of its auth family in its
+ * stead: `conformanceProfileFor`), each from a fresh private database (the real app, engine and
+ * partner client over HTTPS), and say which checks held. Nothing touches
  * the installation's database: record the result with `recordConformance`.
  */
 export async function runConformance(options: ConformanceOptions): Promise<ConformanceResult> {
-  const played = sandboxProfileFor(options.config, CONFORMANCE_INSTEAD);
-  // Refused before anything runs: a suite against another contract than the one configured proves nothing.
-  if (!played.ok) throw new ConformanceProfileError(played.message);
+  const played = conformanceProfileFor(options.config);
   const { profile } = options.config.partner;
   const began = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'valhalla-conformance-'));
@@ -56,6 +50,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
       durationMs: Date.now() - began,
       partner: 'sandbox',
       profile: { name: profile.profile.name, sha256: profile.sha256 },
+      played: { profile: played.played, standIn: played.standIn },
       scenarios,
     };
   } finally {

@@ -14,7 +14,6 @@ export {
   CONFORMANCE_SCENARIOS,
   type ConformanceCheck,
   type ConformanceResult,
-  isConformanceProfileError,
   runConformance,
 } from './conformance.js';
 export {

@@ -73,6 +73,24 @@ function partnerProfileEnv(installation: Config, partner: SandboxPartner): Recor
 }
 
 /**
+ * The contract the sandbox plays for the conformance suite: the installation's own profile when the
+ * sandbox plays it, else the shipped profile of the same auth family in its stead (OAuth2: the
+ * product's own contract; an API key or a bearer token: the CRM's static token). The suite proves the
+ * engine's handling of a partner (retries, refusals, outages, dedup) under that family; the
+ * installation's own mapping is proven against its partner by `--partner configured`, which the
+ * release manifest needs.
+ */
+export function conformanceProfileFor(installation: Config): { played: SandboxProfile; standIn: boolean } {
+  const { profile } = installation.partner.profile;
+  const own = SANDBOX_PROFILES.find((p) => p === profile.name);
+  if (own !== undefined) return { played: own, standIn: false };
+  return {
+    played: profile.auth.kind === 'oauth2_client_credentials' ? 'valhalla' : 'crm-batch-contacts',
+    standIn: true,
+  };
+}
+
+/**
  * The sandbox contract that plays the installation's configured profile, or a refusal saying why
  * (the sandbox plays only the shipped contracts).
  */

@@ -778,7 +778,7 @@ describe('gates conformance in the CRM partner profile, through the built binary
     }
   });
 
-  it('a profile the sandbox cannot play is refused (exit 2), pointing to --partner configured; nothing recorded', async () => {
+  it("a profile of the operator's own: the sandbox plays the shipped profile of its auth family in its stead, says so, and the evidence stands for the operator's profile", async () => {
     const site = tempDir();
     const crm = JSON.parse(
       readFileSync(join(REPO_ROOT, 'config', 'partners', 'crm-batch-contacts.json'), 'utf8'),
@@ -787,16 +787,19 @@ describe('gates conformance in the CRM partner profile, through the built binary
     const acmeEnv = testEnv(join(site, 'data'), { VALHALLA_PARTNER_PROFILE: 'acme.json' });
     ok(await runBinary(['init'], { cwd: site, env: acmeEnv }), 'init');
     const run = await runBinary(['gates', 'conformance'], { cwd: site, env: acmeEnv });
-    expect(run.code).toBe(2);
-    expect(run.stderr).toContain(
-      `the installation's partner profile "acme-contacts" (${join(site, 'acme.json')}) is not one the built-in sandbox partner can play (it plays valhalla and crm-batch-contacts): run \`valhalla gates conformance --partner configured\``,
+    ok(run, "gates conformance (a profile of the operator's own)");
+    expect(run.stdout).toMatch(
+      /^conformance PASSED in [\d.]+ s against the sandbox partner playing crm-batch-contacts in the stead of the profile acme-contacts \(sha256 [0-9a-f]{12}…\), which it cannot play: the same auth family; the profile's own mapping is proven by `valhalla gates conformance --partner configured`$/m,
     );
-    expect(
-      query(
-        join(site, 'data', 'valhalla.db'),
-        "select seq from audit_log where action = 'gates.conformance'",
-      ),
-    ).toEqual([]);
+    const [entry] = query<{ details: string }>(
+      join(site, 'data', 'valhalla.db'),
+      "select details from audit_log where action = 'gates.conformance'",
+    );
+    expect(JSON.parse(entry!.details)).toMatchObject({
+      passed: true,
+      profile: { name: 'acme-contacts' },
+      played: { profile: 'crm-batch-contacts', standIn: true },
+    });
   });
 });
 
