@@ -4,7 +4,7 @@
  * that does not exist or lacks a part is refused at start (exit 3, the configuration refused) with the
  * file, the path inside it and why, before anything is opened or sent.
  */
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Selectable } from 'kysely';
@@ -18,12 +18,15 @@ import { leadFromRow } from '../../src/store/leads.js';
 type LeadsRow = Selectable<Database['leads']>;
 
 import { harnessScript, phase4Env, runBinary, testEnv } from '../support/cli.js';
+import { spawnNode } from '../support/processes.js';
 import { query } from '../support/sqlite.js';
 import { tempDir } from '../support/tmp.js';
 import { HOUR } from '../support/world.js';
 
 const partners: SandboxPartner[] = [];
+const children = new Set<ChildProcess>();
 afterAll(async () => {
+  for (const child of children) child.kill('SIGKILL');
   await Promise.all(partners.map((p) => p.close()));
 });
 
@@ -143,9 +146,18 @@ describe("live in the CRM profile, from the operator's side", () => {
       refuseLeads: { leadKeys: [leadKey(stored[2]!)], reason: 'Contact grace.2@example.org is not valid' },
     });
 
-    const worker = await runWorker(cwd, env, 1);
-    expect(worker.code, worker.stderr).toBe(0);
-    expect(JSON.parse(worker.stdout.trim().split('\n')[0]!)).toMatchObject({
+    // The Phase 4 test worker (the gates given, as the fault suite runs it), for one cycle.
+    const worker = spawnNode(harnessScript('live-worker'), ['1'], {
+      cwd,
+      env: { ...env, VALHALLA_TEST_INTERVAL_MS: '10' },
+      children,
+    });
+    expect((await worker.exited).code, worker.out()).toBe(0);
+    const report = worker
+      .out()
+      .split('\n')
+      .find((line) => line.startsWith('{'));
+    expect(JSON.parse(report!)).toMatchObject({
       kind: 'live',
       claimed: 4,
       accepted: 3,
@@ -179,32 +191,3 @@ describe("live in the CRM profile, from the operator's side", () => {
     expect(list.stdout).not.toContain('Rear Admiral');
   });
 });
-
-/** The Phase 4 test worker (gates given, as the fault suite runs it) for `cycles` cycles. */
-function runWorker(
-  cwd: string,
-  env: Record<string, string>,
-  cycles: number,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [harnessScript('live-worker'), String(cycles)], {
-      cwd,
-      env: { PATH: process.env.PATH, ...env, VALHALLA_TEST_INTERVAL_MS: '10' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c;
-    });
-    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(guard);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
