@@ -223,7 +223,7 @@ export const COMMANDS: readonly CommandEntry[] = [
     module: 'simulate',
     options: true,
     description:
-      'rehearse go-live: the real engine under a virtual clock against an in-process sandbox partner, from private databases; days of policy time in seconds',
+      "rehearse go-live: the real engine under a virtual clock against an in-process sandbox partner playing the installation's partner profile, from private databases; days of policy time in seconds",
   },
   {
     name: 'db',
