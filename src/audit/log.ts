@@ -10,6 +10,7 @@ import {
   latestAuditEntryOf,
   latestAuditSeqOf,
   lockAuditChain,
+  recentAuditEntriesOf,
   type Store,
 } from '../store/index.js';
 import { type AuditEntry, ChainVerifier, entryHash, GENESIS_HASH } from './chain.js';
@@ -33,6 +34,8 @@ export interface AuditLog {
   verify(options?: { expectHead?: string }): Promise<AuditVerification>;
   /** The latest entry with this action (evidence lookups: the last drill, test alert, run), or undefined. */
   latest(action: AuditAction): Promise<AuditEntry | undefined>;
+  /** The newest `limit` entries with this action, newest first (evidence that must match something). */
+  recent(action: AuditAction, limit: number): Promise<AuditEntry[]>;
   /** The highest sequence number among entries with these actions (0: none). */
   latestSeq(actions: readonly AuditAction[]): Promise<number>;
   /** Write every entry as one JSON line, in sequence order. */
@@ -93,6 +96,7 @@ export function createAuditLog(store: Store, clock: Clock): AuditLog {
     append,
     record: (input) => store.db.transaction().execute((trx) => append(trx, input)),
     latest: (action) => latestAuditEntryOf(store.db, action),
+    recent: (action, limit) => recentAuditEntriesOf(store.db, action, limit),
     latestSeq: (actions) => latestAuditSeqOf(store.db, actions),
     async verify(options = {}) {
       const verifier = new ChainVerifier();

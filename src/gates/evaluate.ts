@@ -67,6 +67,9 @@ export const GATE_ACTIONS: readonly AuditAction[] = [
  * The policy's `verify_phase4_gates`: every gate, item by item, from the evidence and the signatures.
  * `chain`: an audit-chain verification to use instead of walking the whole chain again.
  */
+/** How many of the newest conformance runs are searched for one made for the profile in force. */
+const EVIDENCE_LOOKBACK = 50;
+
 export async function evaluateGates(
   deps: GatesDeps,
   options: { chain?: AuditVerification } = {},
@@ -83,14 +86,30 @@ export async function evaluateGates(
       ? { at: entry.at, seq: entry.seq, details: JSON.parse(entry.details) as Record<string, unknown> }
       : null;
   };
+  // A conformance run is evidence for the profile it was made for: the newest one for the profile in
+  // force counts, so a run for another profile (tried for one command) neither counts nor hides it.
+  const forProfile = async (action: AuditAction): Promise<EvidenceEntry | null> => {
+    const wanted = running?.partner.profile ?? null;
+    if (wanted === null) return latest(action);
+    const entries = await audit.recent(action, EVIDENCE_LOOKBACK);
+    const entry =
+      entries.find((e) => {
+        const details = JSON.parse(e.details) as { profile?: unknown; partner?: { profile?: unknown } };
+        const named = details.profile ?? details.partner?.profile ?? null;
+        return canonicalJson(named) === canonicalJson(wanted);
+      }) ?? entries[0];
+    return entry
+      ? { at: entry.at, seq: entry.seq, details: JSON.parse(entry.details) as Record<string, unknown> }
+      : null;
+  };
   const [alertsTest, dashboardCheck, drill, conformance, stability, partnerRun, chain, beat] =
     await Promise.all([
       latest(EVIDENCE_ACTIONS.alertsTest),
       latest(EVIDENCE_ACTIONS.dashboardCheck),
       latest(EVIDENCE_ACTIONS.drill),
-      latest(EVIDENCE_ACTIONS.conformance),
+      forProfile(EVIDENCE_ACTIONS.conformance),
       latest(EVIDENCE_ACTIONS.stability),
-      latest(EVIDENCE_ACTIONS.partnerConformance),
+      forProfile(EVIDENCE_ACTIONS.partnerConformance),
       options.chain ?? audit.verify(),
       latestHeartbeat(store.db),
     ]);

@@ -59,6 +59,17 @@ export function latestAuditEntryOf(db: Executor, action: AuditAction): Promise<A
     .executeTakeFirst();
 }
 
+/** The newest `limit` entries with this action, newest first. */
+export function recentAuditEntriesOf(db: Executor, action: AuditAction, limit: number): Promise<AuditRow[]> {
+  return db
+    .selectFrom('audit_log')
+    .selectAll()
+    .where('action', '=', action)
+    .orderBy('seq', 'desc')
+    .limit(limit)
+    .execute();
+}
+
 /** The highest sequence number among entries with these actions (0: none). */
 export async function latestAuditSeqOf(db: Executor, actions: readonly AuditAction[]): Promise<number> {
   const row = await db

@@ -24,6 +24,7 @@ export {
   latestAuditSeq,
   latestAuditSeqOf,
   lockAuditChain,
+  recentAuditEntriesOf,
 } from './audit-log.js';
 export { type BackendRules, backendRules } from './backend.js';
 export {

@@ -386,30 +386,38 @@ describe('valhalla gates conformance, the installation configured for the CRM pr
     );
   });
 
-  it('a run recorded for one profile is not evidence for another: the gate items name both', async () => {
+  it('a run counts only for the profile it was made for: one for another profile (tried for one command) neither counts nor hides it', async () => {
     const dir = tempDir();
     const env = testEnv(dir, CRM);
     expect((await runInProcess(['init'], { env, cwd: dir })).code).toBe(0);
     const app = await openApp({ config: loadConfig({ cwd: dir, env }) });
     try {
-      // A passing run, recorded under the product's own contract.
-      await app.audit.record({
-        actor: 'test',
-        action: 'gates.conformance',
-        details: {
-          passed: true,
-          partner: 'sandbox',
-          profile: { name: 'valhalla', sha256: 'b'.repeat(64) },
-          played: { profile: 'valhalla', standIn: false },
-          scenarios: CONFORMANCE_SCENARIOS.map((name) => ({ name, passed: true, checks: [] })),
-        },
-      });
-      const report = await app.gatesReport();
-      const endpoint = report.gates.flatMap((g) => g.items).find((i) => i.id === '2.endpoint');
-      expect(endpoint).toMatchObject({
+      const record = (profile: { name: string; sha256: string }) =>
+        app.audit.record({
+          actor: 'test',
+          action: 'gates.conformance',
+          details: {
+            passed: true,
+            partner: 'sandbox',
+            profile,
+            played: { profile: 'valhalla', standIn: false },
+            scenarios: CONFORMANCE_SCENARIOS.map((name) => ({ name, passed: true, checks: [] })),
+          },
+        });
+      const endpoint = async () =>
+        (await app.gatesReport()).gates.flatMap((g) => g.items).find((i) => i.id === '2.endpoint');
+      const other = { name: 'valhalla', sha256: 'b'.repeat(64) };
+      const own = { name: 'crm-batch-contacts', sha256: app.config.partner.profile.sha256 };
+      await record(other);
+      expect(await endpoint()).toMatchObject({
         state: 'missing',
-        detail: `the last conformance run was for partner profile valhalla (sha256 bbbbbbbbbbbb…), not the configured crm-batch-contacts (sha256 ${app.config.partner.profile.sha256.slice(0, 12)}…): run \`valhalla gates conformance\``,
+        detail: `the last conformance run was for partner profile valhalla (sha256 bbbbbbbbbbbb…), not the configured crm-batch-contacts (sha256 ${own.sha256.slice(0, 12)}…): run \`valhalla gates conformance\``,
       });
+      await record(own);
+      expect(await endpoint()).toMatchObject({ state: 'ok' });
+      // A later run for another profile (VALHALLA_PARTNER_PROFILE set for one command) hides nothing.
+      await record(other);
+      expect(await endpoint()).toMatchObject({ state: 'ok' });
     } finally {
       await app.close();
     }
