@@ -326,7 +326,7 @@ export async function evaluateGates(
           return result(
             found?.passed === true,
             found
-              ? `conformance scenario ${scenario} ${found.passed ? 'passed' : 'FAILED'} against the ${conformance.details.partner === 'sandbox' ? 'built-in sandbox partner' : String(conformance.details.partner)}`
+              ? `conformance scenario ${scenario} ${found.passed ? 'passed' : 'FAILED'} against the ${conformance.details.partner === 'sandbox' ? 'built-in sandbox partner' : String(conformance.details.partner)}${standInWords(conformance.details.played)}`
               : `conformance scenario ${scenario} not run`,
             conformance.at,
           );
@@ -392,6 +392,12 @@ export async function evaluateGates(
 }
 
 type ProfileNamed = { name: string; sha256: string };
+
+/** ` (playing crm-batch-contacts in the profile's stead)` for a stand-in run; empty otherwise. */
+function standInWords(played: unknown): string {
+  const p = played as { profile?: string; standIn?: boolean } | undefined;
+  return p?.standIn === true ? ` (playing ${p.profile} in the profile's stead)` : '';
+}
 
 /** `crm-batch-contacts (sha256 3f2a…)`, or `none` for a run recorded before profiles were named. */
 function profileWords(profile: ProfileNamed | null): string {

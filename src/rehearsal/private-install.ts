@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { type Config, loadConfig } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
+import { loadPartnerProfile, profileFileFor, profileSha256 } from '../partner/index.js';
 import { SANDBOX_PROFILES, type SandboxPartner, type SandboxProfile } from '../sandbox/index.js';
 
 /**
@@ -60,7 +61,7 @@ export function privatePhase4Config(options: {
  */
 function partnerProfileEnv(installation: Config, partner: SandboxPartner): Record<string, string> {
   const own = installation.partner.profile;
-  const profile = own.profile.name === partner.profile ? own.file : partner.profile;
+  const profile = shippedProfilePlayed(installation) === partner.profile ? own.file : partner.profile;
   if (partner.bearerToken !== null) {
     return { VALHALLA_PARTNER_PROFILE: profile, VALHALLA_PARTNER_BEARER_TOKEN: partner.bearerToken };
   }
@@ -73,6 +74,19 @@ function partnerProfileEnv(installation: Config, partner: SandboxPartner): Recor
 }
 
 /**
+ * The shipped profile the installation speaks, when the sandbox plays it: one of its names AND its
+ * content (SHA-256), so that a file of the operator's own under a shipped name is not taken for it.
+ */
+function shippedProfilePlayed(installation: Config): SandboxProfile | null {
+  const { profile, sha256 } = installation.partner.profile;
+  const name = SANDBOX_PROFILES.find((p) => p === profile.name);
+  if (name === undefined) return null;
+  const shipped = profileFileFor(name, installation.dataDir);
+  if (shipped === null) return null;
+  return profileSha256(loadPartnerProfile(shipped)) === sha256 ? name : null;
+}
+
+/**
  * The contract the sandbox plays for the conformance suite: the installation's own profile when the
  * sandbox plays it, else the shipped profile of the same auth family in its stead (OAuth2: the
  * product's own contract; an API key or a bearer token: the CRM's static token). The suite proves the
@@ -82,8 +96,8 @@ function partnerProfileEnv(installation: Config, partner: SandboxPartner): Recor
  */
 export function conformanceProfileFor(installation: Config): { played: SandboxProfile; standIn: boolean } {
   const { profile } = installation.partner.profile;
-  const own = SANDBOX_PROFILES.find((p) => p === profile.name);
-  if (own !== undefined) return { played: own, standIn: false };
+  const own = shippedProfilePlayed(installation);
+  if (own !== null) return { played: own, standIn: false };
   return {
     played: profile.auth.kind === 'oauth2_client_credentials' ? 'valhalla' : 'crm-batch-contacts',
     standIn: true,
@@ -100,8 +114,8 @@ export function sandboxProfileFor(
   instead: string,
 ): { ok: true; profile: SandboxProfile } | { ok: false; message: string } {
   const { profile, file } = installation.partner.profile;
-  const played = SANDBOX_PROFILES.find((p) => p === profile.name);
-  if (played !== undefined) return { ok: true, profile: played };
+  const played = shippedProfilePlayed(installation);
+  if (played !== null) return { ok: true, profile: played };
   return {
     ok: false,
     message:

@@ -783,7 +783,11 @@ describe('gates conformance in the CRM partner profile, through the built binary
     const crm = JSON.parse(
       readFileSync(join(REPO_ROOT, 'config', 'partners', 'crm-batch-contacts.json'), 'utf8'),
     );
-    writeFileSync(join(site, 'acme.json'), JSON.stringify({ ...crm, name: 'acme-contacts' }));
+    // The operator's own partner: an API key in its own header; the sandbox plays the CRM (static token).
+    writeFileSync(
+      join(site, 'acme.json'),
+      JSON.stringify({ ...crm, name: 'acme-contacts', auth: { kind: 'api_key', header: 'X-Acme-Key' } }),
+    );
     const acmeEnv = testEnv(join(site, 'data'), { VALHALLA_PARTNER_PROFILE: 'acme.json' });
     ok(await runBinary(['init'], { cwd: site, env: acmeEnv }), 'init');
     const run = await runBinary(['gates', 'conformance'], { cwd: site, env: acmeEnv });
@@ -800,6 +804,26 @@ describe('gates conformance in the CRM partner profile, through the built binary
       profile: { name: 'acme-contacts' },
       played: { profile: 'crm-batch-contacts', standIn: true },
     });
+    // The evidence stands for the operator's profile, and the gate items say who played it.
+    const status = JSON.parse(
+      (await runBinary(['gates', 'status', '--json'], { cwd: site, env: acmeEnv })).stdout,
+    ) as {
+      gates: { items: { id: string; state: string; detail: string }[] }[];
+    };
+    const endpoint = status.gates.flatMap((g) => g.items).find((i) => i.id === '2.endpoint');
+    expect(endpoint).toMatchObject({
+      state: 'ok',
+      detail:
+        "conformance scenario endpoint passed against the built-in sandbox partner (playing crm-batch-contacts in the profile's stead)",
+    });
+    // A shipped name on a file of the operator's own is not taken for the shipped profile.
+    writeFileSync(
+      join(site, 'acme.json'),
+      JSON.stringify({ ...crm, name: 'crm-batch-contacts', auth: { kind: 'api_key', header: 'X-Acme-Key' } }),
+    );
+    const named = await runBinary(['gates', 'conformance'], { cwd: site, env: acmeEnv });
+    ok(named, 'gates conformance (an own file under a shipped name)');
+    expect(named.stdout).toMatch(/playing crm-batch-contacts in the stead of the profile crm-batch-contacts/);
   });
 });
 

@@ -23,6 +23,7 @@ import {
   runScenario,
   type ScenarioSetup,
 } from '../../src/rehearsal/conformance.js';
+import { conformanceProfileFor } from '../../src/rehearsal/private-install.js';
 import {
   type SandboxPartner,
   type SandboxPartnerOptions,
@@ -244,10 +245,15 @@ describe('conformance scenarios against the sandbox playing the CRM profile (sta
 
   it("a profile of the operator's own (a static token): the sandbox plays the CRM, the shipped profile of its auth family, in its stead", async () => {
     const dir = tempDir();
-    const scenario = await runScenario(
-      'endpoint',
-      installation({ VALHALLA_PARTNER_PROFILE: otherProfile(dir) }),
-    );
+    const setup = installation({ VALHALLA_PARTNER_PROFILE: otherProfile(dir) });
+    expect(conformanceProfileFor(setup.config)).toEqual({ played: 'crm-batch-contacts', standIn: true });
+    const oauth = installation({ VALHALLA_PARTNER_PROFILE: oauthProfile(dir) });
+    expect(conformanceProfileFor(oauth.config)).toEqual({ played: 'valhalla', standIn: true });
+    expect(conformanceProfileFor(installation(CRM).config)).toEqual({
+      played: 'crm-batch-contacts',
+      standIn: false,
+    });
+    const scenario = await runScenario('endpoint', setup);
     expect(scenario.passed).toBe(true);
     expect(scenario.checks.map((c) => c.name)).toContain(
       'a batch POST /crm/v3/objects/contacts/batch/create is accepted',
@@ -255,13 +261,25 @@ describe('conformance scenarios against the sandbox playing the CRM profile (sta
   });
 });
 
+/** The product's own contract under another name (OAuth2): a profile of the operator's own. */
+function oauthProfile(dir: string): string {
+  const file = join(dir, 'oauth.json');
+  const own = JSON.parse(readFileSync(join(REPO_ROOT, 'config', 'partners', 'valhalla.json'), 'utf8'));
+  writeFileSync(file, JSON.stringify({ ...own, name: 'oauth-own' }));
+  return file;
+}
+
 /** A partner profile of another name (the CRM's, renamed): one the sandbox does not play. */
 function otherProfile(dir: string): string {
   const file = join(dir, 'acme.json');
   const crm = JSON.parse(
     readFileSync(join(REPO_ROOT, 'config', 'partners', 'crm-batch-contacts.json'), 'utf8'),
   );
-  writeFileSync(file, JSON.stringify({ ...crm, name: 'acme-contacts' }));
+  // An API key in its own header: a static credential, as the CRM's token is.
+  writeFileSync(
+    file,
+    JSON.stringify({ ...crm, name: 'acme-contacts', auth: { kind: 'api_key', header: 'X-Acme-Key' } }),
+  );
   return file;
 }
 
