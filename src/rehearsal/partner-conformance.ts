@@ -181,8 +181,13 @@ export async function runPartnerConformance(options: {
         };
         const outcome = await client!.sendBatch(invalid);
         // Refused whole (a 4xx), or answered with the lead refused by a per-lead answer.
+        // A refusal of the content (400, 409, 422 …); not a path, method or credential it never read.
+        const notRead = new Set([401, 403, 404, 405]);
         const refused =
-          (outcome.kind === 'permanent' && outcome.status !== undefined && outcome.status < 500) ||
+          (outcome.kind === 'permanent' &&
+            outcome.status !== undefined &&
+            outcome.status < 500 &&
+            !notRead.has(outcome.status)) ||
           everyLead(outcome, 'refused', invalid.leads.length);
         return [
           refused,

@@ -64,10 +64,17 @@ export async function summarise(
   const pauses = await modeChanges('mode.pause');
   // The partner's own record against the database: nothing sent twice, nothing it should not have.
   // A replay of a batch key the partner holds is not a second sending (it answers with its first answer).
+  // Under the CRM (no batch key), a lead sent again after a lost answer comes back a duplicate: not a
+  // second sending when the database recorded it so (exported, "duplicate at partner").
+  const knownDuplicates = new Set(
+    (await listLeads(store.db, { state: 'exported', limit: 10_000_000 }))
+      .filter((l) => l.state_reason?.startsWith('duplicate at partner') === true)
+      .map((l) => leadKey(l)),
+  );
   const sentTwice =
     sandbox.profile === 'valhalla'
       ? Object.values(sandbox.records().leadBatches).filter((batches) => batches.length > 1).length
-      : ledger.filter(([, l]) => l.duplicates > 0).length;
+      : ledger.filter(([key, l]) => l.duplicates > 0 && !knownDuplicates.has(key)).length;
   const atPartner = new Map(ledger);
   const keysOf = async (state: LeadState) =>
     new Set((await listLeads(store.db, { state, limit: 10_000_000 })).map((l) => leadKey(l)));

@@ -376,6 +376,59 @@ describe('kill -9 at every state transition of a delivery, then run to completio
     log('answered (CRM)', JSON.stringify(summary));
   });
 
+  it('CRM profile (no batch key): while the request is in flight, cut unanswered: the restart sends it again; each lead created once in the CRM', async () => {
+    const s = await site(7, { latencyMs: 600 }, 'crm-batch-contacts');
+    const { child, exited } = startWorker(s, {});
+    const arrived = await holdsWithin(() => s.sandbox.stats().batches.received > 0, {
+      timeoutMs: 15_000,
+      everyMs: 0,
+    });
+    expect(arrived, 'no batch reached the CRM').toBe(true);
+    child.kill('SIGKILL');
+    expect((await exited).signal).toBe('SIGKILL');
+    await sleep(700); // the sandbox's latency passes: the cut request is never answered
+    const [sending] = query<DeliveryRow>(s.dbFile, `select * from deliveries where state = 'sending'`);
+    expect(sending, 'the batch in flight is not left sending').toBeDefined();
+
+    await finishUntilDone(s);
+    const facts = await withSqliteFile(s.dbFile, readLedgerFacts);
+    const summary = expectLeadLedgerConsistent(facts, s.sandbox.leads(), {
+      finalStates: ['exported'],
+      leadCount: s.leads,
+    });
+    expect(delivery(s, sending!.batch_key)).toMatchObject({ state: 'accepted', attempts: 2 });
+    expect(summary).toMatchObject({ exported: 7, refusedAtPartner: 0 });
+    // Created once each: the cut request created nothing, or its records came back as conflicts.
+    expect(s.sandbox.stats().leads.accepted).toBe(7);
+    log('in flight (CRM)', JSON.stringify(summary));
+  });
+
+  it('CRM profile: after a partial answer commits (every 3rd lead refused): the refused leads stay quarantined with the reason, never sent again; the rest exported once', async () => {
+    const s = await site(
+      7,
+      { refuseLeads: { every: 3, reason: 'Property values were not valid' } },
+      'crm-batch-contacts',
+    );
+    const exit = await killedAt(s, 'accepted');
+    expect(exit.killed.cycle).toBeTypeOf('number');
+    const [done] = query<DeliveryRow>(s.dbFile, `select * from deliveries where state = 'accepted'`);
+    const answered = leadStatesOf(s, done!.batch_key);
+    expect(answered.filter((l) => l.state === 'quarantined').map((l) => l.state_reason)).toEqual(
+      answered
+        .filter((l) => l.state === 'quarantined')
+        .map(() => 'refused by the partner: Property values were not valid'),
+    );
+
+    s.sandbox.setFaults({ refuseLeads: null });
+    await finishUntilDone(s);
+    const facts = await withSqliteFile(s.dbFile, readLedgerFacts);
+    const summary = expectLeadLedgerConsistent(facts, s.sandbox.leads(), { leadCount: s.leads });
+    expect(summary.refusedAtPartner).toBe(answered.filter((l) => l.state === 'quarantined').length);
+    expect(summary.refusedAtPartner).toBeGreaterThan(0);
+    expect(summary.exported + summary.quarantined).toBe(7);
+    log('partial answer (CRM)', JSON.stringify(summary));
+  });
+
   it('after `accepted` commits: the batch is never sent again; the rest follow in new batches', async () => {
     const s = await site(7);
     const exit = await killedAt(s, 'accepted');

@@ -103,6 +103,8 @@ export function expectLeadLedgerConsistent(
     expect(lead!.state, `refused lead ${lead!.id}`).toBe('quarantined');
     expect(lead!.state_reason, `refused lead ${lead!.id}`).toMatch(/refused by the partner/);
     expect(ledger[key]!.acceptedAt, `refused lead ${lead!.id} was also taken`).toBeNull();
+    // Refused once, never sent again (a replay of its batch key is the partner's first answer again).
+    expect(ledger[key]!.received - ledger[key]!.replays, `refused lead ${lead!.id} was sent again`).toBe(1);
   }
   if (expectations.refused !== undefined) expect(refusedKeys).toHaveLength(expectations.refused);
 
