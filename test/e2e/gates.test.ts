@@ -385,7 +385,18 @@ describe('the go-live gates, from nothing to Phase 4', () => {
     for (const [action, name, details, items] of failing) {
       const extra = variant(name, () => undefined);
       const copy = await openApp({ config: loadConfig({ cwd, env: { ...env, ...extra } }) });
-      await copy.audit.record({ actor: 'test', action, details });
+      // A conformance run is evidence for the profile it names: these name the installation's.
+      const profile = {
+        name: copy.config.partner.profile.profile.name,
+        sha256: copy.config.partner.profile.sha256,
+      };
+      const named =
+        action === 'gates.conformance'
+          ? { ...details, profile }
+          : action === 'gates.partner_conformance'
+            ? { ...details, partner: { ...(details.partner as object), profile } }
+            : details;
+      await copy.audit.record({ actor: 'test', action, details: named });
       await copy.close();
       const verify = await cli(['gates', 'verify'], extra);
       expect(verify.code, name).toBe(3);
