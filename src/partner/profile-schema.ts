@@ -191,7 +191,10 @@ const answer = z.strictObject({
     .min(1, { error: 'must name at least one status' }),
   /** Null: the partner answers for the whole batch only. */
   results: z.array(resultList).min(1, { error: 'must hold at least one list (or be null)' }).nullable(),
-  /** What a per-lead status whose body holds none of the lists means: the batch as a whole, or unknown. */
+  /**
+   * What the status means for a lead the body does not answer clearly (no lists, not JSON, a lead not
+   * mentioned or answered unclearly): `batch`, the status answers for it; `unknown`, it is unknown.
+   */
   withoutResults: z.enum(['batch', 'unknown'], { error: 'must be "batch" or "unknown"' }),
 });
 
