@@ -254,6 +254,26 @@ describe.each(list)('the release manifest on $name', (backend) => {
     for (const role of ROLES) expect(signoffState(again, role).state).toBe('ok');
   });
 
+  it('another partner profile for one command after the sign-offs: every signature void, the clearance names VALHALLA_PARTNER_PROFILE; the signed profile again, they count', async () => {
+    const { app, clock, databaseUrl } = await install();
+    await signAll(app, clock);
+    const crm = await open(databaseUrl, clock, {
+      VALHALLA_PARTNER_PROFILE: 'crm-batch-contacts',
+      VALHALLA_PARTNER_BEARER_TOKEN: 'crm-token-0123456789',
+    });
+    const clearance = await crm.gates.check();
+    expect(clearance.cleared).toBe(false);
+    expect(clearance.reason).toContain(
+      'partner.profile.name (VALHALLA_PARTNER_PROFILE): signed "valhalla", running "crm-batch-contacts"',
+    );
+    expect(clearance.reason).toContain(
+      'partner.profile.sha256 (VALHALLA_PARTNER_PROFILE (the profile file))',
+    );
+    expect(signoffState(await crm.gatesReport(), 'cfo').state).toBe('invalid');
+    const back = await open(databaseUrl, clock);
+    for (const role of ROLES) expect(signoffState(await back.gatesReport(), role).state).toBe('ok');
+  });
+
   // (The dedup rule is in the manifest too, but an installation cannot even be opened with another
   // rule than its own: test/integration/dedup.test.ts, test/e2e/dedup-rule.test.ts.)
   it.each([
