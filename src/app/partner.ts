@@ -1,6 +1,7 @@
 import type { Clock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import type { PartnerPort } from '../engine/index.js';
+import { AUTH_CREDENTIALS } from '../partner/index.js';
 
 export type PartnerClient = PartnerPort & {
   /** The rate limit from the next request start on (lowered while the service runs). */
@@ -26,24 +27,10 @@ export function createPartnerClientFromConfig(
   const { partner, policy, limits } = config;
   const { url, tokenUrl, clientId, clientSecret, apiKey, bearerToken } = partner;
   const { profile } = partner.profile;
-  const needed: [string, string | null][] =
-    profile.auth.kind === 'oauth2_client_credentials'
-      ? [
-          ['VALHALLA_PARTNER_URL', url],
-          ['VALHALLA_PARTNER_TOKEN_URL', tokenUrl],
-          ['VALHALLA_PARTNER_CLIENT_ID', clientId],
-          ['VALHALLA_PARTNER_CLIENT_SECRET', clientSecret],
-        ]
-      : profile.auth.kind === 'api_key'
-        ? [
-            ['VALHALLA_PARTNER_URL', url],
-            ['VALHALLA_PARTNER_API_KEY', apiKey],
-          ]
-        : [
-            ['VALHALLA_PARTNER_URL', url],
-            ['VALHALLA_PARTNER_BEARER_TOKEN', bearerToken],
-          ];
-  const missing = needed.filter(([, value]) => value === null).map(([name]) => name);
+  const missing = [
+    ...(url === null ? ['VALHALLA_PARTNER_URL'] : []),
+    ...AUTH_CREDENTIALS[profile.auth.kind].filter((c) => partner[c.option] === null).map((c) => c.variable),
+  ];
   if (url === null || missing.length > 0) {
     // loadConfig refuses Phase 4 without these; this guards a Config built by hand (and Phase 3).
     throw new Error(

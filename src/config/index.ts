@@ -8,7 +8,12 @@ export { ConfigError, type ConfigIssue, isConfigError } from './errors.js';
 export { type LoadConfigOptions, loadConfig } from './load.js';
 export { describeTokenEntry, isSecretParameterName, looksLikeApiToken, MASK, maskSecrets } from './mask.js';
 export type { AlertSettings, MetricsSettings } from './monitoring.js';
-export type { PartnerSettings } from './partner.js';
+export {
+  type PartnerSettings,
+  type ProfileIdentity,
+  type ProfileSettings,
+  profileIdentity,
+} from './partner.js';
 export { DEFAULT_POLICY_FILE, PACKAGE_ROOT } from './paths.js';
 export type { Phase } from './phase.js';
 export {

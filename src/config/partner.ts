@@ -1,12 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
+  AUTH_CREDENTIALS,
   DEFAULT_PROFILE_NAME,
   isPartnerProfileError,
   loadPartnerProfile,
   type PartnerProfile,
   profileFileFor,
   profileSha256,
+  STATIC_CREDENTIAL,
+  STATIC_CREDENTIAL_RULE,
   shippedProfileNames,
 } from '../partner/index.js';
 import { isLoopbackHost } from '../policy/index.js';
@@ -19,6 +22,16 @@ export interface ProfileSettings {
   readonly file: string;
   /** SHA-256 of its canonical JSON: what the release manifest signs. */
   readonly sha256: string;
+}
+
+/** A profile as evidence and the manifest name it: its name and the SHA-256 of its canonical JSON. */
+export interface ProfileIdentity {
+  name: string;
+  sha256: string;
+}
+
+export function profileIdentity(settings: ProfileSettings): ProfileIdentity {
+  return { name: settings.profile.name, sha256: settings.sha256 };
 }
 
 /** Where and how the partner is reached. */
@@ -75,40 +88,33 @@ export function readPartnerSettings(
     ['VALHALLA_PARTNER_API_KEY', apiKey],
     ['VALHALLA_PARTNER_BEARER_TOKEN', bearerToken],
   ] as const) {
-    // Both travel in a header: a line break would end it, a space would not fit a bearer token.
-    if (value !== null && !/^[\x21-\x7e]{1,4096}$/.test(value)) {
-      issues.push({
-        setting: name,
-        value: '(secret)',
-        problem: 'must be 1 to 4,096 printable ASCII characters without spaces',
-      });
+    if (value !== null && !STATIC_CREDENTIAL.test(value)) {
+      issues.push({ setting: name, value: '(secret)', problem: STATIC_CREDENTIAL_RULE });
     }
   }
   if (phase === 4) {
-    const needed: [string, string | null | undefined][] = [
-      ['VALHALLA_PARTNER_URL', raw.VALHALLA_PARTNER_URL],
-    ];
-    if (auth === 'oauth2_client_credentials') {
-      needed.push(
-        [
-          tokenPath === undefined
-            ? 'VALHALLA_PARTNER_TOKEN_URL'
-            : "VALHALLA_PARTNER_TOKEN_URL (or the profile's endpoints.token)",
-          tokenUrl ?? raw.VALHALLA_PARTNER_TOKEN_URL,
-        ],
-        ['VALHALLA_PARTNER_CLIENT_ID', clientId],
-        ['VALHALLA_PARTNER_CLIENT_SECRET', clientSecret],
-      );
-    } else if (auth === 'api_key') {
-      needed.push(['VALHALLA_PARTNER_API_KEY', apiKey]);
-    } else {
-      needed.push(['VALHALLA_PARTNER_BEARER_TOKEN', bearerToken]);
+    if (raw.VALHALLA_PARTNER_URL === undefined) {
+      issues.push({ setting: 'VALHALLA_PARTNER_URL', value: undefined, problem: 'required in Phase 4' });
     }
-    for (const [name, value] of needed) {
-      if (value === undefined || value === null) {
-        const why = name === 'VALHALLA_PARTNER_URL' ? '' : ` (the partner profile's auth is ${auth})`;
-        issues.push({ setting: name, value: undefined, problem: `required in Phase 4${why}` });
-      }
+    // A token URL given but refused above is named there already, not again as missing.
+    const given = {
+      tokenUrl: tokenUrl ?? raw.VALHALLA_PARTNER_TOKEN_URL ?? null,
+      clientId,
+      clientSecret,
+      apiKey,
+      bearerToken,
+    };
+    for (const { option, variable } of AUTH_CREDENTIALS[auth]) {
+      if (given[option] !== null) continue;
+      const setting =
+        option === 'tokenUrl' && tokenPath !== undefined
+          ? `${variable} (or the profile's endpoints.token)`
+          : variable;
+      issues.push({
+        setting,
+        value: undefined,
+        problem: `required in Phase 4 (the partner profile's auth is ${auth})`,
+      });
     }
   }
   let caFile: string | null = null;

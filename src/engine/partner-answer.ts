@@ -83,14 +83,15 @@ export function leadVerdicts(leads: readonly Lead[], outcome: AcceptedOutcome): 
     return leads.map((lead) => ({ lead, outcome: 'accepted', reason: null }));
   return leads.map((lead, i) => {
     const said = outcome.leads?.[i];
+    const sent = toProfileLead(lead);
     // The client answers one entry per lead sent, in order; anything else is not trusted.
-    if (said === undefined || said.leadKey !== toProfileLead(lead).lead_key) {
+    if (said === undefined || said.leadKey !== sent.lead_key) {
       return { lead, outcome: 'unknown', reason: 'the answer does not line up with the leads sent' };
     }
     return {
       lead,
       outcome: said.outcome,
-      reason: said.reason === null ? null : maskPartnerReason(said.reason, toProfileLead(lead)),
+      reason: said.reason === null ? null : maskPartnerReason(said.reason, sent),
     };
   });
 }

@@ -5,7 +5,7 @@
  */
 import type { AuditLog, AuditVerification } from '../audit/index.js';
 import type { Clock } from '../clock/index.js';
-import type { Config } from '../config/index.js';
+import type { Config, ProfileIdentity } from '../config/index.js';
 import {
   type AuditAction,
   canonicalJson,
@@ -80,27 +80,26 @@ export async function evaluateGates(
   const running =
     installationId === undefined ? null : buildManifest(config, installationId, deps.limits?.());
   const signatures = await validSignatures(store.db, running);
+  const evidence = (entry: { at: number; seq: number; details: string }): EvidenceEntry => ({
+    at: entry.at,
+    seq: entry.seq,
+    details: JSON.parse(entry.details) as Record<string, unknown>,
+  });
   const latest = async (action: AuditAction): Promise<EvidenceEntry | null> => {
     const entry = await audit.latest(action);
-    return entry
-      ? { at: entry.at, seq: entry.seq, details: JSON.parse(entry.details) as Record<string, unknown> }
-      : null;
+    return entry ? evidence(entry) : null;
   };
   // A conformance run is evidence for the profile it was made for: the newest one for the profile in
   // force counts, so a run for another profile (tried for one command) neither counts nor hides it.
   const forProfile = async (action: AuditAction): Promise<EvidenceEntry | null> => {
     const wanted = running?.partner.profile ?? null;
     if (wanted === null) return latest(action);
-    const entries = await audit.recent(action, EVIDENCE_LOOKBACK);
-    const entry =
-      entries.find((e) => {
-        const details = JSON.parse(e.details) as { profile?: unknown; partner?: { profile?: unknown } };
-        const named = details.profile ?? details.partner?.profile ?? null;
-        return canonicalJson(named) === canonicalJson(wanted);
-      }) ?? entries[0];
-    return entry
-      ? { at: entry.at, seq: entry.seq, details: JSON.parse(entry.details) as Record<string, unknown> }
-      : null;
+    const entries = (await audit.recent(action, EVIDENCE_LOOKBACK)).map(evidence);
+    const madeFor = (e: EvidenceEntry) => {
+      const details = e.details as { profile?: unknown; partner?: { profile?: unknown } };
+      return details.profile ?? details.partner?.profile ?? null;
+    };
+    return entries.find((e) => canonicalJson(madeFor(e)) === canonicalJson(wanted)) ?? entries[0] ?? null;
   };
   const [alertsTest, dashboardCheck, drill, conformance, stability, partnerRun, chain, beat] =
     await Promise.all([
@@ -312,7 +311,7 @@ export async function evaluateGates(
             );
           }
           // Evidence for the profile the installation speaks: a run made under another one does not count.
-          const ranFor = (conformance.details.profile ?? null) as ProfileNamed | null;
+          const ranFor = (conformance.details.profile ?? null) as ProfileIdentity | null;
           const speaks = running?.partner.profile ?? null;
           if (speaks !== null && canonicalJson(ranFor) !== canonicalJson(speaks)) {
             return result(
@@ -391,8 +390,6 @@ export async function evaluateGates(
   };
 }
 
-type ProfileNamed = { name: string; sha256: string };
-
 /** ` (playing crm-batch-contacts in the profile's stead)` for a stand-in run; empty otherwise. */
 function standInWords(played: unknown): string {
   const p = played as { profile?: string; standIn?: boolean } | undefined;
@@ -400,7 +397,7 @@ function standInWords(played: unknown): string {
 }
 
 /** `crm-batch-contacts (sha256 3f2a…)`, or `none` for a run recorded before profiles were named. */
-function profileWords(profile: ProfileNamed | null): string {
+function profileWords(profile: ProfileIdentity | null): string {
   return profile === null ? 'none' : `${profile.name} (sha256 ${profile.sha256.slice(0, 12)}…)`;
 }
 

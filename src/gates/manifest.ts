@@ -5,6 +5,8 @@ import {
   isSecretParameterName,
   MASK,
   maskSecrets,
+  type ProfileIdentity,
+  profileIdentity,
   type SettingSource,
 } from '../config/index.js';
 import { canonicalJson, HARD_CAPS } from '../policy/index.js';
@@ -44,7 +46,7 @@ export interface ReleaseManifest {
      * so a signature covers the endpoints, the auth kind, the field mapping and the reading of answers.
      * Absent only in a document signed before profiles existed (it then differs: re-sign).
      */
-    profile?: { name: string; sha256: string };
+    profile?: ProfileIdentity;
   };
   dedupKey: 'email' | 'external_id';
   memoryPerProcessMb: number;
@@ -143,7 +145,7 @@ export function buildManifest(
       tokenUrl: manifestEndpoint(config.partner.tokenUrl),
       clientId: config.partner.clientId,
       caFingerprints: config.partner.caPem === null ? null : caFingerprints(config.partner.caPem),
-      profile: { name: config.partner.profile.profile.name, sha256: config.partner.profile.sha256 },
+      profile: profileIdentity(config.partner.profile),
     },
     dedupKey: config.dedupKey,
     memoryPerProcessMb: config.policy.memoryPerProcessMb,

@@ -1,7 +1,13 @@
 // The partner client's options: what it is given, their defaults, and their check against the
 // policy's hard caps (the client refuses options above them by itself).
 import type { Clock } from '../clock/index.js';
-import { type PartnerProfile, shippedDefaultProfile } from '../partner/index.js';
+import {
+  AUTH_CREDENTIALS,
+  type PartnerProfile,
+  STATIC_CREDENTIAL,
+  STATIC_CREDENTIAL_RULE,
+  shippedDefaultProfile,
+} from '../partner/index.js';
 import { HARD_CAPS } from '../policy/index.js';
 import { OutboundError } from './errors.js';
 import {
@@ -87,23 +93,12 @@ export function checkOptions(options: PartnerClientOptions): CheckedSettings {
     tokenRefreshMarginMs = DEFAULT_TOKEN_REFRESH_MARGIN_MS,
   } = options;
   const auth = (options.profile ?? shippedDefaultProfile()).auth;
-  const needs: (keyof PartnerClientOptions)[] =
-    auth.kind === 'oauth2_client_credentials'
-      ? ['tokenUrl', 'clientId', 'clientSecret']
-      : auth.kind === 'api_key'
-        ? ['apiKey']
-        : ['bearerToken'];
-  for (const name of needs) {
-    const value = options[name];
+  for (const { option } of AUTH_CREDENTIALS[auth.kind]) {
+    const value = options[option];
     if (typeof value !== 'string' || value === '') {
-      problems.push(`${name} is required (the profile's auth is ${auth.kind})`);
-    }
-  }
-  for (const name of ['apiKey', 'bearerToken'] as const) {
-    const value = options[name];
-    // Either travels in a header: a line break would end it.
-    if (needs.includes(name) && typeof value === 'string' && !/^[\x21-\x7e]{1,4096}$/.test(value)) {
-      problems.push(`${name} must be 1 to 4,096 printable ASCII characters without spaces`);
+      problems.push(`${option} is required (the profile's auth is ${auth.kind})`);
+    } else if ((option === 'apiKey' || option === 'bearerToken') && !STATIC_CREDENTIAL.test(value)) {
+      problems.push(`${option} ${STATIC_CREDENTIAL_RULE}`);
     }
   }
   if (!(rateLimitPerSecond > 0) || rateLimitPerSecond > HARD_CAPS.rateLimitPerSecond) {

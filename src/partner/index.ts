@@ -11,6 +11,13 @@ export {
   readPartnerAnswer,
 } from './answer.js';
 export {
+  AUTH_CREDENTIALS,
+  type AuthKind,
+  type Credential,
+  STATIC_CREDENTIAL,
+  STATIC_CREDENTIAL_RULE,
+} from './credentials.js';
+export {
   isPartnerProfileError,
   PartnerProfileError,
   type PartnerProfileErrorCode,
@@ -39,5 +46,6 @@ export {
   profileFileFor,
   SHIPPED_PROFILES_DIR,
   shippedDefaultProfile,
+  shippedProfile,
   shippedProfileNames,
 } from './shipped.js';

@@ -36,10 +36,22 @@ export function profileFileFor(setting: string, cwd: string): string | null {
   return shippedProfileNames().includes(setting) ? join(SHIPPED_PROFILES_DIR, `${setting}.json`) : null;
 }
 
-let defaultProfile: PartnerProfile | null = null;
+const shipped = new Map<string, PartnerProfile>();
 
-/** The shipped default profile (`valhalla`), read once. Throws `PartnerProfileError` if it was damaged. */
+/**
+ * A shipped profile by name, read once per process. Throws `PartnerProfileError` if it was damaged
+ * (or no shipped profile has the name: `PROFILE_UNREADABLE`).
+ */
+export function shippedProfile(name: string): PartnerProfile {
+  let profile = shipped.get(name);
+  if (profile === undefined) {
+    profile = loadPartnerProfile(join(SHIPPED_PROFILES_DIR, `${name}.json`));
+    shipped.set(name, profile);
+  }
+  return profile;
+}
+
+/** The shipped default profile (`valhalla`), read once. */
 export function shippedDefaultProfile(): PartnerProfile {
-  defaultProfile ??= loadPartnerProfile(join(SHIPPED_PROFILES_DIR, `${DEFAULT_PROFILE_NAME}.json`));
-  return defaultProfile;
+  return shippedProfile(DEFAULT_PROFILE_NAME);
 }

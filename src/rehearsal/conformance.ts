@@ -26,6 +26,9 @@ export {
   type ConformanceScenarioResult,
   type ScenarioSetup,
 } from './conformance-rig.js';
+
+import { profileIdentity } from '../config/index.js';
+
 export { conformanceScenarios } from './conformance-scenarios.js';
 
 /**
@@ -49,7 +52,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
       startedAt: new Date(began).toISOString(),
       durationMs: Date.now() - began,
       partner: 'sandbox',
-      profile: { name: profile.profile.name, sha256: profile.sha256 },
+      profile: profileIdentity(profile),
       played: { profile: played.played, standIn: played.standIn },
       scenarios,
     };

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createPartnerClientFromConfig } from '../app/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { type Clock, systemClock } from '../clock/index.js';
-import type { Config } from '../config/index.js';
+import { type Config, profileIdentity } from '../config/index.js';
 import { caFingerprints, EVIDENCE_ACTIONS, manifestEndpoint } from '../gates/index.js';
 import type { SendOutcome } from '../outbound/index.js';
 import type { ProfileLead } from '../partner/index.js';
@@ -103,7 +103,7 @@ export async function runPartnerConformance(options: {
     url: manifestEndpoint(config.partner.url),
     tokenUrl: manifestEndpoint(config.partner.tokenUrl),
     caFingerprints: config.partner.caPem === null ? null : caFingerprints(config.partner.caPem),
-    profile: { name: config.partner.profile.profile.name, sha256: config.partner.profile.sha256 },
+    profile: profileIdentity(config.partner.profile),
   };
   const scenarios: PartnerConformanceResult['scenarios'] = [];
   const record = (name: PartnerScenarioName, passed: boolean, detail: string) =>

@@ -24,6 +24,9 @@ export {
   type SimulationOptions,
   SimulationRefused,
 } from './simulate-options.js';
+
+import { profileIdentity } from '../config/index.js';
+
 export { SIMULATED_STABILITY_CHECKS } from './simulate-phase3.js';
 export { mostStartsInAnyWindow } from './simulate-reconcile.js';
 export type { SimulatedCycle, SimulationResult } from './simulate-result.js';
@@ -60,7 +63,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
         start: new Date(start).toISOString(),
       },
       faultsDescribed: FAULT_PROFILES[options.faults].describe,
-      profile: { name: profile.profile.name, sha256: profile.sha256 },
+      profile: profileIdentity(profile),
       limits: used,
       ...phase4,
       stability,
