@@ -160,17 +160,26 @@ async function recordAnswer(
   });
   await recordMove(trx, delivery.id, move, now);
   const accepted = verdicts.filter((v) => v.outcome === 'accepted').map((v) => v.lead.id);
-  await setLeadsState(trx, accepted, { state: 'exported', reason: null, now, exported: true });
-  const notTaken: LeadVerdict[] = [];
-  for (const verdict of verdicts) {
-    const { lead, reason } = verdict;
-    if (verdict.outcome === 'duplicate') {
-      const why = `duplicate at partner${reason === null ? '' : `: ${reason}`}`;
-      await setLeadsState(trx, [lead.id], { state: 'exported', reason: why, now, exported: true });
-    } else if (verdict.outcome === 'refused' || verdict.outcome === 'unknown') {
-      notTaken.push(verdict);
-      await setLeadsState(trx, [lead.id], { state: 'quarantined', reason: quarantineReason(verdict), now });
-    }
+  const notTaken = verdicts.filter((v) => v.outcome === 'refused' || v.outcome === 'unknown');
+  // One statement per state and reason (a partner often gives many leads the same one).
+  const changes = new Map<string, { exported: boolean; reason: string | null; ids: number[] }>();
+  const change = (exported: boolean, reason: string | null, id: number) => {
+    const key = JSON.stringify([exported, reason]);
+    const group = changes.get(key) ?? { exported, reason, ids: [] };
+    group.ids.push(id);
+    changes.set(key, group);
+  };
+  for (const id of accepted) change(true, null, id);
+  for (const v of verdicts.filter((d) => d.outcome === 'duplicate')) {
+    change(true, `duplicate at partner${v.reason === null ? '' : `: ${v.reason}`}`, v.lead.id);
+  }
+  for (const v of notTaken) change(false, quarantineReason(v), v.lead.id);
+  for (const { exported, reason, ids } of changes.values()) {
+    await setLeadsState(
+      trx,
+      ids,
+      exported ? { state: 'exported', reason, now, exported: true } : { state: 'quarantined', reason, now },
+    );
   }
   if (notTaken.length > 0) {
     const reasons = [...new Set(notTaken.map(quarantineReason))];
