@@ -6,21 +6,35 @@ import type { Delivery, DeliveryState, Lead } from './schema.js';
 
 // ---- leads for a cycle ----
 
-/** Pending leads past the freshness cutoff become `expired` (never sent); returns their ids. */
+/**
+ * Every score a lead can have (the table's check: 0 to 100). Named one by one, they let the expiry read
+ * `leads_eligible` (score, then age) as one range of ages per score, instead of every pending lead.
+ */
+const EVERY_SCORE: readonly number[] = Array.from({ length: 101 }, (_, score) => score);
+
+/**
+ * Pending leads past the freshness cutoff become `expired` (never sent); returns their ids. Found
+ * through `leads_eligible`: for each score, the pending leads older than the cutoff (0017).
+ */
 export async function expireStalePending(
   db: Executor,
   cutoff: number,
   now: number,
   reason: string,
 ): Promise<number[]> {
-  const rows = await db
+  const rows = await expiryStatement(db, cutoff, now, reason).execute();
+  return rows.map((r) => r.id);
+}
+
+/** The statement `expireStalePending` runs (its plan is tested on both backends). */
+export function expiryStatement(db: Executor, cutoff: number, now: number, reason: string) {
+  return db
     .updateTable('leads')
     .set({ state: 'expired', state_reason: reason, updated_at: now })
     .where(sql<boolean>`state = 'pending'`)
+    .where('score', 'in', EVERY_SCORE)
     .where('source_ts', '<', cutoff)
-    .returning('id')
-    .execute();
-  return rows.map((r) => r.id);
+    .returning('id');
 }
 
 /**

@@ -410,6 +410,9 @@ describe.each(list)(
       // Nor the leads' attributes (0016), which came after it.
       await sql`delete from valhalla_migration where name = '0016-lead-attributes'`.execute(db);
       await sql`alter table leads drop column attributes`.execute(db);
+      // Nor the expiry through leads_eligible (0017): the age index it dropped is back.
+      await sql`delete from valhalla_migration where name = '0017-expiry-through-eligible'`.execute(db);
+      await sql`create index leads_pending_age on leads (source_ts) where state = 'pending'`.execute(db);
       const entriesBefore = await db.selectFrom('audit_log').select('seq').execute();
 
       // The first command after the upgrade: its rule (the default) is the installation's now.

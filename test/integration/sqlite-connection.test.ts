@@ -47,9 +47,10 @@ describe('a SQLite connection of the store', () => {
     raw.pragma('foreign_keys = OFF');
     raw
       .prepare(
-        "delete from valhalla_migration where name in ('0015-lead-identities', '0016-lead-attributes')",
+        "delete from valhalla_migration where name in ('0015-lead-identities', '0016-lead-attributes', '0017-expiry-through-eligible')",
       )
       .run();
+    raw.exec("create index leads_pending_age on leads (source_ts) where state = 'pending'");
     raw.exec('alter table leads drop column attributes');
     raw.exec('drop table lead_identities');
     raw.exec('alter table leads add column email_key text');

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { type Kysely, sql } from 'kysely';
+import { CompiledQuery, type Kysely, sql } from 'kysely';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { leadKey } from '../../src/engine/index.js';
 import { createPseudonymizer } from '../../src/pii/index.js';
@@ -7,6 +7,7 @@ import { LEAD_STATES } from '../../src/policy/index.js';
 import {
   countLeadsByState,
   createIngestRun,
+  expireStalePending,
   getRuntimeValue,
   insertLeadsSkippingDuplicates,
   insertNewLeadsInBulk,
@@ -30,6 +31,7 @@ import {
   leadFromRow,
 } from '../../src/store/leads.js';
 import { migrations } from '../../src/store/migrations/index.js';
+import { expiryStatement } from '../../src/store/outbox.js';
 import { backends, dropTestSchemas, sqliteBackend } from '../support/backends.js';
 import { testKey } from '../support/keys.js';
 import { HOUR, NOW } from '../support/world.js';
@@ -71,6 +73,18 @@ async function tableNames(store: Store): Promise<string[]> {
       : sql<{
           name: string;
         }>`select table_name as name from information_schema.tables where table_schema = current_schema()`;
+  const { rows } = await query.execute(store.db);
+  return rows.map((r) => r.name).sort();
+}
+
+/** The indexes on `leads` (SQLite file, or the PostgreSQL schema the store was opened on). */
+async function indexNames(store: Store): Promise<string[]> {
+  const query =
+    store.dialect === 'sqlite'
+      ? sql<{ name: string }>`select name from sqlite_master where type = 'index' and tbl_name = 'leads'`
+      : sql<{
+          name: string;
+        }>`select indexname as name from pg_indexes where schemaname = current_schema() and tablename = 'leads'`;
   const { rows } = await query.execute(store.db);
   return rows.map((r) => r.name).sort();
 }
@@ -651,7 +665,11 @@ describe.each(list)('store on $name', (backend) => {
     await old.close();
 
     const store = await open(target, { migrate: false });
-    expect(await migrateToLatest(store)).toEqual(['0015-lead-identities', '0016-lead-attributes']);
+    expect(await migrateToLatest(store)).toEqual([
+      '0015-lead-identities',
+      '0016-lead-attributes',
+      '0017-expiry-through-eligible',
+    ]);
     const leads = (await store.db.selectFrom('leads').selectAll().orderBy('id').execute()).map(leadFromRow);
     // Every lead, every column as it was; the dedup key its first 16 bytes.
     expect(leads).toEqual(
@@ -787,7 +805,7 @@ describe.each(list)('store on $name', (backend) => {
     await old.close();
 
     const store = await open(target, { migrate: false });
-    expect(await migrateToLatest(store)).toEqual(['0016-lead-attributes']);
+    expect(await migrateToLatest(store)).toEqual(['0016-lead-attributes', '0017-expiry-through-eligible']);
     const after = await store.db.selectFrom('leads').selectAll().orderBy('id').execute();
     expect(after).toEqual(before.map((row) => ({ ...row, attributes: null })));
     expect(after.map((r) => Object.keys(r).length)).toEqual(before.map((r) => Object.keys(r).length + 1));
@@ -800,6 +818,63 @@ describe.each(list)('store on $name', (backend) => {
     await insertLeadsSkippingDuplicates(store, [lead(runId, 'new', { attributes: { country: 'FR' } })]);
     const stored = await listLeads(store.db, { limit: 1 });
     expect(stored[0]?.attributes).toEqual({ country: 'FR' });
+  });
+
+  it('0017: stale pending leads are found through leads_eligible, a range of ages for each score, and leads_pending_age is gone', async () => {
+    const target = backend.target();
+    const old = await openMigratedBefore(target, '0017-expiry-through-eligible');
+    expect(await indexNames(old)).toContain('leads_pending_age');
+    await old.close();
+    const store = await open(target, { migrate: false });
+    expect(await migrateToLatest(store)).toEqual(['0017-expiry-through-eligible']);
+    expect(await indexNames(store)).not.toContain('leads_pending_age');
+    expect(await indexNames(store)).toContain('leads_eligible');
+
+    const runId = await withRun(store);
+    const stale = NOW - 20 * 24 * HOUR;
+    const cutoff = NOW - 14 * 24 * HOUR;
+    const ids = await insertLeadsSkippingDuplicates(store, [
+      // Stale and pending at the bounds of the score and in between: each one expires.
+      lead(runId, 'stale-0', { score: 0, source_ts: stale, source_line: 2 }),
+      lead(runId, 'stale-57', { score: 57, source_ts: stale, source_line: 3 }),
+      lead(runId, 'stale-100', { score: 100, source_ts: cutoff - 1, source_line: 4 }),
+      // Fresh (the cutoff itself included), or not pending: none of them does.
+      lead(runId, 'fresh', { score: 90, source_ts: cutoff, source_line: 5 }),
+      lead(runId, 'exported', { state: 'exported', exported_at: NOW, source_ts: stale, source_line: 6 }),
+      lead(runId, 'below', { state: 'below_threshold', score: 10, source_ts: stale, source_line: 7 }),
+    ]);
+    const expired = await expireStalePending(store.db, cutoff, NOW, 'stale');
+    expect(expired.sort((a, b) => a - b)).toEqual(
+      ['stale-0', 'stale-57', 'stale-100'].map((name) => ids.get(testKey(name))),
+    );
+    expect(await countLeadsByState(store.db)).toEqual({
+      expired: 3,
+      pending: 1,
+      exported: 1,
+      below_threshold: 1,
+    });
+
+    // The plan reads leads_eligible by score and age, never every pending lead. PostgreSQL plans a few
+    // rows as a scan of the table: told not to, it shows the index can serve the statement.
+    const compiled = expiryStatement(store.db, cutoff, NOW, 'stale').compile();
+    const plan = await store.db.transaction().execute(async (trx) => {
+      if (store.dialect === 'postgres') await sql`set local enable_seqscan = off`.execute(trx);
+      const explain = store.dialect === 'sqlite' ? 'explain query plan ' : 'explain ';
+      const rows = await trx.executeQuery(
+        CompiledQuery.raw(explain + compiled.sql, [...compiled.parameters]),
+      );
+      return (rows.rows as Record<string, unknown>[])
+        .map((r) => String(r.detail ?? r['QUERY PLAN']))
+        .join('\n');
+    });
+    if (store.dialect === 'sqlite') {
+      expect(plan).toMatch(
+        /SEARCH leads USING (COVERING )?INDEX leads_eligible \(score=\? AND source_ts<\?\)/,
+      );
+    } else {
+      expect(plan).toMatch(/leads_eligible/);
+      expect(plan).toMatch(/Index Cond: \(\(score = ANY .*source_ts < /);
+    }
   });
 
   it('readConsistently: every read inside sees one snapshot, whatever another process commits meanwhile', async () => {

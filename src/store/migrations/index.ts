@@ -16,6 +16,7 @@ import { identityKeys } from './0013-identity-keys.js';
 import { leadStateCounts } from './0014-lead-state-counts.js';
 import { leadIdentities } from './0015-lead-identities.js';
 import { leadAttributes } from './0016-lead-attributes.js';
+import { expiryThroughEligible } from './0017-expiry-through-eligible.js';
 
 export { ZEROED_PAGES_MIGRATION };
 
@@ -38,5 +39,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0014-lead-state-counts': leadStateCounts(dialect),
     '0015-lead-identities': leadIdentities(dialect),
     '0016-lead-attributes': leadAttributes(),
+    '0017-expiry-through-eligible': expiryThroughEligible(),
   };
 }
