@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 
 /** Keyed hashing of lead identities: stable for dedup, meaningless without the secret. */
 export interface Pseudonymizer {
@@ -20,9 +20,11 @@ export interface Pseudonymizer {
 export const IDENTITY_KEY_BYTES = 16;
 
 export function createPseudonymizer(secret: string): Pseudonymizer {
+  // The key made once: given as text, each HMAC would prepare it again (an ingest makes two a row).
+  const key = createSecretKey(Buffer.from(secret, 'utf8'));
   return {
     dedupKey(kind, normalisedValue) {
-      return createHmac('sha256', secret)
+      return createHmac('sha256', key)
         .update(`${kind}:${normalisedValue}`)
         .digest()
         .toString('hex', 0, IDENTITY_KEY_BYTES);

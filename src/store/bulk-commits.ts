@@ -8,10 +8,17 @@ import type { StoreTarget } from './open.js';
 /**
  * SQLite: this connection's commits no longer wait for a disk flush each (synchronous=NORMAL: the
  * write-ahead log stays consistent after a power cut, only its newest commits can be lost until
- * `syncCommits`). Synced at every commit, each transaction held the one write lock through a flush.
+ * `syncCommits` or the next commit with a flush), until the returned function puts the old setting
+ * back. Synced at every commit, each transaction held the one write lock through a flush.
  */
-export function deferCommitSync(store: Store): void {
-  store.sqlite?.pragma('synchronous = NORMAL');
+export function deferCommitSync(store: Store): () => void {
+  const raw = store.sqlite;
+  if (raw === null) return () => undefined;
+  const before = raw.pragma('synchronous', { simple: true }) as number;
+  raw.pragma('synchronous = NORMAL');
+  return () => {
+    raw.pragma(`synchronous = ${before}`);
+  };
 }
 
 /**

@@ -37,6 +37,9 @@ export async function openStore(target: StoreTarget, options: { migrate?: boolea
   return store;
 }
 
+/** What the write-ahead log file is cut back to when it starts over: 64 MiB. */
+export const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+
 function openSqlite(path: string): Store {
   let tightened: string[] = [];
   let raw: SqliteDatabase.Database;
@@ -63,6 +66,9 @@ function openSqlite(path: string): Store {
   // unused page space after the row itself is erased. Set on every connection, not only erasure's:
   // ingest's page splits leave such copies too.
   raw.pragma('secure_delete = ON');
+  // A write-ahead log that grew (an ingest folds it every 256 MiB) is cut back to this size when it
+  // starts over, instead of keeping its largest size on disk for as long as a connection is open.
+  raw.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
   let closed = false;
   return {

@@ -1251,7 +1251,7 @@ describe('memory (SQLite)', () => {
     // 220,000 rows ingested: about 25 s on a quiet machine, over a minute on a loaded one.
   }, 400_000);
 
-  it('while an ingest runs its statement journals stay in memory, its log folds every 64 MB, and both are put back after', async () => {
+  it('while an ingest runs its statement journals stay in memory, its log folds every 256 MB, its commits wait for no flush, and all three are put back after', async () => {
     const dir = tempDir();
     const env = testEnv(join(dir, 'data'), { VALHALLA_DATABASE_URL: join(dir, 'settings.db') });
     const { app } = await initialize(loadConfig({ env, cwd: dir }), { clock: new ManualClock(NOW_ISO) });
@@ -1260,17 +1260,26 @@ describe('memory (SQLite)', () => {
     const settings = () => ({
       temp_store: raw.pragma('temp_store', { simple: true }),
       wal_autocheckpoint: raw.pragma('wal_autocheckpoint', { simple: true }),
+      synchronous: raw.pragma('synchronous', { simple: true }),
     });
     const outside = settings();
-    expect(outside).toEqual({ temp_store: 0, wal_autocheckpoint: 1000 });
+    // synchronous 2 is FULL (every commit flushed), 1 NORMAL.
+    expect(outside).toEqual({ temp_store: 0, wal_autocheckpoint: 1000, synchronous: 2 });
     const during: ReturnType<typeof settings>[] = [];
     const path = join(dir, 'settings.csv');
     writeFileSync(path, csv(...Array.from({ length: 1_500 }, (_, i) => csvRow(i))));
     const summary = await app.ingest({ path, onProgress: () => during.push(settings()) });
     expect(summary.accepted).toBe(1_500);
     expect(during.length).toBeGreaterThan(0);
-    for (const s of during) expect(s).toEqual({ temp_store: 2, wal_autocheckpoint: 16_384 });
+    for (const s of during) expect(s).toEqual({ temp_store: 2, wal_autocheckpoint: 65_536, synchronous: 1 });
     expect(settings()).toEqual(outside);
+    // The run's last commit came after the flush was back: its entry is what says the run finished.
+    const last = await app.store.db
+      .selectFrom('audit_log')
+      .select('action')
+      .orderBy('seq', 'desc')
+      .executeTakeFirstOrThrow();
+    expect(last.action).toBe('ingest.finished');
   });
 
   it('rows far larger than leads: a chunk holds at most 8 MiB of the file, not 1,000 such rows', async () => {

@@ -2,10 +2,12 @@
  * What every SQLite connection of the product is set to, on a real database file, after the migrations
  * ran on it (they switch foreign keys off around their transaction: src/store/migrate.ts).
  */
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openStore, type Store } from '../../src/store/index.js';
+import { foldLogLess, openStore, type Store } from '../../src/store/index.js';
+import { WAL_SIZE_LIMIT_BYTES } from '../../src/store/open.js';
 import { tempDir } from '../support/tmp.js';
 
 const opened: Store[] = [];
@@ -35,6 +37,25 @@ describe('a SQLite connection of the store', () => {
       raw.prepare('insert into lead_identities (key, lead_id) values (?, 999)').run(Buffer.alloc(12, 7)),
     ).toThrow(/FOREIGN KEY/);
     expect(raw.pragma('foreign_key_check')).toEqual([]);
+  });
+
+  it('a write-ahead log grown past 64 MiB is cut back to 64 MiB when it starts over', async () => {
+    const path = join(tempDir(), 'valhalla.db');
+    const store = await open(path);
+    const raw = store.sqlite!;
+    expect(raw.pragma('journal_size_limit', { simple: true })).toBe(WAL_SIZE_LIMIT_BYTES);
+    // As a long ingest leaves it: about 80 MiB of log between two folds.
+    const restoreFolds = foldLogLess(store, 1_000_000);
+    raw.exec('create table log_growth (bytes blob)');
+    const insert = raw.prepare('insert into log_growth (bytes) values (randomblob(4000))');
+    raw.transaction(() => {
+      for (let i = 0; i < 20_000; i++) insert.run();
+    })();
+    expect(statSync(`${path}-wal`).size).toBeGreaterThan(WAL_SIZE_LIMIT_BYTES);
+    restoreFolds();
+    // The next write starts the folded log over, and cuts the file.
+    raw.prepare("insert into log_growth (bytes) values (x'00')").run();
+    expect(statSync(`${path}-wal`).size).toBeLessThanOrEqual(WAL_SIZE_LIMIT_BYTES);
   });
 
   it('a migration that leaves a row pointing at nothing is refused, and nothing of it is applied', async () => {
