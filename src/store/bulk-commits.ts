@@ -12,12 +12,17 @@ import type { StoreTarget } from './open.js';
  * back. Synced at every commit, each transaction held the one write lock through a flush.
  */
 export function deferCommitSync(store: Store): () => void {
+  return setUntilRestored(store, 'synchronous', 'NORMAL');
+}
+
+/** SQLite: set a pragma on this connection until the returned function puts its old value back. */
+function setUntilRestored(store: Store, pragma: string, value: string | number): () => void {
   const raw = store.sqlite;
   if (raw === null) return () => undefined;
-  const before = raw.pragma('synchronous', { simple: true }) as number;
-  raw.pragma('synchronous = NORMAL');
+  const before = raw.pragma(pragma, { simple: true }) as number;
+  raw.pragma(`${pragma} = ${value}`);
   return () => {
-    raw.pragma(`synchronous = ${before}`);
+    raw.pragma(`${pragma} = ${before}`);
   };
 }
 
@@ -45,13 +50,7 @@ export function syncCommits(target: StoreTarget): void {
  * default 2 MB cache those pages are read and spilled again and again within one transaction.
  */
 export function widenPageCache(store: Store, mebibytes: number): () => void {
-  const raw = store.sqlite;
-  if (raw === null) return () => undefined;
-  const before = raw.pragma('cache_size', { simple: true }) as number;
-  raw.pragma(`cache_size = ${-Math.round(mebibytes * 1024)}`);
-  return () => {
-    raw.pragma(`cache_size = ${before}`);
-  };
+  return setUntilRestored(store, 'cache_size', -Math.round(mebibytes * 1024));
 }
 
 /**
@@ -88,11 +87,5 @@ export function foldLogLess(store: Store, pages: number): () => void {
  * stale leads, dropping a table with secure_delete) would journal hundreds of megabytes in memory.
  */
 export function journalInMemory(store: Store): () => void {
-  const raw = store.sqlite;
-  if (raw === null) return () => undefined;
-  const before = raw.pragma('temp_store', { simple: true }) as number;
-  raw.pragma('temp_store = MEMORY');
-  return () => {
-    raw.pragma(`temp_store = ${before}`);
-  };
+  return setUntilRestored(store, 'temp_store', 'MEMORY');
 }
