@@ -143,13 +143,27 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     options.rejectsPath === undefined || options.overwriteRejects === true,
   );
 
-  const restoreCache = widenPageCache(store, INGEST_PAGE_CACHE_MIB);
-  const restoreFolds = foldLogLess(store, INGEST_LOG_FOLD_PAGES);
-  const restoreJournals = journalInMemory(store);
-  // The chunks commit without a disk flush each; the run's last commit (finished or failed, after the
-  // setting is back) flushes the log, and with it every chunk before it, before the run reports.
-  const restoreSync = deferCommitSync(store);
+  // The connection's settings changed for the run, each put back (last first) before its last commit. One
+  // that cannot be put back is logged, and the others still are; the run's own error is the one reported.
+  const putBack: (() => void)[] = [];
+  const restoreSettings = () => {
+    for (const restore of putBack.splice(0).reverse()) {
+      try {
+        restore();
+      } catch (error) {
+        logger.error({ runId, err: error }, 'ingest: a connection setting could not be put back');
+      }
+    }
+  };
   try {
+    putBack.push(widenPageCache(store, INGEST_PAGE_CACHE_MIB));
+    putBack.push(foldLogLess(store, INGEST_LOG_FOLD_PAGES));
+    putBack.push(journalInMemory(store));
+    // The chunks commit without a disk flush each (a setting of the connection: nothing else commits on
+    // it while the run lasts). Put back before the run's last commit (finished or failed), which then
+    // flushes the log and every chunk before it, before the run reports. A connection that already
+    // commits without flushes (the upload thread's) syncs the log itself before it answers (syncCommits).
+    putBack.push(deferCommitSync(store));
     const commit = (rows: SourceRow[]) =>
       commitChunk(deps, runId, rows, summary, rejects, bound, transactionRows, options.beforeTransaction);
     let chunk: SourceRow[] = [];
@@ -177,7 +191,7 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     // Inside the try: a rejects file that cannot be written fails the run instead of leaving it running.
     summary.rejectsFile = await rejects.close();
   } catch (error) {
-    restoreSync();
+    restoreSettings();
     await rejects.close().catch(() => undefined);
     // The audit chain is immutable: it gets only messages this module wrote (which never hold values);
     // any other error is named by type and code, its message (which could quote data) stays out.
@@ -204,10 +218,7 @@ export async function ingestFile(deps: IngestDeps, options: IngestOptions): Prom
     logger.error({ runId, err: error, ...counts(summary) }, 'ingest failed');
     throw error;
   } finally {
-    restoreSync();
-    restoreJournals();
-    restoreFolds();
-    restoreCache();
+    restoreSettings();
   }
 
   summary.fileSha256 = hash.digest('hex');

@@ -9,7 +9,8 @@ import type { StoreTarget } from './open.js';
  * SQLite: this connection's commits no longer wait for a disk flush each (synchronous=NORMAL: the
  * write-ahead log stays consistent after a power cut, only its newest commits can be lost until
  * `syncCommits` or the next commit with a flush), until the returned function puts the old setting
- * back. Synced at every commit, each transaction held the one write lock through a flush.
+ * back. Synced at every commit, each transaction held the one write lock through a flush. The setting
+ * is the connection's: for a connection nothing else commits through while it lasts.
  */
 export function deferCommitSync(store: Store): () => void {
   return setUntilRestored(store, 'synchronous', 'NORMAL');

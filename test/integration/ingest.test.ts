@@ -1266,20 +1266,66 @@ describe('memory (SQLite)', () => {
     // synchronous 2 is FULL (every commit flushed), 1 NORMAL.
     expect(outside).toEqual({ temp_store: 0, wal_autocheckpoint: 1000, synchronous: 2 });
     const during: ReturnType<typeof settings>[] = [];
-    const path = join(dir, 'settings.csv');
-    writeFileSync(path, csv(...Array.from({ length: 1_500 }, (_, i) => csvRow(i))));
-    const summary = await app.ingest({ path, onProgress: () => during.push(settings()) });
-    expect(summary.accepted).toBe(1_500);
-    expect(during.length).toBeGreaterThan(0);
-    for (const s of during) expect(s).toEqual({ temp_store: 2, wal_autocheckpoint: 65_536, synchronous: 1 });
-    expect(settings()).toEqual(outside);
-    // The run's last commit came after the flush was back: its entry is what says the run finished.
-    const last = await app.store.db
-      .selectFrom('audit_log')
-      .select('action')
-      .orderBy('seq', 'desc')
-      .executeTakeFirstOrThrow();
-    expect(last.action).toBe('ingest.finished');
+    // The flush setting each ingest entry was committed under, read as the entry is written.
+    const committedUnder: { action: string; synchronous: unknown }[] = [];
+    const prepare = raw.prepare;
+    raw.prepare = ((source: string) => {
+      const statement = prepare.call(raw, source);
+      if (!source.startsWith('insert into "audit_log"')) return statement;
+      const run = statement.run.bind(statement) as (...params: unknown[]) => unknown;
+      statement.run = ((...params: unknown[]) => {
+        const action = params.flat().find((p) => typeof p === 'string' && p.startsWith('ingest.'));
+        committedUnder.push({
+          action: String(action),
+          synchronous: raw.pragma('synchronous', { simple: true }),
+        });
+        return run(...params);
+      }) as typeof statement.run;
+      return statement;
+    }) as typeof raw.prepare;
+    try {
+      const path = join(dir, 'settings.csv');
+      writeFileSync(path, csv(...Array.from({ length: 1_500 }, (_, i) => csvRow(i))));
+      const summary = await app.ingest({ path, onProgress: () => during.push(settings()) });
+      expect(summary.accepted).toBe(1_500);
+      expect(during.length).toBeGreaterThan(0);
+      for (const s of during)
+        expect(s).toEqual({ temp_store: 2, wal_autocheckpoint: 65_536, synchronous: 1 });
+      expect(settings()).toEqual(outside);
+      // The chunks committed without a flush; the run's last commit, with it, after the setting was back.
+      expect(committedUnder).toEqual([
+        { action: 'ingest.started', synchronous: 2 },
+        { action: 'ingest.rows', synchronous: 1 },
+        { action: 'ingest.rows', synchronous: 1 },
+        { action: 'ingest.finished', synchronous: 2 },
+      ]);
+
+      // A run that fails part-way (bad bytes after its first chunk): the same, its failure flushed.
+      committedUnder.length = 0;
+      const rows = csv(...Array.from({ length: 1_500 }, (_, i) => csvRow(2_000 + i)));
+      const badAt = rows.indexOf('Person 3200,');
+      const broken = join(dir, 'broken.csv');
+      writeFileSync(
+        broken,
+        Buffer.concat([
+          Buffer.from(rows.slice(0, badAt)),
+          Buffer.from([0xc3, 0x28]),
+          Buffer.from(rows.slice(badAt + 2)),
+        ]),
+      );
+      // Chunks of 100: some commit before the reader meets the bad bytes.
+      await expect(app.ingest({ path: broken, chunkSize: 100 })).rejects.toThrow(/not valid UTF-8/);
+      expect(settings()).toEqual(outside);
+      const chunks = committedUnder.filter((c) => c.action === 'ingest.rows');
+      expect(chunks.length).toBeGreaterThan(0);
+      expect(committedUnder).toEqual([
+        { action: 'ingest.started', synchronous: 2 },
+        ...chunks.map(() => ({ action: 'ingest.rows', synchronous: 1 })),
+        { action: 'ingest.failed', synchronous: 2 },
+      ]);
+    } finally {
+      raw.prepare = prepare;
+    }
   });
 
   it('rows far larger than leads: a chunk holds at most 8 MiB of the file, not 1,000 such rows', async () => {
