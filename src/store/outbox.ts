@@ -7,8 +7,11 @@ import type { Delivery, DeliveryState, Lead } from './schema.js';
 // ---- leads for a cycle ----
 
 /**
- * Every score a lead can have (the table's check: 0 to 100). Named one by one, they let the expiry read
- * `leads_eligible` (score, then age) as one range of ages per score, instead of every pending lead.
+ * Every score a lead can have: the whole numbers 0 to 100 (the table's check; every path that stores a
+ * lead takes whole numbers only, and PostgreSQL's column is an integer). Named one by one, they let the
+ * expiry read `leads_eligible` (score, then age) as one range of ages per score, instead of every
+ * pending lead. A fraction written into a SQLite file by hand would not be found by it; such a lead is
+ * still never sent once stale, as the selection checks freshness itself (`selectEligible`).
  */
 const EVERY_SCORE: readonly number[] = Array.from({ length: 101 }, (_, score) => score);
 
