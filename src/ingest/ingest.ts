@@ -23,13 +23,13 @@ import type { SourceRow } from './source-row.js';
  * 64 MB ingest at the same speed within noise (the random pages of the unique indexes outnumber any
  * cache here), and 64 MB costs 57 MB more peak RSS.
  */
-const INGEST_PAGE_CACHE_MIB = 8;
+export const INGEST_PAGE_CACHE_MIB = 8;
 /**
  * Pages of write-ahead log between two folds into the database while an ingest runs (1,000 by default):
  * 256 MiB. The default folds after every transaction and writes each random index page again each
  * time. Measured at 1,000,000 leads (bench/ingest): 64 MiB 13.8k leads/s, 256 MiB 15.2k.
  */
-const INGEST_LOG_FOLD_PAGES = 65_536;
+export const INGEST_LOG_FOLD_PAGES = 65_536;
 /**
  * Bytes of source a chunk holds at most when no reject bound is set: 1,000 rows of up to 64 KB each
  * (MAX_RECORD_BYTES) would be 64 MB of rows in memory at once; 8 MiB is about 70,000 ordinary rows, so
