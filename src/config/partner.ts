@@ -10,6 +10,7 @@ import {
   profileSha256,
   STATIC_CREDENTIAL,
   STATIC_CREDENTIAL_RULE,
+  STATIC_CREDENTIALS,
   shippedProfileNames,
 } from '../partner/index.js';
 import { isLoopbackHost } from '../policy/index.js';
@@ -84,12 +85,10 @@ export function readPartnerSettings(
   const clientSecret = raw.VALHALLA_PARTNER_CLIENT_SECRET ?? null;
   const apiKey = raw.VALHALLA_PARTNER_API_KEY ?? null;
   const bearerToken = raw.VALHALLA_PARTNER_BEARER_TOKEN ?? null;
-  for (const [name, value] of [
-    ['VALHALLA_PARTNER_API_KEY', apiKey],
-    ['VALHALLA_PARTNER_BEARER_TOKEN', bearerToken],
-  ] as const) {
-    if (value !== null && !STATIC_CREDENTIAL.test(value)) {
-      issues.push({ setting: name, value: '(secret)', problem: STATIC_CREDENTIAL_RULE });
+  for (const { variable } of STATIC_CREDENTIALS) {
+    const value = raw[variable];
+    if (value !== undefined && !STATIC_CREDENTIAL.test(value)) {
+      issues.push({ setting: variable, value: '(secret)', problem: STATIC_CREDENTIAL_RULE });
     }
   }
   if (phase === 4) {

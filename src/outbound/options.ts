@@ -93,11 +93,12 @@ export function checkOptions(options: PartnerClientOptions): CheckedSettings {
     tokenRefreshMarginMs = DEFAULT_TOKEN_REFRESH_MARGIN_MS,
   } = options;
   const auth = (options.profile ?? shippedDefaultProfile()).auth;
-  for (const { option } of AUTH_CREDENTIALS[auth.kind]) {
+  for (const credential of AUTH_CREDENTIALS[auth.kind]) {
+    const { option } = credential;
     const value = options[option];
     if (typeof value !== 'string' || value === '') {
       problems.push(`${option} is required (the profile's auth is ${auth.kind})`);
-    } else if ((option === 'apiKey' || option === 'bearerToken') && !STATIC_CREDENTIAL.test(value)) {
+    } else if (credential.static && !STATIC_CREDENTIAL.test(value)) {
       problems.push(`${option} ${STATIC_CREDENTIAL_RULE}`);
     }
   }

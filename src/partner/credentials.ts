@@ -8,17 +8,24 @@ export type AuthKind = PartnerProfile['auth']['kind'];
 export interface Credential {
   option: 'tokenUrl' | 'clientId' | 'clientSecret' | 'apiKey' | 'bearerToken';
   variable: string;
+  /** Sent as it is in a header on every request (`STATIC_CREDENTIAL` says what it may be). */
+  static: boolean;
 }
 
 export const AUTH_CREDENTIALS: Readonly<Record<AuthKind, readonly Credential[]>> = {
   oauth2_client_credentials: [
-    { option: 'tokenUrl', variable: 'VALHALLA_PARTNER_TOKEN_URL' },
-    { option: 'clientId', variable: 'VALHALLA_PARTNER_CLIENT_ID' },
-    { option: 'clientSecret', variable: 'VALHALLA_PARTNER_CLIENT_SECRET' },
+    { option: 'tokenUrl', variable: 'VALHALLA_PARTNER_TOKEN_URL', static: false },
+    { option: 'clientId', variable: 'VALHALLA_PARTNER_CLIENT_ID', static: false },
+    { option: 'clientSecret', variable: 'VALHALLA_PARTNER_CLIENT_SECRET', static: false },
   ],
-  api_key: [{ option: 'apiKey', variable: 'VALHALLA_PARTNER_API_KEY' }],
-  bearer: [{ option: 'bearerToken', variable: 'VALHALLA_PARTNER_BEARER_TOKEN' }],
+  api_key: [{ option: 'apiKey', variable: 'VALHALLA_PARTNER_API_KEY', static: true }],
+  bearer: [{ option: 'bearerToken', variable: 'VALHALLA_PARTNER_BEARER_TOKEN', static: true }],
 };
+
+/** The static credentials of every auth kind: checked wherever they are set, whatever the profile. */
+export const STATIC_CREDENTIALS: readonly Credential[] = Object.values(AUTH_CREDENTIALS)
+  .flat()
+  .filter((c) => c.static);
 
 /**
  * What a static credential (an API key, a bearer token) may be: it travels in a header, so a line

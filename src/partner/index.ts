@@ -16,6 +16,7 @@ export {
   type Credential,
   STATIC_CREDENTIAL,
   STATIC_CREDENTIAL_RULE,
+  STATIC_CREDENTIALS,
 } from './credentials.js';
 export {
   isPartnerProfileError,
