@@ -50,15 +50,14 @@ export function writableLeads(
 
 /**
  * Why the profile cannot write this batch as it stands (more leads than its `maxLeads`, a lead it
- * cannot write), or null. The leads in the order they are sent (by id).
+ * cannot write), or null. The leads as the send gives them to the client (`deliveryLeads`: by id).
  */
 export function batchUnwritable(
   profile: PartnerProfile,
   batchKey: string,
   leads: readonly Lead[],
 ): string | null {
-  const inSendOrder = [...leads].sort((a, b) => a.id - b.id).map(toProfileLead);
-  const built = buildPartnerRequest(profile, inSendOrder, batchKey);
+  const built = buildPartnerRequest(profile, leads.map(toProfileLead), batchKey);
   if (built.ok) return null;
   const shown = built.problems.slice(0, 3).map((p) => `${p.where}: ${p.problem}`);
   const more = built.problems.length > 3 ? `; and ${built.problems.length - 3} more` : '';
