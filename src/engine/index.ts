@@ -19,6 +19,7 @@ export {
   type QuarantinedLead,
   type QuarantineResult,
 } from './operator.js';
+export { DUPLICATE_AT_PARTNER } from './outcome.js';
 export type { PartnerLead, PartnerPort, SendOutcome } from './partner-port.js';
 export { leadKey, MAX_LEADS_PER_REQUEST, payloadSha256, toPartnerLead, toProfileLead } from './payload.js';
 export { eligibleFor } from './plan.js';

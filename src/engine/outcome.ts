@@ -171,7 +171,7 @@ async function recordAnswer(
   };
   for (const id of accepted) change(true, null, id);
   for (const v of verdicts.filter((d) => d.outcome === 'duplicate')) {
-    change(true, `duplicate at partner${v.reason === null ? '' : `: ${v.reason}`}`, v.lead.id);
+    change(true, `${DUPLICATE_AT_PARTNER}${v.reason === null ? '' : `: ${v.reason}`}`, v.lead.id);
   }
   for (const v of notTaken) change(false, quarantineReason(v), v.lead.id);
   for (const { exported, reason, ids } of changes.values()) {
@@ -342,4 +342,5 @@ export async function refuseDelivery(
   });
   await setLeadsState(trx, back, { state: 'pending', reason: null, now });
   for (const id of [...stale, ...back]) await releaseFromDeliveries(trx, id);
-}
+} /** How the reason of a lead the partner already held begins (exported: it has it). */
+export const DUPLICATE_AT_PARTNER = 'duplicate at partner';

@@ -210,16 +210,15 @@ export async function eraseLead(app: PrivacyDeps, request: ErasureRequest): Prom
           })),
         },
       });
-      await eraseLeadData(trx, lead.id, {
-        now,
-        ...(state !== lead.state
+      // A reason kept with the state may quote the partner's text (`duplicate at partner: …`,
+      // `refused by the partner: …`): it goes with the lead's data.
+      const newReason =
+        state !== lead.state
           ? { state, reason: `erased (was ${lead.state}) by ${actor}: ${reason}` }
-          : // A reason kept with the state may quote the partner's text (`duplicate at partner: …`,
-            // `refused by the partner: …`): it goes with the lead's data.
-            lead.state_reason !== null
+          : lead.state_reason !== null
             ? { reason: `erased by ${actor}: ${reason}` }
-            : {}),
-      });
+            : {};
+      await eraseLeadData(trx, lead.id, { now, ...newReason });
       erased.push({
         id: lead.id,
         pseudonym,

@@ -1,7 +1,7 @@
 // The simulation's Phase 4 summary: the ramp stages, the daily caps, rollbacks and pauses, the
 // totals, and the reconciliation of the database against the sandbox partner's own ledger.
 import type { App } from '../app/index.js';
-import { leadKey } from '../engine/index.js';
+import { DUPLICATE_AT_PARTNER, leadKey } from '../engine/index.js';
 import type { AuditAction, LeadState } from '../policy/index.js';
 import type { SandboxPartner } from '../sandbox/index.js';
 import { auditEntriesBetween, dailyUsage, listLeads, utcDay, waitingLeadCount } from '../store/index.js';
@@ -66,9 +66,13 @@ export async function summarise(
   // A replay of a batch key the partner holds is not a second sending (it answers with its first answer).
   // Under the CRM (no batch key), a lead sent again after a lost answer comes back a duplicate: not a
   // second sending when the database recorded it so (exported, "duplicate at partner").
+  const leadsIn = (state: LeadState) => listLeads(store.db, { state, limit: 10_000_000 });
+  const keysOf = async (state: LeadState) => new Set((await leadsIn(state)).map((l) => leadKey(l)));
+  const exportedLeads = await leadsIn('exported');
+  const exported = new Set(exportedLeads.map((l) => leadKey(l)));
   const knownDuplicates = new Set(
-    (await listLeads(store.db, { state: 'exported', limit: 10_000_000 }))
-      .filter((l) => l.state_reason?.startsWith('duplicate at partner') === true)
+    exportedLeads
+      .filter((l) => l.state_reason?.startsWith(DUPLICATE_AT_PARTNER) === true)
       .map((l) => leadKey(l)),
   );
   const sentTwice =
@@ -76,9 +80,6 @@ export async function summarise(
       ? Object.values(sandbox.records().leadBatches).filter((batches) => batches.length > 1).length
       : ledger.filter(([key, l]) => l.duplicates > 0 && !knownDuplicates.has(key)).length;
   const atPartner = new Map(ledger);
-  const keysOf = async (state: LeadState) =>
-    new Set((await listLeads(store.db, { state, limit: 10_000_000 })).map((l) => leadKey(l)));
-  const exported = await keysOf('exported');
   const mayBeAtPartner = new Set([
     ...exported,
     ...(await keysOf('in_flight')),
