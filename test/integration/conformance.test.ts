@@ -253,6 +253,24 @@ describe('conformance scenarios against the sandbox playing the CRM profile (sta
       played: 'crm-batch-contacts',
       standIn: false,
     });
+    // A file under the shipped name is the shipped profile only when its content is: an exact copy is
+    // played as itself; an edited one (its name unchanged) is the operator's own, played by a stand-in.
+    const shipped = readFileSync(join(REPO_ROOT, 'config/partners/crm-batch-contacts.json'), 'utf8');
+    const copy = join(tempDir(), 'crm-batch-contacts.json');
+    writeFileSync(copy, shipped);
+    expect(conformanceProfileFor(installation({ VALHALLA_PARTNER_PROFILE: copy }).config)).toEqual({
+      played: 'crm-batch-contacts',
+      standIn: false,
+    });
+    const edited = join(tempDir(), 'crm-batch-contacts.json');
+    const profile = JSON.parse(shipped) as { name: string; batch: { maxLeads: number } };
+    writeFileSync(edited, JSON.stringify({ ...profile, batch: { ...profile.batch, maxLeads: 50 } }));
+    const editedSetup = installation({ VALHALLA_PARTNER_PROFILE: edited });
+    expect(editedSetup.config.partner.profile.profile.name).toBe('crm-batch-contacts');
+    expect(conformanceProfileFor(editedSetup.config)).toEqual({
+      played: 'crm-batch-contacts',
+      standIn: true,
+    });
     const scenario = await runScenario('endpoint', setup);
     expect(scenario.passed).toBe(true);
     expect(scenario.checks.map((c) => c.name)).toContain(
