@@ -49,4 +49,5 @@ export {
   shippedDefaultProfile,
   shippedProfile,
   shippedProfileNames,
+  shippedProfileSha256,
 } from './shipped.js';

@@ -3,7 +3,7 @@
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../files/index.js';
-import { loadPartnerProfile } from './load-profile.js';
+import { loadPartnerProfile, profileSha256 } from './load-profile.js';
 import type { PartnerProfile } from './profile-schema.js';
 
 /** Where the shipped profiles are: beside the package, never the working folder. */
@@ -36,19 +36,30 @@ export function profileFileFor(setting: string, cwd: string): string | null {
   return shippedProfileNames().includes(setting) ? join(SHIPPED_PROFILES_DIR, `${setting}.json`) : null;
 }
 
-const shipped = new Map<string, PartnerProfile>();
+const shipped = new Map<string, { profile: PartnerProfile; sha256: string }>();
+
+/** A shipped profile and its SHA-256, read and hashed once per process. */
+function readShipped(name: string): { profile: PartnerProfile; sha256: string } {
+  let read = shipped.get(name);
+  if (read === undefined) {
+    const profile = loadPartnerProfile(join(SHIPPED_PROFILES_DIR, `${name}.json`));
+    read = { profile, sha256: profileSha256(profile) };
+    shipped.set(name, read);
+  }
+  return read;
+}
 
 /**
  * A shipped profile by name, read once per process. Throws `PartnerProfileError` if it was damaged
  * (or no shipped profile has the name: `PROFILE_UNREADABLE`).
  */
 export function shippedProfile(name: string): PartnerProfile {
-  let profile = shipped.get(name);
-  if (profile === undefined) {
-    profile = loadPartnerProfile(join(SHIPPED_PROFILES_DIR, `${name}.json`));
-    shipped.set(name, profile);
-  }
-  return profile;
+  return readShipped(name).profile;
+}
+
+/** The SHA-256 of a shipped profile (`profileSha256`), hashed once per process. */
+export function shippedProfileSha256(name: string): string {
+  return readShipped(name).sha256;
 }
 
 /** The shipped default profile (`valhalla`), read once. */

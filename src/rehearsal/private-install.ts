@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { type Config, loadConfig } from '../config/index.js';
 import type { GateClearance } from '../guard/index.js';
-import { profileSha256, shippedProfile } from '../partner/index.js';
+import { shippedProfileSha256 } from '../partner/index.js';
 import { SANDBOX_PROFILES, type SandboxPartner, type SandboxProfile } from '../sandbox/index.js';
 
 /**
@@ -81,7 +81,7 @@ function shippedProfilePlayed(installation: Config): SandboxProfile | null {
   const { profile, sha256 } = installation.partner.profile;
   const name = SANDBOX_PROFILES.find((p) => p === profile.name);
   if (name === undefined) return null;
-  return profileSha256(shippedProfile(name)) === sha256 ? name : null;
+  return shippedProfileSha256(name) === sha256 ? name : null;
 }
 
 /**
