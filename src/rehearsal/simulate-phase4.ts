@@ -6,16 +6,9 @@ import { ManualClock } from '../clock/index.js';
 import type { Config } from '../config/index.js';
 import { OperatorError } from '../engine/index.js';
 import { readMode, writeGoLiveAt } from '../guard/index.js';
-import { type SandboxPartner, startSandboxPartner } from '../sandbox/index.js';
-import { privateGates, privatePhase4Config, sandboxProfileFor } from './private-install.js';
-import {
-  FAULT_PROFILES,
-  HOUR,
-  ingestHour,
-  SIMULATE_INSTEAD,
-  type SimulationOptions,
-  SimulationRefused,
-} from './simulate-options.js';
+import { type SandboxPartner, type SandboxProfile, startSandboxPartner } from '../sandbox/index.js';
+import { privateGates, privatePhase4Config } from './private-install.js';
+import { FAULT_PROFILES, HOUR, ingestHour, type SimulationOptions } from './simulate-options.js';
 import { summarise, totals } from './simulate-reconcile.js';
 import type { SimulatedCycle, SimulationResult } from './simulate-result.js';
 
@@ -35,16 +28,16 @@ function phase4Limits(installation: Config): Record<string, string> {
 
 export async function simulatePhase4(
   options: SimulationOptions,
+  /** The sandbox contract that plays the installation's profile (`sandboxProfileFor`, checked by `simulate`). */
+  played: SandboxProfile,
   dir: string,
   start: number,
   end: number,
 ): Promise<Omit<SimulationResult, 'options' | 'faultsDescribed' | 'profile' | 'stability' | 'runMs'>> {
   const clock = new ManualClock(start);
   const profile = FAULT_PROFILES[options.faults];
-  const played = sandboxProfileFor(options.config, SIMULATE_INSTEAD);
-  if (!played.ok) throw new SimulationRefused(played.message);
   const sandbox: SandboxPartner = await startSandboxPartner({
-    profile: played.profile,
+    profile: played,
     clock,
     sleep: clock.sleep,
     certDir: join(dir, 'cert'),

@@ -52,7 +52,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   const dir = mkdtempSync(join(tmpdir(), 'valhalla-simulate-'));
   try {
     const stability = await simulatePhase3(options, dir, start, end);
-    const live = await simulatePhase4(options, dir, start, end);
+    const live = await simulatePhase4(options, played.profile, dir, start, end);
     const { limits: used, ...phase4 } = live;
     return {
       options: {
