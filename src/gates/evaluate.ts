@@ -63,13 +63,13 @@ export const GATE_ACTIONS: readonly AuditAction[] = [
   ...Object.values(EVIDENCE_ACTIONS),
 ];
 
+/** How many of the newest conformance runs are searched for one made for the profile in force. */
+const EVIDENCE_LOOKBACK = 50;
+
 /**
  * The policy's `verify_phase4_gates`: every gate, item by item, from the evidence and the signatures.
  * `chain`: an audit-chain verification to use instead of walking the whole chain again.
  */
-/** How many of the newest conformance runs are searched for one made for the profile in force. */
-const EVIDENCE_LOOKBACK = 50;
-
 export async function evaluateGates(
   deps: GatesDeps,
   options: { chain?: AuditVerification } = {},
@@ -432,17 +432,14 @@ function partnerRunProblem(
     tokenUrl: running.partner.tokenUrl,
     caFingerprints: running.partner.caFingerprints,
   };
+  if (canonicalJson(ranAgainst) !== canonicalJson(partner)) {
+    return `the last conformance run against a configured partner ran against ${ranAgainst.url ?? 'none'} (CA ${ranAgainst.caFingerprints === null ? 'the system’s' : ranAgainst.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}), not the manifest's ${partner.url ?? 'none'} (CA ${partner.caFingerprints === null ? 'the system’s' : partner.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}): ${fix}`;
+  }
   // Spoken to under another profile (other paths, auth, mapping or answer reading): it does not count.
   const ranWith = d.partner?.profile ?? null;
   const profile = running.partner.profile ?? null;
-  if (
-    canonicalJson(ranAgainst) === canonicalJson(partner) &&
-    canonicalJson(ranWith) !== canonicalJson(profile)
-  ) {
+  if (canonicalJson(ranWith) !== canonicalJson(profile)) {
     return `the last conformance run against the configured partner spoke partner profile ${profileWords(ranWith)}, not the manifest's ${profileWords(profile)}: ${fix}`;
-  }
-  if (canonicalJson(ranAgainst) !== canonicalJson(partner)) {
-    return `the last conformance run against a configured partner ran against ${ranAgainst.url ?? 'none'} (CA ${ranAgainst.caFingerprints === null ? 'the system’s' : ranAgainst.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}), not the manifest's ${partner.url ?? 'none'} (CA ${partner.caFingerprints === null ? 'the system’s' : partner.caFingerprints.map((f) => f.slice(0, 12)).join(', ')}): ${fix}`;
   }
   if (d.passed !== true) {
     const failed = (d.scenarios ?? []).filter((s) => !s.passed).map((s) => s.name);
