@@ -57,6 +57,28 @@ export function formatTable(columns: string[], rows: (string | number | null)[][
     .join('\n');
 }
 
+type Attributes = Readonly<Record<string, string | number | boolean | null>>;
+
+/**
+ * A table of leads, with an ATTRIBUTES column last only when one of them has attributes (most
+ * installations keep none).
+ */
+export function formatLeadTable(
+  columns: string[],
+  leads: readonly { cells: (string | number | null)[]; attributes: Attributes }[],
+): string {
+  const withAttributes = leads.some((l) => Object.keys(l.attributes).length > 0);
+  if (!withAttributes)
+    return formatTable(
+      columns,
+      leads.map((l) => l.cells),
+    );
+  return formatTable(
+    [...columns, 'ATTRIBUTES'],
+    leads.map((l) => [...l.cells, formatAttributes(l.attributes)]),
+  );
+}
+
 /** A lead's (masked) attributes on one line: `name=value` pairs, escaped (a value is text from a file). */
 export function formatAttributes(
   attributes: Readonly<Record<string, string | number | boolean | null>>,

@@ -4,7 +4,7 @@ import { type CycleReview, confirmReviewedCycle, reviewCycle } from '../../app/i
 import { OperatorError } from '../../engine/index.js';
 import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
-import { CliExit, EXIT, formatAttributes, formatTable, writeJson, writeLine } from '../output.js';
+import { CliExit, EXIT, formatLeadTable, writeJson, writeLine } from '../output.js';
 
 /** The batch under review, as the operator checks it before confirming: masked leads, scores, the partner's answer. */
 function printReview(out: Writable, review: Extract<CycleReview, { kind: 'awaiting' }>): void {
@@ -19,18 +19,14 @@ function printReview(out: Writable, review: Extract<CycleReview, { kind: 'awaiti
       out,
       `batch ${batch.batchKey}: ${batch.state} after ${batch.attempts} attempt(s); partner answered ${batch.partnerStatus === null ? 'nothing (no answer recorded)' : `HTTP ${batch.partnerStatus}`}${batch.partnerAnswer ? ` (${batch.partnerAnswer})` : ''}`,
     );
-    const withAttributes = batch.leads.some((l) => Object.keys(l.attributes).length > 0);
     writeLine(
       out,
-      formatTable(
-        // The attributes column only when a lead of the batch has any (most installations keep none).
-        withAttributes
-          ? ['LEAD', 'PSEUDONYM', 'NAME', 'EMAIL', 'SCORE', 'STATE', 'REASON', 'ATTRIBUTES']
-          : ['LEAD', 'PSEUDONYM', 'NAME', 'EMAIL', 'SCORE', 'STATE', 'REASON'],
-        batch.leads.map((l) => {
-          const row = [l.id, l.pseudonym, l.name, l.email, l.score, l.state, l.reason];
-          return withAttributes ? [...row, formatAttributes(l.attributes)] : row;
-        }),
+      formatLeadTable(
+        ['LEAD', 'PSEUDONYM', 'NAME', 'EMAIL', 'SCORE', 'STATE', 'REASON'],
+        batch.leads.map((l) => ({
+          cells: [l.id, l.pseudonym, l.name, l.email, l.score, l.state, l.reason],
+          attributes: l.attributes,
+        })),
       )
         .split('\n')
         .map((line) => `  ${line}`)

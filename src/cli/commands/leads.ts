@@ -10,7 +10,7 @@ import { type ErasedLead, eraseLead, type LeadIdentifier, parseLeadIdentifier } 
 import { escapeText } from '../../text/index.js';
 import { wholeNumber } from '../arguments.js';
 import type { Context } from '../context.js';
-import { CliExit, type CliIo, EXIT, formatAttributes, formatTable, writeJson, writeLine } from '../output.js';
+import { CliExit, type CliIo, EXIT, formatLeadTable, writeJson, writeLine } from '../output.js';
 
 function instant(value: string): number {
   const ms = Date.parse(value);
@@ -107,15 +107,12 @@ export function registerLeads(program: Command, ctx: Context): void {
         const nextBeforeId = rows.length === opts.limit ? (rows[rows.length - 1]?.id ?? null) : null;
         if (opts.json) return writeJson(io.stdout, { leads: rows, nextBeforeId });
         if (rows.length === 0) return writeLine(io.stdout, 'no leads');
-        // The attributes column only when a lead listed has any (most installations keep none).
-        const withAttributes = rows.some((r) => Object.keys(r.attributes).length > 0);
-        const header = ['ID', 'PSEUDONYM', 'NAME', 'EMAIL', 'PHONE', 'SCORE', 'STATE', 'SOURCE TIME'];
         writeLine(
           io.stdout,
-          formatTable(
-            withAttributes ? [...header, 'ATTRIBUTES'] : header,
-            rows.map((r) => {
-              const row = [
+          formatLeadTable(
+            ['ID', 'PSEUDONYM', 'NAME', 'EMAIL', 'PHONE', 'SCORE', 'STATE', 'SOURCE TIME'],
+            rows.map((r) => ({
+              cells: [
                 r.id,
                 r.pseudonym,
                 r.name,
@@ -124,9 +121,9 @@ export function registerLeads(program: Command, ctx: Context): void {
                 r.score,
                 r.erased ? `${r.state} (erased)` : r.state,
                 r.sourceTimestamp,
-              ];
-              return withAttributes ? [...row, formatAttributes(r.attributes)] : row;
-            }),
+              ],
+              attributes: r.attributes,
+            })),
           ),
         );
         if (nextBeforeId !== null) writeLine(io.stdout, `next page: --before-id ${nextBeforeId}`);
